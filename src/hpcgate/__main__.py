@@ -1,0 +1,3 @@
+from hpcgate.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hpcgate import __version__
+from hpcgate.api import jobs, problems, systems, tokens
+from hpcgate.api.auth import Caller
+from hpcgate.api.limits import BodyLimit
+from hpcgate.config import Settings
+from hpcgate.gateway import Gateway
+from hpcgate.principal import Scope
+
+DESCRIPTION = """
+hpcgate lets applications, services and people use HPC systems over HTTP: submit and
+follow batch jobs, read their output live, watch their state, without SSH keys.
+
+Authenticate with `Authorization: Bearer <token>` (create one with `hpcgate token create`).
+Every error is `application/problem+json` (RFC 9457).
+"""
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
+    """The app for these settings; the gateway starts and stops with the app's lifespan."""
+    gw = gateway or Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(title="hpcgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.gateway = gw
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    problems.install(app)
+    for router in (systems.router, jobs.router, tokens.router):
+        app.include_router(router)
+    app.add_api_route(
+        "/api/v1/health",
+        health,
+        methods=["GET"],
+        tags=["status"],
+        summary="Liveness: the gateway answers",
+    )
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        tags=["status"],
+        summary="Prometheus metrics (admin scope)",
+        responses=problems.responses(401, 403),
+    )
+    return app
+
+
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+async def metrics(who: Caller, request: Request) -> Response:
+    who.require(Scope.ADMIN)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,31 @@
+"""The bearer-token dependency that turns a request into a :class:`Principal`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from hpcgate.errors import Unauthenticated
+from hpcgate.gateway import Gateway
+from hpcgate.principal import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="An hpcgate API token")
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+async def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise Unauthenticated("send 'Authorization: Bearer <token>'")
+    return await gateway(request).tokens.authenticate(credentials.credentials)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+GatewayDep = Annotated[Gateway, Depends(gateway)]

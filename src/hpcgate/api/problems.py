@@ -1,0 +1,99 @@
+"""Every error answered as RFC 9457 ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from hpcgate.errors import HpcgateError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_BASE = "https://hpcgate.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where the error is: body, query, header, path...")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = Field(description="A URI naming the kind of problem")
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = Field(None, description="Field errors, on 422")
+
+
+def problem(status: int, slug: str, title: str, detail: str | None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def _hpcgate_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HpcgateError)
+    if exc.status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc.detail)
+    return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    first = errors[0] if errors else None
+    detail = f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else None
+    return problem(422, "validation-error", "The request is not valid", detail, errors=errors)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    title = str(exc.detail) if isinstance(exc.detail, str) else "HTTP error"
+    return problem(exc.status_code, slug, title, None)
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return problem(500, "internal", "Internal error", "an unexpected error was logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(HpcgateError, _hpcgate_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem responses a route can give."""
+    return {
+        status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": _WHY[status]}
+        for status in statuses
+    }
+
+
+_WHY = {
+    400: "Malformed request",
+    401: "Missing, invalid, expired or revoked token",
+    403: "The token lacks a required scope",
+    404: "No such system or job (or not yours)",
+    409: "Conflict, e.g. a submit with the same Idempotency-Key is in progress",
+    413: "Request or script too large",
+    422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",
+    503: "The scheduler or system is unavailable",
+    504: "The system did not answer in time",
+}

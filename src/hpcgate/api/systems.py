@@ -1,0 +1,51 @@
+"""``/api/v1/systems``: the configured systems and their health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.problems import responses
+from hpcgate.cluster import Cluster
+from hpcgate.principal import Scope
+
+router = APIRouter(prefix="/api/v1/systems", tags=["systems"])
+
+
+class SystemInfo(BaseModel):
+    name: str
+    description: str
+    scheduler: str = Field(description="embedded, slurm, ...")
+    transport: str = Field(description="local, ssh, agent")
+    healthy: bool = Field(description="Did the latest scheduler query succeed?")
+    health_message: str
+    checked_at: datetime | None = Field(None, description="When health was last checked")
+
+
+def _info(cluster: Cluster) -> SystemInfo:
+    return SystemInfo(
+        name=cluster.name,
+        description=cluster.config.description,
+        scheduler=cluster.config.scheduler,
+        transport=cluster.config.transport,
+        healthy=cluster.health.healthy,
+        health_message=cluster.health.message,
+        checked_at=cluster.health.checked_at,
+    )
+
+
+@router.get("", summary="List systems", responses=responses(401, 403))
+async def list_systems(who: Caller, gateway: GatewayDep) -> list[SystemInfo]:
+    who.require(Scope.JOBS_READ)
+    return [_info(cluster) for cluster in gateway.systems]
+
+
+@router.get("/{system}", summary="One system", responses=responses(401, 403, 404))
+async def get_system(
+    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
+) -> SystemInfo:
+    who.require(Scope.JOBS_READ)
+    return _info(gateway.systems.get(system))

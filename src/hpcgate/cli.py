@@ -1,0 +1,149 @@
+"""The ``hpcgate`` command: run the gateway and administer it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from hpcgate.api.app import create_app
+from hpcgate.config import Settings, load_settings
+from hpcgate.errors import HpcgateError
+from hpcgate.gateway import Gateway
+from hpcgate.principal import DEFAULT_SCOPES
+from hpcgate.tokens import parse_scopes
+
+app = typer.Typer(no_args_is_help=True, help="hpcgate: an HTTP gateway to HPC clusters.")
+token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
+app.add_typer(token_app, name="token")
+app.add_typer(config_app, name="config")
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration file", exists=True)
+]
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _with_store(settings: Settings, work: Callable[[Gateway], Awaitable[T]]) -> T:
+    async def run() -> T:
+        gateway = Gateway(settings)
+        await gateway.open_store()
+        try:
+            return await work(gateway)
+        finally:
+            await gateway.database.close()
+
+    try:
+        return asyncio.run(run())
+    except HpcgateError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        raise typer.Exit(1) from None
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90``, ``90s``, ``15m``, ``12h``, ``30d`` or ``2w``."""
+    match = _DURATION.match(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise typer.BadParameter(f"invalid duration {text!r}; use e.g. 3600, 90m, 12h or 30d")
+    return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Run the gateway (default: 127.0.0.1:8000, SQLite and the embedded scheduler)."""
+    settings = _settings(config)
+    settings.host = host or settings.host
+    settings.port = port or settings.port
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    err.print(f"hpcgate: data in {settings.home}; systems: {', '.join(settings.systems)}")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Argument(help="The user the token acts as")],
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", "-s", help="jobs:read, jobs:write or admin")
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option(help="Lifetime such as 12h or 30d; default: no expiry")
+    ] = None,
+    description: Annotated[str, typer.Option(help="A note for the token list")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Create a token; its secret is printed once, alone on the last line."""
+    scopes = parse_scopes(scope) if scope else DEFAULT_SCOPES
+    lifetime = parse_duration(expires_in) if expires_in else None
+    issued = _with_store(
+        _settings(config), lambda gw: gw.tokens.create(user, scopes, lifetime, description)
+    )
+    expiry = issued.expires_at.isoformat() if issued.expires_at else "never"
+    typer.echo(f"token {issued.id} for {user}; scopes {','.join(sorted(scopes))}; expires {expiry}")
+    typer.echo(issued.secret)
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str | None, typer.Option(help="Only this user's tokens")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """List tokens (never their secrets)."""
+    rows = _with_store(_settings(config), lambda gw: gw.tokens.list(user))
+    table = Table("id", "user", "scopes", "created", "expires", "revoked", "description")
+    for row in rows:
+        table.add_row(
+            row.id,
+            row.user,
+            row.scopes,
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            f"{row.expires_at:%Y-%m-%d %H:%M}" if row.expires_at else "-",
+            f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-",
+            row.description,
+        )
+    Console().print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (from 'token list')")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token: it stops working at once."""
+    _with_store(_settings(config), lambda gw: gw.tokens.revoke(token_id))
+    typer.echo(f"revoked {token_id}")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective configuration as JSON, secrets masked."""
+    typer.echo(json.dumps(_settings(config).masked(), indent=2))
+
+
+def main() -> None:
+    app()

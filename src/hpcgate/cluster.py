@@ -1,0 +1,61 @@
+"""A configured system: a scheduler adapter paired with a transport, plus its health."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import Counter
+
+from hpcgate.commands import Command, CommandResult
+from hpcgate.config import SystemConfig
+from hpcgate.jobs.models import JobSpec
+from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
+from hpcgate.store.tables import utcnow
+from hpcgate.transports.base import Transport
+
+SCHEDULER_COMMANDS = Counter(
+    "hpcgate_scheduler_commands",
+    "Scheduler commands run, by system and operation",
+    ["system", "operation"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    healthy: bool
+    checked_at: datetime | None
+    message: str
+
+
+class Cluster:
+    """Runs the adapter's commands through the transport. Constructing one does no I/O."""
+
+    def __init__(
+        self, name: str, config: SystemConfig, scheduler: Scheduler, transport: Transport
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.scheduler = scheduler
+        self.transport = transport
+        self.health = Health(False, None, "not checked yet")
+
+    async def _run(self, operation: str, command: Command) -> CommandResult:
+        SCHEDULER_COMMANDS.labels(self.name, operation).inc()
+        return await self.transport.run(command, self.config.command_timeout)
+
+    async def submit(self, spec: JobSpec, context: SubmitContext) -> str:
+        result = await self._run("submit", self.scheduler.submit_command(spec, context))
+        return self.scheduler.parse_submit(result)
+
+    async def status(self, native_ids: Sequence[str]) -> list[SchedulerJob]:
+        result = await self._run("status", self.scheduler.status_command(native_ids))
+        return self.scheduler.parse_status(result)
+
+    async def cancel(self, native_id: str) -> None:
+        result = await self._run("cancel", self.scheduler.cancel_command(native_id))
+        self.scheduler.parse_cancel(result)
+
+    def record_health(self, healthy: bool, message: str = "") -> None:
+        self.health = Health(healthy, utcnow(), message or ("ok" if healthy else "unhealthy"))

@@ -1,0 +1,128 @@
+"""The one exception tree of hpcgate.
+
+Every error a client can cause or see is an :class:`HpcgateError`; each class knows its
+HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any of them as
+``application/problem+json`` without a table of special cases::
+
+    HpcgateError                      500  internal
+    ├── BadRequest                    400  bad-request
+    │   ├── UnsupportedField          422  unsupported-field
+    │   └── SchedulerRejected         422  scheduler-rejected
+    ├── Unauthenticated               401  unauthenticated
+    ├── Forbidden                     403  forbidden
+    ├── NotFound                      404  not-found
+    ├── Conflict                      409  conflict
+    │   └── IdempotencyInProgress     409  idempotency-in-progress
+    ├── PayloadTooLarge               413  payload-too-large
+    ├── Unavailable                   503  unavailable
+    │   ├── SchedulerUnavailable      503  scheduler-unavailable
+    │   └── TransportError            503  transport-error
+    └── CommandTimeout                504  command-timeout
+
+Errors from libraries below (OSError, SQLAlchemy, subprocess) are translated where they
+are caught, never passed up raw.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HpcgateError(Exception):
+    """Base of every hpcgate error. ``detail`` is safe to show to the client."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class BadRequest(HpcgateError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class UnsupportedField(BadRequest):
+    """A job-spec field that the system's scheduler cannot honour."""
+
+    status = 422
+    slug = "unsupported-field"
+    title = "Field not supported by this system's scheduler"
+
+
+class SchedulerRejected(BadRequest):
+    """The scheduler refused the request (bad partition, account, limits, ...)."""
+
+    status = 422
+    slug = "scheduler-rejected"
+    title = "The scheduler rejected the request"
+
+
+class Unauthenticated(HpcgateError):
+    status = 401
+    slug = "unauthenticated"
+    title = "Authentication required"
+
+
+class Forbidden(HpcgateError):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class NotFound(HpcgateError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(HpcgateError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class IdempotencyInProgress(Conflict):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    slug = "idempotency-in-progress"
+    title = "A request with this Idempotency-Key is in progress"
+
+
+class PayloadTooLarge(HpcgateError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class Unavailable(HpcgateError):
+    status = 503
+    slug = "unavailable"
+    title = "Service unavailable"
+
+
+class SchedulerUnavailable(Unavailable):
+    """The scheduler could not be reached or did not answer in time."""
+
+    slug = "scheduler-unavailable"
+    title = "The scheduler is unavailable"
+
+
+class TransportError(Unavailable):
+    """A command could not be started or the system could not be reached."""
+
+    slug = "transport-error"
+    title = "The system could not be reached"
+
+
+class CommandTimeout(HpcgateError):
+    """A command on the system did not finish in time; it was killed."""
+
+    status = 504
+    slug = "command-timeout"
+    title = "The system did not answer in time"

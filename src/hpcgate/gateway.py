@@ -1,0 +1,73 @@
+"""The gateway's parts wired together: the one place that knows how they fit."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from hpcgate.config import Settings
+from hpcgate.jobs.events import EventBus
+from hpcgate.jobs.service import JobService
+from hpcgate.jobs.watcher import JobWatcher
+from hpcgate.principal import Scope
+from hpcgate.store.db import Database
+from hpcgate.store.jobs import JobStore
+from hpcgate.store.tokens import TokenStore
+from hpcgate.systems import Systems
+from hpcgate.tokens import TokenService
+
+log = logging.getLogger("hpcgate")
+
+ADMIN_USER = "admin"
+
+
+class Gateway:
+    """Holds every service. Construction does no I/O; :meth:`start` connects and watches."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.database = Database(settings.database_url)
+        self.tokens = TokenService(TokenStore(self.database))
+        self.systems = Systems.from_settings(settings)
+        self.bus = EventBus()
+        store = JobStore(self.database)
+        self.jobs = JobService(self.systems, store, self.bus, settings.max_script_bytes)
+        self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
+
+    async def open_store(self) -> None:
+        """Create the data directory and bring the database schema up to date."""
+        self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self.database.start()
+
+    async def start(self) -> None:
+        await self.open_store()
+        await self.ensure_admin_token()
+        for watcher in self.watchers:
+            await watcher.poll_once()  # health and state are known before the first request
+            watcher.start()
+
+    async def stop(self) -> None:
+        for watcher in self.watchers:
+            await watcher.stop()
+        await self.database.close()
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.settings.home / "admin-token"
+
+    async def ensure_admin_token(self) -> None:
+        """On the very first start, create an admin token and say once where it is."""
+        if await self.tokens.list(ADMIN_USER):
+            return
+        issued = await self.tokens.create(
+            ADMIN_USER, frozenset({Scope.ADMIN}), description="created on first start"
+        )
+        fd = os.open(self.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(issued.secret + "\n")
+        log.warning(
+            "first start: an admin token was written to %s (mode 0600). Read it with: cat %s",
+            self.admin_token_file,
+            self.admin_token_file,
+        )

@@ -1,0 +1,79 @@
+"""One watcher per system: a single status query per interval serves every client.
+
+API reads come from the store; the watcher is the only writer of scheduler-reported state.
+It also finishes submits whose outcome a crash left unknown, using the scheduler's tag
+idempotency, so an acknowledged job is never lost and never submitted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from hpcgate.cluster import Cluster
+from hpcgate.errors import HpcgateError, SchedulerRejected
+from hpcgate.jobs.events import EventBus
+from hpcgate.jobs.models import JobSpec
+from hpcgate.schedulers.base import SubmitContext
+from hpcgate.store.jobs import JobStore
+from hpcgate.store.tables import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class JobWatcher:
+    def __init__(self, cluster: Cluster, store: JobStore, bus: EventBus) -> None:
+        self.cluster = cluster
+        self._store = store
+        self._bus = bus
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"watcher-{self.cluster.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:  # the loop must outlive any one bad poll
+                log.exception("watcher for %s failed", self.cluster.name)
+            await asyncio.sleep(self.cluster.config.status_interval)
+
+    async def poll_once(self) -> None:
+        """Query the scheduler once for every live job and record what changed."""
+        await self._recover_in_flight()
+        rows = {row.native_id: row for row in await self._store.live(self.cluster.name)}
+        try:
+            reports = await self.cluster.status([key for key in rows if key is not None])
+        except HpcgateError as exc:
+            self.cluster.record_health(False, exc.detail)
+            return
+        self.cluster.record_health(True)
+        changes = await self._store.apply({k: v for k, v in rows.items() if k}, reports)
+        for row, event in changes:
+            self._bus.publish(row.pk, event)
+
+    async def _recover_in_flight(self) -> None:
+        if not self.cluster.scheduler.idempotent_submit:
+            return
+        grace = timedelta(seconds=self.cluster.config.command_timeout + 5)
+        for row in await self._store.in_flight(self.cluster.name, utcnow() - grace):
+            spec = JobSpec.model_validate_json(row.spec)
+            context = SubmitContext(row.tag, row.working_directory or "")
+            try:
+                native_id = await self.cluster.submit(spec, context)
+            except SchedulerRejected:
+                await self._store.remove(row.pk)  # the scheduler refused it: nothing to keep
+                continue
+            except HpcgateError as exc:
+                log.warning("recovering submit %s on %s: %s", row.tag, self.cluster.name, exc)
+                continue
+            self._bus.publish(row.pk, await self._store.mark_submitted(row, native_id))

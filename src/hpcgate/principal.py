@@ -1,0 +1,35 @@
+"""Who is calling: the typed identity that travels with every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hpcgate.errors import Forbidden
+
+
+class Scope(StrEnum):
+    """What a token may do. ``admin`` implies every other scope."""
+
+    JOBS_READ = "jobs:read"
+    JOBS_WRITE = "jobs:write"
+    ADMIN = "admin"
+
+
+DEFAULT_SCOPES: frozenset[Scope] = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the hpcgate user name, its scopes and the token used."""
+
+    user: str
+    scopes: frozenset[Scope]
+    token_id: str
+
+    def has(self, scope: Scope) -> bool:
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+    def require(self, scope: Scope) -> None:
+        if not self.has(scope):
+            raise Forbidden(f"this token lacks the '{scope}' scope")

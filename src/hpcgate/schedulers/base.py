@@ -1,0 +1,82 @@
+"""The scheduler adapter seam.
+
+An adapter is pure: it turns requests into :class:`~hpcgate.commands.Command` argv lists
+and parses :class:`~hpcgate.commands.CommandResult` outputs. It never executes anything;
+a transport does. This keeps each adapter testable on recorded output with no I/O.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from hpcgate.commands import Command, CommandResult
+from hpcgate.errors import UnsupportedField
+from hpcgate.jobs.models import JobSpec, JobState
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitContext:
+    """What the gateway adds to a spec: an idempotency tag and the default directory."""
+
+    tag: str
+    default_workdir: str
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerJob:
+    """What one status query says about one job."""
+
+    native_id: str
+    state: JobState
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    name: str | None = None
+    submit_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    working_directory: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    tag: str | None = None
+
+
+class Scheduler(ABC):
+    """Builds a scheduler's commands and parses their output."""
+
+    kind: str
+    #: JobSpec fields this scheduler honours; any other given field is a 422.
+    supported_fields: frozenset[str]
+    #: True when submitting twice with one tag creates one job (safe to retry).
+    idempotent_submit: bool = False
+
+    def check(self, spec: JobSpec) -> None:
+        """Reject fields this scheduler cannot honour, naming them."""
+        unsupported = sorted(spec.given_fields() - self.supported_fields)
+        if unsupported:
+            raise UnsupportedField(
+                f"the {self.kind} scheduler does not support: {', '.join(unsupported)}",
+                fields=unsupported,
+            )
+
+    @abstractmethod
+    def submit_command(self, spec: JobSpec, context: SubmitContext) -> Command: ...
+
+    @abstractmethod
+    def parse_submit(self, result: CommandResult) -> str:
+        """The new job's id; raises SchedulerRejected with the scheduler's message."""
+
+    @abstractmethod
+    def status_command(self, native_ids: Sequence[str]) -> Command: ...
+
+    @abstractmethod
+    def parse_status(self, result: CommandResult) -> list[SchedulerJob]: ...
+
+    @abstractmethod
+    def cancel_command(self, native_id: str) -> Command: ...
+
+    @abstractmethod
+    def parse_cancel(self, result: CommandResult) -> None: ...

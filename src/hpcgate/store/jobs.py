@@ -1,0 +1,163 @@
+"""Job rows and their state-change events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+
+from hpcgate.jobs.models import JobState
+from hpcgate.schedulers.base import SchedulerJob
+from hpcgate.store.db import Database
+from hpcgate.store.tables import JobEventRow, JobRow, utcnow
+
+LIVE_STATES = tuple(state.value for state in JobState if not state.terminal)
+_TRACKED = ("state", "reason", "exit_code", "signal")
+_COPIED = (
+    *_TRACKED,
+    "submit_time",
+    "start_time",
+    "end_time",
+    "working_directory",
+    "stdout",
+    "stderr",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """A listing request: one owner's jobs on one system, newest first."""
+
+    system: str
+    owner: str
+    states: Sequence[str] = ()
+    name: str | None = None
+    before_pk: int | None = None
+    limit: int = 100
+
+
+class JobStore:
+    """Reads and writes jobs. A row with no ``native_id`` is a submit still in flight."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add(self, row: JobRow) -> JobRow:
+        async with self._db.session() as session, session.begin():
+            session.add(row)
+        return row
+
+    async def by_idempotency_key(self, owner: str, key: str) -> JobRow | None:
+        query = select(JobRow).where(JobRow.owner == owner, JobRow.idempotency_key == key)
+        async with self._db.session() as session:
+            return (await session.scalars(query)).first()
+
+    async def mark_submitted(self, row: JobRow, native_id: str) -> JobEventRow:
+        """Record the scheduler's id and the first event, in one transaction."""
+        async with self._db.session() as session, session.begin():
+            await session.execute(
+                update(JobRow).where(JobRow.pk == row.pk).values(native_id=native_id)
+            )
+            event = JobEventRow(job_pk=row.pk, state=row.state, time=utcnow())
+            session.add(event)
+        row.native_id = native_id
+        return event
+
+    async def remove(self, pk: int) -> None:
+        async with self._db.session() as session, session.begin():
+            await session.execute(delete(JobRow).where(JobRow.pk == pk))
+
+    async def get(self, system: str, native_id: str) -> JobRow | None:
+        query = select(JobRow).where(JobRow.system == system, JobRow.native_id == native_id)
+        async with self._db.session() as session:
+            return (await session.scalars(query)).first()
+
+    async def find(self, wanted: JobFilter) -> list[JobRow]:
+        query = select(JobRow).where(
+            JobRow.system == wanted.system,
+            JobRow.owner == wanted.owner,
+            JobRow.native_id.is_not(None),
+        )
+        if wanted.states:
+            query = query.where(JobRow.state.in_(wanted.states))
+        if wanted.name is not None:
+            query = query.where(JobRow.name == wanted.name)
+        if wanted.before_pk is not None:
+            query = query.where(JobRow.pk < wanted.before_pk)
+        query = query.order_by(JobRow.pk.desc()).limit(wanted.limit)
+        async with self._db.session() as session:
+            return list(await session.scalars(query))
+
+    async def live(self, system: str) -> list[JobRow]:
+        """Jobs the watcher must follow: submitted and not yet ended."""
+        query = select(JobRow).where(
+            JobRow.system == system,
+            JobRow.native_id.is_not(None),
+            JobRow.state.in_(LIVE_STATES),
+        )
+        async with self._db.session() as session:
+            return list(await session.scalars(query))
+
+    async def in_flight(self, system: str, before: datetime) -> list[JobRow]:
+        """Submits that were started before ``before`` and never recorded an id."""
+        query = select(JobRow).where(
+            JobRow.system == system, JobRow.native_id.is_(None), JobRow.created_at < before
+        )
+        async with self._db.session() as session:
+            return list(await session.scalars(query))
+
+    async def apply(
+        self, rows: dict[str, JobRow], seen: Sequence[SchedulerJob]
+    ) -> list[tuple[JobRow, JobEventRow]]:
+        """Copy what the scheduler reported into the rows; one event per state change."""
+        changes: list[tuple[JobRow, JobEventRow]] = []
+        async with self._db.session() as session, session.begin():
+            for report in seen:
+                row = rows.get(report.native_id)
+                if row is None or not _differs(row, report):
+                    continue
+                event = _copy(row, report)
+                await session.merge(row)
+                if event is not None:
+                    session.add(event)
+                    changes.append((row, event))
+        return changes
+
+    async def events_after(self, job_pk: int, after_id: int) -> list[JobEventRow]:
+        query = (
+            select(JobEventRow)
+            .where(JobEventRow.job_pk == job_pk, JobEventRow.id > after_id)
+            .order_by(JobEventRow.id)
+        )
+        async with self._db.session() as session:
+            return list(await session.scalars(query))
+
+
+def _differs(row: JobRow, report: SchedulerJob) -> bool:
+    return any(
+        getattr(report, field) is not None and getattr(row, field) != getattr(report, field)
+        for field in _COPIED
+    ) or (report.state != row.state)
+
+
+def _copy(row: JobRow, report: SchedulerJob) -> JobEventRow | None:
+    changed = any(getattr(row, f) != getattr(report, f) for f in _TRACKED)
+    row.state = report.state.value
+    row.reason = report.reason
+    row.exit_code = report.exit_code
+    row.signal = report.signal
+    for field in _COPIED[len(_TRACKED) :]:
+        if getattr(report, field) is not None:
+            setattr(row, field, getattr(report, field))
+    if not changed:
+        return None
+    return JobEventRow(
+        job_pk=row.pk,
+        state=row.state,
+        reason=row.reason,
+        exit_code=row.exit_code,
+        signal=row.signal,
+        time=utcnow(),
+    )

@@ -1,0 +1,119 @@
+"""Tokens: missing, invalid, expired, revoked (401); missing scope (403); admin tokens."""
+
+from __future__ import annotations
+
+import stat
+import time
+
+import httpx
+
+from tests.gateway_process import GatewayProcess, cli
+
+JOBS = "/api/v1/systems/local/jobs"
+HELLO = {"script": "#!/bin/bash\necho hi"}
+
+
+def _problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = dict(response.json())
+    assert body["status"] == status and body["title"] and str(body["type"]).startswith("http")
+    return body
+
+
+def test_missing_and_malformed_tokens_are_401(gateway: GatewayProcess) -> None:
+    with gateway.client(None) as anonymous:
+        response = anonymous.get(JOBS)
+        _problem(response, 401)
+        assert response.headers["www-authenticate"] == "Bearer"
+    for bad in ("nonsense", "hpcg_000000000000_" + "A" * 43):
+        with gateway.client(bad) as client:
+            _problem(client.get(JOBS), 401)
+
+
+def test_a_tampered_secret_is_refused(gateway: GatewayProcess) -> None:
+    token = gateway.token("carol")
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    with gateway.client(tampered) as client:
+        _problem(client.get(JOBS), 401)
+    with gateway.client(token) as client:
+        assert client.get(JOBS).status_code == 200
+
+
+def test_revoked_token_stops_working_at_once(gateway: GatewayProcess) -> None:
+    token = gateway.token("dave")
+    with gateway.client(token) as client:
+        assert client.get(JOBS).status_code == 200
+        cli(gateway.home, "token", "revoke", token.split("_")[1])
+        assert _problem(client.get(JOBS), 401)["detail"] == "token revoked"
+
+
+def test_expired_token_is_refused(gateway: GatewayProcess) -> None:
+    token = gateway.token("erin", expires_in="1s")
+    time.sleep(1.2)
+    with gateway.client(token) as client:
+        assert _problem(client.get(JOBS), 401)["detail"] == "token expired"
+
+
+def test_read_only_token_cannot_submit_or_cancel(gateway: GatewayProcess) -> None:
+    with gateway.client(gateway.token("frank", "jobs:read")) as client:
+        assert client.get(JOBS).status_code == 200
+        _problem(client.post(JOBS, json=HELLO), 403)
+        assert client.get(JOBS).json()["items"] == []
+        _problem(client.delete(f"{JOBS}/1"), 403)
+
+
+def test_write_only_token_cannot_read(gateway: GatewayProcess) -> None:
+    with gateway.client(gateway.token("grace", "jobs:write")) as client:
+        assert client.post(JOBS, json=HELLO).status_code == 201
+        _problem(client.get(JOBS), 403)
+
+
+def test_first_start_wrote_an_admin_token_readable_only_by_its_owner(
+    gateway: GatewayProcess,
+) -> None:
+    path = gateway.home / "admin-token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with gateway.client(path.read_text().strip()) as admin:
+        metrics = admin.get("/metrics")
+        assert metrics.status_code == 200
+        assert "hpcgate_scheduler_commands_total" in metrics.text
+    assert "admin-token" in gateway.log()
+
+
+def test_metrics_need_the_admin_scope(alice: httpx.Client) -> None:
+    _problem(alice.get("/metrics"), 403)
+
+
+def test_token_api_creates_lists_and_revokes_own_tokens(alice: httpx.Client,
+                                                        gateway: GatewayProcess) -> None:
+    created = alice.post("/api/v1/tokens", json={"scopes": ["jobs:read"], "expires_in": 600})
+    assert created.status_code == 201
+    token = created.json()["token"]
+    with gateway.client(token) as narrow:
+        assert narrow.get(JOBS).status_code == 200
+        _problem(narrow.post("/api/v1/tokens", json={"scopes": ["jobs:write"]}), 403)
+        _problem(narrow.post("/api/v1/tokens", json={"user": "bob"}), 403)
+    listed = alice.get("/api/v1/tokens").json()
+    assert {t["user"] for t in listed} == {"alice"}
+    assert created.json()["id"] in {t["id"] for t in listed}
+    assert "token" not in listed[0]
+    assert alice.delete(f"/api/v1/tokens/{created.json()['id']}").status_code == 204
+    with gateway.client(token) as narrow:
+        _problem(narrow.get(JOBS), 401)
+
+
+def test_cli_prints_the_token_alone_on_the_last_line(gateway: GatewayProcess) -> None:
+    result = cli(gateway.home, "token", "create", "heidi", "--scope", "jobs:read",
+                 "--expires-in", "2h")
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("hpcg_") and " " not in last
+    listing = cli(gateway.home, "token", "list", "--user", "heidi").stdout
+    assert "heidi" in listing and last not in listing
+
+
+def test_cli_rejects_unknown_scope_and_bad_user(gateway: GatewayProcess) -> None:
+    bad_scope = cli(gateway.home, "token", "create", "ivan", "--scope", "root", check=False)
+    assert bad_scope.returncode != 0 and "unknown scope" in bad_scope.stderr
+    bad_user = cli(gateway.home, "token", "create", "Bad User", check=False)
+    assert bad_user.returncode != 0 and "invalid user name" in bad_user.stderr

@@ -1,0 +1,123 @@
+"""Bad requests get a clear 4xx problem+json and change nothing."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+JOBS = "/api/v1/systems/local/jobs"
+OK_SCRIPT = "#!/bin/bash\necho hi"
+
+
+def _problem(response: httpx.Response, status: int, slug: str | None = None) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = dict(response.json())
+    if slug is not None:
+        assert str(body["type"]).endswith("/" + slug)
+    return body
+
+
+@pytest.fixture
+def count(gateway_user: httpx.Client) -> object:
+    def jobs() -> int:
+        return len(gateway_user.get(JOBS, params={"limit": 1000}).json()["items"])
+
+    return jobs
+
+
+BAD_BODIES = [
+    pytest.param(b"{not json", "validation-error", id="invalid-json"),
+    pytest.param(b'{"script": "#!/bin/bash", "colour": "red"}', "validation-error", id="unknown"),
+    pytest.param(b'{"script": 42}', "validation-error", id="wrong-type"),
+    pytest.param(b'{"name": "x"}', "validation-error", id="no-script"),
+    pytest.param(b'{"script": "#!/bin/sh", "script_path": "/x"}', "validation-error", id="both"),
+    pytest.param(b'{"script": "#!/bin/sh", "time_limit": "soon"}', "validation-error", id="time"),
+    pytest.param(b'{"script": "#!/bin/sh", "nodes": 0}', "validation-error", id="nodes-0"),
+    pytest.param(b'{"script": "#!/bin/sh", "environment": {"A B": "x"}}', "validation-error",
+                 id="env-name"),
+    pytest.param(b'{"script": "#!/bin/sh", "dependencies": ["afterok:1;rm"]}',
+                 "validation-error", id="dependency"),
+    pytest.param(b'{"script": "#!/bin/sh", "partition": "debug; rm -rf /"}', "validation-error",
+                 id="shell-metachar"),
+    pytest.param(b'{"script": "#!/bin/sh", "partition": "debug"}', "unsupported-field",
+                 id="unsupported-partition"),
+    pytest.param(b'{"script": "#!/bin/sh", "gpus": 1, "memory": "1G"}', "unsupported-field",
+                 id="unsupported-gpus"),
+    pytest.param(b'{"script": "echo no shebang"}', "scheduler-rejected", id="no-shebang"),
+    pytest.param(b'{"script": "#!/bin/sh", "working_directory": "/does/not/exist"}',
+                 "scheduler-rejected", id="no-workdir"),
+    pytest.param(b'{"script": "#!/bin/sh", "dependencies": ["afterok:999999"]}',
+                 "scheduler-rejected", id="unknown-dependency"),
+]
+
+
+@pytest.mark.parametrize(("body", "slug"), BAD_BODIES)
+def test_bad_submit_is_422_and_creates_nothing(
+    gateway_user: httpx.Client, count: object, body: bytes, slug: str
+) -> None:
+    response = gateway_user.post(JOBS, content=body, headers={"content-type": "application/json"})
+    problem = _problem(response, 422, slug)
+    assert problem["detail"]
+    assert count() == 0  # type: ignore[operator]
+
+
+def test_unsupported_field_names_the_fields(gateway_user: httpx.Client) -> None:
+    body = {"script": OK_SCRIPT, "gpus": 1, "account": "proj"}
+    problem = _problem(gateway_user.post(JOBS, json=body), 422, "unsupported-field")
+    assert problem["fields"] == ["account", "gpus"]
+
+
+def test_validation_problem_lists_field_errors(gateway_user: httpx.Client) -> None:
+    problem = _problem(gateway_user.post(JOBS, json={"script": OK_SCRIPT, "ntasks": "many"}), 422)
+    errors = problem["errors"]
+    assert isinstance(errors, list) and errors[0]["loc"] == ["body", "ntasks"]
+
+
+def test_oversized_script_is_413(gateway_user: httpx.Client, count: object) -> None:
+    script = "#!/bin/bash\n" + "#" * 5000  # the test gateway allows 4096 bytes
+    _problem(gateway_user.post(JOBS, json={"script": script}), 413, "payload-too-large")
+    assert count() == 0  # type: ignore[operator]
+
+
+def test_oversized_body_is_413_before_parsing(gateway_user: httpx.Client) -> None:
+    body = b'{"script": "' + b"x" * (5 << 20) + b'"}'
+    response = gateway_user.post(JOBS, content=body, headers={"content-type": "application/json"})
+    _problem(response, 413)
+
+
+def test_unknown_system_job_and_route_are_404(gateway_user: httpx.Client) -> None:
+    _problem(gateway_user.get("/api/v1/systems/mars/jobs"), 404, "not-found")
+    _problem(gateway_user.post("/api/v1/systems/mars/jobs", json={"script": OK_SCRIPT}), 404)
+    _problem(gateway_user.get(f"{JOBS}/424242"), 404, "not-found")
+    _problem(gateway_user.delete(f"{JOBS}/424242"), 404)
+    _problem(gateway_user.get("/api/v1/nothing-here"), 404)
+
+
+def test_malformed_job_id_and_query_are_422(gateway_user: httpx.Client) -> None:
+    _problem(gateway_user.get(f"{JOBS}/..%2F..%2Fetc"), 422)
+    _problem(gateway_user.get(f"{JOBS}/$(reboot)"), 422)
+    _problem(gateway_user.get(JOBS, params={"state": "SLEEPING"}), 422)
+    _problem(gateway_user.get(JOBS, params={"limit": 0}), 422)
+    _problem(gateway_user.get(JOBS, params={"cursor": "abc"}), 400)
+    _problem(gateway_user.get(f"{JOBS}/1/output", params={"stream": "stdin"}), 422)
+
+
+def test_wrong_method_is_405_problem(gateway_user: httpx.Client) -> None:
+    _problem(gateway_user.put(JOBS, json={}), 405)
+
+
+def test_shell_metacharacters_in_fields_are_inert(gateway_user: httpx.Client, tmp_path: object) -> None:
+    """Strings that would do harm in a shell reach the job as plain data."""
+    from tests.conftest import ended, submit, wait_for_job
+
+    marker = f"{tmp_path}/pwned"
+    evil = f"$(touch {marker}); `touch {marker}`; touch {marker}"
+    job = submit(gateway_user, script="#!/bin/bash\nprintf '%s' \"$EVIL\"", name=evil,
+                 environment={"EVIL": evil}, working_directory=str(tmp_path))
+    done = wait_for_job(gateway_user, job["id"], ended)
+    assert done["state"] == "COMPLETED" and done["name"] == evil
+    assert gateway_user.get(f"{JOBS}/{job['id']}/output").text == evil
+    import os
+
+    assert not os.path.exists(marker)

@@ -1,0 +1,87 @@
+"""The same gateway on a real PostgreSQL (started by scripts/postgres in the test command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.api.sse import read_events
+from tests.conftest import ended, submit, wait_for_job
+from tests.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
+
+pytestmark = pytest.mark.postgres
+JOBS = "/api/v1/systems/local/jobs"
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
+    pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
+
+
+@pytest.fixture(scope="module")
+def pg_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    url = _postgres_url()
+    database = f"hpcgate_{uuid.uuid4().hex[:8]}"
+    _create_database(url, database)
+    base = url.rsplit("/", 1)[0]
+    config = f'database_url = "{base}/{database}"\n' + TEST_CONFIG
+    server = new_gateway(tmp_path_factory.mktemp("pg"), config)
+    server.start()
+    yield server
+    server.stop()
+
+
+def _create_database(url: str, name: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+
+
+def test_jobs_flow_on_postgres(pg_gateway: GatewayProcess, tmp_path: Path) -> None:
+    with pg_gateway.client(pg_gateway.token("alice")) as alice, \
+            pg_gateway.client(pg_gateway.token("bob")) as bob:
+        key = {"Idempotency-Key": "k1"}
+        body = {"script": "#!/bin/bash\necho pg; exit 2", "working_directory": str(tmp_path)}
+        first = alice.post(JOBS, json=body, headers=key)
+        again = alice.post(JOBS, json=body, headers=key)
+        assert (first.status_code, again.status_code) == (201, 200)
+        job = first.json()
+        assert again.json()["id"] == job["id"]
+        done = wait_for_job(alice, job["id"], ended)
+        assert (done["state"], done["exit_code"]) == ("FAILED", 2)
+        assert done["end_time"].endswith(("Z", "+00:00"))
+        states = [json.loads(e.data)["state"]
+                  for e in read_events(alice, f"{JOBS}/{job['id']}/events")]
+        assert states[0] == "PENDING" and states[-1] == "FAILED"
+        assert bob.get(f"{JOBS}/{job['id']}").status_code == 404
+        assert [j["id"] for j in alice.get(JOBS).json()["items"]] == [job["id"]]
+
+
+def test_restart_on_postgres_keeps_jobs_and_tokens(pg_gateway: GatewayProcess) -> None:
+    token = pg_gateway.token("carol")
+    with pg_gateway.client(token) as carol:
+        job = submit(carol, script="#!/bin/bash\nsleep 1\necho after")
+    pg_gateway.stop()
+    pg_gateway.start()
+    with pg_gateway.client(token) as carol:
+        done = wait_for_job(carol, job["id"], ended)
+        assert done["state"] == "COMPLETED"
+        assert carol.get(f"{JOBS}/{job['id']}/output").text == "after\n"

@@ -1,0 +1,63 @@
+"""The gateway can stop and start while jobs are queued or running: none is lost or rerun."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ended, submit, wait_for_job
+from tests.gateway_process import new_gateway
+
+ONE_SLOT = """
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+slots = 1
+"""
+JOBS = "/api/v1/systems/local/jobs"
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_jobs_survive_a_gateway_restart(tmp_path: Path, how: int) -> None:
+    server = new_gateway(tmp_path / "home", ONE_SLOT)
+    server.start()
+    token = server.token("alice")
+    script = "#!/bin/bash\necho run >> runs-$HPCGATE_JOB_ID\nsleep 2\nexit 5"
+    with server.client(token) as client:
+        running = submit(client, script=script, working_directory=str(tmp_path))
+        queued = submit(client, script=script, working_directory=str(tmp_path))
+        wait_for_job(client, running["id"], lambda j: j["state"] == "RUNNING")
+    server.stop(how)
+    server.start()
+    try:
+        with server.client(token) as client:
+            for job in (running, queued):
+                done = wait_for_job(client, job["id"], ended)
+                assert (done["state"], done["exit_code"]) == ("FAILED", 5)
+                assert (tmp_path / f"runs-{job['id']}").read_text() == "run\n"
+            assert len(client.get(JOBS).json()["items"]) == 2
+    finally:
+        server.stop()
+
+
+def test_jobs_finishing_while_the_gateway_is_down_are_recorded(tmp_path: Path) -> None:
+    server = new_gateway(tmp_path / "home")
+    server.start()
+    token = server.token("alice")
+    with server.client(token) as client:
+        job = submit(client, script="#!/bin/bash\nsleep 1\necho finished")
+        wait_for_job(client, job["id"], lambda j: j["state"] == "RUNNING")
+    server.stop(signal.SIGKILL)
+    import time
+
+    time.sleep(2)  # the job ends while nobody watches
+    server.start()
+    try:
+        with server.client(token) as client:
+            done = wait_for_job(client, job["id"], ended)
+            assert done["state"] == "COMPLETED"
+            assert client.get(f"{JOBS}/{job['id']}/output").text == "finished\n"
+    finally:
+        server.stop()

@@ -1,0 +1,76 @@
+"""Shared fixtures: one real gateway process for the API tests, tokens for alice and bob."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway_process import GatewayProcess, new_gateway
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    server = new_gateway(tmp_path_factory.mktemp("gateway"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def alice(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with gateway.client(gateway.token("alice")) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def bob(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with gateway.client(gateway.token("bob")) as client:
+        yield client
+
+
+@pytest.fixture
+def gateway_user(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    """A client for a user of its own, whose job list starts empty."""
+    with gateway.client(gateway.token(f"u{uuid.uuid4().hex[:10]}")) as client:
+        yield client
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+JobWaiter = Callable[..., dict[str, Any]]
+
+
+def wait_for_job(
+    client: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], bool],
+    system: str = "local", timeout: float = 30,
+) -> dict[str, Any]:
+    """Poll the job until ``until(job)`` holds; fail with the last job seen."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"/api/v1/systems/{system}/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        job = response.json()
+        if until(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} never reached the condition; last seen: {job}")
+
+
+def ended(job: dict[str, Any]) -> bool:
+    return job["state"] not in ("PENDING", "RUNNING", "SUSPENDED")
+
+
+def submit(client: httpx.Client, system: str = "local", **spec: Any) -> dict[str, Any]:
+    response = client.post(f"/api/v1/systems/{system}/jobs", json=spec)
+    assert response.status_code == 201, response.text
+    return dict(response.json())

@@ -1,0 +1,98 @@
+"""A real ``hpcgate serve`` process for tests, with its own data directory and port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+TEST_CONFIG = """
+max_script_bytes = 4096
+
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+slots = 4
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real ``hpcgate`` command line against a data directory."""
+    env = {**os.environ, "HPCGATE_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "hpcgate", *args], env=env, capture_output=True, text=True,
+        check=check, timeout=60,
+    )
+
+
+@dataclass
+class GatewayProcess:
+    home: Path
+    config: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, "HPCGATE_HOME": str(self.home)}
+        log = (self.home / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hpcgate", "serve", "--config", str(self.config),
+             "--port", str(self.port)],
+            env=env, stdout=log, stderr=log,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log()
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise TimeoutError(f"gateway did not start:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def log(self) -> str:
+        path = self.home / "server.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def token(self, user: str, *scopes: str, expires_in: str | None = None) -> str:
+        args = ["token", "create", user, *(f"--scope={s}" for s in scopes)]
+        if expires_in:
+            args.append(f"--expires-in={expires_in}")
+        return cli(self.home, *args).stdout.strip().splitlines()[-1]
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def new_gateway(home: Path, config_text: str = TEST_CONFIG) -> GatewayProcess:
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "config.toml"
+    config.write_text(config_text)
+    return GatewayProcess(home, config)
