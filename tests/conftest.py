@@ -50,8 +50,11 @@ JobWaiter = Callable[..., dict[str, Any]]
 
 
 def wait_for_job(
-    client: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], bool],
-    system: str = "local", timeout: float = 30,
+    client: httpx.Client,
+    job_id: str,
+    until: Callable[[dict[str, Any]], bool],
+    system: str = "local",
+    timeout: float = 30,
 ) -> dict[str, Any]:
     """Poll the job until ``until(job)`` holds; fail with the last job seen."""
     deadline = time.monotonic() + timeout

@@ -33,8 +33,12 @@ def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     """Run the real ``hpcgate`` command line against a data directory."""
     env = {**os.environ, "HPCGATE_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "hpcgate", *args], env=env, capture_output=True, text=True,
-        check=check, timeout=60,
+        [sys.executable, "-m", "hpcgate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
     )
 
 
@@ -53,9 +57,19 @@ class GatewayProcess:
         env = {**os.environ, "HPCGATE_HOME": str(self.home)}
         log = (self.home / "server.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "hpcgate", "serve", "--config", str(self.config),
-             "--port", str(self.port)],
-            env=env, stdout=log, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "hpcgate",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         self._wait_ready()
 

@@ -15,8 +15,9 @@ class Event:
     id: str | None
 
 
-def read_events(client: httpx.Client, url: str, headers: dict[str, str] | None = None,
-                **params: object) -> Iterator[Event]:
+def read_events(
+    client: httpx.Client, url: str, headers: dict[str, str] | None = None, **params: str
+) -> Iterator[Event]:
     """Yield events until the server closes the stream."""
     all_headers = {"Accept": "text/event-stream", **(headers or {})}
     with client.stream("GET", url, headers=all_headers, params=params, timeout=60) as response:
@@ -26,7 +27,8 @@ def read_events(client: httpx.Client, url: str, headers: dict[str, str] | None =
 
 
 def _parse(lines: Iterator[str]) -> Iterator[Event]:
-    name, data, event_id = "message", [], None
+    name, event_id = "message", None
+    data: list[str] = []
     for line in lines:
         if line == "":
             if data:

@@ -85,8 +85,9 @@ def test_metrics_need_the_admin_scope(alice: httpx.Client) -> None:
     _problem(alice.get("/metrics"), 403)
 
 
-def test_token_api_creates_lists_and_revokes_own_tokens(alice: httpx.Client,
-                                                        gateway: GatewayProcess) -> None:
+def test_token_api_creates_lists_and_revokes_own_tokens(
+    alice: httpx.Client, gateway: GatewayProcess
+) -> None:
     created = alice.post("/api/v1/tokens", json={"scopes": ["jobs:read"], "expires_in": 600})
     assert created.status_code == 201
     token = created.json()["token"]
@@ -104,8 +105,9 @@ def test_token_api_creates_lists_and_revokes_own_tokens(alice: httpx.Client,
 
 
 def test_cli_prints_the_token_alone_on_the_last_line(gateway: GatewayProcess) -> None:
-    result = cli(gateway.home, "token", "create", "heidi", "--scope", "jobs:read",
-                 "--expires-in", "2h")
+    result = cli(
+        gateway.home, "token", "create", "heidi", "--scope", "jobs:read", "--expires-in", "2h"
+    )
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("hpcg_") and " " not in last
     listing = cli(gateway.home, "token", "list", "--user", "heidi").stdout

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
+
+from tests.conftest import ended, submit, wait_for_job
 
 JOBS = "/api/v1/systems/local/jobs"
 OK_SCRIPT = "#!/bin/bash\necho hi"
@@ -34,21 +38,40 @@ BAD_BODIES = [
     pytest.param(b'{"script": "#!/bin/sh", "script_path": "/x"}', "validation-error", id="both"),
     pytest.param(b'{"script": "#!/bin/sh", "time_limit": "soon"}', "validation-error", id="time"),
     pytest.param(b'{"script": "#!/bin/sh", "nodes": 0}', "validation-error", id="nodes-0"),
-    pytest.param(b'{"script": "#!/bin/sh", "environment": {"A B": "x"}}', "validation-error",
-                 id="env-name"),
-    pytest.param(b'{"script": "#!/bin/sh", "dependencies": ["afterok:1;rm"]}',
-                 "validation-error", id="dependency"),
-    pytest.param(b'{"script": "#!/bin/sh", "partition": "debug; rm -rf /"}', "validation-error",
-                 id="shell-metachar"),
-    pytest.param(b'{"script": "#!/bin/sh", "partition": "debug"}', "unsupported-field",
-                 id="unsupported-partition"),
-    pytest.param(b'{"script": "#!/bin/sh", "gpus": 1, "memory": "1G"}', "unsupported-field",
-                 id="unsupported-gpus"),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "environment": {"A B": "x"}}', "validation-error", id="env-name"
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "dependencies": ["afterok:1;rm"]}',
+        "validation-error",
+        id="dependency",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "partition": "debug; rm -rf /"}',
+        "validation-error",
+        id="shell-metachar",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "partition": "debug"}',
+        "unsupported-field",
+        id="unsupported-partition",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "gpus": 1, "memory": "1G"}',
+        "unsupported-field",
+        id="unsupported-gpus",
+    ),
     pytest.param(b'{"script": "echo no shebang"}', "scheduler-rejected", id="no-shebang"),
-    pytest.param(b'{"script": "#!/bin/sh", "working_directory": "/does/not/exist"}',
-                 "scheduler-rejected", id="no-workdir"),
-    pytest.param(b'{"script": "#!/bin/sh", "dependencies": ["afterok:999999"]}',
-                 "scheduler-rejected", id="unknown-dependency"),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "working_directory": "/does/not/exist"}',
+        "scheduler-rejected",
+        id="no-workdir",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "dependencies": ["afterok:999999"]}',
+        "scheduler-rejected",
+        id="unknown-dependency",
+    ),
 ]
 
 
@@ -107,17 +130,20 @@ def test_wrong_method_is_405_problem(gateway_user: httpx.Client) -> None:
     _problem(gateway_user.put(JOBS, json={}), 405)
 
 
-def test_shell_metacharacters_in_fields_are_inert(gateway_user: httpx.Client, tmp_path: object) -> None:
+def test_shell_metacharacters_in_fields_are_inert(
+    gateway_user: httpx.Client, tmp_path: object
+) -> None:
     """Strings that would do harm in a shell reach the job as plain data."""
-    from tests.conftest import ended, submit, wait_for_job
-
     marker = f"{tmp_path}/pwned"
     evil = f"$(touch {marker}); `touch {marker}`; touch {marker}"
-    job = submit(gateway_user, script="#!/bin/bash\nprintf '%s' \"$EVIL\"", name=evil,
-                 environment={"EVIL": evil}, working_directory=str(tmp_path))
+    job = submit(
+        gateway_user,
+        script="#!/bin/bash\nprintf '%s' \"$EVIL\"",
+        name=evil,
+        environment={"EVIL": evil},
+        working_directory=str(tmp_path),
+    )
     done = wait_for_job(gateway_user, job["id"], ended)
     assert done["state"] == "COMPLETED" and done["name"] == evil
     assert gateway_user.get(f"{JOBS}/{job['id']}/output").text == evil
-    import os
-
     assert not os.path.exists(marker)

@@ -24,8 +24,9 @@ def test_same_key_returns_the_same_job(gateway_user: httpx.Client, tmp_path: obj
 def test_concurrent_retries_create_one_job(gateway_user: httpx.Client) -> None:
     key = {"Idempotency-Key": uuid.uuid4().hex}
     with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda _: gateway_user.post(JOBS, json=BODY, headers=key),
-                                  range(8)))
+        responses = list(
+            pool.map(lambda _: gateway_user.post(JOBS, json=BODY, headers=key), range(8))
+        )
     assert {r.status_code for r in responses} <= {200, 201, 409}
     ids = {r.json()["id"] for r in responses if r.status_code in (200, 201)}
     assert len(ids) == 1

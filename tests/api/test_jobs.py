@@ -47,8 +47,12 @@ def test_killed_by_a_signal_is_failed_with_the_signal(alice: httpx.Client) -> No
 
 
 def test_time_limit_ends_the_job_as_timeout(alice: httpx.Client) -> None:
-    job = submit(alice, script="#!/bin/bash\necho $$ > pid\nsleep 60", time_limit=1,
-                 working_directory=str(Path(os.environ.get("TMPDIR", "/tmp"))))
+    job = submit(
+        alice,
+        script="#!/bin/bash\necho $$ > pid\nsleep 60",
+        time_limit=1,
+        working_directory=str(Path(os.environ.get("TMPDIR", "/tmp"))),
+    )
     done = wait_for_job(alice, job["id"], ended)
     assert done["state"] == "TIMEOUT"
 
@@ -84,10 +88,14 @@ def test_cancel_of_an_ended_job_changes_nothing(alice: httpx.Client) -> None:
 
 
 def test_spec_fields_reach_the_job(alice: httpx.Client, workdir: Path) -> None:
-    script = "#!/bin/bash\necho \"$GREETING from $(pwd)\"\necho \"leak=${HPCGATE_HOME:-none}\""
+    script = '#!/bin/bash\necho "$GREETING from $(pwd)"\necho "leak=${HPCGATE_HOME:-none}"'
     job = submit(
-        alice, script=script, working_directory=str(workdir), environment={"GREETING": "hi"},
-        stdout=str(workdir / "out-%j.txt"), name="fields",
+        alice,
+        script=script,
+        working_directory=str(workdir),
+        environment={"GREETING": "hi"},
+        stdout=str(workdir / "out-%j.txt"),
+        name="fields",
     )
     done = wait_for_job(alice, job["id"], ended)
     assert done["stdout"] == str(workdir / f"out-{job['id']}.txt")
@@ -113,17 +121,24 @@ def test_dependency_that_can_never_be_met_keeps_the_job_pending(alice: httpx.Cli
 
 
 def test_dependency_afterok_runs_after_success(alice: httpx.Client, workdir: Path) -> None:
-    first = submit(alice, script="#!/bin/bash\nsleep 1\necho first >> order",
-                   working_directory=str(workdir))
-    second = submit(alice, script="#!/bin/bash\necho second >> order",
-                    working_directory=str(workdir), dependencies=[f"afterok:{first['id']}"])
+    first = submit(
+        alice, script="#!/bin/bash\nsleep 1\necho first >> order", working_directory=str(workdir)
+    )
+    second = submit(
+        alice,
+        script="#!/bin/bash\necho second >> order",
+        working_directory=str(workdir),
+        dependencies=[f"afterok:{first['id']}"],
+    )
     assert wait_for_job(alice, second["id"], ended)["state"] == "COMPLETED"
     assert (workdir / "order").read_text() == "first\nsecond\n"
 
 
 def test_list_is_newest_first_filtered_and_paginated(gateway_user: httpx.Client) -> None:
-    ids = [submit(gateway_user, script="#!/bin/bash\ntrue", name=f"batch{i % 2}")["id"]
-           for i in range(5)]
+    ids = [
+        submit(gateway_user, script="#!/bin/bash\ntrue", name=f"batch{i % 2}")["id"]
+        for i in range(5)
+    ]
     for job_id in ids:
         wait_for_job(gateway_user, job_id, ended)
     page = gateway_user.get(JOBS, params={"limit": 2}).json()

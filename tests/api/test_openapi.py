@@ -11,8 +11,14 @@ def test_openapi_describes_every_route_with_its_problems(gateway: GatewayProcess
     spec = httpx.get(f"{gateway.url}/openapi.json").json()
     paths = spec["paths"]
     jobs = "/api/v1/systems/{system}/jobs"
-    for path in (jobs, jobs + "/{job_id}", jobs + "/{job_id}/output", jobs + "/{job_id}/events",
-                 "/api/v1/systems", "/api/v1/tokens"):
+    for path in (
+        jobs,
+        jobs + "/{job_id}",
+        jobs + "/{job_id}/output",
+        jobs + "/{job_id}/events",
+        "/api/v1/systems",
+        "/api/v1/tokens",
+    ):
         assert path in paths
     for path, methods in paths.items():
         for method, operation in methods.items():
@@ -24,9 +30,25 @@ def test_openapi_describes_every_route_with_its_problems(gateway: GatewayProcess
     submit = paths[jobs]["post"]
     assert {"201", "409", "413", "422", "503"} <= set(submit["responses"])
     spec_fields = spec["components"]["schemas"]["JobSpec"]["properties"]
-    for field in ("script", "script_path", "name", "working_directory", "environment",
-                  "time_limit", "partition", "account", "nodes", "ntasks", "cpus_per_task",
-                  "memory", "gpus", "stdout", "stderr", "array", "dependencies"):
+    for field in (
+        "script",
+        "script_path",
+        "name",
+        "working_directory",
+        "environment",
+        "time_limit",
+        "partition",
+        "account",
+        "nodes",
+        "ntasks",
+        "cpus_per_task",
+        "memory",
+        "gpus",
+        "stdout",
+        "stderr",
+        "array",
+        "dependencies",
+    ):
         assert field in spec_fields
 
 

@@ -56,8 +56,10 @@ def _create_database(url: str, name: str) -> None:
 
 
 def test_jobs_flow_on_postgres(pg_gateway: GatewayProcess, tmp_path: Path) -> None:
-    with pg_gateway.client(pg_gateway.token("alice")) as alice, \
-            pg_gateway.client(pg_gateway.token("bob")) as bob:
+    with (
+        pg_gateway.client(pg_gateway.token("alice")) as alice,
+        pg_gateway.client(pg_gateway.token("bob")) as bob,
+    ):
         key = {"Idempotency-Key": "k1"}
         body = {"script": "#!/bin/bash\necho pg; exit 2", "working_directory": str(tmp_path)}
         first = alice.post(JOBS, json=body, headers=key)
@@ -68,8 +70,9 @@ def test_jobs_flow_on_postgres(pg_gateway: GatewayProcess, tmp_path: Path) -> No
         done = wait_for_job(alice, job["id"], ended)
         assert (done["state"], done["exit_code"]) == ("FAILED", 2)
         assert done["end_time"].endswith(("Z", "+00:00"))
-        states = [json.loads(e.data)["state"]
-                  for e in read_events(alice, f"{JOBS}/{job['id']}/events")]
+        states = [
+            json.loads(e.data)["state"] for e in read_events(alice, f"{JOBS}/{job['id']}/events")
+        ]
         assert states[0] == "PENDING" and states[-1] == "FAILED"
         assert bob.get(f"{JOBS}/{job['id']}").status_code == 404
         assert [j["id"] for j in alice.get(JOBS).json()["items"]] == [job["id"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,6 @@ def test_jobs_finishing_while_the_gateway_is_down_are_recorded(tmp_path: Path) -
         job = submit(client, script="#!/bin/bash\nsleep 1\necho finished")
         wait_for_job(client, job["id"], lambda j: j["state"] == "RUNNING")
     server.stop(signal.SIGKILL)
-    import time
-
     time.sleep(2)  # the job ends while nobody watches
     server.start()
     try:

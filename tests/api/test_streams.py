@@ -10,7 +10,9 @@ from tests.api.sse import read_events
 from tests.conftest import ended, submit, wait_for_job
 
 JOBS = "/api/v1/systems/local/jobs"
-TICKER = "#!/bin/bash\nfor i in 1 2 3 4 5; do echo \"line $i\"; sleep 0.3; done\nprintf 'no newline'"
+TICKER = (
+    "#!/bin/bash\nfor i in 1 2 3 4 5; do echo \"line $i\"; sleep 0.3; done\nprintf 'no newline'"
+)
 EXPECTED = "".join(f"line {i}\n" for i in range(1, 6)) + "no newline"
 
 
@@ -29,8 +31,14 @@ def test_follow_resumes_from_last_event_id(alice: httpx.Client) -> None:
     job = submit(alice, script=TICKER)
     wait_for_job(alice, job["id"], ended)
     offset = len(b"line 1\nline 2\n")
-    events = list(read_events(alice, f"{JOBS}/{job['id']}/output",
-                              headers={"Last-Event-ID": str(offset)}, follow="true"))
+    events = list(
+        read_events(
+            alice,
+            f"{JOBS}/{job['id']}/output",
+            headers={"Last-Event-ID": str(offset)},
+            follow="true",
+        )
+    )
     text = "".join(json.loads(e.data)["text"] for e in events if e.event == "output")
     assert text == EXPECTED[offset:]
 
@@ -67,18 +75,20 @@ def test_events_replay_only_what_was_missed(alice: httpx.Client) -> None:
     job = submit(alice, script="#!/bin/bash\nsleep 0.5")
     everything = list(read_events(alice, f"{JOBS}/{job['id']}/events"))
     first = everything[0].id or ""
-    missed = list(read_events(alice, f"{JOBS}/{job['id']}/events",
-                              headers={"Last-Event-ID": first}))
+    missed = list(
+        read_events(alice, f"{JOBS}/{job['id']}/events", headers={"Last-Event-ID": first})
+    )
     assert [e.id for e in missed] == [e.id for e in everything[1:]]
     last = everything[-1].id or ""
-    assert list(read_events(alice, f"{JOBS}/{job['id']}/events",
-                            headers={"Last-Event-ID": last})) == []
+    assert (
+        list(read_events(alice, f"{JOBS}/{job['id']}/events", headers={"Last-Event-ID": last}))
+        == []
+    )
 
 
 def test_output_of_a_pending_job_is_empty(alice: httpx.Client) -> None:
     blocker = submit(alice, script="#!/bin/bash\nsleep 30")
-    job = submit(alice, script="#!/bin/bash\necho later",
-                 dependencies=[f"afterok:{blocker['id']}"])
+    job = submit(alice, script="#!/bin/bash\necho later", dependencies=[f"afterok:{blocker['id']}"])
     response = alice.get(f"{JOBS}/{job['id']}/output")
     assert (response.status_code, response.text) == (200, "")
     alice.delete(f"{JOBS}/{blocker['id']}")

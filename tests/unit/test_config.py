@@ -20,7 +20,7 @@ def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "c.toml"
-    config.write_text('port = 9000\n[systems.alpha]\nslots = 3\n[systems.beta]\n')
+    config.write_text("port = 9000\n[systems.alpha]\nslots = 3\n[systems.beta]\n")
     monkeypatch.setenv("HPCGATE_HOME", str(tmp_path))
     monkeypatch.setenv("HPCGATE_PORT", "9100")
     settings = load_settings(config)
@@ -38,11 +38,17 @@ def test_secrets_are_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize(
     "text",
-    ["[systems.local]\nslot = 3\n", "[systems.local]\nscheduler = 'lsf'\n",
-     "[systems.BAD]\n", "colour = 'red'\n", "[systems.local]\nslots = 0\n"],
+    [
+        "[systems.local]\nslot = 3\n",
+        "[systems.local]\nscheduler = 'lsf'\n",
+        "[systems.BAD]\n",
+        "colour = 'red'\n",
+        "[systems.local]\nslots = 0\n",
+    ],
 )
-def test_invalid_files_are_refused(tmp_path: Path, text: str,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_invalid_files_are_refused(
+    tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HPCGATE_HOME", str(tmp_path))
     config = tmp_path / "c.toml"
     config.write_text(text)

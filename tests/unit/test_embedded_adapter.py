@@ -16,14 +16,42 @@ from hpcgate.schedulers.embedded import EmbeddedScheduler
 SCHEDULER = EmbeddedScheduler(Path("/spool"), slots=3, python="/py")
 STATUS = {
     "jobs": [
-        {"id": "4", "tag": "t4", "name": "a", "state": "FAILED", "reason": None,
-         "exit_code": 7, "signal": None, "submit_time": 1.5e9, "start_time": 1.5e9 + 1,
-         "end_time": 1.5e9 + 2, "workdir": "/w", "stdout": "/w/o", "stderr": "/w/e",
-         "time_limit": None, "dependencies": [], "pid": 12},
-        {"id": "5", "tag": None, "name": "b", "state": "PENDING", "reason": "Resources",
-         "exit_code": None, "signal": None, "submit_time": 1.5e9, "start_time": None,
-         "end_time": None, "workdir": "/w", "stdout": "/w/o5", "stderr": "/w/e5",
-         "time_limit": 60, "dependencies": ["afterok:4"], "pid": None},
+        {
+            "id": "4",
+            "tag": "t4",
+            "name": "a",
+            "state": "FAILED",
+            "reason": None,
+            "exit_code": 7,
+            "signal": None,
+            "submit_time": 1.5e9,
+            "start_time": 1.5e9 + 1,
+            "end_time": 1.5e9 + 2,
+            "workdir": "/w",
+            "stdout": "/w/o",
+            "stderr": "/w/e",
+            "time_limit": None,
+            "dependencies": [],
+            "pid": 12,
+        },
+        {
+            "id": "5",
+            "tag": None,
+            "name": "b",
+            "state": "PENDING",
+            "reason": "Resources",
+            "exit_code": None,
+            "signal": None,
+            "submit_time": 1.5e9,
+            "start_time": None,
+            "end_time": None,
+            "workdir": "/w",
+            "stdout": "/w/o5",
+            "stderr": "/w/e5",
+            "time_limit": 60,
+            "dependencies": ["afterok:4"],
+            "pid": None,
+        },
     ]
 }
 
@@ -36,8 +64,16 @@ def _result(code: int, out: object = "", err: str = "") -> CommandResult:
 def test_submit_sends_a_json_document_not_a_shell_line() -> None:
     spec = JobSpec(script="#!/bin/sh\necho $(x)", name="n; rm -rf /", environment={"A": "1"})
     command = SCHEDULER.submit_command(spec, SubmitContext("tag1", "/home/a"))
-    assert command.argv == ("/py", "-m", "hpcgate.embedded", "--spool", "/spool", "--slots",
-                            "3", "submit")
+    assert command.argv == (
+        "/py",
+        "-m",
+        "hpcgate.embedded",
+        "--spool",
+        "/spool",
+        "--slots",
+        "3",
+        "submit",
+    )
     document = json.loads(command.stdin or b"")
     assert document["name"] == "n; rm -rf /" and document["workdir"] == "/home/a"
     assert document["tag"] == "tag1" and document["env"] == {"A": "1"}
@@ -47,7 +83,9 @@ def test_parse_submit_and_status() -> None:
     assert SCHEDULER.parse_submit(_result(0, {"id": "17"})) == "17"
     jobs = SCHEDULER.parse_status(_result(0, STATUS))
     assert [(j.native_id, j.state, j.exit_code, j.reason) for j in jobs] == [
-        ("4", JobState.FAILED, 7, None), ("5", JobState.PENDING, None, "Resources")]
+        ("4", JobState.FAILED, 7, None),
+        ("5", JobState.PENDING, None, "Resources"),
+    ]
     assert jobs[0].end_time is not None and jobs[0].end_time.tzinfo is not None
     assert SCHEDULER.status_command(["4", "5"]).argv[-2:] == ("--ids", "4,5")
 

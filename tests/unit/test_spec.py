@@ -9,7 +9,7 @@ from hpcgate.schedulers.embedded import EmbeddedScheduler
 
 
 def test_time_limit_and_memory_normalise() -> None:
-    spec = JobSpec(script="#!/bin/sh", time_limit="1:00:00", memory="2G")  # type: ignore[arg-type]
+    spec = JobSpec(script="#!/bin/sh", time_limit="1:00:00", memory="2G")
     assert (spec.time_limit, spec.memory) == (3600, 2048)
     assert JobSpec(script="#!/bin/sh", time_limit=90).time_limit == 90
 
@@ -21,9 +21,15 @@ def test_given_fields_ignore_empty_defaults() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"script": "a", "script_path": "/b"}, {"script": "a", "name": "two\nlines"},
-     {"script": "a", "array": "1-"}, {"script": "a", "environment": {"1X": "v"}},
-     {"script": "a", "dependencies": ["afterok:"]}, {"script": "a", "gpus": -1}],
+    [
+        {},
+        {"script": "a", "script_path": "/b"},
+        {"script": "a", "name": "two\nlines"},
+        {"script": "a", "array": "1-"},
+        {"script": "a", "environment": {"1X": "v"}},
+        {"script": "a", "dependencies": ["afterok:"]},
+        {"script": "a", "gpus": -1},
+    ],
 )
 def test_invalid_specs(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
@@ -37,7 +43,10 @@ def test_array_and_dependency_forms() -> None:
 
 def test_terminal_states() -> None:
     assert {s for s in JobState if not s.terminal} == {
-        JobState.PENDING, JobState.RUNNING, JobState.SUSPENDED}
+        JobState.PENDING,
+        JobState.RUNNING,
+        JobState.SUSPENDED,
+    }
 
 
 def test_embedded_accepts_trivial_resources_and_refuses_real_ones(tmp_path: object) -> None:

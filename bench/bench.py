@@ -1,0 +1,206 @@
+"""hpcgate benchmark: submit latency, status throughput, scheduler load.
+
+Starts a real gateway (embedded scheduler, SQLite) in a temporary home and measures on
+this machine, in one run:
+
+* submit latency through the API (p50/p99) against the raw scheduler command;
+* job-status GET throughput and latency with many concurrent clients (wrk, a C load
+  generator, so the client does not steal the gateway's CPU the way a Python client would);
+* scheduler status queries per second while those clients poll (from /metrics).
+
+Usage: .venv/bin/python bench/bench.py [--submits 200] [--clients 100] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.gateway_process import GatewayProcess, new_gateway
+
+CONFIG = """
+[systems.local]
+scheduler = "embedded"
+status_interval = 1.0
+slots = 2
+"""
+TRUE_SCRIPT = "#!/bin/sh\ntrue\n"
+LUA = """
+local ids = {%s}
+request = function()
+  local id = ids[math.random(#ids)]
+  return wrk.format("GET", "/api/v1/systems/local/jobs/" .. id, {["Authorization"] = "Bearer %s"})
+end
+"""
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values, 50) * 1000, 2),
+        "p99_ms": round(percentile(values, 99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(values) * 1000, 2),
+    }
+
+
+def api_submits(client: httpx.Client, count: int, workdir: str) -> tuple[list[float], list[str]]:
+    times, ids = [], []
+    for _ in range(count):
+        start = time.perf_counter()
+        response = client.post(
+            "/api/v1/systems/local/jobs", json={"script": TRUE_SCRIPT, "working_directory": workdir}
+        )
+        times.append(time.perf_counter() - start)
+        response.raise_for_status()
+        ids.append(response.json()["id"])
+    return times, ids
+
+
+def raw_submits(count: int, spool: Path, workdir: str) -> list[float]:
+    """The scheduler's own submit command, as the gateway runs it, without the gateway."""
+    argv = [
+        sys.executable,
+        "-m",
+        "hpcgate.embedded",
+        "--spool",
+        str(spool),
+        "--slots",
+        "2",
+        "submit",
+    ]
+    times = []
+    for _ in range(count):
+        document = json.dumps(
+            {"script": TRUE_SCRIPT, "workdir": workdir, "env": {}, "dependencies": []}
+        )
+        start = time.perf_counter()
+        subprocess.run(argv, input=document.encode(), check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def status_queries(admin: httpx.Client) -> float:
+    text = admin.get("/metrics").text
+    match = re.search(
+        r'hpcgate_scheduler_commands_total\{operation="status",system="local"\} (\S+)', text
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def run_wrk(
+    url: str, token: str, ids: list[str], clients: int, seconds: int, workdir: Path
+) -> dict[str, float]:
+    script = workdir / "status.lua"
+    script.write_text(LUA % (", ".join(f'"{i}"' for i in ids), token))
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    def ms(text: str) -> float:
+        value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.MULTILINE))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": ms(latency["50"]),
+        "p99_ms": ms(latency["99"]),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--submits", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench needs wrk (Debian: apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as tmp:
+        results = measure(Path(tmp), args)
+    print(json.dumps(results, indent=2))
+
+
+def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
+    server: GatewayProcess = new_gateway(tmp / "home", CONFIG)
+    server.start()
+    try:
+        token = server.token("bench")
+        admin_token = (server.home / "admin-token").read_text().strip()
+        with server.client(token) as client, server.client(admin_token) as admin:
+            api, _ = api_submits(client, args.submits, str(tmp))
+            raw = raw_submits(args.submits, tmp / "raw-spool", str(tmp))
+            ids = long_jobs(client, args.jobs, str(tmp))
+            before, t0 = status_queries(admin), time.monotonic()
+            load = run_wrk(server.url, token, ids, args.clients, args.seconds, tmp)
+            rate = (status_queries(admin) - before) / (time.monotonic() - t0)
+            for job_id in ids:
+                client.delete(f"/api/v1/systems/local/jobs/{job_id}")
+    finally:
+        server.stop()
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "submit_api": summary(api),
+        "submit_raw_engine": summary(raw),
+        "submit_p50_ratio": round(percentile(api, 50) / percentile(raw, 50), 2),
+        "status_get": load,
+        "clients": args.clients,
+        "jobs_polled": len(ids),
+        "scheduler_status_queries_per_s": round(rate, 2),
+    }
+
+
+def long_jobs(client: httpx.Client, count: int, workdir: str) -> list[str]:
+    """Jobs that stay live (two run, the rest queue) so the watcher tracks all of them."""
+    return [
+        client.post(
+            "/api/v1/systems/local/jobs",
+            json={"script": "#!/bin/sh\nsleep 300\n", "working_directory": workdir},
+        ).json()["id"]
+        for _ in range(count)
+    ]
+
+
+if __name__ == "__main__":
+    main()
