@@ -55,22 +55,10 @@ class GatewayProcess:
 
     def start(self) -> None:
         env = {**os.environ, "HPCGATE_HOME": str(self.home)}
-        log = (self.home / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hpcgate",
-                "serve",
-                "--config",
-                str(self.config),
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+        argv = [sys.executable, "-m", "hpcgate", "serve", "--config", str(self.config)]
+        argv += ["--port", str(self.port)]
+        with (self.home / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
         self._wait_ready()
 
     def _wait_ready(self) -> None:

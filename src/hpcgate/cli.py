@@ -82,7 +82,13 @@ def serve(
     settings.port = port or settings.port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     err.print(f"hpcgate: data in {settings.home}; systems: {', '.join(settings.systems)}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
 
 
 @token_app.command("create")

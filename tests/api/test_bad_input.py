@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import httpx
 import pytest
@@ -118,7 +119,8 @@ def test_unknown_system_job_and_route_are_404(gateway_user: httpx.Client) -> Non
 
 
 def test_malformed_job_id_and_query_are_422(gateway_user: httpx.Client) -> None:
-    _problem(gateway_user.get(f"{JOBS}/..%2F..%2Fetc"), 422)
+    _problem(gateway_user.get(f"{JOBS}/..%2F..%2Fetc"), 404)  # no such route
+    _problem(gateway_user.get(f"{JOBS}/a*b"), 422)
     _problem(gateway_user.get(f"{JOBS}/$(reboot)"), 422)
     _problem(gateway_user.get(JOBS, params={"state": "SLEEPING"}), 422)
     _problem(gateway_user.get(JOBS, params={"limit": 0}), 422)
@@ -134,7 +136,7 @@ def test_shell_metacharacters_in_fields_are_inert(
     gateway_user: httpx.Client, tmp_path: object
 ) -> None:
     """Strings that would do harm in a shell reach the job as plain data."""
-    marker = f"{tmp_path}/pwned"
+    marker = f"/tmp/hpcgate-pwned-{uuid.uuid4().hex[:8]}"
     evil = f"$(touch {marker}); `touch {marker}`; touch {marker}"
     job = submit(
         gateway_user,

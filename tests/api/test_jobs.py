@@ -108,6 +108,7 @@ def test_sbatch_directives_in_the_script_are_honoured(alice: httpx.Client) -> No
     job = submit(alice, script=script)
     done = wait_for_job(alice, job["id"], ended)
     assert (done["name"], done["state"]) == ("from-directive", "TIMEOUT")
+    assert done["time_limit"] == 1
 
 
 def test_dependency_that_can_never_be_met_keeps_the_job_pending(alice: httpx.Client) -> None:

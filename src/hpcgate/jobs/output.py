@@ -37,24 +37,17 @@ def _maybe_path(row: JobRow, stream: Stream) -> str | None:
     return row.stdout if stream is Stream.STDOUT else row.stderr
 
 
-def _path(row: JobRow, stream: Stream) -> str:
-    path = _maybe_path(row, stream)
-    if not path:
-        raise NotFound(f"job {row.native_id} has no {stream} file yet")
-    return path
-
-
 async def read_output(
     jobs: JobService, who: Principal, system: str, job_id: str, stream: Stream, offset: int
 ) -> AsyncIterator[bytes]:
     """The file from ``offset`` as it is now, in chunks; empty if the job wrote nothing yet."""
     row = await jobs.job_row(who, system, job_id)
     transport = jobs.cluster(system).transport
-    path = _path(row, stream)
-    if await transport.file_size(path) is None:
+    path = _maybe_path(row, stream)
+    if path is None or await transport.file_size(path) is None:
         if JobState(row.state).terminal:
             raise NotFound(f"job {job_id} left no {stream} file at {path}")
-        return
+        return  # not started yet: no output so far
     while chunk := await transport.read(path, offset, CHUNK):
         offset += len(chunk)
         yield chunk
@@ -78,6 +71,7 @@ async def follow_output(
                 return
             ended = await _wait_for_end(events)
             row = await jobs.refresh(row)
+            ended = ended or JobState(row.state).terminal
 
 
 async def _new_bytes(transport: Transport, path: str | None, offset: int) -> AsyncIterator[bytes]:

@@ -41,6 +41,7 @@ class SchedulerJob:
     working_directory: str | None = None
     stdout: str | None = None
     stderr: str | None = None
+    time_limit: int | None = None
     tag: str | None = None
 
 

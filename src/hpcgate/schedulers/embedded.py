@@ -117,5 +117,6 @@ def _job(record: dict[str, Any]) -> SchedulerJob:
         working_directory=record.get("workdir"),
         stdout=record.get("stdout"),
         stderr=record.get("stderr"),
+        time_limit=record.get("time_limit"),
         tag=record.get("tag"),
     )

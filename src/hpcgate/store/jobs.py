@@ -17,12 +17,14 @@ LIVE_STATES = tuple(state.value for state in JobState if not state.terminal)
 _TRACKED = ("state", "reason", "exit_code", "signal")
 _COPIED = (
     *_TRACKED,
+    "name",
     "submit_time",
     "start_time",
     "end_time",
     "working_directory",
     "stdout",
     "stderr",
+    "time_limit",
 )
 
 
