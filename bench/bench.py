@@ -171,6 +171,7 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
             api, _ = api_submits(client, args.submits, str(tmp))
             raw = raw_submits(args.submits, tmp / "raw-spool", str(tmp))
             ids = long_jobs(client, args.jobs, str(tmp))
+            serial = serial_gets(client, ids, args.submits)
             before, t0 = status_queries(admin), time.monotonic()
             load = run_wrk(server.url, token, ids, args.clients, args.seconds, tmp)
             rate = (status_queries(admin) - before) / (time.monotonic() - t0)
@@ -184,11 +185,22 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
         "submit_api": summary(api),
         "submit_raw_engine": summary(raw),
         "submit_p50_ratio": round(percentile(api, 50) / percentile(raw, 50), 2),
-        "status_get": load,
+        "status_get_serial": summary(serial),
+        "status_get_loaded": load,
         "clients": args.clients,
         "jobs_polled": len(ids),
         "scheduler_status_queries_per_s": round(rate, 2),
     }
+
+
+def serial_gets(client: httpx.Client, ids: list[str], count: int) -> list[float]:
+    """One client, one request at a time: the latency a single poller sees."""
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        client.get(f"/api/v1/systems/local/jobs/{ids[i % len(ids)]}").raise_for_status()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def long_jobs(client: httpx.Client, count: int, workdir: str) -> list[str]:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_script_bytes: int = Field(1 << 20, ge=1, description="Largest accepted job script")
     max_request_bytes: int = Field(4 << 20, ge=1, description="Largest accepted JSON body")
+    token_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a verified token is trusted without a database read"
+    )
     systems: dict[SystemName, SystemConfig] = Field(default_factory=_default_systems)
 
     @model_validator(mode="after")

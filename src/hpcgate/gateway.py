@@ -28,7 +28,11 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database = Database(settings.database_url)
-        self.tokens = TokenService(TokenStore(self.database))
+        self.tokens = TokenService(
+            TokenStore(self.database),
+            settings.home / "tokens.revoked",
+            settings.token_cache_seconds,
+        )
         self.systems = Systems.from_settings(settings)
         self.bus = EventBus()
         store = JobStore(self.database)

@@ -10,9 +10,11 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from hpcgate.errors import BadRequest, NotFound, Unauthenticated
 from hpcgate.principal import DEFAULT_SCOPES, Principal, Scope
@@ -46,11 +48,31 @@ def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
         raise BadRequest(f"unknown scope ({exc}); known scopes: {known}") from None
 
 
-class TokenService:
-    """Creates, lists, revokes and verifies tokens."""
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token row as last read from the store, kept for a few seconds."""
 
-    def __init__(self, store: TokenStore) -> None:
+    row: TokenRow
+    read_at: float
+
+
+class TokenService:
+    """Creates, lists, revokes and verifies tokens.
+
+    Verified token rows are cached for ``cache_seconds`` so that a request costs no database
+    read for its token. A revoke through this service evicts at once; a revoke by another
+    process on this host touches ``revocation_marker``, which is checked on every request
+    (one ``stat``); another gateway replica notices within ``cache_seconds``.
+    """
+
+    def __init__(
+        self, store: TokenStore, revocation_marker: Path | None = None, cache_seconds: float = 5
+    ) -> None:
         self._store = store
+        self._marker = revocation_marker
+        self._ttl = cache_seconds
+        self._cache: dict[str, _Verified] = {}
+        self._marker_seen: float | None = None
 
     async def create(
         self,
@@ -83,11 +105,14 @@ class TokenService:
     async def revoke(self, token_id: str) -> None:
         if not await self._store.revoke(token_id, utcnow()):
             raise NotFound(f"no active token with id {token_id!r}")
+        self._cache.pop(token_id, None)
+        if self._marker is not None:
+            self._marker.touch()
 
     async def authenticate(self, presented: str) -> Principal:
         """The principal behind a bearer token; Unauthenticated for anything else."""
         match = _TOKEN.match(presented)
-        row = await self._store.get(match.group(1)) if match else None
+        row = await self._row(match.group(1)) if match else None
         if match is None or row is None:
             raise Unauthenticated("invalid token")
         if not hmac.compare_digest(row.secret_hash, _hash(match.group(2))):
@@ -97,3 +122,27 @@ class TokenService:
         if row.expires_at is not None and row.expires_at <= utcnow():
             raise Unauthenticated("token expired")
         return Principal(row.user, parse_scopes(row.scopes.split(",")), row.id)
+
+    async def _row(self, token_id: str) -> TokenRow | None:
+        self._forget_if_revoked_elsewhere()
+        now = time.monotonic()
+        cached = self._cache.get(token_id)
+        if cached is not None and now - cached.read_at < self._ttl:
+            return cached.row
+        row = await self._store.get(token_id)
+        if row is None:
+            self._cache.pop(token_id, None)
+        else:
+            self._cache[token_id] = _Verified(row, now)
+        return row
+
+    def _forget_if_revoked_elsewhere(self) -> None:
+        if self._marker is None:
+            return
+        try:
+            stamp = self._marker.stat().st_mtime
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._marker_seen:
+            self._cache.clear()
+            self._marker_seen = stamp

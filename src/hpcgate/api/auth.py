@@ -14,7 +14,8 @@ from hpcgate.principal import Principal
 _bearer = HTTPBearer(auto_error=False, description="An hpcgate API token")
 
 
-def gateway(request: Request) -> Gateway:
+async def gateway(request: Request) -> Gateway:
+    # async on purpose: FastAPI would run a plain function in a worker thread per request
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
@@ -24,7 +25,7 @@ async def principal(
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await gateway(request).tokens.authenticate(credentials.credentials)
+    return await (await gateway(request)).tokens.authenticate(credentials.credentials)
 
 
 Caller = Annotated[Principal, Depends(principal)]

@@ -10,6 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -23,31 +24,57 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._engine: AsyncEngine | None = None
+        self._engines: list[AsyncEngine] = []
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._readers: async_sessionmaker[AsyncSession] | None = None
+        self._read_engine: AsyncEngine | None = None
 
     async def start(self) -> None:
         """Connect and bring the schema to the newest migration."""
-        self._engine = create_async_engine(self.url, **_engine_options(self.url))
-        if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
-        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
-        async with self._engine.begin() as connection:
+        writer = self._engine()
+        # Single-statement reads need no transaction: skipping BEGIN/ROLLBACK round trips
+        # makes the hot reads (token, job) about three times cheaper.
+        reader = self._read_engine = self._engine(isolation_level="AUTOCOMMIT")
+        self._sessions = async_sessionmaker(writer, expire_on_commit=False)
+        self._readers = async_sessionmaker(reader, expire_on_commit=False)
+        async with writer.begin() as connection:
             await connection.run_sync(_upgrade)
 
+    def _engine(self, **options: Any) -> AsyncEngine:
+        engine = create_async_engine(self.url, **_engine_options(self.url), **options)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        self._engines.append(engine)
+        return engine
+
     async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
+        for engine in self._engines:
+            await engine.dispose()
+        self._engines.clear()
 
     def session(self) -> AsyncSession:
+        """A session for writes (and reads that must see one transaction)."""
         if self._sessions is None:
             raise RuntimeError("Database.start() was not called")
         return self._sessions()
 
+    def read_connection(self) -> AsyncConnection:
+        """A bare autocommit connection, for the hottest Core reads."""
+        if self._read_engine is None:
+            raise RuntimeError("Database.start() was not called")
+        return self._read_engine.connect()
+
+    def reader(self) -> AsyncSession:
+        """A session for single-statement reads, in autocommit mode."""
+        if self._readers is None:
+            raise RuntimeError("Database.start() was not called")
+        return self._readers()
+
 
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
+        # Each aiosqlite connection is a thread; a few are faster than many (less GIL churn).
+        return {"connect_args": {"timeout": 30}, "pool_size": 2, "max_overflow": 2}
     return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
@@ -40,11 +42,47 @@ class JobFilter:
     limit: int = 100
 
 
+class _RecentRows:
+    """Rows this process read or wrote lately, so a status poll needs no database read.
+
+    A finished job's row never changes, so it is good until evicted. A live job's row is
+    written only by this process's watcher and submits, which update the entry as they
+    write; ``ttl`` bounds how long another replica's write could go unseen.
+    """
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._rows: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
+
+    def get(self, key: tuple[str, str]) -> JobRow | None:
+        entry = self._rows.get(key)
+        if entry is None:
+            return None
+        values, read_at = entry
+        if not JobState(values["state"]).terminal and time.monotonic() - read_at > self._ttl:
+            return None
+        return JobRow(**values)
+
+    def put(self, row: JobRow) -> None:
+        if row.native_id is None:
+            return
+        self._rows.pop((row.system, row.native_id), None)  # re-insert: newest last
+        self._rows[(row.system, row.native_id)] = (_values(row), time.monotonic())
+        if len(self._rows) > self._size:
+            del self._rows[next(iter(self._rows))]
+
+
+def _values(row: JobRow) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in JobRow.__table__.columns}
+
+
 class JobStore:
     """Reads and writes jobs. A row with no ``native_id`` is a submit still in flight."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, cache_seconds: float = 1.0) -> None:
         self._db = database
+        self._recent = _RecentRows(cache_seconds)
 
     async def add(self, row: JobRow) -> JobRow:
         async with self._db.session() as session, session.begin():
@@ -53,7 +91,7 @@ class JobStore:
 
     async def by_idempotency_key(self, owner: str, key: str) -> JobRow | None:
         query = select(JobRow).where(JobRow.owner == owner, JobRow.idempotency_key == key)
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             return (await session.scalars(query)).first()
 
     async def mark_submitted(self, row: JobRow, native_id: str) -> JobEventRow:
@@ -65,6 +103,7 @@ class JobStore:
             event = JobEventRow(job_pk=row.pk, state=row.state, time=utcnow())
             session.add(event)
         row.native_id = native_id
+        self._recent.put(row)
         return event
 
     async def remove(self, pk: int) -> None:
@@ -72,9 +111,19 @@ class JobStore:
             await session.execute(delete(JobRow).where(JobRow.pk == pk))
 
     async def get(self, system: str, native_id: str) -> JobRow | None:
-        query = select(JobRow).where(JobRow.system == system, JobRow.native_id == native_id)
-        async with self._db.session() as session:
-            return (await session.scalars(query)).first()
+        """The job, from the recent rows when fresh, else one Core read (the hottest path)."""
+        cached = self._recent.get((system, native_id))
+        if cached is not None:
+            return cached
+        table = JobRow.__table__
+        query = select(table).where(table.c.system == system, table.c.native_id == native_id)
+        async with self._db.read_connection() as connection:
+            found = (await connection.execute(query)).mappings().first()
+        if found is None:
+            return None
+        row = JobRow(**found)
+        self._recent.put(row)
+        return row
 
     async def find(self, wanted: JobFilter) -> list[JobRow]:
         query = select(JobRow).where(
@@ -89,7 +138,7 @@ class JobStore:
         if wanted.before_pk is not None:
             query = query.where(JobRow.pk < wanted.before_pk)
         query = query.order_by(JobRow.pk.desc()).limit(wanted.limit)
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             return list(await session.scalars(query))
 
     async def live(self, system: str) -> list[JobRow]:
@@ -99,7 +148,7 @@ class JobStore:
             JobRow.native_id.is_not(None),
             JobRow.state.in_(LIVE_STATES),
         )
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             return list(await session.scalars(query))
 
     async def in_flight(self, system: str, before: datetime) -> list[JobRow]:
@@ -107,7 +156,7 @@ class JobStore:
         query = select(JobRow).where(
             JobRow.system == system, JobRow.native_id.is_(None), JobRow.created_at < before
         )
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             return list(await session.scalars(query))
 
     async def apply(
@@ -115,6 +164,7 @@ class JobStore:
     ) -> list[tuple[JobRow, JobEventRow]]:
         """Copy what the scheduler reported into the rows; one event per state change."""
         changes: list[tuple[JobRow, JobEventRow]] = []
+        updated: list[JobRow] = []
         async with self._db.session() as session, session.begin():
             for report in seen:
                 row = rows.get(report.native_id)
@@ -122,9 +172,12 @@ class JobStore:
                     continue
                 event = _copy(row, report)
                 await session.merge(row)
+                updated.append(row)
                 if event is not None:
                     session.add(event)
                     changes.append((row, event))
+        for row in updated:
+            self._recent.put(row)
         return changes
 
     async def events_after(self, job_pk: int, after_id: int) -> list[JobEventRow]:
@@ -133,7 +186,7 @@ class JobStore:
             .where(JobEventRow.job_pk == job_pk, JobEventRow.id > after_id)
             .order_by(JobEventRow.id)
         )
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             return list(await session.scalars(query))
 
 

@@ -20,14 +20,14 @@ class TokenStore:
         return row
 
     async def get(self, token_id: str) -> TokenRow | None:
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             return await session.get(TokenRow, token_id)
 
     async def find(self, user: str | None = None) -> list[TokenRow]:
         query = select(TokenRow).order_by(TokenRow.created_at)
         if user is not None:
             query = query.where(TokenRow.user == user)
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             return list(await session.scalars(query))
 
     async def revoke(self, token_id: str, when: datetime) -> bool:
