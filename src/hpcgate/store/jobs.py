@@ -80,7 +80,7 @@ def _values(row: JobRow) -> dict[str, Any]:
 class JobStore:
     """Reads and writes jobs. A row with no ``native_id`` is a submit still in flight."""
 
-    def __init__(self, database: Database, cache_seconds: float = 1.0) -> None:
+    def __init__(self, database: Database, cache_seconds: float = 5.0) -> None:
         self._db = database
         self._recent = _RecentRows(cache_seconds)
 
@@ -149,7 +149,10 @@ class JobStore:
             JobRow.state.in_(LIVE_STATES),
         )
         async with self._db.reader() as session:
-            return list(await session.scalars(query))
+            rows = list(await session.scalars(query))
+        for row in rows:  # the watcher reads these every interval: keep polls off the database
+            self._recent.put(row)
+        return rows
 
     async def in_flight(self, system: str, before: datetime) -> list[JobRow]:
         """Submits that were started before ``before`` and never recorded an id."""
