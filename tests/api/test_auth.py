@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import time
 
@@ -119,3 +120,20 @@ def test_cli_rejects_unknown_scope_and_bad_user(gateway: GatewayProcess) -> None
     assert bad_scope.returncode != 0 and "unknown scope" in bad_scope.stderr
     bad_user = cli(gateway.home, "token", "create", "Bad User", check=False)
     assert bad_user.returncode != 0 and "invalid user name" in bad_user.stderr
+
+
+def test_config_show_prints_the_effective_configuration_masked(gateway: GatewayProcess) -> None:
+    (gateway.home / "pg.toml").write_text(
+        'database_url = "postgresql+asyncpg://gw:s3cret@db.example/hpcgate"\n'
+        "[systems.cluster]\nslots = 7\n"
+    )
+    shown = cli(gateway.home, "config", "show", "--config", str(gateway.home / "pg.toml"))
+    assert "s3cret" not in shown.stdout
+    config = json.loads(shown.stdout)
+    assert config["database_url"] == "postgresql+asyncpg://gw:***@db.example/hpcgate"
+    assert config["systems"]["cluster"]["slots"] == 7
+    broken = gateway.home / "broken.toml"
+    broken.write_text("[systems.local]\nslotz = 1\n")
+    refused = cli(gateway.home, "config", "show", "--config", str(broken), check=False)
+    assert refused.returncode == 2
+    assert "slotz" in refused.stderr

@@ -167,3 +167,18 @@ def test_users_never_see_each_others_jobs(alice: httpx.Client, bob: httpx.Client
     assert job["id"] not in [j["id"] for j in bob.get(JOBS).json()["items"]]
     assert alice.get(f"{JOBS}/{job['id']}").json()["state"] in ("PENDING", "RUNNING")
     alice.delete(f"{JOBS}/{job['id']}")
+
+
+def test_script_path_runs_a_script_file_on_the_system(alice: httpx.Client, workdir: Path) -> None:
+    script = workdir / "job.sh"
+    script.write_text("#!/bin/bash\necho from a file\n")
+    job = submit(alice, script_path=str(script), working_directory=str(workdir))
+    done = wait_for_job(alice, job["id"], ended)
+    assert done["state"] == "COMPLETED"
+    assert alice.get(f"{JOBS}/{job['id']}/output").text == "from a file\n"
+
+
+def test_missing_script_path_is_refused(alice: httpx.Client, workdir: Path) -> None:
+    response = alice.post(JOBS, json={"script_path": str(workdir / "absent.sh")})
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/scheduler-rejected")

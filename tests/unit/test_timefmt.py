@@ -22,7 +22,9 @@ def test_slurm_time_formats(text: str, seconds: int) -> None:
     assert parse_time_limit(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "soon", "1:2:3:4", "-5", "1-", "1.5", "1:x"])
+@pytest.mark.parametrize(
+    "text", ["", "soon", "1:2:3:4", "-5", "1-", "1.5", "1:x", "1-2:3:4:5", ":1", "\u0663"]
+)
 def test_bad_time_formats(text: str) -> None:
     with pytest.raises(ValueError, match="invalid time limit"):
         parse_time_limit(text)
