@@ -61,7 +61,7 @@ def test_output_with_newlines_cannot_inject_events(alice: httpx.Client) -> None:
 
 
 def test_events_report_each_state_once_with_ids(alice: httpx.Client) -> None:
-    job = submit(alice, script="#!/bin/bash\nsleep 1\nexit 3")
+    job = submit(alice, script="#!/bin/bash\nsleep 2\nexit 3")
     events = list(read_events(alice, f"{JOBS}/{job['id']}/events"))
     states = [json.loads(e.data)["state"] for e in events]
     assert states[0] == "PENDING" and states[-1] == "FAILED"
