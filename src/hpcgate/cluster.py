@@ -50,8 +50,22 @@ class Cluster:
         return self.scheduler.parse_submit(result)
 
     async def status(self, native_ids: Sequence[str]) -> list[SchedulerJob]:
+        """What the scheduler says of these jobs: one status query, plus one history query
+        for those it no longer lists or that just ended (exit codes live there)."""
+        ping = self.scheduler.ping_command()
+        if not native_ids and ping is not None:
+            self.scheduler.parse_ping(await self._run("ping", ping))
+            return []
         result = await self._run("status", self.scheduler.status_command(native_ids))
-        return self.scheduler.parse_status(result)
+        live = self.scheduler.parse_status(result)
+        settled = {job.native_id for job in live if not job.state.terminal}
+        missing = [native_id for native_id in native_ids if native_id not in settled]
+        history = self.scheduler.history_command(missing) if missing else None
+        if history is None:
+            return live
+        past = self.scheduler.parse_history(await self._run("history", history))
+        known = {job.native_id for job in past}
+        return [job for job in live if job.native_id not in known] + past
 
     async def cancel(self, native_id: str) -> None:
         result = await self._run("cancel", self.scheduler.cancel_command(native_id))

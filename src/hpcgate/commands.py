@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An argv to execute (never a shell string), with optional bytes for its stdin."""
+    """An argv to execute (never a shell string), with optional bytes for its stdin.
+
+    ``env`` is None for the transport's own environment; otherwise the command runs with a
+    clean base environment (PATH, HOME, USER, LANG...) plus these variables, so nothing of
+    the gateway's environment (which may hold secrets) reaches it.
+    """
 
     argv: tuple[str, ...]
     stdin: bytes | None = None
+    env: Mapping[str, str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ class SystemConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scheduler: Literal["embedded"] = "embedded"
+    scheduler: Literal["embedded", "slurm"] = "embedded"
     transport: Literal["local"] = "local"
     description: str = ""
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between status queries")

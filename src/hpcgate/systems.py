@@ -10,6 +10,7 @@ from hpcgate.config import Settings, SystemConfig
 from hpcgate.errors import NotFound
 from hpcgate.schedulers.base import Scheduler
 from hpcgate.schedulers.embedded import EmbeddedScheduler
+from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.base import Transport
 from hpcgate.transports.local import LocalTransport
 
@@ -17,6 +18,8 @@ from hpcgate.transports.local import LocalTransport
 def _scheduler(config: SystemConfig) -> Scheduler:
     if config.scheduler == "embedded":
         return EmbeddedScheduler(Path(str(config.spool)), config.slots)
+    if config.scheduler == "slurm":
+        return SlurmScheduler()
     raise ValueError(f"unknown scheduler {config.scheduler!r}")
 
 

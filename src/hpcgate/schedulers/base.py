@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import UnsupportedField
+from hpcgate.errors import SchedulerUnavailable, UnsupportedField
 from hpcgate.jobs.models import JobSpec, JobState
 
 
@@ -75,6 +75,22 @@ class Scheduler(ABC):
 
     @abstractmethod
     def parse_status(self, result: CommandResult) -> list[SchedulerJob]: ...
+
+    def ping_command(self) -> Command | None:
+        """A cheap health check for when no job is live; None: query status anyway."""
+        return None
+
+    def parse_ping(self, result: CommandResult) -> None:
+        """Raise SchedulerUnavailable unless the scheduler answered as healthy."""
+        if not result.ok:
+            raise SchedulerUnavailable(result.error_text())
+
+    def history_command(self, native_ids: Sequence[str]) -> Command | None:
+        """A second query for jobs the status query no longer knows (Slurm's sacct)."""
+        return None
+
+    def parse_history(self, result: CommandResult) -> list[SchedulerJob]:
+        return []
 
     @abstractmethod
     def cancel_command(self, native_id: str) -> Command: ...

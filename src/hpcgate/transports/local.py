@@ -35,6 +35,7 @@ class LocalTransport:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                env=None if command.env is None else {**clean_environment(), **command.env},
             )
         except OSError as exc:
             raise TransportError(f"cannot run '{command.argv[0]}': {exc.strerror}") from exc
@@ -55,6 +56,14 @@ class LocalTransport:
             await anyio.Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _translate(exc, path) from exc
+
+
+_BASE_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL")
+
+
+def clean_environment() -> dict[str, str]:
+    """The variables every command may see: where programs are and who runs them."""
+    return {name: os.environ[name] for name in _BASE_VARIABLES if name in os.environ}
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
