@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -48,7 +49,7 @@ def _settings(config: Path | None) -> Settings:
 
 def _with_store(settings: Settings, work: Callable[[Gateway], Awaitable[T]]) -> T:
     async def run() -> T:
-        gateway = Gateway(settings)
+        gateway = _gateway(settings)
         await gateway.open_store()
         try:
             return await work(gateway)
@@ -60,6 +61,22 @@ def _with_store(settings: Settings, work: Callable[[Gateway], Awaitable[T]]) -> 
     except HpcgateError as exc:
         err.print(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(1) from None
+
+
+def _gateway(settings: Settings) -> Gateway:
+    try:
+        return Gateway(settings)
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _mode(gateway: Gateway) -> str:
+    if gateway.accounts.multi:
+        return "multi-user: each user's commands run as its own Unix account"
+    if os.geteuid() == 0:
+        return "single-user as root: jobs run as root (a sandbox, not a shared machine)"
+    return "single-user: everything runs as this account"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -82,8 +99,10 @@ def serve(
     settings.port = port or settings.port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     err.print(f"hpcgate: data in {settings.home}; systems: {', '.join(settings.systems)}")
+    gateway = _gateway(settings)
+    err.print(f"hpcgate: {_mode(gateway)}")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, gateway),
         host=settings.host,
         port=settings.port,
         log_level="info",

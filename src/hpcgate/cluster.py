@@ -8,6 +8,7 @@ from datetime import datetime
 
 from prometheus_client import Counter
 
+from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
 from hpcgate.config import SystemConfig
 from hpcgate.jobs.models import JobSpec
@@ -41,17 +42,24 @@ class Cluster:
         self.transport = transport
         self.health = Health(False, None, "not checked yet")
 
-    async def _run(self, operation: str, command: Command) -> CommandResult:
+    async def _run(
+        self, operation: str, command: Command, account: Account | None = None
+    ) -> CommandResult:
         SCHEDULER_COMMANDS.labels(self.name, operation).inc()
-        return await self.transport.run(command, self.config.command_timeout)
+        return await self.transport.run(command, self.config.command_timeout, account)
 
-    async def submit(self, spec: JobSpec, context: SubmitContext) -> str:
-        result = await self._run("submit", self.scheduler.submit_command(spec, context))
-        return self.scheduler.parse_submit(result)
+    async def submit(
+        self, spec: JobSpec, context: SubmitContext, account: Account | None = None
+    ) -> str:
+        command = self.scheduler.submit_command(spec, context)
+        return self.scheduler.parse_submit(await self._run("submit", command, account))
 
     async def status(self, native_ids: Sequence[str]) -> list[SchedulerJob]:
         """What the scheduler says of these jobs: one status query, plus one history query
-        for those it no longer lists or that just ended (exit codes live there)."""
+        for those it no longer lists or that just ended (exit codes live there).
+
+        These read-only queries serve every user at once and run as the gateway's account.
+        """
         ping = self.scheduler.ping_command()
         if not native_ids and ping is not None:
             self.scheduler.parse_ping(await self._run("ping", ping))
@@ -67,8 +75,8 @@ class Cluster:
         known = {job.native_id for job in past}
         return [job for job in live if job.native_id not in known] + past
 
-    async def cancel(self, native_id: str) -> None:
-        result = await self._run("cancel", self.scheduler.cancel_command(native_id))
+    async def cancel(self, native_id: str, account: Account | None = None) -> None:
+        result = await self._run("cancel", self.scheduler.cancel_command(native_id), account)
         self.scheduler.parse_cancel(result)
 
     def record_health(self, healthy: bool, message: str = "") -> None:

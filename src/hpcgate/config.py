@@ -35,7 +35,7 @@ class SystemConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    scheduler: Literal["embedded", "slurm"] = "embedded"
+    scheduler: Literal["embedded", "slurm", "pbs"] = "embedded"
     transport: Literal["local"] = "local"
     description: str = ""
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between status queries")
@@ -47,8 +47,27 @@ class SystemConfig(BaseModel):
     )
     spool: Path | None = Field(None, description="Embedded scheduler state (default: under home)")
     workdir: str | None = Field(
-        None, description="Default working directory; '{user}' is replaced by the caller's name"
+        None,
+        description="Default working directory: '{user}' is the caller's name, '{home}' its"
+        " home directory (default: '{home}' for Slurm and PBS, under home for embedded)",
     )
+
+
+class UsersConfig(BaseModel):
+    """The ``[users]`` table: whose account a request's commands run as."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["auto", "single", "multi"] = Field(
+        "auto",
+        description="single: everything runs as the gateway's account; multi: each user runs"
+        " as its mapped Unix account (needs root); auto: multi when the gateway runs as root",
+    )
+    map: dict[str, str] = Field(
+        default_factory=dict, description="hpcgate user name -> Unix account name"
+    )
+    same_name: bool = Field(True, description="An unmapped user runs as the account of its name")
+    min_uid: int = Field(1000, ge=1, description="Accounts below this uid are never used")
 
 
 def _default_systems() -> dict[str, SystemConfig]:
@@ -72,6 +91,7 @@ class Settings(BaseSettings):
         5.0, ge=0, description="How long a verified token is trusted without a database read"
     )
     systems: dict[SystemName, SystemConfig] = Field(default_factory=_default_systems)
+    users: UsersConfig = Field(default_factory=UsersConfig)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -81,8 +101,10 @@ class Settings(BaseSettings):
         for name, system in self.systems.items():
             if system.spool is None:
                 system.spool = self.home / "systems" / name / "spool"
-            if system.workdir is None:
+            if system.workdir is None and system.scheduler == "embedded":
                 system.workdir = str(self.home / "work" / "{user}")
+            elif system.workdir is None:
+                system.workdir = "{home}"
         return self
 
     def masked(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from hpcgate.accounts import Accounts, multi_user
 from hpcgate.config import Settings
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
@@ -23,7 +24,10 @@ ADMIN_USER = "admin"
 
 
 class Gateway:
-    """Holds every service. Construction does no I/O; :meth:`start` connects and watches."""
+    """Holds every service. Construction does no I/O; :meth:`start` connects and watches.
+
+    Construction raises ValueError for a configuration that cannot run safely.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -33,10 +37,14 @@ class Gateway:
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
         )
-        self.systems = Systems.from_settings(settings)
+        per_user = any(s.scheduler != "embedded" for s in settings.systems.values())
+        self.accounts = Accounts(settings.users, multi_user(settings.users, per_user))
+        self.systems = Systems.from_settings(settings, self.accounts.multi)
         self.bus = EventBus()
         store = JobStore(self.database)
-        self.jobs = JobService(self.systems, store, self.bus, settings.max_script_bytes)
+        self.jobs = JobService(
+            self.systems, store, self.bus, self.accounts, settings.max_script_bytes
+        )
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
 
     async def open_store(self) -> None:

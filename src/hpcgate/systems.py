@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def _transport(config: SystemConfig) -> Transport:
     raise ValueError(f"unknown transport {config.transport!r}")
 
 
+def _check_identity(cluster: Cluster, multi_user: bool) -> None:
+    per_user = cluster.scheduler.per_user
+    if multi_user and not per_user:
+        raise ValueError(
+            f"system {cluster.name!r}: the {cluster.scheduler.kind} scheduler runs every job as"
+            " the gateway's account, which would be root in multi-user mode; run the gateway as"
+            " an unprivileged account, or set [users] mode = 'single' for a single-user sandbox"
+        )
+    if not multi_user and per_user and os.geteuid() == 0:
+        raise ValueError(
+            f"system {cluster.name!r}: the gateway runs as root in single-user mode, so every"
+            f" {cluster.scheduler.kind} job would run as root; use [users] mode = 'multi'"
+        )
+
+
 class Systems:
     """Name → :class:`Cluster`, in configuration order."""
 
@@ -36,13 +52,15 @@ class Systems:
         self._clusters = clusters
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Systems:
-        return cls(
-            {
-                name: Cluster(name, config, _scheduler(config), _transport(config))
-                for name, config in settings.systems.items()
-            }
-        )
+    def from_settings(cls, settings: Settings, multi_user: bool) -> Systems:
+        """The clusters; a ValueError if one would run users' jobs as root."""
+        clusters = {
+            name: Cluster(name, config, _scheduler(config), _transport(config))
+            for name, config in settings.systems.items()
+        }
+        for cluster in clusters.values():
+            _check_identity(cluster, multi_user)
+        return cls(clusters)
 
     def get(self, name: str) -> Cluster:
         try:

@@ -14,7 +14,6 @@ from hpcgate.jobs.models import JobState
 from hpcgate.jobs.service import JobService
 from hpcgate.principal import Principal
 from hpcgate.store.tables import JobEventRow, JobRow
-from hpcgate.transports.base import Transport
 
 CHUNK = 64 * 1024
 FOLLOW_PERIOD = 0.2
@@ -42,13 +41,13 @@ async def read_output(
 ) -> AsyncIterator[bytes]:
     """The file from ``offset`` as it is now, in chunks; empty if the job wrote nothing yet."""
     row = await jobs.job_row(who, system, job_id)
-    transport = jobs.cluster(system).transport
+    files = _Files(jobs, who, system)
     path = _maybe_path(row, stream)
-    if path is None or await transport.file_size(path) is None:
+    if path is None or await files.size(path) is None:
         if JobState(row.state).terminal:
             raise NotFound(f"job {job_id} left no {stream} file at {path}")
         return  # not started yet: no output so far
-    while chunk := await transport.read(path, offset, CHUNK):
+    while chunk := await files.read(path, offset):
         offset += len(chunk)
         yield chunk
 
@@ -58,12 +57,12 @@ async def follow_output(
 ) -> AsyncIterator[OutputChunk]:
     """New output as it is written, from ``offset``, until the job has ended and all is read."""
     row = await jobs.job_row(who, system, job_id)
-    transport = jobs.cluster(system).transport
+    files = _Files(jobs, who, system)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     with jobs.subscribe(row) as events:
         ended = JobState(row.state).terminal
         while True:
-            async for chunk in _new_bytes(transport, _maybe_path(row, stream), offset):
+            async for chunk in _new_bytes(files, _maybe_path(row, stream), offset):
                 offset += len(chunk)
                 if text := decoder.decode(chunk):
                     yield OutputChunk(text, offset)
@@ -74,10 +73,25 @@ async def follow_output(
             ended = ended or JobState(row.state).terminal
 
 
-async def _new_bytes(transport: Transport, path: str | None, offset: int) -> AsyncIterator[bytes]:
-    if path is None or (await transport.file_size(path) or 0) <= offset:
+class _Files:
+    """The system's files as the caller's account sees them."""
+
+    def __init__(self, jobs: JobService, who: Principal, system: str) -> None:
+        cluster = jobs.cluster(system)
+        self._transport = cluster.transport
+        self._account = jobs.account(who, cluster)
+
+    async def size(self, path: str) -> int | None:
+        return await self._transport.file_size(path, self._account)
+
+    async def read(self, path: str, offset: int) -> bytes:
+        return await self._transport.read(path, offset, CHUNK, self._account)
+
+
+async def _new_bytes(files: _Files, path: str | None, offset: int) -> AsyncIterator[bytes]:
+    if path is None or (await files.size(path) or 0) <= offset:
         return
-    while chunk := await transport.read(path, offset, CHUNK):
+    while chunk := await files.read(path, offset):
         offset += len(chunk)
         yield chunk
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
 from hpcgate.errors import (
     BadRequest,
@@ -77,9 +78,15 @@ def _fingerprint(system: str, spec: JobSpec) -> str:
 
 class JobService:
     def __init__(
-        self, systems: Systems, store: JobStore, bus: EventBus, max_script_bytes: int
+        self,
+        systems: Systems,
+        store: JobStore,
+        bus: EventBus,
+        accounts: Accounts,
+        max_script_bytes: int,
     ) -> None:
         self._systems = systems
+        self._accounts = accounts
         self._store = store
         self._bus = bus
         self._max_script = max_script_bytes
@@ -96,19 +103,34 @@ class JobService:
             earlier = await self._store.by_idempotency_key(who.user, idempotency_key)
             if earlier is not None:
                 return Submitted(_replay(earlier, fingerprint), created=False)
-        row = await self._reserve(who, cluster, spec, idempotency_key, fingerprint)
-        await self._submit_row(cluster, row, spec)
+        account = self.account(who, cluster)
+        workdir = spec.working_directory or self._default_workdir(who, cluster, account)
+        row = await self._reserve(who, cluster, spec, workdir, idempotency_key, fingerprint)
+        await self._submit_row(cluster, row, spec, account)
         return Submitted(to_job(row), created=True)
 
     def _check_size(self, spec: JobSpec) -> None:
         if spec.script is not None and len(spec.script.encode()) > self._max_script:
             raise PayloadTooLarge(f"the script exceeds the limit of {self._max_script} bytes")
 
+    def account(self, who: Principal, cluster: Cluster) -> Account | None:
+        """The Unix account the caller's commands run as on this system (None: ours)."""
+        return self._accounts.resolve(who) if cluster.scheduler.per_user else None
+
+    def _default_workdir(self, who: Principal, cluster: Cluster, account: Account | None) -> str:
+        template = str(cluster.config.workdir)
+        return template.format(user=who.user, home=self._accounts.home(account))
+
     async def _reserve(
-        self, who: Principal, cluster: Cluster, spec: JobSpec, key: str | None, fingerprint: str
+        self,
+        who: Principal,
+        cluster: Cluster,
+        spec: JobSpec,
+        workdir: str,
+        key: str | None,
+        fingerprint: str,
     ) -> JobRow:
         """Record the submit before it happens, so a crash cannot lose or repeat it."""
-        workdir = spec.working_directory or str(cluster.config.workdir).format(user=who.user)
         row = JobRow(
             system=cluster.name,
             owner=who.user,
@@ -129,13 +151,14 @@ class JobService:
                 "a submit with this Idempotency-Key is in progress"
             ) from None
 
-    async def _submit_row(self, cluster: Cluster, row: JobRow, spec: JobSpec) -> None:
+    async def _submit_row(
+        self, cluster: Cluster, row: JobRow, spec: JobSpec, account: Account | None
+    ) -> None:
         if spec.working_directory is None and row.working_directory:
-            await cluster.transport.make_directory(row.working_directory)
+            await cluster.transport.make_directory(row.working_directory, account)
         try:
-            native_id = await cluster.submit(
-                spec, SubmitContext(row.tag, row.working_directory or "")
-            )
+            context = SubmitContext(row.tag, row.working_directory or "")
+            native_id = await cluster.submit(spec, context, account)
         except (SchedulerRejected, BadRequest, NotFound):
             await self._store.remove(row.pk)
             raise
@@ -182,7 +205,8 @@ class JobService:
         who.require(Scope.JOBS_WRITE)
         row = await self._own_row(who, system, job_id)
         if not JobState(row.state).terminal:
-            await self._systems.get(system).cancel(job_id)
+            cluster = self._systems.get(system)
+            await cluster.cancel(job_id, self.account(who, cluster))
         return to_job(row)
 
     async def job_row(self, who: Principal, system: str, job_id: str) -> JobRow:

@@ -53,6 +53,9 @@ class Scheduler(ABC):
     supported_fields: frozenset[str]
     #: True when submitting twice with one tag creates one job (safe to retry).
     idempotent_submit: bool = False
+    #: True when the scheduler runs each job as the account that submitted it (Slurm, PBS);
+    #: False for a single-account scheduler whose jobs run as whoever runs it (embedded).
+    per_user: bool = True
 
     def check(self, spec: JobSpec) -> None:
         """Reject fields this scheduler cannot honour, naming them."""

@@ -40,6 +40,7 @@ class EmbeddedScheduler(Scheduler):
         }
     )
     idempotent_submit = True
+    per_user = False
 
     def __init__(self, spool: Path, slots: int, python: str = sys.executable) -> None:
         self._base = (

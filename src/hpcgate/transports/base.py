@@ -5,24 +5,30 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
 
 
 class Transport(Protocol):
-    """Executes commands and reads files on one system."""
+    """Executes commands and reads files on one system, as ``account`` when one is given
+    (multi-user mode) or as the gateway's own account (None)."""
 
-    async def run(self, command: Command, timeout: float) -> CommandResult:
+    async def run(
+        self, command: Command, timeout: float, account: Account | None = None
+    ) -> CommandResult:
         """Run to completion; raises CommandTimeout or TransportError."""
         ...
 
-    async def read(self, path: str, offset: int, size: int) -> bytes:
+    async def read(
+        self, path: str, offset: int, size: int, account: Account | None = None
+    ) -> bytes:
         """Up to ``size`` bytes of a file from ``offset``; raises NotFound if absent."""
         ...
 
-    async def file_size(self, path: str) -> int | None:
+    async def file_size(self, path: str, account: Account | None = None) -> int | None:
         """The size of a file, or None if it does not exist."""
         ...
 
-    async def make_directory(self, path: str) -> None:
+    async def make_directory(self, path: str, account: Account | None = None) -> None:
         """Create a directory and its parents; fine if it exists."""
         ...

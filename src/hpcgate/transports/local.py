@@ -1,22 +1,34 @@
-"""The local transport: commands run as child processes of the gateway, files are local."""
+"""The local transport: commands run as child processes of the gateway, files are local.
+
+For an account (multi-user mode, the gateway is root) a command runs with the account's
+uid, gid and groups, in its home directory, with an environment built from scratch; file
+accesses then go through small coreutils commands run the same way, so the kernel checks
+the account's permissions and root's are never used on the account's behalf.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+from typing import Any
 
 import anyio
 
+from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import CommandTimeout, Forbidden, NotFound, TransportError
+
+FILE_TIMEOUT = 30.0
 
 
 class LocalTransport:
     """Runs argv lists with :func:`asyncio.create_subprocess_exec`; no shell is involved."""
 
-    async def run(self, command: Command, timeout: float) -> CommandResult:
-        process = await self._spawn(command)
+    async def run(
+        self, command: Command, timeout: float, account: Account | None = None
+    ) -> CommandResult:
+        process = await self._spawn(command, account)
         try:
             async with asyncio.timeout(timeout):
                 stdout, stderr = await process.communicate(command.stdin)
@@ -26,7 +38,7 @@ class LocalTransport:
             raise CommandTimeout(f"'{command.argv[0]}' did not finish in {timeout:g} s") from None
         return CommandResult(process.returncode or 0, stdout, stderr)
 
-    async def _spawn(self, command: Command) -> asyncio.subprocess.Process:
+    async def _spawn(self, command: Command, account: Account | None) -> asyncio.subprocess.Process:
         stdin = asyncio.subprocess.PIPE if command.stdin is not None else asyncio.subprocess.DEVNULL
         try:
             return await asyncio.create_subprocess_exec(
@@ -35,27 +47,54 @@ class LocalTransport:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                env=None if command.env is None else {**clean_environment(), **command.env},
+                **_identity(command, account),
             )
         except OSError as exc:
             raise TransportError(f"cannot run '{command.argv[0]}': {exc.strerror}") from exc
 
-    async def read(self, path: str, offset: int, size: int) -> bytes:
-        return await anyio.to_thread.run_sync(_read, path, offset, size)
+    async def read(
+        self, path: str, offset: int, size: int, account: Account | None = None
+    ) -> bytes:
+        if account is None:
+            return await anyio.to_thread.run_sync(_read, path, offset, size)
+        skip, count = f"skip={offset}", f"count={size}"
+        argv = ("dd", f"if={path}", "iflag=skip_bytes,count_bytes", skip, count, "status=none")
+        return (await self._file_command(argv, path, account)).stdout
 
-    async def file_size(self, path: str) -> int | None:
+    async def file_size(self, path: str, account: Account | None = None) -> int | None:
         try:
-            return (await anyio.Path(path).stat()).st_size
+            if account is None:
+                return (await anyio.Path(path).stat()).st_size
+            result = await self._file_command(("stat", "--format=%s", "--", path), path, account)
+            return int(result.stdout)
         except FileNotFoundError:
+            return None
+        except NotFound:
             return None
         except OSError as exc:
             raise _translate(exc, path) from exc
 
-    async def make_directory(self, path: str) -> None:
+    async def make_directory(self, path: str, account: Account | None = None) -> None:
+        if account is not None:
+            await self._file_command(("mkdir", "-p", "--", path), path, account)
+            return
         try:
             await anyio.Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _translate(exc, path) from exc
+
+    async def _file_command(
+        self, argv: tuple[str, ...], path: str, account: Account
+    ) -> CommandResult:
+        result = await self.run(Command(argv, env={}), FILE_TIMEOUT, account)
+        if result.ok:
+            return result
+        message = result.error_text()
+        if "No such file" in message or "Not a directory" in message:
+            raise NotFound(f"no such file: {path}")
+        if "Permission denied" in message:
+            raise Forbidden(f"permission denied: {path}")
+        raise TransportError(f"cannot access {path}: {message}")
 
 
 _BASE_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL")
@@ -64,6 +103,26 @@ _BASE_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "T
 def clean_environment() -> dict[str, str]:
     """The variables every command may see: where programs are and who runs them."""
     return {name: os.environ[name] for name in _BASE_VARIABLES if name in os.environ}
+
+
+def account_environment(account: Account) -> dict[str, str]:
+    """A fresh environment for an account: nothing of root's beyond PATH and locale."""
+    base = {n: os.environ[n] for n in ("PATH", "LANG", "LC_ALL", "TZ") if n in os.environ}
+    return {**base, "HOME": account.home, "USER": account.name, "LOGNAME": account.name}
+
+
+def _identity(command: Command, account: Account | None) -> dict[str, Any]:
+    """The keyword arguments that make the child run as ``account`` (or as ourselves)."""
+    if account is None:
+        env = None if command.env is None else {**clean_environment(), **command.env}
+        return {"env": env}
+    return {
+        "env": {**account_environment(account), **(command.env or {})},
+        "user": account.uid,
+        "group": account.gid,
+        "extra_groups": list(account.groups),
+        "cwd": account.home if os.path.isdir(account.home) else "/",
+    }
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
