@@ -42,7 +42,7 @@ class Cluster:
         self.transport = transport
         self.health = Health(False, None, "not checked yet")
 
-    async def _run(
+    async def run(
         self, operation: str, command: Command, account: Account | None = None
     ) -> CommandResult:
         SCHEDULER_COMMANDS.labels(self.name, operation).inc()
@@ -52,7 +52,7 @@ class Cluster:
         self, spec: JobSpec, context: SubmitContext, account: Account | None = None
     ) -> str:
         command = self.scheduler.submit_command(spec, context)
-        return self.scheduler.parse_submit(await self._run("submit", command, account))
+        return self.scheduler.parse_submit(await self.run("submit", command, account))
 
     async def status(self, native_ids: Sequence[str]) -> list[SchedulerJob]:
         """What the scheduler says of these jobs: one status query, plus one history query
@@ -62,21 +62,21 @@ class Cluster:
         """
         ping = self.scheduler.ping_command()
         if not native_ids and ping is not None:
-            self.scheduler.parse_ping(await self._run("ping", ping))
+            self.scheduler.parse_ping(await self.run("ping", ping))
             return []
-        result = await self._run("status", self.scheduler.status_command(native_ids))
+        result = await self.run("status", self.scheduler.status_command(native_ids))
         live = self.scheduler.parse_status(result)
         settled = {job.native_id for job in live if not job.state.terminal}
         missing = [native_id for native_id in native_ids if native_id not in settled]
         history = self.scheduler.history_command(missing) if missing else None
         if history is None:
             return live
-        past = self.scheduler.parse_history(await self._run("history", history))
+        past = self.scheduler.parse_history(await self.run("history", history))
         known = {job.native_id for job in past}
         return [job for job in live if job.native_id not in known] + past
 
     async def cancel(self, native_id: str, account: Account | None = None) -> None:
-        result = await self._run("cancel", self.scheduler.cancel_command(native_id), account)
+        result = await self.run("cancel", self.scheduler.cancel_command(native_id), account)
         self.scheduler.parse_cancel(result)
 
     def record_health(self, healthy: bool, message: str = "") -> None:

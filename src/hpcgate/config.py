@@ -40,6 +40,9 @@ class SystemConfig(BaseModel):
     description: str = ""
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between status queries")
     command_timeout: float = Field(30.0, gt=0, description="Seconds before a command is killed")
+    info_cache: float = Field(
+        10.0, ge=0, description="Seconds partitions, nodes, reservations, accounts are cached"
+    )
     slots: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

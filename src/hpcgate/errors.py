@@ -100,6 +100,14 @@ class PayloadTooLarge(HpcgateError):
     title = "Payload too large"
 
 
+class NotImplementedByScheduler(HpcgateError):
+    """The system's scheduler has no such thing (e.g. partitions on the embedded one)."""
+
+    status = 501
+    slug = "not-implemented"
+    title = "Not implemented by this scheduler"
+
+
 class Unavailable(HpcgateError):
     status = 503
     slug = "unavailable"

@@ -12,6 +12,7 @@ from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher
 from hpcgate.principal import Scope
+from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore
 from hpcgate.store.tokens import TokenStore
@@ -45,6 +46,7 @@ class Gateway:
         self.jobs = JobService(
             self.systems, store, self.bus, self.accounts, settings.max_script_bytes
         )
+        self.status = StatusService(self.systems, self.accounts)
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
 
     async def open_store(self) -> None:

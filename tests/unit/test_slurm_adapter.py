@@ -8,9 +8,9 @@ from hpcgate.commands import CommandResult
 from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
 from hpcgate.jobs.models import JobSpec, JobState
 from hpcgate.schedulers.base import SubmitContext
-from hpcgate.schedulers.slurm import (
+from hpcgate.schedulers.slurm import SlurmScheduler
+from hpcgate.schedulers.slurm_format import (
     SEP,
-    SlurmScheduler,
     exit_status,
     format_duration,
     parse_duration,

@@ -1,4 +1,4 @@
-"""``/api/v1/systems``: the configured systems and their health."""
+"""``/api/v1/systems``: the configured systems, their health and their resources."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
 from hpcgate.cluster import Cluster
 from hpcgate.principal import Scope
+from hpcgate.status.models import Association, Node, Partition, Reservation
 
 router = APIRouter(prefix="/api/v1/systems", tags=["systems"])
 
@@ -49,3 +50,47 @@ async def get_system(
 ) -> SystemInfo:
     who.require(Scope.JOBS_READ)
     return _info(gateway.systems.get(system))
+
+
+@router.get(
+    "/{system}/partitions",
+    summary="The system's partitions (queues) and their limits",
+    responses=responses(401, 403, 404, 501, 503, 504),
+)
+async def list_partitions(
+    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
+) -> list[Partition]:
+    return await gateway.status.partitions(who, system)
+
+
+@router.get(
+    "/{system}/nodes",
+    summary="The system's nodes: state, CPUs, memory, GPUs",
+    responses=responses(401, 403, 404, 501, 503, 504),
+)
+async def list_nodes(
+    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
+) -> list[Node]:
+    return await gateway.status.nodes(who, system)
+
+
+@router.get(
+    "/{system}/reservations",
+    summary="The system's reservations",
+    responses=responses(401, 403, 404, 501, 503, 504),
+)
+async def list_reservations(
+    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
+) -> list[Reservation]:
+    return await gateway.status.reservations(who, system)
+
+
+@router.get(
+    "/{system}/accounts",
+    summary="The caller's accounts and associations (what it may charge jobs to)",
+    responses=responses(401, 403, 404, 501, 503, 504),
+)
+async def list_accounts(
+    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
+) -> list[Association]:
+    return await gateway.status.associations(who, system)

@@ -15,6 +15,7 @@ from datetime import datetime
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import SchedulerUnavailable, UnsupportedField
 from hpcgate.jobs.models import JobSpec, JobState
+from hpcgate.status.models import Association, Node, Partition, Reservation
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class Scheduler(ABC):
     #: True when the scheduler runs each job as the account that submitted it (Slurm, PBS);
     #: False for a single-account scheduler whose jobs run as whoever runs it (embedded).
     per_user: bool = True
+    #: Partitions, nodes, reservations and associations; None if the scheduler has none.
+    info: ClusterInfo | None = None
 
     def check(self, spec: JobSpec) -> None:
         """Reject fields this scheduler cannot honour, naming them."""
@@ -100,3 +103,32 @@ class Scheduler(ABC):
 
     @abstractmethod
     def parse_cancel(self, result: CommandResult) -> None: ...
+
+
+class ClusterInfo(ABC):
+    """Builds the commands that describe a system's resources and parses their output."""
+
+    @abstractmethod
+    def partitions_command(self) -> Command: ...
+
+    @abstractmethod
+    def parse_partitions(self, result: CommandResult) -> list[Partition]: ...
+
+    @abstractmethod
+    def nodes_command(self) -> Command: ...
+
+    @abstractmethod
+    def parse_nodes(self, result: CommandResult) -> list[Node]: ...
+
+    @abstractmethod
+    def reservations_command(self) -> Command: ...
+
+    @abstractmethod
+    def parse_reservations(self, result: CommandResult) -> list[Reservation]: ...
+
+    @abstractmethod
+    def associations_command(self, account: str) -> Command:
+        """The associations of a Unix account (run as that account)."""
+
+    @abstractmethod
+    def parse_associations(self, result: CommandResult) -> list[Association]: ...

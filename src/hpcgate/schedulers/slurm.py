@@ -8,55 +8,27 @@ the output formats, the messages that mean "the controller is down"). Live jobs 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
+from hpcgate.errors import SchedulerUnavailable
 from hpcgate.jobs.models import JobSpec, JobState
 from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
-
-SEP = "\x1f"  # a separator no job name or path is expected to hold (unlike '|')
-
-STATES: dict[str, JobState] = {
-    "PENDING": JobState.PENDING,
-    "CONFIGURING": JobState.PENDING,
-    "REQUEUED": JobState.PENDING,
-    "REQUEUE_FED": JobState.PENDING,
-    "REQUEUE_HOLD": JobState.PENDING,
-    "RESV_DEL_HOLD": JobState.PENDING,
-    "RUNNING": JobState.RUNNING,
-    "COMPLETING": JobState.RUNNING,
-    "STAGE_OUT": JobState.RUNNING,
-    "SIGNALING": JobState.RUNNING,
-    "RESIZING": JobState.RUNNING,
-    "SUSPENDED": JobState.SUSPENDED,
-    "STOPPED": JobState.SUSPENDED,
-    "COMPLETED": JobState.COMPLETED,
-    "FAILED": JobState.FAILED,
-    "SPECIAL_EXIT": JobState.FAILED,
-    "CANCELLED": JobState.CANCELLED,
-    "REVOKED": JobState.CANCELLED,
-    "TIMEOUT": JobState.TIMEOUT,
-    "DEADLINE": JobState.TIMEOUT,
-    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
-    "NODE_FAIL": JobState.NODE_FAIL,
-    "BOOT_FAIL": JobState.NODE_FAIL,
-    "PREEMPTED": JobState.PREEMPTED,
-}
+from hpcgate.schedulers.slurm_format import (
+    SEP,
+    exit_status,
+    format_duration,
+    parse_duration,
+    raise_for,
+    state_of,
+    time_of,
+)
+from hpcgate.schedulers.slurm_info import SlurmInfo
 
 # squeue -o fields: id, state, reason, submit, start, end, workdir, time limit, name (last:
 # a name is the field most likely to hold odd characters).
 SQUEUE_FORMAT = SEP.join(("%i", "%T", "%r", "%V", "%S", "%e", "%Z", "%l", "%j"))
 SACCT_FIELDS = "JobID,State,ExitCode,Submit,Start,End,WorkDir,Timelimit,JobName"
 
-# Messages with which the client tools say the controller (not the request) is the problem.
-UNAVAILABLE = (
-    "Unable to contact slurm controller",
-    "Socket timed out",
-    "Zero Bytes were transmitted",
-    "Slurm backup controller in standby mode",
-    "Connection refused",
-)
 _OPTIONS = {  # JobSpec field -> sbatch option, for fields passed through as they are
     "name": "--job-name",
     "partition": "--partition",
@@ -76,6 +48,7 @@ class SlurmScheduler(Scheduler):
 
     kind = "slurm"
     supported_fields = frozenset(JobSpec.model_fields)
+    info = SlurmInfo()
 
     def submit_command(self, spec: JobSpec, context: SubmitContext) -> Command:
         argv = ["sbatch", "--parsable", "--export=ALL", f"--comment=hpcgate:{context.tag}"]
@@ -150,61 +123,6 @@ class SlurmScheduler(Scheduler):
 
     def parse_cancel(self, result: CommandResult) -> None:
         raise_for(result)
-
-
-def raise_for(result: CommandResult) -> None:
-    """Translate a failed Slurm command: controller trouble is 503, anything else 422."""
-    if result.ok:
-        return
-    message = result.error_text().removeprefix("sbatch: error: ")
-    if any(marker in message for marker in UNAVAILABLE):
-        raise SchedulerUnavailable(message)
-    raise SchedulerRejected(message)
-
-
-def format_duration(seconds: int) -> str:
-    """Seconds as Slurm's D-HH:MM:SS."""
-    minutes, secs = divmod(seconds, 60)
-    hours, mins = divmod(minutes, 60)
-    days, hrs = divmod(hours, 24)
-    return f"{days}-{hrs:02d}:{mins:02d}:{secs:02d}"
-
-
-def parse_duration(text: str) -> int | None:
-    """Seconds from Slurm's [D-]HH:MM:SS / MM:SS output; None for UNLIMITED and the like."""
-    days, _, clock = text.rpartition("-")
-    parts = clock.split(":")
-    if not all(part.isdigit() for part in parts) or (days and not days.isdigit()):
-        return None
-    numbers = [int(part) for part in parts]
-    while len(numbers) < 3:
-        numbers.insert(0, 0)
-    hours, minutes, secs = numbers[-3:]
-    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + secs
-
-
-def state_of(text: str) -> JobState:
-    """A job state from Slurm's name (``CANCELLED by 1000`` reads as CANCELLED)."""
-    name = text.split(" ", 1)[0].rstrip("+")
-    return STATES.get(name, JobState.FAILED if name else JobState.PENDING)
-
-
-def time_of(text: str) -> datetime | None:
-    """Slurm prints local times without a zone, and N/A, Unknown or None for no time."""
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:
-        return None
-
-
-def exit_status(text: str) -> tuple[int | None, int | None]:
-    """``exit:signal`` as Slurm prints it, as (exit code, signal)."""
-    code, _, signal = text.partition(":")
-    if not code.isdigit() or not signal.isdigit():
-        return None, None
-    if int(signal):
-        return None, int(signal)
-    return int(code), None
 
 
 def _squeue_job(line: str) -> SchedulerJob:

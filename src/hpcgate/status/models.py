@@ -1,0 +1,64 @@
+"""What a system says about itself: partitions, nodes, reservations, the caller's accounts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class Partition(BaseModel):
+    """A partition (Slurm) or queue (PBS): where jobs can go and under which limits."""
+
+    name: str
+    state: str = Field(description="UP, DOWN, DRAIN, INACTIVE (as the scheduler says)")
+    default: bool = Field(description="Jobs that name no partition go here")
+    nodes: list[str] = Field(description="The partition's nodes, expanded")
+    total_cpus: int | None = None
+    total_nodes: int | None = None
+    max_time: int | None = Field(None, description="Longest time limit in seconds; None: none")
+    default_time: int | None = Field(None, description="Time limit of jobs that set none")
+    max_nodes: int | None = Field(None, description="Most nodes one job may use; None: any")
+
+
+class Node(BaseModel):
+    """A compute node and what it has."""
+
+    name: str
+    state: str = Field(description="IDLE, MIXED, ALLOCATED, DOWN, DRAINED... (+ flags)")
+    partitions: list[str]
+    cpus: int
+    cpus_allocated: int
+    memory: int = Field(description="Configured memory in MiB")
+    memory_allocated: int = Field(description="Memory allocated to jobs in MiB")
+    gpus: int = Field(description="GPUs on the node (from its generic resources)")
+    features: list[str]
+    reason: str | None = Field(None, description="Why the node is down or drained")
+
+
+class Reservation(BaseModel):
+    """Nodes set aside for some users or accounts for a time."""
+
+    name: str
+    state: str = Field(description="ACTIVE or INACTIVE")
+    start_time: datetime | None
+    end_time: datetime | None
+    nodes: list[str]
+    users: list[str]
+    accounts: list[str]
+    partition: str | None = None
+    flags: list[str]
+
+
+class Association(BaseModel):
+    """One (account, partition) the caller may charge jobs to, and its limits."""
+
+    account: str
+    user: str
+    partition: str | None = Field(None, description="None: every partition")
+    qos: list[str]
+    default_qos: str | None = None
+    default: bool = Field(description="The caller's default account")
+    max_jobs: int | None = None
+    max_submit_jobs: int | None = None
+    max_wall: int | None = Field(None, description="Longest time limit in seconds; None: none")

@@ -1,0 +1,101 @@
+"""Partitions, nodes, reservations and the caller's associations, cached briefly.
+
+However many clients ask, a system sees at most one query of each kind per ``info_cache``
+seconds (per account for associations): concurrent requests share one query in flight.
+Partitions, nodes and reservations are the same for every caller and are read with the
+gateway's account; associations are read as the caller's account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from hpcgate.accounts import Accounts
+from hpcgate.cluster import Cluster
+from hpcgate.commands import Command, CommandResult
+from hpcgate.errors import NotImplementedByScheduler
+from hpcgate.principal import Principal, Scope
+from hpcgate.schedulers.base import ClusterInfo
+from hpcgate.status.models import Association, Node, Partition, Reservation
+from hpcgate.systems import Systems
+
+T = TypeVar("T")
+
+
+class _Cache:
+    """Results by key for ``ttl`` seconds, with one computation in flight per key."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, ...], tuple[float, asyncio.Task[Any]]] = {}
+
+    async def get(self, key: tuple[str, ...], ttl: float, compute: Callable[[], Awaitable[T]]) -> T:
+        entry = self._entries.get(key)
+        now = time.monotonic()
+        if entry is None or (entry[1].done() and (entry[0] < now or entry[1].exception())):
+            entry = (now + ttl, asyncio.ensure_future(compute()))
+            self._entries[key] = entry
+        result: T = await asyncio.shield(entry[1])
+        return result
+
+
+class StatusService:
+    def __init__(self, systems: Systems, accounts: Accounts) -> None:
+        self._systems = systems
+        self._accounts = accounts
+        self._cache = _Cache()
+
+    def _info(self, who: Principal, system: str) -> tuple[Cluster, ClusterInfo]:
+        who.require(Scope.JOBS_READ)
+        cluster = self._systems.get(system)
+        if cluster.scheduler.info is None:
+            raise NotImplementedByScheduler(
+                f"the {cluster.scheduler.kind} scheduler of {system!r} has no partitions,"
+                " nodes, reservations or associations to show"
+            )
+        return cluster, cluster.scheduler.info
+
+    async def partitions(self, who: Principal, system: str) -> list[Partition]:
+        cluster, info = self._info(who, system)
+        return await self._shared(
+            cluster, "partitions", info.partitions_command, info.parse_partitions
+        )
+
+    async def nodes(self, who: Principal, system: str) -> list[Node]:
+        cluster, info = self._info(who, system)
+        return await self._shared(cluster, "nodes", info.nodes_command, info.parse_nodes)
+
+    async def reservations(self, who: Principal, system: str) -> list[Reservation]:
+        cluster, info = self._info(who, system)
+        return await self._shared(
+            cluster, "reservations", info.reservations_command, info.parse_reservations
+        )
+
+    async def associations(self, who: Principal, system: str) -> list[Association]:
+        cluster, info = self._info(who, system)
+        account = self._accounts.resolve(who) if cluster.scheduler.per_user else None
+        name = account.name if account is not None else pwd.getpwuid(os.getuid()).pw_name
+
+        async def query() -> list[Association]:
+            command = info.associations_command(name)
+            result = await cluster.run("associations", command, account)
+            return info.parse_associations(result)
+
+        ttl = cluster.config.info_cache
+        return await self._cache.get((cluster.name, "associations", name), ttl, query)
+
+    async def _shared(
+        self,
+        cluster: Cluster,
+        kind: str,
+        command: Callable[[], Command],
+        parse: Callable[[CommandResult], list[T]],
+    ) -> list[T]:
+        async def query() -> list[T]:
+            return parse(await cluster.run(kind, command()))
+
+        return await self._cache.get((cluster.name, kind), cluster.config.info_cache, query)
