@@ -12,6 +12,7 @@ from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
 from hpcgate.config import SystemConfig
 from hpcgate.jobs.models import JobSpec
+from hpcgate.schedulers.arrays import query_ids, with_arrays
 from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
 from hpcgate.store.tables import utcnow
 from hpcgate.transports.base import Transport
@@ -55,8 +56,8 @@ class Cluster:
         return self.scheduler.parse_submit(await self.run("submit", command, account))
 
     async def status(self, native_ids: Sequence[str]) -> list[SchedulerJob]:
-        """What the scheduler says of these jobs: one status query, plus one history query
-        for those it no longer lists or that just ended (exit codes live there).
+        """What the scheduler says of these jobs (and of the tasks of arrays among them):
+        one status query, plus one history query for those it no longer lists.
 
         These read-only queries serve every user at once and run as the gateway's account.
         """
@@ -64,16 +65,16 @@ class Cluster:
         if not native_ids and ping is not None:
             self.scheduler.parse_ping(await self.run("ping", ping))
             return []
-        result = await self.run("status", self.scheduler.status_command(native_ids))
+        result = await self.run("status", self.scheduler.status_command(query_ids(native_ids)))
         live = self.scheduler.parse_status(result)
-        settled = {job.native_id for job in live if not job.state.terminal}
-        missing = [native_id for native_id in native_ids if native_id not in settled]
-        history = self.scheduler.history_command(missing) if missing else None
-        if history is None:
-            return live
-        past = self.scheduler.parse_history(await self.run("history", history))
-        known = {job.native_id for job in past}
-        return [job for job in live if job.native_id not in known] + past
+        listed = {job.native_id for job in live} | {job.array_job_id for job in live}
+        missing = [native_id for native_id in native_ids if native_id not in listed]
+        history = self.scheduler.history_command(query_ids(missing)) if missing else None
+        if history is not None:
+            past = self.scheduler.parse_history(await self.run("history", history))
+            known = {job.native_id for job in past}
+            live = [job for job in live if job.native_id not in known] + past
+        return with_arrays(native_ids, live)
 
     async def cancel(self, native_id: str, account: Account | None = None) -> None:
         result = await self.run("cancel", self.scheduler.cancel_command(native_id), account)

@@ -22,7 +22,7 @@ from hpcgate.store.tables import TokenRow, utcnow
 from hpcgate.store.tokens import TokenStore
 
 _TOKEN = re.compile(r"^hpcg_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,63}$")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_.@-]{0,63}$")
 
 
 @dataclass(frozen=True, slots=True)

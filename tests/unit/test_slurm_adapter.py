@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hpcgate.commands import CommandResult
 from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
 from hpcgate.jobs.models import JobSpec, JobState
 from hpcgate.schedulers.base import SubmitContext
-from hpcgate.schedulers.slurm import SlurmScheduler
+from hpcgate.schedulers.slurm import SlurmScheduler, expand_pattern, task_ids, wait_status
 from hpcgate.schedulers.slurm_format import (
-    SEP,
     exit_status,
     format_duration,
     parse_duration,
@@ -58,9 +59,9 @@ def test_every_field_maps_to_its_sbatch_option() -> None:
         "--ntasks=4",
         "--cpus-per-task=2",
         "--gpus=1",
+        "--array=0-3%2",
         "--output=o-%j",
         "--error=e-%j",
-        "--array=0-3%2",
         "--time=0-01:30:00",
         "--mem=4096M",
         "--dependency=afterok:1,afterany:2:3",
@@ -111,57 +112,52 @@ def test_sbatch_failures(stderr: str, error: type[Exception]) -> None:
     assert "sbatch: error" not in str(caught.value)
 
 
-def _line(*fields: str) -> str:
-    return SEP.join(fields)
+RECORDED = Path(__file__).parent / "recorded" / "slurm"
+ARRAY, PLAIN, KILLED, DEPENDENT = (RECORDED / "ids.txt").read_text().split()
 
 
-def test_parse_squeue() -> None:
-    out = "\n".join(
-        [
-            _line(
-                "101",
-                "RUNNING",
-                "None",
-                "2026-11-22T08:00:00",
-                "2026-11-22T08:00:01",
-                "2027-11-22T08:00:01",
-                "/home/alice",
-                "1:00:00",
-                "with|bar and spaces",
-            ),
-            _line(
-                "102",
-                "PENDING",
-                "Dependency",
-                "2026-11-22T08:00:00",
-                "N/A",
-                "N/A",
-                "/w",
-                "UNLIMITED",
-                "b",
-            ),
-            _line(
-                "103",
-                "COMPLETED",
-                "None",
-                "2026-11-22T08:00:00",
-                "2026-11-22T08:00:01",
-                "2026-11-22T08:00:02",
-                "/w",
-                "5:00",
-                "c",
-            ),
-        ]
-    )
-    jobs = SLURM.parse_status(_result(0, out + "\n"))
-    assert [(j.native_id, j.state, j.reason, j.time_limit) for j in jobs] == [
-        ("101", JobState.RUNNING, None, 3600),
-        ("102", JobState.PENDING, "Dependency", None),
-        ("103", JobState.COMPLETED, None, 300),
-    ]
-    assert jobs[0].name == "with|bar and spaces"
-    assert jobs[0].end_time is None  # a running job's "end" is its time-limit deadline
-    assert jobs[2].end_time is not None and jobs[1].start_time is None
+def _recorded(name: str) -> CommandResult:
+    return CommandResult(0, (RECORDED / name).read_bytes(), b"")
+
+
+def test_default_output_patterns_are_explicit() -> None:
+    plain = SLURM.submit_command(JobSpec(script="#!/bin/sh\n"), CONTEXT).argv
+    assert "--output=slurm-%j.out" in plain and "--error=slurm-%j.out" in plain
+    array = SLURM.submit_command(JobSpec(script="#!/bin/sh\n", array="1-3"), CONTEXT).argv
+    assert "--output=slurm-%A_%a.out" in array and "--error=slurm-%A_%a.out" in array
+    split = SLURM.submit_command(JobSpec(script="#!/bin/sh\n", stdout="o.txt"), CONTEXT).argv
+    assert "--error=o.txt" in split  # Slurm's default: stderr goes where stdout goes
+
+
+def test_parse_recorded_squeue() -> None:
+    jobs = {job.native_id: job for job in SLURM.parse_status(_recorded("squeue.txt"))}
+    array_tasks = {f"{ARRAY}_{task}" for task in range(6)}
+    assert set(jobs) == array_tasks | {PLAIN, KILLED, DEPENDENT}
+    plain = jobs[PLAIN]
+    assert (plain.state, plain.exit_code, plain.signal) == (JobState.FAILED, 7, None)
+    assert plain.stdout == f"/home/alice/out-{PLAIN}-plain.log"
+    assert (jobs[KILLED].state, jobs[KILLED].signal) == (JobState.FAILED, 9)
+    dependent = jobs[DEPENDENT]
+    assert (dependent.state, dependent.reason) == (JobState.PENDING, "DependencyNeverSatisfied")
+    assert dependent.start_time is None and dependent.exit_code is None
+    first, second = jobs[f"{ARRAY}_0"], jobs[f"{ARRAY}_1"]
+    assert (first.state, first.exit_code, first.array_job_id) == (JobState.COMPLETED, 0, ARRAY)
+    assert (second.state, second.exit_code) == (JobState.FAILED, 1)
+    assert first.name == "arr|x y"
+    waiting = jobs[f"{ARRAY}_5"]  # from the pending remainder "4-5%2"
+    assert (waiting.state, waiting.reason) == (JobState.PENDING, "JobArrayTaskLimit")
+    assert jobs[f"{ARRAY}_2"].state is JobState.RUNNING and jobs[f"{ARRAY}_2"].end_time is None
+
+
+def test_parse_recorded_sacct() -> None:
+    jobs = {job.native_id: job for job in SLURM.parse_history(_recorded("sacct.txt"))}
+    assert (jobs[PLAIN].state, jobs[PLAIN].exit_code) == (JobState.FAILED, 7)
+    assert (jobs[KILLED].exit_code, jobs[KILLED].signal) == (None, 9)
+    assert jobs[DEPENDENT].state is JobState.PENDING and jobs[DEPENDENT].time_limit is None
+    tasks = [jobs[f"{ARRAY}_{task}"] for task in range(6)]
+    assert [task.exit_code for task in tasks] == [0, 1, 2, 3, 4, 5]
+    assert {task.array_job_id for task in tasks} == {ARRAY}
+    assert tasks[0].state is JobState.COMPLETED and tasks[5].state is JobState.FAILED
 
 
 def test_squeue_invalid_job_id_means_none_listed() -> None:
@@ -169,62 +165,31 @@ def test_squeue_invalid_job_id_means_none_listed() -> None:
     assert SLURM.parse_status(result) == []
 
 
-def test_parse_sacct_exit_codes_and_signals() -> None:
-    out = "\n".join(
-        [
-            _line(
-                "201",
-                "FAILED",
-                "7:0",
-                "2026-11-22T08:00:00",
-                "2026-11-22T08:00:01",
-                "2026-11-22T08:00:02",
-                "/w",
-                "00:10:00",
-                "a",
-            ),
-            _line(
-                "202",
-                "FAILED",
-                "0:9",
-                "2026-11-22T08:00:00",
-                "2026-11-22T08:00:01",
-                "2026-11-22T08:00:02",
-                "/w",
-                "00:10:00",
-                "b",
-            ),
-            _line(
-                "203",
-                "CANCELLED by 1000",
-                "0:15",
-                "2026-11-22T08:00:00",
-                "Unknown",
-                "2026-11-22T08:00:02",
-                "/w",
-                "UNLIMITED",
-                "c",
-            ),
-            _line(
-                "204",
-                "TIMEOUT",
-                "0:0",
-                "2026-11-22T08:00:00",
-                "2026-11-22T08:00:01",
-                "2026-11-22T08:01:20",
-                "/w",
-                "00:01:00",
-                "d",
-            ),
-        ]
-    )
-    jobs = SLURM.parse_history(_result(0, out))
-    assert [(j.native_id, j.state, j.exit_code, j.signal) for j in jobs] == [
-        ("201", JobState.FAILED, 7, None),
-        ("202", JobState.FAILED, None, 9),
-        ("203", JobState.CANCELLED, None, 15),
-        ("204", JobState.TIMEOUT, 0, None),
-    ]
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ("7", ["7"]),
+        ("[0-3%2]", ["0", "1", "2", "3"]),
+        ("4-5%2", ["4", "5"]),
+        ("[1,3,5-9:2]", ["1", "3", "5", "7", "9"]),
+        ("garbage", []),
+    ],
+)
+def test_task_ids(text: str, ids: list[str]) -> None:
+    assert task_ids(text) == ids
+
+
+def test_expand_pattern() -> None:
+    values = {"j": "44", "A": "43", "a": "2", "x": "run", "u": "alice"}
+    assert expand_pattern("/o/%x-%A_%a.%j.%u.%%.out", values) == "/o/run-43_2.44.alice.%.out"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [("0", (0, None)), ("1792", (7, None)), ("9", (None, 9)), ("", (None, None))],
+)
+def test_wait_status(status: str, expected: tuple[int | None, int | None]) -> None:
+    assert wait_status(status) == expected
 
 
 @pytest.mark.parametrize(

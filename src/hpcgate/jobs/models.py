@@ -78,6 +78,7 @@ class JobSpec(BaseModel):
     )
     partition: Word | None = None
     account: Word | None = None
+    qos: Word | None = Field(None, description="Quality of service (Slurm --qos)")
     nodes: int | None = Field(None, ge=1)
     ntasks: int | None = Field(None, ge=1)
     cpus_per_task: int | None = Field(None, ge=1)
@@ -117,6 +118,9 @@ class Job(BaseModel):
     id: str = Field(description="The scheduler's job id on this system")
     system: str
     owner: str
+    array_job_id: str | None = Field(
+        None, description="For an array task (id ARRAY_TASK): the id of its array"
+    )
     name: str | None
     state: JobState
     reason: str | None = Field(None, description="Why the job is pending or how it ended")

@@ -45,6 +45,7 @@ def to_job(row: JobRow) -> Job:
         id=row.native_id or "",
         system=row.system,
         owner=row.owner,
+        array_job_id=row.array_job_id,
         name=row.name,
         state=JobState(row.state),
         reason=row.reason,

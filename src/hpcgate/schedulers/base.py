@@ -44,6 +44,8 @@ class SchedulerJob:
     stderr: str | None = None
     time_limit: int | None = None
     tag: str | None = None
+    #: For an array task (native id ``ARRAY_TASK``): the array's id.
+    array_job_id: str | None = None
 
 
 class Scheduler(ABC):

@@ -7,6 +7,7 @@ the output formats, the messages that mean "the controller is down"). Live jobs 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from hpcgate.commands import Command, CommandResult
@@ -24,21 +25,36 @@ from hpcgate.schedulers.slurm_format import (
 )
 from hpcgate.schedulers.slurm_info import SlurmInfo
 
-# squeue -o fields: id, state, reason, submit, start, end, workdir, time limit, name (last:
-# a name is the field most likely to hold odd characters).
-SQUEUE_FORMAT = SEP.join(("%i", "%T", "%r", "%V", "%S", "%e", "%Z", "%l", "%j"))
-SACCT_FIELDS = "JobID,State,ExitCode,Submit,Start,End,WorkDir,Timelimit,JobName"
-
+# squeue --Format fields, each ended by SEP; the name is last (the field most likely to
+# hold odd characters). StdOut/StdErr are the unexpanded patterns, made absolute; exit_code
+# is the raw wait status (exit 7 is 1792), set once the job has ended.
+SQUEUE_FIELDS = (
+    "JobID",
+    "ArrayJobID",
+    "ArrayTaskID",
+    "State",
+    "Reason",
+    "SubmitTime",
+    "StartTime",
+    "EndTime",
+    "WorkDir",
+    "TimeLimit",
+    "StdOut",
+    "StdErr",
+    "exit_code",
+    "UserName",
+    "Name",
+)
+SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,Submit,Start,End,WorkDir,Timelimit,JobName"
 _OPTIONS = {  # JobSpec field -> sbatch option, for fields passed through as they are
     "name": "--job-name",
     "partition": "--partition",
     "account": "--account",
+    "qos": "--qos",
     "nodes": "--nodes",
     "ntasks": "--ntasks",
     "cpus_per_task": "--cpus-per-task",
     "gpus": "--gpus",
-    "stdout": "--output",
-    "stderr": "--error",
     "array": "--array",
 }
 
@@ -58,6 +74,8 @@ class SlurmScheduler(Scheduler):
             for field, option in _OPTIONS.items()
             if getattr(spec, field) is not None
         ]
+        stdout = spec.stdout or ("slurm-%A_%a.out" if spec.array else "slurm-%j.out")
+        argv += [f"--output={stdout}", f"--error={spec.stderr or stdout}"]
         if spec.time_limit is not None:
             argv.append(f"--time={format_duration(spec.time_limit)}")
         if spec.memory is not None:
@@ -91,7 +109,7 @@ class SlurmScheduler(Scheduler):
                 "--noheader",
                 "--states=all",
                 f"--jobs={','.join(native_ids)}",
-                f"--format={SQUEUE_FORMAT}",
+                "--Format=" + ",".join(f"{field}:{SEP}" for field in SQUEUE_FIELDS),
             )
         )
 
@@ -99,7 +117,8 @@ class SlurmScheduler(Scheduler):
         if result.returncode != 0 and b"Invalid job id" in result.stderr:
             return []  # every listed job has left squeue: sacct will tell
         raise_for(result)
-        return [_squeue_job(line) for line in result.stdout.decode().splitlines() if line]
+        lines = result.stdout.decode(errors="replace").splitlines()
+        return [job for line in lines if line for job in _squeue_jobs(line)]
 
     def history_command(self, native_ids: Sequence[str]) -> Command | None:
         return Command(
@@ -116,7 +135,8 @@ class SlurmScheduler(Scheduler):
 
     def parse_history(self, result: CommandResult) -> list[SchedulerJob]:
         raise_for(result)
-        return [_sacct_job(line) for line in result.stdout.decode().splitlines() if line]
+        lines = result.stdout.decode(errors="replace").splitlines()
+        return [job for line in lines if line for job in _sacct_jobs(line)]
 
     def cancel_command(self, native_id: str) -> Command:
         return Command(("scancel", native_id))
@@ -125,37 +145,84 @@ class SlurmScheduler(Scheduler):
         raise_for(result)
 
 
-def _squeue_job(line: str) -> SchedulerJob:
-    job_id, state, reason, submit, start, end, workdir, limit, name = line.split(SEP, 8)
+def task_ids(text: str) -> list[str]:
+    """Array task ids from Slurm's notation: ``7``, ``[0-9%2]``, ``[1,3,5-9:2]``."""
+    ids: list[str] = []
+    for item in text.strip("[]").split("%", 1)[0].split(","):
+        bounds, _, step = item.partition(":")
+        low, _, high = bounds.partition("-")
+        if low.isdigit() and (high or low).isdigit() and (step or "1").isdigit():
+            ids += [str(n) for n in range(int(low), int(high or low) + 1, int(step or 1))]
+    return ids
+
+
+def expand_pattern(pattern: str, values: dict[str, str]) -> str:
+    """An sbatch ``--output`` pattern with its ``%j %A %a %x %u %%`` replaced."""
+    return re.sub(r"%(%|[jAaxu])", lambda m: values.get(m.group(1), "%"), pattern)
+
+
+def wait_status(text: str) -> tuple[int | None, int | None]:
+    """A raw wait status as (exit code, signal): 1792 is exit 7, 9 is SIGKILL."""
+    if not text.isdigit():
+        return None, None
+    status = int(text)
+    if status & 0x7F:
+        return None, status & 0x7F
+    return status >> 8, None
+
+
+def _squeue_jobs(line: str) -> list[SchedulerJob]:
+    fields = line.removesuffix(SEP).split(SEP, len(SQUEUE_FIELDS) - 1)
+    raw, array_id, tasks, state, reason, submit, start, end, workdir, limit = fields[:10]
+    stdout, stderr, status, user, name = fields[10:]
     parsed = state_of(state)
-    return SchedulerJob(
-        native_id=job_id,
-        state=parsed,
-        reason=None if reason in ("None", "") else reason,
-        name=name,
-        submit_time=time_of(submit),
-        start_time=time_of(start),
-        end_time=time_of(end) if parsed.terminal else None,
-        working_directory=workdir or None,
-        time_limit=parse_duration(limit),
-    )
+    code, signal = wait_status(status) if parsed.terminal else (None, None)
+    if parsed is JobState.COMPLETED and code not in (0, None):
+        parsed = JobState.FAILED
+    jobs = []
+    for task in task_ids(tasks) if tasks not in ("N/A", "") else [None]:
+        values = {"j": raw, "A": array_id, "a": task or "", "x": name, "u": user}
+        jobs.append(
+            SchedulerJob(
+                native_id=raw if task is None else f"{array_id}_{task}",
+                array_job_id=None if task is None else array_id,
+                state=parsed,
+                reason=None if reason in ("None", "") else reason,
+                exit_code=code,
+                signal=signal,
+                name=name,
+                submit_time=time_of(submit),
+                start_time=time_of(start),
+                end_time=time_of(end) if parsed.terminal else None,
+                working_directory=workdir or None,
+                time_limit=parse_duration(limit),
+                stdout=expand_pattern(stdout, values) if stdout else None,
+                stderr=expand_pattern(stderr, values) if stderr else None,
+            )
+        )
+    return jobs
 
 
-def _sacct_job(line: str) -> SchedulerJob:
-    job_id, state, exit_text, submit, start, end, workdir, limit, name = line.split(SEP, 8)
+def _sacct_jobs(line: str) -> list[SchedulerJob]:
+    job_id, _raw, state, exit_text, submit, start, end, workdir, limit, name = line.split(SEP, 9)
     code, signal = exit_status(exit_text)
     parsed = state_of(state)
     if parsed is JobState.COMPLETED and code not in (0, None):
         parsed = JobState.FAILED
-    return SchedulerJob(
-        native_id=job_id,
-        state=parsed,
-        exit_code=code,
-        signal=signal,
-        name=name,
-        submit_time=time_of(submit),
-        start_time=time_of(start),
-        end_time=time_of(end),
-        working_directory=workdir or None,
-        time_limit=parse_duration(limit),
-    )
+    array_id, _, tasks = job_id.partition("_")
+    return [
+        SchedulerJob(
+            native_id=array_id if task is None else f"{array_id}_{task}",
+            array_job_id=None if task is None else array_id,
+            state=parsed,
+            exit_code=code,
+            signal=signal,
+            name=name,
+            submit_time=time_of(submit),
+            start_time=time_of(start),
+            end_time=time_of(end),
+            working_directory=workdir or None,
+            time_limit=parse_duration(limit),
+        )
+        for task in (task_ids(tasks) if tasks else [None])
+    ]

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hpcgate.jobs.models import JobState
 from hpcgate.schedulers.base import SchedulerJob
@@ -171,9 +172,12 @@ class JobStore:
         async with self._db.session() as session, session.begin():
             for report in seen:
                 row = rows.get(report.native_id)
-                if row is None or not _differs(row, report):
+                fresh = row is None
+                if fresh:
+                    row = await _new_task(session, rows, report)
+                if row is None or not (fresh or _differs(row, report)):
                     continue
-                event = _copy(row, report)
+                event = _copy(row, report, always=fresh)
                 await session.merge(row)
                 updated.append(row)
                 if event is not None:
@@ -193,6 +197,32 @@ class JobStore:
             return list(await session.scalars(query))
 
 
+async def _new_task(
+    session: AsyncSession, rows: dict[str, JobRow], report: SchedulerJob
+) -> JobRow | None:
+    """A row for an array task seen for the first time, owned like its array."""
+    array = rows.get(report.array_job_id or "")
+    if array is None:
+        return None
+    task = JobRow(
+        system=array.system,
+        native_id=report.native_id,
+        array_job_id=array.native_id,
+        owner=array.owner,
+        name=array.name,
+        state=JobState.PENDING.value,
+        submit_time=array.submit_time,
+        working_directory=array.working_directory,
+        time_limit=array.time_limit,
+        tag=f"{array.tag}_{report.native_id.rpartition('_')[2]}",
+        spec=array.spec,
+    )
+    session.add(task)
+    await session.flush()  # the task's primary key, for its events
+    rows[report.native_id] = task
+    return task
+
+
 def _differs(row: JobRow, report: SchedulerJob) -> bool:
     return any(
         getattr(report, field) is not None and getattr(row, field) != getattr(report, field)
@@ -200,8 +230,8 @@ def _differs(row: JobRow, report: SchedulerJob) -> bool:
     ) or (report.state != row.state)
 
 
-def _copy(row: JobRow, report: SchedulerJob) -> JobEventRow | None:
-    changed = any(getattr(row, f) != getattr(report, f) for f in _TRACKED)
+def _copy(row: JobRow, report: SchedulerJob, always: bool = False) -> JobEventRow | None:
+    changed = always or any(getattr(row, f) != getattr(report, f) for f in _TRACKED)
     row.state = report.state.value
     row.reason = report.reason
     row.exit_code = report.exit_code

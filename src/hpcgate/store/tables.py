@@ -58,6 +58,7 @@ class JobRow(Base):
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     system: Mapped[str] = mapped_column(String(64))
     native_id: Mapped[str | None] = mapped_column(String(64))
+    array_job_id: Mapped[str | None] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(32))

@@ -1,7 +1,8 @@
 """The local transport: commands run as child processes of the gateway, files are local.
 
 For an account (multi-user mode, the gateway is root) a command runs with the account's
-uid, gid and groups, in its home directory, with an environment built from scratch; file
+uid, gid and groups (through ``setpriv``: uvloop's subprocesses cannot switch users), in
+its home directory, with an environment built from scratch; file
 accesses then go through small coreutils commands run the same way, so the kernel checks
 the account's permissions and root's are never used on the account's behalf.
 """
@@ -42,7 +43,7 @@ class LocalTransport:
         stdin = asyncio.subprocess.PIPE if command.stdin is not None else asyncio.subprocess.DEVNULL
         try:
             return await asyncio.create_subprocess_exec(
-                *command.argv,
+                *_as_account(command.argv, account),
                 stdin=stdin,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -111,16 +112,27 @@ def account_environment(account: Account) -> dict[str, str]:
     return {**base, "HOME": account.home, "USER": account.name, "LOGNAME": account.name}
 
 
+def _as_account(argv: tuple[str, ...], account: Account | None) -> tuple[str, ...]:
+    """The argv, prefixed to drop to ``account``'s uid, gid and groups before it runs.
+
+    util-linux's ``setpriv`` execs the command directly (no shell), with every capability
+    gone once the uid is not 0, and no way back up through setuid programs.
+    """
+    if account is None:
+        return argv
+    groups = ",".join(str(gid) for gid in account.groups)
+    identity = (f"--reuid={account.uid}", f"--regid={account.gid}")
+    supplementary = f"--groups={groups}" if groups else "--clear-groups"
+    return ("setpriv", *identity, supplementary, "--no-new-privs", "--", *argv)
+
+
 def _identity(command: Command, account: Account | None) -> dict[str, Any]:
-    """The keyword arguments that make the child run as ``account`` (or as ourselves)."""
+    """The environment and directory of a child run as ``account`` (or as ourselves)."""
     if account is None:
         env = None if command.env is None else {**clean_environment(), **command.env}
         return {"env": env}
     return {
         "env": {**account_environment(account), **(command.env or {})},
-        "user": account.uid,
-        "group": account.gid,
-        "extra_groups": list(account.groups),
         "cwd": account.home if os.path.isdir(account.home) else "/",
     }
 

@@ -1,0 +1,134 @@
+"""The jobs API against a real Slurm cluster, as alice and bob (multi-user mode)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ended, submit, wait_for_job
+from tests.slurm.conftest import SYSTEM
+
+JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
+
+
+def run(client: httpx.Client, script: str, **spec: Any) -> dict[str, Any]:
+    return submit(client, SYSTEM, script=f"#!/bin/bash\n{script}\n", **spec)
+
+
+def finish(client: httpx.Client, job: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+    return wait_for_job(client, job["id"], ended, system=SYSTEM, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def timeout_job(alice: httpx.Client) -> dict[str, Any]:
+    """A one-minute job that sleeps longer: submitted early, since Slurm takes 70-90 s."""
+    return run(alice, "sleep 600", name="too-long", time_limit=60)
+
+
+def test_hello_runs_as_alice_in_her_home(alice: httpx.Client, timeout_job: dict[str, Any]) -> None:
+    job = finish(alice, run(alice, "id -un; pwd; echo $GREETING", environment={"GREETING": "hi"}))
+    assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
+    assert job["working_directory"] == "/home/alice"
+    assert job["stdout"] == f"/home/alice/slurm-{job['id']}.out"
+    assert os.stat(job["stdout"]).st_uid == pwd.getpwnam("alice").pw_uid
+    output = alice.get(f"{JOBS}/{job['id']}/output")
+    assert output.text == "alice\n/home/alice\nhi\n"
+    assert job["start_time"] and job["end_time"] and job["submit_time"]
+
+
+def test_exit_code_and_signal(alice: httpx.Client) -> None:
+    failed = run(alice, "exit 7")
+    killed = run(alice, "kill -9 $$")
+    failed, killed = finish(alice, failed), finish(alice, killed)
+    assert (failed["state"], failed["exit_code"], failed["signal"]) == ("FAILED", 7, None)
+    assert (killed["state"], killed["signal"]) == ("FAILED", 9)
+
+
+def test_cancel(alice: httpx.Client) -> None:
+    job = run(alice, "sleep 300")
+    wait_for_job(alice, job["id"], lambda j: j["state"] == "RUNNING", system=SYSTEM)
+    assert alice.delete(f"{JOBS}/{job['id']}").status_code == 202
+    assert finish(alice, job)["state"] == "CANCELLED"
+
+
+def test_dependency_that_can_never_be_satisfied(alice: httpx.Client) -> None:
+    first = run(alice, "exit 1")
+    second = run(alice, "true", dependencies=[f"afterok:{first['id']}"])
+    assert finish(alice, first)["state"] == "FAILED"
+    waiting = wait_for_job(
+        alice,
+        second["id"],
+        lambda j: j["reason"] == "DependencyNeverSatisfied",
+        system=SYSTEM,
+    )
+    assert waiting["state"] == "PENDING"
+    alice.delete(f"{JOBS}/{second['id']}")
+    assert finish(alice, second)["state"] == "CANCELLED"
+
+
+def test_array_tasks_and_the_array_as_a_whole(alice: httpx.Client) -> None:
+    array = run(alice, "echo task $SLURM_ARRAY_TASK_ID; exit $SLURM_ARRAY_TASK_ID", array="0-3")
+    whole = finish(alice, array)
+    assert (whole["state"], whole["exit_code"]) == ("FAILED", 3)
+    tasks = {}
+    for index in range(4):
+        task_id = f"{array['id']}_{index}"
+        tasks[index] = wait_for_job(alice, task_id, ended, system=SYSTEM)
+        assert tasks[index]["array_job_id"] == array["id"]
+    assert tasks[0]["state"] == "COMPLETED"
+    assert [tasks[i]["exit_code"] for i in range(4)] == [0, 1, 2, 3]
+    assert tasks[2]["stdout"] == f"/home/alice/slurm-{array['id']}_2.out"
+    assert alice.get(f"{JOBS}/{array['id']}_2/output").text == "task 2\n"
+    listed = {job["id"] for job in alice.get(JOBS, params={"limit": 100}).json()["items"]}
+    assert {array["id"], f"{array['id']}_1"} <= listed
+
+
+def test_all_first_class_fields_reach_slurm(alice: httpx.Client) -> None:
+    job = run(
+        alice,
+        'echo "$SLURM_JOB_PARTITION $SLURM_JOB_ACCOUNT $SLURM_NTASKS $SLURM_CPUS_PER_TASK"',
+        name="fields",
+        partition="batch",
+        account="alphaacct",
+        qos="normal",
+        nodes=1,
+        ntasks=1,
+        cpus_per_task=2,
+        memory=100,
+        time_limit="2",
+        working_directory="/tmp",
+        stdout="fields-%j.out",
+        stderr="fields-%j.err",
+    )
+    job = finish(alice, job)
+    assert (job["state"], job["name"], job["time_limit"]) == ("COMPLETED", "fields", 120)
+    assert job["stdout"] == f"/tmp/fields-{job['id']}.out"
+    assert job["stderr"] == f"/tmp/fields-{job['id']}.err"
+    assert alice.get(f"{JOBS}/{job['id']}/output").text == "batch alphaacct 1 2\n"
+
+
+def test_script_path(alice: httpx.Client) -> None:
+    path = "/home/alice/hpcgate-script-path.sh"
+    with open(path, "w") as handle:
+        handle.write("#!/bin/bash\necho from a file\n")
+    os.chown(path, pwd.getpwnam("alice").pw_uid, -1)
+    job = finish(alice, submit(alice, SYSTEM, script_path=path))
+    assert alice.get(f"{JOBS}/{job['id']}/output").text == "from a file\n"
+
+
+def test_output_follow_streams_until_the_end(alice: httpx.Client) -> None:
+    job = run(alice, "for i in 1 2 3; do echo line $i; sleep 0.5; done")
+    with alice.stream("GET", f"{JOBS}/{job['id']}/output", params={"follow": "true"}) as reply:
+        assert reply.status_code == 200
+        text = "".join(reply.iter_text())
+    assert text == "line 1\nline 2\nline 3\n"
+
+
+def test_timeout(alice: httpx.Client, timeout_job: dict[str, Any]) -> None:
+    job = finish(alice, timeout_job, timeout=240)
+    assert job["state"] == "TIMEOUT"
+    assert job["time_limit"] == 60
