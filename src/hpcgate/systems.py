@@ -11,6 +11,7 @@ from hpcgate.config import Settings, SystemConfig
 from hpcgate.errors import NotFound
 from hpcgate.schedulers.base import Scheduler
 from hpcgate.schedulers.embedded import EmbeddedScheduler
+from hpcgate.schedulers.pbs import PbsScheduler
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.base import Transport
 from hpcgate.transports.local import LocalTransport
@@ -21,6 +22,8 @@ def _scheduler(config: SystemConfig) -> Scheduler:
         return EmbeddedScheduler(Path(str(config.spool)), config.slots)
     if config.scheduler == "slurm":
         return SlurmScheduler()
+    if config.scheduler == "pbs":
+        return PbsScheduler()
     raise ValueError(f"unknown scheduler {config.scheduler!r}")
 
 

@@ -6,6 +6,7 @@ Shared by the job adapter (:mod:`hpcgate.schedulers.slurm`) and the resource ada
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from hpcgate.commands import CommandResult
@@ -48,14 +49,16 @@ UNAVAILABLE = (
     "Zero Bytes were transmitted",
     "Slurm backup controller in standby mode",
     "Connection refused",
+    "Connection reset by peer",
 )
+_PREFIX = re.compile(r"^[a-z_]+: error: ")
 
 
 def raise_for(result: CommandResult) -> None:
     """Translate a failed Slurm command: controller trouble is 503, anything else 422."""
     if result.ok:
         return
-    message = result.error_text().removeprefix("sbatch: error: ")
+    message = "; ".join(_PREFIX.sub("", line) for line in result.error_text().splitlines())
     if any(marker in message for marker in UNAVAILABLE):
         raise SchedulerUnavailable(message)
     raise SchedulerRejected(message)

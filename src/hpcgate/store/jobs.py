@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,7 +215,7 @@ async def _new_task(
         submit_time=array.submit_time,
         working_directory=array.working_directory,
         time_limit=array.time_limit,
-        tag=f"{array.tag}_{report.native_id.rpartition('_')[2]}",
+        tag=uuid.uuid4().hex,  # tags guard submits; a task is never submitted on its own
         spec=array.spec,
     )
     session.add(task)

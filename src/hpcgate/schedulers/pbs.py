@@ -1,0 +1,610 @@
+"""Adapter for PBS Professional and OpenPBS: qsub, qstat, qdel and pbsnodes.
+
+Tested on recorded outputs only, not yet against a live PBS server. The recordings in
+``tests/unit/recorded/pbs`` are reconstructed from the OpenPBS sources and manuals (PBS
+Pro 2021+ and OpenPBS 23 share that code), not captured from a running server.
+
+Pure: argv builders and parsers, with PBS's knowledge kept as data (the state letters, the
+``JOB_EXEC_*`` exit statuses, the messages that mean "the server cannot be reached").
+``qstat -x`` lists finished jobs too, so no separate history query is needed; a job PBS
+no longer knows (history disabled or expired) is simply not reported. ``qstat -t`` adds an
+array's subjobs (``4300[1].server``, reported with the array's id ``4300[].server``).
+
+How a :class:`~hpcgate.jobs.models.JobSpec` becomes ``qsub`` options:
+
+- ``name`` → ``-N`` (PBS: a letter or digit first, no white space, at most 236
+  characters); ``partition`` → ``-q`` queue; ``account`` → ``-A``.
+- ``time_limit`` → ``-l walltime=HH:MM:SS``.
+- ``nodes``, ``ntasks``, ``cpus_per_task``, ``memory``, ``gpus`` → one ``-l select``
+  statement of ``nodes`` (default 1) identical chunks, one chunk per node:
+  ``select=N:ncpus=T*C:mpiprocs=T:ompthreads=C:mem=Mmb:ngpus=G`` where T is ``ntasks``
+  divided evenly over the nodes, C is ``cpus_per_task``, M is ``memory`` (per node, so per
+  chunk) and G is ``gpus`` divided evenly over the nodes (``ngpus`` is the resource name
+  the PBS manuals recommend for GPUs; sites define it). Counts that do not divide evenly
+  are refused. With more than one node, ``-l place=scatter`` puts each chunk on its own
+  host, as Slurm's ``--nodes`` would. Without ``nodes`` every task is in one chunk, so on
+  one host.
+- ``stdout`` → ``-o``, ``stderr`` → ``-e``: absolute paths only (a relative one would be
+  taken from qsub's own directory), without ``:`` (PBS reads ``host:path``) and without
+  ``%`` (PBS expands no Slurm-style ``%j`` patterns).
+- ``array`` → ``-J start-end[:step]``; Slurm's ``%limit`` → ``-W max_run_subjobs=limit``
+  (an attribute since OpenPBS 20 / PBS Pro 2020). Lists, single indices and ranges whose
+  end is not above their start have no PBS form and are refused.
+- ``dependencies`` → ``-W depend=type:id[:id],...`` (all must hold, as in Slurm); qsub
+  completes a bare sequence number with the server's name. Array tasks (``12_3``) are
+  refused: PBS cannot depend on a subjob.
+- ``environment`` → ``-v NAME=value,...``. qsub splits that list on commas and gives quotes
+  and backslashes meanings of its own, so values holding ``, ' " \\`` or control characters
+  are refused rather than escaped; names starting with ``PBS_`` are refused because PBS
+  sets those itself (qsub drops ``PBS_O_*`` silently).
+- ``working_directory`` is not supported: PBS Pro has no option for the directory a job
+  starts in (jobs start in the home directory; ``PBS_O_WORKDIR`` is only qsub's own
+  directory, and a ``cd`` added to the user's script would be shell text). It is left out
+  of :attr:`PbsScheduler.supported_fields`, so it is a 422 naming the field; so is ``qos``,
+  which PBS does not have. A job's reported working directory is its ``jobdir`` (where
+  PBS started it), known once it runs.
+- The gateway's idempotency tag travels as ``-v HPCGATE_TAG=<tag>`` (PBS keeps no free
+  comment field for the submitter) and is read back from the job's ``Variable_List``.
+  qsub cannot look a tag up before submitting, so a submit is not safe to retry.
+
+``qdel`` of a job that has finished, is exiting or is unknown to the server succeeds:
+nothing is left to cancel.
+
+Exit statuses (the job's ``Exit_status``): 0-255 is the job script's own exit code (128+N
+is the shell's way of saying a child died of signal N; it is kept as an exit code). Above
+256 the top shell itself was killed by signal ``Exit_status - 256`` (271 is SIGTERM, as
+``qdel`` sends). Negative values are PBS's own ``JOB_EXEC_*`` codes: -29 walltime exceeded
+is TIMEOUT, -27/-26 mem/vmem exceeded are OUT_OF_MEMORY, lost hosts are NODE_FAIL. A
+finished job in substate 91 (terminated) was deleted: CANCELLED.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hpcgate.commands import Command, CommandResult
+from hpcgate.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedField
+from hpcgate.jobs.models import JobSpec, JobState
+from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
+
+TAG_VARIABLE = "HPCGATE_TAG"
+
+#: Job state letters of jobs that are still live; F and X (finished) are read from the
+#: exit status instead. M (moved to another server) is not an end: the job goes on there.
+STATES: dict[str, JobState] = {
+    "Q": JobState.PENDING,
+    "H": JobState.PENDING,
+    "W": JobState.PENDING,
+    "T": JobState.PENDING,
+    "M": JobState.PENDING,
+    "R": JobState.RUNNING,
+    "E": JobState.RUNNING,
+    "B": JobState.RUNNING,
+    "S": JobState.SUSPENDED,
+    "U": JobState.SUSPENDED,
+}
+FINISHED = frozenset({"F", "X"})
+#: Why a job waits, by substate, for when the scheduler left no comment.
+WAITING: dict[int, str] = {
+    20: "held by its owner, an operator or the server",
+    22: "waiting for the jobs it depends on",
+    30: "waiting for the start time it was given",
+    37: "held: staging in its files failed",
+    94: "moved to another PBS server",
+}
+TERMINATED = 91  # the substate of a finished job that was deleted (qdel, or by the server)
+SIGNAL_BASE = 256
+
+#: PBS's own negative exit statuses (``JOB_EXEC_*`` in OpenPBS's job.h).
+EXEC_CODES: dict[int, tuple[JobState, str]] = {
+    -1: (JobState.FAILED, "the job could not start (JOB_EXEC_FAIL1)"),
+    -2: (JobState.FAILED, "the job could not start (JOB_EXEC_FAIL2)"),
+    -3: (JobState.FAILED, "the job could not start on its host (JOB_EXEC_RETRY)"),
+    -4: (JobState.NODE_FAIL, "the execution host's MoM restarted (JOB_EXEC_INITABT)"),
+    -5: (JobState.NODE_FAIL, "the execution host's MoM restarted (JOB_EXEC_INITRST)"),
+    -6: (JobState.NODE_FAIL, "the execution host's MoM restarted (JOB_EXEC_INITRMG)"),
+    -7: (JobState.FAILED, "restart from a checkpoint failed (JOB_EXEC_BADRESRT)"),
+    -10: (JobState.FAILED, "invalid user or group on the host (JOB_EXEC_FAILUID)"),
+    -13: (JobState.FAILED, "bad password for the job's user (JOB_EXEC_FAIL_PASSWORD)"),
+    -16: (JobState.FAILED, "an execution hook rejected the job (JOB_EXEC_FAILHOOK_RERUN)"),
+    -17: (JobState.FAILED, "an execution hook rejected the job (JOB_EXEC_FAILHOOK_DELETE)"),
+    -19: (JobState.FAILED, "a hook deleted the job (JOB_EXEC_HOOK_DELETE)"),
+    -20: (JobState.NODE_FAIL, "lost contact with the primary host (JOB_EXEC_RERUN_MS_FAIL)"),
+    -21: (JobState.FAILED, "security check of the PBS directory failed (JOB_EXEC_FAIL_SECURITY)"),
+    -22: (JobState.FAILED, "a hook failed or timed out (JOB_EXEC_HOOKERROR)"),
+    -23: (JobState.FAILED, "no Kerberos credentials (JOB_EXEC_FAIL_KRB5)"),
+    -24: (JobState.FAILED, "ncpus limit exceeded (JOB_EXEC_KILL_NCPUS_BURST)"),
+    -25: (JobState.FAILED, "ncpus limit exceeded (JOB_EXEC_KILL_NCPUS_SUM)"),
+    -26: (JobState.OUT_OF_MEMORY, "vmem limit exceeded (JOB_EXEC_KILL_VMEM)"),
+    -27: (JobState.OUT_OF_MEMORY, "mem limit exceeded (JOB_EXEC_KILL_MEM)"),
+    -28: (JobState.FAILED, "cput limit exceeded (JOB_EXEC_KILL_CPUT)"),
+    -29: (JobState.TIMEOUT, "walltime limit exceeded (JOB_EXEC_KILL_WALLTIME)"),
+    -30: (JobState.NODE_FAIL, "a sister host could not join the job (JOB_EXEC_JOINJOB)"),
+}
+
+# Messages with which the client commands say the server (not the request) is the problem.
+UNAVAILABLE = (
+    "cannot connect to server",
+    "Couldn't connect to cluster",
+    "Connection refused",
+    "Connection timed out",
+    "No route to host",
+    "Communication failure",
+    "Too many open connections",
+    "No default server name",
+    "Unknown Host",
+    "Server shutting down",
+    "System call failure",
+)
+UNKNOWN_JOB = "Unknown Job Id"
+# qdel's answers for a job that is already over: there is nothing left to cancel.
+NOTHING_TO_CANCEL = (UNKNOWN_JOB, "has finished", "Request invalid for state of job")
+HEALTHY_SERVER = frozenset({"Active", "Idle", "Scheduling"})
+
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+        start=1,
+    )
+}
+_SIZE_UNITS: dict[str, int] = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
+_SIZE = re.compile(r"^(\d+)([kmgtp]?)([bw]?)$", re.IGNORECASE)
+_NAME = re.compile(r"^[A-Za-z0-9][!-~]{0,235}$")
+_ARRAY = re.compile(r"^(\d+)-(\d+)(?::(\d+))?(?:%(\d+))?$")
+_UNSAFE_VALUE = re.compile(r"[,'\"\\\x00-\x1f\x7f]")
+_JOB_ID = re.compile(r"^\d+(\[\d*\])?(\.[A-Za-z0-9_.-]+)?$")
+_PREFIX = re.compile(r"^(qsub|qstat|qdel|pbsnodes): ", re.MULTILINE)
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_ZERO_PADDED = re.compile(r"(:\s*)(-?0\d+(?:\.\d+)?)(?=\s*[,}\]])")
+_CHUNK_FIELDS = ("nodes", "ntasks", "cpus_per_task", "memory", "gpus")
+
+
+@dataclass(frozen=True, slots=True)
+class PbsNode:
+    """One host as ``pbsnodes`` reports it; memory in MiB. Sizes PBS does not report
+    (a site without ``ngpus``, say) are None."""
+
+    name: str
+    state: str
+    cpus: int | None
+    memory_mb: int | None
+    gpus: int | None
+    jobs: tuple[str, ...]
+
+
+class PbsScheduler(Scheduler):
+    """PBS Professional (2021 and newer) and OpenPBS (20 and newer) through their commands."""
+
+    kind = "pbs"
+    # Named one by one, so a field added to JobSpec later is refused until mapped here.
+    supported_fields = frozenset(
+        {
+            "script",
+            "script_path",
+            "name",
+            "environment",
+            "time_limit",
+            "partition",
+            "account",
+            "nodes",
+            "ntasks",
+            "cpus_per_task",
+            "memory",
+            "gpus",
+            "stdout",
+            "stderr",
+            "array",
+            "dependencies",
+        }
+    )
+
+    def check(self, spec: JobSpec) -> None:
+        """Also refuse values PBS cannot take, before anything is recorded."""
+        super().check(spec)
+        qsub_options(spec)
+        variable_list("", spec.environment)
+
+    def submit_command(self, spec: JobSpec, context: SubmitContext) -> Command:
+        variables = variable_list(context.tag, spec.environment)
+        argv = ["qsub", *qsub_options(spec), "-v", variables]
+        if spec.script_path is not None:
+            # qsub reads "--" as "an executable follows", so a path cannot hide behind it
+            path = spec.script_path
+            argv.append(f"./{path}" if path.startswith("-") else path)
+        stdin = spec.script.encode() if spec.script is not None else None
+        return Command(tuple(argv), stdin, env={})
+
+    def parse_submit(self, result: CommandResult) -> str:
+        raise_for(result)
+        words = result.stdout.decode(errors="replace").split()
+        if not words or not _JOB_ID.match(words[-1]):
+            raise SchedulerUnavailable(f"qsub printed no job id: {result.error_text()}")
+        return words[-1]
+
+    def ping_command(self) -> Command | None:
+        return Command(("qstat", "-B", "-f", "-F", "json"))
+
+    def parse_ping(self, result: CommandResult) -> None:
+        if not result.ok:
+            raise SchedulerUnavailable(f"the PBS server is not answering: {result.error_text()}")
+        servers = _mapping(read_json(result.stdout, "qstat -B").get("Server"))
+        states = [str(_mapping(s).get("server_state", "stateless")) for s in servers.values()]
+        if not any(state in HEALTHY_SERVER for state in states):
+            raise SchedulerUnavailable(f"the PBS server is {', '.join(states) or 'not listed'}")
+
+    def status_command(self, native_ids: Sequence[str]) -> Command:
+        # -x: finished jobs too; -t: an array's subjobs as well as the array
+        return Command(("qstat", "-f", "-F", "json", "-x", "-t", *native_ids))
+
+    def parse_status(self, result: CommandResult) -> list[SchedulerJob]:
+        if not result.ok:  # each unknown id has a line of its own; any other is a failure
+            complaints = _lines(result.stderr)
+            trouble = [line for line in complaints if UNKNOWN_JOB not in line]
+            if trouble or not complaints:
+                _raise_message("\n".join(trouble) or result.error_text())
+        if not result.stdout.strip():
+            return []
+        jobs = _mapping(read_json(result.stdout, "qstat").get("Jobs"))
+        return [job_of(native_id, _mapping(attrs)) for native_id, attrs in jobs.items()]
+
+    def cancel_command(self, native_id: str) -> Command:
+        return Command(("qdel", native_id))
+
+    def parse_cancel(self, result: CommandResult) -> None:
+        if result.ok or any(text in result.error_text() for text in NOTHING_TO_CANCEL):
+            return  # already finished, exiting or forgotten: nothing is left to cancel
+        raise_for(result)
+
+
+def nodes_command() -> Command:
+    """Every host with its resources and jobs."""
+    return Command(("pbsnodes", "-a", "-F", "json"))
+
+
+def parse_nodes(result: CommandResult) -> list[PbsNode]:
+    raise_for(result)
+    nodes = _mapping(read_json(result.stdout, "pbsnodes").get("nodes"))
+    return [node_of(name, _mapping(attrs)) for name, attrs in nodes.items()]
+
+
+def node_of(name: str, attrs: Mapping[str, Any]) -> PbsNode:
+    available = _mapping(attrs.get("resources_available"))
+    jobs = attrs.get("jobs", ())
+    if isinstance(jobs, str):  # the plain-text form: "id/slot, id/slot"
+        jobs = [item.strip().split("/", 1)[0] for item in jobs.split(",") if item.strip()]
+    return PbsNode(
+        name=name,
+        state=str(attrs.get("state", "")),
+        cpus=_int(available.get("ncpus")),
+        memory_mb=parse_size_mb(available.get("mem")),
+        gpus=_int(available.get("ngpus")),
+        jobs=tuple(dict.fromkeys(str(job) for job in jobs)),
+    )
+
+
+# --- submission -----------------------------------------------------------------------
+
+
+def qsub_options(spec: JobSpec) -> list[str]:
+    """The qsub options for a spec, but ``-v``; raises for values PBS cannot take."""
+    argv: list[str] = []
+    if spec.name is not None:
+        argv += ["-N", _job_name(spec.name)]
+    if spec.partition is not None:
+        argv += ["-q", spec.partition]
+    if spec.account is not None:
+        argv += ["-A", spec.account]
+    argv += _resources(spec)
+    for field, option in (("stdout", "-o"), ("stderr", "-e")):
+        if (path := getattr(spec, field)) is not None:
+            argv += [option, _output_path(field, path)]
+    if spec.array is not None:
+        argv += array_options(spec.array)
+    if spec.dependencies:
+        argv += ["-W", f"depend={','.join(map(_dependency, spec.dependencies))}"]
+    return argv
+
+
+def _job_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise SchedulerRejected(
+            f"PBS job names start with a letter or digit and hold at most 236 printable "
+            f"characters without spaces; {name!r} does not"
+        )
+    return name
+
+
+def _resources(spec: JobSpec) -> list[str]:
+    argv: list[str] = []
+    if spec.time_limit is not None:
+        argv += ["-l", f"walltime={format_duration(spec.time_limit)}"]
+    if any(getattr(spec, field) for field in _CHUNK_FIELDS):  # gpus=0 asks for nothing
+        argv += ["-l", f"select={select_statement(spec)}"]
+    if (spec.nodes or 1) > 1:
+        argv += ["-l", "place=scatter"]
+    return argv
+
+
+def select_statement(spec: JobSpec) -> str:
+    """``N:ncpus=..`` — one chunk per node, each with an even share of tasks and GPUs."""
+    chunks = spec.nodes or 1
+    tasks = _share(spec.ntasks, chunks, "ntasks")
+    gpus = _share(spec.gpus, chunks, "gpus")
+    threads = spec.cpus_per_task
+    parts = [str(chunks), f"ncpus={(tasks or 1) * (threads or 1)}"]
+    if tasks is not None:
+        parts.append(f"mpiprocs={tasks}")
+    if threads is not None:
+        parts.append(f"ompthreads={threads}")
+    if spec.memory is not None:
+        parts.append(f"mem={spec.memory}mb")
+    if gpus:
+        parts.append(f"ngpus={gpus}")
+    return ":".join(parts)
+
+
+def _share(total: int | None, chunks: int, field: str) -> int | None:
+    if total is None:
+        return None
+    if total % chunks:
+        raise UnsupportedField(
+            f"PBS chunks are identical, so {field} ({total}) must be a multiple of "
+            f"nodes ({chunks})",
+            fields=[field, "nodes"],
+        )
+    return total // chunks
+
+
+def _output_path(field: str, path: str) -> str:
+    problem = _path_problem(path)
+    if problem is not None:
+        raise UnsupportedField(f"on PBS, {field} {problem}: {path!r}", fields=[field])
+    return path
+
+
+def _path_problem(path: str) -> str | None:
+    if not path.startswith("/"):
+        return "must be absolute (PBS would take it from qsub's own directory)"
+    if ":" in path:
+        return "cannot hold ':' (PBS reads 'host:path')"
+    if "%" in path:
+        return "cannot hold '%' (PBS expands no %j-style patterns)"
+    return None
+
+
+def array_options(text: str) -> list[str]:
+    """``-J start-end[:step]`` and, for Slurm's ``%limit``, ``-W max_run_subjobs``."""
+    match = _ARRAY.match(text)
+    if match is None:
+        raise UnsupportedField(
+            f"PBS job arrays are one range 'start-end[:step][%limit]'; "
+            f"lists and single indices such as {text!r} have no PBS form",
+            fields=["array"],
+        )
+    start, end, step, limit = match.groups()
+    if int(end) <= int(start) or step == "0" or limit == "0":
+        raise SchedulerRejected(
+            f"PBS needs an array's end above its start and a step and limit of at least 1: {text!r}"
+        )
+    argv = ["-J", f"{start}-{end}" + (f":{step}" if step else "")]
+    return argv + (["-W", f"max_run_subjobs={limit}"] if limit else [])
+
+
+def _dependency(text: str) -> str:
+    if "_" in text:
+        raise UnsupportedField(
+            f"PBS cannot make a job depend on an array task: {text!r}", fields=["dependencies"]
+        )
+    return text
+
+
+def variable_list(tag: str, environment: Mapping[str, str]) -> str:
+    """``HPCGATE_TAG=tag,NAME=value,...`` for ``qsub -v``; raises for names PBS or hpcgate
+    set themselves and for values qsub would split or mangle."""
+    for name in environment:
+        if name.startswith("PBS_") or name == TAG_VARIABLE:
+            raise UnsupportedField(
+                f"environment variable {name} is set by PBS or hpcgate itself",
+                fields=["environment"],
+            )
+    variables = {TAG_VARIABLE: tag, **environment}
+    for name, value in variables.items():
+        if _UNSAFE_VALUE.search(value):
+            raise UnsupportedField(
+                f"the value of {name} holds a comma, quote, backslash or control character, "
+                f"which qsub -v cannot pass unchanged",
+                fields=["environment"],
+            )
+    return ",".join(f"{name}={value}" for name, value in variables.items())
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds as PBS's HH:MM:SS, the hours unbounded."""
+    minutes, secs = divmod(seconds, 60)
+    hours, mins = divmod(minutes, 60)
+    return f"{hours:02d}:{mins:02d}:{secs:02d}"
+
+
+# --- status ---------------------------------------------------------------------------
+
+
+def job_of(native_id: str, attrs: Mapping[str, Any]) -> SchedulerJob:
+    """One job (or array, or subjob) of ``qstat -f -F json``."""
+    state, reason, exit_code, signal = outcome(attrs)
+    variables = variables_of(attrs.get("Variable_List"))
+    return SchedulerJob(
+        native_id=native_id,
+        state=state,
+        reason=reason,
+        exit_code=exit_code,
+        signal=signal,
+        name=_text(attrs.get("Job_Name")),
+        submit_time=time_of(attrs.get("ctime")),
+        start_time=time_of(attrs.get("stime")),
+        end_time=time_of(attrs.get("obittime") or attrs.get("mtime")) if state.terminal else None,
+        working_directory=_text(attrs.get("jobdir")),
+        stdout=path_of(attrs.get("Output_Path")),
+        stderr=path_of(attrs.get("Error_Path")),
+        time_limit=parse_duration(_mapping(attrs.get("Resource_List")).get("walltime")),
+        tag=variables.get(TAG_VARIABLE),
+        array_job_id=_text(attrs.get("array_id")),
+    )
+
+
+def outcome(attrs: Mapping[str, Any]) -> tuple[JobState, str | None, int | None, int | None]:
+    """(state, reason, exit code, signal) from the state letter and, once finished, the
+    exit status and substate."""
+    letter = str(attrs.get("job_state", ""))
+    comment = _text(attrs.get("comment"))
+    if letter in FINISHED:
+        return ended(_int(attrs.get("Exit_status")), _int(attrs.get("substate")), comment)
+    state = STATES.get(letter, JobState.PENDING)
+    if state is JobState.RUNNING:
+        return state, None, None, None  # its comment only says where it started
+    substate = _int(attrs.get("substate"))
+    return state, comment or WAITING.get(substate or 0), None, None
+
+
+def ended(
+    status: int | None, substate: int | None, comment: str | None
+) -> tuple[JobState, str | None, int | None, int | None]:
+    """How a finished job ended, from its ``Exit_status`` and substate."""
+    signal = status - SIGNAL_BASE if status is not None and status > SIGNAL_BASE else None
+    if status in EXEC_CODES:
+        state, text = EXEC_CODES[status]
+        return state, text, None, None
+    if substate == TERMINATED:
+        return JobState.CANCELLED, comment, None, signal
+    if status is None:
+        return JobState.FAILED, comment or "the job ended without an exit status", None, None
+    if signal is not None:
+        return JobState.FAILED, comment, None, signal
+    if status < 0:
+        return JobState.FAILED, f"PBS exit status {status}", None, None
+    return JobState.COMPLETED if status == 0 else JobState.FAILED, comment, status, None
+
+
+def variables_of(value: object) -> dict[str, str]:
+    """``Variable_List`` as a mapping; qstat's JSON gives an object, older output a string."""
+    if isinstance(value, dict):
+        return {str(name): str(text) for name, text in value.items()}
+    if not isinstance(value, str):
+        return {}
+    pairs = (item.partition("=") for item in re.split(r"(?<!\\),", value))
+    return {name: text.replace("\\,", ",") for name, _, text in pairs if name}
+
+
+def path_of(value: object) -> str | None:
+    """A path from PBS's ``host:/path`` form."""
+    if not isinstance(value, str) or not value:
+        return None
+    host, colon, path = value.partition(":")
+    return path if colon and "/" not in host else value
+
+
+def parse_duration(value: object) -> int | None:
+    """Seconds from PBS's [[HH:]MM:]SS (or a bare number of seconds)."""
+    if isinstance(value, int):
+        return value
+    parts = str(value).split(":") if value is not None else []
+    if not parts or len(parts) > 3 or not all(part.isdigit() for part in parts):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def time_of(value: object) -> datetime | None:
+    """PBS prints ctime(3)-style times ("Sun Nov 22 10:00:00 2026") without a zone; like
+    Slurm's they are read as the gateway's local time, so both should share a zone."""
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value, UTC)
+    parts = value.split() if isinstance(value, str) else []
+    if len(parts) != 5 or parts[1] not in _MONTHS:
+        return None
+    _weekday, month, day, clock, year = parts
+    try:
+        hour, minute, second = (int(part) for part in clock.split(":"))
+        local = datetime(int(year), _MONTHS[month], int(day), hour, minute, second)
+    except ValueError:
+        return None
+    return local.astimezone(UTC)
+
+
+def parse_size_mb(value: object) -> int | None:
+    """MiB from a PBS size (``263855216kb``, ``4gb``, ``512mb``; bare numbers are bytes)."""
+    match = _SIZE.match(str(value)) if value is not None else None
+    if match is None:
+        return None
+    number, unit, kind = match.groups()
+    size = int(number) * _SIZE_UNITS[unit.lower()] * (8 if kind.lower() == "w" else 1)
+    return size // _SIZE_UNITS["m"]
+
+
+# --- output and errors ----------------------------------------------------------------
+
+
+def read_json(raw: bytes, command: str) -> dict[str, Any]:
+    """A JSON document as PBS prints it, mending two known flaws of its encoder: numbers
+    with leading zeros (an environment value "007" printed bare) and ``\\,``-style escapes
+    JSON does not have."""
+    text = raw.decode(errors="replace")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            document = json.loads(_mended(text))
+        except json.JSONDecodeError as exc:
+            raise SchedulerUnavailable(f"{command} printed unreadable JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise SchedulerUnavailable(f"{command} printed JSON that is not an object")
+    return document
+
+
+def _mended(text: str) -> str:
+    text = _ESCAPE.sub(lambda m: m.group(0) if m.group(1) in '"\\/bfnrtu' else m.group(1), text)
+    return _ZERO_PADDED.sub(r'\1"\2"', text)
+
+
+def raise_for(result: CommandResult) -> None:
+    """Translate a failed PBS command: an unreachable server is 503, anything else 422."""
+    if not result.ok:
+        _raise_message(result.error_text())
+
+
+def _raise_message(text: str) -> None:
+    message = _PREFIX.sub("", text).strip()
+    if any(marker in message for marker in UNAVAILABLE):
+        raise SchedulerUnavailable(message)
+    raise SchedulerRejected(message)
+
+
+def _lines(raw: bytes) -> list[str]:
+    return [line for line in raw.decode(errors="replace").splitlines() if line.strip()]
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _text(value: object) -> str | None:
+    """A string attribute; qstat's JSON prints digit-only values (a job named 42) as numbers."""
+    return None if value is None or value == "" else str(value)

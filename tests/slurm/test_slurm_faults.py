@@ -1,0 +1,100 @@
+"""Bad input and faults against the real cluster: Slurm's refusals come back as 4xx
+problems carrying Slurm's words; a stopped slurmctld is a 503, and hpcgate recovers
+when it returns, with no job state lost."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ended, submit, wait_for_job
+from tests.gateway_process import GatewayProcess
+from tests.slurm.conftest import SCRIPT, SYSTEM, controller_up
+
+JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
+HELLO = "#!/bin/bash\necho hello\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"partition": "nope"}, "Invalid partition name specified"),
+        ({"account": "nope"}, "Invalid account"),
+        ({"account": "alphaacct"}, "Invalid account"),  # alice's account, not bob's
+        ({"partition": "batch", "time_limit": "10"}, "Requested time limit is invalid"),
+        ({"qos": "nope"}, "Invalid qos specification"),
+    ],
+)
+def test_sbatch_refusals_are_422_with_slurms_message(
+    bob: httpx.Client, spec: dict[str, Any], words: str
+) -> None:
+    before = bob.get(JOBS, params={"limit": 200}).json()["items"]
+    response = bob.post(JOBS, json={"script": HELLO, **spec})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert problem["type"].endswith("/scheduler-rejected")
+    assert words in problem["detail"] and "sbatch: error" not in problem["detail"]
+    assert bob.get(JOBS, params={"limit": 200}).json()["items"] == before  # nothing kept
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"partition": "debug; rm -rf /"},
+        {"account": "$(id)"},
+        {"array": "0-3;id"},
+        {"dependencies": ["afterok:1 && id"]},
+        {"name": "bad\nname"},
+    ],
+)
+def test_shell_text_never_reaches_sbatch(bob: httpx.Client, spec: dict[str, Any]) -> None:
+    response = bob.post(JOBS, json={"script": HELLO, **spec})
+    assert response.status_code == 422, response.text
+
+
+def _controller(action: str) -> None:
+    subprocess.run([str(SCRIPT), action], check=True, capture_output=True, timeout=120)
+
+
+def _health(client: httpx.Client) -> dict[str, Any]:
+    return dict(client.get(f"/api/v1/systems/{SYSTEM}").json())
+
+
+def _wait_health(client: httpx.Client, healthy: bool, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (system := _health(client))["healthy"] != healthy:
+        assert time.monotonic() < deadline, system
+        time.sleep(0.2)
+    return system
+
+
+def test_controller_down_is_503_and_hpcgate_recovers(
+    slurm_gateway: GatewayProcess, alice: httpx.Client
+) -> None:
+    running = submit(alice, SYSTEM, script="#!/bin/bash\nsleep 4\necho survived\n")
+    wait_for_job(alice, running["id"], lambda j: j["state"] == "RUNNING", system=SYSTEM)
+    _controller("stop-controller")
+    try:
+        system = _wait_health(alice, healthy=False)
+        assert system["health_message"]
+        response = alice.post(JOBS, json={"script": HELLO})
+        assert response.status_code == 503, response.text
+        assert response.json()["type"].endswith("/scheduler-unavailable")
+        partitions = alice.get(f"/api/v1/systems/{SYSTEM}/partitions")
+        assert partitions.status_code == 503, partitions.text
+        assert alice.get(f"{JOBS}/{running['id']}").json()["state"] == "RUNNING"  # kept
+        time.sleep(5)  # the job ends while the controller is away
+    finally:
+        _controller("start-controller")
+    assert controller_up()
+    _wait_health(alice, healthy=True)
+    job = wait_for_job(alice, running["id"], ended, system=SYSTEM)
+    assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
+    assert alice.get(f"{JOBS}/{running['id']}/output").text == "survived\n"
+    after = submit(alice, SYSTEM, script=HELLO)
+    assert wait_for_job(alice, after["id"], ended, system=SYSTEM)["state"] == "COMPLETED"
