@@ -1,14 +1,17 @@
 """hpcgate benchmark: submit latency, status throughput, scheduler load.
 
-Starts a real gateway (embedded scheduler, SQLite) in a temporary home and measures on
-this machine, in one run:
+Starts a real gateway (SQLite) in a temporary home, on the embedded scheduler or (with
+``--scheduler slurm``, as root, with ``scripts/slurm up`` running) on the test Slurm
+cluster in multi-user mode as alice, and measures on this machine, in one run:
 
-* submit latency through the API (p50/p99) against the raw scheduler command;
+* submit latency through the API (p50/p99) against the raw scheduler command (the
+  embedded engine's submit, or ``sbatch`` run as alice exactly as the gateway runs it);
 * job-status GET throughput and latency with many concurrent clients (wrk, a C load
   generator, so the client does not steal the gateway's CPU the way a Python client would);
 * scheduler status queries per second while those clients poll (from /metrics).
 
-Usage: .venv/bin/python bench/bench.py [--submits 200] [--clients 100] [--seconds 10]
+Usage: .venv/bin/python bench/bench.py [--scheduler embedded|slurm] [--submits 200]
+       [--clients 100] [--jobs 100] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -32,12 +35,30 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.gateway_process import GatewayProcess, new_gateway
 
-CONFIG = """
+from hpcgate.accounts import Accounts
+from hpcgate.config import UsersConfig
+from hpcgate.jobs.models import JobSpec
+from hpcgate.schedulers.base import SubmitContext
+from hpcgate.schedulers.slurm import SlurmScheduler
+from hpcgate.transports.local import account_environment, as_account
+
+CONFIGS = {
+    "embedded": """
 [systems.local]
 scheduler = "embedded"
 status_interval = 1.0
 slots = 2
-"""
+""",
+    "slurm": """
+[systems.local]
+scheduler = "slurm"
+status_interval = 1.0
+
+[users]
+mode = "multi"
+""",
+}
+USER = {"embedded": "bench", "slurm": "alice"}
 TRUE_SCRIPT = "#!/bin/sh\ntrue\n"
 LUA = """
 local ids = {%s}
@@ -97,6 +118,22 @@ def raw_submits(count: int, spool: Path, workdir: str) -> list[float]:
     return times
 
 
+def raw_sbatch(count: int, workdir: str) -> list[float]:
+    """sbatch as alice, with the argv, stdin and privilege drop the gateway uses."""
+    account = Accounts(UsersConfig(), multi=True).lookup("alice", "alice")
+    spec = JobSpec(script=TRUE_SCRIPT, working_directory=workdir)
+    command = SlurmScheduler().submit_command(spec, SubmitContext("raw", workdir))
+    argv = as_account(command.argv, account)
+    env = account_environment(account)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        subprocess.run(argv, input=command.stdin, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    subprocess.run(["scancel", "--user=alice"], check=False)
+    return times
+
+
 def status_queries(admin: httpx.Client) -> float:
     text = admin.get("/metrics").text
     match = re.search(
@@ -149,6 +186,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scheduler", choices=sorted(CONFIGS), default="embedded")
     parser.add_argument("--submits", type=int, default=200)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=100)
@@ -162,15 +200,20 @@ def main() -> None:
 
 
 def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
-    server: GatewayProcess = new_gateway(tmp / "home", CONFIG)
+    server: GatewayProcess = new_gateway(tmp / "home", CONFIGS[args.scheduler])
     server.start()
+    workdir = str(tmp) if args.scheduler == "embedded" else "/tmp"
     try:
-        token = server.token("bench")
+        token = server.token(USER[args.scheduler])
         admin_token = (server.home / "admin-token").read_text().strip()
         with server.client(token) as client, server.client(admin_token) as admin:
-            api, _ = api_submits(client, args.submits, str(tmp))
-            raw = raw_submits(args.submits, tmp / "raw-spool", str(tmp))
-            ids = long_jobs(client, args.jobs, str(tmp))
+            api, _ = api_submits(client, args.submits, workdir)
+            if args.scheduler == "slurm":
+                subprocess.run(["scancel", "--user=alice"], check=False)
+                raw = raw_sbatch(args.submits, workdir)
+            else:
+                raw = raw_submits(args.submits, tmp / "raw-spool", workdir)
+            ids = long_jobs(client, args.jobs, workdir)
             serial = serial_gets(client, ids, args.submits)
             before, t0 = status_queries(admin), time.monotonic()
             load = run_wrk(server.url, token, ids, args.clients, args.seconds, tmp)
@@ -182,9 +225,11 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "scheduler": args.scheduler,
         "submit_api": summary(api),
-        "submit_raw_engine": summary(raw),
+        "submit_raw": summary(raw),
         "submit_p50_ratio": round(percentile(api, 50) / percentile(raw, 50), 2),
+        "submit_p50_overhead_ms": round((percentile(api, 50) - percentile(raw, 50)) * 1000, 2),
         "status_get_serial": summary(serial),
         "status_get_loaded": load,
         "clients": args.clients,

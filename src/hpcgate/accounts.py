@@ -4,7 +4,7 @@ Single-user mode (the gateway is not root): everything runs as the gateway's own
 and :meth:`Accounts.resolve` returns None. Multi-user mode (the gateway runs as root on a
 login node): each principal maps to a Unix account, and every scheduler command and file
 access made for a request runs as that account with root's privileges dropped. Root and
-system accounts (uid below ``min_uid``) are never mappable.
+system accounts (uid below ``min_uid``, and ``nobody``) are never mappable.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from hpcgate.config import UsersConfig
 from hpcgate.errors import Forbidden
 from hpcgate.principal import Principal
+
+NOBODY = 65534  # the overflow id: above min_uid, and never a person
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,7 @@ class Accounts:
             entry = pwd.getpwnam(name)
         except KeyError:
             raise Forbidden(f"user {user!r} maps to no Unix account on this system") from None
-        if entry.pw_uid == 0 or entry.pw_uid < self._config.min_uid:
+        if entry.pw_uid in (0, NOBODY) or entry.pw_uid < self._config.min_uid:
             raise Forbidden(f"user {user!r} maps to a system account, which is never used")
         groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
         return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)

@@ -43,7 +43,7 @@ class LocalTransport:
         stdin = asyncio.subprocess.PIPE if command.stdin is not None else asyncio.subprocess.DEVNULL
         try:
             return await asyncio.create_subprocess_exec(
-                *_as_account(command.argv, account),
+                *as_account(command.argv, account),
                 stdin=stdin,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -112,7 +112,7 @@ def account_environment(account: Account) -> dict[str, str]:
     return {**base, "HOME": account.home, "USER": account.name, "LOGNAME": account.name}
 
 
-def _as_account(argv: tuple[str, ...], account: Account | None) -> tuple[str, ...]:
+def as_account(argv: tuple[str, ...], account: Account | None) -> tuple[str, ...]:
     """The argv, prefixed to drop to ``account``'s uid, gid and groups before it runs.
 
     util-linux's ``setpriv`` execs the command directly (no shell), with every capability

@@ -1,0 +1,85 @@
+"""Principal → Unix account mapping, on this machine's real account database."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+
+import pytest
+
+from hpcgate.accounts import Accounts, multi_user
+from hpcgate.config import Settings, SystemConfig, UsersConfig
+from hpcgate.errors import Forbidden
+from hpcgate.gateway import Gateway
+from hpcgate.principal import DEFAULT_SCOPES, Principal
+
+
+def who(user: str) -> Principal:
+    return Principal(user, DEFAULT_SCOPES, "t")
+
+
+def a_person() -> pwd.struct_passwd:
+    """Some ordinary account here (uid >= 1000, not nobody), or skip."""
+    for entry in pwd.getpwall():
+        if 1000 <= entry.pw_uid < 65534:
+            return entry
+    pytest.skip("this machine has no ordinary account")
+
+
+def test_single_user_mode_maps_nobody() -> None:
+    assert Accounts(UsersConfig(), multi=False).resolve(who("root")) is None
+
+
+@pytest.mark.parametrize("name", ["root", "daemon", "nobody", "no-such-account-here"])
+def test_root_system_and_missing_accounts_are_refused(name: str) -> None:
+    accounts = Accounts(UsersConfig(), multi=True)
+    with pytest.raises(Forbidden):
+        accounts.resolve(who(name))
+
+
+def test_map_and_same_name() -> None:
+    person = a_person()
+    mapped = Accounts(UsersConfig(map={"x@example.org": person.pw_name}), multi=True)
+    account = mapped.resolve(who("x@example.org"))
+    assert account is not None
+    assert (account.name, account.uid, account.home) == (
+        person.pw_name,
+        person.pw_uid,
+        person.pw_dir,
+    )
+    assert person.pw_gid in account.groups
+    strict = Accounts(UsersConfig(same_name=False), multi=True)
+    with pytest.raises(Forbidden, match="not mapped"):
+        strict.resolve(who(person.pw_name))
+
+
+def test_a_map_cannot_reach_root() -> None:
+    accounts = Accounts(UsersConfig(map={"admin": "root"}), multi=True)
+    with pytest.raises(Forbidden, match="system account"):
+        accounts.resolve(who("admin"))
+
+
+def test_auto_mode() -> None:
+    root = os.geteuid() == 0
+    assert multi_user(UsersConfig(mode="auto"), per_user_systems=True) is root
+    assert multi_user(UsersConfig(mode="auto"), per_user_systems=False) is False
+    assert multi_user(UsersConfig(mode="multi"), per_user_systems=False) is True
+    assert multi_user(UsersConfig(mode="single"), per_user_systems=True) is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="about a gateway that runs as root")
+@pytest.mark.parametrize(
+    ("scheduler", "mode", "words"),
+    [("slurm", "single", "would run as root"), ("embedded", "multi", "would be root")],
+)
+def test_root_gateway_refuses_to_run_jobs_as_root(
+    tmp_path: Path, scheduler: str, mode: str, words: str
+) -> None:
+    settings = Settings(
+        home=tmp_path,
+        systems={"s": SystemConfig(scheduler=scheduler)},
+        users=UsersConfig(mode=mode),
+    )
+    with pytest.raises(ValueError, match=words):
+        Gateway(settings)
