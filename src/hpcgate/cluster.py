@@ -55,6 +55,13 @@ class Cluster:
         command = self.scheduler.submit_command(spec, context)
         return self.scheduler.parse_submit(await self.run("submit", command, account))
 
+    async def find(self, tag: str) -> str | None:
+        """The id of the job a submit tagged ``tag`` created, if the scheduler has it."""
+        command = self.scheduler.find_command(tag)
+        if command is None:
+            return None
+        return self.scheduler.parse_find(await self.run("find", command), tag)
+
     async def status(self, native_ids: Sequence[str]) -> list[SchedulerJob]:
         """What the scheduler says of these jobs (and of the tasks of arrays among them):
         one status query, plus one history query for those it no longer lists.

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess
-from tests.slurm.conftest import SCRIPT, SYSTEM, controller_up
+from tests.gateway_process import GatewayProcess, new_gateway
+from tests.slurm.conftest import CONFIG, SCRIPT, SYSTEM, controller_up
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 HELLO = "#!/bin/bash\necho hello\n"
@@ -98,3 +98,39 @@ def test_controller_down_is_503_and_hpcgate_recovers(
     assert alice.get(f"{JOBS}/{running['id']}/output").text == "survived\n"
     after = submit(alice, SYSTEM, script=HELLO)
     assert wait_for_job(alice, after["id"], ended, system=SYSTEM)["state"] == "COMPLETED"
+
+
+def _slurmctld(sig: str) -> None:
+    subprocess.run(["pkill", f"-{sig}", "-x", "slurmctld"], check=True)
+
+
+def test_a_submit_that_timed_out_is_settled_by_its_tag(
+    slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """sbatch reaches a frozen slurmctld and is killed at the timeout (504): whether Slurm
+    took the job is unknown. When slurmctld wakes up it creates the job; the watcher finds
+    it by its tag, so the job is tracked once, and a retry with the key returns it."""
+    config = CONFIG.replace("status_interval = 0.5", "status_interval = 0.5\ncommand_timeout = 2")
+    server = new_gateway(tmp_path_factory.mktemp("timeout-gateway"), config)
+    server.start()
+    try:
+        with server.client(server.token("alice")) as alice:
+            key = {"Idempotency-Key": "frozen-controller"}
+            body = {"script": "#!/bin/bash\necho once\n", "name": "frozen"}
+            _slurmctld("STOP")
+            try:
+                response = alice.post(JOBS, json=body, headers=key)
+            finally:
+                _slurmctld("CONT")
+            assert response.status_code == 504, response.text
+            deadline = time.monotonic() + 60
+            while (retry := alice.post(JOBS, json=body, headers=key)).status_code == 409:
+                assert time.monotonic() < deadline, retry.text
+                time.sleep(0.5)
+            assert retry.status_code == 200, retry.text  # the job Slurm took, found by tag
+            job = wait_for_job(alice, retry.json()["id"], ended, system=SYSTEM)
+            assert job["state"] == "COMPLETED"
+            listed = alice.get(JOBS, params={"name": "frozen"}).json()["items"]
+            assert [j["id"] for j in listed] == [job["id"]]
+    finally:
+        server.stop()

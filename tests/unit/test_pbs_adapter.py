@@ -13,19 +13,14 @@ from hpcgate.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedF
 from hpcgate.jobs.models import JobSpec, JobState
 from hpcgate.schedulers.base import SchedulerJob, SubmitContext
 from hpcgate.schedulers.pbs import (
-    PbsNode,
     PbsScheduler,
     ended,
     format_duration,
-    nodes_command,
     outcome,
-    parse_duration,
-    parse_nodes,
-    parse_size_mb,
     path_of,
-    time_of,
     variables_of,
 )
+from hpcgate.schedulers.pbs_format import parse_duration, time_of
 
 PBS = PbsScheduler()
 CONTEXT = SubmitContext("t1", "/home/alice")
@@ -494,22 +489,7 @@ def test_formats() -> None:
     assert variables_of(None) == {}
 
 
-@pytest.mark.parametrize(
-    ("size", "mb"),
-    [
-        ("195835908kb", 191246),
-        ("4gb", 4096),
-        ("512mb", 512),
-        ("1048576", 1),
-        ("2mw", 16),
-        (None, None),
-    ],
-)
-def test_sizes(size: str | None, mb: int | None) -> None:
-    assert parse_size_mb(size) == mb
-
-
-# --- health, cancel, nodes ------------------------------------------------------------
+# --- health, cancel -------------------------------------------------------------------
 
 
 def test_ping() -> None:
@@ -559,19 +539,3 @@ def test_cancelling_a_job_that_is_over_is_fine(recording: str) -> None:
 def test_cancel_failures(recording: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         PBS.parse_cancel(_result(15, err=_recorded(recording)))
-
-
-def test_nodes() -> None:
-    assert nodes_command().argv == ("pbsnodes", "-a", "-F", "json")
-    nodes = parse_nodes(_result(0, _recorded("pbsnodes.json")))
-    assert nodes == [
-        PbsNode("node01", "free", 32, 191246, None, ("4254.pbs01",)),
-        PbsNode("node07", "job-busy", 32, 191246, None, ("4242.pbs01", "4260.pbs01")),
-        PbsNode("node09", "down,offline", 32, 191246, None, ()),
-        PbsNode("gpu01", "free", 64, 515566, 4, ()),
-    ]
-
-
-def test_nodes_failure() -> None:
-    with pytest.raises(SchedulerUnavailable):
-        parse_nodes(_result(1, err="Connection refused\npbsnodes: cannot connect to server"))

@@ -12,6 +12,7 @@ from hpcgate.jobs.models import JobSpec, JobState
 from hpcgate.schedulers.base import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler, expand_pattern, task_ids, wait_status
 from hpcgate.schedulers.slurm_format import (
+    SEP,
     exit_status,
     format_duration,
     parse_duration,
@@ -221,3 +222,12 @@ def test_ping() -> None:
     SLURM.parse_ping(_result(0, "Slurmctld(primary) at localhost is UP\n"))
     with pytest.raises(SchedulerUnavailable):
         SLURM.parse_ping(_result(1, "Slurmctld(primary) at localhost is DOWN\n"))
+
+
+def test_find_by_tag() -> None:
+    out = f"12{SEP}\n13{SEP}hpcgate:abc\n14{SEP}hpcgate:abcd\n15{SEP}hpcgate:abc\n"
+    assert SLURM.parse_find(_result(0, out), "abc") == "13"
+    assert SLURM.parse_find(_result(0, out), "zzz") is None
+    assert SLURM.recoverable_submit and not SLURM.idempotent_submit
+    with pytest.raises(SchedulerUnavailable):
+        SLURM.parse_find(_result(1, err="Unable to contact slurm controller"), "abc")

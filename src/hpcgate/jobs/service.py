@@ -164,9 +164,9 @@ class JobService:
             await self._store.remove(row.pk)
             raise
         except HpcgateError:
-            if not cluster.scheduler.idempotent_submit:
+            if not cluster.scheduler.recoverable_submit:
                 await self._store.remove(row.pk)
-            raise  # else the watcher finishes it with the same tag: never twice
+            raise  # else the watcher settles it by its tag: never lost, never twice
         self._bus.publish(row.pk, await self._store.mark_submitted(row, native_id))
 
     async def _own_row(self, who: Principal, system: str, job_id: str) -> JobRow:

@@ -18,7 +18,7 @@ from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.models import JobSpec
 from hpcgate.schedulers.base import SubmitContext
 from hpcgate.store.jobs import JobStore
-from hpcgate.store.tables import utcnow
+from hpcgate.store.tables import JobRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +62,27 @@ class JobWatcher:
             self._bus.publish(row.pk, event)
 
     async def _recover_in_flight(self) -> None:
-        if not self.cluster.scheduler.idempotent_submit:
+        """Settle submits whose outcome is unknown: resubmit with the same tag where the
+        scheduler deduplicates tags, else look the tag up (found: keep; absent: drop)."""
+        if not self.cluster.scheduler.recoverable_submit:
             return
         grace = timedelta(seconds=self.cluster.config.command_timeout + 5)
         for row in await self._store.in_flight(self.cluster.name, utcnow() - grace):
-            spec = JobSpec.model_validate_json(row.spec)
-            context = SubmitContext(row.tag, row.working_directory or "")
             try:
-                native_id = await self.cluster.submit(spec, context)
+                native_id = await self._settle(row)
             except SchedulerRejected:
-                await self._store.remove(row.pk)  # the scheduler refused it: nothing to keep
-                continue
+                native_id = None  # the scheduler refused it: nothing to keep
             except HpcgateError as exc:
                 log.warning("recovering submit %s on %s: %s", row.tag, self.cluster.name, exc)
                 continue
-            self._bus.publish(row.pk, await self._store.mark_submitted(row, native_id))
+            if native_id is None:
+                await self._store.remove(row.pk)
+            else:
+                self._bus.publish(row.pk, await self._store.mark_submitted(row, native_id))
+
+    async def _settle(self, row: JobRow) -> str | None:
+        if not self.cluster.scheduler.idempotent_submit:
+            return await self.cluster.find(row.tag)
+        spec = JobSpec.model_validate_json(row.spec)
+        context = SubmitContext(row.tag, row.working_directory or "")
+        return await self.cluster.submit(spec, context)

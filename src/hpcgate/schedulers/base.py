@@ -84,6 +84,20 @@ class Scheduler(ABC):
     @abstractmethod
     def parse_status(self, result: CommandResult) -> list[SchedulerJob]: ...
 
+    def find_command(self, tag: str) -> Command | None:
+        """A query for the job a submit tagged ``tag`` created, for a submit whose outcome
+        is unknown (it timed out); None if the scheduler cannot be asked."""
+        return None
+
+    def parse_find(self, result: CommandResult, tag: str) -> str | None:
+        """The id of the job tagged ``tag``, or None if there is none."""
+        return None
+
+    @property
+    def recoverable_submit(self) -> bool:
+        """Whether a submit with an unknown outcome can be settled later (never twice)."""
+        return self.idempotent_submit or self.find_command("") is not None
+
     def ping_command(self) -> Command | None:
         """A cheap health check for when no job is live; None: query status anyway."""
         return None
@@ -129,8 +143,9 @@ class ClusterInfo(ABC):
     def parse_reservations(self, result: CommandResult) -> list[Reservation]: ...
 
     @abstractmethod
-    def associations_command(self, account: str) -> Command:
-        """The associations of a Unix account (run as that account)."""
+    def associations_command(self, account: str) -> Command | None:
+        """The associations of a Unix account (run as that account); None if the scheduler
+        has no associations, so the account has none and nothing needs to run."""
 
     @abstractmethod
     def parse_associations(self, result: CommandResult) -> list[Association]: ...

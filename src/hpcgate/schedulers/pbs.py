@@ -1,4 +1,5 @@
-"""Adapter for PBS Professional and OpenPBS: qsub, qstat, qdel and pbsnodes.
+"""Adapter for PBS Professional and OpenPBS: qsub, qstat and qdel (queues, nodes and
+reservations are :mod:`hpcgate.schedulers.pbs_info`).
 
 Tested on recorded outputs only, not yet against a live PBS server. The recordings in
 ``tests/unit/recorded/pbs`` are reconstructed from the OpenPBS sources and manuals (PBS
@@ -60,17 +61,25 @@ finished job in substate 91 (terminated) was deleted: CANCELLED.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedField
 from hpcgate.jobs.models import JobSpec, JobState
 from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
+from hpcgate.schedulers.pbs_format import (
+    as_int,
+    as_mapping,
+    as_text,
+    parse_duration,
+    raise_for,
+    raise_message,
+    read_json,
+    time_of,
+)
+from hpcgate.schedulers.pbs_info import PbsInfo
 
 TAG_VARIABLE = "HPCGATE_TAG"
 
@@ -127,61 +136,23 @@ EXEC_CODES: dict[int, tuple[JobState, str]] = {
     -30: (JobState.NODE_FAIL, "a sister host could not join the job (JOB_EXEC_JOINJOB)"),
 }
 
-# Messages with which the client commands say the server (not the request) is the problem.
-UNAVAILABLE = (
-    "cannot connect to server",
-    "Couldn't connect to cluster",
-    "Connection refused",
-    "Connection timed out",
-    "No route to host",
-    "Communication failure",
-    "Too many open connections",
-    "No default server name",
-    "Unknown Host",
-    "Server shutting down",
-    "System call failure",
-)
 UNKNOWN_JOB = "Unknown Job Id"
 # qdel's answers for a job that is already over: there is nothing left to cancel.
 NOTHING_TO_CANCEL = (UNKNOWN_JOB, "has finished", "Request invalid for state of job")
 HEALTHY_SERVER = frozenset({"Active", "Idle", "Scheduling"})
 
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
-        start=1,
-    )
-}
-_SIZE_UNITS: dict[str, int] = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
-_SIZE = re.compile(r"^(\d+)([kmgtp]?)([bw]?)$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9][!-~]{0,235}$")
 _ARRAY = re.compile(r"^(\d+)-(\d+)(?::(\d+))?(?:%(\d+))?$")
 _UNSAFE_VALUE = re.compile(r"[,'\"\\\x00-\x1f\x7f]")
 _JOB_ID = re.compile(r"^\d+(\[\d*\])?(\.[A-Za-z0-9_.-]+)?$")
-_PREFIX = re.compile(r"^(qsub|qstat|qdel|pbsnodes): ", re.MULTILINE)
-_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
-_ZERO_PADDED = re.compile(r"(:\s*)(-?0\d+(?:\.\d+)?)(?=\s*[,}\]])")
 _CHUNK_FIELDS = ("nodes", "ntasks", "cpus_per_task", "memory", "gpus")
-
-
-@dataclass(frozen=True, slots=True)
-class PbsNode:
-    """One host as ``pbsnodes`` reports it; memory in MiB. Sizes PBS does not report
-    (a site without ``ngpus``, say) are None."""
-
-    name: str
-    state: str
-    cpus: int | None
-    memory_mb: int | None
-    gpus: int | None
-    jobs: tuple[str, ...]
 
 
 class PbsScheduler(Scheduler):
     """PBS Professional (2021 and newer) and OpenPBS (20 and newer) through their commands."""
 
     kind = "pbs"
+    info = PbsInfo()
     # Named one by one, so a field added to JobSpec later is refused until mapped here.
     supported_fields = frozenset(
         {
@@ -233,8 +204,8 @@ class PbsScheduler(Scheduler):
     def parse_ping(self, result: CommandResult) -> None:
         if not result.ok:
             raise SchedulerUnavailable(f"the PBS server is not answering: {result.error_text()}")
-        servers = _mapping(read_json(result.stdout, "qstat -B").get("Server"))
-        states = [str(_mapping(s).get("server_state", "stateless")) for s in servers.values()]
+        servers = as_mapping(read_json(result.stdout, "qstat -B").get("Server"))
+        states = [str(as_mapping(s).get("server_state", "stateless")) for s in servers.values()]
         if not any(state in HEALTHY_SERVER for state in states):
             raise SchedulerUnavailable(f"the PBS server is {', '.join(states) or 'not listed'}")
 
@@ -247,11 +218,11 @@ class PbsScheduler(Scheduler):
             complaints = _lines(result.stderr)
             trouble = [line for line in complaints if UNKNOWN_JOB not in line]
             if trouble or not complaints:
-                _raise_message("\n".join(trouble) or result.error_text())
+                raise_message("\n".join(trouble) or result.error_text())
         if not result.stdout.strip():
             return []
-        jobs = _mapping(read_json(result.stdout, "qstat").get("Jobs"))
-        return [job_of(native_id, _mapping(attrs)) for native_id, attrs in jobs.items()]
+        jobs = as_mapping(read_json(result.stdout, "qstat").get("Jobs"))
+        return [job_of(native_id, as_mapping(attrs)) for native_id, attrs in jobs.items()]
 
     def cancel_command(self, native_id: str) -> Command:
         return Command(("qdel", native_id))
@@ -260,32 +231,6 @@ class PbsScheduler(Scheduler):
         if result.ok or any(text in result.error_text() for text in NOTHING_TO_CANCEL):
             return  # already finished, exiting or forgotten: nothing is left to cancel
         raise_for(result)
-
-
-def nodes_command() -> Command:
-    """Every host with its resources and jobs."""
-    return Command(("pbsnodes", "-a", "-F", "json"))
-
-
-def parse_nodes(result: CommandResult) -> list[PbsNode]:
-    raise_for(result)
-    nodes = _mapping(read_json(result.stdout, "pbsnodes").get("nodes"))
-    return [node_of(name, _mapping(attrs)) for name, attrs in nodes.items()]
-
-
-def node_of(name: str, attrs: Mapping[str, Any]) -> PbsNode:
-    available = _mapping(attrs.get("resources_available"))
-    jobs = attrs.get("jobs", ())
-    if isinstance(jobs, str):  # the plain-text form: "id/slot, id/slot"
-        jobs = [item.strip().split("/", 1)[0] for item in jobs.split(",") if item.strip()]
-    return PbsNode(
-        name=name,
-        state=str(attrs.get("state", "")),
-        cpus=_int(available.get("ncpus")),
-        memory_mb=parse_size_mb(available.get("mem")),
-        gpus=_int(available.get("ngpus")),
-        jobs=tuple(dict.fromkeys(str(job) for job in jobs)),
-    )
 
 
 # --- submission -----------------------------------------------------------------------
@@ -444,16 +389,16 @@ def job_of(native_id: str, attrs: Mapping[str, Any]) -> SchedulerJob:
         reason=reason,
         exit_code=exit_code,
         signal=signal,
-        name=_text(attrs.get("Job_Name")),
+        name=as_text(attrs.get("Job_Name")),
         submit_time=time_of(attrs.get("ctime")),
         start_time=time_of(attrs.get("stime")),
         end_time=time_of(attrs.get("obittime") or attrs.get("mtime")) if state.terminal else None,
-        working_directory=_text(attrs.get("jobdir")),
+        working_directory=as_text(attrs.get("jobdir")),
         stdout=path_of(attrs.get("Output_Path")),
         stderr=path_of(attrs.get("Error_Path")),
-        time_limit=parse_duration(_mapping(attrs.get("Resource_List")).get("walltime")),
+        time_limit=parse_duration(as_mapping(attrs.get("Resource_List")).get("walltime")),
         tag=variables.get(TAG_VARIABLE),
-        array_job_id=_text(attrs.get("array_id")),
+        array_job_id=as_text(attrs.get("array_id")),
     )
 
 
@@ -461,13 +406,13 @@ def outcome(attrs: Mapping[str, Any]) -> tuple[JobState, str | None, int | None,
     """(state, reason, exit code, signal) from the state letter and, once finished, the
     exit status and substate."""
     letter = str(attrs.get("job_state", ""))
-    comment = _text(attrs.get("comment"))
+    comment = as_text(attrs.get("comment"))
     if letter in FINISHED:
-        return ended(_int(attrs.get("Exit_status")), _int(attrs.get("substate")), comment)
+        return ended(as_int(attrs.get("Exit_status")), as_int(attrs.get("substate")), comment)
     state = STATES.get(letter, JobState.PENDING)
     if state is JobState.RUNNING:
         return state, None, None, None  # its comment only says where it started
-    substate = _int(attrs.get("substate"))
+    substate = as_int(attrs.get("substate"))
     return state, comment or WAITING.get(substate or 0), None, None
 
 
@@ -508,103 +453,8 @@ def path_of(value: object) -> str | None:
     return path if colon and "/" not in host else value
 
 
-def parse_duration(value: object) -> int | None:
-    """Seconds from PBS's [[HH:]MM:]SS (or a bare number of seconds)."""
-    if isinstance(value, int):
-        return value
-    parts = str(value).split(":") if value is not None else []
-    if not parts or len(parts) > 3 or not all(part.isdigit() for part in parts):
-        return None
-    seconds = 0
-    for part in parts:
-        seconds = seconds * 60 + int(part)
-    return seconds
-
-
-def time_of(value: object) -> datetime | None:
-    """PBS prints ctime(3)-style times ("Sun Nov 22 10:00:00 2026") without a zone; like
-    Slurm's they are read as the gateway's local time, so both should share a zone."""
-    if isinstance(value, int):
-        return datetime.fromtimestamp(value, UTC)
-    parts = value.split() if isinstance(value, str) else []
-    if len(parts) != 5 or parts[1] not in _MONTHS:
-        return None
-    _weekday, month, day, clock, year = parts
-    try:
-        hour, minute, second = (int(part) for part in clock.split(":"))
-        local = datetime(int(year), _MONTHS[month], int(day), hour, minute, second)
-    except ValueError:
-        return None
-    return local.astimezone(UTC)
-
-
-def parse_size_mb(value: object) -> int | None:
-    """MiB from a PBS size (``263855216kb``, ``4gb``, ``512mb``; bare numbers are bytes)."""
-    match = _SIZE.match(str(value)) if value is not None else None
-    if match is None:
-        return None
-    number, unit, kind = match.groups()
-    size = int(number) * _SIZE_UNITS[unit.lower()] * (8 if kind.lower() == "w" else 1)
-    return size // _SIZE_UNITS["m"]
-
-
 # --- output and errors ----------------------------------------------------------------
-
-
-def read_json(raw: bytes, command: str) -> dict[str, Any]:
-    """A JSON document as PBS prints it, mending two known flaws of its encoder: numbers
-    with leading zeros (an environment value "007" printed bare) and ``\\,``-style escapes
-    JSON does not have."""
-    text = raw.decode(errors="replace")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            document = json.loads(_mended(text))
-        except json.JSONDecodeError as exc:
-            raise SchedulerUnavailable(f"{command} printed unreadable JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise SchedulerUnavailable(f"{command} printed JSON that is not an object")
-    return document
-
-
-def _mended(text: str) -> str:
-    text = _ESCAPE.sub(lambda m: m.group(0) if m.group(1) in '"\\/bfnrtu' else m.group(1), text)
-    return _ZERO_PADDED.sub(r'\1"\2"', text)
-
-
-def raise_for(result: CommandResult) -> None:
-    """Translate a failed PBS command: an unreachable server is 503, anything else 422."""
-    if not result.ok:
-        _raise_message(result.error_text())
-
-
-def _raise_message(text: str) -> None:
-    message = _PREFIX.sub("", text).strip()
-    if any(marker in message for marker in UNAVAILABLE):
-        raise SchedulerUnavailable(message)
-    raise SchedulerRejected(message)
 
 
 def _lines(raw: bytes) -> list[str]:
     return [line for line in raw.decode(errors="replace").splitlines() if line.strip()]
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
-
-
-def _text(value: object) -> str | None:
-    """A string attribute; qstat's JSON prints digit-only values (a job named 42) as numbers."""
-    return None if value is None or value == "" else str(value)

@@ -45,6 +45,7 @@ SQUEUE_FIELDS = (
     "UserName",
     "Name",
 )
+COMMENT_PREFIX = "hpcgate:"  # sbatch --comment: finds a job whose submit timed out
 SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,Submit,Start,End,WorkDir,Timelimit,JobName"
 _OPTIONS = {  # JobSpec field -> sbatch option, for fields passed through as they are
     "name": "--job-name",
@@ -67,7 +68,7 @@ class SlurmScheduler(Scheduler):
     info = SlurmInfo()
 
     def submit_command(self, spec: JobSpec, context: SubmitContext) -> Command:
-        argv = ["sbatch", "--parsable", "--export=ALL", f"--comment=hpcgate:{context.tag}"]
+        argv = ["sbatch", "--parsable", "--export=ALL", f"--comment={COMMENT_PREFIX}{context.tag}"]
         argv.append(f"--chdir={spec.working_directory or context.default_workdir}")
         argv += [
             f"{option}={getattr(spec, field)}"
@@ -91,6 +92,19 @@ class SlurmScheduler(Scheduler):
         raise_for(result)
         # --parsable prints "id" or "id;cluster"
         return result.stdout.decode().strip().split(";", 1)[0]
+
+    def find_command(self, tag: str) -> Command | None:
+        # Every job slurmctld holds (finished ones for MinJobAge): rare, only after a timeout.
+        return Command(("squeue", "--noheader", "--states=all", f"--format=%F{SEP}%k"))
+
+    def parse_find(self, result: CommandResult, tag: str) -> str | None:
+        raise_for(result)
+        wanted = f"{COMMENT_PREFIX}{tag}"
+        for line in result.stdout.decode(errors="replace").splitlines():
+            job_id, _, comment = line.partition(SEP)
+            if comment == wanted:
+                return job_id
+        return None
 
     def ping_command(self) -> Command | None:
         return Command(("scontrol", "ping"))

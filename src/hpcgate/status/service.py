@@ -80,8 +80,11 @@ class StatusService:
         account = self._accounts.resolve(who) if cluster.scheduler.per_user else None
         name = account.name if account is not None else pwd.getpwuid(os.getuid()).pw_name
 
+        command = info.associations_command(name)
+        if command is None:
+            return []
+
         async def query() -> list[Association]:
-            command = info.associations_command(name)
             result = await cluster.run("associations", command, account)
             return info.parse_associations(result)
 
