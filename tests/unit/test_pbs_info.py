@@ -236,8 +236,9 @@ def test_reserved_hosts() -> None:
 # --- through the status service ---------------------------------------------------------
 
 
-class Recorded:
-    """A transport that answers every command with one recording and remembers them."""
+class FakePbsTransport:
+    """A fake transport standing in for a live PBS server (none can run here): it answers
+    every command with one recorded output and remembers the commands."""
 
     def __init__(self, answer: CommandResult) -> None:
         self.answer = answer
@@ -261,7 +262,7 @@ class Recorded:
         raise NotImplementedError
 
 
-def service(transport: Recorded) -> StatusService:
+def service(transport: FakePbsTransport) -> StatusService:
     cluster = Cluster("hpc", SystemConfig(scheduler="pbs"), PbsScheduler(), transport)
     return StatusService(Systems({"hpc": cluster}), Accounts(UsersConfig(), multi=False))
 
@@ -270,13 +271,13 @@ WHO = Principal("alice", DEFAULT_SCOPES, "t1")
 
 
 async def test_the_service_serves_pbs_hosts() -> None:
-    transport = Recorded(recorded("pbsnodes.json"))
+    transport = FakePbsTransport(recorded("pbsnodes.json"))
     nodes = await service(transport).nodes(WHO, "hpc")
     assert len(nodes) == 6
     assert [command.argv[0] for command in transport.commands] == ["pbsnodes"]
 
 
 async def test_pbs_has_no_associations_and_runs_nothing_for_them() -> None:
-    transport = Recorded(CommandResult(1, b"", b"should not run"))
+    transport = FakePbsTransport(CommandResult(1, b"", b"should not run"))
     assert await service(transport).associations(WHO, "hpc") == []
     assert transport.commands == []
