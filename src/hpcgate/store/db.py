@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import Any
 
@@ -28,13 +29,17 @@ class Database:
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._readers: async_sessionmaker[AsyncSession] | None = None
         self._read_engine: AsyncEngine | None = None
+        self._write_engine: AsyncEngine | None = None
 
     async def start(self) -> None:
         """Connect and bring the schema to the newest migration."""
-        writer = self._engine()
+        writer = self._write_engine = self._engine()
         # Single-statement reads need no transaction: skipping BEGIN/ROLLBACK round trips
         # makes the hot reads (token, job) about three times cheaper.
-        reader = self._read_engine = self._engine(isolation_level="AUTOCOMMIT")
+        # An autocommit connection has no transaction to roll back when it returns to the pool.
+        reader = self._read_engine = self._engine(
+            isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+        )
         self._sessions = async_sessionmaker(writer, expire_on_commit=False)
         self._readers = async_sessionmaker(reader, expire_on_commit=False)
         async with writer.begin() as connection:
@@ -57,6 +62,13 @@ class Database:
         if self._sessions is None:
             raise RuntimeError("Database.start() was not called")
         return self._sessions()
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A writer connection in a transaction, committed on exit: for Core writes on the
+        hot path (a few statements, no ORM unit of work)."""
+        if self._write_engine is None:
+            raise RuntimeError("Database.start() was not called")
+        return self._write_engine.begin()
 
     def read_connection(self) -> AsyncConnection:
         """A bare autocommit connection, for the hottest Core reads."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hpcgate.jobs.models import JobState
@@ -87,8 +87,11 @@ class JobStore:
         self._recent = _RecentRows(cache_seconds)
 
     async def add(self, row: JobRow) -> JobRow:
-        async with self._db.session() as session, session.begin():
-            session.add(row)
+        row.created_at = row.updated_at = utcnow()
+        async with self._db.transaction() as connection:
+            values = {key: value for key, value in _values(row).items() if key != "pk"}
+            result = await connection.execute(insert(JobRow).values(**values).returning(JobRow.pk))
+            row.pk = result.scalar_one()
         return row
 
     async def by_idempotency_key(self, owner: str, key: str) -> JobRow | None:
@@ -98,12 +101,14 @@ class JobStore:
 
     async def mark_submitted(self, row: JobRow, native_id: str) -> JobEventRow:
         """Record the scheduler's id and the first event, in one transaction."""
-        async with self._db.session() as session, session.begin():
-            await session.execute(
+        event = JobEventRow(job_pk=row.pk, state=row.state, time=utcnow())
+        async with self._db.transaction() as connection:
+            await connection.execute(
                 update(JobRow).where(JobRow.pk == row.pk).values(native_id=native_id)
             )
-            event = JobEventRow(job_pk=row.pk, state=row.state, time=utcnow())
-            session.add(event)
+            values = {"job_pk": event.job_pk, "state": event.state, "time": event.time}
+            insert_event = insert(JobEventRow).values(**values).returning(JobEventRow.id)
+            event.id = (await connection.execute(insert_event)).scalar_one()
         row.native_id = native_id
         self._recent.put(row)
         return event
