@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,56 +83,46 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def api_submits(client: httpx.Client, count: int, workdir: str) -> tuple[list[float], list[str]]:
-    times, ids = [], []
-    for _ in range(count):
-        start = time.perf_counter()
-        response = client.post(
-            "/api/v1/systems/local/jobs", json={"script": TRUE_SCRIPT, "working_directory": workdir}
-        )
-        times.append(time.perf_counter() - start)
-        response.raise_for_status()
-        ids.append(response.json()["id"])
-    return times, ids
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
 
 
-def raw_submits(count: int, spool: Path, workdir: str) -> list[float]:
-    """The scheduler's own submit command, as the gateway runs it, without the gateway."""
-    argv = [
-        sys.executable,
-        "-m",
-        "hpcgate.embedded",
-        "--spool",
-        str(spool),
-        "--slots",
-        "2",
-        "submit",
-    ]
-    times = []
-    for _ in range(count):
-        document = json.dumps(
-            {"script": TRUE_SCRIPT, "workdir": workdir, "env": {}, "dependencies": []}
-        )
-        start = time.perf_counter()
-        subprocess.run(argv, input=document.encode(), check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return times
+def api_submit(client: httpx.Client, workdir: str) -> Callable[[], object]:
+    def submit() -> object:
+        body = {"script": TRUE_SCRIPT, "working_directory": workdir}
+        return client.post("/api/v1/systems/local/jobs", json=body).raise_for_status()
+
+    return submit
 
 
-def raw_sbatch(count: int, workdir: str) -> list[float]:
+def raw_engine(spool: Path, workdir: str) -> Callable[[], object]:
+    """The embedded scheduler's own submit command, as the gateway runs it."""
+    argv = [sys.executable, "-m", "hpcgate.embedded", "--spool", str(spool), "--slots", "2"]
+    document = json.dumps({"script": TRUE_SCRIPT, "workdir": workdir, "env": {}})
+    return lambda: subprocess.run(
+        [*argv, "submit"], input=document.encode(), check=True, capture_output=True
+    )
+
+
+def raw_sbatch(workdir: str) -> Callable[[], object]:
     """sbatch as alice, with the argv, stdin and privilege drop the gateway uses."""
     account = Accounts(UsersConfig(), multi=True).lookup("alice", "alice")
     spec = JobSpec(script=TRUE_SCRIPT, working_directory=workdir)
     command = SlurmScheduler().submit_command(spec, SubmitContext("raw", workdir))
-    argv = as_account(command.argv, account)
-    env = account_environment(account)
-    times = []
-    for _ in range(count):
-        start = time.perf_counter()
-        subprocess.run(argv, input=command.stdin, env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    subprocess.run(["scancel", "--user=alice"], check=False)
-    return times
+    argv, env = as_account(command.argv, account), account_environment(account)
+    return lambda: subprocess.run(
+        argv, input=command.stdin, env=env, check=True, capture_output=True
+    )
+
+
+def submit_pairs(
+    api: Callable[[], object], raw: Callable[[], object], count: int
+) -> tuple[list[float], list[float]]:
+    """Alternate API and raw submits, so both see the same machine load and drift."""
+    pairs = [(timed(api), timed(raw)) for _ in range(count)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def status_queries(admin: httpx.Client) -> float:
@@ -207,12 +198,13 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
         token = server.token(USER[args.scheduler])
         admin_token = (server.home / "admin-token").read_text().strip()
         with server.client(token) as client, server.client(admin_token) as admin:
-            api, _ = api_submits(client, args.submits, workdir)
+            if args.scheduler == "slurm":
+                raw_submit = raw_sbatch(workdir)
+            else:
+                raw_submit = raw_engine(tmp / "raw-spool", workdir)
+            api, raw = submit_pairs(api_submit(client, workdir), raw_submit, args.submits)
             if args.scheduler == "slurm":
                 subprocess.run(["scancel", "--user=alice"], check=False)
-                raw = raw_sbatch(args.submits, workdir)
-            else:
-                raw = raw_submits(args.submits, tmp / "raw-spool", workdir)
             ids = long_jobs(client, args.jobs, workdir)
             serial = serial_gets(client, ids, args.submits)
             before, t0 = status_queries(admin), time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import time
 from dataclasses import dataclass
 
 from hpcgate.config import UsersConfig
@@ -46,9 +47,11 @@ def multi_user(config: UsersConfig, per_user_systems: bool) -> bool:
 class Accounts:
     """Maps principals to accounts; None means "the gateway's own account"."""
 
-    def __init__(self, config: UsersConfig, multi: bool) -> None:
+    def __init__(self, config: UsersConfig, multi: bool, cache_seconds: float = 60.0) -> None:
         self._config = config
         self.multi = multi
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Account]] = {}
 
     def resolve(self, who: Principal) -> Account | None:
         if not self.multi:
@@ -58,7 +61,17 @@ class Accounts:
             name = who.user
         if name is None:
             raise Forbidden(f"user {who.user!r} is not mapped to a Unix account")
-        return self.lookup(name, who.user)
+        return self._cached(name, who.user)
+
+    def _cached(self, name: str, user: str) -> Account:
+        """Account lookups read /etc/passwd and /etc/group (or NSS): keep them a minute."""
+        now = time.monotonic()
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        account = self.lookup(name, user)
+        self._cache[name] = (now + self._cache_seconds, account)
+        return account
 
     def lookup(self, name: str, user: str) -> Account:
         try:

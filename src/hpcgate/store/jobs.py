@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hpcgate.jobs.models import JobState
@@ -29,6 +29,14 @@ _COPIED = (
     "stdout",
     "stderr",
     "time_limit",
+)
+
+
+# Built once: the hot writes bind only their values.
+_INSERT_JOB = insert(JobRow).returning(JobRow.pk)
+_INSERT_EVENT = insert(JobEventRow).returning(JobEventRow.id)
+_SET_NATIVE_ID = (
+    update(JobRow).where(JobRow.pk == bindparam("key")).values(native_id=bindparam("native_id"))
 )
 
 
@@ -90,8 +98,7 @@ class JobStore:
         row.created_at = row.updated_at = utcnow()
         async with self._db.transaction() as connection:
             values = {key: value for key, value in _values(row).items() if key != "pk"}
-            result = await connection.execute(insert(JobRow).values(**values).returning(JobRow.pk))
-            row.pk = result.scalar_one()
+            row.pk = (await connection.execute(_INSERT_JOB, values)).scalar_one()
         return row
 
     async def by_idempotency_key(self, owner: str, key: str) -> JobRow | None:
@@ -103,12 +110,9 @@ class JobStore:
         """Record the scheduler's id and the first event, in one transaction."""
         event = JobEventRow(job_pk=row.pk, state=row.state, time=utcnow())
         async with self._db.transaction() as connection:
-            await connection.execute(
-                update(JobRow).where(JobRow.pk == row.pk).values(native_id=native_id)
-            )
+            await connection.execute(_SET_NATIVE_ID, {"key": row.pk, "native_id": native_id})
             values = {"job_pk": event.job_pk, "state": event.state, "time": event.time}
-            insert_event = insert(JobEventRow).values(**values).returning(JobEventRow.id)
-            event.id = (await connection.execute(insert_event)).scalar_one()
+            event.id = (await connection.execute(_INSERT_EVENT, values)).scalar_one()
         row.native_id = native_id
         self._recent.put(row)
         return event
