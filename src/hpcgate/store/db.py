@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+
+T = TypeVar("T")
 
 
 class Database:
@@ -30,6 +33,7 @@ class Database:
         self._readers: async_sessionmaker[AsyncSession] | None = None
         self._read_engine: AsyncEngine | None = None
         self._write_engine: AsyncEngine | None = None
+        self._sync_engine: Engine | None = None
 
     async def start(self) -> None:
         """Connect and bring the schema to the newest migration."""
@@ -44,6 +48,11 @@ class Database:
         self._readers = async_sessionmaker(reader, expire_on_commit=False)
         async with writer.begin() as connection:
             await connection.run_sync(_upgrade)
+        if writer.dialect.name == "sqlite":
+            url = make_url(self.url).set(drivername="sqlite+pysqlite")
+            args = {"timeout": 30, "check_same_thread": False}
+            self._sync_engine = create_engine(url, connect_args=args, pool_size=2)
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
 
     def _engine(self, **options: Any) -> AsyncEngine:
         engine = create_async_engine(self.url, **_engine_options(self.url), **options)
@@ -56,6 +65,9 @@ class Database:
         for engine in self._engines:
             await engine.dispose()
         self._engines.clear()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+            self._sync_engine = None
 
     def session(self) -> AsyncSession:
         """A session for writes (and reads that must see one transaction)."""
@@ -63,12 +75,24 @@ class Database:
             raise RuntimeError("Database.start() was not called")
         return self._sessions()
 
-    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A writer connection in a transaction, committed on exit: for Core writes on the
-        hot path (a few statements, no ORM unit of work)."""
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` (a few Core statements) in one committed transaction.
+
+        For SQLite it runs whole in a worker thread on a plain pysqlite connection: one thread
+        hop for the transaction instead of several per statement through aiosqlite, which
+        halves the cost of the two writes every submit makes.
+        """
+        if self._sync_engine is not None:
+            return await anyio.to_thread.run_sync(self._write_sync, work)
         if self._write_engine is None:
             raise RuntimeError("Database.start() was not called")
-        return self._write_engine.begin()
+        async with self._write_engine.begin() as connection:
+            return await connection.run_sync(work)
+
+    def _write_sync(self, work: Callable[[Connection], T]) -> T:
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as connection:
+            return work(connection)
 
     def read_connection(self) -> AsyncConnection:
         """A bare autocommit connection, for the hottest Core reads."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hpcgate.jobs.models import JobState
@@ -96,9 +96,10 @@ class JobStore:
 
     async def add(self, row: JobRow) -> JobRow:
         row.created_at = row.updated_at = utcnow()
-        async with self._db.transaction() as connection:
-            values = {key: value for key, value in _values(row).items() if key != "pk"}
-            row.pk = (await connection.execute(_INSERT_JOB, values)).scalar_one()
+        values = {key: value for key, value in _values(row).items() if key != "pk"}
+        row.pk = await self._db.write(
+            lambda connection: connection.execute(_INSERT_JOB, values).scalar_one()
+        )
         return row
 
     async def by_idempotency_key(self, owner: str, key: str) -> JobRow | None:
@@ -109,10 +110,13 @@ class JobStore:
     async def mark_submitted(self, row: JobRow, native_id: str) -> JobEventRow:
         """Record the scheduler's id and the first event, in one transaction."""
         event = JobEventRow(job_pk=row.pk, state=row.state, time=utcnow())
-        async with self._db.transaction() as connection:
-            await connection.execute(_SET_NATIVE_ID, {"key": row.pk, "native_id": native_id})
-            values = {"job_pk": event.job_pk, "state": event.state, "time": event.time}
-            event.id = (await connection.execute(_INSERT_EVENT, values)).scalar_one()
+        values = {"job_pk": event.job_pk, "state": event.state, "time": event.time}
+
+        def write(connection: Connection) -> int:
+            connection.execute(_SET_NATIVE_ID, {"key": row.pk, "native_id": native_id})
+            return int(connection.execute(_INSERT_EVENT, values).scalar_one())
+
+        event.id = await self._db.write(write)
         row.native_id = native_id
         self._recent.put(row)
         return event
