@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from hpcgate.jobs.models import JobState
 from hpcgate.schedulers.base import SchedulerJob
@@ -35,6 +34,13 @@ _COPIED = (
 # Built once: the hot writes bind only their values.
 _INSERT_JOB = insert(JobRow).returning(JobRow.pk)
 _INSERT_EVENT = insert(JobEventRow).returning(JobEventRow.id)
+_UPDATE_JOB = (
+    update(JobRow)
+    .where(JobRow.pk == bindparam("key"))
+    .values(
+        {**{field: bindparam(f"v_{field}") for field in _COPIED}, "updated_at": bindparam("now")}
+    )
+)
 _SET_NATIVE_ID = (
     update(JobRow).where(JobRow.pk == bindparam("key")).values(native_id=bindparam("native_id"))
 )
@@ -180,24 +186,28 @@ class JobStore:
     async def apply(
         self, rows: dict[str, JobRow], seen: Sequence[SchedulerJob]
     ) -> list[tuple[JobRow, JobEventRow]]:
-        """Copy what the scheduler reported into the rows; one event per state change."""
+        """Copy what the scheduler reported into the rows; one event per state change.
+
+        Everything is written in one transaction of Core statements (one thread hop on
+        SQLite), so a poll over many jobs costs the event loop little.
+        """
         changes: list[tuple[JobRow, JobEventRow]] = []
         updated: list[JobRow] = []
-        async with self._db.session() as session, session.begin():
-            for report in seen:
-                row = rows.get(report.native_id)
-                fresh = row is None
-                if fresh:
-                    row = await _new_task(session, rows, report)
-                if row is None or not (fresh or _differs(row, report)):
-                    continue
-                event = _copy(row, report, always=fresh)
-                await session.merge(row)
-                updated.append(row)
-                if event is not None:
-                    session.add(event)
-                    changes.append((row, event))
-        for row in updated:
+        created: list[JobRow] = []
+        for report in seen:
+            row = rows.get(report.native_id)
+            fresh = row is None
+            if fresh:
+                row = _new_task(rows, report)
+            if row is None or not (fresh or _differs(row, report)):
+                continue
+            event = _copy(row, report, always=fresh)
+            (created if fresh else updated).append(row)
+            if event is not None:
+                changes.append((row, event))
+        if updated or created:
+            await self._db.write(lambda connection: _write(connection, created, updated, changes))
+        for row in (*created, *updated):
             self._recent.put(row)
         return changes
 
@@ -211,13 +221,12 @@ class JobStore:
             return list(await session.scalars(query))
 
 
-async def _new_task(
-    session: AsyncSession, rows: dict[str, JobRow], report: SchedulerJob
-) -> JobRow | None:
+def _new_task(rows: dict[str, JobRow], report: SchedulerJob) -> JobRow | None:
     """A row for an array task seen for the first time, owned like its array."""
     array = rows.get(report.array_job_id or "")
     if array is None:
         return None
+    now = utcnow()
     task = JobRow(
         system=array.system,
         native_id=report.native_id,
@@ -230,11 +239,46 @@ async def _new_task(
         time_limit=array.time_limit,
         tag=uuid.uuid4().hex,  # tags guard submits; a task is never submitted on its own
         spec=array.spec,
+        created_at=now,
+        updated_at=now,
     )
-    session.add(task)
-    await session.flush()  # the task's primary key, for its events
     rows[report.native_id] = task
     return task
+
+
+def _update_values(row: JobRow, now: datetime) -> dict[str, Any]:
+    return {"key": row.pk, "now": now, **{f"v_{f}": getattr(row, f) for f in _COPIED}}
+
+
+def _write(
+    connection: Connection,
+    created: list[JobRow],
+    updated: list[JobRow],
+    changes: list[tuple[JobRow, JobEventRow]],
+) -> None:
+    for task in created:
+        values = {key: value for key, value in _values(task).items() if key != "pk"}
+        task.pk = connection.execute(_INSERT_JOB, values).scalar_one()
+    if updated:
+        now = utcnow()
+        connection.execute(
+            _UPDATE_JOB,
+            [
+                {"key": row.pk, "now": now, **{f"v_{f}": getattr(row, f) for f in _COPIED}}
+                for row in updated
+            ],
+        )
+    for row, event in changes:
+        event.job_pk = row.pk
+        values = {
+            "job_pk": row.pk,
+            "state": event.state,
+            "reason": event.reason,
+            "exit_code": event.exit_code,
+            "signal": event.signal,
+            "time": event.time,
+        }
+        event.id = connection.execute(_INSERT_EVENT, values).scalar_one()
 
 
 def _differs(row: JobRow, report: SchedulerJob) -> bool:
