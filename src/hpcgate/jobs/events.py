@@ -11,17 +11,17 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from hpcgate.store.tables import JobEventRow
+from hpcgate.store.jobs import StateChange
 
 
 class EventBus:
     def __init__(self) -> None:
-        self._queues: defaultdict[int, set[asyncio.Queue[JobEventRow]]] = defaultdict(set)
+        self._queues: defaultdict[int, set[asyncio.Queue[StateChange]]] = defaultdict(set)
 
     @contextmanager
-    def subscribe(self, job_pk: int) -> Iterator[asyncio.Queue[JobEventRow]]:
+    def subscribe(self, job_pk: int) -> Iterator[asyncio.Queue[StateChange]]:
         """A queue that receives the job's events while the block is open."""
-        queue: asyncio.Queue[JobEventRow] = asyncio.Queue()
+        queue: asyncio.Queue[StateChange] = asyncio.Queue()
         self._queues[job_pk].add(queue)
         try:
             yield queue
@@ -30,6 +30,6 @@ class EventBus:
             if not self._queues[job_pk]:
                 del self._queues[job_pk]
 
-    def publish(self, job_pk: int, event: JobEventRow) -> None:
+    def publish(self, job_pk: int, event: StateChange) -> None:
         for queue in self._queues.get(job_pk, ()):
             queue.put_nowait(event)

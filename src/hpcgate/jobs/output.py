@@ -13,7 +13,8 @@ from hpcgate.errors import NotFound
 from hpcgate.jobs.models import JobState
 from hpcgate.jobs.service import JobService
 from hpcgate.principal import Principal
-from hpcgate.store.tables import JobEventRow, JobRow
+from hpcgate.store.jobs import StateChange
+from hpcgate.store.tables import JobRow
 
 CHUNK = 64 * 1024
 FOLLOW_PERIOD = 0.2
@@ -96,7 +97,7 @@ async def _new_bytes(files: _Files, path: str | None, offset: int) -> AsyncItera
         yield chunk
 
 
-async def _wait_for_end(events: asyncio.Queue[JobEventRow]) -> bool:
+async def _wait_for_end(events: asyncio.Queue[StateChange]) -> bool:
     """Sleep one follow period; True if a terminal event arrived meanwhile."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(FOLLOW_PERIOD):

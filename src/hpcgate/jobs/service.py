@@ -29,8 +29,8 @@ from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.models import Job, JobEvent, JobPage, JobSpec, JobState
 from hpcgate.principal import Principal, Scope
 from hpcgate.schedulers.base import SubmitContext
-from hpcgate.store.jobs import JobFilter, JobStore
-from hpcgate.store.tables import JobEventRow, JobRow, utcnow
+from hpcgate.store.jobs import JobFilter, JobStore, StateChange
+from hpcgate.store.tables import JobRow, utcnow
 from hpcgate.systems import Systems
 
 
@@ -61,7 +61,7 @@ def to_job(row: JobRow) -> Job:
     )
 
 
-def to_event(row: JobRow, event: JobEventRow) -> JobEvent:
+def to_event(row: JobRow, event: StateChange) -> JobEvent:
     return JobEvent(
         id=event.id,
         job_id=row.native_id or "",
@@ -218,7 +218,7 @@ class JobService:
     def cluster(self, system: str) -> Cluster:
         return self._systems.get(system)
 
-    def subscribe(self, row: JobRow) -> AbstractContextManager[asyncio.Queue[JobEventRow]]:
+    def subscribe(self, row: JobRow) -> AbstractContextManager[asyncio.Queue[StateChange]]:
         return self._bus.subscribe(row.pk)
 
     async def refresh(self, row: JobRow) -> JobRow:

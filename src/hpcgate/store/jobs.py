@@ -46,6 +46,19 @@ _SET_NATIVE_ID = (
 )
 
 
+@dataclass(slots=True)
+class StateChange:
+    """One recorded change of a job's state (a row of ``job_events``), as plain data."""
+
+    job_pk: int
+    state: str
+    time: datetime
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    id: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """A listing request: one owner's jobs on one system, newest first."""
@@ -113,9 +126,9 @@ class JobStore:
         async with self._db.reader() as session:
             return (await session.scalars(query)).first()
 
-    async def mark_submitted(self, row: JobRow, native_id: str) -> JobEventRow:
+    async def mark_submitted(self, row: JobRow, native_id: str) -> StateChange:
         """Record the scheduler's id and the first event, in one transaction."""
-        event = JobEventRow(job_pk=row.pk, state=row.state, time=utcnow())
+        event = StateChange(job_pk=row.pk, state=row.state, time=utcnow())
         values = {"job_pk": event.job_pk, "state": event.state, "time": event.time}
 
         def write(connection: Connection) -> int:
@@ -185,13 +198,13 @@ class JobStore:
 
     async def apply(
         self, rows: dict[str, JobRow], seen: Sequence[SchedulerJob]
-    ) -> list[tuple[JobRow, JobEventRow]]:
+    ) -> list[tuple[JobRow, StateChange]]:
         """Copy what the scheduler reported into the rows; one event per state change.
 
         Everything is written in one transaction of Core statements (one thread hop on
         SQLite), so a poll over many jobs costs the event loop little.
         """
-        changes: list[tuple[JobRow, JobEventRow]] = []
+        changes: list[tuple[JobRow, StateChange]] = []
         updated: list[JobRow] = []
         created: list[JobRow] = []
         for report in seen:
@@ -211,14 +224,16 @@ class JobStore:
             self._recent.put(row)
         return changes
 
-    async def events_after(self, job_pk: int, after_id: int) -> list[JobEventRow]:
+    async def events_after(self, job_pk: int, after_id: int) -> list[StateChange]:
+        table = JobEventRow.__table__
         query = (
-            select(JobEventRow)
-            .where(JobEventRow.job_pk == job_pk, JobEventRow.id > after_id)
-            .order_by(JobEventRow.id)
+            select(table)
+            .where(table.c.job_pk == job_pk, table.c.id > after_id)
+            .order_by(table.c.id)
         )
-        async with self._db.reader() as session:
-            return list(await session.scalars(query))
+        async with self._db.read_connection() as connection:
+            found = (await connection.execute(query)).mappings().all()
+        return [StateChange(**row) for row in found]
 
 
 def _new_task(rows: dict[str, JobRow], report: SchedulerJob) -> JobRow | None:
@@ -254,7 +269,7 @@ def _write(
     connection: Connection,
     created: list[JobRow],
     updated: list[JobRow],
-    changes: list[tuple[JobRow, JobEventRow]],
+    changes: list[tuple[JobRow, StateChange]],
 ) -> None:
     for task in created:
         values = {key: value for key, value in _values(task).items() if key != "pk"}
@@ -288,7 +303,7 @@ def _differs(row: JobRow, report: SchedulerJob) -> bool:
     ) or (report.state != row.state)
 
 
-def _copy(row: JobRow, report: SchedulerJob, always: bool = False) -> JobEventRow | None:
+def _copy(row: JobRow, report: SchedulerJob, always: bool = False) -> StateChange | None:
     changed = always or any(getattr(row, f) != getattr(report, f) for f in _TRACKED)
     row.state = report.state.value
     row.reason = report.reason
@@ -299,7 +314,7 @@ def _copy(row: JobRow, report: SchedulerJob, always: bool = False) -> JobEventRo
             setattr(row, field, getattr(report, field))
     if not changed:
         return None
-    return JobEventRow(
+    return StateChange(
         job_pk=row.pk,
         state=row.state,
         reason=row.reason,
