@@ -27,7 +27,7 @@ def a_person() -> pwd.struct_passwd:
     pytest.skip("this machine has no ordinary account")
 
 
-def test_single_user_mode_maps_nobody() -> None:
+def test_single_user_mode_maps_no_one() -> None:
     assert Accounts(UsersConfig(), multi=False).resolve(who("root")) is None
 
 
