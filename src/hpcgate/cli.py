@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hpcgate.api.app import create_app
@@ -43,7 +44,7 @@ def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except (ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -59,7 +60,7 @@ def _with_store(settings: Settings, work: Callable[[Gateway], Awaitable[T]]) -> 
     try:
         return asyncio.run(run())
     except HpcgateError as exc:
-        err.print(f"[red]error:[/red] {exc.detail}")
+        err.print(f"[red]error:[/red] {escape(exc.detail)}")
         raise typer.Exit(1) from None
 
 
@@ -67,7 +68,7 @@ def _gateway(settings: Settings) -> Gateway:
     try:
         return Gateway(settings)
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
