@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.sse import read_events
 from tests.conftest import ended, submit, wait_for_job
 from tests.slurm.conftest import SYSTEM
 
@@ -132,3 +134,21 @@ def test_timeout(alice: httpx.Client, timeout_job: dict[str, Any]) -> None:
     job = finish(alice, timeout_job, timeout=240)
     assert job["state"] == "TIMEOUT"
     assert job["time_limit"] == 60
+
+
+def test_state_events(alice: httpx.Client) -> None:
+    job = run(alice, "sleep 2\nexit 4")
+    events = list(read_events(alice, f"{JOBS}/{job['id']}/events"))
+    states = [json.loads(event.data)["state"] for event in events]
+    assert states[0] == "PENDING" and states[-1] == "FAILED" and "RUNNING" in states
+    assert json.loads(events[-1].data)["exit_code"] == 4
+
+
+def test_cancel_an_array_cancels_every_task(alice: httpx.Client) -> None:
+    array = run(alice, "sleep 300", array="0-2")
+    wait_for_job(alice, array["id"], lambda j: j["state"] == "RUNNING", system=SYSTEM)
+    assert alice.delete(f"{JOBS}/{array['id']}").status_code == 202
+    assert finish(alice, array)["state"] == "CANCELLED"
+    for index in range(3):
+        task = wait_for_job(alice, f"{array['id']}_{index}", ended, system=SYSTEM)
+        assert task["state"] == "CANCELLED"

@@ -16,7 +16,7 @@ from hpcgate.principal import Principal
 from hpcgate.store.jobs import StateChange
 from hpcgate.store.tables import JobRow
 
-CHUNK = 64 * 1024
+CHUNK = 1 << 20  # per read: in multi-user mode each read is one small process as the user
 FOLLOW_PERIOD = 0.2
 
 
