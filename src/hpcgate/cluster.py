@@ -62,15 +62,20 @@ class Cluster:
             return None
         return self.scheduler.parse_find(await self.run("find", command), tag)
 
+    async def ping(self) -> None:
+        """Raise SchedulerUnavailable unless the scheduler answers its health check."""
+        command = self.scheduler.ping_command()
+        if command is not None:
+            self.scheduler.parse_ping(await self.run("ping", command))
+
     async def status(self, native_ids: Sequence[str]) -> list[SchedulerJob]:
         """What the scheduler says of these jobs (and of the tasks of arrays among them):
         one status query, plus one history query for those it no longer lists.
 
         These read-only queries serve every user at once and run as the gateway's account.
         """
-        ping = self.scheduler.ping_command()
-        if not native_ids and ping is not None:
-            self.scheduler.parse_ping(await self.run("ping", ping))
+        if not native_ids and self.scheduler.ping_command() is not None:
+            await self.ping()
             return []
         result = await self.run("status", self.scheduler.status_command(query_ids(native_ids)))
         live = self.scheduler.parse_status(result)

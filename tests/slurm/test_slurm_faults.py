@@ -80,7 +80,8 @@ def test_controller_down_is_503_and_hpcgate_recovers(
     wait_for_job(alice, running["id"], lambda j: j["state"] == "RUNNING", system=SYSTEM)
     _controller("stop-controller")
     try:
-        system = _wait_health(alice, healthy=False)
+        # With a job live, squeue retries for ~9 s; the watcher's ping says "down" sooner.
+        system = _wait_health(alice, healthy=False, timeout=6)
         assert system["health_message"]
         response = alice.post(JOBS, json={"script": HELLO})
         assert response.status_code == 503, response.text

@@ -16,11 +16,13 @@ from hpcgate.cluster import Cluster
 from hpcgate.errors import HpcgateError, SchedulerRejected
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.models import JobSpec
-from hpcgate.schedulers.base import SubmitContext
+from hpcgate.schedulers.base import SchedulerJob, SubmitContext
 from hpcgate.store.jobs import JobStore
 from hpcgate.store.tables import JobRow, utcnow
 
 log = logging.getLogger(__name__)
+
+SLOW_QUERY = 2.0  # seconds after which a status query's slowness triggers a ping
 
 
 class JobWatcher:
@@ -52,7 +54,7 @@ class JobWatcher:
         await self._recover_in_flight()
         rows = {row.native_id: row for row in await self._store.live(self.cluster.name)}
         try:
-            reports = await self.cluster.status([key for key in rows if key is not None])
+            reports = await self._status([key for key in rows if key is not None])
         except HpcgateError as exc:
             self.cluster.record_health(False, exc.detail)
             return
@@ -60,6 +62,18 @@ class JobWatcher:
         changes = await self._store.apply({k: v for k, v in rows.items() if k}, reports)
         for row, event in changes:
             self._bus.publish(row.pk, event)
+
+    async def _status(self, native_ids: list[str]) -> list[SchedulerJob]:
+        """The status query; if it is slow, a quick ping says meanwhile whether the
+        scheduler is down (Slurm's clients retry for ~MessageTimeout before failing)."""
+        query = asyncio.ensure_future(self.cluster.status(native_ids))
+        done, _ = await asyncio.wait({query}, timeout=SLOW_QUERY)
+        if not done:
+            try:
+                await self.cluster.ping()
+            except HpcgateError as exc:
+                self.cluster.record_health(False, exc.detail)
+        return await query
 
     async def _recover_in_flight(self) -> None:
         """Settle submits whose outcome is unknown: resubmit with the same tag where the
