@@ -152,3 +152,10 @@ def test_cancel_an_array_cancels_every_task(alice: httpx.Client) -> None:
     for index in range(3):
         task = wait_for_job(alice, f"{array['id']}_{index}", ended, system=SYSTEM)
         assert task["state"] == "CANCELLED"
+
+
+def test_nodes_of_a_job(alice: httpx.Client) -> None:
+    job = finish(alice, run(alice, "hostname", nodes=2, ntasks=2))
+    assert job["state"] == "COMPLETED"
+    assert len(job["nodes"]) == 2
+    assert set(job["nodes"]) <= {"node1", "node2", "node3", "node4"}

@@ -15,6 +15,7 @@ from hpcgate.schedulers.base import SchedulerJob, SubmitContext
 from hpcgate.schedulers.pbs import (
     PbsScheduler,
     ended,
+    exec_hosts,
     format_duration,
     outcome,
     path_of,
@@ -539,3 +540,8 @@ def test_cancelling_a_job_that_is_over_is_fine(recording: str) -> None:
 def test_cancel_failures(recording: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         PBS.parse_cancel(_result(15, err=_recorded(recording)))
+
+
+def test_exec_hosts_become_the_node_list() -> None:
+    assert exec_hosts("node01/0*2+node02/1+node01/3") == "node01,node02"
+    assert exec_hosts(None) is None and exec_hosts("") is None

@@ -10,7 +10,13 @@ from hpcgate.commands import CommandResult
 from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
 from hpcgate.jobs.models import JobSpec, JobState
 from hpcgate.schedulers.base import SubmitContext
-from hpcgate.schedulers.slurm import SlurmScheduler, expand_pattern, task_ids, wait_status
+from hpcgate.schedulers.slurm import (
+    SlurmScheduler,
+    expand_pattern,
+    node_list,
+    task_ids,
+    wait_status,
+)
 from hpcgate.schedulers.slurm_format import (
     SEP,
     exit_status,
@@ -137,6 +143,7 @@ def test_parse_recorded_squeue() -> None:
     plain = jobs[PLAIN]
     assert (plain.state, plain.exit_code, plain.signal) == (JobState.FAILED, 7, None)
     assert plain.stdout == f"/home/alice/out-{PLAIN}-plain.log"
+    assert plain.node_list is not None and plain.node_list.startswith("node")
     assert (jobs[KILLED].state, jobs[KILLED].signal) == (JobState.FAILED, 9)
     dependent = jobs[DEPENDENT]
     assert (dependent.state, dependent.reason) == (JobState.PENDING, "DependencyNeverSatisfied")
@@ -147,6 +154,7 @@ def test_parse_recorded_squeue() -> None:
     assert first.name == "arr|x y"
     waiting = jobs[f"{ARRAY}_5"]  # from the pending remainder "4-5%2"
     assert (waiting.state, waiting.reason) == (JobState.PENDING, "JobArrayTaskLimit")
+    assert waiting.node_list is None
     assert jobs[f"{ARRAY}_2"].state is JobState.RUNNING and jobs[f"{ARRAY}_2"].end_time is None
 
 
@@ -155,6 +163,9 @@ def test_parse_recorded_sacct() -> None:
     assert (jobs[PLAIN].state, jobs[PLAIN].exit_code) == (JobState.FAILED, 7)
     assert (jobs[KILLED].exit_code, jobs[KILLED].signal) == (None, 9)
     assert jobs[DEPENDENT].state is JobState.PENDING and jobs[DEPENDENT].time_limit is None
+    assert jobs[DEPENDENT].node_list is None  # "None assigned"
+    plain_nodes = jobs[PLAIN].node_list
+    assert plain_nodes is not None and "," not in plain_nodes
     tasks = [jobs[f"{ARRAY}_{task}"] for task in range(6)]
     assert [task.exit_code for task in tasks] == [0, 1, 2, 3, 4, 5]
     assert {task.array_job_id for task in tasks} == {ARRAY}
@@ -183,6 +194,14 @@ def test_task_ids(text: str, ids: list[str]) -> None:
 def test_expand_pattern() -> None:
     values = {"j": "44", "A": "43", "a": "2", "x": "run", "u": "alice"}
     assert expand_pattern("/o/%x-%A_%a.%j.%u.%%.out", values) == "/o/run-43_2.44.alice.%.out"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [("node[1-3]", "node1,node2,node3"), ("(null)", None), ("None assigned", None), ("", None)],
+)
+def test_node_list(text: str, names: str | None) -> None:
+    assert node_list(text) == names
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 
 from hpcgate.commands import CommandResult
 from hpcgate.errors import SchedulerUnavailable
-from hpcgate.schedulers.slurm_info import SlurmInfo, hostnames
+from hpcgate.schedulers.slurm_format import hostnames
+from hpcgate.schedulers.slurm_info import SlurmInfo
 
 RECORDED = Path(__file__).parent / "recorded" / "slurm"
 INFO = SlurmInfo()

@@ -130,6 +130,9 @@ class Job(BaseModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
     working_directory: str | None = None
+    nodes: list[str] = Field(
+        default_factory=list, description="Nodes the job runs or ran on (once assigned)"
+    )
     stdout: str | None = None
     stderr: str | None = None
     time_limit: int | None = Field(None, description="Seconds")

@@ -58,6 +58,7 @@ def to_job(row: JobRow) -> Job:
         stdout=row.stdout,
         stderr=row.stderr,
         time_limit=row.time_limit,
+        nodes=row.node_list.split(",") if row.node_list else [],
     )
 
 

@@ -43,6 +43,8 @@ class SchedulerJob:
     stdout: str | None = None
     stderr: str | None = None
     time_limit: int | None = None
+    #: The nodes the job runs or ran on, comma-separated host names (expanded).
+    node_list: str | None = None
     tag: str | None = None
     #: For an array task (native id ``ARRAY_TASK``): the array's id.
     array_job_id: str | None = None

@@ -397,9 +397,19 @@ def job_of(native_id: str, attrs: Mapping[str, Any]) -> SchedulerJob:
         stdout=path_of(attrs.get("Output_Path")),
         stderr=path_of(attrs.get("Error_Path")),
         time_limit=parse_duration(as_mapping(attrs.get("Resource_List")).get("walltime")),
+        node_list=exec_hosts(attrs.get("exec_host")),
         tag=variables.get(TAG_VARIABLE),
         array_job_id=as_text(attrs.get("array_id")),
     )
+
+
+def exec_hosts(value: object) -> str | None:
+    """The host names of ``exec_host`` (``node01/0*2+node02/1``), in order, once each."""
+    text = as_text(value)
+    if not text:
+        return None
+    names = [chunk.split("/", 1)[0] for chunk in text.split("+") if chunk]
+    return ",".join(dict.fromkeys(names)) or None
 
 
 def outcome(attrs: Mapping[str, Any]) -> tuple[JobState, str | None, int | None, int | None]:

@@ -18,6 +18,7 @@ from hpcgate.schedulers.slurm_format import (
     SEP,
     exit_status,
     format_duration,
+    hostnames,
     parse_duration,
     raise_for,
     state_of,
@@ -42,11 +43,12 @@ SQUEUE_FIELDS = (
     "StdOut",
     "StdErr",
     "exit_code",
+    "NodeList",
     "UserName",
     "Name",
 )
 COMMENT_PREFIX = "hpcgate:"  # sbatch --comment: finds a job whose submit timed out
-SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,Submit,Start,End,WorkDir,Timelimit,JobName"
+SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,Submit,Start,End,WorkDir,Timelimit,NodeList,JobName"
 _OPTIONS = {  # JobSpec field -> sbatch option, for fields passed through as they are
     "name": "--job-name",
     "partition": "--partition",
@@ -175,6 +177,13 @@ def expand_pattern(pattern: str, values: dict[str, str]) -> str:
     return re.sub(r"%(%|[jAaxu])", lambda m: values.get(m.group(1), "%"), pattern)
 
 
+def node_list(text: str) -> str | None:
+    """Slurm's host list (``node[1-2]``) as expanded names; None before any is assigned."""
+    if text in ("", "(null)", "None assigned", "n/a"):
+        return None
+    return ",".join(hostnames(text)) or None
+
+
 def wait_status(text: str) -> tuple[int | None, int | None]:
     """A raw wait status as (exit code, signal): 1792 is exit 7, 9 is SIGKILL."""
     if not text.isdigit():
@@ -188,7 +197,7 @@ def wait_status(text: str) -> tuple[int | None, int | None]:
 def _squeue_jobs(line: str) -> list[SchedulerJob]:
     fields = line.removesuffix(SEP).split(SEP, len(SQUEUE_FIELDS) - 1)
     raw, array_id, tasks, state, reason, submit, start, end, workdir, limit = fields[:10]
-    stdout, stderr, status, user, name = fields[10:]
+    stdout, stderr, status, nodes, user, name = fields[10:]
     parsed = state_of(state)
     code, signal = wait_status(status) if parsed.terminal else (None, None)
     if parsed is JobState.COMPLETED and code not in (0, None):
@@ -210,6 +219,7 @@ def _squeue_jobs(line: str) -> list[SchedulerJob]:
                 end_time=time_of(end) if parsed.terminal else None,
                 working_directory=workdir or None,
                 time_limit=parse_duration(limit),
+                node_list=node_list(nodes),
                 stdout=expand_pattern(stdout, values) if stdout else None,
                 stderr=expand_pattern(stderr, values) if stderr else None,
             )
@@ -218,7 +228,9 @@ def _squeue_jobs(line: str) -> list[SchedulerJob]:
 
 
 def _sacct_jobs(line: str) -> list[SchedulerJob]:
-    job_id, _raw, state, exit_text, submit, start, end, workdir, limit, name = line.split(SEP, 9)
+    job_id, _raw, state, exit_text, submit, start, end, workdir, limit, nodes, name = line.split(
+        SEP, 10
+    )
     code, signal = exit_status(exit_text)
     parsed = state_of(state)
     if parsed is JobState.COMPLETED and code not in (0, None):
@@ -237,6 +249,7 @@ def _sacct_jobs(line: str) -> list[SchedulerJob]:
             end_time=time_of(end),
             working_directory=workdir or None,
             time_limit=parse_duration(limit),
+            node_list=node_list(nodes),
         )
         for task in (task_ids(tasks) if tasks else [None])
     ]

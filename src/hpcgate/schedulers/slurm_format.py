@@ -107,3 +107,25 @@ def exit_status(text: str) -> tuple[int | None, int | None]:
     if int(signal):
         return None, int(signal)
     return int(code), None
+
+
+def hostnames(text: str | None) -> list[str]:
+    """A Slurm host list (``node[1-3,07],gpu1``) expanded to names."""
+    names: list[str] = []
+    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\][^,\[]*)*", text or ""):
+        names.extend(_expand(part))
+    return names
+
+
+def _expand(pattern: str) -> list[str]:
+    match = re.search(r"\[([^\]]*)\]", pattern)
+    if match is None:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    expanded: list[str] = []
+    for item in match.group(1).split(","):
+        low, _, high = item.partition("-")
+        width = len(low)
+        for index in range(int(low), int(high or low) + 1):
+            expanded.extend(_expand(f"{head}{index:0{width}d}{tail}"))
+    return expanded

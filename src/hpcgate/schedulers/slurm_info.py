@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from hpcgate.commands import Command, CommandResult
 from hpcgate.schedulers.base import ClusterInfo
-from hpcgate.schedulers.slurm_format import parse_duration, raise_for, time_of
+from hpcgate.schedulers.slurm_format import hostnames, parse_duration, raise_for, time_of
 from hpcgate.status.models import Association, Node, Partition, Reservation
 
 _NEXT_KEY = re.compile(r" (?=[A-Za-z][A-Za-z0-9_:/]*=)")
@@ -45,28 +45,6 @@ def number(record: dict[str, str], key: str) -> int | None:
 
 def words(text: str | None) -> list[str]:
     return [] if text is None else [word for word in text.split(",") if word]
-
-
-def hostnames(text: str | None) -> list[str]:
-    """A Slurm host list (``node[1-3,07],gpu1``) expanded to names."""
-    names: list[str] = []
-    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\][^,\[]*)*", text or ""):
-        names.extend(_expand(part))
-    return names
-
-
-def _expand(pattern: str) -> list[str]:
-    match = re.search(r"\[([^\]]*)\]", pattern)
-    if match is None:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    expanded: list[str] = []
-    for item in match.group(1).split(","):
-        low, _, high = item.partition("-")
-        width = len(low)
-        for index in range(int(low), int(high or low) + 1):
-            expanded.extend(_expand(f"{head}{index:0{width}d}{tail}"))
-    return expanded
 
 
 class SlurmInfo(ClusterInfo):

@@ -28,6 +28,7 @@ _COPIED = (
     "stdout",
     "stderr",
     "time_limit",
+    "node_list",
 )
 
 

@@ -72,6 +72,7 @@ class JobRow(Base):
     stdout: Mapped[str | None] = mapped_column(Text)
     stderr: Mapped[str | None] = mapped_column(Text)
     time_limit: Mapped[int | None] = mapped_column(Integer)
+    node_list: Mapped[str | None] = mapped_column(Text)
     tag: Mapped[str] = mapped_column(String(64), unique=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
