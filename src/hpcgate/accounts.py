@@ -9,6 +9,7 @@ system accounts (uid below ``min_uid``, and ``nobody``) are never mappable.
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import time
@@ -53,6 +54,11 @@ class Accounts:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Account]] = {}
 
+    def for_scheduler(self, who: Principal, per_user: bool) -> Account | None:
+        """The account a scheduler's commands run as for ``who``: only a per-user
+        scheduler (Slurm, PBS) runs them as the caller; a single-account one runs as us."""
+        return self.resolve(who) if per_user else None
+
     def resolve(self, who: Principal) -> Account | None:
         if not self.multi:
             return None
@@ -86,3 +92,11 @@ class Accounts:
     def home(self, account: Account | None) -> str:
         """The account's home directory (the gateway's own in single-user mode)."""
         return account.home if account is not None else os.path.expanduser("~")
+
+    def name(self, account: Account | None) -> str:
+        """The account's name (the gateway's own in single-user mode)."""
+        return account.name if account is not None else self._own_name
+
+    @functools.cached_property
+    def _own_name(self) -> str:
+        return pwd.getpwuid(os.getuid()).pw_name

@@ -38,9 +38,9 @@ class Gateway:
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
         )
-        per_user = any(s.scheduler != "embedded" for s in settings.systems.values())
-        self.accounts = Accounts(settings.users, multi_user(settings.users, per_user))
-        self.systems = Systems.from_settings(settings, self.accounts.multi)
+        self.systems = Systems.from_settings(settings)
+        self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
+        self.systems.check_identity(self.accounts.multi)
         self.bus = EventBus()
         store = JobStore(self.database)
         self.jobs = JobService(

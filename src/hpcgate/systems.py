@@ -55,15 +55,23 @@ class Systems:
         self._clusters = clusters
 
     @classmethod
-    def from_settings(cls, settings: Settings, multi_user: bool) -> Systems:
-        """The clusters; a ValueError if one would run users' jobs as root."""
-        clusters = {
-            name: Cluster(name, config, _scheduler(config), _transport(config))
-            for name, config in settings.systems.items()
-        }
-        for cluster in clusters.values():
+    def from_settings(cls, settings: Settings) -> Systems:
+        return cls(
+            {
+                name: Cluster(name, config, _scheduler(config), _transport(config))
+                for name, config in settings.systems.items()
+            }
+        )
+
+    @property
+    def per_user(self) -> bool:
+        """Whether any system's scheduler runs jobs as the submitting account."""
+        return any(cluster.scheduler.per_user for cluster in self)
+
+    def check_identity(self, multi_user: bool) -> None:
+        """A ValueError if a system would run users' jobs as root in this mode."""
+        for cluster in self:
             _check_identity(cluster, multi_user)
-        return cls(clusters)
 
     def get(self, name: str) -> Cluster:
         try:

@@ -117,7 +117,7 @@ class JobService:
 
     def account(self, who: Principal, cluster: Cluster) -> Account | None:
         """The Unix account the caller's commands run as on this system (None: ours)."""
-        return self._accounts.resolve(who) if cluster.scheduler.per_user else None
+        return self._accounts.for_scheduler(who, cluster.scheduler.per_user)
 
     def _default_workdir(self, who: Principal, cluster: Cluster, account: Account | None) -> str:
         template = str(cluster.config.workdir)

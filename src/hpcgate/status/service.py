@@ -9,8 +9,6 @@ gateway's account; associations are read as the caller's account.
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -77,8 +75,8 @@ class StatusService:
 
     async def associations(self, who: Principal, system: str) -> list[Association]:
         cluster, info = self._info(who, system)
-        account = self._accounts.resolve(who) if cluster.scheduler.per_user else None
-        name = account.name if account is not None else pwd.getpwuid(os.getuid()).pw_name
+        account = self._accounts.for_scheduler(who, cluster.scheduler.per_user)
+        name = self._accounts.name(account)
 
         command = info.associations_command(name)
         if command is None:

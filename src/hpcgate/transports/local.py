@@ -54,9 +54,7 @@ class LocalTransport:
                 return (await anyio.Path(path).stat()).st_size
             result = await self._file_command(("stat", "--format=%s", "--", path), path, account)
             return int(result.stdout)
-        except FileNotFoundError:
-            return None
-        except NotFound:
+        except (FileNotFoundError, NotFound):
             return None
         except OSError as exc:
             raise _translate(exc, path) from exc
