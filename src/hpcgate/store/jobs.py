@@ -117,7 +117,7 @@ class JobStore:
     async def add(self, row: JobRow) -> JobRow:
         row.created_at = row.updated_at = utcnow()
         values = {key: value for key, value in _values(row).items() if key != "pk"}
-        row.pk = await self._db.write(
+        row.pk = await self._db.write_now(
             lambda connection: connection.execute(_INSERT_JOB, values).scalar_one()
         )
         return row
@@ -136,7 +136,7 @@ class JobStore:
             connection.execute(_SET_NATIVE_ID, {"key": row.pk, "native_id": native_id})
             return int(connection.execute(_INSERT_EVENT, values).scalar_one())
 
-        event.id = await self._db.write(write)
+        event.id = await self._db.write_now(write)
         row.native_id = native_id
         self._recent.put(row)
         return event
