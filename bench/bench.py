@@ -41,7 +41,7 @@ from hpcgate.config import UsersConfig
 from hpcgate.jobs.models import JobSpec
 from hpcgate.schedulers.base import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler
-from hpcgate.transports.local import account_environment, as_account
+from hpcgate.transports.identity import account_environment, as_account
 
 CONFIGS = {
     "embedded": """

@@ -49,6 +49,12 @@ class SystemConfig(BaseModel):
         description="Embedded scheduler: jobs run at once; more are queued",
     )
     spool: Path | None = Field(None, description="Embedded scheduler state (default: under home)")
+    roots: list[str] = Field(
+        default_factory=lambda: ["{home}"],
+        min_length=1,
+        description="Where the files API may go: directories, with '{user}' (the caller's"
+        " account, or hpcgate name in single-user mode) and '{home}' (its home directory)",
+    )
     workdir: str | None = Field(
         None,
         description="Default working directory: '{user}' is the caller's name, '{home}' its"

@@ -14,6 +14,9 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     ├── Conflict                      409  conflict
     │   └── IdempotencyInProgress     409  idempotency-in-progress
     ├── PayloadTooLarge               413  payload-too-large
+    ├── RangeNotSatisfiable           416  range-not-satisfiable
+    ├── InsufficientStorage           507  insufficient-storage
+    ├── NotImplementedByScheduler     501  not-implemented
     ├── Unavailable                   503  unavailable
     │   ├── SchedulerUnavailable      503  scheduler-unavailable
     │   └── TransportError            503  transport-error
@@ -98,6 +101,22 @@ class PayloadTooLarge(HpcgateError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class RangeNotSatisfiable(HpcgateError):
+    """A download's Range lies outside the file."""
+
+    status = 416
+    slug = "range-not-satisfiable"
+    title = "Range not satisfiable"
+
+
+class InsufficientStorage(HpcgateError):
+    """The filesystem is full, or the account's quota is exhausted."""
+
+    status = 507
+    slug = "insufficient-storage"
+    title = "Insufficient storage"
 
 
 class NotImplementedByScheduler(HpcgateError):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpcgate.accounts import Accounts, multi_user
 from hpcgate.config import Settings
+from hpcgate.files.service import FileService
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher
@@ -47,6 +48,7 @@ class Gateway:
             self.systems, store, self.bus, self.accounts, settings.max_script_bytes
         )
         self.status = StatusService(self.systems, self.accounts)
+        self.files = FileService(self.systems, self.accounts)
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
 
     async def open_store(self) -> None:
@@ -64,6 +66,8 @@ class Gateway:
     async def stop(self) -> None:
         for watcher in self.watchers:
             await watcher.stop()
+        for cluster in self.systems:
+            await cluster.transport.close()
         await self.database.close()
 
     @property

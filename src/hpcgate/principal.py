@@ -13,10 +13,14 @@ class Scope(StrEnum):
 
     JOBS_READ = "jobs:read"
     JOBS_WRITE = "jobs:write"
+    FILES_READ = "files:read"
+    FILES_WRITE = "files:write"
     ADMIN = "admin"
 
 
-DEFAULT_SCOPES: frozenset[Scope] = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
+DEFAULT_SCOPES: frozenset[Scope] = frozenset(
+    {Scope.JOBS_READ, Scope.JOBS_WRITE, Scope.FILES_READ, Scope.FILES_WRITE}
+)
 
 
 @dataclass(frozen=True, slots=True)

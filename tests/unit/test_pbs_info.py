@@ -19,6 +19,7 @@ from hpcgate.schedulers.pbs_format import parse_size_mb
 from hpcgate.schedulers.pbs_info import PbsInfo, allowed_users, node_state, reserved_hosts
 from hpcgate.status.service import StatusService
 from hpcgate.systems import Systems
+from hpcgate.transports.files import FileAccess
 
 RECORDED = Path(__file__).parent / "recorded" / "pbs"
 INFO = PbsInfo()
@@ -257,6 +258,12 @@ class FakePbsTransport:
 
     async def file_size(self, path: str, account: Account | None = None) -> int | None:
         raise NotImplementedError
+
+    def files(self, account: Account | None = None) -> FileAccess:
+        raise AssertionError("the PBS status tests touch no files")
+
+    async def close(self) -> None:
+        return None
 
     async def make_directory(self, path: str, account: Account | None = None) -> None:
         raise NotImplementedError

@@ -7,16 +7,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hpcgate.api.problems import problem
 from hpcgate.errors import PayloadTooLarge
 
+STREAMED_BODIES = ("/files/upload",)
+
 
 class BodyLimit:
-    """Answers 413 for a body larger than ``max_bytes`` (declared or streamed)."""
+    """Answers 413 for a body larger than ``max_bytes`` (declared or streamed), except on
+    the routes that stream their body to disk (file uploads), which have no limit."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].endswith(STREAMED_BODIES):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

@@ -89,12 +89,16 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 _WHY = {
     400: "Malformed request",
     401: "Missing, invalid, expired or revoked token",
-    403: "The token lacks a required scope, or the user maps to no usable Unix account",
-    404: "No such system or job (or not yours)",
-    409: "Conflict, e.g. a submit with the same Idempotency-Key is in progress",
+    403: "The token lacks a required scope, the user maps to no usable Unix account, the"
+    " path lies outside the roots, or the account may not do this",
+    404: "No such system, job, task or file (or not yours)",
+    409: "Conflict: a submit with the same Idempotency-Key is in progress, the file exists,"
+    " a path is not a directory, a directory is not empty",
     413: "Request or script too large",
+    416: "The Range lies outside the file",
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",
     501: "The system's scheduler has no such thing",
     503: "The scheduler or system is unavailable",
     504: "The system did not answer in time",
+    507: "The filesystem is full or the quota is exhausted",
 }

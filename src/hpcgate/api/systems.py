@@ -24,6 +24,12 @@ class SystemInfo(BaseModel):
     healthy: bool = Field(description="Did the latest scheduler query succeed?")
     health_message: str
     checked_at: datetime | None = Field(None, description="When health was last checked")
+    roots: list[str] | None = Field(
+        None, description="Where your file operations may go (GET of one system only)"
+    )
+    home: str | None = Field(
+        None, description="Your home (or default) directory: where relative paths start"
+    )
 
 
 def _info(cluster: Cluster) -> SystemInfo:
@@ -49,7 +55,9 @@ async def get_system(
     who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
 ) -> SystemInfo:
     who.require(Scope.JOBS_READ)
-    return _info(gateway.systems.get(system))
+    info = _info(gateway.systems.get(system))
+    roots = gateway.files.roots(who, system)
+    return info.model_copy(update={"roots": list(roots.shown), "home": roots.home})
 
 
 @router.get(

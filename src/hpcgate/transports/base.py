@@ -7,6 +7,7 @@ from typing import Protocol
 
 from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
+from hpcgate.transports.files import FileAccess
 
 
 class Transport(Protocol):
@@ -31,4 +32,12 @@ class Transport(Protocol):
 
     async def make_directory(self, path: str, account: Account | None = None) -> None:
         """Create a directory and its parents; fine if it exists."""
+        ...
+
+    def files(self, account: Account | None = None) -> FileAccess:
+        """File operations and open descriptors, as ``account`` or as the gateway."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the transport holds (helper processes, connections)."""
         ...

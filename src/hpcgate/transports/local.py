@@ -19,6 +19,8 @@ import anyio
 from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import CommandTimeout, Forbidden, NotFound, TransportError
+from hpcgate.transports.files import AccountFiles, FileAccess, HelperPool, OwnFiles
+from hpcgate.transports.identity import account_environment, as_account, clean_environment
 
 FILE_TIMEOUT = 30.0
 
@@ -29,6 +31,16 @@ class LocalTransport:
     Children are spawned with :class:`subprocess.Popen` (vfork/posix_spawn, ~1 ms) in worker
     threads: the event loop's own spawn (uvloop forks the whole gateway) costs ~13 ms.
     """
+
+    def __init__(self) -> None:
+        self._helpers = HelperPool()
+
+    def files(self, account: Account | None = None) -> FileAccess:
+        """File access as ``account`` (through its helper processes) or as ourselves."""
+        return OwnFiles() if account is None else AccountFiles(self._helpers, account)
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self._helpers.close)
 
     async def run(
         self, command: Command, timeout: float, account: Account | None = None
@@ -80,34 +92,6 @@ class LocalTransport:
         if "Permission denied" in message:
             raise Forbidden(f"permission denied: {path}")
         raise TransportError(f"cannot access {path}: {message}")
-
-
-_BASE_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL")
-
-
-def clean_environment() -> dict[str, str]:
-    """The variables every command may see: where programs are and who runs them."""
-    return {name: os.environ[name] for name in _BASE_VARIABLES if name in os.environ}
-
-
-def account_environment(account: Account) -> dict[str, str]:
-    """A fresh environment for an account: nothing of root's beyond PATH and locale."""
-    base = {n: os.environ[n] for n in ("PATH", "LANG", "LC_ALL", "TZ") if n in os.environ}
-    return {**base, "HOME": account.home, "USER": account.name, "LOGNAME": account.name}
-
-
-def as_account(argv: tuple[str, ...], account: Account | None) -> tuple[str, ...]:
-    """The argv, prefixed to drop to ``account``'s uid, gid and groups before it runs.
-
-    util-linux's ``setpriv`` execs the command directly (no shell), with every capability
-    gone once the uid is not 0, and no way back up through setuid programs.
-    """
-    if account is None:
-        return argv
-    groups = ",".join(str(gid) for gid in account.groups)
-    identity = (f"--reuid={account.uid}", f"--regid={account.gid}")
-    supplementary = f"--groups={groups}" if groups else "--clear-groups"
-    return ("setpriv", *identity, supplementary, "--no-new-privs", "--", *argv)
 
 
 def _identity(command: Command, account: Account | None) -> dict[str, Any]:

@@ -1,0 +1,301 @@
+"""``/api/v1/systems/{system}/files``: the system's filesystems, as the caller's account."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.problems import problem, responses
+from hpcgate.errors import RangeNotSatisfiable
+from hpcgate.files.models import (
+    ChangeMode,
+    ChangeOwner,
+    Checksum,
+    Content,
+    FileEntry,
+    FileType,
+    Listing,
+    MakeDirectory,
+    MakeLink,
+    Uploaded,
+)
+from hpcgate.files.ops import ALGORITHMS
+from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
+from hpcgate.files.service import Opened
+
+router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])
+
+SystemName = Annotated[str, Path(max_length=64, description="A configured system")]
+FilePath = Annotated[
+    str,
+    Query(
+        max_length=4096,
+        description="Absolute, or relative to your home (or default) directory; no '..'",
+    ),
+]
+Lines = Annotated[int | None, Query(ge=1, le=100_000, description="How many lines")]
+Bytes = Annotated[int | None, Query(ge=1, le=1 << 20, description="How many bytes")]
+READ_CHUNK = 1 << 20
+READS = responses(400, 401, 403, 404, 409, 422)
+WRITES = responses(400, 401, 403, 404, 409, 422, 507)
+
+
+@router.get("/ls", summary="List a directory", responses=READS)
+async def list_directory(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    hidden: Annotated[bool, Query(description="Include names starting with '.'")] = False,
+    depth: Annotated[int, Query(ge=1, le=32, description="Levels to descend")] = 1,
+    numeric: Annotated[bool, Query(description="uid/gid only, no names")] = False,
+) -> Listing:
+    """Symlinks are listed with their targets and never descended into."""
+    return await gateway.files.listing(who, system, path, hidden, depth, numeric)
+
+
+@router.get("/stat", summary="Details of one file", responses=READS)
+async def stat_file(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    dereference: Annotated[bool, Query(description="Follow a final symlink")] = False,
+    numeric: bool = False,
+) -> FileEntry:
+    return await gateway.files.stat(who, system, path, dereference, numeric)
+
+
+@router.get("/checksum", summary="A file's digest", responses=READS)
+async def checksum(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    algorithm: Annotated[str, Query(pattern=f"^({'|'.join(ALGORITHMS)})$")] = "sha256",
+) -> Checksum:
+    return await gateway.files.checksum(who, system, path, algorithm)
+
+
+@router.get("/head", summary="The first lines or bytes of a file", responses=READS)
+async def head(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    lines: Lines = None,
+    bytes: Bytes = None,
+) -> Content:
+    """10 lines unless ``lines`` or ``bytes`` says otherwise."""
+    return await gateway.files.head(who, system, path, lines, bytes)
+
+
+@router.get("/tail", summary="The last lines or bytes of a file", responses=READS)
+async def tail(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    lines: Lines = None,
+    bytes: Bytes = None,
+) -> Content:
+    """10 lines unless ``lines`` or ``bytes`` says otherwise."""
+    return await gateway.files.tail(who, system, path, lines, bytes)
+
+
+@router.get("/view", summary="A byte range of a file, as text", responses=READS)
+async def view(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    size: Annotated[int, Query(ge=1, le=1 << 20)] = 65536,
+) -> Content:
+    return await gateway.files.view(who, system, path, offset, size)
+
+
+@router.get("/file", summary="What a file holds (its type)", responses=READS)
+async def file_type(
+    system: SystemName, path: FilePath, who: Caller, gateway: GatewayDep
+) -> FileType:
+    return await gateway.files.file_type(who, system, path)
+
+
+@router.post(
+    "/mkdir", status_code=status.HTTP_201_CREATED, summary="Create a directory", responses=WRITES
+)
+async def make_directory(
+    system: SystemName, body: MakeDirectory, who: Caller, gateway: GatewayDep
+) -> FileEntry:
+    return await gateway.files.mkdir(who, system, body.path, body.parents)
+
+
+@router.delete(
+    "/rm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a file, link or directory",
+    responses=WRITES,
+)
+async def remove(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    recursive: Annotated[
+        bool, Query(description="Remove a directory and everything in it")
+    ] = False,
+) -> Response:
+    """A symlink is removed itself, never what it points to. A non-empty directory needs
+    ``recursive=true`` (else 409); the roots themselves cannot be removed (403)."""
+    await gateway.files.remove(who, system, path, recursive)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/chmod", summary="Change permission bits", responses=WRITES)
+async def change_mode(
+    system: SystemName, body: ChangeMode, who: Caller, gateway: GatewayDep
+) -> FileEntry:
+    return await gateway.files.chmod(who, system, body.path, body.mode)
+
+
+@router.put("/chown", summary="Change owner or group", responses=WRITES)
+async def change_owner(
+    system: SystemName, body: ChangeOwner, who: Caller, gateway: GatewayDep
+) -> FileEntry:
+    """As the caller's account, so the kernel's rules apply: usually only the group, to one
+    of the account's own groups."""
+    return await gateway.files.chown(who, system, body.path, body.owner, body.group)
+
+
+@router.post(
+    "/symlink", status_code=status.HTTP_201_CREATED, summary="Create a symlink", responses=WRITES
+)
+async def make_link(
+    system: SystemName, body: MakeLink, who: Caller, gateway: GatewayDep
+) -> FileEntry:
+    """The target must lie inside the roots; the link stores its resolved absolute path."""
+    return await gateway.files.symlink(who, system, body.path, body.target)
+
+
+@router.get(
+    "/download",
+    summary="A file's bytes, streamed; Range and conditional requests supported",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The whole file"},
+        206: {"content": {"application/octet-stream": {}}, "description": "The range asked"},
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        **responses(400, 401, 403, 404, 409, 416, 422),
+    },
+)
+async def download(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    range_header: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range", max_length=200)] = None,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=200)] = None,
+) -> Response:
+    """Resume a broken download with ``Range: bytes=N-`` and ``If-Range: <ETag>``."""
+    opened = await gateway.files.open(who, system, path)
+    try:
+        return _download(opened, os.path.basename(path), range_header, if_range, if_none_match)
+    except BaseException:
+        os.close(opened.fd)
+        raise
+
+
+def _download(
+    opened: Opened,
+    name: str,
+    range_header: str | None,
+    if_range: str | None,
+    if_none_match: str | None,
+) -> Response:
+    tag, modified = (
+        etag(opened.inode, opened.size, opened.modified_ns),
+        last_modified(opened.modified_ns),
+    )
+    headers = {"ETag": tag, "Last-Modified": modified, "Accept-Ranges": "bytes"}
+    if if_none_match is not None and tag in (value.strip() for value in if_none_match.split(",")):
+        os.close(opened.fd)
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    try:
+        span = (
+            requested_span(range_header, opened.size)
+            if still_valid(if_range, tag, modified)
+            else None
+        )
+    except RangeNotSatisfiable as exc:
+        os.close(opened.fd)
+        answer = problem(exc.status, exc.slug, exc.title, exc.detail)
+        answer.headers["Content-Range"] = f"bytes */{opened.size}"
+        return answer
+    whole = Span(0, opened.size - 1, opened.size)
+    chosen = span or whole
+    headers["Content-Length"] = str(chosen.length if opened.size else 0)
+    headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(name)}"
+    code = status.HTTP_200_OK
+    if span is not None:
+        headers["Content-Range"] = span.content_range()
+        code = status.HTTP_206_PARTIAL_CONTENT
+    return StreamingResponse(
+        _chunks(opened.fd, chosen),
+        status_code=code,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+async def _chunks(fd: int, span: Span) -> AsyncIterator[bytes]:
+    """The span's bytes, read in worker threads; the descriptor is closed at the end."""
+    try:
+        offset, left = span.start, span.length if span.size else 0
+        while left > 0:
+            data = await anyio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK, left), offset)
+            if not data:
+                return  # the file shrank while we sent it; the client sees a short body
+            yield data
+            offset += len(data)
+            left -= len(data)
+    finally:
+        os.close(fd)
+
+
+@router.put(
+    "/upload",
+    status_code=status.HTTP_201_CREATED,
+    summary="Upload a file: the request body is its bytes",
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
+    responses=responses(400, 401, 403, 404, 409, 422, 507),
+)
+async def upload(
+    system: SystemName,
+    path: FilePath,
+    who: Caller,
+    gateway: GatewayDep,
+    request: Request,
+    overwrite: Annotated[bool, Query(description="Replace an existing file")] = False,
+    sha256: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9a-fA-F]{64}$", description="Refuse the upload unless it matches"),
+    ] = None,
+) -> Uploaded:
+    """Streamed to disk as it arrives, whatever its size, into a hidden file beside the
+    target; only once all of it is there (and matches ``sha256``, if given) does it take the
+    target's name, in one rename. Without ``overwrite`` an existing target is 409."""
+    return await gateway.files.upload(who, system, path, request.stream(), overwrite, sha256)

@@ -1,0 +1,77 @@
+"""What the files API takes and returns."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Kind = Literal["file", "directory", "symlink", "other"]
+
+
+class FileEntry(BaseModel):
+    """One file, directory or link (a link's own details; its target is not followed)."""
+
+    name: str
+    path: str = Field(description="The absolute path, as resolved on the system")
+    type: Kind
+    size: int = Field(description="Bytes (a link: the length of its target)")
+    mode: str = Field(description="Permission bits in octal, e.g. '0644'")
+    permissions: str = Field(description="As `ls -l` shows them, e.g. '-rw-r--r--'")
+    uid: int
+    gid: int
+    user: str | None = Field(None, description="Owner's name (absent when numeric=true)")
+    group: str | None = Field(None, description="Group's name (absent when numeric=true)")
+    modified: float = Field(description="Last modification, seconds since the epoch")
+    accessed: float
+    changed: float
+    link_target: str | None = Field(None, description="Where a symlink points, as stored")
+
+
+class Listing(BaseModel):
+    path: str
+    entries: list[FileEntry]
+
+
+class Checksum(BaseModel):
+    path: str
+    algorithm: str
+    checksum: str = Field(description="Hex digest")
+
+
+class Content(BaseModel):
+    path: str
+    content: str = Field(description="The bytes as UTF-8 (invalid bytes replaced)")
+    bytes: int = Field(description="How many bytes were read")
+
+
+class FileType(BaseModel):
+    path: str
+    type: Kind
+    mime_type: str | None = Field(None, description="For a regular file, from its first bytes")
+
+
+class MakeDirectory(BaseModel):
+    path: str
+    parents: bool = Field(False, description="Create missing parents; no error if it exists")
+
+
+class ChangeMode(BaseModel):
+    path: str
+    mode: str = Field(pattern=r"^[0-7]{3,4}$", description="Octal, e.g. '750'")
+
+
+class ChangeOwner(BaseModel):
+    path: str
+    owner: str | None = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$")
+    group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$")
+
+
+class MakeLink(BaseModel):
+    path: str = Field(description="The link to create")
+    target: str = Field(description="What it points to; must lie inside the roots")
+
+
+class Uploaded(BaseModel):
+    entry: FileEntry
+    sha256: str = Field(description="Digest of the bytes received")

@@ -1,0 +1,64 @@
+"""Which paths a caller may touch: the checks on the string, and the system's roots.
+
+A request's path is checked twice. First the string, here, with no I/O: no NUL, no
+``..``, no over-long name. Then the path the system resolves it to (every symlink in it
+followed, as the caller's account) must lie inside one of the caller's roots; so a symlink
+anywhere in a path that points outside is refused, never followed.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass
+
+from hpcgate.errors import BadRequest, Forbidden
+
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+
+
+def clean(path: str, home: str) -> str:
+    """The absolute, normalised form of a requested path (relative ones start at home)."""
+    if not path:
+        raise BadRequest("the path is empty")
+    if "\x00" in path:
+        raise BadRequest("the path contains a NUL byte")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise BadRequest(f"the path is longer than {MAX_PATH_BYTES} bytes")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise BadRequest("'..' is not allowed in a path")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
+        raise BadRequest(f"a name in the path is longer than {MAX_NAME_BYTES} bytes")
+    start = "/" if path.startswith("/") else home
+    return posixpath.join(start, *parts)
+
+
+def inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@dataclass(frozen=True, slots=True)
+class Roots:
+    """A caller's roots on one system, as configured and as real paths, and its home."""
+
+    shown: tuple[str, ...]
+    real: tuple[str, ...]
+    home: str
+
+    @classmethod
+    def expand(cls, templates: list[str], user: str, home: str) -> Roots:
+        shown = tuple(template.format(user=user, home=home) for template in templates)
+        real = tuple(os.path.realpath(root) for root in shown)
+        start = home if any(inside(home, root) for root in shown) else shown[0]
+        return cls(shown, real, start)
+
+    def check(self, real: str, asked: str) -> None:
+        """Refuse a resolved path outside every root."""
+        if not any(inside(real, root) for root in self.real):
+            raise Forbidden(f"{asked} is outside this system's file roots")
+
+    def check_not_root(self, real: str, asked: str) -> None:
+        if real in self.real:
+            raise Forbidden(f"{asked} is one of the roots; it cannot be moved or removed")

@@ -1,0 +1,240 @@
+"""File operations on behalf of a principal, confined to the system's roots.
+
+Every operation resolves the requested path as the caller's account, checks the result
+against the caller's roots, then acts on the resolved path, as the caller's account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import posixpath
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from hpcgate.accounts import Account, Accounts
+from hpcgate.cluster import Cluster
+from hpcgate.errors import BadRequest
+from hpcgate.files.models import (
+    Checksum,
+    Content,
+    FileEntry,
+    FileType,
+    Listing,
+    Uploaded,
+)
+from hpcgate.files.paths import Roots, clean
+from hpcgate.principal import Principal, Scope
+from hpcgate.systems import Systems
+from hpcgate.transports.files import FileAccess, translate
+
+WRITE_BATCH = 4 << 20
+MAX_VIEW = 1 << 20
+UPLOAD_MODE = 0o644  # what cp gives a new file under the usual umask 022
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A checked path on a system, and how to reach it."""
+
+    fs: FileAccess
+    roots: Roots
+    asked: str
+    real: str
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A file open for reading: the descriptor (the caller closes it) and its identity."""
+
+    fd: int
+    size: int
+    modified_ns: int
+    inode: int
+
+
+class FileService:
+    def __init__(self, systems: Systems, accounts: Accounts) -> None:
+        self._systems = systems
+        self._accounts = accounts
+
+    def roots(self, who: Principal, system: str) -> Roots:
+        return self._roots(who, self._systems.get(system))
+
+    def _account(self, who: Principal, cluster: Cluster) -> Account | None:
+        return self._accounts.for_scheduler(who, cluster.scheduler.per_user)
+
+    def _roots(self, who: Principal, cluster: Cluster) -> Roots:
+        account = self._account(who, cluster)
+        user = account.name if account is not None else who.user
+        return Roots.expand(cluster.config.roots, user, self._accounts.home(account))
+
+    async def _place(
+        self, who: Principal, system: str, path: str, follow: bool, scope: Scope
+    ) -> Place:
+        who.require(scope)
+        cluster = self._systems.get(system)
+        roots = self._roots(who, cluster)
+        fs = cluster.transport.files(self._account(who, cluster))
+        wanted = clean(path, roots.home)
+        real = (await fs.call("resolve", wanted, follow=follow))["path"]
+        roots.check(real, path)
+        return Place(fs, roots, path, real)
+
+    async def _read(self, who: Principal, system: str, path: str, follow: bool = True) -> Place:
+        return await self._place(who, system, path, follow, Scope.FILES_READ)
+
+    async def _write(self, who: Principal, system: str, path: str, follow: bool = True) -> Place:
+        return await self._place(who, system, path, follow, Scope.FILES_WRITE)
+
+    async def listing(
+        self, who: Principal, system: str, path: str, hidden: bool, depth: int, numeric: bool
+    ) -> Listing:
+        place = await self._read(who, system, path)
+        found = await place.fs.call(
+            "listing", place.real, hidden=hidden, depth=depth, numeric=numeric
+        )
+        return Listing(path=place.real, entries=[FileEntry(**entry) for entry in found])
+
+    async def stat(
+        self, who: Principal, system: str, path: str, dereference: bool, numeric: bool
+    ) -> FileEntry:
+        place = await self._read(who, system, path, follow=dereference)
+        return FileEntry(**await place.fs.call("lstat", place.real, numeric=numeric))
+
+    async def checksum(self, who: Principal, system: str, path: str, algorithm: str) -> Checksum:
+        place = await self._read(who, system, path)
+        found = await place.fs.call("checksum", place.real, algorithm=algorithm)
+        return Checksum(path=place.real, **found)
+
+    async def head(
+        self, who: Principal, system: str, path: str, lines: int | None, size: int | None
+    ) -> Content:
+        return await self._content(who, system, path, "head", lines=lines, size=size)
+
+    async def tail(
+        self, who: Principal, system: str, path: str, lines: int | None, size: int | None
+    ) -> Content:
+        return await self._content(who, system, path, "tail", lines=lines, size=size)
+
+    async def view(self, who: Principal, system: str, path: str, offset: int, size: int) -> Content:
+        if size > MAX_VIEW:
+            raise BadRequest(f"view at most {MAX_VIEW} bytes at once; download for more")
+        return await self._content(who, system, path, "view", offset=offset, size=size)
+
+    async def _content(
+        self, who: Principal, system: str, path: str, op: str, **args: Any
+    ) -> Content:
+        place = await self._read(who, system, path)
+        return Content(path=place.real, **await place.fs.call(op, place.real, **args))
+
+    async def file_type(self, who: Principal, system: str, path: str) -> FileType:
+        place = await self._read(who, system, path, follow=False)
+        return FileType(path=place.real, **await place.fs.call("file_type", place.real))
+
+    async def mkdir(self, who: Principal, system: str, path: str, parents: bool) -> FileEntry:
+        place = await self._write(who, system, path)
+        return FileEntry(**await place.fs.call("mkdir", place.real, parents=parents))
+
+    async def remove(self, who: Principal, system: str, path: str, recursive: bool) -> None:
+        place = await self._write(who, system, path, follow=False)
+        place.roots.check_not_root(place.real, path)
+        await place.fs.call("remove", place.real, recursive=recursive)
+
+    async def chmod(self, who: Principal, system: str, path: str, mode: str) -> FileEntry:
+        place = await self._write(who, system, path)
+        return FileEntry(**await place.fs.call("chmod", place.real, mode=mode))
+
+    async def chown(
+        self, who: Principal, system: str, path: str, owner: str | None, group: str | None
+    ) -> FileEntry:
+        if owner is None and group is None:
+            raise BadRequest("give an owner, a group or both")
+        place = await self._write(who, system, path)
+        return FileEntry(**await place.fs.call("chown", place.real, owner=owner, group=group))
+
+    async def symlink(self, who: Principal, system: str, path: str, target: str) -> FileEntry:
+        place = await self._write(who, system, path, follow=False)
+        pointed = await self._read(
+            who, system, posixpath.join(posixpath.dirname(place.real), target)
+        )
+        return FileEntry(**await place.fs.call("symlink", place.real, target=pointed.real))
+
+    async def open(self, who: Principal, system: str, path: str) -> Opened:
+        """Open a regular file to download; the caller closes ``fd``."""
+        place = await self._read(who, system, path)
+        fd = await place.fs.open("open_read", place.real)
+        info = os.fstat(fd)
+        return Opened(fd, info.st_size, info.st_mtime_ns, info.st_ino)
+
+    async def upload(
+        self,
+        who: Principal,
+        system: str,
+        path: str,
+        body: AsyncIterator[bytes],
+        overwrite: bool,
+        sha256: str | None,
+    ) -> Uploaded:
+        """Stream ``body`` into a hidden file beside the target, check it, then give it the
+        target's name in one rename: a half-finished upload never appears at ``path``."""
+        place = await self._write(who, system, path, follow=False)
+        temporary = _temporary_name(place.real)
+        fd = await place.fs.open("open_new", temporary)
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as handle:
+                digest = await _receive(body, handle, path)
+            _verify(digest, sha256)
+            entry = await place.fs.call(
+                "publish", temporary, target=place.real, overwrite=overwrite, mode=UPLOAD_MODE
+            )
+        except BaseException:
+            with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
+                await place.fs.call("discard", temporary)
+            raise
+        return Uploaded(entry=FileEntry(**entry), sha256=digest)
+
+
+def _temporary_name(path: str) -> str:
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name[:200]}.hpcgate-upload-{uuid.uuid4().hex[:12]}")
+
+
+async def _receive(body: AsyncIterator[bytes], handle: Any, path: str) -> str:
+    try:
+        return await _write_stream(body, handle)
+    except OSError as exc:
+        raise translate(exc.errno or errno.EIO, exc.strerror or str(exc), path) from exc
+
+
+async def _write_stream(body: AsyncIterator[bytes], handle: Any) -> str:
+    digest = hashlib.sha256()
+    pending: list[bytes] = []
+    size = 0
+    async for chunk in body:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= WRITE_BATCH:
+            await anyio.to_thread.run_sync(_write_all, handle, digest, pending)
+            pending, size = [], 0
+    await anyio.to_thread.run_sync(_write_all, handle, digest, pending)
+    return digest.hexdigest()
+
+
+def _write_all(handle: Any, digest: Any, chunks: list[bytes]) -> None:
+    data = b"".join(chunks)
+    digest.update(data)
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view) :]
+
+
+def _verify(digest: str, expected: str | None) -> None:
+    if expected is not None and expected.lower() != digest:
+        raise BadRequest(f"the upload's sha256 is {digest}, not the {expected} announced")

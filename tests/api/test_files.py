@@ -1,0 +1,229 @@
+"""The files API on a real gateway process and the real filesystem (single-user mode).
+
+Roots are ``<tmp>/{user}`` and ``<tmp>/shared``, so alice and bob each have a directory of
+their own; ``<tmp>/outside`` is outside everyone's roots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.gateway_process import GatewayProcess, new_gateway
+
+FILES = "/api/v1/systems/local/files"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("files")
+    for name in ("alice", "bob", "shared", "outside"):
+        (base / name).mkdir()
+    (base / "outside" / "secret.txt").write_text("not for you\n")
+    (base / "bob" / "bob.txt").write_text("bob's\n")
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(base: Path) -> Iterator[GatewayProcess]:
+    config = f"""
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+roots = ["{base}/{{user}}", "{base}/shared"]
+"""
+    gateway = new_gateway(base / "gateway-home", config)
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def alice(server: GatewayProcess) -> Iterator[httpx.Client]:
+    with server.client(server.token("alice")) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def bob(server: GatewayProcess) -> Iterator[httpx.Client]:
+    with server.client(server.token("bob")) as client:
+        yield client
+
+
+def put(client: httpx.Client, path: str, data: bytes, **params: str) -> httpx.Response:
+    return client.put(f"{FILES}/upload", params={"path": path, **params}, content=data)
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_the_system_tells_the_caller_its_roots_and_home(alice: httpx.Client, base: Path) -> None:
+    info = alice.get("/api/v1/systems/local").json()
+    assert info["roots"] == [f"{base}/alice", f"{base}/shared"]
+    assert info["home"] == f"{base}/alice"
+
+
+def test_upload_list_stat_checksum_download(alice: httpx.Client, base: Path) -> None:
+    data = os.urandom(3 << 20) + b"end"
+    done = put(alice, "data/blob.bin", data)
+    assert done.status_code == 404  # no parent directory yet
+    assert alice.post(f"{FILES}/mkdir", json={"path": "data", "parents": True}).status_code == 201
+    done = put(alice, "data/blob.bin", data, sha256=hashlib.sha256(data).hexdigest())
+    assert done.status_code == 201, done.text
+    assert done.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (base / "alice" / "data" / "blob.bin").read_bytes() == data
+    listing = alice.get(f"{FILES}/ls", params={"path": "data"}).json()
+    assert [(e["name"], e["size"], e["type"]) for e in listing["entries"]] == [
+        ("blob.bin", len(data), "file")
+    ]
+    stat = alice.get(f"{FILES}/stat", params={"path": f"{base}/alice/data/blob.bin"}).json()
+    assert stat["mode"] == "0644" and stat["size"] == len(data)
+    digest = alice.get(f"{FILES}/checksum", params={"path": "data/blob.bin"}).json()
+    assert digest["checksum"] == hashlib.sha256(data).hexdigest()
+    md5 = alice.get(f"{FILES}/checksum", params={"path": "data/blob.bin", "algorithm": "md5"})
+    assert md5.json()["checksum"] == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    got = alice.get(f"{FILES}/download", params={"path": "data/blob.bin"})
+    assert got.status_code == 200 and got.content == data
+    assert got.headers["accept-ranges"] == "bytes" and got.headers["etag"]
+
+
+def test_download_resumes_with_range_and_if_range(alice: httpx.Client) -> None:
+    data = bytes(range(256)) * 4096
+    assert put(alice, "ranged.bin", data).status_code == 201
+    url, params = f"{FILES}/download", {"path": "ranged.bin"}
+    tag = alice.get(url, params=params).headers["etag"]
+    part = alice.get(url, params=params, headers={"Range": "bytes=1000-", "If-Range": tag})
+    assert part.status_code == 206 and part.content == data[1000:]
+    assert part.headers["content-range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
+    last = alice.get(url, params=params, headers={"Range": "bytes=-10"})
+    assert last.status_code == 206 and last.content == data[-10:]
+    stale = alice.get(url, params=params, headers={"Range": "bytes=5-", "If-Range": '"old"'})
+    assert stale.status_code == 200 and stale.content == data
+    assert alice.get(url, params=params, headers={"If-None-Match": tag}).status_code == 304
+    beyond = alice.get(url, params=params, headers={"Range": f"bytes={len(data)}-"})
+    problem(beyond, 416)
+    assert beyond.headers["content-range"] == f"bytes */{len(data)}"
+
+
+def test_a_failed_upload_leaves_nothing_behind(alice: httpx.Client, base: Path) -> None:
+    wrong = put(alice, "checked.bin", b"some bytes", sha256="0" * 64)
+    assert "sha256" in str(problem(wrong, 400)["detail"])
+    assert not [p for p in (base / "alice").iterdir() if "checked" in p.name]
+
+
+def test_upload_does_not_replace_unless_asked(alice: httpx.Client, base: Path) -> None:
+    assert put(alice, "once.txt", b"first").status_code == 201
+    problem(put(alice, "once.txt", b"second"), 409)
+    assert (base / "alice" / "once.txt").read_bytes() == b"first"
+    assert put(alice, "once.txt", b"second", overwrite="true").status_code == 201
+    assert (base / "alice" / "once.txt").read_bytes() == b"second"
+
+
+def test_head_tail_view_and_type(alice: httpx.Client) -> None:
+    text = "".join(f"line {n}\n" for n in range(1, 101)).encode()
+    assert put(alice, "lines.txt", text).status_code == 201
+    params = {"path": "lines.txt"}
+    head = alice.get(f"{FILES}/head", params={**params, "lines": 3}).json()
+    assert head["content"] == "line 1\nline 2\nline 3\n"
+    tail = alice.get(f"{FILES}/tail", params={**params, "lines": 2}).json()
+    assert tail["content"] == "line 99\nline 100\n"
+    assert alice.get(f"{FILES}/tail", params={**params, "bytes": 4}).json()["content"] == "100\n"
+    view = alice.get(f"{FILES}/view", params={**params, "offset": 7, "size": 6}).json()
+    assert view["content"] == "line 2"
+    kind = alice.get(f"{FILES}/file", params=params).json()
+    assert kind == {"path": kind["path"], "type": "file", "mime_type": "text/plain"}
+
+
+def test_mkdir_rm_and_their_conflicts(alice: httpx.Client, base: Path) -> None:
+    made = alice.post(f"{FILES}/mkdir", json={"path": "tree/a/b", "parents": True})
+    assert made.status_code == 201 and made.json()["type"] == "directory"
+    problem(alice.post(f"{FILES}/mkdir", json={"path": "tree/a"}), 409)
+    problem(alice.post(f"{FILES}/mkdir", json={"path": "nowhere/x"}), 404)
+    assert put(alice, "tree/a/b/f.txt", b"x").status_code == 201
+    problem(alice.post(f"{FILES}/mkdir", json={"path": "tree/a/b/f.txt/sub"}), 409)
+    problem(alice.delete(f"{FILES}/rm", params={"path": "tree"}), 409)  # not empty
+    gone = alice.delete(f"{FILES}/rm", params={"path": "tree", "recursive": "true"})
+    assert gone.status_code == 204 and not (base / "alice" / "tree").exists()
+    problem(alice.delete(f"{FILES}/rm", params={"path": "tree"}), 404)
+    problem(alice.delete(f"{FILES}/rm", params={"path": f"{base}/alice", "recursive": "true"}), 403)
+    assert (base / "alice").is_dir()
+
+
+def test_chmod_and_listing_options(alice: httpx.Client, base: Path) -> None:
+    assert put(alice, "opts/.hidden", b"h").status_code == 404
+    alice.post(f"{FILES}/mkdir", json={"path": "opts/deep/er", "parents": True})
+    assert put(alice, "opts/.hidden", b"h").status_code == 201
+    changed = alice.put(f"{FILES}/chmod", json={"path": "opts/.hidden", "mode": "600"})
+    assert changed.json()["permissions"] == "-rw-------"
+    assert (base / "alice" / "opts" / ".hidden").stat().st_mode & 0o777 == 0o600
+    shallow = alice.get(f"{FILES}/ls", params={"path": "opts"}).json()["entries"]
+    assert [e["name"] for e in shallow] == ["deep"]
+    every = alice.get(
+        f"{FILES}/ls", params={"path": "opts", "hidden": "true", "depth": 3, "numeric": "true"}
+    ).json()["entries"]
+    assert [e["name"] for e in every] == [".hidden", "deep", "er"]
+    assert all(e["user"] is None and isinstance(e["uid"], int) for e in every)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../bob/bob.txt", "data/../../bob/bob.txt", "a\x00b", "x" * 256, "/" + "d/" * 2100],
+)
+def test_bad_path_strings_are_400(alice: httpx.Client, path: str) -> None:
+    response = alice.get(f"{FILES}/stat", params={"path": path})
+    assert response.status_code in (400, 422), response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_paths_outside_the_roots_are_403(alice: httpx.Client, base: Path) -> None:
+    for path in ("/etc/passwd", f"{base}/bob/bob.txt", f"{base}/outside/secret.txt", "/"):
+        problem(alice.get(f"{FILES}/download", params={"path": path}), 403)
+    problem(alice.delete(f"{FILES}/rm", params={"path": f"{base}/bob/bob.txt"}), 403)
+    problem(put(alice, f"{base}/bob/planted.txt", b"x"), 403)
+    assert (base / "bob" / "bob.txt").exists() and not (base / "bob" / "planted.txt").exists()
+
+
+def test_symlinks_out_of_the_roots_are_never_followed(alice: httpx.Client, base: Path) -> None:
+    home = base / "alice"
+    (home / "escape").symlink_to(base / "outside")
+    (home / "leak.txt").symlink_to(base / "outside" / "secret.txt")
+    (home / "inside").symlink_to(base / "shared")
+    for path in ("escape/secret.txt", "leak.txt", "escape"):
+        problem(alice.get(f"{FILES}/download", params={"path": path}), 403)
+    problem(alice.get(f"{FILES}/ls", params={"path": "escape"}), 403)
+    problem(put(alice, "escape/new.txt", b"x"), 403)
+    problem(alice.post(f"{FILES}/mkdir", json={"path": "escape/d"}), 403)
+    problem(alice.put(f"{FILES}/chmod", json={"path": "leak.txt", "mode": "777"}), 403)
+    assert not (base / "outside" / "new.txt").exists()
+    assert (base / "outside" / "secret.txt").stat().st_mode & 0o777 != 0o777
+    listed = alice.get(f"{FILES}/ls", params={"path": "."}).json()["entries"]
+    link = next(e for e in listed if e["name"] == "leak.txt")
+    assert link["type"] == "symlink" and link["link_target"] == f"{base}/outside/secret.txt"
+    assert put(alice, "inside/ok.txt", b"shared").status_code == 201  # a link within roots
+    assert (base / "shared" / "ok.txt").read_bytes() == b"shared"
+    problem(alice.post(f"{FILES}/symlink", json={"path": "l2", "target": "/etc"}), 403)
+    made = alice.post(f"{FILES}/symlink", json={"path": "l3", "target": "inside"})
+    assert made.status_code == 201 and made.json()["link_target"] == f"{base}/shared"
+    assert alice.delete(f"{FILES}/rm", params={"path": "leak.txt"}).status_code == 204
+    assert (base / "outside" / "secret.txt").exists()  # the link went, not its target
+
+
+def test_bob_cannot_reach_alice(alice: httpx.Client, bob: httpx.Client, base: Path) -> None:
+    assert put(alice, "mine.txt", b"alice's").status_code == 201
+    problem(bob.get(f"{FILES}/download", params={"path": f"{base}/alice/mine.txt"}), 403)
+    problem(bob.get(f"{FILES}/ls", params={"path": f"{base}/alice"}), 403)
+    assert bob.get(f"{FILES}/download", params={"path": "bob.txt"}).content == b"bob's\n"
+
+
+def test_files_need_a_token(server: GatewayProcess) -> None:
+    with httpx.Client(base_url=server.url) as anonymous:
+        problem(anonymous.get(f"{FILES}/ls", params={"path": "."}), 401)

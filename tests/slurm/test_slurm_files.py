@@ -1,0 +1,108 @@
+"""The files API in multi-user mode: every access runs as the caller's own Unix account.
+
+The gateway runs as root; alice and bob are real accounts (scripts/slurm) whose homes are
+their only root (the default ``roots = ["{home}"]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+FILES = "/api/v1/systems/cluster/files"
+
+
+def home(user: str) -> Path:
+    return Path(pwd.getpwnam(user).pw_dir)
+
+
+def put(client: httpx.Client, path: str, data: bytes, **params: str) -> httpx.Response:
+    return client.put(f"{FILES}/upload", params={"path": path, **params}, content=data)
+
+
+@pytest.fixture
+def scratch(alice: httpx.Client) -> Iterator[Path]:
+    """A fresh directory in alice's home, made through the API (so owned by alice)."""
+    name = f"files-{os.urandom(4).hex()}"
+    assert alice.post(f"{FILES}/mkdir", json={"path": name}).status_code == 201
+    yield home("alice") / name
+    subprocess.run(["rm", "-rf", "--", str(home("alice") / name)], check=True)
+
+
+def test_roots_and_home_are_the_account_s(alice: httpx.Client) -> None:
+    info = alice.get("/api/v1/systems/cluster").json()
+    assert info["roots"] == [str(home("alice"))] and info["home"] == str(home("alice"))
+
+
+def test_files_are_made_and_read_as_the_account(alice: httpx.Client, scratch: Path) -> None:
+    data = os.urandom(2 << 20)
+    done = put(alice, f"{scratch.name}/data.bin", data, sha256=hashlib.sha256(data).hexdigest())
+    assert done.status_code == 201, done.text
+    written = scratch / "data.bin"
+    assert written.stat().st_uid == pwd.getpwnam("alice").pw_uid
+    assert written.stat().st_gid == pwd.getpwnam("alice").pw_gid
+    got = alice.get(f"{FILES}/download", params={"path": str(written)})
+    assert got.status_code == 200 and got.content == data
+    listing = alice.get(f"{FILES}/ls", params={"path": scratch.name}).json()["entries"]
+    assert [(e["name"], e["user"]) for e in listing] == [("data.bin", "alice")]
+
+
+def test_the_kernel_refuses_what_the_account_may_not_do(alice: httpx.Client, scratch: Path) -> None:
+    private = scratch / "root-only.txt"
+    private.write_text("root's\n")  # written by the test, as root
+    private.chmod(0o600)
+    refused = alice.get(f"{FILES}/download", params={"path": str(private)})
+    assert refused.status_code == 403, refused.text
+    assert alice.get(f"{FILES}/stat", params={"path": str(private)}).json()["user"] == "root"
+    locked = scratch / "locked"
+    locked.mkdir(mode=0o755)  # root's directory inside alice's
+    (locked / "f").write_text("x")
+    assert alice.delete(f"{FILES}/rm", params={"path": str(locked / "f")}).status_code == 403
+    assert (locked / "f").exists()
+    assert put(alice, str(locked / "g"), b"x").status_code == 403
+    chown = alice.put(f"{FILES}/chown", json={"path": f"{scratch.name}", "group": "root"})
+    assert chown.status_code == 403, chown.text
+
+
+def test_alice_and_bob_cannot_reach_each_other(
+    alice: httpx.Client, bob: httpx.Client, scratch: Path
+) -> None:
+    assert put(alice, f"{scratch.name}/note.txt", b"alice's").status_code == 201
+    for path in (str(scratch / "note.txt"), str(home("alice"))):
+        assert bob.get(f"{FILES}/download", params={"path": path}).status_code == 403
+        assert bob.get(f"{FILES}/ls", params={"path": path}).status_code == 403
+    assert put(bob, str(scratch / "planted.txt"), b"x").status_code == 403
+    (home("bob") / "to-alice").unlink(missing_ok=True)
+    (home("bob") / "to-alice").symlink_to(scratch)
+    try:
+        through = bob.get(f"{FILES}/ls", params={"path": "to-alice"})
+        assert through.status_code == 403, through.text
+    finally:
+        (home("bob") / "to-alice").unlink()
+    assert not (scratch / "planted.txt").exists()
+
+
+def test_a_full_filesystem_is_507_and_leaves_nothing(alice: httpx.Client, scratch: Path) -> None:
+    small = scratch / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(small)],
+        capture_output=True,
+        text=True,
+    )
+    assert mounted.returncode == 0, f"this test needs root to mount a tmpfs: {mounted.stderr}"
+    try:
+        os.chown(small, pwd.getpwnam("alice").pw_uid, pwd.getpwnam("alice").pw_gid)
+        full = put(alice, f"{scratch.name}/small/big.bin", os.urandom(2 << 20))
+        assert full.status_code == 507, full.text
+        assert full.headers["content-type"] == "application/problem+json"
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
