@@ -7,8 +7,6 @@ against the caller's roots, then acts on the resolved path, as the caller's acco
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import os
 import posixpath
 import uuid
@@ -30,9 +28,10 @@ from hpcgate.files.models import (
     Uploaded,
 )
 from hpcgate.files.paths import Roots, clean
+from hpcgate.files.streams import receive
 from hpcgate.principal import Principal, Scope
 from hpcgate.systems import Systems
-from hpcgate.transports.files import FileAccess, translate
+from hpcgate.transports.files import FileAccess
 
 WRITE_BATCH = 4 << 20
 MAX_VIEW = 1 << 20
@@ -87,16 +86,18 @@ class FileService:
         roots.check(real, path)
         return Place(fs, roots, path, real)
 
-    async def _read(self, who: Principal, system: str, path: str, follow: bool = True) -> Place:
+    async def readable(self, who: Principal, system: str, path: str, follow: bool = True) -> Place:
+        """The checked place of ``path``, for reading (``files:read``)."""
         return await self._place(who, system, path, follow, Scope.FILES_READ)
 
-    async def _write(self, who: Principal, system: str, path: str, follow: bool = True) -> Place:
+    async def writable(self, who: Principal, system: str, path: str, follow: bool = True) -> Place:
+        """The checked place of ``path``, for changing it (``files:write``)."""
         return await self._place(who, system, path, follow, Scope.FILES_WRITE)
 
     async def listing(
         self, who: Principal, system: str, path: str, hidden: bool, depth: int, numeric: bool
     ) -> Listing:
-        place = await self._read(who, system, path)
+        place = await self.readable(who, system, path)
         found = await place.fs.call(
             "listing", place.real, hidden=hidden, depth=depth, numeric=numeric
         )
@@ -105,11 +106,11 @@ class FileService:
     async def stat(
         self, who: Principal, system: str, path: str, dereference: bool, numeric: bool
     ) -> FileEntry:
-        place = await self._read(who, system, path, follow=dereference)
+        place = await self.readable(who, system, path, follow=dereference)
         return FileEntry(**await place.fs.call("lstat", place.real, numeric=numeric))
 
     async def checksum(self, who: Principal, system: str, path: str, algorithm: str) -> Checksum:
-        place = await self._read(who, system, path)
+        place = await self.readable(who, system, path)
         found = await place.fs.call("checksum", place.real, algorithm=algorithm)
         return Checksum(path=place.real, **found)
 
@@ -131,24 +132,24 @@ class FileService:
     async def _content(
         self, who: Principal, system: str, path: str, op: str, **args: Any
     ) -> Content:
-        place = await self._read(who, system, path)
+        place = await self.readable(who, system, path)
         return Content(path=place.real, **await place.fs.call(op, place.real, **args))
 
     async def file_type(self, who: Principal, system: str, path: str) -> FileType:
-        place = await self._read(who, system, path, follow=False)
+        place = await self.readable(who, system, path, follow=False)
         return FileType(path=place.real, **await place.fs.call("file_type", place.real))
 
     async def mkdir(self, who: Principal, system: str, path: str, parents: bool) -> FileEntry:
-        place = await self._write(who, system, path)
+        place = await self.writable(who, system, path)
         return FileEntry(**await place.fs.call("mkdir", place.real, parents=parents))
 
     async def remove(self, who: Principal, system: str, path: str, recursive: bool) -> None:
-        place = await self._write(who, system, path, follow=False)
+        place = await self.writable(who, system, path, follow=False)
         place.roots.check_not_root(place.real, path)
         await place.fs.call("remove", place.real, recursive=recursive)
 
     async def chmod(self, who: Principal, system: str, path: str, mode: str) -> FileEntry:
-        place = await self._write(who, system, path)
+        place = await self.writable(who, system, path)
         return FileEntry(**await place.fs.call("chmod", place.real, mode=mode))
 
     async def chown(
@@ -156,19 +157,19 @@ class FileService:
     ) -> FileEntry:
         if owner is None and group is None:
             raise BadRequest("give an owner, a group or both")
-        place = await self._write(who, system, path)
+        place = await self.writable(who, system, path)
         return FileEntry(**await place.fs.call("chown", place.real, owner=owner, group=group))
 
     async def symlink(self, who: Principal, system: str, path: str, target: str) -> FileEntry:
-        place = await self._write(who, system, path, follow=False)
-        pointed = await self._read(
+        place = await self.writable(who, system, path, follow=False)
+        pointed = await self.readable(
             who, system, posixpath.join(posixpath.dirname(place.real), target)
         )
         return FileEntry(**await place.fs.call("symlink", place.real, target=pointed.real))
 
     async def open(self, who: Principal, system: str, path: str) -> Opened:
         """Open a regular file to download; the caller closes ``fd``."""
-        place = await self._read(who, system, path)
+        place = await self.readable(who, system, path)
         fd = await place.fs.open("open_read", place.real)
         info = os.fstat(fd)
         return Opened(fd, info.st_size, info.st_mtime_ns, info.st_ino)
@@ -184,13 +185,13 @@ class FileService:
     ) -> Uploaded:
         """Stream ``body`` into a hidden file beside the target, check it, then give it the
         target's name in one rename: a half-finished upload never appears at ``path``."""
-        place = await self._write(who, system, path, follow=False)
+        place = await self.writable(who, system, path, follow=False)
         temporary = _temporary_name(place.real)
         fd = await place.fs.open("open_new", temporary)
         try:
             with os.fdopen(fd, "wb", buffering=0) as handle:
-                digest = await _receive(body, handle, path)
-            _verify(digest, sha256)
+                digest = await receive(body, handle, path)
+            verify(digest, sha256)
             entry = await place.fs.call(
                 "publish", temporary, target=place.real, overwrite=overwrite, mode=UPLOAD_MODE
             )
@@ -206,35 +207,6 @@ def _temporary_name(path: str) -> str:
     return posixpath.join(folder, f".{name[:200]}.hpcgate-upload-{uuid.uuid4().hex[:12]}")
 
 
-async def _receive(body: AsyncIterator[bytes], handle: Any, path: str) -> str:
-    try:
-        return await _write_stream(body, handle)
-    except OSError as exc:
-        raise translate(exc.errno or errno.EIO, exc.strerror or str(exc), path) from exc
-
-
-async def _write_stream(body: AsyncIterator[bytes], handle: Any) -> str:
-    digest = hashlib.sha256()
-    pending: list[bytes] = []
-    size = 0
-    async for chunk in body:
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= WRITE_BATCH:
-            await anyio.to_thread.run_sync(_write_all, handle, digest, pending)
-            pending, size = [], 0
-    await anyio.to_thread.run_sync(_write_all, handle, digest, pending)
-    return digest.hexdigest()
-
-
-def _write_all(handle: Any, digest: Any, chunks: list[bytes]) -> None:
-    data = b"".join(chunks)
-    digest.update(data)
-    view = memoryview(data)
-    while view:
-        view = view[handle.write(view) :]
-
-
-def _verify(digest: str, expected: str | None) -> None:
+def verify(digest: str, expected: str | None) -> None:
     if expected is not None and expected.lower() != digest:
         raise BadRequest(f"the upload's sha256 is {digest}, not the {expected} announced")
