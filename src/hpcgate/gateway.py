@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpcgate.accounts import Accounts, multi_user
 from hpcgate.config import Settings
+from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
@@ -17,6 +18,7 @@ from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore
 from hpcgate.store.tokens import TokenStore
+from hpcgate.store.uploads import UploadStore
 from hpcgate.systems import Systems
 from hpcgate.tokens import TokenService
 
@@ -49,6 +51,7 @@ class Gateway:
         )
         self.status = StatusService(self.systems, self.accounts)
         self.files = FileService(self.systems, self.accounts)
+        self.uploads = ResumableUploads(self.files, UploadStore(self.database))
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
 
     async def open_store(self) -> None:

@@ -227,3 +227,62 @@ def test_bob_cannot_reach_alice(alice: httpx.Client, bob: httpx.Client, base: Pa
 def test_files_need_a_token(server: GatewayProcess) -> None:
     with httpx.Client(base_url=server.url) as anonymous:
         problem(anonymous.get(f"{FILES}/ls", params={"path": "."}), 401)
+
+
+def test_a_resumable_upload_in_chunks(alice: httpx.Client, base: Path) -> None:
+    data = os.urandom(5 << 20)
+    begun = alice.post(
+        f"{FILES}/uploads",
+        json={"path": "chunked.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+    )
+    assert begun.status_code == 201, begun.text
+    url = f"{FILES}/uploads/{begun.json()['id']}"
+    first = alice.put(url, params={"offset": 0}, content=data[: 2 << 20])
+    assert first.json()["offset"] == 2 << 20 and not first.json()["complete"]
+    assert not (base / "alice" / "chunked.bin").exists()
+    behind = alice.put(url, params={"offset": 1 << 20}, content=data[1 << 20 :])
+    assert problem(behind, 409)["offset"] == 2 << 20
+    too_long = alice.put(url, params={"offset": 2 << 20}, content=data[2 << 20 :] + b"extra")
+    problem(too_long, 400)
+    assert alice.get(url).json()["offset"] == 2 << 20
+    last = alice.put(url, params={"offset": 2 << 20}, content=data[2 << 20 :])
+    assert last.status_code == 200, last.text
+    assert last.json()["complete"] and last.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (base / "alice" / "chunked.bin").read_bytes() == data
+    assert not [p for p in (base / "alice").iterdir() if "hpcgate-upload" in p.name]
+    problem(alice.get(url), 404)
+
+
+def test_a_resumable_upload_that_does_not_match_is_dropped(alice: httpx.Client, base: Path) -> None:
+    begun = alice.post(f"{FILES}/uploads", json={"path": "bad.bin", "size": 4, "sha256": "1" * 64})
+    url = f"{FILES}/uploads/{begun.json()['id']}"
+    problem(alice.put(url, params={"offset": 0}, content=b"abcd"), 400)
+    problem(alice.get(url), 404)
+    assert not [p for p in (base / "alice").iterdir() if "bad.bin" in p.name]
+    other = alice.post(f"{FILES}/uploads", json={"path": "gone.bin", "size": 10})
+    assert alice.delete(f"{FILES}/uploads/{other.json()['id']}").status_code == 204
+    assert not [p for p in (base / "alice").iterdir() if "gone.bin" in p.name]
+    problem(alice.post(f"{FILES}/uploads", json={"path": "once.txt", "size": 1}), 409)
+
+
+def test_bob_cannot_touch_alice_s_upload(alice: httpx.Client, bob: httpx.Client) -> None:
+    begun = alice.post(f"{FILES}/uploads", json={"path": "private.bin", "size": 3})
+    url = f"{FILES}/uploads/{begun.json()['id']}"
+    problem(bob.get(url), 404)
+    problem(bob.put(url, params={"offset": 0}, content=b"abc"), 404)
+    problem(bob.delete(url), 404)
+    assert alice.put(url, params={"offset": 0}, content=b"abc").json()["complete"]
+
+
+def test_a_resumable_upload_survives_a_gateway_restart(
+    server: GatewayProcess, alice: httpx.Client, base: Path
+) -> None:
+    data = os.urandom(1 << 20)
+    begun = alice.post(f"{FILES}/uploads", json={"path": "restart.bin", "size": len(data)})
+    url = f"{FILES}/uploads/{begun.json()['id']}"
+    alice.put(url, params={"offset": 0}, content=data[:1000])
+    server.stop()
+    server.start()
+    assert alice.get(url).json()["offset"] == 1000
+    done = alice.put(url, params={"offset": 1000}, content=data[1000:])
+    assert done.json()["complete"] and (base / "alice" / "restart.bin").read_bytes() == data

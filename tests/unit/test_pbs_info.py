@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -264,6 +265,11 @@ class FakePbsTransport:
 
     async def close(self) -> None:
         return None
+
+    async def run_long(
+        self, command: Command, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        raise AssertionError("the PBS status tests run no long commands")
 
     async def make_directory(self, path: str, account: Account | None = None) -> None:
         raise NotImplementedError

@@ -27,6 +27,7 @@ from hpcgate.files.models import (
 )
 from hpcgate.files.ops import ALGORITHMS
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
+from hpcgate.files.resumable import NewUpload, UploadState
 from hpcgate.files.service import Opened
 
 router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])
@@ -299,3 +300,61 @@ async def upload(
     target; only once all of it is there (and matches ``sha256``, if given) does it take the
     target's name, in one rename. Without ``overwrite`` an existing target is 409."""
     return await gateway.files.upload(who, system, path, request.stream(), overwrite, sha256)
+
+
+UploadId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST uploads")]
+
+
+@router.post(
+    "/uploads",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a resumable upload",
+    responses=responses(400, 401, 403, 404, 409, 422, 507),
+)
+async def begin_upload(
+    system: SystemName, body: NewUpload, who: Caller, gateway: GatewayDep
+) -> UploadState:
+    """Then send the bytes in chunks with ``PUT uploads/{id}?offset=N``. A chunk that broke
+    off is resumed from the ``offset`` that ``GET uploads/{id}`` reports. The last chunk
+    checks ``sha256`` (if given) and gives the file its name; until then nothing is at
+    ``path``."""
+    return await gateway.uploads.begin(who, system, body)
+
+
+@router.get("/uploads/{upload_id}", summary="Where a resumable upload stands", responses=READS)
+async def upload_state(
+    system: SystemName, upload_id: UploadId, who: Caller, gateway: GatewayDep
+) -> UploadState:
+    return await gateway.uploads.state(who, system, upload_id)
+
+
+@router.put(
+    "/uploads/{upload_id}",
+    summary="Send a chunk of a resumable upload",
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
+    responses=responses(400, 401, 403, 404, 409, 422, 507),
+)
+async def upload_chunk(
+    system: SystemName,
+    upload_id: UploadId,
+    who: Caller,
+    gateway: GatewayDep,
+    request: Request,
+    offset: Annotated[int, Query(ge=0, description="Where this chunk starts")],
+) -> UploadState:
+    """409 (with the right ``offset``) if the chunk does not start where the upload stands;
+    400 if it runs past the size announced, and then none of it is kept."""
+    return await gateway.uploads.append(who, system, upload_id, offset, request.stream())
+
+
+@router.delete(
+    "/uploads/{upload_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Abandon a resumable upload",
+    responses=responses(401, 403, 404, 422),
+)
+async def abort_upload(
+    system: SystemName, upload_id: UploadId, who: Caller, gateway: GatewayDep
+) -> Response:
+    await gateway.uploads.abort(who, system, upload_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

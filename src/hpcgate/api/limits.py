@@ -7,7 +7,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hpcgate.api.problems import problem
 from hpcgate.errors import PayloadTooLarge
 
-STREAMED_BODIES = ("/files/upload",)
+
+def streamed(path: str) -> bool:
+    """Routes whose body goes to disk as it arrives: file uploads and upload chunks."""
+    return path.endswith("/files/upload") or "/files/uploads/" in path
 
 
 class BodyLimit:
@@ -19,7 +22,7 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].endswith(STREAMED_BODIES):
+        if scope["type"] != "http" or streamed(scope["path"]):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

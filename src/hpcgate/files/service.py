@@ -31,6 +31,7 @@ from hpcgate.files.paths import Roots, clean
 from hpcgate.files.streams import receive
 from hpcgate.principal import Principal, Scope
 from hpcgate.systems import Systems
+from hpcgate.transports.base import Transport
 from hpcgate.transports.files import FileAccess
 
 WRITE_BATCH = 4 << 20
@@ -65,6 +66,11 @@ class FileService:
 
     def roots(self, who: Principal, system: str) -> Roots:
         return self._roots(who, self._systems.get(system))
+
+    def transport_of(self, who: Principal, system: str) -> tuple[Transport, Account | None]:
+        """The system's transport and the account the caller's commands run as there."""
+        cluster = self._systems.get(system)
+        return cluster.transport, self._account(who, cluster)
 
     def _account(self, who: Principal, cluster: Cluster) -> Account | None:
         return self._accounts.for_scheduler(who, cluster.scheduler.per_user)
@@ -186,7 +192,7 @@ class FileService:
         """Stream ``body`` into a hidden file beside the target, check it, then give it the
         target's name in one rename: a half-finished upload never appears at ``path``."""
         place = await self.writable(who, system, path, follow=False)
-        temporary = _temporary_name(place.real)
+        temporary = temporary_name(place.real)
         fd = await place.fs.open("open_new", temporary)
         try:
             with os.fdopen(fd, "wb", buffering=0) as handle:
@@ -202,7 +208,7 @@ class FileService:
         return Uploaded(entry=FileEntry(**entry), sha256=digest)
 
 
-def _temporary_name(path: str) -> str:
+def temporary_name(path: str) -> str:
     folder, name = posixpath.split(path)
     return posixpath.join(folder, f".{name[:200]}.hpcgate-upload-{uuid.uuid4().hex[:12]}")
 

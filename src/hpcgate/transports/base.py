@@ -3,6 +3,7 @@ scheduler output and never know HTTP."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from hpcgate.accounts import Account
@@ -18,6 +19,12 @@ class Transport(Protocol):
         self, command: Command, timeout: float, account: Account | None = None
     ) -> CommandResult:
         """Run to completion; raises CommandTimeout or TransportError."""
+        ...
+
+    async def run_long(
+        self, command: Command, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        """Run with no timeout, stderr lines to ``on_line``; killed when cancelled."""
         ...
 
     async def read(

@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import anyio
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
@@ -50,6 +53,32 @@ class LocalTransport:
         return await anyio.to_thread.run_sync(
             _run, argv, command.stdin, identity, timeout, limiter=_limiter()
         )
+
+    async def run_long(
+        self, command: Command, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        """Run a command that may take hours (a copy, an archive): no timeout, each line of
+        its stderr passed to ``on_line`` as it comes, and killed (its whole process group)
+        if the caller is cancelled."""
+        identity = _identity(command, account)
+        process = await anyio.open_process(
+            as_account(command.argv, account),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            env=identity["env"],
+            cwd=identity.get("cwd"),
+        )
+        try:
+            lines = await _lines(process, on_line)
+            await process.wait()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+            raise
+        return CommandResult(process.returncode or 0, b"", "\n".join(lines[-20:]).encode())
 
     async def read(
         self, path: str, offset: int, size: int, account: Account | None = None
@@ -138,6 +167,20 @@ def _run(
         process.communicate()
         raise CommandTimeout(f"'{argv[0]}' did not finish in {timeout:g} s") from None
     return CommandResult(process.returncode, stdout, stderr)
+
+
+async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
+    """Every line the process writes to stderr, each also handed to ``on_line``."""
+    seen: list[str] = []
+    assert process.stderr is not None
+    stream = BufferedByteReceiveStream(process.stderr)
+    while True:
+        try:
+            line = (await stream.receive_until(b"\n", 65536)).decode(errors="replace")
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
+            return seen
+        on_line(line)
+        seen = [*seen[-50:], line]
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
