@@ -1,10 +1,10 @@
 """The local transport: commands run as child processes of the gateway, files are local.
 
 For an account (multi-user mode, the gateway is root) a command runs with the account's
-uid, gid and groups (through ``setpriv``, which execs the command directly), in
-its home directory, with an environment built from scratch; file
-accesses then go through small coreutils commands run the same way, so the kernel checks
-the account's permissions and root's are never used on the account's behalf.
+uid, gid and groups (through ``setpriv``, which execs the command directly), in its home
+directory, with an environment built from scratch. File accesses go through the account's
+helper processes (:mod:`.files`), so the kernel checks the account's permissions and
+root's are never used on the account's behalf.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from hpcgate.accounts import Account
 from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import CommandTimeout, Forbidden, NotFound, TransportError
+from hpcgate.errors import CommandTimeout, NotFound, TransportError
 from hpcgate.transports.files import AccountFiles, FileAccess, HelperPool, OwnFiles
 from hpcgate.transports.identity import account_environment, as_account, clean_environment
-
-FILE_TIMEOUT = 30.0
 
 
 class LocalTransport:
@@ -83,44 +81,20 @@ class LocalTransport:
     async def read(
         self, path: str, offset: int, size: int, account: Account | None = None
     ) -> bytes:
-        if account is None:
-            return await anyio.to_thread.run_sync(_read, path, offset, size)
-        skip, count = f"skip={offset}", f"count={size}"
-        argv = ("dd", f"if={path}", "iflag=skip_bytes,count_bytes", skip, count, "status=none")
-        return (await self._file_command(argv, path, account)).stdout
+        fd = await self.files(account).open("open_read", path)
+        try:
+            return await anyio.to_thread.run_sync(os.pread, fd, size, offset)
+        finally:
+            os.close(fd)
 
     async def file_size(self, path: str, account: Account | None = None) -> int | None:
         try:
-            if account is None:
-                return (await anyio.Path(path).stat()).st_size
-            result = await self._file_command(("stat", "--format=%s", "--", path), path, account)
-            return int(result.stdout)
-        except (FileNotFoundError, NotFound):
+            return int((await self.files(account).call("size_of", path))["size"])
+        except NotFound:
             return None
-        except OSError as exc:
-            raise _translate(exc, path) from exc
 
     async def make_directory(self, path: str, account: Account | None = None) -> None:
-        if account is not None:
-            await self._file_command(("mkdir", "-p", "--", path), path, account)
-            return
-        try:
-            await anyio.Path(path).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _translate(exc, path) from exc
-
-    async def _file_command(
-        self, argv: tuple[str, ...], path: str, account: Account
-    ) -> CommandResult:
-        result = await self.run(Command(argv, env={}), FILE_TIMEOUT, account)
-        if result.ok:
-            return result
-        message = result.error_text()
-        if "No such file" in message or "Not a directory" in message:
-            raise NotFound(f"no such file: {path}")
-        if "Permission denied" in message:
-            raise Forbidden(f"permission denied: {path}")
-        raise TransportError(f"cannot access {path}: {message}")
+        await self.files(account).call("mkdir", path, parents=True)
 
 
 def _identity(command: Command, account: Account | None) -> dict[str, Any]:
@@ -186,20 +160,3 @@ async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
 def _kill(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, 9)
-
-
-def _read(path: str, offset: int, size: int) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(size)
-    except OSError as exc:
-        raise _translate(exc, path) from exc
-
-
-def _translate(exc: OSError, path: str) -> Exception:
-    if isinstance(exc, FileNotFoundError):
-        return NotFound(f"no such file: {path}")
-    if isinstance(exc, PermissionError):
-        return Forbidden(f"permission denied: {path}")
-    return TransportError(f"cannot read {path}: {exc.strerror}")
