@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpcgate.accounts import Accounts, multi_user
 from hpcgate.config import Settings
+from hpcgate.files.bulk import BulkFiles
 from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
 from hpcgate.jobs.events import EventBus
@@ -17,9 +18,11 @@ from hpcgate.principal import Scope
 from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore
+from hpcgate.store.tasks import TaskStore
 from hpcgate.store.tokens import TokenStore
 from hpcgate.store.uploads import UploadStore
 from hpcgate.systems import Systems
+from hpcgate.tasks.service import TaskService
 from hpcgate.tokens import TokenService
 
 log = logging.getLogger("hpcgate")
@@ -52,6 +55,8 @@ class Gateway:
         self.status = StatusService(self.systems, self.accounts)
         self.files = FileService(self.systems, self.accounts)
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))
+        self.tasks = TaskService(TaskStore(self.database))
+        self.bulk = BulkFiles(self.files, self.tasks)
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
 
     async def open_store(self) -> None:
@@ -62,6 +67,7 @@ class Gateway:
     async def start(self) -> None:
         await self.open_store()
         await self.ensure_admin_token()
+        await self.tasks.recover()
         for watcher in self.watchers:
             await watcher.poll_once()  # health and state are known before the first request
             watcher.start()
@@ -69,6 +75,7 @@ class Gateway:
     async def stop(self) -> None:
         for watcher in self.watchers:
             await watcher.stop()
+        await self.tasks.stop()
         for cluster in self.systems:
             await cluster.transport.close()
         await self.database.close()

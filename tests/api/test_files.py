@@ -7,9 +7,15 @@ their own; ``<tmp>/outside`` is outside everyone's roots.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import signal
+import subprocess
+import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -286,3 +292,137 @@ def test_a_resumable_upload_survives_a_gateway_restart(
     assert alice.get(url).json()["offset"] == 1000
     done = alice.put(url, params={"offset": 1000}, content=data[1000:])
     assert done.json()["complete"] and (base / "alice" / "restart.bin").read_bytes() == data
+
+
+def finished(client: httpx.Client, answer: httpx.Response) -> dict[str, Any]:
+    """The task a 202 answer started, polled until it has ended."""
+    assert answer.status_code == 202, answer.text
+    task: dict[str, Any] = answer.json()
+    deadline = time.monotonic() + 60
+    while task["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        task = client.get(f"/api/v1/tasks/{task['id']}").json()
+    return task
+
+
+def make_tree(root: Path) -> None:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("a\n")
+    (root / "sub" / "b.bin").write_bytes(os.urandom(100_000))
+    (root / "link").symlink_to("a.txt")
+
+
+def same_tree(left: Path, right: Path) -> bool:
+    names = sorted(p.relative_to(left) for p in left.rglob("*"))
+    if names != sorted(p.relative_to(right) for p in right.rglob("*")):
+        return False
+    for name in names:
+        a, b = left / name, right / name
+        if a.is_symlink() != b.is_symlink() or (a.is_file() and a.read_bytes() != b.read_bytes()):
+            return False
+    return True
+
+
+def test_copy_and_move_are_tasks(alice: httpx.Client, base: Path) -> None:
+    home = base / "alice"
+    make_tree(home / "orig")
+    copied = finished(alice, alice.post(f"{FILES}/cp", json={"source": "orig", "target": "dup"}))
+    assert copied["state"] == "completed" and copied["kind"] == "copy", copied
+    assert same_tree(home / "orig", home / "dup")
+    assert (home / "dup" / "link").is_symlink()  # copied as a link, not followed
+    assert copied["progress"]["total"] == copied["progress"]["done"] > 100_000
+    problem(alice.post(f"{FILES}/cp", json={"source": "orig", "target": "dup"}), 409)
+    problem(alice.post(f"{FILES}/cp", json={"source": "nothing", "target": "x"}), 404)
+    problem(alice.post(f"{FILES}/cp", json={"source": "orig", "target": f"{base}/outside/o"}), 403)
+    moved = finished(alice, alice.post(f"{FILES}/mv", json={"source": "dup", "target": "moved"}))
+    assert moved["state"] == "completed"
+    assert not (home / "dup").exists() and same_tree(home / "orig", home / "moved")
+    problem(alice.post(f"{FILES}/mv", json={"source": str(home), "target": "x"}), 403)
+    assert [t["id"] for t in alice.get("/api/v1/tasks").json()][:2] == [moved["id"], copied["id"]]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bzip2", "xz", "none"])
+def test_compress_and_extract(alice: httpx.Client, base: Path, compression: str) -> None:
+    home = base / "alice"
+    make_tree(home / f"src-{compression}")
+    archive = f"src-{compression}.tar"
+    asked = {"source": f"src-{compression}", "target": archive, "compression": compression}
+    made = finished(alice, alice.post(f"{FILES}/compress", json=asked))
+    assert made["state"] == "completed", made
+    with tarfile.open(home / archive) as opened:
+        assert f"src-{compression}/sub/b.bin" in opened.getnames()
+    unpacked = finished(
+        alice,
+        alice.post(f"{FILES}/extract", json={"source": archive, "target": f"out-{compression}"}),
+    )
+    assert unpacked["state"] == "completed", unpacked
+    assert same_tree(
+        home / f"src-{compression}", home / f"out-{compression}" / f"src-{compression}"
+    )
+
+
+def test_extract_keeps_hostile_members_inside_the_target(alice: httpx.Client, base: Path) -> None:
+    home = base / "alice"
+    with tarfile.open(home / "hostile.tar", "w") as archive:
+        for name in ("../escaped.txt", "/absolute.txt", "fine.txt"):
+            member = tarfile.TarInfo(name)
+            member.size = 2
+            archive.addfile(member, io.BytesIO(b"x\n"))
+    task = finished(
+        alice, alice.post(f"{FILES}/extract", json={"source": "hostile.tar", "target": "inbox"})
+    )
+    assert (home / "inbox" / "fine.txt").exists()
+    assert not (home / "escaped.txt").exists() and not Path("/absolute.txt").exists()
+    assert task["state"] in ("completed", "failed")  # tar refuses the '..' member, and says so
+
+
+def test_a_failing_task_reports_the_program_s_complaint(alice: httpx.Client, base: Path) -> None:
+    (base / "alice" / "not-an-archive.tar").write_text("plain text\n")
+    task = finished(
+        alice, alice.post(f"{FILES}/extract", json={"source": "not-an-archive.tar", "target": "o"})
+    )
+    assert task["state"] == "failed" and task["error"]["status"] == 400
+    assert "tar failed" in task["error"]["detail"]
+
+
+def test_cancelling_a_task_kills_its_program(alice: httpx.Client, base: Path) -> None:
+    block = os.urandom(1 << 20)
+    with (base / "alice" / "slow.bin").open("wb") as handle:
+        for _ in range(256):
+            handle.write(block)
+    asked = {"source": "slow.bin", "target": "slow.tar.xz", "compression": "xz"}
+    started = alice.post(f"{FILES}/compress", json=asked)
+    assert started.status_code == 202
+    task_id = started.json()["id"]
+    time.sleep(0.5)
+    cancelled = alice.delete(f"/api/v1/tasks/{task_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert subprocess.run(["pgrep", "-f", "slow.tar.xz"], capture_output=True).returncode == 1
+    assert not (base / "alice" / "slow.tar.xz").exists()  # the partial archive is gone
+    problem(alice.delete(f"/api/v1/tasks/{task_id}"), 409)
+
+
+def test_tasks_are_private_and_checked(alice: httpx.Client, bob: httpx.Client) -> None:
+    mine = alice.get("/api/v1/tasks").json()
+    assert mine and all(t["state"] != "running" for t in mine)
+    problem(bob.get(f"/api/v1/tasks/{mine[0]['id']}"), 404)
+    problem(bob.delete(f"/api/v1/tasks/{mine[0]['id']}"), 404)
+    problem(alice.get(f"/api/v1/tasks/{'0' * 32}"), 404)
+    problem(alice.get("/api/v1/tasks/not-an-id"), 422)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_task_running_when_the_gateway_stops_is_failed_after_it(
+    server: GatewayProcess, alice: httpx.Client, base: Path, sig: int
+) -> None:
+    if not (base / "alice" / "slow.bin").exists():
+        (base / "alice" / "slow.bin").write_bytes(os.urandom(256 << 20))
+    asked = {"source": "slow.bin", "target": f"stop-{sig}.tar.xz", "compression": "xz"}
+    task_id = alice.post(f"{FILES}/compress", json=asked).json()["id"]
+    time.sleep(0.3)
+    server.stop(sig)
+    subprocess.run(["pkill", "-f", f"stop-{sig}.tar.xz"], check=False)  # a crash leaves tar
+    server.start()
+    task = alice.get(f"/api/v1/tasks/{task_id}").json()
+    assert task["state"] == "failed", task
+    assert "gateway stopped" in task["error"]["detail"]

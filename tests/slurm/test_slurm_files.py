@@ -10,8 +10,10 @@ import hashlib
 import os
 import pwd
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -106,3 +108,32 @@ def test_a_full_filesystem_is_507_and_leaves_nothing(alice: httpx.Client, scratc
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def finished(client: httpx.Client, answer: httpx.Response) -> dict[str, Any]:
+    assert answer.status_code == 202, answer.text
+    task: dict[str, Any] = answer.json()
+    deadline = time.monotonic() + 60
+    while task["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        task = client.get(f"/api/v1/tasks/{task['id']}").json()
+    return task
+
+
+def test_tasks_run_their_programs_as_the_account(alice: httpx.Client, scratch: Path) -> None:
+    assert put(alice, f"{scratch.name}/tree/f.txt", b"x").status_code == 404
+    alice.post(f"{FILES}/mkdir", json={"path": f"{scratch.name}/tree"})
+    assert put(alice, f"{scratch.name}/tree/f.txt", b"data").status_code == 201
+    copy = {"source": f"{scratch.name}/tree", "target": f"{scratch.name}/copy"}
+    assert finished(alice, alice.post(f"{FILES}/cp", json=copy))["state"] == "completed"
+    alice_uid = pwd.getpwnam("alice").pw_uid
+    assert (scratch / "copy" / "f.txt").stat().st_uid == alice_uid
+    archive = {"source": f"{scratch.name}/copy", "target": f"{scratch.name}/c.tar.gz"}
+    assert finished(alice, alice.post(f"{FILES}/compress", json=archive))["state"] == "completed"
+    assert (scratch / "c.tar.gz").stat().st_uid == alice_uid
+    locked = scratch / "locked-dir"
+    locked.mkdir(mode=0o755)  # root's
+    into = {"source": f"{scratch.name}/c.tar.gz", "target": f"{scratch.name}/locked-dir/x"}
+    refused = alice.post(f"{FILES}/extract", json=into)  # alice may not write there
+    assert refused.status_code == 403, refused.text
+    assert not (locked / "x").exists()

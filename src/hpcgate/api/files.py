@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import problem, responses
 from hpcgate.errors import RangeNotSatisfiable
+from hpcgate.files.bulk import Compress, Extract, Transfer
 from hpcgate.files.models import (
     ChangeMode,
     ChangeOwner,
@@ -29,6 +30,7 @@ from hpcgate.files.ops import ALGORITHMS
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
 from hpcgate.files.resumable import NewUpload, UploadState
 from hpcgate.files.service import Opened
+from hpcgate.tasks.models import Task
 
 router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])
 
@@ -358,3 +360,34 @@ async def abort_upload(
 ) -> Response:
     await gateway.uploads.abort(who, system, upload_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+TASKS = responses(400, 401, 403, 404, 409, 422)
+ACCEPTED = status.HTTP_202_ACCEPTED
+
+
+@router.post("/cp", status_code=ACCEPTED, summary="Copy a file or a tree (a task)", responses=TASKS)
+async def copy(system: SystemName, body: Transfer, who: Caller, gateway: GatewayDep) -> Task:
+    """Symlinks are copied as links; modes and times are kept. Poll the task it returns."""
+    return await gateway.bulk.copy(who, system, body)
+
+
+@router.post("/mv", status_code=ACCEPTED, summary="Move or rename (a task)", responses=TASKS)
+async def move(system: SystemName, body: Transfer, who: Caller, gateway: GatewayDep) -> Task:
+    """Across filesystems too (then a copy and a removal)."""
+    return await gateway.bulk.move(who, system, body)
+
+
+@router.post(
+    "/compress", status_code=ACCEPTED, summary="Make a tar archive (a task)", responses=TASKS
+)
+async def compress(system: SystemName, body: Compress, who: Caller, gateway: GatewayDep) -> Task:
+    return await gateway.bulk.compress(who, system, body)
+
+
+@router.post(
+    "/extract", status_code=ACCEPTED, summary="Unpack a tar archive (a task)", responses=TASKS
+)
+async def extract(system: SystemName, body: Extract, who: Caller, gateway: GatewayDep) -> Task:
+    """Members keep no owner from the archive; absolute names and '..' stay inside target."""
+    return await gateway.bulk.extract(who, system, body)

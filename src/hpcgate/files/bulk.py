@@ -1,0 +1,236 @@
+"""Long file operations (copy, move, compress, extract), run as tasks.
+
+Each runs one program (``cp``, ``mv``, ``tar``) as the caller's account, from an argv, with
+both paths checked against the roots first. The request returns at once with a task
+(``202``); the task reports progress in bytes while the program runs and can be cancelled,
+which kills the program.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any, Literal
+
+import anyio
+from pydantic import BaseModel, Field
+
+from hpcgate.commands import Command
+from hpcgate.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    HpcgateError,
+    InsufficientStorage,
+    NotFound,
+)
+from hpcgate.files.service import FileService, Place
+from hpcgate.principal import Principal
+from hpcgate.tasks.models import Task
+from hpcgate.tasks.service import Progress, TaskService
+
+RECORD_BYTES = 10240  # tar's record: 20 blocks of 512 bytes, one per checkpoint count
+CHECKPOINT_RECORDS = 100
+POLL_SECONDS = 2.0
+Compression = Literal["gzip", "bzip2", "xz", "none"]
+_FLAGS: dict[str, tuple[str, ...]] = {"gzip": ("--gzip",), "bzip2": ("--bzip2",), "xz": ("--xz",)}
+
+
+class Transfer(BaseModel):
+    source: str
+    target: str
+    overwrite: bool = Field(False, description="Replace an existing target")
+
+
+class Compress(BaseModel):
+    source: str = Field(description="A file or directory to archive")
+    target: str = Field(description="The archive to create")
+    compression: Compression = "gzip"
+    overwrite: bool = False
+
+
+class Extract(BaseModel):
+    source: str = Field(description="A tar archive (gzip, bzip2 or xz compressed, or not)")
+    target: str = Field(description="The directory to extract into (created if missing)")
+    compression: Compression | Literal["auto"] = Field(
+        "auto", description="auto: tar recognises it from the archive's first bytes"
+    )
+
+
+def copy_argv(source: str, target: str) -> tuple[str, ...]:
+    """Symlinks are copied as links, never followed."""
+    return ("cp", "-R", "-P", "--preserve=mode,timestamps", "-T", "--", source, target)
+
+
+def move_argv(source: str, target: str) -> tuple[str, ...]:
+    return ("mv", "-T", "--", source, target)
+
+
+def _checkpoints() -> tuple[str, ...]:
+    return (f"--checkpoint={CHECKPOINT_RECORDS}", "--checkpoint-action=echo=%u")
+
+
+def compress_argv(source: str, target: str, compression: str) -> tuple[str, ...]:
+    folder, name = posixpath.split(source)
+    flags = _FLAGS.get(compression, ())
+    return (
+        "tar",
+        "--create",
+        f"--file={target}",
+        *flags,
+        *_checkpoints(),
+        "-C",
+        folder,
+        "--",
+        name,
+    )
+
+
+def extract_argv(source: str, target: str, compression: str) -> tuple[str, ...]:
+    """No owners or absolute names from the archive: members land under ``target``."""
+    flags = _FLAGS.get(compression, ())
+    return (
+        "tar", "--extract", f"--file={source}", *flags, *_checkpoints(),
+        "--no-same-owner", "-C", target,
+    )  # fmt: skip
+
+
+def checkpoint_bytes(line: str) -> int | None:
+    """Bytes tar has processed, from one of its checkpoint lines ('tar: 300')."""
+    _, _, count = line.rpartition(" ")
+    return int(count) * RECORD_BYTES if count.isdigit() else None
+
+
+class BulkFiles:
+    def __init__(self, files: FileService, tasks: TaskService) -> None:
+        self._files = files
+        self._tasks = tasks
+
+    async def _pair(
+        self, who: Principal, system: str, source: str, target: str, overwrite: bool
+    ) -> tuple[Place, Place]:
+        origin = await self._files.writable(who, system, source, follow=False)
+        destination = await self._files.writable(who, system, target, follow=False)
+        await _exists(origin)
+        if not overwrite and await _present(destination):
+            raise Conflict(f"{target} exists; ask for overwrite to replace it")
+        return origin, destination
+
+    async def copy(self, who: Principal, system: str, request: Transfer) -> Task:
+        origin, destination = await self._pair(
+            who, system, request.source, request.target, request.overwrite
+        )
+        argv = copy_argv(origin.real, destination.real)
+        work = self._command_work(who, system, argv, origin, destination)
+        return await self._tasks.start(who, system, "copy", request.model_dump(), work, "bytes")
+
+    async def move(self, who: Principal, system: str, request: Transfer) -> Task:
+        origin, destination = await self._pair(
+            who, system, request.source, request.target, request.overwrite
+        )
+        origin.roots.check_not_root(origin.real, request.source)
+        argv = move_argv(origin.real, destination.real)
+        work = self._command_work(who, system, argv, None, None)
+        return await self._tasks.start(who, system, "move", request.model_dump(), work, "bytes")
+
+    async def compress(self, who: Principal, system: str, request: Compress) -> Task:
+        origin, destination = await self._pair(
+            who, system, request.source, request.target, request.overwrite
+        )
+        argv = compress_argv(origin.real, destination.real, request.compression)
+        work = self._command_work(who, system, argv, origin, None, partial=destination)
+        return await self._tasks.start(who, system, "compress", request.model_dump(), work, "bytes")
+
+    async def extract(self, who: Principal, system: str, request: Extract) -> Task:
+        origin = await self._files.readable(who, system, request.source)
+        destination = await self._files.writable(who, system, request.target)
+        await _exists(origin)
+        await destination.fs.call("mkdir", destination.real, parents=True)
+        argv = extract_argv(origin.real, destination.real, request.compression)
+        work = self._command_work(who, system, argv, None, None)
+        return await self._tasks.start(who, system, "extract", request.model_dump(), work, "bytes")
+
+    def _command_work(
+        self,
+        who: Principal,
+        system: str,
+        argv: tuple[str, ...],
+        measured: Place | None,
+        growing: Place | None,
+        partial: Place | None = None,
+    ) -> Any:
+        """The task body: run ``argv`` as the caller; progress from tar's checkpoints or,
+        for a copy, from the size of the target as it grows. A ``partial`` file (an archive
+        being written) is removed if the program fails or is cancelled."""
+        transport, account = self._files.transport_of(who, system)
+
+        async def work(progress: Progress) -> dict[str, Any]:
+            try:
+                return await run(progress)
+            except BaseException:
+                if partial is not None:
+                    with anyio.CancelScope(shield=True):
+                        await partial.fs.call("discard", partial.real)
+                raise
+
+        async def run(progress: Progress) -> dict[str, Any]:
+            total = await _usage(measured) if measured is not None else None
+            progress.update(0, total)
+
+            def on_line(line: str) -> None:
+                done = checkpoint_bytes(line)
+                if done is not None:
+                    progress.update(done, total)
+
+            async with anyio.create_task_group() as group:
+                if growing is not None:
+                    group.start_soon(_watch, growing, total, progress)
+                result = await transport.run_long(Command(argv, env={}), account, on_line)
+                group.cancel_scope.cancel()
+            if not result.ok:
+                raise failure(argv[0], result.error_text())
+            progress.update(total or 0, total)
+            return {"argv": list(argv[:1]), "bytes": total}
+
+        return work
+
+
+_COMPLAINTS: tuple[tuple[str, type[HpcgateError]], ...] = (
+    ("Permission denied", Forbidden),
+    ("Operation not permitted", Forbidden),
+    ("No space left", InsufficientStorage),
+    ("Disk quota exceeded", InsufficientStorage),
+    ("No such file", NotFound),
+    ("File exists", Conflict),
+    ("Not a directory", Conflict),
+)
+
+
+def failure(program: str, complaint: str) -> HpcgateError:
+    """The error for a program that failed, from what it said on stderr."""
+    kind = next((k for text, k in _COMPLAINTS if text in complaint), BadRequest)
+    return kind(f"{program} failed: {complaint}")
+
+
+async def _usage(place: Place) -> int:
+    return int((await place.fs.call("usage", place.real))["bytes"])
+
+
+async def _watch(place: Place, total: int | None, progress: Progress) -> None:
+    while True:
+        await anyio.sleep(POLL_SECONDS)
+        try:
+            progress.update(await _usage(place), total)
+        except NotFound:
+            continue
+
+
+async def _exists(place: Place) -> None:
+    await place.fs.call("lstat", place.real)
+
+
+async def _present(place: Place) -> bool:
+    try:
+        await _exists(place)
+    except NotFound:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Long operations as tasks: started by a request, followed by polling, cancellable."""

@@ -1,0 +1,114 @@
+"""TaskService on a real SQLite database: outcomes, cancellation, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcgate.errors import Conflict, NotFound
+from hpcgate.principal import DEFAULT_SCOPES, Principal
+from hpcgate.store.db import Database
+from hpcgate.store.tasks import TaskStore
+from hpcgate.tasks.models import Task, TaskState
+from hpcgate.tasks.service import INTERRUPTED, Progress, TaskService
+
+ALICE = Principal("alice", DEFAULT_SCOPES, "t1")
+BOB = Principal("bob", DEFAULT_SCOPES, "t2")
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db")
+    await database.start()
+    yield database
+    await database.close()
+
+
+async def ended(service: TaskService, task: Task) -> Task:
+    for _ in range(500):
+        seen = await service.get(ALICE, task.id)
+        if seen.state != TaskState.RUNNING:
+            return seen
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"task {task.id} never ended")
+
+
+async def test_a_task_completes_with_its_result_and_progress(database: Database) -> None:
+    service = TaskService(TaskStore(database))
+
+    async def work(progress: Progress) -> dict[str, Any]:
+        for done in (10, 20, 30):
+            progress.update(done, 30)
+            await asyncio.sleep(0)
+        return {"copied": 30}
+
+    started = await service.start(ALICE, "local", "copy", {"source": "a"}, work)
+    assert started.state == TaskState.RUNNING and started.request == {"source": "a"}
+    done = await ended(service, started)
+    assert done.state == TaskState.COMPLETED and done.result == {"copied": 30}
+    assert (done.progress.done, done.progress.total) == (30, 30)
+    assert done.ended_at is not None
+    assert [t.id for t in await service.list(ALICE, 10)] == [started.id]
+    assert await service.list(BOB, 10) == []
+
+
+async def test_a_task_that_raises_fails_with_a_problem(database: Database) -> None:
+    service = TaskService(TaskStore(database))
+
+    async def work(progress: Progress) -> dict[str, Any]:
+        raise NotFound("no such file: /x")
+
+    done = await ended(service, await service.start(ALICE, "local", "copy", {}, work))
+    assert done.state == TaskState.FAILED and done.error is not None
+    assert done.error["status"] == 404 and done.error["detail"] == "no such file: /x"
+    assert done.error["type"].endswith("/not-found")
+
+
+async def test_cancel_stops_the_work(database: Database) -> None:
+    service = TaskService(TaskStore(database))
+    stopped = asyncio.Event()
+
+    async def work(progress: Progress) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+        return {}
+
+    started = await service.start(ALICE, "local", "copy", {}, work)
+    await asyncio.sleep(0.01)
+    with pytest.raises(NotFound):
+        await service.cancel(BOB, started.id)
+    cancelled = await service.cancel(ALICE, started.id)
+    assert cancelled.state == TaskState.CANCELLED and stopped.is_set()
+    with pytest.raises(Conflict):
+        await service.cancel(ALICE, started.id)
+    with pytest.raises(NotFound):
+        await service.get(BOB, started.id)
+
+
+async def test_a_stop_and_a_crash_leave_tasks_failed_not_running(database: Database) -> None:
+    first = TaskService(TaskStore(database))
+
+    async def forever(progress: Progress) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    stopped = await first.start(ALICE, "local", "copy", {}, forever)
+    await asyncio.sleep(0.01)
+    await first.stop()
+    seen = await first.get(ALICE, stopped.id)
+    assert seen.state == TaskState.FAILED and seen.error and seen.error["detail"] == INTERRUPTED
+
+    crashed = TaskService(TaskStore(database))
+    left = await crashed.start(ALICE, "local", "copy", {}, forever)
+    # the process "dies": a new service on the same database starts up
+    restarted = TaskService(TaskStore(database))
+    assert await restarted.recover() == 1
+    seen = await restarted.get(ALICE, left.id)
+    assert seen.state == TaskState.FAILED and seen.error and seen.error["detail"] == INTERRUPTED
+    await crashed.stop()
