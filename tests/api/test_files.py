@@ -426,3 +426,12 @@ def test_a_task_running_when_the_gateway_stops_is_failed_after_it(
     task = alice.get(f"/api/v1/tasks/{task_id}").json()
     assert task["state"] == "failed", task
     assert "gateway stopped" in task["error"]["detail"]
+
+
+def test_names_that_are_not_utf8_are_listed_escaped(alice: httpx.Client, base: Path) -> None:
+    folder = base / "alice" / "bytes"
+    folder.mkdir()
+    os.close(os.open(bytes(folder) + b"/\xff-raw.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+    listed = alice.get(f"{FILES}/ls", params={"path": "bytes"})
+    assert listed.status_code == 200, listed.text
+    assert [e["name"] for e in listed.json()["entries"]] == ["\\xff-raw.txt"]

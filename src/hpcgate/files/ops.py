@@ -58,12 +58,18 @@ def _kind(mode: int) -> str:
     return "other"
 
 
+def shown(text: str) -> str:
+    """A name as valid UTF-8: bytes that are not (``\\xff``) are written out escaped."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def entry(path: str, info: os.stat_result, numeric: bool = False) -> dict[str, Any]:
     """What a listing or stat tells of one file (the link itself for a symlink)."""
     user, group = (None, None) if numeric else _names(info.st_uid, info.st_gid)
+    target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else None
     return {
-        "name": os.path.basename(path) or path,
-        "path": path,
+        "name": shown(os.path.basename(path) or path),
+        "path": shown(path),
         "type": _kind(info.st_mode),
         "size": info.st_size,
         "mode": f"{stat.S_IMODE(info.st_mode):04o}",
@@ -75,7 +81,7 @@ def entry(path: str, info: os.stat_result, numeric: bool = False) -> dict[str, A
         "modified": info.st_mtime,
         "accessed": info.st_atime,
         "changed": info.st_ctime,
-        "link_target": os.readlink(path) if stat.S_ISLNK(info.st_mode) else None,
+        "link_target": None if target is None else shown(target),
     }
 
 
