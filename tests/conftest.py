@@ -77,3 +77,14 @@ def submit(client: httpx.Client, system: str = "local", **spec: Any) -> dict[str
     response = client.post(f"/api/v1/systems/{system}/jobs", json=spec)
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+def finished(client: httpx.Client, answer: httpx.Response, timeout: float = 60) -> dict[str, Any]:
+    """The task a 202 answer started, polled until it has ended."""
+    assert answer.status_code == 202, answer.text
+    task: dict[str, Any] = answer.json()
+    deadline = time.monotonic() + timeout
+    while task["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        task = client.get(f"/api/v1/tasks/{task['id']}").json()
+    return task

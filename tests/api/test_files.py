@@ -15,11 +15,11 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.conftest import finished
 from tests.gateway_process import GatewayProcess, new_gateway
 
 FILES = "/api/v1/systems/local/files"
@@ -292,17 +292,6 @@ def test_a_resumable_upload_survives_a_gateway_restart(
     assert alice.get(url).json()["offset"] == 1000
     done = alice.put(url, params={"offset": 1000}, content=data[1000:])
     assert done.json()["complete"] and (base / "alice" / "restart.bin").read_bytes() == data
-
-
-def finished(client: httpx.Client, answer: httpx.Response) -> dict[str, Any]:
-    """The task a 202 answer started, polled until it has ended."""
-    assert answer.status_code == 202, answer.text
-    task: dict[str, Any] = answer.json()
-    deadline = time.monotonic() + 60
-    while task["state"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        task = client.get(f"/api/v1/tasks/{task['id']}").json()
-    return task
 
 
 def make_tree(root: Path) -> None:

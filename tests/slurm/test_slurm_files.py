@@ -10,13 +10,13 @@ import hashlib
 import os
 import pwd
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+
+from tests.conftest import finished
 
 FILES = "/api/v1/systems/cluster/files"
 
@@ -108,16 +108,6 @@ def test_a_full_filesystem_is_507_and_leaves_nothing(alice: httpx.Client, scratc
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
-
-
-def finished(client: httpx.Client, answer: httpx.Response) -> dict[str, Any]:
-    assert answer.status_code == 202, answer.text
-    task: dict[str, Any] = answer.json()
-    deadline = time.monotonic() + 60
-    while task["state"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        task = client.get(f"/api/v1/tasks/{task['id']}").json()
-    return task
 
 
 def test_tasks_run_their_programs_as_the_account(alice: httpx.Client, scratch: Path) -> None:

@@ -7,22 +7,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from hpcgate.store.db import Database
+from hpcgate.store.rows import Rows
 from hpcgate.store.tables import TaskRow, utcnow
 
 
-class TaskStore:
-    def __init__(self, database: Database) -> None:
-        self._db = database
-
-    async def add(self, row: TaskRow) -> TaskRow:
-        async with self._db.session() as session, session.begin():
-            session.add(row)
-        return row
-
-    async def get(self, task_id: str) -> TaskRow | None:
-        async with self._db.reader() as session:
-            return await session.get(TaskRow, task_id)
+class TaskStore(Rows[TaskRow]):
+    kind = TaskRow
 
     async def mine(self, owner: str, limit: int) -> list[TaskRow]:
         query = (

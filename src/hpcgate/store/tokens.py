@@ -6,22 +6,12 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from hpcgate.store.db import Database
+from hpcgate.store.rows import Rows
 from hpcgate.store.tables import TokenRow
 
 
-class TokenStore:
-    def __init__(self, database: Database) -> None:
-        self._db = database
-
-    async def add(self, row: TokenRow) -> TokenRow:
-        async with self._db.session() as session, session.begin():
-            session.add(row)
-        return row
-
-    async def get(self, token_id: str) -> TokenRow | None:
-        async with self._db.reader() as session:
-            return await session.get(TokenRow, token_id)
+class TokenStore(Rows[TokenRow]):
+    kind = TokenRow
 
     async def find(self, user: str | None = None) -> list[TokenRow]:
         query = select(TokenRow).order_by(TokenRow.created_at)

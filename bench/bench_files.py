@@ -1,0 +1,369 @@
+"""hpcgate file-transfer benchmark: download and upload throughput against ``cp``.
+
+Starts a real gateway (SQLite, embedded scheduler, single-user) whose system ``local`` has
+its roots in a temporary directory, writes a source file of ``--size-mib`` MiB there, and
+measures on this machine, in each run and alternating, so all three see the same load:
+
+* ``cp src dst`` (the raw copy, a subprocess);
+* a download through the gateway (``GET files/download``), streamed by httpx to a file;
+* an upload through the gateway (``PUT files/upload?overwrite=true``), the body streamed
+  by httpx from the file in 1 MiB chunks.
+
+Everything is on the same filesystem and nobody syncs: all three read the source from the
+page cache and leave their copy as dirty pages, so this measures the copying, not the disk.
+Sizes are checked after every transfer and the sha256 of each result at least once, so a
+transfer cannot "win" by moving nothing. The gateway's resident memory (VmRSS) is sampled
+every 50 ms during each transfer, to show that it does not grow with the file.
+
+With ``--multi-user`` (as root, with a user ``alice`` and the test Slurm cluster of
+``scripts/slurm up`` answering ``scontrol ping``) the same runs are made a second time
+against a gateway in multi-user mode on the Slurm system, as alice, in alice's home: there
+the files are opened by alice's file helper and the descriptors passed to the gateway.
+
+Usage: .venv/bin/python bench/bench_files.py [--size-mib 1024] [--runs 3] [--multi-user]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.gateway_process import GatewayProcess, new_gateway
+
+MIB = 1 << 20
+BLOCK = 64 * MIB
+CHUNK = MIB
+SAMPLE_SECONDS = 0.05
+TARGET_RATIO = 0.8
+MULTI_USER = "alice"
+FILES = "/api/v1/systems/local/files"
+
+SINGLE_CONFIG = """
+[systems.local]
+scheduler = "embedded"
+status_interval = 1.0
+slots = 1
+roots = [{root}]
+
+[users]
+mode = "single"
+"""
+MULTI_CONFIG = """
+[systems.local]
+scheduler = "slurm"
+status_interval = 1.0
+roots = ["{home}"]
+
+[users]
+mode = "multi"
+"""
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
+
+
+def write_source(path: Path, size: int) -> None:
+    """``size`` bytes that do not compress: one random 64 MiB block, repeated."""
+    block = os.urandom(min(BLOCK, size))
+    with path.open("wb", buffering=0) as out:
+        left = size
+        while left > 0:
+            left -= out.write(block[: min(len(block), left)])
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb", buffering=0) as handle:
+        while chunk := handle.read(8 * MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field_name} for process {pid}")
+
+
+@dataclass
+class RssSampler:
+    """The peak VmRSS of a process, sampled in a thread while a ``with`` block runs."""
+
+    pid: int
+    before_kib: int = 0
+    peak_kib: int = 0
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> RssSampler:
+        self.before_kib = self.peak_kib = rss_kib(self.pid)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
+            self.samples += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
+
+
+@dataclass
+class Transfer:
+    seconds: float
+    rss_before_kib: int
+    rss_peak_kib: int
+    samples: int
+
+
+def transfer(pid: int, action: Callable[[], object]) -> Transfer:
+    with RssSampler(pid) as rss:
+        start = time.perf_counter()
+        action()
+        seconds = time.perf_counter() - start
+    return Transfer(seconds, rss.before_kib, rss.peak_kib, rss.samples)
+
+
+def copy_raw(source: Path, target: Path) -> Callable[[], object]:
+    return lambda: subprocess.run(["cp", str(source), str(target)], check=True)
+
+
+def download(client: httpx.Client, source: Path, target: Path) -> Callable[[], object]:
+    def run() -> None:
+        params = {"path": str(source)}
+        with (
+            client.stream("GET", f"{FILES}/download", params=params) as response,
+            target.open("wb", buffering=0) as out,
+        ):
+            response.raise_for_status()
+            for chunk in response.iter_raw(chunk_size=CHUNK):
+                out.write(chunk)
+
+    return run
+
+
+def chunks_of(path: Path) -> Iterator[bytes]:
+    with path.open("rb", buffering=0) as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk
+
+
+@dataclass
+class Upload:
+    client: httpx.Client
+    source: Path
+    target: Path
+    answers: list[dict[str, object]] = field(default_factory=list)
+
+    def __call__(self) -> None:
+        params = {"path": str(self.target), "overwrite": "true"}
+        headers = {"Content-Length": str(self.source.stat().st_size)}
+        response = self.client.put(
+            f"{FILES}/upload", params=params, content=chunks_of(self.source), headers=headers
+        )
+        response.raise_for_status()
+        self.answers.append(response.json())
+
+
+def check_size(path: Path, size: int, what: str) -> None:
+    found = path.stat().st_size
+    if found != size:
+        raise SystemExit(f"{what}: {found} bytes at {path}, not {size}")
+
+
+@dataclass
+class Rates:
+    """MiB/s over the runs."""
+
+    runs: list[float]
+
+    @property
+    def best(self) -> float:
+        return max(self.runs)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def report(self) -> dict[str, object]:
+        return {
+            "best_mib_s": round(self.best, 1),
+            "median_mib_s": round(self.median, 1),
+            "runs_mib_s": [round(r, 1) for r in self.runs],
+        }
+
+
+def memory(transfers: list[Transfer]) -> dict[str, object]:
+    return {
+        "rss_before_mib": [round(t.rss_before_kib / 1024, 1) for t in transfers],
+        "rss_peak_mib": [round(t.rss_peak_kib / 1024, 1) for t in transfers],
+        "max_growth_mib": round(
+            max(t.rss_peak_kib - t.rss_before_kib for t in transfers) / 1024, 1
+        ),
+        "samples": [t.samples for t in transfers],
+    }
+
+
+def measure(
+    server: GatewayProcess, token: str, workdir: Path, size: int, runs: int
+) -> dict[str, object]:
+    """Alternate cp, download and upload ``runs`` times in ``workdir``; the figures."""
+    source = workdir / "source.bin"
+    copied, downloaded, uploaded = (workdir / n for n in ("cp.bin", "down.bin", "up.bin"))
+    expected = sha256_of(source)
+    assert server.process is not None
+    pid = server.process.pid
+    results: dict[str, list[Transfer]] = {"cp": [], "download": [], "upload": []}
+    with server.client(token) as client:
+        client.timeout = httpx.Timeout(600)
+        upload = Upload(client, source, uploaded)
+        steps: dict[str, tuple[Callable[[], object], Path]] = {
+            "cp": (copy_raw(source, copied), copied),
+            "download": (download(client, source, downloaded), downloaded),
+            "upload": (upload, uploaded),
+        }
+        for run in range(runs):
+            for name, (action, target) in steps.items():
+                target.unlink(missing_ok=True)  # each one writes a new file, as upload does
+                results[name].append(transfer(pid, action))
+                check_size(target, size, name)
+                if run == 0 and sha256_of(target) != expected:
+                    raise SystemExit(f"{name}: the sha256 of {target} differs from the source's")
+            if upload.answers[-1].get("sha256") != expected:
+                raise SystemExit(f"upload: the gateway hashed {upload.answers[-1]}, not {expected}")
+        for target in (copied, downloaded, uploaded):
+            target.unlink(missing_ok=True)
+    rates = {name: Rates([size / MIB / t.seconds for t in ts]) for name, ts in results.items()}
+    cp = rates["cp"]
+    return {
+        "throughput": {name: rate.report() for name, rate in rates.items()},
+        "ratio_to_cp": {
+            name: {
+                "best": round(rates[name].best / cp.best, 2),
+                "median": round(rates[name].median / cp.median, 2),
+                "met": rates[name].median / cp.median >= TARGET_RATIO,
+            }
+            for name in ("download", "upload")
+        },
+        "gateway_memory": {name: memory(results[name]) for name in ("download", "upload")},
+        "gateway_vmhwm_mib": round(rss_kib(pid, "VmHWM") / 1024, 1),
+        "verified": "sizes after every transfer; sha256 of each result in run 1; the upload's"
+        " sha256 (computed by the gateway) in every run",
+    }
+
+
+def single_user(tmp: Path, size: int, runs: int) -> dict[str, object]:
+    workdir = tmp / "files"
+    workdir.mkdir()
+    write_source(workdir / "source.bin", size)
+    server = new_gateway(tmp / "home", SINGLE_CONFIG.format(root=json.dumps(str(workdir))))
+    server.start()
+    try:
+        return {
+            "mode": "single-user, embedded scheduler",
+            **measure(server, server.token("bench"), workdir, size, runs),
+        }
+    finally:
+        server.stop()
+
+
+def multi_user_skipped() -> str | None:
+    """Why the multi-user runs cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "not root"
+    try:
+        pwd.getpwnam(MULTI_USER)
+    except KeyError:
+        return f"no user {MULTI_USER!r}"
+    if shutil.which("scontrol") is None:
+        return "no scontrol (Slurm is not installed)"
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, check=False)
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        return "the Slurm cluster is not up (scontrol ping); start it with scripts/slurm up"
+    return None
+
+
+def multi_user(tmp: Path, size: int, runs: int) -> dict[str, object]:
+    account = pwd.getpwnam(MULTI_USER)
+    workdir = Path(tempfile.mkdtemp(prefix="hpcgate-bench-", dir=account.pw_dir))
+    try:
+        os.chown(workdir, account.pw_uid, account.pw_gid)
+        write_source(workdir / "source.bin", size)
+        os.chown(workdir / "source.bin", account.pw_uid, account.pw_gid)
+        server = new_gateway(tmp / "home-multi", MULTI_CONFIG)
+        server.start()
+        try:
+            return {
+                "mode": f"multi-user, Slurm system, as {MULTI_USER}",
+                **measure(server, server.token(MULTI_USER), workdir, size, runs),
+            }
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--multi-user", action="store_true")
+    args = parser.parse_args()
+    size = args.size_mib * MIB
+    results: dict[str, object] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "size_mib": args.size_mib,
+        "runs": args.runs,
+        "target_ratio": TARGET_RATIO,
+        "note": "same filesystem, no sync: all transfers read and write the page cache",
+    }
+    with tempfile.TemporaryDirectory() as name:
+        results["single_user"] = single_user(Path(name), size, args.runs)
+        if args.multi_user:
+            skipped = multi_user_skipped()
+            if skipped is None:
+                results["multi_user"] = multi_user(Path(name), size, args.runs)
+            else:
+                print(f"bench_files: multi-user runs skipped: {skipped}", file=sys.stderr)
+                results["multi_user"] = {"skipped": skipped}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
