@@ -10,12 +10,17 @@ import hashlib
 import os
 import pwd
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from hpcgate.accounts import Accounts
+from hpcgate.config import UsersConfig
+from hpcgate.errors import CommandTimeout
+from hpcgate.transports.files import HelperPool
 from tests.conftest import finished
 
 FILES = "/api/v1/systems/cluster/files"
@@ -127,3 +132,21 @@ def test_tasks_run_their_programs_as_the_account(alice: httpx.Client, scratch: P
     refused = alice.post(f"{FILES}/extract", json=into)  # alice may not write there
     assert refused.status_code == 403, refused.text
     assert not (locked / "x").exists()
+
+
+def test_a_stuck_file_helper_is_dropped_after_its_timeout(scratch: Path) -> None:
+    """A helper blocked in the kernel (here: opening a FIFO nobody writes) costs one
+    timeout, then the pool starts a fresh helper for the next request."""
+    account = Accounts(UsersConfig(), multi=True).lookup("alice", "alice")
+    fifo = scratch / "fifo"
+    os.mkfifo(fifo, 0o666)
+    pool = HelperPool(timeout=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CommandTimeout):
+            pool.ask(account, {"op": "open_read", "args": {"path": str(fifo)}}, True)
+        assert time.monotonic() - started < 5
+        answer, _ = pool.ask(account, {"op": "lstat", "args": {"path": str(fifo)}}, False)
+        assert answer["ok"] and answer["result"]["type"] == "other"
+    finally:
+        pool.close()

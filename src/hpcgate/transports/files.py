@@ -28,6 +28,7 @@ import anyio
 from hpcgate.accounts import Account
 from hpcgate.errors import (
     BadRequest,
+    CommandTimeout,
     Conflict,
     Forbidden,
     HpcgateError,
@@ -40,6 +41,8 @@ from hpcgate.transports.fshelper import encode, receive
 from hpcgate.transports.identity import account_environment, as_account
 
 log = logging.getLogger("hpcgate.files")
+
+HELPER_TIMEOUT = 600.0  # one operation: a checksum of a very large file is the longest
 
 _BY_ERRNO: dict[int, type[HpcgateError]] = {
     errno.ENOENT: NotFound,
@@ -132,7 +135,9 @@ def _result(reply: dict[str, Any], path: str) -> Any:
 class Helper:
     """One helper process of one account and the socket to it. Used by one thread at a time."""
 
-    def __init__(self, argv: tuple[str, ...], env: dict[str, str], cwd: str) -> None:
+    def __init__(
+        self, argv: tuple[str, ...], env: dict[str, str], cwd: str, timeout: float
+    ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(
@@ -149,6 +154,7 @@ class Helper:
             raise TransportError(f"cannot start the file helper: {exc.strerror}") from exc
         finally:
             theirs.close()
+        ours.settimeout(timeout)  # a helper stuck (on a hung mount) is dropped, not waited for
         self.sock = ours
         self.used_at = time.monotonic()
 
@@ -172,7 +178,8 @@ class Helper:
             self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)  # one stuck in the kernel is left to init
         if self.process.stderr is not None:
             self.process.stderr.close()
 
@@ -181,8 +188,11 @@ class HelperPool:
     """Idle helper processes per account: reused, at most ``per_account`` at once, closed
     after ``idle_seconds`` unused. Methods block: call them from worker threads."""
 
-    def __init__(self, per_account: int = 8, idle_seconds: float = 60.0) -> None:
+    def __init__(
+        self, per_account: int = 8, idle_seconds: float = 60.0, timeout: float = HELPER_TIMEOUT
+    ) -> None:
         self._per_account = per_account
+        self._timeout = timeout
         self._idle_seconds = idle_seconds
         self._idle: dict[str, list[Helper]] = {}
         self._busy: dict[str, int] = {}
@@ -199,6 +209,11 @@ class HelperPool:
         helper = self._take(account)
         try:
             yield helper
+        except TimeoutError as exc:
+            self._drop(account, helper)
+            raise CommandTimeout(
+                f"a file operation as {account.name} took more than {self._timeout:g} s"
+            ) from exc
         except (OSError, ConnectionError) as exc:
             self._drop(account, helper)
             raise TransportError(f"file helper for {account.name} failed: {exc}") from exc
@@ -216,7 +231,7 @@ class HelperPool:
             if idle:
                 return idle.pop()
         try:
-            return _start(account)
+            return _start(account, self._timeout)
         except BaseException:
             self._release(account)
             raise
@@ -262,6 +277,7 @@ def helper_argv() -> tuple[str, ...]:
     return (sys.executable, "-I", "-m", "hpcgate.transports.fshelper")
 
 
-def _start(account: Account) -> Helper:
+def _start(account: Account, timeout: float) -> Helper:
     cwd = account.home if os.path.isdir(account.home) else "/"
-    return Helper(as_account(helper_argv(), account), account_environment(account), cwd)
+    argv = as_account(helper_argv(), account)
+    return Helper(argv, account_environment(account), cwd, timeout)
