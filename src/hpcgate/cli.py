@@ -115,7 +115,12 @@ def serve(
 def token_create(
     user: Annotated[str, typer.Argument(help="The user the token acts as")],
     scope: Annotated[
-        list[str] | None, typer.Option("--scope", "-s", help="jobs:read, jobs:write or admin")
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            "-s",
+            help="jobs:read, jobs:write, files:read, files:write or admin (repeat the option)",
+        ),
     ] = None,
     expires_in: Annotated[
         str | None, typer.Option(help="Lifetime such as 12h or 30d; default: no expiry")

@@ -17,6 +17,7 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     ├── RangeNotSatisfiable           416  range-not-satisfiable
     ├── InsufficientStorage           507  insufficient-storage
     ├── NotImplementedByScheduler     501  not-implemented
+    ├── Interrupted                   500  interrupted
     ├── Unavailable                   503  unavailable
     │   ├── SchedulerUnavailable      503  scheduler-unavailable
     │   └── TransportError            503  transport-error
@@ -29,6 +30,8 @@ are caught, never passed up raw.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://hpcgate.dev/problems/"  # + slug: the ``type`` of a problem document
 
 
 class HpcgateError(Exception):
@@ -125,6 +128,14 @@ class NotImplementedByScheduler(HpcgateError):
     status = 501
     slug = "not-implemented"
     title = "Not implemented by this scheduler"
+
+
+class Interrupted(HpcgateError):
+    """The gateway stopped (shut down or crashed) while a long operation ran."""
+
+    status = 500
+    slug = "interrupted"
+    title = "Interrupted by a gateway stop"
 
 
 class Unavailable(HpcgateError):

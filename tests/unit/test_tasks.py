@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hpcgate.errors import Conflict, NotFound
-from hpcgate.principal import DEFAULT_SCOPES, Principal
+from hpcgate.errors import PROBLEM_BASE, Conflict, Forbidden, NotFound
+from hpcgate.principal import DEFAULT_SCOPES, Principal, Scope
 from hpcgate.store.db import Database
 from hpcgate.store.tasks import TaskStore
 from hpcgate.tasks.models import Task, TaskState
@@ -112,3 +113,115 @@ async def test_a_stop_and_a_crash_leave_tasks_failed_not_running(database: Datab
     seen = await restarted.get(ALICE, left.id)
     assert seen.state == TaskState.FAILED and seen.error and seen.error["detail"] == INTERRUPTED
     await crashed.stop()
+
+
+async def test_progress_is_live_in_memory_and_saved_at_intervals(database: Database) -> None:
+    service = TaskService(TaskStore(database), save_every=0.05)
+    reported, release = asyncio.Event(), asyncio.Event()
+
+    async def work(progress: Progress) -> dict[str, Any]:
+        progress.update(5, 10, "halfway")
+        reported.set()
+        await release.wait()
+        progress.update(10, 10)
+        return {}
+
+    started = await service.start(ALICE, "local", "extract", {}, work, unit="files")
+    await reported.wait()
+    live = (await service.get(ALICE, started.id)).progress
+    assert (live.done, live.total, live.unit, live.message) == (5, 10, "files", "halfway")
+    assert [t.progress.done for t in await service.list(ALICE, 10)] == [5]
+    elsewhere = TaskService(TaskStore(database))  # sees only what reached the database
+    for _ in range(200):
+        if (await elsewhere.get(ALICE, started.id)).progress.done == 5:
+            break
+        await asyncio.sleep(0.01)
+    assert (await elsewhere.get(ALICE, started.id)).progress.message == "halfway"
+    release.set()
+    done = await ended(service, started)
+    assert (done.progress.done, done.progress.message) == (10, None)
+    assert (await elsewhere.get(ALICE, started.id)).progress == done.progress
+
+
+async def test_cancelling_a_completed_task_is_a_conflict(database: Database) -> None:
+    service = TaskService(TaskStore(database))
+
+    async def work(progress: Progress) -> None:
+        return None
+
+    done = await ended(service, await service.start(ALICE, "local", "copy", {}, work))
+    assert done.state == TaskState.COMPLETED and done.result is None
+    with pytest.raises(Conflict, match="already ended"):
+        await service.cancel(ALICE, done.id)
+    with pytest.raises(NotFound):
+        await service.cancel(BOB, done.id)
+
+
+async def test_an_unexpected_error_fails_the_task_without_its_text(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = TaskService(TaskStore(database))
+
+    async def work(progress: Progress) -> dict[str, Any]:
+        raise ValueError("secret internals")
+
+    done = await ended(service, await service.start(ALICE, "local", "copy", {}, work))
+    assert done.state == TaskState.FAILED and done.error is not None
+    assert done.error["status"] == 500 and done.error["type"] == PROBLEM_BASE + "internal"
+    assert "secret" not in str(done.error)
+    assert "secret internals" in caplog.text  # the operator sees it in the log
+
+
+async def test_failed_tasks_carry_the_apis_problem_shape(database: Database) -> None:
+    service = TaskService(TaskStore(database))
+
+    async def work(progress: Progress) -> dict[str, Any]:
+        raise Conflict("target exists")
+
+    done = await ended(service, await service.start(ALICE, "local", "copy", {}, work))
+    assert done.error == {
+        "type": PROBLEM_BASE + "conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "target exists",
+    }
+
+
+async def test_cancel_needs_the_files_write_scope(database: Database) -> None:
+    service = TaskService(TaskStore(database))
+    reader = Principal("alice", frozenset({Scope.FILES_READ}), "t3")
+
+    async def forever(progress: Progress) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    started = await service.start(ALICE, "local", "copy", {}, forever)
+    assert (await service.get(reader, started.id)).state == TaskState.RUNNING
+    with pytest.raises(Forbidden):
+        await service.cancel(reader, started.id)
+    assert (await service.cancel(ALICE, started.id)).state == TaskState.CANCELLED
+
+
+async def test_stop_records_work_that_ignores_the_cancel_or_never_began(
+    database: Database,
+) -> None:
+    service = TaskService(TaskStore(database), cancel_wait=0.05)
+    release = asyncio.Event()
+
+    async def stubborn(progress: Progress) -> dict[str, Any]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        await release.wait()
+        return {}
+
+    ignoring = await service.start(ALICE, "local", "copy", {}, stubborn)
+    await asyncio.sleep(0.01)
+    unstarted = await service.start(ALICE, "local", "copy", {}, stubborn)
+    await service.stop()  # the second one's work has not taken a step yet
+    for task in (ignoring, unstarted):
+        seen = await service.get(ALICE, task.id)
+        assert seen.state == TaskState.FAILED and seen.error is not None
+        assert seen.error["type"] == PROBLEM_BASE + "interrupted"
+        assert seen.error["detail"] == INTERRUPTED
+    release.set()
+    await asyncio.sleep(0.05)  # the stubborn work ends; nothing is left running

@@ -11,11 +11,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from hpcgate.errors import HpcgateError
+from hpcgate.errors import PROBLEM_BASE, HpcgateError
 
 log = logging.getLogger(__name__)
 
-PROBLEM_BASE = "https://hpcgate.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
 
 

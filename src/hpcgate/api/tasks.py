@@ -19,6 +19,7 @@ TaskId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The task's 
 async def list_tasks(
     who: Caller, gateway: GatewayDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[Task]:
+    """Every task the caller started, running or ended, newest first."""
     return await gateway.tasks.list(who, limit)
 
 
@@ -31,5 +32,6 @@ async def get_task(task_id: TaskId, who: Caller, gateway: GatewayDep) -> Task:
 @router.delete("/{task_id}", summary="Cancel a task", responses=responses(401, 403, 404, 409, 422))
 async def cancel_task(task_id: TaskId, who: Caller, gateway: GatewayDep) -> Task:
     """Stops the work (a program it runs is killed) and returns the task, ``cancelled``.
-    A task that has already ended is a 409."""
+    A task that has already ended is a 409. Work that takes more than 10 s to stop is
+    returned still ``running``: poll it. Needs the ``files:write`` scope."""
     return await gateway.tasks.cancel(who, task_id)

@@ -14,10 +14,11 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-from hpcgate.errors import Conflict, HpcgateError, NotFound
+from hpcgate.errors import PROBLEM_BASE, Conflict, HpcgateError, Interrupted, NotFound
 from hpcgate.principal import Principal, Scope
 from hpcgate.store.tables import TaskRow, utcnow
 from hpcgate.store.tasks import TaskStore
@@ -25,28 +26,38 @@ from hpcgate.tasks.models import Task, TaskProgress, TaskState
 
 log = logging.getLogger("hpcgate.tasks")
 
-PROBLEM_BASE = "https://hpcgate.dev/problems/"
 SAVE_EVERY = 1.0
 CANCEL_WAIT = 10.0
 INTERRUPTED = "the gateway stopped while this task ran; it did not finish"
 
 
 class Progress:
-    """What a task's work reports as it goes; cheap to call often."""
+    """What a task's work reports as it goes. Cheap to call often: it keeps only the latest
+    report in memory; the service saves it and serves it."""
 
     def __init__(self, unit: str) -> None:
-        self.value = TaskProgress(unit=unit)
+        self.unit = unit
+        self.done = 0
+        self.total: int | None = None
+        self.message: str | None = None
         self.changed = False
 
-    def update(self, done: int, total: int | None = None) -> None:
-        self.value = TaskProgress(done=done, total=total, unit=self.value.unit)
+    def update(self, done: int, total: int | None = None, message: str | None = None) -> None:
+        """Replace the last report: ``done`` of ``total`` (None: unknown) ``unit``."""
+        self.done, self.total, self.message = done, total, message
         self.changed = True
+
+    @property
+    def value(self) -> TaskProgress:
+        return TaskProgress(done=self.done, total=self.total, unit=self.unit, message=self.message)
 
 
 TaskWork = Callable[[Progress], Awaitable[dict[str, Any] | None]]
+"""A task's body: reports progress, returns the result (JSON-serialisable) or raises."""
 
 
 def problem(error: HpcgateError) -> dict[str, Any]:
+    """The problem document a failed task carries, shaped as the API's error answers."""
     return {
         "type": PROBLEM_BASE + error.slug,
         "title": error.title,
@@ -55,11 +66,8 @@ def problem(error: HpcgateError) -> dict[str, Any]:
     }
 
 
-def _interrupted() -> str:
-    return json.dumps(
-        {"type": PROBLEM_BASE + "interrupted", "title": "Interrupted", "status": 500,
-         "detail": INTERRUPTED}
-    )  # fmt: skip
+_INTERRUPTED = json.dumps(problem(Interrupted(INTERRUPTED)))
+_INTERNAL = json.dumps(problem(HpcgateError("an unexpected error was logged")))
 
 
 def to_task(row: TaskRow, progress: TaskProgress | None = None) -> Task:
@@ -78,25 +86,49 @@ def to_task(row: TaskRow, progress: TaskProgress | None = None) -> Task:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Running:
+    job: asyncio.Task[None]
+    progress: Progress
+
+
 class TaskService:
-    def __init__(self, store: TaskStore) -> None:
+    """Starts the work of long operations and answers for the caller's tasks.
+
+    Every read is scoped to the caller: another user's task is indistinguishable from one
+    that does not exist (404).
+    """
+
+    def __init__(
+        self, store: TaskStore, save_every: float = SAVE_EVERY, cancel_wait: float = CANCEL_WAIT
+    ) -> None:
         self._store = store
-        self._running: dict[str, tuple[asyncio.Task[None], Progress]] = {}
+        self._save_every = save_every
+        self._cancel_wait = cancel_wait
+        self._running: dict[str, _Running] = {}
         self._stopping = False
 
     async def recover(self) -> int:
-        """At start: tasks a previous process left running are failed, with the reason."""
-        return await self._store.end_running(TaskState.FAILED.value, _interrupted(), utcnow())
+        """At start: tasks a previous process left running are failed, with the reason.
+
+        Returns how many. Every ``running`` row counts as left over, so gateway replicas
+        sharing one database must not run tasks (or must not restart while others do).
+        """
+        return await self._store.end_running(TaskState.FAILED.value, _INTERRUPTED, utcnow())
 
     async def stop(self) -> None:
-        """At shutdown: stop the work and record every running task failed."""
+        """At shutdown: cancel the work of this process's tasks and record them failed."""
         self._stopping = True
-        for job, _ in list(self._running.values()):
-            job.cancel()
-        for job, _ in list(self._running.values()):
-            with contextlib.suppress(BaseException):
-                await job
-        await self.recover()
+        running = dict(self._running)
+        for entry in running.values():
+            entry.job.cancel()
+        if running:
+            jobs = [entry.job for entry in running.values()]
+            await asyncio.wait(jobs, timeout=self._cancel_wait)
+        for task_id, entry in running.items():
+            if not _recorded(entry.job):
+                log.warning("task %s did not record its end; recording it failed", task_id)
+                await self._record_end(task_id, TaskState.FAILED, {"error": _INTERRUPTED})
 
     async def start(
         self,
@@ -107,6 +139,8 @@ class TaskService:
         work: TaskWork,
         unit: str = "bytes",
     ) -> Task:
+        """Record a task for ``who``, then run ``work`` in the background. The caller
+        checks scopes and arguments before: the work's own errors end the task failed."""
         progress = Progress(unit)
         now = utcnow()
         row = TaskRow(
@@ -122,44 +156,65 @@ class TaskService:
         )
         await self._store.add(row)
         job = asyncio.create_task(self._run(row.id, work, progress), name=f"task-{row.id}")
-        self._running[row.id] = (job, progress)
+        self._running[row.id] = _Running(job, progress)
         return to_task(row)
 
     async def _run(self, task_id: str, work: TaskWork, progress: Progress) -> None:
         saver = asyncio.create_task(self._save_progress(task_id, progress))
         try:
-            result = await work(progress)
-            await self._end(task_id, TaskState.COMPLETED, progress, result=json.dumps(result))
-        except asyncio.CancelledError:
-            if self._stopping:
-                await self._end(task_id, TaskState.FAILED, progress, error=_interrupted())
-            else:
-                await self._end(task_id, TaskState.CANCELLED, progress)
-        except HpcgateError as exc:
-            await self._end(task_id, TaskState.FAILED, progress, error=json.dumps(problem(exc)))
-        except Exception as exc:
-            log.exception("task %s failed", task_id, exc_info=exc)
-            internal = HpcgateError("an unexpected error was logged")
-            await self._end(
-                task_id, TaskState.FAILED, progress, error=json.dumps(problem(internal))
-            )
+            state, columns = await self._outcome(task_id, work, progress)
         finally:
             saver.cancel()
+        await _to_the_end(self._finish(task_id, saver, state, progress, columns))
+
+    async def _outcome(
+        self, task_id: str, work: TaskWork, progress: Progress
+    ) -> tuple[TaskState, dict[str, str]]:
+        """Run the work; how it ended, as the state and the columns that record it."""
+        try:
+            return TaskState.COMPLETED, {"result": json.dumps(await work(progress))}
+        except asyncio.CancelledError:
+            if self._stopping:
+                return TaskState.FAILED, {"error": _INTERRUPTED}
+            return TaskState.CANCELLED, {}
+        except HpcgateError as exc:
+            return TaskState.FAILED, {"error": json.dumps(problem(exc))}
+        except Exception:
+            log.exception("task %s failed unexpectedly", task_id)
+            return TaskState.FAILED, {"error": _INTERNAL}
+
+    async def _finish(
+        self,
+        task_id: str,
+        saver: asyncio.Task[None],
+        state: TaskState,
+        progress: Progress,
+        columns: dict[str, str],
+    ) -> None:
+        try:
+            await asyncio.wait({saver})  # a late progress write must not land after the end
+            columns["progress"] = progress.value.model_dump_json()
+            await self._record_end(task_id, state, columns)
+        except Exception:
+            log.exception("the end of task %s could not be recorded", task_id)
+        finally:
             self._running.pop(task_id, None)
 
-    async def _end(self, task_id: str, state: TaskState, progress: Progress, **values: Any) -> None:
-        values.update(
-            state=state.value, progress=progress.value.model_dump_json(), ended_at=utcnow()
-        )
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._store.update(task_id, **values))
+    async def _record_end(self, task_id: str, state: TaskState, columns: dict[str, str]) -> None:
+        await self._store.update(task_id, state=state.value, ended_at=utcnow(), **columns)
+        self._running.pop(task_id, None)
 
     async def _save_progress(self, task_id: str, progress: Progress) -> None:
         while True:
-            await asyncio.sleep(SAVE_EVERY)
-            if progress.changed:
-                progress.changed = False
+            await asyncio.sleep(self._save_every)
+            if not progress.changed:
+                continue
+            progress.changed = False
+            try:
                 await self._store.update(task_id, progress=progress.value.model_dump_json())
+            except Exception:
+                progress.changed = True
+                log.warning("could not save the progress of task %s", task_id, exc_info=True)
 
     async def _own(self, who: Principal, task_id: str) -> TaskRow:
         row = await self._store.get(task_id)
@@ -167,20 +222,52 @@ class TaskService:
             raise NotFound(f"no task {task_id!r}")
         return row
 
+    def _view(self, row: TaskRow) -> Task:
+        """The task, with the live progress if it runs in this process."""
+        running = self._running.get(row.id)
+        if running is None or row.state != TaskState.RUNNING:
+            return to_task(row)
+        return to_task(row, running.progress.value)
+
     async def get(self, who: Principal, task_id: str) -> Task:
-        row = await self._own(who, task_id)
-        running = self._running.get(task_id)
-        return to_task(row, running[1].value if running and row.state == "running" else None)
+        return self._view(await self._own(who, task_id))
 
     async def list(self, who: Principal, limit: int) -> list[Task]:
-        return [to_task(row) for row in await self._store.mine(who.user, limit)]
+        """The caller's newest ``limit`` tasks, newest first."""
+        return [self._view(row) for row in await self._store.mine(who.user, limit)]
 
     async def cancel(self, who: Principal, task_id: str) -> Task:
+        """Cancel the caller's running task and wait (up to ``cancel_wait`` s) for its work
+        to stop. Returns the task as it then is: ``cancelled``, or as it ended if it ended
+        first. A task that has already ended is a Conflict."""
         who.require(Scope.FILES_WRITE)
-        row = await self._own(who, task_id)
         running = self._running.get(task_id)
-        if row.state != TaskState.RUNNING.value or running is None:
-            raise Conflict(f"task {task_id} has already ended ({row.state})")
-        running[0].cancel()
-        await asyncio.wait({running[0]}, timeout=CANCEL_WAIT)
+        row = await self._own(who, task_id)
+        if running is None:
+            raise Conflict(_not_running(row))
+        running.job.cancel()
+        await asyncio.wait({running.job}, timeout=self._cancel_wait)
+        if running.job.cancelled():  # cancelled before it began: nothing recorded its end
+            await self._record_end(task_id, TaskState.CANCELLED, {})
         return await self.get(who, task_id)
+
+
+def _not_running(row: TaskRow) -> str:
+    if row.state == TaskState.RUNNING:
+        return f"task {row.id} runs in another gateway process; cancel it there"
+    return f"task {row.id} has already ended ({row.state})"
+
+
+def _recorded(job: asyncio.Task[None]) -> bool:
+    """Whether ``_run`` recorded the task's end: not if the job still runs (its work ignores
+    the cancel) or was cancelled before it began (then none of its code ran)."""
+    return job.done() and not job.cancelled()
+
+
+async def _to_the_end(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work`` to its end even if the caller is cancelled meanwhile: a task's end is
+    always recorded, and a cancel that comes just as the work ends changes nothing."""
+    inner = asyncio.ensure_future(work)
+    while not inner.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(inner)
