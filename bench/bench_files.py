@@ -240,9 +240,10 @@ def memory(transfers: list[Transfer]) -> dict[str, object]:
 
 
 def measure(
-    server: GatewayProcess, token: str, workdir: Path, size: int, runs: int
+    server: GatewayProcess, token: str, workdir: Path, size: int, runs: int, warmup: int
 ) -> dict[str, object]:
-    """Alternate cp, download and upload ``runs`` times in ``workdir``; the figures."""
+    """Alternate cp, download and upload ``warmup`` times unmeasured, then ``runs`` times,
+    in ``workdir``; the figures."""
     source = workdir / "source.bin"
     copied, downloaded, uploaded = (workdir / n for n in ("cp.bin", "down.bin", "up.bin"))
     expected = sha256_of(source)
@@ -257,12 +258,14 @@ def measure(
             "download": (download(client, source, downloaded), downloaded),
             "upload": (upload, uploaded),
         }
-        for run in range(runs):
+        for run in range(-warmup, runs):
             for name, (action, target) in steps.items():
                 target.unlink(missing_ok=True)  # each one writes a new file, as upload does
-                results[name].append(transfer(pid, action))
+                done = transfer(pid, action)
+                if run >= 0:
+                    results[name].append(done)
                 check_size(target, size, name)
-                if run == 0 and sha256_of(target) != expected:
+                if run == -warmup and sha256_of(target) != expected:
                     raise SystemExit(f"{name}: the sha256 of {target} differs from the source's")
             if upload.answers[-1].get("sha256") != expected:
                 raise SystemExit(f"upload: the gateway hashed {upload.answers[-1]}, not {expected}")
@@ -282,12 +285,12 @@ def measure(
         },
         "gateway_memory": {name: memory(results[name]) for name in ("download", "upload")},
         "gateway_vmhwm_mib": round(rss_kib(pid, "VmHWM") / 1024, 1),
-        "verified": "sizes after every transfer; sha256 of each result in run 1; the upload's"
-        " sha256 (computed by the gateway) in every run",
+        "verified": "sizes after every transfer; sha256 of each result in the first round;"
+        " the upload's sha256 (computed by the gateway) in every round",
     }
 
 
-def single_user(tmp: Path, size: int, runs: int) -> dict[str, object]:
+def single_user(tmp: Path, size: int, runs: int, warmup: int) -> dict[str, object]:
     workdir = tmp / "files"
     workdir.mkdir()
     write_source(workdir / "source.bin", size)
@@ -296,7 +299,7 @@ def single_user(tmp: Path, size: int, runs: int) -> dict[str, object]:
     try:
         return {
             "mode": "single-user, embedded scheduler",
-            **measure(server, server.token("bench"), workdir, size, runs),
+            **measure(server, server.token("bench"), workdir, size, runs, warmup),
         }
     finally:
         server.stop()
@@ -318,7 +321,7 @@ def multi_user_skipped() -> str | None:
     return None
 
 
-def multi_user(tmp: Path, size: int, runs: int) -> dict[str, object]:
+def multi_user(tmp: Path, size: int, runs: int, warmup: int) -> dict[str, object]:
     account = pwd.getpwnam(MULTI_USER)
     workdir = Path(tempfile.mkdtemp(prefix="hpcgate-bench-", dir=account.pw_dir))
     try:
@@ -330,7 +333,7 @@ def multi_user(tmp: Path, size: int, runs: int) -> dict[str, object]:
         try:
             return {
                 "mode": f"multi-user, Slurm system, as {MULTI_USER}",
-                **measure(server, server.token(MULTI_USER), workdir, size, runs),
+                **measure(server, server.token(MULTI_USER), workdir, size, runs, warmup),
             }
         finally:
             server.stop()
@@ -342,6 +345,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="unmeasured rounds first (fresh guest memory)"
+    )
     parser.add_argument("--multi-user", action="store_true")
     args = parser.parse_args()
     size = args.size_mib * MIB
@@ -350,15 +356,16 @@ def main() -> None:
         "machine": machine(),
         "size_mib": args.size_mib,
         "runs": args.runs,
+        "warmup_runs": args.warmup,
         "target_ratio": TARGET_RATIO,
         "note": "same filesystem, no sync: all transfers read and write the page cache",
     }
     with tempfile.TemporaryDirectory() as name:
-        results["single_user"] = single_user(Path(name), size, args.runs)
+        results["single_user"] = single_user(Path(name), size, args.runs, args.warmup)
         if args.multi_user:
             skipped = multi_user_skipped()
             if skipped is None:
-                results["multi_user"] = multi_user(Path(name), size, args.runs)
+                results["multi_user"] = multi_user(Path(name), size, args.runs, args.warmup)
             else:
                 print(f"bench_files: multi-user runs skipped: {skipped}", file=sys.stderr)
                 results["multi_user"] = {"skipped": skipped}
