@@ -1,3 +1,24 @@
-"""hpcgate: an HTTP gateway to HPC clusters."""
+"""hpcgate: an HTTP gateway to HPC clusters, and its Python SDK.
+
+``from hpcgate import Client, AsyncClient, Executor`` loads the SDK on first use, so the
+server does not import it and the SDK does not import the server's web framework.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from hpcgate.client import AsyncClient, Client
+
+__all__ = ["AsyncClient", "Client", "Executor", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AsyncClient", "Client", "Executor"):
+        import hpcgate.client
+
+        return getattr(hpcgate.client, name)
+    raise AttributeError(f"module 'hpcgate' has no attribute {name!r}")

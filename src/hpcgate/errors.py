@@ -45,6 +45,13 @@ class HpcgateError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.problem: dict[str, Any] | None = None  # the document, when it came over the wire
+
+    @property
+    def http_status(self) -> int:
+        """The status of the answer this error came in (the SDK), else the class's."""
+        answered = self.problem.get("status") if self.problem else None
+        return answered if isinstance(answered, int) else self.status
 
 
 class BadRequest(HpcgateError):

@@ -1,0 +1,27 @@
+"""The hpcgate Python SDK: :class:`Client` (blocking), :class:`AsyncClient` (asyncio) and
+:class:`Executor` (``concurrent.futures``), over the gateway's HTTP API."""
+
+from hpcgate.client._base import Retry
+from hpcgate.client._clients import AsyncClient, Client
+from hpcgate.client._errors import (
+    ClientError,
+    GatewayUnreachable,
+    JobFailed,
+    NotConfigured,
+    RateLimited,
+    ValidationFailed,
+    WaitTimeout,
+)
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "GatewayUnreachable",
+    "JobFailed",
+    "NotConfigured",
+    "RateLimited",
+    "Retry",
+    "ValidationFailed",
+    "WaitTimeout",
+]

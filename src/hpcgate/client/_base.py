@@ -1,0 +1,155 @@
+"""What :class:`~hpcgate.Client` and :class:`~hpcgate.AsyncClient` share: everything that
+does no I/O. A method of either twin builds a :class:`Call` here, sends it (its only own
+code), and turns the answer into a model or an exception here."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from hpcgate import __version__
+from hpcgate.client._errors import NotConfigured, from_problem
+from hpcgate.client._profile import Profile, resolve
+from hpcgate.errors import HpcgateError
+
+T = TypeVar("T")
+API = "/api/v1"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+NOT_PROCESSED = frozenset({429, 503})  # the gateway refused before acting: safe to resend
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request, before it is sent."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def resendable(self) -> bool:
+        """Whether a lost answer may be asked for again without doing the work twice."""
+        return self.method in IDEMPOTENT or "Idempotency-Key" in self.headers
+
+
+@dataclass(frozen=True)
+class Retry:
+    """When to send a request again: on 429, 502, 503 and 504 (502 and 504 only when
+    :attr:`Call.resendable`) and when no connection could be made, up to ``attempts``
+    times in all, waiting ``Retry-After`` when the gateway says, else an exponential
+    backoff with jitter from ``backoff`` seconds, capped at ``max_wait``."""
+
+    attempts: int = 5
+    backoff: float = 0.5
+    max_wait: float = 30.0
+
+    def delay(self, attempt: int, call: Call, response: httpx.Response | None) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``; None: do not retry."""
+        if attempt + 1 >= self.attempts:
+            return None
+        if response is not None:
+            if response.status_code not in RETRY_STATUSES:
+                return None
+            if response.status_code not in NOT_PROCESSED and not call.resendable:
+                return None
+            told = retry_after(response.headers.get("Retry-After"))
+            if told is not None:
+                return min(told, self.max_wait)
+        pause: float = min(self.max_wait, self.backoff * 2.0**attempt)
+        return pause * (0.5 + random.random() / 2)
+
+
+def retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds or an HTTP date; None if absent."""
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff(first: float = 0.5, factor: float = 1.5, cap: float = 10.0) -> Iterator[float]:
+    """The pauses between polls of a job that is still running: 0.5 s, 0.75 s, ... 10 s."""
+    pause = first
+    while True:
+        yield pause
+        pause = min(cap, pause * factor)
+
+
+class BaseClient:
+    """Settings and pure logic of both clients.
+
+    ``base_url`` and ``token`` default to ``HPCGATE_URL`` and ``HPCGATE_TOKEN``, then to the
+    profile (``hpcgate login`` writes it); ``timeout`` is per request, in seconds.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry: Retry | None = None,
+        profile: str | None = None,
+    ) -> None:
+        found: Profile = resolve(base_url, token, profile)
+        if not found.url:
+            raise NotConfigured(
+                "no gateway URL: pass base_url, set HPCGATE_URL or run 'hpcgate login'"
+            )
+        self.base_url = found.url.rstrip("/")
+        self.token = found.token
+        self.timeout = timeout
+        self.retry = retry or Retry()
+
+    def _default_headers(self) -> dict[str, str]:
+        headers = {"User-Agent": f"hpcgate-python/{__version__}"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    @staticmethod
+    def _new_idempotency_key() -> str:
+        return uuid.uuid4().hex
+
+    @staticmethod
+    def _check(response: httpx.Response) -> None:
+        """Raise the problem an error answer carries; nothing for a success. The body must
+        have been read."""
+        if response.is_success or response.status_code == 304:
+            return
+        raise _error_of(response)
+
+    @staticmethod
+    def _decode(response: httpx.Response, kind: type[T]) -> T:
+        """The answer's JSON as ``kind`` (a model, or a type such as ``list[Job]``)."""
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind.model_validate_json(response.content)
+        return TypeAdapter(kind).validate_json(response.content)
+
+
+def _error_of(response: httpx.Response) -> HpcgateError:
+    try:
+        document = response.json()
+    except ValueError:
+        document = {}
+    if not isinstance(document, dict):
+        document = {}
+    if not document.get("detail") and not document.get("title"):
+        document = {**document, "detail": response.text[:500] or response.reason_phrase}
+    return from_problem(response.status_code, document)

@@ -1,0 +1,26 @@
+"""The two clients, put together from the methods of each noun."""
+
+from __future__ import annotations
+
+from hpcgate.client._files import AsyncFiles, SyncFiles
+from hpcgate.client._jobs import AsyncJobs, SyncJobs
+from hpcgate.client._systems import AsyncSystems, SyncSystems
+from hpcgate.client._tasks import AsyncTasks, SyncTasks
+from hpcgate.client._tokens import AsyncTokens, SyncTokens
+
+
+class Client(SyncSystems, SyncJobs, SyncFiles, SyncTasks, SyncTokens):
+    """hpcgate from Python, blocking. Use it in a ``with`` block, or call :meth:`close`.
+
+    >>> with Client("https://hpc.example.org", token="...") as hpc:
+    ...     job = hpc.submit("cluster", script="#!/bin/bash\\nhostname\\n")
+    ...     hpc.wait("cluster", job.id, timeout=600)
+
+    ``base_url`` and ``token`` default to ``HPCGATE_URL`` and ``HPCGATE_TOKEN``, then to the
+    profile that ``hpcgate login`` saved. Errors are the server's own exception classes
+    (:mod:`hpcgate.errors`) plus the SDK's (:mod:`hpcgate.client`).
+    """
+
+
+class AsyncClient(AsyncSystems, AsyncJobs, AsyncFiles, AsyncTasks, AsyncTokens):
+    """The asyncio twin of :class:`Client`: the same methods, awaited; ``async with``."""

@@ -1,0 +1,127 @@
+"""What the SDK raises.
+
+An answer of the gateway that is a problem document (RFC 9457) becomes the exception the
+server raised: the same class from :mod:`hpcgate.errors`, found by the problem's ``type``
+(or, for a type this SDK does not know, by its status), so ``except NotFound`` works on
+both sides of the wire. Its ``detail`` and extension members (``extra``) are the
+document's; ``problem`` is the whole document and ``http_status`` the answer's status::
+
+    HpcgateError (hpcgate.errors: BadRequest, NotFound, Conflict, Unavailable, ...)
+    │     one per problem type the gateway sends; see hpcgate.errors
+    ├── ValidationFailed   422  validation-error: the request did not match the API's schema
+    ├── RateLimited        429  too many requests
+    └── ClientError             raised by the SDK itself, no answer behind it
+        ├── GatewayUnreachable   no connection, or it broke before an answer came
+        ├── NotConfigured        no URL or token given, in the environment or a profile
+        ├── JobFailed            wait() or the Executor: the job ended but not COMPLETED
+        └── WaitTimeout          wait(): the job had not ended in time
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from hpcgate import errors
+from hpcgate.errors import PROBLEM_BASE, HpcgateError
+
+if TYPE_CHECKING:
+    from hpcgate.jobs.models import Job
+
+
+class ValidationFailed(errors.BadRequest):
+    """The request did not match the API's schema; ``extra["errors"]`` lists each field."""
+
+    status = 422
+    slug = "validation-error"
+    title = "The request is not valid"
+
+
+class RateLimited(HpcgateError):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+
+class ClientError(HpcgateError):
+    """Raised by the SDK itself, with no problem document behind it."""
+
+    slug = "client-error"
+    title = "Client error"
+
+
+class GatewayUnreachable(ClientError):
+    title = "The gateway could not be reached"
+
+
+class NotConfigured(ClientError):
+    title = "No gateway configured"
+
+
+class JobFailed(ClientError):
+    """The job ended in a state other than COMPLETED; ``job`` is its last record."""
+
+    title = "The job did not complete"
+
+    def __init__(self, job: Job) -> None:
+        code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
+        super().__init__(f"job {job.id} ended {job.state.value}{code}")
+        self.job = job
+
+
+class WaitTimeout(ClientError):
+    title = "The job had not ended in time"
+
+
+def _known() -> dict[str, type[HpcgateError]]:
+    found: dict[str, type[HpcgateError]] = {}
+    pending: list[type[HpcgateError]] = [HpcgateError]
+    while pending:
+        kind = pending.pop()
+        found.setdefault(kind.slug, kind)
+        pending.extend(kind.__subclasses__())
+    return {slug: kind for slug, kind in found.items() if not issubclass(kind, ClientError)}
+
+
+BY_STATUS: dict[int, type[HpcgateError]] = {
+    400: errors.BadRequest,
+    401: errors.Unauthenticated,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    416: errors.RangeNotSatisfiable,
+    422: ValidationFailed,
+    429: RateLimited,
+    501: errors.NotImplementedByScheduler,
+    503: errors.Unavailable,
+    504: errors.CommandTimeout,
+    507: errors.InsufficientStorage,
+}
+
+
+class _Problem:
+    """Builds the exception for a problem document; the table is made once, on first use."""
+
+    by_slug: ClassVar[dict[str, type[HpcgateError]] | None] = None
+
+    @classmethod
+    def kind(cls, status: int, type_uri: str) -> type[HpcgateError]:
+        if cls.by_slug is None:
+            cls.by_slug = _known()
+        slug = type_uri.removeprefix(PROBLEM_BASE)
+        known = cls.by_slug.get(slug) if type_uri.startswith(PROBLEM_BASE) else None
+        if known is not None and known.status == status:
+            return known
+        if status in BY_STATUS:
+            return BY_STATUS[status]
+        return errors.BadRequest if status < 500 else errors.Unavailable
+
+
+def from_problem(status: int, document: dict[str, Any]) -> HpcgateError:
+    """The exception for an error answer: ``document`` is its JSON body (or ``{}``)."""
+    kind = _Problem.kind(status, str(document.get("type", "")))
+    detail = document.get("detail") or document.get("title") or f"HTTP {status}"
+    known = {"type", "title", "status", "detail"}
+    error = kind(str(detail), **{k: v for k, v in document.items() if k not in known})
+    error.problem = {**document, "status": status}
+    return error
