@@ -1,0 +1,62 @@
+"""Fixtures of the SDK tier: one real gateway process (embedded scheduler, file roots) for
+the whole session, and the SDK's clients for alice against it.
+
+Roots are ``<base>/{user}`` and ``<base>/shared``; ``<base>/alice``, ``<base>/bob`` and
+``<base>/shared`` exist from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from hpcgate.client import AsyncClient, Client
+from tests.gateway_process import GatewayProcess, new_gateway
+
+SDK_CONFIG = """
+max_script_bytes = 4096
+
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+slots = 4
+roots = ["{base}/{{user}}", "{base}/shared"]
+"""
+
+
+@pytest.fixture(scope="session")
+def sdk_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory under which each user's file root lies."""
+    base = tmp_path_factory.mktemp("sdk")
+    for name in ("alice", "bob", "shared"):
+        (base / name).mkdir()
+    return base
+
+
+@pytest.fixture(scope="session")
+def sdk_gateway(sdk_base: Path) -> Iterator[GatewayProcess]:
+    gateway = new_gateway(sdk_base / "gateway-home", SDK_CONFIG.format(base=sdk_base))
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def alice_token(sdk_gateway: GatewayProcess) -> str:
+    return sdk_gateway.token("alice")
+
+
+@pytest.fixture
+def client(sdk_gateway: GatewayProcess, alice_token: str) -> Iterator[Client]:
+    """The blocking SDK client, as alice."""
+    with Client(sdk_gateway.url, alice_token) as hpc:
+        yield hpc
+
+
+@pytest.fixture
+async def aclient(sdk_gateway: GatewayProcess, alice_token: str) -> AsyncIterator[AsyncClient]:
+    """The asyncio SDK client, as alice."""
+    async with AsyncClient(sdk_gateway.url, alice_token) as hpc:
+        yield hpc
