@@ -2,15 +2,23 @@
 
 Starts a real gateway (SQLite, embedded scheduler, single-user) whose system ``local`` has
 its roots in a temporary directory, writes a source file of ``--size-mib`` MiB there, and
-measures on this machine, in each run and alternating, so all three see the same load:
+measures on this machine, one after the other in each round, so all see the same load:
 
 * ``cp src dst`` (the raw copy, a subprocess);
 * a download through the gateway (``GET files/download``), streamed by httpx to a file;
 * an upload through the gateway (``PUT files/upload?overwrite=true``), the body streamed
-  by httpx from the file in 1 MiB chunks.
+  by httpx from the file in 1 MiB chunks;
+* the same download and upload with the leanest Python client (``http.client``,
+  ``readinto`` and ``socket.sendfile``), which shows what the gateway itself can do;
+* in single-user mode, the lean client against ``bench/bare_asgi.py`` (an ASGI app that
+  only streams bytes, under the same uvicorn): the floor of the server stack;
+* if curl is installed, the same download and upload with curl: a client in C, so the
+  figures show what the gateway itself can do without the Python client's cost.
 
-Everything is on the same filesystem and nobody syncs: all three read the source from the
-page cache and leave their copy as dirty pages, so this measures the copying, not the disk.
+Everything is on the same filesystem and nobody syncs: all read the source from the page
+cache and leave their copy as dirty pages, so this measures the copying, not the disk.
+Before each transfer every earlier copy is deleted, so each starts with only the source in
+the cache; one unmeasured round (``--warmup``) comes first.
 Sizes are checked after every transfer and the sha256 of each result at least once, so a
 transfer cannot "win" by moving nothing. The gateway's resident memory (VmRSS) is sampled
 every 50 ms during each transfer, to show that it does not grow with the file.
@@ -20,18 +28,21 @@ With ``--multi-user`` (as root, with a user ``alice`` and the test Slurm cluster
 against a gateway in multi-user mode on the Slurm system, as alice, in alice's home: there
 the files are opened by alice's file helper and the descriptors passed to the gateway.
 
-Usage: .venv/bin/python bench/bench_files.py [--size-mib 1024] [--runs 3] [--multi-user]
+Usage: .venv/bin/python bench/bench_files.py [--size-mib 1024] [--runs 5] [--warmup 1]
+       [--multi-user] [--dir D]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import http.client
 import json
 import os
-import platform
 import pwd
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,8 +57,10 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import machine  # bench/bench.py: this script's folder comes first on sys.path
 from tests.gateway_process import GatewayProcess, new_gateway
 
+HERE = Path(__file__).resolve().parent
 MIB = 1 << 20
 BLOCK = 64 * MIB
 CHUNK = MIB
@@ -75,19 +88,6 @@ roots = ["{home}"]
 [users]
 mode = "multi"
 """
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
 
 
 def write_source(path: Path, size: int) -> None:
@@ -177,6 +177,92 @@ def download(client: httpx.Client, source: Path, target: Path) -> Callable[[], o
     return run
 
 
+@dataclass
+class Curl:
+    """The same transfer with curl (C), so the Python client's own cost is left out; the
+    token goes in a header file, not on the command line."""
+
+    url: str
+    headers: Path
+    source: Path
+    target: Path
+    upload: bool
+    answers: list[dict[str, object]] = field(default_factory=list)
+
+    def __call__(self) -> None:
+        argv = ["curl", "--silent", "--show-error", "--fail", "-H", f"@{self.headers}"]
+        if self.upload:
+            query = httpx.QueryParams({"path": str(self.target), "overwrite": "true"})
+            answer = subprocess.run(
+                [*argv, "-T", str(self.source), f"{self.url}{FILES}/upload?{query}"],
+                check=True,
+                capture_output=True,
+            )
+            self.answers.append(json.loads(answer.stdout))
+        else:
+            query = httpx.QueryParams({"path": str(self.source)})
+            subprocess.run(
+                [*argv, "-o", str(self.target), f"{self.url}{FILES}/download?{query}"],
+                check=True,
+            )
+
+
+@dataclass
+class Lean:
+    """The leanest Python client: the standard library's http.client, reading into one
+    1 MiB buffer and writing it out (download), or handing the file to the kernel with
+    ``socket.sendfile`` (upload). It shows the gateway's throughput when the client costs
+    as little as a Python client can."""
+
+    url: str
+    token: str
+    source: Path
+    target: Path
+    upload: bool
+    prefix: str = FILES
+    answers: list[dict[str, object]] = field(default_factory=list)
+
+    def __call__(self) -> None:
+        address = httpx.URL(self.url)
+        connection = http.client.HTTPConnection(address.host, address.port, timeout=600)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            if self.upload:
+                self._put(connection, headers)
+            else:
+                self._get(connection, headers)
+        finally:
+            connection.close()
+
+    def _put(self, connection: http.client.HTTPConnection, headers: dict[str, str]) -> None:
+        query = httpx.QueryParams({"path": str(self.target), "overwrite": "true"})
+        connection.putrequest("PUT", f"{self.prefix}/upload?{query}")
+        for name, value in {**headers, "Content-Length": str(self.source.stat().st_size)}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        assert connection.sock is not None
+        with self.source.open("rb") as handle:
+            connection.sock.sendfile(handle)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status >= 300:
+            raise SystemExit(f"lean upload: {response.status} {body!r}")
+        answer = json.loads(body)
+        self.answers.append(answer if isinstance(answer, dict) else {"size": answer})
+
+    def _get(self, connection: http.client.HTTPConnection, headers: dict[str, str]) -> None:
+        query = httpx.QueryParams({"path": str(self.source)})
+        connection.request("GET", f"{self.prefix}/download?{query}", headers=headers)
+        response = connection.getresponse()
+        if response.status != 200:
+            raise SystemExit(f"lean download: {response.status} {response.read()!r}")
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        with self.target.open("wb", buffering=0) as out:
+            while count := response.readinto(buffer):
+                out.write(view[:count])
+
+
 def chunks_of(path: Path) -> Iterator[bytes]:
     with path.open("rb", buffering=0) as handle:
         while chunk := handle.read(CHUNK):
@@ -239,37 +325,90 @@ def memory(transfers: list[Transfer]) -> dict[str, object]:
     }
 
 
-def measure(
-    server: GatewayProcess, token: str, workdir: Path, size: int, runs: int, warmup: int
-) -> dict[str, object]:
-    """Alternate cp, download and upload ``warmup`` times unmeasured, then ``runs`` times,
-    in ``workdir``; the figures."""
+def _steps(
+    server: GatewayProcess,
+    client: httpx.Client,
+    token: str,
+    workdir: Path,
+    bare_url: str | None,
+) -> tuple[dict[str, tuple[Callable[[], object], Path]], list[Upload | Curl | Lean]]:
+    """Each transfer of a round, by name, with the file it makes; and the uploads among
+    them whose answers carry the gateway's sha256."""
     source = workdir / "source.bin"
-    copied, downloaded, uploaded = (workdir / n for n in ("cp.bin", "down.bin", "up.bin"))
+
+    def out(name: str) -> Path:
+        return workdir / f"{name}.bin"
+
+    upload = Upload(client, source, out("up"))
+    lean_up = Lean(server.url, token, source, out("lean-up"), upload=True)
+    steps: dict[str, tuple[Callable[[], object], Path]] = {
+        "cp": (copy_raw(source, out("cp")), out("cp")),
+        "download": (download(client, source, out("down")), out("down")),
+        "upload": (upload, out("up")),
+        "download_lean": (
+            Lean(server.url, token, source, out("lean-down"), upload=False),
+            out("lean-down"),
+        ),
+        "upload_lean": (lean_up, out("lean-up")),
+    }
+    uploads: list[Upload | Curl | Lean] = [upload, lean_up]
+    if shutil.which("curl") is not None:
+        header = server.home / "curl-headers"  # the gateway's own home, not the user's
+        header.write_text(f"Authorization: Bearer {token}\n")
+        header.chmod(0o600)
+        by_curl = Curl(server.url, header, source, out("curl-up"), upload=True)
+        steps["download_curl"] = (
+            Curl(server.url, header, source, out("curl-down"), upload=False),
+            out("curl-down"),
+        )
+        steps["upload_curl"] = (by_curl, out("curl-up"))
+        uploads.append(by_curl)
+    if bare_url is not None:
+        steps["download_bare_asgi"] = (
+            Lean(bare_url, "", source, out("bare-down"), upload=False, prefix=""),
+            out("bare-down"),
+        )
+        steps["upload_bare_asgi"] = (
+            Lean(bare_url, "", source, out("bare-up"), upload=True, prefix=""),
+            out("bare-up"),
+        )
+    return steps, uploads
+
+
+def measure(
+    server: GatewayProcess,
+    token: str,
+    workdir: Path,
+    size: int,
+    runs: int,
+    warmup: int,
+    bare_url: str | None = None,
+) -> dict[str, object]:
+    """Alternate cp and the transfers ``warmup`` times unmeasured, then ``runs`` times, in
+    ``workdir``; the figures. With ``bare_url``, also the bare ASGI app's floor."""
+    source = workdir / "source.bin"
     expected = sha256_of(source)
     assert server.process is not None
     pid = server.process.pid
-    results: dict[str, list[Transfer]] = {"cp": [], "download": [], "upload": []}
     with server.client(token) as client:
         client.timeout = httpx.Timeout(600)
-        upload = Upload(client, source, uploaded)
-        steps: dict[str, tuple[Callable[[], object], Path]] = {
-            "cp": (copy_raw(source, copied), copied),
-            "download": (download(client, source, downloaded), downloaded),
-            "upload": (upload, uploaded),
-        }
+        steps, uploads = _steps(server, client, token, workdir, bare_url)
+        results: dict[str, list[Transfer]] = {name: [] for name in steps}
+        at_start = rss_kib(pid)
         for run in range(-warmup, runs):
             for name, (action, target) in steps.items():
-                target.unlink(missing_ok=True)  # each one writes a new file, as upload does
+                for _, earlier in steps.values():  # each starts alike: only the source cached
+                    earlier.unlink(missing_ok=True)
                 done = transfer(pid, action)
                 if run >= 0:
                     results[name].append(done)
                 check_size(target, size, name)
                 if run == -warmup and sha256_of(target) != expected:
                     raise SystemExit(f"{name}: the sha256 of {target} differs from the source's")
-            if upload.answers[-1].get("sha256") != expected:
-                raise SystemExit(f"upload: the gateway hashed {upload.answers[-1]}, not {expected}")
-        for target in (copied, downloaded, uploaded):
+            for sent in uploads:
+                if sent.answers[-1].get("sha256") != expected:
+                    raise SystemExit(f"upload: the gateway answered {sent.answers[-1]}")
+        for _, target in steps.values():
             target.unlink(missing_ok=True)
     rates = {name: Rates([size / MIB / t.seconds for t in ts]) for name, ts in results.items()}
     cp = rates["cp"]
@@ -281,10 +420,16 @@ def measure(
                 "median": round(rates[name].median / cp.median, 2),
                 "met": rates[name].median / cp.median >= TARGET_RATIO,
             }
-            for name in ("download", "upload")
+            for name in rates
+            if name != "cp"
         },
-        "gateway_memory": {name: memory(results[name]) for name in ("download", "upload")},
-        "gateway_vmhwm_mib": round(rss_kib(pid, "VmHWM") / 1024, 1),
+        "gateway_memory": {
+            name: memory(results[name])
+            for name in results
+            if name != "cp" and not name.endswith("bare_asgi")
+        },
+        "gateway_rss_at_start_mib": round(at_start / 1024, 1),
+        "gateway_vmhwm_mib": round(rss_kib(pid, "VmHWM") / 1024, 1),  # the peak, all rounds
         "verified": "sizes after every transfer; sha256 of each result in the first round;"
         " the upload's sha256 (computed by the gateway) in every round",
     }
@@ -297,12 +442,39 @@ def single_user(tmp: Path, size: int, runs: int, warmup: int) -> dict[str, objec
     server = new_gateway(tmp / "home", SINGLE_CONFIG.format(root=json.dumps(str(workdir))))
     server.start()
     try:
-        return {
-            "mode": "single-user, embedded scheduler",
-            **measure(server, server.token("bench"), workdir, size, runs, warmup),
-        }
+        with bare_server() as bare_url:
+            return {
+                "mode": "single-user, embedded scheduler",
+                **measure(server, server.token("bench"), workdir, size, runs, warmup, bare_url),
+            }
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def bare_server() -> Iterator[str]:
+    """bench/bare_asgi.py under uvicorn (uvloop, httptools, as the gateway); its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(HERE)]
+    argv += ["--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(argv)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("bench_files: the bare ASGI app did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def multi_user_skipped() -> str | None:
@@ -344,11 +516,17 @@ def multi_user(tmp: Path, size: int, runs: int, warmup: int) -> dict[str, object
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(
         "--warmup", type=int, default=1, help="unmeasured rounds first (fresh guest memory)"
     )
     parser.add_argument("--multi-user", action="store_true")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path.home(),
+        help="where the single-user files go (a temporary folder inside it; default: $HOME)",
+    )
     args = parser.parse_args()
     size = args.size_mib * MIB
     results: dict[str, object] = {
@@ -360,7 +538,7 @@ def main() -> None:
         "target_ratio": TARGET_RATIO,
         "note": "same filesystem, no sync: all transfers read and write the page cache",
     }
-    with tempfile.TemporaryDirectory() as name:
+    with tempfile.TemporaryDirectory(prefix="hpcgate-bench-", dir=args.dir) as name:
         results["single_user"] = single_user(Path(name), size, args.runs, args.warmup)
         if args.multi_user:
             skipped = multi_user_skipped()
