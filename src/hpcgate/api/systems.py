@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
 from hpcgate.cluster import Cluster
 from hpcgate.principal import Scope
-from hpcgate.status.models import Association, Node, Partition, Reservation
+from hpcgate.status.models import Association, Node, Partition, Reservation, SystemInfo
 
 router = APIRouter(prefix="/api/v1/systems", tags=["systems"])
-
-
-class SystemInfo(BaseModel):
-    name: str
-    description: str
-    scheduler: str = Field(description="embedded, slurm, ...")
-    transport: str = Field(description="local, ssh, agent")
-    healthy: bool = Field(description="Did the latest scheduler query succeed?")
-    health_message: str
-    checked_at: datetime | None = Field(None, description="When health was last checked")
-    roots: list[str] | None = Field(
-        None, description="Where your file operations may go (GET of one system only)"
-    )
-    home: str | None = Field(
-        None, description="Your home (or default) directory: where relative paths start"
-    )
 
 
 def _info(cluster: Cluster) -> SystemInfo:

@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
 from hpcgate.errors import Forbidden, NotFound
-from hpcgate.principal import DEFAULT_SCOPES, Principal, Scope
+from hpcgate.principal import Principal, Scope
 from hpcgate.store.tables import TokenRow
+from hpcgate.token_models import CreatedToken, NewToken, TokenInfo
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
-
-
-class TokenInfo(BaseModel):
-    id: str
-    user: str
-    scopes: list[Scope]
-    description: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-
-class NewToken(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user: str | None = Field(None, description="Whose token; default the caller (admin: anyone)")
-    scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES))
-    expires_in: int | None = Field(None, gt=0, description="Lifetime in seconds; none = no expiry")
-    description: str = Field("", max_length=255)
-
-
-class CreatedToken(TokenInfo):
-    token: str = Field(description="The secret: shown only this once")
 
 
 def _info(row: TokenRow) -> TokenInfo:

@@ -1,4 +1,5 @@
-"""What a system says about itself: partitions, nodes, reservations, the caller's accounts."""
+"""What a system says about itself: its health, partitions, nodes, reservations, the
+caller's accounts."""
 
 from __future__ import annotations
 
@@ -62,3 +63,19 @@ class Association(BaseModel):
     max_jobs: int | None = None
     max_submit_jobs: int | None = None
     max_wall: int | None = Field(None, description="Longest time limit in seconds; None: none")
+
+
+class SystemInfo(BaseModel):
+    name: str
+    description: str
+    scheduler: str = Field(description="embedded, slurm, ...")
+    transport: str = Field(description="local, ssh, agent")
+    healthy: bool = Field(description="Did the latest scheduler query succeed?")
+    health_message: str
+    checked_at: datetime | None = Field(None, description="When health was last checked")
+    roots: list[str] | None = Field(
+        None, description="Where your file operations may go (GET of one system only)"
+    )
+    home: str | None = Field(
+        None, description="Your home (or default) directory: where relative paths start"
+    )

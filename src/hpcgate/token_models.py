@@ -1,0 +1,33 @@
+"""API tokens as clients see them: the record (never the secret), a request for a new one
+and the answer that carries its secret once. Pure models, shared by the API and the SDK."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hpcgate.principal import DEFAULT_SCOPES, Scope
+
+
+class TokenInfo(BaseModel):
+    id: str
+    user: str
+    scopes: list[Scope]
+    description: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user: str | None = Field(None, description="Whose token; default the caller (admin: anyone)")
+    scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES))
+    expires_in: int | None = Field(None, gt=0, description="Lifetime in seconds; none = no expiry")
+    description: str = Field("", max_length=255)
+
+
+class CreatedToken(TokenInfo):
+    token: str = Field(description="The secret: shown only this once")
