@@ -13,22 +13,25 @@ from fastapi.responses import StreamingResponse
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import problem, responses
 from hpcgate.errors import RangeNotSatisfiable
-from hpcgate.files.bulk import Compress, Extract, Transfer
 from hpcgate.files.models import (
     ChangeMode,
     ChangeOwner,
     Checksum,
+    Compress,
     Content,
+    Extract,
     FileEntry,
     FileType,
     Listing,
     MakeDirectory,
     MakeLink,
+    NewUpload,
+    Transfer,
     Uploaded,
+    UploadState,
 )
 from hpcgate.files.ops import ALGORITHMS
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
-from hpcgate.files.resumable import NewUpload, UploadState
 from hpcgate.files.service import Opened
 from hpcgate.tasks.models import Task
 

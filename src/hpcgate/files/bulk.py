@@ -9,10 +9,9 @@ which kills the program.
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Literal
+from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field
 
 from hpcgate.commands import Command
 from hpcgate.errors import (
@@ -23,6 +22,7 @@ from hpcgate.errors import (
     InsufficientStorage,
     NotFound,
 )
+from hpcgate.files.models import Compress, Extract, Transfer
 from hpcgate.files.service import FileService, Place
 from hpcgate.principal import Principal
 from hpcgate.tasks.models import Task
@@ -31,29 +31,7 @@ from hpcgate.tasks.service import Progress, TaskService
 RECORD_BYTES = 10240  # tar's record: 20 blocks of 512 bytes, one per checkpoint count
 CHECKPOINT_RECORDS = 100
 POLL_SECONDS = 2.0
-Compression = Literal["gzip", "bzip2", "xz", "none"]
 _FLAGS: dict[str, tuple[str, ...]] = {"gzip": ("--gzip",), "bzip2": ("--bzip2",), "xz": ("--xz",)}
-
-
-class Transfer(BaseModel):
-    source: str
-    target: str
-    overwrite: bool = Field(False, description="Replace an existing target")
-
-
-class Compress(BaseModel):
-    source: str = Field(description="A file or directory to archive")
-    target: str = Field(description="The archive to create")
-    compression: Compression = "gzip"
-    overwrite: bool = False
-
-
-class Extract(BaseModel):
-    source: str = Field(description="A tar archive (gzip, bzip2 or xz compressed, or not)")
-    target: str = Field(description="The directory to extract into (created if missing)")
-    compression: Compression | Literal["auto"] = Field(
-        "auto", description="auto: tar recognises it from the archive's first bytes"
-    )
 
 
 def copy_argv(source: str, target: str) -> tuple[str, ...]:

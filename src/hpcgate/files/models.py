@@ -75,3 +75,47 @@ class MakeLink(BaseModel):
 class Uploaded(BaseModel):
     entry: FileEntry
     sha256: str = Field(description="Digest of the bytes received")
+
+
+class NewUpload(BaseModel):
+    path: str = Field(description="Where the file will be, once complete")
+    size: int = Field(ge=0, description="Its size in bytes")
+    sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse the file unless it matches"
+    )
+    overwrite: bool = Field(False, description="Replace an existing file at the end")
+
+
+class UploadState(BaseModel):
+    id: str
+    system: str
+    path: str
+    size: int
+    offset: int = Field(description="Bytes received: send the next chunk from here")
+    complete: bool = False
+    sha256: str | None = Field(None, description="The file's digest, once complete")
+    entry: FileEntry | None = Field(None, description="The file, once complete")
+
+
+Compression = Literal["gzip", "bzip2", "xz", "none"]
+
+
+class Transfer(BaseModel):
+    source: str
+    target: str
+    overwrite: bool = Field(False, description="Replace an existing target")
+
+
+class Compress(BaseModel):
+    source: str = Field(description="A file or directory to archive")
+    target: str = Field(description="The archive to create")
+    compression: Compression = "gzip"
+    overwrite: bool = False
+
+
+class Extract(BaseModel):
+    source: str = Field(description="A tar archive (gzip, bzip2 or xz compressed, or not)")
+    target: str = Field(description="The directory to extract into (created if missing)")
+    compression: Compression | Literal["auto"] = Field(
+        "auto", description="auto: tar recognises it from the archive's first bytes"
+    )

@@ -12,36 +12,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 
-from pydantic import BaseModel, Field
-
 from hpcgate.errors import BadRequest, Conflict, NotFound
-from hpcgate.files.models import FileEntry
+from hpcgate.files.models import FileEntry, NewUpload, UploadState
 from hpcgate.files.service import UPLOAD_MODE, FileService, temporary_name, verify
 from hpcgate.files.streams import receive
 from hpcgate.principal import Principal
 from hpcgate.store.tables import UploadRow
 from hpcgate.store.uploads import UploadStore
 from hpcgate.transports.files import FileAccess
-
-
-class NewUpload(BaseModel):
-    path: str = Field(description="Where the file will be, once complete")
-    size: int = Field(ge=0, description="Its size in bytes")
-    sha256: str | None = Field(
-        None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse the file unless it matches"
-    )
-    overwrite: bool = Field(False, description="Replace an existing file at the end")
-
-
-class UploadState(BaseModel):
-    id: str
-    system: str
-    path: str
-    size: int
-    offset: int = Field(description="Bytes received: send the next chunk from here")
-    complete: bool = False
-    sha256: str | None = Field(None, description="The file's digest, once complete")
-    entry: FileEntry | None = Field(None, description="The file, once complete")
 
 
 class ResumableUploads:
