@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from hpcgate import __version__
-from hpcgate.client._errors import NotConfigured, from_problem
+from hpcgate.client._errors import NotConfigured, WaitTimeout, from_problem
 from hpcgate.client._profile import Profile, resolve
 from hpcgate.errors import HpcgateError
 
@@ -89,6 +89,27 @@ def backoff(first: float = 0.5, factor: float = 1.5, cap: float = 10.0) -> Itera
     while True:
         yield pause
         pause = min(cap, pause * factor)
+
+
+class Waiting:
+    """The pauses of one wait for something to end: :func:`backoff`, cut short so that the
+    last poll comes at ``timeout`` seconds (None: wait for ever)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._end = None if timeout is None else time.monotonic() + timeout
+        self._pauses = backoff()
+
+    def pause(self, still: str) -> float:
+        """Seconds to sleep before the next poll; :class:`WaitTimeout` once the time is up,
+        its message ``still`` (what has not ended yet)."""
+        pause = next(self._pauses)
+        if self._end is None:
+            return pause
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(f"{still} after {self.timeout:g} s")
+        return min(pause, left)
 
 
 class BaseClient:

@@ -1,14 +1,75 @@
-"""The SDK's systems methods: pure call builders, and the twins that send them."""
+"""The SDK's systems methods: the configured systems and what each says about itself."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from hpcgate.client._async import AsyncCore
+from hpcgate.client._base import API, Call
 from hpcgate.client._sync import SyncCore
+from hpcgate.status.models import Association, Node, Partition, Reservation, SystemInfo
+
+
+def system_path(system: str, *rest: str) -> str:
+    """``/api/v1/systems/{system}/...``, each part escaped as one path segment."""
+    return "/".join([f"{API}/systems", *(quote(part, safe="") for part in (system, *rest))])
+
+
+def _get(system: str, what: str) -> Call:
+    return Call("GET", system_path(system, what))
 
 
 class SyncSystems(SyncCore):
     """Systems methods of :class:`~hpcgate.Client`."""
 
+    def systems(self) -> list[SystemInfo]:
+        """Every system the gateway serves, with its health."""
+        return self._call(Call("GET", f"{API}/systems"), list[SystemInfo])
+
+    def system(self, name: str) -> SystemInfo:
+        """One system, with the caller's file roots and home directory on it."""
+        return self._call(Call("GET", system_path(name)), SystemInfo)
+
+    def partitions(self, system: str) -> list[Partition]:
+        """The system's partitions (queues) and their limits."""
+        return self._call(_get(system, "partitions"), list[Partition])
+
+    def nodes(self, system: str) -> list[Node]:
+        """The system's nodes: state, CPUs, memory, GPUs."""
+        return self._call(_get(system, "nodes"), list[Node])
+
+    def reservations(self, system: str) -> list[Reservation]:
+        """The system's reservations."""
+        return self._call(_get(system, "reservations"), list[Reservation])
+
+    def accounts(self, system: str) -> list[Association]:
+        """The accounts (and partitions) the caller may charge jobs to, with limits."""
+        return self._call(_get(system, "accounts"), list[Association])
+
 
 class AsyncSystems(AsyncCore):
     """Systems methods of :class:`~hpcgate.AsyncClient`."""
+
+    async def systems(self) -> list[SystemInfo]:
+        """Every system the gateway serves, with its health."""
+        return await self._call(Call("GET", f"{API}/systems"), list[SystemInfo])
+
+    async def system(self, name: str) -> SystemInfo:
+        """One system, with the caller's file roots and home directory on it."""
+        return await self._call(Call("GET", system_path(name)), SystemInfo)
+
+    async def partitions(self, system: str) -> list[Partition]:
+        """The system's partitions (queues) and their limits."""
+        return await self._call(_get(system, "partitions"), list[Partition])
+
+    async def nodes(self, system: str) -> list[Node]:
+        """The system's nodes: state, CPUs, memory, GPUs."""
+        return await self._call(_get(system, "nodes"), list[Node])
+
+    async def reservations(self, system: str) -> list[Reservation]:
+        """The system's reservations."""
+        return await self._call(_get(system, "reservations"), list[Reservation])
+
+    async def accounts(self, system: str) -> list[Association]:
+        """The accounts (and partitions) the caller may charge jobs to, with limits."""
+        return await self._call(_get(system, "accounts"), list[Association])
