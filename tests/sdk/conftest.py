@@ -48,6 +48,14 @@ def alice_token(sdk_gateway: GatewayProcess) -> str:
     return sdk_gateway.token("alice")
 
 
+@pytest.fixture(scope="session")
+def admin(sdk_gateway: GatewayProcess) -> Iterator[Client]:
+    """An admin's blocking client: ``admin.create_token(user=...)`` makes a token for any
+    user in milliseconds (``sdk_gateway.token`` runs the command line: ~2 s)."""
+    with Client(sdk_gateway.url, sdk_gateway.token("root", "admin")) as hpc:
+        yield hpc
+
+
 @pytest.fixture
 def client(sdk_gateway: GatewayProcess, alice_token: str) -> Iterator[Client]:
     """The blocking SDK client, as alice."""

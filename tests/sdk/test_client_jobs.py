@@ -22,9 +22,10 @@ SLOW_OUTPUT = "".join(f"line {i}\n" for i in range(1, 7))
 
 
 @pytest.fixture
-def newcomer(sdk_gateway: GatewayProcess) -> Iterator[Client]:
+def newcomer(sdk_gateway: GatewayProcess, admin: Client) -> Iterator[Client]:
     """A client for a user of its own, whose job list starts empty."""
-    with Client(sdk_gateway.url, sdk_gateway.token(f"u{uuid.uuid4().hex[:10]}")) as hpc:
+    token = admin.create_token(user=f"u{uuid.uuid4().hex[:10]}").token
+    with Client(sdk_gateway.url, token) as hpc:
         yield hpc
 
 
