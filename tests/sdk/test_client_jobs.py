@@ -13,6 +13,7 @@ import pytest
 
 from hpcgate import errors
 from hpcgate.client import AsyncClient, Client, JobFailed, ValidationFailed, WaitTimeout
+from hpcgate.client._jobs import Event, EventParser
 from hpcgate.jobs.models import JobSpec, JobState
 from tests.gateway_process import GatewayProcess, new_gateway
 
@@ -135,6 +136,13 @@ def test_errors_are_the_servers_exception_classes(
         pytest.raises(errors.Unauthenticated),
     ):
         stranger.jobs(SYSTEM)
+
+
+def test_the_event_parser_follows_the_sse_framing_rules() -> None:
+    parser = EventParser()
+    lines = [": ping", "event: output", "id: 5", "data: a", "data:b", "", "", "data: x", ""]
+    events = [event for line in lines if (event := parser.feed(line)) is not None]
+    assert events == [Event("output", "a\nb", "5"), Event("message", "x", "5")]
 
 
 def test_follow_resumes_where_it_stopped_after_a_gateway_restart(tmp_path: Path) -> None:
