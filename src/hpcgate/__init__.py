@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from hpcgate.client import AsyncClient, Client
+    from hpcgate.client import AsyncClient, Client, Executor
 
 __all__ = ["AsyncClient", "Client", "Executor", "__version__"]
 

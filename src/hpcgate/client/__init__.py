@@ -12,13 +12,16 @@ from hpcgate.client._errors import (
     ValidationFailed,
     WaitTimeout,
 )
+from hpcgate.client._executor import Executor, JobFuture
 
 __all__ = [
     "AsyncClient",
     "Client",
     "ClientError",
+    "Executor",
     "GatewayUnreachable",
     "JobFailed",
+    "JobFuture",
     "NotConfigured",
     "RateLimited",
     "Retry",
