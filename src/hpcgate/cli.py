@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hpcgate import usercli
 from hpcgate.api.app import create_app
 from hpcgate.config import Settings, load_settings
 from hpcgate.errors import HpcgateError
@@ -30,6 +31,7 @@ token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API 
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
 app.add_typer(token_app, name="token")
 app.add_typer(config_app, name="config")
+usercli.register(app)
 err = Console(stderr=True)
 T = TypeVar("T")
 

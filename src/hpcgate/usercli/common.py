@@ -1,0 +1,187 @@
+"""What every user command shares: its options, the client, the system it works on, and
+how an error becomes one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from typing import Annotated, ParamSpec, TypeVar
+
+import pydantic
+import typer
+
+from hpcgate import errors
+from hpcgate.client import (
+    Client,
+    GatewayUnreachable,
+    NotConfigured,
+    RateLimited,
+    WaitTimeout,
+)
+from hpcgate.client import _profile as profiles
+from hpcgate.errors import HpcgateError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Exit(IntEnum):
+    """The exit codes of the user commands (see EXIT_CODES)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    UNAUTHENTICATED = 4
+    FORBIDDEN = 5
+    UNREACHABLE = 6
+    ERROR = 7
+    CANCELLED = 8
+    TIMEOUT = 9
+    WAIT_TIMEOUT = 124
+    INTERRUPTED = 130
+
+
+EXIT_CODES = """\
+[bold]Exit codes[/bold]
+  0  ok
+  1  the job or task failed (FAILED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED; a failed task)
+  2  usage error or invalid input (options, local files, a request the gateway refused)
+  3  not found: no such system, job, task or path
+  4  not authenticated: no URL or token configured; token invalid, expired or revoked
+  5  forbidden: the token lacks the scope, or the path is outside your roots
+  6  gateway or system unreachable or unavailable: worth retrying later
+  7  any other error from the gateway (conflict, storage full, ...)
+  8  the job or task was cancelled
+  9  the job hit its time limit (TIMEOUT)
+  124  --timeout ran out before the job or task ended (it goes on)
+  130  interrupted (Ctrl-C)"""
+
+# First match wins, so subclasses come before their bases.
+_CODES: tuple[tuple[type[BaseException], Exit], ...] = (
+    (WaitTimeout, Exit.WAIT_TIMEOUT),
+    (NotConfigured, Exit.UNAUTHENTICATED),
+    (GatewayUnreachable, Exit.UNREACHABLE),
+    (errors.NotFound, Exit.NOT_FOUND),
+    (errors.Unauthenticated, Exit.UNAUTHENTICATED),
+    (errors.Forbidden, Exit.FORBIDDEN),
+    (errors.BadRequest, Exit.USAGE),
+    (errors.Unavailable, Exit.UNREACHABLE),
+    (errors.CommandTimeout, Exit.UNREACHABLE),
+    (RateLimited, Exit.UNREACHABLE),
+    (FileNotFoundError, Exit.USAGE),
+    (IsADirectoryError, Exit.USAGE),
+    (NotADirectoryError, Exit.USAGE),
+    (PermissionError, Exit.USAGE),
+    (pydantic.ValidationError, Exit.USAGE),
+)
+
+SystemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--system",
+        "-s",
+        envvar="HPCGATE_SYSTEM",
+        show_envvar=True,
+        help="The system to work on; default: the only one, if the gateway has one",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON and nothing else on stdout")
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Use this saved profile (from 'hpcgate login'), even if HPCGATE_URL and"
+        " HPCGATE_TOKEN are set",
+    ),
+]
+
+
+def exit_code(error: BaseException) -> Exit:
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            return code
+    return Exit.ERROR
+
+
+def message(error: BaseException) -> str:
+    """One line: the problem's title and detail."""
+    if isinstance(error, HpcgateError):
+        title = (error.problem or {}).get("title") or type(error).title
+        text = f"{title}: {error.detail}" if error.detail != title else str(title)
+    elif isinstance(error, pydantic.ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        text = f"invalid {where}: {first['msg']}" if where else f"invalid: {first['msg']}"
+    elif isinstance(error, OSError):
+        text = f"{error.filename}: {error.strerror}" if error.filename else str(error)
+    else:
+        text = str(error)
+    return " ".join(text.split())
+
+
+def fail(code: Exit, text: str) -> typer.Exit:
+    """Print ``error: text`` on stderr; the exception that ends the command with ``code``."""
+    typer.echo(f"error: {' '.join(text.split())}", err=True)
+    return typer.Exit(int(code))
+
+
+def handled(command: Callable[P, R]) -> Callable[P, R]:
+    """Run ``command`` turning any error into one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise fail(Exit.INTERRUPTED, "interrupted") from None
+        except (HpcgateError, OSError, pydantic.ValidationError) as error:
+            raise fail(exit_code(error), message(error)) from None
+
+    return run
+
+
+@contextmanager
+def connect(profile: str | None) -> Iterator[Client]:
+    """A client for the gateway: a ``--profile`` given is used as it is; else the SDK's
+    order, ``HPCGATE_URL`` and ``HPCGATE_TOKEN`` then the current profile."""
+    try:
+        saved = profiles.load(profile) if profile else profiles.Profile(None, None)
+    except (KeyError, ValueError) as error:
+        raise NotConfigured(str(error.args[0] if error.args else error)) from None
+    if profile and not (saved.url and saved.token):
+        raise NotConfigured(f"profile {profile!r} has no URL or token: run 'hpcgate login'")
+    with Client(saved.url, saved.token, profile=profile) as client:
+        yield client
+
+
+def pick_system(client: Client, given: str | None) -> str:
+    """``--system`` (or ``HPCGATE_SYSTEM``), else the gateway's only system."""
+    if given:
+        return given
+    names = [system.name for system in client.systems()]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise fail(Exit.NOT_FOUND, "the gateway has no systems")
+    raise fail(
+        Exit.USAGE,
+        f"the gateway has {len(names)} systems ({', '.join(names)}): pass --system NAME"
+        " or set HPCGATE_SYSTEM",
+    )
+
+
+def read_text(path: str) -> str:
+    """A local text file, or standard input for ``-``."""
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as source:
+            return source.read()
+    except UnicodeDecodeError:
+        raise fail(Exit.USAGE, f"{path} is not UTF-8 text") from None
