@@ -138,7 +138,7 @@ def test_a_script_from_stdin_and_a_job_that_was_cancelled(env: dict[str, str]) -
     assert "CANCELLED" in waited.stdout
 
 
-def test_files_put_get_round_trip_and_listing(env: dict[str, str], tmp_path: Path) -> None:
+def test_files_put_get_round_trip_listing_and_a_copy(env: dict[str, str], tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 12345)
     (tmp_path / "data.bin").write_bytes(data)
     remote = f"cli-{uuid.uuid4().hex[:8]}.bin"
@@ -147,10 +147,11 @@ def test_files_put_get_round_trip_and_listing(env: dict[str, str], tmp_path: Pat
     assert put.returncode == 0, put.stderr
     assert json.loads(put.stdout)["entry"]["size"] == len(data)
 
-    got, listed, again = together(
+    got, listed, again, copied = together(
         partial(hpcgate, env, "files", "get", remote, str(tmp_path / "back.bin")),
         partial(hpcgate, env, "files", "ls", "--json"),
         partial(hpcgate, env, "files", "put", str(tmp_path / "data.bin"), remote),
+        partial(hpcgate, env, "files", "cp", remote, f"{remote}.copy", "--json"),
     )
 
     assert got.returncode == 0, got.stderr
@@ -159,6 +160,10 @@ def test_files_put_get_round_trip_and_listing(env: dict[str, str], tmp_path: Pat
     sizes = {entry["name"]: entry["size"] for entry in json.loads(listed.stdout)["entries"]}
     assert sizes[remote] == len(data)
     assert "Conflict" in one_line_error(again, 7)  # no --overwrite
+    assert copied.returncode == 0, copied.stderr
+    task = json.loads(copied.stdout)  # the task, waited for until it ended
+    assert (task["kind"], task["state"]) == ("copy", "completed")
+    assert task["progress"]["done"] == len(data)
 
 
 def test_errors_are_one_line_with_their_exit_code(env: dict[str, str], tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from enum import IntEnum
 from typing import Annotated, ParamSpec, TypeVar
 
+import httpx
 import pydantic
 import typer
 
@@ -77,6 +78,8 @@ _CODES: tuple[tuple[type[BaseException], Exit], ...] = (
     (NotADirectoryError, Exit.USAGE),
     (PermissionError, Exit.USAGE),
     (pydantic.ValidationError, Exit.USAGE),
+    (ValueError, Exit.USAGE),
+    (httpx.TransportError, Exit.UNREACHABLE),
 )
 
 SystemOption = Annotated[
@@ -118,6 +121,8 @@ def message(error: BaseException) -> str:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         text = f"invalid {where}: {first['msg']}" if where else f"invalid: {first['msg']}"
+    elif isinstance(error, httpx.TransportError):
+        text = f"the connection to the gateway broke: {error}"
     elif isinstance(error, OSError):
         text = f"{error.filename}: {error.strerror}" if error.filename else str(error)
     else:
@@ -138,9 +143,9 @@ def handled(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, typer.Abort):
             raise fail(Exit.INTERRUPTED, "interrupted") from None
-        except (HpcgateError, OSError, pydantic.ValidationError) as error:
+        except (HpcgateError, OSError, ValueError, httpx.TransportError) as error:
             raise fail(exit_code(error), message(error)) from None
 
     return run
