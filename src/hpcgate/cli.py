@@ -10,21 +10,20 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from hpcgate import usercli
-from hpcgate.api.app import create_app
 from hpcgate.config import Settings, load_settings
 from hpcgate.errors import HpcgateError
-from hpcgate.gateway import Gateway
 from hpcgate.principal import DEFAULT_SCOPES
-from hpcgate.tokens import parse_scopes
+
+if TYPE_CHECKING:  # the server's stack is imported by the commands that run it, so the
+    from hpcgate.gateway import Gateway  # user commands start fast
 
 app = typer.Typer(no_args_is_help=True, help="hpcgate: an HTTP gateway to HPC clusters.")
 token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
@@ -67,6 +66,8 @@ def _with_store(settings: Settings, work: Callable[[Gateway], Awaitable[T]]) -> 
 
 
 def _gateway(settings: Settings) -> Gateway:
+    from hpcgate.gateway import Gateway
+
     try:
         return Gateway(settings)
     except ValueError as exc:
@@ -97,6 +98,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
 ) -> None:
     """Run the gateway (default: 127.0.0.1:8000, SQLite and the embedded scheduler)."""
+    import uvicorn
+
+    from hpcgate.api.app import create_app
+
     settings = _settings(config)
     settings.host = host or settings.host
     settings.port = port or settings.port
@@ -131,6 +136,8 @@ def token_create(
     config: ConfigOption = None,
 ) -> None:
     """Create a token; its secret is printed once, alone on the last line."""
+    from hpcgate.tokens import parse_scopes  # it loads the database layer
+
     scopes = parse_scopes(scope) if scope else DEFAULT_SCOPES
     lifetime = parse_duration(expires_in) if expires_in else None
     issued = _with_store(
