@@ -128,7 +128,8 @@ def test_a_failed_upload_leaves_nothing_behind(alice: httpx.Client, base: Path) 
 
 def test_upload_does_not_replace_unless_asked(alice: httpx.Client, base: Path) -> None:
     assert put(alice, "once.txt", b"first").status_code == 201
-    problem(put(alice, "once.txt", b"second"), 409)
+    refused = problem(put(alice, "once.txt", b"second"), 409)
+    assert str(refused["detail"]).endswith(": once.txt"), refused  # the target, not the hidden file
     assert (base / "alice" / "once.txt").read_bytes() == b"first"
     assert put(alice, "once.txt", b"second", overwrite="true").status_code == 201
     assert (base / "alice" / "once.txt").read_bytes() == b"second"

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from hpcgate.errors import BadRequest, Conflict, NotFound
 from hpcgate.files.models import FileEntry, NewUpload, UploadState
-from hpcgate.files.service import UPLOAD_MODE, FileService, temporary_name, verify
+from hpcgate.files.service import FileService, publish, temporary_name, verify
 from hpcgate.files.streams import receive
 from hpcgate.principal import Principal
 from hpcgate.store.tables import UploadRow
@@ -102,9 +102,7 @@ class ResumableUploads:
             await self.abort(who, row.system, row.id)
             raise
         target = await self._files.writable(who, row.system, row.path, follow=False)
-        entry = await place.fs.call(
-            "publish", place.real, target=target.real, overwrite=row.overwrite, mode=UPLOAD_MODE
-        )
+        entry = await publish(place.fs, place.real, target.real, row.path, row.overwrite)
         await self._store.remove(row.id)
         return UploadState(
             **_state(row, row.size).model_dump(exclude={"complete", "sha256", "entry"}),

@@ -18,7 +18,7 @@ import anyio
 
 from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
-from hpcgate.errors import BadRequest
+from hpcgate.errors import BadRequest, HpcgateError
 from hpcgate.files.models import (
     Checksum,
     Content,
@@ -198,9 +198,7 @@ class FileService:
             with os.fdopen(fd, "wb", buffering=0) as handle:
                 digest = await receive(body, handle, path)
             verify(digest, sha256)
-            entry = await place.fs.call(
-                "publish", temporary, target=place.real, overwrite=overwrite, mode=UPLOAD_MODE
-            )
+            entry = await publish(place.fs, temporary, place.real, path, overwrite)
         except BaseException:
             with contextlib.suppress(Exception), anyio.CancelScope(shield=True):
                 await place.fs.call("discard", temporary)
@@ -211,6 +209,20 @@ class FileService:
 def temporary_name(path: str) -> str:
     folder, name = posixpath.split(path)
     return posixpath.join(folder, f".{name[:200]}.hpcgate-upload-{uuid.uuid4().hex[:12]}")
+
+
+async def publish(
+    fs: FileAccess, temporary: str, target: str, shown_as: str, overwrite: bool
+) -> dict[str, Any]:
+    """Give a finished upload its name. An error (the target exists, is a directory, ...)
+    names the target as the caller wrote it, not the hidden file."""
+    try:
+        entry: dict[str, Any] = await fs.call(
+            "publish", temporary, target=target, overwrite=overwrite, mode=UPLOAD_MODE
+        )
+    except HpcgateError as exc:
+        raise type(exc)(exc.detail.replace(temporary, shown_as), **exc.extra) from None
+    return entry
 
 
 def verify(digest: str, expected: str | None) -> None:
