@@ -1,0 +1,117 @@
+"""The restricted entry point for a functional account behind an SSH forced command.
+
+An administrator who gives hpcgate one account on the cluster (as SAIA does) puts the
+gateway's public key in that account's ``authorized_keys`` as::
+
+    restrict,command="/opt/hpcgate/bin/hpcgate-forced" ssh-ed25519 AAAA... hpcgate
+
+sshd then runs this program for every connection, whatever the client asked, with the
+client's request in ``SSH_ORIGINAL_COMMAND``; ``restrict`` turns off port, agent and X11
+forwarding and pty allocation. This program runs the request only if it is one argv of
+an allowed program, written exactly as the gateway writes it (``shlex.join``), and
+``exec``s it directly: no shell ever sees it, so ``;``, ``&&``, ``$(...)``, redirections
+and globs are refused as such, not interpreted. Anything else (no command, an interactive
+session, another program, a path to a program, a command not in the canonical form) is
+refused with exit status 126 and one line on stderr. The one wrapper allowed is
+``env [-i] [--] NAME=VALUE... PROGRAM ...``, how the gateway passes a job's environment.
+
+The allowed programs are the scheduler's commands by default (Slurm and PBS); the
+administrator may narrow or widen the list in the ``command=`` string, e.g.
+``hpcgate-forced --allow sbatch --allow squeue``. Programs are found on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+
+DEFAULT_ALLOWED = frozenset(
+    {
+        "sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr",
+        "qsub", "qstat", "qdel", "pbsnodes",
+    }
+)  # fmt: skip
+REFUSED = 126
+
+
+class Refused(Exception):
+    """The request is not one this entry point runs."""
+
+
+def parse_allowed(args: Sequence[str]) -> frozenset[str]:
+    """The ``--allow NAME`` options of the ``command=`` string; none: the default set."""
+    allowed: set[str] = set()
+    rest = list(args)
+    while rest:
+        option = rest.pop(0)
+        if option != "--allow" or not rest:
+            raise Refused(f"bad option {option!r} in the forced command (use --allow NAME)")
+        name = rest.pop(0)
+        if not name or "/" in name:
+            raise Refused(f"--allow takes a program name, not {name!r}")
+        allowed.add(name)
+    return frozenset(allowed) or DEFAULT_ALLOWED
+
+
+def argv_of(request: str | None, allowed: frozenset[str]) -> list[str]:
+    """The argv to run for ``request`` (``SSH_ORIGINAL_COMMAND``); :class:`Refused` if it
+    is not exactly ``shlex.join`` of an allowed program's argv."""
+    if request is None:
+        raise Refused("no command: this account only runs hpcgate's scheduler commands")
+    if not request.strip():
+        raise Refused("an empty command")
+    if "\0" in request:
+        raise Refused("a NUL byte in the command")
+    try:
+        argv = shlex.split(request)
+    except ValueError as exc:
+        raise Refused(f"unparseable command: {exc}") from None
+    if not argv or shlex.join(argv) != request:
+        raise Refused("the command is not a plain argv (shell syntax is refused)")
+    program = _program(argv)
+    if program not in allowed:
+        raise Refused(f"{program!r} is not allowed here")
+    return argv
+
+
+def _program(argv: list[str]) -> str:
+    """The program ``argv`` runs: its first word, or after ``env [-i] [--] NAME=VALUE...``
+    (how a job's environment is passed). No other ``env`` option (``-S`` splits strings)."""
+    if argv[0] != "env":
+        return argv[0]
+    rest = argv[1:]
+    while rest and rest[0] in ("-i", "--"):
+        rest = rest[1:]
+    while rest and _is_assignment(rest[0]):
+        rest = rest[1:]
+    if not rest:
+        raise Refused("env without a program")
+    if rest[0].startswith("-"):
+        raise Refused(f"env option {rest[0]!r} is not allowed here")
+    return rest[0]
+
+
+def _is_assignment(word: str) -> bool:
+    name, equals, _ = word.partition("=")
+    return bool(equals) and name.isidentifier() and name.isascii()
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of ``hpcgate-forced``: exec the request or refuse it."""
+    try:
+        allowed = parse_allowed(sys.argv[1:] if args is None else args)
+        argv = argv_of(os.environ.get("SSH_ORIGINAL_COMMAND"), allowed)
+    except Refused as refusal:
+        print(f"hpcgate-forced: refused: {refusal}", file=sys.stderr)
+        sys.exit(REFUSED)
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 - an allowed program, as argv, no shell
+    except OSError as exc:
+        print(f"hpcgate-forced: cannot run {argv[0]}: {exc.strerror}", file=sys.stderr)
+        sys.exit(127)
+
+
+if __name__ == "__main__":
+    main()
