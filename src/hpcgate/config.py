@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,11 +31,77 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
+JUMP_HOST = r"^(?:[a-z_][a-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 
 
 def default_home() -> Path:
     """The per-user data directory (``~/.local/share/hpcgate`` on Linux)."""
     return platformdirs.user_data_path("hpcgate")
+
+
+class SshConfig(BaseModel):
+    """The ``[systems.NAME.ssh]`` table: how the gateway logs in to a system it does not run on.
+
+    Host keys are always checked against ``known_hosts``. Commands log in as the caller's
+    mapped account (multi-user mode) or as ``user`` (the gateway's own commands, such as the
+    watcher's status queries, and every command in single-user mode).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(min_length=1, description="The login node's name or address")
+    port: int = Field(22, ge=1, le=65535)
+    known_hosts: FilePath = Field(
+        description="A known_hosts file holding the host's keys (or its CA): always verified"
+    )
+    jump_host: str | None = Field(
+        None,
+        pattern=JUMP_HOST,
+        description="'[user@]host[:port]' to reach the host through (ssh -J); its key must"
+        " be in known_hosts too",
+    )
+    identity: Literal["ca", "keys"] = Field(
+        description="ca: short-lived certificates signed with ca_key; keys: keys_dir/ACCOUNT"
+    )
+    ca_key: FilePath | None = Field(
+        None, description="identity = 'ca': the CA's private key (mode 0600 or stricter)"
+    )
+    cert_minutes: float = Field(5.0, gt=0, le=24 * 60, description="A certificate's lifetime")
+    keys_dir: Path | None = Field(
+        None, description="identity = 'keys': the private key of account NAME is keys_dir/NAME"
+    )
+    user: AccountName = Field(
+        description="The account the gateway's own commands log in as (the watcher's status"
+        " queries; every command in single-user mode)"
+    )
+    max_connections: int = Field(32, ge=1, description="Open connections at most, all accounts")
+    sessions_per_connection: int = Field(
+        10,
+        ge=2,
+        description="Channels open at once on one connection (sshd's MaxSessions); SFTP"
+        " keeps one of them",
+    )
+    idle_seconds: float = Field(60.0, gt=0, description="An unused connection is closed after")
+    keepalive_seconds: float = Field(15.0, gt=0, description="Seconds between keepalives")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect and log in")
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, user: str) -> str:
+        if user == "root":
+            raise ValueError("the gateway never logs in as root: name an ordinary account")
+        return user
+
+    @model_validator(mode="after")
+    def _identity_files(self) -> SshConfig:
+        if self.identity == "ca" and (self.ca_key is None or self.keys_dir is not None):
+            raise ValueError("identity = 'ca' needs ca_key (and takes no keys_dir)")
+        if self.identity == "keys" and (self.keys_dir is None or self.ca_key is not None):
+            raise ValueError("identity = 'keys' needs keys_dir (and takes no ca_key)")
+        if self.keys_dir is not None and not self.keys_dir.is_dir():
+            raise ValueError(f"keys_dir is not a directory: {self.keys_dir}")
+        return self
 
 
 class SystemConfig(BaseModel):
@@ -36,7 +110,8 @@ class SystemConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scheduler: Literal["embedded", "slurm", "pbs"] = "embedded"
-    transport: Literal["local"] = "local"
+    transport: Literal["local", "ssh"] = "local"
+    ssh: SshConfig | None = Field(None, description="transport = 'ssh': where and how to log in")
     description: str = ""
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between status queries")
     command_timeout: float = Field(30.0, gt=0, description="Seconds before a command is killed")
@@ -60,6 +135,19 @@ class SystemConfig(BaseModel):
         description="Default working directory: '{user}' is the caller's name, '{home}' its"
         " home directory (default: '{home}' for Slurm and PBS, under home for embedded)",
     )
+
+    @model_validator(mode="after")
+    def _transport_table(self) -> SystemConfig:
+        if self.transport == "ssh" and self.ssh is None:
+            raise ValueError("transport = 'ssh' needs an [ssh] table (host, known_hosts...)")
+        if self.transport == "local" and self.ssh is not None:
+            raise ValueError("an [ssh] table is only for transport = 'ssh'")
+        if self.transport == "ssh" and self.scheduler == "embedded":
+            raise ValueError(
+                "the embedded scheduler runs on the gateway's machine: transport = 'ssh'"
+                " needs scheduler = 'slurm' or 'pbs'"
+            )
+        return self
 
 
 class UsersConfig(BaseModel):

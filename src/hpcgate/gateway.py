@@ -68,6 +68,8 @@ class Gateway:
         await self.open_store()
         await self.ensure_admin_token()
         await self.tasks.recover()
+        for cluster in self.systems:
+            await cluster.transport.start()
         for watcher in self.watchers:
             await watcher.poll_once()  # health and state are known before the first request
             watcher.start()

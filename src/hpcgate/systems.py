@@ -15,6 +15,7 @@ from hpcgate.schedulers.pbs import PbsScheduler
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.base import Transport
 from hpcgate.transports.local import LocalTransport
+from hpcgate.transports.ssh import SshTransport
 
 
 def _scheduler(config: SystemConfig) -> Scheduler:
@@ -27,9 +28,11 @@ def _scheduler(config: SystemConfig) -> Scheduler:
     raise ValueError(f"unknown scheduler {config.scheduler!r}")
 
 
-def _transport(config: SystemConfig) -> Transport:
+def _transport(name: str, config: SystemConfig) -> Transport:
     if config.transport == "local":
         return LocalTransport()
+    if config.transport == "ssh" and config.ssh is not None:
+        return SshTransport(name, config.ssh)
     raise ValueError(f"unknown transport {config.transport!r}")
 
 
@@ -41,7 +44,8 @@ def _check_identity(cluster: Cluster, multi_user: bool) -> None:
             " the gateway's account, which would be root in multi-user mode; run the gateway as"
             " an unprivileged account, or set [users] mode = 'single' for a single-user sandbox"
         )
-    if not multi_user and per_user and os.geteuid() == 0:
+    remote = cluster.config.transport == "ssh"  # commands run on another host, as ssh.user
+    if not multi_user and per_user and os.geteuid() == 0 and not remote:
         raise ValueError(
             f"system {cluster.name!r}: the gateway runs as root in single-user mode, so every"
             f" {cluster.scheduler.kind} job would run as root; use [users] mode = 'multi'"
@@ -58,7 +62,7 @@ class Systems:
     def from_settings(cls, settings: Settings) -> Systems:
         return cls(
             {
-                name: Cluster(name, config, _scheduler(config), _transport(config))
+                name: Cluster(name, config, _scheduler(config), _transport(name, config))
                 for name, config in settings.systems.items()
             }
         )

@@ -263,6 +263,9 @@ class FakePbsTransport:
     def files(self, account: Account | None = None) -> FileAccess:
         raise AssertionError("the PBS status tests touch no files")
 
+    async def start(self) -> None:
+        pass
+
     async def close(self) -> None:
         return None
 

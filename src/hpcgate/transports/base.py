@@ -41,6 +41,10 @@ class Transport(Protocol):
         """Create a directory and its parents; fine if it exists."""
         ...
 
+    async def start(self) -> None:
+        """Read what the transport needs before the first command (keys); no connecting."""
+        ...
+
     def files(self, account: Account | None = None) -> FileAccess:
         """File operations and open descriptors, as ``account`` or as the gateway."""
         ...

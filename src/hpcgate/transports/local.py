@@ -40,6 +40,9 @@ class LocalTransport:
         """File access as ``account`` (through its helper processes) or as ourselves."""
         return OwnFiles() if account is None else AccountFiles(self._helpers, account)
 
+    async def start(self) -> None:
+        """Nothing to prepare: helper processes start on first use."""
+
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self._helpers.close)
 

@@ -1,0 +1,337 @@
+"""The SSH transport: commands run on a login node the gateway does not run on, over
+pooled asyncssh connections, as the caller's account (or as ``user`` for the gateway's own).
+
+A command's argv becomes the one string SSH carries with :func:`shlex.join`, which the
+login shell (sh, bash, zsh, ksh: POSIX quoting; not csh) splits back into exactly that
+argv. Its variables go in front as ``env -- NAME=VALUE ...``, so sshd needs no
+``AcceptEnv``. ``run`` is also bounded on the host: the argv runs under coreutils'
+``timeout -s KILL`` a few seconds past the gateway's own timeout, in case the connection
+breaks before the gateway can kill it.
+
+When a command times out or its caller is cancelled, the gateway asks sshd to SIGKILL the
+session's process group (the SSH ``signal`` request, OpenSSH 7.9+) and closes the channel.
+
+A command that could not start because its connection had died (the channel could not be
+opened) is tried once more on a fresh connection. One whose connection broke after it was
+sent is never repeated: it may have run (a submit, say), so it fails with 503 and the
+caller decides. File reads, sizes and ``mkdir -p`` go over SFTP on the same connection,
+and being idempotent they are tried once more after any connection failure.
+
+The files API (``files()``) does not run over SSH yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import shlex
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import anyio
+import asyncssh
+
+from hpcgate.accounts import Account
+from hpcgate.commands import Command, CommandResult
+from hpcgate.config import SshConfig
+from hpcgate.errors import (
+    BadRequest,
+    CommandTimeout,
+    Conflict,
+    Forbidden,
+    HpcgateError,
+    InsufficientStorage,
+    NotFound,
+    NotImplementedByScheduler,
+    TransportError,
+)
+from hpcgate.transports.files import FileAccess
+from hpcgate.transports.ssh_identity import Identity, identity_for
+from hpcgate.transports.ssh_pool import ConnectionPool, translate
+
+log = logging.getLogger("hpcgate.ssh")
+
+T = TypeVar("T")
+Process = asyncssh.SSHClientProcess[bytes]
+
+REMOTE_GRACE = 5  # seconds the host-side timeout waits past the gateway's own
+KILL_WAIT = 5.0  # seconds to wait for a killed command's channel to close
+SFTP_TIMEOUT = 120.0  # one SFTP operation (a read is at most 1 MiB)
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+SFTP_ERRORS: dict[type[asyncssh.SFTPError], type[HpcgateError]] = {
+    asyncssh.SFTPNoSuchFile: NotFound,
+    asyncssh.SFTPNoSuchPath: NotFound,
+    asyncssh.SFTPPermissionDenied: Forbidden,
+    asyncssh.SFTPWriteProtect: Forbidden,
+    asyncssh.SFTPFileAlreadyExists: Conflict,
+    asyncssh.SFTPNotADirectory: Conflict,
+    asyncssh.SFTPFileIsADirectory: Conflict,
+    asyncssh.SFTPDirNotEmpty: Conflict,
+    asyncssh.SFTPNoSpaceOnFilesystem: InsufficientStorage,
+    asyncssh.SFTPQuotaExceeded: InsufficientStorage,
+    asyncssh.SFTPInvalidFilename: BadRequest,
+    asyncssh.SFTPLinkLoop: BadRequest,
+}
+# Errors that mean the connection (not the file) failed: SFTP operations are retried.
+CONNECTION_ERRORS = (
+    asyncssh.SFTPConnectionLost,
+    asyncssh.SFTPNoConnection,
+    asyncssh.DisconnectError,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+    BrokenPipeError,
+)
+
+
+def command_line(command: Command, timeout: float | None = None) -> str:
+    """The string sent to sshd: the argv quoted for a POSIX login shell, preceded by
+    ``env -- NAME=VALUE...`` for its variables and, with ``timeout``, by a host-side
+    ``timeout -s KILL`` of that many seconds (rounded up)."""
+    argv = command.argv
+    if command.env:
+        for name in command.env:
+            if not ENV_NAME.match(name):
+                raise BadRequest(f"invalid environment variable name {name!r}")
+        argv = ("env", "--", *(f"{name}={value}" for name, value in command.env.items()), *argv)
+    if timeout is not None:
+        argv = ("timeout", "-s", "KILL", str(math.ceil(timeout)), *argv)
+    return shlex.join(argv)
+
+
+class SshTransport:
+    """Runs argv lists on ``config.host`` over SSH, as the caller's account."""
+
+    def __init__(self, system: str, config: SshConfig, identity: Identity | None = None) -> None:
+        self._config = config
+        self._identity = identity or identity_for(config, system)
+        self._where = f"{config.host}:{config.port}"
+        self.pool = ConnectionPool(
+            self._connect,
+            max_connections=config.max_connections,
+            sessions=config.sessions_per_connection,
+            idle_seconds=config.idle_seconds,
+            wait_seconds=config.connect_timeout,
+        )
+
+    async def start(self) -> None:
+        """Read the identity's keys (the CA key), so a bad one stops the gateway's start."""
+        self._identity.start()
+
+    def login(self, account: Account | None) -> str:
+        """The account a command logs in as: the caller's, or the configured ``user``."""
+        return self._config.user if account is None else account.name
+
+    def files(self, account: Account | None = None) -> FileAccess:
+        raise NotImplementedByScheduler(
+            "the files API over SSH is not built yet; job submission, status and output work"
+        )
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def run(
+        self, command: Command, timeout: float, account: Account | None = None
+    ) -> CommandResult:
+        line = command_line(command, timeout + REMOTE_GRACE)
+        stdin: dict[str, Any] = (
+            {"input": command.stdin} if command.stdin else {"stdin": asyncssh.DEVNULL}
+        )
+        async with self._process(self.login(account), line, stdin) as process:
+            try:
+                async with asyncio.timeout(timeout):
+                    stdout, stderr = await process.communicate()
+            except TimeoutError:
+                await _kill(process)
+                raise CommandTimeout(
+                    f"'{command.argv[0]}' did not finish in {timeout:g} s; it was killed"
+                ) from None
+            except BaseException as exc:
+                await _kill(process)
+                if isinstance(exc, asyncssh.Error | OSError):
+                    raise translate(exc, self._where, self.login(account)) from exc
+                raise
+            return self._result(process, command, stdout, stderr)
+
+    async def run_long(
+        self, command: Command, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        """No timeout; each stderr line to ``on_line``; killed on the host if cancelled."""
+        io = {"stdin": asyncssh.DEVNULL, "stdout": asyncssh.DEVNULL}
+        async with self._process(self.login(account), command_line(command), io) as process:
+            try:
+                lines = await _lines(process, on_line)
+                await process.wait_closed()
+            except BaseException:
+                await _kill(process)
+                raise
+            tail = "\n".join(lines[-20:]).encode()
+            return self._result(process, command, b"", tail)
+
+    async def read(
+        self, path: str, offset: int, size: int, account: Account | None = None
+    ) -> bytes:
+        async def read(sftp: asyncssh.SFTPClient) -> bytes:
+            async with sftp.open(path, "rb", encoding=None) as handle:
+                return cast(bytes, await handle.read(size, offset))
+
+        return await self._sftp(account, path, read)
+
+    async def file_size(self, path: str, account: Account | None = None) -> int | None:
+        async def size(sftp: asyncssh.SFTPClient) -> int:
+            return int((await sftp.stat(path)).size or 0)
+
+        try:
+            return await self._sftp(account, path, size)
+        except NotFound:
+            return None
+
+    async def make_directory(self, path: str, account: Account | None = None) -> None:
+        async def mkdir(sftp: asyncssh.SFTPClient) -> None:
+            await sftp.makedirs(path, exist_ok=True)
+
+        await self._sftp(account, path, mkdir)
+
+    # ------------------------------------------------------------------ internals
+
+    @contextlib.asynccontextmanager
+    async def _process(self, login: str, line: str, io: dict[str, Any]) -> AsyncIterator[Process]:
+        """A started remote process, its channel closed when the block ends. Tried once
+        more on a fresh connection when its channel could not be opened."""
+        for attempt in (1, 2):
+            async with self.pool.lease(login) as lease:
+                try:
+                    async with asyncio.timeout(self._config.connect_timeout):
+                        process = await lease.conn.create_process(line, encoding=None, **io)
+                except asyncssh.ChannelOpenError as exc:
+                    if lease.conn.is_closed() or attempt == 2:
+                        lease.broken()
+                    if attempt == 2:
+                        raise translate(exc, self._where, login) from exc
+                    continue  # not started: the host never saw the command
+                except (asyncssh.Error, OSError) as exc:  # may have started: not retried
+                    lease.broken()
+                    raise translate(exc, self._where, login) from exc
+                try:
+                    yield process
+                finally:
+                    process.close()
+                return
+
+    def _result(
+        self, process: Process, command: Command, stdout: bytes, stderr: bytes
+    ) -> CommandResult:
+        if process.returncode is None:
+            raise TransportError(
+                f"the connection to {self._where} broke while '{command.argv[0]}' ran;"
+                " it may have run"
+            )
+        return CommandResult(process.returncode, stdout, stderr)
+
+    async def _sftp(
+        self,
+        account: Account | None,
+        path: str,
+        operation: Callable[[asyncssh.SFTPClient], Awaitable[T]],
+    ) -> T:
+        login = self.login(account)
+        for attempt in (1, 2):
+            async with self.pool.lease(login, channel=False) as lease:
+                try:
+                    async with asyncio.timeout(SFTP_TIMEOUT):
+                        return await operation(await lease.sftp())
+                except TimeoutError:
+                    lease.broken()  # a request stuck on the host holds the SFTP channel
+                    raise CommandTimeout(
+                        f"a file operation on {self._where} took more than {SFTP_TIMEOUT:g} s"
+                    ) from None
+                except asyncssh.SFTPError as exc:
+                    if not isinstance(exc, CONNECTION_ERRORS):
+                        kind = SFTP_ERRORS.get(type(exc), TransportError)
+                        raise kind(f"{exc.reason or type(exc).__name__}: {path}") from exc
+                    lease.broken()
+                    if attempt == 2:
+                        raise translate(exc, self._where, login) from exc
+                except (asyncssh.Error, OSError) as exc:
+                    lease.broken()
+                    if attempt == 2:
+                        raise translate(exc, self._where, login) from exc
+        raise AssertionError("unreachable")
+
+    async def _connect(self, login: str) -> asyncssh.SSHClientConnection:
+        """A new connection as ``login`` (through the jump host if one is configured)."""
+        config = self._config
+        jump: asyncssh.SSHClientConnection | None = None
+        try:
+            async with asyncio.timeout(config.connect_timeout):
+                if config.jump_host is not None:
+                    jump_user, host, port = parse_jump_host(config.jump_host)
+                    jump = await self._login(host, port, jump_user or login, None, True)
+                conn = await self._login(config.host, config.port, login, jump, False)
+        except BaseException as exc:
+            if jump is not None:
+                jump.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise translate(exc, self._where, login) from exc
+        if jump is not None:
+            conn.set_tunnel(jump)  # closing the connection closes the jump host's too
+        return conn
+
+    async def _login(
+        self,
+        host: str,
+        port: int,
+        login: str,
+        tunnel: asyncssh.SSHClientConnection | None,
+        forwarding: bool,
+    ) -> asyncssh.SSHClientConnection:
+        config = self._config
+        return await asyncssh.connect(
+            host,
+            port,
+            tunnel=tunnel if tunnel is not None else (),
+            username=login,
+            known_hosts=str(config.known_hosts),
+            client_keys=self._identity.client_keys(login, forwarding),
+            agent_path=None,
+            config=None,  # no ~/.ssh/config of the gateway's account
+            preferred_auth="publickey",
+            keepalive_interval=config.keepalive_seconds,
+            connect_timeout=config.connect_timeout,
+            login_timeout=config.connect_timeout,
+        )
+
+
+def parse_jump_host(text: str) -> tuple[str | None, str, int]:
+    """``[user@]host[:port]`` (host may be ``[v6 address]``) as (user, host, port)."""
+    user, _, rest = text.rpartition("@")
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = tail.removeprefix(":")
+    else:
+        host, _, port = rest.partition(":")
+    return user or None, host, int(port or 22)
+
+
+async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
+    """Every line the process writes to stderr, each also handed to ``on_line``."""
+    seen: list[str] = []
+    while raw := await process.stderr.readline():
+        line = raw.decode(errors="replace").rstrip("\n")
+        on_line(line)
+        seen = [*seen[-50:], line]
+    return seen
+
+
+async def _kill(process: Process) -> None:
+    """SIGKILL the command's process group on the host, close its channel, and wait a
+    little for the close (shielded: this runs while a cancellation is under way)."""
+    with contextlib.suppress(OSError):
+        process.send_signal("KILL")
+    process.close()
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await asyncio.wait_for(process.wait_closed(), KILL_WAIT)
