@@ -77,10 +77,10 @@ class SshConfig(BaseModel):
     )
     max_connections: int = Field(32, ge=1, description="Open connections at most, all accounts")
     sessions_per_connection: int = Field(
-        10,
+        8,
         ge=2,
-        description="Channels open at once on one connection (sshd's MaxSessions); SFTP"
-        " keeps one of them",
+        description="Channels open at once on one connection: at most sshd's MaxSessions"
+        " (10 by default), better a little less; SFTP keeps one of them",
     )
     idle_seconds: float = Field(60.0, gt=0, description="An unused connection is closed after")
     keepalive_seconds: float = Field(15.0, gt=0, description="Seconds between keepalives")

@@ -51,6 +51,11 @@ def min_job_age() -> int:
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
+    ensure_cluster()
+
+
+def ensure_cluster() -> None:
+    """Start the cluster of scripts/slurm unless it runs (skip or fail if that cannot be)."""
     if controller_up():
         return
     if os.geteuid() != 0:

@@ -272,7 +272,17 @@ async def test_concurrent_commands_share_one_connection(
     )
     assert [r.stdout for r in results] == [f"{n}\n".encode() for n in range(20)]
     assert transport.pool.stats().opened == 1
-    assert time.monotonic() - started < 5  # ten channels at a time: two rounds, not twenty
+    assert time.monotonic() - started < 5  # eight channels at a time: three rounds, not twenty
+
+
+async def test_channels_up_to_sshds_own_limit(sshd: Sshd, transports: list[SshTransport]) -> None:
+    """With as many channels as sshd's MaxSessions (10), a new channel often reaches sshd
+    before it has freed the session of one just closed: the refusal is waited out."""
+    transport = new(transports, sshd, sessions_per_connection=10)
+    for _ in range(3):
+        results = await asyncio.gather(*(transport.run(Command(("true",)), 20) for _ in range(60)))
+        assert all(result.ok for result in results)
+    assert transport.pool.stats().opened == 1
 
 
 async def test_an_idle_connection_is_closed(sshd: Sshd, transports: list[SshTransport]) -> None:

@@ -199,19 +199,18 @@ class SshTransport:
 
     @contextlib.asynccontextmanager
     async def _process(self, login: str, line: str, io: dict[str, Any]) -> AsyncIterator[Process]:
-        """A started remote process, its channel closed when the block ends. Tried once
-        more on a fresh connection when its channel could not be opened."""
+        """A started remote process, its channel closed when the block ends. When its
+        channel could not be opened on a connection that had died, it is tried once more on
+        a fresh connection: the host never saw the command."""
         for attempt in (1, 2):
             async with self.pool.lease(login) as lease:
                 try:
-                    async with asyncio.timeout(self._config.connect_timeout):
-                        process = await lease.conn.create_process(line, encoding=None, **io)
+                    process = await self._open(lease.conn, line, io)
                 except asyncssh.ChannelOpenError as exc:
-                    if lease.conn.is_closed() or attempt == 2:
-                        lease.broken()
-                    if attempt == 2:
+                    if not lease.conn.is_closed() or attempt == 2:
                         raise translate(exc, self._where, login) from exc
-                    continue  # not started: the host never saw the command
+                    lease.broken()
+                    continue
                 except (asyncssh.Error, OSError) as exc:  # may have started: not retried
                     lease.broken()
                     raise translate(exc, self._where, login) from exc
@@ -220,6 +219,25 @@ class SshTransport:
                 finally:
                     process.close()
                 return
+
+    async def _open(
+        self, conn: asyncssh.SSHClientConnection, line: str, io: dict[str, Any]
+    ) -> Process:
+        """Open a channel and start ``line`` in it. A live connection's refusal is tried
+        again, for up to ``connect_timeout``: sshd frees a closed channel's session a moment
+        after the close, so a new channel can briefly exceed its MaxSessions."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.connect_timeout
+        delay = 0.01
+        while True:
+            try:
+                async with asyncio.timeout(self._config.connect_timeout):
+                    return await conn.create_process(line, encoding=None, **io)
+            except asyncssh.ChannelOpenError:
+                if conn.is_closed() or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 0.25)
 
     def _result(
         self, process: Process, command: Command, stdout: bytes, stderr: bytes

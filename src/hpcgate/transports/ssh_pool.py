@@ -1,9 +1,9 @@
 """The SSH connections of one system: one per login account, shared by its commands.
 
-A connection carries many commands at once, each on its own channel, up to
-``sessions`` channels (sshd's ``MaxSessions``, 10 by default); further commands wait for
-a free channel. The SFTP client of a connection is opened on first use and keeps one of
-its channels for the connection's life. At most ``max_connections`` connections are open:
+A connection carries many commands at once, each on its own channel, up to ``sessions``
+channels (no more than sshd's ``MaxSessions``, 10 by default); further commands wait for a
+free channel. The SFTP client of a connection is opened on first use and keeps one of its
+channels for the connection's life. At most ``max_connections`` connections are open:
 a new account's connection first closes the longest-idle one, or waits (up to
 ``wait_seconds``) for one to become idle. A connection unused for ``idle_seconds`` is
 closed. A connection found closed (sshd restarted, keepalives unanswered) is replaced on
