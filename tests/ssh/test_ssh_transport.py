@@ -262,6 +262,21 @@ async def test_refused_logins(sshd: Sshd, transports: list[SshTransport]) -> Non
         await closed.run(Command(("true",)), 10, alice())
 
 
+async def test_a_host_that_never_answers_is_a_503_after_connect_timeout(
+    sshd: Sshd, transports: list[SshTransport]
+) -> None:
+    with socket.socket() as silent:  # the kernel completes the handshake; nobody speaks
+        silent.bind((sshd.host, 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        transport = new(transports, sshd, port=port, connect_timeout=1)
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="did not answer in time") as caught:
+            await transport.run(Command(("true",)), 10, alice())
+        assert caught.value.status == 503
+        assert 0.9 < time.monotonic() - started < 3
+
+
 async def test_concurrent_commands_share_one_connection(
     sshd: Sshd, transports: list[SshTransport]
 ) -> None:
