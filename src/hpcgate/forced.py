@@ -12,8 +12,9 @@ an allowed program, written exactly as the gateway writes it (``shlex.join``), a
 ``exec``s it directly: no shell ever sees it, so ``;``, ``&&``, ``$(...)``, redirections
 and globs are refused as such, not interpreted. Anything else (no command, an interactive
 session, another program, a path to a program, a command not in the canonical form) is
-refused with exit status 126 and one line on stderr. The one wrapper allowed is
-``env [-i] [--] NAME=VALUE... PROGRAM ...``, how the gateway passes a job's environment.
+refused with exit status 126 and one line on stderr. The wrappers the gateway's SSH
+transport puts in front are allowed: ``timeout -s KILL SECONDS`` and
+``env [-i] [--] NAME=VALUE...``.
 
 The allowed programs are the scheduler's commands by default (Slurm and PBS); the
 administrator may narrow or widen the list in the ``command=`` string, e.g.
@@ -77,8 +78,12 @@ def argv_of(request: str | None, allowed: frozenset[str]) -> list[str]:
 
 
 def _program(argv: list[str]) -> str:
-    """The program ``argv`` runs: its first word, or after ``env [-i] [--] NAME=VALUE...``
-    (how a job's environment is passed). No other ``env`` option (``-S`` splits strings)."""
+    """The program ``argv`` runs: its first word, or the one after the gateway's wrappers,
+    ``timeout -s KILL SECONDS`` (the host-side bound of a command) and then
+    ``env [-i] [--] NAME=VALUE...`` (how a job's environment is passed). No other option of
+    either (``env -S`` splits strings)."""
+    if argv[:3] == ["timeout", "-s", "KILL"] and len(argv) > 4 and argv[3].isdigit():
+        argv = argv[4:]
     if argv[0] != "env":
         return argv[0]
     rest = argv[1:]

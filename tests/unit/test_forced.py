@@ -17,6 +17,8 @@ from hpcgate.forced import DEFAULT_ALLOWED, Refused, argv_of, parse_allowed
         ["scancel", "12"],
         ["env", "-i", "--", "FOO=bar baz", "OMP_NUM_THREADS=4", "sbatch", "--parsable"],
         ["sacct", "--format", "JobID,State", "--noheader", "*"],
+        ["timeout", "-s", "KILL", "35", "env", "--", "A=1", "sbatch", "--parsable"],
+        ["timeout", "-s", "KILL", "35", "squeue"],
     ],
 )
 def test_the_gateway_s_own_commands_run_as_given(argv: list[str]) -> None:
@@ -46,6 +48,10 @@ def test_the_gateway_s_own_commands_run_as_given(argv: list[str]) -> None:
         ("env FOO=1", "env without a program"),
         ("env FOO=1 bash", "'bash' is not allowed"),
         ("squeue\0", "NUL"),
+        ("timeout 5 bash", "'timeout' is not allowed"),
+        ("timeout -s KILL 5 bash", "'bash' is not allowed"),
+        ("timeout -s KILL 5", "'timeout' is not allowed"),
+        ("timeout -s KILL 5 env -S x", "option '-S'"),
     ],
 )
 def test_anything_else_is_refused(request_: str | None, why: str) -> None:
