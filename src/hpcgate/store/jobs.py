@@ -209,7 +209,7 @@ class JobStore:
         updated: list[JobRow] = []
         created: list[JobRow] = []
         for report in seen:
-            row = rows.get(report.native_id)
+            row = rows.get(report.native_id) or await self._ended_task(rows, report)
             fresh = row is None
             if fresh:
                 row = _new_task(rows, report)
@@ -224,6 +224,12 @@ class JobStore:
         for row in (*created, *updated):
             self._recent.put(row)
         return changes
+
+    async def _ended_task(self, rows: dict[str, JobRow], report: SchedulerJob) -> JobRow | None:
+        """The row of an array task that an earlier poll recorded and that has ended (so it
+        is not among the live rows) while its array still runs."""
+        array = rows.get(report.array_job_id or "")
+        return None if array is None else await self.get(array.system, report.native_id)
 
     async def events_after(self, job_pk: int, after_id: int) -> list[StateChange]:
         table = JobEventRow.__table__
