@@ -16,9 +16,21 @@ refused with exit status 126 and one line on stderr. The wrappers the gateway's 
 transport puts in front are allowed: ``timeout -s KILL SECONDS`` and
 ``env [-i] [--] NAME=VALUE...``.
 
-The allowed programs are the scheduler's commands by default (Slurm and PBS); the
-administrator may narrow or widen the list in the ``command=`` string, e.g.
-``hpcgate-forced --allow sbatch --allow squeue``. Programs are found on ``PATH``.
+The allowed programs, by default, are exactly what the gateway runs:
+
+- Slurm's ``sbatch squeue sacct scancel scontrol sinfo sacctmgr`` and PBS's ``qsub qstat
+  qdel pbsnodes pbs_rstat``;
+- three coreutils programs for job files, since sshd runs this program for the ``sftp``
+  subsystem too, so the account has no SFTP: ``tail`` (reads job output: ``tail -c +N --
+  PATH``), ``stat`` (a file's size: ``stat -L -c %s -- PATH``) and ``mkdir`` (a job's
+  directory: ``mkdir -p -- PATH``). None of them writes a file; they reach whatever paths the
+  account itself may read or create, as any job of the account can.
+
+The administrator may narrow or widen the list in the ``command=`` string, e.g.
+``hpcgate-forced --allow sbatch --allow squeue`` (then only those). Programs are found on
+``PATH``. Note that ``sbatch``/``qsub`` run any script the key's holder sends, as the
+account, on the compute nodes: the forced command keeps the key from a login shell, from
+forwarding and from other programs on the login node, not from the account's own rights.
 """
 
 from __future__ import annotations
@@ -31,7 +43,8 @@ from collections.abc import Sequence
 DEFAULT_ALLOWED = frozenset(
     {
         "sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr",
-        "qsub", "qstat", "qdel", "pbsnodes",
+        "qsub", "qstat", "qdel", "pbsnodes", "pbs_rstat",
+        "tail", "stat", "mkdir",
     }
 )  # fmt: skip
 REFUSED = 126

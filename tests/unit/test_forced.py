@@ -19,6 +19,10 @@ from hpcgate.forced import DEFAULT_ALLOWED, Refused, argv_of, parse_allowed
         ["sacct", "--format", "JobID,State", "--noheader", "*"],
         ["timeout", "-s", "KILL", "35", "env", "--", "A=1", "sbatch", "--parsable"],
         ["timeout", "-s", "KILL", "35", "squeue"],
+        ["pbs_rstat", "-f"],
+        ["timeout", "-s", "KILL", "125", "env", "--", "LC_ALL=C", "tail", "-c", "+1", "--", "/a"],
+        ["env", "--", "LC_ALL=C", "stat", "-L", "-c", "%s", "--", "/a b/$(id)"],
+        ["env", "--", "LC_ALL=C", "mkdir", "-p", "--", "/home/svc/jobs; rm -rf ~"],
     ],
 )
 def test_the_gateway_s_own_commands_run_as_given(argv: list[str]) -> None:
