@@ -35,6 +35,9 @@ AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31
 JUMP_HOST = r"^(?:[a-z_][a-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 
 
+IDENTITY_FILES = {"ca": "ca_key", "keys": "keys_dir", "forced": "key"}  # what each needs
+
+
 def default_home() -> Path:
     """The per-user data directory (``~/.local/share/hpcgate`` on Linux)."""
     return platformdirs.user_data_path("hpcgate")
@@ -45,7 +48,9 @@ class SshConfig(BaseModel):
 
     Host keys are always checked against ``known_hosts``. Commands log in as the caller's
     mapped account (multi-user mode) or as ``user`` (the gateway's own commands, such as the
-    watcher's status queries, and every command in single-user mode).
+    watcher's status queries, and every command in single-user mode). With identity
+    ``forced`` every command of every caller logs in as ``user``, a functional account whose
+    key runs only hpcgate-forced (see :mod:`hpcgate.forced`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -61,8 +66,10 @@ class SshConfig(BaseModel):
         description="'[user@]host[:port]' to reach the host through (ssh -J); its key must"
         " be in known_hosts too",
     )
-    identity: Literal["ca", "keys"] = Field(
-        description="ca: short-lived certificates signed with ca_key; keys: keys_dir/ACCOUNT"
+    identity: Literal["ca", "keys", "forced"] = Field(
+        description="ca: short-lived certificates signed with ca_key; keys: keys_dir/ACCOUNT;"
+        " forced: every user's commands and jobs run as the one functional account 'user',"
+        " whose key runs only hpcgate-forced (the cluster does not keep users apart)"
     )
     ca_key: FilePath | None = Field(
         None, description="identity = 'ca': the CA's private key (mode 0600 or stricter)"
@@ -71,9 +78,14 @@ class SshConfig(BaseModel):
     keys_dir: Path | None = Field(
         None, description="identity = 'keys': the private key of account NAME is keys_dir/NAME"
     )
+    key: FilePath | None = Field(
+        None,
+        description="identity = 'forced': the functional account's private key (mode 0600 or"
+        " stricter); its public half runs hpcgate-forced in that account's authorized_keys",
+    )
     user: AccountName = Field(
         description="The account the gateway's own commands log in as (the watcher's status"
-        " queries; every command in single-user mode)"
+        " queries; every command in single-user mode; every command with identity = 'forced')"
     )
     max_connections: int = Field(32, ge=1, description="Open connections at most, all accounts")
     sessions_per_connection: int = Field(
@@ -95,10 +107,11 @@ class SshConfig(BaseModel):
 
     @model_validator(mode="after")
     def _identity_files(self) -> SshConfig:
-        if self.identity == "ca" and (self.ca_key is None or self.keys_dir is not None):
-            raise ValueError("identity = 'ca' needs ca_key (and takes no keys_dir)")
-        if self.identity == "keys" and (self.keys_dir is None or self.ca_key is not None):
-            raise ValueError("identity = 'keys' needs keys_dir (and takes no ca_key)")
+        needed = IDENTITY_FILES[self.identity]
+        given = [name for name in IDENTITY_FILES.values() if getattr(self, name) is not None]
+        if given != [needed]:
+            others = " or ".join(name for name in IDENTITY_FILES.values() if name != needed)
+            raise ValueError(f"identity = '{self.identity}' needs {needed} (and takes no {others})")
         if self.keys_dir is not None and not self.keys_dir.is_dir():
             raise ValueError(f"keys_dir is not a directory: {self.keys_dir}")
         return self
@@ -135,6 +148,12 @@ class SystemConfig(BaseModel):
         description="Default working directory: '{user}' is the caller's name, '{home}' its"
         " home directory (default: '{home}' for Slurm and PBS, under home for embedded)",
     )
+
+    @property
+    def functional_account(self) -> str | None:
+        """The one account every user's commands and jobs run as on this system (SSH
+        identity = 'forced'), or None when each runs as its own (or the gateway's)."""
+        return self.ssh.user if self.ssh is not None and self.ssh.identity == "forced" else None
 
     @model_validator(mode="after")
     def _transport_table(self) -> SystemConfig:

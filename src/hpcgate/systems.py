@@ -38,6 +38,15 @@ def _transport(name: str, config: SystemConfig) -> Transport:
 
 def _check_identity(cluster: Cluster, multi_user: bool) -> None:
     per_user = cluster.scheduler.per_user
+    functional = cluster.config.functional_account
+    if multi_user and functional is not None:
+        raise ValueError(
+            f"system {cluster.name!r}: with ssh identity = 'forced' every user's commands and"
+            f" jobs run as the one functional account {functional!r}, so on the cluster users"
+            " are not kept apart (hpcgate still shows each user only their own jobs); the"
+            " per-user accounts of multi-user mode cannot apply to it: set [users] mode ="
+            " 'single', and serve per-user systems from another gateway"
+        )
     if multi_user and not per_user:
         raise ValueError(
             f"system {cluster.name!r}: the {cluster.scheduler.kind} scheduler runs every job as"
@@ -69,8 +78,12 @@ class Systems:
 
     @property
     def per_user(self) -> bool:
-        """Whether any system's scheduler runs jobs as the submitting account."""
-        return any(cluster.scheduler.per_user for cluster in self)
+        """Whether any system's scheduler runs jobs as the submitting account (not on a
+        system where everyone is one functional account)."""
+        return any(
+            cluster.scheduler.per_user and cluster.config.functional_account is None
+            for cluster in self
+        )
 
     def check_identity(self, multi_user: bool) -> None:
         """A ValueError if a system would run users' jobs as root in this mode."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hpcgate.accounts import Accounts, multi_user
-from hpcgate.config import Settings, SystemConfig, UsersConfig
+from hpcgate.config import Settings, SshConfig, SystemConfig, UsersConfig
 from hpcgate.errors import Forbidden
 from hpcgate.gateway import Gateway
 from hpcgate.principal import DEFAULT_SCOPES, Principal
@@ -83,3 +83,36 @@ def test_root_gateway_refuses_to_run_jobs_as_root(
     )
     with pytest.raises(ValueError, match=words):
         Gateway(settings)
+
+
+def forced_system(tmp_path: Path) -> SystemConfig:
+    """A Slurm system behind a functional account (identity = 'forced')."""
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "key").write_text("")
+    ssh = SshConfig(
+        host="login.example.org",
+        known_hosts=tmp_path / "known_hosts",
+        identity="forced",
+        key=tmp_path / "key",
+        user="hpcgate-svc",
+    )
+    return SystemConfig(scheduler="slurm", transport="ssh", ssh=ssh)
+
+
+def test_multi_user_mode_refuses_a_functional_account(tmp_path: Path) -> None:
+    """Its mapping would name accounts that a forced system never logs in as."""
+    settings = Settings(
+        home=tmp_path, systems={"s": forced_system(tmp_path)}, users=UsersConfig(mode="multi")
+    )
+    with pytest.raises(ValueError, match="run as the one functional account 'hpcgate-svc'"):
+        Gateway(settings)
+
+
+def test_auto_mode_is_single_user_with_only_functional_accounts(tmp_path: Path) -> None:
+    """Even as root: everyone's jobs run as the functional account, never as root."""
+    gateway = Gateway(Settings(home=tmp_path, systems={"s": forced_system(tmp_path)}))
+    assert not gateway.accounts.multi
+    mixed = {"s": forced_system(tmp_path), "cluster": SystemConfig(scheduler="slurm")}
+    if os.geteuid() == 0:  # multi-user for the local Slurm, which the forced system refuses
+        with pytest.raises(ValueError, match=r"set \[users\] mode = 'single'"):
+            Gateway(Settings(home=tmp_path, systems=mixed))

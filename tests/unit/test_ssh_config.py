@@ -11,11 +11,12 @@ import asyncssh
 import pytest
 from pydantic import ValidationError
 
+from hpcgate.accounts import Account
 from hpcgate.commands import Command
 from hpcgate.config import SshConfig, SystemConfig
 from hpcgate.errors import BadRequest, Forbidden, NotImplementedByScheduler, TransportError
 from hpcgate.transports.ssh import SshTransport, command_line, parse_jump_host
-from hpcgate.transports.ssh_identity import CertificateAuthority, KeyDirectory
+from hpcgate.transports.ssh_identity import CertificateAuthority, FunctionalKey, KeyDirectory
 
 HOSTILE = (
     "; rm -rf /",
@@ -72,6 +73,16 @@ def test_a_keys_system(files: dict[str, Path]) -> None:
     assert system.ssh is not None and system.ssh.keys_dir == files["keys_dir"]
 
 
+def test_a_forced_system(files: dict[str, Path]) -> None:
+    table = ssh(files, identity="forced", ca_key=None, key=files["ca_key"], user="hpcgate-svc")
+    system = SystemConfig(scheduler="slurm", transport="ssh", ssh=table)
+    assert system.ssh is not None and system.ssh.key == files["ca_key"]
+    assert system.functional_account == "hpcgate-svc"
+    per_user = SystemConfig(scheduler="slurm", transport="ssh", ssh=ssh(files))
+    assert per_user.functional_account is None
+    assert SystemConfig().functional_account is None
+
+
 NO_TABLE: dict[str, Any] = {"no": "table"}
 
 
@@ -82,9 +93,13 @@ NO_TABLE: dict[str, Any] = {"no": "table"}
         ({"transport": "local"}, {}, "an [ssh] table is only for transport = 'ssh'"),
         ({"scheduler": "embedded"}, {}, "needs scheduler = 'slurm' or 'pbs'"),
         ({}, {"ca_key": None}, "identity = 'ca' needs ca_key"),
-        ({}, {"keys_dir": "keys_dir"}, "identity = 'ca' needs ca_key (and takes no keys_dir)"),
+        ({}, {"keys_dir": "keys_dir"}, "identity = 'ca' needs ca_key (and takes no keys_dir"),
         ({}, {"identity": "keys", "ca_key": None}, "identity = 'keys' needs keys_dir"),
-        ({}, {"identity": "keys", "keys_dir": "keys_dir"}, "(and takes no ca_key)"),
+        ({}, {"identity": "keys", "keys_dir": "keys_dir"}, "(and takes no ca_key or key)"),
+        ({}, {"identity": "forced", "ca_key": None}, "identity = 'forced' needs key"),
+        ({}, {"identity": "forced", "key": "ca_key"}, "(and takes no ca_key or keys_dir)"),
+        ({}, {"key": "ca_key"}, "identity = 'ca' needs ca_key (and takes no keys_dir or key)"),
+        ({}, {"identity": "forced", "ca_key": None, "key": "/nonexistent"}, "key"),
         ({}, {"identity": "password"}, "identity"),
         ({}, {"user": "root"}, "never logs in as root"),
         ({}, {"user": "Bad User"}, "user"),
@@ -171,6 +186,23 @@ def test_readable_key_files_are_refused(files: dict[str, Path], mode: int) -> No
     key.chmod(mode)
     with pytest.raises(TransportError, match="readable by others"):
         KeyDirectory(files["keys_dir"]).client_keys("alice")
+    with pytest.raises(TransportError, match=r"functional account 'svc'.*readable by others"):
+        FunctionalKey(key, "svc").start()
+
+
+def test_a_functional_key_serves_every_login(files: dict[str, Path]) -> None:
+    """One key for the functional account (and a jump host): the transport logs in as
+    nobody else in this mode, and the key file is read again at each login."""
+    key = FunctionalKey(files["ca_key"], "svc")
+    key.start()
+    [first] = key.client_keys("svc")
+    assert isinstance(first, asyncssh.SSHKey)
+    assert first.public_data == asyncssh.read_private_key(files["ca_key"]).public_data
+    replacement = asyncssh.generate_private_key("ssh-ed25519")
+    replacement.write_private_key(files["ca_key"])
+    [second] = key.client_keys("gw", forwarding=True)
+    assert isinstance(second, asyncssh.SSHKey)
+    assert second.public_data == replacement.public_data
 
 
 def test_a_key_directory(files: dict[str, Path]) -> None:
@@ -187,6 +219,14 @@ def test_a_key_directory(files: dict[str, Path]) -> None:
     (files["keys_dir"] / "carol").chmod(0o600)
     with pytest.raises(TransportError, match="not a usable private key"):
         keys.client_keys("carol")
+
+
+def test_every_caller_logs_in_as_the_functional_account(files: dict[str, Path]) -> None:
+    table = ssh(files, identity="forced", ca_key=None, key=files["ca_key"], user="svc")
+    transport = SshTransport("cluster", SshConfig(**table))
+    alice = Account("alice", 1001, 1001, (1001,), "/home/alice")
+    assert transport.login(alice) == transport.login(None) == "svc"
+    assert SshTransport("cluster", SshConfig(**ssh(files))).login(alice) == "alice"
 
 
 def test_the_files_api_is_not_built_over_ssh(files: dict[str, Path]) -> None:

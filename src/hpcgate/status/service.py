@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from hpcgate.accounts import Accounts
+from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import NotImplementedByScheduler
@@ -76,7 +76,7 @@ class StatusService:
     async def associations(self, who: Principal, system: str) -> list[Association]:
         cluster, info = self._info(who, system)
         account = self._accounts.for_scheduler(who, cluster.scheduler.per_user)
-        name = self._accounts.name(account)
+        name = self._login_name(cluster, account)
 
         command = info.associations_command(name)
         if command is None:
@@ -88,6 +88,13 @@ class StatusService:
 
         ttl = cluster.config.info_cache
         return await self._cache.get((cluster.name, "associations", name), ttl, query)
+
+    def _login_name(self, cluster: Cluster, account: Account | None) -> str:
+        """Whose associations to ask for: the account's, else the gateway's own login on
+        the system (``ssh.user`` over SSH, not the name the gateway runs as here)."""
+        if account is None and cluster.config.ssh is not None:
+            return cluster.config.ssh.user
+        return self._accounts.name(account)
 
     async def _shared(
         self,

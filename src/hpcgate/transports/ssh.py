@@ -1,5 +1,6 @@
 """The SSH transport: commands run on a login node the gateway does not run on, over
-pooled asyncssh connections, as the caller's account (or as ``user`` for the gateway's own).
+pooled asyncssh connections, as the caller's account (or as ``user`` for the gateway's own;
+with identity ``forced``, as ``user`` for everyone).
 
 A command's argv becomes the one string SSH carries with :func:`shlex.join`, which the
 login shell (sh, bash, zsh, ksh: POSIX quoting; not csh) splits back into exactly that
@@ -15,7 +16,9 @@ A command that could not start because its connection had died (the channel coul
 opened) is tried once more on a fresh connection. One whose connection broke after it was
 sent is never repeated: it may have run (a submit, say), so it fails with 503 and the
 caller decides. File reads, sizes and ``mkdir -p`` go over SFTP on the same connection,
-and being idempotent they are tried once more after any connection failure.
+and being idempotent they are tried once more after any connection failure. A functional
+account behind hpcgate-forced has no SFTP (sshd runs the forced command for subsystems
+too): there they are commands, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`).
 
 The files API (``files()``) does not run over SSH yet.
 """
@@ -49,6 +52,13 @@ from hpcgate.errors import (
     TransportError,
 )
 from hpcgate.transports.files import FileAccess
+from hpcgate.transports.ssh_commands import (
+    failure,
+    mkdir_command,
+    parse_size,
+    read_command,
+    size_command,
+)
 from hpcgate.transports.ssh_identity import Identity, identity_for
 from hpcgate.transports.ssh_pool import ConnectionPool, translate
 
@@ -59,7 +69,8 @@ Process = asyncssh.SSHClientProcess[bytes]
 
 REMOTE_GRACE = 5  # seconds the host-side timeout waits past the gateway's own
 KILL_WAIT = 5.0  # seconds to wait for a killed command's channel to close
-SFTP_TIMEOUT = 120.0  # one SFTP operation (a read is at most 1 MiB)
+FILE_TIMEOUT = 120.0  # one file operation, SFTP or command (a read is at most 1 MiB)
+MIN_WINDOW = 1 << 16  # the least SSH window of a ranged read's channel
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 SFTP_ERRORS: dict[type[asyncssh.SFTPError], type[HpcgateError]] = {
@@ -106,7 +117,9 @@ class SshTransport:
     """Runs argv lists on ``config.host`` over SSH, as the caller's account."""
 
     def __init__(self, system: str, config: SshConfig, identity: Identity | None = None) -> None:
+        self._system = system
         self._config = config
+        self._forced = config.identity == "forced"
         self._identity = identity or identity_for(config, system)
         self._where = f"{config.host}:{config.port}"
         self.pool = ConnectionPool(
@@ -120,10 +133,19 @@ class SshTransport:
     async def start(self) -> None:
         """Read the identity's keys (the CA key), so a bad one stops the gateway's start."""
         self._identity.start()
+        if self._forced:
+            log.warning(
+                "system %s: every user's commands and jobs run as the one account %s on %s"
+                " (identity = 'forced'): the cluster does not keep users apart",
+                self._system,
+                self._config.user,
+                self._where,
+            )
 
     def login(self, account: Account | None) -> str:
-        """The account a command logs in as: the caller's, or the configured ``user``."""
-        return self._config.user if account is None else account.name
+        """The account a command logs in as: the caller's, or the configured ``user``
+        (always, with identity ``forced``)."""
+        return self._config.user if account is None or self._forced else account.name
 
     def files(self, account: Account | None = None) -> FileAccess:
         raise NotImplementedByScheduler(
@@ -174,6 +196,12 @@ class SshTransport:
     async def read(
         self, path: str, offset: int, size: int, account: Account | None = None
     ) -> bytes:
+        if self._forced:
+            result = await self._file_command(read_command(path, offset), limit=size)
+            if not result.ok:
+                raise failure(result, "tail", path)
+            return result.stdout
+
         async def read(sftp: asyncssh.SFTPClient) -> bytes:
             async with sftp.open(path, "rb", encoding=None) as handle:
                 return cast(bytes, await handle.read(size, offset))
@@ -185,6 +213,8 @@ class SshTransport:
             return int((await sftp.stat(path)).size or 0)
 
         try:
+            if self._forced:
+                return parse_size(await self._file_command(size_command(path)), path)
             return await self._sftp(account, path, size)
         except NotFound:
             return None
@@ -193,7 +223,12 @@ class SshTransport:
         async def mkdir(sftp: asyncssh.SFTPClient) -> None:
             await sftp.makedirs(path, exist_ok=True)
 
-        await self._sftp(account, path, mkdir)
+        if self._forced:
+            result = await self._file_command(mkdir_command(path))
+            if not result.ok:
+                raise failure(result, "mkdir", path)
+        else:
+            await self._sftp(account, path, mkdir)
 
     # ------------------------------------------------------------------ internals
 
@@ -259,12 +294,12 @@ class SshTransport:
         for attempt in (1, 2):
             async with self.pool.lease(login, channel=False) as lease:
                 try:
-                    async with asyncio.timeout(SFTP_TIMEOUT):
+                    async with asyncio.timeout(FILE_TIMEOUT):
                         return await operation(await lease.sftp())
                 except TimeoutError:
                     lease.broken()  # a request stuck on the host holds the SFTP channel
                     raise CommandTimeout(
-                        f"a file operation on {self._where} took more than {SFTP_TIMEOUT:g} s"
+                        f"a file operation on {self._where} took more than {FILE_TIMEOUT:g} s"
                     ) from None
                 except asyncssh.SFTPError as exc:
                     if not isinstance(exc, CONNECTION_ERRORS):
@@ -278,6 +313,37 @@ class SshTransport:
                     if attempt == 2:
                         raise translate(exc, self._where, login) from exc
         raise AssertionError("unreachable")
+
+    async def _file_command(self, command: Command, limit: int | None = None) -> CommandResult:
+        """Run a file operation's command as the functional account, its stdout cut at
+        ``limit`` bytes (it is killed once it has written them). Being idempotent, it is
+        tried once more when the connection breaks under it."""
+        login = self._config.user
+        line = command_line(command, FILE_TIMEOUT + REMOTE_GRACE)
+        io: dict[str, Any] = {"stdin": asyncssh.DEVNULL}
+        if limit is not None:
+            io["window"] = max(limit, MIN_WINDOW)  # sshd reads no more ahead than this
+        broken: HpcgateError = TransportError(
+            f"the connection to {self._where} broke during a file operation"
+        )
+        for _attempt in (1, 2):
+            async with self._process(login, line, io) as process:
+                try:
+                    async with asyncio.timeout(FILE_TIMEOUT):
+                        result = await _collect(process, limit)
+                except TimeoutError:
+                    await _kill(process)
+                    raise CommandTimeout(
+                        f"a file operation on {self._where} took more than {FILE_TIMEOUT:g} s"
+                    ) from None
+                except BaseException as exc:
+                    await _kill(process)
+                    if not isinstance(exc, asyncssh.Error | OSError):
+                        raise
+                    broken, result = translate(exc, self._where, login), None
+            if result is not None:
+                return result
+        raise broken
 
     async def _connect(self, login: str) -> asyncssh.SSHClientConnection:
         """A new connection as ``login`` (through the jump host if one is configured)."""
@@ -343,6 +409,25 @@ async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
         on_line(line)
         seen = [*seen[-50:], line]
     return seen
+
+
+async def _collect(process: Process, limit: int | None) -> CommandResult | None:
+    """What the process writes (stdout up to ``limit`` bytes: then it is killed, its work
+    done) and its exit status; None if its channel closed without one (connection lost)."""
+    stdout = bytearray()
+    while limit is None or len(stdout) < limit:
+        chunk = await process.stdout.read(-1 if limit is None else limit - len(stdout))
+        if not chunk:
+            break
+        stdout += chunk
+    if limit is not None and len(stdout) >= limit:
+        await _kill(process)
+        return CommandResult(0, bytes(stdout), b"")
+    stderr = await process.stderr.read()
+    await process.wait_closed()
+    if process.returncode is None:
+        return None
+    return CommandResult(process.returncode, bytes(stdout), stderr)
 
 
 async def _kill(process: Process) -> None:

@@ -1,6 +1,6 @@
 """Who the gateway logs in as over SSH, and with what key.
 
-Two identity modes (``[systems.NAME.ssh] identity``):
+Three identity modes (``[systems.NAME.ssh] identity``):
 
 - :class:`CertificateAuthority` (``ca``): hpcgate holds the CA's private key, makes one
   ephemeral ed25519 key pair per process, and signs for each account an OpenSSH user
@@ -11,8 +11,12 @@ Two identity modes (``[systems.NAME.ssh] identity``):
 - :class:`KeyDirectory` (``keys``): the private key of account NAME is ``keys_dir/NAME``,
   read at each login (so a replaced key is used from the next connection on). A key file
   that its group or others can read is refused.
+- :class:`FunctionalKey` (``forced``): one key file, ``key``, for the one functional account
+  every command logs in as (and for a jump host); the cluster runs only hpcgate-forced for
+  it. Read at start-up (a bad key stops the start) and again at each login (a replaced key
+  is used from the next connection on); refused if its group or others can read it.
 
-Neither constructor does I/O: :meth:`Identity.start` reads what is needed at start-up.
+No constructor does I/O: :meth:`Identity.start` reads what is needed at start-up.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ def identity_for(config: SshConfig, system: str) -> Identity:
     if config.identity == "ca":
         assert config.ca_key is not None  # checked by SshConfig
         return CertificateAuthority(config.ca_key, config.cert_minutes * 60, system)
+    if config.identity == "forced":
+        assert config.key is not None
+        return FunctionalKey(config.key, config.user)
     assert config.keys_dir is not None
     return KeyDirectory(config.keys_dir)
 
@@ -122,6 +129,23 @@ class KeyDirectory:
         if not path.exists():
             raise Forbidden(f"account {login!r} has no SSH key on this gateway")
         return [read_private_key(path, f"the SSH key of account {login!r}")]
+
+
+class FunctionalKey:
+    """The private key of the one functional account, ``user``."""
+
+    def __init__(self, path: Path, user: str) -> None:
+        self._path = path
+        self._user = user
+
+    def start(self) -> None:
+        self._read()
+
+    def client_keys(self, login: str, forwarding: bool = False) -> list[ClientKey]:
+        return [self._read()]  # for a jump host too: this mode has no other key
+
+    def _read(self) -> asyncssh.SSHKey:
+        return read_private_key(self._path, f"the SSH key of the functional account {self._user!r}")
 
 
 def read_private_key(path: Path, what: str) -> asyncssh.SSHKey:

@@ -1,0 +1,89 @@
+"""File operations as commands, for a functional account behind hpcgate-forced.
+
+sshd runs an account's forced command for the ``sftp`` subsystem too, so with identity =
+'forced' the SSH transport reads job output, sizes files and makes job directories by
+running coreutils programs that hpcgate-forced allows, none of which writes a file:
+
+- ``tail -c +N -- PATH``: the file from byte N-1 on (the transport stops reading, and kills
+  it, once it has the bytes it wants);
+- ``stat -L -c %s -- PATH``: the size;
+- ``mkdir -p -- PATH``: a directory and its parents.
+
+Each runs with ``LC_ALL=C``, so the reason on its stderr reads the same on every host;
+:data:`ERRORS` turns that reason into the hpcgate error, as the transport's table does for
+SFTP's status codes.
+"""
+
+from __future__ import annotations
+
+from hpcgate.commands import Command, CommandResult
+from hpcgate.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    HpcgateError,
+    InsufficientStorage,
+    NotFound,
+    TransportError,
+)
+from hpcgate.forced import REFUSED
+
+C_LOCALE = {"LC_ALL": "C"}
+
+# glibc's strerror texts, which coreutils print last: "tail: cannot open 'x' for reading: ..."
+ERRORS: dict[str, type[HpcgateError]] = {
+    "No such file or directory": NotFound,
+    "Permission denied": Forbidden,
+    "Operation not permitted": Forbidden,
+    "Read-only file system": Forbidden,
+    "File exists": Conflict,
+    "Not a directory": Conflict,
+    "Is a directory": Conflict,
+    "No space left on device": InsufficientStorage,
+    "Disk quota exceeded": InsufficientStorage,
+    "File name too long": BadRequest,
+    "Too many levels of symbolic links": BadRequest,
+}
+
+
+def read_command(path: str, offset: int) -> Command:
+    """Everything in ``path`` from byte ``offset`` on."""
+    return Command(("tail", "-c", f"+{offset + 1}", "--", path), env=C_LOCALE)
+
+
+def size_command(path: str) -> Command:
+    """The size of ``path`` (of what a symbolic link points to), in bytes."""
+    return Command(("stat", "-L", "-c", "%s", "--", path), env=C_LOCALE)
+
+
+def mkdir_command(path: str) -> Command:
+    """Make ``path`` and its parents; fine if it is a directory already."""
+    return Command(("mkdir", "-p", "--", path), env=C_LOCALE)
+
+
+def parse_size(result: CommandResult, path: str) -> int:
+    """The size ``stat`` printed; raises the error its failure means."""
+    if not result.ok:
+        raise failure(result, "stat", path)
+    try:
+        return int(result.stdout)
+    except ValueError:
+        raise TransportError(f"stat printed no size for {path}: {result.stdout[:80]!r}") from None
+
+
+def failure(result: CommandResult, program: str, path: str) -> HpcgateError:
+    """The error a failed file command means: by the reason ending its stderr, or a
+    TransportError naming what it said (hpcgate-forced's refusal among them)."""
+    text = result.stderr.decode(errors="replace").strip()
+    if result.returncode == REFUSED and text.startswith("hpcgate-forced:"):
+        return TransportError(
+            f"the host's forced command refused '{program}' ({text}): allow it there"
+            " (see hpcgate.forced)"
+        )
+    reason = text.splitlines()[-1].rpartition(": ")[2] if text else ""
+    kind = ERRORS.get(reason)
+    if kind is not None:
+        return kind(f"{reason}: {path}")
+    return TransportError(
+        f"'{program}' failed on {path} (exit status {result.returncode}): {text or 'no message'}"
+    )
