@@ -3,19 +3,27 @@
 The server is started here if it does not answer (needs root). Its CA key and the users'
 test keys are root's, so the tier runs as root. In CI (``CI`` set) a server that cannot
 start, or keys that cannot be read, fail the run; elsewhere the tier is skipped.
+
+A functional account, ``hpcgate-svc``, is made here too (``functional_account``): its keys
+run only hpcgate-forced (``restrict,command=...`` in its authorized_keys).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+import hpcgate.forced
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sshd"
+FUNCTIONAL = "hpcgate-svc"
+FORCED = Path(hpcgate.forced.__file__)
 
 
 @dataclass(frozen=True)
@@ -98,3 +106,54 @@ def sshd() -> Sshd:
     if not os.access(env.ca, os.R_OK) or not os.access(env.key("alice"), os.R_OK):
         cannot_run(f"{env.ca} and the users' test keys are readable by root only")
     return env
+
+
+@dataclass
+class FunctionalAccount:
+    """The account ``name``, whose every key runs hpcgate-forced and nothing else."""
+
+    name: str
+    home: Path
+    keys: Path  # a directory of root's for the private halves
+    made: dict[tuple[str, ...], Path] = field(default_factory=dict)
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.home / ".ssh" / "authorized_keys"
+
+    def key(self, *allowed: str) -> Path:
+        """A key pair whose public half is authorized with ``restrict`` and the forced command
+        ``python3 -I forced.py --allow A --allow B...`` (none: its default programs)."""
+        if allowed in self.made:
+            return self.made[allowed]
+        key = self.keys / f"key{len(self.made)}"
+        argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)]
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
+        # The entry point is one file of standard-library code, run by the system's Python, as
+        # a site would install it on a cluster (the gateway's venv may not be readable there).
+        entry = ["/usr/bin/python3", "-I", str(FORCED)]
+        for program in allowed:
+            entry += ["--allow", program]
+        line = f'restrict,command="{shlex.join(entry)}" {key.with_suffix(".pub").read_text()}'
+        with self.authorized_keys.open("a") as authorized:
+            authorized.write(line if line.endswith("\n") else line + "\n")
+        self.made[allowed] = key
+        return key
+
+
+@pytest.fixture(scope="session")
+def functional_account(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> FunctionalAccount:
+    """``hpcgate-svc`` (created if missing), its authorized_keys emptied for this session."""
+    try:
+        pwd.getpwnam(FUNCTIONAL)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/bash", FUNCTIONAL], check=True)
+    subprocess.run(["usermod", "-p", "*", FUNCTIONAL], check=True)  # not locked: UsePAM no
+    home = Path(pwd.getpwnam(FUNCTIONAL).pw_dir)
+    account = FunctionalAccount(FUNCTIONAL, home, tmp_path_factory.mktemp("functional"))
+    ssh_dir = account.authorized_keys.parent
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    account.authorized_keys.write_text("")
+    subprocess.run(["chown", "-R", f"{FUNCTIONAL}:", str(ssh_dir)], check=True)
+    account.authorized_keys.chmod(0o600)
+    return account

@@ -3,48 +3,26 @@ allowed programs, as argv, with no shell and no forwarding (``restrict,command=.
 
 from __future__ import annotations
 
-import pwd
 import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-import hpcgate.forced
-from tests.ssh.conftest import Sshd
-
-ACCOUNT = "hpcgate-svc"
-FORCED = Path(hpcgate.forced.__file__)
-ALLOWED = ("printf", "id")
+from tests.ssh.conftest import FUNCTIONAL as ACCOUNT
+from tests.ssh.conftest import FunctionalAccount, Sshd
 
 
 @pytest.fixture(scope="module")
-def functional_key(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A functional account (created if missing) whose only key runs hpcgate-forced."""
-    try:
-        pwd.getpwnam(ACCOUNT)
-    except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", ACCOUNT], check=True)
-    subprocess.run(["usermod", "-p", "*", ACCOUNT], check=True)  # not locked: sshd runs UsePAM no
-    key = tmp_path_factory.mktemp("forced") / "key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    # The entry point is one file of standard-library code, run by the system's Python, as
-    # a site would install it on a cluster (the gateway's venv may not be readable there).
-    entry = ["/usr/bin/python3", "-I", str(FORCED)]
-    for program in ALLOWED:
-        entry += ["--allow", program]
-    line = f'restrict,command="{shlex.join(entry)}" {key.with_suffix(".pub").read_text()}'
-    home = Path(pwd.getpwnam(ACCOUNT).pw_dir)
-    (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
-    (home / ".ssh" / "authorized_keys").write_text(line)
-    subprocess.run(["chown", "-R", f"{ACCOUNT}:", str(home / ".ssh")], check=True)
-    (home / ".ssh" / "authorized_keys").chmod(0o600)
-    return key
+def functional_key(functional_account: FunctionalAccount) -> Path:
+    """A key of the functional account that runs only printf and id."""
+    return functional_account.key("printf", "id")
 
 
 def ssh(
     sshd: Sshd, key: Path, *remote: str, options: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
+    """The real OpenSSH client, as the functional account with ``key``."""
     argv = [*sshd.ssh_argv(ACCOUNT, key, *options), *remote]
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
