@@ -18,8 +18,8 @@ transport puts in front are allowed: ``timeout -s KILL SECONDS`` and
 
 The allowed programs, by default, are exactly what the gateway runs:
 
-- Slurm's ``sbatch squeue sacct scancel scontrol sinfo sacctmgr`` and PBS's ``qsub qstat
-  qdel pbsnodes pbs_rstat``;
+- Slurm's ``sbatch squeue sacct scancel scontrol sacctmgr`` and PBS's ``qsub qstat qdel
+  pbsnodes pbs_rstat``;
 - three coreutils programs for job files, since sshd runs this program for the ``sftp``
   subsystem too, so the account has no SFTP: ``tail`` (reads job output: ``tail -c +N --
   PATH``), ``stat`` (a file's size: ``stat -L -c %s -- PATH``) and ``mkdir`` (a job's
@@ -42,7 +42,7 @@ from collections.abc import Sequence
 
 DEFAULT_ALLOWED = frozenset(
     {
-        "sbatch", "squeue", "sacct", "scancel", "scontrol", "sinfo", "sacctmgr",
+        "sbatch", "squeue", "sacct", "scancel", "scontrol", "sacctmgr",
         "qsub", "qstat", "qdel", "pbsnodes", "pbs_rstat",
         "tail", "stat", "mkdir",
     }
