@@ -1,9 +1,11 @@
 """The restricted entry point for a functional account behind an SSH forced command.
 
-An administrator who gives hpcgate one account on the cluster (as SAIA does) puts the
-gateway's public key in that account's ``authorized_keys`` as::
+An administrator who gives hpcgate one account on the cluster (as SAIA does) copies this
+one file of standard-library code there (say to ``/opt/hpcgate/forced.py``; nothing else
+of hpcgate is needed) and puts the gateway's public key in that account's
+``authorized_keys`` as::
 
-    restrict,command="/opt/hpcgate/bin/hpcgate-forced" ssh-ed25519 AAAA... hpcgate
+    restrict,command="/usr/bin/python3 -I /opt/hpcgate/forced.py" ssh-ed25519 AAAA... hpcgate
 
 sshd then runs this program for every connection, whatever the client asked, with the
 client's request in ``SSH_ORIGINAL_COMMAND``; ``restrict`` turns off port, agent and X11
@@ -27,7 +29,7 @@ The allowed programs, by default, are exactly what the gateway runs:
   account itself may read or create, as any job of the account can.
 
 The administrator may narrow or widen the list in the ``command=`` string, e.g.
-``hpcgate-forced --allow sbatch --allow squeue`` (then only those). Programs are found on
+``forced.py --allow sbatch --allow squeue`` (then only those). Programs are found on
 ``PATH``. Note that ``sbatch``/``qsub`` run any script the key's holder sends, as the
 account, on the compute nodes: the forced command keeps the key from a login shell, from
 forwarding and from other programs on the login node, not from the account's own rights.
