@@ -17,9 +17,7 @@ from hpcgate.commands import Command
 from hpcgate.errors import (
     BadRequest,
     Conflict,
-    Forbidden,
     HpcgateError,
-    InsufficientStorage,
     NotFound,
 )
 from hpcgate.files.models import Compress, Extract, Transfer
@@ -27,6 +25,7 @@ from hpcgate.files.service import FileService, Place
 from hpcgate.principal import Principal
 from hpcgate.tasks.models import Task
 from hpcgate.tasks.service import Progress, TaskService
+from hpcgate.transports.files import complaint_kind
 
 RECORD_BYTES = 10240  # tar's record: 20 blocks of 512 bytes, one per checkpoint count
 CHECKPOINT_RECORDS = 100
@@ -172,20 +171,9 @@ class BulkFiles:
         return work
 
 
-_COMPLAINTS: tuple[tuple[str, type[HpcgateError]], ...] = (
-    ("Permission denied", Forbidden),
-    ("Operation not permitted", Forbidden),
-    ("No space left", InsufficientStorage),
-    ("Disk quota exceeded", InsufficientStorage),
-    ("No such file", NotFound),
-    ("File exists", Conflict),
-    ("Not a directory", Conflict),
-)
-
-
 def failure(program: str, complaint: str) -> HpcgateError:
     """The error for a program that failed, from what it said on stderr."""
-    kind = next((k for text, k in _COMPLAINTS if text in complaint), BadRequest)
+    kind = complaint_kind(complaint) or BadRequest
     return kind(f"{program} failed: {complaint}")
 
 

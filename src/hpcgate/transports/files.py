@@ -65,6 +65,16 @@ _BY_ERRNO: dict[int, type[HpcgateError]] = {
 }
 
 
+# The same table by the text C's strerror gives each number, which programs such as cp, tar
+# and coreutils print at the end of their complaints ("cp: cannot stat 'x': No such file").
+_BY_MESSAGE: dict[str, type[HpcgateError]] = {os.strerror(n): k for n, k in _BY_ERRNO.items()}
+
+
+def complaint_kind(text: str) -> type[HpcgateError] | None:
+    """The hpcgate error a program's complaint names by its strerror text, if any."""
+    return next((kind for message, kind in _BY_MESSAGE.items() if message in text), None)
+
+
 def translate(number: int, message: str, path: str) -> HpcgateError:
     """The hpcgate error for an OS error number met on ``path``."""
     kind = _BY_ERRNO.get(number, TransportError)

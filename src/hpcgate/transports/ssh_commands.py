@@ -10,40 +10,21 @@ running coreutils programs that hpcgate-forced allows, none of which writes a fi
 - ``mkdir -p -- PATH``: a directory and its parents.
 
 Each runs with ``LC_ALL=C``, so the reason on its stderr reads the same on every host;
-:data:`ERRORS` turns that reason into the hpcgate error, as the transport's table does for
-SFTP's status codes.
+:func:`~hpcgate.transports.files.complaint_kind` turns that reason (a strerror text) into
+the hpcgate error, by the same table as the local file helpers' errno numbers.
 """
 
 from __future__ import annotations
 
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
     HpcgateError,
-    InsufficientStorage,
-    NotFound,
     TransportError,
 )
 from hpcgate.forced import REFUSED
+from hpcgate.transports.files import complaint_kind
 
 C_LOCALE = {"LC_ALL": "C"}
-
-# glibc's strerror texts, which coreutils print last: "tail: cannot open 'x' for reading: ..."
-ERRORS: dict[str, type[HpcgateError]] = {
-    "No such file or directory": NotFound,
-    "Permission denied": Forbidden,
-    "Operation not permitted": Forbidden,
-    "Read-only file system": Forbidden,
-    "File exists": Conflict,
-    "Not a directory": Conflict,
-    "Is a directory": Conflict,
-    "No space left on device": InsufficientStorage,
-    "Disk quota exceeded": InsufficientStorage,
-    "File name too long": BadRequest,
-    "Too many levels of symbolic links": BadRequest,
-}
 
 
 def read_command(path: str, offset: int) -> Command:
@@ -81,7 +62,7 @@ def failure(result: CommandResult, program: str, path: str) -> HpcgateError:
             " (see hpcgate.forced)"
         )
     reason = text.splitlines()[-1].rpartition(": ")[2] if text else ""
-    kind = ERRORS.get(reason)
+    kind = complaint_kind(reason) if reason else None
     if kind is not None:
         return kind(f"{reason}: {path}")
     return TransportError(
