@@ -4,22 +4,34 @@ Starts a real gateway (SQLite) in a temporary home, on the embedded scheduler or
 ``--scheduler slurm``, as root, with ``scripts/slurm up`` running) on the test Slurm
 cluster in multi-user mode as alice, and measures on this machine, in one run:
 
-* submit latency through the API (p50/p99) against the raw scheduler command (the
+* submit latency through the API (p50/p90/p99) against the raw scheduler command (the
   embedded engine's submit, or ``sbatch`` run as alice exactly as the gateway runs it);
+  the two alternate (the order rotating each round), so both see the same load;
 * job-status GET throughput and latency with many concurrent clients (wrk, a C load
   generator, so the client does not steal the gateway's CPU the way a Python client would);
-* scheduler status queries per second while those clients poll (from /metrics).
+* scheduler commands per second while those clients poll (from /metrics).
 
-Usage: .venv/bin/python bench/bench.py [--scheduler embedded|slurm] [--submits 200]
-       [--clients 100] [--jobs 100] [--seconds 10]
+With ``--transport ssh`` (Slurm only; ``scripts/sshd up`` running too) the system is
+reached through the test sshd as in tests/ssh: certificates from its CA, alice's commands
+as alice, the watcher's as bob. The raw side is then OpenSSH's ``ssh`` as alice over a
+reused connection (ControlMaster; her test key; host key checked): ``sbatch`` with the same
+argv and script, and also the exact line the gateway sends (with its ``timeout -s KILL``
+wrapper); one GET of a job is compared with ``ssh ... squeue -j ID``; the SSH sessions the
+gateway opened during the wrk load are counted from sshd's log as well as from /metrics.
+
+Usage: .venv/bin/python bench/bench.py [--scheduler embedded|slurm] [--transport local|ssh]
+       [--submits 200] [--clients 100] [--jobs 100] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import os
 import platform
+import pwd
 import re
 import shutil
 import statistics
@@ -27,21 +39,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_ssh import RawSsh, gateway_sessions, log_size  # this script's folder
 from tests.gateway_process import GatewayProcess, new_gateway
+from tests.ssh.conftest import Sshd, answering, read_env
 
 from hpcgate.accounts import Accounts
-from hpcgate.config import UsersConfig
+from hpcgate.config import SystemConfig, UsersConfig
 from hpcgate.jobs.models import JobSpec
 from hpcgate.schedulers.base import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.identity import account_environment, as_account
+from hpcgate.transports.ssh import REMOTE_GRACE, command_line
 
 CONFIGS = {
     "embedded": """
@@ -59,15 +75,43 @@ status_interval = 1.0
 mode = "multi"
 """,
 }
+SSH_SYSTEM = "bench-ssh"  # its certificates' key ids: hpcgate:bench-ssh:<account>
+SSH_CONFIG = """
+[systems.bench-ssh]
+scheduler = "slurm"
+transport = "ssh"
+status_interval = 1.0
+
+[systems.bench-ssh.ssh]
+host = "{host}"
+port = {port}
+known_hosts = "{known_hosts}"
+identity = "ca"
+ca_key = "{ca}"
+user = "bob"
+
+[users]
+mode = "multi"
+"""
+# wrk leaves a reply slower than --timeout (2 s by default) out of its latency percentiles
+# and counts it as a "timeout" instead: 10 s, so the percentiles include the slow tail.
+WRK_OPTIONS = ("--latency", "--timeout", "10s")
+SOCKET_ERRORS = r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
 USER = {"embedded": "bench", "slurm": "alice"}
 TRUE_SCRIPT = "#!/bin/sh\ntrue\n"
 LUA = """
 local ids = {%s}
 request = function()
   local id = ids[math.random(#ids)]
-  return wrk.format("GET", "/api/v1/systems/local/jobs/" .. id, {["Authorization"] = "Bearer %s"})
+  return wrk.format("GET", "%s" .. id, {["Authorization"] = "Bearer %s"})
 end
 """
+
+
+def ssh_config(sshd: Sshd) -> str:
+    return SSH_CONFIG.format(
+        host=sshd.host, port=sshd.port, known_hosts=sshd.known_hosts, ca=sshd.ca
+    )
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -78,8 +122,17 @@ def percentile(values: list[float], pct: float) -> float:
 def summary(values: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(percentile(values, 50) * 1000, 2),
+        "p90_ms": round(percentile(values, 90) * 1000, 2),
         "p99_ms": round(percentile(values, 99) * 1000, 2),
         "mean_ms": round(statistics.fmean(values) * 1000, 2),
+    }
+
+
+def overhead(api: list[float], raw: list[float]) -> dict[str, float]:
+    """How much slower the first is than the second: p50 ratio and p50 difference."""
+    return {
+        "p50_ratio": round(percentile(api, 50) / percentile(raw, 50), 2),
+        "p50_overhead_ms": round((percentile(api, 50) - percentile(raw, 50)) * 1000, 2),
     }
 
 
@@ -89,10 +142,15 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def api_submit(client: httpx.Client, workdir: str) -> Callable[[], object]:
+def jobs_path(system: str) -> str:
+    return f"/api/v1/systems/{system}/jobs"
+
+
+def api_submit(client: httpx.Client, system: str, spec: JobSpec) -> Callable[[], object]:
+    body = spec.model_dump(mode="json", exclude_defaults=True)
+
     def submit() -> object:
-        body = {"script": TRUE_SCRIPT, "working_directory": workdir}
-        return client.post("/api/v1/systems/local/jobs", json=body).raise_for_status()
+        return client.post(jobs_path(system), json=body).raise_for_status()
 
     return submit
 
@@ -106,40 +164,53 @@ def raw_engine(spool: Path, workdir: str) -> Callable[[], object]:
     )
 
 
-def raw_sbatch(workdir: str) -> Callable[[], object]:
+def raw_sbatch(spec: JobSpec) -> Callable[[], object]:
     """sbatch as alice, with the argv, stdin and privilege drop the gateway uses."""
     account = Accounts(UsersConfig(), multi=True).lookup("alice", "alice")
-    spec = JobSpec(script=TRUE_SCRIPT, working_directory=workdir)
-    command = SlurmScheduler().submit_command(spec, SubmitContext("raw", workdir))
+    command = SlurmScheduler().submit_command(spec, SubmitContext("raw", "/"))
     argv, env = as_account(command.argv, account), account_environment(account)
     return lambda: subprocess.run(
         argv, input=command.stdin, env=env, check=True, capture_output=True
     )
 
 
-def submit_pairs(
-    api: Callable[[], object], raw: Callable[[], object], count: int
-) -> tuple[list[float], list[float]]:
-    """Alternate API and raw submits, so both see the same machine load and drift."""
-    pairs = [(timed(api), timed(raw)) for _ in range(count)]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+def ssh_sbatch(ssh: RawSsh, spec: JobSpec, exact: bool) -> Callable[[], object]:
+    """``ssh alice@host sbatch ...`` with the gateway's argv and script on stdin; ``exact``:
+    the very line the gateway sends, with its host-side ``timeout -s KILL`` in front."""
+    command = SlurmScheduler().submit_command(spec, SubmitContext("raw", "/"))
+    if exact:
+        line = command_line(command, SystemConfig().command_timeout + REMOTE_GRACE)
+        return lambda: ssh.run_line(line, command.stdin)
+    return lambda: ssh.run(command.argv, command.stdin)
 
 
-def status_queries(admin: httpx.Client) -> float:
-    text = admin.get("/metrics").text
-    match = re.search(
-        r'hpcgate_scheduler_commands_total\{operation="status",system="local"\} (\S+)', text
-    )
-    return float(match.group(1)) if match else 0.0
+def interleaved(actions: Sequence[Callable[[], object]], count: int) -> list[list[float]]:
+    """Each action ``count`` times, in rounds of one each, the order rotating every round,
+    so all of them see the same machine load and drift. One unmeasured round first."""
+    for action in actions:
+        action()
+    times: list[list[float]] = [[] for _ in actions]
+    for i in range(count):
+        for k in range(len(actions)):
+            j = (i + k) % len(actions)
+            times[j].append(timed(actions[j]))
+    return times
+
+
+def scheduler_commands(admin: httpx.Client, system: str) -> dict[str, float]:
+    """The gateway's scheduler commands so far on ``system``, by operation (/metrics)."""
+    pattern = r'hpcgate_scheduler_commands_total\{operation="([^"]+)",system="%s"\} (\S+)'
+    found = re.findall(pattern % re.escape(system), admin.get("/metrics").text)
+    return {operation: float(value) for operation, value in found}
 
 
 def run_wrk(
-    url: str, token: str, ids: list[str], clients: int, seconds: int, workdir: Path
+    url: str, token: str, ids: list[str], clients: int, seconds: int, workdir: Path, system: str
 ) -> dict[str, float]:
     script = workdir / "status.lua"
-    script.write_text(LUA % (", ".join(f'"{i}"' for i in ids), token))
+    script.write_text(LUA % (", ".join(f'"{i}"' for i in ids), f"{jobs_path(system)}/", token))
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", *WRK_OPTIONS, "-s", str(script), url],
         check=True,
         capture_output=True,
         text=True,
@@ -152,13 +223,20 @@ def parse_wrk(out: str) -> dict[str, float]:
         value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.MULTILINE))
+    latency = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.MULTILINE))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(SOCKET_ERRORS, out)
     return {
         "requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": ms(latency["50"]),
+        "p90_ms": ms(latency["90"]),
         "p99_ms": ms(latency["99"]),
         "non_2xx": float(errors.group(1)) if errors else 0.0,
+        **{
+            f"socket_errors_{kind}": float(sockets.group(i + 1)) if sockets else 0.0
+            for i, kind in enumerate(("connect", "read", "write", "timeout"))
+        },
     }
 
 
@@ -175,9 +253,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scheduler", choices=sorted(CONFIGS), default="embedded")
+    parser.add_argument("--transport", choices=["local", "ssh"], default="local")
     parser.add_argument("--submits", type=int, default=200)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=100)
@@ -185,70 +270,160 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench needs wrk (Debian: apt-get install wrk)")
+    if args.transport == "ssh" and args.scheduler != "slurm":
+        sys.exit("--transport ssh needs --scheduler slurm")
+    if args.transport == "ssh" and not answering():
+        sys.exit("--transport ssh needs the test sshd: scripts/sshd up (as root)")
     with tempfile.TemporaryDirectory() as tmp:
         results = measure(Path(tmp), args)
     print(json.dumps(results, indent=2))
 
 
+@contextlib.contextmanager
+def alice_directory() -> Iterator[str]:
+    """A fresh directory of alice's for the Slurm jobs' working directory and output."""
+    path = tempfile.mkdtemp(prefix="hpcgate-bench-", dir="/tmp")
+    user = pwd.getpwnam("alice")
+    os.chown(path, user.pw_uid, user.pw_gid)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
-    server: GatewayProcess = new_gateway(tmp / "home", CONFIGS[args.scheduler])
+    if args.scheduler == "embedded":
+        return run_bench(tmp, args, str(tmp))
+    with alice_directory() as workdir:
+        return run_bench(tmp, args, workdir)
+
+
+def run_bench(tmp: Path, args: argparse.Namespace, workdir: str) -> dict[str, object]:
+    sshd = read_env() if args.transport == "ssh" else None
+    system = SSH_SYSTEM if sshd else "local"
+    config = ssh_config(sshd) if sshd else CONFIGS[args.scheduler]
+    name = f"hpcgate-bench-{uuid.uuid4().hex[:8]}"  # so cleanup cancels only these jobs
+    spec = JobSpec(script=TRUE_SCRIPT, working_directory=workdir)
+    if args.scheduler == "slurm":
+        spec = spec.model_copy(update={"name": name})
+    server: GatewayProcess = new_gateway(tmp / "home", config)
+    log_start = log_size(sshd) if sshd else 0
+    raw_ssh = RawSsh(sshd, "alice", tmp) if sshd else None
+    result: dict[str, object] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_average_at_start": os.getloadavg(),
+        "scheduler": args.scheduler,
+        "transport": args.transport,
+    }
     server.start()
-    workdir = str(tmp) if args.scheduler == "embedded" else "/tmp"
     try:
         token = server.token(USER[args.scheduler])
         admin_token = (server.home / "admin-token").read_text().strip()
         with server.client(token) as client, server.client(admin_token) as admin:
-            if args.scheduler == "slurm":
-                raw_submit = raw_sbatch(workdir)
+            if raw_ssh is not None:
+                raw_ssh.start()
+                raws = [ssh_sbatch(raw_ssh, spec, exact=False), ssh_sbatch(raw_ssh, spec, True)]
+            elif args.scheduler == "slurm":
+                raws = [raw_sbatch(spec)]
             else:
-                raw_submit = raw_engine(tmp / "raw-spool", workdir)
-            api, raw = submit_pairs(api_submit(client, workdir), raw_submit, args.submits)
+                raws = [raw_engine(tmp / "raw-spool", workdir)]
+            result |= submits(api_submit(client, system, spec), raws, args.submits)
             if args.scheduler == "slurm":
-                subprocess.run(["scancel", "--user=alice"], check=False)
-            ids = long_jobs(client, args.jobs, workdir)
-            serial = serial_gets(client, ids, args.submits)
-            before, t0 = status_queries(admin), time.monotonic()
-            load = run_wrk(server.url, token, ids, args.clients, args.seconds, tmp)
-            rate = (status_queries(admin) - before) / (time.monotonic() - t0)
+                cancel(name)
+            ids = long_jobs(client, system, spec, args.jobs)
+            time.sleep(2)  # a watcher poll or two: the jobs are known to be live
+            result |= status_reads(client, system, ids, raw_ssh, args.submits)
+            before, t0 = scheduler_commands(admin, system), time.monotonic()
+            assert server.process is not None
+            cpu0, sessions_from = cpu_seconds(server.process.pid), log_size(sshd) if sshd else 0
+            result["load_average_before_wrk"] = os.getloadavg()
+            load = run_wrk(server.url, token, ids, args.clients, args.seconds, tmp, system)
+            elapsed = time.monotonic() - t0
+            cpu = cpu_seconds(server.process.pid) - cpu0
+            after = scheduler_commands(admin, system)
+            during = {op: after[op] - before.get(op, 0.0) for op in after}
+            result |= {
+                "status_get_loaded": load,
+                "clients": args.clients,
+                "jobs_polled": len(ids),
+                "gateway_cpu_s_per_1000_requests": round(cpu / load["requests"] * 1000, 3),
+                "scheduler_commands_during_load": {k: v for k, v in during.items() if v},
+                "scheduler_status_queries_per_s": round(during.get("status", 0.0) / elapsed, 2),
+                "scheduler_commands_per_s": round(sum(during.values()) / elapsed, 2),
+            }
+            if sshd is not None:
+                sessions = gateway_sessions(sshd, f"hpcgate:{system}:", log_start, sessions_from)
+                result["sshd_sessions_during_load"] = sessions
+                result["sshd_sessions_per_s"] = round(sessions / elapsed, 2)
             for job_id in ids:
-                client.delete(f"/api/v1/systems/local/jobs/{job_id}")
+                client.delete(f"{jobs_path(system)}/{job_id}")
     finally:
+        if raw_ssh is not None:
+            raw_ssh.close()
         server.stop()
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "scheduler": args.scheduler,
-        "submit_api": summary(api),
-        "submit_raw": summary(raw),
-        "submit_p50_ratio": round(percentile(api, 50) / percentile(raw, 50), 2),
-        "submit_p50_overhead_ms": round((percentile(api, 50) - percentile(raw, 50)) * 1000, 2),
-        "status_get_serial": summary(serial),
-        "status_get_loaded": load,
-        "clients": args.clients,
-        "jobs_polled": len(ids),
-        "scheduler_status_queries_per_s": round(rate, 2),
+        if args.scheduler == "slurm":
+            cancel(name)
+    return result
+
+
+def submits(
+    api: Callable[[], object], raws: list[Callable[[], object]], count: int
+) -> dict[str, object]:
+    """API submits against the raw command (over SSH: and the gateway's exact line)."""
+    api_times, raw_times, *exact = interleaved([api, *raws], count)
+    result: dict[str, object] = {
+        "submit_api": summary(api_times),
+        "submit_raw": summary(raw_times),
+        "submit_overhead": overhead(api_times, raw_times),
     }
+    if exact:
+        result["submit_raw_exact_line"] = summary(exact[0])
+        result["submit_overhead_vs_exact_line"] = overhead(api_times, exact[0])
+    return result
 
 
-def serial_gets(client: httpx.Client, ids: list[str], count: int) -> list[float]:
+def status_reads(
+    client: httpx.Client, system: str, ids: list[str], raw_ssh: RawSsh | None, count: int
+) -> dict[str, object]:
+    """One GET at a time (over SSH: alternating with ``ssh ... squeue -j ID``)."""
+    gets = [api_get(client, system, ids)]
+    if raw_ssh is not None:
+        gets.append(ssh_squeue(raw_ssh, ids))
+    times = interleaved(gets, count)
+    result: dict[str, object] = {"status_get_serial": summary(times[0])}
+    if raw_ssh is not None:
+        result["status_raw_squeue"] = summary(times[1])
+        result["status_overhead_vs_squeue"] = overhead(times[0], times[1])
+    return result
+
+
+def cancel(name: str) -> None:
+    """Cancel the bench's own Slurm jobs (by their name), none of anyone else's."""
+    subprocess.run(["scancel", "--user=alice", f"--name={name}"], check=False)
+
+
+def api_get(client: httpx.Client, system: str, ids: list[str]) -> Callable[[], object]:
     """One client, one request at a time: the latency a single poller sees."""
-    times = []
-    for i in range(count):
-        start = time.perf_counter()
-        client.get(f"/api/v1/systems/local/jobs/{ids[i % len(ids)]}").raise_for_status()
-        times.append(time.perf_counter() - start)
-    return times
+    cycle = itertools.cycle(ids)
+
+    def get() -> object:
+        return client.get(f"{jobs_path(system)}/{next(cycle)}").raise_for_status()
+
+    return get
 
 
-def long_jobs(client: httpx.Client, count: int, workdir: str) -> list[str]:
-    """Jobs that stay live (two run, the rest queue) so the watcher tracks all of them."""
-    return [
-        client.post(
-            "/api/v1/systems/local/jobs",
-            json={"script": "#!/bin/sh\nsleep 300\n", "working_directory": workdir},
-        ).json()["id"]
-        for _ in range(count)
-    ]
+def ssh_squeue(ssh: RawSsh, ids: list[str]) -> Callable[[], object]:
+    """``ssh alice@host squeue -j ID`` over the reused connection."""
+    cycle = itertools.cycle(ids)
+    return lambda: ssh.run(["squeue", "-j", next(cycle)])
+
+
+def long_jobs(client: httpx.Client, system: str, spec: JobSpec, count: int) -> list[str]:
+    """Jobs that stay live (some run, the rest queue) so the watcher tracks all of them."""
+    spec = spec.model_copy(update={"script": "#!/bin/sh\nsleep 300\n"})
+    body = spec.model_dump(mode="json", exclude_defaults=True)
+    return [client.post(jobs_path(system), json=body).json()["id"] for _ in range(count)]
 
 
 if __name__ == "__main__":
