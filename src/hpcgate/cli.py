@@ -78,8 +78,14 @@ def _gateway(settings: Settings) -> Gateway:
 def _mode(gateway: Gateway) -> str:
     if gateway.accounts.multi:
         return "multi-user: each user's commands run as its own Unix account"
-    if os.geteuid() == 0:
-        return "single-user as root: jobs run as root (a sandbox, not a shared machine)"
+    local = [c.name for c in gateway.systems if c.config.transport == "local"]
+    if os.geteuid() == 0 and local:
+        return (
+            f"single-user as root: jobs of {', '.join(local)} run as root"
+            " (a sandbox, not a shared machine)"
+        )
+    if not local:
+        return "single-user: every system is reached over SSH, as its configured ssh.user"
     return "single-user: everything runs as this account"
 
 

@@ -282,3 +282,10 @@ def test_a_refused_submit_is_slurms_verdict(alice: httpx.Client) -> None:
     response = alice.post(JOBS, json={"script": "#!/bin/bash\ntrue\n", "partition": "nosuch"})
     assert response.status_code == 422, response.text
     assert "invalid partition" in response.json()["detail"].lower()
+
+
+def test_the_start_up_says_where_jobs_run(forced_gateway: GatewayProcess) -> None:
+    """A root gateway whose systems are all SSH does not claim that jobs run as root."""
+    said = (forced_gateway.home / "server.log").read_text(errors="replace")
+    assert "every system is reached over SSH" in said
+    assert "run as root" not in said
