@@ -19,7 +19,8 @@ document's; ``problem`` is the whole document and ``http_status`` the answer's s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+import functools
+from typing import TYPE_CHECKING, Any
 
 from hpcgate import errors
 from hpcgate.errors import PROBLEM_BASE, HpcgateError
@@ -72,7 +73,8 @@ class WaitTimeout(ClientError):
     title = "The job had not ended in time"
 
 
-def _known() -> dict[str, type[HpcgateError]]:
+@functools.cache
+def _by_slug() -> dict[str, type[HpcgateError]]:
     found: dict[str, type[HpcgateError]] = {}
     pending: list[type[HpcgateError]] = [HpcgateError]
     while pending:
@@ -99,27 +101,20 @@ BY_STATUS: dict[int, type[HpcgateError]] = {
 }
 
 
-class _Problem:
-    """Builds the exception for a problem document; the table is made once, on first use."""
-
-    by_slug: ClassVar[dict[str, type[HpcgateError]] | None] = None
-
-    @classmethod
-    def kind(cls, status: int, type_uri: str) -> type[HpcgateError]:
-        if cls.by_slug is None:
-            cls.by_slug = _known()
-        slug = type_uri.removeprefix(PROBLEM_BASE)
-        known = cls.by_slug.get(slug) if type_uri.startswith(PROBLEM_BASE) else None
-        if known is not None and known.status == status:
-            return known
-        if status in BY_STATUS:
-            return BY_STATUS[status]
-        return errors.BadRequest if status < 500 else errors.Unavailable
+def _kind(status: int, type_uri: str) -> type[HpcgateError]:
+    """The class for a problem: by its type when known and of this status, else by status."""
+    slug = type_uri.removeprefix(PROBLEM_BASE)
+    known = _by_slug().get(slug) if type_uri.startswith(PROBLEM_BASE) else None
+    if known is not None and known.status == status:
+        return known
+    if status in BY_STATUS:
+        return BY_STATUS[status]
+    return errors.BadRequest if status < 500 else errors.Unavailable
 
 
 def from_problem(status: int, document: dict[str, Any]) -> HpcgateError:
     """The exception for an error answer: ``document`` is its JSON body (or ``{}``)."""
-    kind = _Problem.kind(status, str(document.get("type", "")))
+    kind = _kind(status, str(document.get("type", "")))
     detail = document.get("detail") or document.get("title") or f"HTTP {status}"
     known = {"type", "title", "status", "detail"}
     error = kind(str(detail), **{k: v for k, v in document.items() if k not in known})
