@@ -27,25 +27,10 @@ from hpcgate.errors import CommandTimeout, Forbidden, NotFound, TransportError
 from hpcgate.transports.ssh import SshTransport
 from hpcgate.transports.ssh_identity import CertificateAuthority
 from tests.gateway_process import free_port
+from tests.hostile import HOSTILE_ARGV
 from tests.ssh.conftest import Sshd, run_script
 
-HOSTILE = (
-    "; rm -rf /",
-    "$(id)",
-    "`id`",
-    "a\nb",
-    "it's",
-    '"quoted"',
-    "back\\slash",
-    "*",
-    "~",
-    "",
-    " ",
-    "-n",
-    "$HOME",
-    "a\tb|c&d>e<f",
-    "é ✓",
-)
+HOSTILE = (*HOSTILE_ARGV, "é ✓")
 
 
 def account(name: str) -> Account:

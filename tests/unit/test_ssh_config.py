@@ -17,23 +17,7 @@ from hpcgate.config import SshConfig, SystemConfig
 from hpcgate.errors import BadRequest, Forbidden, NotImplementedByScheduler, TransportError
 from hpcgate.transports.ssh import SshTransport, command_line, parse_jump_host
 from hpcgate.transports.ssh_identity import CertificateAuthority, FunctionalKey, KeyDirectory
-
-HOSTILE = (
-    "; rm -rf /",
-    "$(id)",
-    "`id`",
-    "a\nb",
-    "it's",
-    '"quoted"',
-    "back\\slash",
-    "*",
-    "~",
-    "",
-    " ",
-    "-n",
-    "$HOME",
-    "a\tb|c&d>e<f",
-)
+from tests.hostile import HOSTILE_ARGV
 
 
 @pytest.fixture
@@ -134,7 +118,7 @@ def test_jump_hosts_parse() -> None:
     assert parse_jump_host("me@[fe80::1]") == ("me", "fe80::1", 22)
 
 
-@pytest.mark.parametrize("word", HOSTILE)
+@pytest.mark.parametrize("word", HOSTILE_ARGV)
 def test_the_command_line_splits_back_into_the_argv(word: str) -> None:
     argv = ("printf", "%s\\0", word, f"x{word}y")
     assert shlex.split(command_line(Command(argv))) == list(argv)
