@@ -151,12 +151,3 @@ def test_partitions_nodes_and_accounts(alice: httpx.Client, bob: httpx.Client) -
         "alphaacct",
     }
     assert [a["user"] for a in bob.get(f"{BASE}/accounts").json()] == ["bob"]
-
-
-def test_the_files_api_is_not_built_over_ssh(alice: httpx.Client) -> None:
-    response = alice.get(f"{BASE}/files/ls", params={"path": "/home/alice"})
-    assert response.status_code == 501, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    problem = response.json()
-    assert problem["type"].endswith("/not-implemented")
-    assert "files API over SSH is not built yet" in problem["detail"]

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from hpcgate.accounts import Account
 from hpcgate.commands import Command
 from hpcgate.config import SshConfig, SystemConfig
-from hpcgate.errors import BadRequest, Forbidden, NotImplementedByScheduler, TransportError
+from hpcgate.errors import BadRequest, Forbidden, TransportError
 from hpcgate.transports.ssh import SshTransport, command_line, parse_jump_host
 from hpcgate.transports.ssh_identity import CertificateAuthority, FunctionalKey, KeyDirectory
 from tests.hostile import HOSTILE_ARGV
@@ -211,10 +211,3 @@ def test_every_caller_logs_in_as_the_functional_account(files: dict[str, Path]) 
     alice = Account("alice", 1001, 1001, (1001,), "/home/alice")
     assert transport.login(alice) == transport.login(None) == "svc"
     assert SshTransport("cluster", SshConfig(**ssh(files))).login(alice) == "alice"
-
-
-def test_the_files_api_is_not_built_over_ssh(files: dict[str, Path]) -> None:
-    transport = SshTransport("cluster", SshConfig(**ssh(files)))
-    with pytest.raises(NotImplementedByScheduler, match="not built yet") as caught:
-        transport.files()
-    assert caught.value.status == 501

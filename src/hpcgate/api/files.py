@@ -34,6 +34,7 @@ from hpcgate.files.ops import ALGORITHMS
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
 from hpcgate.files.service import Opened
 from hpcgate.tasks.models import Task
+from hpcgate.transports.files import OpenFile
 
 router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])
 
@@ -213,10 +214,13 @@ async def download(
     """Resume a broken download with ``Range: bytes=N-`` and ``If-Range: <ETag>``."""
     opened = await gateway.files.open(who, system, path)
     try:
-        return _download(opened, os.path.basename(path), range_header, if_range, if_none_match)
+        answer = _download(opened, os.path.basename(path), range_header, if_range, if_none_match)
     except BaseException:
-        os.close(opened.fd)
+        await opened.file.close()
         raise
+    if not isinstance(answer, StreamingResponse):
+        await opened.file.close()  # nothing to send: 304, 416
+    return answer
 
 
 def _download(
@@ -226,35 +230,30 @@ def _download(
     if_range: str | None,
     if_none_match: str | None,
 ) -> Response:
-    tag, modified = (
-        etag(opened.inode, opened.size, opened.modified_ns),
-        last_modified(opened.modified_ns),
-    )
+    info = opened.info
+    tag, modified = etag(info.inode, info.size, info.modified_ns), last_modified(info.modified_ns)
     headers = {"ETag": tag, "Last-Modified": modified, "Accept-Ranges": "bytes"}
     if if_none_match is not None and tag in (value.strip() for value in if_none_match.split(",")):
-        os.close(opened.fd)
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     try:
         span = (
-            requested_span(range_header, opened.size)
+            requested_span(range_header, info.size)
             if still_valid(if_range, tag, modified)
             else None
         )
     except RangeNotSatisfiable as exc:
-        os.close(opened.fd)
         answer = problem(exc.status, exc.slug, exc.title, exc.detail)
-        answer.headers["Content-Range"] = f"bytes */{opened.size}"
+        answer.headers["Content-Range"] = f"bytes */{info.size}"
         return answer
-    whole = Span(0, opened.size - 1, opened.size)
-    chosen = span or whole
-    headers["Content-Length"] = str(chosen.length if opened.size else 0)
+    chosen = span or Span(0, info.size - 1, info.size)
+    headers["Content-Length"] = str(chosen.length if info.size else 0)
     headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(name)}"
     code = status.HTTP_200_OK
     if span is not None:
         headers["Content-Range"] = span.content_range()
         code = status.HTTP_206_PARTIAL_CONTENT
     return StreamingResponse(
-        _chunks(opened.fd, chosen),
+        _chunks(opened.file, chosen),
         status_code=code,
         headers=headers,
         media_type="application/octet-stream",
@@ -267,19 +266,20 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-async def _chunks(fd: int, span: Span) -> AsyncIterator[bytes]:
-    """The span's bytes, read in worker threads; the descriptor is closed at the end."""
+async def _chunks(file: OpenFile, span: Span) -> AsyncIterator[bytes]:
+    """The span's bytes, read a chunk at a time; the file is closed at the end."""
     try:
         offset, left = span.start, span.length if span.size else 0
         while left > 0:
-            data = await anyio.to_thread.run_sync(os.pread, fd, min(READ_CHUNK, left), offset)
+            data = await file.read(offset, min(READ_CHUNK, left))
             if not data:
                 return  # the file shrank while we sent it; the client sees a short body
             yield data
             offset += len(data)
             left -= len(data)
     finally:
-        os.close(fd)
+        with anyio.CancelScope(shield=True):
+            await file.close()
 
 
 @router.put(

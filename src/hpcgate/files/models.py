@@ -24,7 +24,9 @@ class FileEntry(BaseModel):
     group: str | None = Field(None, description="Group's name (absent when numeric=true)")
     modified: float = Field(description="Last modification, seconds since the epoch")
     accessed: float
-    changed: float
+    changed: float | None = Field(
+        description="Last change of the inode (null over SSH: SFTP does not carry it)"
+    )
     link_target: str | None = Field(None, description="Where a symlink points, as stored")
 
 

@@ -23,6 +23,8 @@ ALGORITHMS = ("sha256", "sha512", "sha1", "md5", "blake2b")
 READ_CHUNK = 1 << 20
 MAX_LIST = 100_000
 SNIFF_BYTES = 8192
+TAIL_STEP = 65536  # tail reads backwards this much at a time
+TAIL_LIMIT = 16 * READ_CHUNK  # and no more than this
 
 
 def resolve(path: str, follow: bool) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def _names(uid: int, gid: int) -> tuple[str | None, str | None]:
     return user, group
 
 
-def _kind(mode: int) -> str:
+def kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "symlink"
     if stat.S_ISDIR(mode):
@@ -70,7 +72,7 @@ def entry(path: str, info: os.stat_result, numeric: bool = False) -> dict[str, A
     return {
         "name": shown(os.path.basename(path) or path),
         "path": shown(path),
-        "type": _kind(info.st_mode),
+        "type": kind(info.st_mode),
         "size": info.st_size,
         "mode": f"{stat.S_IMODE(info.st_mode):04o}",
         "permissions": stat.filemode(info.st_mode),
@@ -191,7 +193,7 @@ def head(path: str, lines: int | None, size: int | None) -> dict[str, Any]:
             data = handle.read(size)
         else:
             data = b"".join(_first_lines(handle, lines or 10))
-    return _content(data)
+    return content(data)
 
 
 def _first_lines(handle: Any, count: int) -> Iterator[bytes]:
@@ -202,25 +204,44 @@ def _first_lines(handle: Any, count: int) -> Iterator[bytes]:
         yield line
 
 
+def leading_lines(data: bytes, count: int) -> bytes | None:
+    """The first ``count`` lines of ``data``; None if it holds fewer whole lines."""
+    end = -1
+    for _ in range(count):
+        end = data.find(b"\n", end + 1)
+        if end < 0:
+            return None
+    return data[: end + 1]
+
+
 def tail(path: str, lines: int | None, size: int | None) -> dict[str, Any]:
     """The last ``lines`` lines or ``size`` bytes, reading backwards from the end."""
     with open(path, "rb") as handle:
         end = handle.seek(0, os.SEEK_END)
         if size is not None:
             handle.seek(max(0, end - size))
-            return _content(handle.read())
-        return _content(_last_lines(handle, end, lines or 10))
+            return content(handle.read())
+        return content(_last_lines(handle, end, lines or 10))
 
 
 def _last_lines(handle: Any, end: int, count: int) -> bytes:
     data, start = b"", end
-    while start > 0 and data.count(b"\n", 0, len(data) - 1) < count:
-        step = min(65536, start)
+    while start > 0 and not has_lines(data, count):
+        step = min(TAIL_STEP, start)
         start -= step
         handle.seek(start)
         data = handle.read(step) + data
-        if len(data) > 16 * READ_CHUNK:
-            break
+    return last_lines(data, count)
+
+
+def has_lines(data: bytes, count: int) -> bool:
+    """Whether the end of a file, ``data``, holds its last ``count`` whole lines (or as
+    much as tail reads at most)."""
+    return data.count(b"\n", 0, len(data) - 1) >= count or len(data) > TAIL_LIMIT
+
+
+def last_lines(data: bytes, count: int) -> bytes:
+    """The last ``count`` lines of ``data`` (its final newline kept if it has one)."""
     kept = data.split(b"\n")
     trailing = data.endswith(b"\n")
     body = kept[:-1] if trailing else kept
@@ -230,10 +251,11 @@ def _last_lines(handle: Any, end: int, count: int) -> bytes:
 def view(path: str, offset: int, size: int) -> dict[str, Any]:
     with open(path, "rb") as handle:
         handle.seek(offset)
-        return _content(handle.read(size))
+        return content(handle.read(size))
 
 
-def _content(data: bytes) -> dict[str, Any]:
+def content(data: bytes) -> dict[str, Any]:
+    """What head, tail and view answer: the bytes as text (invalid UTF-8 replaced)."""
     return {"content": data.decode(errors="replace"), "bytes": len(data)}
 
 
@@ -255,13 +277,14 @@ def file_type(path: str) -> dict[str, Any]:
     """What a file holds, from its first bytes (the kind ``file --mime-type`` reports)."""
     info = os.lstat(path)
     if not stat.S_ISREG(info.st_mode):
-        return {"type": _kind(info.st_mode), "mime_type": None}
+        return {"type": kind(info.st_mode), "mime_type": None}
     with open(path, "rb") as handle:
         start = handle.read(SNIFF_BYTES)
-    return {"type": "file", "mime_type": _sniff(start)}
+    return {"type": "file", "mime_type": sniff(start)}
 
 
-def _sniff(start: bytes) -> str:
+def sniff(start: bytes) -> str:
+    """The MIME type of a file that starts with ``start``."""
     if not start:
         return "inode/x-empty"
     for signature, mime in _SIGNATURES:

@@ -8,9 +8,10 @@ chunk triggers the check and the one rename that gives the file its name.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
+
+import anyio
 
 from hpcgate.errors import BadRequest, Conflict, NotFound
 from hpcgate.files.models import FileEntry, NewUpload, UploadState
@@ -19,7 +20,7 @@ from hpcgate.files.streams import receive
 from hpcgate.principal import Principal
 from hpcgate.store.tables import UploadRow
 from hpcgate.store.uploads import UploadStore
-from hpcgate.transports.files import FileAccess
+from hpcgate.transports.files import FileAccess, OpenFile
 
 
 class ResumableUploads:
@@ -32,7 +33,7 @@ class ResumableUploads:
         if not wanted.overwrite and await self._exists(place.fs, place.real):
             raise Conflict(f"{wanted.path} exists; ask for overwrite to replace it")
         temporary = temporary_name(place.real)
-        os.close(await place.fs.open("open_new", temporary))
+        await (await place.fs.open("open_new", temporary)).close()
         row = UploadRow(
             id=uuid.uuid4().hex,
             owner=who.user,
@@ -78,17 +79,12 @@ class ResumableUploads:
         """Write a chunk that starts at ``offset``; the last one completes the upload."""
         row = await self._own(who, system, upload_id)
         place = await self._files.writable(who, row.system, row.temporary, follow=False)
-        fd = await place.fs.open("open_append", place.real)
-        with os.fdopen(fd, "ab", buffering=0) as handle:
-            current = os.fstat(fd).st_size
-            if current != offset:
-                raise Conflict(f"the upload has {current} bytes; send from there", offset=current)
-            try:
-                await receive(body, handle, row.path, limit=row.size - offset)
-            except BadRequest:
-                os.ftruncate(fd, offset)  # a chunk too long is not kept in part
-                raise
-            received = os.fstat(fd).st_size
+        handle = await place.fs.open("open_append", place.real)
+        try:
+            received = await _append(handle, body, offset, row)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await handle.close()
         if received < row.size:
             return _state(row, received)
         return await self._finish(who, row)
@@ -116,6 +112,19 @@ class ResumableUploads:
         place = await self._files.writable(who, row.system, row.temporary, follow=False)
         await place.fs.call("discard", place.real)
         await self._store.remove(row.id)
+
+
+async def _append(handle: OpenFile, body: AsyncIterator[bytes], offset: int, row: UploadRow) -> int:
+    """Write a chunk at the end of the file, which must be at ``offset``; the new size."""
+    current = (await handle.info()).size
+    if current != offset:
+        raise Conflict(f"the upload has {current} bytes; send from there", offset=current)
+    try:
+        await receive(body, handle, row.path, limit=row.size - offset)
+    except BadRequest:
+        await handle.truncate(offset)  # a chunk too long is not kept in part
+        raise
+    return (await handle.info()).size
 
 
 def _state(row: UploadRow, offset: int) -> UploadState:

@@ -7,7 +7,6 @@ against the caller's roots, then acts on the resolved path, as the caller's acco
 from __future__ import annotations
 
 import contextlib
-import os
 import posixpath
 import uuid
 from collections.abc import AsyncIterator
@@ -32,7 +31,7 @@ from hpcgate.files.streams import receive
 from hpcgate.principal import Principal, Scope
 from hpcgate.systems import Systems
 from hpcgate.transports.base import Transport
-from hpcgate.transports.files import FileAccess
+from hpcgate.transports.files import FileAccess, FileInfo, OpenFile
 
 WRITE_BATCH = 4 << 20
 MAX_VIEW = 1 << 20
@@ -51,12 +50,10 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class Opened:
-    """A file open for reading: the descriptor (the caller closes it) and its identity."""
+    """A file open for reading (the caller closes it) and what identifies its contents."""
 
-    fd: int
-    size: int
-    modified_ns: int
-    inode: int
+    file: OpenFile
+    info: FileInfo
 
 
 class FileService:
@@ -174,11 +171,14 @@ class FileService:
         return FileEntry(**await place.fs.call("symlink", place.real, target=pointed.real))
 
     async def open(self, who: Principal, system: str, path: str) -> Opened:
-        """Open a regular file to download; the caller closes ``fd``."""
+        """Open a regular file to download; the caller closes ``file``."""
         place = await self.readable(who, system, path)
-        fd = await place.fs.open("open_read", place.real)
-        info = os.fstat(fd)
-        return Opened(fd, info.st_size, info.st_mtime_ns, info.st_ino)
+        opened = await place.fs.open("open_read", place.real)
+        try:
+            return Opened(opened, await opened.info())
+        except BaseException:
+            await opened.close()
+            raise
 
     async def upload(
         self,
@@ -193,10 +193,13 @@ class FileService:
         target's name in one rename: a half-finished upload never appears at ``path``."""
         place = await self.writable(who, system, path, follow=False)
         temporary = temporary_name(place.real)
-        fd = await place.fs.open("open_new", temporary)
+        handle = await place.fs.open("open_new", temporary)
         try:
-            with os.fdopen(fd, "wb", buffering=0) as handle:
+            try:
                 digest = await receive(body, handle, path)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await handle.close()
             verify(digest, sha256)
             entry = await publish(place.fs, temporary, place.real, path, overwrite)
         except BaseException:

@@ -1,8 +1,7 @@
-"""Request bodies written to an open file: batched, hashed, off the event loop."""
+"""Request bodies written to an open file: batched, hashed off the event loop."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,32 +9,34 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from hpcgate.errors import BadRequest
-from hpcgate.transports.files import translate
+from hpcgate.errors import BadRequest, HpcgateError
+from hpcgate.transports.files import OpenFile
 
 WRITE_BATCH = 1 << 20
 
 
 async def receive(
-    body: AsyncIterator[bytes], handle: Any, path: str, limit: int | None = None
+    body: AsyncIterator[bytes], handle: OpenFile, path: str, limit: int | None = None
 ) -> str:
     """Write all of ``body`` to ``handle`` (at most ``limit`` bytes); its sha256 in hex.
+    A failed write is reported naming ``path``.
 
     Two halves run at once: the event loop gathers chunks into batches of about
-    :data:`WRITE_BATCH` bytes while a writer task hashes and writes the previous batch in a
-    worker thread. The hand-over has no buffer, so at most two batches are in memory and a
-    slow disk slows the reading of the request (back-pressure), never the gateway's memory.
+    :data:`WRITE_BATCH` bytes while a writer task hashes the previous batch in a worker
+    thread and writes it to the file. The hand-over has no buffer, so at most two batches
+    are in memory and a slow disk slows the reading of the request (back-pressure), never
+    the gateway's memory.
     """
     digest = hashlib.sha256()
     sender, batches = anyio.create_memory_object_stream[list[bytes]](0)
     with batches:  # the writer leaves it open when it fails, so the sender waits to be cancelled
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(_writer, batches, handle, digest)
+                group.start_soon(_writer, batches, handle, digest, path)
                 async with sender:
                     await _gather(body, sender, limit)
         except ExceptionGroup as failures:
-            raise _cause(failures, path) from None
+            raise _cause(failures) from None
     return digest.hexdigest()
 
 
@@ -57,24 +58,21 @@ async def _gather(
         await sender.send(pending)
 
 
-async def _writer(batches: ObjectReceiveStream[list[bytes]], handle: Any, digest: Any) -> None:
+async def _writer(
+    batches: ObjectReceiveStream[list[bytes]], handle: OpenFile, digest: Any, path: str
+) -> None:
     async for batch in batches:
-        await anyio.to_thread.run_sync(_write_all, handle, digest, batch)
+        data = b"".join(batch)
+        await anyio.to_thread.run_sync(digest.update, data)
+        try:
+            await handle.write(data)
+        except HpcgateError as exc:
+            raise type(exc)(f"{exc.detail}: {path}", **exc.extra) from exc
 
 
-def _write_all(handle: Any, digest: Any, chunks: list[bytes]) -> None:
-    data = b"".join(chunks)
-    digest.update(data)
-    view = memoryview(data)
-    while view:
-        view = view[handle.write(view) :]
-
-
-def _cause(failures: BaseExceptionGroup[BaseException], path: str) -> BaseException:
+def _cause(failures: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one error that stopped the pipeline (the other half was only cancelled)."""
     first = failures.exceptions[0]
     while isinstance(first, BaseExceptionGroup):
         first = first.exceptions[0]
-    if isinstance(first, OSError):
-        return translate(first.errno or errno.EIO, first.strerror or str(first), path)
     return first

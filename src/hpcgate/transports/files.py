@@ -1,7 +1,8 @@
 """File access on the local machine, as the gateway itself or as an account.
 
 :class:`FileAccess` is what the files service uses: ``call`` runs one operation of
-:mod:`hpcgate.files.ops` and ``open`` returns an open descriptor for contents. As the
+:mod:`hpcgate.files.ops` and ``open`` returns an :class:`OpenFile` for contents (here one
+that wraps an open descriptor; the SSH transport's wraps an SFTP file). As the
 gateway (single-user mode) both run in worker threads of this process. As an account
 (multi-user mode) they run in a helper process of that account (:mod:`.fshelper`), taken
 from a small pool; the kernel checks the account's permissions, never root's.
@@ -20,8 +21,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -41,6 +43,7 @@ from hpcgate.transports.fshelper import encode, receive
 from hpcgate.transports.identity import account_environment, as_account
 
 log = logging.getLogger("hpcgate.files")
+T = TypeVar("T")
 
 HELPER_TIMEOUT = 600.0  # one operation: a checksum of a very large file is the longest
 
@@ -81,14 +84,78 @@ def translate(number: int, message: str, path: str) -> HpcgateError:
     return kind(f"{message}: {path}" if path else message)
 
 
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What identifies an open file's contents (``inode`` is 0 where it is not known)."""
+
+    size: int
+    modified_ns: int
+    inode: int
+
+
+class OpenFile(Protocol):
+    """A file opened by :meth:`FileAccess.open`: read at offsets, or written at its end."""
+
+    async def info(self) -> FileInfo: ...
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (fewer only at the end of the file)."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Write all of ``data`` at the end of the file."""
+        ...
+
+    async def truncate(self, size: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class FileAccess(Protocol):
     async def call(self, op: str, path: str, **args: Any) -> Any:
         """Run ``ops.<op>(path=path, **args)``; raises hpcgate errors."""
         ...
 
-    async def open(self, opener: str, path: str) -> int:
-        """``ops.<opener>(path)``: an open descriptor the caller must close."""
+    async def open(self, opener: str, path: str) -> OpenFile:
+        """``ops.<opener>(path)``: an open file the caller must close."""
         ...
+
+
+class LocalFile:
+    """An open descriptor of this machine's, read and written in worker threads."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    async def info(self) -> FileInfo:
+        found = os.fstat(self._fd)
+        return FileInfo(found.st_size, found.st_mtime_ns, found.st_ino)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return await anyio.to_thread.run_sync(self._guarded, os.pread, size, offset)
+
+    async def write(self, data: bytes) -> None:
+        await anyio.to_thread.run_sync(self._guarded, _write_all, data)
+
+    async def truncate(self, size: int) -> None:
+        self._guarded(os.ftruncate, size)
+
+    async def close(self) -> None:
+        os.close(self._fd)
+
+    def _guarded(self, action: Callable[..., T], *args: Any) -> T:
+        """``action(fd, *args)``; an OS error becomes the hpcgate error, naming no path
+        (the caller knows the name the client used)."""
+        try:
+            return action(self._fd, *args)
+        except OSError as exc:
+            raise translate(exc.errno or errno.EIO, exc.strerror or str(exc), "") from exc
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class OwnFiles:
@@ -97,8 +164,8 @@ class OwnFiles:
     async def call(self, op: str, path: str, **args: Any) -> Any:
         return await anyio.to_thread.run_sync(_local_call, op, path, args)
 
-    async def open(self, opener: str, path: str) -> int:
-        return int(await anyio.to_thread.run_sync(_local_open, opener, path))
+    async def open(self, opener: str, path: str) -> OpenFile:
+        return LocalFile(await anyio.to_thread.run_sync(_local_open, opener, path))
 
 
 def _local_call(op: str, path: str, args: dict[str, Any]) -> Any:
@@ -127,13 +194,13 @@ class AccountFiles:
         reply, _ = await anyio.to_thread.run_sync(self._pool.ask, self._account, request, False)
         return _result(reply, path)
 
-    async def open(self, opener: str, path: str) -> int:
+    async def open(self, opener: str, path: str) -> OpenFile:
         request = {"op": opener, "args": {"path": path}}
         reply, fd = await anyio.to_thread.run_sync(self._pool.ask, self._account, request, True)
         _result(reply, path)
         if fd < 0:
             raise TransportError(f"the file helper sent no descriptor for {path}")
-        return fd
+        return LocalFile(fd)
 
 
 def _result(reply: dict[str, Any], path: str) -> Any:

@@ -84,11 +84,11 @@ class LocalTransport:
     async def read(
         self, path: str, offset: int, size: int, account: Account | None = None
     ) -> bytes:
-        fd = await self.files(account).open("open_read", path)
+        opened = await self.files(account).open("open_read", path)
         try:
-            return await anyio.to_thread.run_sync(os.pread, fd, size, offset)
+            return await opened.read(offset, size)
         finally:
-            os.close(fd)
+            await opened.close()
 
     async def file_size(self, path: str, account: Account | None = None) -> int | None:
         try:

@@ -20,7 +20,7 @@ and being idempotent they are tried once more after any connection failure. A fu
 account behind hpcgate-forced has no SFTP (sshd runs the forced command for subsystems
 too): there they are commands, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`).
 
-The files API (``files()``) does not run over SSH yet.
+The files API (``files()``) runs over SFTP too: see :mod:`.ssh_files`.
 """
 
 from __future__ import annotations
@@ -43,12 +43,8 @@ from hpcgate.config import SshConfig
 from hpcgate.errors import (
     BadRequest,
     CommandTimeout,
-    Conflict,
-    Forbidden,
     HpcgateError,
-    InsufficientStorage,
     NotFound,
-    NotImplementedByScheduler,
     TransportError,
 )
 from hpcgate.transports.files import FileAccess
@@ -58,6 +54,13 @@ from hpcgate.transports.ssh_commands import (
     parse_size,
     read_command,
     size_command,
+)
+from hpcgate.transports.ssh_files import (
+    CONNECTION_ERRORS,
+    FILE_TIMEOUT,
+    Names,
+    SftpFiles,
+    sftp_error,
 )
 from hpcgate.transports.ssh_identity import Identity, identity_for
 from hpcgate.transports.ssh_pool import ConnectionPool, translate
@@ -69,33 +72,8 @@ Process = asyncssh.SSHClientProcess[bytes]
 
 REMOTE_GRACE = 5  # seconds the host-side timeout waits past the gateway's own
 KILL_WAIT = 5.0  # seconds to wait for a killed command's channel to close
-FILE_TIMEOUT = 120.0  # one file operation, SFTP or command (a read is at most 1 MiB)
 MIN_WINDOW = 1 << 16  # the least SSH window of a ranged read's channel
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-SFTP_ERRORS: dict[type[asyncssh.SFTPError], type[HpcgateError]] = {
-    asyncssh.SFTPNoSuchFile: NotFound,
-    asyncssh.SFTPNoSuchPath: NotFound,
-    asyncssh.SFTPPermissionDenied: Forbidden,
-    asyncssh.SFTPWriteProtect: Forbidden,
-    asyncssh.SFTPFileAlreadyExists: Conflict,
-    asyncssh.SFTPNotADirectory: Conflict,
-    asyncssh.SFTPFileIsADirectory: Conflict,
-    asyncssh.SFTPDirNotEmpty: Conflict,
-    asyncssh.SFTPNoSpaceOnFilesystem: InsufficientStorage,
-    asyncssh.SFTPQuotaExceeded: InsufficientStorage,
-    asyncssh.SFTPInvalidFilename: BadRequest,
-    asyncssh.SFTPLinkLoop: BadRequest,
-}
-# Errors that mean the connection (not the file) failed: SFTP operations are retried.
-CONNECTION_ERRORS = (
-    asyncssh.SFTPConnectionLost,
-    asyncssh.SFTPNoConnection,
-    asyncssh.DisconnectError,
-    asyncssh.ChannelOpenError,
-    ConnectionError,
-    BrokenPipeError,
-)
 
 
 def command_line(command: Command, timeout: float | None = None) -> str:
@@ -121,7 +99,8 @@ class SshTransport:
         self._config = config
         self._forced = config.identity == "forced"
         self._identity = identity or identity_for(config, system)
-        self._where = f"{config.host}:{config.port}"
+        self.where = f"{config.host}:{config.port}"
+        self._names = Names()
         self.pool = ConnectionPool(
             self._connect,
             max_connections=config.max_connections,
@@ -139,7 +118,7 @@ class SshTransport:
                 " (identity = 'forced'): the cluster does not keep users apart",
                 self._system,
                 self._config.user,
-                self._where,
+                self.where,
             )
 
     def login(self, account: Account | None) -> str:
@@ -148,9 +127,8 @@ class SshTransport:
         return self._config.user if account is None or self._forced else account.name
 
     def files(self, account: Account | None = None) -> FileAccess:
-        raise NotImplementedByScheduler(
-            "the files API over SSH is not built yet; job submission, status and output work"
-        )
+        """The files API's operations over SFTP (:mod:`.ssh_files`), as the caller's login."""
+        return SftpFiles(self, account, self._names)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -174,7 +152,7 @@ class SshTransport:
             except BaseException as exc:
                 await _kill(process)
                 if isinstance(exc, asyncssh.Error | OSError):
-                    raise translate(exc, self._where, self.login(account)) from exc
+                    raise translate(exc, self.where, self.login(account)) from exc
                 raise
             return self._result(process, command, stdout, stderr)
 
@@ -206,7 +184,7 @@ class SshTransport:
             async with sftp.open(path, "rb", encoding=None) as handle:
                 return cast(bytes, await handle.read(size, offset))
 
-        return await self._sftp(account, path, read)
+        return await self.on_sftp(account, path, read)
 
     async def file_size(self, path: str, account: Account | None = None) -> int | None:
         async def size(sftp: asyncssh.SFTPClient) -> int:
@@ -215,7 +193,7 @@ class SshTransport:
         try:
             if self._forced:
                 return parse_size(await self._file_command(size_command(path)), path)
-            return await self._sftp(account, path, size)
+            return await self.on_sftp(account, path, size)
         except NotFound:
             return None
 
@@ -228,7 +206,7 @@ class SshTransport:
             if not result.ok:
                 raise failure(result, "mkdir", path)
         else:
-            await self._sftp(account, path, mkdir)
+            await self.on_sftp(account, path, mkdir)
 
     # ------------------------------------------------------------------ internals
 
@@ -243,12 +221,12 @@ class SshTransport:
                     process = await self._open(lease.conn, line, io)
                 except asyncssh.ChannelOpenError as exc:
                     if not lease.conn.is_closed() or attempt == 2:
-                        raise translate(exc, self._where, login) from exc
+                        raise translate(exc, self.where, login) from exc
                     lease.broken()
                     continue
                 except (asyncssh.Error, OSError) as exc:  # may have started: not retried
                     lease.broken()
-                    raise translate(exc, self._where, login) from exc
+                    raise translate(exc, self.where, login) from exc
                 try:
                     yield process
                 finally:
@@ -279,19 +257,24 @@ class SshTransport:
     ) -> CommandResult:
         if process.returncode is None:
             raise TransportError(
-                f"the connection to {self._where} broke while '{command.argv[0]}' ran;"
+                f"the connection to {self.where} broke while '{command.argv[0]}' ran;"
                 " it may have run"
             )
         return CommandResult(process.returncode, stdout, stderr)
 
-    async def _sftp(
+    async def on_sftp(
         self,
         account: Account | None,
         path: str,
         operation: Callable[[asyncssh.SFTPClient], Awaitable[T]],
+        retry: bool = True,
     ) -> T:
+        """``operation`` on the SFTP client of the login's connection; done once more on a
+        fresh connection if the connection fails under it, unless ``retry`` is off (an
+        operation that may have taken effect). Its errors become hpcgate errors."""
         login = self.login(account)
-        for attempt in (1, 2):
+        attempts = (1, 2) if retry else (2,)
+        for attempt in attempts:
             async with self.pool.lease(login, channel=False) as lease:
                 try:
                     async with asyncio.timeout(FILE_TIMEOUT):
@@ -299,19 +282,18 @@ class SshTransport:
                 except TimeoutError:
                     lease.broken()  # a request stuck on the host holds the SFTP channel
                     raise CommandTimeout(
-                        f"a file operation on {self._where} took more than {FILE_TIMEOUT:g} s"
+                        f"a file operation on {self.where} took more than {FILE_TIMEOUT:g} s"
                     ) from None
                 except asyncssh.SFTPError as exc:
                     if not isinstance(exc, CONNECTION_ERRORS):
-                        kind = SFTP_ERRORS.get(type(exc), TransportError)
-                        raise kind(f"{exc.reason or type(exc).__name__}: {path}") from exc
+                        raise sftp_error(exc, path) from exc
                     lease.broken()
                     if attempt == 2:
-                        raise translate(exc, self._where, login) from exc
+                        raise translate(exc, self.where, login) from exc
                 except (asyncssh.Error, OSError) as exc:
                     lease.broken()
                     if attempt == 2:
-                        raise translate(exc, self._where, login) from exc
+                        raise translate(exc, self.where, login) from exc
         raise AssertionError("unreachable")
 
     async def _file_command(self, command: Command, limit: int | None = None) -> CommandResult:
@@ -324,7 +306,7 @@ class SshTransport:
         if limit is not None:
             io["window"] = max(limit, MIN_WINDOW)  # sshd reads no more ahead than this
         broken: HpcgateError = TransportError(
-            f"the connection to {self._where} broke during a file operation"
+            f"the connection to {self.where} broke during a file operation"
         )
         for _attempt in (1, 2):
             async with self._process(login, line, io) as process:
@@ -334,13 +316,13 @@ class SshTransport:
                 except TimeoutError:
                     await _kill(process)
                     raise CommandTimeout(
-                        f"a file operation on {self._where} took more than {FILE_TIMEOUT:g} s"
+                        f"a file operation on {self.where} took more than {FILE_TIMEOUT:g} s"
                     ) from None
                 except BaseException as exc:
                     await _kill(process)
                     if not isinstance(exc, asyncssh.Error | OSError):
                         raise
-                    broken, result = translate(exc, self._where, login), None
+                    broken, result = translate(exc, self.where, login), None
             if result is not None:
                 return result
         raise broken
@@ -360,7 +342,7 @@ class SshTransport:
                 jump.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise translate(exc, self._where, login) from exc
+            raise translate(exc, self.where, login) from exc
         if jump is not None:
             conn.set_tunnel(jump)  # closing the connection closes the jump host's too
         return conn

@@ -99,7 +99,8 @@ class Lease:
         async with entry.sftp_lock:
             if entry.sftp is None:
                 await entry.channels.acquire()  # held while the connection lives
-                entry.sftp = await entry.conn.start_sftp_client()
+                # Names that are not UTF-8 come as surrogate escapes, as os.listdir gives them.
+                entry.sftp = await entry.conn.start_sftp_client(path_errors="surrogateescape")
             return entry.sftp
 
 
