@@ -3,20 +3,56 @@ allowed programs, as argv, with no shell and no forwarding (``restrict,command=.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shlex
+import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hpcgate.commands import Command
+from hpcgate.files.bulk import compress_argv
+from hpcgate.transports.ssh import command_line
+from tests.ssh.conftest import FORCED, FunctionalAccount, Sshd
 from tests.ssh.conftest import FUNCTIONAL as ACCOUNT
-from tests.ssh.conftest import FunctionalAccount, Sshd
 
 
 @pytest.fixture(scope="module")
 def functional_key(functional_account: FunctionalAccount) -> Path:
     """A key of the functional account that runs only printf and id."""
     return functional_account.key("printf", "id")
+
+
+@pytest.fixture(scope="module")
+def default_key(functional_account: FunctionalAccount) -> Path:
+    """A key of the functional account with the default programs and SFTP: the gateway's."""
+    return functional_account.key()
+
+
+@pytest.fixture(scope="module")
+def no_sftp_key(functional_account: FunctionalAccount) -> Path:
+    """A key whose forced command is ``--allow id --no-sftp``."""
+    key = functional_account.keys / "no-sftp"
+    argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)]
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
+    entry = shlex.join(["/usr/bin/python3", "-I", str(FORCED), "--allow", "id", "--no-sftp"])
+    with functional_account.authorized_keys.open("a") as authorized:
+        authorized.write(f'restrict,command="{entry}" {key.with_suffix(".pub").read_text()}')
+    return key
+
+
+@pytest.fixture
+def scratch(functional_account: FunctionalAccount) -> Iterator[Path]:
+    """A directory of the functional account's, in its home, removed afterwards."""
+    path = functional_account.home / f"forced-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    shutil.chown(path, ACCOUNT, ACCOUNT)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def ssh(
@@ -73,9 +109,88 @@ def test_port_forwarding_is_refused(sshd: Sshd, functional_key: Path) -> None:
     assert "forwarding" in done.stderr.lower()
 
 
-def test_sftp_is_refused(sshd: Sshd, functional_key: Path) -> None:
-    argv = ["sftp", "-F", "/dev/null", "-P", str(sshd.port), "-b", "-", "-i", str(functional_key)]
+def sftp(sshd: Sshd, key: Path, batch: str) -> subprocess.CompletedProcess[str]:
+    """The real OpenSSH sftp client, as the functional account with ``key``, running the
+    ``batch`` commands (``-b -``: the first that fails ends it, with status 1)."""
+    argv = ["sftp", "-F", "/dev/null", "-P", str(sshd.port), "-b", "-", "-i", str(key)]
     argv += ["-o", f"UserKnownHostsFile={sshd.known_hosts}", "-o", "BatchMode=yes"]
-    argv += ["-o", "IdentitiesOnly=yes", f"{ACCOUNT}@{sshd.host}"]
-    done = subprocess.run(argv, input="ls\n", capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0
+    argv += ["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"]
+    argv += ["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]
+    argv += [f"{ACCOUNT}@{sshd.host}"]
+    return subprocess.run(argv, input=batch, capture_output=True, text=True, timeout=30)
+
+
+def test_sftp_works_through_the_forced_key(
+    sshd: Sshd, default_key: Path, scratch: Path, tmp_path: Path
+) -> None:
+    """sshd runs the forced command for the sftp subsystem (``internal-sftp`` in the test
+    sshd's config); hpcgate-forced runs sftp-server as the account."""
+    data = os.urandom(200_000)
+    (tmp_path / "up").write_bytes(data)
+    batch = f"cd {scratch.name}\nput {tmp_path / 'up'} 'a;b $x'\nls -l\n"
+    batch += f"get 'a;b $x' {tmp_path / 'down'}\nmkdir made\n"
+    done = sftp(sshd, default_key, batch)
+    assert done.returncode == 0, done.stderr
+    assert "a;b $x" in done.stdout
+    landed = scratch / "a;b $x"
+    assert landed.read_bytes() == data
+    assert pwd.getpwuid(landed.stat().st_uid).pw_name == ACCOUNT
+    assert (tmp_path / "down").read_bytes() == data
+    assert (scratch / "made").is_dir()
+
+
+def test_no_sftp_refuses_sftp_and_still_runs_commands(
+    sshd: Sshd, no_sftp_key: Path, default_key: Path
+) -> None:
+    assert sftp(sshd, no_sftp_key, "ls\n").returncode != 0
+    # The sftp subsystem alone, with no input: sftp-server ends at once, a refusal is 126
+    # (sshd sends no stderr of a subsystem, so the status is all the client sees).
+    served = ssh(sshd, default_key, "sftp", options=("-s",))
+    assert served.returncode == 0, served.stderr
+    refused = ssh(sshd, no_sftp_key, "sftp", options=("-s",))
+    assert refused.returncode == 126, refused.stderr
+    assert refused.stdout == ""
+    ran = ssh(sshd, no_sftp_key, shlex.join(["id", "-un"]))
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == ACCOUNT
+
+
+def test_the_gateway_s_tar_runs_and_names_a_local_archive(
+    sshd: Sshd, default_key: Path, scratch: Path
+) -> None:
+    """compress_argv as the transport sends it; the archive's name has a colon, which
+    without --force-local would be a remote host's file."""
+    (scratch / "data").mkdir()
+    (scratch / "data" / "x").write_text("hello")
+    archive = scratch / "host:a.tar.gz"
+    argv = compress_argv(str(scratch / "data"), str(archive), "gzip")
+    done = ssh(sshd, default_key, command_line(Command(argv, env={}), 60))
+    assert done.returncode == 0, done.stderr
+    listing = subprocess.run(
+        ["tar", "--list", "--force-local", f"--file={archive}"], capture_output=True, text=True
+    )
+    assert listing.stdout.split() == ["data/", "data/x"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        ["--checkpoint=1", "--checkpoint-action=exec=touch {mark}"],
+        ["--to-command=touch {mark}"],
+        ["--use-compress-program=touch {mark}"],
+        ["-I", "touch {mark}"],
+    ],
+)
+def test_a_hostile_tar_runs_nothing(
+    sshd: Sshd, default_key: Path, scratch: Path, hostile: list[str]
+) -> None:
+    mark = Path(f"/tmp/forced-tar-{uuid.uuid4().hex[:8]}")
+    (scratch / "x").write_text("x")
+    options = [word.format(mark=mark) for word in hostile]
+    argv = ["tar", "--create", f"--file={scratch / 'x.tar'}", "--force-local", *options]
+    argv += ["-C", str(scratch), "--", "x"]
+    done = ssh(sshd, default_key, shlex.join(argv))
+    assert done.returncode == 126, (done.returncode, done.stdout, done.stderr)
+    assert "tar option" in done.stderr and done.stdout == ""
+    assert not mark.exists()
+    assert not (scratch / "x.tar").exists()

@@ -47,12 +47,14 @@ def _checkpoints() -> tuple[str, ...]:
 
 
 def compress_argv(source: str, target: str, compression: str) -> tuple[str, ...]:
+    """``--force-local``: an archive whose name has a colon is a file, never ``host:file``."""
     folder, name = posixpath.split(source)
     flags = _FLAGS.get(compression, ())
     return (
         "tar",
         "--create",
         f"--file={target}",
+        "--force-local",
         *flags,
         *_checkpoints(),
         "-C",
@@ -63,10 +65,11 @@ def compress_argv(source: str, target: str, compression: str) -> tuple[str, ...]
 
 
 def extract_argv(source: str, target: str, compression: str) -> tuple[str, ...]:
-    """No owners or absolute names from the archive: members land under ``target``."""
+    """No owners or absolute names from the archive: members land under ``target``. Local
+    archive names, as for :func:`compress_argv`."""
     flags = _FLAGS.get(compression, ())
     return (
-        "tar", "--extract", f"--file={source}", *flags, *_checkpoints(),
+        "tar", "--extract", f"--file={source}", "--force-local", *flags, *_checkpoints(),
         "--no-same-owner", "-C", target,
     )  # fmt: skip
 
