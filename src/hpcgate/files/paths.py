@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hpcgate.errors import BadRequest, Forbidden
 
@@ -53,6 +53,11 @@ class Roots:
         real = tuple(os.path.realpath(root) for root in shown)
         start = home if any(inside(home, root) for root in shown) else shown[0]
         return cls(shown, real, start)
+
+    def resolved(self, real: tuple[str, ...]) -> Roots:
+        """The same roots with their real paths as another machine resolves them (a system
+        reached over SSH, where a root may be a symlink that it is not here)."""
+        return replace(self, real=real)
 
     def check(self, real: str, asked: str) -> None:
         """Refuse a resolved path outside every root."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from hpcgate.transports.files import FileAccess, FileInfo, OpenFile
 
 WRITE_BATCH = 4 << 20
 MAX_VIEW = 1 << 20
+ROOTS_SECONDS = 60.0
 UPLOAD_MODE = 0o644  # what cp gives a new file under the usual umask 022
 
 
@@ -60,6 +62,7 @@ class FileService:
     def __init__(self, systems: Systems, accounts: Accounts) -> None:
         self._systems = systems
         self._accounts = accounts
+        self._real_roots: dict[tuple[str, str], tuple[str, float]] = {}
 
     def roots(self, who: Principal, system: str) -> Roots:
         return self._roots(who, self._systems.get(system))
@@ -84,10 +87,26 @@ class FileService:
         cluster = self._systems.get(system)
         roots = self._roots(who, cluster)
         fs = cluster.transport.files(self._account(who, cluster))
+        if cluster.config.transport != "local":
+            roots = roots.resolved(await self._resolved(system, roots.shown, fs))
         wanted = clean(path, roots.home)
         real = (await fs.call("resolve", wanted, follow=follow))["path"]
         roots.check(real, path)
         return Place(fs, roots, path, real)
+
+    async def _resolved(
+        self, system: str, shown: tuple[str, ...], fs: FileAccess
+    ) -> tuple[str, ...]:
+        """The roots' real paths on a remote system, as it resolves them (kept a minute)."""
+        real = []
+        for root in shown:
+            key, now = (system, root), time.monotonic()
+            known = self._real_roots.get(key)
+            if known is None or known[1] < now:
+                found = (await fs.call("resolve", root, follow=True))["path"]
+                known = self._real_roots[key] = (found, now + ROOTS_SECONDS)
+            real.append(known[0])
+        return tuple(real)
 
     async def readable(self, who: Principal, system: str, path: str, follow: bool = True) -> Place:
         """The checked place of ``path``, for reading (``files:read``)."""
