@@ -183,6 +183,8 @@ def test_changes_and_their_conflicts(alice: httpx.Client, scratch: Path) -> None
     mode = alice.put(f"{FILES}/chmod", json={"path": f"{scratch.name}/f.txt", "mode": "640"})
     assert mode.json()["mode"] == "0640" and (scratch / "f.txt").stat().st_mode & 0o777 == 0o640
     problem(alice.put(f"{FILES}/chown", json={"path": scratch.name, "owner": "nosuchuser"}), 400)
+    sneaky = alice.put(f"{FILES}/chown", json={"path": scratch.name, "owner": "-s../x"})
+    assert sneaky.status_code in (400, 422), sneaky.text  # never an option of getent
     same = alice.put(f"{FILES}/chown", json={"path": f"{scratch.name}/f.txt", "group": "alice"})
     assert same.status_code == 200 and same.json()["group"] == "alice"
     link = alice.post(f"{FILES}/symlink", json={"path": f"{scratch.name}/l", "target": "f.txt"})

@@ -1,6 +1,7 @@
 """identity = 'forced': every command of every caller logs in as one functional account,
 ``hpcgate-svc``, whose key runs only hpcgate-forced with its default programs (the
-scheduler's commands, and tail/stat/mkdir for job files, since the account has no SFTP).
+scheduler's commands; tail/stat/mkdir for job files; SFTP and the few commands of the
+files API).
 
 First the transport alone against the test sshd, then a gateway (root, single-user as
 ``auto`` makes it) driving the real Slurm cluster (scripts/slurm) through it.
@@ -8,10 +9,12 @@ First the transport alone against the test sshd, then a gateway (root, single-us
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
 import subprocess
+import tarfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +27,7 @@ import pytest
 from hpcgate.config import SshConfig
 from hpcgate.errors import Conflict, Forbidden, NotFound
 from hpcgate.transports.ssh import SshTransport
-from tests.conftest import ended, submit, wait_for_job
+from tests.conftest import ended, finished, submit, wait_for_job
 from tests.gateway_process import GatewayProcess, new_gateway
 from tests.slurm.conftest import ensure_cluster
 from tests.ssh.conftest import FUNCTIONAL, FunctionalAccount, Sshd
@@ -33,6 +36,7 @@ from tests.ssh.test_ssh_transport import account
 SYSTEM = "remote"
 BASE = f"/api/v1/systems/{SYSTEM}"
 JOBS = f"{BASE}/jobs"
+FILES = f"{BASE}/files"
 HOSTILE = "; rm -rf ~ $(id) `id` 'q' \"d\" |x"
 
 
@@ -139,6 +143,7 @@ description = "The test cluster, as one functional account"
 status_interval = 0.5
 info_cache = 0
 workdir = "{workdir}/{{user}}"
+roots = ["{workdir}/{{user}}"]
 
 [systems.{SYSTEM}.ssh]
 host = "{sshd.host}"
@@ -282,6 +287,35 @@ def test_a_refused_submit_is_slurms_verdict(alice: httpx.Client) -> None:
     response = alice.post(JOBS, json={"script": "#!/bin/bash\ntrue\n", "partition": "nosuch"})
     assert response.status_code == 422, response.text
     assert "invalid partition" in response.json()["detail"].lower()
+
+
+def test_files_go_over_sftp_and_allowed_commands(
+    alice: httpx.Client, bob: httpx.Client, functional_account: FunctionalAccount
+) -> None:
+    """Each user has a directory of the functional account's as their root; hpcgate keeps
+    them apart by their roots, the host by nothing (they are one account there)."""
+    root = Path(alice.get(BASE).json()["roots"][0])
+    assert root.name == "alice" and root.parent.parent == functional_account.home
+    made = alice.post(f"{FILES}/mkdir", json={"path": str(root), "parents": True})
+    assert made.status_code == 201, made.text
+    data = os.urandom(1 << 20) + HOSTILE.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"up {HOSTILE[:12]}.bin"
+    sent = alice.put(f"{FILES}/upload", params={"path": name, "sha256": digest}, content=data)
+    assert sent.status_code == 201, sent.text
+    assert (root / name).stat().st_uid == pwd.getpwnam(FUNCTIONAL).pw_uid
+    listed = alice.get(f"{FILES}/ls", params={"path": "."}).json()["entries"]
+    assert (name, FUNCTIONAL) in [(e["name"], e["user"]) for e in listed]  # getent's name
+    found = alice.get(f"{FILES}/checksum", params={"path": name}).json()  # sha256sum
+    assert found["checksum"] == digest
+    assert alice.get(f"{FILES}/download", params={"path": name}).content == data
+    refused = bob.get(f"{FILES}/download", params={"path": str(root / name)})
+    assert refused.status_code == 403, refused.text
+    archive = {"source": name, "target": "a:b.tar.gz", "compression": "gzip"}
+    task = finished(alice, alice.post(f"{FILES}/compress", json=archive))  # tar, checked
+    assert task["state"] == "completed", task
+    with tarfile.open(root / "a:b.tar.gz") as packed:
+        assert packed.getnames() == [name]
 
 
 def test_the_start_up_says_where_jobs_run(forced_gateway: GatewayProcess) -> None:

@@ -16,11 +16,12 @@ A command that could not start because its connection had died (the channel coul
 opened) is tried once more on a fresh connection. One whose connection broke after it was
 sent is never repeated: it may have run (a submit, say), so it fails with 503 and the
 caller decides. File reads, sizes and ``mkdir -p`` go over SFTP on the same connection,
-and being idempotent they are tried once more after any connection failure. A functional
-account behind hpcgate-forced has no SFTP (sshd runs the forced command for subsystems
-too): there they are commands, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`).
+and being idempotent they are tried once more after any connection failure. For a
+functional account behind hpcgate-forced they are commands, ``tail``, ``stat`` and
+``mkdir`` (:mod:`.ssh_commands`), so jobs work even where the site turns that entry point's
+SFTP off (``--no-sftp``).
 
-The files API (``files()``) runs over SFTP too: see :mod:`.ssh_files`.
+The files API (``files()``) runs over SFTP in every identity mode: see :mod:`.ssh_files`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""File operations as commands, for a functional account behind hpcgate-forced.
+"""Job files as commands, for a functional account behind hpcgate-forced.
 
-sshd runs an account's forced command for the ``sftp`` subsystem too, so with identity =
-'forced' the SSH transport reads job output, sizes files and makes job directories by
-running coreutils programs that hpcgate-forced allows, none of which writes a file:
+sshd runs an account's forced command for the ``sftp`` subsystem too, and a site may turn
+hpcgate-forced's SFTP off (``--no-sftp``; the files API then fails). So that jobs work
+either way, with identity = 'forced' the SSH transport reads job output, sizes files and
+makes job directories by running coreutils programs that hpcgate-forced allows, none of
+which writes a file:
 
 - ``tail -c +N -- PATH``: the file from byte N-1 on (the transport stops reading, and kills
   it, once it has the bytes it wants);

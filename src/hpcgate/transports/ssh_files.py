@@ -26,6 +26,7 @@ import contextlib
 import errno
 import os
 import posixpath
+import re
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,7 @@ FILE_TIMEOUT = 120.0  # one SFTP request or file command (a read is at most 1 Mi
 CHECKSUM_TIMEOUT = 600.0  # a checksum of a very large file, on the host
 NAMES_SECONDS = 300.0
 HEAD_STEP = 65536
+ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.@$-]{0,255}$")  # what useradd and IdPs allow
 
 SFTP_ERRORS: dict[type[asyncssh.SFTPError], type[HpcgateError]] = {
     asyncssh.SFTPNoSuchFile: NotFound,
@@ -140,6 +142,8 @@ class Names:
         """The id of a user or group name (digits are taken as the id itself)."""
         if name.isdigit():
             return int(name)
+        if not ACCOUNT_NAME.match(name):
+            raise BadRequest(f"not a user or group name: {name!r}")
         found = await _getent(host, account, database, [name])
         if not found:
             raise BadRequest(f"no such {'user' if database == 'passwd' else 'group'}: {name}")
@@ -149,8 +153,10 @@ class Names:
 async def _getent(
     host: Host, account: Account | None, database: str, keys: list[str]
 ) -> dict[int, str]:
-    """Ids to names of the entries ``getent`` finds (exit status 2: some were not found)."""
-    command = Command(("getent", database, "--", *keys), env=C_LOCALE)
+    """Ids to names of the entries ``getent`` finds (exit status 2: some were not found).
+    No key starts with ``-`` (names are checked first), so none is taken for an option:
+    ``getent -s SERVICE`` loads a library of the caller's choosing."""
+    command = Command(("getent", database, *keys), env=C_LOCALE)
     result = await host.run(command, FILE_TIMEOUT, account)
     if result.returncode not in (0, 2):
         raise failure(result, "getent", database)
