@@ -48,6 +48,7 @@ class GatewayProcess:
     config: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    wrapper: tuple[str, ...] = ()  # argv the server runs under (it must exec the rest)
 
     @property
     def url(self) -> str:
@@ -55,8 +56,8 @@ class GatewayProcess:
 
     def start(self) -> None:
         env = {**os.environ, "HPCGATE_HOME": str(self.home)}
-        argv = [sys.executable, "-m", "hpcgate", "serve", "--config", str(self.config)]
-        argv += ["--port", str(self.port)]
+        argv = [*self.wrapper, sys.executable, "-m", "hpcgate", "serve"]
+        argv += ["--config", str(self.config), "--port", str(self.port)]
         with (self.home / "server.log").open("ab") as log:
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
         self._wait_ready()

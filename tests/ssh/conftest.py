@@ -1,8 +1,10 @@
 """The SSH tier: a real OpenSSH server (scripts/sshd) on 127.0.0.1 with users alice and bob.
 
-The server is started here if it does not answer (needs root). Its CA key and the users'
-test keys are root's, so the tier runs as root. In CI (``CI`` set) a server that cannot
-start, or keys that cannot be read, fail the run; elsewhere the tier is skipped.
+The shared server is started here if it does not answer (needs root). Its CA key and the
+users' test keys are root's, so the tier runs as root. In CI (``CI`` set) a server that
+cannot start, or keys that cannot be read, fail the run; elsewhere the tier is skipped. A
+test that restarts sshd runs one of its own (``own_sshd``): other tests use the shared one
+meanwhile.
 
 A functional account, ``hpcgate-svc``, is made here too (``functional_account``): its keys
 run only hpcgate-forced (``restrict,command=...`` in its authorized_keys).
@@ -10,16 +12,19 @@ run only hpcgate-forced (``restrict,command=...`` in its authorized_keys).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shlex
 import subprocess
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 import hpcgate.forced
+from tests.gateway_process import free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sshd"
 FUNCTIONAL = "hpcgate-svc"
@@ -39,6 +44,11 @@ class Sshd:
     keys: Path  # keys/alice, keys/bob: key pairs authorized in the users' ~/.ssh
     log: Path  # sshd's own log (LogLevel VERBOSE)
     script: Path
+    instance: Mapping[str, str] = field(default_factory=dict)  # see instance_env
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``scripts/sshd ARGS`` for this instance (``restart``, ``status``...)."""
+        return run_script(*args, instance=self.instance)
 
     def key(self, user: str) -> Path:
         """The private half of the user's key in ``~user/.ssh/authorized_keys``."""
@@ -60,17 +70,26 @@ class Sshd:
         return [*argv, *options, "-l", user, self.host]
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
+def instance_env(state_dir: Path, port: int) -> dict[str, str]:
+    """The variables that make scripts/sshd run an instance of its own, not the shared one."""
+    return {"HPCGATE_SSHD_DIR": str(state_dir), "HPCGATE_SSHD_PORT": str(port)}
+
+
+def run_script(
+    *args: str, instance: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(instance or {})}
+    argv = [str(SCRIPT), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
 
 
 def answering() -> bool:
     return run_script("status").returncode == 0
 
 
-def read_env() -> Sshd:
+def read_env(instance: Mapping[str, str] | None = None) -> Sshd:
     values: dict[str, str] = {}
-    for line in run_script("env").stdout.splitlines():
+    for line in run_script("env", instance=instance).stdout.splitlines():
         _export, assignment = shlex.split(line)
         name, _, value = assignment.partition("=")
         values[name.removeprefix("HPCGATE_TEST_SSH_")] = value
@@ -84,6 +103,7 @@ def read_env() -> Sshd:
         keys=Path(values["KEYS"]),
         log=Path(values["LOG"]),
         script=Path(values["SCRIPT"]),
+        instance=dict(instance or {}),
     )
 
 
@@ -106,6 +126,22 @@ def sshd() -> Sshd:
     if not os.access(env.ca, os.R_OK) or not os.access(env.key("alice"), os.R_OK):
         cannot_run(f"{env.ca} and the users' test keys are readable by root only")
     return env
+
+
+@contextlib.contextmanager
+def own_sshd(state_dir: Path) -> Iterator[Sshd]:
+    """An sshd of the caller's own, on a free port with its state (keys, CA, log) in
+    ``state_dir``, for a test that restarts it; stopped and purged at the end."""
+    if os.geteuid() != 0:
+        cannot_run("starting an sshd of its own needs root")
+    instance = instance_env(state_dir, free_port())
+    try:
+        done = run_script("up", instance=instance)
+        if done.returncode != 0:
+            pytest.fail(f"scripts/sshd up failed:\n{done.stderr[-4000:]}")
+        yield read_env(instance)
+    finally:
+        run_script("down", "--purge", instance=instance)
 
 
 @dataclass

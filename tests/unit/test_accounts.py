@@ -13,6 +13,7 @@ from hpcgate.config import Settings, SshConfig, SystemConfig, UsersConfig
 from hpcgate.errors import Forbidden
 from hpcgate.gateway import Gateway
 from hpcgate.principal import DEFAULT_SCOPES, Principal
+from hpcgate.transports.local import LocalTransport
 
 
 def who(user: str) -> Principal:
@@ -27,21 +28,24 @@ def a_person() -> pwd.struct_passwd:
     pytest.skip("this machine has no ordinary account")
 
 
-def test_single_user_mode_maps_no_one() -> None:
-    assert Accounts(UsersConfig(), multi=False).resolve(who("root")) is None
+HERE = LocalTransport()  # this machine's user database
+
+
+async def test_single_user_mode_maps_no_one() -> None:
+    assert await Accounts(UsersConfig(), multi=False).resolve(who("root"), HERE) is None
 
 
 @pytest.mark.parametrize("name", ["root", "daemon", "nobody", "no-such-account-here"])
-def test_root_system_and_missing_accounts_are_refused(name: str) -> None:
+async def test_root_system_and_missing_accounts_are_refused(name: str) -> None:
     accounts = Accounts(UsersConfig(), multi=True)
     with pytest.raises(Forbidden):
-        accounts.resolve(who(name))
+        await accounts.resolve(who(name), HERE)
 
 
-def test_map_and_same_name() -> None:
+async def test_map_and_same_name() -> None:
     person = a_person()
     mapped = Accounts(UsersConfig(map={"x@example.org": person.pw_name}), multi=True)
-    account = mapped.resolve(who("x@example.org"))
+    account = await mapped.resolve(who("x@example.org"), HERE)
     assert account is not None
     assert (account.name, account.uid, account.home) == (
         person.pw_name,
@@ -51,13 +55,13 @@ def test_map_and_same_name() -> None:
     assert person.pw_gid in account.groups
     strict = Accounts(UsersConfig(same_name=False), multi=True)
     with pytest.raises(Forbidden, match="not mapped"):
-        strict.resolve(who(person.pw_name))
+        await strict.resolve(who(person.pw_name), HERE)
 
 
-def test_a_map_cannot_reach_root() -> None:
+async def test_a_map_cannot_reach_root() -> None:
     accounts = Accounts(UsersConfig(map={"admin": "root"}), multi=True)
     with pytest.raises(Forbidden, match="system account"):
-        accounts.resolve(who("admin"))
+        await accounts.resolve(who("admin"), HERE)
 
 
 def test_auto_mode() -> None:

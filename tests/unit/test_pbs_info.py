@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.accounts import Account, Accounts
+from hpcgate.accounts import Account, Accounts, UserEntry
 from hpcgate.cluster import Cluster
 from hpcgate.commands import Command, CommandResult
 from hpcgate.config import SystemConfig, UsersConfig
@@ -276,6 +276,12 @@ class FakePbsTransport:
 
     async def make_directory(self, path: str, account: Account | None = None) -> None:
         raise NotImplementedError
+
+    async def lookup_user(self, name: str) -> UserEntry | None:
+        raise AssertionError("single-user: the PBS status tests look up no account")
+
+    async def own_home(self) -> str:
+        raise AssertionError("the PBS status tests need no home")
 
 
 def service(transport: FakePbsTransport) -> StatusService:

@@ -110,7 +110,7 @@ async def cancel_job(system: SystemName, job_id: JobId, who: Caller, gateway: Ga
             "content": {"text/plain": {}, SSE: {}},
             "description": "Text; or SSE 'output' events {text, offset} then 'end'",
         },
-        **responses(401, 403, 404, 422),
+        **responses(401, 403, 404, 422, 503, 504),
     },
 )
 async def job_output(
@@ -137,7 +137,7 @@ async def job_output(
     if follow:
         chunks = follow_output(gateway.jobs, who, system, job_id, stream, offset)
         return StreamingResponse(_texts(chunks), media_type="text/plain; charset=utf-8")
-    data = read_output(gateway.jobs, who, system, job_id, stream, offset)
+    data = await read_output(gateway.jobs, who, system, job_id, stream, offset)
     return StreamingResponse(data, media_type="text/plain; charset=utf-8")
 
 

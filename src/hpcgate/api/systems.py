@@ -37,7 +37,7 @@ async def get_system(
 ) -> SystemInfo:
     who.require(Scope.JOBS_READ)
     info = _info(gateway.systems.get(system))
-    roots = gateway.files.roots(who, system)
+    roots = await gateway.files.roots(who, system)
     return info.model_copy(update={"roots": list(roots.shown), "home": roots.home})
 
 

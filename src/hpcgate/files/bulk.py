@@ -141,7 +141,6 @@ class BulkFiles:
         """The task body: run ``argv`` as the caller; progress from tar's checkpoints or,
         for a copy, from the size of the target as it grows. A ``partial`` file (an archive
         being written) is removed if the program fails or is cancelled."""
-        transport, account = self._files.transport_of(who, system)
 
         async def work(progress: Progress) -> dict[str, Any]:
             try:
@@ -153,6 +152,7 @@ class BulkFiles:
                 raise
 
         async def run(progress: Progress) -> dict[str, Any]:
+            transport, account = await self._files.transport_of(who, system)
             total = await _usage(measured) if measured is not None else None
             progress.update(0, total)
 

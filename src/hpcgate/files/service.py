@@ -64,29 +64,33 @@ class FileService:
         self._accounts = accounts
         self._real_roots: dict[tuple[str, str], tuple[str, float]] = {}
 
-    def roots(self, who: Principal, system: str) -> Roots:
-        return self._roots(who, self._systems.get(system))
+    async def roots(self, who: Principal, system: str) -> Roots:
+        cluster = self._systems.get(system)
+        return await self._roots(who, cluster, await self._account(who, cluster))
 
-    def transport_of(self, who: Principal, system: str) -> tuple[Transport, Account | None]:
+    async def transport_of(self, who: Principal, system: str) -> tuple[Transport, Account | None]:
         """The system's transport and the account the caller's commands run as there."""
         cluster = self._systems.get(system)
-        return cluster.transport, self._account(who, cluster)
+        return cluster.transport, await self._account(who, cluster)
 
-    def _account(self, who: Principal, cluster: Cluster) -> Account | None:
-        return self._accounts.for_scheduler(who, cluster.scheduler.per_user)
+    async def _account(self, who: Principal, cluster: Cluster) -> Account | None:
+        return await self._accounts.for_scheduler(
+            who, cluster.scheduler.per_user, cluster.transport
+        )
 
-    def _roots(self, who: Principal, cluster: Cluster) -> Roots:
-        account = self._account(who, cluster)
+    async def _roots(self, who: Principal, cluster: Cluster, account: Account | None) -> Roots:
         user = account.name if account is not None else who.user
-        return Roots.expand(cluster.config.roots, user, self._accounts.home(account))
+        home = await self._accounts.home(account, cluster.transport)
+        return Roots.expand(cluster.config.roots, user, home)
 
     async def _place(
         self, who: Principal, system: str, path: str, follow: bool, scope: Scope
     ) -> Place:
         who.require(scope)
         cluster = self._systems.get(system)
-        roots = self._roots(who, cluster)
-        fs = cluster.transport.files(self._account(who, cluster))
+        account = await self._account(who, cluster)
+        roots = await self._roots(who, cluster, account)
+        fs = cluster.transport.files(account)
         if cluster.config.transport != "local":
             roots = roots.resolved(await self._resolved(system, roots.shown, fs))
         wanted = clean(path, roots.home)

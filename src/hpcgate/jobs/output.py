@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 
+from hpcgate.accounts import Account
 from hpcgate.errors import NotFound
 from hpcgate.jobs.models import JobState
 from hpcgate.jobs.service import JobService
@@ -78,15 +79,19 @@ class _Files:
     """The system's files as the caller's account sees them."""
 
     def __init__(self, jobs: JobService, who: Principal, system: str) -> None:
-        cluster = jobs.cluster(system)
-        self._transport = cluster.transport
-        self._account = jobs.account(who, cluster)
+        self._jobs = jobs
+        self._who = who
+        self._cluster = jobs.cluster(system)
+        self._transport = self._cluster.transport
 
     async def size(self, path: str) -> int | None:
-        return await self._transport.file_size(path, self._account)
+        return await self._transport.file_size(path, await self._account())
 
     async def read(self, path: str, offset: int) -> bytes:
-        return await self._transport.read(path, offset, CHUNK, self._account)
+        return await self._transport.read(path, offset, CHUNK, await self._account())
+
+    async def _account(self) -> Account | None:
+        return await self._jobs.account(self._who, self._cluster)  # cached by Accounts
 
 
 async def _new_bytes(files: _Files, path: str | None, offset: int) -> AsyncIterator[bytes]:

@@ -105,8 +105,8 @@ class JobService:
             earlier = await self._store.by_idempotency_key(who.user, idempotency_key)
             if earlier is not None:
                 return Submitted(_replay(earlier, fingerprint), created=False)
-        account = self.account(who, cluster)
-        workdir = spec.working_directory or self._default_workdir(who, cluster, account)
+        account = await self.account(who, cluster)
+        workdir = spec.working_directory or await self._default_workdir(who, cluster, account)
         row = await self._reserve(who, cluster, spec, workdir, idempotency_key, fingerprint)
         await self._submit_row(cluster, row, spec, account)
         return Submitted(to_job(row), created=True)
@@ -115,13 +115,18 @@ class JobService:
         if spec.script is not None and len(spec.script.encode()) > self._max_script:
             raise PayloadTooLarge(f"the script exceeds the limit of {self._max_script} bytes")
 
-    def account(self, who: Principal, cluster: Cluster) -> Account | None:
+    async def account(self, who: Principal, cluster: Cluster) -> Account | None:
         """The Unix account the caller's commands run as on this system (None: ours)."""
-        return self._accounts.for_scheduler(who, cluster.scheduler.per_user)
+        return await self._accounts.for_scheduler(
+            who, cluster.scheduler.per_user, cluster.transport
+        )
 
-    def _default_workdir(self, who: Principal, cluster: Cluster, account: Account | None) -> str:
+    async def _default_workdir(
+        self, who: Principal, cluster: Cluster, account: Account | None
+    ) -> str:
         template = str(cluster.config.workdir)
-        return template.format(user=who.user, home=self._accounts.home(account))
+        home = await self._accounts.home(account, cluster.transport)
+        return template.format(user=who.user, home=home)
 
     async def _reserve(
         self,
@@ -208,7 +213,7 @@ class JobService:
         row = await self._own_row(who, system, job_id)
         if not JobState(row.state).terminal:
             cluster = self._systems.get(system)
-            await cluster.cancel(job_id, self.account(who, cluster))
+            await cluster.cancel(job_id, await self.account(who, cluster))
         return to_job(row)
 
     async def job_row(self, who: Principal, system: str, job_id: str) -> JobRow:

@@ -75,7 +75,9 @@ class StatusService:
 
     async def associations(self, who: Principal, system: str) -> list[Association]:
         cluster, info = self._info(who, system)
-        account = self._accounts.for_scheduler(who, cluster.scheduler.per_user)
+        account = await self._accounts.for_scheduler(
+            who, cluster.scheduler.per_user, cluster.transport
+        )
         name = self._login_name(cluster, account)
 
         command = info.associations_command(name)

@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from hpcgate.accounts import Account
+from hpcgate.accounts import Account, UserDirectory
 from hpcgate.commands import Command, CommandResult
 from hpcgate.transports.files import FileAccess
 
 
-class Transport(Protocol):
+class Transport(UserDirectory, Protocol):
     """Executes commands and reads files on one system, as ``account`` when one is given
-    (multi-user mode) or as the gateway's own account (None)."""
+    (multi-user mode) or as the gateway's own account (None). It is also the system's user
+    database (:class:`~hpcgate.accounts.UserDirectory`)."""
 
     async def run(
         self, command: Command, timeout: float, account: Account | None = None

@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from hpcgate.accounts import Account
+from hpcgate.accounts import Account, UserEntry, local_user
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import CommandTimeout, NotFound, TransportError
 from hpcgate.transports.files import AccountFiles, FileAccess, HelperPool, OwnFiles
@@ -42,6 +42,12 @@ class LocalTransport:
 
     async def start(self) -> None:
         """Nothing to prepare: helper processes start on first use."""
+
+    async def lookup_user(self, name: str) -> UserEntry | None:
+        return await anyio.to_thread.run_sync(local_user, name)
+
+    async def own_home(self) -> str:
+        return await anyio.to_thread.run_sync(os.path.expanduser, "~")
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self._helpers.close)

@@ -38,7 +38,7 @@ from typing import Any, TypeVar, cast
 import anyio
 import asyncssh
 
-from hpcgate.accounts import Account
+from hpcgate.accounts import Account, UserEntry
 from hpcgate.commands import Command, CommandResult
 from hpcgate.config import SshConfig
 from hpcgate.errors import (
@@ -102,6 +102,7 @@ class SshTransport:
         self._identity = identity or identity_for(config, system)
         self.where = f"{config.host}:{config.port}"
         self._names = Names()
+        self._home: str | None = None
         self.pool = ConnectionPool(
             self._connect,
             max_connections=config.max_connections,
@@ -126,6 +127,21 @@ class SshTransport:
         """The account a command logs in as: the caller's, or the configured ``user``
         (always, with identity ``forced``)."""
         return self._config.user if account is None or self._forced else account.name
+
+    async def lookup_user(self, name: str) -> UserEntry | None:
+        """The user ``name`` in the login node's database (``getent passwd``, run in the
+        gateway's own login)."""
+        return await self._names.user(self, name)
+
+    async def own_home(self) -> str:
+        """The home directory of ``user``, the gateway's own login, on the host (asked
+        once)."""
+        if self._home is None:
+            entry = await self.lookup_user(self._config.user)
+            if entry is None:
+                raise TransportError(f"{self.where} has no user {self._config.user!r} (ssh.user)")
+            self._home = entry.home
+        return self._home
 
     def files(self, account: Account | None = None) -> FileAccess:
         """The files API's operations over SFTP (:mod:`.ssh_files`), as the caller's login."""

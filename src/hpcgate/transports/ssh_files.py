@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 import asyncssh
 
-from hpcgate.accounts import Account
+from hpcgate.accounts import Account, UserEntry
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import (
     BadRequest,
@@ -142,12 +142,36 @@ class Names:
         """The id of a user or group name (digits are taken as the id itself)."""
         if name.isdigit():
             return int(name)
-        if not ACCOUNT_NAME.match(name):
-            raise BadRequest(f"not a user or group name: {name!r}")
-        found = await _getent(host, account, database, [name])
+        found = await _getent(host, account, database, [_checked(name)])
         if not found:
             raise BadRequest(f"no such {'user' if database == 'passwd' else 'group'}: {name}")
         return next(iter(found))
+
+    async def user(self, host: Host, name: str) -> UserEntry | None:
+        """The passwd entry of ``name`` on the host, asked in the gateway's own login."""
+        command = Command(("getent", "passwd", _checked(name)), env=C_LOCALE)
+        result = await host.run(command, FILE_TIMEOUT, None)
+        if result.returncode == 2:  # no such key
+            return None
+        if not result.ok:
+            raise failure(result, "getent", "passwd")
+        return _user_entry(result.stdout.decode(errors="replace"), name)
+
+
+def _checked(name: str) -> str:
+    """A user or group name that no program takes for an option."""
+    if not ACCOUNT_NAME.match(name):
+        raise BadRequest(f"not a user or group name: {name!r}")
+    return name
+
+
+def _user_entry(text: str, name: str) -> UserEntry | None:
+    """The entry of ``name`` in ``getent passwd`` output (name:x:uid:gid:gecos:home:shell)."""
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) == 7 and fields[0] == name and fields[2].isdigit() and fields[3].isdigit():
+            return UserEntry(name, int(fields[2]), int(fields[3]), fields[5])
+    return None
 
 
 async def _getent(
