@@ -41,17 +41,29 @@ def _maybe_path(row: JobRow, stream: Stream) -> str | None:
 async def read_output(
     jobs: JobService, who: Principal, system: str, job_id: str, stream: Stream, offset: int
 ) -> AsyncIterator[bytes]:
-    """The file from ``offset`` as it is now, in chunks; empty if the job wrote nothing yet."""
+    """The file from ``offset`` up to its size now, in chunks; empty if the job wrote nothing
+    yet. The size and the first chunk are read before this returns, so that a system out of
+    reach fails the request (503) instead of cutting off an answer already begun (200)."""
     row = await jobs.job_row(who, system, job_id)
     files = _Files(jobs, who, system)
     path = _maybe_path(row, stream)
-    if path is None or await files.size(path) is None:
+    size = None if path is None else await files.size(path)
+    if path is None or size is None:
         if JobState(row.state).terminal:
             raise NotFound(f"job {job_id} left no {stream} file at {path}")
-        return  # not started yet: no output so far
-    while chunk := await files.read(path, offset):
-        offset += len(chunk)
+        path, size = "", 0  # not started yet: no output so far
+    first = await files.read(path, offset) if offset < size else b""
+    return _chunks(files, path, first, offset, size)
+
+
+async def _chunks(
+    files: _Files, path: str, chunk: bytes, offset: int, size: int
+) -> AsyncIterator[bytes]:
+    """``chunk``, read at ``offset``, then the rest of the file up to ``size``."""
+    while chunk:
         yield chunk
+        offset += len(chunk)
+        chunk = await files.read(path, offset) if offset < size else b""
 
 
 async def follow_output(
