@@ -166,6 +166,12 @@ class SystemConfig(BaseModel):
                 "the embedded scheduler runs on the gateway's machine: transport = 'ssh'"
                 " needs scheduler = 'slurm' or 'pbs'"
             )
+        if self.functional_account and any("{user}" not in root for root in self.roots):
+            raise ValueError(
+                "identity = 'forced' runs every user as one account, so only the roots keep"
+                " their files apart: give each root a '{user}', e.g. roots ="
+                " ['{home}/files/{user}']"
+            )
         return self
 
 

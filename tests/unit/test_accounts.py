@@ -100,7 +100,7 @@ def forced_system(tmp_path: Path) -> SystemConfig:
         key=tmp_path / "key",
         user="hpcgate-svc",
     )
-    return SystemConfig(scheduler="slurm", transport="ssh", ssh=ssh)
+    return SystemConfig(scheduler="slurm", transport="ssh", ssh=ssh, roots=["{home}/{user}"])
 
 
 def test_multi_user_mode_refuses_a_functional_account(tmp_path: Path) -> None:

@@ -59,12 +59,21 @@ def test_a_keys_system(files: dict[str, Path]) -> None:
 
 def test_a_forced_system(files: dict[str, Path]) -> None:
     table = ssh(files, identity="forced", ca_key=None, key=files["ca_key"], user="hpcgate-svc")
-    system = SystemConfig(scheduler="slurm", transport="ssh", ssh=table)
+    roots = ["{home}/files/{user}", "/scratch/shared/{user}"]
+    system = SystemConfig(scheduler="slurm", transport="ssh", ssh=table, roots=roots)
     assert system.ssh is not None and system.ssh.key == files["ca_key"]
     assert system.functional_account == "hpcgate-svc"
     per_user = SystemConfig(scheduler="slurm", transport="ssh", ssh=ssh(files))
     assert per_user.functional_account is None
     assert SystemConfig().functional_account is None
+
+
+@pytest.mark.parametrize("roots", [None, ["{home}"], ["{home}/{user}", "/scratch"]])
+def test_a_forced_system_needs_a_root_per_user(files: dict[str, Path], roots: Any) -> None:
+    table = ssh(files, identity="forced", ca_key=None, key=files["ca_key"], user="svc")
+    given = {} if roots is None else {"roots": roots}
+    with pytest.raises(ValidationError, match="give each root a '\\{user\\}'"):
+        SystemConfig(scheduler="slurm", transport="ssh", ssh=table, **given)
 
 
 NO_TABLE: dict[str, Any] = {"no": "table"}
