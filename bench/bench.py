@@ -9,6 +9,11 @@ cluster in multi-user mode as alice, and measures on this machine, in one run:
   the two alternate (the order rotating each round), so both see the same load;
 * job-status GET throughput and latency with many concurrent clients (wrk, a C load
   generator, so the client does not steal the gateway's CPU the way a Python client would);
+  wrk is closed-loop (each client asks again as soon as it is answered), so its latency is
+  clients / throughput by construction;
+* job-status GET latency at a given rate from as many clients, open-loop
+  (``bench/openloop.py``: latency from when each request was due), the question
+  "how fast are answers when 500 clients together ask 1000 times a second";
 * scheduler commands per second while those clients poll (from /metrics).
 
 With ``--transport ssh`` (Slurm only; ``scripts/sshd up`` running too) the system is
@@ -20,7 +25,7 @@ wrapper); one GET of a job is compared with ``ssh ... squeue -j ID``; the SSH se
 gateway opened during the wrk load are counted from sshd's log as well as from /metrics.
 
 Usage: .venv/bin/python bench/bench.py [--scheduler embedded|slurm] [--transport local|ssh]
-       [--submits 200] [--clients 100] [--jobs 100] [--seconds 10]
+       [--submits 200] [--clients 100] [--jobs 100] [--seconds 10] [--rate 1000]
 """
 
 from __future__ import annotations
@@ -218,6 +223,19 @@ def run_wrk(
     return parse_wrk(out)
 
 
+def run_open_loop(
+    url: str, token: str, paths: list[str], args: argparse.Namespace
+) -> dict[str, float]:
+    """bench/openloop.py in a process of its own: ``args.rate`` requests/s from
+    ``args.clients`` connections for ``args.seconds``."""
+    argv = [sys.executable, str(Path(__file__).with_name("openloop.py")), url, token, *paths]
+    argv += ["--rate", str(args.rate), "--clients", str(args.clients)]
+    argv += ["--seconds", str(args.seconds)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+    found: dict[str, float] = json.loads(done.stdout)
+    return found
+
+
 def parse_wrk(out: str) -> dict[str, float]:
     def ms(text: str) -> float:
         value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
@@ -267,6 +285,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=1000.0, help="open-loop requests/s")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench needs wrk (Debian: apt-get install wrk)")
@@ -356,6 +375,8 @@ def run_bench(tmp: Path, args: argparse.Namespace, workdir: str) -> dict[str, ob
                 sessions = gateway_sessions(sshd, f"hpcgate:{system}:", log_start, sessions_from)
                 result["sshd_sessions_during_load"] = sessions
                 result["sshd_sessions_per_s"] = round(sessions / elapsed, 2)
+            paths = [f"{jobs_path(system)}/{job_id}" for job_id in ids]
+            result["status_get_open_loop"] = run_open_loop(server.url, token, paths, args)
             for job_id in ids:
                 client.delete(f"{jobs_path(system)}/{job_id}")
     finally:

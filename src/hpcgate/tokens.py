@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from hpcgate.coalesce import Coalesced
 from hpcgate.errors import BadRequest, NotFound, Unauthenticated
 from hpcgate.principal import DEFAULT_SCOPES, Principal, Scope
 from hpcgate.store.tables import TokenRow, utcnow
@@ -72,6 +73,7 @@ class TokenService:
         self._marker = revocation_marker
         self._ttl = cache_seconds
         self._cache: dict[str, _Verified] = {}
+        self._loads: Coalesced[str, TokenRow | None] = Coalesced()
         self._marker_seen: float | None = None
 
     async def create(
@@ -129,7 +131,7 @@ class TokenService:
         cached = self._cache.get(token_id)
         if cached is not None and now - cached.read_at < self._ttl:
             return cached.row
-        row = await self._store.get(token_id)
+        row = await self._loads.load(token_id, lambda: self._store.get(token_id))
         if row is None:
             self._cache.pop(token_id, None)
         else:

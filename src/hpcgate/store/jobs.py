@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from hpcgate.coalesce import Coalesced
 from hpcgate.jobs.models import JobState
 from hpcgate.schedulers.base import SchedulerJob
 from hpcgate.store.db import Database
@@ -113,6 +114,7 @@ class JobStore:
     def __init__(self, database: Database, cache_seconds: float = 5.0) -> None:
         self._db = database
         self._recent = _RecentRows(cache_seconds)
+        self._reads: Coalesced[tuple[str, str], dict[str, Any] | None] = Coalesced()
 
     async def add(self, row: JobRow) -> JobRow:
         row.created_at = row.updated_at = utcnow()
@@ -150,15 +152,19 @@ class JobStore:
         cached = self._recent.get((system, native_id))
         if cached is not None:
             return cached
+        key = (system, native_id)
+        found = await self._reads.load(key, lambda: self._read(system, native_id))
+        return None if found is None else JobRow(**found)  # each caller its own row
+
+    async def _read(self, system: str, native_id: str) -> dict[str, Any] | None:
         table = JobRow.__table__
         query = select(table).where(table.c.system == system, table.c.native_id == native_id)
         async with self._db.read_connection() as connection:
             found = (await connection.execute(query)).mappings().first()
         if found is None:
             return None
-        row = JobRow(**found)
-        self._recent.put(row)
-        return row
+        self._recent.put(JobRow(**found))
+        return dict(found)
 
     async def find(self, wanted: JobFilter) -> list[JobRow]:
         query = select(JobRow).where(
