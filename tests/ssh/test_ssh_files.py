@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import finished
+from tests.conftest import ended, finished, submit, wait_for_job
 from tests.gateway_process import GatewayProcess, new_gateway
 from tests.slurm import test_slurm_files as local
 from tests.slurm.conftest import ensure_cluster
@@ -40,7 +40,8 @@ test_a_full_filesystem_is_507_and_leaves_nothing = (
 test_tasks_run_their_programs_as_the_account = local.test_tasks_run_their_programs_as_the_account
 
 
-def config(sshd: Sshd) -> str:
+def config(sshd: Sshd, identity: str = "ca") -> str:
+    login = f'ca_key = "{sshd.ca}"' if identity == "ca" else f'keys_dir = "{sshd.keys}"'
     return f"""
 [systems.cluster]
 scheduler = "slurm"
@@ -51,8 +52,8 @@ status_interval = 1
 host = "{sshd.host}"
 port = {sshd.port}
 known_hosts = "{sshd.known_hosts}"
-identity = "ca"
-ca_key = "{sshd.ca}"
+identity = "{identity}"
+{login}
 user = "bob"
 
 [users]
@@ -60,12 +61,15 @@ mode = "multi"
 """
 
 
-@pytest.fixture(scope="module")
-def gateway(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+@pytest.fixture(scope="module", params=["ca", "keys"])
+def gateway(
+    sshd: Sshd, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[GatewayProcess]:
+    """The gateway logs in with certificates from the CA, then with the users' own keys."""
     if os.geteuid() != 0:
         pytest.skip("the multi-user gateway runs as root")
     ensure_cluster()
-    server = new_gateway(tmp_path_factory.mktemp("ssh-files"), config(sshd))
+    server = new_gateway(tmp_path_factory.mktemp("ssh-files"), config(sshd, request.param))
     server.start()
     yield server
     server.stop()
@@ -95,8 +99,16 @@ def test_every_file_request_went_over_sftp_as_the_caller(
 ) -> None:
     assert put(alice, f"{scratch.name}/a.txt", b"a").status_code == 201
     log = sshd.log.read_text(errors="replace")
-    assert "ID hpcgate:cluster:alice" in log
     assert "Starting session: subsystem 'sftp' for alice" in log
+
+
+def test_a_job_runs_as_alice_and_its_output_is_read_as_her(
+    alice: httpx.Client, gateway: GatewayProcess
+) -> None:
+    job = submit(alice, "cluster", script="#!/bin/bash\nid -un\n")
+    done = wait_for_job(alice, job["id"], ended, system="cluster", timeout=60)
+    assert done["state"] == "COMPLETED", done
+    assert alice.get(f"/api/v1/systems/cluster/jobs/{job['id']}/output").text == "alice\n"
 
 
 def test_download_ranges_and_conditions(alice: httpx.Client, scratch: Path) -> None:
