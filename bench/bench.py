@@ -87,14 +87,7 @@ scheduler = "slurm"
 transport = "ssh"
 status_interval = 1.0
 
-[systems.bench-ssh.ssh]
-host = "{host}"
-port = {port}
-known_hosts = "{known_hosts}"
-identity = "ca"
-ca_key = "{ca}"
-user = "bob"
-
+{table}
 [users]
 mode = "multi"
 """
@@ -114,9 +107,7 @@ end
 
 
 def ssh_config(sshd: Sshd) -> str:
-    return SSH_CONFIG.format(
-        host=sshd.host, port=sshd.port, known_hosts=sshd.known_hosts, ca=sshd.ca
-    )
+    return SSH_CONFIG.format(table=sshd.table(SSH_SYSTEM))
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -13,6 +13,7 @@ run only hpcgate-forced (``restrict,command=...`` in its authorized_keys).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shlex
@@ -53,6 +54,23 @@ class Sshd:
     def key(self, user: str) -> Path:
         """The private half of the user's key in ``~user/.ssh/authorized_keys``."""
         return self.keys / user
+
+    def table(self, system: str, identity: str = "ca", user: str = "bob", **more: object) -> str:
+        """The ``[systems.SYSTEM.ssh]`` table of a gateway config that reaches this sshd:
+        certificates from its CA (``ca``), the users' own keys (``keys``), or, for
+        ``forced``, a ``key=`` given in ``more``; other settings from ``more`` too."""
+        logins = {"ca": {"ca_key": str(self.ca)}, "keys": {"keys_dir": str(self.keys)}}
+        settings = {
+            "host": self.host,
+            "port": self.port,
+            "known_hosts": str(self.known_hosts),
+            "identity": identity,
+            **logins.get(identity, {}),
+            "user": user,
+            **more,
+        }
+        lines = [f"{name} = {json.dumps(value)}" for name, value in settings.items()]
+        return "\n".join([f"[systems.{system}.ssh]", *lines, ""])
 
     def ssh_argv(self, user: str, identity: Path | None, *options: str) -> list[str]:
         """An OpenSSH client command line, up to the remote command, for ``user``.

@@ -59,15 +59,7 @@ info_cache = 0
 command_timeout = {COMMAND_TIMEOUT}
 workdir = "{{home}}/{WORKDIR}"
 
-[systems.{SYSTEM}.ssh]
-host = "{sshd.host}"
-port = {sshd.port}
-known_hosts = "{sshd.known_hosts}"
-identity = "ca"
-ca_key = "{sshd.ca}"
-user = "bob"
-connect_timeout = {CONNECT_TIMEOUT}
-
+{sshd.table(SYSTEM, connect_timeout=CONNECT_TIMEOUT)}
 [users]
 mode = "multi"
 """

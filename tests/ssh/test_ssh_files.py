@@ -41,21 +41,13 @@ test_tasks_run_their_programs_as_the_account = local.test_tasks_run_their_progra
 
 
 def config(sshd: Sshd, identity: str = "ca") -> str:
-    login = f'ca_key = "{sshd.ca}"' if identity == "ca" else f'keys_dir = "{sshd.keys}"'
     return f"""
 [systems.cluster]
 scheduler = "slurm"
 transport = "ssh"
 status_interval = 1
 
-[systems.cluster.ssh]
-host = "{sshd.host}"
-port = {sshd.port}
-known_hosts = "{sshd.known_hosts}"
-identity = "{identity}"
-{login}
-user = "bob"
-
+{sshd.table("cluster", identity)}
 [users]
 mode = "multi"
 """

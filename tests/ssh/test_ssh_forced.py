@@ -145,14 +145,7 @@ info_cache = 0
 workdir = "{workdir}/{{user}}"
 roots = ["{workdir}/{{user}}"]
 
-[systems.{SYSTEM}.ssh]
-host = "{sshd.host}"
-port = {sshd.port}
-known_hosts = "{sshd.known_hosts}"
-identity = "forced"
-key = "{key}"
-user = "{FUNCTIONAL}"
-"""
+{sshd.table(SYSTEM, "forced", FUNCTIONAL, key=str(key))}"""
 
 
 def slurm_association(user: str) -> None:

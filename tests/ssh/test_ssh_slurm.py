@@ -41,14 +41,7 @@ status_interval = 0.5
 info_cache = 0
 workdir = "{{home}}/{WORKDIR}"
 
-[systems.{SYSTEM}.ssh]
-host = "{sshd.host}"
-port = {sshd.port}
-known_hosts = "{sshd.known_hosts}"
-identity = "ca"
-ca_key = "{sshd.ca}"
-user = "bob"
-
+{sshd.table(SYSTEM)}
 [users]
 mode = "multi"
 """
