@@ -55,12 +55,18 @@ class Cluster:
         command = self.scheduler.submit_command(spec, context)
         return self.scheduler.parse_submit(await self.run("submit", command, account))
 
-    async def find(self, tag: str) -> str | None:
-        """The id of the job a submit tagged ``tag`` created, if the scheduler has it."""
-        command = self.scheduler.find_command(tag)
+    async def find(self, tag: str, since: datetime) -> str | None:
+        """The id of the job a submit tagged ``tag`` (made after ``since``) created, if the
+        scheduler has it: among its current jobs, else in its records of past ones."""
+        scheduler = self.scheduler
+        command = scheduler.find_command(tag)
         if command is None:
             return None
-        return self.scheduler.parse_find(await self.run("find", command), tag)
+        found = scheduler.parse_find(await self.run("find", command), tag)
+        history = scheduler.find_in_history_command(tag, since)
+        if found is not None or history is None:
+            return found
+        return scheduler.parse_find_in_history(await self.run("find", history), tag)
 
     async def ping(self) -> None:
         """Raise SchedulerUnavailable unless the scheduler answers its health check."""

@@ -4,13 +4,24 @@ when it returns, with no job state lost."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from hpcgate.accounts import Accounts
+from hpcgate.cluster import Cluster
+from hpcgate.commands import Command
+from hpcgate.config import SystemConfig, UsersConfig
+from hpcgate.jobs.models import JobSpec
+from hpcgate.schedulers.base import SubmitContext
+from hpcgate.schedulers.slurm import SlurmScheduler
+from hpcgate.transports.local import LocalTransport
 from tests.conftest import ended, submit, wait_for_job
 from tests.gateway_process import GatewayProcess, new_gateway
 from tests.slurm.conftest import CONFIG, SCRIPT, SYSTEM, controller_up
@@ -135,3 +146,37 @@ def test_a_submit_that_timed_out_is_settled_by_its_tag(
             assert [j["id"] for j in listed] == [job["id"]]
     finally:
         server.stop()
+
+
+async def test_a_lost_submit_is_found_after_it_left_squeue(slurm_cluster: None) -> None:
+    """A submit whose outcome was unknown is settled by its tag; if that happens after the
+    job has finished and left squeue (MinJobAge), sacct's record of its submit line still
+    finds it, so a retry with the key does not run it a second time."""
+    cluster = Cluster(
+        "cluster", SystemConfig(scheduler="slurm"), SlurmScheduler(), LocalTransport()
+    )
+    alice = Accounts(UsersConfig(), multi=True).lookup("alice", "alice")
+    since, tag = datetime.now(UTC), uuid.uuid4().hex
+    spec = JobSpec(script="#!/bin/sh\ntrue\n", name="lost-submit")
+    job_id = await cluster.submit(spec, SubmitContext(tag, alice.home), alice)
+    deadline = time.monotonic() + 90
+    while _in_squeue(job_id):
+        assert time.monotonic() < deadline, "the job never left squeue"
+        await asyncio.sleep(1)
+    assert cluster.scheduler.parse_find(await cluster.run("find", _squeue_all()), tag) is None
+    assert await cluster.find(tag, since) == job_id  # from sacct
+    assert await cluster.find(uuid.uuid4().hex, since) is None
+    await cluster.transport.close()
+
+
+def _in_squeue(job_id: str) -> bool:
+    found = subprocess.run(
+        ["squeue", "--noheader", "--states=all", "--format=%i"], capture_output=True, text=True
+    )
+    return job_id in found.stdout.split()
+
+
+def _squeue_all() -> Command:
+    command = SlurmScheduler().find_command("")
+    assert command is not None
+    return command

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -241,6 +242,23 @@ def test_ping() -> None:
     SLURM.parse_ping(_result(0, "Slurmctld(primary) at localhost is UP\n"))
     with pytest.raises(SchedulerUnavailable):
         SLURM.parse_ping(_result(1, "Slurmctld(primary) at localhost is DOWN\n"))
+
+
+def test_find_by_tag_in_the_accounting_records() -> None:
+    line = "sbatch --parsable --export=ALL --comment=hpcgate:{} --chdir=/home/alice"
+    out = (
+        f"20{SEP}{line.format('abcd')}\n21_3{SEP}{line.format('abc')}\n"
+        f"21_4{SEP}{line.format('abc')}\n22{SEP}sbatch --comment=x --job-name=hpcgate:abc\n"
+    )
+    assert SLURM.parse_find_in_history(_result(0, out), "abc") == "21"  # the array's id
+    assert SLURM.parse_find_in_history(_result(0, out), "zzz") is None
+    since = datetime.now(UTC) - timedelta(minutes=10)
+    command = SLURM.find_in_history_command("abc", since)
+    assert command is not None and "--allusers" in command.argv
+    start = next(a for a in command.argv if a.startswith("--starttime=now-"))
+    assert 600 + 3600 <= int(start.removeprefix("--starttime=now-").removesuffix("seconds")) < 4300
+    with pytest.raises(SchedulerUnavailable):
+        SLURM.parse_find_in_history(_result(1, err="slurmdbd: Connection refused"), "abc")
 
 
 def test_find_by_tag() -> None:

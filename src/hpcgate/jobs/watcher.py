@@ -96,7 +96,7 @@ class JobWatcher:
 
     async def _settle(self, row: JobRow) -> str | None:
         if not self.cluster.scheduler.idempotent_submit:
-            return await self.cluster.find(row.tag)
+            return await self.cluster.find(row.tag, row.created_at)
         spec = JobSpec.model_validate_json(row.spec)
         context = SubmitContext(row.tag, row.working_directory or "")
         return await self.cluster.submit(spec, context)

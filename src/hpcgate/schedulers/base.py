@@ -95,6 +95,15 @@ class Scheduler(ABC):
         """The id of the job tagged ``tag``, or None if there is none."""
         return None
 
+    def find_in_history_command(self, tag: str, since: datetime) -> Command | None:
+        """A second query, in the scheduler's records of past jobs (submitted after
+        ``since``), for a job that :meth:`find_command` no longer shows; None if none."""
+        return None
+
+    def parse_find_in_history(self, result: CommandResult, tag: str) -> str | None:
+        """The id of the job tagged ``tag`` in those records, or None."""
+        return None
+
     @property
     def recoverable_submit(self) -> bool:
         """Whether a submit with an unknown outcome can be settled later (never twice)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from hpcgate.commands import Command, CommandResult
 from hpcgate.errors import SchedulerUnavailable
@@ -48,6 +49,7 @@ SQUEUE_FIELDS = (
     "Name",
 )
 COMMENT_PREFIX = "hpcgate:"  # sbatch --comment: finds a job whose submit timed out
+HISTORY_MARGIN = 3600  # seconds before a lost submit's row that sacct also searches
 SACCT_FIELDS = "JobID,JobIDRaw,State,ExitCode,Submit,Start,End,WorkDir,Timelimit,NodeList,JobName"
 _OPTIONS = {  # JobSpec field -> sbatch option, for fields passed through as they are
     "name": "--job-name",
@@ -106,6 +108,27 @@ class SlurmScheduler(Scheduler):
             job_id, _, comment = line.partition(SEP)
             if comment == wanted:
                 return job_id
+        return None
+
+    def find_in_history_command(self, tag: str, since: datetime) -> Command | None:
+        # The submit line, as slurmdbd recorded it, holds the tag: jobs that have left
+        # squeue (MinJobAge) are found there. Relative time: the host's clock zone is unknown.
+        ago = max(0, int((datetime.now(UTC) - since).total_seconds())) + HISTORY_MARGIN
+        return Command(
+            (
+                "sacct", "--allusers", "--allocations", "--parsable2", "--noheader",
+                f"--delimiter={SEP}", f"--starttime=now-{ago}seconds",
+                "--format=JobID,SubmitLine",
+            )
+        )  # fmt: skip
+
+    def parse_find_in_history(self, result: CommandResult, tag: str) -> str | None:
+        raise_for(result)
+        wanted = f"--comment={COMMENT_PREFIX}{tag}"
+        for line in result.stdout.decode(errors="replace").splitlines():
+            job_id, _, submit_line = line.partition(SEP)
+            if wanted in submit_line.split():
+                return job_id.split("_", 1)[0]  # an array task's line: the array's id
         return None
 
     def ping_command(self) -> Command | None:
