@@ -52,7 +52,7 @@ async def read_output(
         if JobState(row.state).terminal:
             raise NotFound(f"job {job_id} left no {stream} file at {path}")
         path, size = "", 0  # not started yet: no output so far
-    first = await files.read(path, offset) if offset < size else b""
+    first = await files.read(path, offset, size)
     return _chunks(files, path, first, offset, size)
 
 
@@ -63,7 +63,7 @@ async def _chunks(
     while chunk:
         yield chunk
         offset += len(chunk)
-        chunk = await files.read(path, offset) if offset < size else b""
+        chunk = await files.read(path, offset, size)
 
 
 async def follow_output(
@@ -99,17 +99,22 @@ class _Files:
     async def size(self, path: str) -> int | None:
         return await self._transport.file_size(path, await self._account())
 
-    async def read(self, path: str, offset: int) -> bytes:
-        return await self._transport.read(path, offset, CHUNK, await self._account())
+    async def read(self, path: str, offset: int, end: int) -> bytes:
+        """At most a chunk, and nothing past ``end`` (the size the file had): a read of a
+        known length is one request over SFTP, not a chunk's worth of parallel ones."""
+        if offset >= end:
+            return b""
+        wanted = min(CHUNK, end - offset)
+        return await self._transport.read(path, offset, wanted, await self._account())
 
     async def _account(self) -> Account | None:
         return await self._jobs.account(self._who, self._cluster)  # cached by Accounts
 
 
 async def _new_bytes(files: _Files, path: str | None, offset: int) -> AsyncIterator[bytes]:
-    if path is None or (await files.size(path) or 0) <= offset:
-        return
-    while chunk := await files.read(path, offset):
+    """What the file holds past ``offset``, up to the size it has now."""
+    size = 0 if path is None else await files.size(path) or 0
+    while path is not None and (chunk := await files.read(path, offset, size)):
         offset += len(chunk)
         yield chunk
 

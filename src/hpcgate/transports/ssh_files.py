@@ -534,7 +534,12 @@ class SftpFile:
         return FileInfo(attrs.size or 0, (attrs.mtime or 0) * 1_000_000_000, 0)
 
     async def read(self, offset: int, size: int) -> bytes:
-        return await self._guarded(_read(self._handle, size, offset))
+        """Nothing past the size the file had when opened: a read of a known length is one
+        request (or a few), not a chunk's worth of parallel ones past the end."""
+        wanted = min(size, self._end - offset)
+        if wanted <= 0:
+            return b""
+        return await self._guarded(_read(self._handle, wanted, offset))
 
     async def write(self, data: bytes) -> None:
         try:
