@@ -410,3 +410,20 @@ async def test_through_a_jump_host(
     assert client.startswith("127.0.0.1 ")
     log = (known_hosts.parent / "jump.log").read_text()
     assert "Accepted" in log and "for alice" in log
+
+
+async def test_waiting_for_a_channel_is_bounded_by_the_command_timeout(
+    sshd: Sshd, transports: list[SshTransport]
+) -> None:
+    """With its channels busy, a command waits for one no longer than its own timeout, then
+    fails as not sent (503), and the busy commands are not disturbed."""
+    transport = new(transports, sshd, sessions_per_connection=2)
+    sleeper = Command(("sh", "-c", "sleep 3; echo done"))
+    busy = [asyncio.create_task(transport.run(sleeper, 20)) for _ in range(2)]
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    with pytest.raises(TransportError, match="stayed busy for 1 s; the command was not sent"):
+        await transport.run(Command(("true",)), 1)
+    assert 0.9 < time.monotonic() - started < 2.5
+    assert [(await task).stdout for task in busy] == [b"done\n"] * 2
+    assert (await transport.run(Command(("true",)), 5)).ok  # the channels are free again

@@ -157,7 +157,7 @@ class SshTransport:
         stdin: dict[str, Any] = (
             {"input": command.stdin} if command.stdin else {"stdin": asyncssh.DEVNULL}
         )
-        async with self._process(self.login(account), line, stdin) as process:
+        async with self._process(self.login(account), line, stdin, wait=timeout) as process:
             try:
                 async with asyncio.timeout(timeout):
                     stdout, stderr = await process.communicate()
@@ -228,12 +228,15 @@ class SshTransport:
     # ------------------------------------------------------------------ internals
 
     @contextlib.asynccontextmanager
-    async def _process(self, login: str, line: str, io: dict[str, Any]) -> AsyncIterator[Process]:
-        """A started remote process, its channel closed when the block ends. When its
+    async def _process(
+        self, login: str, line: str, io: dict[str, Any], wait: float | None = None
+    ) -> AsyncIterator[Process]:
+        """A started remote process, its channel closed when the block ends; a free channel
+        is waited for at most ``wait`` seconds (default ``connect_timeout``). When its
         channel could not be opened on a connection that had died, it is tried once more on
         a fresh connection: the host never saw the command."""
         for attempt in (1, 2):
-            async with self.pool.lease(login) as lease:
+            async with self.pool.lease(login, wait=wait) as lease:
                 try:
                     process = await self._open(lease.conn, line, io)
                 except asyncssh.ChannelOpenError as exc:

@@ -132,23 +132,40 @@ class ConnectionPool:
         return PoolStats(len(live), self._opened, sum(entry.users for entry in live))
 
     @contextlib.asynccontextmanager
-    async def lease(self, login: str, channel: bool = True) -> AsyncIterator[Lease]:
+    async def lease(
+        self, login: str, channel: bool = True, wait: float | None = None
+    ) -> AsyncIterator[Lease]:
         """A connection for ``login``; with ``channel``, one of its channels is kept for the
-        caller until the block ends (SFTP operations use the connection's own channel)."""
+        caller until the block ends (SFTP operations use the connection's own channel),
+        waited for at most ``wait`` seconds (default ``wait_seconds``): then TransportError,
+        the command never started."""
         entry = await self._entry(login)
         entry.users += 1  # no await since _entry returned: expiry and eviction skip it now
         if entry.timer is not None:
             entry.timer.cancel()
         try:
             if channel:
-                async with entry.channels:
+                await self._channel(entry, self._wait_seconds if wait is None else wait)
+                try:
                     yield Lease(self, entry)
+                finally:
+                    entry.channels.release()
             else:
                 yield Lease(self, entry)
         finally:
             entry.users -= 1
             if entry.users == 0:
                 self._idle(entry)
+
+    async def _channel(self, entry: _Entry, wait: float) -> None:
+        try:
+            async with asyncio.timeout(wait):
+                await entry.channels.acquire()
+        except TimeoutError:
+            raise TransportError(
+                f"all {self._sessions} channels of the connection as {entry.login} stayed busy"
+                f" for {wait:g} s; the command was not sent, try again later"
+            ) from None
 
     async def _entry(self, login: str) -> _Entry:
         entry = self._entries.get(login)
