@@ -121,6 +121,10 @@ def serve(
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=5,
+        # Not uvloop: under a saturating load it accepted new connections at some ten a
+        # second (the rest waited seconds in the accept queue); the standard loop accepts
+        # them at once, at the same throughput (bench/RESULTS.md, 2026-11-29).
+        loop="asyncio",
     )
 
 
