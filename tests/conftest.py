@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway_process import GatewayProcess, new_gateway
+from tests.gateway_process import GatewayProcess, new_gateway, user_client
 
 
 @pytest.fixture(scope="session")
@@ -22,16 +22,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def alice(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client(gateway.token("alice")) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def bob(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client(gateway.token("bob")) as client:
-        yield client
+alice = user_client("alice", scope="session")
+bob = user_client("bob", scope="session")
 
 
 @pytest.fixture

@@ -8,10 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
+import pytest
 
 TEST_CONFIG = """
 max_script_bytes = 4096
@@ -99,3 +102,18 @@ def new_gateway(home: Path, config_text: str = TEST_CONFIG) -> GatewayProcess:
     config = home / "config.toml"
     config.write_text(config_text)
     return GatewayProcess(home, config)
+
+
+def user_client(
+    user: str, gateway: str = "gateway", scope: Literal["session", "module"] = "module"
+) -> object:
+    """A fixture named ``user``: an HTTP client with a token of that user on the gateway
+    process that the fixture named ``gateway`` gives. ``alice = user_client("alice")``."""
+
+    @pytest.fixture(scope=scope, name=user)
+    def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+        server: GatewayProcess = request.getfixturevalue(gateway)
+        with server.client(server.token(user)) as made:
+            yield made
+
+    return client

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import finished
-from tests.gateway_process import GatewayProcess, new_gateway
+from tests.gateway_process import GatewayProcess, new_gateway, user_client
 
 FILES = "/api/v1/systems/local/files"
 
@@ -49,16 +49,8 @@ roots = ["{base}/{{user}}", "{base}/shared"]
     gateway.stop()
 
 
-@pytest.fixture(scope="module")
-def alice(server: GatewayProcess) -> Iterator[httpx.Client]:
-    with server.client(server.token("alice")) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def bob(server: GatewayProcess) -> Iterator[httpx.Client]:
-    with server.client(server.token("bob")) as client:
-        yield client
+alice = user_client("alice", "server")
+bob = user_client("bob", "server")
 
 
 def put(client: httpx.Client, path: str, data: bytes, **params: str) -> httpx.Response:

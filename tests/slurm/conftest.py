@@ -11,10 +11,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.gateway_process import GatewayProcess, new_gateway
+from tests.gateway_process import GatewayProcess, new_gateway, user_client
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm"
 SYSTEM = "cluster"
@@ -79,16 +78,5 @@ def slurm_gateway(
     server.stop()
 
 
-def _client(gateway: GatewayProcess, user: str) -> Iterator[httpx.Client]:
-    with gateway.client(gateway.token(user)) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def alice(slurm_gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    yield from _client(slurm_gateway, "alice")
-
-
-@pytest.fixture(scope="session")
-def bob(slurm_gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    yield from _client(slurm_gateway, "bob")
+alice = user_client("alice", "slurm_gateway", scope="session")
+bob = user_client("bob", "slurm_gateway", scope="session")

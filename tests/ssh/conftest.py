@@ -17,7 +17,9 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,3 +213,13 @@ def functional_account(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> 
     subprocess.run(["chown", "-R", f"{FUNCTIONAL}:", str(ssh_dir)], check=True)
     account.authorized_keys.chmod(0o600)
     return account
+
+
+@pytest.fixture
+def functional_scratch(functional_account: FunctionalAccount) -> Iterator[Path]:
+    """A directory of the functional account's, in its home, removed afterwards."""
+    path = functional_account.home / f"scratch-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    shutil.chown(path, FUNCTIONAL, FUNCTIONAL)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
-import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,16 +41,6 @@ def no_sftp_key(functional_account: FunctionalAccount) -> Path:
     with functional_account.authorized_keys.open("a") as authorized:
         authorized.write(f'restrict,command="{entry}" {key.with_suffix(".pub").read_text()}')
     return key
-
-
-@pytest.fixture
-def scratch(functional_account: FunctionalAccount) -> Iterator[Path]:
-    """A directory of the functional account's, in its home, removed afterwards."""
-    path = functional_account.home / f"forced-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    shutil.chown(path, ACCOUNT, ACCOUNT)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def ssh(
@@ -121,22 +109,22 @@ def sftp(sshd: Sshd, key: Path, batch: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_sftp_works_through_the_forced_key(
-    sshd: Sshd, default_key: Path, scratch: Path, tmp_path: Path
+    sshd: Sshd, default_key: Path, functional_scratch: Path, tmp_path: Path
 ) -> None:
     """sshd runs the forced command for the sftp subsystem (``internal-sftp`` in the test
     sshd's config); hpcgate-forced runs sftp-server as the account."""
     data = os.urandom(200_000)
     (tmp_path / "up").write_bytes(data)
-    batch = f"cd {scratch.name}\nput {tmp_path / 'up'} 'a;b $x'\nls -l\n"
+    batch = f"cd {functional_scratch.name}\nput {tmp_path / 'up'} 'a;b $x'\nls -l\n"
     batch += f"get 'a;b $x' {tmp_path / 'down'}\nmkdir made\n"
     done = sftp(sshd, default_key, batch)
     assert done.returncode == 0, done.stderr
     assert "a;b $x" in done.stdout
-    landed = scratch / "a;b $x"
+    landed = functional_scratch / "a;b $x"
     assert landed.read_bytes() == data
     assert pwd.getpwuid(landed.stat().st_uid).pw_name == ACCOUNT
     assert (tmp_path / "down").read_bytes() == data
-    assert (scratch / "made").is_dir()
+    assert (functional_scratch / "made").is_dir()
 
 
 def test_no_sftp_refuses_sftp_and_still_runs_commands(
@@ -156,14 +144,14 @@ def test_no_sftp_refuses_sftp_and_still_runs_commands(
 
 
 def test_the_gateway_s_tar_runs_and_names_a_local_archive(
-    sshd: Sshd, default_key: Path, scratch: Path
+    sshd: Sshd, default_key: Path, functional_scratch: Path
 ) -> None:
     """compress_argv as the transport sends it; the archive's name has a colon, which
     without --force-local would be a remote host's file."""
-    (scratch / "data").mkdir()
-    (scratch / "data" / "x").write_text("hello")
-    archive = scratch / "host:a.tar.gz"
-    argv = compress_argv(str(scratch / "data"), str(archive), "gzip")
+    (functional_scratch / "data").mkdir()
+    (functional_scratch / "data" / "x").write_text("hello")
+    archive = functional_scratch / "host:a.tar.gz"
+    argv = compress_argv(str(functional_scratch / "data"), str(archive), "gzip")
     done = ssh(sshd, default_key, command_line(Command(argv, env={}), 60))
     assert done.returncode == 0, done.stderr
     listing = subprocess.run(
@@ -182,15 +170,15 @@ def test_the_gateway_s_tar_runs_and_names_a_local_archive(
     ],
 )
 def test_a_hostile_tar_runs_nothing(
-    sshd: Sshd, default_key: Path, scratch: Path, hostile: list[str]
+    sshd: Sshd, default_key: Path, functional_scratch: Path, hostile: list[str]
 ) -> None:
     mark = Path(f"/tmp/forced-tar-{uuid.uuid4().hex[:8]}")
-    (scratch / "x").write_text("x")
+    (functional_scratch / "x").write_text("x")
     options = [word.format(mark=mark) for word in hostile]
-    argv = ["tar", "--create", f"--file={scratch / 'x.tar'}", "--force-local", *options]
-    argv += ["-C", str(scratch), "--", "x"]
+    argv = ["tar", "--create", f"--file={functional_scratch / 'x.tar'}", "--force-local", *options]
+    argv += ["-C", str(functional_scratch), "--", "x"]
     done = ssh(sshd, default_key, shlex.join(argv))
     assert done.returncode == 126, (done.returncode, done.stdout, done.stderr)
     assert "tar option" in done.stderr and done.stdout == ""
     assert not mark.exists()
-    assert not (scratch / "x.tar").exists()
+    assert not (functional_scratch / "x.tar").exists()

@@ -67,6 +67,7 @@ def gateway(
     server.stop()
 
 
+# Not user_client(): a parametrized gateway must be asked for by name, not dynamically.
 @pytest.fixture(scope="module")
 def alice(gateway: GatewayProcess) -> Iterator[httpx.Client]:
     with gateway.client(gateway.token("alice")) as client:

@@ -28,7 +28,7 @@ from hpcgate.config import SshConfig
 from hpcgate.errors import Conflict, Forbidden, NotFound
 from hpcgate.transports.ssh import SshTransport
 from tests.conftest import ended, finished, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway
+from tests.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.slurm.conftest import ensure_cluster
 from tests.ssh.conftest import FUNCTIONAL, FunctionalAccount, Sshd
 from tests.ssh.test_ssh_transport import account
@@ -44,16 +44,6 @@ HOSTILE = "; rm -rf ~ $(id) `id` 'q' \"d\" |x"
 def gateway_key(functional_account: FunctionalAccount) -> Path:
     """The key the gateway holds: hpcgate-forced with its default programs."""
     return functional_account.key()
-
-
-@pytest.fixture
-def scratch(functional_account: FunctionalAccount) -> Iterator[Path]:
-    """A directory of the functional account's, in its home, removed afterwards."""
-    path = functional_account.home / f"scratch-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    shutil.chown(path, FUNCTIONAL, FUNCTIONAL)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def forced_config(sshd: Sshd, key: Path) -> SshConfig:
@@ -76,41 +66,43 @@ async def transport(sshd: Sshd, gateway_key: Path) -> AsyncIterator[SshTransport
 
 
 async def test_files_are_read_and_made_with_allowed_programs(
-    transport: SshTransport, scratch: Path
+    transport: SshTransport, functional_scratch: Path
 ) -> None:
     """Ranged reads (tail), sizes (stat) and directories (mkdir -p), as the functional
     account, for whichever caller: one connection serves them all."""
     data = os.urandom(3 * (1 << 20) + 12345)
-    (scratch / "out").write_bytes(data)
-    shutil.chown(scratch / "out", FUNCTIONAL, FUNCTIONAL)
+    (functional_scratch / "out").write_bytes(data)
+    shutil.chown(functional_scratch / "out", FUNCTIONAL, FUNCTIONAL)
     alice, bob = account("alice"), account("bob")
-    assert await transport.file_size(str(scratch / "out"), alice) == len(data)
+    assert await transport.file_size(str(functional_scratch / "out"), alice) == len(data)
     chunks, offset = [], 0
-    while chunk := await transport.read(str(scratch / "out"), offset, 1 << 20, bob):
+    while chunk := await transport.read(str(functional_scratch / "out"), offset, 1 << 20, bob):
         chunks.append(chunk)
         offset += len(chunk)
     assert [len(chunk) for chunk in chunks] == [1 << 20] * 3 + [12345]
     assert b"".join(chunks) == data
-    assert await transport.read(str(scratch / "out"), 5, 7) == data[5:12]
-    nested = scratch / "a; b" / "$(id)" / "c"
+    assert await transport.read(str(functional_scratch / "out"), 5, 7) == data[5:12]
+    nested = functional_scratch / "a; b" / "$(id)" / "c"
     await transport.make_directory(str(nested), alice)
     await transport.make_directory(str(nested))  # there already: fine
     assert nested.is_dir() and nested.stat().st_uid == pwd.getpwnam(FUNCTIONAL).pw_uid
     assert transport.pool.stats().opened == 1
 
 
-async def test_file_errors_are_what_they_mean(transport: SshTransport, scratch: Path) -> None:
-    missing = str(scratch / "missing")
+async def test_file_errors_are_what_they_mean(
+    transport: SshTransport, functional_scratch: Path
+) -> None:
+    missing = str(functional_scratch / "missing")
     assert await transport.file_size(missing) is None
     with pytest.raises(NotFound):
         await transport.read(missing, 0, 100)
     with pytest.raises(Forbidden):
         await transport.read("/etc/shadow", 0, 100)
     with pytest.raises(Conflict):
-        await transport.read(str(scratch), 0, 100)
-    (scratch / "file").write_text("x")
+        await transport.read(str(functional_scratch), 0, 100)
+    (functional_scratch / "file").write_text("x")
     with pytest.raises(Conflict):
-        await transport.make_directory(str(scratch / "file"))
+        await transport.make_directory(str(functional_scratch / "file"))
     with pytest.raises(Forbidden):
         await transport.make_directory("/root/hpcgate-forced-test")
 
@@ -190,16 +182,8 @@ def forced_gateway(
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def alice(forced_gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with forced_gateway.client(forced_gateway.token("alice")) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def bob(forced_gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with forced_gateway.client(forced_gateway.token("bob")) as client:
-        yield client
+alice = user_client("alice", "forced_gateway")
+bob = user_client("bob", "forced_gateway")
 
 
 def run(client: httpx.Client, script: str, **spec: Any) -> dict[str, Any]:

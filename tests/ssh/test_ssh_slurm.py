@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway
+from tests.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.slurm.conftest import ensure_cluster
 from tests.ssh.conftest import Sshd
 
@@ -59,16 +59,8 @@ def ssh_gateway(sshd: Sshd, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     shutil.rmtree(f"{pwd.getpwnam('alice').pw_dir}/{WORKDIR}", ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def alice(ssh_gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with ssh_gateway.client(ssh_gateway.token("alice")) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def bob(ssh_gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with ssh_gateway.client(ssh_gateway.token("bob")) as client:
-        yield client
+alice = user_client("alice", "ssh_gateway", scope="session")
+bob = user_client("bob", "ssh_gateway", scope="session")
 
 
 def run(client: httpx.Client, script: str, **spec: Any) -> dict[str, Any]:

@@ -265,17 +265,12 @@ class SftpFiles:
 
     async def mkdir(self, path: str, parents: bool) -> dict[str, Any]:
         async def make(sftp: Sftp) -> None:
+            if not parents:
+                return await _create(sftp, path, sftp.mkdir(path))
             try:
-                if parents:
-                    await sftp.makedirs(path, exist_ok=True)
-                else:
-                    await sftp.mkdir(path)
-            except asyncssh.SFTPFailure:
-                if parents:  # asyncssh's makedirs met a name on the way that is no directory
-                    raise Conflict(f"Not a directory: {path}") from None
-                if await _exists(sftp, path):
-                    raise Conflict(f"File exists: {path}") from None
-                raise
+                await sftp.makedirs(path, exist_ok=True)
+            except asyncssh.SFTPFailure:  # a name on the way is no directory
+                raise Conflict(f"Not a directory: {path}") from None
 
         await self._do(path, make, retry=parents)
         return await self.lstat(path)
@@ -316,12 +311,7 @@ class SftpFiles:
 
     async def symlink(self, path: str, target: str) -> dict[str, Any]:
         async def link(sftp: Sftp) -> None:
-            try:
-                await sftp.symlink(target, path)
-            except asyncssh.SFTPFailure:
-                if await _exists(sftp, path):
-                    raise Conflict(f"File exists: {path}") from None
-                raise
+            await _create(sftp, path, sftp.symlink(target, path))
 
         await self._do(path, link, retry=False)
         return await self.lstat(path)
@@ -455,6 +445,17 @@ async def _link_target(sftp: Sftp, path: str, attrs: asyncssh.SFTPAttrs) -> str 
     if not stat.S_ISLNK(attrs.permissions or 0):
         return None
     return str(await sftp.readlink(path))
+
+
+async def _create(sftp: Sftp, path: str, request: Awaitable[None]) -> None:
+    """``request``, which makes ``path``: SFTP v3's bare failure when the name is taken
+    becomes the 409 it is."""
+    try:
+        await request
+    except asyncssh.SFTPFailure:
+        if await _exists(sftp, path):
+            raise Conflict(f"File exists: {path}") from None
+        raise
 
 
 async def _exists(sftp: Sftp, path: str) -> bool:
