@@ -9,6 +9,7 @@ submit jobs (SFTP mkdir, then sbatch) with an Idempotency-Key; meanwhile sshd re
 
 from __future__ import annotations
 
+import json
 import pwd
 import shutil
 import subprocess
@@ -319,3 +320,31 @@ def test_job_output_while_sshd_is_down_is_a_503_problem(
         assert response.headers["content-type"] == PROBLEM
         assert response.json()["type"].endswith("/transport-error")
         assert alice.get(f"{JOBS}/{job_id}/output").text == text
+
+
+def test_following_output_outlives_an_sshd_restart(gateway: GatewayProcess, sshd: Sshd) -> None:
+    """A job writes a numbered line every 0.2 s; its output is followed as SSE while sshd is
+    down for two seconds (connections cut, new ones refused): the stream goes on, every line
+    arrives once, in order."""
+    script = "#!/bin/bash\nfor i in $(seq 1 40); do echo line $i; sleep 0.2; done\n"
+    with gateway.client(gateway.token("alice")) as alice:
+        job = submit(alice, SYSTEM, script=script, name="follow-through-restart")
+        wait_for_job(alice, job["id"], lambda j: j["state"] != "PENDING", system=SYSTEM)
+        texts, events = [], []
+        headers = {"Accept": "text/event-stream"}
+        url = f"{JOBS}/{job['id']}/output"
+        restarted = False
+        with alice.stream("GET", url, params={"follow": "true"}, headers=headers) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line.removeprefix("event: "))
+                elif line.startswith("data: ") and events[-1] == "output":
+                    texts.append(json.loads(line.removeprefix("data: "))["text"])
+                if not restarted and "line 5\n" in "".join(texts):
+                    assert sshd.run("down").returncode == 0
+                    time.sleep(2)
+                    assert sshd.run("up").returncode == 0
+                    restarted = True
+        assert restarted and events[-1] == "end", events[-3:]
+        assert "".join(texts) == "".join(f"line {i}\n" for i in range(1, 41))

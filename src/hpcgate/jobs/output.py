@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from hpcgate.accounts import Account
-from hpcgate.errors import NotFound
+from hpcgate.errors import CommandTimeout, NotFound, TransportError
 from hpcgate.jobs.models import JobState
 from hpcgate.jobs.service import JobService
 from hpcgate.principal import Principal
@@ -19,6 +19,8 @@ from hpcgate.store.tables import JobRow
 
 CHUNK = 1 << 20  # per read: in multi-user mode each read is one small process as the user
 FOLLOW_PERIOD = 0.2
+FOLLOW_RETRIES = 10  # reads in a row that may fail (system out of reach) before a follow ends
+FOLLOW_RETRY_PAUSE = 1.0
 
 
 class Stream(StrEnum):
@@ -69,17 +71,29 @@ async def _chunks(
 async def follow_output(
     jobs: JobService, who: Principal, system: str, job_id: str, stream: Stream, offset: int
 ) -> AsyncIterator[OutputChunk]:
-    """New output as it is written, from ``offset``, until the job has ended and all is read."""
+    """New output as it is written, from ``offset``, until the job has ended and all is read.
+    A read that fails because the system is out of reach (an sshd restarting) is tried again
+    a second later, up to :data:`FOLLOW_RETRIES` times in a row, so a follow outlives a
+    short outage with nothing lost or repeated."""
     row = await jobs.job_row(who, system, job_id)
     files = _Files(jobs, who, system)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    failures = 0
     with jobs.subscribe(row) as events:
         ended = JobState(row.state).terminal
         while True:
-            async for chunk in _new_bytes(files, _maybe_path(row, stream), offset):
-                offset += len(chunk)
-                if text := decoder.decode(chunk):
-                    yield OutputChunk(text, offset)
+            try:
+                async for chunk in _new_bytes(files, _maybe_path(row, stream), offset):
+                    offset += len(chunk)
+                    if text := decoder.decode(chunk):
+                        yield OutputChunk(text, offset)
+                failures = 0
+            except (TransportError, CommandTimeout):
+                failures += 1  # the system out of reach for a moment: read on next time
+                if failures > FOLLOW_RETRIES:
+                    raise
+                await asyncio.sleep(FOLLOW_RETRY_PAUSE)
+                continue
             if ended:
                 return
             ended = await _wait_for_end(events)
