@@ -28,7 +28,7 @@ from hpcgate.transports.ssh import SshTransport
 from hpcgate.transports.ssh_identity import CertificateAuthority
 from tests.gateway_process import free_port
 from tests.hostile import HOSTILE_ARGV
-from tests.ssh.conftest import Sshd, run_script
+from tests.ssh.conftest import Sshd, own_sshd
 
 HOSTILE = (*HOSTILE_ARGV, "é ✓")
 
@@ -308,18 +308,18 @@ async def test_the_connection_cap(sshd: Sshd, transports: list[SshTransport]) ->
 
 
 @pytest.fixture
-def restart_sshd(sshd: Sshd) -> Iterator[None]:
-    yield
-    if run_script("status").returncode != 0:
-        run_script("up")
+def restart_sshd(tmp_path: Path) -> Iterator[Sshd]:
+    """An sshd of the test's own, to restart: the shared one serves other tests meanwhile."""
+    with own_sshd(tmp_path / "sshd") as server:
+        yield server
 
 
 async def test_a_restarted_sshd_is_reconnected(
-    sshd: Sshd, transports: list[SshTransport], restart_sshd: None
+    transports: list[SshTransport], restart_sshd: Sshd
 ) -> None:
-    transport = new(transports, sshd)
+    transport = new(transports, restart_sshd)
     assert (await transport.run(Command(("true",)), 10, alice())).ok
-    done = await asyncio.to_thread(run_script, "restart")
+    done = await asyncio.to_thread(restart_sshd.run, "restart")
     assert done.returncode == 0, done.stderr
     result = await transport.run(Command(("id", "-un")), 10, alice())
     assert result.stdout == b"alice\n"
@@ -327,28 +327,28 @@ async def test_a_restarted_sshd_is_reconnected(
 
 
 async def test_a_connection_found_dead_when_used_is_replaced_and_the_command_sent_again(
-    sshd: Sshd, transports: list[SshTransport], restart_sshd: None
+    transports: list[SshTransport], restart_sshd: Sshd
 ) -> None:
     """The restart runs without yielding to the event loop, so the client has not yet read
     the server's goodbye: the next channel fails to open, and the command (which never
     started) goes out again on a fresh connection."""
-    transport = new(transports, sshd)
+    transport = new(transports, restart_sshd)
     assert (await transport.run(Command(("true",)), 10, alice())).ok
-    assert run_script("restart").returncode == 0  # blocking on purpose
+    assert restart_sshd.run("restart").returncode == 0  # blocking on purpose
     result = await transport.run(Command(("id", "-un")), 10, alice())
     assert result.stdout == b"alice\n"
     assert transport.pool.stats().opened == 2
 
 
 async def test_a_command_cut_off_midway_is_not_repeated(
-    sshd: Sshd, transports: list[SshTransport], restart_sshd: None
+    transports: list[SshTransport], restart_sshd: Sshd
 ) -> None:
-    transport = new(transports, sshd)
+    transport = new(transports, restart_sshd)
     work = f"{alice().home}/cut-{uuid.uuid4().hex[:8]}"
     script = f'echo ran >> "{work}"; sleep 3'
     task = asyncio.create_task(transport.run(Command(("sh", "-c", script)), 10, alice()))
     assert await eventually(Path(work).exists, 10)
-    assert (await asyncio.to_thread(run_script, "restart")).returncode == 0
+    assert (await asyncio.to_thread(restart_sshd.run, "restart")).returncode == 0
     with pytest.raises(TransportError, match="it may have run"):
         await task
     try:
