@@ -14,7 +14,7 @@ document's; ``problem`` is the whole document and ``http_status`` the answer's s
         ├── GatewayUnreachable   no connection, or it broke before an answer came
         ├── NotConfigured        no URL or token given, in the environment or a profile
         ├── JobFailed            wait() or the Executor: the job ended but not COMPLETED
-        └── WaitTimeout          wait(): the job had not ended in time
+        └── WaitTimeout          wait(): the job or task had not ended in time
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class JobFailed(ClientError):
 
 
 class WaitTimeout(ClientError):
-    title = "The job had not ended in time"
+    title = "The job or task had not ended in time"
 
 
 @functools.cache
