@@ -46,6 +46,7 @@ class HpcgateError(Exception):
         self.detail = detail
         self.extra = extra
         self.problem: dict[str, Any] | None = None  # the document, when it came over the wire
+        self.retry_after: float | None = None  # and the answer's Retry-After, in seconds
 
     @property
     def http_status(self) -> int:

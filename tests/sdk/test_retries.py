@@ -19,7 +19,8 @@ import pytest
 
 from hpcgate import errors
 from hpcgate.client import AsyncClient, Client, Retry, WaitTimeout
-from hpcgate.client._base import Call, Waiting, backoff, retry_after
+from hpcgate.client._base import Call, Waiting, _error_of, backoff, retry_after
+from hpcgate.client._transfer import Attempts
 from hpcgate.errors import PROBLEM_BASE
 
 GET = Call("GET", "/x")
@@ -41,6 +42,25 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
     assert retry_after("soon") is None
     assert retry_after("-3") is None
+
+
+def test_a_refusal_keeps_the_gateway_s_retry_after() -> None:
+    document = {"type": f"{PROBLEM_BASE}transport-error", "title": "t", "detail": "busy"}
+    response = httpx.Response(503, headers={"Retry-After": "4"}, json=document)
+    refused = _error_of(response)
+    assert isinstance(refused, errors.TransportError) and refused.retry_after == 4.0
+    assert _error_of(httpx.Response(503, json=document)).retry_after is None
+
+
+def test_a_resumed_transfer_waits_as_long_as_the_gateway_asks() -> None:
+    document = {"type": f"{PROBLEM_BASE}transport-error", "title": "t", "detail": "busy"}
+    busy = _error_of(httpx.Response(503, headers={"Retry-After": "2.5"}, json=document))
+    busy.retry_after = 2.5  # "2.5" is no valid Retry-After; the pause is what matters here
+    assert Attempts(FAST).pause_after(busy, 0, "http://gateway") == 2.5
+    busy.retry_after = 3600
+    assert Attempts(FAST).pause_after(busy, 0, "http://gateway") == FAST.max_wait
+    busy.retry_after = None
+    assert (Attempts(FAST).pause_after(busy, 0, "http://gateway") or 1) <= FAST.backoff
 
 
 def test_refusals_before_any_work_are_retried_for_every_method() -> None:

@@ -173,4 +173,6 @@ def _error_of(response: httpx.Response) -> HpcgateError:
         document = {}
     if not document.get("detail") and not document.get("title"):
         document = {**document, "detail": response.text[:500] or response.reason_phrase}
-    return from_problem(response.status_code, document)
+    error = from_problem(response.status_code, document)
+    error.retry_after = retry_after(response.headers.get("Retry-After"))
+    return error

@@ -241,7 +241,8 @@ def _total(status: int, headers: httpx.Headers) -> int | None:
 class Attempts:
     """How often a broken transfer is resumed: after a broken connection or a busy gateway
     (429, 502, 503, 504), at most ``retry.attempts`` tries in a row that move no byte, with
-    the pauses of the client's :class:`Retry`. Bytes moved start a new count."""
+    the pauses of the client's :class:`Retry` (or the gateway's ``Retry-After``, capped at
+    ``max_wait``). Bytes moved start a new count."""
 
     def __init__(self, retry: Retry) -> None:
         self.retry = retry
@@ -254,6 +255,9 @@ class Attempts:
         if position > self.position:
             self.position, self.failures = position, 0
         pause = self.retry.delay(self.failures, _RESEND, None) if resumable(error) else None
+        told = error.retry_after if isinstance(error, HpcgateError) else None
+        if pause is not None and told is not None:  # a busy gateway said how long to wait
+            pause = min(told, self.retry.max_wait)
         self.failures += 1
         if pause is not None:
             return pause
