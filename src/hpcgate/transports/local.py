@@ -117,6 +117,7 @@ def _identity(command: Command, account: Account | None) -> dict[str, Any]:
     }
 
 
+MAX_LINE = 65536
 _LIMITER: list[anyio.CapacityLimiter] = []
 MAX_CONCURRENT_COMMANDS = 64
 
@@ -153,15 +154,20 @@ def _run(
 
 
 async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
-    """Every line the process writes to stderr, each also handed to ``on_line``."""
+    """Every line the process writes to stderr, each also handed to ``on_line``; a line
+    longer than :data:`MAX_LINE` comes in pieces of that size (stderr is always read to
+    its end, so the process never blocks on a full pipe)."""
     seen: list[str] = []
     assert process.stderr is not None
     stream = BufferedByteReceiveStream(process.stderr)
     while True:
         try:
-            line = (await stream.receive_until(b"\n", 65536)).decode(errors="replace")
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.DelimiterNotFound):
+            raw = await stream.receive_until(b"\n", MAX_LINE)
+        except anyio.DelimiterNotFound:
+            raw = await stream.receive(MAX_LINE)
+        except (anyio.EndOfStream, anyio.IncompleteRead):
             return seen
+        line = raw.decode(errors="replace")
         on_line(line)
         seen = [*seen[-50:], line]
 
