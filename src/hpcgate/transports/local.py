@@ -35,6 +35,7 @@ class LocalTransport:
 
     def __init__(self) -> None:
         self._helpers = HelperPool()
+        self._home: str | None = None
 
     def files(self, account: Account | None = None) -> FileAccess:
         """File access as ``account`` (through its helper processes) or as ourselves."""
@@ -47,7 +48,10 @@ class LocalTransport:
         return await anyio.to_thread.run_sync(local_user, name)
 
     async def own_home(self) -> str:
-        return await anyio.to_thread.run_sync(os.path.expanduser, "~")
+        """The gateway's own home (looked up once)."""
+        if self._home is None:
+            self._home = await anyio.to_thread.run_sync(os.path.expanduser, "~")
+        return self._home
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self._helpers.close)
