@@ -65,6 +65,18 @@ def ended(job: dict[str, Any]) -> bool:
     return job["state"] not in ("PENDING", "RUNNING", "SUSPENDED")
 
 
+def hidden_from(other: httpx.Client, jobs: str, job_id: str) -> None:
+    """Another user can neither read the job nor its output nor cancel it (404 each), and
+    does not find it in a listing of the ``jobs`` collection."""
+    for response in (
+        other.get(f"{jobs}/{job_id}"),
+        other.get(f"{jobs}/{job_id}/output"),
+        other.delete(f"{jobs}/{job_id}"),
+    ):
+        assert response.status_code == 404, response.text
+    assert job_id not in {j["id"] for j in other.get(jobs).json()["items"]}
+
+
 def submit(client: httpx.Client, system: str = "local", **spec: Any) -> dict[str, Any]:
     response = client.post(f"/api/v1/systems/{system}/jobs", json=spec)
     assert response.status_code == 201, response.text

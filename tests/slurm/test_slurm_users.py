@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ended, submit, wait_for_job
+from tests.conftest import ended, hidden_from, submit, wait_for_job
 from tests.gateway_process import GatewayProcess
 from tests.slurm.conftest import SYSTEM
 
@@ -19,13 +19,7 @@ SCRIPT = "#!/bin/bash\nsleep 30\n"
 
 def test_bob_cannot_see_read_or_cancel_alices_job(alice: httpx.Client, bob: httpx.Client) -> None:
     job = submit(alice, SYSTEM, script=SCRIPT)
-    for response in (
-        bob.get(f"{JOBS}/{job['id']}"),
-        bob.get(f"{JOBS}/{job['id']}/output"),
-        bob.delete(f"{JOBS}/{job['id']}"),
-    ):
-        assert response.status_code == 404, response.text
-    assert job["id"] not in {j["id"] for j in bob.get(JOBS).json()["items"]}
+    hidden_from(bob, JOBS, job["id"])
     alice.delete(f"{JOBS}/{job['id']}")
     assert wait_for_job(alice, job["id"], ended, system=SYSTEM)["state"] == "CANCELLED"
 

@@ -27,7 +27,7 @@ import pytest
 from hpcgate.config import SshConfig
 from hpcgate.errors import Conflict, Forbidden, NotFound
 from hpcgate.transports.ssh import SshTransport
-from tests.conftest import ended, finished, submit, wait_for_job
+from tests.conftest import ended, finished, hidden_from, submit, wait_for_job
 from tests.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.slurm.conftest import ensure_cluster
 from tests.ssh.conftest import FUNCTIONAL, FunctionalAccount, Sshd
@@ -237,13 +237,7 @@ def test_a_hostile_job_name_reaches_slurm_verbatim(alice: httpx.Client) -> None:
 def test_users_stay_apart_in_the_api(alice: httpx.Client, bob: httpx.Client) -> None:
     """Both run as hpcgate-svc on the cluster; hpcgate still shows each only their own."""
     job = run(alice, "sleep 300")
-    for response in (
-        bob.get(f"{JOBS}/{job['id']}"),
-        bob.get(f"{JOBS}/{job['id']}/output"),
-        bob.delete(f"{JOBS}/{job['id']}"),
-    ):
-        assert response.status_code == 404, response.text
-    assert job["id"] not in {j["id"] for j in bob.get(JOBS).json()["items"]}
+    hidden_from(bob, JOBS, job["id"])
     wait_for_job(alice, job["id"], lambda j: j["state"] == "RUNNING", system=SYSTEM)
     assert alice.delete(f"{JOBS}/{job['id']}").status_code == 202
     assert finish(alice, job)["state"] == "CANCELLED"
