@@ -58,8 +58,8 @@ from tests.ssh.conftest import Sshd, answering, read_env
 
 from hpcgate.accounts import Accounts
 from hpcgate.config import SystemConfig, UsersConfig
-from hpcgate.jobs.models import JobSpec
-from hpcgate.schedulers.base import SubmitContext
+from hpcgate.model.jobs import JobSpec
+from hpcgate.model.scheduler import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.identity import account_environment, as_account
 from hpcgate.transports.ssh import REMOTE_GRACE, command_line

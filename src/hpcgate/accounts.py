@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hpcgate.config import UsersConfig
-from hpcgate.errors import Forbidden
-from hpcgate.principal import Principal
+from hpcgate.model.errors import Forbidden
+from hpcgate.model.principal import Principal
 
 NOBODY = 65534  # the overflow id: above min_uid, and never a person
 

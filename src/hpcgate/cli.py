@@ -19,8 +19,8 @@ from rich.table import Table
 
 from hpcgate import usercli
 from hpcgate.config import Settings, load_settings
-from hpcgate.errors import HpcgateError
-from hpcgate.principal import DEFAULT_SCOPES
+from hpcgate.model.errors import HpcgateError
+from hpcgate.model.principal import DEFAULT_SCOPES
 
 if TYPE_CHECKING:  # the server's stack is imported by the commands that run it, so the
     from hpcgate.gateway import Gateway  # user commands start fast

@@ -14,7 +14,7 @@ from hpcgate.files.service import FileService
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher
-from hpcgate.principal import Scope
+from hpcgate.model.principal import Scope
 from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore

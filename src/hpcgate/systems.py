@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hpcgate.cluster import Cluster
 from hpcgate.config import Settings, SystemConfig
-from hpcgate.errors import NotFound
+from hpcgate.model.errors import NotFound
 from hpcgate.schedulers.base import Scheduler
 from hpcgate.schedulers.embedded import EmbeddedScheduler
 from hpcgate.schedulers.pbs import PbsScheduler

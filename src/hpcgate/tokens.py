@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from hpcgate.coalesce import Coalesced
-from hpcgate.errors import BadRequest, NotFound, Unauthenticated
-from hpcgate.principal import DEFAULT_SCOPES, Principal, Scope
+from hpcgate.model.errors import BadRequest, NotFound, Unauthenticated
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
 from hpcgate.store.tables import TokenRow, utcnow
 from hpcgate.store.tokens import TokenStore
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate import errors
 from hpcgate.client import AsyncClient, Client, JobFailed, ValidationFailed, WaitTimeout
 from hpcgate.client._jobs import Event, EventParser
-from hpcgate.jobs.models import JobSpec, JobState
+from hpcgate.model import errors
+from hpcgate.model.jobs import JobSpec, JobState
 from tests.gateway_process import GatewayProcess, new_gateway
 
 SYSTEM = "local"

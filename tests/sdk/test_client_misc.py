@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hpcgate import errors
 from hpcgate.client import AsyncClient, Client, WaitTimeout
-from hpcgate.principal import Scope
-from hpcgate.tasks.models import Task, TaskState
+from hpcgate.model import errors
+from hpcgate.model.principal import Scope
+from hpcgate.model.tasks import Task, TaskState
 from tests.gateway_process import GatewayProcess
 
 SYSTEM = "local"

@@ -22,7 +22,7 @@ from hpcgate.client import (
     ValidationFailed,
 )
 from hpcgate.client._executor import as_spec, transient
-from hpcgate.errors import (
+from hpcgate.model.errors import (
     PROBLEM_BASE,
     BadRequest,
     CommandTimeout,
@@ -32,7 +32,7 @@ from hpcgate.errors import (
     Unauthenticated,
     Unavailable,
 )
-from hpcgate.jobs.models import Job, JobSpec, JobState
+from hpcgate.model.jobs import Job, JobSpec, JobState
 from tests.gateway_process import GatewayProcess, free_port, new_gateway
 
 SYSTEM = "local"

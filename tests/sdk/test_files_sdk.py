@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate import errors
 from hpcgate.client import AsyncClient, Client, GatewayUnreachable, Retry
-from hpcgate.tasks.models import TaskState
+from hpcgate.model import errors
+from hpcgate.model.tasks import TaskState
 from tests.gateway_process import GatewayProcess
 
 SYSTEM = "local"

@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from hpcgate import errors
 from hpcgate.client import AsyncClient, Client, Retry, WaitTimeout
 from hpcgate.client._base import Call, Waiting, _error_of, backoff, retry_after
 from hpcgate.client._transfer import Attempts
-from hpcgate.errors import PROBLEM_BASE
+from hpcgate.model import errors
+from hpcgate.model.errors import PROBLEM_BASE
 
 GET = Call("GET", "/x")
 POST = Call("POST", "/x")

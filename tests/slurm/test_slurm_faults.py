@@ -16,10 +16,10 @@ import pytest
 
 from hpcgate.accounts import Accounts
 from hpcgate.cluster import Cluster
-from hpcgate.commands import Command
 from hpcgate.config import SystemConfig, UsersConfig
-from hpcgate.jobs.models import JobSpec
-from hpcgate.schedulers.base import SubmitContext
+from hpcgate.model.commands import Command
+from hpcgate.model.jobs import JobSpec
+from hpcgate.model.scheduler import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.local import LocalTransport
 from tests.conftest import ended, submit, wait_for_job

@@ -19,7 +19,7 @@ import pytest
 
 from hpcgate.accounts import Accounts
 from hpcgate.config import UsersConfig
-from hpcgate.errors import CommandTimeout
+from hpcgate.model.errors import CommandTimeout
 from hpcgate.transports.files import HelperPool
 from tests.conftest import finished
 

@@ -20,8 +20,8 @@ import pytest
 
 from hpcgate import Client, Executor
 from hpcgate.client import JobFailed
-from hpcgate.errors import Forbidden, NotFound
-from hpcgate.jobs.models import JobState
+from hpcgate.model.errors import Forbidden, NotFound
+from hpcgate.model.jobs import JobState
 from tests.gateway_process import GatewayProcess
 from tests.slurm.conftest import SYSTEM
 

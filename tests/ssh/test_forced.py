@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.commands import Command
 from hpcgate.files.bulk import compress_argv
+from hpcgate.model.commands import Command
 from hpcgate.transports.ssh import command_line
 from tests.ssh.conftest import FORCED, FunctionalAccount, Sshd
 from tests.ssh.conftest import FUNCTIONAL as ACCOUNT

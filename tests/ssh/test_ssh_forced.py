@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from hpcgate.config import SshConfig
-from hpcgate.errors import Conflict, Forbidden, NotFound
+from hpcgate.model.errors import Conflict, Forbidden, NotFound
 from hpcgate.transports.ssh import SshTransport
 from tests.conftest import ended, finished, hidden_from, submit, wait_for_job
 from tests.gateway_process import GatewayProcess, new_gateway, user_client

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from hpcgate.accounts import Account
-from hpcgate.commands import Command
 from hpcgate.config import SshConfig
-from hpcgate.errors import CommandTimeout, Forbidden, NotFound, TransportError
+from hpcgate.model.commands import Command
+from hpcgate.model.errors import CommandTimeout, Forbidden, NotFound, TransportError
 from hpcgate.transports.ssh import SshTransport
 from hpcgate.transports.ssh_identity import CertificateAuthority
 from tests.gateway_process import free_port

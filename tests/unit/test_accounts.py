@@ -10,9 +10,9 @@ import pytest
 
 from hpcgate.accounts import Accounts, multi_user
 from hpcgate.config import Settings, SshConfig, SystemConfig, UsersConfig
-from hpcgate.errors import Forbidden
 from hpcgate.gateway import Gateway
-from hpcgate.principal import DEFAULT_SCOPES, Principal
+from hpcgate.model.errors import Forbidden
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal
 from hpcgate.transports.local import LocalTransport
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from hpcgate.jobs.models import JobState
+from hpcgate.model.jobs import JobState
+from hpcgate.model.scheduler import SchedulerJob
 from hpcgate.schedulers.arrays import query_ids, whole, with_arrays
-from hpcgate.schedulers.base import SchedulerJob
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 T1 = datetime(2026, 11, 22, 11, tzinfo=UTC)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.commands import CommandResult
-from hpcgate.errors import NotFound, SchedulerRejected, SchedulerUnavailable
-from hpcgate.jobs.models import JobSpec, JobState
-from hpcgate.schedulers.base import SubmitContext
+from hpcgate.model.commands import CommandResult
+from hpcgate.model.errors import NotFound, SchedulerRejected, SchedulerUnavailable
+from hpcgate.model.jobs import JobSpec, JobState
+from hpcgate.model.scheduler import SubmitContext
 from hpcgate.schedulers.embedded import EmbeddedScheduler
 
 SCHEDULER = EmbeddedScheduler(Path("/spool"), slots=3, python="/py")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.commands import Command
 from hpcgate.files.bulk import compress_argv, extract_argv
 from hpcgate.forced import (
     DEFAULT_ALLOWED,
@@ -20,6 +19,7 @@ from hpcgate.forced import (
     parse_options,
     request_argv,
 )
+from hpcgate.model.commands import Command
 from hpcgate.transports.ssh import command_line
 
 ARCHIVE = "/home/svc/a: b;$(id).tar.gz"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpcgate.jobs.models import JobState
-from hpcgate.schedulers.base import SchedulerJob
+from hpcgate.model.jobs import JobState
+from hpcgate.model.scheduler import SchedulerJob
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore
 from hpcgate.store.tables import JobRow

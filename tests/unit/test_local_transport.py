@@ -6,7 +6,7 @@ import sys
 
 import anyio
 
-from hpcgate.commands import Command
+from hpcgate.model.commands import Command
 from hpcgate.transports.local import MAX_LINE, LocalTransport
 
 WRITER = """

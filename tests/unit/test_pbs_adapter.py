@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from hpcgate.commands import CommandResult
-from hpcgate.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedField
-from hpcgate.jobs.models import JobSpec, JobState
-from hpcgate.schedulers.base import SchedulerJob, SubmitContext
+from hpcgate.model.commands import CommandResult
+from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedField
+from hpcgate.model.jobs import JobSpec, JobState
+from hpcgate.model.scheduler import SchedulerJob, SubmitContext
 from hpcgate.schedulers.pbs import (
     PbsScheduler,
     ended,

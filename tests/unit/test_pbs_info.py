@@ -11,10 +11,10 @@ import pytest
 
 from hpcgate.accounts import Account, Accounts, UserEntry
 from hpcgate.cluster import Cluster
-from hpcgate.commands import Command, CommandResult
 from hpcgate.config import SystemConfig, UsersConfig
-from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
-from hpcgate.principal import DEFAULT_SCOPES, Principal
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal
 from hpcgate.schedulers.pbs import PbsScheduler
 from hpcgate.schedulers.pbs_format import parse_size_mb
 from hpcgate.schedulers.pbs_info import PbsInfo, allowed_users, node_state, reserved_hosts

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.commands import CommandResult
-from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
-from hpcgate.jobs.models import JobSpec, JobState
-from hpcgate.schedulers.base import SubmitContext
+from hpcgate.model.commands import CommandResult
+from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable
+from hpcgate.model.jobs import JobSpec, JobState
+from hpcgate.model.scheduler import SubmitContext
 from hpcgate.schedulers.slurm import (
     SlurmScheduler,
     expand_pattern,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.commands import CommandResult
-from hpcgate.errors import SchedulerUnavailable
+from hpcgate.model.commands import CommandResult
+from hpcgate.model.errors import SchedulerUnavailable
 from hpcgate.schedulers.slurm_format import hostnames
 from hpcgate.schedulers.slurm_info import SlurmInfo
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from hpcgate.errors import UnsupportedField
-from hpcgate.jobs.models import JobSpec, JobState
+from hpcgate.model.errors import UnsupportedField
+from hpcgate.model.jobs import JobSpec, JobState
 from hpcgate.schedulers.embedded import EmbeddedScheduler
 
 

@@ -7,8 +7,9 @@ import shlex
 
 import pytest
 
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import (
+from hpcgate.forced import DEFAULT_ALLOWED, argv_of
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import (
     Conflict,
     Forbidden,
     HpcgateError,
@@ -16,7 +17,6 @@ from hpcgate.errors import (
     NotFound,
     TransportError,
 )
-from hpcgate.forced import DEFAULT_ALLOWED, argv_of
 from hpcgate.transports.ssh import command_line
 from hpcgate.transports.ssh_commands import (
     failure,

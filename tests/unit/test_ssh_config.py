@@ -12,9 +12,9 @@ import pytest
 from pydantic import ValidationError
 
 from hpcgate.accounts import Account
-from hpcgate.commands import Command
 from hpcgate.config import SshConfig, SystemConfig
-from hpcgate.errors import BadRequest, Forbidden, TransportError
+from hpcgate.model.commands import Command
+from hpcgate.model.errors import BadRequest, Forbidden, TransportError
 from hpcgate.transports.ssh import SshTransport, command_line, parse_jump_host
 from hpcgate.transports.ssh_identity import CertificateAuthority, FunctionalKey, KeyDirectory
 from tests.hostile import HOSTILE_ARGV

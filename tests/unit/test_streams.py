@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.errors import BadRequest, InsufficientStorage
 from hpcgate.files.streams import WRITE_BATCH, receive
+from hpcgate.model.errors import BadRequest, InsufficientStorage
 from hpcgate.transports.files import LocalFile
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from hpcgate.errors import PROBLEM_BASE, Conflict, Forbidden, NotFound
-from hpcgate.principal import DEFAULT_SCOPES, Principal, Scope
+from hpcgate.model.errors import PROBLEM_BASE, Conflict, Forbidden, NotFound
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
+from hpcgate.model.tasks import Task, TaskState
 from hpcgate.store.db import Database
 from hpcgate.store.tasks import TaskStore
-from hpcgate.tasks.models import Task, TaskState
 from hpcgate.tasks.service import INTERRUPTED, Progress, TaskService
 
 ALICE = Principal("alice", DEFAULT_SCOPES, "t1")

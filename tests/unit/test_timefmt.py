@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcgate.jobs.timefmt import parse_memory, parse_time_limit
+from hpcgate.model.timefmt import parse_memory, parse_time_limit
 
 
 @pytest.mark.parametrize(

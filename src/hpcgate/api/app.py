@@ -14,7 +14,7 @@ from hpcgate.api.auth import Caller
 from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
 from hpcgate.gateway import Gateway
-from hpcgate.principal import Scope
+from hpcgate.model.principal import Scope
 
 DESCRIPTION = """
 hpcgate lets applications, services and people use HPC systems over HTTP: submit and

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hpcgate.errors import Unauthenticated
 from hpcgate.gateway import Gateway
-from hpcgate.principal import Principal
+from hpcgate.model.errors import Unauthenticated
+from hpcgate.model.principal import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="An hpcgate API token")
 

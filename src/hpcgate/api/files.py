@@ -12,8 +12,11 @@ from fastapi.responses import StreamingResponse
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import problem, responses
-from hpcgate.errors import RangeNotSatisfiable
-from hpcgate.files.models import (
+from hpcgate.files.ops import ALGORITHMS
+from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
+from hpcgate.files.service import Opened
+from hpcgate.model.errors import RangeNotSatisfiable
+from hpcgate.model.files import (
     ChangeMode,
     ChangeOwner,
     Checksum,
@@ -30,10 +33,7 @@ from hpcgate.files.models import (
     Uploaded,
     UploadState,
 )
-from hpcgate.files.ops import ALGORITHMS
-from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
-from hpcgate.files.service import Opened
-from hpcgate.tasks.models import Task
+from hpcgate.model.tasks import Task
 from hpcgate.transports.files import OpenFile
 
 router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])

@@ -12,11 +12,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
-from hpcgate.errors import BadRequest
 from hpcgate.gateway import Gateway
-from hpcgate.jobs.models import Job, JobPage, JobSpec, JobState
 from hpcgate.jobs.output import OutputChunk, Stream, follow_output, read_output
-from hpcgate.principal import Principal
+from hpcgate.model.errors import BadRequest
+from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
+from hpcgate.model.principal import Principal
 
 router = APIRouter(prefix="/api/v1/systems/{system}/jobs", tags=["jobs"])
 

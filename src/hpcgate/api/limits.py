@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hpcgate.api.problems import problem
-from hpcgate.errors import PayloadTooLarge
+from hpcgate.model.errors import PayloadTooLarge
 
 
 def streamed(path: str) -> bool:

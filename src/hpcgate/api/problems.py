@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from hpcgate.errors import PROBLEM_BASE, HpcgateError
+from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
 log = logging.getLogger(__name__)
 

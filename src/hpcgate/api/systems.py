@@ -7,8 +7,8 @@ from fastapi import APIRouter, Path
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
 from hpcgate.cluster import Cluster
-from hpcgate.principal import Scope
-from hpcgate.status.models import Association, Node, Partition, Reservation, SystemInfo
+from hpcgate.model.principal import Scope
+from hpcgate.model.status import Association, Node, Partition, Reservation, SystemInfo
 
 router = APIRouter(prefix="/api/v1/systems", tags=["systems"])
 

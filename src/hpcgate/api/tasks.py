@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
-from hpcgate.tasks.models import Task
+from hpcgate.model.tasks import Task
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 

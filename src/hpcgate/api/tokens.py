@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Query, status
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
-from hpcgate.errors import Forbidden, NotFound
-from hpcgate.principal import Principal, Scope
+from hpcgate.model.errors import Forbidden, NotFound
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.tokens import CreatedToken, NewToken, TokenInfo
 from hpcgate.store.tables import TokenRow
-from hpcgate.token_models import CreatedToken, NewToken, TokenInfo
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 from hpcgate import __version__
 from hpcgate.client._errors import NotConfigured, WaitTimeout, from_problem
 from hpcgate.client._profile import Profile, resolve
-from hpcgate.errors import HpcgateError
+from hpcgate.model.errors import HpcgateError
 
 T = TypeVar("T")
 API = "/api/v1"

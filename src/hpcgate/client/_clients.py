@@ -18,7 +18,7 @@ class Client(SyncSystems, SyncJobs, SyncFiles, SyncTasks, SyncTokens):
 
     ``base_url`` and ``token`` default to ``HPCGATE_URL`` and ``HPCGATE_TOKEN``, then to the
     profile that ``hpcgate login`` saved. Errors are the server's own exception classes
-    (:mod:`hpcgate.errors`) plus the SDK's (:mod:`hpcgate.client`).
+    (:mod:`hpcgate.model.errors`) plus the SDK's (:mod:`hpcgate.client`).
     """
 
 

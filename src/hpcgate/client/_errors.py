@@ -1,13 +1,13 @@
 """What the SDK raises.
 
 An answer of the gateway that is a problem document (RFC 9457) becomes the exception the
-server raised: the same class from :mod:`hpcgate.errors`, found by the problem's ``type``
+server raised: the same class from :mod:`hpcgate.model.errors`, found by the problem's ``type``
 (or, for a type this SDK does not know, by its status), so ``except NotFound`` works on
 both sides of the wire. Its ``detail`` and extension members (``extra``) are the
 document's; ``problem`` is the whole document and ``http_status`` the answer's status::
 
-    HpcgateError (hpcgate.errors: BadRequest, NotFound, Conflict, Unavailable, ...)
-    │     one per problem type the gateway sends; see hpcgate.errors
+    HpcgateError (hpcgate.model.errors: BadRequest, NotFound, Conflict, Unavailable, ...)
+    │     one per problem type the gateway sends; see hpcgate.model.errors
     ├── ValidationFailed   422  validation-error: the request did not match the API's schema
     ├── RateLimited        429  too many requests
     └── ClientError             raised by the SDK itself, no answer behind it
@@ -22,11 +22,11 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from hpcgate import errors
-from hpcgate.errors import PROBLEM_BASE, HpcgateError
+from hpcgate.model import errors
+from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
 if TYPE_CHECKING:
-    from hpcgate.jobs.models import Job
+    from hpcgate.model.jobs import Job
 
 
 class ValidationFailed(errors.BadRequest):

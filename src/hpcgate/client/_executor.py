@@ -30,13 +30,13 @@ from typing import Any, Final, Literal, TypeAlias
 
 from hpcgate.client._clients import Client
 from hpcgate.client._errors import ClientError, GatewayUnreachable, JobFailed, RateLimited
-from hpcgate.errors import (
+from hpcgate.model.errors import (
     HpcgateError,
     IdempotencyInProgress,
     NotFound,
     NotImplementedByScheduler,
 )
-from hpcgate.jobs.models import Job, JobSpec, JobState
+from hpcgate.model.jobs import Job, JobSpec, JobState
 
 log = logging.getLogger("hpcgate.client")
 

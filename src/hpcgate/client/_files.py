@@ -3,7 +3,7 @@
 Remote paths are absolute, or relative to the caller's home (or the system's default
 directory) on the system; the gateway confines them to the system's roots. Uploads and
 downloads stream from and to disk (see ``_transfer.py``); cp, mv, compress and extract
-start a :class:`~hpcgate.tasks.models.Task` to poll with ``wait_task``.
+start a :class:`~hpcgate.model.tasks.Task` to poll with ``wait_task``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from hpcgate.client._base import API, Call
 from hpcgate.client._errors import GatewayUnreachable
 from hpcgate.client._sync import SyncCore
 from hpcgate.client._transfer import CHUNK, Attempts, Download, Meter, Progress, Source
-from hpcgate.errors import HpcgateError, NotFound, RangeNotSatisfiable
-from hpcgate.files.models import (
+from hpcgate.model.errors import HpcgateError, NotFound, RangeNotSatisfiable
+from hpcgate.model.files import (
     Checksum,
     Compression,
     Content,
@@ -34,7 +34,7 @@ from hpcgate.files.models import (
     Uploaded,
     UploadState,
 )
-from hpcgate.tasks.models import Task
+from hpcgate.model.tasks import Task
 
 LocalPath = str | os.PathLike[str]
 _FAILED = (HpcgateError, httpx.TransportError)  # what may break a transfer half-way
@@ -230,7 +230,7 @@ class SyncFiles(SyncCore):
         ``resumable`` is false) go in one request, not resumed. ``progress(done, total)``
         is called as the bytes go out. Nothing is at ``remote`` until all of it has
         arrived; without ``overwrite`` an existing file there is
-        :class:`~hpcgate.errors.Conflict`."""
+        :class:`~hpcgate.model.errors.Conflict`."""
         source = Source.read(local)
         meter = Meter(progress, source.size)
         meter.at(0)

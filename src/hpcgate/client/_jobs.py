@@ -19,7 +19,7 @@ from hpcgate.client._base import BaseClient, Call, Waiting
 from hpcgate.client._errors import GatewayUnreachable, JobFailed
 from hpcgate.client._sync import SyncCore
 from hpcgate.client._systems import system_path
-from hpcgate.jobs.models import Job, JobEvent, JobPage, JobSpec, JobState
+from hpcgate.model.jobs import Job, JobEvent, JobPage, JobSpec, JobState
 
 T = TypeVar("T")
 PAGE_SIZE = 100  # jobs asked for per page of a listing
@@ -209,7 +209,7 @@ class SyncJobs(SyncCore):
         idempotency_key: str | None = None,
         **fields: Any,
     ) -> Job:
-        """Submit a batch job: ``script`` and the :class:`~hpcgate.jobs.models.JobSpec`
+        """Submit a batch job: ``script`` and the :class:`~hpcgate.model.jobs.JobSpec`
         fields as keywords, or a whole ``spec``. Only the fields given are sent. A resend
         (after a lost answer) carries the same ``idempotency_key`` (one is made when none
         is given), so the gateway never makes two jobs of one submit."""

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from hpcgate.client._async import AsyncCore
 from hpcgate.client._base import API, Call
 from hpcgate.client._sync import SyncCore
-from hpcgate.status.models import Association, Node, Partition, Reservation, SystemInfo
+from hpcgate.model.status import Association, Node, Partition, Reservation, SystemInfo
 
 
 def system_path(system: str, *rest: str) -> str:

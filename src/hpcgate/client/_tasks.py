@@ -11,7 +11,7 @@ from hpcgate.client._async import AsyncCore
 from hpcgate.client._base import API, Call, Waiting
 from hpcgate.client._errors import from_problem
 from hpcgate.client._sync import SyncCore
-from hpcgate.tasks.models import Task, TaskState
+from hpcgate.model.tasks import Task, TaskState
 
 TASKS = f"{API}/tasks"
 

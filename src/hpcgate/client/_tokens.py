@@ -11,8 +11,8 @@ from urllib.parse import quote
 from hpcgate.client._async import AsyncCore
 from hpcgate.client._base import API, Call
 from hpcgate.client._sync import SyncCore
-from hpcgate.principal import Scope
-from hpcgate.token_models import CreatedToken, TokenInfo
+from hpcgate.model.principal import Scope
+from hpcgate.model.tokens import CreatedToken, TokenInfo
 
 TOKENS = f"{API}/tokens"
 

@@ -18,7 +18,7 @@ import httpx
 
 from hpcgate.client._base import RETRY_STATUSES, Call, Retry
 from hpcgate.client._errors import ClientError, GatewayUnreachable
-from hpcgate.errors import Conflict, HpcgateError
+from hpcgate.model.errors import Conflict, HpcgateError
 
 PIECE = 1 << 20  # bytes per read of a local file and per write of a download
 CHUNK = 64 << 20  # bytes per request of a resumable upload, unless the caller says

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hpcgate.embedded.errors import UserError
-from hpcgate.jobs.timefmt import parse_time_limit
+from hpcgate.model.timefmt import parse_time_limit
 
 # Slurm spells "no limit" in several ways; all of them mean no time limit here too.
 _UNLIMITED = frozenset({"UNLIMITED", "INFINITE", "-1"})

@@ -13,17 +13,17 @@ from typing import Any
 
 import anyio
 
-from hpcgate.commands import Command
-from hpcgate.errors import (
+from hpcgate.files.service import FileService, Place
+from hpcgate.model.commands import Command
+from hpcgate.model.errors import (
     BadRequest,
     Conflict,
     HpcgateError,
     NotFound,
 )
-from hpcgate.files.models import Compress, Extract, Transfer
-from hpcgate.files.service import FileService, Place
-from hpcgate.principal import Principal
-from hpcgate.tasks.models import Task
+from hpcgate.model.files import Compress, Extract, Transfer
+from hpcgate.model.principal import Principal
+from hpcgate.model.tasks import Task
 from hpcgate.tasks.service import Progress, TaskService
 from hpcgate.transports.files import complaint_kind
 

@@ -12,7 +12,7 @@ import os
 import posixpath
 from dataclasses import dataclass, replace
 
-from hpcgate.errors import BadRequest, Forbidden
+from hpcgate.model.errors import BadRequest, Forbidden
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from hpcgate.errors import RangeNotSatisfiable
+from hpcgate.model.errors import RangeNotSatisfiable
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

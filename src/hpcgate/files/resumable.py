@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from hpcgate.errors import BadRequest, Conflict, NotFound
-from hpcgate.files.models import FileEntry, NewUpload, UploadState
 from hpcgate.files.service import FileService, publish, temporary_name, verify
 from hpcgate.files.streams import receive
-from hpcgate.principal import Principal
+from hpcgate.model.errors import BadRequest, Conflict, NotFound
+from hpcgate.model.files import FileEntry, NewUpload, UploadState
+from hpcgate.model.principal import Principal
 from hpcgate.store.tables import UploadRow
 from hpcgate.store.uploads import UploadStore
 from hpcgate.transports.files import FileAccess, OpenFile

@@ -18,8 +18,10 @@ import anyio
 
 from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
-from hpcgate.errors import BadRequest, HpcgateError
-from hpcgate.files.models import (
+from hpcgate.files.paths import Roots, clean
+from hpcgate.files.streams import receive
+from hpcgate.model.errors import BadRequest, HpcgateError
+from hpcgate.model.files import (
     Checksum,
     Content,
     FileEntry,
@@ -27,9 +29,7 @@ from hpcgate.files.models import (
     Listing,
     Uploaded,
 )
-from hpcgate.files.paths import Roots, clean
-from hpcgate.files.streams import receive
-from hpcgate.principal import Principal, Scope
+from hpcgate.model.principal import Principal, Scope
 from hpcgate.systems import Systems
 from hpcgate.transports.base import Transport
 from hpcgate.transports.files import FileAccess, FileInfo, OpenFile

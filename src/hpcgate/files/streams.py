@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
-from hpcgate.errors import BadRequest, HpcgateError
+from hpcgate.model.errors import BadRequest, HpcgateError
 from hpcgate.transports.files import OpenFile
 
 WRITE_BATCH = 1 << 20

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from hpcgate.accounts import Account
-from hpcgate.errors import CommandTimeout, NotFound, TransportError
-from hpcgate.jobs.models import JobState
 from hpcgate.jobs.service import JobService
-from hpcgate.principal import Principal
+from hpcgate.model.errors import CommandTimeout, NotFound, TransportError
+from hpcgate.model.jobs import JobState
+from hpcgate.model.principal import Principal
 from hpcgate.store.jobs import StateChange
 from hpcgate.store.tables import JobRow
 

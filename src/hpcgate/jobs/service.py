@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
-from hpcgate.errors import (
+from hpcgate.jobs.events import EventBus
+from hpcgate.model.errors import (
     BadRequest,
     HpcgateError,
     IdempotencyInProgress,
@@ -25,10 +26,9 @@ from hpcgate.errors import (
     PayloadTooLarge,
     SchedulerRejected,
 )
-from hpcgate.jobs.events import EventBus
-from hpcgate.jobs.models import Job, JobEvent, JobPage, JobSpec, JobState
-from hpcgate.principal import Principal, Scope
-from hpcgate.schedulers.base import SubmitContext
+from hpcgate.model.jobs import Job, JobEvent, JobPage, JobSpec, JobState
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.scheduler import SubmitContext
 from hpcgate.store.jobs import JobFilter, JobStore, StateChange
 from hpcgate.store.tables import JobRow, utcnow
 from hpcgate.systems import Systems

@@ -13,10 +13,10 @@ import logging
 from datetime import timedelta
 
 from hpcgate.cluster import Cluster
-from hpcgate.errors import HpcgateError, SchedulerRejected
 from hpcgate.jobs.events import EventBus
-from hpcgate.jobs.models import JobSpec
-from hpcgate.schedulers.base import SchedulerJob, SubmitContext
+from hpcgate.model.errors import HpcgateError, SchedulerRejected
+from hpcgate.model.jobs import JobSpec
+from hpcgate.model.scheduler import SchedulerJob, SubmitContext
 from hpcgate.store.jobs import JobStore
 from hpcgate.store.tables import JobRow, utcnow
 

@@ -7,8 +7,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hpcgate.jobs.models import JobState
-from hpcgate.schedulers.base import SchedulerJob
+from hpcgate.model.jobs import JobState
+from hpcgate.model.scheduler import SchedulerJob
 
 # When an array has ended, its state is the first of these that any task ended in.
 _ENDED_PRECEDENCE = (

@@ -1,7 +1,7 @@
 """The scheduler adapter seam.
 
-An adapter is pure: it turns requests into :class:`~hpcgate.commands.Command` argv lists
-and parses :class:`~hpcgate.commands.CommandResult` outputs. It never executes anything;
+An adapter is pure: it turns requests into :class:`~hpcgate.model.commands.Command` argv lists
+and parses :class:`~hpcgate.model.commands.CommandResult` outputs. It never executes anything;
 a transport does. This keeps each adapter testable on recorded output with no I/O.
 """
 
@@ -9,45 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import SchedulerUnavailable, UnsupportedField
-from hpcgate.jobs.models import JobSpec, JobState
-from hpcgate.status.models import Association, Node, Partition, Reservation
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitContext:
-    """What the gateway adds to a spec: an idempotency tag and the default directory."""
-
-    tag: str
-    default_workdir: str
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerJob:
-    """What one status query says about one job."""
-
-    native_id: str
-    state: JobState
-    reason: str | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    name: str | None = None
-    submit_time: datetime | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    working_directory: str | None = None
-    stdout: str | None = None
-    stderr: str | None = None
-    time_limit: int | None = None
-    #: The nodes the job runs or ran on, comma-separated host names (expanded).
-    node_list: str | None = None
-    tag: str | None = None
-    #: For an array task (native id ``ARRAY_TASK``): the array's id.
-    array_job_id: str | None = None
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import SchedulerUnavailable, UnsupportedField
+from hpcgate.model.jobs import JobSpec
+from hpcgate.model.scheduler import SchedulerJob, SubmitContext
+from hpcgate.model.status import Association, Node, Partition, Reservation
 
 
 class Scheduler(ABC):

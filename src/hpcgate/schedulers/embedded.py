@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import NotFound, SchedulerRejected, SchedulerUnavailable
-from hpcgate.jobs.models import JobSpec, JobState
-from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import NotFound, SchedulerRejected, SchedulerUnavailable
+from hpcgate.model.jobs import JobSpec, JobState
+from hpcgate.model.scheduler import SchedulerJob, SubmitContext
+from hpcgate.schedulers.base import Scheduler
 
 _USER_ERROR = 2
 _UNKNOWN_JOB = 3

@@ -11,7 +11,7 @@ Pure: argv builders and parsers, with PBS's knowledge kept as data (the state le
 no longer knows (history disabled or expired) is simply not reported. ``qstat -t`` adds an
 array's subjobs (``4300[1].server``, reported with the array's id ``4300[].server``).
 
-How a :class:`~hpcgate.jobs.models.JobSpec` becomes ``qsub`` options:
+How a :class:`~hpcgate.model.jobs.JobSpec` becomes ``qsub`` options:
 
 - ``name`` → ``-N`` (PBS: a letter or digit first, no white space, at most 236
   characters); ``partition`` → ``-q`` queue; ``account`` → ``-A``.
@@ -65,10 +65,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedField
-from hpcgate.jobs.models import JobSpec, JobState
-from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedField
+from hpcgate.model.jobs import JobSpec, JobState
+from hpcgate.model.scheduler import SchedulerJob, SubmitContext
+from hpcgate.schedulers.base import Scheduler
 from hpcgate.schedulers.pbs_format import (
     as_int,
     as_mapping,

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from hpcgate.commands import CommandResult
-from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
+from hpcgate.model.commands import CommandResult
+from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable
 
 # Messages with which the client commands say the server (not the request) is the problem.
 UNAVAILABLE = (

@@ -1,5 +1,5 @@
 """PBS's description of itself: queues (``qstat -Q -f -F json``), hosts (``pbsnodes -a -F
-json``) and reservations (``pbs_rstat -f``), parsed into :mod:`hpcgate.status.models`.
+json``) and reservations (``pbs_rstat -f``), parsed into :mod:`hpcgate.model.status`.
 
 Tested on reconstructed recordings only, like :mod:`hpcgate.schedulers.pbs`.
 
@@ -32,7 +32,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from hpcgate.commands import Command, CommandResult
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.status import Association, Node, Partition, Reservation
 from hpcgate.schedulers.base import ClusterInfo
 from hpcgate.schedulers.pbs_format import (
     as_int,
@@ -45,7 +46,6 @@ from hpcgate.schedulers.pbs_format import (
     read_json,
     time_of,
 )
-from hpcgate.status.models import Association, Node, Partition, Reservation
 
 #: A queue's (enabled, started) in Slurm's words: one that takes jobs but starts none is
 #: DOWN, one that starts its jobs but takes no new ones is DRAIN.

@@ -11,10 +11,11 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import SchedulerUnavailable
-from hpcgate.jobs.models import JobSpec, JobState
-from hpcgate.schedulers.base import Scheduler, SchedulerJob, SubmitContext
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import SchedulerUnavailable
+from hpcgate.model.jobs import JobSpec, JobState
+from hpcgate.model.scheduler import SchedulerJob, SubmitContext
+from hpcgate.schedulers.base import Scheduler
 from hpcgate.schedulers.slurm_format import (
     SEP,
     exit_status,

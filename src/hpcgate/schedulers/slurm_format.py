@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from hpcgate.commands import CommandResult
-from hpcgate.errors import SchedulerRejected, SchedulerUnavailable
-from hpcgate.jobs.models import JobState
+from hpcgate.model.commands import CommandResult
+from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable
+from hpcgate.model.jobs import JobState
 
 SEP = "\x1f"  # a separator no job name or path is expected to hold (unlike '|')
 

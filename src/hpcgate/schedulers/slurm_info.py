@@ -1,5 +1,5 @@
 """Slurm's description of itself: ``scontrol show partition|node|reservation`` and the
-caller's associations from ``sacctmgr``, parsed into :mod:`hpcgate.status.models`.
+caller's associations from ``sacctmgr``, parsed into :mod:`hpcgate.model.status`.
 
 Slurm 22.05's scontrol has no JSON output; ``--oneliner`` prints one record per line as
 ``Key=Value`` pairs separated by spaces, where a few values (``OS``, ``Reason``) hold
@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from hpcgate.commands import Command, CommandResult
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.status import Association, Node, Partition, Reservation
 from hpcgate.schedulers.base import ClusterInfo
 from hpcgate.schedulers.slurm_format import hostnames, parse_duration, raise_for, time_of
-from hpcgate.status.models import Association, Node, Partition, Reservation
 
 _NEXT_KEY = re.compile(r" (?=[A-Za-z][A-Za-z0-9_:/]*=)")
 _NONE = frozenset({"", "(null)", "N/A", "NONE", "UNLIMITED", "n/a", "n/s"})

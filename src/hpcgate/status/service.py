@@ -15,11 +15,11 @@ from typing import Any, TypeVar
 
 from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import NotImplementedByScheduler
-from hpcgate.principal import Principal, Scope
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import NotImplementedByScheduler
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.status import Association, Node, Partition, Reservation
 from hpcgate.schedulers.base import ClusterInfo
-from hpcgate.status.models import Association, Node, Partition, Reservation
 from hpcgate.systems import Systems
 
 T = TypeVar("T")

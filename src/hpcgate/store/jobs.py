@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from hpcgate.coalesce import Coalesced
-from hpcgate.jobs.models import JobState
-from hpcgate.schedulers.base import SchedulerJob
+from hpcgate.model.jobs import JobState
+from hpcgate.model.scheduler import SchedulerJob
 from hpcgate.store.db import Database
 from hpcgate.store.tables import JobEventRow, JobRow, utcnow
 

@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from hpcgate.errors import PROBLEM_BASE, Conflict, HpcgateError, Interrupted, NotFound
-from hpcgate.principal import Principal, Scope
+from hpcgate.model.errors import PROBLEM_BASE, Conflict, HpcgateError, Interrupted, NotFound
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.tasks import Task, TaskProgress, TaskState
 from hpcgate.store.tables import TaskRow, utcnow
 from hpcgate.store.tasks import TaskStore
-from hpcgate.tasks.models import Task, TaskProgress, TaskState
 
 log = logging.getLogger("hpcgate.tasks")
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from hpcgate.accounts import Account, UserDirectory
-from hpcgate.commands import Command, CommandResult
+from hpcgate.model.commands import Command, CommandResult
 from hpcgate.transports.files import FileAccess
 
 

@@ -28,7 +28,8 @@ from typing import Any, Protocol, TypeVar
 import anyio
 
 from hpcgate.accounts import Account
-from hpcgate.errors import (
+from hpcgate.files.ops import OPENERS, OPERATIONS
+from hpcgate.model.errors import (
     BadRequest,
     CommandTimeout,
     Conflict,
@@ -38,7 +39,6 @@ from hpcgate.errors import (
     NotFound,
     TransportError,
 )
-from hpcgate.files.ops import OPENERS, OPERATIONS
 from hpcgate.transports.fshelper import encode, receive
 from hpcgate.transports.identity import account_environment, as_account
 

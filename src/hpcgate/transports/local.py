@@ -20,8 +20,8 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from hpcgate.accounts import Account, UserEntry, local_user
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import CommandTimeout, NotFound, TransportError
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import CommandTimeout, NotFound, TransportError
 from hpcgate.transports.files import AccountFiles, FileAccess, HelperPool, OwnFiles
 from hpcgate.transports.identity import account_environment, as_account, clean_environment
 

@@ -39,9 +39,9 @@ import anyio
 import asyncssh
 
 from hpcgate.accounts import Account, UserEntry
-from hpcgate.commands import Command, CommandResult
 from hpcgate.config import SshConfig
-from hpcgate.errors import (
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import (
     BadRequest,
     CommandTimeout,
     HpcgateError,

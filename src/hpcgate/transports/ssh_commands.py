@@ -18,12 +18,12 @@ the hpcgate error, by the same table as the local file helpers' errno numbers.
 
 from __future__ import annotations
 
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import (
+from hpcgate.forced import REFUSED
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import (
     HpcgateError,
     TransportError,
 )
-from hpcgate.forced import REFUSED
 from hpcgate.transports.files import complaint_kind
 
 C_LOCALE = {"LC_ALL": "C"}

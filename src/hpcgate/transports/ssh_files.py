@@ -35,8 +35,9 @@ from typing import Any, Protocol, TypeVar, cast
 import asyncssh
 
 from hpcgate.accounts import Account, UserEntry
-from hpcgate.commands import Command, CommandResult
-from hpcgate.errors import (
+from hpcgate.files import ops
+from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.errors import (
     BadRequest,
     CommandTimeout,
     Conflict,
@@ -46,7 +47,6 @@ from hpcgate.errors import (
     NotFound,
     TransportError,
 )
-from hpcgate.files import ops
 from hpcgate.transports.files import FileInfo, OpenFile, translate
 from hpcgate.transports.ssh_commands import C_LOCALE, failure
 from hpcgate.transports.ssh_pool import ConnectionPool

@@ -32,7 +32,7 @@ import asyncssh
 from asyncssh.public_key import SSHOpenSSHCertificate
 
 from hpcgate.config import SshConfig
-from hpcgate.errors import Forbidden, TransportError
+from hpcgate.model.errors import Forbidden, TransportError
 
 ClientKey = asyncssh.SSHKey | tuple[asyncssh.SSHKey, asyncssh.SSHCertificate]
 

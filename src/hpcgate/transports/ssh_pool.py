@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from hpcgate.errors import HpcgateError, TransportError
+from hpcgate.model.errors import HpcgateError, TransportError
 
 log = logging.getLogger("hpcgate.ssh")
 

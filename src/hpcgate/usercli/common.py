@@ -14,7 +14,6 @@ import httpx
 import pydantic
 import typer
 
-from hpcgate import errors
 from hpcgate.client import (
     Client,
     GatewayUnreachable,
@@ -23,7 +22,8 @@ from hpcgate.client import (
     WaitTimeout,
 )
 from hpcgate.client import _profile as profiles
-from hpcgate.errors import HpcgateError
+from hpcgate.model import errors
+from hpcgate.model.errors import HpcgateError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 import typer
 
 from hpcgate.client import Client
-from hpcgate.errors import NotFound
-from hpcgate.files.models import FileEntry
-from hpcgate.tasks.models import Task
+from hpcgate.model.errors import NotFound
+from hpcgate.model.files import FileEntry
+from hpcgate.model.tasks import Task
 from hpcgate.usercli import tasks
 from hpcgate.usercli.common import (
     EXIT_CODES,

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from hpcgate.client import Client
-from hpcgate.jobs.models import Job, JobState
+from hpcgate.model.jobs import Job, JobState
 from hpcgate.usercli.common import (
     EXIT_CODES,
     Exit,

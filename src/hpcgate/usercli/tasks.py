@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from hpcgate.client import Client, WaitTimeout
-from hpcgate.tasks.models import Task, TaskState
+from hpcgate.model.tasks import Task, TaskState
 from hpcgate.usercli.common import EXIT_CODES, Exit, JsonOption, ProfileOption, connect, handled
 from hpcgate.usercli.output import details, err, note, print_json, report, say, size, table
 

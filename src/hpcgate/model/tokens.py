@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpcgate.principal import DEFAULT_SCOPES, Scope
+from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 
 
 class TokenInfo(BaseModel):

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from hpcgate.jobs.timefmt import parse_memory, parse_time_limit
+from hpcgate.model.timefmt import parse_memory, parse_time_limit
 
 
 class JobState(StrEnum):

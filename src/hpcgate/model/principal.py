@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from hpcgate.errors import Forbidden
+from hpcgate.model.errors import Forbidden
 
 
 class Scope(StrEnum):
