@@ -14,7 +14,7 @@ from hpcgate.files.service import FileService
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher
-from hpcgate.model.principal import Scope
+from hpcgate.model.principal import Principal, Scope
 from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore
@@ -22,6 +22,7 @@ from hpcgate.store.tasks import TaskStore
 from hpcgate.store.tokens import TokenStore
 from hpcgate.store.uploads import UploadStore
 from hpcgate.systems import Systems
+from hpcgate.target import Target
 from hpcgate.tasks.service import TaskService
 from hpcgate.tokens import TokenService
 
@@ -58,6 +59,10 @@ class Gateway:
         self.tasks = TaskService(TaskStore(self.database))
         self.bulk = BulkFiles(self.files, self.tasks)
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
+
+    def target(self, who: Principal, system: str) -> Target:
+        """The caller on ``system`` (NotFound if there is no such system)."""
+        return Target(who, self.systems.get(system), self.accounts)
 
     async def open_store(self) -> None:
         """Create the data directory and bring the database schema up to date."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import Unauthenticated
 from hpcgate.model.principal import Principal
+from hpcgate.target import Target
 
 _bearer = HTTPBearer(auto_error=False, description="An hpcgate API token")
 
@@ -30,3 +31,14 @@ async def principal(
 
 Caller = Annotated[Principal, Depends(principal)]
 GatewayDep = Annotated[Gateway, Depends(gateway)]
+
+
+SystemName = Annotated[str, Path(max_length=64, description="A configured system")]
+
+
+async def target(request: Request, who: Caller, system: SystemName) -> Target:
+    """The caller on the route's ``{system}``: resolved once, handed to the services."""
+    return (await gateway(request)).target(who, system)
+
+
+TargetDep = Annotated[Target, Depends(target)]

@@ -1,0 +1,44 @@
+"""Who is calling, on which system, as which account: worked out once per request.
+
+A route turns its caller and its ``{system}`` into one :class:`Target` and hands that to
+the services, so no service looks the system up or maps the caller to an account again.
+The account is looked up on first use only (a job's state needs none) and kept for the
+rest of the request.
+"""
+
+from __future__ import annotations
+
+from hpcgate.accounts import Account, Accounts
+from hpcgate.cluster import Cluster
+from hpcgate.model.principal import Principal
+
+
+class Target:
+    """The caller (:attr:`who`) on one system (:attr:`cluster`)."""
+
+    __slots__ = ("_accounts", "_resolved", "cluster", "who")
+
+    def __init__(self, who: Principal, cluster: Cluster, accounts: Accounts) -> None:
+        self.who = who
+        self.cluster = cluster
+        self._accounts = accounts
+        self._resolved: tuple[Account | None] | None = None
+
+    @property
+    def system(self) -> str:
+        return self.cluster.name
+
+    async def account(self) -> Account | None:
+        """The Unix account the caller's commands and file accesses run as on this system
+        (None: the gateway's own). Only a per-user scheduler (Slurm, PBS) runs them as the
+        caller; a single-account one (embedded) runs everything as the gateway."""
+        if self._resolved is None:
+            cluster = self.cluster
+            per_user = cluster.scheduler.per_user
+            found = await self._accounts.for_scheduler(self.who, per_user, cluster.transport)
+            self._resolved = (found,)
+        return self._resolved[0]
+
+    async def home(self) -> str:
+        """The home directory of :meth:`account` on this system."""
+        return await self._accounts.home(await self.account(), self.cluster.transport)
