@@ -16,12 +16,12 @@ from hpcgate.schedulers.pbs import (
     PbsScheduler,
     ended,
     exec_hosts,
-    format_duration,
     outcome,
     path_of,
     variables_of,
 )
 from hpcgate.schedulers.pbs_format import parse_duration, time_of
+from hpcgate.schedulers.pbs_submit import format_duration
 
 PBS = PbsScheduler()
 CONTEXT = SubmitContext("t1", "/home/alice")
