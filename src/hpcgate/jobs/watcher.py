@@ -12,13 +12,14 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from hpcgate.clock import utcnow
 from hpcgate.cluster import Cluster
 from hpcgate.jobs.events import EventBus
 from hpcgate.model.errors import HpcgateError, SchedulerRejected
 from hpcgate.model.jobs import JobSpec
 from hpcgate.model.scheduler import SchedulerJob, SubmitContext
 from hpcgate.store.jobs import JobStore
-from hpcgate.store.tables import JobRow, utcnow
+from hpcgate.store.tables import JobRow
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,12 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
 from hpcgate.model.jobs import JobState
 from hpcgate.model.scheduler import SchedulerJob
 from hpcgate.store.db import Database
-from hpcgate.store.tables import JobEventRow, JobRow, utcnow
+from hpcgate.store.tables import JobEventRow, JobRow
 
 LIVE_STATES = tuple(state.value for state in JobState if not state.terminal)
 _TRACKED = ("state", "reason", "exit_code", "signal")
