@@ -9,13 +9,13 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from hpcgate.accounts import Account
+from hpcgate.clock import utcnow
 from hpcgate.config import SystemConfig
 from hpcgate.model.commands import Command, CommandResult
 from hpcgate.model.jobs import JobSpec
 from hpcgate.model.scheduler import SchedulerJob, SubmitContext
 from hpcgate.schedulers.arrays import query_ids, with_arrays
 from hpcgate.schedulers.base import Scheduler
-from hpcgate.store.tables import utcnow
 from hpcgate.transports.base import Transport
 
 SCHEDULER_COMMANDS = Counter(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpcgate.accounts import Accounts, multi_user
 from hpcgate.config import Settings
+from hpcgate.factory import build_clusters
 from hpcgate.files.bulk import BulkFiles
 from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
@@ -45,7 +46,7 @@ class Gateway:
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
         )
-        self.systems = Systems.from_settings(settings)
+        self.systems = Systems(build_clusters(settings))
         self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
         self.systems.check_identity(self.accounts.multi)
         self.bus = EventBus()

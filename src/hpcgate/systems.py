@@ -1,39 +1,16 @@
-"""The registry of configured systems, built from settings."""
+"""The registry of configured systems, and the checks that their identities are safe.
+
+The clusters are built elsewhere (:mod:`hpcgate.factory`), so the services that look a
+system up here depend on no concrete scheduler or transport.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 from hpcgate.cluster import Cluster
-from hpcgate.config import Settings, SystemConfig
 from hpcgate.model.errors import NotFound
-from hpcgate.schedulers.base import Scheduler
-from hpcgate.schedulers.embedded import EmbeddedScheduler
-from hpcgate.schedulers.pbs import PbsScheduler
-from hpcgate.schedulers.slurm import SlurmScheduler
-from hpcgate.transports.base import Transport
-from hpcgate.transports.local import LocalTransport
-from hpcgate.transports.ssh import SshTransport
-
-
-def _scheduler(config: SystemConfig) -> Scheduler:
-    if config.scheduler == "embedded":
-        return EmbeddedScheduler(Path(str(config.spool)), config.slots)
-    if config.scheduler == "slurm":
-        return SlurmScheduler()
-    if config.scheduler == "pbs":
-        return PbsScheduler()
-    raise ValueError(f"unknown scheduler {config.scheduler!r}")
-
-
-def _transport(name: str, config: SystemConfig) -> Transport:
-    if config.transport == "local":
-        return LocalTransport()
-    if config.transport == "ssh" and config.ssh is not None:
-        return SshTransport(name, config.ssh)
-    raise ValueError(f"unknown transport {config.transport!r}")
 
 
 def _check_identity(cluster: Cluster, multi_user: bool) -> None:
@@ -66,15 +43,6 @@ class Systems:
 
     def __init__(self, clusters: dict[str, Cluster]) -> None:
         self._clusters = clusters
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Systems:
-        return cls(
-            {
-                name: Cluster(name, config, _scheduler(config), _transport(name, config))
-                for name, config in settings.systems.items()
-            }
-        )
 
     @property
     def per_user(self) -> bool:

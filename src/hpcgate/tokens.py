@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
 from hpcgate.model.errors import BadRequest, NotFound, Unauthenticated
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
-from hpcgate.store.tables import TokenRow, utcnow
+from hpcgate.store.tables import TokenRow
 from hpcgate.store.tokens import TokenStore
 
 _TOKEN = re.compile(r"^hpcg_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")

@@ -1,9 +1,10 @@
-"""JobStore.apply on a real SQLite database: what a watcher poll records."""
+"""The watcher's record() on a real SQLite database: what a watcher poll records."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from hpcgate.jobs.watcher import record
 from hpcgate.model.jobs import JobState
 from hpcgate.model.scheduler import SchedulerJob
 from hpcgate.store.db import Database
@@ -30,7 +31,7 @@ async def test_an_array_task_that_ended_before_its_array_is_recorded_once(
         for poll in range(3):
             live = {row.native_id or "": row for row in await store.live("hpc")}
             assert set(live) == ({"7"} if poll == 0 else {"7", "7_1"})
-            changes = await store.apply(live, reports)
+            changes = await record(store, live, reports)
             assert len(changes) == (2 if poll == 0 else 0)
         task = await store.get("hpc", "7_0")
         assert task is not None and task.state == "COMPLETED" and task.array_job_id == "7"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from hpcgate.accounts import Account, Accounts
+from hpcgate.clock import utcnow
 from hpcgate.cluster import Cluster
 from hpcgate.jobs.events import EventBus
 from hpcgate.model.errors import (
@@ -30,7 +31,7 @@ from hpcgate.model.jobs import Job, JobEvent, JobPage, JobSpec, JobState
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.scheduler import SubmitContext
 from hpcgate.store.jobs import JobFilter, JobStore, StateChange
-from hpcgate.store.tables import JobRow, utcnow
+from hpcgate.store.tables import JobRow
 from hpcgate.systems import Systems
 
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
+from hpcgate.clock import utcnow
 from hpcgate.cluster import Cluster
 from hpcgate.jobs.events import EventBus
+from hpcgate.jobs.transitions import follow, unlisted_tasks
 from hpcgate.model.errors import HpcgateError, SchedulerRejected
 from hpcgate.model.jobs import JobSpec
 from hpcgate.model.scheduler import SchedulerJob, SubmitContext
-from hpcgate.store.jobs import JobStore
-from hpcgate.store.tables import JobRow, utcnow
+from hpcgate.store.jobs import JobStore, StateChange
+from hpcgate.store.tables import JobRow
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,8 @@ class JobWatcher:
             self.cluster.record_health(False, exc.detail)
             return
         self.cluster.record_health(True)
-        changes = await self._store.apply({k: v for k, v in rows.items() if k}, reports)
-        for row, event in changes:
+        live = {native_id: row for native_id, row in rows.items() if native_id}
+        for row, event in await record(self._store, live, reports):
             self._bus.publish(row.pk, event)
 
     async def _status(self, native_ids: list[str]) -> list[SchedulerJob]:
@@ -100,3 +103,17 @@ class JobWatcher:
         spec = JobSpec.model_validate_json(row.spec)
         context = SubmitContext(row.tag, row.working_directory or "")
         return await self.cluster.submit(spec, context)
+
+
+async def record(
+    store: JobStore, rows: dict[str, JobRow], seen: Sequence[SchedulerJob]
+) -> list[tuple[JobRow, StateChange]]:
+    """Record what one poll's reports change in the known ``rows``, in one transaction;
+    the state changes recorded, each once, to publish."""
+    for system, native_id in unlisted_tasks(rows, seen):
+        found = await store.get(system, native_id)
+        if found is not None:
+            rows[native_id] = found
+    writes = follow(rows, seen, utcnow())
+    await store.record(writes)
+    return writes.events

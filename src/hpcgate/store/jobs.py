@@ -1,26 +1,33 @@
-"""Job rows and their state-change events."""
+"""Job rows and their state-change events: only reads and writes.
+
+What a poll changes is decided by the jobs domain (:mod:`hpcgate.jobs.transitions`); the
+store writes what it is told, each poll in one transaction.
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
+from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
 from hpcgate.model.jobs import JobState
-from hpcgate.model.scheduler import SchedulerJob
 from hpcgate.store.db import Database
-from hpcgate.store.tables import JobEventRow, JobRow, utcnow
+from hpcgate.store.tables import JobEventRow, JobRow
 
 LIVE_STATES = tuple(state.value for state in JobState if not state.terminal)
-_TRACKED = ("state", "reason", "exit_code", "signal")
-_COPIED = (
-    *_TRACKED,
+#: The columns a scheduler's report fills in: a poll writes these (and ``updated_at``)
+#: and no other, so it never overwrites a column that another writer owns.
+REPORTED = (
+    "state",
+    "reason",
+    "exit_code",
+    "signal",
     "name",
     "submit_time",
     "start_time",
@@ -40,7 +47,10 @@ _UPDATE_JOB = (
     update(JobRow)
     .where(JobRow.pk == bindparam("key"))
     .values(
-        {**{field: bindparam(f"v_{field}") for field in _COPIED}, "updated_at": bindparam("now")}
+        {
+            **{column: bindparam(f"v_{column}") for column in REPORTED},
+            "updated_at": bindparam("now"),
+        }
     )
 )
 _SET_NATIVE_ID = (
@@ -59,6 +69,16 @@ class StateChange:
     exit_code: int | None = None
     signal: int | None = None
     id: int = 0
+
+
+@dataclass(slots=True)
+class JobWrites:
+    """What one watcher poll writes, decided by the jobs domain: rows of array tasks seen
+    for the first time, rows that changed, and the state changes to record."""
+
+    created: list[JobRow] = field(default_factory=list)
+    updated: list[JobRow] = field(default_factory=list)
+    events: list[tuple[JobRow, StateChange]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +138,7 @@ class JobStore:
 
     async def add(self, row: JobRow) -> JobRow:
         row.created_at = row.updated_at = utcnow()
-        values = {key: value for key, value in _values(row).items() if key != "pk"}
+        values = _insert_values(row)
         row.pk = await self._db.write_now(
             lambda connection: connection.execute(_INSERT_JOB, values).scalar_one()
         )
@@ -132,7 +152,7 @@ class JobStore:
     async def mark_submitted(self, row: JobRow, native_id: str) -> StateChange:
         """Record the scheduler's id and the first event, in one transaction."""
         event = StateChange(job_pk=row.pk, state=row.state, time=utcnow())
-        values = {"job_pk": event.job_pk, "state": event.state, "time": event.time}
+        values = _event_values(event)
 
         def write(connection: Connection) -> int:
             connection.execute(_SET_NATIVE_ID, {"key": row.pk, "native_id": native_id})
@@ -203,39 +223,15 @@ class JobStore:
         async with self._db.reader() as session:
             return list(await session.scalars(query))
 
-    async def apply(
-        self, rows: dict[str, JobRow], seen: Sequence[SchedulerJob]
-    ) -> list[tuple[JobRow, StateChange]]:
-        """Copy what the scheduler reported into the rows; one event per state change.
-
-        Everything is written in one transaction of Core statements (one thread hop on
-        SQLite), so a poll over many jobs costs the event loop little.
-        """
-        changes: list[tuple[JobRow, StateChange]] = []
-        updated: list[JobRow] = []
-        created: list[JobRow] = []
-        for report in seen:
-            row = rows.get(report.native_id) or await self._ended_task(rows, report)
-            fresh = row is None
-            if fresh:
-                row = _new_task(rows, report)
-            if row is None or not (fresh or _differs(row, report)):
-                continue
-            event = _copy(row, report, always=fresh)
-            (created if fresh else updated).append(row)
-            if event is not None:
-                changes.append((row, event))
-        if updated or created:
-            await self._db.write(lambda connection: _write(connection, created, updated, changes))
-        for row in (*created, *updated):
+    async def record(self, writes: JobWrites) -> None:
+        """Write what a poll decided, in one transaction of Core statements (one thread
+        hop on SQLite), so a poll over many jobs costs the event loop little. New rows get
+        their keys and events their ids."""
+        rows = (*writes.created, *writes.updated)
+        if rows:
+            await self._db.write(lambda connection: _write(connection, writes))
+        for row in rows:
             self._recent.put(row)
-        return changes
-
-    async def _ended_task(self, rows: dict[str, JobRow], report: SchedulerJob) -> JobRow | None:
-        """The row of an array task that an earlier poll recorded and that has ended (so it
-        is not among the live rows) while its array still runs."""
-        array = rows.get(report.array_job_id or "")
-        return None if array is None else await self.get(array.system, report.native_id)
 
     async def events_after(self, job_pk: int, after_id: int) -> list[StateChange]:
         table = JobEventRow.__table__
@@ -249,89 +245,31 @@ class JobStore:
         return [StateChange(**row) for row in found]
 
 
-def _new_task(rows: dict[str, JobRow], report: SchedulerJob) -> JobRow | None:
-    """A row for an array task seen for the first time, owned like its array."""
-    array = rows.get(report.array_job_id or "")
-    if array is None:
-        return None
-    now = utcnow()
-    task = JobRow(
-        system=array.system,
-        native_id=report.native_id,
-        array_job_id=array.native_id,
-        owner=array.owner,
-        name=array.name,
-        state=JobState.PENDING.value,
-        submit_time=array.submit_time,
-        working_directory=array.working_directory,
-        time_limit=array.time_limit,
-        tag=uuid.uuid4().hex,  # tags guard submits; a task is never submitted on its own
-        spec=array.spec,
-        created_at=now,
-        updated_at=now,
-    )
-    rows[report.native_id] = task
-    return task
+def _insert_values(row: JobRow) -> dict[str, Any]:
+    return {key: value for key, value in _values(row).items() if key != "pk"}
 
 
 def _update_values(row: JobRow, now: datetime) -> dict[str, Any]:
-    return {"key": row.pk, "now": now, **{f"v_{f}": getattr(row, f) for f in _COPIED}}
+    return {"key": row.pk, "now": now, **{f"v_{f}": getattr(row, f) for f in REPORTED}}
 
 
-def _write(
-    connection: Connection,
-    created: list[JobRow],
-    updated: list[JobRow],
-    changes: list[tuple[JobRow, StateChange]],
-) -> None:
-    for task in created:
-        values = {key: value for key, value in _values(task).items() if key != "pk"}
-        task.pk = connection.execute(_INSERT_JOB, values).scalar_one()
-    if updated:
+def _event_values(event: StateChange) -> dict[str, Any]:
+    return {
+        "job_pk": event.job_pk,
+        "state": event.state,
+        "reason": event.reason,
+        "exit_code": event.exit_code,
+        "signal": event.signal,
+        "time": event.time,
+    }
+
+
+def _write(connection: Connection, writes: JobWrites) -> None:
+    for task in writes.created:
+        task.pk = connection.execute(_INSERT_JOB, _insert_values(task)).scalar_one()
+    if writes.updated:
         now = utcnow()
-        connection.execute(
-            _UPDATE_JOB,
-            [
-                {"key": row.pk, "now": now, **{f"v_{f}": getattr(row, f) for f in _COPIED}}
-                for row in updated
-            ],
-        )
-    for row, event in changes:
-        event.job_pk = row.pk
-        values = {
-            "job_pk": row.pk,
-            "state": event.state,
-            "reason": event.reason,
-            "exit_code": event.exit_code,
-            "signal": event.signal,
-            "time": event.time,
-        }
-        event.id = connection.execute(_INSERT_EVENT, values).scalar_one()
-
-
-def _differs(row: JobRow, report: SchedulerJob) -> bool:
-    return any(
-        getattr(report, field) is not None and getattr(row, field) != getattr(report, field)
-        for field in _COPIED
-    ) or (report.state != row.state)
-
-
-def _copy(row: JobRow, report: SchedulerJob, always: bool = False) -> StateChange | None:
-    changed = always or any(getattr(row, f) != getattr(report, f) for f in _TRACKED)
-    row.state = report.state.value
-    row.reason = report.reason
-    row.exit_code = report.exit_code
-    row.signal = report.signal
-    for field in _COPIED[len(_TRACKED) :]:
-        if getattr(report, field) is not None:
-            setattr(row, field, getattr(report, field))
-    if not changed:
-        return None
-    return StateChange(
-        job_pk=row.pk,
-        state=row.state,
-        reason=row.reason,
-        exit_code=row.exit_code,
-        signal=row.signal,
-        time=utcnow(),
-    )
+        connection.execute(_UPDATE_JOB, [_update_values(row, now) for row in writes.updated])
+    for row, event in writes.events:
+        event.job_pk = row.pk  # a new task's key is known only now
+        event.id = connection.execute(_INSERT_EVENT, _event_values(event)).scalar_one()

@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from hpcgate.clock import utcnow
 from hpcgate.store.rows import Rows
-from hpcgate.store.tables import TaskRow, utcnow
+from hpcgate.store.tables import TaskRow
 
 
 class TaskStore(Rows[TaskRow]):

@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from hpcgate.clock import utcnow
 from hpcgate.model.errors import PROBLEM_BASE, Conflict, HpcgateError, Interrupted, NotFound
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.tasks import Task, TaskProgress, TaskState
-from hpcgate.store.tables import TaskRow, utcnow
+from hpcgate.store.tables import TaskRow
 from hpcgate.store.tasks import TaskStore
 
 log = logging.getLogger("hpcgate.tasks")
