@@ -51,10 +51,8 @@ class Gateway:
         self.systems.check_identity(self.accounts.multi)
         self.bus = EventBus()
         store = JobStore(self.database)
-        self.jobs = JobService(
-            self.systems, store, self.bus, self.accounts, settings.max_script_bytes
-        )
-        self.status = StatusService(self.systems, self.accounts)
+        self.jobs = JobService(store, self.bus, settings.max_script_bytes)
+        self.status = StatusService(self.accounts)
         self.files = FileService(self.systems, self.accounts)
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))
         self.tasks = TaskService(TaskStore(self.database))

@@ -19,7 +19,7 @@ from hpcgate.schedulers.pbs import PbsScheduler
 from hpcgate.schedulers.pbs_format import parse_size_mb
 from hpcgate.schedulers.pbs_info import PbsInfo, allowed_users, node_state, reserved_hosts
 from hpcgate.status.service import StatusService
-from hpcgate.systems import Systems
+from hpcgate.target import Target
 from hpcgate.transports.files import FileAccess
 
 RECORDED = Path(__file__).parent / "recorded" / "pbs"
@@ -284,9 +284,10 @@ class FakePbsTransport:
         raise AssertionError("the PBS status tests need no home")
 
 
-def service(transport: FakePbsTransport) -> StatusService:
+def service(transport: FakePbsTransport) -> tuple[StatusService, Target]:
     cluster = Cluster("hpc", SystemConfig(scheduler="pbs"), PbsScheduler(), transport)
-    return StatusService(Systems({"hpc": cluster}), Accounts(UsersConfig(), multi=False))
+    accounts = Accounts(UsersConfig(), multi=False)
+    return StatusService(accounts), Target(WHO, cluster, accounts)
 
 
 WHO = Principal("alice", DEFAULT_SCOPES, "t1")
@@ -294,12 +295,14 @@ WHO = Principal("alice", DEFAULT_SCOPES, "t1")
 
 async def test_the_service_serves_pbs_hosts() -> None:
     transport = FakePbsTransport(recorded("pbsnodes.json"))
-    nodes = await service(transport).nodes(WHO, "hpc")
+    status, target = service(transport)
+    nodes = await status.nodes(target)
     assert len(nodes) == 6
     assert [command.argv[0] for command in transport.commands] == ["pbsnodes"]
 
 
 async def test_pbs_has_no_associations_and_runs_nothing_for_them() -> None:
     transport = FakePbsTransport(CommandResult(1, b"", b"should not run"))
-    assert await service(transport).associations(WHO, "hpc") == []
+    status, target = service(transport)
+    assert await status.associations(target) == []
     assert transport.commands == []

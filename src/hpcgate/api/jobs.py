@@ -6,22 +6,29 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.auth import GatewayDep, TargetDep
 from hpcgate.api.problems import responses
-from hpcgate.gateway import Gateway
-from hpcgate.jobs.output import OutputChunk, Stream, follow_output, read_output
+from hpcgate.jobs.output import JobOutput, OutputChunk, Stream
 from hpcgate.model.errors import BadRequest
 from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
-from hpcgate.model.principal import Principal
 
 router = APIRouter(prefix="/api/v1/systems/{system}/jobs", tags=["jobs"])
 
-SystemName = Annotated[str, Path(max_length=64, description="A configured system")]
-JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.+-]{1,64}$", description="The job's id")]
+
+JobIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.+-]{1,64}$", description="The job's id")]
+
+
+async def _job_id(job_id: JobIdPath) -> str:
+    return job_id
+
+
+# A dependency, not a plain parameter, only so that it follows the target's {system} in the
+# OpenAPI document: FastAPI lists a route's own parameters before its dependencies'.
+JobId = Annotated[str, Depends(_job_id)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -32,6 +39,7 @@ IdempotencyKey = Annotated[
 ]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)]
 SSE = "text/event-stream"
+TEXT = "text/plain; charset=utf-8"
 PING_SECONDS = 15
 
 
@@ -54,17 +62,16 @@ def _last_event_id(value: str | None, query_value: int | None) -> int:
 )
 async def submit_job(
     spec: JobSpec,
-    system: SystemName,
-    who: Caller,
+    target: TargetDep,
     gateway: GatewayDep,
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Job:
     """Submit a batch job. The job is visible to GET the moment this returns."""
-    submitted = await gateway.jobs.submit(who, system, spec, idempotency_key)
+    submitted = await gateway.jobs.submit(target, spec, idempotency_key)
     response.headers["Location"] = str(
-        request.url_for("get_job", system=system, job_id=submitted.job.id)
+        request.url_for("get_job", system=target.system, job_id=submitted.job.id)
     )
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
@@ -73,20 +80,19 @@ async def submit_job(
 
 @router.get("", summary="List my jobs, newest first", responses=responses(401, 403, 404, 422))
 async def list_jobs(
-    system: SystemName,
-    who: Caller,
+    target: TargetDep,
     gateway: GatewayDep,
     state: Annotated[list[JobState] | None, Query(description="Only these states")] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=32, description="From next_cursor")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobPage:
-    return await gateway.jobs.list(who, system, state or [], name, cursor, limit)
+    return await gateway.jobs.list(target, state or [], name, cursor, limit)
 
 
 @router.get("/{job_id}", summary="One job", responses=responses(401, 403, 404, 422))
-async def get_job(system: SystemName, job_id: JobId, who: Caller, gateway: GatewayDep) -> Job:
-    return await gateway.jobs.get(who, system, job_id)
+async def get_job(target: TargetDep, job_id: JobId, gateway: GatewayDep) -> Job:
+    return await gateway.jobs.get(target, job_id)
 
 
 @router.delete(
@@ -95,10 +101,10 @@ async def get_job(system: SystemName, job_id: JobId, who: Caller, gateway: Gatew
     summary="Cancel a job",
     responses=responses(401, 403, 404, 422, 503, 504),
 )
-async def cancel_job(system: SystemName, job_id: JobId, who: Caller, gateway: GatewayDep) -> Job:
+async def cancel_job(target: TargetDep, job_id: JobId, gateway: GatewayDep) -> Job:
     """Ask the scheduler to cancel the job; it then ends CANCELLED. An ended job is returned
     as it is."""
-    return await gateway.jobs.cancel(who, system, job_id)
+    return await gateway.jobs.cancel(target, job_id)
 
 
 @router.get(
@@ -114,9 +120,8 @@ async def cancel_job(system: SystemName, job_id: JobId, who: Caller, gateway: Ga
     },
 )
 async def job_output(
-    system: SystemName,
+    target: TargetDep,
     job_id: JobId,
-    who: Caller,
     gateway: GatewayDep,
     stream: Stream = Stream.STDOUT,
     follow: Annotated[bool, Query(description="Keep streaming until the job ends")] = False,
@@ -127,18 +132,13 @@ async def job_output(
     """Plain text by default. With ``follow=true`` new output streams until the job ends:
     as raw text, or with ``Accept: text/event-stream`` as SSE events whose id is the byte
     offset, so a client that reconnects with ``Last-Event-ID`` resumes where it stopped."""
-    await gateway.jobs.job_row(who, system, job_id)  # 404 before any stream starts
+    output = await gateway.jobs.output(target, job_id, stream)  # 404 before any stream starts
     if follow and SSE in accept:
         start = _last_event_id(last_event_id, offset)
-        chunks = follow_output(gateway.jobs, who, system, job_id, stream, start)
-        return EventSourceResponse(
-            _output_events(chunks, gateway, who, system, job_id), ping=PING_SECONDS
-        )
+        return EventSourceResponse(_output_events(output, start), ping=PING_SECONDS)
     if follow:
-        chunks = follow_output(gateway.jobs, who, system, job_id, stream, offset)
-        return StreamingResponse(_texts(chunks), media_type="text/plain; charset=utf-8")
-    data = await read_output(gateway.jobs, who, system, job_id, stream, offset)
-    return StreamingResponse(data, media_type="text/plain; charset=utf-8")
+        return StreamingResponse(_texts(output.follow(offset)), media_type=TEXT)
+    return StreamingResponse(await output.read(offset), media_type=TEXT)
 
 
 async def _texts(chunks: AsyncIterator[OutputChunk]) -> AsyncIterator[str]:
@@ -146,18 +146,11 @@ async def _texts(chunks: AsyncIterator[OutputChunk]) -> AsyncIterator[str]:
         yield chunk.text
 
 
-async def _output_events(
-    chunks: AsyncIterator[OutputChunk],
-    gateway: Gateway,
-    who: Principal,
-    system: str,
-    job_id: str,
-) -> AsyncIterator[ServerSentEvent]:
-    async for chunk in chunks:
+async def _output_events(output: JobOutput, offset: int) -> AsyncIterator[ServerSentEvent]:
+    async for chunk in output.follow(offset):
         data = json.dumps({"text": chunk.text, "offset": chunk.offset})
         yield ServerSentEvent(data, event="output", id=str(chunk.offset))
-    job = await gateway.jobs.get(who, system, job_id)
-    yield ServerSentEvent(job.model_dump_json(), event="end")
+    yield ServerSentEvent(output.job.model_dump_json(), event="end")  # as the follow ended
 
 
 @router.get(
@@ -173,17 +166,16 @@ async def _output_events(
     },
 )
 async def job_events(
-    system: SystemName,
+    target: TargetDep,
     job_id: JobId,
-    who: Caller,
     gateway: GatewayDep,
     last_event_id: LastEventId = None,
     after: Annotated[int | None, Query(ge=0, description="Replay events after this id")] = None,
 ) -> EventSourceResponse:
     """Every state change, starting with the submit. Reconnect with ``Last-Event-ID`` to
     receive only what was missed. The stream ends after the job's final state."""
-    await gateway.jobs.job_row(who, system, job_id)
-    events = gateway.jobs.events(who, system, job_id, _last_event_id(last_event_id, after))
+    changes = await gateway.jobs.events(target, job_id)  # 404 before any stream starts
+    events = changes.after(_last_event_id(last_event_id, after))
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         async for event in events:

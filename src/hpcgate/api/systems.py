@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
-from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.auth import Caller, GatewayDep, TargetDep
 from hpcgate.api.problems import responses
 from hpcgate.cluster import Cluster
 from hpcgate.model.principal import Scope
 from hpcgate.model.status import Association, Node, Partition, Reservation, SystemInfo
 
 router = APIRouter(prefix="/api/v1/systems", tags=["systems"])
+STATUS_ERRORS = responses(401, 403, 404, 501, 503, 504)  # the scheduler's queries can fail
 
 
 def _info(cluster: Cluster) -> SystemInfo:
@@ -32,11 +33,10 @@ async def list_systems(who: Caller, gateway: GatewayDep) -> list[SystemInfo]:
 
 
 @router.get("/{system}", summary="One system", responses=responses(401, 403, 404))
-async def get_system(
-    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
-) -> SystemInfo:
+async def get_system(target: TargetDep, gateway: GatewayDep) -> SystemInfo:
+    who, system = target.who, target.system
     who.require(Scope.JOBS_READ)
-    info = _info(gateway.systems.get(system))
+    info = _info(target.cluster)
     roots = await gateway.files.roots(who, system)
     return info.model_copy(update={"roots": list(roots.shown), "home": roots.home})
 
@@ -44,42 +44,34 @@ async def get_system(
 @router.get(
     "/{system}/partitions",
     summary="The system's partitions (queues) and their limits",
-    responses=responses(401, 403, 404, 501, 503, 504),
+    responses=STATUS_ERRORS,
 )
-async def list_partitions(
-    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
-) -> list[Partition]:
-    return await gateway.status.partitions(who, system)
+async def list_partitions(target: TargetDep, gateway: GatewayDep) -> list[Partition]:
+    return await gateway.status.partitions(target)
 
 
 @router.get(
     "/{system}/nodes",
     summary="The system's nodes: state, CPUs, memory, GPUs",
-    responses=responses(401, 403, 404, 501, 503, 504),
+    responses=STATUS_ERRORS,
 )
-async def list_nodes(
-    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
-) -> list[Node]:
-    return await gateway.status.nodes(who, system)
+async def list_nodes(target: TargetDep, gateway: GatewayDep) -> list[Node]:
+    return await gateway.status.nodes(target)
 
 
 @router.get(
     "/{system}/reservations",
     summary="The system's reservations",
-    responses=responses(401, 403, 404, 501, 503, 504),
+    responses=STATUS_ERRORS,
 )
-async def list_reservations(
-    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
-) -> list[Reservation]:
-    return await gateway.status.reservations(who, system)
+async def list_reservations(target: TargetDep, gateway: GatewayDep) -> list[Reservation]:
+    return await gateway.status.reservations(target)
 
 
 @router.get(
     "/{system}/accounts",
     summary="The caller's accounts and associations (what it may charge jobs to)",
-    responses=responses(401, 403, 404, 501, 503, 504),
+    responses=STATUS_ERRORS,
 )
-async def list_accounts(
-    who: Caller, gateway: GatewayDep, system: str = Path(max_length=64)
-) -> list[Association]:
-    return await gateway.status.associations(who, system)
+async def list_accounts(target: TargetDep, gateway: GatewayDep) -> list[Association]:
+    return await gateway.status.associations(target)

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from hpcgate.accounts import Account
-from hpcgate.jobs.service import JobService
+from hpcgate.jobs.events import EventBus
+from hpcgate.jobs.rows import to_job
 from hpcgate.model.errors import CommandTimeout, NotFound, TransportError
-from hpcgate.model.jobs import JobState
-from hpcgate.model.principal import Principal
-from hpcgate.store.jobs import StateChange
+from hpcgate.model.jobs import Job, JobState
+from hpcgate.store.jobs import JobStore, StateChange
 from hpcgate.store.tables import JobRow
+from hpcgate.target import Target
 
 CHUNK = 1 << 20  # per read: in multi-user mode each read is one small process as the user
 FOLLOW_PERIOD = 0.2
@@ -36,26 +36,77 @@ class OutputChunk:
     offset: int
 
 
-def _maybe_path(row: JobRow, stream: Stream) -> str | None:
-    return row.stdout if stream is Stream.STDOUT else row.stderr
+class JobOutput:
+    """One job's stdout or stderr as the caller's account sees it.
 
+    :meth:`JobService.output` makes one from the job's row, read once (scope and owner
+    checked, so an unknown job is a 404 before any answer starts). Reading serves what the
+    file holds now; following also re-reads the row's state, to know when the job has ended.
+    """
 
-async def read_output(
-    jobs: JobService, who: Principal, system: str, job_id: str, stream: Stream, offset: int
-) -> AsyncIterator[bytes]:
-    """The file from ``offset`` up to its size now, in chunks; empty if the job wrote nothing
-    yet. The size and the first chunk are read before this returns, so that a system out of
-    reach fails the request (503) instead of cutting off an answer already begun (200)."""
-    row = await jobs.job_row(who, system, job_id)
-    files = _Files(jobs, who, system)
-    path = _maybe_path(row, stream)
-    size = None if path is None else await files.size(path)
-    if path is None or size is None:
-        if JobState(row.state).terminal:
-            raise NotFound(f"job {job_id} left no {stream} file at {path}")
-        path, size = "", 0  # not started yet: no output so far
-    first = await files.read(path, offset, size)
-    return _chunks(files, path, first, offset, size)
+    def __init__(
+        self, target: Target, row: JobRow, stream: Stream, store: JobStore, bus: EventBus
+    ) -> None:
+        self._files = _Files(target)
+        self._row = row
+        self._stream = stream
+        self._store = store
+        self._bus = bus
+
+    @property
+    def job(self) -> Job:
+        """The job as last read: once a follow is done, as it ended."""
+        return to_job(self._row)
+
+    def _path(self) -> str | None:
+        return self._row.stdout if self._stream is Stream.STDOUT else self._row.stderr
+
+    async def read(self, offset: int) -> AsyncIterator[bytes]:
+        """The file from ``offset`` up to its size now, in chunks; empty if the job wrote
+        nothing yet. The size and the first chunk are read before this returns, so that a
+        system out of reach fails the request (503) instead of cutting off an answer already
+        begun (200)."""
+        path = self._path()
+        size = None if path is None else await self._files.size(path)
+        if path is None or size is None:
+            if JobState(self._row.state).terminal:
+                raise NotFound(f"job {self._row.native_id} left no {self._stream} file at {path}")
+            path, size = "", 0  # not started yet: no output so far
+        first = await self._files.read(path, offset, size)
+        return _chunks(self._files, path, first, offset, size)
+
+    async def follow(self, offset: int) -> AsyncIterator[OutputChunk]:
+        """New output as it is written, from ``offset``, until the job has ended and all is
+        read. A read that fails because the system is out of reach (an sshd restarting) is
+        tried again a second later, up to :data:`FOLLOW_RETRIES` times in a row, so a follow
+        outlives a short outage with nothing lost or repeated."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        failures = 0
+        with self._bus.subscribe(self._row.pk) as events:
+            ended = JobState(self._row.state).terminal
+            while True:
+                try:
+                    async for chunk in _new_bytes(self._files, self._path(), offset):
+                        offset += len(chunk)
+                        if text := decoder.decode(chunk):
+                            yield OutputChunk(text, offset)
+                    failures = 0
+                except (TransportError, CommandTimeout):
+                    failures += 1  # the system out of reach for a moment: read on next time
+                    if failures > FOLLOW_RETRIES:
+                        raise
+                    await asyncio.sleep(FOLLOW_RETRY_PAUSE)
+                    continue
+                if ended:
+                    return
+                ended = await _wait_for_end(events)
+                await self._refresh()
+                ended = ended or JobState(self._row.state).terminal
+
+    async def _refresh(self) -> None:
+        """Read the row again: its state, and its files' paths once the job has started."""
+        row = self._row
+        self._row = await self._store.get(row.system, row.native_id or "") or row
 
 
 async def _chunks(
@@ -68,47 +119,12 @@ async def _chunks(
         chunk = await files.read(path, offset, size)
 
 
-async def follow_output(
-    jobs: JobService, who: Principal, system: str, job_id: str, stream: Stream, offset: int
-) -> AsyncIterator[OutputChunk]:
-    """New output as it is written, from ``offset``, until the job has ended and all is read.
-    A read that fails because the system is out of reach (an sshd restarting) is tried again
-    a second later, up to :data:`FOLLOW_RETRIES` times in a row, so a follow outlives a
-    short outage with nothing lost or repeated."""
-    row = await jobs.job_row(who, system, job_id)
-    files = _Files(jobs, who, system)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    failures = 0
-    with jobs.subscribe(row) as events:
-        ended = JobState(row.state).terminal
-        while True:
-            try:
-                async for chunk in _new_bytes(files, _maybe_path(row, stream), offset):
-                    offset += len(chunk)
-                    if text := decoder.decode(chunk):
-                        yield OutputChunk(text, offset)
-                failures = 0
-            except (TransportError, CommandTimeout):
-                failures += 1  # the system out of reach for a moment: read on next time
-                if failures > FOLLOW_RETRIES:
-                    raise
-                await asyncio.sleep(FOLLOW_RETRY_PAUSE)
-                continue
-            if ended:
-                return
-            ended = await _wait_for_end(events)
-            row = await jobs.refresh(row)
-            ended = ended or JobState(row.state).terminal
-
-
 class _Files:
     """The system's files as the caller's account sees them."""
 
-    def __init__(self, jobs: JobService, who: Principal, system: str) -> None:
-        self._jobs = jobs
-        self._who = who
-        self._cluster = jobs.cluster(system)
-        self._transport = self._cluster.transport
+    def __init__(self, target: Target) -> None:
+        self._transport = target.cluster.transport
+        self._account = target.account  # looked up on the first read, then kept
 
     async def size(self, path: str) -> int | None:
         return await self._transport.file_size(path, await self._account())
@@ -120,9 +136,6 @@ class _Files:
             return b""
         wanted = min(CHUNK, end - offset)
         return await self._transport.read(path, offset, wanted, await self._account())
-
-    async def _account(self) -> Account | None:
-        return await self._jobs.account(self._who, self._cluster)  # cached by Accounts
 
 
 async def _new_bytes(files: _Files, path: str | None, offset: int) -> AsyncIterator[bytes]:

@@ -6,19 +6,19 @@ job that does not exist (404).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
-from hpcgate.accounts import Account, Accounts
+from hpcgate.accounts import Account
 from hpcgate.clock import utcnow
 from hpcgate.cluster import Cluster
-from hpcgate.jobs.events import EventBus
+from hpcgate.jobs.events import EventBus, JobEvents
+from hpcgate.jobs.output import JobOutput, Stream
+from hpcgate.jobs.rows import to_job
 from hpcgate.model.errors import (
     BadRequest,
     HpcgateError,
@@ -27,12 +27,12 @@ from hpcgate.model.errors import (
     PayloadTooLarge,
     SchedulerRejected,
 )
-from hpcgate.model.jobs import Job, JobEvent, JobPage, JobSpec, JobState
-from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
+from hpcgate.model.principal import Scope
 from hpcgate.model.scheduler import SubmitContext
-from hpcgate.store.jobs import JobFilter, JobStore, StateChange
+from hpcgate.store.jobs import JobFilter, JobStore
 from hpcgate.store.tables import JobRow
-from hpcgate.systems import Systems
+from hpcgate.target import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,74 +41,31 @@ class Submitted:
     created: bool
 
 
-def to_job(row: JobRow) -> Job:
-    return Job(
-        id=row.native_id or "",
-        system=row.system,
-        owner=row.owner,
-        array_job_id=row.array_job_id,
-        name=row.name,
-        state=JobState(row.state),
-        reason=row.reason,
-        exit_code=row.exit_code,
-        signal=row.signal,
-        submit_time=row.submit_time,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        working_directory=row.working_directory,
-        stdout=row.stdout,
-        stderr=row.stderr,
-        time_limit=row.time_limit,
-        nodes=row.node_list.split(",") if row.node_list else [],
-    )
-
-
-def to_event(row: JobRow, event: StateChange) -> JobEvent:
-    return JobEvent(
-        id=event.id,
-        job_id=row.native_id or "",
-        state=JobState(event.state),
-        reason=event.reason,
-        exit_code=event.exit_code,
-        signal=event.signal,
-        time=event.time,
-    )
-
-
 def _fingerprint(system: str, spec: JobSpec) -> str:
     return hashlib.sha256(f"{system}\n{spec.model_dump_json()}".encode()).hexdigest()
 
 
 class JobService:
-    def __init__(
-        self,
-        systems: Systems,
-        store: JobStore,
-        bus: EventBus,
-        accounts: Accounts,
-        max_script_bytes: int,
-    ) -> None:
-        self._systems = systems
-        self._accounts = accounts
+    def __init__(self, store: JobStore, bus: EventBus, max_script_bytes: int) -> None:
         self._store = store
         self._bus = bus
         self._max_script = max_script_bytes
 
     async def submit(
-        self, who: Principal, system: str, spec: JobSpec, idempotency_key: str | None = None
+        self, target: Target, spec: JobSpec, idempotency_key: str | None = None
     ) -> Submitted:
+        who, cluster = target.who, target.cluster
         who.require(Scope.JOBS_WRITE)
-        cluster = self._systems.get(system)
         self._check_size(spec)
         cluster.scheduler.check(spec)
-        fingerprint = _fingerprint(system, spec)
+        fingerprint = _fingerprint(target.system, spec)
         if idempotency_key is not None:
             earlier = await self._store.by_idempotency_key(who.user, idempotency_key)
             if earlier is not None:
                 return Submitted(_replay(earlier, fingerprint), created=False)
-        account = await self.account(who, cluster)
-        workdir = spec.working_directory or await self._default_workdir(who, cluster, account)
-        row = await self._reserve(who, cluster, spec, workdir, idempotency_key, fingerprint)
+        account = await target.account()  # before the row: an unmapped caller leaves none
+        workdir = spec.working_directory or await _default_workdir(target)
+        row = await self._reserve(target, spec, workdir, idempotency_key, fingerprint)
         await self._submit_row(cluster, row, spec, account)
         return Submitted(to_job(row), created=True)
 
@@ -116,32 +73,13 @@ class JobService:
         if spec.script is not None and len(spec.script.encode()) > self._max_script:
             raise PayloadTooLarge(f"the script exceeds the limit of {self._max_script} bytes")
 
-    async def account(self, who: Principal, cluster: Cluster) -> Account | None:
-        """The Unix account the caller's commands run as on this system (None: ours)."""
-        return await self._accounts.for_scheduler(
-            who, cluster.scheduler.per_user, cluster.transport
-        )
-
-    async def _default_workdir(
-        self, who: Principal, cluster: Cluster, account: Account | None
-    ) -> str:
-        template = str(cluster.config.workdir)
-        home = await self._accounts.home(account, cluster.transport)
-        return template.format(user=who.user, home=home)
-
     async def _reserve(
-        self,
-        who: Principal,
-        cluster: Cluster,
-        spec: JobSpec,
-        workdir: str,
-        key: str | None,
-        fingerprint: str,
+        self, target: Target, spec: JobSpec, workdir: str, key: str | None, fingerprint: str
     ) -> JobRow:
         """Record the submit before it happens, so a crash cannot lose or repeat it."""
         row = JobRow(
-            system=cluster.name,
-            owner=who.user,
+            system=target.system,
+            owner=target.who.user,
             name=spec.name,
             state=JobState.PENDING.value,
             submit_time=utcnow(),
@@ -176,30 +114,29 @@ class JobService:
             raise  # else the watcher settles it by its tag: never lost, never twice
         self._bus.publish(row.pk, await self._store.mark_submitted(row, native_id))
 
-    async def _own_row(self, who: Principal, system: str, job_id: str) -> JobRow:
-        self._systems.get(system)
-        row = await self._store.get(system, job_id)
-        if row is None or row.owner != who.user:
-            raise NotFound(f"no job {job_id!r} on system {system!r}")
+    async def _own_row(self, target: Target, job_id: str, scope: Scope) -> JobRow:
+        """The caller's job, once it holds ``scope``: another's is a job that is not there."""
+        target.who.require(scope)
+        row = await self._store.get(target.system, job_id)
+        if row is None or row.owner != target.who.user:
+            raise NotFound(f"no job {job_id!r} on system {target.system!r}")
         return row
 
-    async def get(self, who: Principal, system: str, job_id: str) -> Job:
-        who.require(Scope.JOBS_READ)
-        return to_job(await self._own_row(who, system, job_id))
+    async def get(self, target: Target, job_id: str) -> Job:
+        return to_job(await self._own_row(target, job_id, Scope.JOBS_READ))
 
     async def list(
         self,
-        who: Principal,
-        system: str,
+        target: Target,
         states: Sequence[JobState],
         name: str | None,
         cursor: str | None,
         limit: int,
     ) -> JobPage:
-        who.require(Scope.JOBS_READ)
-        self._systems.get(system)
+        target.who.require(Scope.JOBS_READ)
+        owner = target.who.user
         wanted = JobFilter(
-            system, who.user, [s.value for s in states], name, _cursor(cursor), limit + 1
+            target.system, owner, [s.value for s in states], name, _cursor(cursor), limit + 1
         )
         rows = await self._store.find(wanted)
         more = len(rows) > limit
@@ -208,47 +145,27 @@ class JobService:
             items=[to_job(r) for r in rows], next_cursor=str(rows[-1].pk) if more else None
         )
 
-    async def cancel(self, who: Principal, system: str, job_id: str) -> Job:
+    async def cancel(self, target: Target, job_id: str) -> Job:
         """Ask the scheduler to cancel a live job; an ended job is returned unchanged."""
-        who.require(Scope.JOBS_WRITE)
-        row = await self._own_row(who, system, job_id)
+        row = await self._own_row(target, job_id, Scope.JOBS_WRITE)
         if not JobState(row.state).terminal:
-            cluster = self._systems.get(system)
-            await cluster.cancel(job_id, await self.account(who, cluster))
+            await target.cluster.cancel(job_id, await target.account())
         return to_job(row)
 
-    async def job_row(self, who: Principal, system: str, job_id: str) -> JobRow:
-        """The caller's own job row, for the output streams."""
-        who.require(Scope.JOBS_READ)
-        return await self._own_row(who, system, job_id)
+    async def output(self, target: Target, job_id: str, stream: Stream) -> JobOutput:
+        """The job's stdout or stderr, to read or follow; checked (404) before it starts."""
+        row = await self._own_row(target, job_id, Scope.JOBS_READ)
+        return JobOutput(target, row, stream, self._store, self._bus)
 
-    def cluster(self, system: str) -> Cluster:
-        return self._systems.get(system)
+    async def events(self, target: Target, job_id: str) -> JobEvents:
+        """The job's state changes, to stream; checked (404) before any is sent."""
+        row = await self._own_row(target, job_id, Scope.JOBS_READ)
+        return JobEvents(row, self._store, self._bus)
 
-    def subscribe(self, row: JobRow) -> AbstractContextManager[asyncio.Queue[StateChange]]:
-        return self._bus.subscribe(row.pk)
 
-    async def refresh(self, row: JobRow) -> JobRow:
-        return await self._store.get(row.system, row.native_id or "") or row
-
-    async def events(
-        self, who: Principal, system: str, job_id: str, after: int
-    ) -> AsyncIterator[JobEvent]:
-        """The job's state changes after event ``after``, live, until it ends."""
-        who.require(Scope.JOBS_READ)
-        row = await self._own_row(who, system, job_id)
-        with self._bus.subscribe(row.pk) as queue:
-            for event in await self._store.events_after(row.pk, after):
-                after = event.id
-                yield to_event(row, event)
-            current = await self._store.get(system, job_id)
-            ended = current is not None and JobState(current.state).terminal
-            while not (ended and queue.empty()):
-                event = await queue.get()
-                if event.id > after:
-                    after = event.id
-                    yield to_event(row, event)
-                    ended = ended or JobState(event.state).terminal
+async def _default_workdir(target: Target) -> str:
+    template = str(target.cluster.config.workdir)
+    return template.format(user=target.who.user, home=await target.home())
 
 
 def _replay(row: JobRow, fingerprint: str) -> Job:

@@ -17,10 +17,10 @@ from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
 from hpcgate.model.commands import Command, CommandResult
 from hpcgate.model.errors import NotImplementedByScheduler
-from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.principal import Scope
 from hpcgate.model.status import Association, Node, Partition, Reservation
 from hpcgate.schedulers.base import ClusterInfo
-from hpcgate.systems import Systems
+from hpcgate.target import Target
 
 T = TypeVar("T")
 
@@ -42,42 +42,39 @@ class _Cache:
 
 
 class StatusService:
-    def __init__(self, systems: Systems, accounts: Accounts) -> None:
-        self._systems = systems
+    def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
         self._cache = _Cache()
 
-    def _info(self, who: Principal, system: str) -> tuple[Cluster, ClusterInfo]:
-        who.require(Scope.JOBS_READ)
-        cluster = self._systems.get(system)
+    def _info(self, target: Target) -> tuple[Cluster, ClusterInfo]:
+        target.who.require(Scope.JOBS_READ)
+        cluster = target.cluster
         if cluster.scheduler.info is None:
             raise NotImplementedByScheduler(
-                f"the {cluster.scheduler.kind} scheduler of {system!r} has no partitions,"
+                f"the {cluster.scheduler.kind} scheduler of {cluster.name!r} has no partitions,"
                 " nodes, reservations or associations to show"
             )
         return cluster, cluster.scheduler.info
 
-    async def partitions(self, who: Principal, system: str) -> list[Partition]:
-        cluster, info = self._info(who, system)
+    async def partitions(self, target: Target) -> list[Partition]:
+        cluster, info = self._info(target)
         return await self._shared(
             cluster, "partitions", info.partitions_command, info.parse_partitions
         )
 
-    async def nodes(self, who: Principal, system: str) -> list[Node]:
-        cluster, info = self._info(who, system)
+    async def nodes(self, target: Target) -> list[Node]:
+        cluster, info = self._info(target)
         return await self._shared(cluster, "nodes", info.nodes_command, info.parse_nodes)
 
-    async def reservations(self, who: Principal, system: str) -> list[Reservation]:
-        cluster, info = self._info(who, system)
+    async def reservations(self, target: Target) -> list[Reservation]:
+        cluster, info = self._info(target)
         return await self._shared(
             cluster, "reservations", info.reservations_command, info.parse_reservations
         )
 
-    async def associations(self, who: Principal, system: str) -> list[Association]:
-        cluster, info = self._info(who, system)
-        account = await self._accounts.for_scheduler(
-            who, cluster.scheduler.per_user, cluster.transport
-        )
+    async def associations(self, target: Target) -> list[Association]:
+        cluster, info = self._info(target)
+        account = await target.account()
         name = self._login_name(cluster, account)
 
         command = info.associations_command(name)
