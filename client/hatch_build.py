@@ -16,7 +16,7 @@ from typing import Any
 from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SHIPPED = ("__init__.py", "__main__.py", "model", "client", "usercli")
+SHIPPED = ("__init__.py", "__main__.py", "py.typed", "model", "client", "usercli")
 
 
 class ClientFiles(BuildHookInterface[BuilderConfig]):
