@@ -6,20 +6,19 @@ from typing import Annotated
 
 import typer
 
-from hpcgate.usercli.common import JsonOption, ProfileOption, connect, handled
+from hpcgate.usercli.common import Session, user_command
 from hpcgate.usercli.output import details, print_json, table
 
 
-@handled
+@user_command(system=False)
 def systems(
+    session: Session,
     name: Annotated[str | None, typer.Argument(help="One system: its details")] = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """List the systems, or show one (with your file roots and home directory)."""
-    with connect(profile) as client:
-        found = [client.system(name)] if name is not None else client.systems()
-    if json_out:
+    client = session.client
+    found = [client.system(name)] if name is not None else client.systems()
+    if session.json:
         print_json(found[0] if name is not None else found)
     elif name is not None:
         details(found[0])
