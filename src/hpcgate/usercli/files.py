@@ -65,10 +65,7 @@ def stat(
 ) -> None:
     """Show one file's details."""
     entry = session.client.stat(session.system, path, dereference=dereference)
-    if session.json:
-        print_json(entry)
-    else:
-        details(entry)
+    details(entry, session.json)
 
 
 @app.command(epilog=EXIT_CODES)

@@ -141,10 +141,7 @@ def list_jobs(
 def show(session: Session, job_id: JobId) -> None:
     """Show one job: state, exit code, times, nodes, output files."""
     job = session.client.job(session.system, job_id)
-    if session.json:
-        print_json(job)
-    else:
-        details(job)
+    details(job, session.json)
 
 
 @app.command(epilog=EXIT_CODES)

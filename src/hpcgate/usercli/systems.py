@@ -16,15 +16,15 @@ def systems(
     name: Annotated[str | None, typer.Argument(help="One system: its details")] = None,
 ) -> None:
     """List the systems, or show one (with your file roots and home directory)."""
-    client = session.client
-    found = [client.system(name)] if name is not None else client.systems()
+    if name is not None:
+        details(session.client.system(name), session.json)
+        return
+    found = session.client.systems()
     if session.json:
-        print_json(found[0] if name is not None else found)
-    elif name is not None:
-        details(found[0])
-    else:
-        rows = [
-            (s.name, s.scheduler, s.transport, "yes" if s.healthy else "NO", s.health_message)
-            for s in found
-        ]
-        table(("NAME", "SCHEDULER", "TRANSPORT", "HEALTHY", "STATUS"), rows)
+        print_json(found)
+        return
+    rows = [
+        (s.name, s.scheduler, s.transport, "yes" if s.healthy else "NO", s.health_message)
+        for s in found
+    ]
+    table(("NAME", "SCHEDULER", "TRANSPORT", "HEALTHY", "STATUS"), rows)

@@ -44,10 +44,7 @@ def list_tasks(
 def show(session: Session, task_id: TaskId) -> None:
     """Show one task: what was asked, its progress, its result or error."""
     task = session.client.task(task_id)
-    if session.json:
-        print_json(task)
-    else:
-        details(task)
+    details(task, session.json)
 
 
 @app.command(epilog=EXIT_CODES)
