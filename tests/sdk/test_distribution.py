@@ -84,16 +84,21 @@ def test_the_client_alone_gives_the_command_and_the_sdk(venv: Path) -> None:
     assert "Use a gateway (as a user)" in helped and "jobs" in helped
     assert "serve" not in helped  # the gateway's commands come with the server only
     assert "submit" in run(venv / "python", "-m", "hpcgate", "jobs", "--help", env=env)
-    imported = "import hpcgate.client, hpcgate.usercli; from hpcgate import Client; print(Client)"
-    assert "hpcgate.client._clients.Client" in run(venv / "python", "-c", imported, env=env)
+    every = (
+        "import importlib, pkgutil, hpcgate; from hpcgate import Client;"
+        " found = [m.name for m in pkgutil.walk_packages(hpcgate.__path__, 'hpcgate.')];"
+        " [importlib.import_module(m) for m in found if m != 'hpcgate.__main__'];"
+        " print(sorted(found))"
+    )
+    imported = run(venv / "python", "-c", every, env=env)  # each module of the wheel
+    assert "'hpcgate.client._jobs'" in imported and "'hpcgate.model.scheduler'" in imported
 
 
 def test_the_client_alone_brings_nothing_of_the_server(venv: Path) -> None:
     probe = f"import importlib.util as u; print([m for m in {SERVER_STACK!r} if u.find_spec(m)])"
     assert run(venv / "python", "-c", probe, env=clean_env()).strip() == "[]"
-    installed = run(
-        venv / "python", "-c", "import hpcgate, os; print(os.listdir(hpcgate.__path__[0]))"
-    )
+    listing = "import hpcgate, os; print(os.listdir(hpcgate.__path__[0]))"
+    installed = run(venv / "python", "-c", listing, env=clean_env())
     assert "cli.py" not in installed and "gateway.py" not in installed
 
 
