@@ -2,6 +2,10 @@
 
 ``from hpcgate import Client, AsyncClient, Executor`` loads the SDK on first use, so the
 server does not import it and the SDK does not import the server's web framework.
+
+This file, ``hpcgate.model``, ``hpcgate.client`` and ``hpcgate.usercli`` are the client
+distribution (``hpcgate-client``); the server distribution (``hpcgate``) installs its modules
+beside them in this package. ``__version__`` is both distributions' version.
 """
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-from hpcgate.cli import main
+from hpcgate.usercli import main
 
 main()

@@ -1,4 +1,10 @@
-"""The ``hpcgate`` command: run the gateway and administer it."""
+"""The gateway's commands of ``hpcgate``: run the gateway and administer it.
+
+The ``hpcgate`` command itself is the client distribution's (:mod:`hpcgate.usercli`); this
+distribution declares :func:`register` in the ``hpcgate.commands`` entry point group, and
+the command mounts it when the server is installed. The server's stack (settings included)
+is imported by the commands that use it, so ``hpcgate --help`` and the user commands start
+fast."""
 
 from __future__ import annotations
 
@@ -17,20 +23,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hpcgate import usercli
-from hpcgate.config import Settings, load_settings
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.principal import DEFAULT_SCOPES
 
-if TYPE_CHECKING:  # the server's stack is imported by the commands that run it, so the
-    from hpcgate.gateway import Gateway  # user commands start fast
+if TYPE_CHECKING:
+    from hpcgate.config import Settings
+    from hpcgate.gateway import Gateway
 
-app = typer.Typer(no_args_is_help=True, help="hpcgate: an HTTP gateway to HPC clusters.")
 token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
-app.add_typer(token_app, name="token")
-app.add_typer(config_app, name="config")
-usercli.register(app)
 err = Console(stderr=True)
 T = TypeVar("T")
 
@@ -41,7 +42,16 @@ _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def register(app: typer.Typer) -> None:
+    """Mount ``serve``, ``token`` and ``config`` on the ``hpcgate`` command."""
+    app.command()(serve)
+    app.add_typer(token_app, name="token")
+    app.add_typer(config_app, name="config")
+
+
 def _settings(config: Path | None) -> Settings:
+    from hpcgate.config import load_settings  # it loads the database layer
+
     try:
         return load_settings(config)
     except (ValueError, FileNotFoundError) as exc:
@@ -97,7 +107,6 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
 
 
-@app.command()
 def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
@@ -193,7 +202,3 @@ def token_revoke(
 def config_show(config: ConfigOption = None) -> None:
     """Print the effective configuration as JSON, secrets masked."""
     typer.echo(json.dumps(_settings(config).masked(), indent=2))
-
-
-def main() -> None:
-    app()

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -41,6 +42,28 @@ class Call:
     def resendable(self) -> bool:
         """Whether a lost answer may be asked for again without doing the work twice."""
         return self.method in IDEMPOTENT or "Idempotency-Key" in self.headers
+
+
+def request(
+    method: str,
+    *segments: str,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> Call:
+    """The request ``method /api/v1/<segments>``: each segment escaped as one path segment
+    (an id or a name never reaches another route), query parameters that are None left
+    out. Every call of the SDK is built here."""
+    path = "/".join([API, *(quote(segment, safe="") for segment in segments)])
+    if params is not None:
+        params = {key: value for key, value in params.items() if value is not None}
+    return Call(method, path, params=params, json=json, headers=headers or {})
+
+
+def given(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a request body that the caller set (not None): the gateway's defaults
+    apply to the others."""
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True)

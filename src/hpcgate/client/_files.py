@@ -14,12 +14,11 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
 from hpcgate.client._async import AsyncCore
-from hpcgate.client._base import API, Call
+from hpcgate.client._base import Call, given, request
 from hpcgate.client._errors import GatewayUnreachable
 from hpcgate.client._sync import SyncCore
 from hpcgate.client._transfer import CHUNK, Attempts, Download, Meter, Progress, Source
@@ -40,20 +39,19 @@ LocalPath = str | os.PathLike[str]
 _FAILED = (HpcgateError, httpx.TransportError)  # what may break a transfer half-way
 
 
-def _url(system: str, name: str) -> str:
-    return f"{API}/systems/{quote(system, safe='')}/files/{name}"
+def _files(method: str, system: str, *operation: str, **parts: Any) -> Call:
+    """A request to ``systems/{system}/files/...``; ``parts`` as :func:`request` takes them."""
+    return request(method, "systems", system, "files", *operation, **parts)
 
 
 def _get(system: str, name: str, path: str, **params: Any) -> Call:
     """A GET of ``files/name`` about ``path``; parameters that are None are left out."""
-    found = {key: value for key, value in params.items() if value is not None}
-    return Call("GET", _url(system, name), params={"path": path, **found})
+    return _files("GET", system, name, params={"path": path, **params})
 
 
 def _body(method: str, system: str, name: str, **fields: Any) -> Call:
     """A request with a JSON body; fields that are None are left out."""
-    found = {key: value for key, value in fields.items() if value is not None}
-    return Call(method, _url(system, name), json=found)
+    return _files(method, system, name, json=given(fields))
 
 
 def _mode(mode: str | int) -> str:
@@ -65,12 +63,12 @@ def _listing(system: str, path: str, hidden: bool, depth: int, numeric: bool) ->
 
 
 def _remove(system: str, path: str, recursive: bool) -> Call:
-    return Call("DELETE", _url(system, "rm"), params={"path": path, "recursive": recursive})
+    return _files("DELETE", system, "rm", params={"path": path, "recursive": recursive})
 
 
 def _put_upload(system: str, remote: str, overwrite: bool, source: Source) -> Call:
     params = {"path": remote, "overwrite": overwrite, "sha256": source.sha256}
-    return Call("PUT", _url(system, "upload"), params=params, headers=_octets(source.size))
+    return _files("PUT", system, "upload", params=params, headers=_octets(source.size))
 
 
 def _begin_upload(system: str, remote: str, overwrite: bool, source: Source) -> Call:
@@ -79,16 +77,16 @@ def _begin_upload(system: str, remote: str, overwrite: bool, source: Source) -> 
 
 
 def _upload_state(system: str, upload_id: str) -> Call:
-    return Call("GET", _url(system, f"uploads/{upload_id}"))
+    return _files("GET", system, "uploads", upload_id)
 
 
 def _abort_upload(system: str, upload_id: str) -> Call:
-    return Call("DELETE", _url(system, f"uploads/{upload_id}"))
+    return _files("DELETE", system, "uploads", upload_id)
 
 
 def _chunk(system: str, state: UploadState, length: int) -> Call:
-    url = _url(system, f"uploads/{state.id}")
-    return Call("PUT", url, params={"offset": state.offset}, headers=_octets(length))
+    params, headers = {"offset": state.offset}, _octets(length)
+    return _files("PUT", system, "uploads", state.id, params=params, headers=headers)
 
 
 def _chunk_length(state: UploadState, chunk_size: int) -> int:
@@ -111,7 +109,7 @@ def _uploaded(state: UploadState) -> Uploaded:
 
 
 def _download(system: str, remote: str, target: Download) -> Call:
-    return Call("GET", _url(system, "download"), params={"path": remote}, headers=target.headers())
+    return _files("GET", system, "download", params={"path": remote}, headers=target.headers())
 
 
 def _content(response: httpx.Response) -> str:

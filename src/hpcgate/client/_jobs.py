@@ -8,17 +8,16 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic_core import to_jsonable_python
 
 from hpcgate.client._async import AsyncCore
-from hpcgate.client._base import BaseClient, Call, Waiting
+from hpcgate.client._base import BaseClient, Call, Waiting, request
 from hpcgate.client._errors import GatewayUnreachable, JobFailed
 from hpcgate.client._sync import SyncCore
-from hpcgate.client._systems import system_path
 from hpcgate.model.jobs import Job, JobEvent, JobPage, JobSpec, JobState
 
 T = TypeVar("T")
@@ -39,17 +38,17 @@ def submit_call(
     if isinstance(spec, Mapping):
         given = dict(spec)
     body = {**given, **fields, **({} if script is None else {"script": script})}
-    headers = {"Idempotency-Key": idempotency_key}
-    return Call("POST", system_path(system, "jobs"), json=to_jsonable_python(body), headers=headers)
+    json, headers = to_jsonable_python(body), {"Idempotency-Key": idempotency_key}
+    return request("POST", "systems", system, "jobs", json=json, headers=headers)
 
 
-def job_call(method: str, system: str, job_id: str) -> Call:
-    return Call(method, system_path(system, "jobs", job_id))
+def job_call(method: str, system: str, job_id: str, *rest: str) -> Call:
+    return request(method, "systems", system, "jobs", job_id, *rest)
 
 
 def output_call(system: str, job_id: str, stream: str, offset: int) -> Call:
     params = {"stream": stream, "offset": offset}
-    return Call("GET", system_path(system, "jobs", job_id, "output"), params=params)
+    return request("GET", "systems", system, "jobs", job_id, "output", params=params)
 
 
 def finished(job: Job, check: bool) -> Job:
@@ -91,7 +90,7 @@ class Listing:
             return None
         params: dict[str, Any] = {"limit": min(wanted, self.page_size), "state": self.states}
         params |= {k: v for k, v in (("name", self.name), ("cursor", self.cursor)) if v}
-        return Call("GET", system_path(self.system, "jobs"), params=params)
+        return request("GET", "systems", self.system, "jobs", params=params)
 
     def add(self, page: JobPage) -> None:
         self.jobs.extend(page.items)
@@ -137,9 +136,8 @@ class Reader(Generic[T]):
     """What one event stream is about: the request (from where it stopped), what each
     event yields, and whether the end has come."""
 
-    def __init__(self, path: str, params: Mapping[str, Any] | None = None) -> None:
-        self.path = path
-        self.params = params
+    def __init__(self, first: Call) -> None:
+        self.first = first
         self.last_id: str | None = None
         self.ended = False
 
@@ -147,7 +145,7 @@ class Reader(Generic[T]):
         headers = {"Accept": SSE}
         if self.last_id is not None:
             headers["Last-Event-ID"] = self.last_id
-        return Call("GET", self.path, params=self.params, headers=headers)
+        return replace(self.first, headers=headers)
 
     def take(self, event: Event) -> T | None:
         if event.id is not None:
@@ -163,8 +161,8 @@ class OutputReader(Reader[str]):
     and all its output was sent."""
 
     def __init__(self, system: str, job_id: str, stream: str) -> None:
-        path = system_path(system, "jobs", job_id, "output")
-        super().__init__(path, {"stream": stream, "follow": "true"})
+        params = {"stream": stream, "follow": "true"}
+        super().__init__(request("GET", "systems", system, "jobs", job_id, "output", params=params))
 
     def _item(self, event: Event) -> str | None:
         if event.event == "end":
@@ -178,7 +176,7 @@ class EventReader(Reader[JobEvent]):
     """``state`` events carry a :class:`JobEvent`; the stream closes after a final one."""
 
     def __init__(self, system: str, job_id: str) -> None:
-        super().__init__(system_path(system, "jobs", job_id, "events"))
+        super().__init__(job_call("GET", system, job_id, "events"))
 
     def _item(self, event: Event) -> JobEvent | None:
         if event.event != "state":

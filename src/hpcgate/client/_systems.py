@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from hpcgate.client._async import AsyncCore
-from hpcgate.client._base import API, Call
+from hpcgate.client._base import Call, request
 from hpcgate.client._sync import SyncCore
 from hpcgate.model.status import Association, Node, Partition, Reservation, SystemInfo
 
 
-def system_path(system: str, *rest: str) -> str:
-    """``/api/v1/systems/{system}/...``, each part escaped as one path segment."""
-    return "/".join([f"{API}/systems", *(quote(part, safe="") for part in (system, *rest))])
-
-
-def _get(system: str, what: str) -> Call:
-    return Call("GET", system_path(system, what))
+def _get(system: str, *what: str) -> Call:
+    return request("GET", "systems", system, *what)
 
 
 class SyncSystems(SyncCore):
@@ -24,11 +17,11 @@ class SyncSystems(SyncCore):
 
     def systems(self) -> list[SystemInfo]:
         """Every system the gateway serves, with its health."""
-        return self._call(Call("GET", f"{API}/systems"), list[SystemInfo])
+        return self._call(request("GET", "systems"), list[SystemInfo])
 
     def system(self, name: str) -> SystemInfo:
         """One system, with the caller's file roots and home directory on it."""
-        return self._call(Call("GET", system_path(name)), SystemInfo)
+        return self._call(_get(name), SystemInfo)
 
     def partitions(self, system: str) -> list[Partition]:
         """The system's partitions (queues) and their limits."""
@@ -52,11 +45,11 @@ class AsyncSystems(AsyncCore):
 
     async def systems(self) -> list[SystemInfo]:
         """Every system the gateway serves, with its health."""
-        return await self._call(Call("GET", f"{API}/systems"), list[SystemInfo])
+        return await self._call(request("GET", "systems"), list[SystemInfo])
 
     async def system(self, name: str) -> SystemInfo:
         """One system, with the caller's file roots and home directory on it."""
-        return await self._call(Call("GET", system_path(name)), SystemInfo)
+        return await self._call(_get(name), SystemInfo)
 
     async def partitions(self, system: str) -> list[Partition]:
         """The system's partitions (queues) and their limits."""

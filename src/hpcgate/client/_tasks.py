@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import quote
 
 from hpcgate.client._async import AsyncCore
-from hpcgate.client._base import API, Call, Waiting
+from hpcgate.client._base import Call, Waiting, request
 from hpcgate.client._errors import from_problem
 from hpcgate.client._sync import SyncCore
 from hpcgate.model.tasks import Task, TaskState
 
-TASKS = f"{API}/tasks"
-
 
 def task_call(method: str, task_id: str) -> Call:
-    return Call(method, f"{TASKS}/{quote(task_id, safe='')}")
+    return request(method, "tasks", task_id)
 
 
 def tasks_call(limit: int) -> Call:
-    return Call("GET", TASKS, params={"limit": limit})
+    return request("GET", "tasks", params={"limit": limit})
 
 
 def task_ended(task: Task, check: bool) -> Task:

@@ -6,19 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from hpcgate.client._async import AsyncCore
-from hpcgate.client._base import API, Call
+from hpcgate.client._base import Call, given, request
 from hpcgate.client._sync import SyncCore
 from hpcgate.model.principal import Scope
 from hpcgate.model.tokens import CreatedToken, TokenInfo
 
-TOKENS = f"{API}/tokens"
-
 
 def tokens_call(user: str | None) -> Call:
-    return Call("GET", TOKENS, params={"user": user} if user else None)
+    return request("GET", "tokens", params={"user": user} if user else None)
 
 
 def create_call(
@@ -37,11 +34,11 @@ def create_call(
         "description": description,
         "user": user,
     }
-    return Call("POST", TOKENS, json={k: v for k, v in body.items() if v is not None})
+    return request("POST", "tokens", json=given(body))
 
 
 def revoke_call(token_id: str) -> Call:
-    return Call("DELETE", f"{TOKENS}/{quote(token_id, safe='')}")
+    return request("DELETE", "tokens", token_id)
 
 
 class SyncTokens(SyncCore):

@@ -1,7 +1,17 @@
-"""The user's side of the ``hpcgate`` command: log in to a gateway, then work with its
-systems, jobs, files and tasks through the SDK (:class:`hpcgate.Client`)."""
+"""The ``hpcgate`` command.
+
+Its user side is here: log in to a gateway, then work with its systems, jobs, files and
+tasks through the SDK (:class:`hpcgate.Client`). This package ships in the client
+distribution (``hpcgate-client``), which owns the command; the commands that run a gateway
+(``serve``, ``token``, ``config``) come with the server distribution, which names a function
+that mounts them in the ``hpcgate.commands`` entry point group (``hpcgate.cli:register``).
+Looking the group up reads only the installed distributions' metadata; what it names is
+imported only when it is there.
+"""
 
 from __future__ import annotations
+
+from importlib.metadata import entry_points
 
 import typer
 
@@ -9,6 +19,7 @@ from hpcgate.usercli import files, jobs, login, systems, tasks
 from hpcgate.usercli.common import EXIT_CODES
 
 PANEL = "Use a gateway (as a user)"
+COMMANDS = "hpcgate.commands"  # entry point group: functions that mount more commands
 
 
 def register(app: typer.Typer) -> None:
@@ -17,3 +28,17 @@ def register(app: typer.Typer) -> None:
         app.command(epilog=EXIT_CODES, rich_help_panel=PANEL)(command)
     for noun in (jobs, files, tasks):
         app.add_typer(noun.app, name=noun.__name__.rsplit(".", 1)[1], rich_help_panel=PANEL)
+
+
+def command() -> typer.Typer:
+    """The whole ``hpcgate`` command: the installed distributions' commands, then the
+    user commands."""
+    app = typer.Typer(no_args_is_help=True, help="hpcgate: an HTTP gateway to HPC clusters.")
+    for mount in entry_points(group=COMMANDS):
+        mount.load()(app)
+    register(app)
+    return app
+
+
+def main() -> None:
+    command()()

@@ -1,14 +1,20 @@
 """What every user command shares: its options, the client, the system it works on, and
-how an error becomes one line on stderr and an exit code."""
+how an error becomes one line on stderr and an exit code.
+
+A command is written as ``work(session, its own parameters)`` under :func:`user_command`,
+which adds ``--system``, ``--json`` and ``--profile`` to what ``hpcgate ... --help`` shows and
+hands the command a :class:`Session`: the client and the system, looked up when the command
+first asks for them."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from enum import IntEnum
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import httpx
 import pydantic
@@ -27,6 +33,8 @@ from hpcgate.model.errors import HpcgateError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Work = Callable[..., None]
+KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 
 class Exit(IntEnum):
@@ -179,6 +187,62 @@ def pick_system(client: Client, given: str | None) -> str:
         f"the gateway has {len(names)} systems ({', '.join(names)}): pass --system NAME"
         " or set HPCGATE_SYSTEM",
     )
+
+
+class Session:
+    """What a user command works with: the client (connected when first used, closed when
+    the command ends), the system (``--system``, else the gateway's only one, asked for when
+    first used) and whether to print JSON. So a command's own checks of its options and
+    local files come before anything is asked of the gateway."""
+
+    def __init__(
+        self, stack: ExitStack, profile: str | None, system: str | None, json: bool
+    ) -> None:
+        self.json = json
+        self._stack = stack
+        self._profile = profile
+        self._system = system
+
+    @functools.cached_property
+    def client(self) -> Client:
+        return self._stack.enter_context(connect(self._profile))
+
+    @functools.cached_property
+    def system(self) -> str:
+        return pick_system(self.client, self._system)
+
+
+def user_command(*, system: bool = True, json: bool = True) -> Callable[[Work], Work]:
+    """Make ``work(session, ...)`` a command: its own parameters, then ``--system`` (unless
+    ``system`` is false), ``--json`` (unless ``json`` is false) and ``--profile``; errors as
+    :func:`handled` says."""
+
+    def wrap(work: Work) -> Work:
+        def run(**given: Any) -> None:
+            profile, name = given.pop("profile"), given.pop("system", None)
+            json_out = given.pop("json_out", False)
+            with ExitStack() as stack:
+                work(Session(stack, profile, name, json_out), **given)
+
+        functools.update_wrapper(run, work)
+        run.__signature__ = _signature(work, system, json)  # type: ignore[attr-defined]
+        return handled(run)
+
+    return wrap
+
+
+def _signature(work: Work, system: bool, json: bool) -> inspect.Signature:
+    """``work``'s parameters after the session, between the shared options (all keyword-only:
+    typer passes them so, and their order is only that of ``--help``)."""
+    after_session = list(inspect.signature(work, eval_str=True).parameters.values())[1:]
+    own = [parameter.replace(kind=KEYWORD) for parameter in after_session]
+    first = [_option("system", SystemOption, None)] if system else []
+    last = [_option("json_out", JsonOption, False)] if json else []
+    return inspect.Signature([*first, *own, *last, _option("profile", ProfileOption, None)])
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, KEYWORD, annotation=annotation, default=default)
 
 
 def read_text(path: str) -> str:

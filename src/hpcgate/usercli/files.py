@@ -17,17 +17,7 @@ from hpcgate.model.errors import NotFound
 from hpcgate.model.files import FileEntry
 from hpcgate.model.tasks import Task
 from hpcgate.usercli import tasks
-from hpcgate.usercli.common import (
-    EXIT_CODES,
-    Exit,
-    JsonOption,
-    ProfileOption,
-    SystemOption,
-    connect,
-    fail,
-    handled,
-    pick_system,
-)
+from hpcgate.usercli.common import EXIT_CODES, Exit, Session, fail, user_command
 from hpcgate.usercli.output import details, print_json, report, say, size, table, transfer, when
 
 app = typer.Typer(
@@ -47,22 +37,17 @@ NoWait = Annotated[
 
 
 @app.command("ls", epilog=EXIT_CODES)
-@handled
+@user_command()
 def list_directory(
+    session: Session,
     path: Annotated[str, typer.Argument(help="A directory on the system")] = ".",
-    system: SystemOption = None,
     hidden: Annotated[bool, typer.Option("--all", "-a", help="Names starting with '.'")] = False,
     depth: Annotated[int, typer.Option(min=1, max=32, help="Levels to descend")] = 1,
     numeric: Annotated[bool, typer.Option(help="uid and gid, no names")] = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """List a directory: mode, owner, size, modification time, name."""
-    with connect(profile) as client:
-        listing = client.ls(
-            pick_system(client, system), path, hidden=hidden, depth=depth, numeric=numeric
-        )
-    if json_out:
+    listing = session.client.ls(session.system, path, hidden=hidden, depth=depth, numeric=numeric)
+    if session.json:
         print_json(listing)
         return
     rows = [_row(entry, listing.path) for entry in sorted(listing.entries, key=lambda e: e.path)]
@@ -70,283 +55,237 @@ def list_directory(
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def stat(
+    session: Session,
     path: Remote,
-    system: SystemOption = None,
     dereference: Annotated[
         bool, typer.Option("--dereference", "-L", help="Follow a final symlink")
     ] = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Show one file's details."""
-    with connect(profile) as client:
-        entry = client.stat(pick_system(client, system), path, dereference=dereference)
-    if json_out:
-        print_json(entry)
-    else:
-        details(entry)
+    entry = session.client.stat(session.system, path, dereference=dereference)
+    details(entry, session.json)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def get(
+    session: Session,
     remote: Remote,
     local: Annotated[
         Path | None, typer.Argument(help="Where to save it; default: its name, here")
     ] = None,
-    system: SystemOption = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Download a file, with a progress bar; a broken download resumes where it stopped."""
     target = local or Path(posixpath.basename(remote.rstrip("/")) or "download")
     if target.is_dir():
         target = target / posixpath.basename(remote.rstrip("/"))
-    with connect(profile) as client, transfer(remote, json_out) as progress:
-        saved = client.download(pick_system(client, system), remote, target, progress=progress)
+    client, system = session.client, session.system
+    with transfer(remote, session.json) as progress:
+        saved = client.download(system, remote, target, progress=progress)
     count = saved.stat().st_size
     found = {"remote": remote, "local": str(saved), "bytes": count}
-    report(found, json_out, f"{remote} -> {saved} ({size(count)})")
+    report(found, session.json, f"{remote} -> {saved} ({size(count)})")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def put(
+    session: Session,
     local: Annotated[Path, typer.Argument(help="The local file")],
     remote: Annotated[
         str | None,
         typer.Argument(help="Where on the system; a directory keeps the name; default: home"),
     ] = None,
-    system: SystemOption = None,
     overwrite: Overwrite = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Upload a file, with a progress bar; large files go in chunks that resume."""
     if not local.is_file():
         raise fail(Exit.USAGE, f"{local}: not a file")
-    with connect(profile) as client:
-        target = pick_system(client, system)
-        where = _into(client, target, remote or ".", local.name)
-        with transfer(local.name, json_out) as progress:
-            done = client.upload(target, local, where, overwrite=overwrite, progress=progress)
-    report(done, json_out, f"{local} -> {done.entry.path} ({size(done.entry.size)})")
+    client, system = session.client, session.system
+    where = _into(client, system, remote or ".", local.name)
+    with transfer(local.name, session.json) as progress:
+        done = client.upload(system, local, where, overwrite=overwrite, progress=progress)
+    report(done, session.json, f"{local} -> {done.entry.path} ({size(done.entry.size)})")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def rm(
+    session: Session,
     paths: Annotated[list[str], typer.Argument(help="Files, links or directories")],
-    system: SystemOption = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="A directory and all in it")
     ] = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Remove files (a link itself, never what it points to)."""
-    with connect(profile) as client:
-        target = pick_system(client, system)
-        for path in paths:
-            client.rm(target, path, recursive=recursive)
-            if not json_out:
-                say(f"removed {path}")
-    if json_out:
+    client, system = session.client, session.system
+    for path in paths:
+        client.rm(system, path, recursive=recursive)
+        if not session.json:
+            say(f"removed {path}")
+    if session.json:
         print_json({"removed": paths})
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def mkdir(
+    session: Session,
     path: Remote,
-    system: SystemOption = None,
     parents: Annotated[
         bool, typer.Option("--parents", "-p", help="Make parents; no error if it exists")
     ] = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Create a directory."""
-    with connect(profile) as client:
-        entry = client.mkdir(pick_system(client, system), path, parents=parents)
-    report(entry, json_out, f"created {entry.path}")
+    entry = session.client.mkdir(session.system, path, parents=parents)
+    report(entry, session.json, f"created {entry.path}")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def chmod(
+    session: Session,
     mode: Annotated[str, typer.Argument(help="Octal, e.g. 750")],
     path: Remote,
-    system: SystemOption = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Change a file's permission bits."""
-    with connect(profile) as client:
-        entry = client.chmod(pick_system(client, system), path, mode)
-    report(entry, json_out, f"{entry.path}: {entry.permissions}")
+    entry = session.client.chmod(session.system, path, mode)
+    report(entry, session.json, f"{entry.path}: {entry.permissions}")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def chown(
+    session: Session,
     path: Remote,
-    system: SystemOption = None,
     owner: Annotated[str | None, typer.Option(help="New owner (usually only root may)")] = None,
     group: Annotated[str | None, typer.Option(help="New group, one of yours")] = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Change a file's owner or group."""
-    with connect(profile) as client:
-        entry = client.chown(pick_system(client, system), path, owner=owner, group=group)
-    report(entry, json_out, f"{entry.path}: {entry.user}:{entry.group}")
+    entry = session.client.chown(session.system, path, owner=owner, group=group)
+    report(entry, session.json, f"{entry.path}: {entry.user}:{entry.group}")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def ln(
+    session: Session,
     target: Annotated[str, typer.Argument(help="What the link points to")],
     link: Annotated[str, typer.Argument(help="The link to create")],
-    system: SystemOption = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Create a symbolic link (its target must lie inside your roots)."""
-    with connect(profile) as client:
-        entry = client.symlink(pick_system(client, system), link, target)
-    report(entry, json_out, f"{entry.path} -> {entry.link_target}")
+    entry = session.client.symlink(session.system, link, target)
+    report(entry, session.json, f"{entry.path} -> {entry.link_target}")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
-def cat(path: Remote, system: SystemOption = None, profile: ProfileOption = None) -> None:
+@user_command(json=False)
+def cat(session: Session, path: Remote) -> None:
     """Print a whole file, byte for byte."""
-    with connect(profile) as client, tempfile.TemporaryDirectory() as folder:
-        copy = client.download(pick_system(client, system), path, Path(folder) / "cat")
+    client, system = session.client, session.system
+    with tempfile.TemporaryDirectory() as folder:
+        copy = client.download(system, path, Path(folder) / "cat")
         with copy.open("rb") as source:
             shutil.copyfileobj(source, sys.stdout.buffer)
         sys.stdout.buffer.flush()
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command(json=False)
 def head(
+    session: Session,
     path: Remote,
-    system: SystemOption = None,
     lines: Lines = None,
     count: Bytes = None,
-    profile: ProfileOption = None,
 ) -> None:
     """Print the first lines (10 unless -n or -c) of a file."""
-    with connect(profile) as client:
-        text = client.head(pick_system(client, system), path, lines=lines, bytes=count)
+    text = session.client.head(session.system, path, lines=lines, bytes=count)
     sys.stdout.write(text)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command(json=False)
 def tail(
+    session: Session,
     path: Remote,
-    system: SystemOption = None,
     lines: Lines = None,
     count: Bytes = None,
-    profile: ProfileOption = None,
 ) -> None:
     """Print the last lines (10 unless -n or -c) of a file."""
-    with connect(profile) as client:
-        text = client.tail(pick_system(client, system), path, lines=lines, bytes=count)
+    text = session.client.tail(session.system, path, lines=lines, bytes=count)
     sys.stdout.write(text)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def checksum(
+    session: Session,
     path: Remote,
-    system: SystemOption = None,
     algorithm: Annotated[str, typer.Option("--algorithm", help="e.g. sha256, md5")] = "sha256",
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Print a file's digest, computed on the system (as sha256sum does)."""
-    with connect(profile) as client:
-        digest = client.checksum(pick_system(client, system), path, algorithm)
-    report(digest, json_out, f"{digest.checksum}  {digest.path}")
+    digest = session.client.checksum(session.system, path, algorithm)
+    report(digest, session.json, f"{digest.checksum}  {digest.path}")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def cp(
+    session: Session,
     source: Remote,
     target: Remote,
-    system: SystemOption = None,
     overwrite: Overwrite = False,
     no_wait: NoWait = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Copy a file or a tree on the system (a task; waits for it with a progress bar)."""
-    with connect(profile) as client:
-        name = pick_system(client, system)
-        started = client.cp(name, source, target, overwrite=overwrite)
-        _follow_task(client, started, no_wait, json_out)
+    started = session.client.cp(session.system, source, target, overwrite=overwrite)
+    _follow_task(session, started, no_wait)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def mv(
+    session: Session,
     source: Remote,
     target: Remote,
-    system: SystemOption = None,
     overwrite: Overwrite = False,
     no_wait: NoWait = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Move or rename on the system (a task; waits for it with a progress bar)."""
-    with connect(profile) as client:
-        name = pick_system(client, system)
-        started = client.mv(name, source, target, overwrite=overwrite)
-        _follow_task(client, started, no_wait, json_out)
+    started = session.client.mv(session.system, source, target, overwrite=overwrite)
+    _follow_task(session, started, no_wait)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def compress(
+    session: Session,
     source: Annotated[str, typer.Argument(help="A file or directory")],
     archive: Annotated[str, typer.Argument(help="The tar archive to create")],
-    system: SystemOption = None,
     compression: Annotated[Compression, typer.Option()] = "gzip",
     overwrite: Overwrite = False,
     no_wait: NoWait = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Make a tar archive on the system (a task)."""
-    with connect(profile) as client:
-        name = pick_system(client, system)
-        started = client.compress(
-            name, source, archive, compression=compression, overwrite=overwrite
-        )
-        _follow_task(client, started, no_wait, json_out)
+    started = session.client.compress(
+        session.system, source, archive, compression=compression, overwrite=overwrite
+    )
+    _follow_task(session, started, no_wait)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def extract(
+    session: Session,
     archive: Annotated[str, typer.Argument(help="A tar archive")],
     target: Annotated[str, typer.Argument(help="The directory to unpack into")],
-    system: SystemOption = None,
     no_wait: NoWait = False,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Unpack a tar archive (gzip, bzip2, xz or none) on the system (a task)."""
-    with connect(profile) as client:
-        started = client.extract(pick_system(client, system), archive, target)
-        _follow_task(client, started, no_wait, json_out)
+    started = session.client.extract(session.system, archive, target)
+    _follow_task(session, started, no_wait)
 
 
 def _row(entry: FileEntry, top: str) -> tuple[object, ...]:
@@ -371,8 +310,8 @@ def _into(client: Client, system: str, remote: str, name: str) -> str:
     return posixpath.join(remote, name) if found.type == "directory" else remote
 
 
-def _follow_task(client: Client, started: Task, no_wait: bool, json_out: bool) -> None:
+def _follow_task(session: Session, started: Task, no_wait: bool) -> None:
     if no_wait:
-        report(started, json_out, f"task {started.id} started: see 'hpcgate tasks show'")
+        report(started, session.json, f"task {started.id} started: see 'hpcgate tasks show'")
         return
-    tasks.ended(tasks.watch(client, started, None, json_out), json_out)
+    tasks.ended(tasks.watch(session.client, started, None, session.json), session.json)

@@ -11,18 +11,7 @@ import typer
 
 from hpcgate.client import Client
 from hpcgate.model.jobs import Job, JobState
-from hpcgate.usercli.common import (
-    EXIT_CODES,
-    Exit,
-    JsonOption,
-    ProfileOption,
-    SystemOption,
-    connect,
-    fail,
-    handled,
-    pick_system,
-    read_text,
-)
+from hpcgate.usercli.common import EXIT_CODES, Exit, Session, fail, read_text, user_command
 from hpcgate.usercli.output import busy, details, note, print_json, report, say, table
 
 app = typer.Typer(no_args_is_help=True, help="Submit, list, follow and cancel batch jobs.")
@@ -45,10 +34,10 @@ def job_exit(job: Job) -> Exit:
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command()
 def submit(
+    session: Session,
     file: Annotated[str, typer.Argument(help="The batch script (starts with #!); - : stdin")],
-    system: SystemOption = None,
     name: Annotated[str | None, typer.Option("--name", "-J", help="Job name")] = None,
     partition: Annotated[str | None, typer.Option("--partition", "-p")] = None,
     account: Annotated[str | None, typer.Option("--account", "-A")] = None,
@@ -90,13 +79,11 @@ def submit(
         ),
     ] = False,
     timeout: Timeout = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Submit a batch script.
 
     With --wait or --follow, end when the job does: exit 0 only if it completed."""
-    if follow and json_out:
+    if follow and session.json:
         raise fail(Exit.USAGE, "--follow prints the job's output on stdout; use --wait --json")
     spec: dict[str, Any] = {
         "name": name,
@@ -118,33 +105,28 @@ def submit(
     }
     given = {key: value for key, value in spec.items() if value not in (None, [], {})}
     script = read_text(file)
-    with connect(profile) as client:
-        target = pick_system(client, system)
-        job = client.submit(target, script, **given)
-        if not (wait or follow):
-            report(job, json_out, f"submitted job {job.id} to {target}")
-            return
-        job = _until_ended(client, job, follow, timeout, json_out)
-    _ended(job, json_out, follow)
+    job = session.client.submit(session.system, script, **given)
+    if not (wait or follow):
+        report(job, session.json, f"submitted job {job.id} to {session.system}")
+        return
+    job = _until_ended(session.client, job, follow, timeout, session.json)
+    _ended(job, session.json, follow)
 
 
 @app.command("ls", epilog=EXIT_CODES)
-@handled
+@user_command()
 def list_jobs(
-    system: SystemOption = None,
+    session: Session,
     state: Annotated[
         list[JobState] | None,
         typer.Option("--state", case_sensitive=False, help="Only jobs in this state (repeat it)"),
     ] = None,
     name: Annotated[str | None, typer.Option(help="Only jobs of this name")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first")] = 50,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """List your jobs, newest first."""
-    with connect(profile) as client:
-        found = client.jobs(pick_system(client, system), state=state, name=name, limit=limit)
-    if json_out:
+    found = session.client.jobs(session.system, state=state, name=name, limit=limit)
+    if session.json:
         print_json(found)
         return
     rows = [
@@ -155,70 +137,46 @@ def list_jobs(
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
-def show(
-    job_id: JobId,
-    system: SystemOption = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
-) -> None:
+@user_command()
+def show(session: Session, job_id: JobId) -> None:
     """Show one job: state, exit code, times, nodes, output files."""
-    with connect(profile) as client:
-        job = client.job(pick_system(client, system), job_id)
-    if json_out:
-        print_json(job)
-    else:
-        details(job)
+    job = session.client.job(session.system, job_id)
+    details(job, session.json)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
-def cancel(
-    job_id: JobId,
-    system: SystemOption = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
-) -> None:
+@user_command()
+def cancel(session: Session, job_id: JobId) -> None:
     """Cancel a job (an ended job is left as it is)."""
-    with connect(profile) as client:
-        job = client.cancel(pick_system(client, system), job_id)
-    report(job, json_out, f"job {job.id}: {job.state.value}")
+    job = session.client.cancel(session.system, job_id)
+    report(job, session.json, f"job {job.id}: {job.state.value}")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
+@user_command(json=False)
 def logs(
+    session: Session,
     job_id: JobId,
-    system: SystemOption = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new output until the job ends")
     ] = False,
     stderr: Annotated[bool, typer.Option("--stderr", help="The job's stderr, not stdout")] = False,
-    profile: ProfileOption = None,
 ) -> None:
     """Print a job's output (stdout, or --stderr)."""
     stream = "stderr" if stderr else "stdout"
-    with connect(profile) as client:
-        target = pick_system(client, system)
-        if follow:
-            _print_output(client.follow(target, job_id, stream=stream))
-        else:
-            _print_output([client.output(target, job_id, stream=stream)])
+    client, system = session.client, session.system
+    if follow:
+        _print_output(client.follow(system, job_id, stream=stream))
+    else:
+        _print_output([client.output(system, job_id, stream=stream)])
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
-def wait(
-    job_id: JobId,
-    system: SystemOption = None,
-    timeout: Timeout = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
-) -> None:
+@user_command()
+def wait(session: Session, job_id: JobId, timeout: Timeout = None) -> None:
     """Wait for a job to end; exit 0 only if it completed."""
-    with connect(profile) as client:
-        job = _wait(client, pick_system(client, system), job_id, timeout, json_out)
-    _ended(job, json_out, follow=False)
+    job = _wait(session.client, session.system, job_id, timeout, session.json)
+    _ended(job, session.json, follow=False)
 
 
 def _environment(pairs: list[str]) -> dict[str, str]:

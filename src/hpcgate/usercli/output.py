@@ -76,9 +76,12 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     out.print(grid)
 
 
-def details(model: BaseModel) -> None:
-    """One model as field/value lines."""
-    table(("field", "value"), plain_fields(model))
+def details(model: BaseModel, json_out: bool = False) -> None:
+    """One model as field/value lines, or as JSON for scripts."""
+    if json_out:
+        print_json(model)
+    else:
+        table(("field", "value"), plain_fields(model))
 
 
 def plain_fields(model: BaseModel) -> list[tuple[str, object]]:

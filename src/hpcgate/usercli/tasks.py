@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from hpcgate.client import Client, WaitTimeout
 from hpcgate.model.tasks import Task, TaskState
-from hpcgate.usercli.common import EXIT_CODES, Exit, JsonOption, ProfileOption, connect, handled
+from hpcgate.usercli.common import EXIT_CODES, Exit, Session, user_command
 from hpcgate.usercli.output import details, err, note, print_json, report, say, size, table
 
 app = typer.Typer(no_args_is_help=True, help="Follow and cancel long file operations.")
@@ -25,16 +25,14 @@ ENDED = {TaskState.COMPLETED: Exit.OK, TaskState.CANCELLED: Exit.CANCELLED}
 
 
 @app.command("ls", epilog=EXIT_CODES)
-@handled
+@user_command(system=False)
 def list_tasks(
+    session: Session,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many")] = 50,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
 ) -> None:
     """List your tasks, newest first."""
-    with connect(profile) as client:
-        found = client.tasks(limit=limit)
-    if json_out:
+    found = session.client.tasks(limit=limit)
+    if session.json:
         print_json(found)
         return
     rows = [(t.id, t.kind, t.system, t.state.value, amount(t), t.created_at) for t in found]
@@ -42,38 +40,27 @@ def list_tasks(
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
-def show(task_id: TaskId, json_out: JsonOption = False, profile: ProfileOption = None) -> None:
+@user_command(system=False)
+def show(session: Session, task_id: TaskId) -> None:
     """Show one task: what was asked, its progress, its result or error."""
-    with connect(profile) as client:
-        task = client.task(task_id)
-    if json_out:
-        print_json(task)
-    else:
-        details(task)
+    task = session.client.task(task_id)
+    details(task, session.json)
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
-def cancel(task_id: TaskId, json_out: JsonOption = False, profile: ProfileOption = None) -> None:
+@user_command(system=False)
+def cancel(session: Session, task_id: TaskId) -> None:
     """Cancel a running task (the program it runs is killed)."""
-    with connect(profile) as client:
-        task = client.cancel_task(task_id)
-    report(task, json_out, f"task {task.id}: {task.state.value}")
+    task = session.client.cancel_task(task_id)
+    report(task, session.json, f"task {task.id}: {task.state.value}")
 
 
 @app.command(epilog=EXIT_CODES)
-@handled
-def wait(
-    task_id: TaskId,
-    timeout: Timeout = None,
-    json_out: JsonOption = False,
-    profile: ProfileOption = None,
-) -> None:
+@user_command(system=False)
+def wait(session: Session, task_id: TaskId, timeout: Timeout = None) -> None:
     """Wait for a task to end, with a progress bar; exit 0 only if it completed."""
-    with connect(profile) as client:
-        task = watch(client, client.task(task_id), timeout, json_out)
-    ended(task, json_out)
+    client = session.client
+    ended(watch(client, client.task(task_id), timeout, session.json), session.json)
 
 
 def watch(client: Client, task: Task, timeout: float | None, quiet: bool) -> Task:
