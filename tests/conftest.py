@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 
 
 @pytest.fixture(scope="session")

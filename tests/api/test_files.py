@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import finished
-from tests.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 
 FILES = "/api/v1/systems/local/files"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import new_gateway
+from tests.support.gateway_process import new_gateway
 
 ONE_SLOT = """
 [systems.local]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm"
 SYSTEM = "cluster"

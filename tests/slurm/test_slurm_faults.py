@@ -23,8 +23,8 @@ from hpcgate.model.scheduler import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.local import LocalTransport
 from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway
 from tests.slurm.conftest import CONFIG, SCRIPT, SYSTEM, controller_up
+from tests.support.gateway_process import GatewayProcess, new_gateway
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 HELLO = "#!/bin/bash\necho hello\n"

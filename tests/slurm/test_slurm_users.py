@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from tests.conftest import ended, hidden_from, submit, wait_for_job
-from tests.gateway_process import GatewayProcess
 from tests.slurm.conftest import SYSTEM
+from tests.support.gateway_process import GatewayProcess
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 SCRIPT = "#!/bin/bash\nsleep 30\n"

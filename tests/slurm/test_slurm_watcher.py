@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess
 from tests.slurm.conftest import SYSTEM, min_job_age
+from tests.support.gateway_process import GatewayProcess
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 

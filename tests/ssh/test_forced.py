@@ -15,8 +15,9 @@ import pytest
 from hpcgate.files.bulk import compress_argv
 from hpcgate.model.commands import Command
 from hpcgate.transports.ssh import command_line
-from tests.ssh.conftest import FORCED, FunctionalAccount, Sshd
+from tests.ssh.conftest import FORCED, FunctionalAccount
 from tests.ssh.conftest import FUNCTIONAL as ACCOUNT
+from tests.support.sshd import Sshd
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,10 @@ import httpx
 import pytest
 
 from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway
 from tests.slurm.conftest import ensure_cluster
-from tests.ssh.conftest import Sshd, own_sshd
+from tests.ssh.conftest import own_sshd
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.sshd import Sshd
 
 SYSTEM = "remote"
 BASE = f"/api/v1/systems/{SYSTEM}"

@@ -28,10 +28,11 @@ from hpcgate.config import SshConfig
 from hpcgate.model.errors import Conflict, Forbidden, NotFound
 from hpcgate.transports.ssh import SshTransport
 from tests.conftest import ended, finished, hidden_from, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.slurm.conftest import ensure_cluster
-from tests.ssh.conftest import FUNCTIONAL, FunctionalAccount, Sshd
+from tests.ssh.conftest import FUNCTIONAL, FunctionalAccount
 from tests.ssh.test_ssh_transport import account
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.sshd import Sshd
 
 SYSTEM = "remote"
 BASE = f"/api/v1/systems/{SYSTEM}"
