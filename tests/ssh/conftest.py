@@ -12,31 +12,25 @@ run only hpcgate-forced (``restrict,command=...`` in its authorized_keys).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
-import shlex
 import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-import hpcgate.forced
-from tests.support.gateway_process import free_port
-from tests.support.sshd import Sshd, answering, instance_env, read_env, run_script
-
-FUNCTIONAL = "hpcgate-svc"
-FORCED = Path(hpcgate.forced.__file__)
-
-
-def cannot_run(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"the SSH tier must run in CI, but {reason}")
-    pytest.skip(reason)
+from tests.support.sshd import (
+    FUNCTIONAL,
+    FunctionalAccount,
+    Sshd,
+    answering,
+    cannot_run,
+    read_env,
+    run_script,
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,55 +46,6 @@ def sshd() -> Sshd:
     if not os.access(env.ca, os.R_OK) or not os.access(env.key("alice"), os.R_OK):
         cannot_run(f"{env.ca} and the users' test keys are readable by root only")
     return env
-
-
-@contextlib.contextmanager
-def own_sshd(state_dir: Path) -> Iterator[Sshd]:
-    """An sshd of the caller's own, on a free port with its state (keys, CA, log) in
-    ``state_dir``, for a test that restarts it; stopped and purged at the end."""
-    if os.geteuid() != 0:
-        cannot_run("starting an sshd of its own needs root")
-    instance = instance_env(state_dir, free_port())
-    try:
-        done = run_script("up", instance=instance)
-        if done.returncode != 0:
-            pytest.fail(f"scripts/sshd up failed:\n{done.stderr[-4000:]}")
-        yield read_env(instance)
-    finally:
-        run_script("down", "--purge", instance=instance)
-
-
-@dataclass
-class FunctionalAccount:
-    """The account ``name``, whose every key runs hpcgate-forced and nothing else."""
-
-    name: str
-    home: Path
-    keys: Path  # a directory of root's for the private halves
-    made: dict[tuple[str, ...], Path] = field(default_factory=dict)
-
-    @property
-    def authorized_keys(self) -> Path:
-        return self.home / ".ssh" / "authorized_keys"
-
-    def key(self, *allowed: str) -> Path:
-        """A key pair whose public half is authorized with ``restrict`` and the forced command
-        ``python3 -I forced.py --allow A --allow B...`` (none: its default programs)."""
-        if allowed in self.made:
-            return self.made[allowed]
-        key = self.keys / f"key{len(self.made)}"
-        argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)]
-        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL)
-        # The entry point is one file of standard-library code, run by the system's Python, as
-        # a site would install it on a cluster (the gateway's venv may not be readable there).
-        entry = ["/usr/bin/python3", "-I", str(FORCED)]
-        for program in allowed:
-            entry += ["--allow", program]
-        line = f'restrict,command="{shlex.join(entry)}" {key.with_suffix(".pub").read_text()}'
-        with self.authorized_keys.open("a") as authorized:
-            authorized.write(line if line.endswith("\n") else line + "\n")
-        self.made[allowed] = key
-        return key
 
 
 @pytest.fixture(scope="session")

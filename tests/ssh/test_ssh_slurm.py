@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ended, hidden_from, submit, wait_for_job
-from tests.slurm.conftest import ensure_cluster
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.jobs import ended, hidden_from, submit, wait_for_job
+from tests.support.slurm import ensure_cluster
 from tests.support.sshd import Sshd
 
 SYSTEM = "remote"
