@@ -6,7 +6,7 @@ writer task writes while the next batch arrives, and computes no checksum. No
 authentication, no confinement, no database: only for the benchmark, on 127.0.0.1. What it
 reaches is what any ASGI app can reach on this machine with this server.
 
-Run: .venv/bin/python -m uvicorn bare_asgi:app --app-dir bench --port N
+Run, from the repository root: .venv/bin/python -m uvicorn bench.bare_asgi:app --port N
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ argv and script, and also the exact line the gateway sends (with its ``timeout -
 wrapper); one GET of a job is compared with ``ssh ... squeue -j ID``; the SSH sessions the
 gateway opened during the wrk load are counted from sshd's log as well as from /metrics.
 
-Usage: .venv/bin/python bench/bench.py [--scheduler embedded|slurm] [--transport local|ssh]
-       [--submits 200] [--clients 100] [--jobs 100] [--seconds 10] [--rate 1000]
+Usage, from the repository root:
+    .venv/bin/python -m bench.bench [--scheduler embedded|slurm] [--transport local|ssh]
+        [--submits 200] [--clients 100] [--jobs 100] [--seconds 10] [--rate 1000]
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import pwd
 import re
 import shutil
@@ -51,11 +51,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_ssh import RawSsh, gateway_sessions, log_size  # this script's folder
-from tests.gateway_process import GatewayProcess, new_gateway
-from tests.ssh.conftest import Sshd, answering, read_env
-
+from bench.bench_ssh import RawSsh, gateway_sessions, log_size
+from bench.host import machine
 from hpcgate.accounts import Accounts
 from hpcgate.config import SystemConfig, UsersConfig
 from hpcgate.model.jobs import JobSpec
@@ -63,6 +60,8 @@ from hpcgate.model.scheduler import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.identity import account_environment, as_account
 from hpcgate.transports.ssh import REMOTE_GRACE, command_line
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.sshd import Sshd, answering, read_env
 
 CONFIGS = {
     "embedded": """
@@ -249,19 +248,6 @@ def parse_wrk(out: str) -> dict[str, float]:
     }
 
 
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -269,7 +255,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--scheduler", choices=sorted(CONFIGS), default="embedded")
     parser.add_argument("--transport", choices=["local", "ssh"], default="local")
     parser.add_argument("--submits", type=int, default=200)

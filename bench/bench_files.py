@@ -28,8 +28,9 @@ With ``--multi-user`` (as root, with a user ``alice`` and the test Slurm cluster
 against a gateway in multi-user mode on the Slurm system, as alice, in alice's home: there
 the files are opened by alice's file helper and the descriptors passed to the gateway.
 
-Usage: .venv/bin/python bench/bench_files.py [--size-mib 1024] [--runs 5] [--warmup 1]
-       [--multi-user] [--dir D]
+Usage, from the repository root:
+    .venv/bin/python -m bench.bench_files [--size-mib 1024] [--runs 5] [--warmup 1]
+        [--multi-user] [--dir D]
 """
 
 from __future__ import annotations
@@ -56,11 +57,10 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import machine  # bench/bench.py: this script's folder comes first on sys.path
-from tests.gateway_process import GatewayProcess, new_gateway
+from bench.host import machine
+from tests.support.gateway_process import GatewayProcess, new_gateway
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # where ``bench.bare_asgi`` is found
 MIB = 1 << 20
 BLOCK = 64 * MIB
 CHUNK = MIB
@@ -457,7 +457,7 @@ def bare_server() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    argv = [sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(HERE)]
+    argv = [sys.executable, "-m", "uvicorn", "bench.bare_asgi:app", "--app-dir", str(ROOT)]
     argv += ["--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(argv)
     url = f"http://127.0.0.1:{port}"
@@ -514,7 +514,9 @@ def multi_user(tmp: Path, size: int, runs: int, warmup: int) -> dict[str, object
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_files", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument(

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.ssh.conftest import Sshd
+from tests.support.sshd import Sshd
 
 ACCEPTED = re.compile(r"^Accepted \S+ for \S+ from \S+ port (\d+) (.*)$")
 SESSION = re.compile(r"^Starting session: (\S+) .*? from \S+ port (\d+) ")

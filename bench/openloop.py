@@ -10,8 +10,9 @@ answers when 500 clients together ask 1000 times a second?
 
 Standard library only, one process, asyncio streams.
 
-Usage: python bench/openloop.py URL TOKEN PATH [PATH...] [--rate 1000] [--clients 500]
-       [--seconds 20]; prints one JSON object.
+Usage, from the repository root (or ``python bench/openloop.py``: it needs nothing else):
+    python -m bench.openloop URL TOKEN PATH [PATH...] [--rate 1000] [--clients 500]
+        [--seconds 20]; prints one JSON object.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ file in the same round:
 No HTTP, no authentication, no checks: an upper bound for any receiver written in Python on
 this machine, not a design. Prints one JSON object.
 
-Usage: python bench/raw_receive.py [--size-mib 1024] [--rounds 5] [--dir DIR]
+Usage, from the repository root (or ``python bench/raw_receive.py``: it needs nothing else):
+    python -m bench.raw_receive [--size-mib 1024] [--rounds 5] [--dir DIR]
 """
 
 from __future__ import annotations

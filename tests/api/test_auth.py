@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.gateway_process import GatewayProcess, cli
+from tests.support.gateway_process import GatewayProcess, cli
 
 JOBS = "/api/v1/systems/local/jobs"
 HELLO = {"script": "#!/bin/bash\necho hi"}

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import ended, submit, wait_for_job
+from tests.support.jobs import ended, submit, wait_for_job
 
 JOBS = "/api/v1/systems/local/jobs"
 OK_SCRIPT = "#!/bin/bash\necho hi"

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import finished
-from tests.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.jobs import finished
 
 FILES = "/api/v1/systems/local/files"
 

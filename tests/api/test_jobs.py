@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ended, submit, wait_for_job
+from tests.support.jobs import ended, submit, wait_for_job
 
 JOBS = "/api/v1/systems/local/jobs"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess
 
 
 def test_openapi_describes_every_route_with_its_problems(gateway: GatewayProcess) -> None:

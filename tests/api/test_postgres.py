@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.sse import read_events
-from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
+from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
+from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.sse import read_events
 
 pytestmark = pytest.mark.postgres
 JOBS = "/api/v1/systems/local/jobs"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import new_gateway
+from tests.support.gateway_process import new_gateway
+from tests.support.jobs import ended, submit, wait_for_job
 
 ONE_SLOT = """
 [systems.local]

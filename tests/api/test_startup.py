@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_process import cli
+from tests.support.gateway_process import cli
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="about a gateway that runs as root")

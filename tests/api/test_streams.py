@@ -6,8 +6,8 @@ import json
 
 import httpx
 
-from tests.api.sse import read_events
-from tests.conftest import ended, submit, wait_for_job
+from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.sse import read_events
 
 JOBS = "/api/v1/systems/local/jobs"
 TICKER = (

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess
 
 TASKS = "/api/v1/tasks"
 UNKNOWN = uuid.uuid4().hex

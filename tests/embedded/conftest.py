@@ -7,17 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.embedded.engine import Engine
-
-
-def engine_in(base: Path) -> Iterator[Engine]:
-    """An engine on a new spool under ``base``; fails if its processes outlive the test."""
-    workdir = base / "work"
-    workdir.mkdir()
-    engine = Engine(base / "spool", workdir)
-    yield engine
-    strays = engine.shut_down()
-    assert not strays, f"processes left behind (killed now): {strays}"
+from tests.embedded.engine import Engine, engine_in
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +160,13 @@ def kill(pid: int) -> None:
     """SIGKILL ``pid`` if it still exists."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def engine_in(base: Path) -> Iterator[Engine]:
+    """An engine on a new spool under ``base``; fails if its processes outlive the test."""
+    workdir = base / "work"
+    workdir.mkdir()
+    engine = Engine(base / "spool", workdir)
+    yield engine
+    strays = engine.shut_down()
+    assert not strays, f"processes left behind (killed now): {strays}"

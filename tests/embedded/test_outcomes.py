@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.embedded.conftest import engine_in
-from tests.embedded.engine import Engine, Job, alive, read_pid
+from tests.embedded.engine import Engine, Job, alive, engine_in, read_pid
 
 SECRET = "HPCGATE_TEST_CALLER_SECRET"
 SCRIPTS: dict[str, tuple[str, dict[str, object]]] = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpcgate.client import AsyncClient, Client
-from tests.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess, new_gateway
 
 SDK_CONFIG = """
 max_script_bytes = 4096

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import pytest
 
-from tests.gateway_process import GatewayProcess, free_port
+from tests.support.gateway_process import GatewayProcess, free_port
 
 GOOD = "#!/bin/bash\necho started\nsleep 0.3\necho done\n"
 BAD = "#!/bin/bash\necho failing >&2\nexit 3\n"

@@ -15,7 +15,7 @@ from hpcgate.client import AsyncClient, Client, JobFailed, ValidationFailed, Wai
 from hpcgate.client._jobs import Event, EventParser
 from hpcgate.model import errors
 from hpcgate.model.jobs import JobSpec, JobState
-from tests.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess, new_gateway
 
 SYSTEM = "local"
 SLOW = "#!/bin/bash\nfor i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done\n"

@@ -20,7 +20,7 @@ from hpcgate.client import AsyncClient, Client, WaitTimeout
 from hpcgate.model import errors
 from hpcgate.model.principal import Scope
 from hpcgate.model.tasks import Task, TaskState
-from tests.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess
 
 SYSTEM = "local"
 FILES = f"/api/v1/systems/{SYSTEM}/files"

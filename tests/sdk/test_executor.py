@@ -33,7 +33,7 @@ from hpcgate.model.errors import (
     Unavailable,
 )
 from hpcgate.model.jobs import Job, JobSpec, JobState
-from tests.gateway_process import GatewayProcess, free_port, new_gateway
+from tests.support.gateway_process import GatewayProcess, free_port, new_gateway
 
 SYSTEM = "local"
 POLL = 0.2

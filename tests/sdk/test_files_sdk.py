@@ -21,7 +21,7 @@ import pytest
 from hpcgate.client import AsyncClient, Client, GatewayUnreachable, Retry
 from hpcgate.model import errors
 from hpcgate.model.tasks import TaskState
-from tests.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess
 
 SYSTEM = "local"
 CHUNK = 256 << 10

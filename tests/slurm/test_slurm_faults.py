@@ -22,9 +22,9 @@ from hpcgate.model.jobs import JobSpec
 from hpcgate.model.scheduler import SubmitContext
 from hpcgate.schedulers.slurm import SlurmScheduler
 from hpcgate.transports.local import LocalTransport
-from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway
-from tests.slurm.conftest import CONFIG, SCRIPT, SYSTEM, controller_up
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.slurm import CONFIG, SCRIPT, SYSTEM, controller_up
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 HELLO = "#!/bin/bash\necho hello\n"

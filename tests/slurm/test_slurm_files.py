@@ -21,7 +21,7 @@ from hpcgate.accounts import Accounts
 from hpcgate.config import UsersConfig
 from hpcgate.model.errors import CommandTimeout
 from hpcgate.transports.files import HelperPool
-from tests.conftest import finished
+from tests.support.jobs import finished
 
 FILES = "/api/v1/systems/cluster/files"
 

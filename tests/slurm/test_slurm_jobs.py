@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.sse import read_events
-from tests.conftest import ended, submit, wait_for_job
-from tests.slurm.conftest import SYSTEM
+from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.slurm import SYSTEM
+from tests.support.sse import read_events
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 

@@ -22,8 +22,8 @@ from hpcgate import Client, Executor
 from hpcgate.client import JobFailed
 from hpcgate.model.errors import Forbidden, NotFound
 from hpcgate.model.jobs import JobState
-from tests.gateway_process import GatewayProcess
-from tests.slurm.conftest import SYSTEM
+from tests.support.gateway_process import GatewayProcess
+from tests.support.slurm import SYSTEM
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.slurm.conftest import SYSTEM
+from tests.support.slurm import SYSTEM
 
 BASE = f"/api/v1/systems/{SYSTEM}"
 

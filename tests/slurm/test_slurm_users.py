@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ended, hidden_from, submit, wait_for_job
-from tests.gateway_process import GatewayProcess
-from tests.slurm.conftest import SYSTEM
+from tests.support.gateway_process import GatewayProcess
+from tests.support.jobs import ended, hidden_from, submit, wait_for_job
+from tests.support.slurm import SYSTEM
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 SCRIPT = "#!/bin/bash\nsleep 30\n"

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess
-from tests.slurm.conftest import SYSTEM, min_job_age
+from tests.support.gateway_process import GatewayProcess
+from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.slurm import SYSTEM, min_job_age
 
 JOBS = f"/api/v1/systems/{SYSTEM}/jobs"
 

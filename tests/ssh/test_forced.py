@@ -15,8 +15,8 @@ import pytest
 from hpcgate.files.bulk import compress_argv
 from hpcgate.model.commands import Command
 from hpcgate.transports.ssh import command_line
-from tests.ssh.conftest import FORCED, FunctionalAccount, Sshd
-from tests.ssh.conftest import FUNCTIONAL as ACCOUNT
+from tests.support.sshd import FORCED, FunctionalAccount, Sshd
+from tests.support.sshd import FUNCTIONAL as ACCOUNT
 
 
 @pytest.fixture(scope="module")

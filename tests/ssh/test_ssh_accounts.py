@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ended, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway
-from tests.slurm.conftest import ensure_cluster
-from tests.ssh.conftest import Sshd
 from tests.ssh.test_ssh_files import config
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.slurm import ensure_cluster
+from tests.support.sshd import Sshd
 
 HIDDEN = ("alice", "bob")
 BLIND = 'mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 && exec "$@"'

@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ended, finished, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway
 from tests.slurm import test_slurm_files as local
-from tests.slurm.conftest import ensure_cluster
 from tests.slurm.test_slurm_files import FILES, home, put
-from tests.ssh.conftest import Sshd
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.jobs import ended, finished, submit, wait_for_job
+from tests.support.slurm import ensure_cluster
+from tests.support.sshd import Sshd
 
 scratch = local.scratch
 

@@ -27,11 +27,11 @@ import pytest
 from hpcgate.config import SshConfig
 from hpcgate.model.errors import Conflict, Forbidden, NotFound
 from hpcgate.transports.ssh import SshTransport
-from tests.conftest import ended, finished, hidden_from, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway, user_client
-from tests.slurm.conftest import ensure_cluster
-from tests.ssh.conftest import FUNCTIONAL, FunctionalAccount, Sshd
 from tests.ssh.test_ssh_transport import account
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.jobs import ended, finished, hidden_from, submit, wait_for_job
+from tests.support.slurm import ensure_cluster
+from tests.support.sshd import FUNCTIONAL, FunctionalAccount, Sshd
 
 SYSTEM = "remote"
 BASE = f"/api/v1/systems/{SYSTEM}"

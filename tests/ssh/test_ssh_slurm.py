@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ended, hidden_from, submit, wait_for_job
-from tests.gateway_process import GatewayProcess, new_gateway, user_client
-from tests.slurm.conftest import ensure_cluster
-from tests.ssh.conftest import Sshd
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.jobs import ended, hidden_from, submit, wait_for_job
+from tests.support.slurm import ensure_cluster
+from tests.support.sshd import Sshd
 
 SYSTEM = "remote"
 BASE = f"/api/v1/systems/{SYSTEM}"

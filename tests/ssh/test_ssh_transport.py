@@ -26,9 +26,9 @@ from hpcgate.model.commands import Command
 from hpcgate.model.errors import CommandTimeout, Forbidden, NotFound, TransportError
 from hpcgate.transports.ssh import SshTransport
 from hpcgate.transports.ssh_identity import CertificateAuthority
-from tests.gateway_process import free_port
-from tests.hostile import HOSTILE_ARGV
-from tests.ssh.conftest import Sshd, own_sshd
+from tests.support.gateway_process import free_port
+from tests.support.hostile import HOSTILE_ARGV
+from tests.support.sshd import Sshd, own_sshd
 
 HOSTILE = (*HOSTILE_ARGV, "é ✓")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ssh.conftest import Sshd
+from tests.support.sshd import Sshd
 
 LogSince = Callable[[], str]
 DENIED = "Permission denied (publickey)."  # the methods listed are all the server offers

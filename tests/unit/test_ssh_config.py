@@ -17,7 +17,7 @@ from hpcgate.model.commands import Command
 from hpcgate.model.errors import BadRequest, Forbidden, TransportError
 from hpcgate.transports.ssh import SshTransport, command_line, parse_jump_host
 from hpcgate.transports.ssh_identity import CertificateAuthority, FunctionalKey, KeyDirectory
-from tests.hostile import HOSTILE_ARGV
+from tests.support.hostile import HOSTILE_ARGV
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A real ``hpcgate serve`` process for tests, with its own data directory and port."""
+"""A real ``hpcgate serve`` process for tests and benchmarks, with its own data directory and
+port."""
 
 from __future__ import annotations
 
