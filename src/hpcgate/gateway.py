@@ -54,7 +54,7 @@ class Gateway:
             self.systems, store, self.bus, self.accounts, settings.max_script_bytes
         )
         self.status = StatusService(self.systems, self.accounts)
-        self.files = FileService(self.systems, self.accounts)
+        self.files = FileService()
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))
         self.tasks = TaskService(TaskStore(self.database))
         self.bulk = BulkFiles(self.files, self.tasks)

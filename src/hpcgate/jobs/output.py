@@ -111,7 +111,7 @@ class _Files:
         self._transport = self._cluster.transport
 
     async def size(self, path: str) -> int | None:
-        return await self._transport.file_size(path, await self._account())
+        return await self._transport.files(await self._account()).size(path)
 
     async def read(self, path: str, offset: int, end: int) -> bytes:
         """At most a chunk, and nothing past ``end`` (the size the file had): a read of a
@@ -119,7 +119,7 @@ class _Files:
         if offset >= end:
             return b""
         wanted = min(CHUNK, end - offset)
-        return await self._transport.read(path, offset, wanted, await self._account())
+        return await self._transport.files(await self._account()).read(path, offset, wanted)
 
     async def _account(self) -> Account | None:
         return await self._jobs.account(self._who, self._cluster)  # cached by Accounts
