@@ -20,13 +20,14 @@ import shlex
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 import hpcgate.forced
+from hpcgate.transports.ssh import SshTransport
 from tests.gateway_process import free_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sshd"
@@ -148,13 +149,25 @@ def sshd() -> Sshd:
     return env
 
 
+@pytest.fixture
+async def transports(sshd: Sshd) -> AsyncIterator[list[SshTransport]]:
+    """Transports made by a test; each is closed at its end."""
+    made: list[SshTransport] = []
+    yield made
+    for transport in made:
+        await transport.close()
+
+
 @contextlib.contextmanager
-def own_sshd(state_dir: Path) -> Iterator[Sshd]:
+def own_sshd(state_dir: Path, forwarding: bool = False) -> Iterator[Sshd]:
     """An sshd of the caller's own, on a free port with its state (keys, CA, log) in
-    ``state_dir``, for a test that restarts it; stopped and purged at the end."""
+    ``state_dir``, for a test that restarts it or, with ``forwarding``, lets clients open
+    connections onward (``AllowTcpForwarding local``); stopped and purged at the end."""
     if os.geteuid() != 0:
         cannot_run("starting an sshd of its own needs root")
     instance = instance_env(state_dir, free_port())
+    if forwarding:
+        instance["HPCGATE_SSHD_TCP_FORWARDING"] = "local"
     try:
         done = run_script("up", instance=instance)
         if done.returncode != 0:

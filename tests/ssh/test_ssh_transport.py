@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +50,6 @@ def config(sshd: Sshd, identity: str = "ca", **changes: Any) -> SshConfig:
         **keys,
     }
     return SshConfig(**(table | changes))
-
-
-@pytest.fixture
-async def transports(sshd: Sshd) -> AsyncIterator[list[SshTransport]]:
-    """Transports made by a test; each is closed at its end."""
-    made: list[SshTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
 
 
 def new(

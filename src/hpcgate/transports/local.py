@@ -53,8 +53,9 @@ class LocalTransport:
         """A TCP connection from this machine (the same whoever asks)."""
         try:
             return await anyio.connect_tcp(host, port)
-        except OSError as exc:
-            raise os_error(exc, f"{host}:{port}") from exc
+        except OSError as exc:  # anyio's, caused by the one address's own when there is one
+            reason = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            raise os_error(reason, f"{host}:{port}") from exc
 
     async def start(self) -> None:
         """Nothing to prepare: helper processes start on first use."""
