@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -95,12 +96,8 @@ class SshTransport:
 
     def _pool(self, forwarding: bool) -> ConnectionPool:
         config = self._config
-
-        async def connect(login: str) -> asyncssh.SSHClientConnection:
-            return await self._connect(login, forwarding)
-
         return ConnectionPool(
-            connect,
+            functools.partial(self._connect, forwarding=forwarding),
             max_connections=config.max_connections,
             sessions=config.sessions_per_connection,
             idle_seconds=config.idle_seconds,
@@ -185,6 +182,28 @@ class SshTransport:
             tail = "\n".join(lines[-20:]).encode()
             return self._result(process, command, b"", tail)
 
+    async def run_file_command(self, command: Command, limit: int | None = None) -> CommandResult:
+        """Run a file operation's command as the functional account, its stdout cut at
+        ``limit`` bytes (it is killed once it has written them). Being idempotent, it is
+        tried once more when the connection breaks under it."""
+        login = self._config.user
+        line = command_line(command, FILE_TIMEOUT + REMOTE_GRACE)
+        io: dict[str, Any] = {"stdin": asyncssh.DEVNULL}
+        if limit is not None:
+            io["window"] = max(limit, MIN_WINDOW)  # sshd reads no more ahead than this
+        late = f"a file operation on {self.where} took more than {FILE_TIMEOUT:g} s"
+        broken = TransportError(f"the connection to {self.where} broke during a file operation")
+        for _attempt in (1, 2):
+            async with self._process(login, line, io) as process:
+                try:
+                    work = _collect(process, limit)
+                    result = await self._finish(process, work, login, FILE_TIMEOUT, late)
+                except TransportError as exc:
+                    broken, result = exc, None
+            if result is not None:
+                return result
+        raise broken
+
     # ------------------------------------------------------------------ internals
 
     async def _finish(
@@ -264,28 +283,6 @@ class SshTransport:
             )
         return CommandResult(process.returncode, stdout, stderr)
 
-    async def run_file_command(self, command: Command, limit: int | None = None) -> CommandResult:
-        """Run a file operation's command as the functional account, its stdout cut at
-        ``limit`` bytes (it is killed once it has written them). Being idempotent, it is
-        tried once more when the connection breaks under it."""
-        login = self._config.user
-        line = command_line(command, FILE_TIMEOUT + REMOTE_GRACE)
-        io: dict[str, Any] = {"stdin": asyncssh.DEVNULL}
-        if limit is not None:
-            io["window"] = max(limit, MIN_WINDOW)  # sshd reads no more ahead than this
-        late = f"a file operation on {self.where} took more than {FILE_TIMEOUT:g} s"
-        broken = TransportError(f"the connection to {self.where} broke during a file operation")
-        for _attempt in (1, 2):
-            async with self._process(login, line, io) as process:
-                try:
-                    work = _collect(process, limit)
-                    result = await self._finish(process, work, login, FILE_TIMEOUT, late)
-                except TransportError as exc:
-                    broken, result = exc, None
-            if result is not None:
-                return result
-        raise broken
-
     async def _connect(self, login: str, forwarding: bool) -> asyncssh.SSHClientConnection:
         """A new connection as ``login`` (through the jump host if one is configured),
         with the right to open streams onward if ``forwarding``."""
@@ -344,12 +341,14 @@ def parse_jump_host(text: str) -> tuple[str | None, str, int]:
 
 
 async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
-    """Every line the process writes to stderr, each also handed to ``on_line``."""
+    """Every line the process writes to stderr, each also handed to ``on_line``, until it
+    has ended."""
     seen: list[str] = []
     while raw := await process.stderr.readline():
         line = raw.decode(errors="replace").rstrip("\n")
         on_line(line)
         seen = [*seen[-50:], line]
+    await process.wait_closed()
     return seen
 
 

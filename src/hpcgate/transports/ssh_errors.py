@@ -2,9 +2,9 @@
 
 - a failed connection or channel (asyncssh's errors and the network's), :data:`ERRORS`:
   always a TransportError (503), saying what failed;
-- an SFTP status about a file, :data:`SFTP_ERRORS`: NotFound, Forbidden, Conflict, ...
-  (SFTP version 3 names few errors; where it says only "failure" the file system asks
-  the host what it meant);
+- an SFTP status about a file, by the errno it stands for (:data:`SFTP_ERRNO`), then
+  by :mod:`.os_errors`' table as a local file's error would be (SFTP version 3 names few
+  errors; where it says only "failure" the file system asks the host what it meant);
 - a failed file command (``tail``, ``getent``, ``du``... run with :data:`C_LOCALE`), by
   the strerror text its complaint ends with (:func:`~.os_errors.complaint_kind`).
 
@@ -16,22 +16,15 @@ transport.
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 
 import asyncssh
 
 from hpcgate.forced import REFUSED
 from hpcgate.model.commands import CommandResult
-from hpcgate.model.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    HpcgateError,
-    InsufficientStorage,
-    NotFound,
-    TransportError,
-)
-from hpcgate.transports.os_errors import complaint_kind
+from hpcgate.model.errors import HpcgateError, TransportError
+from hpcgate.transports.os_errors import complaint_kind, errno_error
 
 C_LOCALE = {"LC_ALL": "C"}  # complaints in the words complaint_kind knows, on every host
 
@@ -48,19 +41,19 @@ ERRORS: tuple[tuple[type[BaseException], str], ...] = (
     (OSError, "cannot reach {where}"),
 )
 
-SFTP_ERRORS: dict[type[asyncssh.SFTPError], type[HpcgateError]] = {
-    asyncssh.SFTPNoSuchFile: NotFound,
-    asyncssh.SFTPNoSuchPath: NotFound,
-    asyncssh.SFTPPermissionDenied: Forbidden,
-    asyncssh.SFTPWriteProtect: Forbidden,
-    asyncssh.SFTPFileAlreadyExists: Conflict,
-    asyncssh.SFTPNotADirectory: Conflict,
-    asyncssh.SFTPFileIsADirectory: Conflict,
-    asyncssh.SFTPDirNotEmpty: Conflict,
-    asyncssh.SFTPNoSpaceOnFilesystem: InsufficientStorage,
-    asyncssh.SFTPQuotaExceeded: InsufficientStorage,
-    asyncssh.SFTPInvalidFilename: BadRequest,
-    asyncssh.SFTPLinkLoop: BadRequest,
+SFTP_ERRNO: dict[type[asyncssh.SFTPError], int] = {
+    asyncssh.SFTPNoSuchFile: errno.ENOENT,
+    asyncssh.SFTPNoSuchPath: errno.ENOENT,
+    asyncssh.SFTPPermissionDenied: errno.EACCES,
+    asyncssh.SFTPWriteProtect: errno.EROFS,
+    asyncssh.SFTPFileAlreadyExists: errno.EEXIST,
+    asyncssh.SFTPNotADirectory: errno.ENOTDIR,
+    asyncssh.SFTPFileIsADirectory: errno.EISDIR,
+    asyncssh.SFTPDirNotEmpty: errno.ENOTEMPTY,
+    asyncssh.SFTPNoSpaceOnFilesystem: errno.ENOSPC,
+    asyncssh.SFTPQuotaExceeded: errno.EDQUOT,
+    asyncssh.SFTPInvalidFilename: errno.EINVAL,
+    asyncssh.SFTPLinkLoop: errno.ELOOP,
 }
 
 # SFTP statuses that mean the connection (not the file) failed.
@@ -83,9 +76,8 @@ def connection_error(exc: BaseException, where: str, login: str) -> HpcgateError
 
 def sftp_error(exc: asyncssh.SFTPError, path: str) -> HpcgateError:
     """The hpcgate error for an SFTP status about ``path`` (not a connection failure)."""
-    kind = SFTP_ERRORS.get(type(exc), TransportError)
-    reason = exc.reason or type(exc).__name__
-    return kind(f"{reason}: {path}" if path else reason)
+    number = SFTP_ERRNO.get(type(exc), errno.EIO)  # EIO: a failure without a name, 503
+    return errno_error(number, exc.reason or type(exc).__name__, path)
 
 
 def lost_connection(exc: Foreign) -> bool:
