@@ -53,7 +53,7 @@ class Gateway:
         store = JobStore(self.database)
         self.jobs = JobService(store, self.bus, settings.max_script_bytes)
         self.status = StatusService(self.accounts)
-        self.files = FileService(self.systems, self.accounts)
+        self.files = FileService()
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))
         self.tasks = TaskService(TaskStore(self.database))
         self.bulk = BulkFiles(self.files, self.tasks)

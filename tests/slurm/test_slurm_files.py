@@ -20,7 +20,7 @@ import pytest
 from hpcgate.accounts import Accounts
 from hpcgate.config import UsersConfig
 from hpcgate.model.errors import CommandTimeout
-from hpcgate.transports.files import HelperPool
+from hpcgate.transports.helper_pool import HelperPool
 from tests.support.jobs import finished
 
 FILES = "/api/v1/systems/cluster/files"

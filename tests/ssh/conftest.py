@@ -17,11 +17,12 @@ import pwd
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from hpcgate.transports.ssh import SshTransport
 from tests.support.sshd import (
     FUNCTIONAL,
     FunctionalAccount,
@@ -46,6 +47,15 @@ def sshd() -> Sshd:
     if not os.access(env.ca, os.R_OK) or not os.access(env.key("alice"), os.R_OK):
         cannot_run(f"{env.ca} and the users' test keys are readable by root only")
     return env
+
+
+@pytest.fixture
+async def transports(sshd: Sshd) -> AsyncIterator[list[SshTransport]]:
+    """Transports made by a test; each is closed at its end."""
+    made: list[SshTransport] = []
+    yield made
+    for transport in made:
+        await transport.close()
 
 
 @pytest.fixture(scope="session")

@@ -74,17 +74,19 @@ async def test_files_are_read_and_made_with_allowed_programs(
     (functional_scratch / "out").write_bytes(data)
     shutil.chown(functional_scratch / "out", FUNCTIONAL, FUNCTIONAL)
     alice, bob = account("alice"), account("bob")
-    assert await transport.file_size(str(functional_scratch / "out"), alice) == len(data)
+    assert await transport.files(alice).size(str(functional_scratch / "out")) == len(data)
     chunks, offset = [], 0
-    while chunk := await transport.read(str(functional_scratch / "out"), offset, 1 << 20, bob):
+    while chunk := await transport.files(bob).read(
+        str(functional_scratch / "out"), offset, 1 << 20
+    ):
         chunks.append(chunk)
         offset += len(chunk)
     assert [len(chunk) for chunk in chunks] == [1 << 20] * 3 + [12345]
     assert b"".join(chunks) == data
-    assert await transport.read(str(functional_scratch / "out"), 5, 7) == data[5:12]
+    assert await transport.files().read(str(functional_scratch / "out"), 5, 7) == data[5:12]
     nested = functional_scratch / "a; b" / "$(id)" / "c"
-    await transport.make_directory(str(nested), alice)
-    await transport.make_directory(str(nested))  # there already: fine
+    await transport.files(alice).mkdir(str(nested), parents=True)
+    await transport.files().mkdir(str(nested), parents=True)  # there already: fine
     assert nested.is_dir() and nested.stat().st_uid == pwd.getpwnam(FUNCTIONAL).pw_uid
     assert transport.pool.stats().opened == 1
 
@@ -93,18 +95,18 @@ async def test_file_errors_are_what_they_mean(
     transport: SshTransport, functional_scratch: Path
 ) -> None:
     missing = str(functional_scratch / "missing")
-    assert await transport.file_size(missing) is None
+    assert await transport.files().size(missing) is None
     with pytest.raises(NotFound):
-        await transport.read(missing, 0, 100)
+        await transport.files().read(missing, 0, 100)
     with pytest.raises(Forbidden):
-        await transport.read("/etc/shadow", 0, 100)
+        await transport.files().read("/etc/shadow", 0, 100)
     with pytest.raises(Conflict):
-        await transport.read(str(functional_scratch), 0, 100)
+        await transport.files().read(str(functional_scratch), 0, 100)
     (functional_scratch / "file").write_text("x")
     with pytest.raises(Conflict):
-        await transport.make_directory(str(functional_scratch / "file"))
+        await transport.files().mkdir(str(functional_scratch / "file"), parents=True)
     with pytest.raises(Forbidden):
-        await transport.make_directory("/root/hpcgate-forced-test")
+        await transport.files().mkdir("/root/hpcgate-forced-test", parents=True)
 
 
 def test_the_functional_key_gets_no_shell(

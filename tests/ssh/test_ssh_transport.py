@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +50,6 @@ def config(sshd: Sshd, identity: str = "ca", **changes: Any) -> SshConfig:
         **keys,
     }
     return SshConfig(**(table | changes))
-
-
-@pytest.fixture
-async def transports(sshd: Sshd) -> AsyncIterator[list[SshTransport]]:
-    """Transports made by a test; each is closed at its end."""
-    made: list[SshTransport] = []
-    yield made
-    for transport in made:
-        await transport.close()
 
 
 def new(
@@ -198,21 +189,21 @@ async def test_files_over_sftp_as_the_account(sshd: Sshd, transports: list[SshTr
     home = alice().home
     work = f"{home}/hpcgate-test-{uuid.uuid4().hex[:8]}"
     try:
-        await transport.make_directory(f"{work}/a/b", alice())
-        await transport.make_directory(f"{work}/a/b", alice())  # fine if it exists
+        await transport.files(alice()).mkdir(f"{work}/a/b", parents=True)
+        await transport.files(alice()).mkdir(f"{work}/a/b", parents=True)  # fine if it exists
         made = await transport.run(Command(("stat", "-c", "%U", f"{work}/a/b")), 10, alice())
         assert made.stdout == b"alice\n"
         write = ("sh", "-c", 'printf "0123456789" > "$1"', "-", f"{work}/out")
         assert (await transport.run(Command(write), 10, alice())).ok
-        assert await transport.file_size(f"{work}/out", alice()) == 10
-        assert await transport.read(f"{work}/out", 3, 4, alice()) == b"3456"
-        assert await transport.read(f"{work}/out", 8, 1 << 20, alice()) == b"89"
-        assert await transport.read(f"{work}/out", 10, 100, alice()) == b""
-        assert await transport.file_size(f"{work}/missing", alice()) is None
+        assert await transport.files(alice()).size(f"{work}/out") == 10
+        assert await transport.files(alice()).read(f"{work}/out", 3, 4) == b"3456"
+        assert await transport.files(alice()).read(f"{work}/out", 8, 1 << 20) == b"89"
+        assert await transport.files(alice()).read(f"{work}/out", 10, 100) == b""
+        assert await transport.files(alice()).size(f"{work}/missing") is None
         with pytest.raises(NotFound):
-            await transport.read(f"{work}/missing", 0, 10, alice())
+            await transport.files(alice()).read(f"{work}/missing", 0, 10)
         with pytest.raises(Forbidden):
-            await transport.read("/etc/shadow", 0, 10, alice())
+            await transport.files(alice()).read("/etc/shadow", 0, 10)
         assert transport.pool.stats().opened == 1  # commands and SFTP share the connection
     finally:
         await transport.run(Command(("rm", "-rf", work)), 10, alice())
@@ -352,7 +343,7 @@ async def test_a_command_cut_off_midway_is_not_repeated(
     with pytest.raises(TransportError, match="it may have run"):
         await task
     try:
-        assert (await transport.read(work, 0, 100, alice())) == b"ran\n"
+        assert (await transport.files(alice()).read(work, 0, 100)) == b"ran\n"
     finally:
         await transport.run(Command(("rm", "-f", work)), 10, alice())
 

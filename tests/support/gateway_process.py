@@ -69,13 +69,13 @@ class GatewayProcess:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, self.log()
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
             try:
                 if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
-        raise TimeoutError(f"gateway did not start:\n{self.log()}")
+        raise TimeoutError(f"gateway did not start:\n{self.log_tail()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -84,8 +84,13 @@ class GatewayProcess:
         self.process = None
 
     def log(self) -> str:
+        """The whole server log (a start-up warning stays findable after any load)."""
         path = self.home / "server.log"
-        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tail(self) -> str:
+        """The end of the server log, for a failure message."""
+        return self.log()[-5000:]
 
     def token(self, user: str, *scopes: str, expires_in: str | None = None) -> str:
         args = ["token", "create", user, *(f"--scope={s}" for s in scopes)]

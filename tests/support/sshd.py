@@ -129,12 +129,15 @@ def cannot_run(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def own_sshd(state_dir: Path) -> Iterator[Sshd]:
+def own_sshd(state_dir: Path, forwarding: bool = False) -> Iterator[Sshd]:
     """An sshd of the caller's own, on a free port with its state (keys, CA, log) in
-    ``state_dir``, for a test that restarts it; stopped and purged at the end."""
+    ``state_dir``, for a test that restarts it or, with ``forwarding``, lets clients open
+    connections onward (``AllowTcpForwarding local``); stopped and purged at the end."""
     if os.geteuid() != 0:
         cannot_run("starting an sshd of its own needs root")
     instance = instance_env(state_dir, free_port())
+    if forwarding:
+        instance["HPCGATE_SSHD_TCP_FORWARDING"] = "local"
     try:
         done = run_script("up", instance=instance)
         if done.returncode != 0:

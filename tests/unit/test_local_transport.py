@@ -1,13 +1,18 @@
-"""The local transport's long commands, on real child processes."""
+"""The local transport's long commands, on real child processes, and its streams, to a
+real TCP server."""
 
 from __future__ import annotations
 
 import sys
 
 import anyio
+import pytest
 
 from hpcgate.model.commands import Command
+from hpcgate.model.errors import TransportError
 from hpcgate.transports.local import MAX_LINE, LocalTransport
+from tests.support.echo import assert_echoes, echo_server
+from tests.support.gateway_process import free_port
 
 WRITER = """
 import sys
@@ -26,3 +31,15 @@ async def test_over_long_stderr_lines_never_stall_a_long_command() -> None:
     assert result.returncode == 0
     assert "".join(lines) == "x" * 200000 + "y" * 2000000 + "done"  # newlines end lines
     assert max(len(line) for line in lines) <= MAX_LINE
+
+
+async def test_a_stream_is_a_tcp_connection_from_here() -> None:
+    async with echo_server() as port:
+        with anyio.fail_after(30):
+            await assert_echoes(await LocalTransport().stream("127.0.0.1", port, None))
+
+
+async def test_a_stream_nobody_answers_is_a_transport_error() -> None:
+    port = free_port()
+    with pytest.raises(TransportError, match=f"127\\.0\\.0\\.1:{port}"):
+        await LocalTransport().stream("127.0.0.1", port)

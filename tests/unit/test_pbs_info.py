@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from anyio.abc import ByteStream
 
 from hpcgate.accounts import Account, Accounts, UserEntry
 from hpcgate.cluster import Cluster
@@ -20,7 +21,7 @@ from hpcgate.schedulers.pbs_format import parse_size_mb
 from hpcgate.schedulers.pbs_info import PbsInfo, allowed_users, node_state, reserved_hosts
 from hpcgate.status.service import StatusService
 from hpcgate.target import Target
-from hpcgate.transports.files import FileAccess
+from hpcgate.transports.filesystem import FileSystem
 
 RECORDED = Path(__file__).parent / "recorded" / "pbs"
 INFO = PbsInfo()
@@ -252,16 +253,11 @@ class FakePbsTransport:
         self.commands.append(command)
         return self.answer
 
-    async def read(
-        self, path: str, offset: int, size: int, account: Account | None = None
-    ) -> bytes:
-        raise NotImplementedError
-
-    async def file_size(self, path: str, account: Account | None = None) -> int | None:
-        raise NotImplementedError
-
-    def files(self, account: Account | None = None) -> FileAccess:
+    def files(self, account: Account | None = None) -> FileSystem:
         raise AssertionError("the PBS status tests touch no files")
+
+    async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
+        raise AssertionError("the PBS status tests open no streams")
 
     async def start(self) -> None:
         pass
@@ -273,9 +269,6 @@ class FakePbsTransport:
         self, command: Command, account: Account | None, on_line: Callable[[str], None]
     ) -> CommandResult:
         raise AssertionError("the PBS status tests run no long commands")
-
-    async def make_directory(self, path: str, account: Account | None = None) -> None:
-        raise NotImplementedError
 
     async def lookup_user(self, name: str) -> UserEntry | None:
         raise AssertionError("single-user: the PBS status tests look up no account")

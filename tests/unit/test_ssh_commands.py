@@ -19,12 +19,12 @@ from hpcgate.model.errors import (
 )
 from hpcgate.transports.ssh import command_line
 from hpcgate.transports.ssh_commands import (
-    failure,
     mkdir_command,
     parse_size,
     read_command,
     size_command,
 )
+from hpcgate.transports.ssh_errors import failure
 
 PATHS = ("/home/svc/slurm-1.out", "-rf", "/tmp/a; rm -rf ~", "/tmp/$(id)", "/tmp/x\ny", "~")
 

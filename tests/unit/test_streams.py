@@ -12,7 +12,7 @@ import pytest
 
 from hpcgate.files.streams import WRITE_BATCH, receive
 from hpcgate.model.errors import BadRequest, InsufficientStorage
-from hpcgate.transports.files import LocalFile
+from hpcgate.transports.local_files import LocalFile
 
 
 def opened(path: Path | str) -> LocalFile:

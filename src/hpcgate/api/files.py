@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.auth import GatewayDep, TargetDep
 from hpcgate.api.problems import problem, responses
-from hpcgate.files.ops import ALGORITHMS
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
 from hpcgate.files.service import Opened
 from hpcgate.model.errors import RangeNotSatisfiable
@@ -34,11 +33,10 @@ from hpcgate.model.files import (
     UploadState,
 )
 from hpcgate.model.tasks import Task
-from hpcgate.transports.files import OpenFile
+from hpcgate.transports.filesystem import ALGORITHMS, OpenFile
 
 router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])
 
-SystemName = Annotated[str, Path(max_length=64, description="A configured system")]
 FilePath = Annotated[
     str,
     Query(
@@ -55,93 +53,83 @@ WRITES = responses(400, 401, 403, 404, 409, 422, 507)
 
 @router.get("/ls", summary="List a directory", responses=READS)
 async def list_directory(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     hidden: Annotated[bool, Query(description="Include names starting with '.'")] = False,
     depth: Annotated[int, Query(ge=1, le=32, description="Levels to descend")] = 1,
     numeric: Annotated[bool, Query(description="uid/gid only, no names")] = False,
 ) -> Listing:
     """Symlinks are listed with their targets and never descended into."""
-    return await gateway.files.listing(who, system, path, hidden, depth, numeric)
+    return await gateway.files.listing(target, path, hidden, depth, numeric)
 
 
 @router.get("/stat", summary="Details of one file", responses=READS)
 async def stat_file(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     dereference: Annotated[bool, Query(description="Follow a final symlink")] = False,
     numeric: bool = False,
 ) -> FileEntry:
-    return await gateway.files.stat(who, system, path, dereference, numeric)
+    return await gateway.files.stat(target, path, dereference, numeric)
 
 
 @router.get("/checksum", summary="A file's digest", responses=READS)
 async def checksum(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     algorithm: Annotated[str, Query(pattern=f"^({'|'.join(ALGORITHMS)})$")] = "sha256",
 ) -> Checksum:
-    return await gateway.files.checksum(who, system, path, algorithm)
+    return await gateway.files.checksum(target, path, algorithm)
 
 
 @router.get("/head", summary="The first lines or bytes of a file", responses=READS)
 async def head(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     lines: Lines = None,
     bytes: Bytes = None,
 ) -> Content:
     """10 lines unless ``lines`` or ``bytes`` says otherwise."""
-    return await gateway.files.head(who, system, path, lines, bytes)
+    return await gateway.files.head(target, path, lines, bytes)
 
 
 @router.get("/tail", summary="The last lines or bytes of a file", responses=READS)
 async def tail(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     lines: Lines = None,
     bytes: Bytes = None,
 ) -> Content:
     """10 lines unless ``lines`` or ``bytes`` says otherwise."""
-    return await gateway.files.tail(who, system, path, lines, bytes)
+    return await gateway.files.tail(target, path, lines, bytes)
 
 
 @router.get("/view", summary="A byte range of a file, as text", responses=READS)
 async def view(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     size: Annotated[int, Query(ge=1, le=1 << 20)] = 65536,
 ) -> Content:
-    return await gateway.files.view(who, system, path, offset, size)
+    return await gateway.files.view(target, path, offset, size)
 
 
 @router.get("/file", summary="What a file holds (its type)", responses=READS)
-async def file_type(
-    system: SystemName, path: FilePath, who: Caller, gateway: GatewayDep
-) -> FileType:
-    return await gateway.files.file_type(who, system, path)
+async def file_type(target: TargetDep, path: FilePath, gateway: GatewayDep) -> FileType:
+    return await gateway.files.file_type(target, path)
 
 
 @router.post(
     "/mkdir", status_code=status.HTTP_201_CREATED, summary="Create a directory", responses=WRITES
 )
-async def make_directory(
-    system: SystemName, body: MakeDirectory, who: Caller, gateway: GatewayDep
-) -> FileEntry:
-    return await gateway.files.mkdir(who, system, body.path, body.parents)
+async def make_directory(target: TargetDep, body: MakeDirectory, gateway: GatewayDep) -> FileEntry:
+    return await gateway.files.mkdir(target, body.path, body.parents)
 
 
 @router.delete(
@@ -151,9 +139,8 @@ async def make_directory(
     responses=WRITES,
 )
 async def remove(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     recursive: Annotated[
         bool, Query(description="Remove a directory and everything in it")
@@ -161,34 +148,28 @@ async def remove(
 ) -> Response:
     """A symlink is removed itself, never what it points to. A non-empty directory needs
     ``recursive=true`` (else 409); the roots themselves cannot be removed (403)."""
-    await gateway.files.remove(who, system, path, recursive)
+    await gateway.files.remove(target, path, recursive)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/chmod", summary="Change permission bits", responses=WRITES)
-async def change_mode(
-    system: SystemName, body: ChangeMode, who: Caller, gateway: GatewayDep
-) -> FileEntry:
-    return await gateway.files.chmod(who, system, body.path, body.mode)
+async def change_mode(target: TargetDep, body: ChangeMode, gateway: GatewayDep) -> FileEntry:
+    return await gateway.files.chmod(target, body.path, body.mode)
 
 
 @router.put("/chown", summary="Change owner or group", responses=WRITES)
-async def change_owner(
-    system: SystemName, body: ChangeOwner, who: Caller, gateway: GatewayDep
-) -> FileEntry:
+async def change_owner(target: TargetDep, body: ChangeOwner, gateway: GatewayDep) -> FileEntry:
     """As the caller's account, so the kernel's rules apply: usually only the group, to one
     of the account's own groups."""
-    return await gateway.files.chown(who, system, body.path, body.owner, body.group)
+    return await gateway.files.chown(target, body.path, body.owner, body.group)
 
 
 @router.post(
     "/symlink", status_code=status.HTTP_201_CREATED, summary="Create a symlink", responses=WRITES
 )
-async def make_link(
-    system: SystemName, body: MakeLink, who: Caller, gateway: GatewayDep
-) -> FileEntry:
+async def make_link(target: TargetDep, body: MakeLink, gateway: GatewayDep) -> FileEntry:
     """The target must lie inside the roots; the link stores its resolved absolute path."""
-    return await gateway.files.symlink(who, system, body.path, body.target)
+    return await gateway.files.symlink(target, body.path, body.target)
 
 
 @router.get(
@@ -203,16 +184,15 @@ async def make_link(
     },
 )
 async def download(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     range_header: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
     if_range: Annotated[str | None, Header(alias="If-Range", max_length=200)] = None,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=200)] = None,
 ) -> Response:
     """Resume a broken download with ``Range: bytes=N-`` and ``If-Range: <ETag>``."""
-    opened = await gateway.files.open(who, system, path)
+    opened = await gateway.files.open(target, path)
     try:
         answer = _download(opened, os.path.basename(path), range_header, if_range, if_none_match)
     except BaseException:
@@ -290,9 +270,8 @@ async def _chunks(file: OpenFile, span: Span) -> AsyncIterator[bytes]:
     responses=responses(400, 401, 403, 404, 409, 422, 507),
 )
 async def upload(
-    system: SystemName,
+    target: TargetDep,
     path: FilePath,
-    who: Caller,
     gateway: GatewayDep,
     request: Request,
     overwrite: Annotated[bool, Query(description="Replace an existing file")] = False,
@@ -304,10 +283,17 @@ async def upload(
     """Streamed to disk as it arrives, whatever its size, into a hidden file beside the
     target; only once all of it is there (and matches ``sha256``, if given) does it take the
     target's name, in one rename. Without ``overwrite`` an existing target is 409."""
-    return await gateway.files.upload(who, system, path, request.stream(), overwrite, sha256)
+    return await gateway.files.upload(target, path, request.stream(), overwrite, sha256)
 
 
-UploadId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST uploads")]
+async def _upload_id(
+    upload_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST uploads")],
+) -> str:
+    return upload_id
+
+
+# A dependency, like the target, so that the document lists it after {system}.
+UploadId = Annotated[str, Depends(_upload_id)]
 
 
 @router.post(
@@ -316,21 +302,17 @@ UploadId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST
     summary="Start a resumable upload",
     responses=responses(400, 401, 403, 404, 409, 422, 507),
 )
-async def begin_upload(
-    system: SystemName, body: NewUpload, who: Caller, gateway: GatewayDep
-) -> UploadState:
+async def begin_upload(target: TargetDep, body: NewUpload, gateway: GatewayDep) -> UploadState:
     """Then send the bytes in chunks with ``PUT uploads/{id}?offset=N``. A chunk that broke
     off is resumed from the ``offset`` that ``GET uploads/{id}`` reports. The last chunk
     checks ``sha256`` (if given) and gives the file its name; until then nothing is at
     ``path``."""
-    return await gateway.uploads.begin(who, system, body)
+    return await gateway.uploads.begin(target, body)
 
 
 @router.get("/uploads/{upload_id}", summary="Where a resumable upload stands", responses=READS)
-async def upload_state(
-    system: SystemName, upload_id: UploadId, who: Caller, gateway: GatewayDep
-) -> UploadState:
-    return await gateway.uploads.state(who, system, upload_id)
+async def upload_state(target: TargetDep, upload_id: UploadId, gateway: GatewayDep) -> UploadState:
+    return await gateway.uploads.state(target, upload_id)
 
 
 @router.put(
@@ -340,16 +322,15 @@ async def upload_state(
     responses=responses(400, 401, 403, 404, 409, 422, 507),
 )
 async def upload_chunk(
-    system: SystemName,
+    target: TargetDep,
     upload_id: UploadId,
-    who: Caller,
     gateway: GatewayDep,
     request: Request,
     offset: Annotated[int, Query(ge=0, description="Where this chunk starts")],
 ) -> UploadState:
     """409 (with the right ``offset``) if the chunk does not start where the upload stands;
     400 if it runs past the size announced, and then none of it is kept."""
-    return await gateway.uploads.append(who, system, upload_id, offset, request.stream())
+    return await gateway.uploads.append(target, upload_id, offset, request.stream())
 
 
 @router.delete(
@@ -358,10 +339,8 @@ async def upload_chunk(
     summary="Abandon a resumable upload",
     responses=responses(401, 403, 404, 422),
 )
-async def abort_upload(
-    system: SystemName, upload_id: UploadId, who: Caller, gateway: GatewayDep
-) -> Response:
-    await gateway.uploads.abort(who, system, upload_id)
+async def abort_upload(target: TargetDep, upload_id: UploadId, gateway: GatewayDep) -> Response:
+    await gateway.uploads.abort(target, upload_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -370,27 +349,27 @@ ACCEPTED = status.HTTP_202_ACCEPTED
 
 
 @router.post("/cp", status_code=ACCEPTED, summary="Copy a file or a tree (a task)", responses=TASKS)
-async def copy(system: SystemName, body: Transfer, who: Caller, gateway: GatewayDep) -> Task:
+async def copy(target: TargetDep, body: Transfer, gateway: GatewayDep) -> Task:
     """Symlinks are copied as links; modes and times are kept. Poll the task it returns."""
-    return await gateway.bulk.copy(who, system, body)
+    return await gateway.bulk.copy(target, body)
 
 
 @router.post("/mv", status_code=ACCEPTED, summary="Move or rename (a task)", responses=TASKS)
-async def move(system: SystemName, body: Transfer, who: Caller, gateway: GatewayDep) -> Task:
+async def move(target: TargetDep, body: Transfer, gateway: GatewayDep) -> Task:
     """Across filesystems too (then a copy and a removal)."""
-    return await gateway.bulk.move(who, system, body)
+    return await gateway.bulk.move(target, body)
 
 
 @router.post(
     "/compress", status_code=ACCEPTED, summary="Make a tar archive (a task)", responses=TASKS
 )
-async def compress(system: SystemName, body: Compress, who: Caller, gateway: GatewayDep) -> Task:
-    return await gateway.bulk.compress(who, system, body)
+async def compress(target: TargetDep, body: Compress, gateway: GatewayDep) -> Task:
+    return await gateway.bulk.compress(target, body)
 
 
 @router.post(
     "/extract", status_code=ACCEPTED, summary="Unpack a tar archive (a task)", responses=TASKS
 )
-async def extract(system: SystemName, body: Extract, who: Caller, gateway: GatewayDep) -> Task:
+async def extract(target: TargetDep, body: Extract, gateway: GatewayDep) -> Task:
     """Members keep no owner from the archive; absolute names and '..' stay inside target."""
-    return await gateway.bulk.extract(who, system, body)
+    return await gateway.bulk.extract(target, body)

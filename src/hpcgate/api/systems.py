@@ -34,10 +34,9 @@ async def list_systems(who: Caller, gateway: GatewayDep) -> list[SystemInfo]:
 
 @router.get("/{system}", summary="One system", responses=responses(401, 403, 404))
 async def get_system(target: TargetDep, gateway: GatewayDep) -> SystemInfo:
-    who, system = target.who, target.system
-    who.require(Scope.JOBS_READ)
+    target.who.require(Scope.JOBS_READ)
     info = _info(target.cluster)
-    roots = await gateway.files.roots(who, system)
+    roots = await gateway.files.roots(target)
     return info.model_copy(update={"roots": list(roots.shown), "home": roots.home})
 
 

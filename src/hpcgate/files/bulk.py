@@ -12,6 +12,7 @@ import posixpath
 from typing import Any
 
 import anyio
+from pydantic import BaseModel
 
 from hpcgate.files.service import FileService, Place
 from hpcgate.model.commands import Command
@@ -22,10 +23,10 @@ from hpcgate.model.errors import (
     NotFound,
 )
 from hpcgate.model.files import Compress, Extract, Transfer
-from hpcgate.model.principal import Principal
 from hpcgate.model.tasks import Task
-from hpcgate.tasks.service import Progress, TaskService
-from hpcgate.transports.files import complaint_kind
+from hpcgate.target import Target
+from hpcgate.tasks.service import Progress, TaskService, TaskWork
+from hpcgate.transports.os_errors import complaint_kind
 
 RECORD_BYTES = 10240  # tar's record: 20 blocks of 512 bytes, one per checkpoint count
 CHECKPOINT_RECORDS = 100
@@ -85,93 +86,98 @@ class BulkFiles:
         self._files = files
         self._tasks = tasks
 
-    async def _pair(
-        self, who: Principal, system: str, source: str, target: str, overwrite: bool
-    ) -> tuple[Place, Place]:
-        origin = await self._files.writable(who, system, source, follow=False)
-        destination = await self._files.writable(who, system, target, follow=False)
-        await _exists(origin)
-        if not overwrite and await _present(destination):
-            raise Conflict(f"{target} exists; ask for overwrite to replace it")
-        return origin, destination
-
-    async def copy(self, who: Principal, system: str, request: Transfer) -> Task:
-        origin, destination = await self._pair(
-            who, system, request.source, request.target, request.overwrite
-        )
+    async def copy(self, target: Target, request: Transfer) -> Task:
+        origin, destination = await self._pair(target, request)
         argv = copy_argv(origin.real, destination.real)
-        work = self._command_work(who, system, argv, origin, destination)
-        return await self._tasks.start(who, system, "copy", request.model_dump(), work, "bytes")
+        return await self._start(target, "copy", request, argv, origin, destination)
 
-    async def move(self, who: Principal, system: str, request: Transfer) -> Task:
-        origin, destination = await self._pair(
-            who, system, request.source, request.target, request.overwrite
-        )
+    async def move(self, target: Target, request: Transfer) -> Task:
+        origin, destination = await self._pair(target, request)
         origin.roots.check_not_root(origin.real, request.source)
         argv = move_argv(origin.real, destination.real)
-        work = self._command_work(who, system, argv, None, None)
-        return await self._tasks.start(who, system, "move", request.model_dump(), work, "bytes")
+        return await self._start(target, "move", request, argv, None, None)
 
-    async def compress(self, who: Principal, system: str, request: Compress) -> Task:
-        origin, destination = await self._pair(
-            who, system, request.source, request.target, request.overwrite
-        )
+    async def compress(self, target: Target, request: Compress) -> Task:
+        origin, destination = await self._pair(target, request)
         argv = compress_argv(origin.real, destination.real, request.compression)
-        work = self._command_work(who, system, argv, origin, None, partial=destination)
-        return await self._tasks.start(who, system, "compress", request.model_dump(), work, "bytes")
+        return await self._start(target, "compress", request, argv, origin, None, destination)
 
-    async def extract(self, who: Principal, system: str, request: Extract) -> Task:
-        origin = await self._files.readable(who, system, request.source)
-        destination = await self._files.writable(who, system, request.target)
+    async def extract(self, target: Target, request: Extract) -> Task:
+        origin = await self._files.readable(target, request.source)
+        destination = await self._files.writable(target, request.target)
         await _exists(origin)
-        await destination.fs.call("mkdir", destination.real, parents=True)
+        await destination.fs.mkdir(destination.real, parents=True)
         argv = extract_argv(origin.real, destination.real, request.compression)
-        work = self._command_work(who, system, argv, None, None)
-        return await self._tasks.start(who, system, "extract", request.model_dump(), work, "bytes")
+        return await self._start(target, "extract", request, argv, None, None)
 
-    def _command_work(
+    async def _pair(self, target: Target, request: Transfer | Compress) -> tuple[Place, Place]:
+        """The checked source, which must exist, and target, which must not unless the
+        request overwrites it."""
+        origin = await self._files.writable(target, request.source, follow=False)
+        destination = await self._files.writable(target, request.target, follow=False)
+        await _exists(origin)
+        if not request.overwrite and await _present(destination):
+            raise Conflict(f"{request.target} exists; ask for overwrite to replace it")
+        return origin, destination
+
+    async def _start(
         self,
-        who: Principal,
-        system: str,
+        target: Target,
+        kind: str,
+        request: BaseModel,
         argv: tuple[str, ...],
         measured: Place | None,
         growing: Place | None,
         partial: Place | None = None,
-    ) -> Any:
-        """The task body: run ``argv`` as the caller; progress from tar's checkpoints or,
-        for a copy, from the size of the target as it grows. A ``partial`` file (an archive
-        being written) is removed if the program fails or is cancelled."""
+    ) -> Task:
+        """Start the task that runs ``argv`` as the caller (see :func:`_command_work`)."""
+        work = _command_work(target, argv, measured, growing, partial)
+        who, system = target.who, target.system
+        return await self._tasks.start(who, system, kind, request.model_dump(), work, "bytes")
 
-        async def work(progress: Progress) -> dict[str, Any]:
-            try:
-                return await run(progress)
-            except BaseException:
-                if partial is not None:
-                    with anyio.CancelScope(shield=True):
-                        await partial.fs.call("discard", partial.real)
-                raise
 
-        async def run(progress: Progress) -> dict[str, Any]:
-            transport, account = await self._files.transport_of(who, system)
-            total = await _usage(measured) if measured is not None else None
-            progress.update(0, total)
+def _command_work(
+    target: Target,
+    argv: tuple[str, ...],
+    measured: Place | None,
+    growing: Place | None,
+    partial: Place | None,
+) -> TaskWork:
+    """The task body: run ``argv`` as the caller; progress from tar's checkpoints or, for
+    a copy, from the size of ``growing`` as it reaches that of ``measured``. A ``partial``
+    file (an archive being written) is removed if the program fails or is cancelled."""
 
-            def on_line(line: str) -> None:
-                done = checkpoint_bytes(line)
-                if done is not None:
-                    progress.update(done, total)
+    async def work(progress: Progress) -> dict[str, Any]:
+        try:
+            return await run(progress)
+        except BaseException:
+            if partial is not None:
+                with anyio.CancelScope(shield=True):
+                    await partial.fs.discard(partial.real)
+            raise
 
-            async with anyio.create_task_group() as group:
-                if growing is not None:
-                    group.start_soon(_watch, growing, total, progress)
-                result = await transport.run_long(Command(argv, env={}), account, on_line)
-                group.cancel_scope.cancel()
-            if not result.ok:
-                raise failure(argv[0], result.error_text())
-            progress.update(total or 0, total)
-            return {"argv": list(argv[:1]), "bytes": total}
+    async def run(progress: Progress) -> dict[str, Any]:
+        total = await _usage(measured) if measured is not None else None
+        progress.update(0, total)
 
-        return work
+        def on_line(line: str) -> None:
+            done = checkpoint_bytes(line)
+            if done is not None:
+                progress.update(done, total)
+
+        account = await target.account()
+        async with anyio.create_task_group() as group:
+            if growing is not None:
+                group.start_soon(_watch, growing, total, progress)
+            transport = target.cluster.transport
+            result = await transport.run_long(Command(argv, env={}), account, on_line)
+            group.cancel_scope.cancel()
+        if not result.ok:
+            raise failure(argv[0], result.error_text())
+        progress.update(total or 0, total)
+        return {"argv": list(argv[:1]), "bytes": total}
+
+    return work
 
 
 def failure(program: str, complaint: str) -> HpcgateError:
@@ -181,7 +187,7 @@ def failure(program: str, complaint: str) -> HpcgateError:
 
 
 async def _usage(place: Place) -> int:
-    return int((await place.fs.call("usage", place.real))["bytes"])
+    return await place.fs.usage(place.real)
 
 
 async def _watch(place: Place, total: int | None, progress: Progress) -> None:
@@ -194,7 +200,7 @@ async def _watch(place: Place, total: int | None, progress: Progress) -> None:
 
 
 async def _exists(place: Place) -> None:
-    await place.fs.call("lstat", place.real)
+    await place.fs.lstat(place.real, numeric=True)
 
 
 async def _present(place: Place) -> bool:

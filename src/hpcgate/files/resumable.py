@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from hpcgate.files.service import FileService, publish, temporary_name, verify
+from hpcgate.files.service import FileService, Place, publish, temporary_name, verify
 from hpcgate.files.streams import receive
 from hpcgate.model.errors import BadRequest, Conflict, NotFound
-from hpcgate.model.files import FileEntry, NewUpload, UploadState
-from hpcgate.model.principal import Principal
+from hpcgate.model.files import NewUpload, UploadState
 from hpcgate.store.tables import UploadRow
 from hpcgate.store.uploads import UploadStore
-from hpcgate.transports.files import FileAccess, OpenFile
+from hpcgate.target import Target
+from hpcgate.transports.filesystem import FileSystem, OpenFile
 
 
 class ResumableUploads:
@@ -28,16 +28,16 @@ class ResumableUploads:
         self._files = files
         self._store = store
 
-    async def begin(self, who: Principal, system: str, wanted: NewUpload) -> UploadState:
-        place = await self._files.writable(who, system, wanted.path, follow=False)
-        if not wanted.overwrite and await self._exists(place.fs, place.real):
+    async def begin(self, target: Target, wanted: NewUpload) -> UploadState:
+        place = await self._files.writable(target, wanted.path, follow=False)
+        if not wanted.overwrite and await _exists(place.fs, place.real):
             raise Conflict(f"{wanted.path} exists; ask for overwrite to replace it")
         temporary = temporary_name(place.real)
-        await (await place.fs.open("open_new", temporary)).close()
+        await (await place.fs.open_new(temporary)).close()
         row = UploadRow(
             id=uuid.uuid4().hex,
-            owner=who.user,
-            system=system,
+            owner=target.who.user,
+            system=target.system,
             path=place.real,
             temporary=temporary,
             size=wanted.size,
@@ -46,40 +46,26 @@ class ResumableUploads:
         )
         await self._store.add(row)
         if wanted.size == 0:
-            return await self._finish(who, row)
+            return await self._finish(target, row)
         return _state(row, 0)
 
-    @staticmethod
-    async def _exists(fs: FileAccess, path: str) -> bool:
-        try:
-            await fs.call("lstat", path)
-        except NotFound:
-            return False
-        return True
-
-    async def _own(self, who: Principal, system: str, upload_id: str) -> UploadRow:
+    async def _own(self, target: Target, upload_id: str) -> tuple[UploadRow, Place]:
+        """The caller's upload on this system and the checked place of its hidden file."""
         row = await self._store.get(upload_id)
-        if row is None or row.owner != who.user or row.system != system:
+        if row is None or row.owner != target.who.user or row.system != target.system:
             raise NotFound(f"no upload {upload_id!r}")
-        return row
+        return row, await self._files.writable(target, row.temporary, follow=False)
 
-    async def state(self, who: Principal, system: str, upload_id: str) -> UploadState:
-        row = await self._own(who, system, upload_id)
-        place = await self._files.writable(who, row.system, row.temporary, follow=False)
-        return _state(row, (await place.fs.call("size_of", place.real))["size"])
+    async def state(self, target: Target, upload_id: str) -> UploadState:
+        row, place = await self._own(target, upload_id)
+        return _state(row, (await place.fs.lstat(place.real, numeric=True)).size)
 
     async def append(
-        self,
-        who: Principal,
-        system: str,
-        upload_id: str,
-        offset: int,
-        body: AsyncIterator[bytes],
+        self, target: Target, upload_id: str, offset: int, body: AsyncIterator[bytes]
     ) -> UploadState:
         """Write a chunk that starts at ``offset``; the last one completes the upload."""
-        row = await self._own(who, system, upload_id)
-        place = await self._files.writable(who, row.system, row.temporary, follow=False)
-        handle = await place.fs.open("open_append", place.real)
+        row, place = await self._own(target, upload_id)
+        handle = await place.fs.open_append(place.real)
         try:
             received = await _append(handle, body, offset, row)
         finally:
@@ -87,31 +73,38 @@ class ResumableUploads:
                 await handle.close()
         if received < row.size:
             return _state(row, received)
-        return await self._finish(who, row)
+        return await self._finish(target, row)
 
-    async def _finish(self, who: Principal, row: UploadRow) -> UploadState:
-        place = await self._files.writable(who, row.system, row.temporary, follow=False)
-        digest = (await place.fs.call("checksum", place.real, algorithm="sha256"))["checksum"]
+    async def _finish(self, target: Target, row: UploadRow) -> UploadState:
+        place = await self._files.writable(target, row.temporary, follow=False)
+        digest = (await place.fs.checksum(place.real, "sha256")).checksum
         try:
             verify(digest, row.sha256)
         except BadRequest:
-            await self.abort(who, row.system, row.id)
+            await self.abort(target, row.id)
             raise
-        target = await self._files.writable(who, row.system, row.path, follow=False)
-        entry = await publish(place.fs, place.real, target.real, row.path, row.overwrite)
+        destination = await self._files.writable(target, row.path, follow=False)
+        entry = await publish(place.fs, place.real, destination.real, row.path, row.overwrite)
         await self._store.remove(row.id)
         return UploadState(
             **_state(row, row.size).model_dump(exclude={"complete", "sha256", "entry"}),
             complete=True,
             sha256=digest,
-            entry=FileEntry(**entry),
+            entry=entry,
         )
 
-    async def abort(self, who: Principal, system: str, upload_id: str) -> None:
-        row = await self._own(who, system, upload_id)
-        place = await self._files.writable(who, row.system, row.temporary, follow=False)
-        await place.fs.call("discard", place.real)
+    async def abort(self, target: Target, upload_id: str) -> None:
+        row, place = await self._own(target, upload_id)
+        await place.fs.discard(place.real)
         await self._store.remove(row.id)
+
+
+async def _exists(fs: FileSystem, path: str) -> bool:
+    try:
+        await fs.lstat(path, numeric=True)
+    except NotFound:
+        return False
+    return True
 
 
 async def _append(handle: OpenFile, body: AsyncIterator[bytes], offset: int, row: UploadRow) -> int:

@@ -10,7 +10,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from hpcgate.model.errors import BadRequest, HpcgateError
-from hpcgate.transports.files import OpenFile
+from hpcgate.transports.filesystem import OpenFile
 
 WRITE_BATCH = 1 << 20
 

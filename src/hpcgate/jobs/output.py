@@ -127,7 +127,7 @@ class _Files:
         self._account = target.account  # looked up on the first read, then kept
 
     async def size(self, path: str) -> int | None:
-        return await self._transport.file_size(path, await self._account())
+        return await self._transport.files(await self._account()).size(path)
 
     async def read(self, path: str, offset: int, end: int) -> bytes:
         """At most a chunk, and nothing past ``end`` (the size the file had): a read of a
@@ -135,7 +135,7 @@ class _Files:
         if offset >= end:
             return b""
         wanted = min(CHUNK, end - offset)
-        return await self._transport.read(path, offset, wanted, await self._account())
+        return await self._transport.files(await self._account()).read(path, offset, wanted)
 
 
 async def _new_bytes(files: _Files, path: str | None, offset: int) -> AsyncIterator[bytes]:

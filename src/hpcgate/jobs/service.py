@@ -101,7 +101,7 @@ class JobService:
         self, cluster: Cluster, row: JobRow, spec: JobSpec, account: Account | None
     ) -> None:
         if spec.working_directory is None and row.working_directory:
-            await cluster.transport.make_directory(row.working_directory, account)
+            await cluster.transport.files(account).mkdir(row.working_directory, parents=True)
         try:
             context = SubmitContext(row.tag, row.working_directory or "")
             native_id = await cluster.submit(spec, context, account)

@@ -1,55 +1,72 @@
-"""The transport seam: run argv and move bytes on a system. Transports never parse
-scheduler output and never know HTTP."""
+"""The transport seam: how the gateway acts on a system. Transports only execute: they
+run argv lists, move bytes and open streams; they never parse scheduler output and never
+know HTTP.
+
+A transport is these few capabilities, each a protocol here, and nothing else:
+
+- :class:`Commands`: run an argv to completion, or for as long as it takes;
+- :class:`FileSystems`: the system's files as an account (:mod:`.filesystem` is that
+  contract, one method per operation);
+- :class:`Streams`: a byte stream to a host and port on the cluster (for services);
+- :class:`~hpcgate.accounts.UserDirectory`: the system's users, to map callers to accounts;
+- :class:`Lifecycle`: read what it needs before the first request, release it at the end.
+
+Wherever ``account`` is None the transport acts as the gateway's own account on the
+system; otherwise as that account, with its permissions, never the gateway's. Existing
+transports: :mod:`.local` (this machine) and :mod:`.ssh` (a login node over SSH).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
 
+from anyio.abc import ByteStream
+
 from hpcgate.accounts import Account, UserDirectory
 from hpcgate.model.commands import Command, CommandResult
-from hpcgate.transports.files import FileAccess
+from hpcgate.transports.filesystem import FileSystem
 
 
-class Transport(UserDirectory, Protocol):
-    """Executes commands and reads files on one system, as ``account`` when one is given
-    (multi-user mode) or as the gateway's own account (None). It is also the system's user
-    database (:class:`~hpcgate.accounts.UserDirectory`)."""
-
+class Commands(Protocol):
     async def run(
         self, command: Command, timeout: float, account: Account | None = None
     ) -> CommandResult:
-        """Run to completion; raises CommandTimeout or TransportError."""
+        """Run to completion, killed after ``timeout`` seconds (CommandTimeout); a command
+        that could not be started or whose system broke away is a TransportError."""
         ...
 
     async def run_long(
         self, command: Command, account: Account | None, on_line: Callable[[str], None]
     ) -> CommandResult:
-        """Run with no timeout, stderr lines to ``on_line``; killed when cancelled."""
+        """Run with no timeout (a copy, an archive), each stderr line to ``on_line`` as it
+        comes; killed, with all it started, when the caller is cancelled."""
         ...
 
-    async def read(
-        self, path: str, offset: int, size: int, account: Account | None = None
-    ) -> bytes:
-        """Up to ``size`` bytes of a file from ``offset``; raises NotFound if absent."""
+
+class FileSystems(Protocol):
+    def files(self, account: Account | None = None) -> FileSystem:
+        """The system's files as ``account`` sees them. Making one does no I/O."""
         ...
 
-    async def file_size(self, path: str, account: Account | None = None) -> int | None:
-        """The size of a file, or None if it does not exist."""
+
+class Streams(Protocol):
+    async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
+        """A TCP connection to ``host``:``port`` as the cluster reaches it, opened as
+        ``account`` where the transport can tell who opens it; the caller closes it.
+        TransportError if it cannot be opened."""
         ...
 
-    async def make_directory(self, path: str, account: Account | None = None) -> None:
-        """Create a directory and its parents; fine if it exists."""
-        ...
 
+class Lifecycle(Protocol):
     async def start(self) -> None:
-        """Read what the transport needs before the first command (keys); no connecting."""
-        ...
-
-    def files(self, account: Account | None = None) -> FileAccess:
-        """File operations and open descriptors, as ``account`` or as the gateway."""
+        """Read what the transport needs before the first request (keys); no connecting."""
         ...
 
     async def close(self) -> None:
         """Release what the transport holds (helper processes, connections)."""
         ...
+
+
+class Transport(Commands, FileSystems, Streams, UserDirectory, Lifecycle, Protocol):
+    """Everything the gateway does on one system."""

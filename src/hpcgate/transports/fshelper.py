@@ -8,10 +8,12 @@ the file and hands the open descriptor to the gateway (``SCM_RIGHTS``), which th
 writes it at full speed, with the access the account's ``open`` was granted.
 
 Frames, both ways: 4 bytes big-endian length, then JSON. A request is
-``{"op": name, "args": {...}}``; the answer ``{"ok": true, "result": ...}`` or
+``{"op": name, "args": {...}}`` (a function of :data:`.local_ops.OPERATIONS` or
+``OPENERS`` and its arguments by name); the answer ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "errno": n, "message": text}``; an ``open_*`` answer carries the
 descriptor with its frame. Imports stay within the standard library and
-:mod:`hpcgate.files.ops`, so the helper starts in a few tens of milliseconds.
+:mod:`.local_ops`, so the helper starts in a few tens of milliseconds. This format is the
+local transport's own (:mod:`.local_files`): nothing else names an operation by string.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import socket
 import struct
 from typing import Any
 
-from hpcgate.files.ops import OPENERS, OPERATIONS
+from hpcgate.transports.local_ops import OPENERS, OPERATIONS
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 << 20

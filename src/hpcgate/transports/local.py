@@ -1,10 +1,12 @@
-"""The local transport: commands run as child processes of the gateway, files are local.
+"""The local transport: commands run as child processes of the gateway, files are local,
+streams are TCP connections from this machine.
 
 For an account (multi-user mode, the gateway is root) a command runs with the account's
 uid, gid and groups (through ``setpriv``, which execs the command directly), in its home
 directory, with an environment built from scratch. File accesses go through the account's
-helper processes (:mod:`.files`), so the kernel checks the account's permissions and
-root's are never used on the account's behalf.
+helper processes (:mod:`.local_files`), so the kernel checks the account's permissions and
+root's are never used on the account's behalf. A stream is a plain TCP connection made by
+the gateway's process: TCP carries no account, so ``account`` changes nothing there.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from anyio.abc import Process
+from anyio.abc import ByteStream, Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from hpcgate.accounts import Account, UserEntry, local_user
 from hpcgate.model.commands import Command, CommandResult
-from hpcgate.model.errors import CommandTimeout, NotFound, TransportError
-from hpcgate.transports.files import AccountFiles, FileAccess, HelperPool, OwnFiles
+from hpcgate.model.errors import CommandTimeout, TransportError
+from hpcgate.transports.filesystem import FileSystem
+from hpcgate.transports.helper_pool import HelperPool
 from hpcgate.transports.identity import account_environment, as_account, clean_environment
+from hpcgate.transports.local_files import InHelper, InThread, LocalFileSystem
+from hpcgate.transports.os_errors import os_error
 
 
 class LocalTransport:
@@ -35,11 +40,22 @@ class LocalTransport:
 
     def __init__(self) -> None:
         self._helpers = HelperPool()
+        self._own_files = LocalFileSystem(InThread())
         self._home: str | None = None
 
-    def files(self, account: Account | None = None) -> FileAccess:
+    def files(self, account: Account | None = None) -> FileSystem:
         """File access as ``account`` (through its helper processes) or as ourselves."""
-        return OwnFiles() if account is None else AccountFiles(self._helpers, account)
+        if account is None:
+            return self._own_files
+        return LocalFileSystem(InHelper(self._helpers, account))
+
+    async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
+        """A TCP connection from this machine (the same whoever asks)."""
+        try:
+            return await anyio.connect_tcp(host, port)
+        except OSError as exc:  # anyio's, caused by the one address's own when there is one
+            reason = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            raise os_error(reason, f"{host}:{port}") from exc
 
     async def start(self) -> None:
         """Nothing to prepare: helper processes start on first use."""
@@ -90,24 +106,6 @@ class LocalTransport:
                 await process.wait()
             raise
         return CommandResult(process.returncode or 0, b"", "\n".join(lines[-20:]).encode())
-
-    async def read(
-        self, path: str, offset: int, size: int, account: Account | None = None
-    ) -> bytes:
-        opened = await self.files(account).open("open_read", path)
-        try:
-            return await opened.read(offset, size)
-        finally:
-            await opened.close()
-
-    async def file_size(self, path: str, account: Account | None = None) -> int | None:
-        try:
-            return int((await self.files(account).call("size_of", path))["size"])
-        except NotFound:
-            return None
-
-    async def make_directory(self, path: str, account: Account | None = None) -> None:
-        await self.files(account).call("mkdir", path, parents=True)
 
 
 def _identity(command: Command, account: Account | None) -> dict[str, Any]:

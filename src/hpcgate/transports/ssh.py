@@ -15,56 +15,44 @@ session's process group (the SSH ``signal`` request, OpenSSH 7.9+) and closes th
 A command that could not start because its connection had died (the channel could not be
 opened) is tried once more on a fresh connection. One whose connection broke after it was
 sent is never repeated: it may have run (a submit, say), so it fails with 503 and the
-caller decides. File reads, sizes and ``mkdir -p`` go over SFTP on the same connection,
-and being idempotent they are tried once more after any connection failure. For a
-functional account behind hpcgate-forced they are commands, ``tail``, ``stat`` and
-``mkdir`` (:mod:`.ssh_commands`), so jobs work even where the site turns that entry point's
-SFTP off (``--no-sftp``).
+caller decides.
 
-The files API (``files()``) runs over SFTP in every identity mode: see :mod:`.ssh_files`.
+Files (``files()``) go over SFTP on the same connection (:mod:`.ssh_files`), in every
+identity mode; for a functional account behind hpcgate-forced, reads, sizes and
+directories are commands instead, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`),
+so jobs work even where the site turns that entry point's SFTP off (``--no-sftp``).
+Streams to the cluster (``stream()``) are ``direct-tcpip`` channels (:mod:`.ssh_stream`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import re
 import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import anyio
 import asyncssh
+from anyio.abc import ByteStream
 
 from hpcgate.accounts import Account, UserEntry
 from hpcgate.config import SshConfig
 from hpcgate.model.commands import Command, CommandResult
-from hpcgate.model.errors import (
-    BadRequest,
-    CommandTimeout,
-    HpcgateError,
-    NotFound,
-    TransportError,
-)
-from hpcgate.transports.files import FileAccess
-from hpcgate.transports.ssh_commands import (
-    failure,
-    mkdir_command,
-    parse_size,
-    read_command,
-    size_command,
-)
-from hpcgate.transports.ssh_files import (
-    CONNECTION_ERRORS,
-    FILE_TIMEOUT,
-    Names,
-    SftpFiles,
-    sftp_error,
-)
+from hpcgate.model.errors import BadRequest, CommandTimeout, Forbidden, TransportError
+from hpcgate.transports.filesystem import FileSystem
+from hpcgate.transports.ssh_commands import ForcedFileSystem
+from hpcgate.transports.ssh_errors import connection_error, translated
+from hpcgate.transports.ssh_files import SftpFileSystem
 from hpcgate.transports.ssh_identity import Identity, identity_for
-from hpcgate.transports.ssh_pool import ConnectionPool, translate
+from hpcgate.transports.ssh_names import Names
+from hpcgate.transports.ssh_pool import ConnectionPool
+from hpcgate.transports.ssh_sftp import FILE_TIMEOUT
+from hpcgate.transports.ssh_stream import open_stream
 
 log = logging.getLogger("hpcgate.ssh")
 
@@ -103,8 +91,13 @@ class SshTransport:
         self.where = f"{config.host}:{config.port}"
         self._names = Names()
         self._home: str | None = None
-        self.pool = ConnectionPool(
-            self._connect,
+        self.pool = self._pool(forwarding=False)
+        self.tunnels = self._pool(forwarding=True)  # for streams: see ssh_stream
+
+    def _pool(self, forwarding: bool) -> ConnectionPool:
+        config = self._config
+        return ConnectionPool(
+            functools.partial(self._connect, forwarding=forwarding),
             max_connections=config.max_connections,
             sessions=config.sessions_per_connection,
             idle_seconds=config.idle_seconds,
@@ -143,12 +136,26 @@ class SshTransport:
             self._home = entry.home
         return self._home
 
-    def files(self, account: Account | None = None) -> FileAccess:
-        """The files API's operations over SFTP (:mod:`.ssh_files`), as the caller's login."""
-        return SftpFiles(self, account, self._names)
+    def files(self, account: Account | None = None) -> FileSystem:
+        """The files over SFTP (:mod:`.ssh_files`), as the caller's login; for a functional
+        account with reads, sizes and directories as commands (:mod:`.ssh_commands`)."""
+        if self._forced:
+            return ForcedFileSystem(self, account, self._names)
+        return SftpFileSystem(self, account, self._names)
+
+    async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
+        """A connection to ``host``:``port`` through the login node (:mod:`.ssh_stream`)."""
+        if self._forced:
+            raise Forbidden(
+                f"streams to the cluster are not supported with identity = 'forced': the"
+                f" functional account's key runs only hpcgate-forced, which forwards nothing"
+                f" ({self.where})"
+            )
+        return await open_stream(self.tunnels, self.where, self.login(account), host, port)
 
     async def close(self) -> None:
         await self.pool.close()
+        await self.tunnels.close()
 
     async def run(
         self, command: Command, timeout: float, account: Account | None = None
@@ -157,20 +164,11 @@ class SshTransport:
         stdin: dict[str, Any] = (
             {"input": command.stdin} if command.stdin else {"stdin": asyncssh.DEVNULL}
         )
-        async with self._process(self.login(account), line, stdin, wait=timeout) as process:
-            try:
-                async with asyncio.timeout(timeout):
-                    stdout, stderr = await process.communicate()
-            except TimeoutError:
-                await _kill(process)
-                raise CommandTimeout(
-                    f"'{command.argv[0]}' did not finish in {timeout:g} s; it was killed"
-                ) from None
-            except BaseException as exc:
-                await _kill(process)
-                if isinstance(exc, asyncssh.Error | OSError):
-                    raise translate(exc, self.where, self.login(account)) from exc
-                raise
+        login = self.login(account)
+        async with self._process(login, line, stdin, wait=timeout) as process:
+            late = f"'{command.argv[0]}' did not finish in {timeout:g} s; it was killed"
+            work = process.communicate()
+            stdout, stderr = await self._finish(process, work, login, timeout, late)
             return self._result(process, command, stdout, stderr)
 
     async def run_long(
@@ -178,54 +176,57 @@ class SshTransport:
     ) -> CommandResult:
         """No timeout; each stderr line to ``on_line``; killed on the host if cancelled."""
         io = {"stdin": asyncssh.DEVNULL, "stdout": asyncssh.DEVNULL}
-        async with self._process(self.login(account), command_line(command), io) as process:
-            try:
-                lines = await _lines(process, on_line)
-                await process.wait_closed()
-            except BaseException:
-                await _kill(process)
-                raise
+        login = self.login(account)
+        async with self._process(login, command_line(command), io) as process:
+            lines = await self._finish(process, _lines(process, on_line), login)
             tail = "\n".join(lines[-20:]).encode()
             return self._result(process, command, b"", tail)
 
-    async def read(
-        self, path: str, offset: int, size: int, account: Account | None = None
-    ) -> bytes:
-        if self._forced:
-            result = await self._file_command(read_command(path, offset), limit=size)
-            if not result.ok:
-                raise failure(result, "tail", path)
-            return result.stdout
-
-        async def read(sftp: asyncssh.SFTPClient) -> bytes:
-            async with sftp.open(path, "rb", encoding=None) as handle:
-                return cast(bytes, await handle.read(size, offset))
-
-        return await self.on_sftp(account, path, read)
-
-    async def file_size(self, path: str, account: Account | None = None) -> int | None:
-        async def size(sftp: asyncssh.SFTPClient) -> int:
-            return int((await sftp.stat(path)).size or 0)
-
-        try:
-            if self._forced:
-                return parse_size(await self._file_command(size_command(path)), path)
-            return await self.on_sftp(account, path, size)
-        except NotFound:
-            return None
-
-    async def make_directory(self, path: str, account: Account | None = None) -> None:
-        async def mkdir(sftp: asyncssh.SFTPClient) -> None:
-            await sftp.makedirs(path, exist_ok=True)
-
-        if self._forced:
-            result = await self._file_command(mkdir_command(path))
-            if not result.ok:
-                raise failure(result, "mkdir", path)
-        else:
-            await self.on_sftp(account, path, mkdir)
+    async def run_file_command(self, command: Command, limit: int | None = None) -> CommandResult:
+        """Run a file operation's command as the functional account, its stdout cut at
+        ``limit`` bytes (it is killed once it has written them). Being idempotent, it is
+        tried once more when the connection breaks under it."""
+        login = self._config.user
+        line = command_line(command, FILE_TIMEOUT + REMOTE_GRACE)
+        io: dict[str, Any] = {"stdin": asyncssh.DEVNULL}
+        if limit is not None:
+            io["window"] = max(limit, MIN_WINDOW)  # sshd reads no more ahead than this
+        late = f"a file operation on {self.where} took more than {FILE_TIMEOUT:g} s"
+        broken = TransportError(f"the connection to {self.where} broke during a file operation")
+        for _attempt in (1, 2):
+            async with self._process(login, line, io) as process:
+                try:
+                    work = _collect(process, limit)
+                    result = await self._finish(process, work, login, FILE_TIMEOUT, late)
+                except TransportError as exc:
+                    broken, result = exc, None
+            if result is not None:
+                return result
+        raise broken
 
     # ------------------------------------------------------------------ internals
+
+    async def _finish(
+        self,
+        process: Process,
+        work: Awaitable[T],
+        login: str,
+        timeout: float | None = None,
+        late: str = "",
+    ) -> T:
+        """``work`` on a started process, within ``timeout`` seconds (None: no limit; then
+        CommandTimeout saying ``late``). If it fails or is cancelled, the process is killed
+        on the host; errors of SSH become hpcgate errors."""
+        try:
+            async with asyncio.timeout(timeout):
+                with translated(self.where, login):
+                    return await work
+        except TimeoutError:
+            await _kill(process)
+            raise CommandTimeout(late) from None
+        except BaseException:
+            await _kill(process)
+            raise
 
     @contextlib.asynccontextmanager
     async def _process(
@@ -241,12 +242,12 @@ class SshTransport:
                     process = await self._open(lease.conn, line, io)
                 except asyncssh.ChannelOpenError as exc:
                     if not lease.conn.is_closed() or attempt == 2:
-                        raise translate(exc, self.where, login) from exc
+                        raise connection_error(exc, self.where, login) from exc
                     lease.broken()
                     continue
                 except (asyncssh.Error, OSError) as exc:  # may have started: not retried
                     lease.broken()
-                    raise translate(exc, self.where, login) from exc
+                    raise connection_error(exc, self.where, login) from exc
                 try:
                     yield process
                 finally:
@@ -282,73 +283,9 @@ class SshTransport:
             )
         return CommandResult(process.returncode, stdout, stderr)
 
-    async def on_sftp(
-        self,
-        account: Account | None,
-        path: str,
-        operation: Callable[[asyncssh.SFTPClient], Awaitable[T]],
-        retry: bool = True,
-    ) -> T:
-        """``operation`` on the SFTP client of the login's connection; done once more on a
-        fresh connection if the connection fails under it, unless ``retry`` is off (an
-        operation that may have taken effect). Its errors become hpcgate errors."""
-        login = self.login(account)
-        attempts = (1, 2) if retry else (2,)
-        for attempt in attempts:
-            async with self.pool.lease(login, channel=False) as lease:
-                try:
-                    async with asyncio.timeout(FILE_TIMEOUT):
-                        return await operation(await lease.sftp())
-                except TimeoutError:
-                    lease.broken()  # a request stuck on the host holds the SFTP channel
-                    raise CommandTimeout(
-                        f"a file operation on {self.where} took more than {FILE_TIMEOUT:g} s"
-                    ) from None
-                except asyncssh.SFTPError as exc:
-                    if not isinstance(exc, CONNECTION_ERRORS):
-                        raise sftp_error(exc, path) from exc
-                    lease.broken()
-                    if attempt == 2:
-                        raise translate(exc, self.where, login) from exc
-                except (asyncssh.Error, OSError) as exc:
-                    lease.broken()
-                    if attempt == 2:
-                        raise translate(exc, self.where, login) from exc
-        raise AssertionError("unreachable")
-
-    async def _file_command(self, command: Command, limit: int | None = None) -> CommandResult:
-        """Run a file operation's command as the functional account, its stdout cut at
-        ``limit`` bytes (it is killed once it has written them). Being idempotent, it is
-        tried once more when the connection breaks under it."""
-        login = self._config.user
-        line = command_line(command, FILE_TIMEOUT + REMOTE_GRACE)
-        io: dict[str, Any] = {"stdin": asyncssh.DEVNULL}
-        if limit is not None:
-            io["window"] = max(limit, MIN_WINDOW)  # sshd reads no more ahead than this
-        broken: HpcgateError = TransportError(
-            f"the connection to {self.where} broke during a file operation"
-        )
-        for _attempt in (1, 2):
-            async with self._process(login, line, io) as process:
-                try:
-                    async with asyncio.timeout(FILE_TIMEOUT):
-                        result = await _collect(process, limit)
-                except TimeoutError:
-                    await _kill(process)
-                    raise CommandTimeout(
-                        f"a file operation on {self.where} took more than {FILE_TIMEOUT:g} s"
-                    ) from None
-                except BaseException as exc:
-                    await _kill(process)
-                    if not isinstance(exc, asyncssh.Error | OSError):
-                        raise
-                    broken, result = translate(exc, self.where, login), None
-            if result is not None:
-                return result
-        raise broken
-
-    async def _connect(self, login: str) -> asyncssh.SSHClientConnection:
-        """A new connection as ``login`` (through the jump host if one is configured)."""
+    async def _connect(self, login: str, forwarding: bool) -> asyncssh.SSHClientConnection:
+        """A new connection as ``login`` (through the jump host if one is configured),
+        with the right to open streams onward if ``forwarding``."""
         config = self._config
         jump: asyncssh.SSHClientConnection | None = None
         try:
@@ -356,13 +293,13 @@ class SshTransport:
                 if config.jump_host is not None:
                     jump_user, host, port = parse_jump_host(config.jump_host)
                     jump = await self._login(host, port, jump_user or login, None, True)
-                conn = await self._login(config.host, config.port, login, jump, False)
+                conn = await self._login(config.host, config.port, login, jump, forwarding)
         except BaseException as exc:
             if jump is not None:
                 jump.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise translate(exc, self.where, login) from exc
+            raise connection_error(exc, self.where, login) from exc
         if jump is not None:
             conn.set_tunnel(jump)  # closing the connection closes the jump host's too
         return conn
@@ -404,12 +341,14 @@ def parse_jump_host(text: str) -> tuple[str | None, str, int]:
 
 
 async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
-    """Every line the process writes to stderr, each also handed to ``on_line``."""
+    """Every line the process writes to stderr, each also handed to ``on_line``, until it
+    has ended."""
     seen: list[str] = []
     while raw := await process.stderr.readline():
         line = raw.decode(errors="replace").rstrip("\n")
         on_line(line)
         seen = [*seen[-50:], line]
+    await process.wait_closed()
     return seen
 
 

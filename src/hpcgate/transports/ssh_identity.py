@@ -5,7 +5,8 @@ Three identity modes (``[systems.NAME.ssh] identity``):
 - :class:`CertificateAuthority` (``ca``): hpcgate holds the CA's private key, makes one
   ephemeral ed25519 key pair per process, and signs for each account an OpenSSH user
   certificate valid for a few minutes (``cert_minutes``), with the account as its only
-  principal and no forwarding, pty or user-rc rights. The host's sshd trusts the CA
+  principal and no forwarding, pty or user-rc rights (port forwarding only for the
+  connections that carry streams, :mod:`.ssh_stream`). The host's sshd trusts the CA
   (``TrustedUserCAKeys``). No long-lived user key exists anywhere; a certificate is only
   checked at login, so a pooled connection outlives the certificate it was opened with.
 - :class:`KeyDirectory` (``keys``): the private key of account NAME is ``keys_dir/NAME``,

@@ -8,8 +8,6 @@ a new account's connection first closes the longest-idle one, or waits (up to
 ``wait_seconds``) for one to become idle. A connection unused for ``idle_seconds`` is
 closed. A connection found closed (sshd restarted, keepalives unanswered) is replaced on
 its next use.
-
-asyncssh's errors are translated here, by the table :data:`ERRORS`, into the hpcgate tree.
 """
 
 from __future__ import annotations
@@ -23,34 +21,11 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from hpcgate.model.errors import HpcgateError, TransportError
+from hpcgate.model.errors import TransportError
 
 log = logging.getLogger("hpcgate.ssh")
 
 Connector = Callable[[str], Awaitable[asyncssh.SSHClientConnection]]
-
-# The first row whose class matches wins: subclasses before their bases.
-ERRORS: tuple[tuple[type[BaseException], str], ...] = (
-    (asyncssh.HostKeyNotVerifiable, "the host key of {where} is not the one in known_hosts"),
-    (asyncssh.PermissionDenied, "{where} refused the login of {login}"),
-    (asyncssh.ConnectionLost, "the connection to {where} was lost"),
-    (asyncssh.DisconnectError, "{where} closed the connection"),
-    (asyncssh.ChannelOpenError, "{where} refused a new channel"),
-    (TimeoutError, "{where} did not answer in time"),
-    (asyncssh.Error, "SSH to {where} failed"),
-    (OSError, "cannot reach {where}"),
-)
-
-
-def translate(exc: BaseException, where: str, login: str) -> HpcgateError:
-    """The hpcgate error for an error of asyncssh or of the network (503 transport-error)."""
-    if isinstance(exc, HpcgateError):
-        return exc
-    for kind, text in ERRORS:
-        if isinstance(exc, kind):
-            reason = str(exc) or type(exc).__name__
-            return TransportError(f"{text.format(where=where, login=login)}: {reason}")
-    return TransportError(f"SSH to {where} failed: {exc!r}")
 
 
 @dataclass(frozen=True, slots=True)

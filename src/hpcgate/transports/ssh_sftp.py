@@ -1,0 +1,168 @@
+"""SFTP on the pooled connections: one request (or a few) on a login's SFTP client, and a
+file held open over SFTP.
+
+A request is bounded by :data:`FILE_TIMEOUT`. When the connection fails under a request
+that changes nothing, it is made once more on a fresh connection; one that may have taken
+effect (a removal, a rename) is not. A request stuck on the host holds the connection's one
+SFTP channel, so its connection is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import posixpath
+import stat
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
+
+import asyncssh
+
+from hpcgate.model.errors import CommandTimeout, InsufficientStorage, TransportError
+from hpcgate.transports.filesystem import FileInfo
+from hpcgate.transports.os_errors import errno_error
+from hpcgate.transports.ssh_errors import lost_connection, ssh_error, translated
+from hpcgate.transports.ssh_pool import ConnectionPool
+
+T = TypeVar("T")
+Sftp = asyncssh.SFTPClient
+
+FILE_TIMEOUT = 120.0  # one SFTP request or file command (a read is at most 1 MiB)
+
+
+async def on_sftp(
+    pool: ConnectionPool,
+    where: str,
+    login: str,
+    path: str,
+    operation: Callable[[Sftp], Awaitable[T]],
+    retry: bool = True,
+) -> T:
+    """``operation`` on the SFTP client of ``login``'s connection to ``where``; done once
+    more on a fresh connection if the connection fails under it, unless ``retry`` is off
+    (an operation that may have taken effect). Its errors become hpcgate errors."""
+    for attempt in (1, 2) if retry else (2,):
+        async with pool.lease(login, channel=False) as lease:
+            try:
+                async with asyncio.timeout(FILE_TIMEOUT):
+                    return await operation(await lease.sftp())
+            except TimeoutError:
+                lease.broken()  # a request stuck on the host holds the SFTP channel
+                raise CommandTimeout(
+                    f"a file operation on {where} took more than {FILE_TIMEOUT:g} s"
+                ) from None
+            except (asyncssh.Error, OSError) as exc:
+                if lost_connection(exc):
+                    lease.broken()
+                    if attempt == 1:
+                        continue
+                raise ssh_error(exc, where, login, path) from exc
+    raise AssertionError("unreachable")
+
+
+async def read_bytes(handle: asyncssh.SFTPClientFile, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes from ``offset`` (a file opened with no encoding gives bytes)."""
+    return cast(bytes, await handle.read(size, offset))
+
+
+class SftpFile:
+    """A file open over SFTP. It keeps its connection leased (so the pool does not close it
+    as idle) until it is closed."""
+
+    def __init__(
+        self, handle: asyncssh.SFTPClientFile, sftp: Sftp, hold: contextlib.AsyncExitStack,
+        path: str, end: int, where: str, login: str,
+    ) -> None:  # fmt: skip
+        self._handle = handle
+        self._sftp = sftp
+        self._hold = hold
+        self._path = path
+        self._end = end
+        self._where = where
+        self._login = login
+
+    @classmethod
+    async def open(
+        cls, pool: ConnectionPool, where: str, login: str, path: str, mode: str
+    ) -> SftpFile:
+        """``path`` opened with ``mode``: ``rb`` (read), ``xb`` (a new file) or ``r+b``
+        (write at the end of a regular file)."""
+        hold = contextlib.AsyncExitStack()
+        try:
+            with translated(where, login, path):
+                lease = await hold.enter_async_context(pool.lease(login, channel=False))
+                sftp = await lease.sftp()
+                async with asyncio.timeout(FILE_TIMEOUT):
+                    handle, end = await _opened(sftp, path, mode)
+        except BaseException:
+            await hold.aclose()
+            raise
+        return cls(handle, sftp, hold, path, end, where, login)
+
+    async def info(self) -> FileInfo:
+        attrs = await self._guarded(self._handle.stat())
+        return FileInfo(attrs.size or 0, (attrs.mtime or 0) * 1_000_000_000, 0)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Nothing past the size the file had when opened: a read of a known length is one
+        request (or a few), not a chunk's worth of parallel ones past the end."""
+        wanted = min(size, self._end - offset)
+        if wanted <= 0:
+            return b""
+        return await self._guarded(read_bytes(self._handle, wanted, offset))
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._guarded(self._handle.write(data, self._end))
+        except TransportError:
+            if await self._full(len(data)):
+                raise InsufficientStorage(os.strerror(errno.ENOSPC)) from None
+            raise
+        self._end += len(data)
+
+    async def truncate(self, size: int) -> None:
+        await self._guarded(self._handle.truncate(size))
+        self._end = size
+
+    async def close(self) -> None:
+        try:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await asyncio.wait_for(self._handle.close(), FILE_TIMEOUT)
+        finally:
+            await self._hold.aclose()
+
+    async def _full(self, wanted: int) -> bool:
+        """Whether the file's filesystem has less room than ``wanted`` bytes (SFTP v3 says
+        only "failure" when a write finds the disk full)."""
+        try:
+            room = await self._sftp.statvfs(posixpath.dirname(self._path))
+        except (asyncssh.Error, OSError):
+            return False
+        return room.bavail * room.frsize < wanted
+
+    async def _guarded(self, request: Awaitable[T]) -> T:
+        """The request's answer; its failure as the hpcgate error (naming no path)."""
+        try:
+            async with asyncio.timeout(FILE_TIMEOUT):
+                with translated(self._where, self._login):
+                    return await request
+        except TimeoutError:
+            raise CommandTimeout(
+                f"a file request on {self._where} took more than {FILE_TIMEOUT:g} s"
+            ) from None
+
+
+async def _opened(sftp: Sftp, path: str, mode: str) -> tuple[asyncssh.SFTPClientFile, int]:
+    """The file opened as :mod:`.local_ops`' openers would, and where writing starts."""
+    if mode == "xb":
+        attrs = asyncssh.SFTPAttrs(permissions=0o600)
+        return await sftp.open(path, mode, attrs, encoding=None), 0
+    info = await sftp.lstat(path)
+    if stat.S_ISLNK(info.permissions or 0):
+        raise errno_error(errno.ELOOP, os.strerror(errno.ELOOP), path)  # as O_NOFOLLOW does
+    if not stat.S_ISREG(info.permissions or 0):
+        raise errno_error(errno.EISDIR, "Not a regular file", path)
+    handle = await sftp.open(path, mode, encoding=None)
+    return handle, info.size or 0
