@@ -33,6 +33,26 @@ async def test_over_long_stderr_lines_never_stall_a_long_command() -> None:
     assert max(len(line) for line in lines) <= MAX_LINE
 
 
+# A line whose newline comes in the read that takes it past the limit: the first part is
+# read on its own (below the limit, so the reader asks for more), the rest with the newline.
+LATE_NEWLINE = """
+import sys, time
+sys.stderr.write("a" * 60000); sys.stderr.flush(); time.sleep(0.3)
+sys.stderr.write("b" * 40000 + "\\n"); sys.stderr.flush()
+"""
+
+
+async def test_a_line_whose_newline_comes_past_the_limit_is_cut_too() -> None:
+    lines: list[str] = []
+    with anyio.fail_after(30):
+        result = await LocalTransport().run_long(
+            Command((sys.executable, "-c", LATE_NEWLINE)), None, lines.append
+        )
+    assert result.returncode == 0
+    assert "".join(lines) == "a" * 60000 + "b" * 40000
+    assert max(len(line) for line in lines) <= MAX_LINE
+
+
 async def test_a_stream_is_a_tcp_connection_from_here() -> None:
     async with echo_server() as port:
         with anyio.fail_after(30):

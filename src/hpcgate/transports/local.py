@@ -169,9 +169,16 @@ async def _lines(process: Process, on_line: Callable[[str], None]) -> list[str]:
             raw = await stream.receive(MAX_LINE)
         except (anyio.EndOfStream, anyio.IncompleteRead):
             return seen
-        line = raw.decode(errors="replace")
-        on_line(line)
-        seen = [*seen[-50:], line]
+        for piece in _pieces(raw):
+            line = piece.decode(errors="replace")
+            on_line(line)
+            seen = [*seen[-50:], line]
+
+
+def _pieces(raw: bytes) -> list[bytes]:
+    """A line cut to :data:`MAX_LINE` bytes at most a piece: its newline may come in the
+    same read that takes the buffer past the limit, so the line found can be longer."""
+    return [raw[start : start + MAX_LINE] for start in range(0, len(raw) or 1, MAX_LINE)]
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
