@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from hpcgate.client._files import AsyncFiles, SyncFiles
 from hpcgate.client._jobs import AsyncJobs, SyncJobs
 from hpcgate.client._systems import AsyncSystems, SyncSystems
 from hpcgate.client._tasks import AsyncTasks, SyncTasks
 from hpcgate.client._tokens import AsyncTokens, SyncTokens
+from hpcgate.client._uploads import AsyncTransfers, SyncTransfers
 
 
-class Client(SyncSystems, SyncJobs, SyncFiles, SyncTasks, SyncTokens):
+class Client(SyncSystems, SyncJobs, SyncTransfers, SyncTasks, SyncTokens):
     """hpcgate from Python, blocking. Use it in a ``with`` block, or call :meth:`close`.
 
     >>> with Client("https://hpc.example.org", token="...") as hpc:
@@ -22,5 +22,5 @@ class Client(SyncSystems, SyncJobs, SyncFiles, SyncTasks, SyncTokens):
     """
 
 
-class AsyncClient(AsyncSystems, AsyncJobs, AsyncFiles, AsyncTasks, AsyncTokens):
+class AsyncClient(AsyncSystems, AsyncJobs, AsyncTransfers, AsyncTasks, AsyncTokens):
     """The asyncio twin of :class:`Client`: the same methods, awaited; ``async with``."""
