@@ -59,6 +59,32 @@ def test_root_system_and_unknown_accounts_are_never_used(
         assert client.get(f"/api/v1/systems/{SYSTEM}/accounts").status_code == 403
 
 
+@pytest.mark.parametrize("user", ["root", "nosuchuser"])
+def test_an_account_never_used_cannot_reach_files_through_any_route(
+    slurm_gateway: GatewayProcess, user: str
+) -> None:
+    """Each route resolves the caller's account before acting (the account is looked up on
+    first use): none falls back to the gateway's own account, whose home (root's) would
+    then be the caller's root."""
+    gateways_home = Path(pwd.getpwuid(os.geteuid()).pw_dir)
+    made = gateways_home / f"hpcgate-test-made-by-{user}-{os.getpid()}"
+    files = f"/api/v1/systems/{SYSTEM}/files"
+    with slurm_gateway.client(slurm_gateway.token(user)) as client:
+        answers = [
+            client.get(f"{files}/ls", params={"path": str(gateways_home)}),
+            client.post(f"{files}/mkdir", json={"path": str(made)}),
+            client.put(f"{files}/upload", params={"path": str(made)}, content=b"x"),
+            client.post(f"{files}/uploads", json={"path": str(made), "size": 1}),
+            client.post(f"{files}/cp", json={"source": "/etc/hostname", "target": str(made)}),
+            client.get(f"/api/v1/systems/{SYSTEM}"),
+        ]
+    existed = made.exists()
+    if made.is_dir():
+        made.rmdir()
+    assert [answer.status_code for answer in answers] == [403] * len(answers)
+    assert not existed
+
+
 def test_mapped_principal_runs_as_its_account(slurm_gateway: GatewayProcess) -> None:
     with slurm_gateway.client(slurm_gateway.token("alice@example.org")) as client:
         job = submit(client, SYSTEM, script="#!/bin/bash\nid -un\n")
