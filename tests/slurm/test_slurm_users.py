@@ -81,6 +81,8 @@ def test_an_account_never_used_cannot_reach_files_through_any_route(
     existed = made.exists()
     if made.is_dir():
         made.rmdir()
+    elif existed:
+        made.unlink()
     assert [answer.status_code for answer in answers] == [403] * len(answers)
     assert not existed
 
