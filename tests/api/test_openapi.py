@@ -55,3 +55,20 @@ def test_openapi_describes_every_route_with_its_problems(gateway: GatewayProcess
 def test_docs_page_is_served(gateway: GatewayProcess) -> None:
     response = httpx.get(f"{gateway.url}/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
+
+
+def test_path_parameters_are_listed_in_the_order_of_the_path(gateway: GatewayProcess) -> None:
+    """Generated clients take path parameters positionally: ``{system}`` before ``{job_id}``
+    and ``{upload_id}``, as the path reads, though ``{system}`` comes from a dependency."""
+    spec = httpx.get(f"{gateway.url}/openapi.json").json()
+    checked = 0
+    for path, methods in spec["paths"].items():
+        expected = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        for method, operation in methods.items():
+            params = operation.get("parameters", [])
+            in_path = [p["name"] for p in params if p["in"] == "path"]
+            assert in_path == expected, f"{method} {path}: {in_path}"
+            kinds = [p["in"] for p in params]
+            assert kinds[: len(expected)] == ["path"] * len(expected), f"{method} {path}"
+            checked += len(expected) > 1
+    assert checked >= 7  # four job routes and three upload routes have two

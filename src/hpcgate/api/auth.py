@@ -20,10 +20,10 @@ async def gateway(request: Request) -> Gateway:
     return request.app.state.gateway  # type: ignore[no-any-return]
 
 
-async def principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     return await (await gateway(request)).tokens.authenticate(credentials.credentials)
@@ -36,8 +36,12 @@ GatewayDep = Annotated[Gateway, Depends(gateway)]
 SystemName = Annotated[str, Path(max_length=64, description="A configured system")]
 
 
-async def target(request: Request, who: Caller, system: SystemName) -> Target:
-    """The caller on the route's ``{system}``: resolved once, handed to the services."""
+async def target(request: Request, credentials: Bearer, system: SystemName) -> Target:
+    """The caller on the route's ``{system}``: resolved once, handed to the services.
+
+    It calls :func:`principal` itself rather than depending on it: each nested dependency
+    costs FastAPI a resolution step on every request."""
+    who = await principal(request, credentials)
     return (await gateway(request)).target(who, system)
 
 

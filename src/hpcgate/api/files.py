@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from hpcgate.api.auth import GatewayDep, TargetDep
@@ -286,14 +286,7 @@ async def upload(
     return await gateway.files.upload(target, path, request.stream(), overwrite, sha256)
 
 
-async def _upload_id(
-    upload_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST uploads")],
-) -> str:
-    return upload_id
-
-
-# A dependency, like the target, so that the document lists it after {system}.
-UploadId = Annotated[str, Depends(_upload_id)]
+UploadId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST uploads")]
 
 
 @router.post(

@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -19,16 +19,7 @@ from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
 router = APIRouter(prefix="/api/v1/systems/{system}/jobs", tags=["jobs"])
 
 
-JobIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.+-]{1,64}$", description="The job's id")]
-
-
-async def _job_id(job_id: JobIdPath) -> str:
-    return job_id
-
-
-# A dependency, not a plain parameter, only so that it follows the target's {system} in the
-# OpenAPI document: FastAPI lists a route's own parameters before its dependencies'.
-JobId = Annotated[str, Depends(_job_id)]
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.+-]{1,64}$", description="The job's id")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
