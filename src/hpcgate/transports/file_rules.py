@@ -31,6 +31,21 @@ def kind(mode: int) -> Kind:
     return "other"
 
 
+def special(mode: int) -> str:
+    """What a file that is neither regular, a directory nor a symlink is, in words."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def shown(text: str) -> str:
     """A name as valid UTF-8: bytes that are not (``\\xff``) are written out escaped."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -91,6 +91,12 @@ class SftpFileSystem:
             raise failure(result, argv[0], path)
         return result.stdout
 
+    def beneath(self, root: str) -> SftpFileSystem:
+        """Itself: SFTP names files by path only, and the server resolves each again. The
+        operations run as the caller's own account through sshd, so a race there reaches
+        nothing that account could not reach anyway."""
+        return self
+
     # ----------------------------------------------------------------- names and details
 
     async def resolve(self, path: str, follow: bool) -> str:
