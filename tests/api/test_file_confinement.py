@@ -34,7 +34,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("alice", "bob", "outside"):
         (base / name).mkdir()
     (base / "outside" / "secret.txt").write_bytes(OUTSIDE)
-    (base / "outside" / "victim.txt").write_bytes(OUTSIDE)
+    for victim in ("victim.txt", "copied.txt", "uploaded.txt"):
+        (base / "outside" / victim).write_bytes(OUTSIDE)
     return base
 
 
@@ -123,22 +124,22 @@ def test_copy_onto_a_symlink_replaces_the_link_not_its_target(
 ) -> None:
     home = base / "alice"
     (home / "plain.txt").write_text("mine\n")
-    (home / "copylink").symlink_to(base / "outside" / "victim.txt")
+    (home / "copylink").symlink_to(base / "outside" / "copied.txt")
     asked = {"source": "plain.txt", "target": "copylink", "overwrite": True}
     task = finished(alice, alice.post(f"{FILES}/cp", json=asked))
     assert task["state"] == "completed", task
-    assert (base / "outside" / "victim.txt").read_bytes() == OUTSIDE
+    assert (base / "outside" / "copied.txt").read_bytes() == OUTSIDE
     assert (home / "copylink").read_text() == "mine\n" and not (home / "copylink").is_symlink()
 
 
 def test_upload_onto_a_symlink_replaces_the_link(alice: httpx.Client, base: Path) -> None:
     home = base / "alice"
-    (home / "uplink").symlink_to(base / "outside" / "victim.txt")
+    (home / "uplink").symlink_to(base / "outside" / "uploaded.txt")
     done = alice.put(
         f"{FILES}/upload", params={"path": "uplink", "overwrite": "true"}, content=b"new\n"
     )
     assert done.status_code == 201, done.text
-    assert (base / "outside" / "victim.txt").read_bytes() == OUTSIDE
+    assert (base / "outside" / "uploaded.txt").read_bytes() == OUTSIDE
     assert (home / "uplink").read_bytes() == b"new\n" and not (home / "uplink").is_symlink()
 
 
