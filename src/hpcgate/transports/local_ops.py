@@ -191,11 +191,9 @@ def symlink(path: str, target: str, root: str = "/") -> Entry:
 def regular(fd: int) -> int:
     """``fd`` if it is a regular file's; a directory or a special file is refused, by
     its type (a FIFO or a device could block a reader forever)."""
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, "Is a directory")
-    if not stat.S_ISREG(mode):
-        raise OSError(errno.EINVAL, f"{file_rules.special(mode)}, not a regular file")
+    refused = file_rules.irregular(os.fstat(fd).st_mode)
+    if refused is not None:
+        raise OSError(*refused)
     return fd
 
 

@@ -159,6 +159,7 @@ class SftpFileSystem:
 
     async def read(self, path: str, offset: int, size: int) -> bytes:
         async def part(sftp: Sftp) -> bytes:
+            await _regular(sftp, path)
             async with sftp.open(path, "rb", encoding=None) as handle:
                 return await read_bytes(handle, size, offset)
 
@@ -166,6 +167,7 @@ class SftpFileSystem:
 
     async def head(self, path: str, lines: int | None, size: int | None) -> Content:
         async def first(sftp: Sftp) -> bytes:
+            await _regular(sftp, path)
             async with sftp.open(path, "rb", encoding=None) as handle:
                 if size is not None:
                     return await read_bytes(handle, size, 0)
@@ -175,6 +177,7 @@ class SftpFileSystem:
 
     async def tail(self, path: str, lines: int | None, size: int | None) -> Content:
         async def last(sftp: Sftp) -> bytes:
+            await _regular(sftp, path)
             async with sftp.open(path, "rb", encoding=None) as handle:
                 end = (await handle.stat()).size or 0
                 if size is not None:
@@ -187,6 +190,7 @@ class SftpFileSystem:
         program = _PROGRAMS.get(algorithm)
         if program is None:
             raise BadRequest(f"unknown algorithm {algorithm}; known: {', '.join(ALGORITHMS)}")
+        await self._do(path, lambda sftp: _regular(sftp, path))
         printed = await self._command((program, "-b", "--", path), CHECKSUM_TIMEOUT, path)
         digest = printed.split(maxsplit=1)[0].lstrip(b"\\").decode()  # \ marks escapes
         return Checksum(path=path, algorithm=algorithm, checksum=digest)
@@ -377,3 +381,11 @@ def _entry(
             target,
         )
     )
+
+
+async def _regular(sftp: Sftp, path: str) -> None:
+    """Refuse to read what is no regular file (a FIFO or a device could block the server's
+    reader). SFTP cannot open a file and then ask what it is, so this looks first."""
+    refused = file_rules.irregular((await sftp.stat(path)).permissions or 0)
+    if refused is not None:
+        raise errno_error(*refused, path)
