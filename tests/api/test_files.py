@@ -195,7 +195,9 @@ def test_symlinks_out_of_the_roots_are_never_followed(alice: httpx.Client, base:
     home = base / "alice"
     (home / "escape").symlink_to(base / "outside")
     (home / "leak.txt").symlink_to(base / "outside" / "secret.txt")
-    (home / "inside").symlink_to(base / "shared")
+    (home / "inside").mkdir()
+    (home / "within").symlink_to(home / "inside")  # absolute, but within its own root
+    (home / "across").symlink_to(base / "shared")  # another root: not its own
     for path in ("escape/secret.txt", "leak.txt", "escape"):
         problem(alice.get(f"{FILES}/download", params={"path": path}), 403)
     problem(alice.get(f"{FILES}/ls", params={"path": "escape"}), 403)
@@ -207,11 +209,15 @@ def test_symlinks_out_of_the_roots_are_never_followed(alice: httpx.Client, base:
     listed = alice.get(f"{FILES}/ls", params={"path": "."}).json()["entries"]
     link = next(e for e in listed if e["name"] == "leak.txt")
     assert link["type"] == "symlink" and link["link_target"] == f"{base}/outside/secret.txt"
-    assert put(alice, "inside/ok.txt", b"shared").status_code == 201  # a link within roots
-    assert (base / "shared" / "ok.txt").read_bytes() == b"shared"
+    assert put(alice, "within/ok.txt", b"mine").status_code == 201  # a link within its root
+    assert (home / "inside" / "ok.txt").read_bytes() == b"mine"
+    problem(put(alice, "across/ok.txt", b"shared"), 403)  # a link may not leave its root
+    assert not (base / "shared" / "ok.txt").exists()
     problem(alice.post(f"{FILES}/symlink", json={"path": "l2", "target": "/etc"}), 403)
-    made = alice.post(f"{FILES}/symlink", json={"path": "l3", "target": "inside"})
-    assert made.status_code == 201 and made.json()["link_target"] == f"{base}/shared"
+    across = {"path": "l4", "target": f"{base}/shared"}
+    problem(alice.post(f"{FILES}/symlink", json=across), 403)
+    made = alice.post(f"{FILES}/symlink", json={"path": "l3", "target": "within"})
+    assert made.status_code == 201 and made.json()["link_target"] == f"{home}/inside"
     assert alice.delete(f"{FILES}/rm", params={"path": "leak.txt"}).status_code == 204
     assert (base / "outside" / "secret.txt").exists()  # the link went, not its target
 

@@ -6,9 +6,11 @@ their only root (the default ``roots = ["{home}"]``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -59,6 +61,19 @@ def test_files_are_made_and_read_as_the_account(alice: httpx.Client, scratch: Pa
     assert got.status_code == 200 and got.content == data
     listing = alice.get(f"{FILES}/ls", params={"path": scratch.name}).json()["entries"]
     assert [(e["name"], e["user"]) for e in listing] == [("data.bin", "alice")]
+
+
+def test_special_files_and_outward_links_are_refused(alice: httpx.Client, scratch: Path) -> None:
+    account = pwd.getpwnam("alice")
+    os.mkfifo(scratch / "pipe")
+    os.chown(scratch / "pipe", account.pw_uid, account.pw_gid)
+    for route in ("head", "tail", "checksum", "download"):
+        got = alice.get(f"{FILES}/{route}", params={"path": f"{scratch}/pipe"}, timeout=20)
+        assert got.status_code == 400, got.text
+        assert "FIFO" in got.json()["detail"]
+    (scratch / "out").symlink_to("/etc")
+    got = alice.get(f"{FILES}/head", params={"path": f"{scratch}/out/hostname"}, timeout=20)
+    assert got.status_code == 403, got.text
 
 
 def test_the_kernel_refuses_what_the_account_may_not_do(alice: httpx.Client, scratch: Path) -> None:
@@ -134,19 +149,49 @@ def test_tasks_run_their_programs_as_the_account(alice: httpx.Client, scratch: P
     assert not (locked / "x").exists()
 
 
-def test_a_stuck_file_helper_is_dropped_after_its_timeout(scratch: Path) -> None:
-    """A helper blocked in the kernel (here: opening a FIFO nobody writes) costs one
-    timeout, then the pool starts a fresh helper for the next request."""
+def helpers() -> list[int]:
+    """The file helpers this test process started itself."""
+    found = []
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if int(fields[1]) == os.getpid() and b"hpcgate.transports.fshelper" in command:
+                found.append(int(entry))
+    return found
+
+
+def test_a_fifo_is_refused_at_once_and_never_blocks_a_helper(scratch: Path) -> None:
     account = Accounts(UsersConfig(), multi=True).lookup("alice", "alice")
     fifo = scratch / "fifo"
     os.mkfifo(fifo, 0o666)
-    pool = HelperPool(timeout=1.0)
+    pool = HelperPool(timeout=5.0)
     try:
         started = time.monotonic()
+        answer, fd = pool.ask(account, {"op": "open_read", "args": {"path": str(fifo)}}, True)
+        assert time.monotonic() - started < 2 and fd < 0
+        assert not answer["ok"] and "FIFO" in answer["message"]
+    finally:
+        pool.close()
+
+
+def test_a_stuck_file_helper_is_dropped_after_its_timeout(scratch: Path) -> None:
+    """A helper that does not answer (here: stopped) costs one timeout, then the pool
+    starts a fresh helper for the next request."""
+    account = Accounts(UsersConfig(), multi=True).lookup("alice", "alice")
+    pool = HelperPool(timeout=1.0)
+    try:
+        answer, _ = pool.ask(account, {"op": "lstat", "args": {"path": str(scratch)}}, False)
+        assert answer["ok"]
+        stopped = helpers()
+        assert stopped
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
         with pytest.raises(CommandTimeout):
-            pool.ask(account, {"op": "open_read", "args": {"path": str(fifo)}}, True)
+            pool.ask(account, {"op": "lstat", "args": {"path": str(scratch)}}, False)
         assert time.monotonic() - started < 5
-        answer, _ = pool.ask(account, {"op": "lstat", "args": {"path": str(fifo)}}, False)
-        assert answer["ok"] and answer["result"]["type"] == "other"
+        answer, _ = pool.ask(account, {"op": "lstat", "args": {"path": str(scratch)}}, False)
+        assert answer["ok"] and answer["result"]["type"] == "directory"
     finally:
         pool.close()

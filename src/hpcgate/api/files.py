@@ -168,7 +168,8 @@ async def change_owner(target: TargetDep, body: ChangeOwner, gateway: GatewayDep
     "/symlink", status_code=status.HTTP_201_CREATED, summary="Create a symlink", responses=WRITES
 )
 async def make_link(target: TargetDep, body: MakeLink, gateway: GatewayDep) -> FileEntry:
-    """The target must lie inside the roots; the link stores its resolved absolute path."""
+    """The target must lie inside the link's own root (on the local system; inside the roots
+    over SSH); the link stores its resolved absolute path."""
     return await gateway.files.symlink(target, body.path, body.target)
 
 

@@ -9,12 +9,14 @@ which kills the program.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import anyio
 from pydantic import BaseModel
 
-from hpcgate.files.service import FileService, Place
+from hpcgate.files.service import FileService, Place, publish, temporary_name
 from hpcgate.model.commands import Command
 from hpcgate.model.errors import (
     BadRequest,
@@ -31,12 +33,17 @@ from hpcgate.transports.os_errors import complaint_kind
 RECORD_BYTES = 10240  # tar's record: 20 blocks of 512 bytes, one per checkpoint count
 CHECKPOINT_RECORDS = 100
 POLL_SECONDS = 2.0
+Finish = Callable[[], Awaitable[None]]
 _FLAGS: dict[str, tuple[str, ...]] = {"gzip": ("--gzip",), "bzip2": ("--bzip2",), "xz": ("--xz",)}
 
 
 def copy_argv(source: str, target: str) -> tuple[str, ...]:
-    """Symlinks are copied as links, never followed."""
-    return ("cp", "-R", "-P", "--preserve=mode,timestamps", "-T", "--", source, target)
+    """Symlinks are copied as links, never followed; an existing file in the way is removed
+    first, so a symlink there is replaced, never written through."""
+    return (
+        "cp", "-R", "-P", "--preserve=mode,timestamps", "--remove-destination", "-T", "--",
+        source, target,
+    )  # fmt: skip
 
 
 def move_argv(source: str, target: str) -> tuple[str, ...]:
@@ -98,9 +105,19 @@ class BulkFiles:
         return await self._start(target, "move", request, argv, None, None)
 
     async def compress(self, target: Target, request: Compress) -> Task:
+        """tar writes a hidden file it did not open by the target's name, created here
+        exclusively beside it, which then takes the target's name in one rename: a symlink
+        at the target is replaced, never written through."""
         origin, destination = await self._pair(target, request)
-        argv = compress_argv(origin.real, destination.real, request.compression)
-        return await self._start(target, "compress", request, argv, origin, None, destination)
+        partial = replace(destination, real=temporary_name(destination.real))
+        await (await partial.fs.open_new(partial.real)).close()
+        argv = compress_argv(origin.real, partial.real, request.compression)
+
+        async def finish() -> None:
+            shown, overwrite = request.target, request.overwrite
+            await publish(partial.fs, partial.real, destination.real, shown, overwrite)
+
+        return await self._start(target, "compress", request, argv, origin, None, partial, finish)
 
     async def extract(self, target: Target, request: Extract) -> Task:
         origin = await self._files.readable(target, request.source)
@@ -129,9 +146,10 @@ class BulkFiles:
         measured: Place | None,
         growing: Place | None,
         partial: Place | None = None,
+        finish: Finish | None = None,
     ) -> Task:
         """Start the task that runs ``argv`` as the caller (see :func:`_command_work`)."""
-        work = _command_work(target, argv, measured, growing, partial)
+        work = _command_work(target, argv, measured, growing, partial, finish)
         who, system = target.who, target.system
         return await self._tasks.start(who, system, kind, request.model_dump(), work, "bytes")
 
@@ -142,10 +160,12 @@ def _command_work(
     measured: Place | None,
     growing: Place | None,
     partial: Place | None,
+    finish: Finish | None,
 ) -> TaskWork:
     """The task body: run ``argv`` as the caller; progress from tar's checkpoints or, for
     a copy, from the size of ``growing`` as it reaches that of ``measured``. A ``partial``
-    file (an archive being written) is removed if the program fails or is cancelled."""
+    file (an archive being written) is removed if the program or ``finish`` (what follows
+    the program's success) fails or is cancelled."""
 
     async def work(progress: Progress) -> dict[str, Any]:
         try:
@@ -174,6 +194,8 @@ def _command_work(
             group.cancel_scope.cancel()
         if not result.ok:
             raise failure(argv[0], result.error_text())
+        if finish is not None:
+            await finish()
         progress.update(total or 0, total)
         return {"argv": list(argv[:1]), "bytes": total}
 

@@ -1,14 +1,15 @@
 """Which paths a caller may touch: the checks on the string, and the system's roots.
 
 A request's path is checked twice. First the string, here, with no I/O: no NUL, no
-``..``, no over-long name. Then the path the system resolves it to (every symlink in it
-followed, as the caller's account) must lie inside one of the caller's roots; so a symlink
-anywhere in a path that points outside is refused, never followed.
+``..``, no over-long name, and which root it lies in, by the strings alone (:meth:`Roots.owner`).
+Then the path the system resolves it to (every symlink in it followed, as the caller's
+account) must lie inside that root on the local system (found from the root's open
+descriptor, so a symlink may only point within its own root), inside one of the roots over
+SSH; a symlink anywhere in a path that points outside is refused, never followed.
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
 from dataclasses import dataclass, replace
 
@@ -41,7 +42,8 @@ def inside(path: str, root: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Roots:
-    """A caller's roots on one system, as configured and as real paths, and its home."""
+    """A caller's roots on one system, as configured and as real paths (the same, but
+    where a remote system resolves them otherwise), and its home."""
 
     shown: tuple[str, ...]
     real: tuple[str, ...]
@@ -50,14 +52,21 @@ class Roots:
     @classmethod
     def expand(cls, templates: list[str], user: str, home: str) -> Roots:
         shown = tuple(template.format(user=user, home=home) for template in templates)
-        real = tuple(os.path.realpath(root) for root in shown)
         start = home if any(inside(home, root) for root in shown) else shown[0]
-        return cls(shown, real, start)
+        return cls(shown, shown, start)
 
     def resolved(self, real: tuple[str, ...]) -> Roots:
         """The same roots with their real paths as another machine resolves them (a system
         reached over SSH, where a root may be a symlink that it is not here)."""
         return replace(self, real=real)
+
+    def owner(self, path: str, asked: str) -> str:
+        """The root a clean path lies in, by the strings alone (the outermost, where roots
+        nest); Forbidden if none."""
+        found = [root for root in self.shown if inside(path, root)]
+        if not found:
+            raise Forbidden(f"{asked} is outside this system's file roots")
+        return min(found, key=len)
 
     def check(self, real: str, asked: str) -> None:
         """Refuse a resolved path outside every root."""

@@ -1,7 +1,11 @@
 """File operations on behalf of a principal, confined to the system's roots.
 
 Every operation resolves the requested path as the caller's account, checks the result
-against the caller's roots, then acts on the resolved path, as the caller's account.
+against the caller's roots, then acts on the resolved path, as the caller's account. On the
+local system the file system is confined to the root the path lies in
+(:meth:`~hpcgate.transports.filesystem.FileSystem.beneath`): each operation finds its file
+again from the root's descriptor, so a symlink swapped in after the check leads nowhere
+outside.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from dataclasses import dataclass
 
 import anyio
 
-from hpcgate.files.paths import Roots, clean
+from hpcgate.files.paths import Roots, clean, inside
 from hpcgate.files.streams import receive
-from hpcgate.model.errors import BadRequest, HpcgateError
+from hpcgate.model.errors import BadRequest, Forbidden, HpcgateError
 from hpcgate.model.files import Checksum, Content, FileEntry, FileType, Listing, Uploaded
 from hpcgate.model.principal import Scope
 from hpcgate.target import Target
@@ -37,6 +41,7 @@ class Place:
     roots: Roots
     asked: str
     real: str
+    root: str | None  # the root it lies in, where the file system is confined to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +68,17 @@ class FileService:
     async def _place(self, target: Target, path: str, follow: bool, scope: Scope) -> Place:
         target.who.require(scope)
         roots = await self.roots(target)
+        cleaned = clean(path, roots.home)
         fs = target.cluster.transport.files(await target.account())
-        if target.cluster.config.transport != "local":
+        root = None
+        if target.cluster.config.transport == "local":
+            root = roots.owner(cleaned, path)
+            fs = fs.beneath(root)
+        else:
             roots = roots.resolved(await self._resolved(target.system, roots.shown, fs))
-        real = await fs.resolve(clean(path, roots.home), follow)
+        real = await fs.resolve(cleaned, follow)
         roots.check(real, path)
-        return Place(fs, roots, path, real)
+        return Place(fs, roots, path, real, root)
 
     async def _resolved(
         self, system: str, shown: tuple[str, ...], fs: FileSystem
@@ -152,6 +162,8 @@ class FileService:
         pointed = await self.readable(
             target, posixpath.join(posixpath.dirname(place.real), points_to)
         )
+        if place.root is not None and not inside(pointed.real, place.root):
+            raise Forbidden(f"{points_to}: a symlink may only point within its own root")
         return await place.fs.symlink(place.real, pointed.real)
 
     async def open(self, target: Target, path: str) -> Opened:

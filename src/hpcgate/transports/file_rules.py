@@ -8,6 +8,7 @@ module (it must start fast), and so do the SFTP file system and the files servic
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import stat
 from typing import Any, Literal
@@ -29,6 +30,32 @@ def kind(mode: int) -> Kind:
     if stat.S_ISREG(mode):
         return "file"
     return "other"
+
+
+def special(mode: int) -> str:
+    """What a file that is neither regular, a directory nor a symlink is, in words."""
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def irregular(mode: int) -> tuple[int, str] | None:
+    """Why a file of ``mode`` may not be read as a regular file (its errno and message),
+    or None if it may: the files API reads only regular files, as a FIFO or a device could
+    block a reader forever."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return errno.EISDIR, "Is a directory"
+    return errno.EINVAL, f"{special(mode)}, not a regular file"
 
 
 def shown(text: str) -> str:

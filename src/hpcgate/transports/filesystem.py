@@ -12,7 +12,11 @@ What every implementation keeps to:
 - **Paths** come absolute and already checked by the files service (:mod:`hpcgate.files`)
   against the caller's roots, after :meth:`FileSystem.resolve` found their real form. An
   implementation never follows a symlink where the method does not say it does, and never
-  interprets a path (no shell, no globbing, no ``~``).
+  interprets a path (no shell, no globbing, no ``~``). Confined with
+  :meth:`FileSystem.beneath`, the local one resolves each path again from the root's
+  descriptor, in the same call that acts on it.
+- **Only regular files are read.** A FIFO, a device or a socket is refused (BadRequest,
+  naming its type), never opened in a way that could block.
 - **As the account.** Everything runs with the account's permissions (the gateway's own
   account when ``account`` is None), checked by the system itself, never by the gateway.
 - **Errors** are hpcgate errors, never the library's: NotFound (no such name), Forbidden
@@ -74,6 +78,13 @@ class OpenFile(Protocol):
 
 class FileSystem(Protocol):
     """The files of one system as one account sees them."""
+
+    def beneath(self, root: str) -> FileSystem:
+        """The same files, with every path below confined to ``root`` (a path lexically
+        inside it) where the transport can: the local one then finds each file from an open
+        descriptor of the root, so no symlink, not even one swapped in mid-request, leads
+        out of it. Without this call paths are those of the whole machine."""
+        ...
 
     # ----------------------------------------------------------------- names and details
 

@@ -64,7 +64,8 @@ def answer(request: dict[str, Any]) -> tuple[dict[str, Any], int]:
     op, args = request.get("op"), request.get("args") or {}
     try:
         if op in OPENERS:
-            return {"ok": True, "result": None}, OPENERS[op](str(args["path"]))
+            path, root = str(args["path"]), str(args.get("root", "/"))
+            return {"ok": True, "result": None}, OPENERS[op](path, root)
         if op in OPERATIONS:
             return {"ok": True, "result": OPERATIONS[op](**args)}, -1
         return {"ok": False, "errno": 22, "message": f"unknown operation {op!r}"}, -1

@@ -19,7 +19,7 @@ import errno
 import functools
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 import anyio
@@ -44,8 +44,8 @@ class Runner(Protocol):
         """``op(path, ...)``; its OSError as the hpcgate error, naming ``path``."""
         ...
 
-    async def open(self, opener: Callable[[str], int], path: str) -> int:
-        """The descriptor ``opener(path)`` opened, ours to close."""
+    async def open(self, opener: Callable[[str, str], int], path: str, root: str) -> int:
+        """The descriptor ``opener(path, root)`` opened, ours to close."""
         ...
 
 
@@ -57,8 +57,9 @@ class InThread:
             _guarded, functools.partial(op, path, *args, **kwargs), path
         )
 
-    async def open(self, opener: Callable[[str], int], path: str) -> int:
-        return await anyio.to_thread.run_sync(_guarded, functools.partial(opener, path), path)
+    async def open(self, opener: Callable[[str, str], int], path: str, root: str) -> int:
+        call = functools.partial(opener, path, root)
+        return await anyio.to_thread.run_sync(_guarded, call, path)
 
 
 def _guarded(call: Callable[[], T], path: str) -> T:
@@ -81,8 +82,9 @@ class InHelper:
         reply, _ = await self._ask({"op": op.__name__, "args": dict(named)}, False)
         return cast(T, _result(reply, path))
 
-    async def open(self, opener: Callable[[str], int], path: str) -> int:
-        reply, fd = await self._ask({"op": opener.__name__, "args": {"path": path}}, True)
+    async def open(self, opener: Callable[[str, str], int], path: str, root: str) -> int:
+        asked = {"op": opener.__name__, "args": {"path": path, "root": root}}
+        reply, fd = await self._ask(asked, True)
         _result(reply, path)
         if fd < 0:
             raise TransportError(f"the file helper sent no descriptor for {path}")
@@ -99,11 +101,22 @@ def _result(reply: dict[str, Any], path: str) -> Any:
 
 
 class LocalFileSystem:
-    """This machine's files, through ``runner`` (as the gateway, or as an account)."""
+    """This machine's files, through ``runner`` (as the gateway, or as an account), each
+    found beneath ``root`` (:mod:`.beneath`): ``/`` until :meth:`beneath` confines it."""
 
-    def __init__(self, runner: Runner) -> None:
-        self._run = runner.run
-        self._open = runner.open
+    def __init__(self, runner: Runner, root: str = "/") -> None:
+        self._runner = runner
+        self._root = root
+
+    def beneath(self, root: str) -> LocalFileSystem:
+        return LocalFileSystem(self._runner, root)
+
+    async def _run(self, op: Operation[P, T], path: str, *args: P.args, **kwargs: P.kwargs) -> T:
+        run: Callable[..., Awaitable[T]] = self._runner.run  # every op takes ``root``
+        return await run(op, path, *args, root=self._root, **kwargs)
+
+    async def _open(self, opener: Callable[[str, str], int], path: str) -> int:
+        return await self._runner.open(opener, path, self._root)
 
     async def resolve(self, path: str, follow: bool) -> str:
         return await self._run(ops.resolve, path, follow)

@@ -14,6 +14,7 @@ import os
 
 from hpcgate.model.errors import (
     BadRequest,
+    CommandTimeout,
     Conflict,
     Forbidden,
     HpcgateError,
@@ -40,6 +41,7 @@ BY_ERRNO: dict[int, type[HpcgateError]] = {
     errno.ELOOP: BadRequest,
     errno.EINVAL: BadRequest,
     errno.EFAULT: BadRequest,
+    errno.ETIMEDOUT: CommandTimeout,
 }
 
 _BY_MESSAGE: dict[str, type[HpcgateError]] = {os.strerror(n): k for n, k in BY_ERRNO.items()}

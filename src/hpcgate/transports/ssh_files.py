@@ -91,6 +91,12 @@ class SftpFileSystem:
             raise failure(result, argv[0], path)
         return result.stdout
 
+    def beneath(self, root: str) -> SftpFileSystem:
+        """Itself: SFTP names files by path only, and the server resolves each again. The
+        operations run as the caller's own account through sshd, so a race there reaches
+        nothing that account could not reach anyway."""
+        return self
+
     # ----------------------------------------------------------------- names and details
 
     async def resolve(self, path: str, follow: bool) -> str:
@@ -153,6 +159,7 @@ class SftpFileSystem:
 
     async def read(self, path: str, offset: int, size: int) -> bytes:
         async def part(sftp: Sftp) -> bytes:
+            await _regular(sftp, path)
             async with sftp.open(path, "rb", encoding=None) as handle:
                 return await read_bytes(handle, size, offset)
 
@@ -160,6 +167,7 @@ class SftpFileSystem:
 
     async def head(self, path: str, lines: int | None, size: int | None) -> Content:
         async def first(sftp: Sftp) -> bytes:
+            await _regular(sftp, path)
             async with sftp.open(path, "rb", encoding=None) as handle:
                 if size is not None:
                     return await read_bytes(handle, size, 0)
@@ -169,6 +177,7 @@ class SftpFileSystem:
 
     async def tail(self, path: str, lines: int | None, size: int | None) -> Content:
         async def last(sftp: Sftp) -> bytes:
+            await _regular(sftp, path)
             async with sftp.open(path, "rb", encoding=None) as handle:
                 end = (await handle.stat()).size or 0
                 if size is not None:
@@ -181,6 +190,7 @@ class SftpFileSystem:
         program = _PROGRAMS.get(algorithm)
         if program is None:
             raise BadRequest(f"unknown algorithm {algorithm}; known: {', '.join(ALGORITHMS)}")
+        await self._do(path, lambda sftp: _regular(sftp, path))
         printed = await self._command((program, "-b", "--", path), CHECKSUM_TIMEOUT, path)
         digest = printed.split(maxsplit=1)[0].lstrip(b"\\").decode()  # \ marks escapes
         return Checksum(path=path, algorithm=algorithm, checksum=digest)
@@ -371,3 +381,11 @@ def _entry(
             target,
         )
     )
+
+
+async def _regular(sftp: Sftp, path: str) -> None:
+    """Refuse to read what is no regular file (a FIFO or a device could block the server's
+    reader). SFTP cannot open a file and then ask what it is, so this looks first."""
+    refused = file_rules.irregular((await sftp.stat(path)).permissions or 0)
+    if refused is not None:
+        raise errno_error(*refused, path)

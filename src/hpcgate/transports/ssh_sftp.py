@@ -21,6 +21,7 @@ from typing import TypeVar, cast
 import asyncssh
 
 from hpcgate.model.errors import CommandTimeout, InsufficientStorage, TransportError
+from hpcgate.transports import file_rules
 from hpcgate.transports.filesystem import FileInfo
 from hpcgate.transports.os_errors import errno_error
 from hpcgate.transports.ssh_errors import lost_connection, ssh_error, translated
@@ -162,7 +163,8 @@ async def _opened(sftp: Sftp, path: str, mode: str) -> tuple[asyncssh.SFTPClient
     info = await sftp.lstat(path)
     if stat.S_ISLNK(info.permissions or 0):
         raise errno_error(errno.ELOOP, os.strerror(errno.ELOOP), path)  # as O_NOFOLLOW does
-    if not stat.S_ISREG(info.permissions or 0):
-        raise errno_error(errno.EISDIR, "Not a regular file", path)
+    refused = file_rules.irregular(info.permissions or 0)
+    if refused is not None:
+        raise errno_error(*refused, path)
     handle = await sftp.open(path, mode, encoding=None)
     return handle, info.size or 0
