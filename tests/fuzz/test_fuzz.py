@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.jobs import ended, submit, wait_for_job
 
 HERE = Path(__file__).parent
 SECONDS = int(os.environ.get("HPCGATE_FUZZ_SECONDS", "120"))  # the fuzzer's whole budget
@@ -184,6 +186,22 @@ def findings(junit: Path) -> list[Finding]:
             for block in CASE.split(failure.text or "")[1:]:
                 found += [Finding(case.attrib["name"], c, block) for c in CODE.findall(block)]
     return found
+
+
+def test_a_job_of_the_sandboxed_gateway_writes_only_in_its_home(
+    target: GatewayProcess, sandbox: Path
+) -> None:
+    """What keeps the fuzzer's jobs and paths in the temp home: a job may write there, and
+    its writes anywhere else (the checkout, /var/tmp, /tmp) fail."""
+    name = f"hpcgate-fuzz-escape-{uuid.uuid4().hex}"
+    outside = [HERE / name, Path("/var/tmp") / name, Path("/tmp") / name]
+    inside = sandbox / "files" / name
+    script = "#!/bin/sh\n" + "".join(f"touch {p}\n" for p in [*outside, inside])
+    with target.client(target.token("sandboxed")) as client:
+        job = submit(client, script=script)
+        wait_for_job(client, job["id"], ended)
+    assert inside.exists()
+    assert not [p for p in outside if p.exists()]
 
 
 def test_the_api_holds_against_the_fuzzer(target: GatewayProcess, tmp_path: Path) -> None:
