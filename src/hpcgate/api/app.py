@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hpcgate import __version__
@@ -57,6 +58,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         methods=["GET"],
         tags=["status"],
         summary="Prometheus metrics (admin scope)",
+        response_class=PlainTextResponse,  # the OpenAPI document says text/plain, as sent
         responses=problems.responses(401, 403),
     )
     return app

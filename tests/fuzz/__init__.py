@@ -1,0 +1,1 @@
+"""The fuzz tier: schemathesis against a real gateway process, in a sandbox."""

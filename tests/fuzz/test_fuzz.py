@@ -1,0 +1,223 @@
+"""Property-based fuzzing of the whole API from its OpenAPI document (schemathesis).
+
+A real ``hpcgate serve`` on the embedded scheduler runs inside a bubblewrap sandbox: the
+whole file system read-only, a private /tmp, every capability dropped, and only its temp
+home writable. Fuzzed jobs write wherever their spec says and fuzzed file operations go
+where their paths say; the sandbox makes sure that is nowhere but the temp home.
+
+``schemathesis run`` (its command line, not its pytest plugin) drives it, because the
+command line runs every phase (explicit examples, the coverage phase with its boundary
+values, missing and bad credentials and undeclared methods, random fuzzing, and stateful
+sequences that follow created jobs, uploads and tasks), with one time budget for the
+whole run, and writes a JUnit report that this test reads. The pytest plugin would give
+one Hypothesis test per operation, without the coverage and stateful phases, under our
+strict warning filters.
+
+Every finding fails the test, except those listed in ``KNOWN`` below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.jobs import ended, submit, wait_for_job
+
+HERE = Path(__file__).parent
+SECONDS = int(os.environ.get("HPCGATE_FUZZ_SECONDS", "120"))  # the fuzzer's whole budget
+EXAMPLES = int(os.environ.get("HPCGATE_FUZZ_EXAMPLES", "50"))  # per operation and phase
+
+
+@dataclass(frozen=True)
+class Known:
+    """A known finding: a regular expression for the operation as schemathesis names it
+    ("POST /api/v1/tokens"; a finding of the stateful phase, named "Stateful tests", is
+    matched by its text alone, which holds the request), one check code (``st explain CODE``), a
+    regular expression the finding's text (message, response, curl reproducer) must match,
+    and who fixes it."""
+
+    operation: str
+    code: str
+    text: str
+    owner: str
+
+
+STATEFUL = "Stateful tests"
+FILE_ROUTES = r"\S+ /api/v1/systems/\{system\}/files/\S+"
+STATUS_ROUTES = r"GET /api/v1/systems/\{system\}/(partitions|nodes|reservations|accounts)"
+BIG_NUMBER = r"\d{19,}"  # >= 2**63 somewhere in the request
+TOKENS_URL = r"/api/v1/tokens\b"
+PATH_CHECKS = r"the path is empty|longer than 255 bytes|give an owner, a group or both"
+# Findings on main while issue 14's other items are being fixed (each is described in
+# /work/notes/h14/fuzz-findings.md). EMPTY THIS LIST once those fixes are merged: the tier
+# is then strict. Each entry is one cause, never a whole check.
+KNOWN: list[Known] = [
+    Known(".*", "ST204", r"405 without required `Allow` header", "tokens: 405 lacks Allow (11)"),
+    Known(STATUS_ROUTES, "ST101", r"\[501\]", "embedded: status routes answer 501 (15)"),
+    Known(".*", "ST101", BIG_NUMBER, "numbers: integers unbounded at the edge (10)"),
+    Known(".*", "ST103", rf"Received: 500(?s:.*){BIG_NUMBER}", "numbers: as above (10)"),
+    Known(r"GET /api/v1/systems/\{system\}/jobs", "ST101", r"cursor=", "numbers: cursor (10)"),
+    Known(r"GET /api/v1/systems/\{system\}/jobs", "ST103", r"cursor=", "numbers, tokens (10, 12)"),
+    Known(r"GET /api/v1/systems/\{system\}/jobs", "ST202", "invalid cursor", "uncovered (12)"),
+    Known(r"(GET|POST) /api/v1/tokens", "ST101", TOKENS_URL, "tokens: scopes [] (7)"),
+    Known(r"(GET|POST) /api/v1/tokens", "ST103", rf"500(?s:.*){TOKENS_URL}", "tokens (7)"),
+    Known(FILE_ROUTES, "ST202", PATH_CHECKS, "uncovered (12): constraints not in the schema"),
+    Known(r"POST /api/v1/tokens", "ST202", "invalid user name", "uncovered (12)"),
+    Known(r"POST /api/v1/systems/\{system\}/jobs", "ST202", "unsupported-field", "uncovered"),
+]
+
+
+@dataclass(frozen=True)
+class Finding:
+    operation: str
+    code: str
+    text: str
+
+    def known(self) -> Known | None:
+        for entry in KNOWN:
+            if (
+                entry.code == self.code
+                and (self.operation == STATEFUL or re.fullmatch(entry.operation, self.operation))
+                and re.search(entry.text, self.text)
+            ):
+                return entry
+        return None
+
+
+def sandboxed(home: Path) -> tuple[str, ...]:
+    """bubblewrap's argv: everything read-only but ``home``, a fresh /tmp and /dev."""
+    return (
+        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "--tmpfs", "/tmp", "--bind", str(home), str(home),
+        "--cap-drop", "ALL", "--die-with-parent", "--",
+    )  # fmt: skip
+
+
+def unavailable() -> str | None:
+    """Why the tier cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the fuzz tier's sandbox (bubblewrap) needs root"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed (scripts/test installs it as root)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if reason := unavailable():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the fuzz tier: {reason}")
+        pytest.skip(reason)
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def target(sandbox: Path) -> Iterator[GatewayProcess]:
+    files = sandbox / "files"
+    files.mkdir()
+    config = f"""
+max_script_bytes = 4096
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+slots = 4
+roots = ["{files}"]
+workdir = "{files}"
+[users]
+mode = "single"
+"""
+    server = new_gateway(sandbox / "home", config)
+    server.wrapper = sandboxed(sandbox)
+    server.start()
+    yield server
+    server.stop()
+
+
+def run_schemathesis(server: GatewayProcess, reports: Path) -> subprocess.CompletedProcess[str]:
+    token = server.token("fuzzer", "admin")
+    env = {
+        **os.environ,
+        "HPCGATE_FUZZ_TOKEN": token,
+        "HPCGATE_FUZZ_TOKEN_ID": token.split("_")[1],
+        "PYTHONPATH": str(HERE.parent.parent),  # the hooks module: tests.fuzz.hooks
+    }
+    argv = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        f"--config-file={HERE / 'schemathesis.toml'}",
+        "run", f"{server.url}/openapi.json", "--checks=all",
+        f"--max-time={SECONDS}", f"--max-examples={EXAMPLES}",
+        "--report=junit,json", f"--report-dir={reports}", "--no-color",
+    ]  # fmt: skip
+    if seed := os.environ.get("HPCGATE_FUZZ_SEED"):
+        argv.append(f"--seed={seed}")
+    return subprocess.run(  # in the reports' folder: whatever it writes stays there
+        argv,
+        cwd=reports,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS + 120,
+        check=False,
+    )
+
+
+CASE = re.compile(r"^\d+\. Test Case ID: \S+\n", re.MULTILINE)
+CODE = re.compile(r"^- (ST\d+) ", re.MULTILINE)
+
+
+def findings(junit: Path) -> list[Finding]:
+    """Each failing test case's each check, with the case's text (message and reproducer)."""
+    found: list[Finding] = []
+    for case in ET.parse(junit).iter("testcase"):  # noqa: S314 (schemathesis wrote it)
+        for failure in case.iter("failure"):
+            for block in CASE.split(failure.text or "")[1:]:
+                found += [Finding(case.attrib["name"], c, block) for c in CODE.findall(block)]
+    return found
+
+
+def test_a_job_of_the_sandboxed_gateway_writes_only_in_its_home(
+    target: GatewayProcess, sandbox: Path
+) -> None:
+    """What keeps the fuzzer's jobs and paths in the temp home: a job may write there, and
+    its writes anywhere else (the checkout, /var/tmp, /tmp) fail."""
+    name = f"hpcgate-fuzz-escape-{uuid.uuid4().hex}"
+    outside = [HERE / name, Path("/var/tmp") / name, Path("/tmp") / name]
+    inside = sandbox / "files" / name
+    script = "#!/bin/sh\n" + "".join(f"touch {p}\n" for p in [*outside, inside])
+    with target.client(target.token("sandboxed")) as client:
+        job = submit(client, script=script)
+        wait_for_job(client, job["id"], ended)
+    assert inside.exists()
+    assert not [p for p in outside if p.exists()]
+
+
+def test_the_api_holds_against_the_fuzzer(target: GatewayProcess, tmp_path: Path) -> None:
+    started = time.monotonic()
+    ran = run_schemathesis(target, tmp_path)
+    elapsed = time.monotonic() - started
+    assert ran.returncode in (0, 1), ran.stdout[-5000:] + ran.stderr[-5000:]
+    (junit,) = tmp_path.glob("junit-*.xml")
+    (summary,) = tmp_path.glob("json-*.json")
+    run = json.loads(summary.read_text())
+    print(  # shown with -rA or on failure: the size of the run
+        f"fuzz: {run['test_cases']['generated']} requests generated in {elapsed:.0f} s,"
+        f" seed {run['seed']}, {len(KNOWN)} known findings allowed"
+    )
+    assert run["errors"] == [], ran.stdout[-8000:]
+    assert run["operations"]["tested"] == run["operations"]["selected"] > 30
+    new = [f for f in findings(junit) if f.known() is None]
+    assert not new, "\n\n".join(f"{f.operation} {f.code}\n{f.text}" for f in new[:20])
+    assert target.process is not None and target.process.poll() is None, target.log_tail()
