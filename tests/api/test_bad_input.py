@@ -149,3 +149,19 @@ def test_shell_metacharacters_in_fields_are_inert(
     assert done["state"] == "COMPLETED" and done["name"] == evil
     assert gateway_user.get(f"{JOBS}/{job['id']}/output").text == evil
     assert not os.path.exists(marker)
+
+
+def test_another_users_job_is_a_dependency_that_does_not_exist(
+    gateway_user: httpx.Client, bob: httpx.Client, count: object
+) -> None:
+    theirs = submit(bob, script="#!/bin/bash\nexit 3")["id"]
+    missing = str(int(theirs) + 10_000)
+    details = []
+    for job_id in (theirs, missing):
+        body = {"script": OK_SCRIPT, "dependencies": [f"afterok:{job_id}"]}
+        problem = _problem(gateway_user.post(JOBS, json=body), 422, "scheduler-rejected")
+        details.append(str(problem["detail"]).replace(job_id, "N"))
+    assert details[0] == details[1]
+    assert count() == 0  # type: ignore[operator]
+    mine = submit(gateway_user, script=OK_SCRIPT)["id"]
+    assert submit(gateway_user, script=OK_SCRIPT, dependencies=[f"afterany:{mine}"])["id"]
