@@ -108,12 +108,12 @@ def install(app: FastAPI) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem responses a route can give."""
     return {
-        status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": _WHY[status]}
+        status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": WHY[status]}
         for status in statuses
     }
 
 
-_WHY = {
+WHY = {
     400: "Malformed request",
     401: "Missing, invalid, expired or revoked token",
     403: "The token lacks a required scope, the user maps to no usable Unix account, the"
