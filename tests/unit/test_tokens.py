@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.model.errors import Unauthenticated
+from hpcgate.model.errors import BadRequest, Unauthenticated
 from hpcgate.store.db import Database
 from hpcgate.store.tables import TokenRow
 from hpcgate.store.tokens import TokenStore
@@ -51,5 +51,17 @@ async def test_an_unknown_id_costs_what_a_wrong_secret_costs(tmp_path: Path) -> 
         known_cost = await _work(service, wrong, calls)
         unknown_cost = await _work(service, unknown, calls)
         assert known_cost["hash"] == 3 and known_cost == unknown_cost
+    finally:
+        await database.close()
+
+
+async def test_a_token_that_could_not_be_shown_is_never_stored(tmp_path: Path) -> None:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db")
+    await database.start()
+    try:
+        store = TokenStore(database)
+        with pytest.raises(BadRequest, match="at least one scope"):
+            await TokenService(store).create("alice", frozenset())
+        assert await store.find() == []
     finally:
         await database.close()
