@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import stat
 import time
+from datetime import datetime
 
 import httpx
 
@@ -103,6 +105,86 @@ def test_token_api_creates_lists_and_revokes_own_tokens(
     assert alice.delete(f"/api/v1/tokens/{created.json()['id']}").status_code == 204
     with gateway.client(token) as narrow:
         _problem(narrow.get(JOBS), 401)
+
+
+TOKENS = "/api/v1/tokens"
+
+
+def _expiry(info: dict[str, object]) -> datetime:
+    return datetime.fromisoformat(str(info["expires_at"]))
+
+
+def _mint(client: httpx.Client, **body: object) -> dict[str, object]:
+    created = client.post(TOKENS, json=body)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+def test_a_token_never_issues_one_that_outlives_it(gateway: GatewayProcess) -> None:
+    parent = gateway.token("judy", expires_in="60s")
+    with gateway.client(parent) as client:
+        mine = next(t for t in client.get(TOKENS).json() if t["id"] == parent.split("_")[1])
+        child = _mint(client)
+        assert child["expires_at"] is not None and _expiry(child) == _expiry(mine)
+        assert _expiry(_mint(client, expires_in=10)) < _expiry(mine)
+        for longer in (61, 3600):
+            _problem(client.post(TOKENS, json={"expires_in": longer}), 403)
+    with gateway.client(str(child["token"])) as grandparent:
+        grandchild = _mint(grandparent)
+        assert _expiry(grandchild) == _expiry(mine)
+        _problem(grandparent.post(TOKENS, json={"expires_in": 3600}), 403)
+
+
+def test_an_expiring_admin_token_cannot_issue_a_lasting_one(gateway: GatewayProcess) -> None:
+    with gateway.client(gateway.token("admin2", "admin", expires_in="60s")) as admin:
+        for body in ({}, {"user": "kim", "scopes": ["admin"]}):
+            assert _mint(admin, **body)["expires_at"] is not None
+        _problem(admin.post(TOKENS, json={"user": "kim", "expires_in": 3600}), 403)
+
+
+def test_revoking_a_token_revokes_every_token_it_issued(
+    alice: httpx.Client, gateway: GatewayProcess
+) -> None:
+    parent = _mint(alice, scopes=["jobs:read", "jobs:write"])
+    with gateway.client(str(parent["token"])) as client:
+        child = _mint(client)
+    with gateway.client(str(child["token"])) as client:
+        grandchild = _mint(client, scopes=["jobs:read"])
+    sibling = _mint(alice)
+    assert alice.delete(f"{TOKENS}/{parent['id']}").status_code == 204
+    for revoked in (parent, child, grandchild):
+        with gateway.client(str(revoked["token"])) as client:
+            assert _problem(client.get(JOBS), 401)["detail"] == "token revoked"
+    listed = {t["id"]: t for t in alice.get(TOKENS).json()}
+    assert all(listed[str(t["id"])]["revoked_at"] for t in (parent, child, grandchild))
+    with gateway.client(str(sibling["token"])) as client:
+        assert client.get(JOBS).status_code == 200
+
+
+def test_a_token_without_scopes_is_refused_and_not_stored(gateway_user: httpx.Client) -> None:
+    before = gateway_user.get(TOKENS).json()
+    _problem(gateway_user.post(TOKENS, json={"scopes": []}), 422)
+    assert gateway_user.get(TOKENS).json() == before
+
+
+def test_a_stored_token_that_cannot_be_shown_does_not_break_lists(
+    gateway: GatewayProcess,
+) -> None:
+    token = gateway.token("lena")
+    good = token.split("_")[1]
+    with sqlite3.connect(gateway.home / "hpcgate.db") as database:
+        database.execute(
+            "INSERT INTO tokens (id, user, secret_hash, scopes, description, created_at)"
+            " VALUES ('badbadbadbad', 'lena', 'x', '', '', '2026-01-01 00:00:00.000000')"
+        )
+    admin_token = (gateway.home / "admin-token").read_text().strip()
+    with gateway.client(token) as lena, gateway.client(admin_token) as admin:
+        for client, query in ((lena, ""), (admin, "?user=lena"), (admin, "")):
+            listed = client.get(TOKENS + query)
+            assert listed.status_code == 200, listed.text
+            ids = {t["id"] for t in listed.json()}
+            assert good in ids and "badbadbadbad" not in ids
+    assert "token badbadbadbad cannot be shown" in gateway.log()
 
 
 def test_cli_prints_the_token_alone_on_the_last_line(gateway: GatewayProcess) -> None:

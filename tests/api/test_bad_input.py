@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -149,3 +150,39 @@ def test_shell_metacharacters_in_fields_are_inert(
     assert done["state"] == "COMPLETED" and done["name"] == evil
     assert gateway_user.get(f"{JOBS}/{job['id']}/output").text == evil
     assert not os.path.exists(marker)
+
+
+def test_another_users_job_is_a_dependency_that_does_not_exist(
+    gateway_user: httpx.Client, bob: httpx.Client, count: object
+) -> None:
+    theirs = submit(bob, script="#!/bin/bash\nexit 3")["id"]
+    missing = str(int(theirs) + 10_000)
+    details = []
+    for job_id in (theirs, missing):
+        body = {"script": OK_SCRIPT, "dependencies": [f"afterok:{job_id}"]}
+        problem = _problem(gateway_user.post(JOBS, json=body), 422, "scheduler-rejected")
+        details.append(str(problem["detail"]).replace(job_id, "N"))
+    assert details[0] == details[1]
+    assert count() == 0  # type: ignore[operator]
+    mine = submit(gateway_user, script=OK_SCRIPT)["id"]
+    assert submit(gateway_user, script=OK_SCRIPT, dependencies=[f"afterany:{mine}"])["id"]
+
+
+def test_a_chunked_body_over_the_limit_is_413(gateway_user: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"script": "'
+        for _ in range(5):
+            yield b"x" * (1 << 20)  # the gateway takes 4 MiB
+        yield b'"}'
+
+    json_type = {"content-type": "application/json"}
+    response = gateway_user.post(JOBS, content=chunks(), headers=json_type)
+    assert "content-length" not in response.request.headers
+    _problem(response, 413, "payload-too-large")
+
+
+def test_a_method_a_route_lacks_is_405_with_allow(gateway_user: httpx.Client) -> None:
+    response = gateway_user.put("/api/v1/tokens", json={})
+    _problem(response, 405, "method-not-allowed")
+    allowed = set(response.headers["allow"].replace(" ", "").split(","))
+    assert {"GET", "POST"} <= allowed and "PUT" not in allowed

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hpcgate import __version__
-from hpcgate.api import files, jobs, openapi, problems, systems, tasks, tokens
+from hpcgate.api import files, jobs, openapi, openapi_errors, problems, systems, tasks, tokens
 from hpcgate.api.auth import Caller
 from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
@@ -43,6 +43,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)
     openapi.install(app)
+    openapi_errors.install(app)
     for router in (systems.router, jobs.router, files.router, tasks.router, tokens.router):
         app.include_router(router)
     app.add_api_route(

@@ -47,8 +47,10 @@ FilePath = Annotated[
 Lines = Annotated[int | None, Query(ge=1, le=100_000, description="How many lines")]
 Bytes = Annotated[int | None, Query(ge=1, le=1 << 20, description="How many bytes")]
 READ_CHUNK = 1 << 20
-READS = responses(400, 401, 403, 404, 409, 422)
-WRITES = responses(400, 401, 403, 404, 409, 422, 507)
+# Every file operation goes through the system's transport: over SSH it can fail (503) or
+# time out (504).
+READS = responses(400, 401, 403, 404, 409, 422, 503, 504)
+WRITES = responses(400, 401, 403, 404, 409, 422, 503, 504, 507)
 
 
 @router.get("/ls", summary="List a directory", responses=READS)
@@ -181,7 +183,7 @@ async def make_link(target: TargetDep, body: MakeLink, gateway: GatewayDep) -> F
         200: {"content": {"application/octet-stream": {}}, "description": "The whole file"},
         206: {"content": {"application/octet-stream": {}}, "description": "The range asked"},
         304: {"description": "Not modified (If-None-Match matched the ETag)"},
-        **responses(400, 401, 403, 404, 409, 416, 422),
+        **responses(400, 401, 403, 404, 409, 416, 422, 503, 504),
     },
 )
 async def download(
@@ -268,7 +270,7 @@ async def _chunks(file: OpenFile, span: Span) -> AsyncIterator[bytes]:
     status_code=status.HTTP_201_CREATED,
     summary="Upload a file: the request body is its bytes",
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
-    responses=responses(400, 401, 403, 404, 409, 422, 507),
+    responses=responses(400, 401, 403, 404, 409, 422, 503, 504, 507),
 )
 async def upload(
     target: TargetDep,
@@ -294,7 +296,7 @@ UploadId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="From POST
     "/uploads",
     status_code=status.HTTP_201_CREATED,
     summary="Start a resumable upload",
-    responses=responses(400, 401, 403, 404, 409, 422, 507),
+    responses=responses(400, 401, 403, 404, 409, 422, 503, 504, 507),
 )
 async def begin_upload(target: TargetDep, body: NewUpload, gateway: GatewayDep) -> UploadState:
     """Then send the bytes in chunks with ``PUT uploads/{id}?offset=N``. A chunk that broke
@@ -313,7 +315,7 @@ async def upload_state(target: TargetDep, upload_id: UploadId, gateway: GatewayD
     "/uploads/{upload_id}",
     summary="Send a chunk of a resumable upload",
     openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
-    responses=responses(400, 401, 403, 404, 409, 422, 507),
+    responses=responses(400, 401, 403, 404, 409, 422, 503, 504, 507),
 )
 async def upload_chunk(
     target: TargetDep,
@@ -338,7 +340,7 @@ async def abort_upload(target: TargetDep, upload_id: UploadId, gateway: GatewayD
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-TASKS = responses(400, 401, 403, 404, 409, 422)
+TASKS = responses(400, 401, 403, 404, 409, 422, 503, 504)
 ACCEPTED = status.HTTP_202_ACCEPTED
 
 

@@ -69,7 +69,7 @@ async def submit_job(
     return submitted.job
 
 
-@router.get("", summary="List my jobs, newest first", responses=responses(401, 403, 404, 422))
+@router.get("", summary="List my jobs, newest first", responses=responses(400, 401, 403, 404, 422))
 async def list_jobs(
     target: TargetDep,
     gateway: GatewayDep,
@@ -107,7 +107,7 @@ async def cancel_job(target: TargetDep, job_id: JobId, gateway: GatewayDep) -> J
             "content": {"text/plain": {}, SSE: {}},
             "description": "Text; or SSE 'output' events {text, offset} then 'end'",
         },
-        **responses(401, 403, 404, 422, 503, 504),
+        **responses(400, 401, 403, 404, 422, 503, 504),
     },
 )
 async def job_output(
@@ -153,7 +153,7 @@ async def _output_events(output: JobOutput, offset: int) -> AsyncIterator[Server
             "content": {SSE: {}},
             "description": "'state' events (JobEvent JSON, with ids) until the job ends",
         },
-        **responses(401, 403, 404, 422),
+        **responses(400, 401, 403, 404, 422),
     },
 )
 async def job_events(

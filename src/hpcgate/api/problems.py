@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
@@ -34,13 +36,22 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(None, description="Field errors, on 422")
 
 
-def problem(status: int, slug: str, title: str, detail: str | None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status}
     if detail is not None:
         body["detail"] = detail
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    answer_headers = dict(headers or {})
+    if status == 401:
+        answer_headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=answer_headers)
 
 
 async def _hpcgate_error(_: Request, exc: Exception) -> JSONResponse:
@@ -58,11 +69,28 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "validation-error", "The request is not valid", detail, errors=errors)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
     title = str(exc.detail) if isinstance(exc.detail, str) else "HTTP error"
-    return problem(exc.status_code, slug, title, None)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed(request))
+    return problem(exc.status_code, slug, title, None, headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route takes on the request's path (Starlette names only those of
+    the first route it finds there)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -80,12 +108,12 @@ def install(app: FastAPI) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem responses a route can give."""
     return {
-        status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": _WHY[status]}
+        status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": WHY[status]}
         for status in statuses
     }
 
 
-_WHY = {
+WHY = {
     400: "Malformed request",
     401: "Missing, invalid, expired or revoked token",
     403: "The token lacks a required scope, the user maps to no usable Unix account, the"

@@ -56,9 +56,11 @@ class SyncTokens(SyncCore):
         description: str | None = None,
         user: str | None = None,
     ) -> CreatedToken:
-        """A new token: ``scopes`` (default jobs and files, read and write) at most the
-        caller's own, lasting ``expires_in`` seconds (default: no expiry). Only an admin
-        may name another ``user``. Its secret, ``.token``, is shown only this once."""
+        """A new token: ``scopes`` (default jobs and files, read and write, as far as the
+        caller holds them) at most the caller's own, lasting ``expires_in`` seconds, never
+        longer than the caller's token (default: as long as the caller's token). Only an
+        admin may name another ``user``. Revoking the caller's token revokes this one too.
+        Its secret, ``.token``, is shown only this once."""
         return self._call(create_call(scopes, expires_in, description, user), CreatedToken)
 
     def revoke_token(self, token_id: str) -> None:

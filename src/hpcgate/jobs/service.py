@@ -58,6 +58,7 @@ class JobService:
         who.require(Scope.JOBS_WRITE)
         self._check_size(spec)
         cluster.scheduler.check(spec)
+        await self._check_dependencies(target, spec)
         fingerprint = _fingerprint(target.system, spec)
         if idempotency_key is not None:
             earlier = await self._store.by_idempotency_key(who.user, idempotency_key)
@@ -68,6 +69,18 @@ class JobService:
         row = await self._reserve(target, spec, workdir, idempotency_key, fingerprint)
         await self._submit_row(cluster, row, spec, account)
         return Submitted(to_job(row), created=True)
+
+    async def _check_dependencies(self, target: Target, spec: JobSpec) -> None:
+        """Dependencies name only the caller's own jobs on this system: another user's job
+        is refused exactly as a job that does not exist, before the scheduler sees it."""
+        for job_id in _dependency_ids(spec.dependencies):
+            row = await self._store.get(target.system, job_id)
+            if row is None and "_" in job_id:  # an array task: its array's row
+                row = await self._store.get(target.system, job_id.partition("_")[0])
+            if row is None or row.owner != target.who.user:
+                raise SchedulerRejected(
+                    f"Job dependency problem: no job {job_id!r} on system {target.system!r}"
+                )
 
     def _check_size(self, spec: JobSpec) -> None:
         if spec.script is not None and len(spec.script.encode()) > self._max_script:
@@ -166,6 +179,12 @@ class JobService:
 async def _default_workdir(target: Target) -> str:
     template = str(target.cluster.config.workdir)
     return template.format(user=target.who.user, home=await target.home())
+
+
+def _dependency_ids(dependencies: Sequence[str]) -> list[str]:
+    """The job ids in Slurm-style dependencies such as ``afterok:12:13_2``."""
+    ids = (job_id for entry in dependencies for job_id in entry.split(":")[1:])
+    return list(dict.fromkeys(ids))
 
 
 def _replay(row: JobRow, fingerprint: str) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from hpcgate.model.errors import Forbidden
@@ -25,11 +26,13 @@ DEFAULT_SCOPES: frozenset[Scope] = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: the hpcgate user name, its scopes and the token used."""
+    """An authenticated caller: the hpcgate user name, its scopes, the token used and when
+    that token expires (None: never)."""
 
     user: str
     scopes: frozenset[Scope]
     token_id: str
+    expires_at: datetime | None = None
 
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes

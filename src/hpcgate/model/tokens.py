@@ -24,7 +24,7 @@ class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user: str | None = Field(None, description="Whose token; default the caller (admin: anyone)")
-    scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES))
+    scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1)
     expires_in: int | None = Field(None, gt=0, description="Lifetime in seconds; none = no expiry")
     description: str = Field("", max_length=255)
 

@@ -7,12 +7,13 @@ a transport does. This keeps each adapter testable on recorded output with no I/
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
 
 from hpcgate.model.commands import Command, CommandResult
-from hpcgate.model.errors import SchedulerUnavailable, UnsupportedField
+from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable, UnsupportedField
 from hpcgate.model.jobs import JobSpec
 from hpcgate.model.scheduler import SchedulerJob, SubmitContext
 from hpcgate.model.status import Association, Node, Partition, Reservation
@@ -31,6 +32,9 @@ class Scheduler(ABC):
     per_user: bool = True
     #: Partitions, nodes, reservations and associations; None if the scheduler has none.
     info: ClusterInfo | None = None
+    #: A script line that sets dependencies: refused, as the gateway checks only the
+    #: ``dependencies`` field's jobs (the caller's own), never a script's.
+    dependency_directive: re.Pattern[str] | None = None
 
     def check(self, spec: JobSpec) -> None:
         """Reject fields this scheduler cannot honour, naming them."""
@@ -39,6 +43,12 @@ class Scheduler(ABC):
             raise UnsupportedField(
                 f"the {self.kind} scheduler does not support: {', '.join(unsupported)}",
                 fields=unsupported,
+            )
+        directive = self.dependency_directive
+        if spec.script is not None and directive is not None and directive.search(spec.script):
+            raise SchedulerRejected(
+                "give job dependencies in the 'dependencies' field, not as a script directive",
+                fields=["script"],
             )
 
     @abstractmethod

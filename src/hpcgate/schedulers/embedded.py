@@ -7,6 +7,7 @@ or pasted into a shell, and the engine works over any transport that can run Pyt
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ class EmbeddedScheduler(Scheduler):
     """The small batch scheduler that ships with hpcgate (default ``local`` system)."""
 
     kind = "embedded"
+    dependency_directive = re.compile(r"^#SBATCH[ \t]+(?:-d|--dep[a-z]*)", re.MULTILINE)
     supported_fields = frozenset(
         {
             "script",

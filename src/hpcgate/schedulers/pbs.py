@@ -115,6 +115,7 @@ class PbsScheduler(Scheduler):
     kind = "pbs"
     info = PbsInfo()
     # Named one by one, so a field added to JobSpec later is refused until mapped here.
+    dependency_directive = re.compile(r"^#PBS\b.*\bdepend=", re.MULTILINE)
     supported_fields = frozenset(
         {
             "script",

@@ -69,6 +69,7 @@ class SlurmScheduler(Scheduler):
     """Slurm through its command-line tools (22.05 and newer)."""
 
     kind = "slurm"
+    dependency_directive = re.compile(r"^#SBATCH[ \t]+(?:-d|--dep[a-z]*)", re.MULTILINE)
     supported_fields = frozenset(JobSpec.model_fields)
     info = SlurmInfo()
 

@@ -52,6 +52,8 @@ class TokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The token that issued this one through the API (None: the CLI or first start).
+    parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class JobRow(Base):

@@ -1,0 +1,59 @@
+"""The error responses of the OpenAPI document, as the API really gives them.
+
+Routes declare the problems their own code raises (``problems.responses``). The statuses
+that come from the machinery every route shares are added here, from the shape of each
+operation: 401 where a token is needed, 422 where there is anything to validate, 413 where a
+JSON body passes the body limit. Every error response is ``application/problem+json`` with
+the Problem schema, and nothing else (FastAPI would also announce ``application/json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from hpcgate.api.limits import streamed
+from hpcgate.api.problems import PROBLEM_JSON, WHY
+
+_PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def install(app: FastAPI) -> None:
+    """Serve ``app``'s document with every error response honest."""
+    build = app.openapi
+
+    def document() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = build()
+        if fresh:
+            for path, item in schema.get("paths", {}).items():
+                for operation in item.values():
+                    _declare(path, operation)
+        return schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
+
+def implied(path: str, operation: dict[str, Any]) -> set[int]:
+    """The statuses the shared machinery gives this operation, whatever its own code does."""
+    statuses = set()
+    if operation.get("security"):
+        statuses.add(401)
+    body = operation.get("requestBody", {}).get("content", {})
+    if operation.get("parameters") or body:
+        statuses.add(422)
+    if "application/json" in body and not streamed(path):
+        statuses.add(413)
+    return statuses
+
+
+def _declare(path: str, operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    for status in implied(path, operation):
+        responses.setdefault(str(status), {"description": WHY[status]})
+    for status, response in responses.items():
+        if int(status) >= 400:
+            response["content"] = _PROBLEM
+            if response.get("description") in (None, "", "Validation Error"):
+                response["description"] = WHY[int(status)]
