@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hpcgate import __version__
-from hpcgate.api import files, jobs, openapi, problems, systems, tasks, tokens
+from hpcgate.api import docs, files, jobs, openapi, problems, systems, tasks, tokens
 from hpcgate.api.auth import Caller
 from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
@@ -37,11 +37,19 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         finally:
             await gw.stop()
 
-    app = FastAPI(title="hpcgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="hpcgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # docs.install serves it with local assets
+        redoc_url=None,
+    )
     app.state.gateway = gw
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)
     openapi.install(app)
+    docs.install(app)
     for router in (systems.router, jobs.router, files.router, tasks.router, tokens.router):
         app.include_router(router)
     app.add_api_route(
