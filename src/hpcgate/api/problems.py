@@ -92,7 +92,7 @@ _WHY = {
     " path lies outside the roots, or the account may not do this",
     404: "No such system, job, task or file (or not yours)",
     409: "Conflict: a submit with the same Idempotency-Key is in progress, the file exists,"
-    " a path is not a directory, a directory is not empty",
+    " a path is not a directory, a directory is not empty, the job or task has already ended",
     413: "Request or script too large",
     416: "The Range lies outside the file",
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",
