@@ -90,6 +90,13 @@ def test_cancel_of_an_ended_job_is_a_conflict_and_changes_nothing(alice: httpx.C
     assert alice.get(f"{JOBS}/{job['id']}").json()["state"] == "COMPLETED"
 
 
+def test_the_submit_answer_is_the_job_later_reads_show(alice: httpx.Client) -> None:
+    """The 201's submit time and name are those of every later read."""
+    job = submit(alice, script="#!/bin/bash\ntrue", name="same")
+    later = wait_for_job(alice, job["id"], ended)
+    assert (later["submit_time"], later["name"]) == (job["submit_time"], job["name"])
+
+
 def test_spec_fields_reach_the_job(alice: httpx.Client, workdir: Path) -> None:
     script = '#!/bin/bash\necho "$GREETING from $(pwd)"\necho "leak=${HPCGATE_HOME:-none}"'
     job = submit(
