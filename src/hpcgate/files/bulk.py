@@ -99,7 +99,7 @@ class BulkFiles:
 
     async def compress(self, target: Target, request: Compress) -> Task:
         origin, destination = await self._pair(target, request)
-        argv = compress_argv(origin.real, destination.real, request.compression)
+        argv = compress_argv(origin.real, destination.real, request.chosen_compression())
         return await self._start(target, "compress", request, argv, origin, None, destination)
 
     async def extract(self, target: Target, request: Extract) -> Task:
