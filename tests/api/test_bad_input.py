@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -149,3 +150,19 @@ def test_shell_metacharacters_in_fields_are_inert(
     assert done["state"] == "COMPLETED" and done["name"] == evil
     assert gateway_user.get(f"{JOBS}/{job['id']}/output").text == evil
     assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Type": "text/plain"}],
+    ids=["none", "form (curl -d)", "text"],
+)
+def test_a_json_body_without_its_content_type_is_answered_with_a_hint(
+    gateway_user: httpx.Client, count: Callable[[], int], headers: dict[str, str]
+) -> None:
+    before = count()
+    body = b'{"script": "#!/bin/bash\\necho hi"}'
+    answer = gateway_user.post(JOBS, content=body, headers=headers)
+    detail = str(_problem(answer, 422, "validation-error")["detail"])
+    assert "Content-Type: application/json" in detail, detail
+    assert count() == before

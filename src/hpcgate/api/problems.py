@@ -50,12 +50,26 @@ async def _hpcgate_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     first = errors[0] if errors else None
     detail = f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else None
+    if _not_sent_as_json(request, errors):
+        detail = NOT_JSON
     return problem(422, "validation-error", "The request is not valid", detail, errors=errors)
+
+
+NOT_JSON = (
+    "body: the body must be JSON sent with 'Content-Type: application/json'"
+    " (curl: add -H 'Content-Type: application/json'; -d alone sends a form)"
+)
+
+
+def _not_sent_as_json(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """A JSON body sent without its content type (curl -d): FastAPI then reads no body."""
+    kind = request.headers.get("content-type", "")
+    return "json" not in kind and any(error["loc"] == ["body"] for error in errors)
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
