@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hpcgate.model.errors import HpcgateError
-from hpcgate.model.principal import DEFAULT_SCOPES
+from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 
 if TYPE_CHECKING:
     from hpcgate.config import Settings
@@ -40,6 +40,8 @@ ConfigOption = Annotated[
 ]
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# A token's lifetime is at most a hundred years: past that the expiry overflows dates.
+MAX_LIFETIME = timedelta(days=36500)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +62,9 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _with_store(settings: Settings, work: Callable[[Gateway], Awaitable[T]]) -> T:
+    # Said on stderr, so a shell without HPCGATE_HOME is not silently another gateway's.
+    err.print(f"hpcgate: data in {escape(str(settings.home))}", highlight=False)
+
     async def run() -> T:
         gateway = _gateway(settings)
         await gateway.open_store()
@@ -104,7 +109,21 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if match is None or int(match.group(1)) == 0:
         raise typer.BadParameter(f"invalid duration {text!r}; use e.g. 3600, 90m, 12h or 30d")
-    return timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
+    seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if seconds > MAX_LIFETIME.total_seconds():
+        raise typer.BadParameter(f"duration {text!r} is too long; at most {MAX_LIFETIME.days}d")
+    return timedelta(seconds=seconds)
+
+
+def _scopes(names: list[str] | None) -> frozenset[Scope]:
+    from hpcgate.tokens import parse_scopes  # it loads the database layer
+
+    if not names:
+        return DEFAULT_SCOPES
+    try:
+        return parse_scopes(names)
+    except HpcgateError as exc:
+        raise typer.BadParameter(exc.detail, param_hint="'--scope'") from None
 
 
 def serve(
@@ -149,15 +168,14 @@ def token_create(
         ),
     ] = None,
     expires_in: Annotated[
-        str | None, typer.Option(help="Lifetime such as 12h or 30d; default: no expiry")
+        str | None,
+        typer.Option(help="Lifetime such as 12h or 30d (at most 36500d); default: no expiry"),
     ] = None,
     description: Annotated[str, typer.Option(help="A note for the token list")] = "",
     config: ConfigOption = None,
 ) -> None:
     """Create a token; its secret is printed once, alone on the last line."""
-    from hpcgate.tokens import parse_scopes  # it loads the database layer
-
-    scopes = parse_scopes(scope) if scope else DEFAULT_SCOPES
+    scopes = _scopes(scope)
     lifetime = parse_duration(expires_in) if expires_in else None
     issued = _with_store(
         _settings(config), lambda gw: gw.tokens.create(user, scopes, lifetime, description)
@@ -174,7 +192,11 @@ def token_list(
 ) -> None:
     """List tokens (never their secrets)."""
     rows = _with_store(_settings(config), lambda gw: gw.tokens.list(user))
-    table = Table("id", "user", "scopes", "created", "expires", "revoked", "description")
+    table = Table()
+    # The id whole, whatever the terminal's width: it is what 'token revoke' takes.
+    table.add_column("id", no_wrap=True, min_width=max((len(row.id) for row in rows), default=2))
+    for name in ("user", "scopes", "created", "expires", "revoked", "description"):
+        table.add_column(name)
     for row in rows:
         table.add_row(
             row.id,

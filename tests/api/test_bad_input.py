@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -186,3 +186,19 @@ def test_a_method_a_route_lacks_is_405_with_allow(gateway_user: httpx.Client) ->
     _problem(response, 405, "method-not-allowed")
     allowed = set(response.headers["allow"].replace(" ", "").split(","))
     assert {"GET", "POST"} <= allowed and "PUT" not in allowed
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Content-Type": "application/x-www-form-urlencoded"}, {"Content-Type": "text/plain"}],
+    ids=["none", "form (curl -d)", "text"],
+)
+def test_a_json_body_without_its_content_type_is_answered_with_a_hint(
+    gateway_user: httpx.Client, count: Callable[[], int], headers: dict[str, str]
+) -> None:
+    before = count()
+    body = b'{"script": "#!/bin/bash\\necho hi"}'
+    answer = gateway_user.post(JOBS, content=body, headers=headers)
+    detail = str(_problem(answer, 422, "validation-error")["detail"])
+    assert "Content-Type: application/json" in detail, detail
+    assert count() == before

@@ -127,6 +127,17 @@ def test_upload_does_not_replace_unless_asked(alice: httpx.Client, base: Path) -
     assert (base / "alice" / "once.txt").read_bytes() == b"second"
 
 
+def test_an_upload_into_a_missing_directory_names_the_callers_path(alice: httpx.Client) -> None:
+    """Not the hidden file the upload is received into: the caller never named that."""
+    for answer in (
+        put(alice, "no/such/dir/data.bin", b"bytes"),
+        alice.post(f"{FILES}/uploads", json={"path": "no/such/dir/data.bin", "size": 5}),
+    ):
+        detail = str(problem(answer, 404)["detail"])
+        assert detail.endswith(": no/such/dir/data.bin"), detail
+        assert "hpcgate-upload" not in detail
+
+
 def test_head_tail_view_and_type(alice: httpx.Client) -> None:
     text = "".join(f"line {n}\n" for n in range(1, 101)).encode()
     assert put(alice, "lines.txt", text).status_code == 201

@@ -79,12 +79,22 @@ def _not_zombie(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def test_cancel_of_an_ended_job_changes_nothing(alice: httpx.Client) -> None:
+def test_cancel_of_an_ended_job_is_a_conflict_and_changes_nothing(alice: httpx.Client) -> None:
+    """As a task's cancel: a job that has already ended is a 409."""
     job = submit(alice, script="#!/bin/bash\ntrue")
     wait_for_job(alice, job["id"], ended)
     response = alice.delete(f"{JOBS}/{job['id']}")
-    assert response.status_code == 202
-    assert response.json()["state"] == "COMPLETED"
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"] == f"job {job['id']} has already ended (COMPLETED)"
+    assert alice.get(f"{JOBS}/{job['id']}").json()["state"] == "COMPLETED"
+
+
+def test_the_submit_answer_is_the_job_later_reads_show(alice: httpx.Client) -> None:
+    """The 201's submit time and name are those of every later read."""
+    job = submit(alice, script="#!/bin/bash\ntrue", name="same")
+    later = wait_for_job(alice, job["id"], ended)
+    assert (later["submit_time"], later["name"]) == (job["submit_time"], job["name"])
 
 
 def test_spec_fields_reach_the_job(alice: httpx.Client, workdir: Path) -> None:

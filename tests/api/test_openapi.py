@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from tests.support.gateway_process import GatewayProcess
@@ -52,9 +54,25 @@ def test_openapi_describes_every_route_with_its_problems(gateway: GatewayProcess
         assert field in spec_fields
 
 
-def test_docs_page_is_served(gateway: GatewayProcess) -> None:
+def test_docs_page_is_served_with_its_own_assets(gateway: GatewayProcess) -> None:
+    """/docs works offline: every asset it references is served by the gateway itself."""
     response = httpx.get(f"{gateway.url}/docs")
     assert response.status_code == 200 and "swagger" in response.text.lower()
+    referenced = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", response.text)
+    assert referenced and all(ref.startswith("/") for ref in referenced), referenced
+    assert "http://" not in response.text and "https://" not in response.text
+    for ref in referenced:
+        asset = httpx.get(f"{gateway.url}{ref}")
+        assert asset.status_code == 200 and asset.content, ref
+    script = httpx.get(f"{gateway.url}/docs/assets/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in script.text
+
+
+def test_the_root_is_a_landing_page_linking_to_the_docs(gateway: GatewayProcess) -> None:
+    response = httpx.get(f"{gateway.url}/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'href="/docs"' in response.text and 'href="/openapi.json"' in response.text
 
 
 def test_path_parameters_are_listed_in_the_order_of_the_path(gateway: GatewayProcess) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -182,3 +183,37 @@ def test_errors_are_one_line_with_their_exit_code(env: dict[str, str], tmp_path:
     one_line_error(bad_login, 4)
     assert not (tmp_path / "config").exists()  # nothing saved
     assert closed in one_line_error(unreachable, 6)
+
+
+def test_files_and_tasks_print_for_people(
+    env: dict[str, str], sdk_base: Path, tmp_path: Path
+) -> None:
+    """``files stat`` prints dates, not epoch seconds; ``tasks show`` prints its progress as
+    JSON, not a Python repr; ``compress x.tar.xz`` makes an xz archive; a 409 names the
+    option that would have avoided it."""
+    folder = f"cli-{uuid.uuid4().hex[:8]}"
+    (sdk_base / "alice" / folder / "sub").mkdir(parents=True)
+    (sdk_base / "alice" / folder / "sub" / "a.txt").write_text("hello\n" * 1000)
+    (tmp_path / "a.txt").write_text("local\n")
+
+    stat_out = hpcgate(env, "files", "stat", f"{folder}/sub/a.txt")
+    assert stat_out.returncode == 0, stat_out.stderr
+    modified = next(line for line in stat_out.stdout.splitlines() if line.startswith("modified"))
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", modified), modified
+
+    archive = f"{folder}/sub.tar.xz"
+    made = hpcgate(env, "files", "compress", f"{folder}/sub", archive, "--json")
+    assert made.returncode == 0, made.stderr
+    assert (sdk_base / "alice" / archive).read_bytes().startswith(b"\xfd7zXZ\x00")
+    shown = hpcgate(env, "tasks", "show", json.loads(made.stdout)["id"])
+    assert shown.returncode == 0, shown.stderr
+    progress = next(line for line in shown.stdout.splitlines() if line.startswith("progress"))
+    assert json.loads(progress.split(None, 1)[1])["unit"], progress
+    assert "TaskProgress(" not in shown.stdout and "done=" not in shown.stdout
+
+    again = hpcgate(env, "files", "compress", f"{folder}/sub", archive)
+    assert one_line_error(again, 7).endswith("(pass --overwrite to replace it)")
+    put = hpcgate(env, "files", "put", str(tmp_path / "a.txt"), f"{folder}/sub/a.txt")
+    assert one_line_error(put, 7).endswith("(pass --overwrite to replace it)")
+    rm = hpcgate(env, "files", "rm", f"{folder}/sub")
+    assert one_line_error(rm, 7).endswith("(pass -r to remove a directory and all in it)")

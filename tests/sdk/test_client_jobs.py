@@ -74,6 +74,14 @@ def test_cancel_ends_the_job_cancelled(client: Client) -> None:
     assert client.wait(SYSTEM, job.id, timeout=30).state == JobState.CANCELLED
 
 
+def test_cancel_of_an_ended_job_raises_conflict(client: Client) -> None:
+    job = client.submit(SYSTEM, "#!/bin/bash\ntrue\n")
+    client.wait(SYSTEM, job.id, timeout=30)
+    with pytest.raises(errors.Conflict, match="has already ended"):
+        client.cancel(SYSTEM, job.id)
+    assert client.job(SYSTEM, job.id).state == JobState.COMPLETED
+
+
 def test_wait_gives_up_after_its_timeout(client: Client) -> None:
     job = client.submit(SYSTEM, "#!/bin/bash\nsleep 300\n")
     started = time.monotonic()

@@ -53,3 +53,18 @@ def test_tasks_of_known_arrays_missing_from_the_rows_are_looked_up() -> None:
         SchedulerJob("8_0", JobState.RUNNING, array_job_id="8"),
     ]
     assert unlisted_tasks(rows, reports) == [("hpc", "7_0")]
+
+
+def test_the_submit_time_the_gateway_recorded_is_kept() -> None:
+    """The 201 of a submit and every later read show one submit time: a scheduler's own
+    (another clock, rounded to the second) fills it only where the row has none."""
+    recorded = datetime(2026, 11, 22, 9, 59, 59, 123456, tzinfo=UTC)
+    rows = {"7": job("7")}
+    rows["7"].submit_time = recorded
+    reported = SchedulerJob("7", JobState.PENDING, submit_time=NOW)
+    assert follow(rows, [reported], NOW).updated == []  # nothing new: no write
+    follow(rows, [SchedulerJob("7", JobState.RUNNING, submit_time=NOW)], NOW)
+    assert rows["7"].submit_time == recorded and rows["7"].state == "RUNNING"
+    unknown = {"8": job("8")}
+    follow(unknown, [SchedulerJob("8", JobState.PENDING, submit_time=NOW)], NOW)
+    assert unknown["8"].submit_time == NOW

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hpcgate import __version__
-from hpcgate.api import files, jobs, openapi, openapi_errors, problems, systems, tasks, tokens
+from hpcgate.api import docs, files, jobs, openapi, openapi_errors, problems, systems, tasks, tokens
 from hpcgate.api.auth import Caller
 from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
@@ -38,12 +38,20 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         finally:
             await gw.stop()
 
-    app = FastAPI(title="hpcgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="hpcgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # docs.install serves it with local assets
+        redoc_url=None,
+    )
     app.state.gateway = gw
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)
     openapi.install(app)
     openapi_errors.install(app)
+    docs.install(app)
     for router in (systems.router, jobs.router, files.router, tasks.router, tokens.router):
         app.include_router(router)
     app.add_api_route(

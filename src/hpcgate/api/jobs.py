@@ -90,11 +90,11 @@ async def get_job(target: TargetDep, job_id: JobId, gateway: GatewayDep) -> Job:
     "/{job_id}",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Cancel a job",
-    responses=responses(401, 403, 404, 422, 503, 504),
+    responses=responses(401, 403, 404, 409, 422, 503, 504),
 )
 async def cancel_job(target: TargetDep, job_id: JobId, gateway: GatewayDep) -> Job:
-    """Ask the scheduler to cancel the job; it then ends CANCELLED. An ended job is returned
-    as it is."""
+    """Ask the scheduler to cancel the job; it then ends CANCELLED. A job that has already
+    ended is a 409 and stays as it is."""
     return await gateway.jobs.cancel(target, job_id)
 
 

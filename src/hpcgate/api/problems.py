@@ -61,12 +61,26 @@ async def _hpcgate_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     first = errors[0] if errors else None
     detail = f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else None
+    if _not_sent_as_json(request, errors):
+        detail = NOT_JSON
     return problem(422, "validation-error", "The request is not valid", detail, errors=errors)
+
+
+NOT_JSON = (
+    "body: the body must be JSON sent with 'Content-Type: application/json'"
+    " (curl: add -H 'Content-Type: application/json'; -d alone sends a form)"
+)
+
+
+def _not_sent_as_json(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """A JSON body sent without its content type (curl -d): FastAPI then reads no body."""
+    kind = request.headers.get("content-type", "")
+    return "json" not in kind and any(error["loc"] == ["body"] for error in errors)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -120,7 +134,7 @@ WHY = {
     " path lies outside the roots, or the account may not do this",
     404: "No such system, job, task or file (or not yours)",
     409: "Conflict: a submit with the same Idempotency-Key is in progress, the file exists,"
-    " a path is not a directory, a directory is not empty",
+    " a path is not a directory, a directory is not empty, the job or task has already ended",
     413: "Request or script too large",
     416: "The Range lies outside the file",
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",

@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, TypeAlias
 from hpcgate.client._clients import Client
 from hpcgate.client._errors import ClientError, GatewayUnreachable, JobFailed, RateLimited
 from hpcgate.model.errors import (
+    Conflict,
     HpcgateError,
     IdempotencyInProgress,
     NotFound,
@@ -352,7 +353,7 @@ class Executor(concurrent.futures.Executor):
         if job is None:
             return future._cancel_here()
         try:
-            answer = self.client.cancel(self.system, job.id)
+            answer = self._cancel_or_read(job.id)
         except Exception as error:
             log.warning("could not cancel job %s on %s: %s", job.id, self.system, error)
             with self._lock:
@@ -364,9 +365,17 @@ class Executor(concurrent.futures.Executor):
             return False
         return future._cancel_here()
 
+    def _cancel_or_read(self, job_id: str) -> Job:
+        try:
+            return self.client.cancel(self.system, job_id)
+        except Conflict:  # it had already ended: its outcome
+            return self.client.job(self.system, job_id)
+
     def _cancel_job(self, job_id: str) -> None:
         try:
             self.client.cancel(self.system, job_id)
+        except Conflict:  # it has ended: nothing to cancel
+            pass
         except Exception as error:
             log.warning("could not cancel job %s on %s: %s", job_id, self.system, error)
 

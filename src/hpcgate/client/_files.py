@@ -132,10 +132,11 @@ class SyncFiles(SyncCore):
         source: str,
         target: str,
         *,
-        compression: Compression = "gzip",
+        compression: Compression | Literal["auto"] = "auto",
         overwrite: bool = False,
     ) -> Task:
-        """Archive ``source`` (a file or a tree) into the tar file ``target``; a task."""
+        """Archive ``source`` (a file or a tree) into the tar file ``target``; a task. The
+        compression is by default the one ``target``'s suffix says (gzip for other names)."""
         fields = {"source": source, "target": target, "compression": compression}
         return self._call(_body("POST", system, "compress", **fields, overwrite=overwrite), Task)
 
@@ -220,7 +221,7 @@ class AsyncFiles(AsyncCore):
         source: str,
         target: str,
         *,
-        compression: Compression = "gzip",
+        compression: Compression | Literal["auto"] = "auto",
         overwrite: bool = False,
     ) -> Task:
         fields = {"source": source, "target": target, "compression": compression}

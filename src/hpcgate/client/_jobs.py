@@ -235,8 +235,8 @@ class SyncJobs(SyncCore):
         return listing.jobs
 
     def cancel(self, system: str, job_id: str) -> Job:
-        """Ask the scheduler to cancel the job (it then ends CANCELLED); an ended job is
-        returned as it is."""
+        """Ask the scheduler to cancel the job (it then ends CANCELLED); a job that has
+        already ended raises :class:`~hpcgate.model.errors.Conflict`."""
         return self._call(job_call("DELETE", system, job_id), Job)
 
     def wait(

@@ -111,7 +111,7 @@ class BulkFiles:
         origin, destination = await self._pair(target, request)
         partial = replace(destination, real=temporary_name(destination.real))
         await (await partial.fs.open_new(partial.real)).close()
-        argv = compress_argv(origin.real, partial.real, request.compression)
+        argv = compress_argv(origin.real, partial.real, request.chosen_compression())
 
         async def finish() -> None:
             shown, overwrite = request.target, request.overwrite

@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from hpcgate.files.service import FileService, Place, publish, temporary_name, verify
+from hpcgate.files.service import (
+    FileService,
+    Place,
+    open_temporary,
+    publish,
+    temporary_name,
+    verify,
+)
 from hpcgate.files.streams import receive
 from hpcgate.model.errors import BadRequest, Conflict, NotFound
 from hpcgate.model.files import NewUpload, UploadState
@@ -33,7 +40,7 @@ class ResumableUploads:
         if not wanted.overwrite and await _exists(place.fs, place.real):
             raise Conflict(f"{wanted.path} exists; ask for overwrite to replace it")
         temporary = temporary_name(place.real)
-        await (await place.fs.open_new(temporary)).close()
+        await (await open_temporary(place.fs, temporary, wanted.path)).close()
         row = UploadRow(
             id=uuid.uuid4().hex,
             owner=target.who.user,

@@ -188,7 +188,7 @@ class FileService:
         target's name in one rename: a half-finished upload never appears at ``path``."""
         place = await self.writable(target, path, follow=False)
         temporary = temporary_name(place.real)
-        handle = await place.fs.open_new(temporary)
+        handle = await open_temporary(place.fs, temporary, path)
         try:
             try:
                 digest = await receive(body, handle, path)
@@ -207,6 +207,15 @@ class FileService:
 def temporary_name(path: str) -> str:
     folder, name = posixpath.split(path)
     return posixpath.join(folder, f".{name[:200]}.hpcgate-upload-{uuid.uuid4().hex[:12]}")
+
+
+async def open_temporary(fs: FileSystem, temporary: str, shown_as: str) -> OpenFile:
+    """Create an upload's hidden file. An error (no such directory, permission denied, ...)
+    names the target as the caller wrote it, not the hidden file."""
+    try:
+        return await fs.open_new(temporary)
+    except HpcgateError as exc:
+        raise type(exc)(exc.detail.replace(temporary, shown_as), **exc.extra) from None
 
 
 async def publish(

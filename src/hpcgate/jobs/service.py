@@ -21,6 +21,7 @@ from hpcgate.jobs.output import JobOutput, Stream
 from hpcgate.jobs.rows import to_job
 from hpcgate.model.errors import (
     BadRequest,
+    Conflict,
     HpcgateError,
     IdempotencyInProgress,
     NotFound,
@@ -159,10 +160,12 @@ class JobService:
         )
 
     async def cancel(self, target: Target, job_id: str) -> Job:
-        """Ask the scheduler to cancel a live job; an ended job is returned unchanged."""
+        """Ask the scheduler to cancel a live job; a job that has already ended is a
+        Conflict (as a task's cancel is)."""
         row = await self._own_row(target, job_id, Scope.JOBS_WRITE)
-        if not JobState(row.state).terminal:
-            await target.cluster.cancel(job_id, await target.account())
+        if JobState(row.state).terminal:
+            raise Conflict(f"job {job_id} has already ended ({row.state})")
+        await target.cluster.cancel(job_id, await target.account())
         return to_job(row)
 
     async def output(self, target: Target, job_id: str, stream: Stream) -> JobOutput:

@@ -21,6 +21,10 @@ from hpcgate.store.tables import JobRow
 _TRACKED = ("state", "reason", "exit_code", "signal")
 #: The rest of a report: taken where the report has it, else the row keeps its own.
 _FILLED = tuple(column for column in REPORTED if column not in _TRACKED)
+#: Taken from a report only while the row has none: the gateway records when a job was
+#: submitted, and the submit's answer, every read and every poll then show that one time
+#: (a scheduler's own clock or rounding would change it after the 201).
+_KEPT = frozenset({"submit_time"})
 
 
 def unlisted_tasks(
@@ -86,10 +90,15 @@ def _new_task(array: JobRow, native_id: str, now: datetime) -> JobRow:
 
 
 def _differs(row: JobRow, report: SchedulerJob) -> bool:
-    return any(
-        getattr(report, field) is not None and getattr(row, field) != getattr(report, field)
-        for field in REPORTED
-    ) or (report.state != row.state)
+    return any(_news(row, report, field) for field in REPORTED) or (report.state != row.state)
+
+
+def _news(row: JobRow, report: SchedulerJob, field: str) -> bool:
+    """Whether the report brings the row a new value of ``field``."""
+    reported, known = getattr(report, field), getattr(row, field)
+    if reported is None or (field in _KEPT and known is not None):
+        return False
+    return bool(known != reported)
 
 
 def _take(row: JobRow, report: SchedulerJob, now: datetime, always: bool) -> StateChange | None:
@@ -100,7 +109,7 @@ def _take(row: JobRow, report: SchedulerJob, now: datetime, always: bool) -> Sta
     row.exit_code = report.exit_code
     row.signal = report.signal
     for field in _FILLED:
-        if getattr(report, field) is not None:
+        if _news(row, report, field):
             setattr(row, field, getattr(report, field))
     if not changed:
         return None

@@ -108,11 +108,40 @@ class Transfer(BaseModel):
     overwrite: bool = Field(False, description="Replace an existing target")
 
 
+#: An archive's suffix and the compression it says; any other name is gzip.
+SUFFIXES: dict[str, Compression] = {
+    ".tar.gz": "gzip",
+    ".tgz": "gzip",
+    ".tar.bz2": "bzip2",
+    ".tbz2": "bzip2",
+    ".tbz": "bzip2",
+    ".tar.xz": "xz",
+    ".txz": "xz",
+    ".tar": "none",
+}
+
+
+def compression_of(name: str) -> Compression:
+    """The compression an archive's name says (``x.tar.xz``: xz), gzip if it says none."""
+    lowered = name.lower()
+    return next((kind for end, kind in SUFFIXES.items() if lowered.endswith(end)), "gzip")
+
+
 class Compress(BaseModel):
     source: str = Field(description="A file or directory to archive")
     target: str = Field(description="The archive to create")
-    compression: Compression = "gzip"
+    compression: Compression | Literal["auto"] = Field(
+        "auto",
+        description="auto: from the target's suffix (.tar.gz or .tgz gzip, .tar.bz2 bzip2,"
+        " .tar.xz xz, .tar none), gzip for any other name",
+    )
     overwrite: bool = False
+
+    def chosen_compression(self) -> Compression:
+        """The compression to use: the one asked for, or the target's suffix's."""
+        if self.compression == "auto":
+            return compression_of(self.target)
+        return self.compression
 
 
 class Extract(BaseModel):

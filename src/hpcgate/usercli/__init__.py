@@ -11,10 +11,12 @@ imported only when it is there.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
+from typing import Annotated
 
 import typer
 
+from hpcgate import __version__
 from hpcgate.usercli import files, jobs, login, systems, tasks
 from hpcgate.usercli.common import EXIT_CODES
 
@@ -30,10 +32,38 @@ def register(app: typer.Typer) -> None:
         app.add_typer(noun.app, name=noun.__name__.rsplit(".", 1)[1], rich_help_panel=PANEL)
 
 
+def versions() -> str:
+    """What ``hpcgate --version`` prints: the package's version, and the server's when it is
+    installed (a gateway) or ``client only``."""
+    try:
+        server = f"server {version('hpcgate')}"
+    except PackageNotFoundError:
+        server = "client only"
+    return f"hpcgate {__version__} ({server})"
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(versions())
+        raise typer.Exit()
+
+
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """hpcgate: an HTTP gateway to HPC clusters."""
+
+
 def command() -> typer.Typer:
     """The whole ``hpcgate`` command: the installed distributions' commands, then the
     user commands."""
     app = typer.Typer(no_args_is_help=True, help="hpcgate: an HTTP gateway to HPC clusters.")
+    app.callback()(_options)
     for mount in entry_points(group=COMMANDS):
         mount.load()(app)
     register(app)

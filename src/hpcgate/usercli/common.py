@@ -29,7 +29,7 @@ from hpcgate.client import (
 )
 from hpcgate.client import _profile as profiles
 from hpcgate.model import errors
-from hpcgate.model.errors import HpcgateError
+from hpcgate.model.errors import Conflict, HpcgateError, IdempotencyInProgress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -142,6 +142,17 @@ def fail(code: Exit, text: str) -> typer.Exit:
     """Print ``error: text`` on stderr; the exception that ends the command with ``code``."""
     typer.echo(f"error: {' '.join(text.split())}", err=True)
     return typer.Exit(int(code))
+
+
+@contextmanager
+def conflict_hint(hint: str | None) -> Iterator[None]:
+    """Add ``hint`` (the option that would have avoided it) to a 409 raised inside."""
+    try:
+        yield
+    except Conflict as error:
+        if hint is None or isinstance(error, IdempotencyInProgress):
+            raise
+        raise fail(exit_code(error), f"{message(error)} ({hint})") from None
 
 
 def handled(command: Callable[P, R]) -> Callable[P, R]:

@@ -7,6 +7,7 @@ import posixpath
 import shutil
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,8 +18,17 @@ from hpcgate.model.errors import NotFound
 from hpcgate.model.files import FileEntry
 from hpcgate.model.tasks import Task
 from hpcgate.usercli import tasks
-from hpcgate.usercli.common import EXIT_CODES, Exit, Session, fail, user_command
-from hpcgate.usercli.output import details, print_json, report, say, size, table, transfer, when
+from hpcgate.usercli.common import EXIT_CODES, Exit, Session, conflict_hint, fail, user_command
+from hpcgate.usercli.output import (
+    plain_fields,
+    print_json,
+    report,
+    say,
+    size,
+    table,
+    transfer,
+    when,
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -26,14 +36,19 @@ app = typer.Typer(
     " relative to your home directory there.",
 )
 
+_TIMES = frozenset({"modified", "accessed", "changed"})
 Remote = Annotated[str, typer.Argument(help="A path on the system")]
 Lines = Annotated[int | None, typer.Option("--lines", "-n", min=1, help="How many lines")]
 Bytes = Annotated[int | None, typer.Option("--bytes", "-c", min=1, help="How many bytes")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing target")]
-Compression = Literal["gzip", "bzip2", "xz", "none"]
+Compression = Literal["auto", "gzip", "bzip2", "xz", "none"]
 NoWait = Annotated[
     bool, typer.Option("--no-wait", help="Print the task and return; see 'hpcgate tasks'")
 ]
+
+
+def _overwrite_hint(given: bool) -> str | None:
+    return None if given else "pass --overwrite to replace it"
 
 
 @app.command("ls", epilog=EXIT_CODES)
@@ -65,7 +80,17 @@ def stat(
 ) -> None:
     """Show one file's details."""
     entry = session.client.stat(session.system, path, dereference=dereference)
-    details(entry, session.json)
+    if session.json:
+        print_json(entry)
+    else:  # times as dates, not seconds since the epoch
+        fields = [(name, _dated(name, value)) for name, value in plain_fields(entry)]
+        table(("field", "value"), fields)
+
+
+def _dated(name: str, value: object) -> object:
+    if name in _TIMES and isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return value
 
 
 @app.command(epilog=EXIT_CODES)
@@ -105,7 +130,7 @@ def put(
         raise fail(Exit.USAGE, f"{local}: not a file")
     client, system = session.client, session.system
     where = _into(client, system, remote or ".", local.name)
-    with transfer(local.name, session.json) as progress:
+    with conflict_hint(_overwrite_hint(overwrite)), transfer(local.name, session.json) as progress:
         done = client.upload(system, local, where, overwrite=overwrite, progress=progress)
     report(done, session.json, f"{local} -> {done.entry.path} ({size(done.entry.size)})")
 
@@ -122,7 +147,8 @@ def rm(
     """Remove files (a link itself, never what it points to)."""
     client, system = session.client, session.system
     for path in paths:
-        client.rm(system, path, recursive=recursive)
+        with conflict_hint(None if recursive else "pass -r to remove a directory and all in it"):
+            client.rm(system, path, recursive=recursive)
         if not session.json:
             say(f"removed {path}")
     if session.json:
@@ -240,7 +266,8 @@ def cp(
     no_wait: NoWait = False,
 ) -> None:
     """Copy a file or a tree on the system (a task; waits for it with a progress bar)."""
-    started = session.client.cp(session.system, source, target, overwrite=overwrite)
+    with conflict_hint(_overwrite_hint(overwrite)):
+        started = session.client.cp(session.system, source, target, overwrite=overwrite)
     _follow_task(session, started, no_wait)
 
 
@@ -254,7 +281,8 @@ def mv(
     no_wait: NoWait = False,
 ) -> None:
     """Move or rename on the system (a task; waits for it with a progress bar)."""
-    started = session.client.mv(session.system, source, target, overwrite=overwrite)
+    with conflict_hint(_overwrite_hint(overwrite)):
+        started = session.client.mv(session.system, source, target, overwrite=overwrite)
     _follow_task(session, started, no_wait)
 
 
@@ -264,14 +292,18 @@ def compress(
     session: Session,
     source: Annotated[str, typer.Argument(help="A file or directory")],
     archive: Annotated[str, typer.Argument(help="The tar archive to create")],
-    compression: Annotated[Compression, typer.Option()] = "gzip",
+    compression: Annotated[
+        Compression,
+        typer.Option(help="auto: from the archive's suffix (.tar.gz, .tar.bz2, .tar.xz, .tar)"),
+    ] = "auto",
     overwrite: Overwrite = False,
     no_wait: NoWait = False,
 ) -> None:
     """Make a tar archive on the system (a task)."""
-    started = session.client.compress(
-        session.system, source, archive, compression=compression, overwrite=overwrite
-    )
+    with conflict_hint(_overwrite_hint(overwrite)):
+        started = session.client.compress(
+            session.system, source, archive, compression=compression, overwrite=overwrite
+        )
     _follow_task(session, started, no_wait)
 
 

@@ -147,7 +147,7 @@ def show(session: Session, job_id: JobId) -> None:
 @app.command(epilog=EXIT_CODES)
 @user_command()
 def cancel(session: Session, job_id: JobId) -> None:
-    """Cancel a job (an ended job is left as it is)."""
+    """Cancel a job (one that has already ended is an error, exit code 7)."""
     job = session.client.cancel(session.system, job_id)
     report(job, session.json, f"job {job.id}: {job.state.value}")
 

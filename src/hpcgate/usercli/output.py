@@ -99,6 +99,8 @@ def cell_text(value: object) -> str:
         return ",".join(cell_text(item) for item in value) or "-"
     if isinstance(value, dict):
         return json.dumps(value) if value else "-"
+    if isinstance(value, BaseModel):  # e.g. a task's progress: JSON, not a Python repr
+        return json.dumps(plain(value))
     return str(value)
 
 
