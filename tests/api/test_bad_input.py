@@ -40,6 +40,21 @@ BAD_BODIES = [
     pytest.param(b'{"script": "#!/bin/sh", "time_limit": "soon"}', "validation-error", id="time"),
     pytest.param(b'{"script": "#!/bin/sh", "nodes": 0}', "validation-error", id="nodes-0"),
     pytest.param(
+        b'{"script": "#!/bin/sh", "time_limit": 9223372036854775808}',
+        "validation-error",
+        id="time-limit-2^63",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "time_limit": "99999999999999999999"}',
+        "validation-error",
+        id="time-limit-text",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh\\n#SBATCH -t 99999999999999999999\\necho"}',
+        "scheduler-rejected",
+        id="time-limit-directive",
+    ),
+    pytest.param(
         b'{"script": "#!/bin/sh", "environment": {"A B": "x"}}', "validation-error", id="env-name"
     ),
     pytest.param(

@@ -6,6 +6,8 @@ store writes what it is told, each poll in one transaction.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from hpcgate.coalesce import Coalesced
 from hpcgate.model.jobs import JobState
 from hpcgate.store.db import Database
 from hpcgate.store.tables import JobEventRow, JobRow
+
+log = logging.getLogger(__name__)
 
 LIVE_STATES = tuple(state.value for state in JobState if not state.terminal)
 #: The columns a scheduler's report fills in: a poll writes these (and ``updated_at``)
@@ -223,14 +227,38 @@ class JobStore:
         async with self._db.reader() as session:
             return list(await session.scalars(query))
 
-    async def record(self, writes: JobWrites) -> None:
+    async def record(self, writes: JobWrites) -> list[tuple[JobRow, StateChange]]:
         """Write what a poll decided, in one transaction of Core statements (one thread
         hop on SQLite), so a poll over many jobs costs the event loop little. New rows get
-        their keys and events their ids."""
-        rows = (*writes.created, *writes.updated)
-        if rows:
+        their keys and events their ids; the events written are returned.
+
+        If that transaction fails, each job is written in a transaction of its own, and a
+        job whose write fails is logged and left out: one bad row never stops the others.
+        """
+        if not (writes.created or writes.updated):
+            return []
+        try:
             await self._db.write(lambda connection: _write(connection, writes))
-        for row in rows:
+        except Exception:  # whatever one row did, the others are written
+            return await self._record_each(writes)
+        self._remember(writes)
+        return writes.events
+
+    async def _record_each(self, writes: JobWrites) -> list[tuple[JobRow, StateChange]]:
+        written: list[tuple[JobRow, StateChange]] = []
+        for one in _per_job(writes):
+            try:
+                await self._db.write(functools.partial(_write, writes=one))
+            except Exception:  # logged; the job is tried again next poll
+                row = (*one.created, *one.updated)[0]
+                log.exception("cannot record job %s on %s: skipped", row.native_id, row.system)
+                continue
+            self._remember(one)
+            written += one.events
+        return written
+
+    def _remember(self, writes: JobWrites) -> None:
+        for row in (*writes.created, *writes.updated):
             self._recent.put(row)
 
     async def events_after(self, job_pk: int, after_id: int) -> list[StateChange]:
@@ -243,6 +271,16 @@ class JobStore:
         async with self._db.read_connection() as connection:
             found = (await connection.execute(query)).mappings().all()
         return [StateChange(**row) for row in found]
+
+
+def _per_job(writes: JobWrites) -> list[JobWrites]:
+    """``writes`` split into one set of writes per job, each with that job's events."""
+    split = [JobWrites(created=[row]) for row in writes.created]
+    split += [JobWrites(updated=[row]) for row in writes.updated]
+    for one in split:
+        row = (*one.created, *one.updated)[0]
+        one.events = [(owner, event) for owner, event in writes.events if owner is row]
+    return split
 
 
 def _insert_values(row: JobRow) -> dict[str, Any]:
