@@ -13,6 +13,9 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +24,9 @@ INT32_MIN = -(2**31)
 INT64_MAX = 2**63 - 1
 #: Job keys, event ids and list cursors are SQL INTEGER keys.
 KEY_MAX = INT32_MAX
-#: Seconds: a time limit is stored in an SQL INTEGER column (about 68 years).
-SECONDS_MAX = INT32_MAX
+#: Seconds: a time limit is stored in an SQL INTEGER column (about 68 years), in whole
+#: minutes below 2^31 seconds because Slurm counts minutes and wraps beyond that.
+SECONDS_MAX = INT32_MAX // 60 * 60
 #: Counts of nodes, tasks, CPUs and GPUs (Slurm keeps them in 32 bits).
 COUNT_MAX = INT32_MAX
 #: Bytes and byte offsets: what a file offset (off_t) and a BIGINT take.
@@ -71,6 +75,15 @@ def reported_local(local: datetime, what: str) -> datetime | None:
 def clamped(value: int, low: int, high: int) -> int:
     """``value`` moved into ``[low, high]``: for counts that must stay a number."""
     return min(max(value, low), high)
+
+
+def _clamp_count(value: object) -> object:
+    return clamped(value, 0, INT64_MAX) if type(value) is int else value
+
+
+#: A number a scheduler reports for the status routes (CPUs, memory, limits): never negative,
+#: and moved into the 64-bit range where it is not.
+Reported = Annotated[Annotated[int, Field(ge=0, le=INT64_MAX)], BeforeValidator(_clamp_count)]
 
 
 @functools.lru_cache(maxsize=256)
