@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from hpcgate.clock import utcnow
@@ -88,5 +89,23 @@ async def test_a_row_that_cannot_be_written_does_not_stop_the_others(tmp_path: P
         states = {n: getattr(await store.get("hpc", n), "state", None) for n in "123"}
         assert states == {"1": "COMPLETED", "2": "PENDING", "3": "COMPLETED"}
         assert [row.native_id for row in await store.live("hpc")] == ["2"]
+    finally:
+        await database.close()
+
+
+async def test_a_row_that_cannot_be_read_does_not_stop_the_others(tmp_path: Path) -> None:
+    """A live row the database holds but no one can read back (here a start time that is
+    not a date) is skipped by the watcher's read: the other jobs are still followed."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db")
+    await database.start()
+    try:
+        store = JobStore(database)
+        await _submitted(store, "1", "2", "3")
+        with sqlite3.connect(tmp_path / "hpcgate.db") as raw:
+            raw.execute("UPDATE jobs SET start_time = 'not a date' WHERE native_id = '2'")
+        live = await JobStore(database).live("hpc")
+        assert sorted(row.native_id or "" for row in live) == ["1", "3"]
+        done = [SchedulerJob(n, JobState.COMPLETED, exit_code=0) for n in "13"]
+        assert len(await record(store, {r.native_id or "": r for r in live}, done)) == 2
     finally:
         await database.close()

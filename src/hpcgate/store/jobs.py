@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
 
 from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
@@ -139,6 +139,7 @@ class JobStore:
         self._db = database
         self._recent = _RecentRows(cache_seconds)
         self._reads: Coalesced[tuple[str, str], dict[str, Any] | None] = Coalesced()
+        self._unreadable: set[int] = set()  # keys of rows logged as unreadable
 
     async def add(self, row: JobRow) -> JobRow:
         row.created_at = row.updated_at = utcnow()
@@ -208,15 +209,34 @@ class JobStore:
 
     async def live(self, system: str) -> list[JobRow]:
         """Jobs the watcher must follow: submitted and not yet ended."""
-        query = select(JobRow).where(
+        wanted = (
             JobRow.system == system,
             JobRow.native_id.is_not(None),
             JobRow.state.in_(LIVE_STATES),
         )
-        async with self._db.reader() as session:
-            rows = list(await session.scalars(query))
+        try:
+            async with self._db.reader() as session:
+                rows = list(await session.scalars(select(JobRow).where(*wanted)))
+        except (ValueError, TypeError, OverflowError):  # a row no longer reads: skip it
+            rows = await self._readable(select(JobRow.pk).where(*wanted))
         for row in rows:  # the watcher reads these every interval: keep polls off the database
             self._recent.put(row)
+        return rows
+
+    async def _readable(self, keys: Select[int]) -> list[JobRow]:
+        """The rows of ``keys`` read one by one; a row that cannot be read is logged once
+        and left out, so it never stops the watcher from following the others."""
+        rows = []
+        async with self._db.reader() as session:
+            for pk in list(await session.scalars(keys)):
+                try:
+                    rows.append(
+                        (await session.scalars(select(JobRow).where(JobRow.pk == pk))).one()
+                    )
+                except (ValueError, TypeError, OverflowError):
+                    if pk not in self._unreadable:
+                        self._unreadable.add(pk)
+                        log.exception("job row %d cannot be read: skipped", pk)
         return rows
 
     async def in_flight(self, system: str, before: datetime) -> list[JobRow]:
