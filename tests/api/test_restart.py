@@ -90,6 +90,6 @@ def test_a_poisoned_job_stops_neither_the_others_nor_a_restart(tmp_path: Path) -
         server.start()  # and the home still starts
         with server.client(token) as client:
             assert len(client.get(JOBS).json()["items"]) == 3
-        assert server.log().count("out of range: recorded as unknown") == 1
+        assert server.log().count("out of range: read as unknown") == 1
     finally:
         server.stop()

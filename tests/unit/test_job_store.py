@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from hpcgate.clock import utcnow
+from hpcgate.jobs.rows import to_job
 from hpcgate.jobs.transitions import follow
 from hpcgate.jobs.watcher import record
 from hpcgate.model.jobs import JobState
@@ -109,3 +110,14 @@ async def test_a_row_that_cannot_be_read_does_not_stop_the_others(tmp_path: Path
         assert len(await record(store, {r.native_id or "": r for r in live}, done)) == 2
     finally:
         await database.close()
+
+
+def test_a_number_stored_before_the_bounds_reads_as_unknown() -> None:
+    """A row an older gateway stored with a time limit of 2^40 s (SQLite took it) still
+    renders: the number is unknown, not a failed response."""
+    row = JobRow(
+        system="hpc", native_id="9", owner="alice", state="FAILED", tag="t", spec="{}",
+        time_limit=2**40, exit_code=2**40, signal=-3,
+    )  # fmt: skip
+    job = to_job(row)
+    assert (job.time_limit, job.exit_code, job.signal, job.state) == (None, None, None, "FAILED")

@@ -39,7 +39,9 @@ ARRAY_INDEX_MAX = 4_000_000
 LIFETIME_MAX = 100 * 366 * 24 * 3600
 
 
-def reported(value: int | None, low: int, high: int, what: str) -> int | None:
+def reported(
+    value: int | None, low: int, high: int, what: str, job: str | None = None
+) -> int | None:
     """``value`` if it is a whole number in ``[low, high]``, else None (unknown), logged
     once per value: a number a scheduler reports never reaches a store or a client unbounded.
     """
@@ -47,7 +49,7 @@ def reported(value: int | None, low: int, high: int, what: str) -> int | None:
         return None
     if type(value) is int and low <= value <= high:
         return value
-    _warn_once(what, value)
+    _warn_once(what if job is None else f"the {what} of job {job}", value)
     return None
 
 
@@ -88,4 +90,4 @@ Reported = Annotated[Annotated[int, Field(ge=0, le=INT64_MAX)], BeforeValidator(
 
 @functools.lru_cache(maxsize=256)
 def _warn_once(what: str, value: object) -> None:
-    log.warning("a scheduler reported %s %r, out of range: recorded as unknown", what, value)
+    log.warning("%s %r is out of range: read as unknown", what, value)

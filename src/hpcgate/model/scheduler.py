@@ -49,9 +49,9 @@ class SchedulerJob:
     def __post_init__(self) -> None:
         native_id = self.native_id
         bounded = {
-            "exit_code": reported(self.exit_code, INT32_MIN, INT32_MAX, f"{native_id}: exit code"),
-            "signal": reported(self.signal, 0, INT32_MAX, f"{native_id}: signal"),
-            "time_limit": reported(self.time_limit, 0, SECONDS_MAX, f"{native_id}: time limit"),
+            "exit_code": reported(self.exit_code, INT32_MIN, INT32_MAX, "exit code", native_id),
+            "signal": reported(self.signal, 0, INT32_MAX, "signal", native_id),
+            "time_limit": reported(self.time_limit, 0, SECONDS_MAX, "time limit", native_id),
         }
         for name, value in bounded.items():
             object.__setattr__(self, name, value)  # frozen: set once, while being made

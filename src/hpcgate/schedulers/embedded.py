@@ -103,7 +103,7 @@ def _raise_for(result: CommandResult) -> None:
 
 
 def _time(value: float | None) -> datetime | None:
-    return reported_epoch(value, "a time")
+    return reported_epoch(value, "a reported time")
 
 
 def _job(record: dict[str, Any]) -> SchedulerJob:

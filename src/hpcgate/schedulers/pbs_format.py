@@ -62,7 +62,7 @@ def time_of(value: object) -> datetime | None:
     """PBS prints ctime(3)-style times ("Sun Nov 22 10:00:00 2026") without a zone; like
     Slurm's they are read as the gateway's local time, so both should share a zone."""
     if isinstance(value, int):
-        return reported_epoch(value, "a time")
+        return reported_epoch(value, "a reported time")
     parts = value.split() if isinstance(value, str) else []
     if len(parts) != 5 or parts[1] not in _MONTHS:
         return None
@@ -72,7 +72,7 @@ def time_of(value: object) -> datetime | None:
         local = datetime(int(year), _MONTHS[month], int(day), hour, minute, second)
     except ValueError:
         return None
-    return reported_local(local, "a time")
+    return reported_local(local, "a reported time")
 
 
 def parse_size_mb(value: object) -> int | None:

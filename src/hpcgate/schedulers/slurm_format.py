@@ -98,7 +98,7 @@ def time_of(text: str) -> datetime | None:
         local = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return reported_local(local, "a time")
+    return reported_local(local, "a reported time")
 
 
 def exit_status(text: str) -> tuple[int | None, int | None]:
