@@ -75,7 +75,10 @@ class Gateway:
         for cluster in self.systems:
             await cluster.transport.start()
         for watcher in self.watchers:
-            await watcher.poll_once()  # health and state are known before the first request
+            try:  # health and state are known before the first request...
+                await watcher.poll_once()
+            except Exception:  # ...but no data, however bad, stops the gateway from starting
+                log.exception("first poll of %s failed; the watcher retries", watcher.cluster.name)
             watcher.start()
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.support.gateway_process import GatewayProcess
 from tests.support.jobs import ended, submit, wait_for_job
 
 JOBS = "/api/v1/systems/local/jobs"
@@ -40,6 +41,21 @@ BAD_BODIES = [
     pytest.param(b'{"script": "#!/bin/sh", "script_path": "/x"}', "validation-error", id="both"),
     pytest.param(b'{"script": "#!/bin/sh", "time_limit": "soon"}', "validation-error", id="time"),
     pytest.param(b'{"script": "#!/bin/sh", "nodes": 0}', "validation-error", id="nodes-0"),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "time_limit": 9223372036854775808}',
+        "validation-error",
+        id="time-limit-2^63",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh", "time_limit": "99999999999999999999"}',
+        "validation-error",
+        id="time-limit-text",
+    ),
+    pytest.param(
+        b'{"script": "#!/bin/sh\\n#SBATCH -t 99999999999999999999\\necho"}',
+        "scheduler-rejected",
+        id="time-limit-directive",
+    ),
     pytest.param(
         b'{"script": "#!/bin/sh", "environment": {"A B": "x"}}', "validation-error", id="env-name"
     ),
@@ -202,3 +218,96 @@ def test_a_json_body_without_its_content_type_is_answered_with_a_hint(
     detail = str(_problem(answer, 422, "validation-error")["detail"])
     assert "Content-Type: application/json" in detail, detail
     assert count() == before
+
+
+def _integers(schema: object, where: str) -> Iterator[tuple[str, dict[str, object]]]:
+    """Every integer schema inside ``schema`` (through properties, items, anyOf...)."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            yield where, schema
+        for key, value in schema.items():
+            yield from _integers(value, f"{where}.{key}")
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            yield from _integers(value, f"{where}[{index}]")
+
+
+# Numbers only the gateway writes and never reads: a problem's status code and where in a
+# request an error is (the problem documents, FastAPI's validation error).
+NOT_INPUT = (
+    "components.schemas.Problem.properties.status",
+    "components.schemas.FieldError.",
+    "components.schemas.ValidationError.",
+)
+
+
+def test_every_integer_in_the_api_has_bounds(gateway: GatewayProcess) -> None:
+    """Every integer the API takes or gives (parameters, bodies, responses) has a minimum
+    and a maximum in the OpenAPI document, so no value reaches storage or the OS unbounded."""
+    document = httpx.get(f"{gateway.url}/openapi.json").json()
+    found = list(_integers(document, ""))
+    assert len(found) > 30  # the walk reaches parameters, bodies and responses
+    unbounded = [
+        where.lstrip(".")
+        for where, schema in found
+        if not where.lstrip(".").startswith(NOT_INPUT)
+        and not ({"maximum", "exclusiveMaximum"} & set(schema))
+    ]
+    assert unbounded == []
+    exempt = [where for where, _ in found if where.lstrip(".").startswith(NOT_INPUT)]
+    assert len(exempt) <= 3, exempt  # no more than those few
+
+
+FILES = "/api/v1/systems/local/files"
+BIG = str(2**63)  # one past what a BIGINT or an off_t holds
+
+
+@pytest.fixture
+def folder(gateway_user: httpx.Client) -> Iterator[str]:
+    """An empty directory of the test's own in the caller's home."""
+    path = f"hpcgate-bounds-{uuid.uuid4().hex[:10]}"
+    assert gateway_user.post(f"{FILES}/mkdir", json={"path": path}).status_code == 201
+    yield path
+    gateway_user.request("DELETE", f"{FILES}/rm", params={"path": path, "recursive": True})
+
+
+def _listing(client: httpx.Client, path: str) -> list[str]:
+    found = client.get(f"{FILES}/ls", params={"path": path, "hidden": True})
+    assert found.status_code == 200, found.text
+    return [entry["name"] for entry in found.json()["entries"]]
+
+
+def test_numbers_too_large_for_files_are_422_and_leave_nothing(
+    gateway_user: httpx.Client, folder: str
+) -> None:
+    target = f"{folder}/big.bin"
+    _problem(gateway_user.post(f"{FILES}/uploads", json={"path": target, "size": 2**63}), 422)
+    assert _listing(gateway_user, folder) == []  # no hidden temporary file either
+    for owner in ("owner", "group"):
+        body = {"path": folder, owner: "1" + "0" * 20}
+        _problem(gateway_user.put(f"{FILES}/chown", json=body), 422)
+    gateway_user.put(f"{FILES}/upload", params={"path": target}, content=b"data")
+    _problem(gateway_user.get(f"{FILES}/view", params={"path": target, "offset": BIG}), 422)
+    begun = gateway_user.post(f"{FILES}/uploads", json={"path": f"{folder}/c.bin", "size": 4})
+    chunk = f"{FILES}/uploads/{begun.json()['id']}"
+    _problem(gateway_user.put(chunk, params={"offset": BIG}, content=b"data"), 422)
+    assert gateway_user.get(chunk).json()["offset"] == 0
+
+
+def test_numbers_too_large_for_jobs_are_4xx(gateway_user: httpx.Client) -> None:
+    job = submit(gateway_user, script=OK_SCRIPT)
+    wait_for_job(gateway_user, job["id"], ended)
+    events = f"{JOBS}/{job['id']}/events"
+    _problem(gateway_user.get(events, params={"after": BIG}), 422)
+    _problem(gateway_user.get(events, headers={"Last-Event-ID": BIG}), 400)
+    _problem(gateway_user.get(f"{JOBS}/{job['id']}/output", params={"offset": BIG}), 422)
+    _problem(gateway_user.get(JOBS, params={"cursor": "9" * 32}), 400)
+    assert gateway_user.get(JOBS, params={"cursor": str(2**31 - 1)}).status_code == 200
+    replay = gateway_user.get(events, headers={"Last-Event-ID": str(2**31 - 1)})
+    assert replay.status_code == 200 and "event: state" not in replay.text
+
+
+def test_a_token_lifetime_too_long_is_422_and_creates_nothing(gateway_user: httpx.Client) -> None:
+    before = gateway_user.get("/api/v1/tokens").json()
+    _problem(gateway_user.post("/api/v1/tokens", json={"expires_in": 10**20}), 422)
+    assert gateway_user.get("/api/v1/tokens").json() == before

@@ -60,3 +60,36 @@ def test_jobs_finishing_while_the_gateway_is_down_are_recorded(tmp_path: Path) -
             assert client.get(f"{JOBS}/{job['id']}/output").text == "finished\n"
     finally:
         server.stop()
+
+
+def test_a_poisoned_job_stops_neither_the_others_nor_a_restart(tmp_path: Path) -> None:
+    """A home where the scheduler reports a number no store holds (an engine that took
+    ``#SBATCH -t 99999999999999999999``, as hpcgate's did before it bounded time limits):
+    the gateway starts, every job progresses, the bad number reads as unknown."""
+    server = new_gateway(tmp_path / "home", ONE_SLOT)
+    server.start()
+    token = server.token("alice")
+    with server.client(token) as client:
+        poisoned = submit(client, script="#!/bin/bash\nsleep 1")
+        queued = submit(client, script="#!/bin/bash\necho queued")
+    server.stop(signal.SIGKILL)
+    spool = tmp_path / "home" / "systems" / "local" / "spool"
+    document = spool / "jobs" / poisoned["id"] / "job.json"
+    limit = '"time_limit":5999999999999999999940'  # 99999999999999999999 minutes
+    document.write_text(document.read_text().replace('"time_limit":null', limit))
+    (spool / "cache.json").unlink(missing_ok=True)
+    assert limit in document.read_text()
+    server.start()
+    try:
+        with server.client(token) as client:
+            later = submit(client, script="#!/bin/bash\necho later")
+            for job in (poisoned, queued, later):
+                assert wait_for_job(client, job["id"], ended)["state"] == "COMPLETED"
+            assert client.get(f"{JOBS}/{poisoned['id']}").json()["time_limit"] is None
+        server.stop()
+        server.start()  # and the home still starts
+        with server.client(token) as client:
+            assert len(client.get(JOBS).json()["items"]) == 3
+        assert server.log().count("out of range: read as unknown") == 1
+    finally:
+        server.stop()

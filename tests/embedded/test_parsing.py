@@ -111,3 +111,13 @@ def test_bad_dependencies_are_refused(entry: str) -> None:
 )
 def test_file_name_patterns(pattern: str, expanded: str) -> None:
     assert expand_pattern(pattern, "17", "my job") == expanded
+
+
+def test_a_time_limit_longer_than_the_gateway_stores_is_refused() -> None:
+    """``-t 99999999999999999999`` (minutes) is refused at submit, not recorded to break
+    the watcher later; the longest limit taken is 35791394 minutes, as in Slurm."""
+    with pytest.raises(UserError, match="too long"):
+        parse_directives("#!/bin/sh\n#SBATCH -t 99999999999999999999\n")
+    with pytest.raises(UserError, match="too long"):
+        parse_time("35791395")
+    assert parse_time("35791394") == 35791394 * 60

@@ -97,3 +97,24 @@ def test_parse_submit_and_status() -> None:
 def test_engine_exit_codes_map_to_errors(code: int, error: type[Exception]) -> None:
     with pytest.raises(error, match="the engine said"):
         SCHEDULER.parse_cancel(_result(code, err="the engine said so"))
+
+
+def test_numbers_out_of_range_are_reported_as_unknown() -> None:
+    """No number the engine prints can make the status query fail or reach the store
+    unbounded: each one out of range is unknown, and the other jobs read as usual."""
+    good: list[dict[str, object]] = STATUS["jobs"]  # type: ignore[assignment]
+    bad = {
+        **good[0],
+        "time_limit": 10**20,
+        "exit_code": 2**63,
+        "signal": 10**30,
+        "submit_time": 1e20,
+        "start_time": -1e18,
+    }
+    jobs = SCHEDULER.parse_status(_result(0, {"jobs": [bad, good[1]]}))
+    assert [job.native_id for job in jobs] == ["4", "5"]
+    first = jobs[0]
+    assert (first.time_limit, first.exit_code, first.signal) == (None, None, None)
+    assert (first.submit_time, first.start_time) == (None, None)
+    assert first.end_time is not None and first.state is JobState.FAILED
+    assert jobs[1].time_limit == 60

@@ -186,6 +186,8 @@ def test_squeue_invalid_job_id_means_none_listed() -> None:
         ("4-5%2", ["4", "5"]),
         ("[1,3,5-9:2]", ["1", "3", "5", "7", "9"]),
         ("garbage", []),
+        ("[1,2-99999999999999999999]", ["1"]),  # beyond any Slurm array: not expanded
+        ("[4000001-4000002]", []),
     ],
 )
 def test_task_ids(text: str, ids: list[str]) -> None:

@@ -14,6 +14,7 @@ from hpcgate.api.auth import GatewayDep, TargetDep
 from hpcgate.api.problems import problem, responses
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
 from hpcgate.files.service import Opened
+from hpcgate.model.bounds import BYTES_MAX
 from hpcgate.model.errors import RangeNotSatisfiable
 from hpcgate.model.files import (
     ChangeMode,
@@ -116,7 +117,7 @@ async def view(
     target: TargetDep,
     path: FilePath,
     gateway: GatewayDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=BYTES_MAX, description="Byte to start at")] = 0,
     size: Annotated[int, Query(ge=1, le=1 << 20)] = 65536,
 ) -> Content:
     return await gateway.files.view(target, path, offset, size)
@@ -322,7 +323,7 @@ async def upload_chunk(
     upload_id: UploadId,
     gateway: GatewayDep,
     request: Request,
-    offset: Annotated[int, Query(ge=0, description="Where this chunk starts")],
+    offset: Annotated[int, Query(ge=0, le=BYTES_MAX, description="Where this chunk starts")],
 ) -> UploadState:
     """409 (with the right ``offset``) if the chunk does not start where the upload stands;
     400 if it runs past the size announced, and then none of it is kept."""

@@ -13,6 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from hpcgate.api.auth import GatewayDep, TargetDep
 from hpcgate.api.problems import responses
 from hpcgate.jobs.output import JobOutput, OutputChunk, Stream
+from hpcgate.model.bounds import BYTES_MAX, KEY_MAX
 from hpcgate.model.errors import BadRequest
 from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
 
@@ -37,8 +38,8 @@ PING_SECONDS = 15
 def _last_event_id(value: str | None, query_value: int | None) -> int:
     if value is None:
         return query_value or 0
-    if not value.isdigit():
-        raise BadRequest("Last-Event-ID must be a number")
+    if not (value.isdigit() and int(value) <= KEY_MAX):
+        raise BadRequest(f"Last-Event-ID must be an event id, a number from 0 to {KEY_MAX}")
     return int(value)
 
 
@@ -116,7 +117,7 @@ async def job_output(
     gateway: GatewayDep,
     stream: Stream = Stream.STDOUT,
     follow: Annotated[bool, Query(description="Keep streaming until the job ends")] = False,
-    offset: Annotated[int, Query(ge=0, description="Start at this byte offset")] = 0,
+    offset: Annotated[int, Query(ge=0, le=BYTES_MAX, description="Start at this byte offset")] = 0,
     accept: Annotated[str, Header()] = "text/plain",
     last_event_id: LastEventId = None,
 ) -> Response:
@@ -161,7 +162,9 @@ async def job_events(
     job_id: JobId,
     gateway: GatewayDep,
     last_event_id: LastEventId = None,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=KEY_MAX, description="Replay events after this id")
+    ] = None,
 ) -> EventSourceResponse:
     """Every state change, starting with the submit. Reconnect with ``Last-Event-ID`` to
     receive only what was missed. The stream ends after the job's final state."""

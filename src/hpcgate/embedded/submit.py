@@ -18,6 +18,7 @@ from hpcgate.embedded.deps import dependency_ids, parse_dependencies
 from hpcgate.embedded.directives import Directives, parse_directives
 from hpcgate.embedded.errors import UserError
 from hpcgate.embedded.spool import Spool, fsync_dir, read_json, spool_lock, write_bytes, write_json
+from hpcgate.model.bounds import SECONDS_MAX
 
 FIELDS = frozenset(
     {"script", "script_path", "name", "workdir", "stdout", "stderr", "time_limit", "env",
@@ -125,8 +126,8 @@ def _time_limit(document: dict[str, Any], directives: Directives) -> int | None:
     value = document.get("time_limit")
     if value is None:
         return directives.time_limit
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError("time_limit must be a positive whole number of seconds")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= SECONDS_MAX:
+        raise UserError(f"time_limit must be a whole number of seconds from 1 to {SECONDS_MAX}")
     return value
 
 

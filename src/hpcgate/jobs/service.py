@@ -19,6 +19,7 @@ from hpcgate.cluster import Cluster
 from hpcgate.jobs.events import EventBus, JobEvents
 from hpcgate.jobs.output import JobOutput, Stream
 from hpcgate.jobs.rows import to_job
+from hpcgate.model.bounds import KEY_MAX
 from hpcgate.model.errors import (
     BadRequest,
     Conflict,
@@ -201,6 +202,6 @@ def _replay(row: JobRow, fingerprint: str) -> Job:
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    if not (cursor.isdigit() and int(cursor) <= KEY_MAX):
         raise BadRequest("invalid cursor")
     return int(cursor)

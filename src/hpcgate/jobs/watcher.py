@@ -34,6 +34,7 @@ class JobWatcher:
         self._store = store
         self._bus = bus
         self._task: asyncio.Task[None] | None = None
+        self._unreadable: set[str] = set()  # tags of in-flight rows whose spec cannot be read
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"watcher-{self.cluster.name}")
@@ -92,6 +93,13 @@ class JobWatcher:
             except HpcgateError as exc:
                 log.warning("recovering submit %s on %s: %s", row.tag, self.cluster.name, exc)
                 continue
+            except ValueError:  # its stored spec no longer reads: keep the row, say so once
+                if row.tag not in self._unreadable:
+                    self._unreadable.add(row.tag)
+                    log.exception(
+                        "submit %s on %s cannot be read: left as it is", row.tag, self.cluster.name
+                    )
+                continue
             if native_id is None:
                 await self._store.remove(row.pk)
             else:
@@ -108,12 +116,10 @@ class JobWatcher:
 async def record(
     store: JobStore, rows: dict[str, JobRow], seen: Sequence[SchedulerJob]
 ) -> list[tuple[JobRow, StateChange]]:
-    """Record what one poll's reports change in the known ``rows``, in one transaction;
-    the state changes recorded, each once, to publish."""
+    """Record what one poll's reports change in the known ``rows`` (in one transaction,
+    or job by job if that fails); the state changes recorded, each once, to publish."""
     for system, native_id in unlisted_tasks(rows, seen):
         found = await store.get(system, native_id)
         if found is not None:
             rows[native_id] = found
-    writes = follow(rows, seen, utcnow())
-    await store.record(writes)
-    return writes.events
+    return await store.record(follow(rows, seen, utcnow()))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from hpcgate.model.bounds import BYTES_MAX, ID_MAX
 
 Kind = Literal["file", "directory", "symlink", "other"]
 
@@ -15,11 +17,11 @@ class FileEntry(BaseModel):
     name: str
     path: str = Field(description="The absolute path, as resolved on the system")
     type: Kind
-    size: int = Field(description="Bytes (a link: the length of its target)")
+    size: int = Field(ge=0, le=BYTES_MAX, description="Bytes (a link: the length of its target)")
     mode: str = Field(description="Permission bits in octal, e.g. '0644'")
     permissions: str = Field(description="As `ls -l` shows them, e.g. '-rw-r--r--'")
-    uid: int
-    gid: int
+    uid: int = Field(ge=0, le=ID_MAX)
+    gid: int = Field(ge=0, le=ID_MAX)
     user: str | None = Field(None, description="Owner's name (absent when numeric=true)")
     group: str | None = Field(None, description="Group's name (absent when numeric=true)")
     modified: float = Field(description="Last modification, seconds since the epoch")
@@ -44,7 +46,7 @@ class Checksum(BaseModel):
 class Content(BaseModel):
     path: str
     content: str = Field(description="The bytes as UTF-8 (invalid bytes replaced)")
-    bytes: int = Field(description="How many bytes were read")
+    bytes: int = Field(ge=0, le=BYTES_MAX, description="How many bytes were read")
 
 
 class FileType(BaseModel):
@@ -68,6 +70,14 @@ class ChangeOwner(BaseModel):
     owner: str | None = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$")
     group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$")
 
+    @field_validator("owner", "group")
+    @classmethod
+    def _ids_in_range(cls, value: str | None) -> str | None:
+        """A name of digits is a uid or gid: it must be one the system can hold."""
+        if value is not None and value.isdigit() and int(value) > ID_MAX:
+            raise ValueError(f"a numeric id is at most {ID_MAX}")
+        return value
+
 
 class MakeLink(BaseModel):
     path: str = Field(description="The link to create")
@@ -81,7 +91,7 @@ class Uploaded(BaseModel):
 
 class NewUpload(BaseModel):
     path: str = Field(description="Where the file will be, once complete")
-    size: int = Field(ge=0, description="Its size in bytes")
+    size: int = Field(ge=0, le=BYTES_MAX, description="Its size in bytes")
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse the file unless it matches"
     )
@@ -92,8 +102,10 @@ class UploadState(BaseModel):
     id: str
     system: str
     path: str
-    size: int
-    offset: int = Field(description="Bytes received: send the next chunk from here")
+    size: int = Field(ge=0, le=BYTES_MAX)
+    offset: int = Field(
+        ge=0, le=BYTES_MAX, description="Bytes received: send the next chunk from here"
+    )
     complete: bool = False
     sha256: str | None = Field(None, description="The file's digest, once complete")
     entry: FileEntry | None = Field(None, description="The file, once complete")

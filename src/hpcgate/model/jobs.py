@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpcgate.model.bounds import BYTES_MAX, COUNT_MAX, INT32_MAX, INT32_MIN, KEY_MAX, SECONDS_MAX
 from hpcgate.model.timefmt import parse_memory, parse_time_limit
 
 
@@ -74,18 +75,24 @@ class JobSpec(BaseModel):
     working_directory: PathText | None = Field(None, description="Directory the job starts in")
     environment: dict[str, str] = Field(default_factory=dict, description="Extra variables")
     time_limit: Annotated[int | None, BeforeValidator(_time_limit)] = Field(
-        None, gt=0, description="Seconds, or a Slurm time string ('30' = 30 min, '1:00:00')"
+        None,
+        gt=0,
+        le=SECONDS_MAX,
+        description="Seconds, or a Slurm time string ('30' = 30 min, '1:00:00')",
     )
     partition: Word | None = None
     account: Word | None = None
     qos: Word | None = Field(None, description="Quality of service (Slurm --qos)")
-    nodes: int | None = Field(None, ge=1)
-    ntasks: int | None = Field(None, ge=1)
-    cpus_per_task: int | None = Field(None, ge=1)
+    nodes: int | None = Field(None, ge=1, le=COUNT_MAX)
+    ntasks: int | None = Field(None, ge=1, le=COUNT_MAX)
+    cpus_per_task: int | None = Field(None, ge=1, le=COUNT_MAX)
     memory: Annotated[int | None, BeforeValidator(_memory)] = Field(
-        None, gt=0, description="Memory per node in MiB, or a string such as '4G'"
+        None,
+        gt=0,
+        le=BYTES_MAX >> 20,
+        description="Memory per node in MiB, or a string such as '4G'",
     )
-    gpus: int | None = Field(None, ge=0)
+    gpus: int | None = Field(None, ge=0, le=COUNT_MAX)
     stdout: PathText | None = Field(None, description="Output file; %j is the job id")
     stderr: PathText | None = Field(None, description="Error file; %j is the job id")
     array: ArrayText | None = Field(None, description="Array indices, e.g. '0-9%2'")
@@ -124,8 +131,10 @@ class Job(BaseModel):
     name: str | None
     state: JobState
     reason: str | None = Field(None, description="Why the job is pending or how it ended")
-    exit_code: int | None = None
-    signal: int | None = Field(None, description="Signal that killed the job, if any")
+    exit_code: int | None = Field(None, ge=INT32_MIN, le=INT32_MAX)
+    signal: int | None = Field(
+        None, ge=0, le=INT32_MAX, description="Signal that killed the job, if any"
+    )
     submit_time: datetime | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
@@ -135,7 +144,7 @@ class Job(BaseModel):
     )
     stdout: str | None = None
     stderr: str | None = None
-    time_limit: int | None = Field(None, description="Seconds")
+    time_limit: int | None = Field(None, ge=0, le=SECONDS_MAX, description="Seconds")
 
 
 class JobPage(BaseModel):
@@ -148,10 +157,10 @@ class JobPage(BaseModel):
 class JobEvent(BaseModel):
     """A state change of a job, as sent on its event stream."""
 
-    id: int
+    id: int = Field(ge=0, le=KEY_MAX)
     job_id: str
     state: JobState
     reason: str | None = None
-    exit_code: int | None = None
-    signal: int | None = None
+    exit_code: int | None = Field(None, ge=INT32_MIN, le=INT32_MAX)
+    signal: int | None = Field(None, ge=0, le=INT32_MAX)
     time: datetime

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from hpcgate.model.bounds import INT32_MAX, INT32_MIN, SECONDS_MAX, reported
 from hpcgate.model.jobs import JobState
 
 
@@ -19,7 +20,12 @@ class SubmitContext:
 
 @dataclass(frozen=True, slots=True)
 class SchedulerJob:
-    """What one status query says about one job."""
+    """What one status query says about one job.
+
+    Every adapter's report is one of these, so this is where a scheduler's numbers enter
+    the gateway: each is bounded here to what the store and the API hold (out of range:
+    unknown), and no report can make a write or a response fail.
+    """
 
     native_id: str
     state: JobState
@@ -39,3 +45,13 @@ class SchedulerJob:
     tag: str | None = None
     #: For an array task (native id ``ARRAY_TASK``): the array's id.
     array_job_id: str | None = None
+
+    def __post_init__(self) -> None:
+        native_id = self.native_id
+        bounded = {
+            "exit_code": reported(self.exit_code, INT32_MIN, INT32_MAX, "exit code", native_id),
+            "signal": reported(self.signal, 0, INT32_MAX, "signal", native_id),
+            "time_limit": reported(self.time_limit, 0, SECONDS_MAX, "time limit", native_id),
+        }
+        for name, value in bounded.items():
+            object.__setattr__(self, name, value)  # frozen: set once, while being made

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from hpcgate.model.bounds import Reported
+
 
 class Partition(BaseModel):
     """A partition (Slurm) or queue (PBS): where jobs can go and under which limits."""
@@ -15,11 +17,11 @@ class Partition(BaseModel):
     state: str = Field(description="UP, DOWN, DRAIN, INACTIVE (as the scheduler says)")
     default: bool = Field(description="Jobs that name no partition go here")
     nodes: list[str] = Field(description="The partition's nodes, expanded")
-    total_cpus: int | None = None
-    total_nodes: int | None = None
-    max_time: int | None = Field(None, description="Longest time limit in seconds; None: none")
-    default_time: int | None = Field(None, description="Time limit of jobs that set none")
-    max_nodes: int | None = Field(None, description="Most nodes one job may use; None: any")
+    total_cpus: Reported | None = None
+    total_nodes: Reported | None = None
+    max_time: Reported | None = Field(None, description="Longest time limit in seconds; None: none")
+    default_time: Reported | None = Field(None, description="Time limit of jobs that set none")
+    max_nodes: Reported | None = Field(None, description="Most nodes one job may use; None: any")
 
 
 class Node(BaseModel):
@@ -28,11 +30,11 @@ class Node(BaseModel):
     name: str
     state: str = Field(description="IDLE, MIXED, ALLOCATED, DOWN, DRAINED... (+ flags)")
     partitions: list[str]
-    cpus: int
-    cpus_allocated: int
-    memory: int = Field(description="Configured memory in MiB")
-    memory_allocated: int = Field(description="Memory allocated to jobs in MiB")
-    gpus: int = Field(description="GPUs on the node (from its generic resources)")
+    cpus: Reported
+    cpus_allocated: Reported
+    memory: Reported = Field(description="Configured memory in MiB")
+    memory_allocated: Reported = Field(description="Memory allocated to jobs in MiB")
+    gpus: Reported = Field(description="GPUs on the node (from its generic resources)")
     features: list[str]
     reason: str | None = Field(None, description="Why the node is down or drained")
 
@@ -60,9 +62,9 @@ class Association(BaseModel):
     qos: list[str]
     default_qos: str | None = None
     default: bool = Field(description="The caller's default account")
-    max_jobs: int | None = None
-    max_submit_jobs: int | None = None
-    max_wall: int | None = Field(None, description="Longest time limit in seconds; None: none")
+    max_jobs: Reported | None = None
+    max_submit_jobs: Reported | None = None
+    max_wall: Reported | None = Field(None, description="Longest time limit in seconds; None: none")
 
 
 class SystemInfo(BaseModel):

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from hpcgate.model.bounds import INT64_MAX
+
 
 class TaskState(StrEnum):
     """A task's state: ``running`` until it ends in one of the other three, for good."""
@@ -21,8 +23,10 @@ class TaskState(StrEnum):
 class TaskProgress(BaseModel):
     """How far a task has come, as its work last reported."""
 
-    done: int = Field(0, description="How much is done, in `unit`")
-    total: int | None = Field(None, description="How much there is in all, when known")
+    done: int = Field(0, ge=0, le=INT64_MAX, description="How much is done, in `unit`")
+    total: int | None = Field(
+        None, ge=0, le=INT64_MAX, description="How much there is in all, when known"
+    )
     unit: str = Field("bytes", description="What done and total count: bytes, files, ...")
     message: str | None = Field(None, description="What the work is doing now, if it says")
 

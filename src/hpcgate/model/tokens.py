@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hpcgate.model.bounds import LIFETIME_MAX
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 
 
@@ -25,7 +26,12 @@ class NewToken(BaseModel):
 
     user: str | None = Field(None, description="Whose token; default the caller (admin: anyone)")
     scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1)
-    expires_in: int | None = Field(None, gt=0, description="Lifetime in seconds; none = no expiry")
+    expires_in: int | None = Field(
+        None,
+        gt=0,
+        le=LIFETIME_MAX,
+        description="Lifetime in seconds; none = as long as the token that creates it",
+    )
     description: str = Field("", max_length=255)
 
 

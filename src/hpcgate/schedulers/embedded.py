@@ -10,10 +10,11 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hpcgate.model.bounds import reported_epoch
 from hpcgate.model.commands import Command, CommandResult
 from hpcgate.model.errors import NotFound, SchedulerRejected, SchedulerUnavailable
 from hpcgate.model.jobs import JobSpec, JobState
@@ -104,7 +105,7 @@ def _raise_for(result: CommandResult) -> None:
 
 
 def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    return reported_epoch(value, "a reported time")
 
 
 def _job(record: dict[str, Any]) -> SchedulerJob:

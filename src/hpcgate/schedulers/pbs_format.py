@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from hpcgate.model.bounds import reported_epoch, reported_local
 from hpcgate.model.commands import CommandResult
 from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable
 
@@ -61,7 +62,7 @@ def time_of(value: object) -> datetime | None:
     """PBS prints ctime(3)-style times ("Sun Nov 22 10:00:00 2026") without a zone; like
     Slurm's they are read as the gateway's local time, so both should share a zone."""
     if isinstance(value, int):
-        return datetime.fromtimestamp(value, UTC)
+        return reported_epoch(value, "a reported time")
     parts = value.split() if isinstance(value, str) else []
     if len(parts) != 5 or parts[1] not in _MONTHS:
         return None
@@ -71,7 +72,7 @@ def time_of(value: object) -> datetime | None:
         local = datetime(int(year), _MONTHS[month], int(day), hour, minute, second)
     except ValueError:
         return None
-    return local.astimezone(UTC)
+    return reported_local(local, "a reported time")
 
 
 def parse_size_mb(value: object) -> int | None:

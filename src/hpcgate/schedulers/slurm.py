@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from hpcgate.model.bounds import ARRAY_INDEX_MAX
 from hpcgate.model.commands import Command, CommandResult
 from hpcgate.model.errors import SchedulerUnavailable
 from hpcgate.model.jobs import JobSpec, JobState
@@ -192,9 +193,16 @@ def task_ids(text: str) -> list[str]:
     for item in text.strip("[]").split("%", 1)[0].split(","):
         bounds, _, step = item.partition(":")
         low, _, high = bounds.partition("-")
-        if low.isdigit() and (high or low).isdigit() and (step or "1").isdigit():
+        if _indices(low, high or low, step or "1"):
             ids += [str(n) for n in range(int(low), int(high or low) + 1, int(step or 1))]
     return ids
+
+
+def _indices(low: str, high: str, step: str) -> bool:
+    """Whether a range of array indices is one Slurm can hold (its MaxArraySize is at most
+    4000001), so a garbled one never makes a list the size of its numbers."""
+    numbers = (low, high, step)
+    return all(n.isdigit() and len(n) < 10 for n in numbers) and int(high) <= ARRAY_INDEX_MAX
 
 
 def expand_pattern(pattern: str, values: dict[str, str]) -> str:

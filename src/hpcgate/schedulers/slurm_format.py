@@ -7,8 +7,9 @@ Shared by the job adapter (:mod:`hpcgate.schedulers.slurm`) and the resource ada
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
+from hpcgate.model.bounds import reported_local
 from hpcgate.model.commands import CommandResult
 from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable
 from hpcgate.model.jobs import JobState
@@ -94,9 +95,10 @@ def state_of(text: str) -> JobState:
 def time_of(text: str) -> datetime | None:
     """Slurm prints local times without a zone, and N/A, Unknown or None for no time."""
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
+        local = datetime.fromisoformat(text)
     except ValueError:
         return None
+    return reported_local(local, "a reported time")
 
 
 def exit_status(text: str) -> tuple[int | None, int | None]:

@@ -6,19 +6,23 @@ store writes what it is told, each poll in one transaction.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
 
 from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
 from hpcgate.model.jobs import JobState
 from hpcgate.store.db import Database
 from hpcgate.store.tables import JobEventRow, JobRow
+
+log = logging.getLogger(__name__)
 
 LIVE_STATES = tuple(state.value for state in JobState if not state.terminal)
 #: The columns a scheduler's report fills in: a poll writes these (and ``updated_at``)
@@ -135,6 +139,7 @@ class JobStore:
         self._db = database
         self._recent = _RecentRows(cache_seconds)
         self._reads: Coalesced[tuple[str, str], dict[str, Any] | None] = Coalesced()
+        self._unreadable: set[int] = set()  # keys of rows logged as unreadable
 
     async def add(self, row: JobRow) -> JobRow:
         row.created_at = row.updated_at = utcnow()
@@ -204,15 +209,34 @@ class JobStore:
 
     async def live(self, system: str) -> list[JobRow]:
         """Jobs the watcher must follow: submitted and not yet ended."""
-        query = select(JobRow).where(
+        wanted = (
             JobRow.system == system,
             JobRow.native_id.is_not(None),
             JobRow.state.in_(LIVE_STATES),
         )
-        async with self._db.reader() as session:
-            rows = list(await session.scalars(query))
+        try:
+            async with self._db.reader() as session:
+                rows = list(await session.scalars(select(JobRow).where(*wanted)))
+        except (ValueError, TypeError, OverflowError):  # a row no longer reads: skip it
+            rows = await self._readable(select(JobRow.pk).where(*wanted))
         for row in rows:  # the watcher reads these every interval: keep polls off the database
             self._recent.put(row)
+        return rows
+
+    async def _readable(self, keys: Select[int]) -> list[JobRow]:
+        """The rows of ``keys`` read one by one; a row that cannot be read is logged once
+        and left out, so it never stops the watcher from following the others."""
+        rows = []
+        async with self._db.reader() as session:
+            for pk in list(await session.scalars(keys)):
+                try:
+                    rows.append(
+                        (await session.scalars(select(JobRow).where(JobRow.pk == pk))).one()
+                    )
+                except (ValueError, TypeError, OverflowError):
+                    if pk not in self._unreadable:
+                        self._unreadable.add(pk)
+                        log.exception("job row %d cannot be read: skipped", pk)
         return rows
 
     async def in_flight(self, system: str, before: datetime) -> list[JobRow]:
@@ -223,14 +247,38 @@ class JobStore:
         async with self._db.reader() as session:
             return list(await session.scalars(query))
 
-    async def record(self, writes: JobWrites) -> None:
+    async def record(self, writes: JobWrites) -> list[tuple[JobRow, StateChange]]:
         """Write what a poll decided, in one transaction of Core statements (one thread
         hop on SQLite), so a poll over many jobs costs the event loop little. New rows get
-        their keys and events their ids."""
-        rows = (*writes.created, *writes.updated)
-        if rows:
+        their keys and events their ids; the events written are returned.
+
+        If that transaction fails, each job is written in a transaction of its own, and a
+        job whose write fails is logged and left out: one bad row never stops the others.
+        """
+        if not (writes.created or writes.updated):
+            return []
+        try:
             await self._db.write(lambda connection: _write(connection, writes))
-        for row in rows:
+        except Exception:  # whatever one row did, the others are written
+            return await self._record_each(writes)
+        self._remember(writes)
+        return writes.events
+
+    async def _record_each(self, writes: JobWrites) -> list[tuple[JobRow, StateChange]]:
+        written: list[tuple[JobRow, StateChange]] = []
+        for one in _per_job(writes):
+            try:
+                await self._db.write(functools.partial(_write, writes=one))
+            except Exception:  # logged; the job is tried again next poll
+                row = (*one.created, *one.updated)[0]
+                log.exception("cannot record job %s on %s: skipped", row.native_id, row.system)
+                continue
+            self._remember(one)
+            written += one.events
+        return written
+
+    def _remember(self, writes: JobWrites) -> None:
+        for row in (*writes.created, *writes.updated):
             self._recent.put(row)
 
     async def events_after(self, job_pk: int, after_id: int) -> list[StateChange]:
@@ -243,6 +291,16 @@ class JobStore:
         async with self._db.read_connection() as connection:
             found = (await connection.execute(query)).mappings().all()
         return [StateChange(**row) for row in found]
+
+
+def _per_job(writes: JobWrites) -> list[JobWrites]:
+    """``writes`` split into one set of writes per job, each with that job's events."""
+    split = [JobWrites(created=[row]) for row in writes.created]
+    split += [JobWrites(updated=[row]) for row in writes.updated]
+    for one in split:
+        row = (*one.created, *one.updated)[0]
+        one.events = [(owner, event) for owner, event in writes.events if owner is row]
+    return split
 
 
 def _insert_values(row: JobRow) -> dict[str, Any]:
