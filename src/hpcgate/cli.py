@@ -90,6 +90,16 @@ def _gateway(settings: Settings) -> Gateway:
         raise typer.Exit(2) from None
 
 
+def _lock_home(gateway: Gateway) -> None:
+    from hpcgate.homelock import HomeInUse
+
+    try:
+        gateway.lock_home()
+    except HomeInUse as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
 def _mode(gateway: Gateway) -> str:
     if gateway.accounts.multi:
         return "multi-user: each user's commands run as its own Unix account"
@@ -142,6 +152,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     err.print(f"hpcgate: data in {settings.home}; systems: {', '.join(settings.systems)}")
     gateway = _gateway(settings)
+    _lock_home(gateway)
     err.print(f"hpcgate: {_mode(gateway)}")
     uvicorn.run(
         create_app(settings, gateway),

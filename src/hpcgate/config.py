@@ -138,15 +138,17 @@ class SystemConfig(BaseModel):
     )
     spool: Path | None = Field(None, description="Embedded scheduler state (default: under home)")
     roots: list[str] = Field(
-        default_factory=lambda: ["{home}"],
+        default_factory=list,  # filled in: see Settings._fill_defaults
         min_length=1,
         description="Where the files API may go: directories, with '{user}' (the caller's"
-        " account, or hpcgate name in single-user mode) and '{home}' (its home directory)",
+        " account, or hpcgate name in single-user mode) and '{home}' (its home directory)."
+        " Default: '{home}' for Slurm and PBS; for embedded the caller's own directory"
+        " HOME/work/{user} (the gateway's home, not the account's), its default workdir too",
     )
     workdir: str | None = Field(
         None,
-        description="Default working directory: '{user}' is the caller's name, '{home}' its"
-        " home directory (default: '{home}' for Slurm and PBS, under home for embedded)",
+        description="Default working directory, created on first use: '{user}' and '{home}'"
+        " as in roots (default: '{home}' for Slurm and PBS, HOME/work/{user} for embedded)",
     )
 
     @property
@@ -157,6 +159,8 @@ class SystemConfig(BaseModel):
 
     @model_validator(mode="after")
     def _transport_table(self) -> SystemConfig:
+        if not self.roots and self.scheduler != "embedded":
+            self.roots = ["{home}"]  # embedded: per user under the gateway's home (Settings)
         if self.transport == "ssh" and self.ssh is None:
             raise ValueError("transport = 'ssh' needs an [ssh] table (host, known_hosts...)")
         if self.transport == "local" and self.ssh is not None:
@@ -223,8 +227,12 @@ class Settings(BaseSettings):
         for name, system in self.systems.items():
             if system.spool is None:
                 system.spool = self.home / "systems" / name / "spool"
-            if system.workdir is None and system.scheduler == "embedded":
-                system.workdir = str(self.home / "work" / "{user}")
+            if system.scheduler == "embedded":
+                # Each user's own directory, not the gateway account's home: a token holder
+                # sees its jobs' files and nothing else of this machine.
+                own = str(self.home / "work" / "{user}")
+                system.roots = system.roots or [own]
+                system.workdir = system.workdir or own
             elif system.workdir is None:
                 system.workdir = "{home}"
         return self

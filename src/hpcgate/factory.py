@@ -24,14 +24,14 @@ from hpcgate.transports.ssh import SshTransport
 def build_clusters(settings: Settings) -> dict[str, Cluster]:
     """Name → cluster for every configured system, in configuration order (no I/O)."""
     return {
-        name: Cluster(name, config, _scheduler(config), _transport(name, config))
+        name: Cluster(name, config, _scheduler(name, config), _transport(name, config))
         for name, config in settings.systems.items()
     }
 
 
-def _scheduler(config: SystemConfig) -> Scheduler:
+def _scheduler(name: str, config: SystemConfig) -> Scheduler:
     if config.scheduler == "embedded":
-        return EmbeddedScheduler(Path(str(config.spool)), config.slots)
+        return EmbeddedScheduler(Path(str(config.spool)), config.slots, partition=name)
     if config.scheduler == "slurm":
         return SlurmScheduler()
     if config.scheduler == "pbs":

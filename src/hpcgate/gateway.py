@@ -12,6 +12,7 @@ from hpcgate.factory import build_clusters
 from hpcgate.files.bulk import BulkFiles
 from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
+from hpcgate.homelock import HomeLock
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher
@@ -40,6 +41,7 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.home_lock = HomeLock(settings.home)
         self.database = Database(settings.database_url)
         self.tokens = TokenService(
             TokenStore(self.database),
@@ -68,7 +70,13 @@ class Gateway:
         self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.database.start()
 
+    def lock_home(self) -> None:
+        """Make the home this gateway's for the life of the process: HomeInUse at once if
+        another gateway has it (see :mod:`hpcgate.homelock`)."""
+        self.home_lock.acquire()
+
     async def start(self) -> None:
+        self.lock_home()  # before anything is touched: recover() would fail another's tasks
         await self.open_store()
         await self.ensure_admin_token()
         await self.tasks.recover()

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
+from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import Principal
+from hpcgate.transports.filesystem import FileSystem
+
+PRIVATE = 0o700  # a directory made for one caller: nobody else's to read
 
 
 class Target:
     """The caller (:attr:`who`) on one system (:attr:`cluster`)."""
 
-    __slots__ = ("_accounts", "_resolved", "cluster", "who")
+    __slots__ = ("_accounts", "_resolved", "_workdir", "cluster", "who")
 
     def __init__(self, who: Principal, cluster: Cluster, accounts: Accounts) -> None:
         self.who = who
         self.cluster = cluster
         self._accounts = accounts
         self._resolved: tuple[Account | None] | None = None
+        self._workdir: str | None = None
 
     @property
     def system(self) -> str:
@@ -42,3 +47,29 @@ class Target:
     async def home(self) -> str:
         """The home directory of :meth:`account` on this system."""
         return await self._accounts.home(await self.account(), self.cluster.transport)
+
+    async def name(self) -> str:
+        """What ``{user}`` stands for in the system's roots and workdir: the caller's Unix
+        account (multi-user mode), else its hpcgate name."""
+        account = await self.account()
+        return account.name if account is not None else self.who.user
+
+    async def workdir(self) -> str:
+        """The caller's default working directory on this system. On this machine (local
+        transport) it is made on first use, mode 0700, as the caller's account, so a
+        new user's jobs and files have their directory from the first request."""
+        if self._workdir is None:
+            template = str(self.cluster.config.workdir)
+            path = template.format(user=await self.name(), home=await self.home())
+            if self.cluster.config.transport == "local":
+                await _ensure_private(self.cluster.transport.files(await self.account()), path)
+            self._workdir = path
+        return self._workdir
+
+
+async def _ensure_private(fs: FileSystem, path: str) -> None:
+    try:
+        await fs.lstat(path)
+    except NotFound:
+        await fs.mkdir(path, parents=True)
+        await fs.chmod(path, PRIVATE)

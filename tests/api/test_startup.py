@@ -1,13 +1,17 @@
-"""Start-up refusals: a root gateway never runs users' jobs as root."""
+"""Start-up refusals: a root gateway never runs users' jobs as root; a home is one gateway's."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.support.gateway_process import cli
+from tests.support.gateway_process import cli, free_port, new_gateway
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="about a gateway that runs as root")
@@ -18,3 +22,56 @@ def test_root_gateway_with_embedded_in_multi_user_mode_refuses_to_start(tmp_path
     assert done.returncode == 2
     text = " ".join(done.stderr.split())
     assert "configuration error" in text and "[users] mode = 'single'" in text
+
+
+def _running_task(home: Path) -> str:
+    """A task recorded as running, as a live gateway's copy or archive would be."""
+    task_id = uuid.uuid4().hex
+    with sqlite3.connect(home / "hpcgate.db") as db:
+        db.execute(
+            "INSERT INTO tasks (id, owner, system, kind, state, progress, request, created_at,"
+            " updated_at) VALUES (?, 'alice', 'local', 'copy', 'running', '{}', '{}',"
+            " '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            (task_id,),
+        )
+    return task_id
+
+
+def _task_state(home: Path, task_id: str) -> str:
+    with sqlite3.connect(home / "hpcgate.db") as db:
+        return str(db.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()[0])
+
+
+def test_a_second_gateway_on_the_same_home_refuses_at_once(tmp_path: Path) -> None:
+    first = new_gateway(tmp_path / "home")
+    first.start()
+    try:
+        task_id = _running_task(first.home)
+        second = replace(first, port=free_port(), process=None)
+        done = cli(first.home, "serve", "--config", str(first.config), "--port", str(second.port),
+                   check=False)  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert "startup" not in done.stderr  # refused before the application starts
+        assert f"PID {first.process.pid}" in " ".join(done.stderr.split())  # type: ignore[union-attr]
+        assert _task_state(first.home, task_id) == "running"  # the first one's, untouched
+        with first.client(None) as anyone:
+            assert anyone.get("/api/v1/health").status_code == 200
+        token = cli(first.home, "token", "create", "carol").stdout.split()[-1]
+        with first.client(token) as carol:  # the CLI opens the database while it runs
+            assert carol.get("/api/v1/systems").status_code == 200
+    finally:
+        first.stop()
+
+
+def test_a_gateway_killed_hard_leaves_no_stale_lock(tmp_path: Path) -> None:
+    first = new_gateway(tmp_path / "home")
+    first.start()
+    first.stop(signal.SIGKILL)
+    again = replace(first, port=free_port(), process=None)
+    again.start()  # the kernel released the dead process's lock
+    try:
+        with again.client(None) as anyone:
+            assert anyone.get("/api/v1/health").status_code == 200
+        assert (first.home / "gateway.lock").read_text().strip() == str(again.process.pid)  # type: ignore[union-attr]
+    finally:
+        again.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from tests.embedded.engine import Engine, alive, read_pid
@@ -125,3 +126,13 @@ def test_unknown_or_malformed_dependencies_are_refused(engine: Engine) -> None:
         result = engine.cli("submit", stdin=json.dumps(document).encode())
         assert result.returncode == 2 and message in result.stderr.decode()
     assert engine.status() == {}
+
+
+def test_info_counts_the_slots_and_the_jobs_running_and_waiting(engine: Engine) -> None:
+    assert engine.ok("--slots", "1", "info")["running"] == 0
+    first = engine.submit("#!/bin/sh\nsleep 30\n")
+    engine.submit("#!/bin/sh\ntrue\n")
+    engine.wait_state(first, "RUNNING")
+    machine = engine.ok("info")
+    assert (machine["slots"], machine["running"], machine["pending"]) == (1, 1, 1)
+    assert machine["host"] == socket.gethostname() and machine["memory_mib"] > 0

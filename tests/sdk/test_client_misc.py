@@ -63,11 +63,12 @@ def test_systems_and_what_they_tell(client: Client, sdk_base: Path) -> None:
         client.system("nowhere")
 
 
-def test_the_embedded_scheduler_has_no_resources_to_show(client: Client) -> None:
-    for listing in (client.partitions, client.nodes, client.reservations, client.accounts):
-        with pytest.raises(errors.NotImplementedByScheduler) as refused:
-            listing(SYSTEM)
-        assert refused.value.http_status == 501
+def test_the_embedded_scheduler_shows_its_machine(client: Client) -> None:
+    [partition] = client.partitions(SYSTEM)
+    [node] = client.nodes(SYSTEM)
+    assert (partition.name, partition.nodes, node.partitions) == (SYSTEM, [node.name], [SYSTEM])
+    assert node.cpus == partition.total_cpus and node.cpus >= 1
+    assert client.reservations(SYSTEM) == [] and client.accounts(SYSTEM) == []
     with pytest.raises(errors.NotFound):
         client.partitions("nowhere")
 
@@ -75,8 +76,7 @@ def test_the_embedded_scheduler_has_no_resources_to_show(client: Client) -> None
 async def test_async_systems(aclient: AsyncClient, sdk_base: Path) -> None:
     assert [s.name for s in await aclient.systems()] == [SYSTEM]
     assert (await aclient.system(SYSTEM)).home == str(sdk_base / "alice")
-    with pytest.raises(errors.NotImplementedByScheduler):
-        await aclient.nodes(SYSTEM)
+    assert len(await aclient.nodes(SYSTEM)) == 1
 
 
 def test_a_copy_task_is_followed_to_its_end(user: User) -> None:

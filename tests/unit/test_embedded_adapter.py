@@ -118,3 +118,34 @@ def test_numbers_out_of_range_are_reported_as_unknown() -> None:
     assert (first.submit_time, first.start_time) == (None, None)
     assert first.end_time is not None and first.state is JobState.FAILED
     assert jobs[1].time_limit == 60
+
+
+def _machine(running: int) -> CommandResult:
+    document = {"host": "box", "slots": 3, "running": running, "pending": 0, "memory_mib": 512}
+    return CommandResult(0, json.dumps(document).encode(), b"")
+
+
+@pytest.mark.parametrize(("running", "state"), [(0, "IDLE"), (2, "MIXED"), (3, "ALLOCATED")])
+def test_the_machine_is_one_node_whose_cpus_are_the_slots(running: int, state: str) -> None:
+    info = SCHEDULER.info
+    assert info is not None
+    assert info.nodes_command().argv == ("/py", "-m", "hpcgate.embedded", "--spool", "/spool",
+                                         "--slots", "3", "info")  # fmt: skip
+    [node] = info.parse_nodes(_machine(running))
+    assert (node.name, node.state, node.cpus, node.cpus_allocated) == ("box", state, 3, running)
+    assert (node.partitions, node.memory) == (["local"], 512)
+    [partition] = info.parse_partitions(_machine(running))
+    assert (partition.name, partition.nodes, partition.total_cpus) == ("local", ["box"], 3)
+
+
+def test_no_reservations_or_associations_and_nothing_runs_for_them() -> None:
+    info = SCHEDULER.info
+    assert info is not None
+    assert info.reservations_command() is None and info.associations_command("alice") is None
+
+
+@pytest.mark.parametrize("output", [b"", b"{}", b'{"host": "box", "slots": "many"}'])
+def test_unreadable_machine_info_is_unavailable(output: bytes) -> None:
+    assert SCHEDULER.info is not None
+    with pytest.raises(SchedulerUnavailable):
+        SCHEDULER.info.parse_nodes(CommandResult(0, output, b""))

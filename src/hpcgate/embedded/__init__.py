@@ -21,6 +21,9 @@ line on stderr and exits 2; an unknown job id exits 3 with ``unknown job ID``):
     "pid"}`` (times in epoch seconds or null, ``pid`` the script's process).
 ``cancel ID [ID ...]``
     Prints ``{"cancelled": [ids that were pending or running]}``.
+``info``
+    Prints ``{"host", "slots", "running", "pending", "memory_mib"}``: the machine the jobs
+    run on (its host name and total memory), its job slots and how many jobs run and wait.
 ``run ID``
     Internal: the job's supervisor, spawned by dispatch. Prints ``{"id", "state"}``.
 
@@ -42,5 +45,5 @@ ones are relative to the working directory. Defaults: name ``script`` (or the ba
 Modules: :mod:`.spool` (on-disk layout, atomic writes, locks, config), :mod:`.jobs` (job state
 from the spool, cache), :mod:`.submit`, :mod:`.directives`, :mod:`.timefmt`, :mod:`.deps`,
 :mod:`.dispatch` (starting queued jobs), :mod:`.runner` (the per-job supervisor),
-:mod:`.cancel`, :mod:`.procs` (environments, checked kills), :mod:`.errors`.
+:mod:`.cancel`, :mod:`.info`, :mod:`.procs` (environments, checked kills), :mod:`.errors`.
 """

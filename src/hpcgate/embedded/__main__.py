@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--ids", default=None, help="comma-separated job ids")
     cancel = commands.add_parser("cancel", help="cancel jobs")
     cancel.add_argument("ids", nargs="+", metavar="ID")
+    commands.add_parser("info", help="print the machine: host, slots, jobs running")
     run = commands.add_parser("run", help="internal: supervise one job")
     run.add_argument("id", metavar="ID")
     return parser
@@ -87,6 +88,12 @@ def _cancel(spool: Spool, args: argparse.Namespace) -> dict[str, Any]:
     return {"cancelled": cancel(spool, list(args.ids))}
 
 
+def _info(spool: Spool, args: argparse.Namespace) -> dict[str, Any]:
+    from hpcgate.embedded.info import machine_info
+
+    return machine_info(spool)
+
+
 def _run(spool: Spool, args: argparse.Namespace) -> dict[str, Any]:
     from hpcgate.embedded.runner import supervise
 
@@ -94,7 +101,7 @@ def _run(spool: Spool, args: argparse.Namespace) -> dict[str, Any]:
     return {"id": args.id, "state": None if job is None else job.state}
 
 
-_COMMANDS = {"submit": _submit, "status": _status, "cancel": _cancel, "run": _run}
+_COMMANDS = {"submit": _submit, "status": _status, "cancel": _cancel, "info": _info, "run": _run}
 
 
 def main(argv: list[str] | None = None) -> int:

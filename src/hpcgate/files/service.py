@@ -61,9 +61,8 @@ class FileService:
 
     async def roots(self, target: Target) -> Roots:
         """The caller's roots on the target's system, with its home directory."""
-        account = await target.account()
-        user = account.name if account is not None else target.who.user
-        return Roots.expand(target.cluster.config.roots, user, await target.home())
+        await target.workdir()  # a new caller's own directory (often its root) exists
+        return Roots.expand(target.cluster.config.roots, await target.name(), await target.home())
 
     async def _place(self, target: Target, path: str, follow: bool, scope: Scope) -> Place:
         target.who.require(scope)

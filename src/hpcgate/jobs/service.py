@@ -67,7 +67,7 @@ class JobService:
             if earlier is not None:
                 return Submitted(_replay(earlier, fingerprint), created=False)
         account = await target.account()  # before the row: an unmapped caller leaves none
-        workdir = spec.working_directory or await _default_workdir(target)
+        workdir = spec.working_directory or await target.workdir()
         row = await self._reserve(target, spec, workdir, idempotency_key, fingerprint)
         await self._submit_row(cluster, row, spec, account)
         return Submitted(to_job(row), created=True)
@@ -178,11 +178,6 @@ class JobService:
         """The job's state changes, to stream; checked (404) before any is sent."""
         row = await self._own_row(target, job_id, Scope.JOBS_READ)
         return JobEvents(row, self._store, self._bus)
-
-
-async def _default_workdir(target: Target) -> str:
-    template = str(target.cluster.config.workdir)
-    return template.format(user=target.who.user, home=await target.home())
 
 
 def _dependency_ids(dependencies: Sequence[str]) -> list[str]:

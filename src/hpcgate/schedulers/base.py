@@ -126,7 +126,8 @@ class ClusterInfo(ABC):
     def parse_nodes(self, result: CommandResult) -> list[Node]: ...
 
     @abstractmethod
-    def reservations_command(self) -> Command: ...
+    def reservations_command(self) -> Command | None:
+        """The command listing reservations; None if the scheduler has none (nothing runs)."""
 
     @abstractmethod
     def parse_reservations(self, result: CommandResult) -> list[Reservation]: ...

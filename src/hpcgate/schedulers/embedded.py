@@ -20,6 +20,7 @@ from hpcgate.model.errors import NotFound, SchedulerRejected, SchedulerUnavailab
 from hpcgate.model.jobs import JobSpec, JobState
 from hpcgate.model.scheduler import SchedulerJob, SubmitContext
 from hpcgate.schedulers.base import Scheduler
+from hpcgate.schedulers.embedded_info import EmbeddedInfo
 
 _USER_ERROR = 2
 _UNKNOWN_JOB = 3
@@ -46,8 +47,10 @@ class EmbeddedScheduler(Scheduler):
     idempotent_submit = True
     per_user = False
 
-    def __init__(self, spool: Path, slots: int, python: str = sys.executable) -> None:
-        self._base = (
+    def __init__(
+        self, spool: Path, slots: int, python: str = sys.executable, partition: str = "local"
+    ) -> None:
+        self._base: tuple[str, ...] = (
             python,
             "-m",
             "hpcgate.embedded",
@@ -56,6 +59,7 @@ class EmbeddedScheduler(Scheduler):
             "--slots",
             str(slots),
         )
+        self.info = EmbeddedInfo(self._base, partition)
 
     def check(self, spec: JobSpec) -> None:
         # One process on one machine: a request for exactly one of these is honoured.

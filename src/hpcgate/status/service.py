@@ -99,10 +99,11 @@ class StatusService:
         self,
         cluster: Cluster,
         kind: str,
-        command: Callable[[], Command],
+        command: Callable[[], Command | None],
         parse: Callable[[CommandResult], list[T]],
     ) -> list[T]:
         async def query() -> list[T]:
-            return parse(await cluster.run(kind, command()))
+            made = command()
+            return [] if made is None else parse(await cluster.run(kind, made))
 
         return await self._cache.get((cluster.name, kind), cluster.config.info_cache, query)
