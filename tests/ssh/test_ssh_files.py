@@ -38,6 +38,9 @@ test_a_full_filesystem_is_507_and_leaves_nothing = (
     local.test_a_full_filesystem_is_507_and_leaves_nothing
 )
 test_tasks_run_their_programs_as_the_account = local.test_tasks_run_their_programs_as_the_account
+test_extraction_as_root_s_helper_makes_nothing_special = (
+    local.test_extraction_as_root_s_helper_makes_nothing_special
+)
 
 
 def config(sshd: Sshd, identity: str = "ca") -> str:
