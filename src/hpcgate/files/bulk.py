@@ -35,6 +35,7 @@ from hpcgate.transports.os_errors import complaint_kind
 RECORD_BYTES = 10240  # tar's record: 20 blocks of 512 bytes, one per checkpoint count
 CHECKPOINT_RECORDS = 100
 POLL_SECONDS = 2.0
+PARSERS = 4  # extractions parsing at once; more wait their turn
 DEFAULT_LIMITS = ExtractLimits(members=1_000_000, bytes=64 << 30)  # as the settings'
 _FLAGS: dict[str, tuple[str, ...]] = {"gzip": ("--gzip",), "bzip2": ("--bzip2",), "xz": ("--xz",)}
 
@@ -83,6 +84,7 @@ class BulkFiles:
         self._files = files
         self._tasks = tasks
         self._limits = limits
+        self._parsers = anyio.CapacityLimiter(PARSERS)  # not the file operations' threads
 
     async def copy(self, target: Target, request: Transfer) -> Task:
         origin, destination = await self._pair(target, request)
@@ -110,11 +112,13 @@ class BulkFiles:
             await destination.fs.mkdir(destination.real, parents=False)
         except Conflict:
             raise Conflict(f"{request.target} exists; extract into a new directory") from None
-        limits, compression = self._limits, request.compression
+        limits, compression, parsers = self._limits, request.compression, self._parsers
 
         async def work(progress: Progress) -> dict[str, Any]:
             fs, archive, root = destination.fs, origin.real, destination.real
-            return await extraction.extract(fs, archive, root, compression, limits, progress)
+            return await extraction.extract(
+                fs, archive, root, compression, limits, progress, parsers
+            )
 
         who, system = target.who, target.system
         return await self._tasks.start(who, system, "extract", request.model_dump(), work, "bytes")

@@ -172,16 +172,20 @@ class Sink:
 
 async def extract(
     fs: FileSystem, archive: str, root: str, compression: str, limits: ExtractLimits,
-    progress: Progress,
+    progress: Progress, parsers: anyio.CapacityLimiter | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Extract ``archive`` into the directory ``root``, which the caller just made; on any
-    failure or cancellation ``root`` is removed again."""
+    failure or cancellation ``root`` is removed again. The parsing thread is one of
+    ``parsers`` (else of anyio's default threads, which the file operations it waits for
+    may need: give a gateway's extractions a limiter of their own)."""
     sink = Sink(fs, root, limits)
     try:
         file = await fs.open_read(archive)
         try:
             source = Source(file, (await file.info()).size, progress)
-            await anyio.to_thread.run_sync(_unpack, source, MODES[compression], sink)
+            await anyio.to_thread.run_sync(
+                _unpack, source, MODES[compression], sink, limiter=parsers
+            )
             await sink.finish()
         finally:
             with anyio.CancelScope(shield=True):
