@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import stat
 import tarfile
 from pathlib import Path
 
@@ -62,3 +63,4 @@ async def test_an_extraction_reports_what_it_made(tmp_path: Path) -> None:
     assert result == {"members": 4, "bytes": 3000, "archive_bytes": total}
     assert (progress.done, progress.total) == (total, total)
     assert sorted(p.name for p in (root / "d").iterdir()) == ["f0", "f1", "f2"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (root / "d").iterdir()} == {0o644}

@@ -9,7 +9,9 @@ on the system ever sees the archive.
 Nothing is ever written through a symbolic link: a member's directories are resolved only
 through directories this extraction made (the directory itself is new, so nothing else is
 in it), files are created exclusively (never through a final link), and a later member of
-the same name replaces a file or link, never writes into it. A member that cannot be made
+the same name replaces a file or link, never writes into it. A file's mode is set through
+its open handle; a directory's, at the end, by name (:meth:`FileSystem.chmod`), so that
+rests on the file system's own resolution of paths. A member that cannot be made
 safely fails the whole extraction, naming the member; the directory is then removed again,
 as it is when the task is cancelled.
 """
@@ -99,8 +101,10 @@ class Sink:
         await self._open.write(data)
 
     async def end_file(self, member: Member) -> None:
+        """Its mode set through the open file, never by a name something else may hold."""
+        assert self._open is not None
+        await self._open.chmod(member.mode)
         await self.close()
-        await self._fs.chmod(self.path(member.parts), member.mode)
 
     async def close(self) -> None:
         """Close the file being written, if any."""
