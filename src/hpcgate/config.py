@@ -213,6 +213,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_script_bytes: int = Field(1 << 20, ge=1, description="Largest accepted job script")
     max_request_bytes: int = Field(4 << 20, ge=1, description="Largest accepted JSON body")
+    max_extract_members: int = Field(
+        1_000_000, ge=1, description="Most members one archive extraction makes"
+    )
+    max_extract_bytes: int = Field(
+        64 << 30, ge=1, description="Most bytes of file contents one archive extraction writes"
+    )
     token_cache_seconds: float = Field(
         5.0, ge=0, description="How long a verified token is trusted without a database read"
     )

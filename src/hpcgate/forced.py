@@ -49,10 +49,11 @@ Of the programs for files, two have options that run other code, so they are hel
 gateway's exact shapes. ``tar`` can run programs in many ways
 (``--to-command``, ``--checkpoint-action=exec=``, ``--use-compress-program``/``-I``,
 ``--rsh-command``, ``--info-script``/``-F``, ``--new-volume-script``, an archive named
-``host:path``): a tar request must consist of exactly one of ``--create``/``--extract``, one
-``--file=PATH``, ``--force-local`` (so no archive name is a remote one), and otherwise only
-``--gzip --bzip2 --xz --checkpoint=N --checkpoint-action=echo=%u --no-same-owner`` and
-``-C DIR``, with names only after ``--`` (as ``hpcgate.files.bulk`` builds them).
+``host:path``): a tar request must consist of ``--create`` (the gateway extracts archives
+itself, never with tar, which would make devices and setuid files), one ``--file=PATH``,
+``--force-local`` (so no archive name is a remote one), and otherwise only
+``--gzip --bzip2 --xz --checkpoint=N --checkpoint-action=echo=%u`` and ``-C DIR``, with
+names only after ``--`` (as ``hpcgate.files.bulk`` builds them).
 ``getent -s SERVICE`` loads a library named by the caller, so getent runs only as ``getent
 passwd|group KEY...``, with no option. The GNU coreutils ones (``cp mv du tail stat mkdir``
 and the ``*sum`` programs) have no such option (checked against coreutils 9.1): they read
@@ -107,8 +108,8 @@ STEERING = frozenset(
 )  # fmt: skip
 TAR_FLAGS = frozenset(
     {
-        "--create", "--extract", "--gzip", "--bzip2", "--xz",
-        "--checkpoint-action=echo=%u", "--no-same-owner", "--force-local",
+        "--create", "--gzip", "--bzip2", "--xz",
+        "--checkpoint-action=echo=%u", "--force-local",
     }
 )  # fmt: skip
 REFUSED = 126
@@ -249,12 +250,11 @@ def _any(args: list[str]) -> None:
 
 
 def _tar(args: list[str]) -> None:
-    """Only the shapes of ``hpcgate.files.bulk``'s ``compress_argv`` and ``extract_argv``."""
+    """Only the shape of ``hpcgate.files.bulk``'s ``compress_argv``."""
     options = _tar_options(args)
-    modes = [option for option in options if option in ("--create", "--extract")]
     files = [option for option in options if option.startswith("--file=")]
-    if len(modes) != 1 or len(files) != 1 or "--force-local" not in options:
-        raise Refused("tar needs one of --create and --extract, one --file= and --force-local")
+    if "--create" not in options or len(files) != 1 or "--force-local" not in options:
+        raise Refused("tar needs --create, one --file= and --force-local")
 
 
 def _tar_options(args: list[str]) -> list[str]:

@@ -10,6 +10,7 @@ from hpcgate.accounts import Accounts, multi_user
 from hpcgate.config import Settings
 from hpcgate.factory import build_clusters
 from hpcgate.files.bulk import BulkFiles
+from hpcgate.files.extraction import ExtractLimits
 from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
 from hpcgate.homelock import HomeLock
@@ -58,7 +59,8 @@ class Gateway:
         self.files = FileService()
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))
         self.tasks = TaskService(TaskStore(self.database))
-        self.bulk = BulkFiles(self.files, self.tasks)
+        limits = ExtractLimits(settings.max_extract_members, settings.max_extract_bytes)
+        self.bulk = BulkFiles(self.files, self.tasks, limits)
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
 
     def target(self, who: Principal, system: str) -> Target:

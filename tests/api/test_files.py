@@ -10,11 +10,13 @@ import hashlib
 import io
 import os
 import signal
+import stat
 import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,6 +40,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(base: Path) -> Iterator[GatewayProcess]:
     config = f"""
+max_extract_bytes = 10_000_000
+max_extract_members = 50
 [systems.local]
 scheduler = "embedded"
 status_interval = 0.2
@@ -360,19 +364,121 @@ def test_compress_and_extract(alice: httpx.Client, base: Path, compression: str)
     )
 
 
-def test_extract_keeps_hostile_members_inside_the_target(alice: httpx.Client, base: Path) -> None:
-    home = base / "alice"
-    with tarfile.open(home / "hostile.tar", "w") as archive:
-        for name in ("../escaped.txt", "/absolute.txt", "fine.txt"):
-            member = tarfile.TarInfo(name)
-            member.size = 2
-            archive.addfile(member, io.BytesIO(b"x\n"))
-    task = finished(
-        alice, alice.post(f"{FILES}/extract", json={"source": "hostile.tar", "target": "inbox"})
+def archive(path: Path, members: list[tarfile.TarInfo], mode: str = "w") -> str:
+    """Write a tar archive of ``members`` (regular ones hold ``x\\n``); its name."""
+    with tarfile.open(path, mode) as made:  # type: ignore[call-overload]
+        for member in members:
+            if member.isreg():
+                member.size = 2
+            made.addfile(member, io.BytesIO(b"x\n") if member.isreg() else None)
+    return path.name
+
+
+def member(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    return info
+
+
+def extracted(client: httpx.Client, source: str, target: str) -> dict[str, Any]:
+    return finished(
+        client, client.post(f"{FILES}/extract", json={"source": source, "target": target})
     )
-    assert (home / "inbox" / "fine.txt").exists()
-    assert not (home / "escaped.txt").exists() and not Path("/absolute.txt").exists()
-    assert task["state"] in ("completed", "failed")  # tar refuses the '..' member, and says so
+
+
+def test_extract_refuses_names_that_leave_the_target(alice: httpx.Client, base: Path) -> None:
+    home = base / "alice"
+    for name in ("../escaped.txt", "/absolute.txt"):
+        source = archive(home / "hostile.tar", [member("fine.txt"), member(name)])
+        task = extracted(alice, source, "inbox")
+        assert task["state"] == "failed" and task["error"]["status"] == 400, task
+        assert f"archive member {name!r} refused" in task["error"]["detail"]
+        assert not (home / "escaped.txt").exists() and not Path("/absolute.txt").exists()
+        assert not (home / "inbox").exists()  # a refused archive leaves nothing behind
+
+
+def test_extract_never_writes_through_a_link(alice: httpx.Client, base: Path) -> None:
+    """Issue 14.3: a link from one archive, then a file under it from another."""
+    home, outside = base / "alice", base / "outside"
+    before = sorted(p.name for p in outside.iterdir())
+    first = archive(home / "one.tar", [member("evil", tarfile.SYMTYPE, str(outside))])
+    task = extracted(alice, first, "x")
+    assert task["state"] == "failed" and "'evil' refused" in task["error"]["detail"], task
+    (home / "x").mkdir()  # the link made by other means: the directory is no longer new
+    (home / "x" / "evil").symlink_to(outside)
+    second = archive(home / "two.tar", [member("evil/stage2.txt")])
+    problem(alice.post(f"{FILES}/extract", json={"source": second, "target": "x"}), 409)
+    in_one = [
+        member("d", tarfile.DIRTYPE, mode=0o755),
+        member("d/up", tarfile.SYMTYPE, ".."),  # inside: the directory itself
+        member("d/up/d/up/stage2.txt"),  # ...but never written through
+    ]
+    task = extracted(alice, archive(home / "three.tar", in_one), "y")
+    assert task["state"] == "failed" and "'d/up/d/up/stage2.txt' refused" in task["error"]["detail"]
+    assert sorted(p.name for p in outside.iterdir()) == before
+    assert not (home / "y").exists()
+
+
+def test_extract_makes_no_devices_fifos_or_setuid_files(alice: httpx.Client, base: Path) -> None:
+    home = base / "alice"
+    for special in (member("pipe", tarfile.FIFOTYPE), member("null", tarfile.CHRTYPE)):
+        special.devmajor, special.devminor = 1, 3
+        source = archive(home / "special.tar", [member("a.txt"), special])
+        task = extracted(alice, source, "dev")
+        assert task["state"] == "failed" and task["error"]["status"] == 400, task
+        assert f"{special.name!r} refused" in task["error"]["detail"]
+        assert not (home / "dev").exists()
+    bits = [member("s", tarfile.DIRTYPE, mode=0o3777), member("s/root-shell", mode=0o6777)]
+    task = extracted(alice, archive(home / "setuid.tar", bits), "plain")
+    assert task["state"] == "completed", task
+    assert stat.S_IMODE((home / "plain" / "s").stat().st_mode) == 0o755
+    assert stat.S_IMODE((home / "plain" / "s" / "root-shell").stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("mode", ["w:gz", "w:xz"])
+def test_extract_makes_a_tree_and_reports_progress(
+    alice: httpx.Client, base: Path, mode: str
+) -> None:
+    home = base / "alice"
+    tree = [
+        member("top/sub/deep/f.txt"),  # its directories are implied
+        member("top/sub", tarfile.DIRTYPE, mode=0o700),
+        member("top/a.txt"),
+        member("top/sub/deep/rel", tarfile.SYMTYPE, "../../a.txt"),
+        member("top/hard", tarfile.LNKTYPE, "top/a.txt"),
+        member("top/a.txt", mode=0o600),  # a later member of a name replaces it
+    ]
+    source = archive(home / f"tree.tar.{mode[2:]}", tree, mode)
+    task = extracted(alice, source, f"tree-{mode[2:]}")
+    assert task["state"] == "completed", task
+    out = home / f"tree-{mode[2:]}" / "top"
+    assert (out / "sub" / "deep" / "f.txt").read_text() == "x\n"
+    assert (out / "sub" / "deep" / "rel").read_text() == "x\n"
+    assert os.readlink(out / "sub" / "deep" / "rel") == "../../a.txt"
+    assert (out / "hard").read_text() == "x\n" and not (out / "hard").is_symlink()
+    assert stat.S_IMODE((out / "sub").stat().st_mode) == 0o700
+    assert stat.S_IMODE((out / "a.txt").stat().st_mode) == 0o600
+    size = (home / source).stat().st_size
+    assert task["progress"] == {"done": size, "total": size, "unit": "bytes", "message": None}
+    assert task["result"]["members"] == 9  # six members, three directories they imply
+    problem(alice.post(f"{FILES}/extract", json={"source": source, "target": "tree-gz"}), 409)
+
+
+def test_extract_stops_at_the_size_bounds(alice: httpx.Client, base: Path) -> None:
+    """The module's gateway allows 10 MB and 50 members per extraction."""
+    home = base / "alice"
+    bomb = tarfile.TarInfo("zeros.bin")
+    bomb.size = 20_000_000
+    with tarfile.open(home / "bomb.tar.gz", "w:gz") as made:
+        made.addfile(bomb, io.BytesIO(bytes(bomb.size)))
+    task = extracted(alice, "bomb.tar.gz", "bomb")
+    assert task["state"] == "failed" and task["error"]["status"] == 413, task
+    many = archive(home / "many.tar", [member(f"f{n}") for n in range(60)])
+    task = extracted(alice, many, "many")
+    assert task["state"] == "failed" and "more than 50 entries" in task["error"]["detail"]
+    assert not (home / "bomb").exists() and not (home / "many").exists()
 
 
 def test_a_failing_task_reports_the_program_s_complaint(alice: httpx.Client, base: Path) -> None:
@@ -381,7 +487,7 @@ def test_a_failing_task_reports_the_program_s_complaint(alice: httpx.Client, bas
         alice, alice.post(f"{FILES}/extract", json={"source": "not-an-archive.tar", "target": "o"})
     )
     assert task["state"] == "failed" and task["error"]["status"] == 400
-    assert "tar failed" in task["error"]["detail"]
+    assert "not a readable tar archive" in task["error"]["detail"]
 
 
 def test_cancelling_a_task_kills_its_program(alice: httpx.Client, base: Path) -> None:

@@ -92,7 +92,7 @@ def test_a_copy_task_is_followed_to_its_end(user: User) -> None:
 def test_a_failed_task_is_raised_as_its_error_when_checked(user: User) -> None:
     (user.root / "not-an-archive.tar").write_text("plain text\n")
     task_id = started(user, "extract", source="not-an-archive.tar", target="out")
-    with pytest.raises(errors.BadRequest, match="tar failed") as failed:
+    with pytest.raises(errors.BadRequest, match="not a readable tar archive") as failed:
         user.sdk.wait_task(task_id, timeout=30, check=True)
     assert failed.value.http_status == 400
     task = user.sdk.wait_task(task_id)  # without check: returned

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import pwd
 import signal
+import stat
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,6 +150,52 @@ def test_tasks_run_their_programs_as_the_account(alice: httpx.Client, scratch: P
     refused = alice.post(f"{FILES}/extract", json=into)  # alice may not write there
     assert refused.status_code == 403, refused.text
     assert not (locked / "x").exists()
+
+
+def tar_member(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.devmajor, info.devminor = kind, link, mode, 1, 3
+    return info
+
+
+def write_tar(path: Path, members: list[tarfile.TarInfo]) -> None:
+    with tarfile.open(path, "w:gz") as made:
+        for info in members:
+            data = b"#!/bin/sh\n" if info.isreg() else b""
+            info.size = len(data)
+            made.addfile(info, io.BytesIO(data))
+
+
+def test_extraction_as_root_s_helper_makes_nothing_special(
+    alice: httpx.Client, scratch: Path
+) -> None:
+    """Issue 14.2/14.3 with a root gateway: members are made as alice, and only vetted ones."""
+    write_tar(
+        scratch / "good.tgz",
+        [tar_member("t/run", mode=0o6777), tar_member("t/l", tarfile.SYMTYPE, "run")],
+    )
+    unpack = {"source": f"{scratch.name}/good.tgz", "target": f"{scratch.name}/out"}
+    task = finished(alice, alice.post(f"{FILES}/extract", json=unpack))
+    assert task["state"] == "completed", task
+    made = (scratch / "out" / "t" / "run").stat()
+    assert made.st_uid == pwd.getpwnam("alice").pw_uid and stat.S_IMODE(made.st_mode) == 0o755
+    assert os.readlink(scratch / "out" / "t" / "l") == "run"
+    assert alice.post(f"{FILES}/extract", json=unpack).status_code == 409
+    for bad in (
+        tar_member("pipe", tarfile.FIFOTYPE),
+        tar_member("null", tarfile.CHRTYPE),
+        tar_member("disk", tarfile.BLKTYPE),
+        tar_member("evil", tarfile.SYMTYPE, "/etc"),
+    ):
+        write_tar(scratch / "bad.tgz", [tar_member("a.txt"), bad, tar_member("evil/x")])
+        into = {"source": f"{scratch.name}/bad.tgz", "target": f"{scratch.name}/bad"}
+        task = finished(alice, alice.post(f"{FILES}/extract", json=into))
+        assert task["state"] == "failed", task
+        assert f"archive member {bad.name!r} refused" in task["error"]["detail"]
+        assert not (scratch / "bad").exists()
+    assert not Path("/etc/x").exists()
 
 
 def helpers() -> list[int]:

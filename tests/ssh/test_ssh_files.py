@@ -41,6 +41,9 @@ test_tasks_run_their_programs_as_the_account = local.test_tasks_run_their_progra
 test_special_files_and_outward_links_are_refused = (
     local.test_special_files_and_outward_links_are_refused
 )
+test_extraction_as_root_s_helper_makes_nothing_special = (
+    local.test_extraction_as_root_s_helper_makes_nothing_special
+)
 
 
 def config(sshd: Sshd, identity: str = "ca") -> str:

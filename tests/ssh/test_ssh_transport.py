@@ -184,6 +184,24 @@ async def test_a_long_command_streams_stderr_and_dies_when_cancelled(
     assert await gone(f"sleep {marker}"), running(f"sleep {marker}")
 
 
+async def test_an_open_file_s_mode_is_set_through_its_handle(
+    sshd: Sshd, transports: list[SshTransport]
+) -> None:
+    """fsetstat on the handle: the file written, whatever its name points to by then."""
+    files = new(transports, sshd).files(alice())
+    path = f"{alice().home}/hpcgate-mode-{uuid.uuid4().hex[:8]}"
+    opened = await files.open_new(path)
+    try:
+        await opened.write(b"#!/bin/sh\n")
+        await opened.chmod(0o751)
+    finally:
+        await opened.close()
+    try:
+        assert os.stat(path).st_mode & 0o7777 == 0o751
+    finally:
+        os.unlink(path)
+
+
 async def test_files_over_sftp_as_the_account(sshd: Sshd, transports: list[SshTransport]) -> None:
     transport = new(transports, sshd)
     home = alice().home

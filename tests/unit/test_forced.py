@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcgate.files.bulk import compress_argv, extract_argv
+from hpcgate.files.bulk import compress_argv
 from hpcgate.forced import (
     DEFAULT_ALLOWED,
     SFTP_SERVERS,
@@ -114,17 +114,21 @@ def test_other_variables_pass() -> None:
 @pytest.mark.parametrize("wrap", [False, True])
 def test_the_gateway_s_own_tar_commands_run(compression: str, wrap: bool) -> None:
     """Exactly what the files API sends, as the SSH transport sends it."""
-    for argv in (
-        compress_argv("/home/svc/dir -x", ARCHIVE, compression),
-        extract_argv(ARCHIVE, "/home/svc/--to-command=sh", compression),
-    ):
-        line = command_line(Command(argv, env={"LC_ALL": "C"} if wrap else {}), 60)
-        assert argv_of(line, DEFAULT_ALLOWED) == shlex.split(line)
+    argv = compress_argv("/home/svc/dir -x", ARCHIVE, compression)
+    line = command_line(Command(argv, env={"LC_ALL": "C"} if wrap else {}), 60)
+    assert argv_of(line, DEFAULT_ALLOWED) == shlex.split(line)
 
 
 def test_the_gateway_s_tar_commands_name_local_archives() -> None:
-    for argv in (compress_argv("/a", "/b", "gzip"), extract_argv("/b", "/c", "gzip")):
-        assert "--force-local" in argv
+    assert "--force-local" in compress_argv("/a", "/b", "gzip")
+
+
+@pytest.mark.parametrize("option", ["--extract", "-x", "--no-same-owner", "--same-permissions"])
+def test_tar_never_extracts(option: str) -> None:
+    """The gateway extracts archives itself (hpcgate.files.extraction), never with tar."""
+    argv = ["tar", option, "--file=/a.tar", "--force-local", "-C", "/d"]
+    with pytest.raises(Refused, match=f"tar option '{option}'"):
+        argv_of(shlex.join(argv), DEFAULT_ALLOWED)
 
 
 GOOD_TAR = ["tar", "--create", "--file=/a.tar", "--force-local", "-C", "/", "--", "x"]
@@ -169,7 +173,6 @@ def test_any_other_tar_option_is_refused(words: list[str], why: str) -> None:
     [
         ["tar", "--create", "--file=host:/a.tar", "-C", "/", "--", "x"],  # no --force-local
         ["tar", "--file=/a.tar", "--force-local", "-C", "/", "--", "x"],  # no mode
-        ["tar", "--create", "--extract", "--file=/a.tar", "--force-local"],
         ["tar", "--create", "--force-local", "-C", "/", "--", "x"],  # no --file=
         ["tar", "--create", "--file=/a", "--file=/b", "--force-local", "--", "x"],
         ["tar", "--", "--create", "--file=/a.tar", "--force-local"],  # names, not options

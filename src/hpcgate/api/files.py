@@ -368,5 +368,10 @@ async def compress(target: TargetDep, body: Compress, gateway: GatewayDep) -> Ta
     "/extract", status_code=ACCEPTED, summary="Unpack a tar archive (a task)", responses=TASKS
 )
 async def extract(target: TargetDep, body: Extract, gateway: GatewayDep) -> Task:
-    """Members keep no owner from the archive; absolute names and '..' stay inside target."""
+    """Into a new directory: a ``target`` that exists is a 409. The gateway vets each member:
+    absolute names, '..', links that could lead out of ``target``, hard links to no earlier
+    file, devices, FIFOs and other special files fail the task (400, naming the member) and
+    the directory is removed again. Modes lose setuid, setgid, sticky and group/other write;
+    owners are never taken from the archive. Past the configured bounds on entries and bytes
+    the task fails with a 413. Progress: the archive's bytes read."""
     return await gateway.bulk.extract(target, body)

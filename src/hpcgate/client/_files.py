@@ -148,7 +148,7 @@ class SyncFiles(SyncCore):
         *,
         compression: Compression | Literal["auto"] = "auto",
     ) -> Task:
-        """Unpack the tar file ``source`` into the directory ``target``; a task."""
+        """Unpack the tar file ``source`` into the new directory ``target``; a task."""
         fields = {"source": source, "target": target, "compression": compression}
         return self._call(_body("POST", system, "extract", **fields), Task)
 

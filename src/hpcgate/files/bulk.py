@@ -1,9 +1,11 @@
 """Long file operations (copy, move, compress, extract), run as tasks.
 
-Each runs one program (``cp``, ``mv``, ``tar``) as the caller's account, from an argv, with
-both paths checked against the roots first. The request returns at once with a task
-(``202``); the task reports progress in bytes while the program runs and can be cancelled,
-which kills the program.
+Copy, move and compress each run one program (``cp``, ``mv``, ``tar --create``) as the
+caller's account, from an argv, with both paths checked against the roots first. Extract
+runs no program: the gateway reads the archive and makes its vetted members itself, through
+the caller's file system, into a directory the request creates (:mod:`.extraction`). The
+request returns at once with a task (``202``); the task reports progress in bytes while it
+runs and can be cancelled, which kills the program or stops the extraction.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
+from hpcgate.files import extraction
+from hpcgate.files.extraction import ExtractLimits
 from hpcgate.files.service import FileService, Place, publish, temporary_name
 from hpcgate.model.commands import Command
 from hpcgate.model.errors import (
@@ -34,6 +38,8 @@ RECORD_BYTES = 10240  # tar's record: 20 blocks of 512 bytes, one per checkpoint
 CHECKPOINT_RECORDS = 100
 POLL_SECONDS = 2.0
 Finish = Callable[[], Awaitable[None]]
+PARSERS = 4  # extractions parsing at once; more wait their turn
+DEFAULT_LIMITS = ExtractLimits(members=1_000_000, bytes=64 << 30)  # as the settings'
 _FLAGS: dict[str, tuple[str, ...]] = {"gzip": ("--gzip",), "bzip2": ("--bzip2",), "xz": ("--xz",)}
 
 
@@ -72,16 +78,6 @@ def compress_argv(source: str, target: str, compression: str) -> tuple[str, ...]
     )
 
 
-def extract_argv(source: str, target: str, compression: str) -> tuple[str, ...]:
-    """No owners or absolute names from the archive: members land under ``target``. Local
-    archive names, as for :func:`compress_argv`."""
-    flags = _FLAGS.get(compression, ())
-    return (
-        "tar", "--extract", f"--file={source}", "--force-local", *flags, *_checkpoints(),
-        "--no-same-owner", "-C", target,
-    )  # fmt: skip
-
-
 def checkpoint_bytes(line: str) -> int | None:
     """Bytes tar has processed, from one of its checkpoint lines ('tar: 300')."""
     _, _, count = line.rpartition(" ")
@@ -89,9 +85,13 @@ def checkpoint_bytes(line: str) -> int | None:
 
 
 class BulkFiles:
-    def __init__(self, files: FileService, tasks: TaskService) -> None:
+    def __init__(
+        self, files: FileService, tasks: TaskService, limits: ExtractLimits = DEFAULT_LIMITS
+    ) -> None:
         self._files = files
         self._tasks = tasks
+        self._limits = limits
+        self._parsers = anyio.CapacityLimiter(PARSERS)  # not the file operations' threads
 
     async def copy(self, target: Target, request: Transfer) -> Task:
         origin, destination = await self._pair(target, request)
@@ -120,12 +120,25 @@ class BulkFiles:
         return await self._start(target, "compress", request, argv, origin, None, partial, finish)
 
     async def extract(self, target: Target, request: Extract) -> Task:
+        """Into a new directory (Conflict if the name exists), made here, before the task."""
         origin = await self._files.readable(target, request.source)
-        destination = await self._files.writable(target, request.target)
+        destination = await self._files.writable(target, request.target, follow=False)
         await _exists(origin)
-        await destination.fs.mkdir(destination.real, parents=True)
-        argv = extract_argv(origin.real, destination.real, request.compression)
-        return await self._start(target, "extract", request, argv, None, None)
+        await destination.fs.mkdir(posixpath.dirname(destination.real), parents=True)
+        try:
+            await destination.fs.mkdir(destination.real, parents=False)
+        except Conflict:
+            raise Conflict(f"{request.target} exists; extract into a new directory") from None
+        limits, compression, parsers = self._limits, request.compression, self._parsers
+
+        async def work(progress: Progress) -> dict[str, Any]:
+            fs, archive, root = destination.fs, origin.real, destination.real
+            return await extraction.extract(
+                fs, archive, root, compression, limits, progress, parsers
+            )
+
+        who, system = target.who, target.system
+        return await self._tasks.start(who, system, "extract", request.model_dump(), work, "bytes")
 
     async def _pair(self, target: Target, request: Transfer | Compress) -> tuple[Place, Place]:
         """The checked source, which must exist, and target, which must not unless the

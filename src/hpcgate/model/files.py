@@ -158,7 +158,10 @@ class Compress(BaseModel):
 
 class Extract(BaseModel):
     source: str = Field(description="A tar archive (gzip, bzip2 or xz compressed, or not)")
-    target: str = Field(description="The directory to extract into (created if missing)")
+    target: str = Field(
+        description="The directory to extract into: created by the request, which is a 409 "
+        "if it exists (missing parents are created)"
+    )
     compression: Compression | Literal["auto"] = Field(
-        "auto", description="auto: tar recognises it from the archive's first bytes"
+        "auto", description="auto: recognised from the archive's first bytes"
     )

@@ -71,6 +71,10 @@ class OpenFile(Protocol):
         """Cut the file to ``size`` bytes (writing goes on from there)."""
         ...
 
+    async def chmod(self, mode: int) -> None:
+        """Set this open file's permission bits (whatever its name points to by now)."""
+        ...
+
     async def close(self) -> None:
         """Release the file (and whatever the transport holds for it)."""
         ...

@@ -207,6 +207,9 @@ class LocalFile:
     async def truncate(self, size: int) -> None:
         self._guarded(os.ftruncate, size)
 
+    async def chmod(self, mode: int) -> None:
+        self._guarded(os.fchmod, mode)
+
     async def close(self) -> None:
         os.close(self._fd)
 

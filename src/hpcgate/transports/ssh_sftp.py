@@ -127,6 +127,9 @@ class SftpFile:
         await self._guarded(self._handle.truncate(size))
         self._end = size
 
+    async def chmod(self, mode: int) -> None:
+        await self._guarded(self._handle.chmod(mode))  # fsetstat: the handle, not the name
+
     async def close(self) -> None:
         try:
             with contextlib.suppress(asyncssh.Error, OSError):

@@ -312,7 +312,7 @@ def compress(
 def extract(
     session: Session,
     archive: Annotated[str, typer.Argument(help="A tar archive")],
-    target: Annotated[str, typer.Argument(help="The directory to unpack into")],
+    target: Annotated[str, typer.Argument(help="A new directory to unpack into")],
     no_wait: NoWait = False,
 ) -> None:
     """Unpack a tar archive (gzip, bzip2, xz or none) on the system (a task)."""
