@@ -25,12 +25,12 @@ from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
 from hpcgate.model.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
-from hpcgate.model.tokens import CreatedToken, NewToken, TokenInfo
+from hpcgate.model.tokens import USER_NAME_PATTERN, CreatedToken, NewToken, TokenInfo
 from hpcgate.store.tables import TokenRow
 from hpcgate.store.tokens import TokenStore
 
 _TOKEN = re.compile(r"^hpcg_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_.@-]{0,63}$")
+USER_NAME = re.compile(USER_NAME_PATTERN)
 # Entries in the verified-token cache, unknown ids included: bounded against id spraying.
 _MAX_CACHED = 10_000
 
@@ -167,7 +167,7 @@ class TokenService:
         description: str,
         parent_id: str | None,
     ) -> tuple[IssuedToken, TokenInfo]:
-        if not USER_NAME.match(user):
+        if not USER_NAME.fullmatch(user):  # fullmatch: '$' alone would take 'alice\n'
             raise BadRequest(f"invalid user name {user!r}")
         if not scopes:
             raise BadRequest("a token needs at least one scope")

@@ -14,7 +14,7 @@ from hpcgate.api.auth import GatewayDep, TargetDep
 from hpcgate.api.problems import problem, responses
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
 from hpcgate.files.service import Opened
-from hpcgate.model.bounds import BYTES_MAX
+from hpcgate.model.bounds import BYTES_ASKED_MAX
 from hpcgate.model.errors import RangeNotSatisfiable
 from hpcgate.model.files import (
     ChangeMode,
@@ -41,6 +41,7 @@ router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])
 FilePath = Annotated[
     str,
     Query(
+        min_length=1,
         max_length=4096,
         description="Absolute, or relative to your home (or default) directory; no '..'",
     ),
@@ -117,7 +118,7 @@ async def view(
     target: TargetDep,
     path: FilePath,
     gateway: GatewayDep,
-    offset: Annotated[int, Query(ge=0, le=BYTES_MAX, description="Byte to start at")] = 0,
+    offset: Annotated[int, Query(ge=0, le=BYTES_ASKED_MAX, description="Byte to start at")] = 0,
     size: Annotated[int, Query(ge=1, le=1 << 20)] = 65536,
 ) -> Content:
     return await gateway.files.view(target, path, offset, size)
@@ -323,7 +324,7 @@ async def upload_chunk(
     upload_id: UploadId,
     gateway: GatewayDep,
     request: Request,
-    offset: Annotated[int, Query(ge=0, le=BYTES_MAX, description="Where this chunk starts")],
+    offset: Annotated[int, Query(ge=0, le=BYTES_ASKED_MAX, description="Where this chunk starts")],
 ) -> UploadState:
     """409 (with the right ``offset``) if the chunk does not start where the upload stands;
     400 if it runs past the size announced, and then none of it is kept."""

@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from hpcgate.api.auth import GatewayDep, TargetDep
 from hpcgate.api.problems import responses
 from hpcgate.jobs.output import JobOutput, OutputChunk, Stream
-from hpcgate.model.bounds import BYTES_MAX, KEY_MAX
+from hpcgate.model.bounds import BYTES_ASKED_MAX, KEY_MAX
 from hpcgate.model.errors import BadRequest
 from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
 
@@ -76,7 +76,9 @@ async def list_jobs(
     gateway: GatewayDep,
     state: Annotated[list[JobState] | None, Query(description="Only these states")] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
-    cursor: Annotated[str | None, Query(max_length=32, description="From next_cursor")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,10}$", description="From next_cursor")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobPage:
     return await gateway.jobs.list(target, state or [], name, cursor, limit)
@@ -117,7 +119,9 @@ async def job_output(
     gateway: GatewayDep,
     stream: Stream = Stream.STDOUT,
     follow: Annotated[bool, Query(description="Keep streaming until the job ends")] = False,
-    offset: Annotated[int, Query(ge=0, le=BYTES_MAX, description="Start at this byte offset")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=BYTES_ASKED_MAX, description="Start at this byte offset")
+    ] = 0,
     accept: Annotated[str, Header()] = "text/plain",
     last_event_id: LastEventId = None,
 ) -> Response:

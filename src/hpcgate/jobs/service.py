@@ -197,6 +197,6 @@ def _replay(row: JobRow, fingerprint: str) -> Job:
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not (cursor.isdigit() and int(cursor) <= KEY_MAX):
+    if not (cursor.isascii() and cursor.isdigit()):  # isdigit alone takes '²'
         raise BadRequest("invalid cursor")
-    return int(cursor)
+    return min(int(cursor), KEY_MAX)  # past every key: the list from its newest job

@@ -29,8 +29,12 @@ KEY_MAX = INT32_MAX
 SECONDS_MAX = INT32_MAX // 60 * 60
 #: Counts of nodes, tasks, CPUs and GPUs (Slurm keeps them in 32 bits).
 COUNT_MAX = INT32_MAX
-#: Bytes and byte offsets: what a file offset (off_t) and a BIGINT take.
+#: Bytes and byte offsets: what a file offset (off_t) and a BIGINT take, as the gateway reports
+#: them (a sparse file may claim any size up to this).
 BYTES_MAX = INT64_MAX
+#: Bytes and byte offsets a client sends: 2^53 - 1 (8 PiB), the largest integer a JSON number
+#: holds exactly (a JSON Schema maximum of 2^63 - 1 reads back as 2^63 in a double).
+BYTES_ASKED_MAX = 2**53 - 1
 #: A uid or gid: 32 bits unsigned, of which the last value means "no change" to chown.
 ID_MAX = 2**32 - 2
 #: An array task's index (Slurm's MaxArraySize is at most 4000001).

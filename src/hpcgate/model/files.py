@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hpcgate.model.bounds import BYTES_MAX, ID_MAX
+from hpcgate.model.bounds import BYTES_ASKED_MAX, BYTES_MAX, ID_MAX
 
 Kind = Literal["file", "directory", "symlink", "other"]
+
+
+#: A path in a request: absolute, or relative to the caller's home (or default) directory.
+#: Each name in it is at most 255 bytes, which JSON Schema cannot say (it counts characters).
+RequestPath = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class FileEntry(BaseModel):
@@ -56,17 +61,28 @@ class FileType(BaseModel):
 
 
 class MakeDirectory(BaseModel):
-    path: str
+    path: RequestPath
     parents: bool = Field(False, description="Create missing parents; no error if it exists")
 
 
 class ChangeMode(BaseModel):
-    path: str
+    path: RequestPath
     mode: str = Field(pattern=r"^[0-7]{3,4}$", description="Octal, e.g. '750'")
 
 
 class ChangeOwner(BaseModel):
-    path: str
+    """An owner, a group or both (the document says so with ``anyOf``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("owner", "group")
+            ]
+        }
+    )
+
+    path: RequestPath
     owner: str | None = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$")
     group: str | None = Field(None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}$")
 
@@ -78,10 +94,16 @@ class ChangeOwner(BaseModel):
             raise ValueError(f"a numeric id is at most {ID_MAX}")
         return value
 
+    @model_validator(mode="after")
+    def _owner_or_group(self) -> ChangeOwner:
+        if self.owner is None and self.group is None:
+            raise ValueError("give an owner, a group or both")
+        return self
+
 
 class MakeLink(BaseModel):
-    path: str = Field(description="The link to create")
-    target: str = Field(description="What it points to; must lie inside the roots")
+    path: RequestPath = Field(description="The link to create")
+    target: RequestPath = Field(description="What it points to; must lie inside the roots")
 
 
 class Uploaded(BaseModel):
@@ -90,8 +112,8 @@ class Uploaded(BaseModel):
 
 
 class NewUpload(BaseModel):
-    path: str = Field(description="Where the file will be, once complete")
-    size: int = Field(ge=0, le=BYTES_MAX, description="Its size in bytes")
+    path: RequestPath = Field(description="Where the file will be, once complete")
+    size: int = Field(ge=0, le=BYTES_ASKED_MAX, description="Its size in bytes")
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse the file unless it matches"
     )
@@ -115,8 +137,8 @@ Compression = Literal["gzip", "bzip2", "xz", "none"]
 
 
 class Transfer(BaseModel):
-    source: str
-    target: str
+    source: RequestPath
+    target: RequestPath
     overwrite: bool = Field(False, description="Replace an existing target")
 
 
@@ -140,8 +162,8 @@ def compression_of(name: str) -> Compression:
 
 
 class Compress(BaseModel):
-    source: str = Field(description="A file or directory to archive")
-    target: str = Field(description="The archive to create")
+    source: RequestPath = Field(description="A file or directory to archive")
+    target: RequestPath = Field(description="The archive to create")
     compression: Compression | Literal["auto"] = Field(
         "auto",
         description="auto: from the target's suffix (.tar.gz or .tgz gzip, .tar.bz2 bzip2,"
@@ -157,8 +179,8 @@ class Compress(BaseModel):
 
 
 class Extract(BaseModel):
-    source: str = Field(description="A tar archive (gzip, bzip2 or xz compressed, or not)")
-    target: str = Field(
+    source: RequestPath = Field(description="A tar archive (gzip, bzip2 or xz compressed, or not)")
+    target: RequestPath = Field(
         description="The directory to extract into: created by the request, which is a 409 "
         "if it exists (missing parents are created)"
     )

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from hpcgate.model.bounds import LIFETIME_MAX
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 
+#: An hpcgate user name: what a token may be issued to.
+USER_NAME_PATTERN = r"^[a-z_][a-z0-9_.@-]{0,63}$"
+
 
 class TokenInfo(BaseModel):
     id: str
@@ -24,7 +27,11 @@ class TokenInfo(BaseModel):
 class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user: str | None = Field(None, description="Whose token; default the caller (admin: anyone)")
+    user: str | None = Field(
+        None,
+        pattern=USER_NAME_PATTERN,
+        description="Whose token; default the caller (admin: anyone)",
+    )
     scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1)
     expires_in: int | None = Field(
         None,
