@@ -37,6 +37,7 @@ from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.jobs import ended, submit, wait_for_job
 
 HERE = Path(__file__).parent
+CHECKOUT = HERE.parents[1]  # the repository: tests/fuzz/ is two levels down
 SECONDS = int(os.environ.get("HPCGATE_FUZZ_SECONDS", "120"))  # the fuzzer's whole budget
 EXAMPLES = int(os.environ.get("HPCGATE_FUZZ_EXAMPLES", "50"))  # per operation and phase
 
@@ -81,10 +82,13 @@ class Finding:
 
 
 def sandboxed(home: Path) -> tuple[str, ...]:
-    """bubblewrap's argv: everything read-only but ``home``, a fresh /tmp and /dev."""
+    """bubblewrap's argv: everything read-only but ``home``, a fresh /tmp and /dev. The
+    checkout (with its .venv) is bound back read-only over the fresh /tmp, since a clone may
+    live there (CI's may)."""
     return (
         "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-        "--tmpfs", "/tmp", "--bind", str(home), str(home),
+        "--tmpfs", "/tmp", "--ro-bind", str(CHECKOUT), str(CHECKOUT),
+        "--bind", str(home), str(home),
         "--cap-drop", "ALL", "--die-with-parent", "--",
     )  # fmt: skip
 
