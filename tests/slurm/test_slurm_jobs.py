@@ -159,3 +159,21 @@ def test_nodes_of_a_job(alice: httpx.Client) -> None:
     assert job["state"] == "COMPLETED"
     assert len(job["nodes"]) == 2
     assert set(job["nodes"]) <= {"node1", "node2", "node3", "node4"}
+
+
+def test_time_limits_slurm_cannot_hold_never_stop_the_watcher(alice: httpx.Client) -> None:
+    """Slurm takes ``-t 99999999999999999999`` as UNLIMITED, and wraps a limit of 2^31
+    seconds or more (``-t 9999999999`` reads back as 2967622 days): the first is no limit,
+    the second is unknown, and neither stops this job or the others from being followed.
+    The longest limit the API takes is one Slurm keeps as it is."""
+    longest = 2**31 // 60 * 60  # 35791394 minutes
+    jobs = [
+        run(alice, "#SBATCH -t 99999999999999999999\ntrue"),
+        run(alice, "#SBATCH -t 9999999999\ntrue"),
+        run(alice, "true", time_limit=longest),
+    ]
+    done = [finish(alice, job) for job in jobs]
+    assert [job["state"] for job in done] == ["COMPLETED"] * 3
+    assert [job["time_limit"] for job in done] == [None, None, longest]
+    too_long = {"script": "#!/bin/bash\ntrue\n", "time_limit": longest + 60}
+    assert alice.post(JOBS, json=too_long).status_code == 422
