@@ -313,3 +313,17 @@ def test_a_token_lifetime_too_long_is_422_and_creates_nothing(gateway_user: http
     before = gateway_user.get("/api/v1/tokens").json()
     _problem(gateway_user.post("/api/v1/tokens", json={"expires_in": 10**20}), 422)
     assert gateway_user.get("/api/v1/tokens").json() == before
+
+
+def test_true_and_false_are_not_numbers(
+    gateway_user: httpx.Client, count: Callable[[], int]
+) -> None:
+    """Found by the fuzzer: pydantic's lax mode read ``"expires_in": true`` as one second."""
+    before = count()
+    for field in ("time_limit", "memory", "nodes", "ntasks", "cpus_per_task", "gpus"):
+        body = {"script": OK_SCRIPT, field: True}
+        _problem(gateway_user.post(JOBS, json=body), 422, "validation-error")
+    assert count() == before
+    _problem(gateway_user.post("/api/v1/tokens", json={"expires_in": True}), 422)
+    upload = {"path": "never.bin", "size": True}
+    _problem(gateway_user.post("/api/v1/systems/local/files/uploads", json=upload), 422)

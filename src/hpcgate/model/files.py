@@ -113,7 +113,7 @@ class Uploaded(BaseModel):
 
 class NewUpload(BaseModel):
     path: RequestPath = Field(description="Where the file will be, once complete")
-    size: int = Field(ge=0, le=BYTES_ASKED_MAX, description="Its size in bytes")
+    size: int = Field(ge=0, le=BYTES_ASKED_MAX, strict=True, description="Its size in bytes")
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse the file unless it matches"
     )

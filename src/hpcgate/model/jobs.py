@@ -43,12 +43,19 @@ class JobState(StrEnum):
 _LIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.SUSPENDED})
 
 
+def _not_boolean(value: object) -> object:
+    """JSON's true and false are not numbers (pydantic's lax mode would read them as 1, 0)."""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
 def _time_limit(value: object) -> object:
-    return parse_time_limit(value) if isinstance(value, str) else value
+    return parse_time_limit(value) if isinstance(value, str) else _not_boolean(value)
 
 
 def _memory(value: object) -> object:
-    return parse_memory(value) if isinstance(value, str) else value
+    return parse_memory(value) if isinstance(value, str) else _not_boolean(value)
 
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
@@ -83,16 +90,16 @@ class JobSpec(BaseModel):
     partition: Word | None = None
     account: Word | None = None
     qos: Word | None = Field(None, description="Quality of service (Slurm --qos)")
-    nodes: int | None = Field(None, ge=1, le=COUNT_MAX)
-    ntasks: int | None = Field(None, ge=1, le=COUNT_MAX)
-    cpus_per_task: int | None = Field(None, ge=1, le=COUNT_MAX)
+    nodes: int | None = Field(None, ge=1, le=COUNT_MAX, strict=True)
+    ntasks: int | None = Field(None, ge=1, le=COUNT_MAX, strict=True)
+    cpus_per_task: int | None = Field(None, ge=1, le=COUNT_MAX, strict=True)
     memory: Annotated[int | None, BeforeValidator(_memory)] = Field(
         None,
         gt=0,
         le=BYTES_MAX >> 20,
         description="Memory per node in MiB, or a string such as '4G'",
     )
-    gpus: int | None = Field(None, ge=0, le=COUNT_MAX)
+    gpus: int | None = Field(None, ge=0, le=COUNT_MAX, strict=True)
     stdout: PathText | None = Field(None, description="Output file; %j is the job id")
     stderr: PathText | None = Field(None, description="Error file; %j is the job id")
     array: ArrayText | None = Field(None, description="Array indices, e.g. '0-9%2'")

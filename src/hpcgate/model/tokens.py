@@ -35,6 +35,7 @@ class NewToken(BaseModel):
     scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1)
     expires_in: int | None = Field(
         None,
+        strict=True,  # JSON's true is not 1 second
         gt=0,
         le=LIFETIME_MAX,
         description="Lifetime in seconds; none = as long as the token that creates it",
