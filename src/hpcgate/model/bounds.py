@@ -43,6 +43,19 @@ ARRAY_INDEX_MAX = 4_000_000
 LIFETIME_MAX = 100 * 366 * 24 * 3600
 
 
+def not_boolean(value: object) -> object:
+    """JSON's true and false are not numbers, though pydantic's lax mode reads them as 1 and
+    0. (Strict mode is no answer: it also refuses 1.0, which JSON Schema counts an integer.)"""
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
+#: An integer a client sends: a JSON number, never true or false (and the same, or none).
+Number = Annotated[int, BeforeValidator(not_boolean)]
+MaybeNumber = Annotated[int | None, BeforeValidator(not_boolean)]
+
+
 def reported(
     value: int | None, low: int, high: int, what: str, job: str | None = None
 ) -> int | None:

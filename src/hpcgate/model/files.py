@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hpcgate.model.bounds import BYTES_ASKED_MAX, BYTES_MAX, ID_MAX
+from hpcgate.model.bounds import BYTES_ASKED_MAX, BYTES_MAX, ID_MAX, Number
 
 Kind = Literal["file", "directory", "symlink", "other"]
 
@@ -113,7 +113,7 @@ class Uploaded(BaseModel):
 
 class NewUpload(BaseModel):
     path: RequestPath = Field(description="Where the file will be, once complete")
-    size: int = Field(ge=0, le=BYTES_ASKED_MAX, strict=True, description="Its size in bytes")
+    size: Number = Field(ge=0, le=BYTES_ASKED_MAX, description="Its size in bytes")
     sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="Refuse the file unless it matches"
     )

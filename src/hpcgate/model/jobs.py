@@ -17,7 +17,16 @@ from pydantic import (
     model_validator,
 )
 
-from hpcgate.model.bounds import BYTES_MAX, COUNT_MAX, INT32_MAX, INT32_MIN, KEY_MAX, SECONDS_MAX
+from hpcgate.model.bounds import (
+    BYTES_MAX,
+    COUNT_MAX,
+    INT32_MAX,
+    INT32_MIN,
+    KEY_MAX,
+    SECONDS_MAX,
+    MaybeNumber,
+    not_boolean,
+)
 from hpcgate.model.timefmt import parse_memory, parse_time_limit
 
 
@@ -43,19 +52,12 @@ class JobState(StrEnum):
 _LIVE = frozenset({JobState.PENDING, JobState.RUNNING, JobState.SUSPENDED})
 
 
-def _not_boolean(value: object) -> object:
-    """JSON's true and false are not numbers (pydantic's lax mode would read them as 1, 0)."""
-    if isinstance(value, bool):
-        raise ValueError("a number is expected, not true or false")
-    return value
-
-
 def _time_limit(value: object) -> object:
-    return parse_time_limit(value) if isinstance(value, str) else _not_boolean(value)
+    return parse_time_limit(value) if isinstance(value, str) else not_boolean(value)
 
 
 def _memory(value: object) -> object:
-    return parse_memory(value) if isinstance(value, str) else _not_boolean(value)
+    return parse_memory(value) if isinstance(value, str) else not_boolean(value)
 
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
@@ -90,16 +92,16 @@ class JobSpec(BaseModel):
     partition: Word | None = None
     account: Word | None = None
     qos: Word | None = Field(None, description="Quality of service (Slurm --qos)")
-    nodes: int | None = Field(None, ge=1, le=COUNT_MAX, strict=True)
-    ntasks: int | None = Field(None, ge=1, le=COUNT_MAX, strict=True)
-    cpus_per_task: int | None = Field(None, ge=1, le=COUNT_MAX, strict=True)
+    nodes: MaybeNumber = Field(None, ge=1, le=COUNT_MAX)
+    ntasks: MaybeNumber = Field(None, ge=1, le=COUNT_MAX)
+    cpus_per_task: MaybeNumber = Field(None, ge=1, le=COUNT_MAX)
     memory: Annotated[int | None, BeforeValidator(_memory)] = Field(
         None,
         gt=0,
         le=BYTES_MAX >> 20,
         description="Memory per node in MiB, or a string such as '4G'",
     )
-    gpus: int | None = Field(None, ge=0, le=COUNT_MAX, strict=True)
+    gpus: MaybeNumber = Field(None, ge=0, le=COUNT_MAX)
     stdout: PathText | None = Field(None, description="Output file; %j is the job id")
     stderr: PathText | None = Field(None, description="Error file; %j is the job id")
     array: ArrayText | None = Field(None, description="Array indices, e.g. '0-9%2'")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpcgate.model.bounds import LIFETIME_MAX
+from hpcgate.model.bounds import LIFETIME_MAX, MaybeNumber
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 
 #: An hpcgate user name: what a token may be issued to.
@@ -33,9 +33,8 @@ class NewToken(BaseModel):
         description="Whose token; default the caller (admin: anyone)",
     )
     scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1)
-    expires_in: int | None = Field(
+    expires_in: MaybeNumber = Field(
         None,
-        strict=True,  # JSON's true is not 1 second
         gt=0,
         le=LIFETIME_MAX,
         description="Lifetime in seconds; none = as long as the token that creates it",
