@@ -49,8 +49,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     app.state.gateway = gw
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)
-    openapi.install(app)
-    openapi_errors.install(app)
+    openapi.install(app, openapi_errors.declare)
     docs.install(app)
     for router in (systems.router, jobs.router, files.router, tasks.router, tokens.router):
         app.include_router(router)

@@ -8,13 +8,17 @@ step) and the document is put in path order here, once, when it is first asked f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
+Edit = Callable[[str, dict[str, Any]], None]  # (path, operation), changed in place
 
-def install(app: FastAPI) -> None:
-    """Serve ``app``'s document with path parameters in path order."""
+
+def install(app: FastAPI, *edits: Edit) -> None:
+    """Serve ``app``'s document with path parameters in path order, then ``edits`` applied
+    to each operation, once, when the document is first built."""
     build = app.openapi
 
     def document() -> dict[str, Any]:
@@ -23,7 +27,8 @@ def install(app: FastAPI) -> None:
         if fresh:
             for path, item in schema.get("paths", {}).items():
                 for operation in item.values():
-                    _in_path_order(path, operation)
+                    for edit in (_in_path_order, *edits):
+                        edit(path, operation)
         return schema
 
     app.openapi = document  # type: ignore[method-assign]

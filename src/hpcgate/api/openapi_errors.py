@@ -11,28 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
-
 from hpcgate.api.limits import streamed
 from hpcgate.api.problems import PROBLEM_JSON, WHY
 
 _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-
-
-def install(app: FastAPI) -> None:
-    """Serve ``app``'s document with every error response honest."""
-    build = app.openapi
-
-    def document() -> dict[str, Any]:
-        fresh = app.openapi_schema is None
-        schema = build()
-        if fresh:
-            for path, item in schema.get("paths", {}).items():
-                for operation in item.values():
-                    _declare(path, operation)
-        return schema
-
-    app.openapi = document  # type: ignore[method-assign]
 
 
 def implied(path: str, operation: dict[str, Any]) -> set[int]:
@@ -48,7 +30,7 @@ def implied(path: str, operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
-def _declare(path: str, operation: dict[str, Any]) -> None:
+def declare(path: str, operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     for status in implied(path, operation):
         responses.setdefault(str(status), {"description": WHY[status]})
