@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config, user_client
 from tests.support.jobs import finished
 
 FILES = "/api/v1/systems/local/files"
@@ -41,12 +41,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(base: Path) -> Iterator[GatewayProcess]:
-    config = f"""
-[systems.local]
-scheduler = "embedded"
-status_interval = 0.2
-roots = ["{base}/{{user}}"]
-"""
+    config = roots_config(f"{base}/{{user}}")
     gateway = new_gateway(base / "gateway-home", config)
     gateway.start()
     yield gateway

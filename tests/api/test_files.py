@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config, user_client
 from tests.support.jobs import finished
 
 FILES = "/api/v1/systems/local/files"
@@ -39,14 +39,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(base: Path) -> Iterator[GatewayProcess]:
-    config = f"""
-max_extract_bytes = 10_000_000
-max_extract_members = 50
-[systems.local]
-scheduler = "embedded"
-status_interval = 0.2
-roots = ["{base}/{{user}}", "{base}/shared"]
-"""
+    limits = "max_extract_bytes = 10_000_000\nmax_extract_members = 50\n"
+    config = limits + roots_config(f"{base}/{{user}}", f"{base}/shared")
     gateway = new_gateway(base / "gateway-home", config)
     gateway.start()
     yield gateway

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = ("## Quickstart with curl", "this sends a 3 MB file in three chunks")
@@ -25,12 +25,7 @@ def shell_block_after(text: str, marker: str) -> str:
 @pytest.fixture
 def readme_gateway(tmp_path: Path) -> GatewayProcess:
     (tmp_path / "alice").mkdir()
-    config = f"""
-[systems.local]
-scheduler = "embedded"
-status_interval = 0.2
-roots = ["{tmp_path}/{{user}}"]
-"""
+    config = roots_config(f"{tmp_path}/{{user}}")
     gateway = new_gateway(tmp_path / "home", config)
     gateway.start()
     return gateway

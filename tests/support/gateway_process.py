@@ -103,6 +103,17 @@ class GatewayProcess:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
+def roots_config(*roots: str) -> str:
+    """The embedded test system with these file roots (each may hold ``{user}``)."""
+    listed = ", ".join(f'"{root}"' for root in roots)
+    return f"""
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+roots = [{listed}]
+"""
+
+
 def new_gateway(home: Path, config_text: str = TEST_CONFIG) -> GatewayProcess:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "config.toml"
