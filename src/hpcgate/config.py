@@ -30,6 +30,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from hpcgate.model.services import ServiceName, ServiceSpec
+
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
 JUMP_HOST = r"^(?:[a-z_][a-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
@@ -196,6 +198,21 @@ class UsersConfig(BaseModel):
     min_uid: int = Field(1000, ge=1, description="Accounts below this uid are never used")
 
 
+class ServiceConfig(ServiceSpec):
+    """One ``[services.NAME]`` table: a service the admin declares (see
+    :class:`~hpcgate.model.services.ServiceSpec` for its fields)."""
+
+    users: list[str] = Field(
+        default_factory=list, description="hpcgate users who may use it; '*': everyone"
+    )
+    run_as: str | None = Field(
+        None,
+        pattern=r"^[a-z_][a-z0-9_.-]{0,63}$",
+        description="The hpcgate user whose account its jobs run as (mapped like a request"
+        " of that user); needed in multi-user mode. Default: the gateway's own account",
+    )
+
+
 def _default_systems() -> dict[str, SystemConfig]:
     return {"local": SystemConfig(description="Embedded scheduler on this machine")}
 
@@ -224,6 +241,26 @@ class Settings(BaseSettings):
     )
     systems: dict[SystemName, SystemConfig] = Field(default_factory=_default_systems)
     users: UsersConfig = Field(default_factory=UsersConfig)
+    services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict)
+    service_ports: tuple[int, int] = Field(
+        (20000, 39999), description="The range replicas' ports are chosen from (first, last)"
+    )
+    service_wait_seconds: float = Field(
+        120.0, gt=0, le=3600, description="How long a proxied request waits for a ready replica"
+    )
+    service_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between the service controller's rounds"
+    )
+
+    @model_validator(mode="after")
+    def _services(self) -> Settings:
+        low, high = self.service_ports
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError("service_ports must be [first, last] within 1024-65535")
+        for name, service in self.services.items():
+            if service.system not in self.systems:
+                raise ValueError(f"service {name!r}: no system {service.system!r}")
+        return self
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

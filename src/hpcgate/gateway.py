@@ -18,9 +18,15 @@ from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher
 from hpcgate.model.principal import Principal, Scope
+from hpcgate.services.controller import Options, ServiceController
+from hpcgate.services.events import ServiceEvents
+from hpcgate.services.proxy import Pools, Proxy
+from hpcgate.services.service import ServiceManager
+from hpcgate.services.traffic import Traffic
 from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore
+from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
 from hpcgate.store.tasks import TaskStore
 from hpcgate.store.tokens import TokenStore
 from hpcgate.store.uploads import UploadStore
@@ -62,6 +68,34 @@ class Gateway:
         limits = ExtractLimits(settings.max_extract_members, settings.max_extract_bytes)
         self.bulk = BulkFiles(self.files, self.tasks, limits)
         self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
+        self._build_services(store)
+
+    def _build_services(self, jobs: JobStore) -> None:
+        settings = self.settings
+        if self.accounts.multi and any(s.run_as is None for s in settings.services.values()):
+            raise ValueError("in multi-user mode every [services.NAME] needs run_as")
+        self.service_store = ServiceStore(self.database)
+        replicas = ReplicaStore(self.database)
+        traffic, events = Traffic(), ServiceEvents()
+        run_as = {name: service.run_as for name, service in settings.services.items()}
+        options = Options(settings.service_ports, settings.service_interval, run_as)
+        self.controller = ServiceController(
+            self.service_store,
+            replicas,
+            self.jobs,
+            jobs,
+            self.target,
+            traffic,
+            Pools(),
+            events,
+            options,
+        )
+        users = {name: service.users for name, service in settings.services.items()}
+        proxy = Proxy(traffic, settings.service_wait_seconds)
+        names = frozenset(cluster.name for cluster in self.systems)
+        self.services = ServiceManager(
+            self.service_store, replicas, traffic, proxy, events, users, names
+        )
 
     def target(self, who: Principal, system: str) -> Target:
         """The caller on ``system`` (NotFound if there is no such system)."""
@@ -90,8 +124,22 @@ class Gateway:
             except Exception:  # ...but no data, however bad, stops the gateway from starting
                 log.exception("first poll of %s failed; the watcher retries", watcher.cluster.name)
             watcher.start()
+        await self.declare_services()
+        self.controller.start()
+
+    async def declare_services(self) -> None:
+        """Bring the declared services' rows in line with the configuration: a service
+        no longer declared is stopped (drained) like a deleted one."""
+        declared = self.settings.services
+        for name, service in declared.items():
+            spec = service.model_dump_json(exclude={"users", "run_as"})
+            await self.service_store.declare(name, spec, service.min_replicas, service.max_replicas)
+        for row in await self.service_store.owned(DECLARED):
+            if row.name not in declared:
+                await self.service_store.update(row.pk, stopping=True)
 
     async def stop(self) -> None:
+        await self.controller.stop()
         for watcher in self.watchers:
             await watcher.stop()
         await self.tasks.stop()

@@ -20,7 +20,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from hpcgate.api import files, jobs, systems, tasks, tokens
+from hpcgate.api import files, jobs, services, systems, tasks, tokens
 from hpcgate.api.app import create_app
 from hpcgate.config import Settings
 from hpcgate.gateway import Gateway
@@ -37,7 +37,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
 
 def _routes(app: FastAPI) -> list[APIRoute]:
     """Every documented route: the app's own and those of the routers it includes."""
-    included = [route for m in (systems, jobs, files, tasks, tokens) for route in m.router.routes]
+    modules = (systems, jobs, files, tasks, tokens, services)
+    included = [route for m in modules for route in m.router.routes]
     every = [*app.routes, *included]
     return [r for r in every if isinstance(r, APIRoute) and r.include_in_schema]
 

@@ -10,7 +10,18 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hpcgate import __version__
-from hpcgate.api import docs, files, jobs, openapi, openapi_errors, problems, systems, tasks, tokens
+from hpcgate.api import (
+    docs,
+    files,
+    jobs,
+    openapi,
+    openapi_errors,
+    problems,
+    services,
+    systems,
+    tasks,
+    tokens,
+)
 from hpcgate.api.auth import Caller
 from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
@@ -51,7 +62,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     problems.install(app)
     openapi.install(app, openapi_errors.declare)
     docs.install(app)
-    for router in (systems.router, jobs.router, files.router, tasks.router, tokens.router):
+    routers = (systems.router, jobs.router, files.router, tasks.router, tokens.router)
+    for router in (*routers, services.router):
         app.include_router(router)
     app.add_api_route(
         "/api/v1/health",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +59,8 @@ async def _hpcgate_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HpcgateError)
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
-    return problem(exc.status, exc.slug, exc.title, exc.detail, **exc.extra)
+    headers = None if exc.retry_after is None else {"Retry-After": str(math.ceil(exc.retry_after))}
+    return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -139,7 +141,9 @@ WHY = {
     416: "The Range lies outside the file",
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",
     501: "The system's scheduler has no such thing",
-    503: "The scheduler or system is unavailable",
-    504: "The system did not answer in time",
+    502: "The service's replica refused the connection or did not answer HTTP",
+    503: "The scheduler or system is unavailable, or the service has no ready replica"
+    " (Retry-After says when to retry)",
+    504: "The system or the service's replica did not answer in time",
     507: "The filesystem is full or the quota is exhausted",
 }

@@ -39,6 +39,10 @@ BYTES_ASKED_MAX = 2**53 - 1
 ID_MAX = 2**32 - 2
 #: An array task's index (Slurm's MaxArraySize is at most 4000001).
 ARRAY_INDEX_MAX = 4_000_000
+#: Replicas of one service at once (each is a job holding a node's resources).
+REPLICAS_MAX = 64
+#: A TCP port.
+PORT_MAX = 65535
 #: A token's lifetime in seconds: a hundred years, so its expiry is a date any store takes.
 LIFETIME_MAX = 100 * 366 * 24 * 3600
 

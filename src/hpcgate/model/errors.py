@@ -6,6 +6,7 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
 
     HpcgateError                      500  internal
     ├── BadRequest                    400  bad-request
+    │   ├── Invalid                   422  invalid
     │   ├── UnsupportedField          422  unsupported-field
     │   └── SchedulerRejected         422  scheduler-rejected
     ├── Unauthenticated               401  unauthenticated
@@ -20,8 +21,11 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     ├── Interrupted                   500  interrupted
     ├── Unavailable                   503  unavailable
     │   ├── SchedulerUnavailable      503  scheduler-unavailable
-    │   └── TransportError            503  transport-error
-    └── CommandTimeout                504  command-timeout
+    │   ├── TransportError            503  transport-error
+    │   └── NoReplica                 503  no-replica
+    ├── CommandTimeout                504  command-timeout
+    ├── BadGateway                    502  bad-gateway
+    └── GatewayTimeout                504  gateway-timeout
 
 Errors from libraries below (OSError, SQLAlchemy, subprocess) are translated where they
 are caught, never passed up raw.
@@ -59,6 +63,14 @@ class BadRequest(HpcgateError):
     status = 400
     slug = "bad-request"
     title = "Bad request"
+
+
+class Invalid(BadRequest):
+    """A request whose fields are each valid but do not fit together with what is stored."""
+
+    status = 422
+    slug = "invalid"
+    title = "Invalid request"
 
 
 class UnsupportedField(BadRequest):
@@ -172,3 +184,30 @@ class CommandTimeout(HpcgateError):
     status = 504
     slug = "command-timeout"
     title = "The system did not answer in time"
+
+
+class NoReplica(Unavailable):
+    """A service had no ready replica within the wait; ``retry_after`` says when to retry."""
+
+    slug = "no-replica"
+    title = "The service has no ready replica"
+
+    def __init__(self, detail: str, retry_after: float | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+
+
+class BadGateway(HpcgateError):
+    """A service's replica refused the connection or answered something that is not HTTP."""
+
+    status = 502
+    slug = "bad-gateway"
+    title = "The service's replica failed"
+
+
+class GatewayTimeout(HpcgateError):
+    """A service's replica did not answer in time."""
+
+    status = 504
+    slug = "gateway-timeout"
+    title = "The service's replica did not answer in time"

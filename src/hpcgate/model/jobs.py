@@ -60,6 +60,11 @@ def _memory(value: object) -> object:
     return parse_memory(value) if isinstance(value, str) else not_boolean(value)
 
 
+#: Seconds, or a Slurm time string ('30' = 30 min, '1:00:00').
+TimeLimit = Annotated[int | None, BeforeValidator(_time_limit)]
+#: MiB, or a string such as '4G'.
+MemoryMiB = Annotated[int | None, BeforeValidator(_memory)]
+
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_NO_CONTROL)]
 Word = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+-]{1,128}$")]
@@ -83,7 +88,7 @@ class JobSpec(BaseModel):
     name: Name | None = Field(None, description="Job name")
     working_directory: PathText | None = Field(None, description="Directory the job starts in")
     environment: dict[str, str] = Field(default_factory=dict, description="Extra variables")
-    time_limit: Annotated[int | None, BeforeValidator(_time_limit)] = Field(
+    time_limit: TimeLimit = Field(
         None,
         gt=0,
         le=SECONDS_MAX,
@@ -95,7 +100,7 @@ class JobSpec(BaseModel):
     nodes: MaybeNumber = Field(None, ge=1, le=COUNT_MAX)
     ntasks: MaybeNumber = Field(None, ge=1, le=COUNT_MAX)
     cpus_per_task: MaybeNumber = Field(None, ge=1, le=COUNT_MAX)
-    memory: Annotated[int | None, BeforeValidator(_memory)] = Field(
+    memory: MemoryMiB = Field(
         None,
         gt=0,
         le=BYTES_MAX >> 20,

@@ -37,6 +37,9 @@ class Node(BaseModel):
     gpus: Reported = Field(description="GPUs on the node (from its generic resources)")
     features: list[str]
     reason: str | None = Field(None, description="Why the node is down or drained")
+    address: str | None = Field(
+        None, description="The address the cluster reaches the node at (Slurm's NodeAddr)"
+    )
 
 
 class Reservation(BaseModel):

@@ -58,6 +58,7 @@ class EmbeddedInfo(ClusterInfo):
                 memory_allocated=0,  # jobs ask for no memory here
                 gpus=0,
                 features=[],
+                address="127.0.0.1",  # the embedded scheduler runs its jobs on this machine
             )
         ]
 

@@ -206,6 +206,7 @@ def _node(name: str, attrs: Mapping[str, Any]) -> Node:
         gpus=as_int(available.get("ngpus")) or 0,
         features=[],
         reason=as_text(attrs.get("comment")) if explained else None,
+        address=as_text(attrs.get("Mom")) or name,  # the host its MoM runs on
     )
 
 

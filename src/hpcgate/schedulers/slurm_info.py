@@ -115,6 +115,7 @@ def _node(record: dict[str, str]) -> Node:
         gpus=sum(int(count) for count in _GPU.findall(gres)),
         features=words(value(record, "AvailableFeatures")),
         reason=value(record, "Reason"),
+        address=value(record, "NodeAddr"),
     )
 
 

@@ -136,3 +136,42 @@ class TaskRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ServiceRow(Base):
+    """A service: one declared in the configuration (``owner`` empty, its spec copied from
+    the configuration at each start) or one a user created."""
+
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_services_owner_name"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[str] = mapped_column(Text)
+    min_replicas: Mapped[int] = mapped_column(Integer)
+    max_replicas: Mapped[int] = mapped_column(Integer)
+    stopping: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReplicaRow(Base):
+    """A replica of a service: the job that runs its server, and where it listens."""
+
+    __tablename__ = "service_replicas"
+    __table_args__ = (Index("ix_service_replicas_service_state", "service_pk", "state"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    service_pk: Mapped[int] = mapped_column(ForeignKey("services.pk", ondelete="CASCADE"))
+    system: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    node: Mapped[str | None] = mapped_column(String(255))
+    address: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_health_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_health_ok: Mapped[bool | None] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

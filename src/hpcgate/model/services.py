@@ -1,0 +1,172 @@
+"""Services: long-running servers started as jobs, kept between a minimum and a maximum
+number of replicas, and reached through the gateway's proxy.
+
+:class:`ServiceSpec` is what a service runs and how it scales, common to a service the
+admin declares in the configuration and one a user creates (:class:`ServiceCreate`);
+:class:`Service` and :class:`Replica` are what the API shows of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from hpcgate.model.bounds import (
+    BYTES_MAX,
+    COUNT_MAX,
+    KEY_MAX,
+    PORT_MAX,
+    REPLICAS_MAX,
+    SECONDS_MAX,
+    MaybeNumber,
+    Number,
+)
+from hpcgate.model.jobs import MemoryMiB, PathText, TimeLimit, Word
+
+DAY = 24 * 3600
+#: A service's name: it is part of job names (``hpcgate-NAME-PORT``) and of URLs.
+ServiceName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}$")]
+HealthPath = Annotated[str, StringConstraints(pattern=r"^/[\x21-\x7e]{0,1023}$")]
+SystemRef = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+
+
+class ReplicaState(StrEnum):
+    """A replica's life: ``starting`` until its health check answers 2xx, then ``ready``
+    (it takes requests); ``draining`` takes no new requests and ends when the running ones
+    have; ``stopped`` and ``failed`` are the ends."""
+
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def live(self) -> bool:
+        return self in (ReplicaState.STARTING, ReplicaState.READY, ReplicaState.DRAINING)
+
+
+class Scale(BaseModel):
+    """How many replicas a service keeps: ``min_replicas`` always (0: scale to zero), at
+    most ``max_replicas`` (0: stopped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: Number = Field(0, ge=0, le=REPLICAS_MAX, description="0 = scale to zero")
+    max_replicas: Number = Field(1, ge=0, le=REPLICAS_MAX, description="0 = none at all")
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> Scale:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class ServiceSpec(Scale):
+    """What a service runs, where, with which resources, and by which rules it scales."""
+
+    system: SystemRef = Field(description="The configured system its replicas run on")
+    script: str | None = Field(
+        None,
+        min_length=2,
+        max_length=1 << 20,
+        description="The batch script that starts the server on $HPCGATE_SERVICE_PORT;"
+        " must start with '#!'",
+    )
+    script_path: PathText | None = Field(None, description="A script file on the system instead")
+    models: list[ModelName] = Field(
+        default_factory=list, max_length=64, description="OpenAI model names it answers"
+    )
+    target_in_flight: Number = Field(
+        8, ge=1, le=100_000, description="Requests at once per replica before scaling up"
+    )
+    idle_seconds: Number = Field(
+        600, ge=1, le=SECONDS_MAX, description="A replica idle this long stops (never below min)"
+    )
+    handover_seconds: Number = Field(
+        300, ge=0, le=SECONDS_MAX, description="Start a successor this long before a time limit"
+    )
+    health_path: HealthPath = Field("/health", description="Ready when this answers 2xx")
+    ready_timeout: Number = Field(
+        900, ge=1, le=7 * DAY, description="Seconds a replica may take to become ready"
+    )
+    request_timeout: Number = Field(
+        300,
+        ge=1,
+        le=DAY,
+        description="Seconds a proxied request may wait for the backend's"
+        " next bytes before it is answered 504",
+    )
+    time_limit: TimeLimit = Field(
+        None, gt=0, le=SECONDS_MAX, description="Each replica job's time limit (seconds or Slurm)"
+    )
+    partition: Word | None = None
+    account: Word | None = Field(None, description="The scheduler account charged")
+    cpus_per_task: MaybeNumber = Field(None, ge=1, le=COUNT_MAX)
+    memory: MemoryMiB = Field(None, gt=0, le=BYTES_MAX >> 20, description="MiB per node, or '4G'")
+    gpus: MaybeNumber = Field(None, ge=0, le=COUNT_MAX)
+
+    @model_validator(mode="after")
+    def _one_script(self) -> ServiceSpec:
+        if (self.script is None) == (self.script_path is None):
+            raise ValueError("give exactly one of 'script' and 'script_path'")
+        if self.script is not None and not self.script.startswith("#!"):
+            raise ValueError("the script must start with '#!' (an interpreter line)")
+        return self
+
+
+class ServiceCreate(ServiceSpec):
+    """A service a user starts: it runs as that user and only that user sees it."""
+
+    name: ServiceName
+
+
+class ServicePatch(BaseModel):
+    """A change of scale; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: MaybeNumber = Field(None, ge=0, le=REPLICAS_MAX)
+    max_replicas: MaybeNumber = Field(None, ge=0, le=REPLICAS_MAX)
+
+
+class Replica(BaseModel):
+    """One replica: a job running the service's server."""
+
+    id: int = Field(ge=0, le=KEY_MAX)
+    job_id: str | None = Field(None, description="The scheduler's job id, once submitted")
+    state: ReplicaState
+    node: str | None = None
+    address: str | None = Field(None, description="The node's address, as the cluster has it")
+    port: int = Field(ge=1, le=PORT_MAX)
+    in_flight: int = Field(0, ge=0, description="Requests it serves right now")
+    created_at: datetime
+    ready_at: datetime | None = None
+    last_health_at: datetime | None = None
+    last_health_ok: bool | None = None
+    reason: str | None = Field(None, description="Why it failed or stopped")
+
+
+class Service(BaseModel):
+    """A service as the API shows it."""
+
+    name: str
+    owner: str | None = Field(description="Its user; None: declared in the configuration")
+    stopping: bool = Field(False, description="Deleted: its replicas are draining")
+    spec: ServiceSpec
+    replicas: list[Replica]
+
+
+class ServiceEvent(BaseModel):
+    """One event of a service's stream: a replica's change of state, or a line its server
+    wrote to stderr."""
+
+    kind: str = Field(description="'state' or 'stderr'")
+    replica: int = Field(ge=0, le=KEY_MAX)
+    state: ReplicaState | None = None
+    text: str | None = Field(None, description="The reason of a state, or the stderr line")
+    time: datetime

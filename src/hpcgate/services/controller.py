@@ -1,0 +1,355 @@
+"""The service controller: one reconciler per gateway, started like the job watcher.
+
+Each round it looks at every service: its replicas' jobs (as the job watcher recorded
+them), where each runs, whether each answers its health check; it marks replicas ready or
+failed, sets the proxy's routing table, and starts and drains replicas by the rules of
+:mod:`hpcgate.services.rules`. Everything it knows is in the store and the scheduler, so a
+restarted gateway finds its running replicas again. One bad service or row is logged once
+and skipped: it never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from hpcgate.accounts import Account
+from hpcgate.clock import utcnow
+from hpcgate.jobs.service import JobService
+from hpcgate.model.errors import HpcgateError
+from hpcgate.model.jobs import JobState
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.services import ReplicaState, ServiceEvent, ServiceSpec
+from hpcgate.services import replicas as jobs_of
+from hpcgate.services.events import ServiceEvents
+from hpcgate.services.proxy import Pools, healthy
+from hpcgate.services.rules import Plan, Rules, Seen, backoff, plan
+from hpcgate.services.traffic import Route, Traffic
+from hpcgate.store.jobs import JobStore
+from hpcgate.store.services import ReplicaStore, ServiceStore
+from hpcgate.store.tables import JobRow, ReplicaRow, ServiceRow
+from hpcgate.target import Target
+
+log = logging.getLogger(__name__)
+
+SERVICE_USER = "hpcgate-services"  # whose jobs a declared service's are, with no run_as
+HEALTH_MISSES = 3  # failed health checks in a row that fail a ready replica
+JOBLESS_SECONDS = 120.0  # a replica whose submit left no job id this long has failed
+KEEP_ENDED = 20  # ended replicas kept per service, to show
+
+
+@dataclass(slots=True)
+class _Memory:
+    """What the controller remembers of a service between rounds (lost on restart)."""
+
+    failures: int = 0
+    next_start: float = 0.0
+    misses: Counter[int] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    ports: tuple[int, int]
+    interval: float
+    run_as: Mapping[str, str | None]  # declared service name -> its run_as
+
+
+@dataclass(slots=True)
+class _Round:
+    """One service in one round: its row, spec and whom it runs as."""
+
+    row: ServiceRow
+    spec: ServiceSpec
+    target: Target
+    account: Account | None
+    memory: _Memory
+
+
+def _state(text: str) -> ReplicaState:
+    try:
+        return ReplicaState(text)
+    except ValueError:  # a row no release wrote: read as ended, never a crash
+        return ReplicaState.FAILED
+
+
+def _expires_in(job: JobRow | None, now: datetime) -> float | None:
+    if job is None or job.start_time is None or not job.time_limit:
+        return None
+    return job.time_limit - (now - job.start_time).total_seconds()
+
+
+class ServiceController:
+    def __init__(
+        self,
+        services: ServiceStore,
+        replicas: ReplicaStore,
+        jobs: JobService,
+        job_rows: JobStore,
+        target: Callable[[Principal, str], Target],
+        traffic: Traffic,
+        pools: Pools,
+        events: ServiceEvents,
+        options: Options,
+    ) -> None:
+        self._services = services
+        self._replicas = replicas
+        self._jobs = jobs
+        self._job_rows = job_rows
+        self._target = target
+        self.traffic = traffic
+        self._pools = pools
+        self._events = events
+        self._options = options
+        self._memory: dict[int, _Memory] = {}
+        self._addresses: dict[str, dict[str, str]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="service-controller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._pools.close_all()
+
+    async def _loop(self) -> None:
+        while True:
+            self.traffic.wake.clear()
+            try:
+                await self.tick()
+            except Exception:  # the loop must outlive any one bad round
+                log.exception("the service controller's round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.traffic.wake.wait(), self._options.interval)
+
+    async def tick(self) -> None:
+        """One round over every service."""
+        self._addresses = {}
+        for row in await self._services.all():
+            try:
+                await self._reconcile(row)
+            except Exception as exc:  # one bad service never stops the others
+                _log_once(row.pk, type(exc).__name__, str(exc))
+
+    def principal(self, row: ServiceRow) -> Principal:
+        """Whom a service's jobs run as: its owner, or a declared service's run_as."""
+        user = row.owner or self._options.run_as.get(row.name) or SERVICE_USER
+        scopes = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
+        return Principal(user, scopes, token_id=f"service:{row.name}")
+
+    async def _reconcile(self, row: ServiceRow) -> None:
+        spec = ServiceSpec.model_validate_json(row.spec)
+        target = self._target(self.principal(row), spec.system)
+        memory = self._memory.setdefault(row.pk, _Memory())
+        now = _Round(row, spec, target, await target.account(), memory)
+        seen = [
+            await self._observe(now, replica) for replica in await self._replicas.of(row.pk, True)
+        ]
+        live = [s for s in seen if s is not None]
+        self._publish_routes(now, await self._replicas.of(row.pk, True))
+        rules = Rules(
+            row.min_replicas,
+            row.max_replicas,
+            spec.target_in_flight,
+            spec.idle_seconds,
+            spec.handover_seconds,
+        )
+        await self._carry_out(now, plan(rules, live, self.traffic.waiting[row.pk], row.stopping))
+        if row.stopping and not await self._replicas.of(row.pk, True):
+            await self._services.remove(row.pk)
+            self._memory.pop(row.pk, None)
+        else:
+            await self._replicas.forget_ended(row.pk, KEEP_ENDED)
+
+    async def _observe(self, now: _Round, replica: ReplicaRow) -> Seen | None:
+        """Bring one live replica up to date; how the rules see it (None: it ended)."""
+        state = _state(replica.state)
+        if replica.job_id is None:
+            age = (utcnow() - replica.created_at).total_seconds()
+            if age > JOBLESS_SECONDS:
+                await self._end(now, replica, ReplicaState.FAILED, "its job was never submitted")
+                return None
+            return Seen(replica.pk, state)
+        job = await self._job_rows.get(replica.system, replica.job_id)
+        ended = await self._follow_job(now, replica, state, job)
+        if ended:
+            return None
+        in_flight = self.traffic.in_flight[replica.pk]
+        if state == ReplicaState.DRAINING and not in_flight:
+            await self._cancel(now, replica)
+            await self._end(now, replica, ReplicaState.STOPPED, "drained")
+            return None
+        state = await self._check(now, replica, state, job)
+        if not state.live:
+            return None
+        idle = self.traffic.idle_for(replica.pk)
+        return Seen(replica.pk, state, in_flight, idle, _expires_in(job, utcnow()))
+
+    async def _follow_job(
+        self, now: _Round, replica: ReplicaRow, state: ReplicaState, job: JobRow | None
+    ) -> bool:
+        """Whether the replica's job has ended (the replica with it); else where it runs."""
+        if job is None:
+            await self._end(now, replica, ReplicaState.FAILED, "its job is not known")
+            return True
+        try:
+            job_state = JobState(job.state)
+        except ValueError:
+            return False
+        if job_state.terminal:
+            why = f"its job ended {job_state.value}" + (f" ({job.reason})" if job.reason else "")
+            ending = ReplicaState.STOPPED if state == ReplicaState.DRAINING else ReplicaState.FAILED
+            await self._end(now, replica, ending, why)
+            return True
+        if job_state == JobState.RUNNING and replica.address is None:
+            await self._locate(now, replica, job)
+        return False
+
+    async def _locate(self, now: _Round, replica: ReplicaRow, job: JobRow) -> None:
+        cluster = now.target.cluster
+        if cluster.name not in self._addresses:
+            self._addresses[cluster.name] = await jobs_of.node_addresses(cluster)
+        node = jobs_of.first_node(job.node_list)
+        address = jobs_of.address_of(node, self._addresses[cluster.name])
+        if address is not None:
+            replica.node, replica.address = node, address
+            await self._replicas.update(replica.pk, node=node, address=address)
+
+    def _route(self, now: _Round, replica: ReplicaRow) -> Route | None:
+        if replica.address is None:
+            return None
+        streams = now.target.cluster.transport
+        pool = self._pools.get(replica.pk, streams, now.account)
+        return Route(replica.pk, replica.address, replica.port, pool)
+
+    async def _check(
+        self, now: _Round, replica: ReplicaRow, state: ReplicaState, job: JobRow | None
+    ) -> ReplicaState:
+        """Health-check a starting or ready replica whose node is known; its new state."""
+        route = self._route(now, replica)
+        if route is None or state not in (ReplicaState.STARTING, ReplicaState.READY):
+            return state
+        ok = await healthy(route, now.spec.health_path)
+        await self._record_health(replica, ok)
+        if ok:
+            now.memory.misses.pop(replica.pk, None)
+            self.traffic.confirm(replica.pk)
+            if state == ReplicaState.STARTING:
+                now.memory.failures = 0
+                await self._set(now, replica, ReplicaState.READY, None, ready_at=utcnow())
+            return ReplicaState.READY
+        return await self._unhealthy(now, replica, state, job)
+
+    async def _unhealthy(
+        self, now: _Round, replica: ReplicaRow, state: ReplicaState, job: JobRow | None
+    ) -> ReplicaState:
+        if state == ReplicaState.STARTING:
+            started = job.start_time if job is not None else None
+            running = (utcnow() - started).total_seconds() if started else 0.0
+            if running <= now.spec.ready_timeout:
+                return state
+            why = f"no 2xx from GET {now.spec.health_path} within {now.spec.ready_timeout} s"
+        else:
+            now.memory.misses[replica.pk] += 1
+            if now.memory.misses[replica.pk] < HEALTH_MISSES:
+                return state
+            why = f"{HEALTH_MISSES} failed health checks in a row"
+        await self._cancel(now, replica)
+        await self._end(now, replica, ReplicaState.FAILED, why)
+        return ReplicaState.FAILED
+
+    async def _record_health(self, replica: ReplicaRow, ok: bool) -> None:
+        """Store the check when its outcome changes, else at most every 10 seconds."""
+        last = replica.last_health_at
+        if replica.last_health_ok != ok or last is None or (utcnow() - last).total_seconds() > 10:
+            await self._replicas.update(replica.pk, last_health_at=utcnow(), last_health_ok=ok)
+
+    def _publish_routes(self, now: _Round, live: list[ReplicaRow]) -> None:
+        ready = [r for r in live if r.state == ReplicaState.READY.value and not now.row.stopping]
+        routes = [route for r in ready if (route := self._route(now, r)) is not None]
+        self.traffic.set_routes(now.row.pk, routes)
+
+    async def _carry_out(self, now: _Round, decided: Plan) -> None:
+        for pk in decided.drain:
+            replica = await self._replicas.get_pk(pk)
+            if replica is not None and _state(replica.state).live:
+                await self._set(now, replica, ReplicaState.DRAINING, "drained by the controller")
+        if decided.start and time.monotonic() >= now.memory.next_start:
+            for _ in range(decided.start):
+                await self._start(now)
+
+    async def _start(self, now: _Round) -> None:
+        spec, row = now.spec, now.row
+        low, high = self._options.ports
+        port = jobs_of.choose_port(low, high, await self._replicas.ports_in_use(spec.system))
+        replica = await self._replicas.add(
+            ReplicaRow(
+                service_pk=row.pk,
+                system=spec.system,
+                port=port,
+                state=ReplicaState.STARTING.value,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        self._event(now, replica, ReplicaState.STARTING, f"port {port}")
+        try:
+            submitted = await self._jobs.submit(now.target, jobs_of.job_spec(row.name, spec, port))
+        except HpcgateError as exc:
+            await self._end(now, replica, ReplicaState.FAILED, f"its job was refused: {exc.detail}")
+            return
+        await self._replicas.update(replica.pk, job_id=submitted.job.id)
+
+    async def _cancel(self, now: _Round, replica: ReplicaRow) -> None:
+        if replica.job_id is None:
+            return
+        try:
+            await now.target.cluster.cancel(replica.job_id, now.account)
+        except HpcgateError as exc:  # it may have ended meanwhile
+            log.info("cancelling replica %s's job %s: %s", replica.pk, replica.job_id, exc)
+
+    async def _set(
+        self,
+        now: _Round,
+        replica: ReplicaRow,
+        state: ReplicaState,
+        reason: str | None,
+        **values: object,
+    ) -> None:
+        await self._replicas.update(replica.pk, state=state.value, reason=reason, **values)
+        replica.state = state.value
+        self._event(now, replica, state, reason)
+
+    async def _end(
+        self, now: _Round, replica: ReplicaRow, state: ReplicaState, reason: str
+    ) -> None:
+        await self._set(now, replica, state, reason)
+        if state == ReplicaState.FAILED:
+            now.memory.failures += 1
+            now.memory.next_start = time.monotonic() + backoff(now.memory.failures)
+            log.warning("service %s: replica %s failed: %s", now.row.name, replica.pk, reason)
+        now.memory.misses.pop(replica.pk, None)
+        self.traffic.forget(replica.pk)
+        await self._pools.close(replica.pk)
+
+    def _event(
+        self, now: _Round, replica: ReplicaRow, state: ReplicaState, text: str | None
+    ) -> None:
+        event = ServiceEvent(
+            kind="state", replica=replica.pk, state=state, text=text, time=utcnow()
+        )
+        self._events.publish(now.row.pk, event)
+
+
+@functools.lru_cache(maxsize=256)
+def _log_once(service: int, kind: str, detail: str) -> None:
+    log.error("service %s cannot be reconciled (%s: %s); the others go on", service, kind, detail)

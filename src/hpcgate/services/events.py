@@ -1,0 +1,37 @@
+"""A service's events (its replicas' changes of state, their servers' stderr lines),
+fanned out in-process to the open event streams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hpcgate.model.services import ServiceEvent
+
+QUEUE_MAX = 1000  # a stream that falls this far behind loses events rather than memory
+
+
+class ServiceEvents:
+    def __init__(self) -> None:
+        self._queues: defaultdict[int, set[asyncio.Queue[ServiceEvent]]] = defaultdict(set)
+
+    @contextmanager
+    def subscribe(self, service: int) -> Iterator[asyncio.Queue[ServiceEvent]]:
+        queue: asyncio.Queue[ServiceEvent] = asyncio.Queue(QUEUE_MAX)
+        self._queues[service].add(queue)
+        try:
+            yield queue
+        finally:
+            self._queues[service].discard(queue)
+            if not self._queues[service]:
+                del self._queues[service]
+
+    def publish(self, service: int, event: ServiceEvent) -> None:
+        for queue in self._queues.get(service, ()):
+            if not queue.full():
+                queue.put_nowait(event)
+
+    def listened(self, service: int) -> bool:
+        return service in self._queues

@@ -1,0 +1,213 @@
+"""The proxy: a request to a service goes to its least busy ready replica, streamed both
+ways, through the replica's pooled HTTP/1.1 connections (httpcore over the transport).
+
+A request that finds no ready replica waits (up to the configured bound) while the
+controller starts one, then is answered 503 with Retry-After. A replica that refuses the
+connection or answers garbage gives 502, one that does not answer in time 504; either way
+it takes no more requests until a health check of the controller finds it good again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import httpcore
+
+from hpcgate.accounts import Account
+from hpcgate.model.errors import BadGateway, GatewayTimeout, NoReplica
+from hpcgate.services.backend import TransportBackend
+from hpcgate.services.traffic import Route, Traffic
+from hpcgate.transports.base import Streams
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[bytes, bytes]]
+#: Headers of one hop only (RFC 9110 7.6.1), and what the gateway itself answers to.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+    }
+)
+FAILURES = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+)
+CONNECT_SECONDS = 10.0
+HEALTH_SECONDS = 5.0
+RETRY_AFTER = 10.0
+CONNECTIONS_PER_REPLICA = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The replica's answer: its status and headers now, its body as it comes."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: AsyncIterator[bytes]
+
+
+def end_to_end(headers: Headers, also: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+    """The headers that go on to the next hop: not the hop-by-hop ones, nor those the
+    ``Connection`` header names, nor ``also``."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    dropped = HOP_BY_HOP | named | also
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
+
+
+def request_headers(headers: Headers, route: Route) -> list[tuple[bytes, bytes]]:
+    """What the replica gets: the caller's headers without its token and the hop-by-hop
+    ones, for the replica's own host; a body of unknown length goes chunked."""
+    kept = end_to_end(headers, frozenset({b"authorization"}))
+    chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
+    host = f"{route.address}:{route.port}".encode()
+    extra = [(b"transfer-encoding", b"chunked")] if chunked else []
+    return [(b"host", host), *kept, *extra]
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, httpcore.ConnectError):
+        return f"the replica refused the connection: {exc}"
+    if isinstance(exc, httpcore.ProtocolError):
+        return "the replica's answer is not HTTP"
+    return "the replica broke the connection off"
+
+
+class Pools:
+    """One connection pool per replica, made on first use, closed when it ends."""
+
+    def __init__(self) -> None:
+        self._pools: dict[int, httpcore.AsyncConnectionPool] = {}
+
+    def get(
+        self, replica: int, streams: Streams, account: Account | None
+    ) -> httpcore.AsyncConnectionPool:
+        pool = self._pools.get(replica)
+        if pool is None:
+            pool = self._pools[replica] = httpcore.AsyncConnectionPool(
+                network_backend=TransportBackend(streams, account),
+                max_connections=CONNECTIONS_PER_REPLICA,
+                keepalive_expiry=30.0,
+            )
+        return pool
+
+    async def close(self, replica: int) -> None:
+        pool = self._pools.pop(replica, None)
+        if pool is not None:
+            await pool.aclose()
+
+    async def close_all(self) -> None:
+        for replica in list(self._pools):
+            await self.close(replica)
+
+
+def _timeouts(read: float) -> dict[str, float]:
+    return {"connect": CONNECT_SECONDS, "read": read, "write": read, "pool": read}
+
+
+class Proxy:
+    def __init__(self, traffic: Traffic, wait_seconds: float) -> None:
+        self._traffic = traffic
+        self._wait = wait_seconds
+
+    async def route(self, service: int, name: str) -> Route:
+        """A ready replica of the service, waiting for one as long as allowed."""
+        route = await self._traffic.wait_route(service, self._wait)
+        if route is None:
+            raise NoReplica(
+                f"service {name!r} has no ready replica after {self._wait:g} s; one is starting",
+                retry_after=RETRY_AFTER,
+            )
+        return route
+
+    async def forward(
+        self,
+        route: Route,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: AsyncIterable[bytes],
+        read_timeout: float,
+    ) -> Answer:
+        """Send the request to the replica; its answer, whose body streams as it is read.
+        The request counts as in flight on the replica until the body is done."""
+        counted = contextlib.ExitStack()
+        counted.enter_context(self._traffic.serving(route.replica))
+        url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=target)
+        request = httpcore.Request(
+            method,
+            url,
+            headers=request_headers(headers, route),
+            content=body,
+            extensions={"timeout": _timeouts(read_timeout)},
+        )
+        try:
+            response = await route.pool.handle_async_request(request)
+        except httpcore.TimeoutException as exc:
+            counted.close()
+            self._traffic.suspect(route.replica)
+            raise GatewayTimeout(f"the replica did not answer within {read_timeout:g} s") from exc
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            counted.close()
+            self._traffic.suspect(route.replica)
+            raise BadGateway(_failure(exc)) from exc
+        headers_back = end_to_end(response.headers)
+        return Answer(response.status, headers_back, self._body(route, response, counted))
+
+    async def _body(
+        self, route: Route, response: httpcore.Response, counted: contextlib.ExitStack
+    ) -> AsyncIterator[bytes]:
+        try:
+            stream = response.stream
+            assert isinstance(stream, AsyncIterable)
+            async for chunk in stream:
+                yield chunk
+        except httpcore.TimeoutException:
+            self._traffic.suspect(route.replica)
+            log.warning("replica %s stopped answering mid-body", route.replica)
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            self._traffic.suspect(route.replica)
+            log.warning("replica %s broke off its answer: %s", route.replica, exc)
+        finally:
+            await response.aclose()
+            counted.close()
+
+
+async def healthy(route: Route, path: str) -> bool:
+    """Whether GET ``path`` on the replica answers 2xx in time (never raises)."""
+    url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=path)
+    headers = [(b"host", f"{route.address}:{route.port}".encode())]
+    request = httpcore.Request(
+        "GET", url, headers=headers, extensions={"timeout": _timeouts(HEALTH_SECONDS)}
+    )
+    try:
+        response = await route.pool.handle_async_request(request)
+        try:
+            stream = response.stream
+            assert isinstance(stream, AsyncIterable)
+            async for _ in stream:
+                pass
+        finally:
+            await response.aclose()
+    except FAILURES:
+        return False
+    return 200 <= response.status < 300

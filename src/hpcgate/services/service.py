@@ -1,0 +1,192 @@
+"""Service operations on behalf of a principal: create, list, read, scale, delete, events,
+and finding the replica a proxied request goes to.
+
+A user sees the services declared for it (``users`` holds its name or ``*``) and its own;
+any other is indistinguishable from a service that does not exist (404).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+from sqlalchemy.exc import IntegrityError
+
+from hpcgate.clock import utcnow
+from hpcgate.model.errors import Conflict, Forbidden, Invalid, NotFound
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.services import (
+    Replica,
+    ReplicaState,
+    Scale,
+    Service,
+    ServiceCreate,
+    ServiceEvent,
+    ServicePatch,
+    ServiceSpec,
+)
+from hpcgate.services.events import ServiceEvents
+from hpcgate.services.proxy import Proxy
+from hpcgate.services.traffic import Route, Traffic
+from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
+from hpcgate.store.tables import ReplicaRow, ServiceRow
+
+log = logging.getLogger(__name__)
+
+
+def _replica(row: ReplicaRow, traffic: Traffic) -> Replica:
+    try:
+        state = ReplicaState(row.state)
+    except ValueError:
+        state = ReplicaState.FAILED
+    return Replica(
+        id=row.pk,
+        job_id=row.job_id,
+        state=state,
+        node=row.node,
+        address=row.address,
+        port=row.port,
+        in_flight=traffic.in_flight[row.pk],
+        created_at=row.created_at,
+        ready_at=row.ready_at,
+        last_health_at=row.last_health_at,
+        last_health_ok=row.last_health_ok,
+        reason=row.reason,
+    )
+
+
+class ServiceManager:
+    """A user's own service shadows a declared one of the same name, for that user only
+    (saying the name is taken would tell who may not use it that it exists)."""
+
+    def __init__(
+        self,
+        services: ServiceStore,
+        replicas: ReplicaStore,
+        traffic: Traffic,
+        proxy: Proxy,
+        events: ServiceEvents,
+        users: Mapping[str, list[str]],
+        systems: frozenset[str],
+    ) -> None:
+        self._services = services
+        self._replicas = replicas
+        self._traffic = traffic
+        self.proxy = proxy
+        self._events = events
+        self._users = users  # declared service -> who may use it
+        self._systems = systems
+
+    def _may_use(self, who: Principal, row: ServiceRow) -> bool:
+        if row.owner:
+            return row.owner == who.user
+        allowed = self._users.get(row.name, [])
+        return who.has(Scope.ADMIN) or "*" in allowed or who.user in allowed
+
+    async def _find(self, who: Principal, name: str, scope: Scope) -> ServiceRow:
+        """The caller's own service of that name, else a declared one it may use."""
+        who.require(scope)
+        row = await self._services.find(who.user, name) or await self._services.find(DECLARED, name)
+        if row is None or not self._may_use(who, row):
+            raise NotFound(f"no service {name!r}")
+        return row
+
+    async def _show(self, row: ServiceRow) -> Service | None:
+        try:
+            spec = ServiceSpec.model_validate_json(row.spec)
+        except ValueError:  # a row no release could read: left out, never a failed list
+            log.warning("service %s's stored spec cannot be read: not shown", row.pk)
+            return None
+        spec = spec.model_copy(
+            update={"min_replicas": row.min_replicas, "max_replicas": row.max_replicas}
+        )
+        replicas = [_replica(r, self._traffic) for r in await self._replicas.of(row.pk)]
+        return Service(
+            name=row.name,
+            owner=row.owner or None,
+            stopping=row.stopping,
+            spec=spec,
+            replicas=replicas,
+        )
+
+    async def list(self, who: Principal) -> list[Service]:
+        who.require(Scope.JOBS_READ)
+        declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
+        shown = [await self._show(row) for row in declared + await self._services.owned(who.user)]
+        return [service for service in shown if service is not None]
+
+    async def get(self, who: Principal, name: str) -> Service:
+        service = await self._show(await self._find(who, name, Scope.JOBS_READ))
+        if service is None:
+            raise NotFound(f"no service {name!r}")
+        return service
+
+    async def create(self, who: Principal, spec: ServiceCreate) -> Service:
+        """A service of the caller's own, running as the caller."""
+        who.require(Scope.JOBS_WRITE)
+        if spec.system not in self._systems:
+            raise NotFound(f"no system {spec.system!r}")
+        body = ServiceSpec.model_validate(spec.model_dump(exclude={"name"}))
+        row = ServiceRow(
+            name=spec.name,
+            owner=who.user,
+            spec=body.model_dump_json(),
+            min_replicas=spec.min_replicas,
+            max_replicas=spec.max_replicas,
+            stopping=False,
+            created_at=utcnow(),
+        )
+        try:
+            await self._services.add(row)
+        except IntegrityError:
+            raise Conflict(f"you already have a service {spec.name!r}") from None
+        self._traffic.wake.set()
+        return await self.get(who, spec.name)
+
+    def _may_change(self, who: Principal, row: ServiceRow) -> None:
+        if not row.owner and not who.has(Scope.ADMIN):
+            raise Forbidden("only an admin changes a service declared in the configuration")
+
+    async def scale(self, who: Principal, name: str, patch: ServicePatch) -> Service:
+        row = await self._find(who, name, Scope.JOBS_WRITE)
+        self._may_change(who, row)
+        low = row.min_replicas if patch.min_replicas is None else patch.min_replicas
+        high = row.max_replicas if patch.max_replicas is None else patch.max_replicas
+        try:
+            Scale(min_replicas=low, max_replicas=high)
+        except ValueError:
+            raise Invalid(f"min_replicas ({low}) must not exceed max_replicas ({high})") from None
+        await self._services.update(row.pk, min_replicas=low, max_replicas=high)
+        self._traffic.wake.set()
+        return await self.get(who, name)
+
+    async def delete(self, who: Principal, name: str) -> Service:
+        """Stop the service: its replicas drain, their jobs are cancelled, then it is gone."""
+        row = await self._find(who, name, Scope.JOBS_WRITE)
+        self._may_change(who, row)
+        if not row.owner:
+            raise Conflict(
+                f"{name!r} is declared in the configuration: PATCH max_replicas to 0 to stop it"
+            )
+        await self._services.update(row.pk, stopping=True)
+        self._traffic.wake.set()
+        return await self.get(who, name)
+
+    async def events(self, who: Principal, name: str) -> AsyncIterator[ServiceEvent]:
+        """The service's events from now on (its owner, or an admin for a declared one)."""
+        row = await self._find(who, name, Scope.JOBS_READ)
+        if not row.owner:
+            self._may_change(who, row)
+        return self._follow(row.pk)
+
+    async def _follow(self, service: int) -> AsyncIterator[ServiceEvent]:
+        with self._events.subscribe(service) as queue:
+            while True:
+                yield await queue.get()
+
+    async def route(self, who: Principal, name: str) -> tuple[Route, ServiceSpec]:
+        """The ready replica a request to the service goes to (waiting for one if need be),
+        and the service's spec."""
+        row = await self._find(who, name, Scope.JOBS_READ)
+        spec = ServiceSpec.model_validate_json(row.spec)
+        return await self.proxy.route(row.pk, name), spec

@@ -1,0 +1,93 @@
+"""Service and replica rows: only reads and writes (the rules are the services domain's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from hpcgate.clock import utcnow
+from hpcgate.store.rows import Rows
+from hpcgate.store.tables import ReplicaRow, ServiceRow
+
+DECLARED = ""  # the owner of a service declared in the configuration
+LIVE = ("starting", "ready", "draining")
+
+
+class ServiceStore(Rows[ServiceRow]):
+    kind = ServiceRow
+
+    async def all(self) -> list[ServiceRow]:
+        async with self._db.reader() as session:
+            return list(await session.scalars(select(ServiceRow).order_by(ServiceRow.pk)))
+
+    async def find(self, owner: str, name: str) -> ServiceRow | None:
+        query = select(ServiceRow).where(ServiceRow.owner == owner, ServiceRow.name == name)
+        async with self._db.reader() as session:
+            return (await session.scalars(query)).first()
+
+    async def owned(self, owner: str) -> list[ServiceRow]:
+        query = select(ServiceRow).where(ServiceRow.owner == owner).order_by(ServiceRow.name)
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
+    async def declare(self, name: str, spec: str, low: int, high: int) -> None:
+        """Create or refresh a declared service's row from the configuration."""
+        values = {"spec": spec, "min_replicas": low, "max_replicas": high, "stopping": False}
+        async with self._db.session() as session, session.begin():
+            query = select(ServiceRow).where(ServiceRow.owner == DECLARED, ServiceRow.name == name)
+            row = (await session.scalars(query)).first()
+            if row is None:
+                session.add(ServiceRow(name=name, owner=DECLARED, created_at=utcnow(), **values))
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+
+    async def update(self, pk: int, **values: Any) -> None:
+        async with self._db.session() as session, session.begin():
+            await session.execute(update(ServiceRow).where(ServiceRow.pk == pk).values(**values))
+
+    async def remove(self, pk: int) -> None:
+        async with self._db.session() as session, session.begin():
+            await session.execute(delete(ReplicaRow).where(ReplicaRow.service_pk == pk))
+            await session.execute(delete(ServiceRow).where(ServiceRow.pk == pk))
+
+
+class ReplicaStore(Rows[ReplicaRow]):
+    kind = ReplicaRow
+
+    async def of(self, service_pk: int, live_only: bool = False) -> list[ReplicaRow]:
+        query = select(ReplicaRow).where(ReplicaRow.service_pk == service_pk)
+        if live_only:
+            query = query.where(ReplicaRow.state.in_(LIVE))
+        async with self._db.reader() as session:
+            return list(await session.scalars(query.order_by(ReplicaRow.pk)))
+
+    async def get_pk(self, pk: int) -> ReplicaRow | None:
+        async with self._db.reader() as session:
+            return await session.get(ReplicaRow, pk)
+
+    async def ports_in_use(self, system: str) -> set[int]:
+        query = select(ReplicaRow.port).where(
+            ReplicaRow.system == system, ReplicaRow.state.in_(LIVE)
+        )
+        async with self._db.reader() as session:
+            return set(await session.scalars(query))
+
+    async def update(self, pk: int, **values: Any) -> None:
+        values.setdefault("updated_at", utcnow())
+        async with self._db.session() as session, session.begin():
+            await session.execute(update(ReplicaRow).where(ReplicaRow.pk == pk).values(**values))
+
+    async def forget_ended(self, service_pk: int, keep: int) -> None:
+        """Delete all but the newest ``keep`` ended replicas of a service."""
+        query = (
+            select(ReplicaRow.pk)
+            .where(ReplicaRow.service_pk == service_pk, ReplicaRow.state.not_in(LIVE))
+            .order_by(ReplicaRow.pk.desc())
+            .offset(keep)
+        )
+        async with self._db.session() as session, session.begin():
+            old = list(await session.scalars(query))
+            if old:
+                await session.execute(delete(ReplicaRow).where(ReplicaRow.pk.in_(old)))

@@ -1,0 +1,55 @@
+"""Helpers of the services tier: the test backend as a service script, waiting for
+replicas, and the config of a gateway that declares services."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BACKEND = Path(__file__).with_name("service_backend.py")
+SERVICES = "/api/v1/services"
+
+
+def backend_script(python: str = sys.executable, env: str = "") -> str:
+    """A service script that runs the test backend (``env``: ``NAME=value`` words first)."""
+    return f"#!/bin/sh\n{env} exec {python} {BACKEND}\n"
+
+
+def toml_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def replicas(client: httpx.Client, name: str) -> list[dict[str, Any]]:
+    answer = client.get(f"{SERVICES}/{name}")
+    assert answer.status_code == 200, answer.text
+    found: list[dict[str, Any]] = answer.json()["replicas"]
+    return found
+
+
+def wait_replicas(
+    client: httpx.Client,
+    name: str,
+    test: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 60,
+) -> list[dict[str, Any]]:
+    """The service's replicas once ``test`` holds for them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = replicas(client, name)
+        if test(found):
+            return found
+        assert time.monotonic() < deadline, f"replicas of {name} never matched: {found}"
+        time.sleep(0.2)
+
+
+def in_state(state: str, count: int = 1) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda found: sum(r["state"] == state for r in found) == count
+
+
+def ready(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in found if r["state"] == "ready"]
