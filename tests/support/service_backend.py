@@ -69,7 +69,7 @@ class Handler(BaseHTTPRequestHandler):
         delay = float(query.get("delay", ["0.1"])[0])
         self._start_chunked()
         for index in range(count):
-            self._chunk(f"chunk {index} at {time.time():.3f}\n".encode())
+            self._chunk(f"chunk {index} from {os.getpid()} at {time.time():.3f}\n".encode())
             time.sleep(delay)
         self._chunk(b"")
 

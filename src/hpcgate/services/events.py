@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from hpcgate.model.services import ServiceEvent
 
@@ -17,16 +15,16 @@ class ServiceEvents:
     def __init__(self) -> None:
         self._queues: defaultdict[int, set[asyncio.Queue[ServiceEvent]]] = defaultdict(set)
 
-    @contextmanager
-    def subscribe(self, service: int) -> Iterator[asyncio.Queue[ServiceEvent]]:
+    def open(self, service: int) -> asyncio.Queue[ServiceEvent]:
+        """A queue that receives the service's events from now on, until :meth:`close`."""
         queue: asyncio.Queue[ServiceEvent] = asyncio.Queue(QUEUE_MAX)
         self._queues[service].add(queue)
-        try:
-            yield queue
-        finally:
-            self._queues[service].discard(queue)
-            if not self._queues[service]:
-                del self._queues[service]
+        return queue
+
+    def close(self, service: int, queue: asyncio.Queue[ServiceEvent]) -> None:
+        self._queues[service].discard(queue)
+        if not self._queues[service]:
+            del self._queues[service]
 
     def publish(self, service: int, event: ServiceEvent) -> None:
         for queue in self._queues.get(service, ()):

@@ -7,6 +7,7 @@ any other is indistinguishable from a service that does not exist (404).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -177,12 +178,16 @@ class ServiceManager:
         row = await self._find(who, name, Scope.JOBS_READ)
         if not row.owner:
             self._may_change(who, row)
-        return self._follow(row.pk)
+        return self._follow(row.pk, self._events.open(row.pk))  # from this moment on
 
-    async def _follow(self, service: int) -> AsyncIterator[ServiceEvent]:
-        with self._events.subscribe(service) as queue:
+    async def _follow(
+        self, service: int, queue: asyncio.Queue[ServiceEvent]
+    ) -> AsyncIterator[ServiceEvent]:
+        try:
             while True:
                 yield await queue.get()
+        finally:
+            self._events.close(service, queue)
 
     async def route(self, who: Principal, name: str) -> tuple[Route, ServiceSpec]:
         """The ready replica a request to the service goes to (waiting for one if need be),
