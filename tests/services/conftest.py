@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
-from tests.support.services import backend_script, toml_string
+from tests.support.services import admin_token, backend_script, stop_services, toml_string
 
 CONFIG = f"""
 service_interval = 0.2
@@ -32,8 +32,11 @@ ready_timeout = 30
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     server = new_gateway(tmp_path_factory.mktemp("gateway"), CONFIG)
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+        stop_services(server.url, admin_token(server.home), [server.token("alice")])
+    finally:
+        server.stop()
 
 
 alice = user_client("alice")

@@ -20,10 +20,12 @@ from tests.support.gateway_process import new_gateway
 from tests.support.jobs import ended, wait_for_job
 from tests.support.services import (
     SERVICES,
+    admin_token,
     backend_script,
     in_state,
     ready,
     replicas,
+    stop_services,
     wait_replicas,
 )
 
@@ -249,5 +251,6 @@ def test_a_restarted_gateway_finds_its_running_replicas(tmp_path: Path, how: int
                 before["job_id"],
                 "ready",
             )
+        stop_services(server.url, admin_token(server.home), [])
     finally:
         server.stop()

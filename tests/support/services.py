@@ -53,3 +53,34 @@ def in_state(state: str, count: int = 1) -> Callable[[list[dict[str, Any]]], boo
 
 def ready(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in found if r["state"] == "ready"]
+
+
+def stop_services(base_url: str, admin: str, owners: list[str], timeout: float = 60) -> None:
+    """Stop every replica a test gateway started, through its API: the owners' services are
+    deleted, the declared ones scaled to 0 (with the admin token), until none is live. A
+    replica's job outlives its gateway, so a test that left one would leave a server."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for token in owners:
+            auth = {"Authorization": f"Bearer {token}"}
+            for service in client.get(SERVICES, headers=auth).json():
+                if service["owner"] is not None:
+                    client.delete(f"{SERVICES}/{service['name']}", headers=auth)
+        auth = {"Authorization": f"Bearer {admin}"}
+        for service in client.get(SERVICES, headers=auth).json():
+            if service["owner"] is None:
+                scale = {"min_replicas": 0, "max_replicas": 0}
+                client.patch(f"{SERVICES}/{service['name']}", json=scale, headers=auth)
+        deadline = time.monotonic() + timeout
+        for token in [admin, *owners]:
+            auth = {"Authorization": f"Bearer {token}"}
+            while any(_live(s) for s in client.get(SERVICES, headers=auth).json()):
+                assert time.monotonic() < deadline, "replicas still live"
+                time.sleep(0.3)
+
+
+def _live(service: dict[str, Any]) -> bool:
+    return any(r["state"] in ("starting", "ready", "draining") for r in service["replicas"])
+
+
+def admin_token(home: Path) -> str:
+    return (home / "admin-token").read_text().strip()

@@ -133,7 +133,7 @@ def test_the_machine_is_one_node_whose_cpus_are_the_slots(running: int, state: s
                                          "--slots", "3", "info")  # fmt: skip
     [node] = info.parse_nodes(_machine(running))
     assert (node.name, node.state, node.cpus, node.cpus_allocated) == ("box", state, 3, running)
-    assert (node.partitions, node.memory) == (["local"], 512)
+    assert (node.partitions, node.memory, node.address) == (["local"], 512, "127.0.0.1")
     [partition] = info.parse_partitions(_machine(running))
     assert (partition.name, partition.nodes, partition.total_cpus) == ("local", ["box"], 3)
 

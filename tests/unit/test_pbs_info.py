@@ -115,6 +115,7 @@ def test_hosts_recorded() -> None:
     assert (gpu.memory, gpu.memory_allocated) == (515566, 65536)
     assert (nodes["node07"].cpus_allocated, nodes["node07"].memory_allocated) == (32, 4096)
     assert nodes["node01"].partitions == [] and nodes["node01"].features == []
+    assert gpu.address == "gpu01.cluster.example"  # its MoM's host: where its jobs listen
 
 
 def test_down_and_offline_hosts_say_why_others_do_not() -> None:

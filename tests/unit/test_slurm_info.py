@@ -36,6 +36,7 @@ def test_nodes_recorded() -> None:
     assert (first.cpus, first.memory, first.gpus) == (2, 1000, 0)
     assert first.partitions == ["debug", "batch"]
     assert first.reason is None
+    assert first.address == "127.0.0.1"  # NodeAddr: the node's name does not resolve here
 
 
 def test_drained_gpu_node_with_spaces_in_values() -> None:
@@ -52,6 +53,7 @@ def test_drained_gpu_node_with_spaces_in_values() -> None:
     assert node.features == ["a100", "ib"]
     assert node.state == "IDLE+DRAIN"
     assert node.reason == "bad DIMM slot 3 [root@2026-11-20T10:00:00]"
+    assert node.address is None  # no NodeAddr reported: unknown
 
 
 def test_reservations_recorded_and_none() -> None:
