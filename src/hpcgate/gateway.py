@@ -94,7 +94,15 @@ class Gateway:
         proxy = Proxy(traffic, settings.service_wait_seconds)
         names = frozenset(cluster.name for cluster in self.systems)
         self.services = ServiceManager(
-            self.service_store, replicas, traffic, proxy, events, users, names
+            self.service_store,
+            replicas,
+            traffic,
+            proxy,
+            events,
+            users,
+            names,
+            self.jobs,
+            lambda row, system: self.target(self.controller.principal(row), system),
         )
 
     def target(self, who: Principal, system: str) -> Target:

@@ -225,10 +225,15 @@ def test_the_owner_follows_the_replicas_states(alice: httpx.Client) -> None:
         for line in stream.iter_lines():
             if line.startswith("data:"):
                 events.append(json.loads(line.removeprefix("data:")))
-            if events and events[-1]["state"] == "ready":
+            kinds = {(e["kind"], e["state"]) for e in events}
+            if {("state", "ready"), ("stderr", None)} <= kinds:
                 break
     request.join()
-    assert [e["state"] for e in events] == ["starting", "ready"]
+    states = [e["state"] for e in events if e["kind"] == "state"]
+    assert states == ["starting", "ready"]
+    [replica] = replicas(alice, name)
+    stderr = [e["text"] for e in events if e["kind"] == "stderr"]
+    assert f"on port {replica['port']}" in stderr[0]  # the backend's first line
     assert answers == [200]
 
 

@@ -12,11 +12,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
+from hpcgate.gateway import Gateway
+from hpcgate.model.principal import Principal
 from hpcgate.model.services import Service, ServiceCreate, ServicePatch
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
 Name = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,39}$", description="The service's name")]
+ProxyPath = Annotated[str, Path(description="The path on the replica (with the query as sent)")]
 SSE = "text/event-stream"
 PING_SECONDS = 15
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -90,11 +93,22 @@ async def service_events(name: Name, who: Caller, gateway: GatewayDep) -> EventS
     return EventSourceResponse(frames(), ping=PING_SECONDS)
 
 
-async def proxy(name: Name, who: Caller, gateway: GatewayDep, request: Request) -> Response:
+async def proxy(
+    name: Name, path: ProxyPath, who: Caller, gateway: GatewayDep, request: Request
+) -> Response:
     """Forward the request to the least busy ready replica, streaming both ways (the
     caller's Authorization is not passed on). With no ready replica the request waits
     while one starts, up to the configured bound, then 503 with Retry-After; a replica
     that fails gives 502, one that does not answer in time 504."""
+    return await _forward(name, who, gateway, request)
+
+
+async def proxy_root(name: Name, who: Caller, gateway: GatewayDep, request: Request) -> Response:
+    """``.../proxy`` with nothing after it: the replica's ``/``."""
+    return await _forward(name, who, gateway, request)
+
+
+async def _forward(name: str, who: Principal, gateway: Gateway, request: Request) -> Response:
     route, spec = await gateway.services.route(who, name)
     answer = await gateway.services.proxy.forward(
         route,
@@ -123,14 +137,19 @@ _PROXY_RESPONSES = {
     **responses(401, 403, 404, 413, 422, 502, 503, 504),
 }
 for _method in PROXY_METHODS:
-    for _path in ("/{name}/proxy", "/{name}/proxy/{path:path}"):
-        router.add_api_route(
-            _path,
-            proxy,
-            methods=[_method],
-            name="proxy",
-            summary="Send a request to the service",
-            response_class=StreamingResponse,
-            responses=_PROXY_RESPONSES,
-            include_in_schema=_path.endswith("{path:path}"),
-        )
+    router.add_api_route(
+        "/{name}/proxy/{path:path}",
+        proxy,
+        methods=[_method],
+        name="proxy",
+        summary="Send a request to the service",
+        response_class=StreamingResponse,
+        responses=_PROXY_RESPONSES,
+    )
+    router.add_api_route(
+        "/{name}/proxy",
+        proxy_root,
+        methods=[_method],
+        name="proxy_root",
+        include_in_schema=False,
+    )

@@ -8,12 +8,14 @@ any other is indistinguishable from a service that does not exist (404).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from sqlalchemy.exc import IntegrityError
 
 from hpcgate.clock import utcnow
+from hpcgate.jobs.service import JobService
 from hpcgate.model.errors import Conflict, Forbidden, Invalid, NotFound
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.services import (
@@ -27,10 +29,12 @@ from hpcgate.model.services import (
     ServiceSpec,
 )
 from hpcgate.services.events import ServiceEvents
+from hpcgate.services.logs import follow_stderr
 from hpcgate.services.proxy import Proxy
 from hpcgate.services.traffic import Route, Traffic
 from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
 from hpcgate.store.tables import ReplicaRow, ServiceRow
+from hpcgate.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,8 @@ class ServiceManager:
         events: ServiceEvents,
         users: Mapping[str, list[str]],
         systems: frozenset[str],
+        jobs: JobService,
+        target: Callable[[ServiceRow, str], Target],
     ) -> None:
         self._services = services
         self._replicas = replicas
@@ -77,6 +83,8 @@ class ServiceManager:
         self._events = events
         self._users = users  # declared service -> who may use it
         self._systems = systems
+        self._jobs = jobs
+        self._target = target  # whom a service's jobs run as, on a system
 
     def _may_use(self, who: Principal, row: ServiceRow) -> bool:
         if row.owner:
@@ -174,20 +182,28 @@ class ServiceManager:
         return await self.get(who, name)
 
     async def events(self, who: Principal, name: str) -> AsyncIterator[ServiceEvent]:
-        """The service's events from now on (its owner, or an admin for a declared one)."""
+        """The service's events from now on, with its live replicas' stderr from their
+        start: to its owner (an admin for a declared one)."""
         row = await self._find(who, name, Scope.JOBS_READ)
         if not row.owner:
             self._may_change(who, row)
-        return self._follow(row.pk, self._events.open(row.pk))  # from this moment on
+        spec = ServiceSpec.model_validate_json(row.spec)
+        return self._follow(row, spec, self._events.open(row.pk))  # from this moment on
 
     async def _follow(
-        self, service: int, queue: asyncio.Queue[ServiceEvent]
+        self, row: ServiceRow, spec: ServiceSpec, queue: asyncio.Queue[ServiceEvent]
     ) -> AsyncIterator[ServiceEvent]:
+        target = self._target(row, spec.system)
+        stderr = follow_stderr(self._jobs, target, self._replicas, row.pk, queue)
+        follower = asyncio.create_task(stderr)
         try:
             while True:
                 yield await queue.get()
         finally:
-            self._events.close(service, queue)
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            self._events.close(row.pk, queue)
 
     async def route(self, who: Principal, name: str) -> tuple[Route, ServiceSpec]:
         """The ready replica a request to the service goes to (waiting for one if need be),
