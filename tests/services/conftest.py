@@ -12,6 +12,7 @@ from tests.support.services import admin_token, backend_script, stop_services, t
 CONFIG = f"""
 service_interval = 0.2
 service_wait_seconds = 30
+max_request_bytes = 1048576
 
 [systems.local]
 scheduler = "embedded"

@@ -65,6 +65,20 @@ def test_a_streamed_body_goes_to_the_replica_and_comes_back(alice: httpx.Client)
     assert alice.post(f"{PROXY}/echo", content=b"x" * 100_000).content == b"x" * 100_000
 
 
+def test_the_path_and_query_reach_the_replica_as_sent(alice: httpx.Client) -> None:
+    wait_replicas(alice, "echo", lambda found: bool(ready(found)))
+    answer = alice.get(f"{PROXY}/path/a%2Fb%20c/%C3%A9?q=%C3%A9&x=1&x=2")
+    assert answer.text == "/path/a%2Fb%20c/%C3%A9?q=%C3%A9&x=1&x=2"
+    assert alice.get(f"{PROXY}").status_code == 404  # the replica's own answer for /
+
+
+def test_a_body_over_the_limit_is_a_413(alice: httpx.Client) -> None:
+    wait_replicas(alice, "echo", lambda found: bool(ready(found)))
+    answer = alice.post(f"{PROXY}/echo", content=b"x" * (2 << 20))
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
 def test_an_answer_streams_back_as_the_replica_sends_it(alice: httpx.Client) -> None:
     wait_replicas(alice, "echo", lambda found: bool(ready(found)))
     arrived = []

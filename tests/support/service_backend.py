@@ -3,6 +3,7 @@
 
 - ``GET /health``: 200 (``HEALTH_FILE``, if set and the file exists: 503 instead);
 - ``GET /pid``: its process id and port, as JSON;
+- ``GET /path/...``: the request target (path and query) as it came;
 - ``POST /echo``: the body back, read as it comes (chunked or with a length);
 - ``GET /stream?n=N&delay=S``: N chunks, S seconds apart, chunked;
 - ``GET /hang``: nothing, for a long time;
@@ -54,6 +55,8 @@ class Handler(BaseHTTPRequestHandler):
             port = os.environ["HPCGATE_SERVICE_PORT"]
             info = {"pid": os.getpid(), "port": int(port), "headers": dict(self.headers)}
             self._send(200, json.dumps(info).encode(), "application/json")
+        elif url.path.startswith("/path/"):
+            self._send(200, self.path.encode())
         elif url.path == "/stream":
             self._stream(parse_qs(url.query))
         elif url.path == "/hang":

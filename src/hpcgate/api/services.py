@@ -123,13 +123,13 @@ async def _forward(name: str, who: Principal, gateway: Gateway, request: Request
     return response
 
 
-def _target(request: Request, name: str) -> str:
+def _target(request: Request, name: str) -> bytes:
     """The path and query the replica gets: what follows ``.../proxy``, as sent."""
     raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
     prefix = f"{router.prefix}/{name}/proxy".encode()
     path = raw[len(prefix) :] if raw.startswith(prefix) else b""
-    query = request.scope.get("query_string", b"")
-    return (path or b"/").decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    query: bytes = request.scope.get("query_string", b"")
+    return (path or b"/") + (b"?" + query if query else b"")
 
 
 _PROXY_RESPONSES = {

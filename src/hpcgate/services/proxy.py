@@ -143,7 +143,7 @@ class Proxy:
         self,
         route: Route,
         method: str,
-        target: str,
+        target: bytes,
         headers: Headers,
         body: AsyncIterable[bytes],
         read_timeout: float,
