@@ -117,6 +117,7 @@ def target(sandbox: Path) -> Iterator[GatewayProcess]:
     files.mkdir()
     config = f"""
 max_script_bytes = 4096
+service_wait_seconds = 1
 [systems.local]
 scheduler = "embedded"
 status_interval = 0.2

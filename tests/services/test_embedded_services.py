@@ -4,7 +4,9 @@ real jobs, reached through the proxy."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ from tests.services.conftest import CONFIG
 from tests.support.gateway_process import new_gateway
 from tests.support.jobs import ended, wait_for_job
 from tests.support.services import (
+    BACKEND,
     SERVICES,
     admin_token,
     backend_script,
@@ -208,6 +211,23 @@ def test_garbage_is_a_502_and_a_hang_a_504(alice: httpx.Client) -> None:
     hang = alice.get(f"{SERVICES}/{name}/proxy/hang")
     assert hang.status_code == 504, hang.text
     assert hang.headers["content-type"] == "application/problem+json"
+
+
+def test_a_replica_that_stops_answering_is_a_502_then_replaced(alice: httpx.Client) -> None:
+    script = f"#!/bin/sh\n{sys.executable} {BACKEND} &\nexec sleep 3600\n"  # the job outlives it
+    name = _create(alice, script=script, min_replicas=1, max_replicas=1)
+    [first] = wait_replicas(alice, name, in_state("ready"))
+    os.kill(alice.get(f"{SERVICES}/{name}/proxy/pid").json()["pid"], signal.SIGKILL)
+    time.sleep(0.5)  # its end reaches the pooled connection, which is then not reused
+    refused = alice.get(f"{SERVICES}/{name}/proxy/pid")
+    assert refused.status_code == 502
+    assert refused.json()["detail"].startswith("the replica refused the connection")
+    found = wait_replicas(alice, name, lambda rs: in_state("failed")(rs) and in_state("ready")(rs))
+    failed = next(r for r in found if r["state"] == "failed")
+    assert (failed["id"], failed["reason"]) == (first["id"], "3 failed health checks in a row")
+    assert failed["last_health_ok"] is False
+    wait_for_job(alice, first["job_id"], ended)  # its job was cancelled
+    assert alice.get(f"{SERVICES}/{name}/proxy/pid").status_code == 200
 
 
 def test_delete_drains_the_replicas_cancels_their_jobs_and_removes_it(

@@ -87,6 +87,8 @@ def request_headers(headers: Headers, route: Route) -> list[tuple[bytes, bytes]]
 def _failure(exc: Exception) -> str:
     if isinstance(exc, httpcore.ConnectError):
         return f"the replica refused the connection: {exc}"
+    if isinstance(exc, httpcore.RemoteProtocolError) and str(exc).startswith("Server disconn"):
+        return "the replica closed the connection without answering"
     if isinstance(exc, httpcore.ProtocolError):
         return "the replica's answer is not HTTP"
     return "the replica broke the connection off"
