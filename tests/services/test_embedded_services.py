@@ -293,3 +293,21 @@ def test_a_restarted_gateway_finds_its_running_replicas(tmp_path: Path, how: int
         stop_services(server.url, admin_token(server.home), [])
     finally:
         server.stop()
+
+
+def test_with_no_replica_in_time_a_request_gets_a_503_with_retry_after(tmp_path: Path) -> None:
+    config = CONFIG.replace("service_wait_seconds = 30", "service_wait_seconds = 1")
+    server = new_gateway(tmp_path / "home", config)
+    server.start()
+    try:
+        with server.client(server.token("carol")) as client:
+            name = _create(client, min_replicas=0, max_replicas=0)  # it never gets one
+            started = time.monotonic()
+            answer = client.get(f"{SERVICES}/{name}/proxy/pid")
+            assert time.monotonic() - started >= 1  # it waited
+            assert answer.status_code == 503
+            assert answer.headers["retry-after"] == "10"
+            assert answer.json()["type"].endswith("/no-replica")
+        stop_services(server.url, admin_token(server.home), [])
+    finally:
+        server.stop()
