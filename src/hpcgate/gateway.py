@@ -103,6 +103,7 @@ class Gateway:
             names,
             self.jobs,
             lambda row, system: self.target(self.controller.principal(row), system),
+            settings.max_script_bytes,
         )
 
     def target(self, who: Principal, system: str) -> Target:

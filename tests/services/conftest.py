@@ -13,6 +13,7 @@ CONFIG = f"""
 service_interval = 0.2
 service_wait_seconds = 30
 max_request_bytes = 1048576
+max_script_bytes = 4096
 
 [systems.local]
 scheduler = "embedded"

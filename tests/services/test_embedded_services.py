@@ -130,6 +130,8 @@ def test_bad_specs_are_refused_and_create_nothing(alice: httpx.Client) -> None:
         assert answer.status_code == 422, (bad, answer.text)
         assert answer.headers["content-type"] == "application/problem+json"
     assert alice.post(SERVICES, json={**good, "system": "nope"}).status_code == 404
+    too_long = "#!/bin/sh\n" + "#" * 5000  # over the tier's max_script_bytes
+    assert alice.post(SERVICES, json={**good, "script": too_long}).status_code == 413
     assert alice.get(SERVICES).json() == before
     assert alice.patch(f"{SERVICES}/echo", json={"max_replicas": 1}).status_code == 403
 

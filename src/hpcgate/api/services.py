@@ -29,7 +29,7 @@ PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Start a service of my own",
-    responses=responses(400, 401, 403, 404, 409, 422),
+    responses=responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def create_service(spec: ServiceCreate, who: Caller, gateway: GatewayDep) -> Service:
     """A service that runs as you and only you see; its replicas start as jobs on the

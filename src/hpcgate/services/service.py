@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hpcgate.clock import utcnow
 from hpcgate.jobs.service import JobService
-from hpcgate.model.errors import Conflict, Forbidden, Invalid, NotFound
+from hpcgate.model.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.services import (
     Replica,
@@ -75,6 +75,7 @@ class ServiceManager:
         systems: frozenset[str],
         jobs: JobService,
         target: Callable[[ServiceRow, str], Target],
+        max_script_bytes: int,
     ) -> None:
         self._services = services
         self._replicas = replicas
@@ -85,6 +86,7 @@ class ServiceManager:
         self._systems = systems
         self._jobs = jobs
         self._target = target  # whom a service's jobs run as, on a system
+        self._max_script = max_script_bytes
 
     def _may_use(self, who: Principal, row: ServiceRow) -> bool:
         if row.owner:
@@ -135,6 +137,8 @@ class ServiceManager:
         who.require(Scope.JOBS_WRITE)
         if spec.system not in self._systems:
             raise NotFound(f"no system {spec.system!r}")
+        if spec.script is not None and len(spec.script.encode()) > self._max_script:
+            raise PayloadTooLarge(f"the script exceeds the limit of {self._max_script} bytes")
         body = ServiceSpec.model_validate(spec.model_dump(exclude={"name"}))
         row = ServiceRow(
             name=spec.name,
