@@ -143,7 +143,7 @@ class Replica(BaseModel):
     node: str | None = None
     address: str | None = Field(None, description="The node's address, as the cluster has it")
     port: int = Field(ge=1, le=PORT_MAX)
-    in_flight: int = Field(0, ge=0, description="Requests it serves right now")
+    in_flight: int = Field(0, ge=0, le=COUNT_MAX, description="Requests it serves right now")
     created_at: datetime
     ready_at: datetime | None = None
     last_health_at: datetime | None = None
