@@ -151,9 +151,8 @@ class ServiceController:
         target = self._target(self.principal(row), spec.system)
         memory = self._memory.setdefault(row.pk, _Memory())
         now = _Round(row, spec, target, await target.account(), memory)
-        seen = [
-            await self._observe(now, replica) for replica in await self._replicas.of(row.pk, True)
-        ]
+        rows = await self._replicas.of(row.pk, True)
+        seen = await asyncio.gather(*(self._observe_safely(now, replica) for replica in rows))
         live = [s for s in seen if s is not None]
         self._publish_routes(now, await self._replicas.of(row.pk, True))
         rules = Rules(
@@ -169,6 +168,16 @@ class ServiceController:
             self._memory.pop(row.pk, None)
         else:
             await self._replicas.forget_ended(row.pk, KEEP_ENDED)
+
+    async def _observe_safely(self, now: _Round, replica: ReplicaRow) -> Seen | None:
+        """:meth:`_observe`, all replicas at once (a slow health check delays no other);
+        a replica that cannot be observed is logged once and counted as it was."""
+        try:
+            return await self._observe(now, replica)
+        except Exception as exc:
+            _log_once(now.row.pk, type(exc).__name__, f"replica {replica.pk}: {exc}")
+            state = _state(replica.state)
+            return Seen(replica.pk, state) if state.live else None
 
     async def _observe(self, now: _Round, replica: ReplicaRow) -> Seen | None:
         """Bring one live replica up to date; how the rules see it (None: it ended)."""
