@@ -95,6 +95,8 @@ dash nor bash as ``sh`` reads a start-up file for ``sh -c``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import posixpath
@@ -328,7 +330,8 @@ SHAPES: dict[str, Callable[[list[str]], None]] = {
 
 RELAY = "relay"
 RELAY_READY = b"hpcgate-forced: relay open\n"  # on stderr once connected: stdout is the stream's
-RELAY_BUFFER = 1 << 18
+RELAY_BUFFER = 1 << 20
+F_SETPIPE_SZ = 1031  # Linux's fcntl, fcntl.F_SETPIPE_SZ from Python 3.10
 MIN_RELAY_PORT = 1024
 RELAY_QUERY_TIMEOUT = 30.0  # seconds for the scheduler's answer
 RELAY_CONNECT_TIMEOUT = 10.0
@@ -381,17 +384,23 @@ def is_service_job(name: str, port: int) -> bool:
     return long_enough and name.startswith(SERVICE_JOB) and name.endswith(tail)
 
 
-def relay_hosts(port: int) -> set[str]:
-    """The names and addresses of the nodes where this account has a running job named
-    ``hpcgate-<service>-<port>``, as the scheduler on ``PATH`` (Slurm, else PBS) says."""
+def is_replica_host(host: str, port: int) -> bool:
+    """Whether ``host`` names a node where this account runs a job named
+    ``hpcgate-<service>-<port>``, as the scheduler on ``PATH`` (Slurm, else PBS) says: by
+    a name or address the scheduler gives, or one such a name resolves to."""
+    hosts = replica_hosts(port)
+    return host in hosts or any(host in _addresses(name) for name in hosts)
+
+
+def replica_hosts(port: int) -> set[str]:
+    """The names and addresses the scheduler gives the nodes of the account's running
+    replica jobs on ``port``."""
     user = pwd.getpwuid(os.getuid()).pw_name
     if shutil.which("squeue"):
-        hosts = slurm_relay_hosts(user, port)
-    elif shutil.which("qstat"):
-        hosts = pbs_service_hosts(_query(["qstat", "-f", "-F", "json"]), user, port)
-    else:
-        raise Refused("no scheduler (squeue or qstat) on PATH to check the relay's target")
-    return hosts | {address for host in hosts for address in _addresses(host)}
+        return slurm_relay_hosts(user, port)
+    if shutil.which("qstat"):
+        return pbs_service_hosts(_query(["qstat", "-f", "-F", "json"]), user, port)
+    raise Refused("no scheduler (squeue or qstat) on PATH to check the relay's target")
 
 
 def slurm_relay_hosts(user: str, port: int) -> set[str]:
@@ -480,7 +489,7 @@ def relay(request: str, options: Options) -> int:
     """Check ``relay HOST PORT``, connect, and copy bytes both ways until both ends are
     done; the exit status (:class:`Refused` if the target is not the account's replica)."""
     host, port = relay_target(request, options)
-    if host not in relay_hosts(port):
+    if not is_replica_host(host, port):
         raise Refused(
             f"{host} is not a node where this account runs a job named"
             f" {SERVICE_JOB}<service>-{port}"
@@ -499,6 +508,8 @@ def pump(connection: socket.socket) -> int:
     once when stdout's reader (sshd's channel) goes away."""
     connection.settimeout(None)
     connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for fd in (0, 1):
+        _widen_pipe(fd)
     os.write(2, RELAY_READY)
     threads = [
         threading.Thread(target=_upstream, args=(connection,), daemon=True),
@@ -512,6 +523,13 @@ def pump(connection: socket.socket) -> int:
         if watch.poll(500):
             return 0
     return 0
+
+
+def _widen_pipe(fd: int) -> None:
+    """Make a pipe to sshd hold ``RELAY_BUFFER`` bytes (Linux; 64 KiB by default, which
+    makes many small reads and writes); anything else is left as it is."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, RELAY_BUFFER)
 
 
 def _upstream(connection: socket.socket) -> None:
