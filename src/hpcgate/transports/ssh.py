@@ -169,8 +169,8 @@ class SshTransport:
         return await self._relay(login, host, port)
 
     async def _relay(self, login: str, host: str, port: int) -> ByteStream:
-        io: dict[str, Any] = {}
-        opener = functools.partial(self._open, io=io)
+        """A relay's session, on the connections kept for streams (:mod:`.ssh_relay`)."""
+        opener = functools.partial(self._open, io={})
         return await open_relay(self.tunnels, self.where, login, host, port, opener)
 
     async def close(self) -> None:
