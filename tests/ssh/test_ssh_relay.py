@@ -21,9 +21,8 @@ import anyio
 import pytest
 
 from hpcgate.config import SshConfig
-from hpcgate.model.errors import TransportError
+from hpcgate.model.errors import ForwardingProhibited, TransportError
 from hpcgate.transports.ssh import SshTransport
-from hpcgate.transports.ssh_stream import ForwardingProhibited
 from tests.ssh.test_ssh_forced import slurm_association
 from tests.ssh.test_ssh_transport import gone, keygen, running
 from tests.support.echo import assert_echoes

@@ -21,6 +21,7 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     ├── Unavailable                   503  unavailable
     │   ├── SchedulerUnavailable      503  scheduler-unavailable
     │   └── TransportError            503  transport-error
+    │       └── ForwardingProhibited      503  transport-error
     └── CommandTimeout                504  command-timeout
 
 Errors from libraries below (OSError, SQLAlchemy, subprocess) are translated where they
@@ -164,6 +165,12 @@ class TransportError(Unavailable):
 
     slug = "transport-error"
     title = "The system could not be reached"
+
+
+class ForwardingProhibited(TransportError):
+    """The login node does not let this login open connections onward (sshd's
+    AllowTcpForwarding, the key's or certificate's restrictions); a functional account's
+    streams may take hpcgate-forced's relay instead."""
 
 
 class CommandTimeout(HpcgateError):

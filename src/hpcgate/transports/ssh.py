@@ -46,7 +46,12 @@ from anyio.abc import ByteStream
 from hpcgate.accounts import Account, UserEntry
 from hpcgate.config import SshConfig
 from hpcgate.model.commands import Command, CommandResult
-from hpcgate.model.errors import BadRequest, CommandTimeout, TransportError
+from hpcgate.model.errors import (
+    BadRequest,
+    CommandTimeout,
+    ForwardingProhibited,
+    TransportError,
+)
 from hpcgate.transports.filesystem import FileSystem
 from hpcgate.transports.ssh_commands import ForcedFileSystem
 from hpcgate.transports.ssh_errors import connection_error, translated
@@ -56,7 +61,7 @@ from hpcgate.transports.ssh_names import Names
 from hpcgate.transports.ssh_pool import ConnectionPool
 from hpcgate.transports.ssh_relay import open_relay
 from hpcgate.transports.ssh_sftp import FILE_TIMEOUT
-from hpcgate.transports.ssh_stream import ForwardingProhibited, open_stream
+from hpcgate.transports.ssh_stream import open_stream
 
 log = logging.getLogger("hpcgate.ssh")
 

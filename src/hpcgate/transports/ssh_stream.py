@@ -21,7 +21,7 @@ import anyio
 import asyncssh
 from anyio.abc import ByteStream
 
-from hpcgate.model.errors import TransportError
+from hpcgate.model.errors import ForwardingProhibited, TransportError
 from hpcgate.transports.ssh_errors import translated
 from hpcgate.transports.ssh_pool import ConnectionPool
 
@@ -35,11 +35,6 @@ REFUSALS: dict[int, str] = {
     ),
     asyncssh.OPEN_CONNECT_FAILED: "{where} could not connect to {target}",
 }
-
-
-class ForwardingProhibited(TransportError):
-    """sshd, the key or the certificate does not let this login forward (the transport may
-    use hpcgate-forced's relay instead: :mod:`.ssh_relay`)."""
 
 
 class SshStream(ByteStream):
