@@ -24,7 +24,7 @@ from hpcgate.config import SshConfig
 from hpcgate.model.errors import ForwardingProhibited, TransportError
 from hpcgate.transports.ssh import SshTransport
 from tests.ssh.test_ssh_forced import slurm_association
-from tests.ssh.test_ssh_transport import gone, keygen, running
+from tests.ssh.test_ssh_transport import eventually, keygen, running
 from tests.support.echo import assert_echoes
 from tests.support.gateway_process import free_port
 from tests.support.replica import replica_job
@@ -105,18 +105,21 @@ async def test_the_relay_carries_a_stream_both_ways(
 
 
 async def test_a_closed_stream_ends_its_relay(
-    sshd: Sshd, functional_account: FunctionalAccount, replica: int, transports: list[SshTransport]
+    sshd: Sshd, functional_account: FunctionalAccount, cluster: None, transports: list[SshTransport]
 ) -> None:
-    """Closed with both ends still open (no EOF either way): the relay sees sshd's end of
-    the channel and exits, so nothing is left on the login node."""
+    """Closed after our EOF, to a server that keeps its side open: the relay sees sshd's
+    end of the channel and exits, so nothing is left on the login node."""
     transport = await started(transports, forced(sshd, functional_account.key(), stream="relay"))
-    before = len(running(RELAYS))
-    stream = await transport.stream("127.0.0.1", replica)
-    await stream.send(b"ping")
-    assert await stream.receive() == b"ping"
-    assert len(running(RELAYS)) == before + 1
-    await stream.aclose()
-    assert await gone(RELAYS) or len(running(RELAYS)) == before
+    port = free_port()
+    with replica_job(FUNCTIONAL, port, hold=True):
+        before = len(running(RELAYS))
+        stream = await transport.stream("127.0.0.1", port)
+        await stream.send(b"ping")
+        assert await stream.receive() == b"ping"
+        await stream.send_eof()
+        assert len(running(RELAYS)) == before + 1
+        await stream.aclose()
+        assert await eventually(lambda: len(running(RELAYS)) == before), running(RELAYS)
 
 
 @pytest.mark.parametrize(

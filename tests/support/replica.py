@@ -17,10 +17,12 @@ START_SECONDS = 60.0
 
 
 @contextlib.contextmanager
-def replica_job(account: str, port: int, serve: bool = True) -> Iterator[str]:
+def replica_job(account: str, port: int, serve: bool = True, hold: bool = False) -> Iterator[str]:
     """A running job of ``account`` named ``hpcgate-echo-PORT``, whose echo server listens
-    on PORT (with ``serve``; else it only sleeps); its id, cancelled at the end."""
-    command = f"/usr/bin/python3 {ECHO_JOB} {port}" if serve else "sleep 600"
+    on PORT (with ``serve``; else it only sleeps; with ``hold`` it never ends its side of a
+    connection); its id, cancelled at the end."""
+    server = f"/usr/bin/python3 {ECHO_JOB} {port}" + (" hold" if hold else "")
+    command = server if serve else "sleep 600"
     argv = ["runuser", "-u", account, "--", "sbatch", "--parsable", "--time=10"]
     argv += [f"--job-name=hpcgate-echo-{port}", "--output=/dev/null", "--chdir=/tmp"]
     done = subprocess.run(
