@@ -99,6 +99,13 @@ class SshConfig(BaseModel):
     idle_seconds: float = Field(60.0, gt=0, description="An unused connection is closed after")
     keepalive_seconds: float = Field(15.0, gt=0, description="Seconds between keepalives")
     connect_timeout: float = Field(10.0, gt=0, description="Seconds to connect and log in")
+    stream: Literal["auto", "forward", "relay"] = Field(
+        "auto",
+        description="How streams reach the cluster's nodes (services): forward, a direct-tcpip"
+        " channel (sshd must allow forwarding); relay, hpcgate-forced's 'relay HOST PORT'"
+        " (identity = 'forced' only); auto, forward, and with identity = 'forced' the relay"
+        " from the first time sshd refuses to forward",
+    )
 
     @field_validator("user")
     @classmethod
@@ -116,6 +123,8 @@ class SshConfig(BaseModel):
             raise ValueError(f"identity = '{self.identity}' needs {needed} (and takes no {others})")
         if self.keys_dir is not None and not self.keys_dir.is_dir():
             raise ValueError(f"keys_dir is not a directory: {self.keys_dir}")
+        if self.stream == "relay" and self.identity != "forced":
+            raise ValueError("stream = 'relay' needs identity = 'forced' (hpcgate-forced relays)")
         return self
 
 

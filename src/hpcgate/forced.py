@@ -33,6 +33,23 @@ forwarding, pty allocation and ``~/.ssh/rc``. This program does one of two thing
   ``SLURM_CONF``, ``PBS_CONF_FILE``). So a job's environment cannot set those through a
   functional account.
 
+- **The relay.** ``relay HOST PORT`` (exactly so, as ``shlex.join`` writes it, with no
+  wrapper in front) is how the gateway reaches a service's replica on a compute node when
+  the key may not forward (``restrict``). It connects only where hpcgate put a replica: the
+  account must have a *running* job named ``hpcgate-<service>-PORT`` (the services core
+  names each replica's job so and gives it that port), as the scheduler on ``PATH`` says
+  (Slurm: ``squeue --user ACCOUNT --states RUNNING``, then ``scontrol show node`` for its
+  nodes; else PBS: ``qstat -f -F json``, the job's ``exec_host``), and HOST must be one of
+  that job's nodes: its name, its ``NodeAddr`` or ``NodeHostName`` (Slurm), or an address
+  the name resolves to here. PORT is 1024 to 65535, never a privileged port; HOST is a
+  name or an address, nothing else. It then connects, writes ``hpcgate-forced: relay
+  open`` on stderr, and copies bytes both ways (stdin to the connection, the connection to
+  stdout), each end of input passed on as a half-close, until both ways are done, or until
+  sshd's channel goes away. A refused target is status 126, a failed connection 1.
+  The relay is one of the default programs; an ``--allow`` list without ``relay`` turns it
+  off. It gives the key nothing a job of the account could not do, but keeps the login
+  node from connecting anywhere else on the gateway's behalf.
+
 Anything else (no command, an interactive session, another program, a path to a program, a
 command not in the canonical form) is refused with exit status 126 and one line on stderr.
 
@@ -44,6 +61,7 @@ The allowed programs, by default, are exactly what the gateway runs:
 - for the files API: ``getent`` (the names of uids and gids), ``md5sum sha1sum sha256sum
   sha512sum b2sum`` (checksums), ``du`` (sizes, for a task's progress) and the task
   programs ``cp``, ``mv`` and ``tar``.
+- for services: ``relay`` (above; not a program on ``PATH``).
 
 Of the programs for files, two have options that run other code, so they are held to the
 gateway's exact shapes. ``tar`` can run programs in many ways
@@ -77,10 +95,21 @@ dash nor bash as ``sh`` reads a start-up file for ``sh -c``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import posixpath
+import pwd
+import re
+import select
 import shlex
+import shutil
+import socket
+import stat
+import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -91,6 +120,7 @@ DEFAULT_ALLOWED = frozenset(
         "tail", "stat", "mkdir",
         "getent", "md5sum", "sha1sum", "sha256sum", "sha512sum", "b2sum", "du",
         "cp", "mv", "tar",
+        "relay",
     }
 )  # fmt: skip
 SFTP_SERVERS = (
@@ -285,14 +315,283 @@ def _getent(args: list[str]) -> None:
         raise Refused("getent runs only as 'getent passwd|group KEY...'")
 
 
-SHAPES: dict[str, Callable[[list[str]], None]] = {"tar": _tar, "getent": _getent}
+def _relay_alone(args: list[str]) -> None:
+    """The relay is no program on ``PATH``: it runs only as the whole request."""
+    raise Refused("relay runs only alone, as 'relay HOST PORT'")
+
+
+SHAPES: dict[str, Callable[[list[str]], None]] = {
+    "tar": _tar,
+    "getent": _getent,
+    "relay": _relay_alone,
+}
+
+# ---------------------------------------------------------------- the relay
+
+RELAY = "relay"
+RELAY_READY = b"hpcgate-forced: relay open\n"  # on stderr once connected: stdout is the stream's
+RELAY_BUFFER = 1 << 20
+F_SETPIPE_SZ = 1031  # Linux's fcntl, fcntl.F_SETPIPE_SZ from Python 3.10
+MIN_RELAY_PORT = 1024
+RELAY_QUERY_TIMEOUT = 30.0  # seconds for the scheduler's answer
+RELAY_CONNECT_TIMEOUT = 10.0
+SERVICE_JOB = "hpcgate-"  # a replica's job is named hpcgate-<service>-<port>
+HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:")
+NODE_FIELDS = tuple(
+    re.compile(rf"(?:^|\s){field}=(\S+)") for field in ("NodeName", "NodeAddr", "NodeHostName")
+)
+
+
+def is_relay_request(request: str | None) -> bool:
+    """Whether ``request`` asks for the relay: its first word is ``relay``."""
+    return (request or "").split(" ", 1)[0] == RELAY
+
+
+def relay_target(request: str, options: Options) -> tuple[str, int]:
+    """HOST and PORT of ``relay HOST PORT`` (exactly ``shlex.join``'s form), checked as
+    words: a host name or address, a port from 1024 to 65535."""
+    if RELAY not in options.allowed:
+        raise Refused(f"{RELAY!r} is not allowed here")
+    try:
+        argv = shlex.split(request)
+    except ValueError as exc:
+        raise Refused(f"unparseable command: {exc}") from None
+    if len(argv) != 3 or shlex.join(argv) != request:
+        raise Refused("the relay runs only as 'relay HOST PORT'")
+    return _relay_host(argv[1]), _relay_port(argv[2])
+
+
+def _relay_host(text: str) -> str:
+    valid = 0 < len(text) <= 253 and set(text) <= HOST_CHARACTERS
+    if not valid or text[0] in "-.":
+        raise Refused(f"the relay's host must be a node's name or address, not {text!r}")
+    return text
+
+
+def _relay_port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and text == str(int(text))):
+        raise Refused(f"the relay's port must be a number, not {text!r}")
+    if not MIN_RELAY_PORT <= int(text) <= 65535:
+        raise Refused(f"the relay connects to ports {MIN_RELAY_PORT} to 65535 only, not {text}")
+    return int(text)
+
+
+def is_service_job(name: str, port: int) -> bool:
+    """Whether a job named ``name`` is a replica that hpcgate gave ``port``:
+    ``hpcgate-<service>-<port>``, the service's name not empty."""
+    tail = f"-{port}"
+    long_enough = len(name) > len(SERVICE_JOB) + len(tail)
+    return long_enough and name.startswith(SERVICE_JOB) and name.endswith(tail)
+
+
+def is_replica_host(host: str, port: int) -> bool:
+    """Whether ``host`` names a node where this account runs a job named
+    ``hpcgate-<service>-<port>``, as the scheduler on ``PATH`` (Slurm, else PBS) says: by
+    a name or address the scheduler gives, or one such a name resolves to."""
+    hosts = replica_hosts(port)
+    return host in hosts or any(host in _addresses(name) for name in hosts)
+
+
+def replica_hosts(port: int) -> set[str]:
+    """The names and addresses the scheduler gives the nodes of the account's running
+    replica jobs on ``port``."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    if shutil.which("squeue"):
+        return slurm_relay_hosts(user, port)
+    if shutil.which("qstat"):
+        return pbs_service_hosts(_query(["qstat", "-f", "-F", "json"]), user, port)
+    raise Refused("no scheduler (squeue or qstat) on PATH to check the relay's target")
+
+
+def slurm_relay_hosts(user: str, port: int) -> set[str]:
+    """``squeue`` for the account's running replicas on ``port``, then ``scontrol`` for
+    their nodes' names, addresses and host names."""
+    listed = ["squeue", "--noheader", "--states=RUNNING", f"--user={user}", "--format=%N|%j"]
+    nodes = slurm_service_nodes(_query(listed), port)
+    if not nodes:
+        return set()
+    return slurm_node_names(_query(["scontrol", "--oneliner", "show", "node", ",".join(nodes)]))
+
+
+def slurm_service_nodes(listed: str, port: int) -> list[str]:
+    """The node lists (``node[1-2]``) of the replica jobs on ``port`` in ``squeue
+    --format=%N|%j`` lines (a node list has no ``|``; a job name may)."""
+    found: list[str] = []
+    for line in listed.splitlines():
+        nodes, _, name = line.partition("|")
+        if nodes and is_service_job(name, port):
+            found.append(nodes)
+    return found
+
+
+def slurm_node_names(shown: str) -> set[str]:
+    """The ``NodeName``, ``NodeAddr`` and ``NodeHostName`` of each node in ``scontrol
+    --oneliner show node`` output: the first of each on its line, as they come before
+    free text such as ``Reason=``."""
+    names: set[str] = set()
+    for line in shown.splitlines():
+        for pattern in NODE_FIELDS:
+            found = pattern.search(line)
+            if found:
+                names.add(found.group(1))
+    return names
+
+
+def pbs_service_hosts(listed: str, user: str, port: int) -> set[str]:
+    """The execution hosts of ``user``'s running replica jobs on ``port`` in ``qstat -f -F
+    json`` output (``exec_host`` is ``host/slot*n+host/slot...``)."""
+    try:
+        jobs = json.loads(listed, strict=False).get("Jobs") or {}
+    except (ValueError, AttributeError):
+        raise Refused("qstat's answer is not the JSON expected") from None
+    hosts: set[str] = set()
+    for job in jobs.values() if isinstance(jobs, dict) else ():
+        if isinstance(job, dict) and _pbs_replica(job, user, port):
+            parts = str(job.get("exec_host", "")).split("+")
+            hosts.update(part.partition("/")[0] for part in parts if part)
+    return hosts
+
+
+def _pbs_replica(job: dict[str, object], user: str, port: int) -> bool:
+    owner = str(job.get("Job_Owner", "")).partition("@")[0]
+    name = str(job.get("Job_Name", ""))
+    return job.get("job_state") == "R" and owner == user and is_service_job(name, port)
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return {str(info[4][0]) for info in found}
+
+
+def _query(argv: list[str]) -> str:
+    """What a scheduler command prints; :class:`Refused` if it fails."""
+    try:
+        done = subprocess.run(  # a fixed argv, no shell
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=RELAY_QUERY_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Refused(f"{argv[0]} did not answer: {exc}") from None
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise Refused(f"{argv[0]} failed: {said[0]}")
+    return done.stdout
+
+
+def relay(request: str, options: Options) -> int:
+    """Check ``relay HOST PORT``, connect, and copy bytes both ways until both ends are
+    done; the exit status (:class:`Refused` if the target is not the account's replica)."""
+    host, port = relay_target(request, options)
+    if not is_replica_host(host, port):
+        raise Refused(
+            f"{host} is not a node where this account runs a job named"
+            f" {SERVICE_JOB}<service>-{port}"
+        )
+    try:
+        connection = socket.create_connection((host, port), RELAY_CONNECT_TIMEOUT)
+    except OSError as exc:
+        print(f"hpcgate-forced: relay: cannot connect to {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    return pump(connection)
+
+
+def pump(connection: socket.socket) -> int:
+    """Copy stdin to ``connection`` and ``connection`` to stdout, each on a thread of its
+    own, passing each end of input on as a half-close; return once both are done, or at
+    once when stdout's reader (sshd's channel) goes away."""
+    connection.settimeout(None)
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for fd in (0, 1):
+        _widen_pipe(fd)
+    os.write(2, RELAY_READY)
+    threads = [
+        threading.Thread(target=_upstream, args=(connection,), daemon=True),
+        threading.Thread(target=_downstream, args=(connection,), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    watch = select.poll()
+    watch.register(1, 0)  # no events asked: only POLLERR/POLLHUP, the reader is gone
+    while any(thread.is_alive() for thread in threads):
+        if watch.poll(500):
+            return 0
+    return 0
+
+
+def _widen_pipe(fd: int) -> None:
+    """Make a pipe to sshd hold ``RELAY_BUFFER`` bytes (Linux; 64 KiB by default, which
+    makes many small reads and writes); anything else is left as it is."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, RELAY_BUFFER)
+
+
+def _upstream(connection: socket.socket) -> None:
+    """stdin to the connection, then the connection's write half closed."""
+    try:
+        while True:
+            chunk = os.read(0, RELAY_BUFFER)
+            if not chunk:
+                break
+            connection.sendall(chunk)
+        connection.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        _abort(f"sending: {exc}")
+
+
+def _downstream(connection: socket.socket) -> None:
+    """The connection to stdout, then stdout closed (the channel's EOF)."""
+    buffer = bytearray(RELAY_BUFFER)
+    view = memoryview(buffer)
+    try:
+        while True:
+            count = connection.recv_into(buffer)
+            if not count:
+                break
+            _write_all(1, view[:count])
+        _end_stdout()
+    except OSError as exc:
+        _abort(f"receiving: {exc}")
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _end_stdout() -> None:
+    """The end of the output, seen by sshd: stdout's pipe closed (in place, /dev/null
+    takes fd 1), or a socket's write half shut; stderr too, since sshd holds back a
+    session's EOF while its stderr is open."""
+    if stat.S_ISSOCK(os.fstat(1).st_mode):
+        socket.socket(fileno=os.dup(1)).shutdown(socket.SHUT_WR)
+    null = os.open(os.devnull, os.O_WRONLY)
+    if not stat.S_ISSOCK(os.fstat(1).st_mode):
+        os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+
+
+def _abort(what: str) -> None:
+    """A broken side ends the relay, both sides at once."""
+    os.write(2, f"hpcgate-forced: relay: {what}\n".encode(errors="replace"))
+    os._exit(1)
 
 
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of ``hpcgate-forced``: exec the request or refuse it."""
     try:
         options = parse_options(sys.argv[1:] if args is None else args)
-        argv = request_argv(os.environ.get("SSH_ORIGINAL_COMMAND"), options)
+        request = os.environ.get("SSH_ORIGINAL_COMMAND")
+        if request is not None and is_relay_request(request):
+            sys.exit(relay(request, options))
+        argv = request_argv(request, options)
     except Refused as refusal:
         print(f"hpcgate-forced: refused: {refusal}", file=sys.stderr)
         sys.exit(REFUSED)

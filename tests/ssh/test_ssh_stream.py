@@ -13,13 +13,12 @@ from collections.abc import Iterator
 import anyio
 import pytest
 
-from hpcgate.config import SshConfig
-from hpcgate.model.errors import Forbidden, TransportError
+from hpcgate.model.errors import TransportError
 from hpcgate.transports.ssh import SshTransport
 from tests.ssh.test_ssh_transport import alice, new
 from tests.support.echo import assert_echoes, echo_server
 from tests.support.gateway_process import free_port
-from tests.support.sshd import FunctionalAccount, Sshd, own_sshd
+from tests.support.sshd import Sshd, own_sshd
 
 
 @pytest.fixture(scope="module")
@@ -62,24 +61,3 @@ async def test_an_sshd_that_forbids_forwarding_says_so(
     async with echo_server() as port:
         with pytest.raises(TransportError, match="AllowTcpForwarding"):
             await transport.stream("127.0.0.1", port, alice())
-
-
-async def test_a_functional_account_opens_no_streams(
-    sshd: Sshd, functional_account: FunctionalAccount
-) -> None:
-    """Its key runs only hpcgate-forced (``restrict``): the transport says so at once."""
-    config = SshConfig(
-        host=sshd.host,
-        port=sshd.port,
-        known_hosts=sshd.known_hosts,
-        identity="forced",
-        key=functional_account.key(),
-        user=functional_account.name,
-    )
-    transport = SshTransport("cluster", config)
-    await transport.start()
-    try:
-        with pytest.raises(Forbidden, match="not supported with identity = 'forced'"):
-            await transport.stream("127.0.0.1", free_port(), alice())
-    finally:
-        await transport.close()

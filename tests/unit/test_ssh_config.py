@@ -220,3 +220,17 @@ def test_every_caller_logs_in_as_the_functional_account(files: dict[str, Path]) 
     alice = Account("alice", 1001, 1001, (1001,), "/home/alice")
     assert transport.login(alice) == transport.login(None) == "svc"
     assert SshTransport("cluster", SshConfig(**ssh(files))).login(alice) == "alice"
+
+
+def test_streams_go_through_the_relay_only_for_a_functional_account(
+    files: dict[str, Path],
+) -> None:
+    assert SshConfig(**ssh(files)).stream == "auto"
+    assert SshConfig(**ssh(files, stream="forward")).stream == "forward"
+    with pytest.raises(ValidationError, match="stream = 'relay' needs identity = 'forced'"):
+        SshConfig(**ssh(files, stream="relay"))
+    key = files["ca_key"]
+    forced = SshConfig(**ssh(files, identity="forced", ca_key=None, key=key, stream="relay"))
+    assert forced.stream == "relay"
+    with pytest.raises(ValidationError, match="'auto', 'forward' or 'relay'"):
+        SshConfig(**ssh(files, stream="tunnel"))

@@ -22,6 +22,7 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     ├── Unavailable                   503  unavailable
     │   ├── SchedulerUnavailable      503  scheduler-unavailable
     │   ├── TransportError            503  transport-error
+    │   │   └── ForwardingProhibited  503  transport-error
     │   └── NoReplica                 503  no-replica
     ├── CommandTimeout                504  command-timeout
     ├── BadGateway                    502  bad-gateway
@@ -176,6 +177,12 @@ class TransportError(Unavailable):
 
     slug = "transport-error"
     title = "The system could not be reached"
+
+
+class ForwardingProhibited(TransportError):
+    """The login node does not let this login open connections onward (sshd's
+    AllowTcpForwarding, the key's or certificate's restrictions); a functional account's
+    streams may take hpcgate-forced's relay instead."""
 
 
 class CommandTimeout(HpcgateError):

@@ -21,7 +21,10 @@ Files (``files()``) go over SFTP on the same connection (:mod:`.ssh_files`), in 
 identity mode; for a functional account behind hpcgate-forced, reads, sizes and
 directories are commands instead, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`),
 so jobs work even where the site turns that entry point's SFTP off (``--no-sftp``).
-Streams to the cluster (``stream()``) are ``direct-tcpip`` channels (:mod:`.ssh_stream`).
+Streams to the cluster (``stream()``) are ``direct-tcpip`` channels (:mod:`.ssh_stream`)
+or, for a functional account whose key may not forward, sessions running hpcgate-forced's
+relay (:mod:`.ssh_relay`), as ``ssh.stream`` says; with ``auto`` the relay takes over from
+the first refusal to forward, for the life of the transport.
 """
 
 from __future__ import annotations
@@ -43,7 +46,12 @@ from anyio.abc import ByteStream
 from hpcgate.accounts import Account, UserEntry
 from hpcgate.config import SshConfig
 from hpcgate.model.commands import Command, CommandResult
-from hpcgate.model.errors import BadRequest, CommandTimeout, Forbidden, TransportError
+from hpcgate.model.errors import (
+    BadRequest,
+    CommandTimeout,
+    ForwardingProhibited,
+    TransportError,
+)
 from hpcgate.transports.filesystem import FileSystem
 from hpcgate.transports.ssh_commands import ForcedFileSystem
 from hpcgate.transports.ssh_errors import connection_error, translated
@@ -51,6 +59,7 @@ from hpcgate.transports.ssh_files import SftpFileSystem
 from hpcgate.transports.ssh_identity import Identity, identity_for
 from hpcgate.transports.ssh_names import Names
 from hpcgate.transports.ssh_pool import ConnectionPool
+from hpcgate.transports.ssh_relay import open_relay
 from hpcgate.transports.ssh_sftp import FILE_TIMEOUT
 from hpcgate.transports.ssh_stream import open_stream
 
@@ -93,6 +102,7 @@ class SshTransport:
         self._home: str | None = None
         self.pool = self._pool(forwarding=False)
         self.tunnels = self._pool(forwarding=True)  # for streams: see ssh_stream
+        self.relays = config.stream == "relay"  # streams go through hpcgate-forced's relay
 
     def _pool(self, forwarding: bool) -> ConnectionPool:
         config = self._config
@@ -144,14 +154,29 @@ class SshTransport:
         return SftpFileSystem(self, account, self._names)
 
     async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
-        """A connection to ``host``:``port`` through the login node (:mod:`.ssh_stream`)."""
-        if self._forced:
-            raise Forbidden(
-                f"streams to the cluster are not supported with identity = 'forced': the"
-                f" functional account's key runs only hpcgate-forced, which forwards nothing"
-                f" ({self.where})"
-            )
-        return await open_stream(self.tunnels, self.where, self.login(account), host, port)
+        """A connection to ``host``:``port`` through the login node: a ``direct-tcpip``
+        channel (:mod:`.ssh_stream`) or hpcgate-forced's relay (:mod:`.ssh_relay`)."""
+        login = self.login(account)
+        if self.relays:
+            return await self._relay(login, host, port)
+        try:
+            return await open_stream(self.tunnels, self.where, login, host, port)
+        except ForwardingProhibited:
+            if not (self._forced and self._config.stream == "auto"):
+                raise
+        log.warning(
+            "system %s: %s does not let %s forward: streams go through hpcgate-forced's relay",
+            self._system,
+            self.where,
+            login,
+        )
+        self.relays = True
+        return await self._relay(login, host, port)
+
+    async def _relay(self, login: str, host: str, port: int) -> ByteStream:
+        """A relay's session, on the connections kept for streams (:mod:`.ssh_relay`)."""
+        opener = functools.partial(self._open, io={})
+        return await open_relay(self.tunnels, self.where, login, host, port, opener)
 
     async def close(self) -> None:
         await self.pool.close()

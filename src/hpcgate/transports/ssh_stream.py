@@ -21,7 +21,7 @@ import anyio
 import asyncssh
 from anyio.abc import ByteStream
 
-from hpcgate.model.errors import TransportError
+from hpcgate.model.errors import ForwardingProhibited, TransportError
 from hpcgate.transports.ssh_errors import translated
 from hpcgate.transports.ssh_pool import ConnectionPool
 
@@ -38,7 +38,8 @@ REFUSALS: dict[int, str] = {
 
 
 class SshStream(ByteStream):
-    """A ``direct-tcpip`` channel as an anyio byte stream."""
+    """A channel's two directions as an anyio byte stream: a ``direct-tcpip`` channel, or
+    the stdout and stdin of a relay's session (:mod:`.ssh_relay`)."""
 
     def __init__(
         self,
@@ -107,4 +108,9 @@ async def open_stream(
 def _refusal(exc: asyncssh.ChannelOpenError, where: str, login: str, target: str) -> TransportError:
     text = REFUSALS.get(exc.code, "{where} refused a connection to {target}")
     said = text.format(where=where, login=login, target=target)
-    return TransportError(f"{said}: {exc.reason}" if exc.reason else said)
+    kind = (
+        ForwardingProhibited
+        if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+        else TransportError
+    )
+    return kind(f"{said}: {exc.reason}" if exc.reason else said)
