@@ -1,7 +1,9 @@
 """Long file operations (copy, move, compress, extract), run as tasks.
 
 Copy, move and compress each run one program (``cp``, ``mv``, ``tar --create``) as the
-caller's account, from an argv, with both paths checked against the roots first. Extract
+caller's account, from an argv, with both paths checked against the roots first and given
+to it as :class:`~hpcgate.model.commands.Beneath` arguments, which the transport hands it
+confined where it can (:meth:`~hpcgate.transports.base.Commands.run_files`). Extract
 runs no program: the gateway reads the archive and makes its vetted members itself, through
 the caller's file system, into a directory the request creates (:mod:`.extraction`). The
 request returns at once with a task (``202``); the task reports progress in bytes while it
