@@ -197,6 +197,16 @@ def test_script_path_runs_a_script_file_on_the_system(alice: httpx.Client, workd
     assert alice.get(f"{JOBS}/{job['id']}/output").text == "from a file\n"
 
 
+def test_a_script_path_that_is_a_symlink_runs_the_script_it_names(
+    alice: httpx.Client, workdir: Path
+) -> None:
+    (workdir / "real.sh").write_text("#!/bin/bash\necho through a link\n")
+    (workdir / "linked.sh").symlink_to(workdir / "real.sh")
+    job = submit(alice, script_path=str(workdir / "linked.sh"), working_directory=str(workdir))
+    assert wait_for_job(alice, job["id"], ended)["state"] == "COMPLETED"
+    assert alice.get(f"{JOBS}/{job['id']}/output").text == "through a link\n"
+
+
 def test_missing_script_path_is_refused(alice: httpx.Client, workdir: Path) -> None:
     response = alice.post(JOBS, json={"script_path": str(workdir / "absent.sh")})
     assert response.status_code == 422

@@ -100,8 +100,8 @@ class JobService:
             return spec
         path = posixpath.join(await target.home(), spec.script_path)
         fs = target.cluster.transport.files(await target.account())
-        try:
-            text = await fs.read(path, 0, self._max_script + 1)
+        try:  # a link is followed, as the scheduler follows it
+            text = await fs.read(await fs.resolve(path, follow=True), 0, self._max_script + 1)
         except (NotFound, Forbidden, BadRequest) as exc:
             why = f"cannot read script_path {path}: {exc.detail}"
             raise SchedulerRejected(why, fields=["script_path"]) from None
