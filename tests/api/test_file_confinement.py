@@ -22,10 +22,9 @@ import pytest
 
 from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config, user_client
 from tests.support.jobs import finished
+from tests.support.races import INSIDE, OUTSIDE, race_tasks, results, swapped, swapping
 
 FILES = "/api/v1/systems/local/files"
-OUTSIDE = b"not for you\n"
-INSIDE = b"inside\n"
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +49,6 @@ def server(base: Path) -> Iterator[GatewayProcess]:
 
 alice = user_client("alice", "server")
 bob = user_client("bob", "server")
-
-
-def swapping(folder: Path, outside: Path, stop: threading.Event) -> None:
-    """Swap the directory ``folder/a`` with a symlink to ``outside`` and back, forever."""
-    real, link, parked = folder / "a", folder / "a-link", folder / "a-dir"
-    while not stop.is_set():
-        os.rename(real, parked)
-        os.rename(link, real)
-        os.rename(real, link)
-        os.rename(parked, real)
 
 
 def test_a_directory_swapped_for_an_outward_link_mid_request_leaks_nothing(
@@ -96,17 +85,6 @@ def test_a_directory_swapped_for_an_outward_link_mid_request_leaks_nothing(
     assert seen.count(INSIDE) > 0  # the race ran: some reads found the directory
 
 
-def task_requests(turn: int) -> tuple[str, dict[str, object]]:
-    """One of three tasks on the swapped ``a``: a copy out of it, an archive of its file,
-    a copy into it (as the route and body to post)."""
-    if turn % 3 == 0:
-        return "cp", {"source": "taskrace/a/secret.txt", "target": f"taskrace/out/c{turn}"}
-    if turn % 3 == 1:
-        body = {"source": "taskrace/a/secret.txt", "target": f"taskrace/out/t{turn}.tar"}
-        return "compress", {**body, "compression": "none"}
-    return "cp", {"source": "taskrace/plain.txt", "target": f"taskrace/a/w{turn}"}
-
-
 def test_tasks_on_a_directory_swapped_for_an_outward_link_touch_nothing_outside(
     alice: httpx.Client, base: Path
 ) -> None:
@@ -114,38 +92,16 @@ def test_tasks_on_a_directory_swapped_for_an_outward_link_touch_nothing_outside(
     names they resolve again: swapping ``a`` for a link out of the root while they start
     makes them read and write inside the root, or fail, never outside."""
     folder, outside = base / "alice" / "taskrace", base / "outside-tasks"
-    for made in (folder / "a", folder / "out", outside):
+    for made in (folder / "out", outside):
         made.mkdir(parents=True)
-    (folder / "a" / "secret.txt").write_bytes(INSIDE)
-    (outside / "secret.txt").write_bytes(OUTSIDE)
     (folder / "plain.txt").write_bytes(INSIDE)
-    (folder / "a-link").symlink_to(outside)
-    stop = threading.Event()
-    swapper = threading.Thread(target=swapping, args=(folder, outside, stop))
-    swapper.start()
-    try:
-        started = [
-            alice.post(f"{FILES}/{route}", json=body)
-            for route, body in map(task_requests, range(90))
-        ]
-        tasks = [finished(alice, answer) for answer in started if answer.status_code == 202]
-    finally:
-        stop.set()
-        swapper.join()
+    with swapped(folder, outside):
+        tasks = race_tasks(alice, FILES, "taskrace", 90)
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
-    copies = [p.read_bytes() for p in (folder / "out").iterdir() if p.name.startswith("c")]
-    archived = [member_bytes(p) for p in (folder / "out").iterdir() if p.suffix == ".tar"]
+    copies, archived = results(folder / "out")
     assert OUTSIDE not in copies + archived
     assert INSIDE in copies and INSIDE in archived  # the race ran: some tasks got through
     assert any(task["state"] == "completed" for task in tasks)
-
-
-def member_bytes(archive: Path) -> bytes:
-    """The content of the one file in an archive of ``secret.txt``."""
-    with tarfile.open(archive) as opened:
-        member = opened.extractfile("secret.txt")
-        assert member is not None
-        return member.read()
 
 
 def test_compress_onto_a_symlink_replaces_the_link_not_its_target(
