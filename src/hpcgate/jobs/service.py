@@ -164,13 +164,13 @@ class JobService:
         watcher brings the details at its next poll."""
         native_id = row.native_id or ""
         try:
-            reports = await cluster.status([native_id])
+            for report in await cluster.status([native_id]):
+                if report.native_id == native_id:
+                    await self._store.fill(row, details(row, report))
         except HpcgateError as exc:
             log.info("job %s on %s: no details after its submit: %s", native_id, cluster.name, exc)
-            return
-        for report in reports:
-            if report.native_id == native_id:
-                await self._store.fill(row, details(row, report))
+        except Exception:  # the job is submitted: its answer must not fail for its details
+            log.exception("job %s on %s: its details after the submit", native_id, cluster.name)
 
     async def _own_row(self, target: Target, job_id: str, scope: Scope) -> JobRow:
         """The caller's job, once it holds ``scope``: another's is a job that is not there."""

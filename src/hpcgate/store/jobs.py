@@ -119,6 +119,10 @@ class _RecentRows:
             return None
         return JobRow(**values)
 
+    def forget(self, row: JobRow) -> None:
+        """Drop the row's entry: the next read of it goes to the database."""
+        self._rows.pop((row.system, row.native_id or ""), None)
+
     def put(self, row: JobRow) -> None:
         if row.native_id is None:
             return
@@ -181,7 +185,7 @@ class JobStore:
         for name, value in details.items():
             if getattr(row, name) is None:
                 setattr(row, name, value)
-        self._recent.put(row)
+        self._recent.forget(row)  # a poll may have written more meanwhile than ``row`` has
 
     async def remove(self, pk: int) -> None:
         async with self._db.session() as session, session.begin():
