@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -183,6 +184,24 @@ def test_another_users_job_is_a_dependency_that_does_not_exist(
     assert count() == 0  # type: ignore[operator]
     mine = submit(gateway_user, script=OK_SCRIPT)["id"]
     assert submit(gateway_user, script=OK_SCRIPT, dependencies=[f"afterany:{mine}"])["id"]
+
+
+def test_a_script_file_s_dependency_directive_is_refused_as_an_inline_one_is(
+    gateway_user: httpx.Client, bob: httpx.Client, count: object, tmp_path: Path
+) -> None:
+    """A script given by ``script_path`` is read and checked as the inline one: another
+    user's job in its directive is refused exactly as a job that does not exist."""
+    theirs = submit(bob, script="#!/bin/bash\nexit 3")["id"]
+    details = []
+    for job_id in (theirs, str(int(theirs) + 10_000)):
+        text = f"#!/bin/bash\n#SBATCH --dependency=afterok:{job_id}\ntrue\n"
+        script = tmp_path / f"after-{job_id}.sh"
+        script.write_text(text)
+        for body in ({"script_path": str(script)}, {"script": text}):
+            problem = _problem(gateway_user.post(JOBS, json=body), 422, "scheduler-rejected")
+            details.append(str(problem["detail"]))
+    assert len(set(details)) == 1, details
+    assert count() == 0  # type: ignore[operator]
 
 
 def test_a_chunked_body_over_the_limit_is_413(gateway_user: httpx.Client) -> None:

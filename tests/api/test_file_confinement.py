@@ -22,10 +22,9 @@ import pytest
 
 from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config, user_client
 from tests.support.jobs import finished
+from tests.support.races import INSIDE, OUTSIDE, race_tasks, results, swapped, swapping
 
 FILES = "/api/v1/systems/local/files"
-OUTSIDE = b"not for you\n"
-INSIDE = b"inside\n"
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +49,6 @@ def server(base: Path) -> Iterator[GatewayProcess]:
 
 alice = user_client("alice", "server")
 bob = user_client("bob", "server")
-
-
-def swapping(folder: Path, outside: Path, stop: threading.Event) -> None:
-    """Swap the directory ``folder/a`` with a symlink to ``outside`` and back, forever."""
-    real, link, parked = folder / "a", folder / "a-link", folder / "a-dir"
-    while not stop.is_set():
-        os.rename(real, parked)
-        os.rename(link, real)
-        os.rename(real, link)
-        os.rename(parked, real)
 
 
 def test_a_directory_swapped_for_an_outward_link_mid_request_leaks_nothing(
@@ -94,6 +83,25 @@ def test_a_directory_swapped_for_an_outward_link_mid_request_leaks_nothing(
         swapper.join()
     assert seen.count(OUTSIDE) == 0
     assert seen.count(INSIDE) > 0  # the race ran: some reads found the directory
+
+
+def test_tasks_on_a_directory_swapped_for_an_outward_link_touch_nothing_outside(
+    alice: httpx.Client, base: Path
+) -> None:
+    """The programs a task runs (cp, tar) get the directories that were checked, never
+    names they resolve again: swapping ``a`` for a link out of the root while they start
+    makes them read and write inside the root, or fail, never outside."""
+    folder, outside = base / "alice" / "taskrace", base / "outside-tasks"
+    for made in (folder / "out", outside):
+        made.mkdir(parents=True)
+    (folder / "plain.txt").write_bytes(INSIDE)
+    with swapped(folder, outside):
+        tasks = race_tasks(alice, FILES, "taskrace", 90)
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    copies, archived = results(folder / "out")
+    assert OUTSIDE not in copies + archived
+    assert INSIDE in copies and INSIDE in archived  # the race ran: some tasks got through
+    assert any(task["state"] == "completed" for task in tasks)
 
 
 def test_compress_onto_a_symlink_replaces_the_link_not_its_target(

@@ -91,10 +91,19 @@ def test_cancel_of_an_ended_job_is_a_conflict_and_changes_nothing(alice: httpx.C
 
 
 def test_the_submit_answer_is_the_job_later_reads_show(alice: httpx.Client) -> None:
-    """The 201's submit time and name are those of every later read."""
-    job = submit(alice, script="#!/bin/bash\ntrue", name="same")
-    later = wait_for_job(alice, job["id"], ended)
-    assert (later["submit_time"], later["name"]) == (job["submit_time"], job["name"])
+    """The 201's submit time and name are those of every later read, also where the
+    scheduler names the job (from the script's directive, or its default)."""
+    scripts = {
+        "same": ("#!/bin/bash\ntrue", {"name": "same"}),
+        "from-script": ("#!/bin/bash\n#SBATCH -J from-script\ntrue", {}),
+        "script": ("#!/bin/bash\ntrue", {}),  # the embedded scheduler's default
+    }
+    for name, (script, named) in scripts.items():
+        job = submit(alice, script=script, **named)
+        right_after = alice.get(f"{JOBS}/{job['id']}").json()
+        later = wait_for_job(alice, job["id"], ended)
+        for read in (right_after, later):
+            assert (read["submit_time"], read["name"]) == (job["submit_time"], name), job
 
 
 def test_spec_fields_reach_the_job(alice: httpx.Client, workdir: Path) -> None:
@@ -186,6 +195,16 @@ def test_script_path_runs_a_script_file_on_the_system(alice: httpx.Client, workd
     done = wait_for_job(alice, job["id"], ended)
     assert done["state"] == "COMPLETED"
     assert alice.get(f"{JOBS}/{job['id']}/output").text == "from a file\n"
+
+
+def test_a_script_path_that_is_a_symlink_runs_the_script_it_names(
+    alice: httpx.Client, workdir: Path
+) -> None:
+    (workdir / "real.sh").write_text("#!/bin/bash\necho through a link\n")
+    (workdir / "linked.sh").symlink_to(workdir / "real.sh")
+    job = submit(alice, script_path=str(workdir / "linked.sh"), working_directory=str(workdir))
+    assert wait_for_job(alice, job["id"], ended)["state"] == "COMPLETED"
+    assert alice.get(f"{JOBS}/{job['id']}/output").text == "through a link\n"
 
 
 def test_missing_script_path_is_refused(alice: httpx.Client, workdir: Path) -> None:

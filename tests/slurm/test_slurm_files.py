@@ -11,10 +11,12 @@ import hashlib
 import io
 import os
 import pwd
+import shutil
 import signal
 import stat
 import subprocess
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from hpcgate.config import UsersConfig
 from hpcgate.model.errors import CommandTimeout
 from hpcgate.transports.helper_pool import HelperPool
 from tests.support.jobs import finished
+from tests.support.races import INSIDE, OUTSIDE, race_tasks, results, swapped
 
 FILES = "/api/v1/systems/cluster/files"
 
@@ -150,6 +153,30 @@ def test_tasks_run_their_programs_as_the_account(alice: httpx.Client, scratch: P
     refused = alice.post(f"{FILES}/extract", json=into)  # alice may not write there
     assert refused.status_code == 403, refused.text
     assert not (locked / "x").exists()
+
+
+def test_tasks_racing_a_swapped_directory_stay_in_the_account_s_root(
+    alice: httpx.Client, scratch: Path
+) -> None:
+    """As tests/api's race, with a root gateway: the descriptors are opened by alice's
+    file helper, and her programs run behind the fence as alice. The outside directory
+    is alice's own, so only the confinement, not her permissions, keeps her out of it."""
+    outside = Path(tempfile.mkdtemp(prefix="hpcgate-outside-"))
+    alice_ids = (pwd.getpwnam("alice").pw_uid, pwd.getpwnam("alice").pw_gid)
+    try:
+        (scratch / "out").mkdir()
+        (scratch / "plain.txt").write_bytes(INSIDE)
+        for made in (scratch / "out", scratch / "plain.txt"):
+            os.chown(made, *alice_ids)
+        with swapped(scratch, outside, alice_ids):
+            tasks = race_tasks(alice, FILES, scratch.name, 60)
+        assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+        copies, archived = results(scratch / "out")
+        assert OUTSIDE not in copies + archived
+        assert INSIDE in copies + archived
+        assert any(task["state"] == "completed" for task in tasks)
+    finally:
+        shutil.rmtree(outside)
 
 
 def tar_member(

@@ -72,6 +72,48 @@ def test_dependency_that_can_never_be_satisfied(alice: httpx.Client) -> None:
     assert finish(alice, second)["state"] == "CANCELLED"
 
 
+def alices_script(name: str, text: str) -> str:
+    """A script file of alice's in her home, by its path."""
+    path = f"/home/alice/{name}"
+    with open(path, "w") as handle:
+        handle.write(text)
+    os.chown(path, pwd.getpwnam("alice").pw_uid, -1)
+    return path
+
+
+def test_the_submit_answer_shows_the_name_slurm_gives(alice: httpx.Client) -> None:
+    """The 201 of a job given no name shows the name Slurm gave it (the script's -J, or
+    its default), and the submit time of every later read."""
+    cases = {
+        "from-script": {"script": "#!/bin/bash\n#SBATCH -J from-script\ntrue\n"},
+        "sbatch": {"script": "#!/bin/bash\ntrue\n"},  # Slurm's name for a script on stdin
+        "named-by-file.sh": {"script_path": alices_script("named-by-file.sh", "#!/bin/bash\n")},
+    }
+    for name, spec in cases.items():
+        job = submit(alice, SYSTEM, **spec)
+        right_after = alice.get(f"{JOBS}/{job['id']}").json()
+        for read in (job, right_after, finish(alice, job)):
+            assert (read["submit_time"], read["name"]) == (job["submit_time"], name), read
+
+
+def test_a_script_file_s_dependency_on_bob_s_job_is_one_on_no_job(
+    alice: httpx.Client, bob: httpx.Client
+) -> None:
+    """A script_path script's dependency directive is refused as an inline one's is: bob's
+    job is indistinguishable from a job that does not exist."""
+    theirs = run(bob, "sleep 30")["id"]
+    details = []
+    for job_id in (theirs, str(int(theirs) + 100_000)):
+        text = f"#!/bin/bash\n#SBATCH --dependency=afterok:{job_id}\ntrue\n"
+        path = alices_script(f"after-{job_id}.sh", text)
+        for body in ({"script_path": path}, {"script": text}):
+            answer = alice.post(JOBS, json=body)
+            assert answer.status_code == 422, answer.text
+            details.append(answer.json()["detail"])
+    assert len(set(details)) == 1, details
+    bob.delete(f"{JOBS}/{theirs}")
+
+
 def test_array_tasks_and_the_array_as_a_whole(alice: httpx.Client) -> None:
     array = run(alice, "echo task $SLURM_ARRAY_TASK_ID; exit $SLURM_ARRAY_TASK_ID", array="0-3")
     whole = finish(alice, array)

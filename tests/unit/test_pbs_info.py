@@ -13,7 +13,7 @@ from anyio.abc import ByteStream
 from hpcgate.accounts import Account, Accounts, UserEntry
 from hpcgate.cluster import Cluster
 from hpcgate.config import SystemConfig, UsersConfig
-from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.commands import Command, CommandResult, FileCommand
 from hpcgate.model.errors import SchedulerRejected, SchedulerUnavailable
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal
 from hpcgate.schedulers.pbs import PbsScheduler
@@ -270,6 +270,11 @@ class FakePbsTransport:
         self, command: Command, account: Account | None, on_line: Callable[[str], None]
     ) -> CommandResult:
         raise AssertionError("the PBS status tests run no long commands")
+
+    async def run_files(
+        self, command: FileCommand, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        raise AssertionError("the PBS status tests run no file programs")
 
     async def lookup_user(self, name: str) -> UserEntry | None:
         raise AssertionError("single-user: the PBS status tests look up no account")

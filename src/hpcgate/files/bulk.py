@@ -1,7 +1,9 @@
 """Long file operations (copy, move, compress, extract), run as tasks.
 
 Copy, move and compress each run one program (``cp``, ``mv``, ``tar --create``) as the
-caller's account, from an argv, with both paths checked against the roots first. Extract
+caller's account, from an argv, with both paths checked against the roots first and given
+to it as :class:`~hpcgate.model.commands.Beneath` arguments, which the transport hands it
+confined where it can (:meth:`~hpcgate.transports.base.Commands.run_files`). Extract
 runs no program: the gateway reads the archive and makes its vetted members itself, through
 the caller's file system, into a directory the request creates (:mod:`.extraction`). The
 request returns at once with a task (``202``); the task reports progress in bytes while it
@@ -21,7 +23,7 @@ from pydantic import BaseModel
 from hpcgate.files import extraction
 from hpcgate.files.extraction import ExtractLimits
 from hpcgate.files.service import FileService, Place, publish, temporary_name
-from hpcgate.model.commands import Command
+from hpcgate.model.commands import Beneath, FileCommand
 from hpcgate.model.errors import (
     BadRequest,
     Conflict,
@@ -43,39 +45,44 @@ DEFAULT_LIMITS = ExtractLimits(members=1_000_000, bytes=64 << 30)  # as the sett
 _FLAGS: dict[str, tuple[str, ...]] = {"gzip": ("--gzip",), "bzip2": ("--bzip2",), "xz": ("--xz",)}
 
 
-def copy_argv(source: str, target: str) -> tuple[str, ...]:
+def at(place: Place) -> Beneath:
+    """A checked place as a program's path argument, confined to its root (if it has one)."""
+    return Beneath(place.real, place.root)
+
+
+def copy_command(source: Beneath, target: Beneath) -> FileCommand:
     """Symlinks are copied as links, never followed; an existing file in the way is removed
     first, so a symlink there is replaced, never written through."""
-    return (
+    return FileCommand((
         "cp", "-R", "-P", "--preserve=mode,timestamps", "--remove-destination", "-T", "--",
         source, target,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
-def move_argv(source: str, target: str) -> tuple[str, ...]:
-    return ("mv", "-T", "--", source, target)
+def move_command(source: Beneath, target: Beneath) -> FileCommand:
+    return FileCommand(("mv", "-T", "--", source, target))
 
 
 def _checkpoints() -> tuple[str, ...]:
     return (f"--checkpoint={CHECKPOINT_RECORDS}", "--checkpoint-action=echo=%u")
 
 
-def compress_argv(source: str, target: str, compression: str) -> tuple[str, ...]:
-    """``--force-local``: an archive whose name has a colon is a file, never ``host:file``."""
-    folder, name = posixpath.split(source)
+def compress_command(source: Beneath, target: Beneath, compression: str) -> FileCommand:
+    """``--force-local``: an archive whose name has a colon is a file, never ``host:file``.
+    The archive (``target``) is a file made beforehand, which tar writes through, never a
+    name it creates."""
     flags = _FLAGS.get(compression, ())
-    return (
-        "tar",
-        "--create",
-        f"--file={target}",
-        "--force-local",
-        *flags,
-        *_checkpoints(),
-        "-C",
-        folder,
-        "--",
-        name,
-    )
+    return FileCommand((
+        "tar", "--create", replace(target, part="file", prefix="--file="), "--force-local",
+        *flags, *_checkpoints(),
+        "-C", replace(source, part="folder"), "--", replace(source, part="name"),
+    ))  # fmt: skip
+
+
+def compress_argv(source: str, target: str, compression: str) -> tuple[str, ...]:
+    """The tar argv for two paths given by name, as the SSH transport sends it."""
+    unconfined = compress_command(Beneath(source, None), Beneath(target, None), compression)
+    return unconfined.plain().argv
 
 
 def checkpoint_bytes(line: str) -> int | None:
@@ -95,14 +102,14 @@ class BulkFiles:
 
     async def copy(self, target: Target, request: Transfer) -> Task:
         origin, destination = await self._pair(target, request)
-        argv = copy_argv(origin.real, destination.real)
-        return await self._start(target, "copy", request, argv, origin, destination)
+        command = copy_command(at(origin), at(destination))
+        return await self._start(target, "copy", request, command, origin, destination)
 
     async def move(self, target: Target, request: Transfer) -> Task:
         origin, destination = await self._pair(target, request)
         origin.roots.check_not_root(origin.real, request.source)
-        argv = move_argv(origin.real, destination.real)
-        return await self._start(target, "move", request, argv, None, None)
+        command = move_command(at(origin), at(destination))
+        return await self._start(target, "move", request, command, None, None)
 
     async def compress(self, target: Target, request: Compress) -> Task:
         """tar writes a hidden file it did not open by the target's name, created here
@@ -111,13 +118,16 @@ class BulkFiles:
         origin, destination = await self._pair(target, request)
         partial = replace(destination, real=temporary_name(destination.real))
         await (await partial.fs.open_new(partial.real)).close()
-        argv = compress_argv(origin.real, partial.real, request.chosen_compression())
+        command = compress_command(at(origin), at(partial), request.chosen_compression())
 
         async def finish() -> None:
             shown, overwrite = request.target, request.overwrite
             await publish(partial.fs, partial.real, destination.real, shown, overwrite)
 
-        return await self._start(target, "compress", request, argv, origin, None, partial, finish)
+        work = _command_work(target, command, origin, None, partial, finish)
+        return await self._tasks.start(
+            target.who, target.system, "compress", request.model_dump(), work, "bytes"
+        )
 
     async def extract(self, target: Target, request: Extract) -> Task:
         """Into a new directory (Conflict if the name exists), made here, before the task."""
@@ -155,27 +165,25 @@ class BulkFiles:
         target: Target,
         kind: str,
         request: BaseModel,
-        argv: tuple[str, ...],
+        command: FileCommand,
         measured: Place | None,
         growing: Place | None,
-        partial: Place | None = None,
-        finish: Finish | None = None,
     ) -> Task:
-        """Start the task that runs ``argv`` as the caller (see :func:`_command_work`)."""
-        work = _command_work(target, argv, measured, growing, partial, finish)
+        """Start the task that runs ``command`` as the caller (see :func:`_command_work`)."""
+        work = _command_work(target, command, measured, growing, None, None)
         who, system = target.who, target.system
         return await self._tasks.start(who, system, kind, request.model_dump(), work, "bytes")
 
 
 def _command_work(
     target: Target,
-    argv: tuple[str, ...],
+    command: FileCommand,
     measured: Place | None,
     growing: Place | None,
     partial: Place | None,
     finish: Finish | None,
 ) -> TaskWork:
-    """The task body: run ``argv`` as the caller; progress from tar's checkpoints or, for
+    """The task body: run ``command`` as the caller; progress from tar's checkpoints or, for
     a copy, from the size of ``growing`` as it reaches that of ``measured``. A ``partial``
     file (an archive being written) is removed if the program or ``finish`` (what follows
     the program's success) fails or is cancelled."""
@@ -203,14 +211,15 @@ def _command_work(
             if growing is not None:
                 group.start_soon(_watch, growing, total, progress)
             transport = target.cluster.transport
-            result = await transport.run_long(Command(argv, env={}), account, on_line)
+            result = await transport.run_files(command, account, on_line)
             group.cancel_scope.cancel()
+        program = str(command.argv[0])
         if not result.ok:
-            raise failure(argv[0], result.error_text())
+            raise failure(program, result.error_text())
         if finish is not None:
             await finish()
         progress.update(total or 0, total)
-        return {"argv": list(argv[:1]), "bytes": total}
+        return {"argv": [program], "bytes": total}
 
     return work
 

@@ -7,6 +7,8 @@ job that does not exist (404).
 from __future__ import annotations
 
 import hashlib
+import logging
+import posixpath
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +21,12 @@ from hpcgate.cluster import Cluster
 from hpcgate.jobs.events import EventBus, JobEvents
 from hpcgate.jobs.output import JobOutput, Stream
 from hpcgate.jobs.rows import to_job
+from hpcgate.jobs.transitions import details
 from hpcgate.model.bounds import KEY_MAX
 from hpcgate.model.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     HpcgateError,
     IdempotencyInProgress,
     NotFound,
@@ -35,6 +39,8 @@ from hpcgate.model.scheduler import SubmitContext
 from hpcgate.store.jobs import JobFilter, JobStore
 from hpcgate.store.tables import JobRow
 from hpcgate.target import Target
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class JobService:
         cluster.scheduler.check(spec)
         await self._check_dependencies(target, spec)
         fingerprint = _fingerprint(target.system, spec)
+        spec = await self._check_script_file(target, spec)
         if idempotency_key is not None:
             earlier = await self._store.by_idempotency_key(who.user, idempotency_key)
             if earlier is not None:
@@ -83,6 +90,25 @@ class JobService:
                 raise SchedulerRejected(
                     f"Job dependency problem: no job {job_id!r} on system {target.system!r}"
                 )
+
+    async def _check_script_file(self, target: Target, spec: JobSpec) -> JobSpec:
+        """A ``script_path`` script is read as the caller's account and held to the rules
+        of an inline one (no dependency directives). A relative path starts at the
+        caller's home; the scheduler gets the path made absolute, so it reads the file
+        that was checked by the same name."""
+        if spec.script_path is None:
+            return spec
+        path = posixpath.join(await target.home(), spec.script_path)
+        fs = target.cluster.transport.files(await target.account())
+        try:  # a link is followed, as the scheduler follows it
+            text = await fs.read(await fs.resolve(path, follow=True), 0, self._max_script + 1)
+        except (NotFound, Forbidden, BadRequest) as exc:
+            why = f"cannot read script_path {path}: {exc.detail}"
+            raise SchedulerRejected(why, fields=["script_path"]) from None
+        if len(text) > self._max_script:
+            raise PayloadTooLarge(f"the script exceeds the limit of {self._max_script} bytes")
+        target.cluster.scheduler.check_script(text.decode(errors="replace"), "script_path")
+        return spec.model_copy(update={"script_path": path})
 
     def _check_size(self, spec: JobSpec) -> None:
         if spec.script is not None and len(spec.script.encode()) > self._max_script:
@@ -128,6 +154,23 @@ class JobService:
                 await self._store.remove(row.pk)
             raise  # else the watcher settles it by its tag: never lost, never twice
         self._bus.publish(row.pk, await self._store.mark_submitted(row, native_id))
+        if spec.name is None:
+            await self._first_details(cluster, row)
+
+    async def _first_details(self, cluster: Cluster, row: JobRow) -> None:
+        """The details the scheduler gave a job it just took (a name left to it: the
+        script's directive or its default), asked once, so the submit's answer shows what
+        later reads show. Its state stays the watcher's to follow; if the query fails, the
+        watcher brings the details at its next poll."""
+        native_id = row.native_id or ""
+        try:
+            for report in await cluster.status([native_id]):
+                if report.native_id == native_id:
+                    await self._store.fill(row, details(row, report))
+        except HpcgateError as exc:
+            log.info("job %s on %s: no details after its submit: %s", native_id, cluster.name, exc)
+        except Exception:  # the job is submitted: its answer must not fail for its details
+            log.exception("job %s on %s: its details after the submit", native_id, cluster.name)
 
     async def _own_row(self, target: Target, job_id: str, scope: Scope) -> JobRow:
         """The caller's job, once it holds ``scope``: another's is a job that is not there."""

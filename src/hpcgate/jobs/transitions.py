@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from hpcgate.model.jobs import JobState
 from hpcgate.model.scheduler import SchedulerJob
@@ -87,6 +88,16 @@ def _new_task(array: JobRow, native_id: str, now: datetime) -> JobRow:
         created_at=now,
         updated_at=now,
     )
+
+
+def details(row: JobRow, report: SchedulerJob) -> dict[str, Any]:
+    """What a report tells of a job beyond its state (its name, output files, limits...)
+    that the row has none of yet: a job just submitted shows them from the first answer."""
+    return {
+        field: getattr(report, field)
+        for field in _FILLED
+        if field not in _KEPT and getattr(row, field) is None and getattr(report, field) is not None
+    }
 
 
 def _differs(row: JobRow, report: SchedulerJob) -> bool:

@@ -84,7 +84,11 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
     script: str | None = Field(None, description="The batch script text; must start with '#!'")
-    script_path: PathText | None = Field(None, description="A script file on the system instead")
+    script_path: PathText | None = Field(
+        None,
+        description="A script file on the system instead (a relative path starts at the"
+        " caller's home); read as the caller and held to the rules of 'script'",
+    )
     name: Name | None = Field(None, description="Job name")
     working_directory: PathText | None = Field(None, description="Directory the job starts in")
     environment: dict[str, str] = Field(default_factory=dict, description="Extra variables")

@@ -44,11 +44,17 @@ class Scheduler(ABC):
                 f"the {self.kind} scheduler does not support: {', '.join(unsupported)}",
                 fields=unsupported,
             )
+        if spec.script is not None:
+            self.check_script(spec.script, "script")
+
+    def check_script(self, text: str, field: str) -> None:
+        """Refuse a script (given as ``field``) whose directives set dependencies: the
+        gateway checks only the ``dependencies`` field's jobs against the caller's own."""
         directive = self.dependency_directive
-        if spec.script is not None and directive is not None and directive.search(spec.script):
+        if directive is not None and directive.search(text):
             raise SchedulerRejected(
                 "give job dependencies in the 'dependencies' field, not as a script directive",
-                fields=["script"],
+                fields=[field],
             )
 
     @abstractmethod

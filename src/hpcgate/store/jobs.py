@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, insert, select, update
 
 from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
@@ -119,6 +119,10 @@ class _RecentRows:
             return None
         return JobRow(**values)
 
+    def forget(self, row: JobRow) -> None:
+        """Drop the row's entry: the next read of it goes to the database."""
+        self._rows.pop((row.system, row.native_id or ""), None)
+
     def put(self, row: JobRow) -> None:
         if row.native_id is None:
             return
@@ -167,6 +171,21 @@ class JobStore:
         row.native_id = native_id
         self._recent.put(row)
         return event
+
+    async def fill(self, row: JobRow, details: dict[str, Any]) -> None:
+        """Give ``row`` the ``details`` (reported columns) it has none of, here and in the
+        database, where a poll may have been first: a value there is never replaced."""
+        if not details:
+            return
+        values = {
+            name: func.coalesce(getattr(JobRow, name), value) for name, value in details.items()
+        }
+        statement = update(JobRow).where(JobRow.pk == row.pk).values(values)
+        await self._db.write_now(lambda connection: connection.execute(statement))
+        for name, value in details.items():
+            if getattr(row, name) is None:
+                setattr(row, name, value)
+        self._recent.forget(row)  # a poll may have written more meanwhile than ``row`` has
 
     async def remove(self, pk: int) -> None:
         async with self._db.session() as session, session.begin():

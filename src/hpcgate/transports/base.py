@@ -24,7 +24,7 @@ from typing import Protocol
 from anyio.abc import ByteStream
 
 from hpcgate.accounts import Account, UserDirectory
-from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.commands import Command, CommandResult, FileCommand
 from hpcgate.transports.filesystem import FileSystem
 
 
@@ -41,6 +41,15 @@ class Commands(Protocol):
     ) -> CommandResult:
         """Run with no timeout (a copy, an archive), each stderr line to ``on_line`` as it
         comes; killed, with all it started, when the caller is cancelled."""
+        ...
+
+    async def run_files(
+        self, command: FileCommand, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        """Run a file program as :meth:`run_long` does, each path argument confined to its
+        root where the transport can: opened beneath the root as ``account`` before the
+        program starts, so the only name the program resolves is a last one inside a
+        directory already confined (a path the system cannot confine goes as its name)."""
         ...
 
 

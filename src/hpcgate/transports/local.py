@@ -22,8 +22,9 @@ from anyio.abc import ByteStream, Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from hpcgate.accounts import Account, UserEntry, local_user
-from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.commands import Command, CommandResult, FileCommand
 from hpcgate.model.errors import CommandTimeout, TransportError
+from hpcgate.transports.anchored import anchored
 from hpcgate.transports.filesystem import FileSystem
 from hpcgate.transports.helper_pool import HelperPool
 from hpcgate.transports.identity import account_environment, as_account, clean_environment
@@ -45,9 +46,7 @@ class LocalTransport:
 
     def files(self, account: Account | None = None) -> FileSystem:
         """File access as ``account`` (through its helper processes) or as ourselves."""
-        if account is None:
-            return self._own_files
-        return LocalFileSystem(InHelper(self._helpers, account))
+        return self._local_files(account)
 
     async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
         """A TCP connection from this machine (the same whoever asks)."""
@@ -87,25 +86,53 @@ class LocalTransport:
         """Run a command that may take hours (a copy, an archive): no timeout, each line of
         its stderr passed to ``on_line`` as it comes, and killed (its whole process group)
         if the caller is cancelled."""
-        identity = _identity(command, account)
-        process = await anyio.open_process(
-            as_account(command.argv, account),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-            env=identity["env"],
-            cwd=identity.get("cwd"),
-        )
-        try:
-            lines = await _lines(process, on_line)
+        return await _run_long(command, account, on_line, ())
+
+    async def run_files(
+        self, command: FileCommand, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        """As :meth:`run_long`, each path given as a name under a descriptor opened
+        beneath its root as ``account`` (:mod:`.anchored`)."""
+
+        def confined(root: str) -> LocalFileSystem:
+            return self._local_files(account).beneath(root)
+
+        async with anchored(command, confined) as (argv, fds):
+            return await _run_long(Command(argv, env={}), account, on_line, fds)
+
+    def _local_files(self, account: Account | None) -> LocalFileSystem:
+        if account is None:
+            return self._own_files
+        return LocalFileSystem(InHelper(self._helpers, account))
+
+
+async def _run_long(
+    command: Command,
+    account: Account | None,
+    on_line: Callable[[str], None],
+    fds: tuple[int, ...],
+) -> CommandResult:
+    """The command, as ``account``, with the descriptors ``fds`` passed to it."""
+    identity = _identity(command, account)
+    process = await anyio.open_process(
+        as_account(command.argv, account),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+        env=identity["env"],
+        cwd=identity.get("cwd"),
+        pass_fds=fds,
+    )
+    try:
+        lines = await _lines(process, on_line)
+        await process.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 9)
+        with anyio.CancelScope(shield=True):
             await process.wait()
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 9)
-            with anyio.CancelScope(shield=True):
-                await process.wait()
-            raise
-        return CommandResult(process.returncode or 0, b"", "\n".join(lines[-20:]).encode())
+        raise
+    return CommandResult(process.returncode or 0, b"", "\n".join(lines[-20:]).encode())
 
 
 def _identity(command: Command, account: Account | None) -> dict[str, Any]:

@@ -166,6 +166,16 @@ class LocalFileSystem:
     async def open_append(self, path: str) -> OpenFile:
         return LocalFile(await self._open(ops.open_append, path))
 
+    async def open_parent(self, path: str) -> int:
+        """An ``O_PATH`` descriptor of the directory holding ``path``'s last name, opened
+        beneath the root (the root's own, for the root); the caller closes it."""
+        return await self._open(ops.open_parent, path)
+
+    async def open_target(self, path: str) -> int:
+        """An ``O_PATH`` descriptor of the existing regular file at ``path``, opened
+        beneath the root; a symlink there is refused. The caller closes it."""
+        return await self._open(ops.open_target, path)
+
     async def mkdir(self, path: str, parents: bool) -> None:
         await self._run(ops.mkdir, path, parents)
 

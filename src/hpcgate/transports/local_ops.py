@@ -316,6 +316,25 @@ def open_append(path: str, root: str = "/") -> int:
         raise
 
 
+def open_parent(path: str, root: str = "/") -> int:
+    """An ``O_PATH`` descriptor of the directory holding ``path``'s last name (of the
+    root itself, for the root), for a program to reach that name through it."""
+    with beneath.parent(root, path) as (fd, _):
+        return os.dup(fd)
+
+
+def open_target(path: str, root: str = "/") -> int:
+    """An ``O_PATH`` descriptor of the existing regular file at ``path`` (a symlink there
+    is refused, not followed), for a program to write it through the descriptor."""
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    with beneath.parent(root, path) as (fd, name):
+        opened = os.open(name, flags, dir_fd=fd)
+    if not stat.S_ISREG(os.fstat(opened).st_mode):
+        os.close(opened)
+        raise OSError(errno.EINVAL, "it is no regular file", path)
+    return opened
+
+
 def publish(path: str, target: str, overwrite: bool, mode: int, root: str = "/") -> Entry:
     """Give a finished upload (``path``) its final name in one step: never a half-written
     file at ``target``, and a symlink there is replaced, never written through."""
@@ -346,5 +365,6 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
     )
 }  # fmt: skip
 OPENERS: dict[str, Callable[[str, str], int]] = {
-    function.__name__: function for function in (open_read, open_new, open_append)
+    function.__name__: function
+    for function in (open_read, open_new, open_append, open_parent, open_target)
 }

@@ -45,7 +45,7 @@ from anyio.abc import ByteStream
 
 from hpcgate.accounts import Account, UserEntry
 from hpcgate.config import SshConfig
-from hpcgate.model.commands import Command, CommandResult
+from hpcgate.model.commands import Command, CommandResult, FileCommand
 from hpcgate.model.errors import (
     BadRequest,
     CommandTimeout,
@@ -206,6 +206,14 @@ class SshTransport:
             lines = await self._finish(process, _lines(process, on_line), login)
             tail = "\n".join(lines[-20:]).encode()
             return self._result(process, command, b"", tail)
+
+    async def run_files(
+        self, command: FileCommand, account: Account | None, on_line: Callable[[str], None]
+    ) -> CommandResult:
+        """The program with its paths as names: neither SSH nor SFTP can hand a remote
+        program a directory that was opened and checked (the program resolves each path
+        again, as the account, on the host)."""
+        return await self.run_long(command.plain(), account, on_line)
 
     async def run_file_command(self, command: Command, limit: int | None = None) -> CommandResult:
         """Run a file operation's command as the functional account, its stdout cut at
