@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -101,17 +100,10 @@ def _lock_home(gateway: Gateway) -> None:
 
 
 def _mode(gateway: Gateway) -> str:
-    if gateway.accounts.multi:
-        return "multi-user: each user's commands run as its own Unix account"
-    local = [c.name for c in gateway.systems if c.config.transport == "local"]
-    if os.geteuid() == 0 and local:
-        return (
-            f"single-user as root: jobs of {', '.join(local)} run as root"
-            " (a sandbox, not a shared machine)"
-        )
-    if not local:
+    local = any(c.config.transport == "local" for c in gateway.systems)
+    if not gateway.accounts.multi and not local:
         return "single-user: every system is reached over SSH, as its configured ssh.user"
-    return "single-user: everything runs as this account"
+    return gateway.accounts.describe()
 
 
 def parse_duration(text: str) -> timedelta:

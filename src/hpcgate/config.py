@@ -194,6 +194,13 @@ class UsersConfig(BaseModel):
     )
     same_name: bool = Field(True, description="An unmapped user runs as the account of its name")
     min_uid: int = Field(1000, ge=1, description="Accounts below this uid are never used")
+    fallback: AccountName | None = Field(
+        None,
+        description="Multi-user mode: the unprivileged account that users with no Unix"
+        " account of their own (or of their map entry) run as. They all share it, so their"
+        " jobs can read each other's files (the files API still keeps each in its own roots)."
+        " None (the default): such a user is refused with a 403 that says why",
+    )
 
 
 def _default_systems() -> dict[str, SystemConfig]:

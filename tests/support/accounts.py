@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -51,6 +52,15 @@ def reachable_directory() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def passable(path: Path) -> None:
+    """Let other accounts pass through every directory above ``path`` (pytest makes its
+    temporary directories 0700): a root gateway's users must reach their directories."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(mode) | 0o011)
 
 
 def own_directory(parent: Path, account: UnixAccount) -> Path:

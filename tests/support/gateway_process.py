@@ -17,6 +17,8 @@ from typing import Literal
 import httpx
 import pytest
 
+from tests.support.accounts import passable, unix_account
+
 TEST_CONFIG = """
 max_script_bytes = 4096
 
@@ -114,8 +116,18 @@ roots = [{listed}]
 """
 
 
+#: As root, the test gateways are multi-user (as any root gateway): alice and bob run as
+#: their own accounts, every other test user as this shared unprivileged one.
+FALLBACK = "hpcgate-fallback"
+
+
 def new_gateway(home: Path, config_text: str = TEST_CONFIG) -> GatewayProcess:
     home.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and "[users]" not in config_text:
+        config_text += f'\n[users]\nfallback = "{FALLBACK}"\n'
+        for name in ("alice", "bob", FALLBACK):
+            unix_account(name)
+        passable(home)
     config = home / "config.toml"
     config.write_text(config_text)
     return GatewayProcess(home, config)
