@@ -47,7 +47,11 @@ class Cluster:
     async def run(
         self, operation: str, command: Command, account: Account | None = None
     ) -> CommandResult:
+        """Run a scheduler command as ``account`` (None: the gateway); a scheduler that is
+        handed accounts (embedded) runs all its commands as the gateway, whose spool it is."""
         SCHEDULER_COMMANDS.labels(self.name, operation).inc()
+        if self.scheduler.handed_account:
+            account = None
         return await self.transport.run(command, self.config.command_timeout, account)
 
     async def submit(
@@ -56,7 +60,7 @@ class Cluster:
         """Submit as ``account`` (None: the gateway's); a scheduler that is handed the account
         (embedded) is asked as the gateway to run the job as it."""
         if self.scheduler.handed_account:
-            context, account = replace(context, run_as=_run_as(account)), None
+            context = replace(context, run_as=_run_as(account))
         command = self.scheduler.submit_command(spec, context)
         return self.scheduler.parse_submit(await self.run("submit", command, account))
 
@@ -100,10 +104,8 @@ class Cluster:
         return with_arrays(native_ids, live)
 
     async def cancel(self, native_id: str, account: Account | None = None) -> None:
-        """Cancel as ``account``; a scheduler that is handed accounts is asked as the gateway
-        (the caller's ownership of the job is the jobs service's to check)."""
-        if self.scheduler.handed_account:
-            account = None
+        """Cancel as ``account`` (the caller's ownership of the job is the jobs service's
+        to check)."""
         result = await self.run("cancel", self.scheduler.cancel_command(native_id), account)
         self.scheduler.parse_cancel(result)
 

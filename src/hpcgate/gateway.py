@@ -69,17 +69,17 @@ class Gateway:
         return Target(who, self.systems.get(system), self.accounts)
 
     async def open_store(self) -> None:
-        """Create the data directory and bring the database schema up to date; in
-        multi-user mode, let the accounts pass through to their own directories (and
-        nowhere else: see :mod:`hpcgate.homedir`)."""
+        """Create the data directory and bring the database schema up to date."""
         self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.database.start()
-        if self.accounts.multi:
-            open_home(self.settings.home)
 
-    def check_home(self) -> None:
-        """Warn at start-up if the users' accounts cannot reach their directories."""
-        closed = closed_ancestors(self.settings.home) if self.accounts.multi else []
+    def open_home(self) -> None:
+        """In multi-user mode, let the accounts pass through the home to their own
+        directories, and nowhere else (see :mod:`hpcgate.homedir`); warn if they cannot."""
+        if not self.accounts.multi:
+            return
+        open_home(self.settings.home)
+        closed = closed_ancestors(self.settings.home)
         if closed:
             log.warning(
                 "the users' accounts cannot pass through %s (no search permission for others),"
@@ -97,7 +97,7 @@ class Gateway:
     async def start(self) -> None:
         self.lock_home()  # before anything is touched: recover() would fail another's tasks
         await self.open_store()
-        self.check_home()
+        self.open_home()
         await self.ensure_admin_token()
         await self.tasks.recover()
         for cluster in self.systems:

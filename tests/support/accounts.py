@@ -69,3 +69,13 @@ def own_directory(parent: Path, account: UnixAccount) -> Path:
     path.mkdir(mode=0o700)
     os.chown(path, account.uid, account.gid)
     return path
+
+
+def give(path: Path, name: str) -> None:
+    """Make ``path`` (a tree) the account ``name``'s when the tests run as root: a root
+    gateway acts on a user's files as the user's own account."""
+    if os.geteuid() != 0:
+        return
+    account = unix_account(name)
+    for found in [path, *path.rglob("*")]:
+        os.lchown(found, account.uid, account.gid)
