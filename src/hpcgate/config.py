@@ -38,8 +38,15 @@ JUMP_HOST = r"^(?:[a-z_][a-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\
 IDENTITY_FILES = {"ca": "ca_key", "keys": "keys_dir", "forced": "key"}  # what each needs
 
 
+ROOT_HOME = Path("/var/lib/hpcgate")
+
+
 def default_home() -> Path:
-    """The per-user data directory (``~/.local/share/hpcgate`` on Linux)."""
+    """The per-user data directory (``~/.local/share/hpcgate`` on Linux), or for root
+    ``/var/lib/hpcgate``: a root gateway runs jobs as the users' own accounts, whose
+    directories under the home they must reach, and root's home is closed to them."""
+    if os.geteuid() == 0:
+        return ROOT_HOME
     return platformdirs.user_data_path("hpcgate")
 
 
@@ -141,7 +148,8 @@ class SystemConfig(BaseModel):
         default_factory=list,  # filled in: see Settings._fill_defaults
         min_length=1,
         description="Where the files API may go: directories, with '{user}' (the caller's"
-        " account, or hpcgate name in single-user mode) and '{home}' (its home directory)."
+        " account; its hpcgate name in single-user mode or with the [users] fallback account)"
+        " and '{home}' (its home directory)."
         " Default: '{home}' for Slurm and PBS; for embedded the caller's own directory"
         " HOME/work/{user} (the gateway's home, not the account's), its default workdir too",
     )
