@@ -82,7 +82,8 @@ async def _ensure_private(transport: Transport, account: Account | None, path: s
     except NotFound:
         pass
     own = transport.files()
-    if account is not None and await _gateways_own(own, posixpath.dirname(path)):
+    plain = path == posixpath.normpath(path)  # no '..' that leads elsewhere than it reads
+    if account is not None and plain and await _gateways_own(own, posixpath.dirname(path)):
         await own.mkdir(path, parents=False)
         await own.chown(path, str(account.uid), str(account.gid))
         await own.chmod(path, PRIVATE)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,11 +49,12 @@ def submit_as(
 
 def test_a_job_runs_as_its_account(engine: Engine, alice: UnixAccount, shared: Path) -> None:
     home = own_directory(shared, alice)
-    job_id = submit_as(engine, alice, home, "#!/bin/sh\nid -u\nid -g\ntouch made-here\n")
-    job = engine.wait_final(job_id)
+    script = "#!/bin/sh\nid -u\nid -g\necho $USER $LOGNAME $HOME\ntouch made-here\n"
+    job = engine.wait_final(submit_as(engine, alice, home, script))
     assert job["state"] == "COMPLETED", job
     out = Path(job["stdout"])
-    assert out.read_text().split() == [str(alice.uid), str(alice.gid)]
+    who = [alice.name, alice.name, pwd.getpwuid(alice.uid).pw_dir]
+    assert out.read_text().split() == [str(alice.uid), str(alice.gid), *who]
     for path in (out, Path(job["stderr"]), home / "made-here"):
         assert (path.stat().st_uid, path.stat().st_gid) == (alice.uid, alice.gid), path
 

@@ -13,6 +13,7 @@ then only name its own account.
 from __future__ import annotations
 
 import os
+import pwd
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +74,16 @@ def as_account(run_as: RunAs | None) -> dict[str, Any]:
     if run_as is None or os.geteuid() != 0:
         return {}
     return {"user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
+
+
+def identity_variables(run_as: RunAs) -> dict[str, str]:
+    """USER, LOGNAME and HOME of the account (its home from this machine's user database;
+    ``/`` if it has none there)."""
+    try:
+        home = pwd.getpwuid(run_as.uid).pw_dir
+    except KeyError:
+        home = "/"
+    return {"USER": run_as.name, "LOGNAME": run_as.name, "HOME": home}
 
 
 @contextmanager

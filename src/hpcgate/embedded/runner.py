@@ -21,7 +21,13 @@ from typing import Any
 
 from hpcgate.embedded.dispatch import dispatch
 from hpcgate.embedded.errors import UnknownJob, UserError
-from hpcgate.embedded.identity import RunAs, acting_as, as_account, parse_run_as
+from hpcgate.embedded.identity import (
+    RunAs,
+    acting_as,
+    as_account,
+    identity_variables,
+    parse_run_as,
+)
 from hpcgate.embedded.jobs import Job
 from hpcgate.embedded.procs import base_environment, start_ticks
 from hpcgate.embedded.spool import Spool, load_config, read_json, try_lock, write_json
@@ -167,7 +173,7 @@ def _spawn(
         try:
             return subprocess.Popen(
                 [path],
-                env=job_environment(job.spec),
+                env=job_environment(job.spec, run_as),
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
@@ -236,9 +242,12 @@ def _describe(exc: OSError) -> str:
     return f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
 
 
-def job_environment(spec: dict[str, Any]) -> dict[str, str]:
-    """A clean base environment, the job's own variables, and HPCGATE_JOB_*."""
+def job_environment(spec: dict[str, Any], run_as: RunAs | None = None) -> dict[str, str]:
+    """A clean base environment (who the job runs as: USER, LOGNAME, HOME), the job's own
+    variables, and HPCGATE_JOB_*."""
     environment = base_environment(os.environ)
+    if run_as is not None:
+        environment.update(identity_variables(run_as))
     environment.update(spec["env"])
     environment["HPCGATE_JOB_ID"] = str(spec["id"])
     environment["HPCGATE_JOB_NAME"] = spec["name"]
