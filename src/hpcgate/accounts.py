@@ -100,8 +100,9 @@ class Accounts:
     async def for_scheduler(
         self, who: Principal, per_user: bool, users: UserDirectory
     ) -> Account | None:
-        """The account a scheduler's commands run as for ``who``: only a per-user
-        scheduler (Slurm, PBS) runs them as the caller; a single-account one runs as us."""
+        """The account ``who``'s jobs and files run as on a system: only a per-user
+        scheduler (Slurm, PBS, embedded) runs jobs as the caller; a single-account one runs
+        them as us."""
         return await self.resolve(who, users) if per_user else None
 
     async def resolve(self, who: Principal, users: UserDirectory) -> Account | None:
