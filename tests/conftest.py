@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.accounts import passable, unix_account
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 
 
@@ -33,4 +35,9 @@ def gateway_user(gateway: GatewayProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
+    """A directory alice's jobs work in: as root (where the gateway runs her jobs as her
+    account) it is hers, and the directories above it let her pass."""
+    if os.geteuid() == 0:
+        passable(tmp_path)
+        os.chown(tmp_path, unix_account("alice").uid, unix_account("alice").gid)
     return tmp_path

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -23,12 +22,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hpcgate.model.errors import HpcgateError
-from hpcgate.model.principal import DEFAULT_SCOPES, Scope
+from hpcgate.model.errors import Forbidden, HpcgateError
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
 
 if TYPE_CHECKING:
     from hpcgate.config import Settings
     from hpcgate.gateway import Gateway
+    from hpcgate.tokens import IssuedToken
 
 token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
@@ -100,18 +100,24 @@ def _lock_home(gateway: Gateway) -> None:
         raise typer.Exit(1) from None
 
 
+async def _refusal(gateway: Gateway, user: str) -> str | None:
+    """Why a multi-user gateway will refuse ``user``'s jobs and files on its own machine
+    (no Unix account), or None."""
+    local = [c for c in gateway.systems if c.config.transport == "local"]
+    if not gateway.accounts.multi or not local:
+        return None
+    try:
+        await gateway.accounts.resolve(Principal(user, frozenset(), ""), local[0].transport)
+    except Forbidden as exc:
+        return str(exc)
+    return None
+
+
 def _mode(gateway: Gateway) -> str:
-    if gateway.accounts.multi:
-        return "multi-user: each user's commands run as its own Unix account"
-    local = [c.name for c in gateway.systems if c.config.transport == "local"]
-    if os.geteuid() == 0 and local:
-        return (
-            f"single-user as root: jobs of {', '.join(local)} run as root"
-            " (a sandbox, not a shared machine)"
-        )
-    if not local:
+    local = any(c.config.transport == "local" for c in gateway.systems)
+    if not gateway.accounts.multi and not local:
         return "single-user: every system is reached over SSH, as its configured ssh.user"
-    return "single-user: everything runs as this account"
+    return gateway.accounts.describe()
 
 
 def parse_duration(text: str) -> timedelta:
@@ -188,9 +194,14 @@ def token_create(
     """Create a token; its secret is printed once, alone on the last line."""
     scopes = _scopes(scope)
     lifetime = parse_duration(expires_in) if expires_in else None
-    issued = _with_store(
-        _settings(config), lambda gw: gw.tokens.create(user, scopes, lifetime, description)
-    )
+
+    async def create(gateway: Gateway) -> tuple[IssuedToken, str | None]:
+        issued = await gateway.tokens.create(user, scopes, lifetime, description)
+        return issued, await _refusal(gateway, user)
+
+    issued, refusal = _with_store(_settings(config), create)
+    if refusal is not None:
+        err.print(f"hpcgate: warning: {escape(refusal)}", highlight=False)
     expiry = issued.expires_at.isoformat() if issued.expires_at else "never"
     typer.echo(f"token {issued.id} for {user}; scopes {','.join(sorted(scopes))}; expires {expiry}")
     typer.echo(issued.secret)

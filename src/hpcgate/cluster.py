@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from prometheus_client import Counter
@@ -13,7 +13,7 @@ from hpcgate.clock import utcnow
 from hpcgate.config import SystemConfig
 from hpcgate.model.commands import Command, CommandResult
 from hpcgate.model.jobs import JobSpec
-from hpcgate.model.scheduler import SchedulerJob, SubmitContext
+from hpcgate.model.scheduler import RunAs, SchedulerJob, SubmitContext
 from hpcgate.schedulers.arrays import query_ids, with_arrays
 from hpcgate.schedulers.base import Scheduler
 from hpcgate.transports.base import Transport
@@ -47,12 +47,20 @@ class Cluster:
     async def run(
         self, operation: str, command: Command, account: Account | None = None
     ) -> CommandResult:
+        """Run a scheduler command as ``account`` (None: the gateway); a scheduler that is
+        handed accounts (embedded) runs all its commands as the gateway, whose spool it is."""
         SCHEDULER_COMMANDS.labels(self.name, operation).inc()
+        if self.scheduler.handed_account:
+            account = None
         return await self.transport.run(command, self.config.command_timeout, account)
 
     async def submit(
         self, spec: JobSpec, context: SubmitContext, account: Account | None = None
     ) -> str:
+        """Submit as ``account`` (None: the gateway's); a scheduler that is handed the account
+        (embedded) is asked as the gateway to run the job as it."""
+        if self.scheduler.handed_account:
+            context = replace(context, run_as=_run_as(account))
         command = self.scheduler.submit_command(spec, context)
         return self.scheduler.parse_submit(await self.run("submit", command, account))
 
@@ -96,8 +104,16 @@ class Cluster:
         return with_arrays(native_ids, live)
 
     async def cancel(self, native_id: str, account: Account | None = None) -> None:
+        """Cancel as ``account`` (the caller's ownership of the job is the jobs service's
+        to check)."""
         result = await self.run("cancel", self.scheduler.cancel_command(native_id), account)
         self.scheduler.parse_cancel(result)
 
     def record_health(self, healthy: bool, message: str = "") -> None:
         self.health = Health(healthy, utcnow(), message or ("ok" if healthy else "unhealthy"))
+
+
+def _run_as(account: Account | None) -> RunAs | None:
+    if account is None:
+        return None
+    return RunAs(account.name, account.uid, account.gid, account.groups)

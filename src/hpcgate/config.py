@@ -40,8 +40,15 @@ JUMP_HOST = r"^(?:[a-z_][a-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\
 IDENTITY_FILES = {"ca": "ca_key", "keys": "keys_dir", "forced": "key"}  # what each needs
 
 
+ROOT_HOME = Path("/var/lib/hpcgate")
+
+
 def default_home() -> Path:
-    """The per-user data directory (``~/.local/share/hpcgate`` on Linux)."""
+    """The per-user data directory (``~/.local/share/hpcgate`` on Linux), or for root
+    ``/var/lib/hpcgate``: a root gateway runs jobs as the users' own accounts, whose
+    directories under the home they must reach, and root's home is closed to them."""
+    if os.geteuid() == 0:
+        return ROOT_HOME
     return platformdirs.user_data_path("hpcgate")
 
 
@@ -152,7 +159,8 @@ class SystemConfig(BaseModel):
         default_factory=list,  # filled in: see Settings._fill_defaults
         min_length=1,
         description="Where the files API may go: directories, with '{user}' (the caller's"
-        " account, or hpcgate name in single-user mode) and '{home}' (its home directory)."
+        " account; its hpcgate name in single-user mode or with the [users] fallback account)"
+        " and '{home}' (its home directory)."
         " Default: '{home}' for Slurm and PBS; for embedded the caller's own directory"
         " HOME/work/{user} (the gateway's home, not the account's), its default workdir too",
     )
@@ -205,6 +213,13 @@ class UsersConfig(BaseModel):
     )
     same_name: bool = Field(True, description="An unmapped user runs as the account of its name")
     min_uid: int = Field(1000, ge=1, description="Accounts below this uid are never used")
+    fallback: AccountName | None = Field(
+        None,
+        description="Multi-user mode: the unprivileged account that users with no Unix"
+        " account of their own (or of their map entry) run as. They all share it, so their"
+        " jobs can read each other's files (the files API still keeps each in its own roots)."
+        " None (the default): such a user is refused with a 403 that says why",
+    )
 
 
 class ServiceConfig(ServiceSpec):

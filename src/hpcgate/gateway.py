@@ -13,6 +13,7 @@ from hpcgate.files.bulk import BulkFiles
 from hpcgate.files.extraction import ExtractLimits
 from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
+from hpcgate.homedir import closed_ancestors, open_home
 from hpcgate.homelock import HomeLock
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
@@ -115,6 +116,22 @@ class Gateway:
         self.settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         await self.database.start()
 
+    def open_home(self) -> None:
+        """In multi-user mode, let the accounts pass through the home to their own
+        directories, and nowhere else (see :mod:`hpcgate.homedir`); warn if they cannot."""
+        if not self.accounts.multi:
+            return
+        open_home(self.settings.home)
+        closed = closed_ancestors(self.settings.home)
+        if closed:
+            log.warning(
+                "the users' accounts cannot pass through %s (no search permission for others),"
+                " so they cannot reach their directories under %s: their jobs fail until it is"
+                " opened (chmod o+x) or HPCGATE_HOME is elsewhere",
+                closed[0],
+                self.settings.home / "work",
+            )
+
     def lock_home(self) -> None:
         """Make the home this gateway's for the life of the process: HomeInUse at once if
         another gateway has it (see :mod:`hpcgate.homelock`)."""
@@ -123,6 +140,7 @@ class Gateway:
     async def start(self) -> None:
         self.lock_home()  # before anything is touched: recover() would fail another's tasks
         await self.open_store()
+        self.open_home()
         await self.ensure_admin_token()
         await self.tasks.recover()
         for cluster in self.systems:

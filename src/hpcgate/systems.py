@@ -35,6 +35,8 @@ def _check_identity(cluster: Cluster, multi_user: bool) -> None:
         raise ValueError(
             f"system {cluster.name!r}: the gateway runs as root in single-user mode, so every"
             f" {cluster.scheduler.kind} job would run as root; use [users] mode = 'multi'"
+            " (each user's jobs run as its own Unix account), or run the gateway as an"
+            " unprivileged account"
         )
 
 

@@ -8,10 +8,14 @@ rest of the request.
 
 from __future__ import annotations
 
+import os
+import posixpath
+
 from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
 from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import Principal
+from hpcgate.transports.base import Transport
 from hpcgate.transports.filesystem import FileSystem
 
 PRIVATE = 0o700  # a directory made for one caller: nobody else's to read
@@ -34,9 +38,9 @@ class Target:
         return self.cluster.name
 
     async def account(self) -> Account | None:
-        """The Unix account the caller's commands and file accesses run as on this system
-        (None: the gateway's own). Only a per-user scheduler (Slurm, PBS) runs them as the
-        caller; a single-account one (embedded) runs everything as the gateway."""
+        """The Unix account the caller's jobs and file accesses run as on this system
+        (None: the gateway's own, in single-user mode or on a system where everyone is one
+        functional account)."""
         if self._resolved is None:
             cluster = self.cluster
             per_user = cluster.scheduler.per_user
@@ -50,9 +54,10 @@ class Target:
 
     async def name(self) -> str:
         """What ``{user}`` stands for in the system's roots and workdir: the caller's Unix
-        account (multi-user mode), else its hpcgate name."""
+        account (multi-user mode), else (and for the shared fallback account) its hpcgate
+        name, so each user still has roots of its own."""
         account = await self.account()
-        return account.name if account is not None else self.who.user
+        return account.name if account is not None and not account.shared else self.who.user
 
     async def workdir(self) -> str:
         """The caller's default working directory on this system. On this machine (local
@@ -62,14 +67,37 @@ class Target:
             template = str(self.cluster.config.workdir)
             path = template.format(user=await self.name(), home=await self.home())
             if self.cluster.config.transport == "local":
-                await _ensure_private(self.cluster.transport.files(await self.account()), path)
+                await _ensure_private(self.cluster.transport, await self.account(), path)
             self._workdir = path
         return self._workdir
 
 
-async def _ensure_private(fs: FileSystem, path: str) -> None:
+async def _ensure_private(transport: Transport, account: Account | None, path: str) -> None:
+    """Make ``path`` (mode 0700) if it is missing: as the account, or, where the account
+    may not create it (a root gateway's own ``work`` directory), by the gateway for it."""
+    fs = transport.files(account)
     try:
         await fs.lstat(path)
+        return
     except NotFound:
-        await fs.mkdir(path, parents=True)
-        await fs.chmod(path, PRIVATE)
+        pass
+    own = transport.files()
+    plain = path == posixpath.normpath(path)  # no '..' that leads elsewhere than it reads
+    if account is not None and plain and await _gateways_own(own, posixpath.dirname(path)):
+        await own.mkdir(path, parents=False)
+        await own.chown(path, str(account.uid), str(account.gid))
+        await own.chmod(path, PRIVATE)
+        return
+    await fs.mkdir(path, parents=True)
+    await fs.chmod(path, PRIVATE)
+
+
+async def _gateways_own(fs: FileSystem, directory: str) -> bool:
+    """Whether ``directory`` is the gateway's and no one else can write in it: a directory
+    made there for an account cannot have been prepared (or swapped) by anyone else."""
+    try:
+        entry = await fs.lstat(directory)
+    except NotFound:
+        return False
+    closed = not int(entry.mode, 8) & 0o022
+    return entry.type == "directory" and entry.uid == os.geteuid() and closed

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.accounts import give
 from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config, user_client
 from tests.support.jobs import finished
 from tests.support.races import INSIDE, OUTSIDE, race_tasks, results, swapped, swapping
@@ -35,6 +36,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (base / "outside" / "secret.txt").write_bytes(OUTSIDE)
     for victim in ("victim.txt", "copied.txt", "uploaded.txt"):
         (base / "outside" / victim).write_bytes(OUTSIDE)
+    give(base / "alice", "alice")  # as root, users act as their own accounts
+    give(base / "bob", "bob")
     return base
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.accounts import give
 from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config, user_client
 from tests.support.jobs import finished
 
@@ -34,6 +35,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (base / name).mkdir()
     (base / "outside" / "secret.txt").write_text("not for you\n")
     (base / "bob" / "bob.txt").write_text("bob's\n")
+    give(base / "alice", "alice")  # as root, users act as their own accounts
+    give(base / "bob", "bob")
+    (base / "shared").chmod(0o1777)
     return base
 
 
@@ -207,6 +211,7 @@ def test_symlinks_out_of_the_roots_are_never_followed(alice: httpx.Client, base:
     (home / "inside").mkdir()
     (home / "within").symlink_to(home / "inside")  # absolute, but within its own root
     (home / "across").symlink_to(base / "shared")  # another root: not its own
+    give(home, "alice")
     for path in ("escape/secret.txt", "leak.txt", "escape"):
         problem(alice.get(f"{FILES}/download", params={"path": path}), 403)
     problem(alice.get(f"{FILES}/ls", params={"path": "escape"}), 403)

@@ -46,12 +46,12 @@ def test_killed_by_a_signal_is_failed_with_the_signal(alice: httpx.Client) -> No
     assert (done["state"], done["signal"]) == ("FAILED", 9)
 
 
-def test_time_limit_ends_the_job_as_timeout(alice: httpx.Client) -> None:
+def test_time_limit_ends_the_job_as_timeout(alice: httpx.Client, workdir: Path) -> None:
     job = submit(
         alice,
         script="#!/bin/bash\necho $$ > pid\nsleep 60",
         time_limit=1,
-        working_directory=str(Path(os.environ.get("TMPDIR", "/tmp"))),
+        working_directory=str(workdir),
     )
     done = wait_for_job(alice, job["id"], ended)
     assert done["state"] == "TIMEOUT"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.accounts import give
 from tests.support.gateway_process import GatewayProcess, new_gateway, roots_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +26,7 @@ def shell_block_after(text: str, marker: str) -> str:
 @pytest.fixture
 def readme_gateway(tmp_path: Path) -> GatewayProcess:
     (tmp_path / "alice").mkdir()
+    give(tmp_path / "alice", "alice")  # a root gateway acts as alice's account
     config = roots_config(f"{tmp_path}/{{user}}")
     gateway = new_gateway(tmp_path / "home", config)
     gateway.start()

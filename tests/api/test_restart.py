@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.accounts import give
 from tests.support.gateway_process import new_gateway
 from tests.support.jobs import ended, submit, wait_for_job
 
@@ -26,9 +27,12 @@ def test_jobs_survive_a_gateway_restart(tmp_path: Path, how: int) -> None:
     server.start()
     token = server.token("alice")
     script = "#!/bin/bash\necho run >> runs-$HPCGATE_JOB_ID\nsleep 2\nexit 5"
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    give(jobs, "alice")  # a root gateway runs alice's jobs as her account
     with server.client(token) as client:
-        running = submit(client, script=script, working_directory=str(tmp_path))
-        queued = submit(client, script=script, working_directory=str(tmp_path))
+        running = submit(client, script=script, working_directory=str(jobs))
+        queued = submit(client, script=script, working_directory=str(jobs))
         wait_for_job(client, running["id"], lambda j: j["state"] == "RUNNING")
     server.stop(how)
     server.start()
@@ -37,7 +41,7 @@ def test_jobs_survive_a_gateway_restart(tmp_path: Path, how: int) -> None:
             for job in (running, queued):
                 done = wait_for_job(client, job["id"], ended)
                 assert (done["state"], done["exit_code"]) == ("FAILED", 5)
-                assert (tmp_path / f"runs-{job['id']}").read_text() == "run\n"
+                assert (jobs / f"runs-{job['id']}").read_text() == "run\n"
             assert len(client.get(JOBS).json()["items"]) == 2
     finally:
         server.stop()

@@ -15,13 +15,15 @@ from tests.support.gateway_process import cli, free_port, new_gateway
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="about a gateway that runs as root")
-def test_root_gateway_with_embedded_in_multi_user_mode_refuses_to_start(tmp_path: Path) -> None:
-    config = tmp_path / "mixed.toml"
-    config.write_text('[systems.local]\nscheduler = "embedded"\n[systems.c]\nscheduler = "slurm"\n')
+def test_root_gateway_in_single_user_mode_with_embedded_refuses_to_start(tmp_path: Path) -> None:
+    """Its embedded jobs would run as root."""
+    config = tmp_path / "single.toml"
+    config.write_text('[systems.local]\nscheduler = "embedded"\n[users]\nmode = "single"\n')
     done = cli(tmp_path, "serve", "--config", str(config), "--port", "1", check=False)
     assert done.returncode == 2
     text = " ".join(done.stderr.split())
-    assert "configuration error" in text and "[users] mode = 'single'" in text
+    assert "configuration error" in text and "would run as root" in text
+    assert "[users] mode = 'multi'" in text
 
 
 def _running_task(home: Path) -> str:

@@ -84,9 +84,11 @@ class Finding:
 def sandboxed(home: Path) -> tuple[str, ...]:
     """bubblewrap's argv: everything read-only but ``home``, a fresh /tmp and /dev. The
     checkout (with its .venv) is bound back read-only over the fresh /tmp, since a clone may
-    live there (CI's may)."""
+    live there (CI's may). Inside, the gateway is an ordinary account (nobody, in a user
+    namespace of its own): a gateway that runs as root never runs jobs as itself."""
     return (
-        "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "bwrap", "--unshare-user", "--uid", "65534", "--gid", "65534",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--tmpfs", "/tmp", "--ro-bind", str(CHECKOUT), str(CHECKOUT),
         "--bind", str(home), str(home),
         "--cap-drop", "ALL", "--die-with-parent", "--",

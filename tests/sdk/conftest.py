@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpcgate.client import AsyncClient, Client
+from tests.support.accounts import give
 from tests.support.gateway_process import GatewayProcess, new_gateway
 
 SDK_CONFIG = """
@@ -32,6 +33,9 @@ def sdk_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("sdk")
     for name in ("alice", "bob", "shared"):
         (base / name).mkdir()
+    give(base / "alice", "alice")  # a root gateway acts as each user's own account
+    give(base / "bob", "bob")
+    (base / "shared").chmod(0o1777)
     return base
 
 

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.support.accounts import give
 from tests.support.gateway_process import GatewayProcess, free_port
 
 GOOD = "#!/bin/bash\necho started\nsleep 0.3\necho done\n"
@@ -194,6 +195,7 @@ def test_files_and_tasks_print_for_people(
     folder = f"cli-{uuid.uuid4().hex[:8]}"
     (sdk_base / "alice" / folder / "sub").mkdir(parents=True)
     (sdk_base / "alice" / folder / "sub" / "a.txt").write_text("hello\n" * 1000)
+    give(sdk_base / "alice" / folder, "alice")  # made by other means, as alice's own
     (tmp_path / "a.txt").write_text("local\n")
 
     stat_out = hpcgate(env, "files", "stat", f"{folder}/sub/a.txt")

@@ -39,14 +39,14 @@ def test_a_submitted_job_is_waited_for_until_completed(client: Client) -> None:
     assert client.job(SYSTEM, job.id) == done
 
 
-def test_spec_fields_are_sent_as_given(client: Client, tmp_path: Path) -> None:
+def test_spec_fields_are_sent_as_given(client: Client, workdir: Path) -> None:
     spec = JobSpec(script='#!/bin/bash\necho "$GREETING" from "$PWD"\n', name="from-spec")
     job = client.submit(
-        SYSTEM, spec=spec, working_directory=str(tmp_path), environment={"GREETING": "hi"}
+        SYSTEM, spec=spec, working_directory=str(workdir), environment={"GREETING": "hi"}
     )
     done = client.wait(SYSTEM, job.id, timeout=30)
-    assert (done.name, done.working_directory) == ("from-spec", str(tmp_path))
-    assert client.output(SYSTEM, job.id) == f"hi from {tmp_path}\n"
+    assert (done.name, done.working_directory) == ("from-spec", str(workdir))
+    assert client.output(SYSTEM, job.id) == f"hi from {workdir}\n"
 
 
 def test_a_resent_submit_with_the_same_key_makes_one_job(client: Client) -> None:

@@ -20,7 +20,8 @@ from hpcgate.client import AsyncClient, Client, WaitTimeout
 from hpcgate.model import errors
 from hpcgate.model.principal import Scope
 from hpcgate.model.tasks import Task, TaskState
-from tests.support.gateway_process import GatewayProcess
+from tests.support.accounts import give
+from tests.support.gateway_process import FALLBACK, GatewayProcess
 
 SYSTEM = "local"
 FILES = f"/api/v1/systems/{SYSTEM}/files"
@@ -41,6 +42,7 @@ class User:
 def user(sdk_gateway: GatewayProcess, sdk_base: Path, admin: Client) -> Iterator[User]:
     name = f"u{uuid.uuid4().hex[:10]}"
     (sdk_base / name).mkdir()
+    give(sdk_base / name, FALLBACK)  # as root, a user with no account runs as the fallback
     token = admin.create_token(user=name).token
     with sdk_gateway.client(token) as raw, Client(sdk_gateway.url, token) as sdk:
         yield User(name, sdk_base / name, token, raw, sdk)

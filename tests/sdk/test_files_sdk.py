@@ -21,6 +21,7 @@ import pytest
 from hpcgate.client import AsyncClient, Client, GatewayUnreachable, Retry
 from hpcgate.model import errors
 from hpcgate.model.tasks import TaskState
+from tests.support.accounts import give
 from tests.support.gateway_process import GatewayProcess
 
 SYSTEM = "local"
@@ -217,10 +218,11 @@ def test_writing_operations(client: Client, folder: tuple[str, Path]) -> None:
     with pytest.raises(errors.NotFound):
         client.mkdir(SYSTEM, f"{remote}/x/y")
     (disk / "f.txt").write_text("f")
+    give(disk / "f.txt", "alice")  # made by other means, as alice's own
     assert client.chmod(SYSTEM, f"{remote}/f.txt", "600").mode == "0600"
     assert client.chmod(SYSTEM, f"{remote}/f.txt", 0o640).mode == "0640"
     assert (disk / "f.txt").stat().st_mode & 0o777 == 0o640
-    group = grp.getgrgid(os.getgid()).gr_name
+    group = grp.getgrgid((disk / "f.txt").stat().st_gid).gr_name  # one alice is in
     assert client.chown(SYSTEM, f"{remote}/f.txt", group=group).group == group
     link = client.symlink(SYSTEM, f"{remote}/link", str(disk / "f.txt"))
     assert link.type == "symlink" and (disk / "link").resolve() == disk / "f.txt"
@@ -236,6 +238,7 @@ def test_copy_move_compress_extract_are_tasks(client: Client, folder: tuple[str,
     remote, disk = folder
     (disk / "tree" / "sub").mkdir(parents=True)
     (disk / "tree" / "sub" / "x.bin").write_bytes(os.urandom(10_000))
+    give(disk / "tree", "alice")
     copied = client.cp(SYSTEM, f"{remote}/tree", f"{remote}/copy")
     assert copied.kind == "copy"
     assert client.wait_task(copied.id, timeout=30).state == TaskState.COMPLETED
@@ -438,6 +441,7 @@ async def test_async_operations(
     remote, disk = folder
     await aclient.mkdir(SYSTEM, f"{remote}/d")
     (disk / "d" / "t.txt").write_text("one\ntwo\nthree\n")
+    give(disk / "d", "alice")
     assert [e.name for e in (await aclient.ls(SYSTEM, f"{remote}/d")).entries] == ["t.txt"]
     assert (await aclient.stat(SYSTEM, f"{remote}/d/t.txt")).size == 14
     assert (await aclient.checksum(SYSTEM, f"{remote}/d/t.txt")).checksum == digest(

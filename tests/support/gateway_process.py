@@ -17,6 +17,8 @@ from typing import Literal
 import httpx
 import pytest
 
+from tests.support.accounts import passable, unix_account
+
 TEST_CONFIG = """
 max_script_bytes = 4096
 
@@ -33,11 +35,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the real ``hpcgate`` command line against a data directory."""
+def cli(
+    home: Path, *args: str, check: bool = True, wrapper: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``hpcgate`` command line against a data directory (under ``wrapper``,
+    as :attr:`GatewayProcess.wrapper`)."""
     env = {**os.environ, "HPCGATE_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "hpcgate", *args],
+        [*wrapper, sys.executable, "-m", "hpcgate", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -96,7 +101,7 @@ class GatewayProcess:
         args = ["token", "create", user, *(f"--scope={s}" for s in scopes)]
         if expires_in:
             args.append(f"--expires-in={expires_in}")
-        return cli(self.home, *args).stdout.strip().splitlines()[-1]
+        return cli(self.home, *args, wrapper=self.wrapper).stdout.strip().splitlines()[-1]
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -114,8 +119,19 @@ roots = [{listed}]
 """
 
 
+#: As root, the test gateways are multi-user (as any root gateway): alice and bob run as
+#: their own accounts, every other test user as this shared unprivileged one.
+FALLBACK = "hpcgate-fallback"
+
+
 def new_gateway(home: Path, config_text: str = TEST_CONFIG) -> GatewayProcess:
     home.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        for name in ("alice", "bob", FALLBACK):
+            unix_account(name)
+        passable(home)
+        if "[users]" not in config_text:
+            config_text += f'\n[users]\nfallback = "{FALLBACK}"\n'
     config = home / "config.toml"
     config.write_text(config_text)
     return GatewayProcess(home, config)

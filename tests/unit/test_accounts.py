@@ -64,6 +64,24 @@ async def test_a_map_cannot_reach_root() -> None:
         await accounts.resolve(who("admin"), HERE)
 
 
+async def test_a_user_with_no_account_is_refused_saying_why() -> None:
+    accounts = Accounts(UsersConfig(), multi=True)
+    with pytest.raises(Forbidden, match=r"no Unix account .* never as root"):
+        await accounts.resolve(who("no-such-account-here"), HERE)
+
+
+async def test_the_fallback_account_is_shared_by_users_with_no_account() -> None:
+    person = a_person()
+    accounts = Accounts(UsersConfig(fallback=person.pw_name), multi=True)
+    account = await accounts.resolve(who("no-such-account-here"), HERE)
+    assert account is not None and (account.name, account.shared) == (person.pw_name, True)
+    own = await accounts.resolve(who(person.pw_name), HERE)  # an account of its own
+    assert own is not None and not own.shared
+    for refused in ("root", "daemon"):  # a system account is never replaced by the fallback
+        with pytest.raises(Forbidden, match="system account"):
+            await accounts.resolve(who(refused), HERE)
+
+
 def test_auto_mode() -> None:
     root = os.geteuid() == 0
     assert multi_user(UsersConfig(mode="auto"), per_user_systems=True) is root
@@ -75,7 +93,7 @@ def test_auto_mode() -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="about a gateway that runs as root")
 @pytest.mark.parametrize(
     ("scheduler", "mode", "words"),
-    [("slurm", "single", "would run as root"), ("embedded", "multi", "would be root")],
+    [("slurm", "single", "would run as root"), ("embedded", "single", "would run as root")],
 )
 def test_root_gateway_refuses_to_run_jobs_as_root(
     tmp_path: Path, scheduler: str, mode: str, words: str

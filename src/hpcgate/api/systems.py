@@ -14,7 +14,11 @@ router = APIRouter(prefix="/api/v1/systems", tags=["systems"])
 STATUS_ERRORS = responses(401, 403, 404, 501, 503, 504)  # the scheduler's queries can fail
 
 
-def _info(cluster: Cluster) -> SystemInfo:
+def _info(cluster: Cluster, multi_user: bool) -> SystemInfo:
+    if cluster.config.functional_account is not None:
+        run_as = "functional"
+    else:
+        run_as = "user" if multi_user else "gateway"
     return SystemInfo(
         name=cluster.name,
         description=cluster.config.description,
@@ -23,19 +27,20 @@ def _info(cluster: Cluster) -> SystemInfo:
         healthy=cluster.health.healthy,
         health_message=cluster.health.message,
         checked_at=cluster.health.checked_at,
+        run_as=run_as,
     )
 
 
 @router.get("", summary="List systems", responses=responses(401, 403))
 async def list_systems(who: Caller, gateway: GatewayDep) -> list[SystemInfo]:
     who.require(Scope.JOBS_READ)
-    return [_info(cluster) for cluster in gateway.systems]
+    return [_info(cluster, gateway.accounts.multi) for cluster in gateway.systems]
 
 
 @router.get("/{system}", summary="One system", responses=responses(401, 403, 404))
 async def get_system(target: TargetDep, gateway: GatewayDep) -> SystemInfo:
     target.who.require(Scope.JOBS_READ)
-    info = _info(target.cluster)
+    info = _info(target.cluster, gateway.accounts.multi)
     roots = await gateway.files.roots(target)
     return info.model_copy(update={"roots": list(roots.shown), "home": roots.home})
 

@@ -14,11 +14,20 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 from hpcgate.embedded.dispatch import dispatch
 from hpcgate.embedded.errors import UnknownJob, UserError
+from hpcgate.embedded.identity import (
+    RunAs,
+    acting_as,
+    as_account,
+    identity_variables,
+    parse_run_as,
+)
 from hpcgate.embedded.jobs import Job
 from hpcgate.embedded.procs import base_environment, start_ticks
 from hpcgate.embedded.spool import Spool, load_config, read_json, try_lock, write_json
@@ -143,27 +152,83 @@ def _set_outcome(job: Job, cause: str | None, returncode: int) -> None:
 
 def _start(spool: Spool, job: Job) -> subprocess.Popen[bytes]:
     spec = job.spec
-    stdout = _open_output(spec["stdout"], "stdout")
+    run_as = parse_run_as(spec.get("run_as"))
+    with acting_as(run_as):  # the outputs are the account's, opened with its permissions
+        stdout, stderr = _open_outputs(spec)
     try:
-        same = spec["stderr"] == spec["stdout"]
-        stderr = stdout if same else _open_output(spec["stderr"], "stderr")
+        with acting_as(run_as):  # a directory the account may enter
+            _enter(spec["workdir"])
+        return _spawn(spool, job, run_as, stdout, stderr)  # as root, which may drop to it
+    finally:
+        _close(stdout, stderr)
+        os.chdir("/")  # hold no directory busy (see supervise)
+
+
+def _spawn(
+    spool: Spool, job: Job, run_as: RunAs | None, stdout: int, stderr: int
+) -> subprocess.Popen[bytes]:
+    """Start the script as ``run_as`` in the current directory, in a process group of its
+    own (signals reach all its processes)."""
+    with _script(spool, job.id, run_as) as (path, fds):
         try:
             return subprocess.Popen(
-                [spool.job_file(job.id, "script")],
-                cwd=spec["workdir"],
-                env=job_environment(spec),
+                [path],
+                env=job_environment(job.spec, run_as),
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
-                process_group=0,  # the job's own group: signals reach all its processes
+                pass_fds=fds,
+                process_group=0,
+                **as_account(run_as),
             )
         except OSError as exc:
             raise _JobFailure(f"cannot start the script: {_describe(exc)}") from None
-        finally:
-            if not same:
-                os.close(stderr)
+
+
+@contextmanager
+def _script(
+    spool: Spool, job_id: str, run_as: RunAs | None
+) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """The path to execute the script by, and the descriptors the job needs for it.
+
+    Another account cannot read the spool (root's, 0700): it gets the script as an
+    anonymous in-memory file of its own, executed through its descriptor.
+    """
+    path = spool.job_file(job_id, "script")
+    if as_account(run_as) == {}:
+        yield path, ()
+        return
+    fd = os.memfd_create(f"hpcgate-job-{job_id}")
+    try:
+        with open(path, "rb") as stream:
+            os.write(fd, stream.read())
+        yield f"/proc/self/fd/{fd}", (fd,)
     finally:
+        os.close(fd)
+
+
+def _open_outputs(spec: dict[str, Any]) -> tuple[int, int]:
+    stdout = _open_output(spec["stdout"], "stdout")
+    if spec["stderr"] == spec["stdout"]:
+        return stdout, stdout
+    try:
+        return stdout, _open_output(spec["stderr"], "stderr")
+    except _JobFailure:
         os.close(stdout)
+        raise
+
+
+def _close(stdout: int, stderr: int) -> None:
+    os.close(stdout)
+    if stderr != stdout:
+        os.close(stderr)
+
+
+def _enter(workdir: str) -> None:
+    try:
+        os.chdir(workdir)
+    except OSError as exc:
+        raise _JobFailure(f"cannot enter the working directory: {_describe(exc)}") from None
 
 
 def _open_output(path: str, which: str) -> int:
@@ -177,9 +242,12 @@ def _describe(exc: OSError) -> str:
     return f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
 
 
-def job_environment(spec: dict[str, Any]) -> dict[str, str]:
-    """A clean base environment, the job's own variables, and HPCGATE_JOB_*."""
+def job_environment(spec: dict[str, Any], run_as: RunAs | None = None) -> dict[str, str]:
+    """A clean base environment (who the job runs as: USER, LOGNAME, HOME), the job's own
+    variables, and HPCGATE_JOB_*."""
     environment = base_environment(os.environ)
+    if run_as is not None:
+        environment.update(identity_variables(run_as))
     environment.update(spec["env"])
     environment["HPCGATE_JOB_ID"] = str(spec["id"])
     environment["HPCGATE_JOB_NAME"] = spec["name"]

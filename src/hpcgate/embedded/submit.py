@@ -17,12 +17,13 @@ from typing import Any
 from hpcgate.embedded.deps import dependency_ids, parse_dependencies
 from hpcgate.embedded.directives import Directives, parse_directives
 from hpcgate.embedded.errors import UserError
+from hpcgate.embedded.identity import RunAs, acting_as, parse_run_as
 from hpcgate.embedded.spool import Spool, fsync_dir, read_json, spool_lock, write_bytes, write_json
 from hpcgate.model.bounds import SECONDS_MAX
 
 FIELDS = frozenset(
     {"script", "script_path", "name", "workdir", "stdout", "stderr", "time_limit", "env",
-     "dependencies", "tag"}
+     "dependencies", "tag", "run_as"}
 )  # fmt: skip
 DEFAULT_STDOUT = "hpcgate-%j.out"
 DEFAULT_STDERR = "hpcgate-%j.err"
@@ -42,6 +43,7 @@ class Request:
     dependencies: list[str]
     tag: str | None
     submit_dir: str
+    run_as: RunAs | None = None
 
 
 def submit(spool: Spool, raw: bytes, cwd: str) -> str:
@@ -52,7 +54,9 @@ def submit(spool: Spool, raw: bytes, cwd: str) -> str:
         existing = find_tag(spool, tag)
         if existing is not None:
             return existing
-        request = build_request(document, cwd)
+        run_as = parse_run_as(document.get("run_as"))
+        with acting_as(run_as):  # the script_path and workdir as the account sees them
+            request = build_request(document, cwd, run_as)
         _check_dependencies(spool, request.dependencies)
         return _create(spool, request)
 
@@ -71,14 +75,18 @@ def parse_document(raw: bytes) -> dict[str, Any]:
     return document
 
 
-def build_request(document: dict[str, Any], cwd: str) -> Request:
-    """Validate ``document`` and merge it with the script's directives."""
+def build_request(document: dict[str, Any], cwd: str, run_as: RunAs | None = None) -> Request:
+    """Validate ``document`` and merge it with the script's directives (run it while
+    :func:`acting_as` the job's account: it reads ``script_path`` and checks ``workdir``)."""
     script, script_path = _script(document, cwd)
     directives = parse_directives(script.decode(errors="replace"))
     default_name = os.path.basename(script_path) if script_path else "script"
     workdir = os.path.join(cwd, _string(document, "workdir") or directives.chdir or cwd)
-    if not os.path.isdir(workdir):
-        raise UserError(f"the working directory {workdir!r} does not exist or is not a directory")
+    if not os.path.isdir(workdir) or not os.access(workdir, os.X_OK, effective_ids=True):
+        raise UserError(
+            f"the working directory {workdir!r} does not exist, is not a directory"
+            " or cannot be entered"
+        )
     return Request(
         script=script,
         name=_string(document, "name") or directives.name or default_name,
@@ -90,6 +98,7 @@ def build_request(document: dict[str, Any], cwd: str) -> Request:
         dependencies=_dependencies(document.get("dependencies"), directives),
         tag=_string(document, "tag"),
         submit_dir=cwd,
+        run_as=run_as,
     )
 
 
@@ -214,6 +223,7 @@ def _spec(job_id: str, request: Request) -> dict[str, Any]:
         "dependencies": request.dependencies,
         "submit_time": time.time(),
         "submit_dir": request.submit_dir,
+        "run_as": None if request.run_as is None else request.run_as.document(),
     }
 
 

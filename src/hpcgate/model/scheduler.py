@@ -11,11 +11,24 @@ from hpcgate.model.jobs import JobState
 
 
 @dataclass(frozen=True, slots=True)
+class RunAs:
+    """The Unix account a job is to run as, for a scheduler whose commands run as the
+    gateway and that starts each job as the account it is handed (embedded, as root)."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SubmitContext:
-    """What the gateway adds to a spec: an idempotency tag and the default directory."""
+    """What the gateway adds to a spec: an idempotency tag, the default directory and,
+    for a scheduler that is handed it, the account the job runs as (None: the gateway's)."""
 
     tag: str
     default_workdir: str
+    run_as: RunAs | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ caller's accounts."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -83,4 +84,10 @@ class SystemInfo(BaseModel):
     )
     home: str | None = Field(
         None, description="Your home (or default) directory: where relative paths start"
+    )
+    run_as: Literal["user", "gateway", "functional"] = Field(
+        "gateway",
+        description="Whose Unix account your jobs and file operations run as: 'user' (your"
+        " own: a gateway running as root, multi-user mode), 'gateway' (the account the"
+        " gateway runs as, never root), 'functional' (one account for every user)",
     )

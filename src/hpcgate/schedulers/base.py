@@ -27,9 +27,12 @@ class Scheduler(ABC):
     supported_fields: frozenset[str]
     #: True when submitting twice with one tag creates one job (safe to retry).
     idempotent_submit: bool = False
-    #: True when the scheduler runs each job as the account that submitted it (Slurm, PBS);
-    #: False for a single-account scheduler whose jobs run as whoever runs it (embedded).
+    #: True when the scheduler runs each job as the caller's account (Slurm, PBS, and the
+    #: embedded scheduler of a root gateway); False when jobs run as whoever runs it.
     per_user: bool = True
+    #: True when the scheduler's commands run as the gateway, which hands it the caller's
+    #: account in :class:`SubmitContext` (``run_as``); False when they run as the caller.
+    handed_account: bool = False
     #: Partitions, nodes, reservations and associations; None if the scheduler has none.
     info: ClusterInfo | None = None
     #: A script line that sets dependencies: refused, as the gateway checks only the

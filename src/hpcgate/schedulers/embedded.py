@@ -18,7 +18,7 @@ from hpcgate.model.bounds import reported_epoch
 from hpcgate.model.commands import Command, CommandResult
 from hpcgate.model.errors import NotFound, SchedulerRejected, SchedulerUnavailable
 from hpcgate.model.jobs import JobSpec, JobState
-from hpcgate.model.scheduler import SchedulerJob, SubmitContext
+from hpcgate.model.scheduler import RunAs, SchedulerJob, SubmitContext
 from hpcgate.schedulers.base import Scheduler
 from hpcgate.schedulers.embedded_info import EmbeddedInfo
 
@@ -45,7 +45,9 @@ class EmbeddedScheduler(Scheduler):
         }
     )
     idempotent_submit = True
-    per_user = False
+    # Its commands run as the gateway (the spool is the gateway's); a root gateway hands it
+    # the caller's account and its supervisor starts the job as that account, never as root.
+    handed_account = True
 
     def __init__(
         self, spool: Path, slots: int, python: str = sys.executable, partition: str = "local"
@@ -78,6 +80,7 @@ class EmbeddedScheduler(Scheduler):
             "env": spec.environment,
             "dependencies": spec.dependencies,
             "tag": context.tag,
+            "run_as": _run_as(context.run_as),
         }
         return Command((*self._base, "submit"), json.dumps(document).encode())
 
@@ -97,6 +100,12 @@ class EmbeddedScheduler(Scheduler):
 
     def parse_cancel(self, result: CommandResult) -> None:
         _raise_for(result)
+
+
+def _run_as(run_as: RunAs | None) -> dict[str, Any] | None:
+    if run_as is None:
+        return None
+    return {"name": run_as.name, "uid": run_as.uid, "gid": run_as.gid, "groups": [*run_as.groups]}
 
 
 def _raise_for(result: CommandResult) -> None:
