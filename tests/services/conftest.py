@@ -26,6 +26,7 @@ script = {toml_string(backend_script())}
 min_replicas = 1
 max_replicas = 2
 users = ["alice"]
+run_as = "services"  # no Unix account of that name: the test gateways' fallback account
 ready_timeout = 30
 """
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from tests.support.jobs import ended, wait_for_job
 from tests.support.services import (
     BACKEND,
     SERVICES,
+    SYSTEM_PYTHON,
     admin_token,
     backend_script,
     in_state,
@@ -216,7 +216,7 @@ def test_garbage_is_a_502_and_a_hang_a_504(alice: httpx.Client) -> None:
 
 
 def test_a_replica_that_stops_answering_is_a_502_then_replaced(alice: httpx.Client) -> None:
-    script = f"#!/bin/sh\n{sys.executable} {BACKEND} &\nexec sleep 3600\n"  # the job outlives it
+    script = f"#!/bin/sh\n{SYSTEM_PYTHON} {BACKEND} &\nexec sleep 3600\n"  # the job outlives it
     name = _create(alice, script=script, min_replicas=1, max_replicas=1)
     [first] = wait_replicas(alice, name, in_state("ready"))
     os.kill(alice.get(f"{SERVICES}/{name}/proxy/pid").json()["pid"], signal.SIGKILL)

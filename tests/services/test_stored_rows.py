@@ -16,6 +16,7 @@ from hpcgate.model.principal import DEFAULT_SCOPES, Principal
 from hpcgate.model.services import ReplicaState, ServiceSpec
 from hpcgate.store.services import ReplicaStore
 from hpcgate.store.tables import ReplicaRow, ServiceRow
+from tests.support.accounts import passable
 
 ALICE = Principal("alice", DEFAULT_SCOPES, "t")
 
@@ -38,11 +39,15 @@ def _spec(system: str) -> str:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    settings = Settings(home=tmp_path / "home", systems={"local": {"scheduler": "embedded"}})
+    home = tmp_path / "home"
+    home.mkdir()
+    passable(home)  # a root gateway runs alice's replica as alice, who must reach her directory
+    settings = Settings(home=home, systems={"local": {"scheduler": "embedded"}})
     made = Gateway(settings)
+    made.open_home()
     await made.open_store()
     yield made
-    await made.database.close()
+    await made.stop()  # closes the transports (alice's file helper) and the store
 
 
 async def test_bad_rows_are_left_out_of_reads_and_the_controller_goes_on(
@@ -73,4 +78,4 @@ async def test_bad_rows_are_left_out_of_reads_and_the_controller_goes_on(
     logged = [r.getMessage() for r in caplog.records if "cannot be reconciled" in r.getMessage()]
     assert len(logged) == 2  # one each, once
     started = [r for r in await replicas.of(good.pk) if r.pk != odd.pk]
-    assert len(started) == 1 and started[0].job_id is not None  # the good one was served
+    assert len(started) == 1 and started[0].job_id is not None, started[0].reason  # served

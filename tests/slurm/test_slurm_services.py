@@ -27,14 +27,13 @@ from tests.support.services import (
 )
 from tests.support.slurm import CONFIG, SYSTEM
 
-PYTHON = "/usr/bin/python3"  # the backend needs only the standard library, as any account
 SERVICE_CONFIG = f"""
 service_interval = 0.3
 service_wait_seconds = 60
 {CONFIG}
 [services.shared]
 system = "{SYSTEM}"
-script = {toml_string(backend_script(PYTHON))}
+script = {toml_string(backend_script())}
 min_replicas = 1
 max_replicas = 1
 users = ["*"]
@@ -92,7 +91,7 @@ def test_a_user_service_scales_from_zero_and_is_replaced_when_killed(
     alice: httpx.Client, bob: httpx.Client
 ) -> None:
     name = f"s{uuid.uuid4().hex[:8]}"
-    body = {"name": name, "system": SYSTEM, "script": backend_script(PYTHON), "max_replicas": 1}
+    body = {"name": name, "system": SYSTEM, "script": backend_script(), "max_replicas": 1}
     assert alice.post(SERVICES, json=body).status_code == 201
     assert bob.get(f"{SERVICES}/{name}").status_code == 404
     answer = alice.get(f"{SERVICES}/{name}/proxy/pid")  # waits for a job to start

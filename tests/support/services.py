@@ -3,7 +3,6 @@ replicas, and the config of a gateway that declares services."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,12 @@ BACKEND = Path(__file__).with_name("service_backend.py")
 SERVICES = "/api/v1/services"
 
 
-def backend_script(python: str = sys.executable, env: str = "") -> str:
+#: The backend needs only the standard library; a job runs as a user's account, which may
+#: not reach the project's virtualenv (under root's home when root made it).
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def backend_script(python: str = SYSTEM_PYTHON, env: str = "") -> str:
     """A service script that runs the test backend (``env``: ``NAME=value`` words first)."""
     return f"#!/bin/sh\n{env} exec {python} {BACKEND}\n"
 
