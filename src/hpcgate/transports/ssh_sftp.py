@@ -81,7 +81,9 @@ class ReadAhead:
     :data:`AHEAD` requests of one block each (the largest read the server takes) are kept
     in flight past the last byte returned, never past ``end``; so at most ``AHEAD`` blocks
     (4 MiB with OpenSSH's 255 KiB) wait in memory, whatever the file's size. A read that
-    does not start where the last one ended drops them and starts again from there.
+    does not start where the last one ended drops them and starts again from there; so
+    does one that failed or was cancelled. A request is awaited shielded, so a cancelled
+    read leaves it to end by itself.
     """
 
     def __init__(self, handle: asyncssh.SFTPClientFile, end: int) -> None:
@@ -92,6 +94,7 @@ class ReadAhead:
         self._sent = 0  # the offset the next request reads from
         self._left = memoryview(b"")
         self._pending: collections.deque[asyncio.Task[bytes]] = collections.deque()
+        self._dropped: set[asyncio.Task[bytes]] = set()  # held until done (asyncio does not)
 
     async def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``offset`` (fewer only at the end of the file)."""
@@ -117,7 +120,7 @@ class ReadAhead:
         self._fill()
         if not self._pending:
             return False
-        data = await self._pending.popleft()
+        data = await asyncio.shield(self._pending.popleft())
         if len(data) < min(self._block, self._end - self._at):
             self._end = self._at + len(data)  # the file shrank: nothing more is asked
             self._drop()
@@ -127,7 +130,9 @@ class ReadAhead:
     def _fill(self) -> None:
         while len(self._pending) < AHEAD and self._sent < self._end:
             size = min(self._block, self._end - self._sent)
-            self._pending.append(asyncio.ensure_future(read_bytes(self._handle, size, self._sent)))
+            request = asyncio.ensure_future(read_bytes(self._handle, size, self._sent))
+            request.add_done_callback(_seen)
+            self._pending.append(request)
             self._sent += size
 
     def stop(self) -> None:
@@ -137,12 +142,18 @@ class ReadAhead:
         self._sent = self._at
 
     def _drop(self) -> None:
-        """Cancel the requests in flight (an answer already in is read, so that asyncio
-        does not report its error as never retrieved)."""
+        """Forget the requests in flight. They are left to finish, not cancelled: asyncssh
+        leaves the tasks under a cancelled read running, and their errors unread."""
         for request in self._pending:
-            if not request.cancel() and not request.cancelled():
-                request.exception()
+            self._dropped.add(request)
+            request.add_done_callback(self._dropped.discard)
         self._pending.clear()
+
+
+def _seen(request: asyncio.Task[bytes]) -> None:
+    """Mark a read-ahead's error as read: one nobody waits for any more is no news."""
+    if not request.cancelled():
+        request.exception()
 
 
 class SftpFile:
