@@ -21,7 +21,9 @@ see the same load:
 
 It prints one JSON object: speeds, the ratios the issue names with a verdict for each
 (``bench/files_targets.py``: median of the round-by-round ratios), and the gateway's
-resident memory (VmRSS, sampled every 50 ms) before and at its peak during each transfer.
+resident memory (VmRSS, sampled every 50 ms) before and at its peak during each transfer,
+with the CPU time the gateway spent on it (which a loaded machine disturbs less than the
+speeds); the verdicts again on stderr, one line each.
 
 Everything is on the same filesystem and nobody syncs: all read the source from the page
 cache and leave their copy as dirty pages, so this measures the copying, not the disk.
@@ -169,6 +171,13 @@ class Transfer:
     rss_before_kib: int
     rss_peak_kib: int
     samples: int
+    cpu_seconds: float = 0.0  # the gateway's (user + system), where its time went
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far, user and system (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -201,6 +210,7 @@ def memory(transfers: list[Transfer]) -> dict[str, object]:
             max(t.rss_peak_kib - t.rss_before_kib for t in transfers) / 1024, 1
         ),
         "samples": [t.samples for t in transfers],
+        "cpu_s": [round(t.cpu_seconds, 2) for t in transfers],
     }
 
 
@@ -301,10 +311,10 @@ def transfer(pid: int | None, action: Callable[[], object]) -> Transfer:
         action()
         return Transfer(time.perf_counter() - start, 0, 0, 0)
     with RssSampler(pid) as rss:
-        start = time.perf_counter()
+        cpu, start = cpu_seconds(pid), time.perf_counter()
         action()
-        seconds = time.perf_counter() - start
-    return Transfer(seconds, rss.before_kib, rss.peak_kib, rss.samples)
+        seconds, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu
+    return Transfer(seconds, rss.before_kib, rss.peak_kib, rss.samples, cpu)
 
 
 def run_rounds(plan: Plan, size: int, runs: int, warmup: int) -> dict[str, list[Transfer]]:
@@ -339,7 +349,7 @@ def run_rounds(plan: Plan, size: int, runs: int, warmup: int) -> dict[str, list[
 def figures(results: dict[str, list[Transfer]], size: int, plan: Plan) -> dict[str, object]:
     """Speeds, the targets' verdicts, and each gateway transfer's memory."""
     rates = {name: Rates([size / MIB / t.seconds for t in ts]) for name, ts in results.items()}
-    sampled = {step.name for step in plan.steps if step.pid is not None}
+    sampled = [step.name for step in plan.steps if step.pid is not None]
     growth = {
         name: max(t.rss_peak_kib - t.rss_before_kib for t in results[name]) / 1024
         for name in sampled
