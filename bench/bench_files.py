@@ -1,36 +1,47 @@
-"""hpcgate file-transfer benchmark: download and upload throughput against ``cp``.
+"""hpcgate file-transfer benchmark: the files targets of issue 14, measured in one run.
 
-Starts a real gateway (SQLite, embedded scheduler, single-user) whose system ``local`` has
-its roots in a temporary directory, writes a source file of ``--size-mib`` MiB there, and
-measures on this machine, one after the other in each round, so all see the same load:
+Starts real gateways and writes a source file of ``--size-mib`` MiB, then measures on this
+machine, one after the other in each round (the order rotating from round to round), so all
+see the same load:
 
 * ``cp src dst`` (the raw copy, a subprocess);
-* a download through the gateway (``GET files/download``), streamed by httpx to a file;
-* an upload through the gateway (``PUT files/upload?overwrite=true``), the body streamed
-  by httpx from the file in 1 MiB chunks;
-* the same download and upload with the leanest Python client (``http.client``,
-  ``readinto`` and ``socket.sendfile``), which shows what the gateway itself can do;
-* in single-user mode, the lean client against ``bench/bare_asgi.py`` (an ASGI app that
-  only streams bytes, under the same uvicorn): the floor of the server stack;
-* if curl is installed, the same download and upload with curl: a client in C, so the
-  figures show what the gateway itself can do without the Python client's cost.
+* a download and an upload through a single-user gateway (embedded scheduler, local
+  transport, its roots the source's folder), with **curl** (a client in C, so the figures
+  show what the gateway itself can do) and with the leanest Python client (``http.client``,
+  ``readinto`` and ``socket.sendfile``);
+* the raw Python receiver floor: the ``recv`` mode of ``bench/raw_receive.py``, the same
+  file over loopback TCP to a receiver with no HTTP and no checks;
+* as root with the test sshd up (``scripts/sshd up``): ``scp`` of the file up and down
+  through that sshd as alice (OpenSSH's defaults, over one master connection opened
+  first), and the same curl and lean transfers through a second gateway whose system
+  reaches that sshd (``transport = "ssh"``, certificates from its CA, alice's files over
+  SFTP in her own login); then the source lies in a folder of alice's home;
+* with ``--extra``, also the httpx client and the bare ASGI app of ``bench/bare_asgi.py``
+  (the floor of the server stack) on the local gateway.
+
+It prints one JSON object: speeds, the ratios the issue names with a verdict for each
+(``bench/files_targets.py``: median of the round-by-round ratios), and the gateway's
+resident memory (VmRSS, sampled every 50 ms) before and at its peak during each transfer,
+with the CPU time the gateway spent on it (which a loaded machine disturbs less than the
+speeds); the verdicts again on stderr, one line each.
 
 Everything is on the same filesystem and nobody syncs: all read the source from the page
 cache and leave their copy as dirty pages, so this measures the copying, not the disk.
 Before each transfer every earlier copy is deleted, so each starts with only the source in
 the cache; one unmeasured round (``--warmup``) comes first.
-Sizes are checked after every transfer and the sha256 of each result at least once, so a
-transfer cannot "win" by moving nothing. The gateway's resident memory (VmRSS) is sampled
-every 50 ms during each transfer, to show that it does not grow with the file.
+Sizes are checked after every transfer and the sha256 of each result in the first round,
+and the sha256 each gateway computes for every upload, so a transfer cannot "win" by moving
+nothing. At the default size (512 MiB, 3 rounds) a run takes some two minutes on a quiet
+2-core machine.
 
 With ``--multi-user`` (as root, with a user ``alice`` and the test Slurm cluster of
-``scripts/slurm up`` answering ``scontrol ping``) the same runs are made a second time
-against a gateway in multi-user mode on the Slurm system, as alice, in alice's home: there
-the files are opened by alice's file helper and the descriptors passed to the gateway.
+``scripts/slurm up`` answering ``scontrol ping``) the local gateway's runs are made a second
+time against a gateway in multi-user mode on the Slurm system, as alice, in alice's home:
+there the files are opened by alice's file helper and the descriptors passed to the gateway.
 
-Usage, from the repository root:
-    .venv/bin/python -m bench.bench_files [--size-mib 1024] [--runs 5] [--warmup 1]
-        [--multi-user] [--dir D]
+Usage, from the repository root (as root, after ``scripts/sshd up``, for the SSH side):
+    .venv/bin/python -m bench.bench_files [--size-mib 512] [--runs 3] [--warmup 1]
+        [--no-ssh] [--extra] [--multi-user] [--dir D]
 """
 
 from __future__ import annotations
@@ -38,7 +49,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import http.client
 import json
 import os
 import pwd
@@ -57,17 +67,29 @@ from pathlib import Path
 
 import httpx
 
+from bench.bench import SSH_SYSTEM, ssh_config
+from bench.bench_ssh import RawSsh
+from bench.files_clients import (
+    MIB,
+    Curl,
+    Lean,
+    Upload,
+    copy_raw,
+    download,
+    files_prefix,
+    raw_receive,
+    scp,
+)
+from bench.files_targets import FLAT_MIB, flat, verdicts
 from bench.host import machine
 from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.sshd import Sshd, answering, read_env
 
 ROOT = Path(__file__).resolve().parents[1]  # where ``bench.bare_asgi`` is found
-MIB = 1 << 20
 BLOCK = 64 * MIB
-CHUNK = MIB
 SAMPLE_SECONDS = 0.05
-TARGET_RATIO = 0.8
+SSH_USER = "alice"  # the SSH tier's test user: scp and the SSH gateway act as her
 MULTI_USER = "alice"
-FILES = "/api/v1/systems/local/files"
 
 SINGLE_CONFIG = """
 [systems.local]
@@ -149,147 +171,13 @@ class Transfer:
     rss_before_kib: int
     rss_peak_kib: int
     samples: int
+    cpu_seconds: float = 0.0  # the gateway's (user + system), where its time went
 
 
-def transfer(pid: int, action: Callable[[], object]) -> Transfer:
-    with RssSampler(pid) as rss:
-        start = time.perf_counter()
-        action()
-        seconds = time.perf_counter() - start
-    return Transfer(seconds, rss.before_kib, rss.peak_kib, rss.samples)
-
-
-def copy_raw(source: Path, target: Path) -> Callable[[], object]:
-    return lambda: subprocess.run(["cp", str(source), str(target)], check=True)
-
-
-def download(client: httpx.Client, source: Path, target: Path) -> Callable[[], object]:
-    def run() -> None:
-        params = {"path": str(source)}
-        with (
-            client.stream("GET", f"{FILES}/download", params=params) as response,
-            target.open("wb", buffering=0) as out,
-        ):
-            response.raise_for_status()
-            for chunk in response.iter_raw(chunk_size=CHUNK):
-                out.write(chunk)
-
-    return run
-
-
-@dataclass
-class Curl:
-    """The same transfer with curl (C), so the Python client's own cost is left out; the
-    token goes in a header file, not on the command line."""
-
-    url: str
-    headers: Path
-    source: Path
-    target: Path
-    upload: bool
-    answers: list[dict[str, object]] = field(default_factory=list)
-
-    def __call__(self) -> None:
-        argv = ["curl", "--silent", "--show-error", "--fail", "-H", f"@{self.headers}"]
-        if self.upload:
-            query = httpx.QueryParams({"path": str(self.target), "overwrite": "true"})
-            answer = subprocess.run(
-                [*argv, "-T", str(self.source), f"{self.url}{FILES}/upload?{query}"],
-                check=True,
-                capture_output=True,
-            )
-            self.answers.append(json.loads(answer.stdout))
-        else:
-            query = httpx.QueryParams({"path": str(self.source)})
-            subprocess.run(
-                [*argv, "-o", str(self.target), f"{self.url}{FILES}/download?{query}"],
-                check=True,
-            )
-
-
-@dataclass
-class Lean:
-    """The leanest Python client: the standard library's http.client, reading into one
-    1 MiB buffer and writing it out (download), or handing the file to the kernel with
-    ``socket.sendfile`` (upload). It shows the gateway's throughput when the client costs
-    as little as a Python client can."""
-
-    url: str
-    token: str
-    source: Path
-    target: Path
-    upload: bool
-    prefix: str = FILES
-    answers: list[dict[str, object]] = field(default_factory=list)
-
-    def __call__(self) -> None:
-        address = httpx.URL(self.url)
-        connection = http.client.HTTPConnection(address.host, address.port, timeout=600)
-        headers = {"Authorization": f"Bearer {self.token}"}
-        try:
-            if self.upload:
-                self._put(connection, headers)
-            else:
-                self._get(connection, headers)
-        finally:
-            connection.close()
-
-    def _put(self, connection: http.client.HTTPConnection, headers: dict[str, str]) -> None:
-        query = httpx.QueryParams({"path": str(self.target), "overwrite": "true"})
-        connection.putrequest("PUT", f"{self.prefix}/upload?{query}")
-        for name, value in {**headers, "Content-Length": str(self.source.stat().st_size)}.items():
-            connection.putheader(name, value)
-        connection.endheaders()
-        assert connection.sock is not None
-        with self.source.open("rb") as handle:
-            connection.sock.sendfile(handle)
-        response = connection.getresponse()
-        body = response.read()
-        if response.status >= 300:
-            raise SystemExit(f"lean upload: {response.status} {body!r}")
-        answer = json.loads(body)
-        self.answers.append(answer if isinstance(answer, dict) else {"size": answer})
-
-    def _get(self, connection: http.client.HTTPConnection, headers: dict[str, str]) -> None:
-        query = httpx.QueryParams({"path": str(self.source)})
-        connection.request("GET", f"{self.prefix}/download?{query}", headers=headers)
-        response = connection.getresponse()
-        if response.status != 200:
-            raise SystemExit(f"lean download: {response.status} {response.read()!r}")
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        with self.target.open("wb", buffering=0) as out:
-            while count := response.readinto(buffer):
-                out.write(view[:count])
-
-
-def chunks_of(path: Path) -> Iterator[bytes]:
-    with path.open("rb", buffering=0) as handle:
-        while chunk := handle.read(CHUNK):
-            yield chunk
-
-
-@dataclass
-class Upload:
-    client: httpx.Client
-    source: Path
-    target: Path
-    answers: list[dict[str, object]] = field(default_factory=list)
-
-    def __call__(self) -> None:
-        params = {"path": str(self.target), "overwrite": "true"}
-        headers = {"Content-Length": str(self.source.stat().st_size)}
-        response = self.client.put(
-            f"{FILES}/upload", params=params, content=chunks_of(self.source), headers=headers
-        )
-        response.raise_for_status()
-        self.answers.append(response.json())
-
-
-def check_size(path: Path, size: int, what: str) -> None:
-    found = path.stat().st_size
-    if found != size:
-        raise SystemExit(f"{what}: {found} bytes at {path}, not {size}")
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far, user and system (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -322,133 +210,171 @@ def memory(transfers: list[Transfer]) -> dict[str, object]:
             max(t.rss_peak_kib - t.rss_before_kib for t in transfers) / 1024, 1
         ),
         "samples": [t.samples for t in transfers],
+        "cpu_s": [round(t.cpu_seconds, 2) for t in transfers],
     }
 
 
-def _steps(
-    server: GatewayProcess,
-    client: httpx.Client,
-    token: str,
-    workdir: Path,
-    bare_url: str | None,
-) -> tuple[dict[str, tuple[Callable[[], object], Path]], list[Upload | Curl | Lean]]:
-    """Each transfer of a round, by name, with the file it makes; and the uploads among
-    them whose answers carry the gateway's sha256."""
-    source = workdir / "source.bin"
-
-    def out(name: str) -> Path:
-        return workdir / f"{name}.bin"
-
-    upload = Upload(client, source, out("up"))
-    lean_up = Lean(server.url, token, source, out("lean-up"), upload=True)
-    steps: dict[str, tuple[Callable[[], object], Path]] = {
-        "cp": (copy_raw(source, out("cp")), out("cp")),
-        "download": (download(client, source, out("down")), out("down")),
-        "upload": (upload, out("up")),
-        "download_lean": (
-            Lean(server.url, token, source, out("lean-down"), upload=False),
-            out("lean-down"),
-        ),
-        "upload_lean": (lean_up, out("lean-up")),
-    }
-    uploads: list[Upload | Curl | Lean] = [upload, lean_up]
-    if shutil.which("curl") is not None:
-        header = server.home / "curl-headers"  # the gateway's own home, not the user's
-        header.write_text(f"Authorization: Bearer {token}\n")
-        header.chmod(0o600)
-        by_curl = Curl(server.url, header, source, out("curl-up"), upload=True)
-        steps["download_curl"] = (
-            Curl(server.url, header, source, out("curl-down"), upload=False),
-            out("curl-down"),
-        )
-        steps["upload_curl"] = (by_curl, out("curl-up"))
-        uploads.append(by_curl)
-    if bare_url is not None:
-        steps["download_bare_asgi"] = (
-            Lean(bare_url, "", source, out("bare-down"), upload=False, prefix=""),
-            out("bare-down"),
-        )
-        steps["upload_bare_asgi"] = (
-            Lean(bare_url, "", source, out("bare-up"), upload=True, prefix=""),
-            out("bare-up"),
-        )
-    return steps, uploads
+def check_size(path: Path, size: int, what: str) -> None:
+    found = path.stat().st_size
+    if found != size:
+        raise SystemExit(f"{what}: {found} bytes at {path}, not {size}")
 
 
-def measure(
-    server: GatewayProcess,
-    token: str,
-    workdir: Path,
-    size: int,
-    runs: int,
-    warmup: int,
-    bare_url: str | None = None,
-) -> dict[str, object]:
-    """Alternate cp and the transfers ``warmup`` times unmeasured, then ``runs`` times, in
-    ``workdir``; the figures. With ``bare_url``, also the bare ASGI app's floor."""
-    source = workdir / "source.bin"
-    expected = sha256_of(source)
+@dataclass
+class Step:
+    """One transfer of a round: what it runs, the file it leaves (its size checked, its
+    sha256 in the first round, then deleted; None when it checks itself), and the gateway
+    whose memory is sampled meanwhile (None for the baselines)."""
+
+    name: str
+    action: Callable[[], object]
+    made: Path | None
+    pid: int | None = None
+
+
+@dataclass
+class Plan:
+    """The steps of a round in their first order, and the uploads among them whose answers
+    carry the gateway's sha256."""
+
+    source: Path
+    steps: list[Step] = field(default_factory=list)
+    uploads: list[Upload | Curl | Lean] = field(default_factory=list)
+
+    def out(self, name: str) -> Path:
+        return self.source.parent / f"{name}.bin"
+
+
+def gateway_steps(
+    plan: Plan, server: GatewayProcess, token: str, system: str = "local", label: str = ""
+) -> None:
+    """The download and upload through ``server``'s ``system`` with curl and the lean
+    client, named ``{label}download_curl`` and so on."""
     assert server.process is not None
-    pid = server.process.pid
-    with server.client(token) as client:
-        client.timeout = httpx.Timeout(600)
-        steps, uploads = _steps(server, client, token, workdir, bare_url)
-        results: dict[str, list[Transfer]] = {name: [] for name in steps}
-        at_start = rss_kib(pid)
-        for run in range(-warmup, runs):
-            for name, (action, target) in steps.items():
-                for _, earlier in steps.values():  # each starts alike: only the source cached
-                    earlier.unlink(missing_ok=True)
-                done = transfer(pid, action)
-                if run >= 0:
-                    results[name].append(done)
-                check_size(target, size, name)
-                if run == -warmup and sha256_of(target) != expected:
-                    raise SystemExit(f"{name}: the sha256 of {target} differs from the source's")
-            for sent in uploads:
-                if sent.answers[-1].get("sha256") != expected:
-                    raise SystemExit(f"upload: the gateway answered {sent.answers[-1]}")
-        for _, target in steps.values():
-            target.unlink(missing_ok=True)
+    pid, prefix, source = server.process.pid, files_prefix(system), plan.source
+    header = server.home / "curl-headers"  # the gateway's own home, not the user's
+    header.write_text(f"Authorization: Bearer {token}\n")
+    header.chmod(0o600)
+    for client in ("curl", "lean"):
+        down, up = plan.out(f"{label}down-{client}"), plan.out(f"{label}up-{client}")
+        getter: Curl | Lean
+        putter: Curl | Lean
+        if client == "curl":
+            getter = Curl(server.url, header, source, down, upload=False, prefix=prefix)
+            putter = Curl(server.url, header, source, up, upload=True, prefix=prefix)
+        else:
+            getter = Lean(server.url, token, source, down, upload=False, prefix=prefix)
+            putter = Lean(server.url, token, source, up, upload=True, prefix=prefix)
+        plan.steps.append(Step(f"{label}download_{client}", getter, down, pid))
+        plan.steps.append(Step(f"{label}upload_{client}", putter, up, pid))
+        plan.uploads.append(putter)
+
+
+def extra_steps(plan: Plan, server: GatewayProcess, client: httpx.Client, bare_url: str) -> None:
+    """httpx through the local gateway, and the lean client against the bare ASGI app."""
+    assert server.process is not None
+    pid, source = server.process.pid, plan.source
+    upload = Upload(client, source, plan.out("up-httpx"))
+    plan.steps.append(
+        Step(
+            "download_httpx",
+            download(client, source, plan.out("down-httpx")),
+            plan.out("down-httpx"),
+            pid,
+        )
+    )
+    plan.steps.append(Step("upload_httpx", upload, plan.out("up-httpx"), pid))
+    plan.uploads.append(upload)
+    for name, upward in (("download_bare_asgi", False), ("upload_bare_asgi", True)):
+        made = plan.out(name)
+        lean = Lean(bare_url, "", source, made, upload=upward, prefix="")
+        plan.steps.append(Step(name, lean, made))
+
+
+def baseline_steps(plan: Plan) -> None:
+    """cp and the raw receiver."""
+    source = plan.source
+    plan.steps.append(Step("cp", copy_raw(source, plan.out("cp")), plan.out("cp")))
+    plan.steps.append(Step("raw_receive", raw_receive(source, source.parent), None))
+
+
+def scp_steps(plan: Plan, ssh: RawSsh) -> None:
+    """scp up and down through the test sshd, over ``ssh``'s master connection."""
+    up, down = plan.out("scp-up"), plan.out("scp-down")
+    plan.steps.append(Step("scp_up", scp(ssh, plan.source, up, upload=True), up))
+    plan.steps.append(Step("scp_down", scp(ssh, down, plan.source, upload=False), down))
+
+
+def transfer(pid: int | None, action: Callable[[], object]) -> Transfer:
+    if pid is None:
+        start = time.perf_counter()
+        action()
+        return Transfer(time.perf_counter() - start, 0, 0, 0)
+    with RssSampler(pid) as rss:
+        cpu, start = cpu_seconds(pid), time.perf_counter()
+        action()
+        seconds, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu
+    return Transfer(seconds, rss.before_kib, rss.peak_kib, rss.samples, cpu)
+
+
+def run_rounds(plan: Plan, size: int, runs: int, warmup: int) -> dict[str, list[Transfer]]:
+    """``warmup`` unmeasured rounds, then ``runs`` measured ones; each round runs every
+    step, starting one step later than the round before. Every earlier copy is deleted
+    before a step, so each starts alike, with only the source in the page cache."""
+    expected = sha256_of(plan.source)
+    results: dict[str, list[Transfer]] = {step.name: [] for step in plan.steps}
+    count = len(plan.steps)
+    for run in range(-warmup, runs):
+        shift = (run + warmup) % count
+        for step in plan.steps[shift:] + plan.steps[:shift]:
+            for other in plan.steps:
+                if other.made is not None:
+                    other.made.unlink(missing_ok=True)
+            done = transfer(step.pid, step.action)
+            if run >= 0:
+                results[step.name].append(done)
+            if step.made is not None:
+                check_size(step.made, size, step.name)
+                if run == -warmup and sha256_of(step.made) != expected:
+                    raise SystemExit(f"{step.name}: the sha256 of {step.made} differs")
+        for sent in plan.uploads:
+            if sent.answers[-1].get("sha256") != expected:
+                raise SystemExit(f"upload: the gateway answered {sent.answers[-1]}")
+    for step in plan.steps:
+        if step.made is not None:
+            step.made.unlink(missing_ok=True)
+    return results
+
+
+def figures(results: dict[str, list[Transfer]], size: int, plan: Plan) -> dict[str, object]:
+    """Speeds, the targets' verdicts, and each gateway transfer's memory."""
     rates = {name: Rates([size / MIB / t.seconds for t in ts]) for name, ts in results.items()}
-    cp = rates["cp"]
+    sampled = [step.name for step in plan.steps if step.pid is not None]
+    growth = {
+        name: max(t.rss_peak_kib - t.rss_before_kib for t in results[name]) / 1024
+        for name in sampled
+    }
+    seconds = {name: [t.seconds for t in ts] for name, ts in results.items()}
+    targets = verdicts(seconds)
+    if growth:
+        targets.append(flat(growth))
     return {
         "throughput": {name: rate.report() for name, rate in rates.items()},
-        "ratio_to_cp": {
-            name: {
-                "best": round(rates[name].best / cp.best, 2),
-                "median": round(rates[name].median / cp.median, 2),
-                "met": rates[name].median / cp.median >= TARGET_RATIO,
-            }
-            for name in rates
-            if name != "cp"
-        },
-        "gateway_memory": {
-            name: memory(results[name])
-            for name in results
-            if name != "cp" and not name.endswith("bare_asgi")
-        },
-        "gateway_rss_at_start_mib": round(at_start / 1024, 1),
-        "gateway_vmhwm_mib": round(rss_kib(pid, "VmHWM") / 1024, 1),  # the peak, all rounds
+        "targets": targets,
+        "gateway_memory": {name: memory(results[name]) for name in sampled},
         "verified": "sizes after every transfer; sha256 of each result in the first round;"
         " the upload's sha256 (computed by the gateway) in every round",
     }
 
 
-def single_user(tmp: Path, size: int, runs: int, warmup: int) -> dict[str, object]:
-    workdir = tmp / "files"
-    workdir.mkdir()
-    write_source(workdir / "source.bin", size)
-    server = new_gateway(tmp / "home", SINGLE_CONFIG.format(root=json.dumps(str(workdir))))
-    server.start()
-    try:
-        with bare_server() as bare_url:
-            return {
-                "mode": "single-user, embedded scheduler",
-                **measure(server, server.token("bench"), workdir, size, runs, warmup, bare_url),
-            }
-    finally:
-        server.stop()
+def summary(found: dict[str, object]) -> str:
+    """The verdicts, one line each, for a reader of the terminal."""
+    lines = []
+    for target in found.get("targets", []):  # type: ignore[attr-defined]
+        value = target.get("median", target.get("worst"))
+        mark = "met" if target["met"] else "NOT MET"
+        lines.append(f"  {target['measure']:<50} {value!s:>7}  target {target['target']:<7} {mark}")
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -493,63 +419,157 @@ def multi_user_skipped() -> str | None:
     return None
 
 
-def multi_user(tmp: Path, size: int, runs: int, warmup: int) -> dict[str, object]:
-    account = pwd.getpwnam(MULTI_USER)
-    workdir = Path(tempfile.mkdtemp(prefix="hpcgate-bench-", dir=account.pw_dir))
+def ssh_skipped() -> str | None:
+    """Why scp and the SSH gateway cannot be measured here, or None."""
+    if os.geteuid() != 0:
+        return "not root (the test sshd's keys and CA are root's)"
     try:
-        os.chown(workdir, account.pw_uid, account.pw_gid)
-        write_source(workdir / "source.bin", size)
-        os.chown(workdir / "source.bin", account.pw_uid, account.pw_gid)
-        server = new_gateway(tmp / "home-multi", MULTI_CONFIG)
-        server.start()
-        try:
+        pwd.getpwnam(SSH_USER)
+    except KeyError:
+        return f"no user {SSH_USER!r}"
+    if not answering():
+        return "the test sshd does not answer; start it with scripts/sshd up"
+    return None
+
+
+@contextlib.contextmanager
+def folder_of(user: str) -> Iterator[Path]:
+    """A fresh folder in ``user``'s home, theirs, removed at the end."""
+    account = pwd.getpwnam(user)
+    folder = Path(tempfile.mkdtemp(prefix="hpcgate-bench-", dir=account.pw_dir))
+    try:
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running(server: GatewayProcess) -> Iterator[GatewayProcess]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def master(sshd: Sshd, control_dir: Path) -> Iterator[RawSsh]:
+    """alice's OpenSSH master connection to the test sshd, for scp."""
+    ssh = RawSsh(sshd, SSH_USER, control_dir)
+    ssh.start()
+    try:
+        yield ssh
+    finally:
+        ssh.close()
+
+
+@dataclass
+class Options:
+    size: int
+    runs: int
+    warmup: int
+    ssh: bool
+    extra: bool
+
+
+def single_user(tmp: Path, folder: Path, options: Options) -> dict[str, object]:
+    """The baselines, the local single-user gateway and, with ``options.ssh``, scp and
+    the SSH gateway: all on the source in ``folder``, in the same rounds."""
+    source = folder / "source.bin"
+    write_source(source, options.size)
+    if options.ssh:
+        shutil.chown(source, SSH_USER, SSH_USER)
+    plan = Plan(source)
+    config = SINGLE_CONFIG.format(root=json.dumps(str(folder)))
+    with contextlib.ExitStack() as stack:
+        local = stack.enter_context(running(new_gateway(tmp / "home", config)))
+        baseline_steps(plan)
+        gateway_steps(plan, local, local.token("bench"))
+        if options.ssh:
+            sshd = read_env()
+            scp_steps(plan, stack.enter_context(master(sshd, tmp)))
+            remote = stack.enter_context(running(new_gateway(tmp / "home-ssh", ssh_config(sshd))))
+            gateway_steps(plan, remote, remote.token(SSH_USER), SSH_SYSTEM, label="ssh_")
+        if options.extra:
+            client = stack.enter_context(local.client(local.token("bench")))
+            client.timeout = httpx.Timeout(600)
+            extra_steps(plan, local, client, stack.enter_context(bare_server()))
+        results = run_rounds(plan, options.size, options.runs, options.warmup)
+        return {
+            "mode": "single-user (embedded, local transport)"
+            + (
+                f"; SSH gateway: multi-user, {SSH_SYSTEM} over the test sshd as {SSH_USER}"
+                if options.ssh
+                else ""
+            ),
+            **figures(results, options.size, plan),
+        }
+
+
+def multi_user(tmp: Path, options: Options) -> dict[str, object]:
+    """The local gateway's transfers again, multi-user on the Slurm system, as alice."""
+    with folder_of(MULTI_USER) as folder:
+        source = folder / "source.bin"
+        write_source(source, options.size)
+        shutil.chown(source, MULTI_USER, MULTI_USER)
+        plan = Plan(source)
+        with running(new_gateway(tmp / "home-multi", MULTI_CONFIG)) as server:
+            baseline_steps(plan)
+            gateway_steps(plan, server, server.token(MULTI_USER))
+            results = run_rounds(plan, options.size, options.runs, options.warmup)
             return {
                 "mode": f"multi-user, Slurm system, as {MULTI_USER}",
-                **measure(server, server.token(MULTI_USER), workdir, size, runs, warmup),
+                **figures(results, options.size, plan),
             }
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.bench_files", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size-mib", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--warmup", type=int, default=1, help="unmeasured rounds first (fresh guest memory)"
     )
+    parser.add_argument("--no-ssh", action="store_true", help="leave out scp and the SSH gateway")
+    parser.add_argument("--extra", action="store_true", help="also httpx and the bare ASGI app")
     parser.add_argument("--multi-user", action="store_true")
     parser.add_argument(
         "--dir",
         type=Path,
         default=Path.home(),
-        help="where the single-user files go (a temporary folder inside it; default: $HOME)",
+        help="where the gateways' homes go, and the files without SSH (default: $HOME)",
     )
     args = parser.parse_args()
-    size = args.size_mib * MIB
+    skipped = "--no-ssh" if args.no_ssh else ssh_skipped()
+    if skipped is not None:
+        print(f"bench_files: scp and the SSH gateway left out: {skipped}", file=sys.stderr)
+    options = Options(args.size_mib * MIB, args.runs, args.warmup, skipped is None, args.extra)
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "size_mib": args.size_mib,
         "runs": args.runs,
         "warmup_runs": args.warmup,
-        "target_ratio": TARGET_RATIO,
+        "ssh": skipped or "scp and the SSH gateway through the test sshd",
+        "memory_flat_mib": FLAT_MIB,
         "note": "same filesystem, no sync: all transfers read and write the page cache",
     }
     with tempfile.TemporaryDirectory(prefix="hpcgate-bench-", dir=args.dir) as name:
-        results["single_user"] = single_user(Path(name), size, args.runs, args.warmup)
+        tmp = Path(name)
+        with contextlib.ExitStack() as stack:
+            folder = stack.enter_context(folder_of(SSH_USER)) if options.ssh else tmp / "files"
+            folder.mkdir(exist_ok=True)
+            results["single_user"] = single_user(tmp, folder, options)
         if args.multi_user:
-            skipped = multi_user_skipped()
-            if skipped is None:
-                results["multi_user"] = multi_user(Path(name), size, args.runs, args.warmup)
-            else:
-                print(f"bench_files: multi-user runs skipped: {skipped}", file=sys.stderr)
-                results["multi_user"] = {"skipped": skipped}
+            why = multi_user_skipped()
+            results["multi_user"] = {"skipped": why} if why else multi_user(tmp, options)
     print(json.dumps(results, indent=2))
+    for phase in ("single_user", "multi_user"):
+        if isinstance(found := results.get(phase), dict) and "targets" in found:
+            print(f"{phase}:\n{summary(found)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

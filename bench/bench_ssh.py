@@ -3,7 +3,9 @@
 * :class:`RawSsh`: OpenSSH's ``ssh`` as alice, with her test key from ``scripts/sshd``, the
   host key checked against its known_hosts, over one reused connection (ControlMaster,
   ControlPersist, a ControlPath in a temporary directory): what a user scripting
-  ``ssh alice@login sbatch ...`` against a warm connection pays.
+  ``ssh alice@login sbatch ...`` against a warm connection pays; and ``scp`` over that
+  same connection (:meth:`RawSsh.copy`), what a user moves files with instead of the
+  gateway (OpenSSH's defaults: no cipher or other option chosen, SFTP underneath).
 * :func:`gateway_sessions`: the sessions sshd started on the gateway's own connections
   (its certificates carry the key id ``hpcgate:<system>:<account>``), read from sshd's log
   (LogLevel VERBOSE), so other clients of the same sshd are not counted.
@@ -28,9 +30,10 @@ class RawSsh:
 
     def __init__(self, sshd: Sshd, user: str, control_dir: Path) -> None:
         control = ["-o", f"ControlPath={control_dir}/{user}.sock"]
-        self._argv = sshd.ssh_argv(
-            user, sshd.key(user), *control, "-o", "ControlMaster=auto", "-o", "ControlPersist=600"
-        )
+        master = [*control, "-o", "ControlMaster=auto", "-o", "ControlPersist=600"]
+        self._argv = sshd.ssh_argv(user, sshd.key(user), *master)
+        self._scp = scp_argv(sshd, user, *master)
+        self._remote = f"{user}@{sshd.host}:"
         self._exit = sshd.ssh_argv(user, None, *control, "-O", "exit")
         self._check = sshd.ssh_argv(user, None, *control, "-O", "check")
 
@@ -53,8 +56,23 @@ class RawSsh:
         )
         return done.stdout
 
+    def copy(self, local: Path, remote: str, upload: bool, timeout: float = 600) -> None:
+        """``scp`` of ``local`` to the host's ``remote`` path (``upload``), or back."""
+        there = self._remote + remote
+        ends = [str(local), there] if upload else [there, str(local)]
+        subprocess.run([*self._scp, *ends], check=True, capture_output=True, timeout=timeout)
+
     def close(self) -> None:
         subprocess.run(self._exit, check=False, capture_output=True, timeout=10)
+
+
+def scp_argv(sshd: Sshd, user: str, *options: str) -> list[str]:
+    """OpenSSH's ``scp`` up to its two paths, with the same options as
+    :meth:`Sshd.ssh_argv` (no configuration file, the user's key only, the host key
+    checked) and nothing that changes how it moves bytes."""
+    ssh = sshd.ssh_argv(user, sshd.key(user), *options)
+    port = ssh.index("-p")
+    return ["scp", "-q", *ssh[1:port], "-P", *ssh[port + 1 : -3]]
 
 
 def log_size(sshd: Sshd) -> int:

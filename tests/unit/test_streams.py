@@ -1,15 +1,19 @@
-"""files.streams.receive on real files: every byte written once, in order, and hashed;
-a full device and an over-long body stop it with the API's errors."""
+"""files.streams.receive on real files: every byte written once, in order, and hashed
+while it is written; a full device and an over-long body stop it with the API's errors."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import anyio
 import pytest
 
+from hpcgate.files import streams
 from hpcgate.files.streams import WRITE_BATCH, receive
 from hpcgate.model.errors import BadRequest, InsufficientStorage
 from hpcgate.transports.local_files import LocalFile
@@ -71,3 +75,46 @@ async def test_more_than_the_limit_is_refused_and_stops_the_writing(tmp_path: Pa
     written = target.read_bytes()
     assert len(written) <= 2 * WRITE_BATCH + 65536
     assert data.startswith(written)
+
+
+class BarrierDigest:
+    """sha256 whose ``update`` (in its worker thread) waits at ``barrier`` first."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        self._barrier = barrier
+        self._digest = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self._barrier.wait()
+        self._digest.update(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+class BarrierFile(LocalFile):
+    """A real file whose ``write`` waits at ``barrier`` (in a thread) before it writes."""
+
+    def __init__(self, fd: int, barrier: threading.Barrier) -> None:
+        super().__init__(fd)
+        self._barrier = barrier
+
+    async def write(self, data: bytes) -> None:
+        await anyio.to_thread.run_sync(self._barrier.wait)
+        await super().write(data)
+
+
+async def test_each_batch_is_hashed_while_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash and the write of a batch meet at a barrier: only if they run at the same
+    time do both get through (one after the other, the first waits out the timeout)."""
+    barrier = threading.Barrier(2, timeout=5)
+    monkeypatch.setattr(streams, "hashlib", SimpleNamespace(sha256=lambda: BarrierDigest(barrier)))
+    data = os.urandom(3 * WRITE_BATCH + 5)
+    target = tmp_path / "out.bin"
+    handle = BarrierFile(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600), barrier)
+    digest = await receive(_chunks(data, 65536), handle, "out.bin")
+    await handle.close()
+    assert target.read_bytes() == data
+    assert digest == hashlib.sha256(data).hexdigest()

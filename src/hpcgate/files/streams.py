@@ -22,10 +22,10 @@ async def receive(
     A failed write is reported naming ``path``.
 
     Two halves run at once: the event loop gathers chunks into batches of about
-    :data:`WRITE_BATCH` bytes while a writer task hashes the previous batch in a worker
-    thread and writes it to the file. The hand-over has no buffer, so at most two batches
-    are in memory and a slow disk slows the reading of the request (back-pressure), never
-    the gateway's memory.
+    :data:`WRITE_BATCH` bytes while a writer task writes the previous batch to the file
+    and, at the same time, hashes it in a worker thread. The hand-over has no buffer, so at
+    most two batches are in memory and a slow disk slows the reading of the request
+    (back-pressure), never the gateway's memory.
     """
     digest = hashlib.sha256()
     sender, batches = anyio.create_memory_object_stream[list[bytes]](0)
@@ -61,13 +61,20 @@ async def _gather(
 async def _writer(
     batches: ObjectReceiveStream[list[bytes]], handle: OpenFile, digest: Any, path: str
 ) -> None:
+    """Each batch hashed in a worker thread while it is written, so a batch costs the
+    longer of the two, not their sum (hashlib lets go of the GIL)."""
     async for batch in batches:
         data = b"".join(batch)
-        await anyio.to_thread.run_sync(digest.update, data)
-        try:
-            await handle.write(data)
-        except HpcgateError as exc:
-            raise type(exc)(f"{exc.detail}: {path}", **exc.extra) from exc
+        async with anyio.create_task_group() as both:
+            both.start_soon(anyio.to_thread.run_sync, digest.update, data)
+            await _write(handle, data, path)
+
+
+async def _write(handle: OpenFile, data: bytes, path: str) -> None:
+    try:
+        await handle.write(data)
+    except HpcgateError as exc:
+        raise type(exc)(f"{exc.detail}: {path}", **exc.extra) from exc
 
 
 def _cause(failures: BaseExceptionGroup[BaseException]) -> BaseException:

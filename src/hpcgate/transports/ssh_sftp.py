@@ -5,11 +5,16 @@ A request is bounded by :data:`FILE_TIMEOUT`. When the connection fails under a 
 that changes nothing, it is made once more on a fresh connection; one that may have taken
 effect (a removal, a rename) is not. A request stuck on the host holds the connection's one
 SFTP channel, so its connection is dropped.
+
+A file opened for reading is read ahead (:class:`ReadAhead`): while one chunk of a download
+is sent on, the requests for the next are already on their way, so the SFTP channel does
+not idle between chunks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import os
@@ -31,6 +36,8 @@ T = TypeVar("T")
 Sftp = asyncssh.SFTPClient
 
 FILE_TIMEOUT = 120.0  # one SFTP request or file command (a read is at most 1 MiB)
+AHEAD = 16  # read requests kept in flight ahead of a sequential reader (asyncssh's own default)
+AHEAD_BLOCK = 64 * 1024  # their size when the server states no limit (SFTP's safe size)
 
 
 async def on_sftp(
@@ -68,13 +75,94 @@ async def read_bytes(handle: asyncssh.SFTPClientFile, size: int, offset: int) ->
     return cast(bytes, await handle.read(size, offset))
 
 
+class ReadAhead:
+    """Reads of an SFTP file that move forward, served from requests already sent.
+
+    :data:`AHEAD` requests of one block each (the largest read the server takes) are kept
+    in flight past the last byte returned, never past ``end``; so at most ``AHEAD`` blocks
+    (4 MiB with OpenSSH's 255 KiB) wait in memory, whatever the file's size. A read that
+    does not start where the last one ended drops them and starts again from there; so
+    does one that failed or was cancelled. A request is awaited shielded, so a cancelled
+    read leaves it to end by itself.
+    """
+
+    def __init__(self, handle: asyncssh.SFTPClientFile, end: int) -> None:
+        self._handle = handle
+        self._end = end
+        self._block = handle.read_len or AHEAD_BLOCK
+        self._at = 0  # the offset of the first byte of _left
+        self._sent = 0  # the offset the next request reads from
+        self._left = memoryview(b"")
+        self._pending: collections.deque[asyncio.Task[bytes]] = collections.deque()
+        self._dropped: set[asyncio.Task[bytes]] = set()  # held until done (asyncio does not)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (fewer only at the end of the file)."""
+        if offset != self._at:
+            self._at = offset
+            self.stop()
+        parts: list[memoryview] = []
+        wanted = size
+        try:
+            while wanted > 0 and (self._left or await self._next()):
+                part = self._left[:wanted]
+                parts.append(part)
+                self._left = self._left[len(part) :]
+                self._at += len(part)
+                wanted -= len(part)
+        except BaseException:
+            self.stop()  # a failed or cancelled read starts afresh from where it stood
+            raise
+        return b"".join(parts)
+
+    async def _next(self) -> bool:
+        """The next block into ``_left``; False at the end of the file."""
+        self._fill()
+        if not self._pending:
+            return False
+        data = await asyncio.shield(self._pending.popleft())
+        if len(data) < min(self._block, self._end - self._at):
+            self._end = self._at + len(data)  # the file shrank: nothing more is asked
+            self._drop()
+        self._left = memoryview(data)
+        return bool(data)
+
+    def _fill(self) -> None:
+        while len(self._pending) < AHEAD and self._sent < self._end:
+            size = min(self._block, self._end - self._sent)
+            request = asyncio.ensure_future(read_bytes(self._handle, size, self._sent))
+            request.add_done_callback(_seen)
+            self._pending.append(request)
+            self._sent += size
+
+    def stop(self) -> None:
+        """Forget what was read ahead: the next read asks again from where it starts."""
+        self._drop()
+        self._left = memoryview(b"")
+        self._sent = self._at
+
+    def _drop(self) -> None:
+        """Forget the requests in flight. They are left to finish, not cancelled: asyncssh
+        leaves the tasks under a cancelled read running, and their errors unread."""
+        for request in self._pending:
+            self._dropped.add(request)
+            request.add_done_callback(self._dropped.discard)
+        self._pending.clear()
+
+
+def _seen(request: asyncio.Task[bytes]) -> None:
+    """Mark a read-ahead's error as read: one nobody waits for any more is no news."""
+    if not request.cancelled():
+        request.exception()
+
+
 class SftpFile:
     """A file open over SFTP. It keeps its connection leased (so the pool does not close it
     as idle) until it is closed."""
 
     def __init__(
         self, handle: asyncssh.SFTPClientFile, sftp: Sftp, hold: contextlib.AsyncExitStack,
-        path: str, end: int, where: str, login: str,
+        path: str, end: int, where: str, login: str, mode: str,
     ) -> None:  # fmt: skip
         self._handle = handle
         self._sftp = sftp
@@ -83,6 +171,7 @@ class SftpFile:
         self._end = end
         self._where = where
         self._login = login
+        self._ahead = ReadAhead(handle, end) if mode == "rb" else None
 
     @classmethod
     async def open(
@@ -100,15 +189,17 @@ class SftpFile:
         except BaseException:
             await hold.aclose()
             raise
-        return cls(handle, sftp, hold, path, end, where, login)
+        return cls(handle, sftp, hold, path, end, where, login, mode)
 
     async def info(self) -> FileInfo:
         attrs = await self._guarded(self._handle.stat())
         return FileInfo(attrs.size or 0, (attrs.mtime or 0) * 1_000_000_000, 0)
 
     async def read(self, offset: int, size: int) -> bytes:
-        """Nothing past the size the file had when opened: a read of a known length is one
-        request (or a few), not a chunk's worth of parallel ones past the end."""
+        """Nothing past the size the file had when opened: no request is sent past the end
+        (a file opened for reading is read ahead; one opened for writing is not)."""
+        if self._ahead is not None:
+            return await self._guarded(self._ahead.read(offset, size))
         wanted = min(size, self._end - offset)
         if wanted <= 0:
             return b""
@@ -131,6 +222,8 @@ class SftpFile:
         await self._guarded(self._handle.chmod(mode))  # fsetstat: the handle, not the name
 
     async def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.stop()
         try:
             with contextlib.suppress(asyncssh.Error, OSError):
                 await asyncio.wait_for(self._handle.close(), FILE_TIMEOUT)
