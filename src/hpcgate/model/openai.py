@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 class ModelCard(BaseModel):
     id: str = Field(description="The model's name, as requests give it in 'model'")
     object: Literal["model"] = "model"
-    created: int = Field(description="When its service was created (Unix seconds)")
+    created: int = Field(
+        ge=0, le=2**53 - 1, description="When its service was created (Unix seconds)"
+    )
     owned_by: str = Field(description="The service that serves it")
 
 
