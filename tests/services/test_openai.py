@@ -91,13 +91,15 @@ def _client(gateway: GatewayProcess, token: str) -> openai.OpenAI:
 
 
 @pytest.fixture(scope="module")
-def alice(gateway: GatewayProcess, tokens: dict[str, str]) -> openai.OpenAI:
-    return _client(gateway, tokens["alice"])
+def alice(gateway: GatewayProcess, tokens: dict[str, str]) -> Iterator[openai.OpenAI]:
+    with _client(gateway, tokens["alice"]) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
-def bob(gateway: GatewayProcess, tokens: dict[str, str]) -> openai.OpenAI:
-    return _client(gateway, tokens["bob"])
+def bob(gateway: GatewayProcess, tokens: dict[str, str]) -> Iterator[openai.OpenAI]:
+    with _client(gateway, tokens["bob"]) as client:
+        yield client
 
 
 def _usage(gateway: GatewayProcess, token: str, **query: str) -> list[dict[str, Any]]:
@@ -251,8 +253,8 @@ def test_bad_requests_get_openai_errors(gateway: GatewayProcess, tokens: dict[st
         error = answer.json()["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["message"]
         assert error["param"] == param
-    with pytest.raises(openai.AuthenticationError):
-        _client(gateway, "not-a-token").models.list()
+    with _client(gateway, "not-a-token") as stranger, pytest.raises(openai.AuthenticationError):
+        stranger.models.list()
 
 
 def test_usage_is_each_users_own_and_the_admins_to_see(
