@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from hpcgate.model.errors import BadRequest
 from hpcgate.model.usage import TOKENS_MAX, Tokens
 from hpcgate.services.openai import read_call
 from hpcgate.services.usage import StreamMeter, WholeMeter
@@ -73,3 +74,18 @@ def test_a_stream_that_does_not_ask_for_usage_is_made_to() -> None:
     assert read_call(asked).body == asked and not read_call(asked).asked_usage
     whole = b'{"model": "m"}'
     assert read_call(whole).body == whole
+
+
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[1]", b'"x"', b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe"]
+)
+def test_a_body_that_is_not_a_json_object_is_a_bad_request(body: bytes) -> None:
+    with pytest.raises(BadRequest):
+        read_call(body)
+
+
+@pytest.mark.parametrize("body", [b"{}", b'{"model": ""}', b'{"model": 5}', b'{"model": null}'])
+def test_a_body_without_a_model_is_a_bad_request_about_it(body: bytes) -> None:
+    with pytest.raises(BadRequest) as raised:
+        read_call(body)
+    assert raised.value.extra["param"] == "model"

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 #: The routes forwarded, as the replica's path.
 ENDPOINTS = ("chat/completions", "completions", "embeddings")
 SSE = b"text/event-stream"
+NAME_SHOWN = 128  # of a model name that names none, in the error message
 _DROPPED = frozenset({b"content-length", b"accept-encoding"})
 
 
@@ -64,8 +65,8 @@ class Usable(Protocol):
 def _object(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
-    except ValueError:
-        raise BadRequest("the body is not JSON", param=None) from None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
+        raise BadRequest("the body is not JSON (or nests too deep)", param=None) from None
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object", param=None)
     return document
@@ -118,8 +119,9 @@ class OpenAIRoutes:
         for model in await self.models(who):
             if model.id == name:
                 return model
+        shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
         raise NotFound(
-            f"The model '{name}' does not exist or you do not have access to it.",
+            f"The model '{shown}' does not exist or you do not have access to it.",
             param="model",
             code="model_not_found",
         )
