@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Float, cast, func, select
 
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import UsageRow
@@ -57,16 +57,25 @@ class UsageStore(Rows[UsageRow]):
             session.add_all(rows)
 
     async def sums(self, wanted: UsageFilter, limit: int) -> list[UsageSum]:
+        # summed as floating point: an integer sum past 2^63 is an error in SQLite (the
+        # domain clamps the totals)
         totals = (
-            func.sum(UsageRow.requests),
-            func.sum(UsageRow.prompt_tokens),
-            func.sum(UsageRow.completion_tokens),
+            func.sum(cast(UsageRow.requests, Float)),
+            func.sum(cast(UsageRow.prompt_tokens, Float)),
+            func.sum(cast(UsageRow.completion_tokens, Float)),
         )
         query = select(*GROUP, *totals).where(*_conditions(wanted))
         query = query.group_by(*GROUP).order_by(*GROUP).limit(limit)
         async with self._db.reader() as session:
             found = (await session.execute(query)).all()
         return [
-            UsageSum(user, owner, service, model, int(n or 0), int(p or 0), int(c or 0))
+            UsageSum(user, owner, service, model, _whole(n), _whole(p), _whole(c))
             for user, owner, service, model, n, p, c in found
         ]
+
+
+def _whole(total: float | None) -> int:
+    """A sum as a whole number, within the BIGINT range the domain clamps it to."""
+    if total is None or total != total:  # NaN: never from a sum of integers, still safe
+        return 0
+    return int(max(min(total, 2.0**63 - 1024), -(2.0**63)))
