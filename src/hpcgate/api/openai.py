@@ -40,9 +40,20 @@ _BODY = {
 }
 
 
+WHY_HERE = {
+    400: "The body is not a JSON object, or has no 'model'",
+    404: "No such model, or its service is not shared with you (code: model_not_found)",
+    413: "The body exceeds the gateway's max_request_bytes",
+    503: "No ready replica within the wait (Retry-After says when to retry)",
+}
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the errors a ``/v1`` route gives, in OpenAI's format."""
-    return {status: {"model": OpenAIError, "description": WHY[status]} for status in statuses}
+    return {
+        status: {"model": OpenAIError, "description": WHY_HERE.get(status, WHY[status])}
+        for status in statuses
+    }
 
 
 @router.get("/models", summary="The models I may use", responses=errors(401, 403))
