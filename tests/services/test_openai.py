@@ -30,6 +30,7 @@ from tests.support.services import (
 )
 from tests.support.tiny_gguf import MODEL_NAME
 
+REQUESTS = "hpcgate_openai_requests_total"
 MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "user", "content": "hello cat"}
 ]
@@ -196,23 +197,30 @@ def test_a_stream_that_asks_for_usage_gets_it(alice: openai.OpenAI) -> None:
 def test_stream_events_are_passed_on_as_they_come(
     gateway: GatewayProcess, tokens: dict[str, str]
 ) -> None:
-    """Raw: each SSE event reaches the client when the backend sends it, long before the
-    stream ends (a buffering gateway would deliver them all at the end)."""
-    body = {"model": MODEL_NAME, "messages": MESSAGES, "max_tokens": 400, "stream": True}
-    headers = {"Authorization": f"Bearer {tokens['alice']}"}
-    arrivals = []
+    """The test backend sends its events 0.2 s apart: each reaches the client as it is sent
+    (a buffering gateway would deliver them together at the end); the usage-only event the
+    gateway asked for is not passed on, and its usage is counted."""
+    auth = {"Authorization": f"Bearer {tokens['alice']}"}
+    body = {"name": "slow", "system": "local", "script": backend_script(), "models": ["slow"]}
+    created = httpx.post(f"{gateway.url}{SERVICES}", json={**body, "min_replicas": 1}, headers=auth)
+    assert created.status_code == 201, created.text
+    with gateway.client(tokens["alice"]) as client:
+        wait_replicas(client, "slow", lambda found: any(r["state"] == "ready" for r in found))
+    before = _totals(gateway, tokens["alice"], model="slow")
+    arrivals, events = [], []
     started = time.monotonic()
-    with httpx.stream(
-        "POST", f"{gateway.url}/v1/chat/completions", json=body, headers=headers, timeout=60
-    ) as answer:
+    request = {"model": "slow", "prompt": "x", "stream": True}
+    url = f"{gateway.url}/v1/completions"
+    with httpx.stream("POST", url, json=request, headers=auth, timeout=60) as answer:
         assert answer.headers["content-type"].startswith("text/event-stream")
         for line in answer.iter_lines():
-            if line.startswith("data: {"):
+            if line:
                 arrivals.append(time.monotonic() - started)
-    assert len(arrivals) >= 400
-    first, last = arrivals[0], arrivals[-1]
-    assert first < last / 2, (first, last)
-    assert len({round(t, 3) for t in arrivals}) >= 5  # not all at once, nor in a lump or two
+                events.append(line)
+    assert len(events) == 6 and events[-1] == "data: [DONE]"
+    assert not any("usage" in event for event in events)
+    assert arrivals[4] - arrivals[0] > 0.6, arrivals  # sent 0.8 s apart
+    _wait_totals(gateway, tokens["alice"], (before[0] + 1, before[1] + 1, 5), model="slow")
 
 
 def test_completion(alice: openai.OpenAI) -> None:
@@ -227,7 +235,15 @@ def test_embeddings(gateway: GatewayProcess, tokens: dict[str, str], bob: openai
     before = _totals(gateway, tokens["bob"])
     answer = bob.embeddings.create(model=EMBEDDINGS_MODEL, input=["a cat", "a dog"])
     assert [len(item.embedding) for item in answer.data] == [384, 384]
-    grown = (before[0] + 1, before[1] + answer.usage.prompt_tokens, before[2])
+    chunked = httpx.post(  # a body of unknown length is read whole, then sent with its length
+        f"{gateway.url}/v1/embeddings",
+        content=iter([b'{"model": "', EMBEDDINGS_MODEL.encode(), b'", "input": "a cat"}']),
+        headers={"Authorization": f"Bearer {tokens['bob']}", "Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 200, chunked.text
+    assert len(chunked.json()["data"][0]["embedding"]) == 384
+    prompt = answer.usage.prompt_tokens + chunked.json()["usage"]["prompt_tokens"]
+    grown = (before[0] + 2, before[1] + prompt, before[2])
     _wait_totals(gateway, tokens["bob"], grown)
 
 
@@ -306,7 +322,7 @@ def test_metrics_count_requests_tokens_and_replicas(
     before = httpx.get(f"{gateway.url}/metrics", headers=admin).text
     alice.completions.create(model=MODEL_NAME, prompt="hello", max_tokens=3)
     after = httpx.get(f"{gateway.url}/metrics", headers=admin).text
-    requests = "hpcgate_openai_requests_total"
+    requests = REQUESTS
     assert (
         _metric(after, requests, **labels, status="200")
         == _metric(before, requests, **labels, status="200") + 1
@@ -328,8 +344,9 @@ def test_metrics_count_requests_tokens_and_replicas(
 def test_a_users_own_service_answers_its_model_and_its_errors_pass_as_they_are(
     gateway: GatewayProcess, tokens: dict[str, str], alice: openai.OpenAI, bob: openai.OpenAI
 ) -> None:
-    """The test backend answers 404 (text) to /v1/...: the backend's own answer comes back
-    as it sent it; with no replica within the wait, OpenAI's 503 with Retry-After."""
+    """The test backend answers 404 (text) to /v1/chat/completions: the backend's own
+    answer comes back as it sent it; with no replica within the wait, OpenAI's 503 with
+    Retry-After."""
     auth = {"Authorization": f"Bearer {tokens['alice']}"}
     spec = {"system": "local", "script": backend_script(), "models": ["mine"]}
     for name, high in (("own", 1), ("cold", 0)):
@@ -341,9 +358,15 @@ def test_a_users_own_service_answers_its_model_and_its_errors_pass_as_they_are(
         wait_replicas(client, "own", lambda found: any(r["state"] == "ready" for r in found))
     assert {"own-model", "cold-model"} <= {m.id for m in alice.models.list()}
     assert "own-model" not in {m.id for m in bob.models.list()}
-    url = f"{gateway.url}/v1/completions"
+    url = f"{gateway.url}/v1/chat/completions"  # the test backend has none
     passed = httpx.post(url, json={"model": "own-model", "prompt": "x"}, headers=auth)
     assert (passed.status_code, passed.content) == (404, b"no such path")
+    admin = {"Authorization": f"Bearer {admin_token(gateway.home)}"}
+    labels = {"service": "(user)", "model": "(user)", "status": "404"}
+    before = _metric(httpx.get(f"{gateway.url}/metrics", headers=admin).text, REQUESTS, **labels)
+    httpx.post(url, json={"model": "own-model", "prompt": "x"}, headers=auth)
+    after = _metric(httpx.get(f"{gateway.url}/metrics", headers=admin).text, REQUESTS, **labels)
+    assert after == before + 1  # a user's services count under one bounded label
     cold = httpx.post(url, json={"model": "cold-model", "prompt": "x"}, headers=auth, timeout=30)
     assert cold.status_code == 503 and int(cold.headers["retry-after"]) > 0
     assert cold.json()["error"]["type"] == "server_error"
