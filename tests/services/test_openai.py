@@ -371,3 +371,25 @@ def test_a_users_own_service_answers_its_model_and_its_errors_pass_as_they_are(
     assert cold.status_code == 503 and int(cold.headers["retry-after"]) > 0
     assert cold.json()["error"]["type"] == "server_error"
     assert cold.json()["error"]["code"] == "no-replica"
+
+
+def test_a_backend_that_breaks_or_hangs_is_a_502_or_504_in_openai_format(
+    gateway: GatewayProcess, tokens: dict[str, str]
+) -> None:
+    auth = {"Authorization": f"Bearer {tokens['alice']}"}
+    body: dict[str, object] = {"name": "faulty", "system": "local", "script": backend_script()}
+    body |= {"models": ["faulty"], "min_replicas": 1, "request_timeout": 1}
+    created = httpx.post(f"{gateway.url}{SERVICES}", json=body, headers=auth)
+    assert created.status_code == 201, created.text
+    with gateway.client(tokens["alice"]) as client:
+        wait_replicas(client, "faulty", lambda found: any(r["state"] == "ready" for r in found))
+    url = f"{gateway.url}/v1/completions"
+    for prompt, status, code in (("garbage", 502, "bad-gateway"), ("hang", 504, "gateway-timeout")):
+        deadline = time.monotonic() + 30
+        while True:  # after a failure the replica waits for a good health check
+            answer = httpx.post(url, json={"model": "faulty", "prompt": prompt}, headers=auth)
+            if answer.status_code != 503 or time.monotonic() > deadline:
+                break
+        assert answer.status_code == status, answer.text
+        assert answer.json()["error"]["type"] == "server_error"
+        assert answer.json()["error"]["code"] == code

@@ -7,7 +7,8 @@
 - ``POST /echo``: the body back, read as it comes (chunked or with a length);
 - ``POST /v1/completions``: an OpenAI-style stream of ``SLOW_EVENTS`` completion chunks,
   ``SLOW_SECONDS`` apart, then (with ``stream_options.include_usage``) a usage-only chunk,
-  then ``[DONE]``;
+  then ``[DONE]``; for the prompt ``hang`` nothing for a long time, for ``garbage`` bytes
+  that are not HTTP;
 - ``GET /stream?n=N&delay=S``: N chunks, S seconds apart, chunked;
 - ``GET /hang``: nothing, for a long time;
 - ``GET /garbage``: bytes that are not HTTP.
@@ -95,6 +96,13 @@ class Handler(BaseHTTPRequestHandler):
         self._chunk(b"")
 
     def _slow_completion(self, request: dict[str, object]) -> None:
+        if request.get("prompt") == "hang":
+            time.sleep(600)
+            return
+        if request.get("prompt") == "garbage":
+            self.wfile.write(b"this is not HTTP at all\r\n\r\n")
+            self.close_connection = True
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
