@@ -21,9 +21,11 @@ from hpcgate.jobs.watcher import JobWatcher
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.services.controller import Options, ServiceController
 from hpcgate.services.events import ServiceEvents
+from hpcgate.services.openai import OpenAIRoutes
 from hpcgate.services.proxy import Pools, Proxy
 from hpcgate.services.service import ServiceManager
 from hpcgate.services.traffic import Traffic
+from hpcgate.services.usage import UsageLedger
 from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
 from hpcgate.store.jobs import JobStore
@@ -31,6 +33,7 @@ from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
 from hpcgate.store.tasks import TaskStore
 from hpcgate.store.tokens import TokenStore
 from hpcgate.store.uploads import UploadStore
+from hpcgate.store.usage import UsageStore
 from hpcgate.systems import Systems
 from hpcgate.target import Target
 from hpcgate.tasks.service import TaskService
@@ -106,6 +109,7 @@ class Gateway:
             lambda row, system: self.target(self.controller.principal(row), system),
             settings.max_script_bytes,
         )
+        self.openai = OpenAIRoutes(self.services, proxy, UsageLedger(UsageStore(self.database)))
 
     def target(self, who: Principal, system: str) -> Target:
         """The caller on ``system`` (NotFound if there is no such system)."""
@@ -167,6 +171,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.controller.stop()
+        await self.openai.ledger.flush()
         for watcher in self.watchers:
             await watcher.stop()
         await self.tasks.stop()

@@ -5,6 +5,10 @@
 - ``GET /pid``: its process id and port, as JSON;
 - ``GET /path/...``: the request target (path and query) as it came;
 - ``POST /echo``: the body back, read as it comes (chunked or with a length);
+- ``POST /v1/completions``: an OpenAI-style stream of ``SLOW_EVENTS`` completion chunks,
+  ``SLOW_SECONDS`` apart, then (with ``stream_options.include_usage``) a usage-only chunk,
+  then ``[DONE]``; for the prompt ``hang`` nothing for a long time, for ``garbage`` bytes
+  that are not HTTP;
 - ``GET /stream?n=N&delay=S``: N chunks, S seconds apart, chunked;
 - ``GET /hang``: nothing, for a long time;
 - ``GET /garbage``: bytes that are not HTTP.
@@ -21,6 +25,9 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+SLOW_EVENTS = 5
+SLOW_SECONDS = 0.2
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -77,12 +84,38 @@ class Handler(BaseHTTPRequestHandler):
         self._chunk(b"")
 
     def do_POST(self) -> None:
+        if urlsplit(self.path).path == "/v1/completions":
+            self._slow_completion(json.loads(b"".join(self._body())))
+            return
         if urlsplit(self.path).path != "/echo":
             self._send(404, b"no such path")
             return
         self._start_chunked()
         for piece in self._body():
             self._chunk(piece)
+        self._chunk(b"")
+
+    def _slow_completion(self, request: dict[str, object]) -> None:
+        if request.get("prompt") == "hang":
+            time.sleep(600)
+            return
+        if request.get("prompt") == "garbage":
+            self.wfile.write(b"this is not HTTP at all\r\n\r\n")
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for index in range(SLOW_EVENTS):
+            chunk = {"object": "text_completion", "choices": [{"index": 0, "text": f"{index} "}]}
+            self._chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+            time.sleep(SLOW_SECONDS)
+        options = request.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            usage = {"prompt_tokens": 1, "completion_tokens": SLOW_EVENTS}
+            self._chunk(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
+        self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
 
     def _body(self) -> Iterator[bytes]:

@@ -14,6 +14,7 @@ from hpcgate.api import (
     docs,
     files,
     jobs,
+    openai,
     openapi,
     openapi_errors,
     problems,
@@ -21,6 +22,7 @@ from hpcgate.api import (
     systems,
     tasks,
     tokens,
+    usage,
 )
 from hpcgate.api.auth import Caller
 from hpcgate.api.limits import BodyLimit
@@ -63,7 +65,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     openapi.install(app, openapi_errors.declare)
     docs.install(app)
     routers = (systems.router, jobs.router, files.router, tasks.router, tokens.router)
-    for router in (*routers, services.router):
+    for router in (*routers, services.router, usage.router, openai.router):
         app.include_router(router)
     app.add_api_route(
         "/api/v1/health",

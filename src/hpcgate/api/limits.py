@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hpcgate.api.openai_format import is_openai, openai_error
 from hpcgate.api.problems import problem
 from hpcgate.model.errors import PayloadTooLarge
 
@@ -90,6 +91,10 @@ class BodyLimit:
                 raise
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"the request body exceeds {self.max_bytes} bytes"
+        if is_openai(scope["path"]):
+            await openai_error(413, detail, PayloadTooLarge.slug)(scope, receive, send)
+            return
         response = problem(
             413,
             PayloadTooLarge.slug,

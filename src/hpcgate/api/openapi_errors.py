@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from hpcgate.api.limits import streamed
+from hpcgate.api.openai_format import is_openai
 from hpcgate.api.problems import PROBLEM_JSON, WHY
 
 _PROBLEM = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_OPENAI = {"application/json": {"schema": {"$ref": "#/components/schemas/OpenAIError"}}}
 
 
 def implied(path: str, operation: dict[str, Any]) -> set[int]:
@@ -23,8 +25,8 @@ def implied(path: str, operation: dict[str, Any]) -> set[int]:
     if operation.get("security"):
         statuses.add(401)
     body = operation.get("requestBody", {}).get("content", {})
-    if operation.get("parameters") or body:
-        statuses.add(422)
+    if (operation.get("parameters") or body) and not is_openai(path):
+        statuses.add(422)  # /v1 reads its body itself: a bad one is a 400
     if "application/json" in body and not streamed(path):
         statuses.add(413)
     return statuses
@@ -36,6 +38,6 @@ def declare(path: str, operation: dict[str, Any]) -> None:
         responses.setdefault(str(status), {"description": WHY[status]})
     for status, response in responses.items():
         if int(status) >= 400:
-            response["content"] = _PROBLEM
+            response["content"] = _OPENAI if is_openai(path) else _PROBLEM
             if response.get("description") in (None, "", "Validation Error"):
                 response["description"] = WHY[int(status)]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from hpcgate.api.openai_format import is_openai, openai_error
 from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,14 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=answer_headers)
 
 
-async def _hpcgate_error(_: Request, exc: Exception) -> JSONResponse:
+async def _hpcgate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HpcgateError)
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
     headers = None if exc.retry_after is None else {"Retry-After": str(math.ceil(exc.retry_after))}
+    if is_openai(request.url.path):
+        code = exc.extra.get("code") or exc.slug
+        return openai_error(exc.status, exc.detail, code, headers, exc.extra.get("param"))
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
 
 
@@ -92,6 +96,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = ", ".join(_allowed(request))
+    if is_openai(request.url.path):
+        return openai_error(exc.status_code, title, slug, headers)
     return problem(exc.status_code, slug, title, None, headers)
 
 
@@ -109,8 +115,10 @@ def _allowed(request: Request) -> list[str]:
     ]
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
+    if is_openai(request.url.path):
+        return openai_error(500, "an unexpected error was logged", "internal")
     return problem(500, "internal", "Internal error", "an unexpected error was logged")
 
 

@@ -27,6 +27,7 @@ from hpcgate.model.errors import HpcgateError
 from hpcgate.model.jobs import JobState
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.services import ReplicaState, ServiceEvent, ServiceSpec
+from hpcgate.services import metrics
 from hpcgate.services import replicas as jobs_of
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.proxy import Pools, healthy
@@ -283,6 +284,7 @@ class ServiceController:
             await self._replicas.update(replica.pk, last_health_at=utcnow(), last_health_ok=ok)
 
     def _publish_routes(self, now: _Round, live: list[ReplicaRow]) -> None:
+        metrics.replicas(now.row.owner, now.row.name, [r.state for r in live])
         ready = [r for r in live if r.state == ReplicaState.READY.value and not now.row.stopping]
         routes = [route for r in ready if (route := self._route(now, r)) is not None]
         self.traffic.set_routes(now.row.pk, routes)

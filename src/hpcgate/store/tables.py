@@ -175,3 +175,21 @@ class ReplicaRow(Base):
     last_health_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_health_ok: Mapped[bool | None] = mapped_column(Boolean)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class UsageRow(Base):
+    """Requests and tokens of one user on one model of one service, within one hour
+    (several rows may cover the same hour: reads add them up)."""
+
+    __tablename__ = "service_usage"
+    __table_args__ = (Index("ix_service_usage_user_hour", "user", "hour"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    user: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64))  # the service's ("": declared)
+    service: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)

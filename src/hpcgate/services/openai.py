@@ -1,0 +1,236 @@
+"""The OpenAI-compatible routes' domain: a request's ``model`` picks the service that
+serves it (among those the caller may use), the request goes to a ready replica through
+the proxy (same waiting, least in-flight routing and failures as any proxied request), and
+the answer comes back as the replica sent it, its ``usage`` counted on the way.
+
+A caller's own service shadows a declared one that names the same model; among several of
+the same kind, the first by name serves it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from hpcgate.clock import utcnow
+from hpcgate.model.errors import BadRequest, HpcgateError, NotFound
+from hpcgate.model.principal import Principal
+from hpcgate.model.services import ServiceSpec
+from hpcgate.model.usage import Tokens, UsageEntry
+from hpcgate.services import metrics
+from hpcgate.services.proxy import Answer, Headers, Proxy, end_to_end
+from hpcgate.services.traffic import Route
+from hpcgate.services.usage import StreamMeter, UsageLedger, WholeMeter
+from hpcgate.store.tables import ServiceRow
+
+log = logging.getLogger(__name__)
+
+#: The routes forwarded, as the replica's path.
+ENDPOINTS = ("chat/completions", "completions", "embeddings")
+SSE = b"text/event-stream"
+NAME_SHOWN = 128  # of a model name that names none, in the error message
+_DROPPED = frozenset({b"content-length", b"accept-encoding"})
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """A model the caller may use, and the service that serves it."""
+
+    id: str
+    service: ServiceRow
+    spec: ServiceSpec
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A request to a ``/v1`` route: its model, whether it streams, the body to send on,
+    and whether the gateway asked for the stream's usage on the caller's behalf."""
+
+    model: str
+    stream: bool
+    body: bytes
+    asked_usage: bool
+
+
+class Usable(Protocol):
+    async def usable(self, who: Principal) -> list[ServiceRow]: ...
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
+        raise BadRequest("the body is not JSON (or nests too deep)", param=None) from None
+    if not isinstance(document, dict):
+        raise BadRequest("the body must be a JSON object", param=None)
+    return document
+
+
+def read_call(body: bytes) -> Call:
+    """The call in a request body; for a stream that does not ask for its usage, the body
+    is changed to ask for it."""
+    document = _object(body)
+    model = document.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("you must provide a model parameter", param="model")
+    stream = document.get("stream") is True
+    options = document.get("stream_options")
+    if not stream or (options is not None and not isinstance(options, dict)):
+        return Call(model, stream, body, asked_usage=False)
+    if options is not None and options.get("include_usage") is True:
+        return Call(model, stream, body, asked_usage=False)
+    document["stream_options"] = {**(options or {}), "include_usage": True}
+    return Call(model, stream, json.dumps(document).encode(), asked_usage=True)
+
+
+def _spec(row: ServiceRow) -> ServiceSpec | None:
+    try:
+        return ServiceSpec.model_validate_json(row.spec)
+    except ValueError:
+        return None
+
+
+class OpenAIRoutes:
+    """Models the caller may use, and calls to them."""
+
+    def __init__(self, services: Usable, proxy: Proxy, ledger: UsageLedger) -> None:
+        self._services = services
+        self._proxy = proxy
+        self.ledger = ledger
+
+    async def models(self, who: Principal) -> list[Model]:
+        """Each model once, served by the first service that names it."""
+        found: dict[str, Model] = {}
+        for row in await self._services.usable(who):
+            spec = _spec(row)
+            if spec is None or row.stopping:
+                continue
+            for name in spec.models:
+                found.setdefault(name, Model(name, row, spec, row.created_at))
+        return list(found.values())
+
+    async def _model(self, who: Principal, name: str) -> Model:
+        for model in await self.models(who):
+            if model.id == name:
+                return model
+        shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
+        raise NotFound(
+            f"The model '{shown}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+
+    async def call(self, who: Principal, endpoint: str, call: Call, headers: Headers) -> Answer:
+        """Send the call to a ready replica of the model's service; its answer, metered."""
+        model = await self._model(who, call.model)
+        labels = Labels(model)
+        waited = time.monotonic()
+        try:
+            route = await self._proxy.route(model.service.pk, model.service.name)
+        except HpcgateError as exc:
+            labels.count(exc.status)
+            raise
+        metrics.WAIT.labels(labels.service).observe(time.monotonic() - waited)
+        return await self._forward(who, endpoint, call, headers, model, route, labels)
+
+    async def _forward(
+        self,
+        who: Principal,
+        endpoint: str,
+        call: Call,
+        headers: Headers,
+        model: Model,
+        route: Route,
+        labels: Labels,
+    ) -> Answer:
+        sent = [*end_to_end(headers, _DROPPED), (b"content-length", str(len(call.body)).encode())]
+        started = time.monotonic()
+        metrics.IN_FLIGHT.labels(labels.service).inc()
+        try:
+            answer = await self._proxy.forward(
+                route,
+                "POST",
+                f"/v1/{endpoint}".encode(),
+                sent,
+                _once(call.body),
+                float(model.spec.request_timeout),
+            )
+        except HpcgateError as exc:
+            metrics.IN_FLIGHT.labels(labels.service).dec()
+            labels.count(exc.status)
+            raise
+        metrics.UPSTREAM.labels(labels.service).observe(time.monotonic() - started)
+        labels.count(answer.status)
+        return self._metered(who, call, model, labels, answer)
+
+    def _metered(
+        self, who: Principal, call: Call, model: Model, labels: Labels, answer: Answer
+    ) -> Answer:
+        streamed = any(n.lower() == b"content-type" and SSE in v for n, v in answer.headers)
+        meter = StreamMeter(call.asked_usage) if streamed else WholeMeter()
+        headers = answer.headers
+        if streamed and call.asked_usage:  # events may be dropped: the length is unknown
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+        entry = _Entry(who.user, model, call.model, ok=200 <= answer.status < 300)
+        body = self._through(answer.body, meter, entry, labels)
+        return Answer(answer.status, headers, body)
+
+    async def _through(
+        self,
+        body: AsyncIterator[bytes],
+        meter: StreamMeter | WholeMeter,
+        entry: _Entry,
+        labels: Labels,
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in body:
+                passed = meter.feed(chunk)
+                if passed:
+                    yield passed
+            if rest := meter.finish():
+                yield rest
+        finally:
+            metrics.IN_FLIGHT.labels(labels.service).dec()
+            tokens = meter.tokens if entry.ok else None
+            self.ledger.record(entry.done(tokens))
+            if tokens is not None:
+                labels.tokens(tokens.prompt, tokens.completion)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+class Labels:
+    """The metrics' labels of one call (bounded: see :mod:`hpcgate.services.metrics`)."""
+
+    def __init__(self, model: Model) -> None:
+        owner = model.service.owner
+        self.service = metrics.label(owner, model.service.name)
+        self.model = metrics.model_label(owner, model.id)
+
+    def count(self, status: int) -> None:
+        metrics.REQUESTS.labels(self.service, self.model, str(status)).inc()
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        metrics.TOKENS.labels(self.service, self.model, "prompt").inc(prompt)
+        metrics.TOKENS.labels(self.service, self.model, "completion").inc(completion)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    user: str
+    model: Model
+    name: str
+    ok: bool
+
+    def done(self, tokens: Tokens | None) -> UsageEntry:
+        counted = tokens or Tokens()
+        service = self.model.service
+        return UsageEntry(self.user, service.owner, service.name, self.name, counted, utcnow())
