@@ -5,7 +5,7 @@ real jobs on the embedded scheduler; usage and metrics as the backends reported 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.accounts import passable
 from tests.support.backends import (
     EMBEDDINGS_MODEL,
     ensure_backends,
@@ -55,6 +56,7 @@ models = ["{MODEL_NAME}"]
 min_replicas = 1
 max_replicas = 1
 users = ["alice"]
+run_as = "services"  # no Unix account: the test gateways' fallback account
 ready_timeout = 300
 
 [services.embed]
@@ -64,6 +66,7 @@ models = ["{EMBEDDINGS_MODEL}"]
 min_replicas = 1
 max_replicas = 1
 users = ["alice", "bob"]
+run_as = "services"
 ready_timeout = 300
 """
 
@@ -72,6 +75,8 @@ ready_timeout = 300
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     ensure_backends()
     backends = tmp_path_factory.mktemp("backends")
+    backends.chmod(0o711)  # the replicas run as the fallback account, which reads the models
+    passable(backends)
     llama, embeddings = write_llama(backends / "llama"), write_embeddings(backends / "embed")
     server = new_gateway(
         tmp_path_factory.mktemp("gateway"), _config(llama.script, embeddings.script)
@@ -314,6 +319,19 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def _metrics_once(
+    gateway: GatewayProcess, admin: dict[str, str], moved: Callable[[str], bool]
+) -> str:
+    """The metrics text once ``moved`` holds for it (a request is counted when its answer's
+    body is done, which may be just after the client has it), or after 5 s as it is."""
+    deadline = time.monotonic() + 5
+    while True:
+        text = httpx.get(f"{gateway.url}/metrics", headers=admin).text
+        if moved(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def test_metrics_count_requests_tokens_and_replicas(
     gateway: GatewayProcess, tokens: dict[str, str], alice: openai.OpenAI
 ) -> None:
@@ -321,8 +339,11 @@ def test_metrics_count_requests_tokens_and_replicas(
     labels = {"service": "llama", "model": MODEL_NAME}
     before = httpx.get(f"{gateway.url}/metrics", headers=admin).text
     alice.completions.create(model=MODEL_NAME, prompt="hello", max_tokens=3)
-    after = httpx.get(f"{gateway.url}/metrics", headers=admin).text
     requests = REQUESTS
+    counted = _metric(before, requests, **labels, status="200")
+    after = _metrics_once(
+        gateway, admin, lambda text: _metric(text, requests, **labels, status="200") > counted
+    )
     assert (
         _metric(after, requests, **labels, status="200")
         == _metric(before, requests, **labels, status="200") + 1
@@ -365,7 +386,8 @@ def test_a_users_own_service_answers_its_model_and_its_errors_pass_as_they_are(
     labels = {"service": "(user)", "model": "(user)", "status": "404"}
     before = _metric(httpx.get(f"{gateway.url}/metrics", headers=admin).text, REQUESTS, **labels)
     httpx.post(url, json={"model": "own-model", "prompt": "x"}, headers=auth)
-    after = _metric(httpx.get(f"{gateway.url}/metrics", headers=admin).text, REQUESTS, **labels)
+    moved = _metrics_once(gateway, admin, lambda text: _metric(text, REQUESTS, **labels) > before)
+    after = _metric(moved, REQUESTS, **labels)
     assert after == before + 1  # a user's services count under one bounded label
     cold = httpx.post(url, json={"model": "cold-model", "prompt": "x"}, headers=auth, timeout=30)
     assert cold.status_code == 503 and int(cold.headers["retry-after"]) > 0
