@@ -6,7 +6,8 @@ on a fixed clock) and, when ``scripts/backends install`` has run, ``llama`` (lla
 server on the tiny model). It measures on this machine, in one run, as alice:
 
 * small GETs (``/small``): latency p50/p99 sequentially, direct and proxied taking turns
-  request by request, and with ``--concurrency`` clients at once, the two taking turns
+  request by request (with the gateway's own ``/api/v1/health`` beside them: what its
+  HTTP stack alone adds), and with ``--concurrency`` clients at once, the two taking turns
   phase by phase; the figure is proxied minus direct;
 * a streamed answer (``/stream``, chunks on a fixed clock): time to the first chunk,
   the gap between chunks and each chunk's delivery time (its arrival minus the time the
@@ -206,17 +207,23 @@ def timed_get(client: httpx.Client, url: str) -> float:
 
 def sequential_gets(bench: Bench, direct: str, count: int) -> dict[str, float]:
     """Direct and proxied GETs taking turns, one at a time, each on a kept-alive
-    connection."""
-    times: dict[str, list[float]] = {"direct": [], "proxied": []}
-    urls = {"direct": f"{direct}/small", "proxied": f"{bench.proxied('clock')}/small"}
+    connection; and the gateway's own cheapest answer (``/api/v1/health``: no token, no
+    database), the floor of its HTTP stack, taking turns with them."""
+    urls = {
+        "direct": f"{direct}/small",
+        "proxied": f"{bench.proxied('clock')}/small",
+        "own": f"{bench.gateway.url}/api/v1/health",
+    }
+    times: dict[str, list[float]] = {side: [] for side in urls}
     with bench.client() as client:
-        for _ in range(20):  # warm both connections
+        for _ in range(20):  # warm the connections
             for url in urls.values():
                 timed_get(client, url)
         for _ in range(count):
             for side, url in urls.items():
                 times[side].append(timed_get(client, url))
-    return compare(times["direct"], times["proxied"])
+    own = percentile(times["own"], 50) - percentile(times["direct"], 50)
+    return compare(times["direct"], times["proxied"]) | {"gateway_own_added_p50_ms": ms(own)}
 
 
 async def _get_loop(client: httpx.AsyncClient, url: str, count: int, out: list[float]) -> None:
