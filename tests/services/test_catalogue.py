@@ -17,7 +17,9 @@ from hpcgate.gateway import Gateway
 from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
 from hpcgate.model.services import ServiceSpec
+from hpcgate.services.catalogue import Catalogue
 from hpcgate.services.traffic import Route
+from hpcgate.store.services import DECLARED
 from hpcgate.store.tables import ServiceRow
 
 ALICE = Principal("alice", DEFAULT_SCOPES, "t")
@@ -104,3 +106,20 @@ async def test_a_declared_service_is_seen_once_declared(gateway: Gateway) -> Non
     row = next(r for r in await gateway.service_store.all() if r.name == "shared")
     _routed(gateway, row.pk)
     assert (await gateway.services.route(admin, "shared"))[0].replica == row.pk + 1000
+
+
+async def test_owned_lists_an_owners_services_by_name_without_a_read(
+    gateway: Gateway, statements: list[str]
+) -> None:
+    store = gateway.service_store
+    for name in ("b", "a"):
+        await store.add(_row(name))
+    await store.declare("shared", _row("shared").spec, 0, 1)
+    catalogue = Catalogue(store)
+    assert [r.name for r in await catalogue.owned("alice")] == ["a", "b"]
+    statements.clear()
+    assert [r.name for r in await catalogue.owned(DECLARED)] == ["shared"]
+    assert await catalogue.owned("bob") == []
+    assert statements == []
+    await store.remove(next(r for r in await catalogue.owned("alice") if r.name == "a").pk)
+    assert [r.name for r in await catalogue.owned("alice")] == ["b"]

@@ -32,6 +32,12 @@ class Catalogue:
             await self._read()
         return self._rows.get((owner, name))
 
+    async def owned(self, owner: str) -> list[ServiceRow]:
+        """The owner's services (``DECLARED``: the declared ones), by name."""
+        if self._version != self._store.version:
+            await self._read()
+        return sorted((r for r in self._rows.values() if r.owner == owner), key=lambda r: r.name)
+
     async def _read(self) -> None:
         async with self._reading:
             version = self._store.version  # before the read: a write during it reads again
