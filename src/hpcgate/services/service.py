@@ -28,6 +28,7 @@ from hpcgate.model.services import (
     ServicePatch,
     ServiceSpec,
 )
+from hpcgate.services.catalogue import Catalogue, spec_of
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.logs import follow_stderr
 from hpcgate.services.proxy import Proxy
@@ -78,6 +79,7 @@ class ServiceManager:
         max_script_bytes: int,
     ) -> None:
         self._services = services
+        self._catalogue = Catalogue(services)
         self._replicas = replicas
         self._traffic = traffic
         self.proxy = proxy
@@ -97,7 +99,8 @@ class ServiceManager:
     async def _find(self, who: Principal, name: str, scope: Scope) -> ServiceRow:
         """The caller's own service of that name, else a declared one it may use."""
         who.require(scope)
-        row = await self._services.find(who.user, name) or await self._services.find(DECLARED, name)
+        find = self._catalogue.find
+        row = await find(who.user, name) or await find(DECLARED, name)
         if row is None or not self._may_use(who, row):
             raise NotFound(f"no service {name!r}")
         return row
@@ -219,5 +222,4 @@ class ServiceManager:
         """The ready replica a request to the service goes to (waiting for one if need be),
         and the service's spec."""
         row = await self._find(who, name, Scope.JOBS_READ)
-        spec = ServiceSpec.model_validate_json(row.spec)
-        return await self.proxy.route(row.pk, name), spec
+        return await self.proxy.route(row.pk, name), spec_of(row.spec)

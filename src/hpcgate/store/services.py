@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from hpcgate.clock import utcnow
+from hpcgate.store.db import Database
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import ReplicaRow, ServiceRow
 
@@ -15,7 +16,20 @@ LIVE = ("starting", "ready", "draining")
 
 
 class ServiceStore(Rows[ServiceRow]):
+    """Service rows. ``version`` counts the writes made through this store (each counted
+    once committed), so a copy of the rows in memory knows when it is out of date: only
+    this gateway writes them (its home lock keeps it alone on its database)."""
+
     kind = ServiceRow
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.version = 0
+
+    async def add(self, row: ServiceRow) -> ServiceRow:
+        added = await super().add(row)
+        self.version += 1
+        return added
 
     async def all(self) -> list[ServiceRow]:
         async with self._db.reader() as session:
@@ -42,15 +56,18 @@ class ServiceStore(Rows[ServiceRow]):
             else:
                 for key, value in values.items():
                     setattr(row, key, value)
+        self.version += 1
 
     async def update(self, pk: int, **values: Any) -> None:
         async with self._db.session() as session, session.begin():
             await session.execute(update(ServiceRow).where(ServiceRow.pk == pk).values(**values))
+        self.version += 1
 
     async def remove(self, pk: int) -> None:
         async with self._db.session() as session, session.begin():
             await session.execute(delete(ReplicaRow).where(ReplicaRow.service_pk == pk))
             await session.execute(delete(ServiceRow).where(ServiceRow.pk == pk))
+        self.version += 1
 
 
 class ReplicaStore(Rows[ReplicaRow]):
