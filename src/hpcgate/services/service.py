@@ -126,8 +126,8 @@ class ServiceManager:
     async def usable(self, who: Principal) -> list[ServiceRow]:
         """The rows of the services the caller may use: its own first, then declared ones."""
         who.require(Scope.JOBS_READ)
-        declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
-        return await self._services.owned(who.user) + declared
+        declared = [r for r in await self._catalogue.owned(DECLARED) if self._may_use(who, r)]
+        return await self._catalogue.owned(who.user) + declared
 
     async def list(self, who: Principal) -> list[Service]:
         who.require(Scope.JOBS_READ)
