@@ -5,41 +5,25 @@ through the proxied REST API and executes code over the proxied WebSocket."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from websockets.sync.client import connect
 
-from tests.backends.test_jupyter import execute_request, replies_to
 from tests.support.backends import BACKENDS, Backend, ensure_backends, write_jupyter
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.jupyter_service import (
+    JUPYTER_START_SECONDS,
+    PREFIX,
+    assert_kernel_runs,
+    jupyter_config,
+)
 from tests.support.services import (
-    SERVICES,
     admin_token,
     in_state,
     stop_services,
-    toml_string,
     wait_replicas,
 )
-
-PREFIX = f"{SERVICES}/lab/proxy/"
-JUPYTER_START_SECONDS = 180
-
-
-def jupyter_config(backend: Backend, system: str) -> str:
-    """A declared service ``lab`` that runs ``backend`` under the proxy's prefix."""
-    return f"""
-[services.lab]
-system = "{system}"
-script = {toml_string(backend.script.read_text())}
-keep_prefix = true
-health_path = "{PREFIX}api"
-min_replicas = 1
-max_replicas = 1
-users = ["alice"]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -100,25 +84,3 @@ def test_a_kernel_executes_code_over_the_proxied_websocket(
     gateway: GatewayProcess, alice: httpx.Client, token: str
 ) -> None:
     assert_kernel_runs(gateway, alice, token)
-
-
-def assert_kernel_runs(gateway: GatewayProcess, client: httpx.Client, token: str) -> None:
-    """A kernel started through the proxied REST API answers ``1+1`` with ``2`` over the
-    proxied channels WebSocket."""
-    started = client.post(f"{PREFIX}api/kernels", params={"token": token}, json={})
-    assert started.status_code == 201, started.text
-    kernel = started.json()["id"]
-    try:
-        url = gateway.url.replace("http://", "ws://", 1) + f"{PREFIX}api/kernels/{kernel}/channels"
-        url += f"?session_id={uuid.uuid4().hex}&token={token}"
-        auth = {"Authorization": client.headers["Authorization"]}
-        with connect(url, additional_headers=auth, open_timeout=30) as socket:
-            request = execute_request("1+1")
-            socket.send(json.dumps(request))
-            replies = replies_to(socket, request["header"]["msg_id"])
-    finally:
-        client.delete(f"{PREFIX}api/kernels/{kernel}", params={"token": token})
-    results = [
-        m["content"]["data"]["text/plain"] for m in replies if m["msg_type"] == "execute_result"
-    ]
-    assert results == ["2"]
