@@ -118,6 +118,18 @@ def test_the_replicas_close_code_reaches_the_caller(gateway: GatewayProcess, tok
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "enough for now")
 
 
+def test_a_message_over_the_bound_closes_the_socket_1009(
+    gateway: GatewayProcess, token: str
+) -> None:
+    """A replica's message larger than the relay takes ends the socket, and says why."""
+    with open_socket(gateway, token, max_size=None) as socket:
+        socket.send(f"burst 1 {(16 << 20) + 1}")
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=30)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
+
+
 def test_the_callers_close_code_reaches_the_replica(gateway: GatewayProcess, token: str) -> None:
     with open_socket(gateway, token) as socket:
         socket.close(4002, "caller leaves")

@@ -146,8 +146,8 @@ class ReplicaSocket:
                 message = self._take(self._frames.popleft())
                 if message is not None:
                     return message
-            if self._broken or self._protocol.state is State.CLOSED:
-                return self._end()
+            if self._broken or self._failed or self._protocol.state is State.CLOSED:
+                return self._end()  # after a protocol error, not waiting for the replica
             await self._read()
 
     async def aclose(self) -> None:
