@@ -42,6 +42,13 @@ min_replicas = 1
 max_replicas = 1
 users = ["alice"]
 
+[services.frail]
+system = "local"
+script = {toml_string(SCRIPT)}
+min_replicas = 1
+max_replicas = 1
+users = ["alice"]
+
 [services.whole]
 system = "local"
 script = {toml_string(SCRIPT)}
@@ -68,7 +75,7 @@ alice = user_client("alice")
 
 @pytest.fixture(scope="module")
 def token(gateway: GatewayProcess, alice: httpx.Client) -> str:
-    for name in ("sock", "whole"):
+    for name in ("sock", "whole", "frail"):
         wait_replicas(alice, name, in_state("ready"))
     return gateway.token("alice")
 
@@ -128,6 +135,17 @@ def test_a_message_over_the_bound_closes_the_socket_1009(
             socket.recv(timeout=30)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1009
+
+
+def test_a_replica_that_dies_closes_the_socket_1014(gateway: GatewayProcess, token: str) -> None:
+    """Its connection ends without a close frame: the caller gets 1014 (bad gateway), which
+    can be sent, not 1006, which cannot."""
+    with open_socket(gateway, token, name="frail") as socket:
+        socket.send("exit")
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=30)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1014
 
 
 def test_the_callers_close_code_reaches_the_replica(gateway: GatewayProcess, token: str) -> None:

@@ -8,7 +8,8 @@ WebSocket at any other path answers each message:
 - ``close CODE REASON``: closes with that code and reason;
 - ``ping``: pings the caller, then says ``pong seen`` when the pong came;
 - ``last close``: the code and reason of the last socket the caller closed (``none``);
-- ``burst N SIZE``: N binary messages of SIZE bytes.
+- ``burst N SIZE``: N binary messages of SIZE bytes;
+- ``exit``: the server ends at once, closing no socket (a replica that dies).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ async def answer(connection: ServerConnection, message: str | bytes) -> None:
         await connection.send("pong seen")
     elif message == "last close":
         await connection.send(last_close)
+    elif message == "exit":
+        os._exit(1)
     elif message.startswith("burst "):
         _, count, size = message.split()
         for _ in range(int(count)):
