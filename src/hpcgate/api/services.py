@@ -173,8 +173,9 @@ async def _socket_caller(socket: WebSocket, gateway: Gateway, name: str) -> Prin
 
     The hook for browsers, which cannot set that header on a WebSocket: the web UI will
     authenticate them here by its session cookie, and then must also check that
-    ``Origin`` is the gateway's own (a cookie goes along with a WebSocket any site opens).
-    Until then only the header counts: a cookie or a ``?token=`` is not a credential."""
+    ``Origin`` is the gateway's own (a cookie goes along with a WebSocket any site opens),
+    and the proxy must drop that cookie as it drops ``Authorization``. Until then only the
+    header counts: a cookie or a ``?token=`` is not a credential."""
     if SERVICE_NAME.fullmatch(name) is None:
         raise NotFound(f"no service {name!r}")
     scheme, _, token = socket.headers.get("authorization", "").partition(" ")
