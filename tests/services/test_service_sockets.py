@@ -28,7 +28,7 @@ BACKEND = Path(__file__).parents[1] / "support" / "socket_backend.py"
 SCRIPT = f"#!/bin/sh\nexec {sys.executable} {BACKEND}\n"
 CONFIG = f"""
 service_interval = 0.2
-service_wait_seconds = 30
+service_wait_seconds = 3
 
 [systems.local]
 scheduler = "embedded"
@@ -47,6 +47,13 @@ system = "local"
 script = {toml_string(SCRIPT)}
 min_replicas = 1
 max_replicas = 1
+users = ["alice"]
+
+[services.off]
+system = "local"
+script = {toml_string(SCRIPT)}
+min_replicas = 0
+max_replicas = 0
 users = ["alice"]
 
 [services.whole]
@@ -215,3 +222,17 @@ def test_a_service_not_shared_is_a_404(gateway: GatewayProcess, token: str) -> N
 def test_the_replicas_refusal_comes_back_as_it_was(gateway: GatewayProcess, token: str) -> None:
     answer = refusal(gateway, token, path="/refuse").response
     assert (answer.status_code, answer.body) == (403, b"refused here\n")
+
+
+def test_no_replica_in_time_is_a_503_with_retry_after(gateway: GatewayProcess, token: str) -> None:
+    answer = refusal(gateway, token, name="off").response
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert int(answer.headers["retry-after"]) > 0
+    assert b"no-replica" in answer.body
+
+
+def test_the_openapi_document_tells_of_the_websocket(gateway: GatewayProcess) -> None:
+    document = httpx.get(f"{gateway.url}/openapi.json").json()
+    operation = document["paths"][f"{SERVICES}/{{name}}/proxy/{{path}}"]["get"]
+    assert "Upgrade: websocket" in operation["description"]
