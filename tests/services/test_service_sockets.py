@@ -4,6 +4,7 @@ WebSocket server (``tests/support/socket_backend.py``) started as a real job."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,10 +158,14 @@ def test_a_replica_that_dies_closes_the_socket_1014(gateway: GatewayProcess, tok
 
 def test_the_callers_close_code_reaches_the_replica(gateway: GatewayProcess, token: str) -> None:
     with open_socket(gateway, token) as socket:
-        socket.close(4002, "caller leaves")
-    with open_socket(gateway, token) as socket:
-        socket.send("last close")
-        assert socket.recv(timeout=10) == "4002 caller leaves"
+        socket.close(4002, "caller leaves")  # done when the gateway answers: the relay goes on
+    deadline = time.monotonic() + 10
+    seen: str | bytes = ""
+    while seen != "4002 caller leaves" and time.monotonic() < deadline:
+        with open_socket(gateway, token) as socket:
+            socket.send("last close")
+            seen = socket.recv(timeout=10)
+    assert seen == "4002 caller leaves"
 
 
 def test_pings_are_answered_both_ways(gateway: GatewayProcess, token: str) -> None:
@@ -177,11 +182,13 @@ def test_an_open_socket_counts_in_flight(
         [replica] = ready(alice.get(f"{SERVICES}/sock").json()["replicas"])
         return int(replica["in_flight"])
 
+    idle = lambda found: found[0]["in_flight"] == 0  # noqa: E731
+    wait_replicas(alice, "sock", idle, timeout=10)  # earlier tests' sockets are done
     with open_socket(gateway, token) as socket:
         socket.send("x")
         socket.recv(timeout=10)
         assert in_flight() == 1
-    wait_replicas(alice, "sock", lambda found: found[0]["in_flight"] == 0, timeout=10)
+    wait_replicas(alice, "sock", idle, timeout=10)
 
 
 def test_a_service_keeping_its_prefix_gets_the_whole_path(

@@ -112,7 +112,6 @@ class ReplicaSocket:
     """
 
     def __init__(self, response: httpcore.Response, uri: str) -> None:
-        self._response = response
         self._stream: httpcore.AsyncNetworkStream = response.extensions["network_stream"]
         self._protocol = ClientProtocol(
             parse_uri(uri), state=State.OPEN, max_size=MAX_MESSAGE_BYTES
@@ -149,9 +148,6 @@ class ReplicaSocket:
             if self._broken or self._failed or self._protocol.state is State.CLOSED:
                 return self._end()  # after a protocol error, not waiting for the replica
             await self._read()
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
 
     async def _read(self) -> None:
         try:
