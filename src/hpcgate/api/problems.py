@@ -58,6 +58,11 @@ def problem(
 
 async def _hpcgate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HpcgateError)
+    return problem_of(exc)
+
+
+def problem_of(exc: HpcgateError) -> JSONResponse:
+    """The problem document of an hpcgate error (also a refused WebSocket's answer)."""
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
     headers = None if exc.retry_after is None else {"Retry-After": str(math.ceil(exc.retry_after))}

@@ -3,23 +3,30 @@ to their replicas, ``/api/v1/services/{name}/proxy/{path}``."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import HTTPConnection
 
 from hpcgate.api.auth import Caller, GatewayDep
-from hpcgate.api.problems import responses
+from hpcgate.api.problems import problem_of, responses
 from hpcgate.gateway import Gateway
+from hpcgate.model.errors import HpcgateError, NotFound, Unauthenticated
 from hpcgate.model.principal import Principal
 from hpcgate.model.services import Service, ServiceCreate, ServicePatch
+from hpcgate.services.replicas import public_prefix
+from hpcgate.services.sockets import Message, Refusal, ReplicaSocket, caller_close, relay
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
 Name = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,39}$", description="The service's name")]
 ProxyPath = Annotated[str, Path(description="The path on the replica (with the query as sent)")]
+SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
 SSE = "text/event-stream"
 PING_SECONDS = 15
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -99,7 +106,15 @@ async def proxy(
     """Forward the request to the least busy ready replica, streaming both ways (the
     caller's Authorization is not passed on). With no ready replica the request waits
     while one starts, up to the configured bound, then 503 with Retry-After; a replica
-    that fails gives 502, one that does not answer in time 504."""
+    that fails gives 502, one that does not answer in time 504. The path the replica gets
+    is what follows `.../proxy`, or the whole path for a service with `keep_prefix`.
+
+    **WebSocket**: a GET with `Upgrade: websocket` on the same path opens a WebSocket to
+    the replica (OpenAPI cannot describe one, so it is only told here). It authenticates
+    like any request (`Authorization: Bearer`), waits for a ready replica the same way,
+    and relays text and binary messages and the close code and reason both ways; pings are
+    answered on each hop. A refusal before the socket opens is an HTTP answer: a problem
+    document, or the replica's own answer when it does not switch protocols."""
     return await _forward(name, who, gateway, request)
 
 
@@ -113,7 +128,7 @@ async def _forward(name: str, who: Principal, gateway: Gateway, request: Request
     answer = await gateway.services.proxy.forward(
         route,
         request.method,
-        _target(request, name),
+        _target(request, name, keep_prefix=spec.keep_prefix),
         request.headers.raw,
         request.stream(),
         float(spec.request_timeout),
@@ -123,13 +138,91 @@ async def _forward(name: str, who: Principal, gateway: Gateway, request: Request
     return response
 
 
-def _target(request: Request, name: str) -> bytes:
-    """The path and query the replica gets: what follows ``.../proxy``, as sent."""
-    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    prefix = f"{router.prefix}/{name}/proxy".encode()
+def _target(connection: HTTPConnection, name: str, *, keep_prefix: bool) -> bytes:
+    """The path and query the replica gets, as sent: what follows ``.../proxy``, or the
+    whole path for a service that keeps the prefix (it serves under it)."""
+    raw: bytes = connection.scope.get("raw_path") or connection.url.path.encode()
+    prefix = public_prefix(name).rstrip("/").encode()
     path = raw[len(prefix) :] if raw.startswith(prefix) else b""
-    query: bytes = request.scope.get("query_string", b"")
+    if keep_prefix:
+        path = prefix + path
+    query: bytes = connection.scope.get("query_string", b"")
     return (path or b"/") + (b"?" + query if query else b"")
+
+
+async def proxy_socket(socket: WebSocket, name: str) -> None:
+    """A WebSocket to the service's least busy ready replica (see :func:`proxy`)."""
+    gateway: Gateway = socket.app.state.gateway
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            who = await _socket_caller(socket, gateway, name)
+            route, spec = await gateway.services.route(who, name)
+            target = _target(socket, name, keep_prefix=spec.keep_prefix)
+            opening = gateway.services.proxy.socket(
+                route, target, socket.headers.raw, float(spec.request_timeout)
+            )
+            opened = await stack.enter_async_context(opening)
+        except HpcgateError as exc:
+            await socket.send_denial_response(problem_of(exc))
+            return
+        await _serve_socket(socket, opened)
+
+
+async def _socket_caller(socket: WebSocket, gateway: Gateway, name: str) -> Principal:
+    """Who opens the WebSocket: the bearer token of its ``Authorization`` header.
+
+    The hook for browsers, which cannot set that header on a WebSocket: the web UI will
+    authenticate them here by its session cookie, and then must also check that
+    ``Origin`` is the gateway's own (a cookie goes along with a WebSocket any site opens),
+    and the proxy must drop that cookie as it drops ``Authorization``. Until then only the
+    header counts: a cookie or a ``?token=`` is not a credential."""
+    if SERVICE_NAME.fullmatch(name) is None:
+        raise NotFound(f"no service {name!r}")
+    scheme, _, token = socket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send 'Authorization: Bearer <token>'")
+    return await gateway.tokens.authenticate(token.strip())
+
+
+async def _serve_socket(socket: WebSocket, opened: ReplicaSocket | Refusal) -> None:
+    if isinstance(opened, Refusal):
+        answer = Response(opened.body, status_code=opened.status)
+        length = [(b"content-length", str(len(opened.body)).encode())]
+        kept = [(k.lower(), v) for k, v in opened.headers if k.lower() != b"content-length"]
+        answer.raw_headers = kept + length
+        await socket.send_denial_response(answer)
+        return
+    await socket.accept(subprotocol=opened.subprotocol)
+    caller = _CallerSocket(socket)
+    await relay(opened, caller.receive, caller.send)
+
+
+class _CallerSocket:
+    """The caller's side of a relayed WebSocket, in :class:`Message` terms."""
+
+    def __init__(self, socket: WebSocket) -> None:
+        self._socket = socket
+        self._gone = False
+
+    async def receive(self) -> Message:
+        event = await self._socket.receive()
+        if event["type"] == "websocket.disconnect":
+            self._gone = True
+            return Message(None, int(event.get("code") or 1005), event.get("reason") or "")
+        text = event.get("text")
+        return Message(text if text is not None else bytes(event.get("bytes") or b""))
+
+    async def send(self, message: Message) -> None:
+        if self._gone:
+            return
+        with contextlib.suppress(WebSocketDisconnect, OSError):
+            if isinstance(message.data, str):
+                await self._socket.send_text(message.data)
+            elif isinstance(message.data, bytes):
+                await self._socket.send_bytes(message.data)
+            else:
+                self._gone = True
+                await self._socket.close(*caller_close(message))
 
 
 _PROXY_RESPONSES = {
@@ -153,3 +246,5 @@ for _method in PROXY_METHODS:
         name="proxy_root",
         include_in_schema=False,
     )
+router.add_api_websocket_route("/{name}/proxy/{path:path}", proxy_socket, name="proxy_socket")
+router.add_api_websocket_route("/{name}/proxy", proxy_socket, name="proxy_socket_root")

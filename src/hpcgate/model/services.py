@@ -91,6 +91,12 @@ class ServiceSpec(Scale):
         300, ge=0, le=SECONDS_MAX, description="Start a successor this long before a time limit"
     )
     health_path: HealthPath = Field("/health", description="Ready when this answers 2xx")
+    keep_prefix: bool = Field(
+        False,
+        description="Pass the proxy's whole path on (an app served under its public prefix,"
+        " $HPCGATE_SERVICE_PREFIX, such as Jupyter with that base URL); false: only the part"
+        " after the prefix",
+    )
     ready_timeout: Number = Field(
         900, ge=1, le=7 * DAY, description="Seconds a replica may take to become ready"
     )

@@ -15,10 +15,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httpcore
+from websockets.utils import generate_key
 
 from hpcgate.accounts import Account
 from hpcgate.model.errors import BadGateway, GatewayTimeout, NoReplica
+from hpcgate.services import sockets
 from hpcgate.services.backend import TransportBackend
+from hpcgate.services.sockets import HANDSHAKE, Refusal, ReplicaSocket, upgrade_headers
 from hpcgate.services.traffic import Route, Traffic
 from hpcgate.transports.base import Streams
 
@@ -179,6 +182,45 @@ class Proxy:
             raise BadGateway(_failure(exc)) from exc
         headers_back = end_to_end(response.headers)
         return Answer(response.status, headers_back, self._body(route, response, counted))
+
+    @contextlib.asynccontextmanager
+    async def socket(
+        self, route: Route, target: bytes, headers: Headers, timeout: float
+    ) -> AsyncIterator[ReplicaSocket | Refusal]:
+        """A WebSocket to the replica (or its answer if it refuses one), counted in flight
+        on the replica while the block runs; closed after it."""
+        with self._traffic.serving(route.replica):
+            response, key = await self._upgrade(route, target, headers, timeout)
+            try:
+                if response.status == 101 and not sockets.accepted(response, key):
+                    raise BadGateway("the replica's WebSocket handshake is not valid")
+                if not sockets.accepted(response, key):
+                    body = await sockets.read_refusal(response)
+                    yield sockets.Refusal(response.status, end_to_end(response.headers), body)
+                    return
+                uri = f"ws://{route.address}:{route.port}{target.decode('latin-1')}"
+                yield ReplicaSocket(response, uri)
+            finally:
+                await response.aclose()
+
+    async def _upgrade(
+        self, route: Route, target: bytes, headers: Headers, timeout: float
+    ) -> tuple[httpcore.Response, str]:
+        key = generate_key()
+        kept = [(n, v) for n, v in request_headers(headers, route) if n.lower() not in HANDSHAKE]
+        url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=target)
+        extensions = {"timeout": _timeouts(timeout)}
+        request = httpcore.Request(
+            "GET", url, headers=kept + upgrade_headers(key), extensions=extensions
+        )
+        try:
+            return await route.pool.handle_async_request(request), key
+        except httpcore.TimeoutException as exc:
+            self._traffic.suspect(route.replica)
+            raise GatewayTimeout(f"the replica did not answer within {timeout:g} s") from exc
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            self._traffic.suspect(route.replica)
+            raise BadGateway(_failure(exc)) from exc
 
     async def _body(
         self, route: Route, response: httpcore.Response, counted: contextlib.ExitStack

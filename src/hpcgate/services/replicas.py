@@ -11,6 +11,7 @@ from hpcgate.model.jobs import JobSpec
 from hpcgate.model.services import ServiceSpec
 
 PORT_VARIABLE = "HPCGATE_SERVICE_PORT"
+PREFIX_VARIABLE = "HPCGATE_SERVICE_PREFIX"
 PORT_TRIES = 64
 
 
@@ -20,12 +21,17 @@ def job_name(service: str, port: int) -> str:
     return f"hpcgate-{service}-{port}"
 
 
+def public_prefix(service: str) -> str:
+    """Where the gateway serves the service: its proxy's path, ending in ``/``."""
+    return f"/api/v1/services/{service}/proxy/"
+
+
 def job_spec(service: str, spec: ServiceSpec, port: int) -> JobSpec:
     return JobSpec(
         script=spec.script,
         script_path=spec.script_path,
         name=job_name(service, port),
-        environment={PORT_VARIABLE: str(port)},
+        environment={PORT_VARIABLE: str(port), PREFIX_VARIABLE: public_prefix(service)},
         time_limit=spec.time_limit,
         partition=spec.partition,
         account=spec.account,
