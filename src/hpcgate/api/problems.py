@@ -58,15 +58,16 @@ def problem(
 
 async def _hpcgate_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HpcgateError)
-    return problem_of(exc)
+    return problem_of(exc, openai=is_openai(request.url.path))
 
 
-def problem_of(exc: HpcgateError) -> JSONResponse:
-    """The problem document of an hpcgate error (also a refused WebSocket's answer)."""
+def problem_of(exc: HpcgateError, openai: bool = False) -> JSONResponse:
+    """The problem document of an hpcgate error (also a refused WebSocket's answer); on
+    the OpenAI-compatible routes (``openai``), OpenAI's error document instead."""
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
     headers = None if exc.retry_after is None else {"Retry-After": str(math.ceil(exc.retry_after))}
-    if is_openai(request.url.path):
+    if openai:
         code = exc.extra.get("code") or exc.slug
         return openai_error(exc.status, exc.detail, code, headers, exc.extra.get("param"))
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
