@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.accounts import passable
 from tests.support.backends import BACKENDS, Backend, ensure_backends, write_jupyter
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.support.jupyter_service import (
@@ -30,7 +31,10 @@ from tests.support.services import (
 def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[Backend, str]:
     if not (BACKENDS / "venv" / "bin" / "jupyter-lab").exists():
         ensure_backends()  # not when only the llama.cpp build is out of date: it takes minutes
-    backend = write_jupyter(tmp_path_factory.mktemp("jupyter"), base_url=PREFIX)
+    directory = tmp_path_factory.mktemp("jupyter")
+    directory.chmod(0o711)  # the lab runs as alice, who reads its script and token file
+    passable(directory)
+    backend = write_jupyter(directory, base_url=PREFIX, owner="alice")
     config = f"""
 service_interval = 0.3
 service_wait_seconds = 30
@@ -39,7 +43,7 @@ service_wait_seconds = 30
 scheduler = "embedded"
 status_interval = 0.3
 slots = 4
-{jupyter_config(backend, "local")}"""
+{jupyter_config(backend, "local", 'run_as = "alice"')}"""
     return backend, config
 
 

@@ -3,7 +3,7 @@ WebSocket server (``tests/support/socket_backend.py``) started as a real job."""
 
 from __future__ import annotations
 
-import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +17,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.support.services import (
     SERVICES,
+    SYSTEM_PYTHON,
     admin_token,
     in_state,
     ready,
@@ -26,7 +27,11 @@ from tests.support.services import (
 )
 
 BACKEND = Path(__file__).parents[1] / "support" / "socket_backend.py"
-SCRIPT = f"#!/bin/sh\nexec {sys.executable} {BACKEND}\n"
+# The replica runs as a user's account, which may not reach the project's interpreter (under
+# root's home when root made the virtualenv): the system's Python of the same version, with
+# the virtualenv's packages (websockets) on its path.
+PACKAGES = sysconfig.get_paths()["purelib"]
+SCRIPT = f"#!/bin/sh\nexport PYTHONPATH={PACKAGES}\nexec {SYSTEM_PYTHON} {BACKEND}\n"
 CONFIG = f"""
 service_interval = 0.2
 service_wait_seconds = 3
@@ -42,6 +47,7 @@ script = {toml_string(SCRIPT)}
 min_replicas = 1
 max_replicas = 1
 users = ["alice"]
+run_as = "services"  # no Unix account: the test gateways' fallback account
 
 [services.frail]
 system = "local"
@@ -49,6 +55,7 @@ script = {toml_string(SCRIPT)}
 min_replicas = 1
 max_replicas = 1
 users = ["alice"]
+run_as = "services"  # no Unix account: the test gateways' fallback account
 
 [services.off]
 system = "local"
@@ -56,6 +63,7 @@ script = {toml_string(SCRIPT)}
 min_replicas = 0
 max_replicas = 0
 users = ["alice"]
+run_as = "services"  # no Unix account: the test gateways' fallback account
 
 [services.whole]
 system = "local"
@@ -64,6 +72,7 @@ min_replicas = 1
 max_replicas = 1
 keep_prefix = true
 users = ["alice"]
+run_as = "services"  # no Unix account: the test gateways' fallback account
 """
 
 
