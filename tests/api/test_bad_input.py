@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.accounts import passable
 from tests.support.gateway_process import GatewayProcess
 from tests.support.jobs import ended, submit, wait_for_job
 
@@ -194,6 +195,7 @@ def test_a_script_file_s_dependency_directive_is_refused_as_an_inline_one_is(
         text = f"#!/bin/bash\n#SBATCH --dependency=afterok:{job_id}\ntrue\n"
         script = tmp_path / f"after-{job_id}.sh"
         script.write_text(text)
+        passable(script)  # as root, the user's account reads it
         for body in ({"script_path": str(script)}, {"script": text}):
             problem = _problem(gateway_user.post(JOBS, json=body), 422, "scheduler-rejected")
             details.append(str(problem["detail"]))

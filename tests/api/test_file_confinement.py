@@ -98,6 +98,8 @@ def test_tasks_on_a_directory_swapped_for_an_outward_link_touch_nothing_outside(
     for made in (folder / "out", outside):
         made.mkdir(parents=True)
     (folder / "plain.txt").write_bytes(INSIDE)
+    give(folder, "alice")  # alice's tasks write there; and outside, only confinement stops them
+    give(outside, "alice")
     with swapped(folder, outside):
         tasks = race_tasks(alice, FILES, "taskrace", 90)
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]

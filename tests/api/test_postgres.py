@@ -6,7 +6,6 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -55,13 +54,13 @@ def _create_database(url: str, name: str) -> None:
     asyncio.run(create())
 
 
-def test_jobs_flow_on_postgres(pg_gateway: GatewayProcess, tmp_path: Path) -> None:
+def test_jobs_flow_on_postgres(pg_gateway: GatewayProcess) -> None:
     with (
         pg_gateway.client(pg_gateway.token("alice")) as alice,
         pg_gateway.client(pg_gateway.token("bob")) as bob,
     ):
         key = {"Idempotency-Key": "k1"}
-        body = {"script": "#!/bin/bash\necho pg; exit 2", "working_directory": str(tmp_path)}
+        body = {"script": "#!/bin/bash\necho pg; exit 2"}
         first = alice.post(JOBS, json=body, headers=key)
         again = alice.post(JOBS, json=body, headers=key)
         assert (first.status_code, again.status_code) == (201, 200)

@@ -57,11 +57,22 @@ class Known:
 
 
 STATEFUL = "Stateful tests"
-# Findings accepted for now, each one cause (never a whole check), with who fixes it. Empty:
-# every finding fails the tier. (Issue 14's findings were fixed before this went strict; see
-# the schemathesis.toml for the two places where an answer the schema cannot predict is
-# declared instead.)
-KNOWN: list[Known] = []
+# Findings accepted, each one cause (never a whole check), with who fixes it or why it is
+# none; every other finding fails the tier. (Issue 14's findings were fixed before this went
+# strict; see the schemathesis.toml for the places where an answer the schema cannot
+# predict is declared instead.)
+KNOWN: list[Known] = [
+    # Not a fault: the proxy's 502/503/504 are its documented answers about a replica that
+    # fails, is not ready in time or does not answer (a fuzzed service's script never starts
+    # a server). schemathesis.toml turns the server-error check off for the proxy, but the
+    # command line's --checks=all takes precedence over per-operation settings.
+    Known(
+        operation=r"\w+ /api/v1/services/\{name\}/proxy(/\{path\})?",
+        code="ST101",
+        text=r"\[50[234]\] ",
+        owner="documented answers (schemathesis.toml, 4)",
+    ),
+]
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,9 @@ def test_follow_yields_the_output_while_the_job_runs(client: Client) -> None:
         pieces.append(piece)
         states.append(client.job(SYSTEM, job.id).state)
     assert "".join(pieces) == SLOW_OUTPUT
-    assert len(pieces) >= 3 and states[0] == JobState.RUNNING  # live, not at the end
+    # live, not at the end (the first piece may come before the watcher's next round has
+    # seen the job start: its state then still says PENDING)
+    assert len(pieces) >= 3 and JobState.RUNNING in states
     assert client.job(SYSTEM, job.id).state == JobState.COMPLETED
 
 
