@@ -6,8 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
-from tests.support.services import admin_token, backend_script, stop_services, toml_string
+from tests.support.gateway_process import GatewayProcess, user_client
+from tests.support.services import (
+    backend_script,
+    services_gateway,
+    toml_string,
+)
 
 CONFIG = f"""
 service_interval = 0.2
@@ -33,13 +37,8 @@ ready_timeout = 30
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    server = new_gateway(tmp_path_factory.mktemp("gateway"), CONFIG)
-    server.start()
-    try:
+    with services_gateway(tmp_path_factory.mktemp("gateway"), CONFIG) as server:
         yield server
-        stop_services(server.url, admin_token(server.home), [server.token("alice")])
-    finally:
-        server.stop()
 
 
 alice = user_client("alice")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.accounts import passable
 from tests.support.backends import BACKENDS, Backend, ensure_backends, write_jupyter
-from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.jupyter_service import (
     JUPYTER_START_SECONDS,
     PREFIX,
@@ -20,9 +20,8 @@ from tests.support.jupyter_service import (
     jupyter_config,
 )
 from tests.support.services import (
-    admin_token,
     in_state,
-    stop_services,
+    services_gateway,
     wait_replicas,
 )
 
@@ -51,13 +50,8 @@ slots = 4
 def gateway(
     lab: tuple[Backend, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    server = new_gateway(tmp_path_factory.mktemp("gateway"), lab[1])
-    server.start()
-    try:
+    with services_gateway(tmp_path_factory.mktemp("gateway"), lab[1]) as server:
         yield server
-        stop_services(server.url, admin_token(server.home), [server.token("alice")])
-    finally:
-        server.stop()
 
 
 alice = user_client("alice")

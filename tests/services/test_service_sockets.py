@@ -14,14 +14,13 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import (
     SERVICES,
     SYSTEM_PYTHON,
-    admin_token,
     in_state,
     ready,
-    stop_services,
+    services_gateway,
     toml_string,
     wait_replicas,
 )
@@ -78,13 +77,8 @@ run_as = "services"  # no Unix account: the test gateways' fallback account
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    server = new_gateway(tmp_path_factory.mktemp("gateway"), CONFIG)
-    server.start()
-    try:
+    with services_gateway(tmp_path_factory.mktemp("gateway"), CONFIG) as server:
         yield server
-        stop_services(server.url, admin_token(server.home), [server.token("alice")])
-    finally:
-        server.stop()
 
 
 alice = user_client("alice")

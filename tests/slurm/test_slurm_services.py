@@ -12,16 +12,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess
 from tests.support.jobs import ended, wait_for_job
 from tests.support.services import (
     SERVICES,
-    admin_token,
     backend_script,
     in_state,
     ready,
     replicas,
-    stop_services,
+    services_gateway,
     toml_string,
     wait_replicas,
 )
@@ -49,13 +48,8 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     if os.geteuid() != 0:
         pytest.skip("the multi-user gateway runs as root")
-    server = new_gateway(tmp_path_factory.mktemp("slurm-services"), SERVICE_CONFIG)
-    server.start()
-    try:
+    with services_gateway(tmp_path_factory.mktemp("slurm-services"), SERVICE_CONFIG) as server:
         yield server
-        stop_services(server.url, admin_token(server.home), [server.token("alice")])
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

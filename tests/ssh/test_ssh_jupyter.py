@@ -14,14 +14,18 @@ import httpx
 import pytest
 
 from tests.support.backends import BACKENDS, Backend, ensure_backends, write_jupyter
-from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.jupyter_service import (
     JUPYTER_START_SECONDS,
     PREFIX,
     assert_kernel_runs,
     jupyter_config,
 )
-from tests.support.services import admin_token, in_state, stop_services, wait_replicas
+from tests.support.services import (
+    in_state,
+    services_gateway,
+    wait_replicas,
+)
 from tests.support.slurm import ensure_cluster
 from tests.support.sshd import Sshd, own_sshd
 
@@ -67,13 +71,8 @@ info_cache = 0
 [users]
 mode = "multi"
 {jupyter_config(lab, SYSTEM, 'run_as = "alice"')}"""
-    server = new_gateway(tmp_path_factory.mktemp("gateway"), config)
-    server.start()
-    try:
+    with services_gateway(tmp_path_factory.mktemp("gateway"), config) as server:
         yield server
-        stop_services(server.url, admin_token(server.home), [server.token("alice")])
-    finally:
-        server.stop()
 
 
 alice = user_client("alice")

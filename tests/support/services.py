@@ -4,11 +4,14 @@ replicas, and the config of a gateway that declares services."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.gateway_process import GatewayProcess, new_gateway
 
 BACKEND = Path(__file__).with_name("service_backend.py")
 SERVICES = "/api/v1/services"
@@ -84,6 +87,19 @@ def stop_services(base_url: str, admin: str, owners: list[str], timeout: float =
 
 def _live(service: dict[str, Any]) -> bool:
     return any(r["state"] in ("starting", "ready", "draining") for r in service["replicas"])
+
+
+@contextmanager
+def services_gateway(home: Path, config: str, owner: str = "alice") -> Iterator[GatewayProcess]:
+    """A started gateway in ``home`` with ``config``; on the way out, every replica it
+    started (the declared services' and ``owner``'s) is stopped through its API, then it."""
+    server = new_gateway(home, config)
+    server.start()
+    try:
+        yield server
+        stop_services(server.url, admin_token(server.home), [server.token(owner)])
+    finally:
+        server.stop()
 
 
 def admin_token(home: Path) -> str:
