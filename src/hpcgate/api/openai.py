@@ -27,7 +27,11 @@ _BODY = {
                     "type": "object",
                     "required": ["model"],
                     "properties": {
-                        "model": {"type": "string", "description": "A model of GET /v1/models"},
+                        "model": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "A model of GET /v1/models",
+                        },
                         "stream": {"type": "boolean", "description": "Answer as SSE chunks"},
                     },
                     "additionalProperties": True,

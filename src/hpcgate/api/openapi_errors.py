@@ -3,8 +3,9 @@
 Routes declare the problems their own code raises (``problems.responses``). The statuses
 that come from the machinery every route shares are added here, from the shape of each
 operation: 401 where a token is needed, 422 where there is anything to validate, 413 where a
-JSON body passes the body limit. Every error response is ``application/problem+json`` with
-the Problem schema, and nothing else (FastAPI would also announce ``application/json``).
+JSON body passes the body limit, 400 where a JSON body cannot even be decoded. Every error
+response is ``application/problem+json`` with the Problem schema, and nothing else (FastAPI
+would also announce ``application/json``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def implied(path: str, operation: dict[str, Any]) -> set[int]:
         statuses.add(422)  # /v1 reads its body itself: a bad one is a 400
     if "application/json" in body and not streamed(path):
         statuses.add(413)
+    if "application/json" in body and not is_openai(path):
+        statuses.add(400)  # a body that cannot be decoded at all (bytes that are not UTF-8)
     return statuses
 
 

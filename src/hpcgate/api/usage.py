@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import responses
+from hpcgate.model.bounds import iso_only
 from hpcgate.model.usage import Usage
 from hpcgate.store.usage import UsageFilter
 
@@ -20,9 +21,15 @@ ServiceName = Annotated[
 ]
 ModelName = Annotated[str | None, Query(max_length=128, description="Only this model's")]
 Since = Annotated[
-    AwareDatetime | None, Query(description="From the hour this falls in on (with its zone)")
+    AwareDatetime | None,
+    BeforeValidator(iso_only),
+    Query(description="From the hour this falls in on (with its zone)"),
 ]
-Until = Annotated[AwareDatetime | None, Query(description="Hours that begin before this")]
+Until = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(iso_only),
+    Query(description="Hours that begin before this"),
+]
 
 
 @router.get("", summary="Requests and tokens on /v1", responses=responses(401, 403, 422))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -58,6 +59,16 @@ def not_boolean(value: object) -> object:
 #: An integer a client sends: a JSON number, never true or false (and the same, or none).
 Number = Annotated[int, BeforeValidator(not_boolean)]
 MaybeNumber = Annotated[int | None, BeforeValidator(not_boolean)]
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_only(value: object) -> object:
+    """A time a client sends as text is an ISO 8601 date-time, as the schema says, though
+    pydantic would also read a number (``0.5``) as seconds since 1970."""
+    if isinstance(value, str) and _ISO_DATE.match(value) is None:
+        raise ValueError("an ISO 8601 date-time is expected, e.g. 2026-12-03T17:00:00Z")
+    return value
 
 
 def reported(
