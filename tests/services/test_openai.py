@@ -388,10 +388,13 @@ def test_a_users_own_service_answers_its_model_and_its_errors_pass_as_they_are(
     assert {"own-model", "cold-model"} <= {m.id for m in alice.models.list()}
     assert "own-model" not in {m.id for m in bob.models.list()}
     url = f"{gateway.url}/v1/chat/completions"  # the test backend has none
+    admin = {"Authorization": f"Bearer {admin_token(gateway.home)}"}
+    start = _user_requests(httpx.get(f"{gateway.url}/metrics", headers=admin).text)
     passed = httpx.post(url, json={"model": "own-model", "prompt": "x"}, headers=auth)
     assert (passed.status_code, passed.content) == (404, b"no such path")
-    admin = {"Authorization": f"Bearer {admin_token(gateway.home)}"}
-    before = _user_requests(httpx.get(f"{gateway.url}/metrics", headers=admin).text)
+    # each request is counted once its answer is done, which may be after the client has it
+    before = _user_requests(_metrics_once(gateway, admin, lambda t: _user_requests(t) > start))
+    assert before == start + 1
     again = httpx.post(url, json={"model": "own-model", "prompt": "x"}, headers=auth)
     moved = _metrics_once(gateway, admin, lambda text: _user_requests(text) > before)
     # a user's services count under one bounded label, whatever the answer's status
