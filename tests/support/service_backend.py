@@ -88,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
             self._slow_completion(json.loads(b"".join(self._body())))
             return
         if urlsplit(self.path).path != "/echo":
+            for _ in self._body():  # read it all: the connection is kept for the next request
+                pass
             self._send(404, b"no such path")
             return
         self._start_chunked()
