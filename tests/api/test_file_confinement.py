@@ -100,11 +100,14 @@ def test_tasks_on_a_directory_swapped_for_an_outward_link_touch_nothing_outside(
     (folder / "plain.txt").write_bytes(INSIDE)
     give(folder, "alice")  # alice's tasks write there; and outside, only confinement stops them
     give(outside, "alice")
-    with swapped(folder, outside):
-        tasks = race_tasks(alice, FILES, "taskrace", 90)
-    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
-    copies, archived = results(folder / "out")
-    assert OUTSIDE not in copies + archived
+    for _ in range(3):  # a round may by chance let no task through; the next one will
+        with swapped(folder, outside):
+            tasks = race_tasks(alice, FILES, "taskrace", 90)
+        assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+        copies, archived = results(folder / "out")
+        assert OUTSIDE not in copies + archived
+        if INSIDE in copies and INSIDE in archived:
+            break
     assert INSIDE in copies and INSIDE in archived  # the race ran: some tasks got through
     assert any(task["state"] == "completed" for task in tasks)
 
