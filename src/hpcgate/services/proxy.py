@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
+import anyio
 import httpcore
 from websockets.utils import generate_key
 
@@ -50,7 +51,8 @@ FAILURES = (
     httpcore.UnsupportedProtocol,
 )
 CONNECT_SECONDS = 10.0
-HEALTH_SECONDS = 5.0
+HEALTH_SECONDS = 5.0  # the whole health check, from connecting to the end of the body
+HEALTH_BODY_MAX = 65536  # a health check reads no more of the answer than this
 RETRY_AFTER = 10.0
 CONNECTIONS_PER_REPLICA = 1024
 # httpcore 1.0's pool walks all its connections for each idle one whenever a request
@@ -163,16 +165,17 @@ class Proxy:
         counted = contextlib.ExitStack()
         counted.enter_context(self._traffic.serving(route.replica))
         url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=target)
-        request = httpcore.Request(
-            method,
-            url,
-            headers=request_headers(headers, route),
-            content=body,
-            extensions={"timeout": _timeouts(read_timeout)},
-        )
         try:
-            response = await route.pool.handle_async_request(request)
-        except httpcore.TimeoutException as exc:
+            with anyio.fail_after(read_timeout) as head:
+                request = httpcore.Request(
+                    method,
+                    url,
+                    headers=request_headers(headers, route),
+                    content=_extending(body, head, read_timeout),
+                    extensions={"timeout": _timeouts(read_timeout)},
+                )
+                response = await route.pool.handle_async_request(request)
+        except (httpcore.TimeoutException, TimeoutError) as exc:
             counted.close()
             self._traffic.suspect(route.replica)
             raise GatewayTimeout(f"the replica did not answer within {read_timeout:g} s") from exc
@@ -214,8 +217,9 @@ class Proxy:
             "GET", url, headers=kept + upgrade_headers(key), extensions=extensions
         )
         try:
-            return await route.pool.handle_async_request(request), key
-        except httpcore.TimeoutException as exc:
+            with anyio.fail_after(timeout):
+                return await route.pool.handle_async_request(request), key
+        except (httpcore.TimeoutException, TimeoutError) as exc:
             self._traffic.suspect(route.replica)
             raise GatewayTimeout(f"the replica did not answer within {timeout:g} s") from exc
         except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
@@ -241,22 +245,45 @@ class Proxy:
             counted.close()
 
 
+async def _extending(
+    body: AsyncIterable[bytes], head: anyio.CancelScope, seconds: float
+) -> AsyncIterator[bytes]:
+    """The request's body; each piece sent moves the deadline of the answer's head to
+    ``seconds`` after it, so a slow upload is not cut off but a replica that trickles
+    its head out (a line every few seconds, forever) is."""
+    async for chunk in body:
+        head.deadline = anyio.current_time() + seconds
+        yield chunk
+    head.deadline = anyio.current_time() + seconds
+
+
 async def healthy(route: Route, path: str) -> bool:
-    """Whether GET ``path`` on the replica answers 2xx in time (never raises)."""
+    """Whether GET ``path`` on the replica answers 2xx within :data:`HEALTH_SECONDS` in
+    all (never raises; reads at most :data:`HEALTH_BODY_MAX` of the body): a replica
+    that trickles its answer out holds up no round of the controller."""
     url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=path)
     headers = [(b"host", f"{route.address}:{route.port}".encode())]
     request = httpcore.Request(
         "GET", url, headers=headers, extensions={"timeout": _timeouts(HEALTH_SECONDS)}
     )
-    try:
-        response = await route.pool.handle_async_request(request)
+    with anyio.move_on_after(HEALTH_SECONDS):
         try:
-            stream = response.stream
-            assert isinstance(stream, AsyncIterable)
-            async for _ in stream:
-                pass
-        finally:
-            await response.aclose()
-    except FAILURES:
-        return False
-    return 200 <= response.status < 300
+            response = await route.pool.handle_async_request(request)
+            try:
+                await _drain(response, HEALTH_BODY_MAX)
+            finally:
+                await response.aclose()
+        except FAILURES:
+            return False
+        return 200 <= response.status < 300
+    return False
+
+
+async def _drain(response: httpcore.Response, limit: int) -> None:
+    """Read the answer's body, up to ``limit`` bytes (closing drops the rest)."""
+    stream = response.stream
+    assert isinstance(stream, AsyncIterable)
+    async for chunk in stream:
+        limit -= len(chunk)
+        if limit < 0:
+            return

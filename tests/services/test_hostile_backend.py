@@ -1,0 +1,108 @@
+"""A replica that lies: huge, endless or broken headers must cost the gateway a bounded
+amount and give the caller a 502 problem document, never a hang or a 500."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.gateway_process import GatewayProcess, user_client
+from tests.support.services import SERVICES, in_state, services_gateway, toml_string, wait_replicas
+
+HOSTILE = r"""#!/usr/bin/python3
+import os, socket, threading, time
+
+def serve(conn):
+    with conn:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        path = data.split(b" ", 2)[1]
+        if path == b"/health" and "trickle" in os.environ["HPCGATE_SERVICE_PREFIX"]:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while True:
+                conn.sendall(b"x-a: b\r\n")
+                time.sleep(0.5)
+        elif path == b"/health":
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        elif path == b"/slowhead":
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            while True:
+                conn.sendall(b"x-a: b\r\n")
+                time.sleep(1)
+        elif path == b"/garbage":
+            conn.sendall(os.urandom(100000))
+
+server = socket.create_server(("127.0.0.1", int(os.environ["HPCGATE_SERVICE_PORT"])))
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+CONFIG = f"""
+service_interval = 0.2
+service_wait_seconds = 30
+
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+slots = 4
+
+[services.liar]
+system = "local"
+script = {toml_string(HOSTILE)}
+min_replicas = 1
+max_replicas = 1
+users = ["alice"]
+run_as = "services"
+ready_timeout = 30
+request_timeout = 5
+
+[services.trickle]  # its health check never ends: a header line every half second
+system = "local"
+script = {toml_string(HOSTILE)}
+min_replicas = 1
+max_replicas = 1
+users = ["alice"]
+run_as = "services"
+ready_timeout = 10
+"""
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    with services_gateway(tmp_path_factory.mktemp("gateway"), CONFIG) as server:
+        yield server
+
+
+alice = user_client("alice")
+
+
+@pytest.mark.parametrize("path", ["huge", "many", "endless", "garbage", "slowhead"])
+def test_a_lying_backend_is_a_502_or_504(alice: httpx.Client, path: str) -> None:
+    wait_replicas(alice, "liar", in_state("ready"), timeout=60)
+    began = time.monotonic()
+    answer = alice.get(f"{SERVICES}/liar/proxy/{path}", timeout=60)
+    print(path, answer.status_code, time.monotonic() - began, answer.text[:300])
+    assert answer.status_code in (502, 504)
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert alice.get(f"{SERVICES}/liar").status_code == 200
+
+
+def test_a_health_check_that_never_ends_holds_up_no_other_service(alice: httpx.Client) -> None:
+    wait_replicas(alice, "trickle", lambda found: any(r["address"] for r in found))
+    body = {"name": "late", "system": "local", "script": HOSTILE, "min_replicas": 1}
+    assert alice.post(SERVICES, json=body).status_code == 201
+    wait_replicas(alice, "late", in_state("ready"), timeout=40)
+    found = wait_replicas(alice, "trickle", lambda found: any(_failed(r) for r in found), 60)
+    assert "health" in next(r for r in found if _failed(r))["reason"]
+
+
+def _failed(replica: dict[str, object]) -> bool:
+    return replica["state"] == "failed"
