@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from tests.support.gateway_process import GatewayProcess, user_client
-from tests.support.services import SERVICES, in_state, services_gateway, toml_string, wait_replicas
+from tests.support.services import (
+    SERVICES,
+    in_state,
+    service_table,
+    services_gateway,
+    wait_replicas,
+)
 
 HOSTILE = r"""#!/usr/bin/python3
 import os, socket, threading, time
@@ -54,25 +60,9 @@ scheduler = "embedded"
 status_interval = 0.2
 slots = 4
 
-[services.liar]
-system = "local"
-script = {toml_string(HOSTILE)}
-min_replicas = 1
-max_replicas = 1
-users = ["alice"]
-run_as = "services"
-ready_timeout = 30
-request_timeout = 5
-
-[services.trickle]  # its health check never ends: a header line every half second
-system = "local"
-script = {toml_string(HOSTILE)}
-min_replicas = 1
-max_replicas = 1
-users = ["alice"]
-run_as = "services"
-ready_timeout = 10
-"""
+{service_table("liar", HOSTILE, request_timeout=5)}
+# its health check never ends: a header line every half second
+{service_table("trickle", HOSTILE, ready_timeout=10)}"""
 
 
 @pytest.fixture(scope="module")

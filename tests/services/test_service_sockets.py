@@ -20,8 +20,8 @@ from tests.support.services import (
     SYSTEM_PYTHON,
     in_state,
     ready,
+    service_table,
     services_gateway,
-    toml_string,
     wait_replicas,
 )
 
@@ -40,39 +40,10 @@ scheduler = "embedded"
 status_interval = 0.2
 slots = 8
 
-[services.sock]
-system = "local"
-script = {toml_string(SCRIPT)}
-min_replicas = 1
-max_replicas = 1
-users = ["alice"]
-run_as = "services"  # no Unix account: the test gateways' fallback account
-
-[services.frail]
-system = "local"
-script = {toml_string(SCRIPT)}
-min_replicas = 1
-max_replicas = 1
-users = ["alice"]
-run_as = "services"  # no Unix account: the test gateways' fallback account
-
-[services.off]
-system = "local"
-script = {toml_string(SCRIPT)}
-min_replicas = 0
-max_replicas = 0
-users = ["alice"]
-run_as = "services"  # no Unix account: the test gateways' fallback account
-
-[services.whole]
-system = "local"
-script = {toml_string(SCRIPT)}
-min_replicas = 1
-max_replicas = 1
-keep_prefix = true
-users = ["alice"]
-run_as = "services"  # no Unix account: the test gateways' fallback account
-"""
+{service_table("sock", SCRIPT)}
+{service_table("frail", SCRIPT)}
+{service_table("off", SCRIPT, replicas=0)}
+{service_table("whole", SCRIPT, keep_prefix=True)}"""
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,28 @@ def toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def service_table(name: str, script: str, replicas: int = 1, **fields: object) -> str:
+    """A ``[services.NAME]`` table on system ``local`` for alice, run as the test gateways'
+    fallback account ("services" has no Unix account), with ``replicas`` as min and max."""
+    lines = [
+        f"[services.{name}]",
+        'system = "local"',
+        f"script = {toml_string(script)}",
+        f"min_replicas = {replicas}",
+        f"max_replicas = {replicas}",
+        'users = ["alice"]',
+        'run_as = "services"',
+        *(f"{key} = {_toml_value(value)}" for key, value in fields.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return toml_string(value) if isinstance(value, str) else str(value)
+
+
 def replicas(client: httpx.Client, name: str) -> list[dict[str, Any]]:
     answer = client.get(f"{SERVICES}/{name}")
     assert answer.status_code == 200, answer.text
