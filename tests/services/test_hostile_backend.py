@@ -42,6 +42,9 @@ def serve(conn):
             while True:
                 conn.sendall(b"x-a: b\r\n")
                 time.sleep(1)
+        elif path == b"/late":
+            time.sleep(1)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate")
         elif path == b"/garbage":
             conn.sendall(os.urandom(100000))
 
@@ -96,3 +99,15 @@ def test_a_health_check_that_never_ends_holds_up_no_other_service(alice: httpx.C
 
 def _failed(replica: dict[str, object]) -> bool:
     return replica["state"] == "failed"
+
+
+def test_a_caller_gone_before_the_answer_is_no_longer_in_flight(
+    gateway: GatewayProcess, alice: httpx.Client
+) -> None:
+    wait_replicas(alice, "liar", in_state("ready"), timeout=60)
+    for _ in range(3):  # gone while the replica thinks: its answer has no one to go to
+        with pytest.raises(httpx.ReadTimeout):
+            alice.get(f"{SERVICES}/liar/proxy/late", timeout=0.3)
+    time.sleep(2)
+    [replica] = wait_replicas(alice, "liar", in_state("ready"))
+    assert replica["in_flight"] == 0
