@@ -86,7 +86,7 @@ def test_start_show_scale_logs_and_stop(env: dict[str, str], script: Path, hpc: 
 
     scaled = hpcgate(env, "services", "scale", name, "--max", "2")
     assert scaled.returncode == 0, scaled.stderr
-    assert "(min 1, max 2)" in scaled.stdout
+    assert "; min 1, max 2" in scaled.stdout
     stopped = hpcgate(env, "services", "stop", name)
     assert (stopped.returncode, stopped.stdout.split(":")[0]) == (0, f"service {name}")
     assert all(s.stopping for s in hpc.services.list() if s.name == name)  # or already gone

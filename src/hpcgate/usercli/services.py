@@ -164,7 +164,7 @@ def scale(
 def stop(session: Session, name: Name) -> None:
     """Stop and remove your service: its replicas finish their requests, then end."""
     service = session.client.services.delete(name)
-    report(service, session.json, f"service {name}: stopping ({_counts(service)})")
+    report(service, session.json, f"service {name}: stopping; {_counts(service)}")
 
 
 @app.command(epilog=EXIT_CODES)
@@ -240,7 +240,7 @@ def _counts(service: Service) -> str:
     ready = sum(r.state.value == "ready" for r in service.replicas)
     live = sum(r.state.value in LIVE for r in service.replicas)
     spec = service.spec
-    return f"{ready} ready, {live} live (min {spec.min_replicas}, max {spec.max_replicas})"
+    return f"{ready} ready, {live} live; min {spec.min_replicas}, max {spec.max_replicas}"
 
 
 def _show(service: Service) -> None:
