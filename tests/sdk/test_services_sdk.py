@@ -12,14 +12,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from hpcgate.client import AsyncClient, Client, ValidationFailed
+from hpcgate.client import AsyncClient, Client, GatewayUnreachable, ValidationFailed
 from hpcgate.model.errors import Forbidden, Invalid, NotFound
 from hpcgate.model.services import ReplicaState, Service, ServiceEvent
 from hpcgate.model.usage import Usage
-from tests.support.gateway_process import GatewayProcess
+from tests.sdk.conftest import SERVICES_CONFIG
+from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.services import backend_script
 
 MODEL = "echo-model"
@@ -199,3 +201,26 @@ async def test_the_async_twin(ahpc: AsyncClient) -> None:
             assert MODEL in [model.id async for model in openai.models.list()]
     finally:
         assert (await ahpc.services.delete(name)).stopping
+
+
+def test_a_broken_event_stream_is_an_error_not_a_quiet_end(tmp_path: Path) -> None:
+    """The gateway goes away under an open stream: the events cannot be resumed (the
+    gateway keeps none), so the iterator says so instead of ending as if all was said."""
+    gateway = new_gateway(tmp_path / "home", SERVICES_CONFIG.split("[services.echo]")[0])
+    gateway.start()
+    try:
+        with Client(gateway.url, gateway.token("alice")) as hpc:
+            hpc.services.create("idle", "local", backend_script())  # no replica: no events
+            events = hpc.services.events("idle")
+
+            def read() -> None:
+                next(iter(events))
+
+            with ThreadPoolExecutor(1) as pool:
+                reading = pool.submit(read)
+                time.sleep(1)  # the stream is open, waiting
+                gateway.stop()
+                with pytest.raises(GatewayUnreachable, match="cannot be resumed"):
+                    reading.result(timeout=60)
+    finally:
+        gateway.stop()
