@@ -46,21 +46,10 @@ def hpc(services_gw: GatewayProcess, services_tokens: dict[str, str]) -> Iterato
         yield client
 
 
-def test_start_show_scale_logs_and_stop(env: dict[str, str], script: Path, hpc: Client) -> None:
+def test_start_show_scale_logs_and_stop(env: dict[str, str], hpc: Client) -> None:
     name = f"c{uuid.uuid4().hex[:8]}"
-    started = hpcgate(
-        env,
-        "services",
-        "start",
-        name,
-        str(script),
-        "--min",
-        "1",
-        "--wait",
-        "--json",
-        "--timeout",
-        "60",
-    )
+    start = ("services", "start", name, "-", "--min", "1", "--wait", "--json", "--timeout", "60")
+    started = hpcgate(env, *start, stdin=backend_script())  # the script from stdin
     assert started.returncode == 0, started.stderr
     service = json.loads(started.stdout)
     assert service["name"] == name and service["owner"] == "alice"
@@ -98,7 +87,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     name = f"c{uuid.uuid4().hex[:8]}"
     hpc.services.create(name, "local", backend_script(), max_replicas=2)
     try:
-        unknown, bad_scale, bad_start, no_script, bad_time = together(
+        unknown, bad_scale, bad_start, no_script, bad_time, no_min = together(
             lambda: hpcgate(env, "services", "show", "nope"),
             lambda: hpcgate(env, "services", "scale", name, "--min", "3", "--max", "2"),
             lambda: hpcgate(
@@ -106,6 +95,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
             ),
             lambda: hpcgate(env, "services", "start", "y" + name),
             lambda: hpcgate(env, "usage", "--since", "yesterday"),
+            lambda: hpcgate(env, "services", "start", "z" + name, str(script), "--wait"),
         )
         assert one_line_error(unknown, 3) == "error: Not found: no service 'nope'"
         line = one_line_error(bad_scale, 2)
@@ -113,8 +103,10 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
         assert "min_replicas must not exceed max_replicas" in one_line_error(bad_start, 2)
         assert "FILE or --script-path" in one_line_error(no_script, 2)
         assert "'yesterday' is not an ISO 8601 time" in one_line_error(bad_time, 2)
+        assert "--wait needs --min 1" in one_line_error(no_min, 2)
         assert hpc.services.get(name).spec.max_replicas == 2
-        assert {s.name for s in hpc.services.list()}.isdisjoint({"x" + name, "y" + name})
+        made = {s.name for s in hpc.services.list()}
+        assert made.isdisjoint({"x" + name, "y" + name, "z" + name})
     finally:
         hpc.services.delete(name)
 
