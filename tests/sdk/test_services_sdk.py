@@ -181,10 +181,9 @@ async def test_the_async_twin(ahpc: AsyncClient) -> None:
     name = f"a{uuid.uuid4().hex[:8]}"
     await ahpc.services.create(name, spec={"system": "local", "script": backend_script()})
     try:
-        assert (await ahpc.services.get(name)).spec.min_replicas == 0
-        await ahpc.services.update(name, min_replicas=1)
-        [port] = _ready(await ahpc.services.wait(name, timeout=60))
-        answer = await ahpc.services.request(name, "GET", "pid")
+        assert (await ahpc.services.get(name)).replicas == []  # min 0: none until asked
+        answer = await ahpc.services.request(name, "GET", "pid", timeout=60)  # waits for one
+        [port] = _ready(await ahpc.services.get(name))
         assert answer.json()["port"] == port
         async with ahpc.services.stream(name, "GET", "/stream", params={"n": 2}) as streamed:
             assert len([line async for line in streamed.aiter_lines()]) == 2
