@@ -134,7 +134,8 @@ class Services:
         self, name: str, *, min_replicas: int | None = None, max_replicas: int | None = None
     ) -> Service:
         """Change the service's minimum and maximum replicas (a field not given keeps its
-        value); more than the maximum or less than the minimum is a 422."""
+        value); a minimum above the maximum is :class:`~hpcgate.model.errors.Invalid` (422)
+        and changes nothing."""
         return self._core._call(scale_call(name, min_replicas, max_replicas), Service)
 
     def delete(self, name: str) -> Service:
@@ -201,7 +202,8 @@ class Services:
         timeout: float | None = None,
     ) -> Iterator[httpx.Response]:
         """As :meth:`request`, the answer's body not yet read: ``with ... as answer:`` then
-        ``answer.iter_bytes()`` or ``iter_lines()`` as it comes."""
+        ``answer.iter_bytes()`` or ``iter_lines()`` as it comes (the body of an error status
+        has been read already; iterating it gives it all the same)."""
         call = proxy_call(
             name, method, path, params=params, headers=headers, json=json, timeout=timeout
         )
