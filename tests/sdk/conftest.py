@@ -15,6 +15,7 @@ import pytest
 from hpcgate.client import AsyncClient, Client
 from tests.support.accounts import give
 from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.services import admin_token, backend_script, services_gateway, toml_string
 
 SDK_CONFIG = """
 max_script_bytes = 4096
@@ -72,3 +73,40 @@ async def aclient(sdk_gateway: GatewayProcess, alice_token: str) -> AsyncIterato
     """The asyncio SDK client, as alice."""
     async with AsyncClient(sdk_gateway.url, alice_token) as hpc:
         yield hpc
+
+
+SERVICES_CONFIG = f"""
+service_interval = 0.2
+service_wait_seconds = 30
+max_script_bytes = 4096
+
+[systems.local]
+scheduler = "embedded"
+status_interval = 0.2
+slots = 8
+
+[services.echo]
+system = "local"
+script = {toml_string(backend_script())}
+models = ["echo-model"]
+min_replicas = 1
+max_replicas = 1
+users = ["alice"]
+run_as = "services"  # no Unix account of that name: the test gateways' fallback account
+ready_timeout = 30
+"""
+
+
+@pytest.fixture(scope="session")
+def services_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway on the embedded scheduler that declares ``echo`` (the test backend, model
+    ``echo-model``) for alice; every replica it started is stopped at the end."""
+    with services_gateway(tmp_path_factory.mktemp("services-gateway"), SERVICES_CONFIG) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="session")
+def services_tokens(services_gw: GatewayProcess) -> dict[str, str]:
+    """Tokens of alice and bob on :func:`services_gw`, and the admin's (``root``)."""
+    found = {user: services_gw.token(user) for user in ("alice", "bob")}
+    return {**found, "root": admin_token(services_gw.home)}

@@ -13,9 +13,12 @@ from hpcgate.client._errors import (
     WaitTimeout,
 )
 from hpcgate.client._executor import Executor, JobFuture
+from hpcgate.client._services import AsyncServices, Services
+from hpcgate.client._usage import OpenAISettings
 
 __all__ = [
     "AsyncClient",
+    "AsyncServices",
     "Client",
     "ClientError",
     "Executor",
@@ -23,8 +26,10 @@ __all__ = [
     "JobFailed",
     "JobFuture",
     "NotConfigured",
+    "OpenAISettings",
     "RateLimited",
     "Retry",
+    "Services",
     "ValidationFailed",
     "WaitTimeout",
 ]

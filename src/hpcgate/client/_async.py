@@ -65,6 +65,7 @@ class AsyncCore(BaseClient):
                 json=call.json,
                 headers=dict(call.headers),
                 content=content,
+                timeout=self._http.timeout if call.timeout is None else call.timeout,
             )
             try:
                 response = await self._http.send(request, stream=True)
@@ -80,7 +81,7 @@ class AsyncCore(BaseClient):
                     try:
                         if not response.is_success:
                             await response.aread()
-                            self._check(response)
+                            self._check(response, call)
                         yield response
                     finally:
                         await response.aclose()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from hpcgate import __version__
 from hpcgate.client._errors import NotConfigured, WaitTimeout, from_problem
 from hpcgate.client._profile import Profile, resolve
-from hpcgate.model.errors import HpcgateError
+from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
 T = TypeVar("T")
 API = "/api/v1"
@@ -37,6 +37,11 @@ class Call:
     params: Mapping[str, Any] | None = None
     json: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds this request may take (None: the client's ``timeout``).
+    timeout: float | None = None
+    #: Sent through a service's proxy: an answer is the service's own, whatever its status,
+    #: unless it is a problem document of the gateway's (see :func:`gateways_own`).
+    proxied: bool = False
 
     @property
     def resendable(self) -> bool:
@@ -84,6 +89,8 @@ class Retry:
         if response is not None:
             if response.status_code not in RETRY_STATUSES:
                 return None
+            if call.proxied and not is_problem(response):
+                return None  # the service's own answer: it is the caller's to judge
             if response.status_code not in NOT_PROCESSED and not call.resendable:
                 return None
             told = retry_after(response.headers.get("Retry-After"))
@@ -91,6 +98,25 @@ class Retry:
                 return min(told, self.max_wait)
         pause: float = min(self.max_wait, self.backoff * 2.0**attempt)
         return pause * (0.5 + random.random() / 2)
+
+
+def is_problem(response: httpx.Response) -> bool:
+    """Whether the answer says it is a problem document (by its headers only)."""
+    kind: str = response.headers.get("Content-Type", "")
+    return kind.split(";")[0].strip().lower() == "application/problem+json"
+
+
+def gateways_own(response: httpx.Response) -> bool:
+    """Whether a read error answer to a proxied request is the gateway's refusal (a problem
+    document of hpcgate's own ``type``), not the service's answer passed on."""
+    if not is_problem(response):
+        return False
+    try:
+        document = response.json()
+    except ValueError:
+        return False
+    kind = document.get("type") if isinstance(document, dict) else None
+    return isinstance(kind, str) and kind.startswith(PROBLEM_BASE)
 
 
 def retry_after(value: str | None) -> float | None:
@@ -172,10 +198,12 @@ class BaseClient:
         return uuid.uuid4().hex
 
     @staticmethod
-    def _check(response: httpx.Response) -> None:
-        """Raise the problem an error answer carries; nothing for a success. The body must
-        have been read."""
+    def _check(response: httpx.Response, call: Call | None = None) -> None:
+        """Raise the problem an error answer carries; nothing for a success, nor for a
+        service's own answer to a proxied ``call``. The body must have been read."""
         if response.is_success or response.status_code == 304:
+            return
+        if call is not None and call.proxied and not gateways_own(response):
             return
         raise _error_of(response)
 

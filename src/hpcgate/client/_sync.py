@@ -71,6 +71,7 @@ class SyncCore(BaseClient):
                 json=call.json,
                 headers=dict(call.headers),
                 content=content,
+                timeout=self._http.timeout if call.timeout is None else call.timeout,
             )
             try:
                 response = self._http.send(request, stream=True)
@@ -86,7 +87,7 @@ class SyncCore(BaseClient):
                     try:
                         if not response.is_success:
                             response.read()
-                            self._check(response)
+                            self._check(response, call)
                         yield response
                     finally:
                         response.close()

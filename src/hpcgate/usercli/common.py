@@ -59,7 +59,7 @@ EXIT_CODES = """\
   0  ok
   1  the job or task failed (FAILED, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED; a failed task)
   2  usage error or invalid input (options, local files, a request the gateway refused)
-  3  not found: no such system, job, task or path
+  3  not found: no such system, job, task, path or service
   4  not authenticated: no URL or token configured; token invalid, expired or revoked
   5  forbidden: the token lacks the scope, or the path is outside your roots
   6  gateway or system unreachable or unavailable: worth retrying later
