@@ -49,14 +49,39 @@ async def _lines(
     jobs: JobService, target: Target, replica: ReplicaRow, queue: asyncio.Queue[ServiceEvent]
 ) -> None:
     assert replica.job_id is not None
+    pending: str | None = ""
     try:
         output = await jobs.output(target, replica.job_id, Stream.STDERR)
         async for chunk in output.follow(0):
-            for line in chunk.text.splitlines():
-                event = ServiceEvent(
-                    kind="stderr", replica=replica.pk, text=line[:LINE_MAX], time=utcnow()
-                )
-                if not queue.full():
-                    queue.put_nowait(event)
+            lines, pending = split_lines(pending, chunk.text)
+            _put(queue, replica, lines)
     except HpcgateError as exc:  # its job or file went away: the stream goes on
         log.info("stderr of replica %s: %s", replica.pk, exc.detail)
+    _put(queue, replica, [pending] if pending else [])
+
+
+def split_lines(pending: str | None, text: str) -> tuple[list[str], str | None]:
+    """The lines that ``text`` ends, each cut to :data:`LINE_MAX`, and what is left: the
+    start of a line not yet ended, or None while the rest of a line already sent cut is
+    skipped. A line that comes in several chunks is one event."""
+    *ended, last = text.split("\n")
+    if not ended:
+        return _grown(pending, last)
+    lines = ([] if pending is None else [pending + ended[0]]) + ended[1:]
+    more, rest = _grown("", last)
+    return [line.removesuffix("\r")[:LINE_MAX] for line in lines] + more, rest
+
+
+def _grown(pending: str | None, text: str) -> tuple[list[str], str | None]:
+    """A line not yet ended with ``text`` added: sent cut once it is too long."""
+    if pending is None:
+        return [], None
+    line = pending + text
+    return ([line[:LINE_MAX]], None) if len(line) > LINE_MAX else ([], line)
+
+
+def _put(queue: asyncio.Queue[ServiceEvent], replica: ReplicaRow, lines: list[str]) -> None:
+    for line in lines:
+        event = ServiceEvent(kind="stderr", replica=replica.pk, text=line, time=utcnow())
+        if not queue.full():
+            queue.put_nowait(event)
