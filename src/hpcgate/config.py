@@ -52,6 +52,20 @@ def default_home() -> Path:
     return platformdirs.user_data_path("hpcgate")
 
 
+def refuse_orphaned_root_home(home: Path) -> None:
+    """An earlier release kept a root gateway's data in root's ``~/.local/share/hpcgate``.
+    A root gateway whose home is now the default, still empty, refuses to start a new one
+    beside the old, which would lose every token and job silently (ValueError: what to do)."""
+    legacy = Path.home() / ".local" / "share" / "hpcgate"
+    fresh = not (home / "hpcgate.db").exists()
+    if os.geteuid() == 0 and home == ROOT_HOME and fresh and (legacy / "hpcgate.db").exists():
+        raise ValueError(
+            f"a root gateway's data is now in {ROOT_HOME}, and the data of an earlier one is in"
+            f" {legacy}: move it (mv {legacy} {ROOT_HOME}), or keep it there with"
+            f" HPCGATE_HOME={legacy}"
+        )
+
+
 class SshConfig(BaseModel):
     """The ``[systems.NAME.ssh]`` table: how the gateway logs in to a system it does not run on.
 
@@ -290,6 +304,7 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> Settings:
         self.home = self.home.expanduser().absolute()
         if not self.database_url:
+            refuse_orphaned_root_home(self.home)
             self.database_url = f"sqlite+aiosqlite:///{self.home / 'hpcgate.db'}"
         for name, system in self.systems.items():
             if system.spool is None:

@@ -59,3 +59,25 @@ def test_invalid_files_are_refused(
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_a_root_gateway_refuses_a_fresh_default_home_beside_an_earlier_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcgate import config
+
+    default, legacy = tmp_path / "var-lib-hpcgate", tmp_path / "root" / ".local" / "share"
+    (legacy / "hpcgate").mkdir(parents=True)
+    (legacy / "hpcgate" / "hpcgate.db").write_bytes(b"")
+    monkeypatch.setattr(config, "ROOT_HOME", default)
+    monkeypatch.setattr(config.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("HOME", str(tmp_path / "root"))
+    monkeypatch.delenv("HPCGATE_HOME", raising=False)
+    monkeypatch.delenv("HPCGATE_CONFIG", raising=False)
+    with pytest.raises(ValidationError, match=r"HPCGATE_HOME=.*root/\.local/share/hpcgate"):
+        load_settings()
+    default.mkdir()
+    (default / "hpcgate.db").write_bytes(b"")  # moved, or started fresh on purpose
+    assert load_settings().home == default
+    monkeypatch.setenv("HPCGATE_HOME", str(legacy / "hpcgate"))
+    assert load_settings().home == legacy / "hpcgate"
