@@ -70,7 +70,7 @@ def test_a_root_gateway_refuses_a_fresh_default_home_beside_an_earlier_one(
     (legacy / "hpcgate").mkdir(parents=True)
     (legacy / "hpcgate" / "hpcgate.db").write_bytes(b"")
     monkeypatch.setattr(config, "ROOT_HOME", default)
-    monkeypatch.setattr(config.os, "geteuid", lambda: 0)
+    monkeypatch.setattr("hpcgate.config.os.geteuid", lambda: 0)
     monkeypatch.setenv("HOME", str(tmp_path / "root"))
     monkeypatch.delenv("HPCGATE_HOME", raising=False)
     monkeypatch.delenv("HPCGATE_CONFIG", raising=False)
