@@ -41,7 +41,10 @@ there the files are opened by alice's file helper and the descriptors passed to 
 
 Usage, from the repository root (as root, after ``scripts/sshd up``, for the SSH side):
     .venv/bin/python -m bench.bench_files [--size-mib 512] [--runs 3] [--warmup 1]
-        [--no-ssh] [--extra] [--multi-user] [--dir D]
+        [--no-ssh | --ssh-only] [--extra] [--multi-user] [--dir D]
+
+``--ssh-only`` leaves out ``cp``, the raw receiver and the local gateway: only ``scp`` and
+the SSH gateway, in the same rounds (the SFTP targets, in less time).
 """
 
 from __future__ import annotations
@@ -471,6 +474,7 @@ class Options:
     warmup: int
     ssh: bool
     extra: bool
+    ssh_only: bool = False
 
 
 def single_user(tmp: Path, folder: Path, options: Options) -> dict[str, object]:
@@ -483,15 +487,16 @@ def single_user(tmp: Path, folder: Path, options: Options) -> dict[str, object]:
     plan = Plan(source)
     config = SINGLE_CONFIG.format(root=json.dumps(str(folder)))
     with contextlib.ExitStack() as stack:
-        local = stack.enter_context(running(new_gateway(tmp / "home", config)))
-        baseline_steps(plan)
-        gateway_steps(plan, local, local.token("bench"))
+        if not options.ssh_only:
+            local = stack.enter_context(running(new_gateway(tmp / "home", config)))
+            baseline_steps(plan)
+            gateway_steps(plan, local, local.token("bench"))
         if options.ssh:
             sshd = read_env()
             scp_steps(plan, stack.enter_context(master(sshd, tmp)))
             remote = stack.enter_context(running(new_gateway(tmp / "home-ssh", ssh_config(sshd))))
             gateway_steps(plan, remote, remote.token(SSH_USER), SSH_SYSTEM, label="ssh_")
-        if options.extra:
+        if options.extra and not options.ssh_only:
             client = stack.enter_context(local.client(local.token("bench")))
             client.timeout = httpx.Timeout(600)
             extra_steps(plan, local, client, stack.enter_context(bare_server()))
@@ -535,6 +540,9 @@ def main() -> None:
     )
     parser.add_argument("--no-ssh", action="store_true", help="leave out scp and the SSH gateway")
     parser.add_argument("--extra", action="store_true", help="also httpx and the bare ASGI app")
+    parser.add_argument(
+        "--ssh-only", action="store_true", help="only scp and the SSH gateway (no local one)"
+    )
     parser.add_argument("--multi-user", action="store_true")
     parser.add_argument(
         "--dir",
@@ -546,7 +554,11 @@ def main() -> None:
     skipped = "--no-ssh" if args.no_ssh else ssh_skipped()
     if skipped is not None:
         print(f"bench_files: scp and the SSH gateway left out: {skipped}", file=sys.stderr)
-    options = Options(args.size_mib * MIB, args.runs, args.warmup, skipped is None, args.extra)
+    if args.ssh_only and skipped is not None:
+        raise SystemExit(f"bench_files: --ssh-only, but {skipped}")
+    options = Options(
+        args.size_mib * MIB, args.runs, args.warmup, skipped is None, args.extra, args.ssh_only
+    )
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),

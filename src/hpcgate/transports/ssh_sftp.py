@@ -8,7 +8,9 @@ SFTP channel, so its connection is dropped.
 
 A file opened for reading is read ahead (:class:`ReadAhead`): while one chunk of a download
 is sent on, the requests for the next are already on their way, so the SFTP channel does
-not idle between chunks.
+not idle between chunks. A file opened for writing is written behind (:class:`WriteBehind`):
+a write returns once its requests are sent, while the next chunk of an upload is received,
+and its answers are awaited later; so the channel does not drain between chunks either.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import asyncssh
 
@@ -38,6 +40,7 @@ Sftp = asyncssh.SFTPClient
 FILE_TIMEOUT = 120.0  # one SFTP request or file command (a read is at most 1 MiB)
 AHEAD = 16  # read requests kept in flight ahead of a sequential reader (asyncssh's own default)
 AHEAD_BLOCK = 64 * 1024  # their size when the server states no limit (SFTP's safe size)
+BEHIND = 16  # write requests kept in flight behind a sequential writer
 
 
 async def on_sftp(
@@ -150,10 +153,79 @@ class ReadAhead:
         self._pending.clear()
 
 
-def _seen(request: asyncio.Task[bytes]) -> None:
+def _seen(request: asyncio.Future[Any]) -> None:
     """Mark a read-ahead's error as read: one nobody waits for any more is no news."""
     if not request.cancelled():
         request.exception()
+
+
+async def write_bytes(handle: asyncssh.SFTPClientFile, data: memoryview, offset: int) -> None:
+    """``data`` written at ``offset`` (one request when it is at most a block long)."""
+    await handle.write(cast(bytes, data), offset)  # asyncssh sends any bytes-like object
+
+
+class WriteBehind:
+    """Writes of an SFTP file whose answers are awaited later, not before the next write.
+
+    Each write is cut into requests of one block (the largest write the server takes) and
+    sent; it waits only while :data:`BEHIND` requests are still unanswered, so at most that
+    many blocks (4 MiB with OpenSSH's 255 KiB) wait in memory, whatever the file's size. The
+    first failure is raised by the next write or by :meth:`flush`, once every request sent
+    has ended, and the file is then cut back to the end of the bytes whose writes all
+    succeeded (the server runs requests in order, but a later one may succeed where an
+    earlier failed, which would leave a hole): a resumable upload goes on from there.
+    """
+
+    def __init__(self, handle: asyncssh.SFTPClientFile, end: int) -> None:
+        self._handle = handle
+        self._block = handle.write_len or AHEAD_BLOCK
+        self._pending: collections.deque[tuple[asyncio.Task[None], int]] = collections.deque()
+        self._done = end  # every byte before this offset was written
+
+    async def write(self, data: bytes, offset: int) -> None:
+        """Send ``data`` for ``offset``; raise the failure of an earlier write, if any."""
+        view = memoryview(data)
+        for start in range(0, len(view), self._block):
+            while len(self._pending) >= BEHIND:
+                await self._oldest()
+            part = view[start : start + self._block]
+            request = asyncio.ensure_future(write_bytes(self._handle, part, offset + start))
+            request.add_done_callback(_seen)
+            self._pending.append((request, offset + start + len(part)))
+
+    async def flush(self) -> None:
+        """Wait for every write sent; raise the first that failed."""
+        while self._pending:
+            await self._oldest()
+
+    async def settle(self) -> None:
+        """Wait for every write sent, whatever became of them (before a truncation)."""
+        requests = [request for request, _ in self._pending]
+        self._pending.clear()
+        if requests:
+            await asyncio.shield(asyncio.wait(requests))
+
+    async def _oldest(self) -> None:
+        request, end = self._pending[0]
+        try:
+            await asyncio.shield(request)
+        except asyncio.CancelledError:
+            if not request.done():
+                raise  # the waiter was cancelled: the request stays pending
+            await self._failed()
+            raise
+        except BaseException:
+            await self._failed()
+            raise
+        self._pending.popleft()
+        self._done = end
+
+    async def _failed(self) -> None:
+        """After a failed write: let the others end, then cut the file back to the bytes
+        written without a gap (best effort: the failure raised is the write's)."""
+        await self.settle()
+        with contextlib.suppress(asyncssh.Error, OSError):
+            await self._handle.truncate(self._done)
 
 
 class SftpFile:
@@ -172,6 +244,7 @@ class SftpFile:
         self._where = where
         self._login = login
         self._ahead = ReadAhead(handle, end) if mode == "rb" else None
+        self._behind = WriteBehind(handle, end) if mode != "rb" else None
 
     @classmethod
     async def open(
@@ -192,6 +265,7 @@ class SftpFile:
         return cls(handle, sftp, hold, path, end, where, login, mode)
 
     async def info(self) -> FileInfo:
+        await self._flush()
         attrs = await self._guarded(self._handle.stat())
         return FileInfo(attrs.size or 0, (attrs.mtime or 0) * 1_000_000_000, 0)
 
@@ -200,35 +274,58 @@ class SftpFile:
         (a file opened for reading is read ahead; one opened for writing is not)."""
         if self._ahead is not None:
             return await self._guarded(self._ahead.read(offset, size))
+        await self._flush()
         wanted = min(size, self._end - offset)
         if wanted <= 0:
             return b""
         return await self._guarded(read_bytes(self._handle, wanted, offset))
 
     async def write(self, data: bytes) -> None:
-        try:
-            await self._guarded(self._handle.write(data, self._end))
-        except TransportError:
-            if await self._full(len(data)):
-                raise InsufficientStorage(os.strerror(errno.ENOSPC)) from None
-            raise
+        """Sent, not yet answered (:class:`WriteBehind`): a failure is raised by a later
+        write, or by :meth:`info`, :meth:`read`, :meth:`chmod` or :meth:`close`."""
+        if self._behind is None:
+            raise TransportError("the file was opened for reading")
+        await self._written(self._behind.write(data, self._end), len(data))
         self._end += len(data)
 
     async def truncate(self, size: int) -> None:
+        """Cut the file (what was still being written is waited for, whatever became of
+        it: the cut decides what the file holds)."""
+        if self._behind is not None:
+            await self._guarded(self._behind.settle())
         await self._guarded(self._handle.truncate(size))
         self._end = size
 
     async def chmod(self, mode: int) -> None:
+        await self._flush()
         await self._guarded(self._handle.chmod(mode))  # fsetstat: the handle, not the name
 
     async def close(self) -> None:
+        """Release the file; a write that failed since the last check is raised here, after
+        the release (so a caller that closes before it publishes never publishes it)."""
         if self._ahead is not None:
             self._ahead.stop()
         try:
-            with contextlib.suppress(asyncssh.Error, OSError):
-                await asyncio.wait_for(self._handle.close(), FILE_TIMEOUT)
+            await self._flush()
         finally:
-            await self._hold.aclose()
+            try:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await asyncio.wait_for(self._handle.close(), FILE_TIMEOUT)
+            finally:
+                await self._hold.aclose()
+
+    async def _flush(self) -> None:
+        if self._behind is not None:
+            await self._written(self._behind.flush(), AHEAD_BLOCK)
+
+    async def _written(self, writing: Awaitable[None], wanted: int) -> None:
+        """``writing``'s failure as the hpcgate error, a full disk as 507."""
+        try:
+            await self._guarded(writing)
+        except TransportError:
+            if await self._full(wanted):
+                raise InsufficientStorage(os.strerror(errno.ENOSPC)) from None
+            raise
 
     async def _full(self, wanted: int) -> bool:
         """Whether the file's filesystem has less room than ``wanted`` bytes (SFTP v3 says
