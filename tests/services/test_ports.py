@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from hpcgate.services.ports import Listener, listeners, on_this_machine, parse, stranger
 
@@ -45,8 +46,14 @@ async def test_this_machines_table_shows_a_real_listener_as_this_process_s() -> 
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        assert Listener(port, os.geteuid()) in await listeners()
-    assert Listener(port, os.geteuid()) not in await listeners()
+        assert Listener(port, os.geteuid()) in (await listeners() or [])
+    assert Listener(port, os.geteuid()) not in (await listeners() or [])
+
+
+async def test_with_no_socket_table_at_all_nothing_can_be_told(tmp_path: Path) -> None:
+    assert await listeners([tmp_path / "tcp", tmp_path / "tcp6"]) is None
+    (tmp_path / "tcp").write_text(TCP)
+    assert await listeners([tmp_path / "tcp", tmp_path / "tcp6"]) == parse(TCP)
 
 
 def test_only_a_loopback_address_is_this_machine() -> None:

@@ -301,8 +301,11 @@ class ServiceController:
         local = now.target.cluster.config.transport == "local"
         if not local or replica.address is None or not ports.on_this_machine(replica.address):
             return None
+        found = await ports.listeners()
+        if found is None:  # no socket table to read (not Linux)
+            return None
         uid = now.account.uid if now.account is not None else os.geteuid()
-        return ports.stranger(await ports.listeners(), replica.port, uid)
+        return ports.stranger(found, replica.port, uid)
 
     async def _unhealthy(
         self, now: _Round, replica: ReplicaRow, state: ReplicaState, job: JobRow | None

@@ -47,16 +47,18 @@ def parse(table: str) -> list[Listener]:
     return found
 
 
-async def listeners(tables: Iterable[Path] = TABLES) -> list[Listener]:
+async def listeners(tables: Iterable[Path] = TABLES) -> list[Listener] | None:
     """This machine's listening TCP sockets (a table that is missing, as tcp6 without
-    IPv6, has none)."""
+    IPv6, has none); None where there is no table at all (no /proc: not Linux)."""
     found: list[Listener] = []
+    read = False
     for table in tables:
         try:
             found += parse(await anyio.Path(table).read_text())
         except FileNotFoundError:
             continue
-    return found
+        read = True
+    return found if read else None
 
 
 def stranger(found: Sequence[Listener], port: int, uid: int) -> str | None:
