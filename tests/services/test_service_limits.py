@@ -28,6 +28,7 @@ from tests.support.services import (
     replicas,
     services_gateway,
     stop_services,
+    toml_string,
     wait_replicas,
 )
 
@@ -48,8 +49,17 @@ replicas_per_user = 4
 replicas_per_service = 3
 time_limit = 600
 """
-#: No fallback account: a user with no Unix account of its own (carol) cannot run jobs.
-NO_FALLBACK = """
+#: No fallback account: a user with no Unix account of its own (carol, or the declared
+#: service's run_as) cannot run jobs.
+NO_FALLBACK = f"""
+[services.orphan]
+system = "local"
+script = {toml_string(backend_script())}
+min_replicas = 1
+max_replicas = 1
+users = ["alice"]
+run_as = "no-such-account"
+
 [users]
 mode = "auto"
 """
@@ -153,6 +163,16 @@ def test_a_users_service_with_no_account_says_why_it_has_no_replica(
 
 
 @needs_root
+def test_a_declared_service_whose_run_as_has_no_account_says_why(alice: httpx.Client) -> None:
+    why = "its account cannot be resolved: user 'no-such-account' maps to no Unix account"
+    deadline = time.monotonic() + 30
+    while not (alice.get(f"{SERVICES}/orphan").json()["problem"] or "").startswith(why):
+        assert time.monotonic() < deadline, alice.get(f"{SERVICES}/orphan").text
+        time.sleep(0.2)
+    assert replicas(alice, "orphan") == []
+
+
+@needs_root
 def test_a_port_another_account_listens_on_fails_the_replica(alice: httpx.Client) -> None:
     script = backend_script(env="NEVER_LISTEN=1")  # alice's server never opens its port
     name = _create(alice, script=script, min_replicas=1, max_replicas=1).json()["name"]
@@ -178,7 +198,8 @@ def test_the_controller_starts_no_replica_past_a_limit_the_admin_lowered(
     server = new_gateway(tmp_path / "home", BASE)
     server.start()
     try:
-        with server.client(server.token("alice")) as alice:
+        token = server.token("alice")
+        with server.client(token) as alice:
             assert _create(alice, name="a", min_replicas=2, max_replicas=2).status_code == 201
             assert _create(alice, name="b", max_replicas=2).status_code == 201
             wait_replicas(alice, "a", in_state("ready", 2))
@@ -201,7 +222,7 @@ def test_the_controller_starts_no_replica_past_a_limit_the_admin_lowered(
             assert alice.patch(f"{SERVICES}/a", json=scale).status_code == 200
             wait_replicas(alice, "b", in_state("ready"))  # a drained one: room for b
             assert alice.get(f"{SERVICES}/b").json()["problem"] is None
-        stop_services(server.url, admin_token(server.home), [server.token("alice")])
+        stop_services(server.url, admin_token(server.home), [token])
     finally:
         server.stop()
 
@@ -211,7 +232,8 @@ def test_a_port_range_too_small_says_so_and_starts_nothing_more(tmp_path: Path) 
     server = new_gateway(tmp_path / "home", f"service_ports = [{port}, {port}]\n" + BASE)
     server.start()
     try:
-        with server.client(server.token("alice")) as alice:
+        token = server.token("alice")
+        with server.client(token) as alice:
             assert _create(alice, name="two", min_replicas=2, max_replicas=2).status_code == 201
             [one] = wait_replicas(alice, "two", in_state("ready"))
             assert one["port"] == port
@@ -220,6 +242,6 @@ def test_a_port_range_too_small_says_so_and_starts_nothing_more(tmp_path: Path) 
             time.sleep(1)
             assert [r["id"] for r in replicas(alice, "two")] == [one["id"]]
             assert alice.get(f"{SERVICES}/two/proxy/pid").status_code == 200
-        stop_services(server.url, admin_token(server.home), [server.token("alice")])
+        stop_services(server.url, admin_token(server.home), [token])
     finally:
         server.stop()
