@@ -3,12 +3,14 @@ run: through real gateways on the embedded scheduler, with real backends as real
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,21 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 def alice(gateway: GatewayProcess) -> Iterator[httpx.Client]:
     with gateway.client(gateway.token("alice")) as client:
         yield client
+
+
+@contextmanager
+def _alices_gateway(tmp_path: Path, config: str) -> Iterator[tuple[GatewayProcess, str]]:
+    """A started gateway and a token of alice's; whatever the test did, every replica it
+    started is stopped (a replica's job outlives its gateway), then the gateway."""
+    server = new_gateway(tmp_path / "home", config)
+    server.start()
+    token = server.token("alice")
+    try:
+        yield server, token
+    finally:
+        with contextlib.suppress(Exception):  # the test's own failure is the one to see
+            stop_services(server.url, admin_token(server.home), [token])
+        server.stop()
 
 
 def _create(client: httpx.Client, **fields: Any) -> httpx.Response:
@@ -195,53 +212,42 @@ def test_a_port_another_account_listens_on_fails_the_replica(alice: httpx.Client
 def test_the_controller_starts_no_replica_past_a_limit_the_admin_lowered(
     tmp_path: Path,
 ) -> None:
-    server = new_gateway(tmp_path / "home", BASE)
-    server.start()
-    try:
-        token = server.token("alice")
-        with server.client(token) as alice:
-            assert _create(alice, name="a", min_replicas=2, max_replicas=2).status_code == 201
-            assert _create(alice, name="b", max_replicas=2).status_code == 201
-            wait_replicas(alice, "a", in_state("ready", 2))
-            server.stop()
-            server.config.write_text(
-                server.config.read_text() + "\n[service_limits]\nreplicas_per_user = 2\n"
-            )
-            server.start()
-            answer = alice.patch(f"{SERVICES}/b", json={"min_replicas": 1})
-            assert answer.status_code == 200, answer.text  # max unchanged: not a raise
-            why = "alice's services have 2 live replicas: the limit is 2 per user"
-            deadline = time.monotonic() + 30
-            while alice.get(f"{SERVICES}/b").json()["problem"] != why:
-                assert time.monotonic() < deadline, alice.get(f"{SERVICES}/b").text
-                time.sleep(0.2)
-            time.sleep(1)  # rounds go by: still none starts
-            assert replicas(alice, "b") == []
-            assert len(wait_replicas(alice, "a", in_state("ready", 2))) == 2
-            scale = {"min_replicas": 1, "max_replicas": 1}
-            assert alice.patch(f"{SERVICES}/a", json=scale).status_code == 200
-            wait_replicas(alice, "b", in_state("ready"))  # a drained one: room for b
-            assert alice.get(f"{SERVICES}/b").json()["problem"] is None
-        stop_services(server.url, admin_token(server.home), [token])
-    finally:
+    with _alices_gateway(tmp_path, BASE) as (server, token), server.client(token) as alice:
+        assert _create(alice, name="a", min_replicas=2, max_replicas=2).status_code == 201
+        assert _create(alice, name="b", max_replicas=2).status_code == 201
+        wait_replicas(alice, "a", in_state("ready", 2))
         server.stop()
+        server.config.write_text(
+            server.config.read_text() + "\n[service_limits]\nreplicas_per_user = 2\n"
+        )
+        server.start()
+        answer = alice.patch(f"{SERVICES}/b", json={"min_replicas": 1})
+        assert answer.status_code == 200, answer.text  # max unchanged: not a raise
+        why = "alice's services have 2 live replicas: the limit is 2 per user"
+        deadline = time.monotonic() + 30
+        while alice.get(f"{SERVICES}/b").json()["problem"] != why:
+            assert time.monotonic() < deadline, alice.get(f"{SERVICES}/b").text
+            time.sleep(0.2)
+        waited = alice.get(f"{SERVICES}/b/proxy/pid")  # rounds go by: still none starts
+        assert waited.status_code == 503
+        assert waited.json()["detail"] == f"service 'b' has no ready replica: {why}"
+        assert replicas(alice, "b") == []
+        assert len(wait_replicas(alice, "a", in_state("ready", 2))) == 2
+        scale = {"min_replicas": 1, "max_replicas": 1}
+        assert alice.patch(f"{SERVICES}/a", json=scale).status_code == 200
+        wait_replicas(alice, "b", in_state("ready"))  # a drained one: room for b
+        assert alice.get(f"{SERVICES}/b").json()["problem"] is None
 
 
 def test_a_port_range_too_small_says_so_and_starts_nothing_more(tmp_path: Path) -> None:
     port = free_port()
-    server = new_gateway(tmp_path / "home", f"service_ports = [{port}, {port}]\n" + BASE)
-    server.start()
-    try:
-        token = server.token("alice")
-        with server.client(token) as alice:
-            assert _create(alice, name="two", min_replicas=2, max_replicas=2).status_code == 201
-            [one] = wait_replicas(alice, "two", in_state("ready"))
-            assert one["port"] == port
-            why = f"every service port from {port} to {port} is taken"
-            assert alice.get(f"{SERVICES}/two").json()["problem"] == why
-            time.sleep(1)
-            assert [r["id"] for r in replicas(alice, "two")] == [one["id"]]
-            assert alice.get(f"{SERVICES}/two/proxy/pid").status_code == 200
-        stop_services(server.url, admin_token(server.home), [token])
-    finally:
-        server.stop()
+    config = f"service_ports = [{port}, {port}]\n" + BASE
+    with _alices_gateway(tmp_path, config) as (server, token), server.client(token) as alice:
+        assert _create(alice, name="two", min_replicas=2, max_replicas=2).status_code == 201
+        [one] = wait_replicas(alice, "two", in_state("ready"))
+        assert one["port"] == port
+        why = f"every service port from {port} to {port} is taken"
+        assert alice.get(f"{SERVICES}/two").json()["problem"] == why
+        time.sleep(1)
+        assert [r["id"] for r in replicas(alice, "two")] == [one["id"]]
+        assert alice.get(f"{SERVICES}/two/proxy/pid").status_code == 200

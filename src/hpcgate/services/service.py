@@ -17,7 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from hpcgate.clock import utcnow
 from hpcgate.config import ServiceLimits
 from hpcgate.jobs.service import JobService
-from hpcgate.model.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
+from hpcgate.model.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NoReplica,
+    NotFound,
+    PayloadTooLarge,
+)
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.services import (
     Replica,
@@ -233,4 +240,16 @@ class ServiceManager:
         """The ready replica a request to the service goes to (waiting for one if need be),
         and the service's spec."""
         row = await self._find(who, name, Scope.JOBS_READ)
-        return await self.proxy.route(row.pk, name), spec_of(row.spec)
+        return await self.routed(row), spec_of(row.spec)
+
+    async def routed(self, row: ServiceRow) -> Route:
+        """A ready replica of the service (waiting as the proxy does); a NoReplica that
+        tells the service's problem, when it has one (rather than that one is starting)."""
+        try:
+            return await self.proxy.route(row.pk, row.name)
+        except NoReplica as exc:
+            problem = self._events.problem(row.pk)
+            if problem is None:
+                raise
+            detail = f"service {row.name!r} has no ready replica: {problem}"
+            raise NoReplica(detail, exc.retry_after, **exc.extra) from None
