@@ -30,6 +30,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from hpcgate.model.bounds import REPLICAS_MAX, SECONDS_MAX
+from hpcgate.model.jobs import TimeLimit
 from hpcgate.model.services import ServiceName, ServiceSpec
 
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
@@ -251,6 +253,34 @@ class ServiceConfig(ServiceSpec):
     )
 
 
+class ServiceLimits(BaseModel):
+    """The ``[service_limits]`` table: how much the services users start of their own may
+    hold, per user. Declared services are the admin's and count for no one. Checked when a
+    service is created or scaled (403 ``limit-exceeded``) and by the controller, which
+    never starts a replica past them even if stored services ask for more."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    services_per_user: int = Field(20, ge=0, le=10_000, description="Services one user has")
+    replicas_per_user: int = Field(
+        32,
+        ge=0,
+        le=100_000,
+        description="Replicas one user's services may have at once, all together: the sum"
+        " of their max_replicas, and the replicas the controller keeps live",
+    )
+    replicas_per_service: int = Field(
+        16, ge=0, le=REPLICAS_MAX, description="The max_replicas of one user's service"
+    )
+    time_limit: TimeLimit = Field(
+        None,
+        gt=0,
+        le=SECONDS_MAX,
+        description="The longest time limit of a replica's job (seconds or Slurm's"
+        " '1:00:00'); a service that names none gets this one. None: no limit of hpcgate's",
+    )
+
+
 def _default_systems() -> dict[str, SystemConfig]:
     return {"local": SystemConfig(description="Embedded scheduler on this machine")}
 
@@ -289,6 +319,7 @@ class Settings(BaseSettings):
     service_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between the service controller's rounds"
     )
+    service_limits: ServiceLimits = Field(default_factory=ServiceLimits)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:
@@ -298,6 +329,11 @@ class Settings(BaseSettings):
         for name, service in self.services.items():
             if service.system not in self.systems:
                 raise ValueError(f"service {name!r}: no system {service.system!r}")
+            if service.max_replicas > high - low + 1:
+                raise ValueError(
+                    f"service {name!r}: max_replicas {service.max_replicas} exceeds the"
+                    f" {high - low + 1} ports of service_ports, one per replica"
+                )
         return self
 
     @model_validator(mode="after")

@@ -82,7 +82,9 @@ class Gateway:
         replicas = ReplicaStore(self.database)
         traffic, events = Traffic(), ServiceEvents()
         run_as = {name: service.run_as for name, service in settings.services.items()}
-        options = Options(settings.service_ports, settings.service_interval, run_as)
+        options = Options(
+            settings.service_ports, settings.service_interval, run_as, settings.service_limits
+        )
         self.controller = ServiceController(
             self.service_store,
             replicas,
@@ -108,6 +110,7 @@ class Gateway:
             self.jobs,
             lambda row, system: self.target(self.controller.principal(row), system),
             settings.max_script_bytes,
+            settings.service_limits,
         )
         self.openai = OpenAIRoutes(self.services, proxy, UsageLedger(UsageStore(self.database)))
 

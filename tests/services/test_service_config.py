@@ -41,6 +41,17 @@ def test_a_declared_service_reads_with_its_defaults(tmp_path: Path) -> None:
         ({"services": {"llm": {"system": "local", "script": SCRIPT, "extra": 1}}}, "extra"),
         ({"service_ports": [30000, 20000]}, "service_ports"),
         ({"service_ports": [80, 90]}, "service_ports"),
+        (
+            {
+                "service_ports": [20000, 20002],
+                "services": {"llm": {"system": "local", "script": SCRIPT, "max_replicas": 4}},
+            },
+            "max_replicas 4 exceeds the 3 ports of service_ports",
+        ),
+        ({"service_limits": {"replicas_per_service": 65}}, "less than or equal to 64"),
+        ({"service_limits": {"services_per_user": -1}}, "greater than or equal to 0"),
+        ({"service_limits": {"time_limit": 0}}, "greater than 0"),
+        ({"service_limits": {"replicas": 3}}, "extra"),
     ],
 )
 def test_a_bad_service_table_stops_the_start(
@@ -48,3 +59,11 @@ def test_a_bad_service_table_stops_the_start(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         _settings(tmp_path, **extra)
+
+
+def test_the_service_limits_have_defaults_and_read_a_slurm_time(tmp_path: Path) -> None:
+    limits = _settings(tmp_path).service_limits
+    assert (limits.services_per_user, limits.replicas_per_user) == (20, 32)
+    assert (limits.replicas_per_service, limits.time_limit) == (16, None)
+    limits = _settings(tmp_path, service_limits={"time_limit": "8:00:00"}).service_limits
+    assert limits.time_limit == 8 * 3600

@@ -40,7 +40,10 @@ PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 )
 async def create_service(spec: ServiceCreate, who: Caller, gateway: GatewayDep) -> Service:
     """A service that runs as you and only you see; its replicas start as jobs on the
-    system you name (none until a request comes when ``min_replicas`` is 0)."""
+    system you name (none until a request comes when ``min_replicas`` is 0). Past one of
+    the admin's per-user limits (services, replicas per service and in all, a replica's
+    time limit) it is a 403 `limit-exceeded` problem (with `limit` and `requested`) that
+    creates nothing."""
     return await gateway.services.create(who, spec)
 
 
@@ -63,7 +66,9 @@ async def get_service(name: Name, who: Caller, gateway: GatewayDep) -> Service:
 async def scale_service(
     name: Name, patch: ServicePatch, who: Caller, gateway: GatewayDep
 ) -> Service:
-    """Your own service, or (admin) a declared one, until the gateway restarts."""
+    """Your own service, or (admin) a declared one, until the gateway restarts. Raising
+    your service's `max_replicas` past a per-user limit is a 403 `limit-exceeded` problem
+    that changes nothing; lowering is always allowed."""
     return await gateway.services.scale(who, name, patch)
 
 

@@ -11,6 +11,7 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     │   └── SchedulerRejected         422  scheduler-rejected
     ├── Unauthenticated               401  unauthenticated
     ├── Forbidden                     403  forbidden
+    │   └── LimitExceeded             403  limit-exceeded
     ├── NotFound                      404  not-found
     ├── Conflict                      409  conflict
     │   └── IdempotencyInProgress     409  idempotency-in-progress
@@ -100,6 +101,15 @@ class Forbidden(HpcgateError):
     status = 403
     slug = "forbidden"
     title = "Forbidden"
+
+
+class LimitExceeded(Forbidden):
+    """More than an admin's limit allows (a user's services and their replicas): the
+    request is understood and well formed, and refused for this user; ``limit`` and
+    ``requested`` say by how much."""
+
+    slug = "limit-exceeded"
+    title = "Over a limit set by the admin"
 
 
 class NotFound(HpcgateError):

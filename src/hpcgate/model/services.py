@@ -163,16 +163,26 @@ class Service(BaseModel):
     name: str
     owner: str | None = Field(description="Its user; None: declared in the configuration")
     stopping: bool = Field(False, description="Deleted: its replicas are draining")
+    problem: str | None = Field(
+        None,
+        description="What keeps the controller from starting the replicas the service"
+        " wants, as it last found (its account cannot be resolved, a limit of its owner's,"
+        " no free port); None: nothing",
+    )
     spec: ServiceSpec
     replicas: list[Replica]
 
 
 class ServiceEvent(BaseModel):
-    """One event of a service's stream: a replica's change of state, or a line its server
-    wrote to stderr."""
+    """One event of a service's stream: a replica's change of state, a line its server
+    wrote to stderr, or a change of the service's problem."""
 
-    kind: str = Field(description="'state' or 'stderr'")
-    replica: int = Field(ge=0, le=KEY_MAX)
+    kind: str = Field(description="'state', 'stderr' or 'problem'")
+    replica: int | None = Field(None, ge=0, le=KEY_MAX, description="None: a 'problem'")
     state: ReplicaState | None = None
-    text: str | None = Field(None, description="The reason of a state, or the stderr line")
+    text: str | None = Field(
+        None,
+        description="The reason of a state, the stderr line, or the service's problem"
+        " (None: it has none any more)",
+    )
     time: datetime

@@ -5,7 +5,10 @@ them), where each runs, whether each answers its health check; it marks replicas
 failed, sets the proxy's routing table, and starts and drains replicas by the rules of
 :mod:`hpcgate.services.rules`. Everything it knows is in the store and the scheduler, so a
 restarted gateway finds its running replicas again. One bad service or row is logged once
-and skipped: it never stops the others.
+and skipped: it never stops the others. What keeps a service from the replicas it wants
+(its account, its owner's limits of :mod:`hpcgate.services.limits`, no free port, an error)
+is its problem, shown to its users. A replica is ready only while its port is its
+account's, where the node's sockets can be seen (:mod:`hpcgate.services.ports`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -22,12 +26,13 @@ from datetime import datetime
 
 from hpcgate.accounts import Account
 from hpcgate.clock import utcnow
+from hpcgate.config import ServiceLimits
 from hpcgate.jobs.service import JobService
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.jobs import JobState
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.services import ReplicaState, ServiceEvent, ServiceSpec
-from hpcgate.services import metrics
+from hpcgate.services import limits, metrics, ports
 from hpcgate.services import replicas as jobs_of
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.proxy import Pools, healthy
@@ -60,6 +65,11 @@ class Options:
     ports: tuple[int, int]
     interval: float
     run_as: Mapping[str, str | None]  # declared service name -> its run_as
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+
+
+class _Blocked(Exception):
+    """The service cannot be reconciled this round, for a reason its owner is shown."""
 
 
 @dataclass(slots=True)
@@ -71,6 +81,7 @@ class _Round:
     target: Target
     account: Account | None
     memory: _Memory
+    problem: str | None = None  # what keeps it from the replicas it wants, this round
 
 
 def _state(text: str) -> ReplicaState:
@@ -110,6 +121,7 @@ class ServiceController:
         self._options = options
         self._memory: dict[int, _Memory] = {}
         self._addresses: dict[str, dict[str, str]] = {}
+        self._live: Counter[str] = Counter()  # live replicas of each owner's services
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -135,11 +147,13 @@ class ServiceController:
     async def tick(self) -> None:
         """One round over every service."""
         self._addresses = {}
+        self._live = await self._replicas.live_by_owner()
         for row in await self._services.all():
             try:
                 await self._reconcile(row)
             except Exception as exc:  # one bad service never stops the others
                 _log_once(row.pk, type(exc).__name__, str(exc))
+                self._events.set_problem(row.pk, _shown(exc))
 
     def principal(self, row: ServiceRow) -> Principal:
         """Whom a service's jobs run as: its owner, or a declared service's run_as."""
@@ -151,24 +165,40 @@ class ServiceController:
         spec = ServiceSpec.model_validate_json(row.spec)
         target = self._target(self.principal(row), spec.system)
         memory = self._memory.setdefault(row.pk, _Memory())
-        now = _Round(row, spec, target, await target.account(), memory)
+        now = _Round(row, spec, target, await _account(target), memory)
         rows = await self._replicas.of(row.pk, True)
         seen = await asyncio.gather(*(self._observe_safely(now, replica) for replica in rows))
         live = [s for s in seen if s is not None]
         self._publish_routes(now, await self._replicas.of(row.pk, True))
         rules = Rules(
             row.min_replicas,
-            row.max_replicas,
+            limits.max_replicas(self._options.limits, row),
             spec.target_in_flight,
             spec.idle_seconds,
             spec.handover_seconds,
         )
-        await self._carry_out(now, plan(rules, live, self.traffic.waiting[row.pk], row.stopping))
+        decided = plan(rules, live, self.traffic.waiting[row.pk], row.stopping)
+        await self._carry_out(now, self._within_limits(now, decided))
         if row.stopping and not await self._replicas.of(row.pk, True):
             await self._services.remove(row.pk)
             self._memory.pop(row.pk, None)
-        else:
-            await self._replicas.forget_ended(row.pk, KEEP_ENDED)
+            self._events.forget(row.pk)
+            return
+        await self._replicas.forget_ended(row.pk, KEEP_ENDED)
+        self._events.set_problem(row.pk, now.problem)
+
+    def _within_limits(self, now: _Round, decided: Plan) -> Plan:
+        """The plan with no more starts than the owner's limit leaves room for."""
+        owner = now.row.owner
+        room = limits.room(self._options.limits, now.row, self._live[owner])
+        if room is not None and decided.start > room:
+            most = self._options.limits.replicas_per_user
+            now.problem = (
+                f"{owner}'s services have {self._live[owner]} live replicas:"
+                f" the limit is {most} per user"
+            )
+            decided.start = room
+        return decided
 
     async def _observe_safely(self, now: _Round, replica: ReplicaRow) -> Seen | None:
         """:meth:`_observe`, all replicas at once (a slow health check delays no other);
@@ -250,6 +280,11 @@ class ServiceController:
             return state
         ok = await healthy(route, now.spec.health_path)
         await self._record_health(replica, ok)
+        squatted = await self._squatted(now, replica) if ok else None
+        if squatted is not None:
+            await self._cancel(now, replica)
+            await self._end(now, replica, ReplicaState.FAILED, squatted)
+            return ReplicaState.FAILED
         if ok:
             now.memory.misses.pop(replica.pk, None)
             self.traffic.confirm(replica.pk)
@@ -258,6 +293,19 @@ class ServiceController:
                 await self._set(now, replica, ReplicaState.READY, None, ready_at=utcnow())
             return ReplicaState.READY
         return await self._unhealthy(now, replica, state, job)
+
+    async def _squatted(self, now: _Round, replica: ReplicaRow) -> str | None:
+        """Why the replica's port is not its account's alone, where this gateway sees the
+        node's sockets (the node is this machine, reached over the local transport); None
+        where it is, or where the gateway cannot see (see the README's port check)."""
+        local = now.target.cluster.config.transport == "local"
+        if not local or replica.address is None or not ports.on_this_machine(replica.address):
+            return None
+        found = await ports.listeners()
+        if found is None:  # no socket table to read (not Linux)
+            return None
+        uid = now.account.uid if now.account is not None else os.geteuid()
+        return ports.stranger(found, replica.port, uid)
 
     async def _unhealthy(
         self, now: _Round, replica: ReplicaRow, state: ReplicaState, job: JobRow | None
@@ -296,12 +344,18 @@ class ServiceController:
                 await self._set(now, replica, ReplicaState.DRAINING, "drained by the controller")
         if decided.start and time.monotonic() >= now.memory.next_start:
             for _ in range(decided.start):
-                await self._start(now)
+                if not await self._start(now):
+                    return
 
-    async def _start(self, now: _Round) -> None:
+    async def _start(self, now: _Round) -> bool:
+        """Start one replica; False if none can start now (no free port)."""
         spec, row = now.spec, now.row
         low, high = self._options.ports
-        port = jobs_of.choose_port(low, high, await self._replicas.ports_in_use(spec.system))
+        try:
+            port = jobs_of.choose_port(low, high, await self._replicas.ports_in_use(spec.system))
+        except HpcgateError as exc:
+            now.problem = exc.detail
+            return False
         replica = await self._replicas.add(
             ReplicaRow(
                 service_pk=row.pk,
@@ -312,13 +366,17 @@ class ServiceController:
                 updated_at=utcnow(),
             )
         )
+        self._live[row.owner] += 1
         self._event(now, replica, ReplicaState.STARTING, f"port {port}")
+        time_limit = limits.time_limit(self._options.limits, row, spec)
+        job = jobs_of.job_spec(row.name, spec.model_copy(update={"time_limit": time_limit}), port)
         try:
-            submitted = await self._jobs.submit(now.target, jobs_of.job_spec(row.name, spec, port))
+            submitted = await self._jobs.submit(now.target, job)
         except HpcgateError as exc:
             await self._end(now, replica, ReplicaState.FAILED, f"its job was refused: {exc.detail}")
-            return
+            return True
         await self._replicas.update(replica.pk, job_id=submitted.job.id)
+        return True
 
     async def _cancel(self, now: _Round, replica: ReplicaRow) -> None:
         if replica.job_id is None:
@@ -359,6 +417,24 @@ class ServiceController:
             kind="state", replica=replica.pk, state=state, text=text, time=utcnow()
         )
         self._events.publish(now.row.pk, event)
+
+
+async def _account(target: Target) -> Account | None:
+    """The account the service's jobs run as; _Blocked, saying why, if it has none."""
+    try:
+        return await target.account()
+    except HpcgateError as exc:
+        raise _Blocked(f"its account cannot be resolved: {exc.detail}") from exc
+
+
+def _shown(exc: Exception) -> str:
+    """What a service's owner is told of an error in its round (only an HpcgateError's
+    detail is meant to be shown; anything else is in the gateway's log)."""
+    if isinstance(exc, _Blocked):
+        return str(exc)
+    if isinstance(exc, HpcgateError):
+        return exc.detail
+    return "the controller cannot reconcile it (see the gateway's log)"
 
 
 @functools.lru_cache(maxsize=256)

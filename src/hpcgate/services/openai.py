@@ -61,6 +61,8 @@ class Call:
 class Usable(Protocol):
     async def usable(self, who: Principal) -> list[ServiceRow]: ...
 
+    async def routed(self, row: ServiceRow) -> Route: ...
+
 
 def _object(body: bytes) -> dict[str, Any]:
     try:
@@ -132,7 +134,7 @@ class OpenAIRoutes:
         labels = Labels(model)
         waited = time.monotonic()
         try:
-            route = await self._proxy.route(model.service.pk, model.service.name)
+            route = await self._services.routed(model.service)
         except HpcgateError as exc:
             labels.count(exc.status)
             raise

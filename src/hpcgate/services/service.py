@@ -15,8 +15,16 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from sqlalchemy.exc import IntegrityError
 
 from hpcgate.clock import utcnow
+from hpcgate.config import ServiceLimits
 from hpcgate.jobs.service import JobService
-from hpcgate.model.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
+from hpcgate.model.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NoReplica,
+    NotFound,
+    PayloadTooLarge,
+)
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.services import (
     Replica,
@@ -28,6 +36,7 @@ from hpcgate.model.services import (
     ServicePatch,
     ServiceSpec,
 )
+from hpcgate.services import limits
 from hpcgate.services.catalogue import Catalogue, spec_of
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.logs import follow_stderr
@@ -77,6 +86,7 @@ class ServiceManager:
         jobs: JobService,
         target: Callable[[ServiceRow, str], Target],
         max_script_bytes: int,
+        service_limits: ServiceLimits | None = None,
     ) -> None:
         self._services = services
         self._catalogue = Catalogue(services)
@@ -89,6 +99,8 @@ class ServiceManager:
         self._jobs = jobs
         self._target = target  # whom a service's jobs run as, on a system
         self._max_script = max_script_bytes
+        self._limits = service_limits or ServiceLimits()
+        self._changing = asyncio.Lock()  # a limit's check and the write it lets through
 
     def _may_use(self, who: Principal, row: ServiceRow) -> bool:
         if row.owner:
@@ -119,6 +131,7 @@ class ServiceManager:
             name=row.name,
             owner=row.owner or None,
             stopping=row.stopping,
+            problem=self._events.problem(row.pk),
             spec=spec,
             replicas=replicas,
         )
@@ -158,10 +171,12 @@ class ServiceManager:
             stopping=False,
             created_at=utcnow(),
         )
-        try:
-            await self._services.add(row)
-        except IntegrityError:
-            raise Conflict(f"you already have a service {spec.name!r}") from None
+        async with self._changing:
+            limits.check_create(self._limits, await self._services.owned(who.user), body)
+            try:
+                await self._services.add(row)
+            except IntegrityError:
+                raise Conflict(f"you already have a service {spec.name!r}") from None
         self._traffic.wake.set()
         return await self.get(who, spec.name)
 
@@ -170,15 +185,18 @@ class ServiceManager:
             raise Forbidden("only an admin changes a service declared in the configuration")
 
     async def scale(self, who: Principal, name: str, patch: ServicePatch) -> Service:
-        row = await self._find(who, name, Scope.JOBS_WRITE)
-        self._may_change(who, row)
-        low = row.min_replicas if patch.min_replicas is None else patch.min_replicas
-        high = row.max_replicas if patch.max_replicas is None else patch.max_replicas
-        try:
-            Scale(min_replicas=low, max_replicas=high)
-        except ValueError:
-            raise Invalid(f"min_replicas ({low}) must not exceed max_replicas ({high})") from None
-        await self._services.update(row.pk, min_replicas=low, max_replicas=high)
+        async with self._changing:
+            row = await self._find(who, name, Scope.JOBS_WRITE)
+            self._may_change(who, row)
+            low = row.min_replicas if patch.min_replicas is None else patch.min_replicas
+            high = row.max_replicas if patch.max_replicas is None else patch.max_replicas
+            try:
+                Scale(min_replicas=low, max_replicas=high)
+            except ValueError:
+                detail = f"min_replicas ({low}) must not exceed max_replicas ({high})"
+                raise Invalid(detail) from None
+            limits.check_scale(self._limits, await self._services.owned(row.owner), row, high)
+            await self._services.update(row.pk, min_replicas=low, max_replicas=high)
         self._traffic.wake.set()
         return await self.get(who, name)
 
@@ -222,4 +240,16 @@ class ServiceManager:
         """The ready replica a request to the service goes to (waiting for one if need be),
         and the service's spec."""
         row = await self._find(who, name, Scope.JOBS_READ)
-        return await self.proxy.route(row.pk, name), spec_of(row.spec)
+        return await self.routed(row), spec_of(row.spec)
+
+    async def routed(self, row: ServiceRow) -> Route:
+        """A ready replica of the service (waiting as the proxy does); a NoReplica that
+        tells the service's problem, when it has one (rather than that one is starting)."""
+        try:
+            return await self.proxy.route(row.pk, row.name)
+        except NoReplica as exc:
+            problem = self._events.problem(row.pk)
+            if problem is None:
+                raise
+            detail = f"service {row.name!r} has no ready replica: {problem}"
+            raise NoReplica(detail, exc.retry_after, **exc.extra) from None

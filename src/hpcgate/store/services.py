@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from hpcgate.clock import utcnow
 from hpcgate.store.db import Database
@@ -90,6 +91,17 @@ class ReplicaStore(Rows[ReplicaRow]):
         )
         async with self._db.reader() as session:
             return set(await session.scalars(query))
+
+    async def live_by_owner(self) -> Counter[str]:
+        """How many live replicas the services of each owner have (declared ones: ``""``)."""
+        query = (
+            select(ServiceRow.owner, func.count(ReplicaRow.pk))
+            .join(ServiceRow, ServiceRow.pk == ReplicaRow.service_pk)
+            .where(ReplicaRow.state.in_(LIVE))
+            .group_by(ServiceRow.owner)
+        )
+        async with self._db.reader() as session:
+            return Counter(dict(list(await session.execute(query))))
 
     async def update(self, pk: int, **values: Any) -> None:
         values.setdefault("updated_at", utcnow())
