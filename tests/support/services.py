@@ -3,7 +3,9 @@ replicas, and the config of a gateway that declares services."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,30 @@ def toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def bearer(client: httpx.Client) -> str:
+    """The token a client sends."""
+    return client.headers["Authorization"].removeprefix("Bearer ")
+
+
+def create_service(client: httpx.Client, **fields: Any) -> str:
+    """A service of the client's user on the ``local`` system running the test backend
+    (unless ``fields`` say otherwise); its name."""
+    name = str(fields.pop("name", f"s{uuid.uuid4().hex[:8]}"))
+    body = {"name": name, "system": "local", "script": backend_script(), **fields}
+    answer = client.post(SERVICES, json=body)
+    assert answer.status_code == 201, answer.text
+    return name
+
+
+def service_table(name: str, system: str, **settings: object) -> str:
+    """A ``[services.NAME]`` table that runs the test backend on ``system``, with
+    ``settings`` (numbers, strings and lists of them, written as TOML)."""
+    lines = [f"[services.{name}]", f"system = {toml_string(system)}"]
+    lines.append(f"script = {toml_string(backend_script())}")
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    return "\n".join(["", *lines, ""])
+
+
 def replicas(client: httpx.Client, name: str) -> list[dict[str, Any]]:
     answer = client.get(f"{SERVICES}/{name}")
     assert answer.status_code == 200, answer.text
@@ -52,6 +78,34 @@ def wait_replicas(
             return found
         assert time.monotonic() < deadline, f"replicas of {name} never matched: {found}"
         time.sleep(0.2)
+
+
+States = dict[int, list[tuple[str, str | None]]]
+
+
+def replica_states(
+    client: httpx.Client, name: str, until: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> States:
+    """Each replica's changes of state (with their reasons) from the service's event
+    stream, from now until a state event for which ``until`` holds."""
+    seen: States = {}
+    deadline = time.monotonic() + timeout
+    with client.stream("GET", f"{SERVICES}/{name}/events") as stream:
+        assert stream.status_code == 200, stream.read()
+        for line in stream.iter_lines():
+            assert time.monotonic() < deadline, f"the awaited state never came: {seen}"
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line.removeprefix("data:"))
+            if event["kind"] == "state":
+                seen.setdefault(event["replica"], []).append((event["state"], event["text"]))
+                if until(event):
+                    return seen
+    raise AssertionError(f"the event stream ended: {seen}")
+
+
+def ended(event: dict[str, Any]) -> bool:
+    return event["state"] in ("stopped", "failed")
 
 
 def in_state(state: str, count: int = 1) -> Callable[[list[dict[str, Any]]], bool]:
