@@ -1,7 +1,8 @@
 """The proxy end to end through hpcgate-forced's relay: a gateway whose only system is the
 Slurm cluster over the test sshd as the functional account (``identity = "forced"``,
-``stream = "relay"``; the shared sshd forwards nothing) runs a declared service's replica
-as a Slurm job, and plain, streamed and uploaded requests reach it through the relay."""
+``stream = "relay"``; the shared sshd forwards nothing) runs declared services' replicas
+as Slurm jobs: plain, streamed and uploaded requests reach them through the relay, and a
+replica cancelled under load fails no new request."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from tests.ssh.test_ssh_forced import SYSTEM, config, slurm_association
 from tests.support.gateway_process import GatewayProcess, user_client
+from tests.support.service_faults import cancel_under_load
 from tests.support.services import (
     SERVICES,
     in_state,
@@ -40,12 +42,14 @@ def gateway(
     slurm_association(FUNCTIONAL)
     workdir = functional_account.home / f"hpcgate-relayed-{uuid.uuid4().hex[:8]}"
     base = config(sshd, functional_account.key(), workdir, stream="relay")
-    service = service_table(
-        "relayed", SYSTEM, min_replicas=1, max_replicas=1, users=["*"], time_limit=600
+    settings = {"users": ["*"], "time_limit": 600}
+    services = (
+        service_table("relayed", SYSTEM, min_replicas=1, max_replicas=1, **settings),
+        service_table("pair", SYSTEM, min_replicas=2, max_replicas=2, **settings),
     )
     home = tmp_path_factory.mktemp("relayed-gateway")
     try:
-        with services_gateway(home, services_config(service, base=base)) as server:
+        with services_gateway(home, services_config(*services, base=base)) as server:
             yield server
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -93,3 +97,11 @@ def test_a_streamed_answer_comes_through_the_relay_as_it_is_sent(alice: httpx.Cl
             assert _relays(replica["port"])
     assert len(arrived) == 5
     assert arrived[-1] - arrived[0] > 0.9  # each chunk came when sent, not all at the end
+
+
+def test_a_replica_cancelled_under_load_fails_no_new_request(
+    gateway: GatewayProcess, alice: httpx.Client
+) -> None:
+    """As on Slurm reached directly, through relays: a dead replica's pooled relays must
+    not take new requests either."""
+    cancel_under_load(gateway, alice, "pair")
