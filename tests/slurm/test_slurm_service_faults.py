@@ -1,6 +1,7 @@
-"""Services on the real Slurm cluster under faults: a replica's job cancelled under load
-(new requests go to the other; it is replaced), and a gateway restarted while its
-replicas run (it finds them: the same jobs, no new one)."""
+"""Services on the real Slurm cluster under faults: a walltime handover under load (no
+request fails), a replica's job cancelled under load (new requests go to the other; it is
+replaced), and a gateway restarted while its replicas run (it finds them: the same jobs,
+no new one)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import httpx
 import pytest
 
 from tests.support.gateway_process import GatewayProcess
-from tests.support.service_faults import cancel_under_load
+from tests.support.service_faults import cancel_under_load, handover_under_load
 from tests.support.services import (
     SERVICES,
+    create_service,
     in_state,
     replicas,
     service_table,
@@ -57,6 +59,16 @@ def _jobs(name: str) -> list[str]:
         for job, job_name in (line.split() for line in out.splitlines())
         if job_name.startswith(prefix)
     )
+
+
+def test_a_handover_under_streamed_load_fails_no_request(
+    gateway: GatewayProcess, bob: httpx.Client
+) -> None:
+    """Its replica hands over 10 s after its start (Slurm's shortest limit, a minute, 50 s
+    ahead)."""
+    spec = {"system": SYSTEM, "time_limit": 60, "handover_seconds": 50}
+    name = create_service(bob, min_replicas=1, max_replicas=2, **spec)
+    handover_under_load(gateway, bob, name)  # see there
 
 
 def test_a_replica_cancelled_under_load_fails_no_new_request(

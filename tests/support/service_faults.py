@@ -1,5 +1,5 @@
-"""A fault the services tiers share: one of two ready replicas has its Slurm job cancelled
-(``scancel``) while streamed requests keep coming."""
+"""Faults the services tiers share, each under streamed requests that keep coming: a
+walltime handover, and one of two ready replicas whose Slurm job is cancelled."""
 
 from __future__ import annotations
 
@@ -11,9 +11,38 @@ import httpx
 
 from tests.support.gateway_process import GatewayProcess
 from tests.support.load import streamed_load
-from tests.support.services import SERVICES, bearer, in_state, wait_replicas
+from tests.support.services import (
+    SERVICES,
+    bearer,
+    ended,
+    in_state,
+    replica_states,
+    wait_replicas,
+)
 
 STREAMS = 4
+
+
+def handover_under_load(server: GatewayProcess, client: httpx.Client, name: str) -> None:
+    """``name`` has one replica, soon within ``handover_seconds`` of its time limit, that
+    serves 4 streams of requests (each one after another, a little apart): its successor
+    starts and becomes ready, it drains and stops, the successor takes all the traffic,
+    and not one request fails or is cut short. The service is deleted after."""
+    [first] = wait_replicas(client, name, in_state("ready"), timeout=120)
+    url = f"{SERVICES}/{name}/proxy/stream"
+    with streamed_load(server.url, bearer(client), url, STREAMS, pause=0.1) as load:
+        load.wait_for(STREAMS)
+        old_pid = load.outcomes[0].pid
+        seen = replica_states(client, name, lambda e: e["replica"] == first["id"] and ended(e))
+        count = len(load.outcomes)
+        load.wait_for(count + 2 * STREAMS)
+    assert client.delete(f"{SERVICES}/{name}").status_code == 202
+    assert load.failed() == []
+    assert seen[first["id"]] == [("draining", "drained by the controller"), ("stopped", "drained")]
+    [successor] = [pk for pk in seen if pk != first["id"]]
+    assert [state for state, _ in seen[successor]] == ["starting", "ready"]
+    assert old_pid is not None and len(load.served_by(old_pid)) >= STREAMS
+    assert all(o.pid != old_pid for o in load.outcomes[count:])  # the successor's
 
 
 def _listens(port: int) -> bool:

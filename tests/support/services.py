@@ -148,8 +148,8 @@ def services_gateway(home: Path, config: str, owner: str = "alice") -> Iterator[
     """A started gateway in ``home`` with ``config``; on the way out, every replica it
     started (the declared services' and ``owner``'s) is stopped through its API, then it."""
     server = new_gateway(home, config)
-    server.start()
     try:
+        server.start()  # one that does not answer in time is stopped too
         yield server
         stop_services(server.url, admin_token(server.home), [server.token(owner)])
     finally:
