@@ -1,6 +1,6 @@
 """Services under faults, on the embedded scheduler through a real gateway: a walltime
 handover while streamed requests keep coming fails none of them; a request sent to a
-replica whose server just died goes to another."""
+replica whose server just died goes to another; a draining replica takes no new request."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 
+from tests.services.conftest import CONFIG
 from tests.support.gateway_process import GatewayProcess
 from tests.support.service_faults import handover_under_load
 from tests.support.services import (
@@ -19,6 +21,7 @@ from tests.support.services import (
     SYSTEM_PYTHON,
     create_service,
     in_state,
+    services_gateway,
     wait_replicas,
 )
 
@@ -26,8 +29,8 @@ from tests.support.services import (
 def test_a_handover_under_streamed_load_fails_no_request(
     gateway: GatewayProcess, alice: httpx.Client
 ) -> None:
-    """Its replica hands over 6 s after its start (a 20 s limit, 14 s ahead)."""
-    name = create_service(alice, min_replicas=1, max_replicas=2, time_limit=20, handover_seconds=14)
+    """Its replica hands over 10 s after its start (a 30 s limit, 20 s ahead)."""
+    name = create_service(alice, min_replicas=1, max_replicas=2, time_limit=30, handover_seconds=20)
     handover_under_load(gateway, alice, name)  # see there
 
 
@@ -48,8 +51,31 @@ def test_a_request_that_finds_its_replica_gone_goes_to_another(alice: httpx.Clie
     assert dead not in {pid for _, pid in answers}
 
 
-def _streamed(client: httpx.Client, name: str) -> tuple[int, int | None]:
-    params = {"n": 3, "delay": 0.2}
+def _streamed(client: httpx.Client, name: str, chunks: int = 3) -> tuple[int, int | None]:
+    params = {"n": chunks, "delay": 0.2}
     with client.stream("GET", f"{SERVICES}/{name}/proxy/stream", params=params) as answer:
         lines = list(answer.iter_lines())
     return answer.status_code, int(lines[0].split()[3]) if answer.status_code == 200 else None
+
+
+def test_a_draining_replica_takes_no_new_request(tmp_path: Path) -> None:
+    """Scaled down from two replicas, one busy: the idle one drains, and from the moment
+    it does no new request goes to it (though it serves the fewest), not only from the
+    controller's next round (2 s apart here, so that one would come late)."""
+    config = CONFIG.replace("service_interval = 0.2", "service_interval = 2")
+    with services_gateway(tmp_path / "home", config) as server, ThreadPoolExecutor(1) as pool:
+        client = server.client(server.token("alice"))
+        name = create_service(client, min_replicas=2, max_replicas=2)
+        wait_replicas(client, name, in_state("ready", 2))
+        busy = pool.submit(_streamed, client, name, 20)  # 4 s on one replica
+        wait_replicas(client, name, lambda rs: sum(r["in_flight"] for r in rs) == 1)
+        scale = {"min_replicas": 1, "max_replicas": 1}
+        assert client.patch(f"{SERVICES}/{name}", json=scale).status_code == 200
+        found = wait_replicas(client, name, in_state("draining"))
+        [draining] = [r for r in found if r["state"] == "draining"]
+        answers = [client.get(f"{SERVICES}/{name}/proxy/pid") for _ in range(3)]
+        assert busy.result()[0] == 200
+        client.close()
+    assert draining["in_flight"] == 0  # the idle one
+    assert [a.status_code for a in answers] == [200] * 3
+    assert draining["port"] not in {a.json()["port"] for a in answers}

@@ -28,7 +28,9 @@ def handover_under_load(server: GatewayProcess, client: httpx.Client, name: str)
     serves 4 streams of requests (each one after another, a little apart): its successor
     starts and becomes ready, it drains and stops, the successor takes all the traffic,
     and not one request fails or is cut short. The service is deleted after."""
-    [first] = wait_replicas(client, name, in_state("ready"), timeout=120)
+    found = wait_replicas(client, name, in_state("ready"), timeout=120)
+    assert len(found) == 1, f"the handover began before the load: {found}"
+    first = found[0]
     url = f"{SERVICES}/{name}/proxy/stream"
     with streamed_load(server.url, bearer(client), url, STREAMS, pause=0.1) as load:
         load.wait_for(STREAMS)

@@ -51,6 +51,15 @@ class Traffic:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def withdraw(self, replica: int) -> None:
+        """The replica takes no new requests from now on (it drains, or it has ended), not
+        only from the controller's next round."""
+        service = self._service_of.get(replica)
+        routes = self._routes.get(service, []) if service is not None else []
+        kept = [route for route in routes if route.replica != replica]
+        if service is not None and len(kept) < len(routes):
+            self.set_routes(service, kept)
+
     def confirm(self, replica: int) -> None:
         """A good health check: the replica takes requests again."""
         self._suspect.discard(replica)
