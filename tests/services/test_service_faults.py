@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import httpx
 
 from tests.services.conftest import CONFIG
 from tests.support.gateway_process import GatewayProcess
-from tests.support.service_faults import handover_under_load
+from tests.support.service_faults import closed, handover_under_load
 from tests.support.services import (
     BACKEND,
     SERVICES,
@@ -42,13 +41,13 @@ def test_a_request_that_finds_its_replica_gone_goes_to_another(alice: httpx.Clie
     script = f"#!/bin/sh\n{SYSTEM_PYTHON} {BACKEND} &\nexec sleep 3600\n"  # the job outlives it
     name = create_service(alice, script=script, min_replicas=2, max_replicas=2)
     wait_replicas(alice, name, in_state("ready", 2))
-    dead = alice.get(f"{SERVICES}/{name}/proxy/pid").json()["pid"]
-    os.kill(dead, signal.SIGKILL)
-    time.sleep(0.1)  # its end reaches the pooled connection, which is then not reused
+    dead = alice.get(f"{SERVICES}/{name}/proxy/pid").json()
+    os.kill(dead["pid"], signal.SIGKILL)
+    closed(dead["port"])  # its pooled connection has seen its end too: it is not reused
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda _: _streamed(alice, name), range(2)))
     assert [status for status, _ in answers] == [200, 200], answers
-    assert dead not in {pid for _, pid in answers}
+    assert dead["pid"] not in {pid for _, pid in answers}
 
 
 def _streamed(client: httpx.Client, name: str, chunks: int = 3) -> tuple[int, int | None]:

@@ -53,7 +53,7 @@ def _listens(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _closed(port: int, timeout: float = 60) -> float:
+def closed(port: int, timeout: float = 60) -> float:
     """The moment the replica's port no longer takes connections."""
     deadline = time.monotonic() + timeout
     while _listens(port):
@@ -73,7 +73,7 @@ def cancel_under_load(server: GatewayProcess, client: httpx.Client, name: str) -
     with streamed_load(server.url, bearer(client), url, STREAMS) as load:
         load.wait_for(2 * STREAMS)
         subprocess.run(["scancel", killed["job_id"]], check=True, timeout=30)
-        died = _closed(killed["port"])
+        died = closed(killed["port"])
         found = wait_replicas(
             client, name, lambda rs: in_state("failed")(rs) and in_state("ready", 2)(rs), 120
         )
