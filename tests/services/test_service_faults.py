@@ -62,8 +62,11 @@ def test_a_draining_replica_takes_no_new_request(tmp_path: Path) -> None:
     it does no new request goes to it (though it serves the fewest), not only from the
     controller's next round (2 s apart here, so that one would come late)."""
     config = CONFIG.replace("service_interval = 0.2", "service_interval = 2")
-    with services_gateway(tmp_path / "home", config) as server, ThreadPoolExecutor(1) as pool:
-        client = server.client(server.token("alice"))
+    with (
+        services_gateway(tmp_path / "home", config) as server,
+        server.client(server.token("alice")) as client,
+        ThreadPoolExecutor(1) as pool,
+    ):
         name = create_service(client, min_replicas=2, max_replicas=2)
         wait_replicas(client, name, in_state("ready", 2))
         busy = pool.submit(_streamed, client, name, 20)  # 4 s on one replica
@@ -74,7 +77,6 @@ def test_a_draining_replica_takes_no_new_request(tmp_path: Path) -> None:
         [draining] = [r for r in found if r["state"] == "draining"]
         answers = [client.get(f"{SERVICES}/{name}/proxy/pid") for _ in range(3)]
         assert busy.result()[0] == 200
-        client.close()
     assert draining["in_flight"] == 0  # the idle one
     assert [a.status_code for a in answers] == [200] * 3
     assert draining["port"] not in {a.json()["port"] for a in answers}
