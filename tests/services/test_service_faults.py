@@ -1,15 +1,19 @@
 """Services under faults, on the embedded scheduler through a real gateway: a walltime
 handover while streamed requests keep coming fails none of them; a request sent to a
-replica whose server just died goes to another; a draining replica takes no new request."""
+replica whose server just died goes to another; a draining replica takes no new request;
+an answer the replica breaks off is cut off for the caller too."""
 
 from __future__ import annotations
 
 import os
 import signal
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import openai
+import pytest
 
 from tests.services.conftest import CONFIG
 from tests.support.gateway_process import GatewayProcess
@@ -18,6 +22,7 @@ from tests.support.services import (
     BACKEND,
     SERVICES,
     SYSTEM_PYTHON,
+    bearer,
     create_service,
     in_state,
     services_gateway,
@@ -80,3 +85,23 @@ def test_a_draining_replica_takes_no_new_request(tmp_path: Path) -> None:
     assert draining["in_flight"] == 0  # the idle one
     assert [a.status_code for a in answers] == [200] * 3
     assert draining["port"] not in {a.json()["port"] for a in answers}
+
+
+def test_a_streamed_completion_cut_midway_fails_in_the_openai_client(
+    gateway: GatewayProcess, alice: httpx.Client
+) -> None:
+    """The replica dies after the first event of a streamed completion: the ``openai``
+    client's iteration raises, rather than ending as if the completion were whole."""
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    name = create_service(alice, models=[model], min_replicas=1, max_replicas=1)
+    wait_replicas(alice, name, in_state("ready"))
+    pid = alice.get(f"{SERVICES}/{name}/proxy/pid").json()["pid"]
+    with openai.OpenAI(
+        base_url=f"{gateway.url}/v1", api_key=bearer(alice), max_retries=0
+    ) as client:
+        events = iter(client.completions.create(model=model, prompt="hi", stream=True))
+        assert next(events).choices[0].text == "0 "
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(openai.APIConnectionError) as raised:
+            list(events)
+    assert "incomplete chunked read" in str(raised.value.__cause__)
