@@ -65,8 +65,8 @@ def _streamed(client: httpx.Client, name: str, chunks: int = 3) -> tuple[int, in
 def test_a_draining_replica_takes_no_new_request(tmp_path: Path) -> None:
     """Scaled down from two replicas, one busy: the idle one drains, and from the moment
     it does no new request goes to it (though it serves the fewest), not only from the
-    controller's next round (2 s apart here, so that one would come late)."""
-    config = CONFIG.replace("service_interval = 0.2", "service_interval = 2")
+    controller's next round (1 s apart here, so that one would come late)."""
+    config = CONFIG.replace("service_interval = 0.2", "service_interval = 1")
     with (
         services_gateway(tmp_path / "home", config) as server,
         server.client(server.token("alice")) as client,
