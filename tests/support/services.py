@@ -3,6 +3,7 @@ replicas, and the config of a gateway that declares services."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -146,14 +147,28 @@ def _live(service: dict[str, Any]) -> bool:
 @contextmanager
 def services_gateway(home: Path, config: str, owner: str = "alice") -> Iterator[GatewayProcess]:
     """A started gateway in ``home`` with ``config``; on the way out, every replica it
-    started (the declared services' and ``owner``'s) is stopped through its API, then it."""
+    started (the declared services' and ``owner``'s) is stopped through its API, then it
+    (after a failed test too: a replica's job would outlive the gateway)."""
     server = new_gateway(home, config)
     try:
         server.start()  # one that does not answer in time is stopped too
         yield server
+    except BaseException:
+        _stop_quietly(server, owner)
+        raise
+    else:
         stop_services(server.url, admin_token(server.home), [server.token(owner)])
     finally:
         server.stop()
+
+
+def _stop_quietly(server: GatewayProcess, owner: str) -> None:
+    """After a failure: the gateway's replicas stopped if it still answers; an error
+    here would only hide the failure's own."""
+    if server.process is None or server.process.poll() is not None:
+        return
+    with contextlib.suppress(Exception):
+        stop_services(server.url, admin_token(server.home), [server.token(owner)], timeout=30)
 
 
 def admin_token(home: Path) -> str:
