@@ -25,6 +25,7 @@ from tests.support.services import (
     SYSTEM_PYTHON,
     admin_token,
     backend_script,
+    create_service,
     in_state,
     ready,
     replicas,
@@ -33,14 +34,6 @@ from tests.support.services import (
 )
 
 PROXY = f"{SERVICES}/echo/proxy"
-
-
-def _create(client: httpx.Client, **fields: Any) -> str:
-    name = str(fields.pop("name", f"s{uuid.uuid4().hex[:8]}"))
-    body = {"name": name, "system": "local", "script": backend_script(), **fields}
-    answer = client.post(SERVICES, json=body)
-    assert answer.status_code == 201, answer.text
-    return name
 
 
 def test_a_declared_service_starts_and_answers_through_the_proxy(alice: httpx.Client) -> None:
@@ -96,7 +89,7 @@ def test_an_answer_streams_back_as_the_replica_sends_it(alice: httpx.Client) -> 
 def test_a_service_not_shared_with_a_user_does_not_exist_for_it(
     alice: httpx.Client, bob: httpx.Client
 ) -> None:
-    own = _create(alice)
+    own = create_service(alice)
     for name in ("echo", own):
         for answer in (
             bob.get(f"{SERVICES}/{name}"),
@@ -139,7 +132,7 @@ def test_bad_specs_are_refused_and_create_nothing(alice: httpx.Client) -> None:
 def test_scaled_to_zero_a_request_waits_for_a_replica_then_it_idles_away(
     alice: httpx.Client,
 ) -> None:
-    name = _create(alice, min_replicas=0, max_replicas=1, idle_seconds=2)
+    name = create_service(alice, min_replicas=0, max_replicas=1, idle_seconds=2)
     time.sleep(1)
     assert replicas(alice, name) == []
     answer = alice.get(f"{SERVICES}/{name}/proxy/pid")
@@ -152,7 +145,7 @@ def test_scaled_to_zero_a_request_waits_for_a_replica_then_it_idles_away(
 
 
 def test_requests_go_to_the_replica_serving_the_fewest(alice: httpx.Client) -> None:
-    name = _create(alice, min_replicas=1, max_replicas=2)
+    name = create_service(alice, min_replicas=1, max_replicas=2)
     wait_replicas(alice, name, in_state("ready"))
     answer = alice.patch(f"{SERVICES}/{name}", json={"min_replicas": 2})
     assert answer.status_code == 200, answer.text
@@ -182,7 +175,7 @@ def test_requests_go_to_the_replica_serving_the_fewest(alice: httpx.Client) -> N
 
 
 def test_a_replica_whose_job_is_killed_is_replaced(alice: httpx.Client) -> None:
-    name = _create(alice, min_replicas=1, max_replicas=1)
+    name = create_service(alice, min_replicas=1, max_replicas=1)
     [first] = wait_replicas(alice, name, in_state("ready"))
     cancel = alice.delete(f"/api/v1/systems/local/jobs/{first['job_id']}")
     assert cancel.status_code == 202
@@ -194,7 +187,7 @@ def test_a_replica_whose_job_is_killed_is_replaced(alice: httpx.Client) -> None:
 
 def test_a_backend_that_never_opens_its_port_fails_and_says_why(alice: httpx.Client) -> None:
     script = backend_script(env="NEVER_LISTEN=1")
-    name = _create(alice, script=script, min_replicas=1, max_replicas=1, ready_timeout=2)
+    name = create_service(alice, script=script, min_replicas=1, max_replicas=1, ready_timeout=2)
     found = wait_replicas(alice, name, lambda rs: any(r["state"] == "failed" for r in rs))
     failed = next(r for r in found if r["state"] == "failed")
     assert failed["reason"] == "no 2xx from GET /health within 2 s"
@@ -203,7 +196,7 @@ def test_a_backend_that_never_opens_its_port_fails_and_says_why(alice: httpx.Cli
 
 
 def test_garbage_is_a_502_and_a_hang_a_504(alice: httpx.Client) -> None:
-    name = _create(alice, min_replicas=1, max_replicas=1, request_timeout=2)
+    name = create_service(alice, min_replicas=1, max_replicas=1, request_timeout=2)
     wait_replicas(alice, name, in_state("ready"))
     garbage = alice.get(f"{SERVICES}/{name}/proxy/garbage")
     assert garbage.status_code == 502
@@ -217,7 +210,7 @@ def test_garbage_is_a_502_and_a_hang_a_504(alice: httpx.Client) -> None:
 
 def test_a_replica_that_stops_answering_is_a_502_then_replaced(alice: httpx.Client) -> None:
     script = f"#!/bin/sh\n{SYSTEM_PYTHON} {BACKEND} &\nexec sleep 3600\n"  # the job outlives it
-    name = _create(alice, script=script, min_replicas=1, max_replicas=1)
+    name = create_service(alice, script=script, min_replicas=1, max_replicas=1)
     [first] = wait_replicas(alice, name, in_state("ready"))
     os.kill(alice.get(f"{SERVICES}/{name}/proxy/pid").json()["pid"], signal.SIGKILL)
     time.sleep(0.5)  # its end reaches the pooled connection, which is then not reused
@@ -235,7 +228,7 @@ def test_a_replica_that_stops_answering_is_a_502_then_replaced(alice: httpx.Clie
 def test_delete_drains_the_replicas_cancels_their_jobs_and_removes_it(
     alice: httpx.Client,
 ) -> None:
-    name = _create(alice, min_replicas=1, max_replicas=1)
+    name = create_service(alice, min_replicas=1, max_replicas=1)
     [replica] = wait_replicas(alice, name, in_state("ready"))
     answer = alice.delete(f"{SERVICES}/{name}")
     assert answer.status_code == 202 and answer.json()["stopping"] is True
@@ -249,7 +242,7 @@ def test_delete_drains_the_replicas_cancels_their_jobs_and_removes_it(
 
 
 def test_the_owner_follows_the_replicas_states(alice: httpx.Client) -> None:
-    name = _create(alice, min_replicas=0, max_replicas=1)
+    name = create_service(alice, min_replicas=0, max_replicas=1)
     events: list[dict[str, Any]] = []
     answers: list[int] = []
     request = threading.Thread(
@@ -303,7 +296,7 @@ def test_with_no_replica_in_time_a_request_gets_a_503_with_retry_after(tmp_path:
     server.start()
     try:
         with server.client(server.token("carol")) as client:
-            name = _create(client, min_replicas=0, max_replicas=0)  # it never gets one
+            name = create_service(client, min_replicas=0, max_replicas=0)  # it never gets one
             started = time.monotonic()
             answer = client.get(f"{SERVICES}/{name}/proxy/pid")
             assert time.monotonic() - started >= 1  # it waited

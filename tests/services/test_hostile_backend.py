@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import (
+    FOR_ALICE,
     SERVICES,
     in_state,
     service_table,
@@ -63,9 +64,9 @@ scheduler = "embedded"
 status_interval = 0.2
 slots = 4
 
-{service_table("liar", HOSTILE, request_timeout=5)}
+{service_table("liar", script=HOSTILE, request_timeout=5, **FOR_ALICE)}
 # its health check never ends: a header line every half second
-{service_table("trickle", HOSTILE, ready_timeout=10)}"""
+{service_table("trickle", script=HOSTILE, ready_timeout=10, **FOR_ALICE)}"""
 
 
 @pytest.fixture(scope="module")

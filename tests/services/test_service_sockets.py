@@ -20,6 +20,7 @@ from tests.support.services import (
     SYSTEM_PYTHON,
     in_state,
     ready,
+    FOR_ALICE,
     service_table,
     services_gateway,
     wait_replicas,
@@ -31,6 +32,7 @@ BACKEND = Path(__file__).parents[1] / "support" / "socket_backend.py"
 # the virtualenv's packages (websockets) on its path.
 PACKAGES = sysconfig.get_paths()["purelib"]
 SCRIPT = f"#!/bin/sh\nexport PYTHONPATH={PACKAGES}\nexec {SYSTEM_PYTHON} {BACKEND}\n"
+OFF = {**FOR_ALICE, "min_replicas": 0, "max_replicas": 0}
 CONFIG = f"""
 service_interval = 0.2
 service_wait_seconds = 3
@@ -40,10 +42,10 @@ scheduler = "embedded"
 status_interval = 0.2
 slots = 8
 
-{service_table("sock", SCRIPT)}
-{service_table("frail", SCRIPT)}
-{service_table("off", SCRIPT, replicas=0)}
-{service_table("whole", SCRIPT, keep_prefix=True)}"""
+{service_table("sock", script=SCRIPT, **FOR_ALICE)}
+{service_table("frail", script=SCRIPT, **FOR_ALICE)}
+{service_table("off", script=SCRIPT, **OFF)}
+{service_table("whole", script=SCRIPT, keep_prefix=True, **FOR_ALICE)}"""
 
 
 @pytest.fixture(scope="module")

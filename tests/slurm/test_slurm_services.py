@@ -20,26 +20,24 @@ from tests.support.services import (
     in_state,
     ready,
     replicas,
+    service_table,
     services_gateway,
-    toml_string,
     wait_replicas,
 )
-from tests.support.slurm import CONFIG, SYSTEM
+from tests.support.slurm import SYSTEM, services_config
 
-SERVICE_CONFIG = f"""
-service_interval = 0.3
-service_wait_seconds = 60
-{CONFIG}
-[services.shared]
-system = "{SYSTEM}"
-script = {toml_string(backend_script())}
-min_replicas = 1
-max_replicas = 1
-users = ["*"]
-run_as = "alice"
-time_limit = 600
-ready_timeout = 60
-"""
+SERVICE_CONFIG = services_config(
+    service_table(
+        "shared",
+        SYSTEM,
+        min_replicas=1,
+        max_replicas=1,
+        users=["*"],
+        run_as="alice",
+        time_limit=600,
+        ready_timeout=60,
+    )
+)
 
 
 @pytest.fixture(scope="module")

@@ -125,8 +125,9 @@ def test_the_functional_key_gets_no_shell(
 # ---------------------------------------------------------------- a gateway on Slurm
 
 
-def config(sshd: Sshd, key: Path, workdir: Path) -> str:
-    """No [users] table: a root gateway whose only system is forced is single-user."""
+def config(sshd: Sshd, key: Path, workdir: Path, **ssh: str) -> str:
+    """No [users] table: a root gateway whose only system is forced is single-user
+    (``ssh``: more settings of its SSH table)."""
     return f"""
 max_script_bytes = 65536
 
@@ -139,7 +140,7 @@ info_cache = 0
 workdir = "{workdir}/{{user}}"
 roots = ["{workdir}/{{user}}"]
 
-{sshd.table(SYSTEM, "forced", FUNCTIONAL, key=str(key))}"""
+{sshd.table(SYSTEM, "forced", FUNCTIONAL, key=str(key), **ssh)}"""
 
 
 def slurm_association(user: str) -> None:

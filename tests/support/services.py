@@ -3,7 +3,10 @@ replicas, and the config of a gateway that declares services."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,26 +34,40 @@ def toml_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def service_table(name: str, script: str, replicas: int = 1, **fields: object) -> str:
-    """A ``[services.NAME]`` table on system ``local`` for alice, run as the test gateways'
-    fallback account ("services" has no Unix account), with ``replicas`` as min and max."""
-    lines = [
-        f"[services.{name}]",
-        'system = "local"',
-        f"script = {toml_string(script)}",
-        f"min_replicas = {replicas}",
-        f"max_replicas = {replicas}",
-        'users = ["alice"]',
-        'run_as = "services"',
-        *(f"{key} = {_toml_value(value)}" for key, value in fields.items()),
-    ]
-    return "\n".join(lines) + "\n"
+def bearer(client: httpx.Client) -> str:
+    """The token a client sends."""
+    return client.headers["Authorization"].removeprefix("Bearer ")
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return toml_string(value) if isinstance(value, str) else str(value)
+def create_service(client: httpx.Client, **fields: Any) -> str:
+    """A service of the client's user on the ``local`` system running the test backend
+    (unless ``fields`` say otherwise); its name."""
+    name = str(fields.pop("name", f"s{uuid.uuid4().hex[:8]}"))
+    body = {"name": name, "system": "local", "script": backend_script(), **fields}
+    answer = client.post(SERVICES, json=body)
+    assert answer.status_code == 201, answer.text
+    return name
+
+
+def service_table(
+    name: str, system: str = "local", script: str | None = None, **settings: object
+) -> str:
+    """A ``[services.NAME]`` table that runs ``script`` (default: the test backend) on
+    ``system``, with ``settings`` (booleans, numbers, strings and lists of them, as TOML)."""
+    lines = [f"[services.{name}]", f"system = {toml_string(system)}"]
+    lines.append(f"script = {toml_string(script or backend_script())}")
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    return "\n".join(["", *lines, ""])
+
+
+#: Settings of a declared service of one replica for alice, run as the test gateways'
+#: fallback account ("services" has no Unix account).
+FOR_ALICE: dict[str, object] = {
+    "min_replicas": 1,
+    "max_replicas": 1,
+    "users": ["alice"],
+    "run_as": "services",
+}
 
 
 def replicas(client: httpx.Client, name: str) -> list[dict[str, Any]]:
@@ -74,6 +91,34 @@ def wait_replicas(
             return found
         assert time.monotonic() < deadline, f"replicas of {name} never matched: {found}"
         time.sleep(0.2)
+
+
+States = dict[int, list[tuple[str, str | None]]]
+
+
+def replica_states(
+    client: httpx.Client, name: str, until: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> States:
+    """Each replica's changes of state (with their reasons) from the service's event
+    stream, from now until a state event for which ``until`` holds."""
+    seen: States = {}
+    deadline = time.monotonic() + timeout
+    with client.stream("GET", f"{SERVICES}/{name}/events") as stream:
+        assert stream.status_code == 200, stream.read()
+        for line in stream.iter_lines():
+            assert time.monotonic() < deadline, f"the awaited state never came: {seen}"
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line.removeprefix("data:"))
+            if event["kind"] == "state":
+                seen.setdefault(event["replica"], []).append((event["state"], event["text"]))
+                if until(event):
+                    return seen
+    raise AssertionError(f"the event stream ended: {seen}")
+
+
+def ended(event: dict[str, Any]) -> bool:
+    return event["state"] in ("stopped", "failed")
 
 
 def in_state(state: str, count: int = 1) -> Callable[[list[dict[str, Any]]], bool]:
@@ -114,14 +159,28 @@ def _live(service: dict[str, Any]) -> bool:
 @contextmanager
 def services_gateway(home: Path, config: str, owner: str = "alice") -> Iterator[GatewayProcess]:
     """A started gateway in ``home`` with ``config``; on the way out, every replica it
-    started (the declared services' and ``owner``'s) is stopped through its API, then it."""
+    started (the declared services' and ``owner``'s) is stopped through its API, then it
+    (after a failed test too: a replica's job would outlive the gateway)."""
     server = new_gateway(home, config)
-    server.start()
     try:
+        server.start()  # one that does not answer in time is stopped too
         yield server
+    except BaseException:
+        _stop_quietly(server, owner)
+        raise
+    else:
         stop_services(server.url, admin_token(server.home), [server.token(owner)])
     finally:
         server.stop()
+
+
+def _stop_quietly(server: GatewayProcess, owner: str) -> None:
+    """After a failure: the gateway's replicas stopped if it still answers; an error
+    here would only hide the failure's own."""
+    if server.process is None or server.process.poll() is not None:
+        return
+    with contextlib.suppress(Exception):
+        stop_services(server.url, admin_token(server.home), [server.token(owner)], timeout=30)
 
 
 def admin_token(home: Path) -> str:

@@ -26,6 +26,12 @@ map = {{ "alice@example.org" = "alice", "rooty" = "root" }}
 """
 
 
+def services_config(*services: str, wait: float = 60, base: str = CONFIG) -> str:
+    """``base`` (the cluster's config) for a gateway whose controller serves these
+    ``[services.*]`` tables (a request waits up to ``wait`` seconds for a ready replica)."""
+    return f"service_interval = 0.3\nservice_wait_seconds = {wait:g}\n{base}" + "".join(services)
+
+
 def controller_up() -> bool:
     try:
         done = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.openai_format import OpenAIError
 from hpcgate.api.problems import WHY
+from hpcgate.api.proxied import proxied
 from hpcgate.model.openai import ModelCard, ModelList
 from hpcgate.services.openai import read_call
 
@@ -74,9 +75,7 @@ async def list_models(who: Caller, gateway: GatewayDep) -> ModelList:
 async def _send(endpoint: str, request: Request, who: Caller, gateway: GatewayDep) -> Response:
     call = read_call(await request.body())  # bounded by the gateway's max_request_bytes
     answer = await gateway.openai.call(who, endpoint, call, request.headers.raw)
-    response = StreamingResponse(answer.body, status_code=answer.status)
-    response.raw_headers = [(key.lower(), value) for key, value in answer.headers]
-    return response
+    return proxied(answer)
 
 
 async def chat_completions(request: Request, who: Caller, gateway: GatewayDep) -> Response:

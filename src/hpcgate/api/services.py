@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import problem_of, responses
+from hpcgate.api.proxied import proxied
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError, NotFound, Unauthenticated
 from hpcgate.model.principal import Principal
@@ -138,9 +139,7 @@ async def _forward(name: str, who: Principal, gateway: Gateway, request: Request
         request.stream(),
         float(spec.request_timeout),
     )
-    response = StreamingResponse(answer.body, status_code=answer.status)
-    response.raw_headers = [(key.lower(), value) for key, value in answer.headers]
-    return response
+    return proxied(answer)
 
 
 def _target(connection: HTTPConnection, name: str, *, keep_prefix: bool) -> bytes:

@@ -396,6 +396,8 @@ class ServiceController:
     ) -> None:
         await self._replicas.update(replica.pk, state=state.value, reason=reason, **values)
         replica.state = state.value
+        if state != ReplicaState.READY:
+            self.traffic.withdraw(replica.pk)
         self._event(now, replica, state, reason)
 
     async def _end(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -50,6 +50,9 @@ FAILURES = (
     httpcore.ProtocolError,
     httpcore.UnsupportedProtocol,
 )
+#: Failures of a request before anything of it was sent: it can go to another replica.
+NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout)
+FAILOVERS = 3  # replicas a request may be passed over from
 CONNECT_SECONDS = 10.0
 HEALTH_SECONDS = 5.0  # the whole health check, from connecting to the end of the body
 HEALTH_BODY_MAX = 65536  # a health check reads no more of the answer than this
@@ -61,9 +64,15 @@ CONNECTIONS_PER_REPLICA = 1024
 IDLE_KEPT_PER_REPLICA = 64
 
 
+class BrokenAnswer(Exception):
+    """The replica's answer broke off after its status was passed on: the caller's answer
+    must be cut off too (its connection closed), never ended as if it were whole."""
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The replica's answer: its status and headers now, its body as it comes."""
+    """The replica's answer: its status and headers now, its body as it comes (raising
+    :class:`BrokenAnswer` if the replica breaks it off)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
@@ -161,30 +170,54 @@ class Proxy:
         read_timeout: float,
     ) -> Answer:
         """Send the request to the replica; its answer, whose body streams as it is read.
-        The request counts as in flight on the replica until the body is done."""
+        A replica that cannot be connected to (so nothing was sent) is passed over for
+        another ready one. The request counts as in flight on the replica that has it
+        until the body is done."""
         counted = contextlib.ExitStack()
-        counted.enter_context(self._traffic.serving(route.replica))
-        url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=target)
+
+        def request(to: Route) -> httpcore.Request:
+            counted.enter_context(self._traffic.serving(to.replica))
+            url = httpcore.URL(scheme=b"http", host=to.address, port=to.port, target=target)
+            extensions = {"timeout": _timeouts(read_timeout)}
+            sent = request_headers(headers, to)
+            content = _extending(body, head, read_timeout)  # its head's deadline moves on
+            return httpcore.Request(method, url, headers=sent, content=content, extensions=extensions)
+
         try:
-            with anyio.fail_after(read_timeout) as head:
-                request = httpcore.Request(
-                    method,
-                    url,
-                    headers=request_headers(headers, route),
-                    content=_extending(body, head, read_timeout),
-                    extensions={"timeout": _timeouts(read_timeout)},
-                )
-                response = await route.pool.handle_async_request(request)
+            with anyio.fail_after(read_timeout) as head:  # a head trickled out is cut off too
+                route, response = await self._send(route, request, counted)
         except (httpcore.TimeoutException, TimeoutError) as exc:
             counted.close()
             self._traffic.suspect(route.replica)
             raise GatewayTimeout(f"the replica did not answer within {read_timeout:g} s") from exc
         except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
             counted.close()
-            self._traffic.suspect(route.replica)
             raise BadGateway(_failure(exc)) from exc
         headers_back = end_to_end(response.headers)
         return Answer(response.status, headers_back, self._body(route, response, counted))
+
+    async def _send(
+        self,
+        route: Route,
+        request: Callable[[Route], httpcore.Request],
+        counted: contextlib.ExitStack,
+    ) -> tuple[Route, httpcore.Response]:
+        """The replica that answered and its answer. A replica that fails is suspect; one
+        that could not be connected to (its job just ended, say: nothing was sent) is
+        passed over for the service's next usable ready replica, if it has one."""
+        tries = FAILOVERS
+        while True:
+            try:
+                return route, await route.pool.handle_async_request(request(route))
+            except FAILURES as exc:
+                self._traffic.suspect(route.replica)
+                passed = isinstance(exc, NOT_SENT) and tries > 0
+                other = self._traffic.instead_of(route.replica) if passed else None
+                if other is None:
+                    raise
+                tries -= 1
+                counted.close()
+                route = other
 
     @contextlib.asynccontextmanager
     async def socket(
@@ -234,12 +267,14 @@ class Proxy:
             assert isinstance(stream, AsyncIterable)
             async for chunk in stream:
                 yield chunk
-        except httpcore.TimeoutException:
+        except httpcore.TimeoutException as exc:
             self._traffic.suspect(route.replica)
             log.warning("replica %s stopped answering mid-body", route.replica)
+            raise BrokenAnswer(f"replica {route.replica} stopped answering mid-body") from exc
         except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
             self._traffic.suspect(route.replica)
             log.warning("replica %s broke off its answer: %s", route.replica, exc)
+            raise BrokenAnswer(f"replica {route.replica} broke off its answer") from exc
         finally:
             await response.aclose()
             counted.close()

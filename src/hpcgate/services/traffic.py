@@ -31,6 +31,7 @@ class Route:
 class Traffic:
     def __init__(self) -> None:
         self._routes: dict[int, list[Route]] = {}
+        self._service_of: dict[int, int] = {}  # replica -> its service, while it is routed
         self._suspect: set[int] = set()
         self.in_flight: Counter[int] = Counter()
         self._last_used: dict[int, float] = {}
@@ -42,12 +43,22 @@ class Traffic:
         """The service's ready replicas, as the controller found them this round."""
         for route in routes:
             self._last_used.setdefault(route.replica, time.monotonic())
+            self._service_of[route.replica] = service
         if routes:
             self._routes[service] = routes
         else:
             self._routes.pop(service, None)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def withdraw(self, replica: int) -> None:
+        """The replica takes no new requests from now on (it drains, or it has ended), not
+        only from the controller's next round."""
+        service = self._service_of.get(replica)
+        routes = self._routes.get(service, []) if service is not None else []
+        kept = [route for route in routes if route.replica != replica]
+        if service is not None and len(kept) < len(routes):
+            self.set_routes(service, kept)
 
     def confirm(self, replica: int) -> None:
         """A good health check: the replica takes requests again."""
@@ -61,6 +72,7 @@ class Traffic:
     def forget(self, replica: int) -> None:
         self._suspect.discard(replica)
         self._last_used.pop(replica, None)
+        self._service_of.pop(replica, None)
 
     def idle_for(self, replica: int) -> float:
         """Seconds since the replica's last request ended (or it became ready)."""
@@ -72,6 +84,12 @@ class Traffic:
         """The ready replica serving the fewest requests now, if any."""
         usable = [r for r in self._routes.get(service, []) if r.replica not in self._suspect]
         return min(usable, key=lambda r: self.in_flight[r.replica], default=None)
+
+    def instead_of(self, replica: int) -> Route | None:
+        """Another ready replica of ``replica``'s service, the one serving the fewest (the
+        proxy could not connect to ``replica``, which it has suspected)."""
+        service = self._service_of.get(replica)
+        return None if service is None else self.pick(service)
 
     async def wait_route(self, service: int, seconds: float) -> Route | None:
         """A ready replica, waiting up to ``seconds`` for one while the controller starts
