@@ -16,11 +16,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import (
+    FOR_ALICE,
     SERVICES,
     SYSTEM_PYTHON,
     in_state,
     ready,
-    FOR_ALICE,
     service_table,
     services_gateway,
     wait_replicas,

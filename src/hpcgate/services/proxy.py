@@ -181,7 +181,9 @@ class Proxy:
             extensions = {"timeout": _timeouts(read_timeout)}
             sent = request_headers(headers, to)
             content = _extending(body, head, read_timeout)  # its head's deadline moves on
-            return httpcore.Request(method, url, headers=sent, content=content, extensions=extensions)
+            return httpcore.Request(
+                method, url, headers=sent, content=content, extensions=extensions
+            )
 
         try:
             with anyio.fail_after(read_timeout) as head:  # a head trickled out is cut off too
