@@ -135,6 +135,7 @@ min_replicas = 1
 max_replicas = 1
 target_in_flight = 100000
 users = ["alice"]
+run_as = "services"  # a root gateway runs a service as an account; the fallback one here
 """
     if llama is not None:
         text += f"""
@@ -144,6 +145,7 @@ script = {toml_string(llama.read_text())}
 min_replicas = 1
 max_replicas = 1
 users = ["alice"]
+run_as = "services"
 """
     return text
 
