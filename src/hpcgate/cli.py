@@ -166,7 +166,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="info",
-        log_config=log_config(),  # its access lines written by a thread, off the loop
+        log_config=log_config(),  # uvicorn's, with a cheaper access line formatter
         timeout_graceful_shutdown=5,
         # Not uvloop: under a saturating load it accepted new connections at some ten a
         # second (the rest waited seconds in the accept queue); the standard loop accepts
