@@ -75,7 +75,7 @@ async def _send(endpoint: str, request: Request, who: Caller, gateway: GatewayDe
     call = read_call(await request.body())  # bounded by the gateway's max_request_bytes
     answer = await gateway.openai.call(who, endpoint, call, request.headers.raw)
     response = StreamingResponse(answer.body, status_code=answer.status)
-    response.raw_headers = [(key.lower(), value) for key, value in answer.headers]
+    response.raw_headers = answer.headers
     return response
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import httpcore
 from websockets.utils import generate_key
 
 from hpcgate.accounts import Account
-from hpcgate.model.errors import BadGateway, GatewayTimeout, NoReplica
+from hpcgate.model.errors import BadGateway, GatewayTimeout, HpcgateError, NoReplica
 from hpcgate.services import sockets
 from hpcgate.services.backend import TransportBackend
 from hpcgate.services.sockets import HANDSHAKE, Refusal, ReplicaSocket, upgrade_headers
@@ -61,34 +61,35 @@ IDLE_KEPT_PER_REPLICA = 64
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The replica's answer: its status and headers now, its body as it comes."""
+    """The replica's answer: its status and headers (names in lower case) now, its body as
+    it comes (close it if it is not read to its end)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
-    body: AsyncIterator[bytes]
+    body: AsyncGenerator[bytes, None]
 
 
 def end_to_end(headers: Headers, also: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
-    """The headers that go on to the next hop: not the hop-by-hop ones, nor those the
-    ``Connection`` header names, nor ``also``."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    dropped = HOP_BY_HOP | named | also
-    return [(name, value) for name, value in headers if name.lower() not in dropped]
+    """The headers that go on to the next hop, names in lower case (as ASGI has them): not
+    the hop-by-hop ones, nor those the ``Connection`` header names, nor ``also``."""
+    lowered = [(name.lower(), value) for name, value in headers]
+    dropped = (HOP_BY_HOP | also) if also else HOP_BY_HOP
+    for name, value in lowered:
+        if name == b"connection":
+            dropped = dropped | {token.strip().lower() for token in value.split(b",")}
+    return [(name, value) for name, value in lowered if name not in dropped]
+
+
+_TO_REPLICA_DROPPED = frozenset({b"authorization"})
 
 
 def request_headers(headers: Headers, route: Route) -> list[tuple[bytes, bytes]]:
     """What the replica gets: the caller's headers without its token and the hop-by-hop
     ones, for the replica's own host; a body of unknown length goes chunked."""
-    kept = end_to_end(headers, frozenset({b"authorization"}))
+    kept = end_to_end(headers, _TO_REPLICA_DROPPED)
     chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
-    host = f"{route.address}:{route.port}".encode()
-    extra = [(b"transfer-encoding", b"chunked")] if chunked else []
-    return [(b"host", host), *kept, *extra]
+    host = (b"host", route.host)
+    return [host, *kept, (b"transfer-encoding", b"chunked")] if chunked else [host, *kept]
 
 
 def _failure(exc: Exception) -> str:
@@ -172,16 +173,25 @@ class Proxy:
         )
         try:
             response = await route.pool.handle_async_request(request)
-        except httpcore.TimeoutException as exc:
+        except BaseException as exc:  # the body too may raise (too large, caller gone)
             counted.close()
-            self._traffic.suspect(route.replica)
-            raise GatewayTimeout(f"the replica did not answer within {read_timeout:g} s") from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            counted.close()
-            self._traffic.suspect(route.replica)
-            raise BadGateway(_failure(exc)) from exc
+            failure = self._failure(route, exc, read_timeout)
+            if failure is None:
+                raise
+            raise failure from exc
         headers_back = end_to_end(response.headers)
         return Answer(response.status, headers_back, self._body(route, response, counted))
+
+    def _failure(self, route: Route, exc: BaseException, timeout: float) -> HpcgateError | None:
+        """The replica's failure as 504 or 502 (the replica then suspect); None for an
+        error that is not the replica's."""
+        if isinstance(exc, httpcore.TimeoutException):
+            self._traffic.suspect(route.replica)
+            return GatewayTimeout(f"the replica did not answer within {timeout:g} s")
+        if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError):
+            self._traffic.suspect(route.replica)
+            return BadGateway(_failure(exc))
+        return None
 
     @contextlib.asynccontextmanager
     async def socket(
@@ -198,7 +208,7 @@ class Proxy:
                     body = await sockets.read_refusal(response)
                     yield sockets.Refusal(response.status, end_to_end(response.headers), body)
                     return
-                uri = f"ws://{route.address}:{route.port}{target.decode('latin-1')}"
+                uri = f"ws://{route.host.decode()}{target.decode('latin-1')}"
                 yield ReplicaSocket(response, uri)
             finally:
                 await response.aclose()
@@ -224,7 +234,7 @@ class Proxy:
 
     async def _body(
         self, route: Route, response: httpcore.Response, counted: contextlib.ExitStack
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         try:
             stream = response.stream
             assert isinstance(stream, AsyncIterable)
@@ -244,7 +254,7 @@ class Proxy:
 async def healthy(route: Route, path: str) -> bool:
     """Whether GET ``path`` on the replica answers 2xx in time (never raises)."""
     url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=path)
-    headers = [(b"host", f"{route.address}:{route.port}".encode())]
+    headers = [(b"host", route.host)]
     request = httpcore.Request(
         "GET", url, headers=headers, extensions={"timeout": _timeouts(HEALTH_SECONDS)}
     )
