@@ -6,6 +6,7 @@ frees the replica, and the access log keeps a line per request. (The gateway and
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 
@@ -84,3 +85,19 @@ def test_every_request_has_its_access_log_line(
     for index, line in enumerate(lines):  # in order, each with client, request line, status
         assert "127.0.0.1:" in line
         assert f'"GET {PROXY}/path/{marker}?i={index} HTTP/1.1" 200' in line
+
+
+def test_a_body_that_proves_too_large_midway_ends_its_count_in_flight(
+    alice: httpx.Client,
+) -> None:
+    """The 413 of a chunked body comes while the request is being forwarded: it counted
+    on the replica, and must stop counting at once."""
+    wait_replicas(alice, "echo", lambda found: bool(ready(found)))
+
+    def body() -> Iterator[bytes]:
+        for _ in range(40):  # 2.5 MiB, over the tier's 1 MiB
+            yield b"x" * 65536
+
+    for _ in range(3):
+        assert alice.post(f"{PROXY}/echo", content=body()).status_code == 413
+    assert _in_flight(alice) == 0
