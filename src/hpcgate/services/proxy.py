@@ -175,14 +175,16 @@ class Proxy:
             response = await route.pool.handle_async_request(request)
         except BaseException as exc:  # the body too may raise (too large, caller gone)
             counted.close()
-            failure = self._failure(route, exc, read_timeout)
+            failure = self._replica_failure(route, exc, read_timeout)
             if failure is None:
                 raise
             raise failure from exc
         headers_back = end_to_end(response.headers)
         return Answer(response.status, headers_back, self._body(route, response, counted))
 
-    def _failure(self, route: Route, exc: BaseException, timeout: float) -> HpcgateError | None:
+    def _replica_failure(
+        self, route: Route, exc: BaseException, timeout: float
+    ) -> HpcgateError | None:
         """The replica's failure as 504 or 502 (the replica then suspect); None for an
         error that is not the replica's."""
         if isinstance(exc, httpcore.TimeoutException):
