@@ -55,6 +55,7 @@ from typing import Any
 import httpx
 
 from bench.host import machine
+from tests.support.accounts import give
 from tests.support.backends import LLAMA_SERVER, write_llama
 from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.services import (
@@ -493,6 +494,8 @@ def job_times(api: httpx.Client, name: str) -> tuple[float, float]:
 def one_cold_start(bench: Bench, api: httpx.Client, index: int) -> dict[str, float]:
     name = f"cold{index}"
     stamps = bench.home / f"{name}.stamps"
+    stamps.touch()
+    give(stamps, "alice")  # a root gateway runs alice's service as alice: she writes it
     spec = {"name": name, "system": "local", "script": clock_script(stamps)}
     made = api.post(SERVICES, json=spec | {"min_replicas": 0, "max_replicas": 1})
     assert made.status_code in (200, 201), made.text
