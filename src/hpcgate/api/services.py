@@ -100,6 +100,8 @@ async def service_events(name: Name, who: Caller, gateway: GatewayDep) -> EventS
     return EventSourceResponse(frames(), ping=PING_SECONDS)
 
 
+# hpcgate.api.forwarding answers these requests in front of the router, as these routes
+# would; the routes document them (OpenAPI) and serve only what it passes on.
 async def proxy(
     name: Name, path: ProxyPath, who: Caller, gateway: GatewayDep, request: Request
 ) -> Response:
