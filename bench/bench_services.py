@@ -8,7 +8,8 @@ server on the tiny model). It measures on this machine, in one run, as alice:
 * small GETs (``/small``): latency p50/p99 sequentially, direct and proxied taking turns
   request by request (with the gateway's own ``/api/v1/health`` beside them: what its
   HTTP stack alone adds), and with ``--concurrency`` clients at once, the two taking turns
-  phase by phase; the figure is proxied minus direct;
+  phase by phase; the figure is proxied minus direct; and the gateway's CPU time per
+  proxied GET and per health check (the figure that holds on a loaded machine);
 * a streamed answer (``/stream``, chunks on a fixed clock): time to the first chunk,
   the gap between chunks and each chunk's delivery time (its arrival minus the time the
   replica stamped in it), p50, proxied minus direct; then the same (first token, gap
@@ -39,6 +40,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shlex
 import statistics
 import sys
@@ -53,6 +55,7 @@ from typing import Any
 import httpx
 
 from bench.host import machine
+from tests.support.accounts import give
 from tests.support.backends import LLAMA_SERVER, write_llama
 from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.services import (
@@ -135,6 +138,7 @@ min_replicas = 1
 max_replicas = 1
 target_in_flight = 100000
 users = ["alice"]
+run_as = "services"  # a root gateway runs a service as an account; the fallback one here
 """
     if llama is not None:
         text += f"""
@@ -144,6 +148,7 @@ script = {toml_string(llama.read_text())}
 min_replicas = 1
 max_replicas = 1
 users = ["alice"]
+run_as = "services"
 """
     return text
 
@@ -252,6 +257,39 @@ async def concurrent_gets(
             loops = [_get_loop(client, urls[side], each, sink) for _ in range(concurrency)]
             await asyncio.gather(*loops)
     return {"concurrency": concurrency, **compare(times["direct"], times["proxied"])}
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user and system, all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gateway_cpu(bench: Bench, count: int, rounds: int = 3) -> dict[str, float]:
+    """The gateway's CPU time per proxied small GET and per ``/api/v1/health`` (its HTTP
+    stack alone), in rounds that take turns; medians. Unlike latency, CPU time hardly
+    depends on what else the machine runs, so runs on a loaded machine compare."""
+    assert bench.gateway.process is not None
+    pid = bench.gateway.process.pid
+    urls = {
+        "proxied": f"{bench.proxied('clock')}/small",
+        "health": f"{bench.gateway.url}/api/v1/health",
+    }
+    per: dict[str, list[float]] = {side: [] for side in urls}
+    with bench.client() as client:
+        for _ in range(rounds):
+            for side, url in urls.items():
+                before = cpu_seconds(pid)
+                for _ in range(count):
+                    timed_get(client, url)
+                per[side].append((cpu_seconds(pid) - before) / count)
+    proxied, health = statistics.median(per["proxied"]), statistics.median(per["health"])
+    return {
+        "requests_per_round": count,
+        "proxied_us": round(proxied * 1e6),
+        "health_us": round(health * 1e6),
+        "proxy_own_us": round((proxied - health) * 1e6),
+    }
 
 
 # --- streamed answers --------------------------------------------------------------------
@@ -456,6 +494,8 @@ def job_times(api: httpx.Client, name: str) -> tuple[float, float]:
 def one_cold_start(bench: Bench, api: httpx.Client, index: int) -> dict[str, float]:
     name = f"cold{index}"
     stamps = bench.home / f"{name}.stamps"
+    stamps.touch()
+    give(stamps, "alice")  # a root gateway runs alice's service as alice: she writes it
     spec = {"name": name, "system": "local", "script": clock_script(stamps)}
     made = api.post(SERVICES, json=spec | {"min_replicas": 0, "max_replicas": 1})
     assert made.status_code in (200, 201), made.text
@@ -540,6 +580,7 @@ def run_all(bench: Bench, args: argparse.Namespace, llama: bool) -> dict[str, An
             "concurrent": asyncio.run(
                 concurrent_gets(bench, direct, args.requests, args.concurrency)
             ),
+            "gateway_cpu": gateway_cpu(bench, max(100, args.requests // 2)),
         },
         "streamed": lambda: streamed(bench, direct, args.streamed),
     }

@@ -4,7 +4,9 @@ Wall-clock and CPU figures on a shared two-core VM move by 10-30% between runs o
 code; the number of Python calls the gateway makes to answer one request does not. This
 runs the app in process (one event loop, ``httpx.ASGITransport``: no sockets, no uvicorn),
 answers each route a few times to warm caches, then counts the calls of 200 more under
-``cProfile`` and prints them per request. Compare two checkouts by running this in each::
+``cProfile`` and prints them per request. The proxied GET goes to a replica of
+``bench.clock_backend`` (a real job on the embedded scheduler): its calls are the gateway's,
+the replica runs in a process of its own. Compare two checkouts by running this in each::
 
     .venv/bin/python -m bench.calls [--requests 200]
 
@@ -25,23 +27,49 @@ from pathlib import Path
 
 import httpx
 
+from bench.bench_services import clock_script
+from tests.support.accounts import unix_account
+from tests.support.gateway_process import FALLBACK
+from tests.support.services import toml_string
+
 CONFIG = """
 [systems.local]
 scheduler = "embedded"
 slots = 2
 roots = ["{files}"]
+
+[services.clock]
+system = "local"
+script = {clock}
+min_replicas = 1
+max_replicas = 1
+users = ["alice"]
+run_as = "services"  # as root (multi-user): the fallback account
 """
 SCRIPT = "#!/bin/bash\ntrue\n"
+SERVICE = "/api/v1/services/clock"
+PROXIED = f"{SERVICE}/proxy"  # to bench_services' fixed-clock backend, as a replica
 WARM = 50
 
 
-async def measure(requests: int) -> dict[str, int]:
+def make_home() -> tuple[Path, Path]:
+    """A new home with its configuration, and the directory of files the routes read."""
     home = Path(tempfile.mkdtemp(prefix="hpcgate-calls-"))
     files = home / "files"
     files.mkdir()
     for n in range(20):
         (files / f"f{n}").write_text(f"{n}\n")
-    (home / "config.toml").write_text(CONFIG.format(files=files))
+    home.chmod(0o755)  # the replica's account reaches its working directory
+    config = CONFIG.format(files=files, clock=toml_string(clock_script()))
+    if os.geteuid() == 0:
+        unix_account(FALLBACK)
+        config += f'\n[users]\nfallback = "{FALLBACK}"\n'
+    (home / "config.toml").write_text(config)
+    return home, files
+
+
+async def measure(requests: int) -> dict[str, int]:
+    home, files = make_home()
     os.environ["HPCGATE_HOME"] = str(home)
     from hpcgate.api.app import create_app
     from hpcgate.config import load_settings
@@ -53,7 +81,10 @@ async def measure(requests: int) -> dict[str, int]:
         headers = {"Authorization": f"Bearer {issued.secret}"}
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            return await _count_routes(client, headers, files, requests)
+            try:
+                return await _count_routes(client, headers, files, requests)
+            finally:
+                await _stop_clock(client, home)
 
 
 async def _count_routes(
@@ -69,11 +100,33 @@ async def _count_routes(
         "GET files/stat": f"/api/v1/systems/local/files/stat?path={files}/f1",
         "GET files/ls (20)": f"/api/v1/systems/local/files/ls?path={files}",
         "GET health": "/api/v1/health",
+        "GET service proxy": f"{PROXIED}/small",
     }
+    await _clock_ready(client, headers)
     counted = {}
     for name, url in routes.items():
         counted[name] = await _calls_per_request(client, url, headers, requests)
     return counted
+
+
+async def _clock_ready(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    for _ in range(600):
+        if (await client.get(f"{PROXIED}/small", headers=headers)).status_code == 200:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the clock service never answered")
+
+
+async def _stop_clock(client: httpx.AsyncClient, home: Path) -> None:
+    """Scale the service to 0 and wait until its replica is gone (its job would outlive
+    the gateway)."""
+    admin = {"Authorization": f"Bearer {(home / 'admin-token').read_text().strip()}"}
+    await client.patch(SERVICE, json={"min_replicas": 0, "max_replicas": 0}, headers=admin)
+    for _ in range(600):
+        replicas = (await client.get(SERVICE, headers=admin)).json()["replicas"]
+        if all(r["state"] in ("stopped", "failed") for r in replicas):
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _calls_per_request(

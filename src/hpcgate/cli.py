@@ -150,6 +150,7 @@ def serve(
     """Run the gateway (default: 127.0.0.1:8000, SQLite and the embedded scheduler)."""
     import uvicorn
 
+    from hpcgate.api.access_log import log_config
     from hpcgate.api.app import create_app
 
     settings = _settings(config)
@@ -165,6 +166,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=log_config(),  # uvicorn's, with a cheaper access line formatter
         timeout_graceful_shutdown=5,
         # Not uvloop: under a saturating load it accepted new connections at some ten a
         # second (the rest waited seconds in the accept queue); the standard loop accepts

@@ -49,13 +49,13 @@ def create_service(client: httpx.Client, **fields: Any) -> str:
     return name
 
 
-def service_table(
-    name: str, system: str = "local", script: str | None = None, **settings: object
-) -> str:
-    """A ``[services.NAME]`` table that runs ``script`` (default: the test backend) on
-    ``system``, with ``settings`` (booleans, numbers, strings and lists of them, as TOML)."""
+def service_table(name: str, system: str = "local", /, **settings: object) -> str:
+    """A ``[services.NAME]`` table on ``system`` that runs ``settings["script"]`` (default:
+    the test backend), with the other ``settings`` (booleans, numbers, strings and lists of
+    them, as TOML)."""
+    script = settings.pop("script", None) or backend_script()
     lines = [f"[services.{name}]", f"system = {toml_string(system)}"]
-    lines.append(f"script = {toml_string(script or backend_script())}")
+    lines.append(f"script = {toml_string(str(script))}")
     lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     return "\n".join(["", *lines, ""])
 

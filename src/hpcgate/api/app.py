@@ -25,6 +25,7 @@ from hpcgate.api import (
     usage,
 )
 from hpcgate.api.auth import Caller
+from hpcgate.api.forwarding import Forwarding
 from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
 from hpcgate.gateway import Gateway
@@ -60,6 +61,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = gw
+    # The last added runs first: BodyLimit bounds what Forwarding forwards.
+    app.add_middleware(Forwarding, gateway=gw)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)
     openapi.install(app, openapi_errors.declare)

@@ -72,6 +72,8 @@ async def list_models(who: Caller, gateway: GatewayDep) -> ModelList:
     return ModelList(data=cards)
 
 
+# hpcgate.api.forwarding answers these POSTs in front of the router, as these routes
+# would; the routes document them (OpenAPI) and serve only what it passes on.
 async def _send(endpoint: str, request: Request, who: Caller, gateway: GatewayDep) -> Response:
     call = read_call(await request.body())  # bounded by the gateway's max_request_bytes
     answer = await gateway.openai.call(who, endpoint, call, request.headers.raw)

@@ -24,5 +24,5 @@ class ProxiedResponse(StreamingResponse):
 def proxied(answer: Answer) -> ProxiedResponse:
     """The response that passes the replica's answer on: its status, headers and body."""
     response = ProxiedResponse(answer.body, status_code=answer.status)
-    response.raw_headers = [(key.lower(), value) for key, value in answer.headers]
+    response.raw_headers = answer.headers  # names in lower case already
     return response

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import problem_of, responses
@@ -106,6 +106,8 @@ async def service_events(name: Name, who: Caller, gateway: GatewayDep) -> EventS
     return EventSourceResponse(frames(), ping=PING_SECONDS)
 
 
+# hpcgate.api.forwarding answers these requests in front of the router, as these routes
+# would; the routes document them (OpenAPI) and serve only what it passes on.
 async def proxy(
     name: Name, path: ProxyPath, who: Caller, gateway: GatewayDep, request: Request
 ) -> Response:
@@ -134,7 +136,7 @@ async def _forward(name: str, who: Principal, gateway: Gateway, request: Request
     answer = await gateway.services.proxy.forward(
         route,
         request.method,
-        _target(request, name, keep_prefix=spec.keep_prefix),
+        replica_target(request.scope, name, keep_prefix=spec.keep_prefix),
         request.headers.raw,
         request.stream(),
         float(spec.request_timeout),
@@ -142,15 +144,15 @@ async def _forward(name: str, who: Principal, gateway: Gateway, request: Request
     return proxied(answer)
 
 
-def _target(connection: HTTPConnection, name: str, *, keep_prefix: bool) -> bytes:
+def replica_target(scope: Scope, name: str, *, keep_prefix: bool) -> bytes:
     """The path and query the replica gets, as sent: what follows ``.../proxy``, or the
     whole path for a service that keeps the prefix (it serves under it)."""
-    raw: bytes = connection.scope.get("raw_path") or connection.url.path.encode()
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
     prefix = public_prefix(name).rstrip("/").encode()
     path = raw[len(prefix) :] if raw.startswith(prefix) else b""
     if keep_prefix:
         path = prefix + path
-    query: bytes = connection.scope.get("query_string", b"")
+    query: bytes = scope.get("query_string", b"")
     return (path or b"/") + (b"?" + query if query else b"")
 
 
@@ -161,7 +163,7 @@ async def proxy_socket(socket: WebSocket, name: str) -> None:
         try:
             who = await _socket_caller(socket, gateway, name)
             route, spec = await gateway.services.route(who, name)
-            target = _target(socket, name, keep_prefix=spec.keep_prefix)
+            target = replica_target(socket.scope, name, keep_prefix=spec.keep_prefix)
             opening = gateway.services.proxy.socket(
                 route, target, socket.headers.raw, float(spec.request_timeout)
             )

@@ -9,6 +9,7 @@ the connection itself is hpcgate's: :class:`TransportBackend` opens it with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import select
 import socket
@@ -44,31 +45,33 @@ def _mapped(table: dict[type[Exception], type[Exception]]) -> Iterator[None]:
         raise next(new for old, new in table.items() if isinstance(exc, old))(str(exc)) from exc
 
 
-def _readable(sock: socket.socket) -> bool:
-    if sock.fileno() == -1:
-        return True
-    poll = select.poll()
-    poll.register(sock, select.POLLIN)
-    return bool(poll.poll(0))
-
-
 class ByteStreamConnection(httpcore.AsyncNetworkStream):
-    """An anyio byte stream as httpcore's network stream."""
+    """An anyio byte stream as httpcore's network stream.
+
+    Its reads and writes run on asyncio (the gateway's loop) and time out by
+    ``asyncio.timeout``: anyio's cancel scope, per read and write, cost more than the read.
+    """
 
     def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
+        # Looked up once: httpcore asks whether an idle connection is readable each time
+        # it hands out a connection, and anyio builds its attribute table on each lookup.
+        self._socket = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio)
+        self._poll: select.poll | None = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _mapped(_READ_ERRORS), anyio.fail_after(timeout):
-            try:
-                return await self._stream.receive(max_bytes)
-            except anyio.EndOfStream:
-                return b""
+        with _mapped(_READ_ERRORS):
+            async with asyncio.timeout(timeout):
+                try:
+                    return await self._stream.receive(max_bytes)
+                except anyio.EndOfStream:
+                    return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if buffer:
-            with _mapped(_WRITE_ERRORS), anyio.fail_after(timeout):
-                await self._stream.send(buffer)
+            with _mapped(_WRITE_ERRORS):
+                async with asyncio.timeout(timeout):
+                    await self._stream.send(buffer)
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -86,8 +89,15 @@ class ByteStreamConnection(httpcore.AsyncNetworkStream):
         (a closed one is then dropped, not reused); known for sockets only."""
         if info != "is_readable":
             return None
-        sock = self._stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio, not SQL)
-        return sock is not None and _readable(sock)
+        return self._socket is not None and self._readable(self._socket)
+
+    def _readable(self, sock: socket.socket) -> bool:
+        if sock.fileno() == -1:
+            return True
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN)
+        return bool(self._poll.poll(0))
 
 
 class TransportBackend(httpcore.AsyncNetworkBackend):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -185,11 +185,12 @@ class OpenAIRoutes:
 
     async def _through(
         self,
-        body: AsyncIterator[bytes],
+        body: AsyncGenerator[bytes, None],
         meter: StreamMeter | WholeMeter,
         entry: _Entry,
         labels: Labels,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
+        """The replica's body, metered; closing it closes the replica's."""
         try:
             async for chunk in body:
                 passed = meter.feed(chunk)
@@ -203,6 +204,7 @@ class OpenAIRoutes:
             self.ledger.record(entry.done(tokens))
             if tokens is not None:
                 labels.tokens(tokens.prompt, tokens.completion)
+            await body.aclose()
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:

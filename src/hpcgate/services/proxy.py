@@ -9,17 +9,17 @@ it takes no more requests until a health check of the controller finds it good a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-import anyio
 import httpcore
 from websockets.utils import generate_key
 
 from hpcgate.accounts import Account
-from hpcgate.model.errors import BadGateway, GatewayTimeout, NoReplica
+from hpcgate.model.errors import BadGateway, GatewayTimeout, HpcgateError, NoReplica
 from hpcgate.services import sockets
 from hpcgate.services.backend import TransportBackend
 from hpcgate.services.sockets import HANDSHAKE, Refusal, ReplicaSocket, upgrade_headers
@@ -71,35 +71,36 @@ class BrokenAnswer(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The replica's answer: its status and headers now, its body as it comes (raising
-    :class:`BrokenAnswer` if the replica breaks it off)."""
+    """The replica's answer: its status and headers (names in lower case) now, its body as
+    it comes (raising :class:`BrokenAnswer` if the replica breaks it off; close it if it is
+    not read to its end)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
-    body: AsyncIterator[bytes]
+    body: AsyncGenerator[bytes, None]
 
 
 def end_to_end(headers: Headers, also: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
-    """The headers that go on to the next hop: not the hop-by-hop ones, nor those the
-    ``Connection`` header names, nor ``also``."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    dropped = HOP_BY_HOP | named | also
-    return [(name, value) for name, value in headers if name.lower() not in dropped]
+    """The headers that go on to the next hop, names in lower case (as ASGI has them): not
+    the hop-by-hop ones, nor those the ``Connection`` header names, nor ``also``."""
+    lowered = [(name.lower(), value) for name, value in headers]
+    dropped = (HOP_BY_HOP | also) if also else HOP_BY_HOP
+    for name, value in lowered:
+        if name == b"connection":
+            dropped = dropped | {token.strip().lower() for token in value.split(b",")}
+    return [(name, value) for name, value in lowered if name not in dropped]
+
+
+_TO_REPLICA_DROPPED = frozenset({b"authorization"})
 
 
 def request_headers(headers: Headers, route: Route) -> list[tuple[bytes, bytes]]:
     """What the replica gets: the caller's headers without its token and the hop-by-hop
     ones, for the replica's own host; a body of unknown length goes chunked."""
-    kept = end_to_end(headers, frozenset({b"authorization"}))
+    kept = end_to_end(headers, _TO_REPLICA_DROPPED)
     chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
-    host = f"{route.address}:{route.port}".encode()
-    extra = [(b"transfer-encoding", b"chunked")] if chunked else []
-    return [(b"host", host), *kept, *extra]
+    host = (b"host", route.host)
+    return [host, *kept, (b"transfer-encoding", b"chunked")] if chunked else [host, *kept]
 
 
 def _failure(exc: Exception) -> str:
@@ -186,15 +187,14 @@ class Proxy:
             )
 
         try:
-            with anyio.fail_after(read_timeout) as head:  # a head trickled out is cut off too
+            async with asyncio.timeout(read_timeout) as head:  # a head trickled out is cut off
                 route, response = await self._send(route, request, counted)
-        except (httpcore.TimeoutException, TimeoutError) as exc:
+        except BaseException as exc:  # the body too may raise (too large, caller gone)
             counted.close()
-            self._traffic.suspect(route.replica)
-            raise GatewayTimeout(f"the replica did not answer within {read_timeout:g} s") from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            counted.close()
-            raise BadGateway(_failure(exc)) from exc
+            failure = self._replica_failure(route, exc, read_timeout)
+            if failure is None:
+                raise
+            raise failure from exc
         headers_back = end_to_end(response.headers)
         return Answer(response.status, headers_back, self._body(route, response, counted))
 
@@ -204,22 +204,34 @@ class Proxy:
         request: Callable[[Route], httpcore.Request],
         counted: contextlib.ExitStack,
     ) -> tuple[Route, httpcore.Response]:
-        """The replica that answered and its answer. A replica that fails is suspect; one
-        that could not be connected to (its job just ended, say: nothing was sent) is
-        passed over for the service's next usable ready replica, if it has one."""
+        """The replica that answered and its answer. One that could not be connected to
+        (its job just ended, say: nothing was sent) is suspect, and passed over for the
+        service's next usable ready replica, if it has one."""
         tries = FAILOVERS
         while True:
             try:
                 return route, await route.pool.handle_async_request(request(route))
-            except FAILURES as exc:
-                self._traffic.suspect(route.replica)
-                passed = isinstance(exc, NOT_SENT) and tries > 0
-                other = self._traffic.instead_of(route.replica) if passed else None
+            except NOT_SENT:
+                other = self._traffic.instead_of(route.replica) if tries > 0 else None
                 if other is None:
                     raise
+                self._traffic.suspect(route.replica)
                 tries -= 1
                 counted.close()
                 route = other
+
+    def _replica_failure(
+        self, route: Route, exc: BaseException, timeout: float
+    ) -> HpcgateError | None:
+        """The replica's failure as 504 or 502 (the replica then suspect); None for an
+        error that is not the replica's."""
+        if isinstance(exc, httpcore.TimeoutException | TimeoutError):
+            self._traffic.suspect(route.replica)
+            return GatewayTimeout(f"the replica did not answer within {timeout:g} s")
+        if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError):
+            self._traffic.suspect(route.replica)
+            return BadGateway(_failure(exc))
+        return None
 
     @contextlib.asynccontextmanager
     async def socket(
@@ -236,7 +248,7 @@ class Proxy:
                     body = await sockets.read_refusal(response)
                     yield sockets.Refusal(response.status, end_to_end(response.headers), body)
                     return
-                uri = f"ws://{route.address}:{route.port}{target.decode('latin-1')}"
+                uri = f"ws://{route.host.decode()}{target.decode('latin-1')}"
                 yield ReplicaSocket(response, uri)
             finally:
                 await response.aclose()
@@ -252,18 +264,17 @@ class Proxy:
             "GET", url, headers=kept + upgrade_headers(key), extensions=extensions
         )
         try:
-            with anyio.fail_after(timeout):
+            async with asyncio.timeout(timeout):
                 return await route.pool.handle_async_request(request), key
-        except (httpcore.TimeoutException, TimeoutError) as exc:
-            self._traffic.suspect(route.replica)
-            raise GatewayTimeout(f"the replica did not answer within {timeout:g} s") from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            self._traffic.suspect(route.replica)
-            raise BadGateway(_failure(exc)) from exc
+        except Exception as exc:
+            failure = self._replica_failure(route, exc, timeout)
+            if failure is None:
+                raise
+            raise failure from exc
 
     async def _body(
         self, route: Route, response: httpcore.Response, counted: contextlib.ExitStack
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         try:
             stream = response.stream
             assert isinstance(stream, AsyncIterable)
@@ -283,15 +294,16 @@ class Proxy:
 
 
 async def _extending(
-    body: AsyncIterable[bytes], head: anyio.CancelScope, seconds: float
+    body: AsyncIterable[bytes], head: asyncio.Timeout, seconds: float
 ) -> AsyncIterator[bytes]:
     """The request's body; each piece sent moves the deadline of the answer's head to
     ``seconds`` after it, so a slow upload is not cut off but a replica that trickles
     its head out (a line every few seconds, forever) is."""
+    clock = asyncio.get_running_loop().time
     async for chunk in body:
-        head.deadline = anyio.current_time() + seconds
+        head.reschedule(clock() + seconds)
         yield chunk
-    head.deadline = anyio.current_time() + seconds
+    head.reschedule(clock() + seconds)
 
 
 async def healthy(route: Route, path: str) -> bool:
@@ -299,21 +311,20 @@ async def healthy(route: Route, path: str) -> bool:
     all (never raises; reads at most :data:`HEALTH_BODY_MAX` of the body): a replica
     that trickles its answer out holds up no round of the controller."""
     url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=path)
-    headers = [(b"host", f"{route.address}:{route.port}".encode())]
+    headers = [(b"host", route.host)]
     request = httpcore.Request(
         "GET", url, headers=headers, extensions={"timeout": _timeouts(HEALTH_SECONDS)}
     )
-    with anyio.move_on_after(HEALTH_SECONDS):
-        try:
+    try:
+        async with asyncio.timeout(HEALTH_SECONDS):
             response = await route.pool.handle_async_request(request)
             try:
                 await _drain(response, HEALTH_BODY_MAX)
             finally:
                 await response.aclose()
-        except FAILURES:
-            return False
-        return 200 <= response.status < 300
-    return False
+    except (*FAILURES, TimeoutError):
+        return False
+    return 200 <= response.status < 300
 
 
 async def _drain(response: httpcore.Response, limit: int) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpcore
 
@@ -26,6 +26,10 @@ class Route:
     address: str
     port: int
     pool: httpcore.AsyncConnectionPool
+    host: bytes = field(init=False, repr=False)  # the Host header it is reached by
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "host", f"{self.address}:{self.port}".encode())
 
 
 class Traffic:

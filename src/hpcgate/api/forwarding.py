@@ -1,0 +1,157 @@
+"""The forwarding routes, answered in front of FastAPI's router: any request to a service's
+proxy (``/api/v1/services/{name}/proxy/{path}``) and a POST to ``/v1``'s chat completions,
+completions and embeddings.
+
+They are the gateway's hot path, and all they take from the request is the bearer token,
+the path and the body. Matching them against every route, solving their dependencies and
+Starlette's streaming answer cost more than the proxy's own work (bench/RESULTS.md), so
+this layer serves them itself, as the routes would: the same token check and domain calls,
+the same answers and errors. The routes stay in the router, which documents them in
+OpenAPI and serves what this layer passes on: a name the pattern refuses (422), a method
+the proxy does not take (405), WebSockets, an app mounted under a ``root_path``.
+
+It sits inside :class:`~hpcgate.api.limits.BodyLimit`, so bodies are bounded as before,
+and inside Starlette's error middleware, so an unexpected error is still a logged 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hpcgate.api.problems import problem_of
+from hpcgate.api.services import PROXY_METHODS, replica_target
+from hpcgate.gateway import Gateway
+from hpcgate.model.errors import HpcgateError, Unauthenticated
+from hpcgate.model.principal import Principal
+from hpcgate.services.openai import ENDPOINTS, read_call
+from hpcgate.services.proxy import Answer, BrokenAnswer
+
+# As the router's "/{name}/proxy/{path:path}" and "/{name}/proxy" with the name's pattern;
+# '.' takes no newline there either, so a path the router would not match falls through.
+PROXY_PATH = re.compile(r"/api/v1/services/([a-z][a-z0-9-]{0,39})/proxy(?:/.*)?")
+SERVICES_PREFIX = "/api/v1/services/"
+OPENAI_PATHS = {f"/v1/{endpoint}": endpoint for endpoint in ENDPOINTS}
+_METHODS = frozenset(PROXY_METHODS)
+
+
+def bearer_token(scope: Scope) -> str | None:
+    """The token of the request's first ``Authorization`` header, read as FastAPI's
+    ``HTTPBearer`` reads it: scheme ``Bearer`` (any case), the rest stripped."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if token and scheme.lower() == "bearer" else None
+    return None
+
+
+class Forwarding:
+    """ASGI middleware: the forwarding routes here, every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self._gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path: str = scope["path"]
+            if path.startswith(SERVICES_PREFIX) and scope["method"] in _METHODS:
+                if found := PROXY_PATH.fullmatch(path):
+                    await self._proxy(found[1], scope, receive, send)
+                    return
+            elif scope["method"] == "POST" and (endpoint := OPENAI_PATHS.get(path)):
+                await self._openai(endpoint, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _caller(self, scope: Scope) -> Principal:
+        token = bearer_token(scope)
+        if token is None:
+            raise Unauthenticated("send 'Authorization: Bearer <token>'")
+        return await self._gateway.tokens.authenticate(token)
+
+    async def _proxy(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """As :func:`hpcgate.api.services.proxy` (the route that documents it)."""
+        services = self._gateway.services
+        try:
+            route, spec = await services.route(await self._caller(scope), name)
+            answer = await services.proxy.forward(
+                route,
+                scope["method"],
+                replica_target(scope, name, keep_prefix=spec.keep_prefix),
+                scope["headers"],
+                request_body(receive),
+                float(spec.request_timeout),
+            )
+        except HpcgateError as exc:
+            await problem_of(exc)(scope, receive, send)
+            return
+        await respond(answer, receive, send)
+
+    async def _openai(self, endpoint: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """As :func:`hpcgate.api.openai.chat_completions` and its siblings."""
+        try:
+            who = await self._caller(scope)
+            call = read_call(await whole_body(receive))  # bounded by BodyLimit
+            answer = await self._gateway.openai.call(who, endpoint, call, scope["headers"])
+        except HpcgateError as exc:
+            await problem_of(exc, openai=True)(scope, receive, send)
+            return
+        await respond(answer, receive, send)
+
+
+async def request_body(receive: Receive) -> AsyncGenerator[bytes, None]:
+    """The request's body as it arrives (ClientDisconnect if the caller leaves first)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if body := message.get("body"):
+            yield body
+        if not message.get("more_body"):
+            return
+
+
+async def whole_body(receive: Receive) -> bytes:
+    return b"".join([chunk async for chunk in request_body(receive)])
+
+
+class _CallerGone(Exception):
+    """The caller disconnected before its answer was all sent."""
+
+
+async def respond(answer: Answer, receive: Receive, send: Send) -> None:
+    """Send the answer, its body chunk by chunk as the replica sends it, until it ends, the
+    caller leaves or the replica breaks it off (then it is left unfinished, as
+    :class:`~hpcgate.api.proxied.ProxiedResponse` leaves it); the body is closed whatever
+    happens (which ends its count in flight).
+
+    An asyncio task group, not anyio's (as Starlette's streaming answer has): on asyncio
+    it costs a quarter as much, per request."""
+    start = {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+    try:
+        await send(start)
+        async with asyncio.TaskGroup() as group:
+            watcher = group.create_task(_raise_when_gone(receive))
+            async for chunk in answer.body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            watcher.cancel()
+    except* _CallerGone:
+        pass  # nobody to answer any more
+    except* BrokenAnswer:
+        pass  # left unfinished: the server closes the connection, the caller sees a cut
+    finally:
+        await answer.body.aclose()
+
+
+async def _raise_when_gone(receive: Receive) -> None:
+    """Wait for the caller's disconnect (its body has been read by then)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    raise _CallerGone()
