@@ -5,7 +5,6 @@ no new one)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.service_faults import cancel_under_load, handover_under_load
 from tests.support.services import (
     SERVICES,
@@ -21,10 +20,9 @@ from tests.support.services import (
     in_state,
     replicas,
     service_table,
-    services_gateway,
     wait_replicas,
 )
-from tests.support.slurm import SYSTEM, services_config
+from tests.support.slurm import SYSTEM, services_config, slurm_services_gateway
 
 SETTINGS = {"users": ["*"], "run_as": "alice", "time_limit": 600, "ready_timeout": 60}
 CONFIG = services_config(
@@ -37,16 +35,11 @@ CONFIG = services_config(
 def gateway(
     slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    if os.geteuid() != 0:
-        pytest.skip("the multi-user gateway runs as root")
-    with services_gateway(tmp_path_factory.mktemp("slurm-service-faults"), CONFIG) as server:
+    with slurm_services_gateway(tmp_path_factory.mktemp("slurm-service-faults"), CONFIG) as server:
         yield server
 
 
-@pytest.fixture(scope="module")
-def bob(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client(gateway.token("bob")) as client:
-        yield client
+bob = user_client("bob")
 
 
 def _jobs(name: str) -> list[str]:

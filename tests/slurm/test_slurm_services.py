@@ -3,7 +3,6 @@ found on their node by its NodeAddr, reached through the proxy, replaced when ki
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.jobs import ended, wait_for_job
 from tests.support.services import (
     SERVICES,
@@ -21,10 +20,9 @@ from tests.support.services import (
     ready,
     replicas,
     service_table,
-    services_gateway,
     wait_replicas,
 )
-from tests.support.slurm import SYSTEM, services_config
+from tests.support.slurm import SYSTEM, services_config, slurm_services_gateway
 
 SERVICE_CONFIG = services_config(
     service_table(
@@ -44,22 +42,16 @@ SERVICE_CONFIG = services_config(
 def gateway(
     slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    if os.geteuid() != 0:
-        pytest.skip("the multi-user gateway runs as root")
-    with services_gateway(tmp_path_factory.mktemp("slurm-services"), SERVICE_CONFIG) as server:
+    with slurm_services_gateway(
+        tmp_path_factory.mktemp("slurm-services"), SERVICE_CONFIG
+    ) as server:
         yield server
 
 
-@pytest.fixture(scope="module")
-def bob(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client(gateway.token("bob")) as client:
-        yield client
+alice = user_client("alice")
 
 
-@pytest.fixture(scope="module")
-def alice(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with gateway.client(gateway.token("alice")) as client:
-        yield client
+bob = user_client("bob")
 
 
 def _squeue(job_id: str) -> str:

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.support.gateway_process import GatewayProcess
+from tests.support.services import services_gateway
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm"
 SYSTEM = "cluster"
@@ -30,6 +35,16 @@ def services_config(*services: str, wait: float = 60, base: str = CONFIG) -> str
     """``base`` (the cluster's config) for a gateway whose controller serves these
     ``[services.*]`` tables (a request waits up to ``wait`` seconds for a ready replica)."""
     return f"service_interval = 0.3\nservice_wait_seconds = {wait:g}\n{base}" + "".join(services)
+
+
+@contextmanager
+def slurm_services_gateway(home: Path, config: str) -> Iterator[GatewayProcess]:
+    """:func:`~tests.support.services.services_gateway` on the cluster: as root only, since
+    only a root gateway is multi-user and runs the replicas as the users' accounts."""
+    if os.geteuid() != 0:
+        pytest.skip("the multi-user gateway runs as root")
+    with services_gateway(home, config) as server:
+        yield server
 
 
 def controller_up() -> bool:
