@@ -6,7 +6,10 @@ import asyncio
 import io
 import os
 import stat
+import sys
 import tarfile
+import threading
+import traceback
 from pathlib import Path
 
 from hpcgate.files.extraction import ExtractLimits, extract
@@ -52,6 +55,17 @@ async def test_a_cancelled_extraction_removes_its_directory(tmp_path: Path) -> N
     await asyncio.wait([running])
     assert running.cancelled(), running.result()
     assert progress.done < total and not root.exists()
+    assert not _parsing(), "the parsing thread outlived its extraction"
+
+
+def _parsing() -> list[str]:
+    """The threads whose stack is in the extraction's parser now."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    return [
+        names.get(ident, str(ident))
+        for ident, top in sys._current_frames().items()
+        if any(frame.f_code.co_name == "_unpack" for frame, _ in traceback.walk_stack(top))
+    ]
 
 
 async def test_an_extraction_reports_what_it_made(tmp_path: Path) -> None:

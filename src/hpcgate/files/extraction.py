@@ -18,12 +18,16 @@ as it is when the task is cancelled.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import lzma
 import posixpath
 import tarfile
+import threading
 import zlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -187,9 +191,7 @@ async def extract(
         file = await fs.open_read(archive)
         try:
             source = Source(file, (await file.info()).size, progress)
-            await anyio.to_thread.run_sync(
-                _unpack, source, MODES[compression], sink, limiter=parsers
-            )
+            await _parse(source, MODES[compression], sink, parsers)
             await sink.finish()
         finally:
             with anyio.CancelScope(shield=True):
@@ -202,11 +204,52 @@ async def extract(
     return {"members": sink.members, "bytes": sink.bytes, "archive_bytes": source.offset}
 
 
-def _unpack(source: Source, mode: StreamMode, sink: Sink) -> None:
-    """In a worker thread: parse the archive, hand each vetted member to ``sink``."""
-    run = anyio.from_thread.run
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    """The extraction was cancelled: the parsing thread ends at its next call."""
+
+
+async def _parse(
+    source: Source, mode: StreamMode, sink: Sink, parsers: anyio.CapacityLimiter | None
+) -> None:
+    """:func:`_unpack` in a worker thread. Cancelled, it tells the thread to stop and
+    waits for it to end before it lets the cancellation on: the thread calls back into
+    the event loop, so it must never outlive the extraction (one left running held a
+    test process at its exit, waiting for a loop that was gone)."""
+    stop = threading.Event()
+    parsing = asyncio.ensure_future(
+        anyio.to_thread.run_sync(_unpack, source, mode, sink, stop, limiter=parsers)
+    )
     try:
-        reader: Any = _Reader(source)  # tarfile's stream mode calls only read()
+        await asyncio.shield(parsing)
+    except asyncio.CancelledError:
+        stop.set()
+        while not parsing.done():  # a step of the thread: at most one chunk
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([parsing])
+        if not parsing.cancelled():
+            parsing.exception()  # retrieved: the cancellation is what is raised
+        raise
+
+
+def _caller(stop: threading.Event) -> Callable[..., Any]:
+    """``anyio.from_thread.run`` that raises :class:`_Stopped` once ``stop`` is set."""
+
+    def run(func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        if stop.is_set():
+            raise _Stopped()
+        return anyio.from_thread.run(func, *args)
+
+    return run
+
+
+def _unpack(source: Source, mode: StreamMode, sink: Sink, stop: threading.Event) -> None:
+    """In a worker thread: parse the archive, hand each vetted member to ``sink``."""
+    run = _caller(stop)
+    try:
+        reader: Any = _Reader(source, run)  # tarfile's stream mode calls only read()
         with tarfile.open(fileobj=reader, mode=mode, bufsize=CHUNK) as archive:
             for info in archive:
                 member = vet(info)
@@ -228,8 +271,10 @@ def _unpack(source: Source, mode: StreamMode, sink: Sink) -> None:
 class _Reader:
     """The file object :mod:`tarfile` reads from, in the worker thread."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, run: Callable[..., Any]) -> None:
         self._source = source
+        self._run = run
 
     def read(self, size: int = CHUNK) -> bytes:
-        return anyio.from_thread.run(self._source.read, size)
+        data: bytes = self._run(self._source.read, size)
+        return data
