@@ -82,7 +82,9 @@ def test_the_client_alone_gives_the_command_and_the_sdk(venv: Path) -> None:
     env = clean_env()
     helped = run(venv / "hpcgate", "--help", env={**env, "COLUMNS": "100"})
     assert "Use a gateway (as a user)" in helped and "jobs" in helped
-    assert "serve" not in helped  # the gateway's commands come with the server only
+    commands = {line.strip("│ ").split(" ")[0] for line in helped.splitlines()}
+    assert "jobs" in commands and "services" in commands
+    assert "serve" not in commands  # the gateway's commands come with the server only
     assert "submit" in run(venv / "python", "-m", "hpcgate", "jobs", "--help", env=env)
     every = (
         "import importlib, pkgutil, hpcgate; from hpcgate import Client;"
