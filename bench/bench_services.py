@@ -341,18 +341,30 @@ def stream_figures(direct: list[StreamTimes], proxied: list[StreamTimes]) -> dic
     return figures
 
 
+def taking_turns(
+    bench: Bench,
+    urls: dict[str, str],
+    read: Callable[[httpx.Client, str], StreamTimes],
+    runs: int,
+) -> dict[str, list[StreamTimes]]:
+    """``runs`` streams read from each side's URL, the sides taking turns after one
+    unmeasured read of each (a warm connection and replica)."""
+    times: dict[str, list[StreamTimes]] = {side: [] for side in urls}
+    with bench.client() as client:
+        for url in urls.values():
+            read(client, url)
+        for _ in range(runs):
+            for side, url in urls.items():
+                times[side].append(read(client, url))
+    return times
+
+
 def streamed(bench: Bench, direct: str, runs: int) -> dict[str, Any]:
     """Streamed answers of CHUNKS chunks CHUNK_INTERVAL apart, direct and proxied taking
     turns."""
     query = f"/stream?n={CHUNKS}&interval={CHUNK_INTERVAL}"
     urls = {"direct": direct + query, "proxied": bench.proxied("clock") + query}
-    times: dict[str, list[StreamTimes]] = {"direct": [], "proxied": []}
-    with bench.client() as client:
-        for url in urls.values():
-            read_clock_stream(client, url)  # warm
-        for _ in range(runs):
-            for side, url in urls.items():
-                times[side].append(read_clock_stream(client, url))
+    times = taking_turns(bench, urls, read_clock_stream, runs)
     return {"chunks": CHUNKS, "interval_ms": ms(CHUNK_INTERVAL), "runs": runs} | stream_figures(
         times["direct"], times["proxied"]
     )
@@ -383,13 +395,7 @@ def read_llama_stream(client: httpx.Client, base: str) -> StreamTimes:
 
 def llama_streamed(bench: Bench, runs: int) -> dict[str, Any]:
     urls = {"direct": direct_url(bench, "llama"), "proxied": bench.proxied("llama")}
-    times: dict[str, list[StreamTimes]] = {"direct": [], "proxied": []}
-    with bench.client() as client:
-        for url in urls.values():
-            read_llama_stream(client, url)  # warm
-        for _ in range(runs):
-            for side, url in urls.items():
-                times[side].append(read_llama_stream(client, url))
+    times = taking_turns(bench, urls, read_llama_stream, runs)
     figures = stream_figures(times["direct"], times["proxied"])
     figures.pop("chunk_delivery")
     return {"max_tokens": LLAMA_TOKENS, "runs": runs} | figures
