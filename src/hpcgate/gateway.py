@@ -17,7 +17,7 @@ from hpcgate.homedir import closed_ancestors, open_home
 from hpcgate.homelock import HomeLock
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
-from hpcgate.jobs.watcher import JobWatcher
+from hpcgate.jobs.watcher import JobWatcher, first_polls
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.services.controller import Options, ServiceController
 from hpcgate.services.events import ServiceEvents
@@ -152,12 +152,7 @@ class Gateway:
         await self.tasks.recover()
         for cluster in self.systems:
             await cluster.transport.start()
-        for watcher in self.watchers:
-            try:  # health and state are known before the first request...
-                await watcher.poll_once()
-            except Exception:  # ...but no data, however bad, stops the gateway from starting
-                log.exception("first poll of %s failed; the watcher retries", watcher.cluster.name)
-            watcher.start()
+        await first_polls(self.watchers)
         await self.declare_services()
         self.controller.start()
 

@@ -26,6 +26,7 @@ from hpcgate.store.tables import JobRow
 log = logging.getLogger(__name__)
 
 SLOW_QUERY = 2.0  # seconds after which a status query's slowness triggers a ping
+FIRST_POLL = 5.0  # seconds start-up waits for the watchers' first polls (see first_polls)
 
 
 class JobWatcher:
@@ -35,6 +36,7 @@ class JobWatcher:
         self._bus = bus
         self._task: asyncio.Task[None] | None = None
         self._unreadable: set[str] = set()  # tags of in-flight rows whose spec cannot be read
+        self.polled = asyncio.Event()  # set once the first poll has ended, however it ended
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"watcher-{self.cluster.name}")
@@ -51,6 +53,7 @@ class JobWatcher:
                 await self.poll_once()
             except Exception:  # the loop must outlive any one bad poll
                 log.exception("watcher for %s failed", self.cluster.name)
+            self.polled.set()
             await asyncio.sleep(self.cluster.config.status_interval)
 
     async def poll_once(self) -> None:
@@ -111,6 +114,24 @@ class JobWatcher:
         spec = JobSpec.model_validate_json(row.spec)
         context = SubmitContext(row.tag, row.working_directory or "")
         return await self.cluster.submit(spec, context)
+
+
+async def first_polls(watchers: Sequence[JobWatcher]) -> None:
+    """Start the watchers and wait, up to FIRST_POLL seconds, for each one's first poll, so
+    that health and state are known before the first request where the scheduler answers;
+    a system that does not (a login that waits out its timeout) is polled on meanwhile, and
+    neither delays the gateway's start nor the other systems'."""
+    for watcher in watchers:
+        watcher.start()
+    waits = [asyncio.ensure_future(watcher.polled.wait()) for watcher in watchers]
+    if not waits:
+        return
+    _, late = await asyncio.wait(waits, timeout=FIRST_POLL)
+    for wait in late:
+        wait.cancel()
+    for watcher in watchers:
+        if not watcher.polled.is_set():
+            log.warning("%s has not answered its first poll yet; it goes on", watcher.cluster.name)
 
 
 async def record(

@@ -49,6 +49,7 @@ SERVICE_USER = "hpcgate-services"  # whose jobs a declared service's are, with n
 HEALTH_MISSES = 3  # failed health checks in a row that fail a ready replica
 JOBLESS_SECONDS = 120.0  # a replica whose submit left no job id this long has failed
 KEEP_ENDED = 20  # ended replicas kept per service, to show
+PATIENCE = 2.0  # seconds a round waits for its services before it lets slow ones run on
 
 
 @dataclass(slots=True)
@@ -123,32 +124,48 @@ class ServiceController:
         self._addresses: dict[str, dict[str, str]] = {}
         self._live: Counter[str] = Counter()  # live replicas of each owner's services
         self._task: asyncio.Task[None] | None = None
+        self._busy: dict[str | int, asyncio.Task[None]] = {}  # see tick()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="service-controller")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in [self._task, *self._busy.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._pools.close_all()
 
     async def _loop(self) -> None:
         while True:
             self.traffic.wake.clear()
             try:
-                await self.tick()
+                await self.tick(PATIENCE)
             except Exception:  # the loop must outlive any one bad round
                 log.exception("the service controller's round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.traffic.wake.wait(), self._options.interval)
 
-    async def tick(self) -> None:
-        """One round over every service."""
+    async def tick(self, patience: float | None = None) -> None:
+        """One round over every service: each owner's services in turn (its limits are
+        counted as they start), the owners and each declared service side by side. The
+        round waits ``patience`` seconds (None: until all are done); a service still being
+        reconciled then (its system does not answer and its calls wait out their timeouts)
+        goes on alone, and later rounds pass it by until it is done: it holds up no other."""
         self._addresses = {}
         self._live = await self._replicas.live_by_owner()
-        for row in await self._services.all():
+        started = []
+        for key, rows in _by_owner(await self._services.all()).items():
+            running = self._busy.get(key)
+            if running is None or running.done():
+                self._busy[key] = asyncio.create_task(self._reconcile_each(rows))
+                started.append(self._busy[key])
+        if started:
+            await asyncio.wait(started, timeout=patience)
+
+    async def _reconcile_each(self, rows: list[ServiceRow]) -> None:
+        for row in rows:
             try:
                 await self._reconcile(row)
             except Exception as exc:  # one bad service never stops the others
@@ -419,6 +436,14 @@ class ServiceController:
             kind="state", replica=replica.pk, state=state, text=text, time=utcnow()
         )
         self._events.publish(now.row.pk, event)
+
+
+def _by_owner(rows: list[ServiceRow]) -> dict[str | int, list[ServiceRow]]:
+    """The services by owner; each declared service (no owner) alone, by its key."""
+    groups: dict[str | int, list[ServiceRow]] = {}
+    for row in rows:
+        groups.setdefault(row.owner or row.pk, []).append(row)
+    return groups
 
 
 async def _account(target: Target) -> Account | None:
