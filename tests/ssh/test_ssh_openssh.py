@@ -22,7 +22,7 @@ from hpcgate.transports.ssh_openssh import private_files, ssh_argv
 from hpcgate.transports.ssh_sftp import BULK_AFTER
 from tests.ssh.test_ssh_forced import forced_config
 from tests.ssh.test_ssh_transport import alice, config, eventually, new
-from tests.support.sshd import FUNCTIONAL, FunctionalAccount, Sshd
+from tests.support.sshd import FunctionalAccount, Sshd
 
 MIB = 1 << 20
 SIZE = BULK_AFTER + 9 * MIB + 4321  # past the switch, and not a whole number of blocks
@@ -66,8 +66,19 @@ def alices_file(path: Path, size: int) -> bytes:
     return data
 
 
+def described(path: Path) -> tuple[bytes, int, int]:
+    """What a file holds, its permissions and its owner."""
+    info = path.stat()
+    return path.read_bytes(), stat.S_IMODE(info.st_mode), info.st_uid
+
+
+async def write_all(opened: OpenFile, data: bytes, step: int = MIB) -> None:
+    for start in range(0, len(data), step):
+        await opened.write(data[start : start + step])
+
+
 async def read_all(opened: OpenFile, start: int = 0) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while chunk := await opened.read(start + sum(map(len, parts)), MIB):
         parts.append(chunk)
     return b"".join(parts)
@@ -201,9 +212,7 @@ async def test_a_long_upload_goes_over_ssh_and_an_append_goes_on_from_its_end(
             await appended.write(data[start : min(start + 3 * MIB, 2 * SIZE)])
     finally:
         await appended.close()
-    assert Path(target).read_bytes() == data
-    assert stat.S_IMODE(Path(target).stat().st_mode) == 0o600
-    assert Path(target).stat().st_uid == alice().uid
+    assert described(Path(target)) == (data, 0o600, alice().uid)
 
 
 async def test_a_file_swapped_under_a_download_is_not_followed(
@@ -232,14 +241,12 @@ async def test_a_killed_ssh_fails_the_download_and_leaves_nothing_behind(
     try:
         got = await opened.read(0, BULK_AFTER)
         got += await opened.read(len(got), MIB)
+        assert got == data[: len(got)]
         [(pid, line)] = ssh_children()
         os.kill(pid, 9)
         with pytest.raises(HpcgateError) as failed:
-            while chunk := await opened.read(len(got), MIB):
-                got += chunk
+            await read_all(opened, len(got))
         assert failed.value.status == 503
-        assert data.startswith(got)
-        assert len(got) < len(data)
     finally:
         await opened.close()
     assert await eventually(lambda: ssh_children() == [])
@@ -258,9 +265,7 @@ async def test_a_killed_ssh_fails_the_upload_without_a_hole(
         [(pid, _)] = ssh_children()
         os.kill(pid, 9)
         with pytest.raises(HpcgateError) as failed:
-            for start in range(BULK_AFTER + 2 * MIB, len(data), MIB):
-                await written.write(data[start : start + MIB])
-            await written.close()
+            await write_all(written, data[BULK_AFTER + 2 * MIB :])
         assert failed.value.status == 503
     finally:
         await written.close()
@@ -277,11 +282,7 @@ async def test_a_cancelled_transfer_ends_the_process(
     await read_all_until(opened, BULK_AFTER + MIB)
     assert len(ssh_children()) == 1
 
-    async def forever() -> None:
-        while await opened.read(BULK_AFTER + MIB, MIB):
-            await asyncio.sleep(0)
-
-    reading = asyncio.ensure_future(forever())
+    reading = asyncio.ensure_future(read_all(opened, BULK_AFTER + MIB))
     await asyncio.sleep(0.05)
     reading.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -323,8 +324,7 @@ async def test_a_functional_account_s_transfer_goes_through_hpcgate_forced(
     try:
         written = await transport.files().open_new(target)
         try:
-            for start in range(0, SIZE, MIB):
-                await written.write(data[start : start + MIB])
+            await write_all(written, data)
             assert len(ssh_children()) == 1
         finally:
             await written.close()
@@ -335,10 +335,10 @@ async def test_a_functional_account_s_transfer_goes_through_hpcgate_forced(
             await opened.close()
     finally:
         await transport.close()
-    assert Path(target).owner() == FUNCTIONAL
+    assert described(Path(target))[0] == data
     assert ssh_children() == []
 
 
 def test_the_setting_is_checked(sshd: Sshd) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bulk"):
         SshConfig(**(config(sshd).model_dump() | {"bulk": "scp"}))
