@@ -86,10 +86,17 @@ OPTIONS = (
 
 
 def ssh_argv(
-    program: str, folder: Path, host: str, port: int, login: str, timeout: float
+    program: str,
+    folder: Path,
+    host: str,
+    port: int,
+    login: str,
+    timeout: float,
+    keepalive: float = 15.0,
 ) -> list[str]:
     """The argv of an ``ssh`` that opens the ``sftp`` subsystem on ``host`` as ``login``,
-    with only what ``folder`` holds (``id``, ``id-cert.pub``, ``known_hosts``)."""
+    with only what ``folder`` holds (``id``, ``id-cert.pub``, ``known_hosts``); it gives up
+    after ``timeout`` seconds to log in, or three unanswered keepalives."""
     if not SAFE_HOST.match(host) or not SAFE_NAME.match(login):
         raise TransportError(f"OpenSSH is not used for {login!r} on {host!r}: unusual name")
     if not 1 <= port <= 65535:
@@ -99,7 +106,7 @@ def ssh_argv(
         f"UserKnownHostsFile={folder / 'known_hosts'}",
         f"IdentityFile={folder / 'id'}",
         f"ConnectTimeout={max(1, round(timeout))}",
-        "ServerAliveInterval=15",
+        f"ServerAliveInterval={max(1, round(keepalive))}",
         "ServerAliveCountMax=3",
     ]
     flags = [word for option in options for word in ("-o", option)]
@@ -148,7 +155,13 @@ class OpenSsh:
         folder = Path(tempfile.mkdtemp(prefix="hpcgate-ssh-"))  # 0700, the gateway's own
         try:
             argv = ssh_argv(
-                self.find(), folder, config.host, config.port, login, config.connect_timeout
+                self.find(),
+                folder,
+                config.host,
+                config.port,
+                login,
+                config.connect_timeout,
+                config.keepalive_seconds,
             )
             private_files(folder, self._identity.client_keys(login)[0], config.known_hosts)
             async with _session(argv, folder, config.connect_timeout) as sftp:
