@@ -130,6 +130,12 @@ def test_an_unusual_host_or_login_never_reaches_ssh(tmp_path: Path, host: str, l
         ssh_argv("/usr/bin/ssh", tmp_path, host, 22, login, 10)
 
 
+@pytest.mark.parametrize("name", ["with space", "per%cent", "~tilde"])
+def test_key_files_where_ssh_would_read_another_path_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(TransportError):
+        ssh_argv("/usr/bin/ssh", tmp_path / name, "login", 22, "alice", 10)
+
+
 def test_the_key_files_are_the_owner_s_alone_and_never_written_through_a_link(
     tmp_path: Path, sshd: Sshd
 ) -> None:

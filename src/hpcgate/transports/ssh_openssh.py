@@ -60,6 +60,7 @@ ERROR_BYTES = 2000  # of ssh's standard error, told in an error
 EXIT_WAIT = 2.0  # seconds a closed session's ssh has to exit before it is killed
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")  # a login, as OpenSSH takes it
 SAFE_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}|[0-9A-Fa-f:.]{2,45})$")
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]+$")  # no space (a list), % or ~ (ssh expands)
 OPTIONS = (
     "BatchMode=yes",
     "IdentitiesOnly=yes",
@@ -99,6 +100,8 @@ def ssh_argv(
     after ``timeout`` seconds to log in, or three unanswered keepalives."""
     if not SAFE_HOST.match(host) or not SAFE_NAME.match(login):
         raise TransportError(f"OpenSSH is not used for {login!r} on {host!r}: unusual name")
+    if not SAFE_PATH.match(str(folder)):
+        raise TransportError(f"OpenSSH is not used with key files in {str(folder)!r}")
     if not 1 <= port <= 65535:
         raise TransportError(f"invalid port {port}")
     options = [
