@@ -18,9 +18,10 @@ sent is never repeated: it may have run (a submit, say), so it fails with 503 an
 caller decides.
 
 Files (``files()``) go over SFTP on the same connection (:mod:`.ssh_files`), in every
-identity mode; for a functional account behind hpcgate-forced, reads, sizes and
-directories are commands instead, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`),
-so jobs work even where the site turns that entry point's SFTP off (``--no-sftp``).
+identity mode, a long transfer over OpenSSH's own client (:mod:`.ssh_openssh`, ``bulk``);
+for a functional account behind hpcgate-forced, reads, sizes and directories are commands
+instead, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`), so jobs work even where
+the site turns that entry point's SFTP off (``--no-sftp``).
 Streams to the cluster (``stream()``) are ``direct-tcpip`` channels (:mod:`.ssh_stream`)
 or, for a functional account whose key may not forward, sessions running hpcgate-forced's
 relay (:mod:`.ssh_relay`), as ``ssh.stream`` says; with ``auto`` the relay takes over from
