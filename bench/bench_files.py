@@ -15,15 +15,16 @@ see the same load:
   through that sshd as alice (OpenSSH's defaults, over one master connection opened
   first), and the same curl and lean transfers through a second gateway whose system
   reaches that sshd (``transport = "ssh"``, certificates from its CA, alice's files over
-  SFTP in her own login); then the source lies in a folder of alice's home;
+  SFTP in her own login; past 8 MiB over OpenSSH's client, ``ssh.bulk``); then the
+  source lies in a folder of alice's home;
 * with ``--extra``, also the httpx client and the bare ASGI app of ``bench/bare_asgi.py``
   (the floor of the server stack) on the local gateway.
 
 It prints one JSON object: speeds, the ratios the issue names with a verdict for each
 (``bench/files_targets.py``: median of the round-by-round ratios), and the gateway's
 resident memory (VmRSS, sampled every 50 ms) before and at its peak during each transfer,
-with the CPU time the gateway spent on it (which a loaded machine disturbs less than the
-speeds); the verdicts again on stderr, one line each.
+with the CPU time the gateway (and the ``ssh`` it ran, once reaped) spent on it (which a
+loaded machine disturbs less than the speeds); the verdicts again on stderr, one line each.
 
 Everything is on the same filesystem and nobody syncs: all read the source from the page
 cache and leave their copy as dirty pages, so this measures the copying, not the disk.
@@ -41,10 +42,13 @@ there the files are opened by alice's file helper and the descriptors passed to 
 
 Usage, from the repository root (as root, after ``scripts/sshd up``, for the SSH side):
     .venv/bin/python -m bench.bench_files [--size-mib 512] [--runs 3] [--warmup 1]
-        [--no-ssh | --ssh-only] [--extra] [--multi-user] [--dir D]
+        [--no-ssh | --ssh-only] [--ssh-bulk auto|openssh|asyncssh|both] [--extra]
+        [--multi-user] [--dir D]
 
 ``--ssh-only`` leaves out ``cp``, the raw receiver and the local gateway: only ``scp`` and
-the SSH gateway, in the same rounds (the SFTP targets, in less time).
+the SSH gateway, in the same rounds (the SFTP targets, in less time). ``--ssh-bulk`` sets
+the SSH gateway's ``ssh.bulk``; ``both`` adds a second SSH gateway whose transfers stay on
+asyncssh (its steps are named ``sshasync_...``), in the same rounds.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench import SSH_SYSTEM, ssh_config
+from bench.bench import SSH_CONFIG, SSH_SYSTEM
 from bench.bench_ssh import RawSsh
 from bench.files_clients import (
     MIB,
@@ -178,9 +182,10 @@ class Transfer:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used so far, user and system (``/proc/PID/stat``)."""
+    """CPU time a process and its reaped children (the SSH gateway's ``ssh`` of a long
+    transfer) have used so far, user and system (``/proc/PID/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -475,6 +480,7 @@ class Options:
     ssh: bool
     extra: bool
     ssh_only: bool = False
+    ssh_bulk: str = "auto"
 
 
 def single_user(tmp: Path, folder: Path, options: Options) -> dict[str, object]:
@@ -494,8 +500,10 @@ def single_user(tmp: Path, folder: Path, options: Options) -> dict[str, object]:
         if options.ssh:
             sshd = read_env()
             scp_steps(plan, stack.enter_context(master(sshd, tmp)))
-            remote = stack.enter_context(running(new_gateway(tmp / "home-ssh", ssh_config(sshd))))
-            gateway_steps(plan, remote, remote.token(SSH_USER), SSH_SYSTEM, label="ssh_")
+            for bulk, label in bulk_gateways(options.ssh_bulk):
+                config = ssh_config(sshd, bulk)
+                remote = stack.enter_context(running(new_gateway(tmp / f"home-{label}", config)))
+                gateway_steps(plan, remote, remote.token(SSH_USER), SSH_SYSTEM, label=label)
         if options.extra and not options.ssh_only:
             client = stack.enter_context(local.client(local.token("bench")))
             client.timeout = httpx.Timeout(600)
@@ -510,6 +518,19 @@ def single_user(tmp: Path, folder: Path, options: Options) -> dict[str, object]:
             ),
             **figures(results, options.size, plan),
         }
+
+
+def bulk_gateways(choice: str) -> list[tuple[str, str]]:
+    """The SSH gateways to measure (their ``ssh.bulk`` and the label of their steps):
+    ``both`` adds one whose transfers stay on asyncssh, labelled ``sshasync_``."""
+    if choice == "both":
+        return [("auto", "ssh_"), ("asyncssh", "sshasync_")]
+    return [(choice, "ssh_")]
+
+
+def ssh_config(sshd: Sshd, bulk: str) -> str:
+    """The SSH gateway's configuration (bench.bench's), with ``ssh.bulk``."""
+    return SSH_CONFIG.format(table=sshd.table(SSH_SYSTEM, bulk=bulk))
 
 
 def multi_user(tmp: Path, options: Options) -> dict[str, object]:
@@ -545,6 +566,12 @@ def main() -> None:
     )
     parser.add_argument("--multi-user", action="store_true")
     parser.add_argument(
+        "--ssh-bulk",
+        choices=("auto", "openssh", "asyncssh", "both"),
+        default="auto",
+        help="the SSH gateway's ssh.bulk; both: a second gateway on asyncssh, same rounds",
+    )
+    parser.add_argument(
         "--dir",
         type=Path,
         default=Path.home(),
@@ -557,7 +584,13 @@ def main() -> None:
     if args.ssh_only and skipped is not None:
         raise SystemExit(f"bench_files: --ssh-only, but {skipped}")
     options = Options(
-        args.size_mib * MIB, args.runs, args.warmup, skipped is None, args.extra, args.ssh_only
+        args.size_mib * MIB,
+        args.runs,
+        args.warmup,
+        skipped is None,
+        args.extra,
+        args.ssh_only,
+        args.ssh_bulk,
     )
     results: dict[str, object] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -130,12 +130,26 @@ class SshConfig(BaseModel):
         " from the first time sshd refuses to forward",
     )
 
+    bulk: Literal["auto", "openssh", "asyncssh"] = Field(
+        "auto",
+        description="What carries a long file transfer (a download or upload past 8 MiB):"
+        " openssh, SFTP over OpenSSH's own client run as a subprocess (ssh -s ... sftp; its"
+        " SSH layer in C, on another core: faster); asyncssh, the pooled connections; auto,"
+        " openssh if ssh is installed and there is no jump_host",
+    )
+
     @field_validator("user")
     @classmethod
     def _not_root(cls, user: str) -> str:
         if user == "root":
             raise ValueError("the gateway never logs in as root: name an ordinary account")
         return user
+
+    @model_validator(mode="after")
+    def _bulk_route(self) -> SshConfig:
+        if self.bulk == "openssh" and self.jump_host is not None:
+            raise ValueError("bulk = 'openssh' cannot go through a jump_host: use 'asyncssh'")
+        return self
 
     @model_validator(mode="after")
     def _identity_files(self) -> SshConfig:

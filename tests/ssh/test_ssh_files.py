@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,3 +253,79 @@ def test_copy_compress_and_extract_are_tasks(alice: httpx.Client, scratch: Path)
     }
     assert finished(alice, alice.post(f"{FILES}/extract", json=unpack))["state"] == "completed"
     assert (scratch / "out" / "src" / "one.txt").read_bytes() == b"1" * 100_000
+
+
+def ssh_children_of(pid: int) -> list[int]:
+    """The ``ssh`` processes ``pid`` runs (a long transfer's, ``ssh.bulk``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            name = (entry / "comm").read_text().strip()
+        except (OSError, IndexError, ValueError):
+            continue
+        if name == "ssh" and parent == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def test_long_transfers_go_over_openssh_s_client_whole(
+    alice: httpx.Client, scratch: Path, sshd: Sshd, gateway: GatewayProcess
+) -> None:
+    """Past 8 MiB the default (``ssh.bulk = "auto"``) moves the bytes over ``ssh``: an
+    upload, a download and a resumable upload arrive whole, each over a login of its own
+    (the pooled connection needs none), and no ssh is left running."""
+    logged = sshd.log.stat().st_size
+    data = os.urandom(20 << 20)
+    digest = hashlib.sha256(data).hexdigest()
+    sent = put(alice, f"{scratch.name}/long.bin", data)
+    assert sent.status_code == 201 and sent.json()["sha256"] == digest, sent.text
+    got = alice.get(f"{FILES}/download", params={"path": f"{scratch.name}/long.bin"})
+    assert got.status_code == 200 and got.content == data
+    wanted = {"path": f"{scratch.name}/resumed.bin", "size": len(data), "sha256": digest}
+    upload = f"{FILES}/uploads/{alice.post(f'{FILES}/uploads', json=wanted).json()['id']}"
+    assert alice.put(upload, params={"offset": 0}, content=data[: 11 << 20]).status_code == 200
+    done = alice.put(upload, params={"offset": 11 << 20}, content=data[11 << 20 :])
+    assert done.status_code == 200 and done.json()["complete"], done.text
+    assert (scratch / "resumed.bin").read_bytes() == data
+    assert gateway.process is not None and ssh_children_of(gateway.process.pid) == []
+    with sshd.log.open("rb") as log:
+        log.seek(logged)
+        logins = [line for line in log if b"Accepted " in line and b" for alice " in line]
+    assert len(logins) >= 3
+
+
+def read_killing_ssh(
+    client: httpx.Client, params: dict[str, str], gateway: int, received: bytearray
+) -> None:
+    """A download read into ``received``; past 16 MiB the gateway's ssh is killed (once)."""
+    killed = False
+    with client.stream("GET", f"{FILES}/download", params=params) as answer:
+        for chunk in answer.iter_bytes():
+            received += chunk
+            if not killed and len(received) > 16 << 20 and (ssh := ssh_children_of(gateway)):
+                os.kill(ssh[0], 9)
+                killed = True
+
+
+def test_a_killed_ssh_cuts_the_download_and_the_next_one_is_whole(
+    alice: httpx.Client, scratch: Path, gateway: GatewayProcess
+) -> None:
+    """Killing the ssh under a long download ends that answer short (never with wrong
+    bytes); the gateway reaps it and serves the next download whole."""
+    assert gateway.process is not None
+    data = os.urandom(96 << 20)
+    (scratch / "big.bin").write_bytes(data)
+    shutil.chown(scratch / "big.bin", "alice", "alice")
+    params = {"path": f"{scratch.name}/big.bin"}
+    received = bytearray()
+    with pytest.raises(httpx.HTTPError):
+        read_killing_ssh(alice, params, gateway.process.pid, received)
+    assert len(received) < len(data) and data.startswith(bytes(received))
+    for _ in range(100):
+        if not ssh_children_of(gateway.process.pid):
+            break
+        time.sleep(0.05)
+    assert ssh_children_of(gateway.process.pid) == []
+    again = alice.get(f"{FILES}/download", params=params)
+    assert again.status_code == 200 and again.content == data

@@ -18,9 +18,10 @@ sent is never repeated: it may have run (a submit, say), so it fails with 503 an
 caller decides.
 
 Files (``files()``) go over SFTP on the same connection (:mod:`.ssh_files`), in every
-identity mode; for a functional account behind hpcgate-forced, reads, sizes and
-directories are commands instead, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`),
-so jobs work even where the site turns that entry point's SFTP off (``--no-sftp``).
+identity mode, a long transfer over OpenSSH's own client (:mod:`.ssh_openssh`, ``bulk``);
+for a functional account behind hpcgate-forced, reads, sizes and directories are commands
+instead, ``tail``, ``stat`` and ``mkdir`` (:mod:`.ssh_commands`), so jobs work even where
+the site turns that entry point's SFTP off (``--no-sftp``).
 Streams to the cluster (``stream()``) are ``direct-tcpip`` channels (:mod:`.ssh_stream`)
 or, for a functional account whose key may not forward, sessions running hpcgate-forced's
 relay (:mod:`.ssh_relay`), as ``ssh.stream`` says; with ``auto`` the relay takes over from
@@ -58,9 +59,10 @@ from hpcgate.transports.ssh_errors import connection_error, translated
 from hpcgate.transports.ssh_files import SftpFileSystem
 from hpcgate.transports.ssh_identity import Identity, identity_for
 from hpcgate.transports.ssh_names import Names
+from hpcgate.transports.ssh_openssh import OpenSsh
 from hpcgate.transports.ssh_pool import ConnectionPool
 from hpcgate.transports.ssh_relay import open_relay
-from hpcgate.transports.ssh_sftp import FILE_TIMEOUT
+from hpcgate.transports.ssh_sftp import FILE_TIMEOUT, Bulk
 from hpcgate.transports.ssh_stream import open_stream
 
 log = logging.getLogger("hpcgate.ssh")
@@ -107,6 +109,9 @@ class SshTransport:
         self.pool = self._pool(forwarding=False)
         self.tunnels = self._pool(forwarding=True)  # for streams: see ssh_stream
         self.relays = config.stream == "relay"  # streams go through hpcgate-forced's relay
+        self._openssh = OpenSsh(config, self._identity)
+        uses_openssh = config.bulk == "openssh" or (config.bulk == "auto" and not config.jump_host)
+        self.bulk: Bulk | None = self._openssh.sftp if uses_openssh else None
 
     def _pool(self, forwarding: bool) -> ConnectionPool:
         config = self._config
@@ -121,6 +126,7 @@ class SshTransport:
     async def start(self) -> None:
         """Read the identity's keys (the CA key), so a bad one stops the gateway's start."""
         self._identity.start()
+        self._find_openssh()
         if self._forced:
             log.warning(
                 "system %s: every user's commands and jobs run as the one account %s on %s"
@@ -129,6 +135,17 @@ class SshTransport:
                 self._config.user,
                 self.where,
             )
+
+    def _find_openssh(self) -> None:
+        """Whether long transfers go over OpenSSH's client (``ssh.bulk``): with ``auto``,
+        if it is installed; with ``openssh``, a missing client stops the start."""
+        try:
+            if self.bulk is not None:
+                log.info("system %s: long transfers over %s", self._system, self._openssh.find())
+        except TransportError:
+            if self._config.bulk == "openssh":
+                raise
+            self.bulk = None
 
     def login(self, account: Account | None) -> str:
         """The account a command logs in as: the caller's, or the configured ``user``

@@ -41,7 +41,7 @@ from hpcgate.transports.os_errors import errno_error
 from hpcgate.transports.ssh_errors import C_LOCALE, failure
 from hpcgate.transports.ssh_names import Names
 from hpcgate.transports.ssh_pool import ConnectionPool
-from hpcgate.transports.ssh_sftp import FILE_TIMEOUT, Sftp, SftpFile, on_sftp, read_bytes
+from hpcgate.transports.ssh_sftp import FILE_TIMEOUT, Bulk, Sftp, SftpFile, on_sftp, read_bytes
 
 T = TypeVar("T")
 
@@ -62,6 +62,7 @@ class Host(Protocol):
 
     pool: ConnectionPool
     where: str
+    bulk: Bulk | None  # long transfers' SFTP over OpenSSH's client, if it is used
 
     def login(self, account: Account | None) -> str: ...
 
@@ -216,7 +217,8 @@ class SftpFileSystem:
         return await self._open(path, "r+b")
 
     async def _open(self, path: str, mode: str) -> OpenFile:
-        return await SftpFile.open(self._host.pool, self._host.where, self._login, path, mode)
+        host = self._host
+        return await SftpFile.open(host.pool, host.where, self._login, path, mode, host.bulk)
 
     # ----------------------------------------------------------------- changes
 

@@ -11,6 +11,14 @@ is sent on, the requests for the next are already on their way, so the SFTP chan
 not idle between chunks. A file opened for writing is written behind (:class:`WriteBehind`):
 a write returns once its requests are sent, while the next chunk of an upload is received,
 and its answers are awaited later; so the channel does not drain between chunks either.
+
+A file that keeps moving goes over to OpenSSH's client (:mod:`.ssh_openssh`) when the
+transport has one (``ssh.bulk``): once :data:`BULK_AFTER` bytes have been read or written
+in order, the same file is opened again on an SFTP session carried by ``ssh``, checked to
+be the file held (the same size and modification time; for writing, a regular file that
+is not a link and ends where the writes ended), and the rest of the transfer goes there.
+Should that session not start, or the file not pass the check, the transfer goes on where
+it was. Small reads, ranges and small uploads never start a process.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ import asyncio
 import collections
 import contextlib
 import errno
+import logging
 import os
 import posixpath
 import stat
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar, cast
 
 import asyncssh
@@ -34,13 +44,17 @@ from hpcgate.transports.os_errors import errno_error
 from hpcgate.transports.ssh_errors import lost_connection, ssh_error, translated
 from hpcgate.transports.ssh_pool import ConnectionPool
 
+log = logging.getLogger("hpcgate.ssh")
+
 T = TypeVar("T")
 Sftp = asyncssh.SFTPClient
+Bulk = Callable[[str], AbstractAsyncContextManager[Sftp]]  # a login's SFTP over OpenSSH
 
 FILE_TIMEOUT = 120.0  # one SFTP request or file command (a read is at most 1 MiB)
 AHEAD = 16  # read requests kept in flight ahead of a sequential reader (asyncssh's own default)
 AHEAD_BLOCK = 64 * 1024  # their size when the server states no limit (SFTP's safe size)
 BEHIND = 16  # write requests kept in flight behind a sequential writer
+BULK_AFTER = 8 << 20  # bytes moved in order before a file goes over to OpenSSH's client
 
 
 async def on_sftp(
@@ -234,7 +248,7 @@ class SftpFile:
 
     def __init__(
         self, handle: asyncssh.SFTPClientFile, sftp: Sftp, hold: contextlib.AsyncExitStack,
-        path: str, end: int, where: str, login: str, mode: str,
+        path: str, end: int, where: str, login: str, mode: str, bulk: Bulk | None = None,
     ) -> None:  # fmt: skip
         self._handle = handle
         self._sftp = sftp
@@ -245,13 +259,17 @@ class SftpFile:
         self._login = login
         self._ahead = ReadAhead(handle, end) if mode == "rb" else None
         self._behind = WriteBehind(handle, end) if mode != "rb" else None
+        self._bulk = bulk  # None once the file has gone over to it (or tried to)
+        self._next = 0  # where a read in order would start
+        self._run = 0  # bytes read or written in order, up to now
 
     @classmethod
     async def open(
-        cls, pool: ConnectionPool, where: str, login: str, path: str, mode: str
-    ) -> SftpFile:
+        cls, pool: ConnectionPool, where: str, login: str, path: str, mode: str,
+        bulk: Bulk | None = None,
+    ) -> SftpFile:  # fmt: skip
         """``path`` opened with ``mode``: ``rb`` (read), ``xb`` (a new file) or ``r+b``
-        (write at the end of a regular file)."""
+        (write at the end of a regular file); a long transfer goes over to ``bulk``."""
         hold = contextlib.AsyncExitStack()
         try:
             with translated(where, login, path):
@@ -262,7 +280,7 @@ class SftpFile:
         except BaseException:
             await hold.aclose()
             raise
-        return cls(handle, sftp, hold, path, end, where, login, mode)
+        return cls(handle, sftp, hold, path, end, where, login, mode, bulk)
 
     async def info(self) -> FileInfo:
         await self._flush()
@@ -273,7 +291,14 @@ class SftpFile:
         """Nothing past the size the file had when opened: no request is sent past the end
         (a file opened for reading is read ahead; one opened for writing is not)."""
         if self._ahead is not None:
-            return await self._guarded(self._ahead.read(offset, size))
+            if offset != self._next:
+                self._run = 0
+            if self._bulk is not None and self._run >= BULK_AFTER:
+                await self._go_bulk()
+            data = await self._guarded(self._ahead.read(offset, size))
+            self._next = offset + len(data)
+            self._run += len(data)
+            return data
         await self._flush()
         wanted = min(size, self._end - offset)
         if wanted <= 0:
@@ -285,8 +310,12 @@ class SftpFile:
         write, or by :meth:`info`, :meth:`read`, :meth:`chmod` or :meth:`close`."""
         if self._behind is None:
             raise TransportError("the file was opened for reading")
+        if self._bulk is not None and self._run >= BULK_AFTER:
+            await self._go_bulk()
+            assert self._behind is not None
         await self._written(self._behind.write(data, self._end), len(data))
         self._end += len(data)
+        self._run += len(data)
 
     async def truncate(self, size: int) -> None:
         """Cut the file (what was still being written is waited for, whatever became of
@@ -295,6 +324,7 @@ class SftpFile:
             await self._guarded(self._behind.settle())
         await self._guarded(self._handle.truncate(size))
         self._end = size
+        self._run = 0
 
     async def chmod(self, mode: int) -> None:
         await self._flush()
@@ -313,6 +343,53 @@ class SftpFile:
                     await asyncio.wait_for(self._handle.close(), FILE_TIMEOUT)
             finally:
                 await self._hold.aclose()
+
+    async def _go_bulk(self) -> None:
+        """Go on over OpenSSH's client with the same file, or stay here if it cannot."""
+        bulk, self._bulk = self._bulk, None
+        assert bulk is not None
+        await self._flush()
+        session = contextlib.AsyncExitStack()
+        try:
+            sftp = await session.enter_async_context(bulk(self._login))
+            async with asyncio.timeout(FILE_TIMEOUT):
+                handle = await self._same_file(sftp)
+        except BaseException as exc:
+            await session.aclose()
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("%s: a transfer stays on asyncssh's SFTP: %s", self._where, exc)
+            return
+        self._hold.push_async_callback(session.aclose)  # ended after the file is closed
+        await self._swap(handle, sftp)
+
+    async def _same_file(self, sftp: Sftp) -> asyncssh.SFTPClientFile:
+        """The file held, opened on ``sftp``: refused unless it is still the same file."""
+        held = await self._handle.stat()
+        mode = "rb" if self._ahead is not None else "r+b"
+        handle, end = await _opened(sftp, self._path, mode)
+        try:
+            now = await handle.stat()
+            if (now.size, now.mtime) != (held.size, held.mtime) or (
+                mode == "r+b" and end != self._end
+            ):
+                raise TransportError("the file changed while it was moved")
+        except BaseException:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await handle.close()
+            raise
+        return handle
+
+    async def _swap(self, handle: asyncssh.SFTPClientFile, sftp: Sftp) -> None:
+        """Go on with ``handle``; the file's handle on the pooled connection is closed."""
+        old, self._handle, self._sftp = self._handle, handle, sftp
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = ReadAhead(handle, self._end)
+        else:
+            self._behind = WriteBehind(handle, self._end)
+        with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
+            await asyncio.wait_for(old.close(), FILE_TIMEOUT)
 
     async def _flush(self) -> None:
         if self._behind is not None:
