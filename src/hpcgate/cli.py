@@ -169,7 +169,7 @@ def serve(
         log_level="info",
         log_config=log_config(),  # uvicorn's, with a cheaper access line formatter
         timeout_graceful_shutdown=5,
-        # Not uvloop: libuv (since 1.45) accepts one connection per turn of its loop, so
+        # Not uvloop: libuv (PR #3696, 2022) accepts one connection per turn of its loop, so
         # under a saturating load new connections wait seconds in the accept queue (five a
         # second got in, 2026-12-03); the standard loop accepts all that wait at once
         # (bench/RESULTS.md, 2026-11-29 and 2026-12-03).
