@@ -152,6 +152,7 @@ def serve(
 
     from hpcgate.api.access_log import log_config
     from hpcgate.api.app import create_app
+    from hpcgate.api.http_server import GatheringProtocol
 
     settings = _settings(config)
     settings.host = host or settings.host
@@ -168,10 +169,12 @@ def serve(
         log_level="info",
         log_config=log_config(),  # uvicorn's, with a cheaper access line formatter
         timeout_graceful_shutdown=5,
-        # Not uvloop: under a saturating load it accepted new connections at some ten a
-        # second (the rest waited seconds in the accept queue); the standard loop accepts
-        # them at once, at the same throughput (bench/RESULTS.md, 2026-11-29).
+        # Not uvloop: libuv (PR #3696, 2022) accepts one connection per turn of its loop, so
+        # under a saturating load new connections wait seconds in the accept queue (five a
+        # second got in, 2026-12-03); the standard loop accepts all that wait at once
+        # (bench/RESULTS.md, 2026-11-29 and 2026-12-03).
         loop="asyncio",
+        http=GatheringProtocol,  # httptools; an answer's pieces of one turn in one send
     )
 
 

@@ -22,7 +22,8 @@ from hpcgate.model.principal import Principal, Scope
 from hpcgate.services.controller import Options, ServiceController
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.openai import OpenAIRoutes
-from hpcgate.services.proxy import Pools, Proxy
+from hpcgate.services.pool import Pools
+from hpcgate.services.proxy import Proxy
 from hpcgate.services.service import ServiceManager
 from hpcgate.services.traffic import Traffic
 from hpcgate.services.usage import UsageLedger

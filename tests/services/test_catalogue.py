@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpcore
 import pytest
 from sqlalchemy import Engine, event
 
@@ -18,9 +17,11 @@ from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
 from hpcgate.model.services import ServiceSpec
 from hpcgate.services.catalogue import Catalogue
+from hpcgate.services.pool import ReplicaPool
 from hpcgate.services.traffic import Route
 from hpcgate.store.services import DECLARED
 from hpcgate.store.tables import ServiceRow
+from hpcgate.transports.local import LocalTransport
 
 ALICE = Principal("alice", DEFAULT_SCOPES, "t")
 
@@ -62,7 +63,7 @@ def statements() -> Iterator[list[str]]:
 
 def _routed(gateway: Gateway, service: int) -> None:
     """A ready replica in the routing table (never connected to here)."""
-    route = Route(service + 1000, "127.0.0.1", 9, httpcore.AsyncConnectionPool())
+    route = Route(service + 1000, "127.0.0.1", 9, ReplicaPool(LocalTransport(), None))
     gateway.controller.traffic.set_routes(service, [route])
 
 

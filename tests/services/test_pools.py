@@ -1,17 +1,22 @@
-"""A replica's connection pool after a burst of requests at once: it keeps only a few of
-the connections idle (httpcore 1.0's pool costs O(connections^2) per ended request when
-it keeps hundreds idle), and every request of the burst is answered."""
+"""A replica's connection pool against real HTTP servers on 127.0.0.1: after a burst of
+requests at once every request is answered, each on a connection of its own, and only a
+few of the connections are kept idle afterwards (the rest are closed, not left open for
+nothing); an idle connection the replica has closed is not reused; a HEAD's answer has no
+body, whatever its content-length says."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from hpcgate.services.proxy import IDLE_KEPT_PER_REPLICA, Pools
+from hpcgate.services.pool import IDLE_KEPT_PER_REPLICA, Pools, ReplicaPool
 from hpcgate.transports.local import LocalTransport
 
 BURST = IDLE_KEPT_PER_REPLICA + 40
+Test = Callable[[int], Awaitable[None]]
 
 
 async def _answer_slowly(stream: SocketStream) -> None:
@@ -27,32 +32,81 @@ async def _answer_slowly(stream: SocketStream) -> None:
             await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
 
 
+async def _answer_once(stream: SocketStream) -> None:
+    """One request answered as if the connection stayed open, then the connection closed
+    (a server's keep-alive running out between two requests)."""
+    reader = BufferedByteReceiveStream(stream)
+    async with stream:
+        head = await reader.receive_until(b"\r\n\r\n", 65536)
+        body = b"" if head.startswith(b"HEAD") else b"ok"
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n" + body)
+
+
+async def _get(pool: ReplicaPool, port: int, method: bytes = b"GET") -> tuple[int, bytes]:
+    connection = await pool.take("127.0.0.1", port)
+    try:
+        await connection.send(method, b"/", [(b"host", b"127.0.0.1")])
+        status, _ = await connection.head()
+        body = b""
+        while (chunk := await connection.piece(5.0)) is not None:
+            body += chunk
+        return status, body
+    finally:
+        await pool.give_back(connection)
+
+
 async def _burst(port: int) -> None:
     pools = Pools()
     pool = pools.get(1, LocalTransport(), None)
-    answers: list[int] = []
+    answers: list[tuple[int, bytes]] = []
 
     async def one() -> None:
-        answer = await pool.request("GET", f"http://127.0.0.1:{port}/")
-        answers.append(answer.status)
+        answers.append(await _get(pool, port))
 
     async with anyio.create_task_group() as group:
         for _ in range(BURST):
             group.start_soon(one)
-    assert answers == [200] * BURST
-    assert 0 < len(pool.connections) <= IDLE_KEPT_PER_REPLICA
-    assert all(connection.is_idle() for connection in pool.connections)
-    answer = await pool.request("GET", f"http://127.0.0.1:{port}/")  # a kept one still works
-    assert answer.status == 200
+    assert answers == [(200, b"ok")] * BURST
+    assert pool.idle == IDLE_KEPT_PER_REPLICA
+    assert await _get(pool, port) == (200, b"ok")  # a kept one still works
+    assert pool.idle == IDLE_KEPT_PER_REPLICA  # and was given back
     await pools.close_all()
+    assert pool.idle == 0
 
 
-async def test_a_burst_leaves_few_idle_connections() -> None:
-    """Against a real HTTP server on 127.0.0.1 that takes many connections at once."""
+async def _serving(handler: Callable[[SocketStream], Awaitable[None]], test: Test) -> None:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", backlog=BURST * 2)
     port = listener.extra(SocketAttribute.local_port)  # noqa: S610 (anyio, not SQL)
     with anyio.fail_after(30):
         async with listener, anyio.create_task_group() as group:
-            group.start_soon(listener.serve, _answer_slowly)
-            await _burst(port)
+            group.start_soon(listener.serve, handler)
+            await test(port)
             group.cancel_scope.cancel()
+
+
+async def test_a_burst_leaves_few_idle_connections() -> None:
+    """Against a server that takes many connections at once."""
+    await _serving(_answer_slowly, _burst)
+
+
+async def _after_close(port: int) -> None:
+    pool = Pools().get(1, LocalTransport(), None)
+    assert await _get(pool, port) == (200, b"ok")
+    assert pool.idle == 1  # kept: the answer did not say the connection closes
+    await anyio.sleep(0.2)  # the server has closed it by now
+    assert await _get(pool, port) == (200, b"ok")  # on a new connection, not a 502
+    await pool.aclose()
+
+
+async def test_an_idle_connection_the_replica_closed_is_not_reused() -> None:
+    await _serving(_answer_once, _after_close)
+
+
+async def _head(port: int) -> None:
+    pool = Pools().get(1, LocalTransport(), None)
+    assert await _get(pool, port, b"HEAD") == (200, b"")  # and no wait for 2 bytes
+    await pool.aclose()
+
+
+async def test_the_answer_to_a_head_has_no_body() -> None:
+    await _serving(_answer_once, _head)

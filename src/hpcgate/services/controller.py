@@ -35,7 +35,8 @@ from hpcgate.model.services import ReplicaState, ServiceEvent, ServiceSpec
 from hpcgate.services import limits, metrics, ports
 from hpcgate.services import replicas as jobs_of
 from hpcgate.services.events import ServiceEvents
-from hpcgate.services.proxy import Pools, healthy
+from hpcgate.services.pool import Pools
+from hpcgate.services.proxy import healthy
 from hpcgate.services.rules import Plan, Rules, Seen, backoff, plan
 from hpcgate.services.traffic import Route, Traffic
 from hpcgate.store.jobs import JobStore

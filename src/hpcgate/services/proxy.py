@@ -1,5 +1,5 @@
 """The proxy: a request to a service goes to its least busy ready replica, streamed both
-ways, through the replica's pooled HTTP/1.1 connections (httpcore over the transport).
+ways, through the replica's pooled HTTP/1.1 connections (:mod:`hpcgate.services.pool`).
 
 A request that finds no ready replica waits (up to the configured bound) while the
 controller starts one, then is answered 503 with Retry-After. A replica that refuses the
@@ -12,19 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import httpcore
 from websockets.utils import generate_key
 
-from hpcgate.accounts import Account
 from hpcgate.model.errors import BadGateway, GatewayTimeout, HpcgateError, NoReplica
 from hpcgate.services import sockets
-from hpcgate.services.backend import TransportBackend
+from hpcgate.services.connection import (
+    Broken,
+    Connection,
+    Head,
+    NotSent,
+    ReplicaError,
+    SlowReplica,
+)
 from hpcgate.services.sockets import HANDSHAKE, Refusal, ReplicaSocket, upgrade_headers
 from hpcgate.services.traffic import Route, Traffic
-from hpcgate.transports.base import Streams
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +48,10 @@ HOP_BY_HOP = frozenset(
         b"host",
     }
 )
-FAILURES = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-)
-#: Failures of a request before anything of it was sent: it can go to another replica.
-NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout)
 FAILOVERS = 3  # replicas a request may be passed over from
-CONNECT_SECONDS = 10.0
 HEALTH_SECONDS = 5.0  # the whole health check, from connecting to the end of the body
 HEALTH_BODY_MAX = 65536  # a health check reads no more of the answer than this
 RETRY_AFTER = 10.0
-CONNECTIONS_PER_REPLICA = 1024
-# httpcore 1.0's pool walks all its connections for each idle one whenever a request
-# ends: with hundreds kept idle, ending a request costs O(connections^2). Above this many
-# connections it closes, not keeps, a connection a request leaves idle, so few stay idle.
-IDLE_KEPT_PER_REPLICA = 64
 
 
 class BrokenAnswer(Exception):
@@ -103,49 +93,6 @@ def request_headers(headers: Headers, route: Route) -> list[tuple[bytes, bytes]]
     return [host, *kept, (b"transfer-encoding", b"chunked")] if chunked else [host, *kept]
 
 
-def _failure(exc: Exception) -> str:
-    if isinstance(exc, httpcore.ConnectError):
-        return f"the replica refused the connection: {exc}"
-    if isinstance(exc, httpcore.RemoteProtocolError) and str(exc).startswith("Server disconn"):
-        return "the replica closed the connection without answering"
-    if isinstance(exc, httpcore.ProtocolError):
-        return "the replica's answer is not HTTP"
-    return "the replica broke the connection off"
-
-
-class Pools:
-    """One connection pool per replica, made on first use, closed when it ends."""
-
-    def __init__(self) -> None:
-        self._pools: dict[int, httpcore.AsyncConnectionPool] = {}
-
-    def get(
-        self, replica: int, streams: Streams, account: Account | None
-    ) -> httpcore.AsyncConnectionPool:
-        pool = self._pools.get(replica)
-        if pool is None:
-            pool = self._pools[replica] = httpcore.AsyncConnectionPool(
-                network_backend=TransportBackend(streams, account),
-                max_connections=CONNECTIONS_PER_REPLICA,
-                max_keepalive_connections=IDLE_KEPT_PER_REPLICA,
-                keepalive_expiry=30.0,
-            )
-        return pool
-
-    async def close(self, replica: int) -> None:
-        pool = self._pools.pop(replica, None)
-        if pool is not None:
-            await pool.aclose()
-
-    async def close_all(self) -> None:
-        for replica in list(self._pools):
-            await self.close(replica)
-
-
-def _timeouts(read: float) -> dict[str, float]:
-    return {"connect": CONNECT_SECONDS, "read": read, "write": read, "pool": read}
-
-
 class Proxy:
     def __init__(self, traffic: Traffic, wait_seconds: float) -> None:
         self._traffic = traffic
@@ -175,43 +122,37 @@ class Proxy:
         another ready one. The request counts as in flight on the replica that has it
         until the body is done."""
         counted = contextlib.ExitStack()
-
-        def request(to: Route) -> httpcore.Request:
-            counted.enter_context(self._traffic.serving(to.replica))
-            url = httpcore.URL(scheme=b"http", host=to.address, port=to.port, target=target)
-            extensions = {"timeout": _timeouts(read_timeout)}
-            sent = request_headers(headers, to)
-            content = _extending(body, head, read_timeout)  # its head's deadline moves on
-            return httpcore.Request(
-                method, url, headers=sent, content=content, extensions=extensions
-            )
-
         try:
             async with asyncio.timeout(read_timeout) as head:  # a head trickled out is cut off
-                route, response = await self._send(route, request, counted)
+                content = _extending(body, head, read_timeout)  # its head's deadline moves on
+                route, connection, (status, got) = await self._send(
+                    route, (method.encode(), target, headers), content, counted
+                )
         except BaseException as exc:  # the body too may raise (too large, caller gone)
             counted.close()
             failure = self._replica_failure(route, exc, read_timeout)
             if failure is None:
                 raise
             raise failure from exc
-        headers_back = end_to_end(response.headers)
-        return Answer(response.status, headers_back, self._body(route, response, counted))
+        body_back = self._body(route, connection, read_timeout, counted)
+        return Answer(status, end_to_end(got), body_back)
 
     async def _send(
         self,
         route: Route,
-        request: Callable[[Route], httpcore.Request],
+        request: tuple[bytes, bytes, Headers],
+        body: AsyncIterable[bytes],
         counted: contextlib.ExitStack,
-    ) -> tuple[Route, httpcore.Response]:
-        """The replica that answered and its answer. One that could not be connected to
-        (its job just ended, say: nothing was sent) is suspect, and passed over for the
-        service's next usable ready replica, if it has one."""
+    ) -> tuple[Route, Connection, Head]:
+        """The replica that answered, its connection and its answer's head. One that
+        could not be connected to (its job just ended, say: nothing was sent) is suspect,
+        and passed over for the service's next usable ready replica, if it has one."""
         tries = FAILOVERS
         while True:
+            counted.enter_context(self._traffic.serving(route.replica))
             try:
-                return route, await route.pool.handle_async_request(request(route))
-            except NOT_SENT:
+                return route, *await _exchange(route, request, body)
+            except NotSent:
                 other = self._traffic.instead_of(route.replica) if tries > 0 else None
                 if other is None:
                     raise
@@ -225,12 +166,12 @@ class Proxy:
     ) -> HpcgateError | None:
         """The replica's failure as 504 or 502 (the replica then suspect); None for an
         error that is not the replica's."""
-        if isinstance(exc, httpcore.TimeoutException | TimeoutError):
+        if isinstance(exc, TimeoutError | SlowReplica):
             self._traffic.suspect(route.replica)
             return GatewayTimeout(f"the replica did not answer within {timeout:g} s")
-        if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError):
+        if isinstance(exc, ReplicaError):
             self._traffic.suspect(route.replica)
-            return BadGateway(_failure(exc))
+            return BadGateway(exc.reason)
         return None
 
     @contextlib.asynccontextmanager
@@ -240,32 +181,33 @@ class Proxy:
         """A WebSocket to the replica (or its answer if it refuses one), counted in flight
         on the replica while the block runs; closed after it."""
         with self._traffic.serving(route.replica):
-            response, key = await self._upgrade(route, target, headers, timeout)
+            connection, (status, got), key = await self._upgrade(route, target, headers, timeout)
             try:
-                if response.status == 101 and not sockets.accepted(response, key):
+                if status == 101 and not sockets.accepted(status, got, key):
                     raise BadGateway("the replica's WebSocket handshake is not valid")
-                if not sockets.accepted(response, key):
-                    body = await sockets.read_refusal(response)
-                    yield sockets.Refusal(response.status, end_to_end(response.headers), body)
+                if not sockets.accepted(status, got, key):
+                    body = await sockets.read_refusal(connection, timeout)
+                    yield sockets.Refusal(status, end_to_end(got), body)
                     return
                 uri = f"ws://{route.host.decode()}{target.decode('latin-1')}"
-                yield ReplicaSocket(response, uri)
+                yield ReplicaSocket(connection, got, uri)
             finally:
-                await response.aclose()
+                await route.pool.discard(connection)
 
     async def _upgrade(
         self, route: Route, target: bytes, headers: Headers, timeout: float
-    ) -> tuple[httpcore.Response, str]:
+    ) -> tuple[Connection, Head, str]:
         key = generate_key()
         kept = [(n, v) for n, v in request_headers(headers, route) if n.lower() not in HANDSHAKE]
-        url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=target)
-        extensions = {"timeout": _timeouts(timeout)}
-        request = httpcore.Request(
-            "GET", url, headers=kept + upgrade_headers(key), extensions=extensions
-        )
         try:
             async with asyncio.timeout(timeout):
-                return await route.pool.handle_async_request(request), key
+                connection = await route.pool.take(route.address, route.port)
+                try:
+                    await connection.send(b"GET", target, kept + upgrade_headers(key))
+                    return connection, await connection.head(), key
+                except BaseException:
+                    await route.pool.discard(connection)
+                    raise
         except Exception as exc:
             failure = self._replica_failure(route, exc, timeout)
             if failure is None:
@@ -273,24 +215,46 @@ class Proxy:
             raise failure from exc
 
     async def _body(
-        self, route: Route, response: httpcore.Response, counted: contextlib.ExitStack
+        self,
+        route: Route,
+        connection: Connection,
+        read_timeout: float,
+        counted: contextlib.ExitStack,
     ) -> AsyncGenerator[bytes, None]:
         try:
-            stream = response.stream
-            assert isinstance(stream, AsyncIterable)
-            async for chunk in stream:
+            while (chunk := await connection.piece(read_timeout)) is not None:
                 yield chunk
-        except httpcore.TimeoutException as exc:
+        except SlowReplica as exc:
             self._traffic.suspect(route.replica)
             log.warning("replica %s stopped answering mid-body", route.replica)
             raise BrokenAnswer(f"replica {route.replica} stopped answering mid-body") from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+        except ReplicaError as exc:
             self._traffic.suspect(route.replica)
             log.warning("replica %s broke off its answer: %s", route.replica, exc)
             raise BrokenAnswer(f"replica {route.replica} broke off its answer") from exc
         finally:
-            await response.aclose()
+            await route.pool.give_back(connection)  # closed unless the answer was whole
             counted.close()
+
+
+async def _exchange(
+    route: Route, request: tuple[bytes, bytes, Headers], body: AsyncIterable[bytes]
+) -> tuple[Connection, Head]:
+    """A connection to the replica with the request sent on it, and the answer's head.
+    A replica that answers early and stops reading the body (a 413, say) is heard."""
+    method, target, headers = request
+    connection = await route.pool.take(route.address, route.port)
+    try:
+        try:
+            await connection.send(method, target, request_headers(headers, route), body)
+        except Broken as exc:
+            with contextlib.suppress(ReplicaError):
+                return connection, await connection.head()
+            raise exc from None
+        return connection, await connection.head()
+    except BaseException:
+        await route.pool.discard(connection)
+        raise
 
 
 async def _extending(
@@ -310,28 +274,21 @@ async def healthy(route: Route, path: str) -> bool:
     """Whether GET ``path`` on the replica answers 2xx within :data:`HEALTH_SECONDS` in
     all (never raises; reads at most :data:`HEALTH_BODY_MAX` of the body): a replica
     that trickles its answer out holds up no round of the controller."""
-    url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=path)
-    headers = [(b"host", route.host)]
-    request = httpcore.Request(
-        "GET", url, headers=headers, extensions={"timeout": _timeouts(HEALTH_SECONDS)}
-    )
     try:
         async with asyncio.timeout(HEALTH_SECONDS):
-            response = await route.pool.handle_async_request(request)
+            connection = await route.pool.take(route.address, route.port)
             try:
-                await _drain(response, HEALTH_BODY_MAX)
+                await connection.send(b"GET", path.encode(), [(b"host", route.host)])
+                status, _ = await connection.head()
+                await _drain(connection, HEALTH_BODY_MAX)
             finally:
-                await response.aclose()
-    except (*FAILURES, TimeoutError):
+                await route.pool.give_back(connection)  # closed unless read to its end
+    except (ReplicaError, HpcgateError, TimeoutError):
         return False
-    return 200 <= response.status < 300
+    return 200 <= status < 300
 
 
-async def _drain(response: httpcore.Response, limit: int) -> None:
+async def _drain(connection: Connection, limit: int) -> None:
     """Read the answer's body, up to ``limit`` bytes (closing drops the rest)."""
-    stream = response.stream
-    assert isinstance(stream, AsyncIterable)
-    async for chunk in stream:
+    while limit >= 0 and (chunk := await connection.piece(None)) is not None:
         limit -= len(chunk)
-        if limit < 0:
-            return

@@ -1,7 +1,7 @@
 """WebSockets to a replica, and the relay between one and the caller's.
 
 The upgrade request goes through the replica's connection pool like any proxied request
-(httpcore hands the connection over when the replica answers 101); then websockets'
+(the connection leaves the pool for good when the replica answers 101); then websockets'
 sans-I/O protocol speaks frames on that connection. The relay carries whole messages, text
 and binary, and the close code and reason, each way; each direction reads its next message
 only when the last one is sent on (backpressure). Pings are answered on each hop (the
@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
-import httpcore
 from websockets.client import ClientProtocol
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 from websockets.utils import accept_key
 
+from hpcgate.services.connection import Connection, ReplicaError
+
 log = logging.getLogger(__name__)
 
 #: The largest message relayed either way (the gateway's server takes as much from callers).
 MAX_MESSAGE_BYTES = 16 << 20
-READ_BYTES = 64 << 10
 #: How long the replica has to answer a close the caller started before it is cut off.
 CLOSE_SECONDS = 5.0
 #: How much of a refusal's body (the replica's non-101 answer) goes back to the caller.
@@ -83,21 +83,20 @@ def upgrade_headers(key: str) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def accepted(response: httpcore.Response, key: str) -> bool:
+def accepted(status: int, got: Sequence[tuple[bytes, bytes]], key: str) -> bool:
     """Whether the replica's answer switches to WebSocket as the handshake asks."""
-    headers = {name.lower(): value for name, value in response.headers}
+    headers = {name.lower(): value for name, value in got}
     return (
-        response.status == 101
+        status == 101
         and headers.get(b"upgrade", b"").lower() == b"websocket"
         and headers.get(b"sec-websocket-accept", b"").decode("latin-1") == accept_key(key)
     )
 
 
-async def read_refusal(response: httpcore.Response) -> bytes:
+async def read_refusal(connection: Connection, timeout: float) -> bytes:
+    """The start of the refusal's body (up to :data:`REFUSAL_BYTES`)."""
     body = bytearray()
-    stream = response.stream
-    assert isinstance(stream, AsyncIterable)
-    async for chunk in stream:
+    while (chunk := await connection.piece(timeout)) is not None:
         body += chunk[: REFUSAL_BYTES - len(body)]
         if len(body) >= REFUSAL_BYTES:
             break
@@ -111,8 +110,11 @@ class ReplicaSocket:
     The socket never raises on a broken connection: ``receive`` then gives the end, 1006.
     """
 
-    def __init__(self, response: httpcore.Response, uri: str) -> None:
-        self._stream: httpcore.AsyncNetworkStream = response.extensions["network_stream"]
+    def __init__(
+        self, connection: Connection, got: Sequence[tuple[bytes, bytes]], uri: str
+    ) -> None:
+        self._connection = connection
+        self._early = connection.switched()  # frames that came with the 101
         self._protocol = ClientProtocol(
             parse_uri(uri), state=State.OPEN, max_size=MAX_MESSAGE_BYTES
         )
@@ -122,7 +124,7 @@ class ReplicaSocket:
         self._write = anyio.Lock()
         self._broken = False
         self._failed = False  # the replica broke the protocol: this side closed
-        headers = {name.lower(): value for name, value in response.headers}
+        headers = {name.lower(): value for name, value in got}
         chosen = headers.get(b"sec-websocket-protocol")
         self.subprotocol = chosen.decode("latin-1") if chosen else None
 
@@ -150,9 +152,10 @@ class ReplicaSocket:
             await self._read()
 
     async def _read(self) -> None:
+        data, self._early = self._early, b""
         try:
-            data = await self._stream.read(READ_BYTES)
-        except (httpcore.NetworkError, httpcore.TimeoutException) as exc:
+            data = data or await self._connection.read()
+        except ReplicaError as exc:
             log.info("a replica's WebSocket broke off: %s", exc)
             data = b""
         if data:
@@ -172,8 +175,8 @@ class ReplicaSocket:
 
     async def _write_out(self, data: bytes) -> None:
         try:
-            await self._stream.write(data)
-        except (httpcore.NetworkError, httpcore.TimeoutException) as exc:
+            await self._connection.write(data)
+        except ReplicaError as exc:
             log.info("a replica's WebSocket broke off: %s", exc)
             self._broken = True
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import httpcore
+from hpcgate.services.pool import ReplicaPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Route:
     replica: int
     address: str
     port: int
-    pool: httpcore.AsyncConnectionPool
+    pool: ReplicaPool
     host: bytes = field(init=False, repr=False)  # the Host header it is reached by
 
     def __post_init__(self) -> None:
