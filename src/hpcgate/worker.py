@@ -941,15 +941,22 @@ class Server:
         while carry is not None:
             try:
                 request = await self._read(reader, carry)
-                if request is None:
-                    return
-                carry = await self._dispatch(request, writer, reader)
-            except HTTPError as error:
-                writer.write(response(error.status, error.body, close=True))
-                await writer.drain()
+            except HTTPError as error:  # the connection's state is unknown: close it
+                await self._reply(writer, error.status, error.body, close=True)
                 return
-            if not request.keep_alive:
+            if request is None or not request.keep_alive:
+                carry = None if request is None else await self._answer(request, writer, reader)
                 return
+            carry = await self._answer(request, writer, reader)
+
+    async def _answer(
+        self, request: Request, writer: asyncio.StreamWriter, reader: asyncio.StreamReader
+    ) -> bytes | None:
+        """Answer a request read whole; the connection stays usable after an error."""
+        try:
+            return await self._dispatch(request, writer, reader)
+        except HTTPError as error:
+            return await self._reply(writer, error.status, error.body)
 
     async def _read(self, reader: asyncio.StreamReader, carry: bytes | None) -> Request | None:
         if not carry:
@@ -1001,8 +1008,10 @@ class Server:
         if not hmac.compare_digest(given, self.secret):
             raise HTTPError(401, "this worker answers its gateway only")
 
-    async def _reply(self, writer: asyncio.StreamWriter, status: int, body: Any) -> bytes:
-        writer.write(response(status, body))
+    async def _reply(
+        self, writer: asyncio.StreamWriter, status: int, body: Any, close: bool = False
+    ) -> bytes:
+        writer.write(response(status, body, close))
         await writer.drain()
         return b""
 
