@@ -919,49 +919,68 @@ class Server:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.connections = 0
+        self.open: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
         self.secret = (worker.spec.secret or "").encode("utf-8")
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= MAX_CONNECTIONS:
+        if len(self.open) >= MAX_CONNECTIONS:
             writer.write(response(503, {"error": "too many connections"}, close=True))
             writer.close()
             return
-        self.connections += 1
+        self.open[writer] = asyncio.current_task()
         try:
             await self._serve(reader, writer)
         except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):  # noqa: UP041
             pass
         finally:
-            self.connections -= 1
+            del self.open[writer]
             writer.close()
 
+    async def close_all(self) -> None:
+        """Close every connection and let its task end (on the way out)."""
+        tasks = {task for task in self.open.values() if task is not None}
+        for writer in list(self.open):
+            writer.transport.abort()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests one after the other; a connection that has not shown the secret is
+        closed after HEAD_SECONDS idle, one that has after IDLE_SECONDS."""
         carry: bytes | None = b""
+        idle = HEAD_SECONDS
         while carry is not None:
             try:
-                request = await self._read(reader, carry)
+                request = await self._read(reader, carry, idle)
             except HTTPError as error:  # the connection's state is unknown: close it
                 await self._reply(writer, error.status, error.body, close=True)
                 return
-            if request is None or not request.keep_alive:
-                carry = None if request is None else await self._answer(request, writer, reader)
+            if request is None:
                 return
             carry = await self._answer(request, writer, reader)
+            if not request.keep_alive:
+                return
+            if self._authorized(request):
+                idle = IDLE_SECONDS
 
     async def _answer(
         self, request: Request, writer: asyncio.StreamWriter, reader: asyncio.StreamReader
     ) -> bytes | None:
-        """Answer a request read whole; the connection stays usable after an error."""
+        """Answer a request read whole; the connection stays usable after an error (but
+        for a 401: whoever lacks the secret is not kept waiting on)."""
         try:
             return await self._dispatch(request, writer, reader)
         except HTTPError as error:
-            return await self._reply(writer, error.status, error.body)
+            refused = error.status == 401
+            await self._reply(writer, error.status, error.body, close=refused)
+            return None if refused else b""
 
-    async def _read(self, reader: asyncio.StreamReader, carry: bytes | None) -> Request | None:
+    async def _read(
+        self, reader: asyncio.StreamReader, carry: bytes | None, idle: float
+    ) -> Request | None:
         if not carry:
             try:
-                carry = await asyncio.wait_for(reader.read(1), IDLE_SECONDS)
+                carry = await asyncio.wait_for(reader.read(1), idle)
             except asyncio.TimeoutError:  # noqa: UP041 - not the builtin before Python 3.11
                 return None
             if not carry:
@@ -1001,11 +1020,14 @@ class Server:
             return await self._events(request, invocation, writer, reader)
         return await self._reply(writer, 200, self._one(request, invocation))
 
-    def _check_secret(self, request: Request) -> None:
+    def _authorized(self, request: Request) -> bool:
         if not self.secret:
-            return
+            return True
         given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "replace")
-        if not hmac.compare_digest(given, self.secret):
+        return hmac.compare_digest(given, self.secret)
+
+    def _check_secret(self, request: Request) -> None:
+        if not self._authorized(request):
             raise HTTPError(401, "this worker answers its gateway only")
 
     async def _reply(
@@ -1181,6 +1203,8 @@ async def serve(spec: Spec, function: Callable[..., Any] | None, error: Any) -> 
     sweeper = loop.create_task(_sweep(worker))
     async with listener:
         await stop.wait()
+        listener.close()
+        await server.close_all()
     sweeper.cancel()
     worker.stop_children()
     log("stopped")

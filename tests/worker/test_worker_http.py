@@ -211,6 +211,11 @@ def test_with_a_secret_every_path_but_health_wants_it(
             assert refused.status_code == 401
             assert anyone.get("/invocations/x").status_code == 401
             assert anyone.get("/anything").status_code == 401
+        with run.connect() as sock:  # refused, and not kept waiting on
+            sock.sendall(b"GET /invocations/x HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n")
+            answer = _read_to_end(sock)
+        assert answer.startswith(b"HTTP/1.1 401 ")
+        assert answer.count(b"HTTP/1.1 ") == 1
         wrong = {"X-Hpcgate-Worker-Secret": "s3cret-valuf"}
         with run.client(headers=wrong) as guesser:
             assert guesser.get("/invocations/x").status_code == 401
@@ -219,3 +224,10 @@ def test_with_a_secret_every_path_but_health_wants_it(
             assert gateway.get("/invocations/x").status_code == 404  # nothing was created
             assert invoke(gateway, "x") == [{"seq": 1, "type": "result", "data": 1}]
             assert len(events(gateway, "x")) == 1
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    data = b""
+    while more := sock.recv(65536):
+        data += more
+    return data

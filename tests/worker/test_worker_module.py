@@ -58,10 +58,12 @@ def test_python_m_hpcgate_worker_takes_the_spec_from_the_environment(tmp_path: P
         worker.wait_ready()
         with httpx.Client(base_url=worker.url) as client:
             assert invoke(client, "m1", x="y") == [{"seq": 1, "type": "result", "data": ["y"]}]
+            process.terminate()  # with the client's connection still open
+            assert process.wait(10) == 0
     finally:
-        process.terminate()
-        assert process.wait(10) == 0
+        process.kill()
     assert "stopped" in log.read_text()
+    assert "Traceback" not in log.read_text()  # its connections closed, their tasks ended
 
 
 def test_a_bad_spec_stops_it_with_a_message(tmp_path: Path) -> None:
