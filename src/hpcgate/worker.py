@@ -62,12 +62,12 @@ import contextlib
 import hmac
 import importlib
 import inspect
+import itertools
 import json
 import os
 import re
 import resource
 import signal
-import struct
 import sys
 import threading
 import time
@@ -194,8 +194,9 @@ CANCELLED = error_body("Cancelled", "the invocation was cancelled")
 
 
 class Events:
-    """An invocation's events: one list of lines, seq ``first`` .. ``last``; those after
-    ``handed`` wait for a reader (bounded: producers block), those up to it are the tail.
+    """An invocation's events: one list of lines (without their newlines), seq ``first``
+    .. ``last``; those after ``handed`` wait for a reader (bounded: producers block), those
+    up to it are the tail.
 
     Producers are threads (``put_blocking``), tasks (``put``) or the loop itself
     (``put_nowait`` after checking ``full``); readers are tasks on the loop. One lock
@@ -224,10 +225,14 @@ class Events:
     def full(self) -> bool:
         return self.last - self.handed >= PENDING_EVENTS or self.pending_bytes >= PENDING_BYTES
 
+    def room_left(self) -> tuple[int, int]:
+        """How many more events, and bytes, may wait for a reader."""
+        return PENDING_EVENTS - (self.last - self.handed), PENDING_BYTES - self.pending_bytes
+
     def _append(self, body: str) -> None:
-        line = f'{{"seq":{self.last + 1},{body}}}\n'
+        line = f'{{"seq":{self.last + 1},{body}}}'
         self.lines.append(line)
-        self.pending_bytes += len(line)
+        self.pending_bytes += len(line) + 1
 
     def _wake_reader(self) -> None:
         if self.reader_wake is not None:
@@ -263,12 +268,25 @@ class Events:
             self.reader_waiting = False
         self._wake_reader()
 
-    def finish(self, body: str) -> bool:
+    def put_lines(self, lines: list[str]) -> None:
+        """On the loop: add output events already numbered (a child's; the caller checked
+        ``room_left``)."""
+        with self.lock:
+            self.lines.extend(lines)
+            self.pending_bytes += sum(map(len, lines)) + len(lines)
+            self.reader_waiting = False
+        self._wake_reader()
+
+    def finish(self, body: str, numbered: bool = False) -> bool:
         """On the loop: add the final event (whatever the room); False if already final."""
         with self.lock:
             if self.final:
                 return False
-            self._append(body)
+            if numbered:
+                self.lines.append(body)
+                self.pending_bytes += len(body) + 1
+            else:
+                self._append(body)
             self.final = True
             self.reader_waiting = False
             self.room_for_threads.notify_all()
@@ -287,7 +305,7 @@ class Events:
             if start >= len(self.lines):
                 self.reader_waiting = True
                 return "", sent
-            batch, upto = "".join(self.lines[start:]), self.last
+            batch, upto = "\n".join(self.lines[start:]) + "\n", self.last
             self._hand(upto)
             self.room_for_threads.notify_all()
         self.room.set()
@@ -296,15 +314,16 @@ class Events:
         return batch, upto
 
     def _hand(self, upto: int) -> None:
-        for index in range(self.handed + 1 - self.first, upto + 1 - self.first):
-            size = len(self.lines[index])
+        if upto > self.handed:
+            fresh = self.lines[self.handed + 1 - self.first : upto + 1 - self.first]
+            size = sum(map(len, fresh)) + len(fresh)
             self.pending_bytes -= size
             self.tail_bytes += size
-        self.handed = max(self.handed, upto)
+            self.handed = upto
         drop = 0
         tail = self.handed - self.first + 1
         while tail - drop > 1 and (tail - drop > TAIL_EVENTS or self.tail_bytes > TAIL_BYTES):
-            self.tail_bytes -= len(self.lines[drop])
+            self.tail_bytes -= len(self.lines[drop]) + 1
             drop += 1
         if drop:
             del self.lines[:drop]
@@ -486,12 +505,10 @@ async def _drive_async(returned: Any, put: Callable[[str], Any]) -> tuple[str, s
 
 # -- running invocations: processes -----------------------------------------------------------
 
-_FRAME = struct.Struct(">I")
-
 
 class Child:
-    """A forked child running one invocation; its events come back over a pipe as frames
-    (4-byte length, then the event's text without its seq)."""
+    """A forked child running one invocation; its events come back over a pipe as the
+    stream's own lines (numbered by the child: all but a cancel's or crash's are its)."""
 
     def __init__(self, pid: int, invocation: Invocation) -> None:
         self.pid = pid
@@ -514,7 +531,7 @@ class Child:
 
 
 class ChildPipe(asyncio.Protocol):
-    """Reads a child's frames into its invocation's events, pausing when they are full."""
+    """Reads a child's lines into its invocation's events, pausing when they are full."""
 
     def __init__(self, child: Child) -> None:
         self.child = child
@@ -530,23 +547,25 @@ class ChildPipe(asyncio.Protocol):
         self.parse()
 
     def parse(self) -> None:
-        buffer = self.child.buffer
-        while _has_frame(buffer) and not self.events.full() and not self.events.final:
-            (size,) = _FRAME.unpack_from(buffer)
-            body = buffer[4 : 4 + size].decode("ascii")
-            del buffer[: 4 + size]
-            self._deliver(body)
+        while not self.events.final and self._deliver():
+            pass
         if self.events.final:
-            buffer.clear()  # cancelled: the rest is dropped
+            self.child.buffer.clear()  # cancelled: the rest is dropped
         self._flow()
         _child_check(self.child)
 
-    def _deliver(self, body: str) -> None:
-        if body.startswith('"type":"output"'):
-            self.events.put_nowait(body)
-        else:
-            failed = body.startswith('"type":"error"')
-            finish(self.child.invocation, body, "failed" if failed else "succeeded")
+    def _deliver(self) -> bool:
+        """Move the complete lines there is room for into the events; whether any were."""
+        lines = _split_lines(self.child.buffer, *self.events.room_left())
+        if not lines:
+            return False
+        if _is_output(lines[-1]):
+            self.events.put_lines(lines)
+        else:  # the child's last line: its result or error
+            self.events.put_lines(lines[:-1])
+            failed = lines[-1].find('"type":"error"', 0, 48) >= 0
+            finish(self.child.invocation, lines[-1], "failed" if failed else "succeeded", True)
+        return True
 
     def _flow(self) -> None:
         transport = self.child.transport
@@ -562,28 +581,45 @@ class ChildPipe(asyncio.Protocol):
         _child_check(self.child)
 
 
+def _split_lines(buffer: bytearray, count: int, size: int) -> list[str]:
+    """Take up to ``count`` complete lines, about ``size`` bytes, off the buffer's front."""
+    end = taken = 0
+    if count <= 0 or size <= 0:
+        return []
+    while taken < count and (end < size or not taken):
+        newline = buffer.find(b"\n", end)
+        if newline < 0:
+            break
+        end, taken = newline + 1, taken + 1
+    if not taken:
+        return []
+    text = buffer[: end - 1].decode("ascii", "backslashreplace")
+    del buffer[:end]
+    return text.split("\n")
+
+
+def _is_output(line: str) -> bool:
+    return line.find('"type":"output"', 0, 48) >= 0
+
+
 def _child_check(child: Child) -> None:
-    """Once the pipe is closed, its frames read and the child reaped, end its invocation
+    """Once the pipe is closed, its lines read and the child reaped, end its invocation
     if no final event came (a crash)."""
     if child.finished.is_set() or not child.pipe_closed or child.status is None:
         return
-    if _has_frame(child.buffer) and not child.invocation.events.final:
+    if b"\n" in child.buffer and not child.invocation.events.final:
         return  # waiting for a reader to make room for the rest
     finish(child.invocation, child.crash_body(), "failed")
     child.finished.set()
 
 
-def _has_frame(buffer: bytearray) -> bool:
-    return len(buffer) >= 4 and len(buffer) >= 4 + _FRAME.unpack_from(buffer)[0]
-
-
 def child_main(function: Callable[..., Any], invocation: Invocation, fd: int) -> None:
-    """In the forked child: run the invocation, send its events, exit."""
+    """In the forked child: run the invocation, send its events as numbered lines, exit."""
     _child_setup(fd)
+    numbered = itertools.count(1)
 
     def send(body: str) -> bool:
-        data = body.encode("ascii")
-        _write_all(fd, _FRAME.pack(len(data)) + data)
+        _write_all(fd, f'{{"seq":{next(numbered)},{body}}}\n'.encode("ascii"))
         return True
 
     invocation.events.put_blocking = send  # type: ignore[method-assign]
@@ -627,9 +663,10 @@ def _close_inherited(keep: int) -> None:
 # -- the worker: invocations, scheduling, cancelling ------------------------------------------
 
 
-def finish(invocation: Invocation, body: str, state: str) -> None:
-    """End an invocation with its final event (a no-op if it has one already)."""
-    if invocation.events.finish(body):
+def finish(invocation: Invocation, body: str, state: str, numbered: bool = False) -> None:
+    """End an invocation with its final event (a no-op if it has one already); ``body``
+    is the event without its seq, or (``numbered``) its whole line."""
+    if invocation.events.finish(body, numbered):
         invocation.state = state
         invocation.touched = time.monotonic()
         took = time.monotonic() - invocation.started if invocation.started else 0.0

@@ -74,6 +74,7 @@ def settled(path: Path) -> int:
         ("async", "produce", 10, 256 + 1),  # a plain generator in a thread
         # and a pipe's worth, and one read of it (256 KiB) waiting in the worker, of 39-byte frames
         ("processes", "produce", 10, 256 + (64 + 256) * 1024 // 39 + 1),
+        ("processes", "produce", 64 * 1024, 16 + (64 + 256) // 64 + 2),
     ],
 )
 def test_with_no_reader_the_function_waits_once_the_buffer_is_full(
@@ -108,8 +109,10 @@ def test_a_slow_reader_slows_the_function_down(tmp_path: Path) -> None:
     assert produced(counter) < 100_000
 
 
-def test_every_event_arrives_once_in_order_through_backpressure(tmp_path: Path) -> None:
-    with running_worker(tmp_path, spec_for(SOURCE, "count")) as run, run.client() as client:
+@pytest.mark.parametrize("mode", ["threads", "async", "processes"])
+def test_every_event_arrives_once_in_order_through_backpressure(tmp_path: Path, mode: str) -> None:
+    spec = spec_for(SOURCE, "count", concurrency=mode)
+    with running_worker(tmp_path, spec) as run, run.client() as client:
         got = invoke(client, "all", n=20_000, size=5)
     assert [event["seq"] for event in got] == list(range(1, 20_002))
     assert got[-1] == {"seq": 20_001, "type": "result", "data": 20_000}
