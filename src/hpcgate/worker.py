@@ -23,7 +23,7 @@ the event stream is JSON; errors are ``{"error": "..."}`` with a 4xx/5xx status.
 - ``POST /invocations`` ``{"id": ID, "input": {...}}`` (ID: 1-64 of ``[A-Za-z0-9_-]``) ->
   201 ``{"id", "state"}``, runs ``callable(**input)``; the same ID again -> 200 with its
   state, never run twice. At most ``max_concurrency`` run at once, the rest queue in
-  order, at most 10,000 (then 503 ``{"error": "busy"}``).
+  order, at most 10,000 of them and 256 MiB of their inputs (then 503 ``{"error": "busy"}``).
 - ``GET /invocations/ID`` -> ``{"id", "state", "events": n}``; state ``queued``,
   ``running``, ``succeeded``, ``failed`` or ``cancelled``.
 - ``GET /invocations/ID/events?after=N`` -> ``application/x-ndjson``, chunked: one
@@ -80,6 +80,7 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 MAX_CONNECTIONS = 10_000
 MAX_QUEUED = 10_000
+MAX_QUEUED_BYTES = 256 * 1024 * 1024  # of the queued invocations' inputs
 MAX_CONCURRENCY = 1_000
 PENDING_EVENTS = 256
 PENDING_BYTES = 1024 * 1024
@@ -353,6 +354,7 @@ class Invocation:
         self.touched = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self.child: Child | None = None
+        self.size = 0
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "state": self.state}
@@ -510,9 +512,10 @@ class Child:
     """A forked child running one invocation; its events come back over a pipe as the
     stream's own lines (numbered by the child: all but a cancel's or crash's are its)."""
 
-    def __init__(self, pid: int, invocation: Invocation) -> None:
+    def __init__(self, pid: int, invocation: Invocation, read_fd: int) -> None:
         self.pid = pid
         self.invocation = invocation
+        self.read_fd = read_fd
         self.status: int | None = None
         self.pipe_closed = False
         self.buffer = bytearray()
@@ -613,9 +616,12 @@ def _child_check(child: Child) -> None:
     child.finished.set()
 
 
-def child_main(function: Callable[..., Any], invocation: Invocation, fd: int) -> None:
-    """In the forked child: run the invocation, send its events as numbered lines, exit."""
-    _child_setup(fd)
+def child_main(
+    function: Callable[..., Any], invocation: Invocation, fd: int, close: list[int]
+) -> None:
+    """In the forked child: run the invocation, send its events as numbered lines, exit.
+    ``close``: the worker's own descriptors (its sockets, the other children's pipes)."""
+    _child_setup(close)
     numbered = itertools.count(1)
 
     def send(body: str) -> bool:
@@ -635,7 +641,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _child_setup(keep: int) -> None:
+def _child_setup(close: list[int]) -> None:
     signal.set_wakeup_fd(-1)
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(number, signal.SIG_DFL)
@@ -644,20 +650,9 @@ def _child_setup(keep: int) -> None:
         import ctypes  # die with the worker (Linux), not run on unseen
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    _close_inherited(keep)
-
-
-def _close_inherited(keep: int) -> None:
-    """Close the worker's sockets and pipes in the child (else a closed connection would
-    stay open, held by the child)."""
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
-    for fd in fds:
-        if fd > 2 and fd != keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    for fd in close:  # a connection the worker closes must not stay open in a child
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 # -- the worker: invocations, scheduling, cancelling ------------------------------------------
@@ -691,7 +686,9 @@ class Worker:
         self.gone: collections.OrderedDict[str, Gone] = collections.OrderedDict()
         self.waiting: collections.deque[Invocation] = collections.deque()
         self.queued = 0
+        self.queued_bytes = 0
         self.running = 0
+        self.own_fds: Callable[[], list[int]] = list
         self.children: dict[int, Child] = {}
         self.retain = RETAIN_SECONDS
         self.loop = asyncio.get_running_loop()
@@ -704,8 +701,9 @@ class Worker:
     def find(self, ident: str) -> Invocation | Gone | None:
         return self.invocations.get(ident) or self.gone.get(ident)
 
-    def submit(self, ident: str, arguments: dict[str, Any]) -> Invocation:
+    def submit(self, ident: str, arguments: dict[str, Any], size: int) -> Invocation:
         invocation = Invocation(ident, arguments, self.loop)
+        invocation.size = size
         self.invocations[ident] = invocation
         if self.function is None:
             error = self.error or {}
@@ -716,6 +714,7 @@ class Worker:
         else:
             self.waiting.append(invocation)
             self.queued += 1
+            self.queued_bytes += invocation.size
         return invocation
 
     def _start(self, invocation: Invocation) -> None:
@@ -723,6 +722,13 @@ class Worker:
         invocation.state = "running"
         invocation.started = time.monotonic()
         log(f"invocation {invocation.id} started")
+        try:
+            self._launch(invocation)
+        except (OSError, RuntimeError) as error:  # no thread or process to be had now
+            finish(invocation, exception_body(error), "failed")
+            self.loop.call_soon(self._release)  # not recursively: the queue may be long
+
+    def _launch(self, invocation: Invocation) -> None:
         function = self.function
         assert function is not None
         if self.spec.concurrency == "processes":
@@ -739,8 +745,19 @@ class Worker:
         while self.waiting and self.running < self.spec.max_concurrency:
             invocation = self.waiting.popleft()
             if invocation.state == "queued":
-                self.queued -= 1
+                self._unqueue(invocation)
                 self._start(invocation)
+
+    def _unqueue(self, invocation: Invocation) -> None:
+        self.queued -= 1
+        self.queued_bytes -= invocation.size
+
+    def busy(self, size: int) -> bool:
+        """Whether one more invocation of ``size`` input bytes would have to queue, and
+        the queue is full."""
+        if self.running < self.spec.max_concurrency:
+            return False
+        return self.queued >= MAX_QUEUED or self.queued_bytes + size > MAX_QUEUED_BYTES
 
     def _run_thread(self, function: Callable[..., Any], invocation: Invocation) -> None:
         body, state = run_sync(function, invocation)
@@ -763,15 +780,15 @@ class Worker:
 
     def _fork(self, function: Callable[..., Any], invocation: Invocation) -> None:
         read_fd, write_fd = os.pipe()
+        close = [*self.own_fds(), *(child.read_fd for child in self.children.values()), read_fd]
         pid = os.fork()
         if pid == 0:  # the child: never returns
             try:
-                os.close(read_fd)
-                child_main(function, invocation, write_fd)
+                child_main(function, invocation, write_fd, close)
             finally:
                 os._exit(0)
         os.close(write_fd)
-        child = self.children[pid] = invocation.child = Child(pid, invocation)
+        child = self.children[pid] = invocation.child = Child(pid, invocation, read_fd)
         invocation.task = self.loop.create_task(self._watch_child(child, read_fd))
         self.reap()  # it may have ended already
 
@@ -800,7 +817,7 @@ class Worker:
         was_queued = invocation.state == "queued"
         finish(invocation, CANCELLED, "cancelled")
         if was_queued:
-            self.queued -= 1
+            self._unqueue(invocation)
         elif invocation.child is not None:
             _terminate(invocation.child, self.loop)
         elif invocation.task is not None:
@@ -973,6 +990,12 @@ class Server:
             del self.open[writer]
             writer.close()
 
+    def fds(self, listener: asyncio.AbstractServer) -> list[int]:
+        """The descriptors of the listening sockets and every connection."""
+        sockets = list(getattr(listener, "sockets", None) or ())
+        sockets += [writer.get_extra_info("socket") for writer in self.open]
+        return [sock.fileno() for sock in sockets if sock is not None]
+
     async def close_all(self) -> None:
         """Close every connection and let its task end (on the way out)."""
         tasks = {task for task in self.open.values() if task is not None}
@@ -1093,12 +1116,9 @@ class Server:
         known = self.worker.find(ident)
         if known is not None:
             return 200, known.summary()
-        if (
-            self.worker.queued >= MAX_QUEUED
-            and self.worker.running >= self.worker.spec.max_concurrency
-        ):
+        if self.worker.busy(len(request.body)):
             raise HTTPError(503, "busy")
-        return 201, self.worker.submit(ident, arguments).summary()
+        return 201, self.worker.submit(ident, arguments, len(request.body)).summary()
 
     def _one(self, request: Request, found: Invocation | Gone) -> dict[str, Any]:
         if request.method == "DELETE":
@@ -1231,6 +1251,7 @@ async def serve(spec: Spec, function: Callable[..., Any] | None, error: Any) -> 
     listener = await asyncio.start_server(
         server.connection, host, port, limit=MAX_HEAD, backlog=1024, reuse_address=True
     )
+    worker.own_fds = lambda: server.fds(listener)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGCHLD, worker.reap)

@@ -18,6 +18,13 @@ from tests.worker.support import WorkerProcess, events, invoke, running_worker, 
 SOURCE = """
 import asyncio, os, signal, time
 
+OPENED_AT_IMPORT = open("imported.txt", "w")
+
+def note(text):
+    OPENED_AT_IMPORT.write(text)
+    OPENED_AT_IMPORT.flush()
+    time.sleep(30)
+
 def run(how="return", n=3):
     for i in range(n):
         yield {"i": i, "pid": os.getpid()}
@@ -165,3 +172,26 @@ def _wait_gone(pid: int, timeout: float) -> None:
     while _alive(pid):
         assert time.monotonic() < end, f"{pid} still runs"
         time.sleep(0.05)
+
+
+def test_the_child_keeps_what_the_module_opened_but_not_the_workers_sockets(
+    tmp_path: Path,
+) -> None:
+    spec = spec_for(SOURCE, "note", concurrency="processes")
+    with running_worker(tmp_path, spec) as run:
+        body = b'{"id": "n1", "input": {"text": "from the child"}}'
+        with run.connect() as sock:
+            sock.sendall(
+                b"POST /invocations HTTP/1.1\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+            )
+            sock.settimeout(5)
+            answer = b""
+            while more := sock.recv(65536):  # the worker closed it, and the child too
+                answer += more
+        assert answer.startswith(b"HTTP/1.1 201 ")
+        mark = tmp_path / "imported.txt"
+        end = time.monotonic() + 10
+        while mark.read_text() != "from the child":
+            assert time.monotonic() < end
+            time.sleep(0.05)
