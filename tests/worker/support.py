@@ -73,9 +73,14 @@ def spec_for(source: str, call: str, **settings: Any) -> dict[str, Any]:
 
 @contextmanager
 def running_worker(
-    tmp_path: Path, spec: dict[str, Any], env: dict[str, str] | None = None
+    tmp_path: Path,
+    spec: dict[str, Any],
+    env: dict[str, str] | None = None,
+    python: str | None = None,
 ) -> Iterator[WorkerProcess]:
-    """A worker serving ``spec``, as its job script would start it; stopped (SIGTERM) after."""
+    """A worker serving ``spec``, as its job script would start it, with ``python`` (else
+    ``$HPCGATE_TEST_WORKER_PYTHON``, else this one: the whole tier can run on another);
+    stopped (SIGTERM) after."""
     port = free_port()
     log = tmp_path / f"worker-{port}.err"
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -83,17 +88,17 @@ def running_worker(
     environment.update(env or {})
     with log.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-S", "-"],
+            [python or os.environ.get("HPCGATE_TEST_WORKER_PYTHON", sys.executable), "-S", "-"],
             stdin=subprocess.PIPE,
             stderr=err,
             env=environment,
             cwd=tmp_path,
         )
-    assert process.stdin is not None
-    process.stdin.write(bootstrap(spec))
-    process.stdin.close()
     worker = WorkerProcess(process, port, log)
     try:
+        assert process.stdin is not None
+        process.stdin.write(bootstrap(spec))
+        process.stdin.close()
         worker.wait_ready()
         yield worker
     finally:
