@@ -16,10 +16,13 @@ once with it (``ImportFailed``). ``secret``, when given, must come in the
 ``$HPCGATE_SERVICE_PORT``, HTTP/1.1 with keep-alive, a request parser of its own: request
 line, headers, ``Content-Length`` bodies only (chunked request bodies: 411). Bounds: header
 block 64 KiB (431), body 16 MiB (413), 10,000 connections (503 to the next), a request's
-head within 30 s of its first byte, an idle connection closed after 300 s. Every answer but
-the event stream is JSON; errors are ``{"error": "..."}`` with a 4xx/5xx status.
+head within 30 s of its first byte, an idle connection closed after 300 s (30 s until it
+has shown the secret). Every answer but the event stream is JSON; errors are
+``{"error": "..."}`` with a 4xx/5xx status; one that leaves the connection in an unknown
+state (a head or body that could not be read, a 401) closes it.
 
-- ``GET /health`` -> ``{"status": "ok", "running": n, "queued": n, "error": null | E}``.
+- ``GET /health`` -> ``{"status": "ok", "running": n, "queued": n, "error": null | E}``
+  (E: the import error's ``type`` and ``message``; its traceback only in the invocations').
 - ``POST /invocations`` ``{"id": ID, "input": {...}}`` (ID: 1-64 of ``[A-Za-z0-9_-]``) ->
   201 ``{"id", "state"}``, runs ``callable(**input)``; the same ID again -> 200 with its
   state, never run twice. At most ``max_concurrency`` run at once, the rest queue in
@@ -31,8 +34,10 @@ the event stream is JSON; errors are ``{"error": "..."}`` with a 4xx/5xx status.
   then new ones as they come; it ends after the final event. T is ``output`` (one per
   yield: a ``str`` as is, ``bytes`` as base64 with ``"encoding": "base64"``, JSON values as
   JSON, anything else as its ``repr()``), then one ``result`` (the return value) or
-  ``error`` (``{"type", "message", "traceback"}``; the worker's own types:
-  ``ImportFailed``, ``Cancelled``, ``WorkerCrashed``, ``NotSerializable``). A new events
+  ``error`` (``{"type", "message", "traceback"}``, the message cut to 64 KiB and the
+  traceback to 256 KiB; the worker's own types: ``ImportFailed``, ``Cancelled``,
+  ``WorkerCrashed``, ``NotSerializable`` for a return value JSON cannot carry,
+  ``OutputTooLarge`` for an output or return value over 16 MiB encoded). A new events
   request for an ID closes the previous reader's connection.
 - ``DELETE /invocations/ID`` -> ``{"id", "state"}``: cancels it (its final event is
   ``error`` ``Cancelled``, written at once); a finished one is left as it is.
@@ -40,8 +45,10 @@ the event stream is JSON; errors are ``{"error": "..."}`` with a 4xx/5xx status.
 **Backpressure and retention.** Per invocation at most 256 events / 1 MiB are held that no
 reader has been handed yet; a yield beyond that blocks until a reader takes them. The last
 1,024 events (4 MiB) handed out are kept as a tail for a reader that comes back with
-``after=N``; an ``N`` older than the tail -> 410 ``{"oldest": k}``. A finished invocation is
-dropped 600 s after its last read (its ID is still remembered, so it never runs again).
+``after=N``; an ``N`` older than the tail -> 410 ``{"oldest": k}``, one past the last event
+-> 400. A finished invocation is dropped 600 s after its last read (its ID, state and event
+count are still remembered, so it never runs again; its events then answer 410 with
+``oldest`` one past its last). ``HPCGATE_WORKER_RETAIN_SECONDS`` changes the 600 s (tests).
 
 **Concurrency modes.** ``threads``: each invocation runs in a thread of its own (an async
 function in that thread's own event loop); ``async``: coroutines and async generators run on
@@ -82,6 +89,8 @@ MAX_CONNECTIONS = 10_000
 MAX_QUEUED = 10_000
 MAX_QUEUED_BYTES = 256 * 1024 * 1024  # of the queued invocations' inputs
 MAX_CONCURRENCY = 1_000
+MAX_EVENT = 16 * 1024 * 1024  # one event's line: an output or result encoded
+MAX_MESSAGE = 64 * 1024  # an error's message, and (4 times) its traceback
 PENDING_EVENTS = 256
 PENDING_BYTES = 1024 * 1024
 TAIL_EVENTS = 1024
@@ -122,6 +131,17 @@ class NotSerializable(Exception):
     """A return value that JSON cannot carry."""
 
 
+class OutputTooLarge(Exception):
+    """An output or return value over MAX_EVENT encoded."""
+
+
+def _sized(body: str) -> str:
+    if len(body) > MAX_EVENT:
+        message = f"an event of {len(body)} bytes encoded is over the {MAX_EVENT} one may be"
+        raise OutputTooLarge(message)
+    return body
+
+
 def _json_or_none(value: Any) -> str | None:
     try:
         return _ENCODER.encode(value)
@@ -144,26 +164,39 @@ def _bytes_body(kind: str, value: Any) -> str:
 def output_body(value: Any) -> str:
     """An ``output`` event without its seq: the text between ``{"seq":k,`` and ``}``."""
     if isinstance(value, str):
-        return '"type":"output","data":' + _quote(value)
+        return _sized('"type":"output","data":' + _quote(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _bytes_body("output", value)
+        return _sized(_bytes_body("output", value))
     data = _json_or_none(value)
-    return '"type":"output","data":' + (data if data is not None else _quote(_safe_repr(value)))
+    text = data if data is not None else _quote(_safe_repr(value))
+    return _sized('"type":"output","data":' + text)
 
 
 def result_body(value: Any) -> str:
     """The ``result`` event of a return value; NotSerializable if JSON cannot carry it."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _bytes_body("result", value)
+        return _sized(_bytes_body("result", value))
     data = _json_or_none(value)
     if data is None:
         raise NotSerializable(f"the return value ({type(value).__name__}) is not JSON")
-    return '"type":"result","data":' + data
+    return _sized('"type":"result","data":' + data)
 
 
 def error_body(kind: str, message: str, trace: str = "") -> str:
-    data = {"type": kind, "message": message, "traceback": trace}
+    data = {
+        "type": kind,
+        "message": _cut(message, MAX_MESSAGE),
+        "traceback": _cut(trace, 4 * MAX_MESSAGE),
+    }
     return '"type":"error","data":' + _ENCODER.encode(data)
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most ``limit`` characters: the start and the end of a longer text."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... ({len(text) - 2 * half} characters left out) ...\n{text[-half:]}"
 
 
 def exception_body(error: BaseException) -> str:
@@ -184,8 +217,8 @@ def outcome_body(value: Any) -> tuple[str, str]:
     """The final event and state of a function that returned ``value``."""
     try:
         return result_body(value), "succeeded"
-    except NotSerializable as error:
-        return error_body("NotSerializable", str(error)), "failed"
+    except (NotSerializable, OutputTooLarge) as error:
+        return error_body(type(error).__name__, str(error)), "failed"
 
 
 CANCELLED = error_body("Cancelled", "the invocation was cancelled")
@@ -490,6 +523,9 @@ def _drive_generator(generator: Any, put: Callable[[str], bool]) -> tuple[str, s
                 return CANCELLED, "cancelled"
     except StopIteration as stop:
         return outcome_body(stop.value)
+    except OutputTooLarge as error:
+        generator.close()
+        return error_body("OutputTooLarge", str(error)), "failed"
 
 
 async def _drive_async(returned: Any, put: Callable[[str], Any]) -> tuple[str, str]:
@@ -500,6 +536,8 @@ async def _drive_async(returned: Any, put: Callable[[str], Any]) -> tuple[str, s
         async for value in returned:
             if not await put(output_body(value)):
                 return CANCELLED, "cancelled"
+    except OutputTooLarge as error:
+        return error_body("OutputTooLarge", str(error)), "failed"
     finally:
         await returned.aclose()
     return outcome_body(None)

@@ -50,6 +50,20 @@ def nothing():
 
 def broken():
     raise ValueError("bad value")
+
+def huge_output(closed):
+    try:
+        yield "a" * 10
+        yield "b" * (17 * 1024 * 1024)
+        yield "never"
+    finally:
+        open(closed, "w").close()
+
+def huge_result():
+    return "r" * (17 * 1024 * 1024)
+
+def huge_message():
+    raise ValueError("m" * 1_000_000)
 """
 
 
@@ -214,3 +228,27 @@ def test_unknown_invocations_paths_and_ids_are_refused(client: httpx.Client) -> 
     assert client.post("/invocations", json={"id": "ok", "input": [1]}).status_code == 400
     assert client.get("/invocations/ok").status_code == 404  # nothing was created
     assert client.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_an_event_over_16_mib_ends_the_invocation(tmp_path: Path, mode: str) -> None:
+    closed = tmp_path / "closed"
+    spec = spec_for(SOURCE, "huge_output", concurrency=mode)
+    with running_worker(tmp_path, spec) as run, run.client() as client:
+        got = invoke(client, "h1", closed=str(closed))
+    assert [event["type"] for event in got] == ["output", "error"]
+    assert got[1]["data"]["type"] == "OutputTooLarge"
+    assert closed.exists()  # the generator was closed
+    with running_worker(tmp_path, spec_for(SOURCE, "huge_result")) as run, run.client() as client:
+        (final,) = invoke(client, "h2")
+    assert final["data"]["type"] == "OutputTooLarge"
+
+
+def test_an_error_message_is_cut_to_64_kib(tmp_path: Path) -> None:
+    with running_worker(tmp_path, spec_for(SOURCE, "huge_message")) as run, run.client() as client:
+        (final,) = invoke(client, "m1")
+    message = final["data"]["message"]
+    assert final["data"]["type"] == "ValueError"
+    assert 64 * 1024 <= len(message) < 65 * 1024
+    assert "characters left out" in message
+    assert len(final["data"]["traceback"]) < 5 * 64 * 1024
