@@ -497,6 +497,8 @@ def is_async(function: Callable[..., Any]) -> bool:
 def run_sync(function: Callable[..., Any], invocation: Invocation) -> tuple[str, str]:
     """Run ``function(**arguments)`` here (a thread or a child); its final event and state."""
     events = invocation.events
+    if events.final:  # cancelled before it began
+        return CANCELLED, "cancelled"
     try:
         returned = function(**invocation.arguments)
         if inspect.isgenerator(returned):
@@ -700,6 +702,7 @@ def finish(invocation: Invocation, body: str, state: str, numbered: bool = False
     """End an invocation with its final event (a no-op if it has one already); ``body``
     is the event without its seq, or (``numbered``) its whole line."""
     if invocation.events.finish(body, numbered):
+        invocation.arguments = {}  # kept no longer than needed: its events may stay 600 s
         invocation.state = state
         invocation.touched = time.monotonic()
         took = time.monotonic() - invocation.started if invocation.started else 0.0
