@@ -681,15 +681,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+_PRCTL: list[Callable[..., int]] = []  # libc's prctl, looked up once before the first fork
+
+
+def _find_prctl() -> None:
+    with contextlib.suppress(ImportError, OSError, AttributeError):
+        import ctypes  # not imported in every child: that took ~30 ms of each one's start
+
+        _PRCTL.append(ctypes.CDLL(None).prctl)
+
+
 def _child_setup(close: list[int]) -> None:
     signal.set_wakeup_fd(-1)
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(number, signal.SIG_DFL)
     asyncio.events._set_running_loop(None)  # the function may asyncio.run() its own
-    with contextlib.suppress(ImportError, OSError, AttributeError):
-        import ctypes  # die with the worker (Linux), not run on unseen
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if _PRCTL:  # die with the worker (Linux), not run on unseen
+        _PRCTL[0](1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     for fd in close:  # a connection the worker closes must not stay open in a child
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -820,6 +828,8 @@ class Worker:
         self._release()
 
     def _fork(self, function: Callable[..., Any], invocation: Invocation) -> None:
+        if not _PRCTL:
+            _find_prctl()
         read_fd, write_fd = os.pipe()
         close = [*self.own_fds(), *(child.read_fd for child in self.children.values()), read_fd]
         pid = os.fork()
