@@ -1037,6 +1037,9 @@ class Server:
             await self._serve(reader, writer)
         except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):  # noqa: UP041
             pass
+        except Exception as error:  # a bug of ours: one connection lost, the rest served
+            trace = traceback.format_exception(type(error), error, error.__traceback__)
+            log(f"a connection failed: {''.join(trace).strip()}")
         finally:
             del self.open[writer]
             writer.close()
