@@ -282,7 +282,8 @@ class Events:
             self._append(body)
             wake, self.reader_waiting = self.reader_waiting, False
         if wake:
-            self.loop.call_soon_threadsafe(self._wake_reader)
+            with contextlib.suppress(RuntimeError):  # the loop closed: the worker is stopping
+                self.loop.call_soon_threadsafe(self._wake_reader)
         return True
 
     async def put(self, body: str) -> bool:
@@ -810,7 +811,8 @@ class Worker:
 
     def _run_thread(self, function: Callable[..., Any], invocation: Invocation) -> None:
         body, state = run_sync(function, invocation)
-        self.loop.call_soon_threadsafe(self._thread_done, invocation, body, state)
+        with contextlib.suppress(RuntimeError):  # the loop closed: the worker is stopping
+            self.loop.call_soon_threadsafe(self._thread_done, invocation, body, state)
 
     def _thread_done(self, invocation: Invocation, body: str, state: str) -> None:
         finish(invocation, body, state)

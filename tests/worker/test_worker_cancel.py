@@ -111,3 +111,18 @@ def test_a_queued_invocation_cancelled_never_runs(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert client.get("/invocations/q2").json()["state"] == "cancelled"
     assert not mark.exists()
+
+
+@pytest.mark.parametrize(("mode", "call"), [("threads", "forever"), ("async", "aforever")])
+def test_a_worker_stopped_mid_invocation_exits_cleanly(
+    tmp_path: Path, mode: str, call: str
+) -> None:
+    spec = spec_for(SOURCE, call, concurrency=mode)
+    with running_worker(tmp_path, spec) as run, run.client() as client:
+        client.post("/invocations", json={"id": "x1", "input": {"path": str(tmp_path / "m")}})
+        with client.stream("GET", "/invocations/x1/events") as stream:
+            next(stream.iter_lines())
+            run.process.terminate()
+            assert run.process.wait(10) == 0
+    assert "stopped" in run.stderr()
+    assert "Traceback" not in run.stderr()
