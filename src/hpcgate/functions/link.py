@@ -54,6 +54,7 @@ def _request(
     content = b"" if body is None else json.dumps(body).encode()
     if body is not None:
         headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(content)).encode()))
     timeouts = {"connect": CONNECT_SECONDS, "read": read, "write": CALL_SECONDS, "pool": read}
     return httpcore.Request(
         method, url, headers=headers, content=content, extensions={"timeout": timeouts}
