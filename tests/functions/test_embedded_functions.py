@@ -16,6 +16,7 @@ from tests.support.functions import (
     wait_state,
 )
 from tests.support.gateway_process import user_client
+from tests.support.sse import read_events
 
 alice = user_client("alice")
 bob = user_client("bob")
@@ -48,7 +49,8 @@ def test_output_streams_as_events_that_no_output_can_forge(alice: httpx.Client) 
         seen = list(events)
     outputs = [e for e in seen if e.event == "output"]
     assert [data(e) for e in outputs] == [
-        f"step {i}\nevent: result\ndata: forged w\n\n" for i in range(3)  # the default: 3
+        f"step {i}\nevent: result\ndata: forged w\n\n"
+        for i in range(3)  # the default: 3
     ]
     assert [e.id for e in seen] == ["1", "2", "3", "4"]
     assert (seen[-1].event, data(seen[-1])) == ("result", {"steps": 3})
@@ -138,11 +140,7 @@ def test_a_detached_invocation_runs_on_and_resumes_with_exactly_the_rest(
     time.sleep(0.5)
     assert invocation(alice, name, key)["state"] == "running"
     url = f"{FUNCTIONS}/{name}/invocations/{key}/events"
-    with alice.stream("GET", url, headers={"Last-Event-ID": "3"}) as answer:
-        assert answer.status_code == 200, answer.read()
-        from tests.support.sse import _parse
-
-        rest = list(_parse(answer.iter_lines()))
+    rest = list(read_events(alice, url, {"Last-Event-ID": "3"}))
     assert [e.id for e in rest] == [str(seq) for seq in range(4, 42)]
     assert [data(e) for e in rest[:-1]] == list(range(3, 40))
     assert (rest[-1].event, data(rest[-1])) == ("result", "done")
@@ -163,7 +161,7 @@ def test_a_worker_killed_mid_stream_is_an_error_within_seconds(alice: httpx.Clie
     name = register(alice, SLOW)
     with invoked(alice, name, {"count": 1000, "pause": 0.05}) as (key, events):
         next(events)
-        [worker] = [w for w in alice.get(f"{FUNCTIONS}/{name}").json()["workers"]]
+        [worker] = alice.get(f"{FUNCTIONS}/{name}").json()["workers"]
         killed = time.monotonic()
         answer = alice.delete(f"/api/v1/systems/local/jobs/{worker['job_id']}")
         assert answer.status_code in (200, 202), answer.text
