@@ -101,6 +101,23 @@ class FunctionCreate(FunctionSettings):
     """A function to register: its code (``source`` or an installed ``entry``), the callable
     in it, and the JSON Schema its input is checked against."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "hello",
+                    "system": "local",
+                    "source": "def hello(who):\n    yield f'hello {who}'\n    return len(who)\n",
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"who": {"type": "string", "default": "world"}},
+                    },
+                }
+            ]
+        },
+    )
+
     name: FunctionName
     system: SystemRef = Field(description="The configured system its workers run on")
     source: str | None = Field(
