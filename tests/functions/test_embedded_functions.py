@@ -169,3 +169,23 @@ def test_a_worker_killed_mid_stream_is_an_error_within_seconds(alice: httpx.Clie
     assert time.monotonic() - killed < 10
     assert final.event == "error" and data(final)["type"] == "WorkerLost"
     assert invocation(alice, name, key)["state"] == "failed"
+
+
+def test_an_async_function_streams(alice: httpx.Client) -> None:
+    source = "import asyncio\nasync def f(n):\n    for i in range(n):\n        yield i\n"
+    name = register(alice, source, concurrency="async")
+    body = alice.post(f"{FUNCTIONS}/{name}/invoke", json={"n": 3}).json()
+    assert (body["state"], body["output"], body["result"]) == ("succeeded", [0, 1, 2], None)
+
+
+def test_a_crashed_child_process_is_an_error_and_the_worker_lives_on(
+    alice: httpx.Client,
+) -> None:
+    source = "import os\ndef f(crash):\n    yield 'up'\n    if crash:\n        os._exit(3)\n"
+    name = register(alice, source, concurrency="processes")
+    with invoked(alice, name, {"crash": True}) as (_, events):
+        seen = list(events)
+    assert [e.event for e in seen] == ["output", "error"]
+    assert data(seen[-1])["type"] == "WorkerCrashed"
+    body = alice.post(f"{FUNCTIONS}/{name}/invoke", json={"crash": False}).json()
+    assert (body["state"], body["output"]) == ("succeeded", ["up"])
