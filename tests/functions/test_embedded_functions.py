@@ -93,6 +93,11 @@ def test_a_function_that_raises_ends_in_an_error_with_the_traceback_for_its_owne
     assert data(final) == {"type": "ValueError", "message": "bad 2"}  # no traceback for bob
     assert invocation(bob, name, key)["error"]["traceback"] is None
     assert invocation(alice, name, key)["error"]["traceback"]  # its owner's
+    url = f"{FUNCTIONS}/{name}/invocations/{key}/events"
+    [again] = list(read_events(alice, url))  # the owner reading bob's events: with it
+    assert "ValueError: bad 2" in data(again)["traceback"]
+    [again] = list(read_events(bob, url))
+    assert "traceback" not in data(again)
 
 
 def test_a_function_that_fails_to_import_ends_every_invocation_at_once(
@@ -189,3 +194,13 @@ def test_a_crashed_child_process_is_an_error_and_the_worker_lives_on(
     assert data(seen[-1])["type"] == "WorkerCrashed"
     body = alice.post(f"{FUNCTIONS}/{name}/invoke", json={"crash": False}).json()
     assert (body["state"], body["output"]) == ("succeeded", ["up"])
+
+
+def test_deleting_a_function_cancels_its_running_invocations(alice: httpx.Client) -> None:
+    name = register(alice, SLOW)
+    with invoked(alice, name, {"count": 1000, "pause": 0.05}) as (_, events):
+        next(events)
+        assert alice.delete(f"{FUNCTIONS}/{name}").status_code == 204
+        final = next(e for e in events if e.event != "output")
+    assert final.event == "error" and data(final)["type"] == "Cancelled"
+    assert alice.get(f"{FUNCTIONS}/{name}").status_code == 404

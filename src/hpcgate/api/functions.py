@@ -207,8 +207,7 @@ async def invocation_events(
     gives only its final event (a `result` then carries no data)."""
     start = _last_event_id(last_event_id, after)
     call = await gateway.invocations.resume(who, name, key, start)
-    owner = call.found.owned_by(who)
-    events = gateway.invocations.replay(call, start, owner)
+    events = gateway.invocations.replay(call, start)
     first = await anext(events, None)  # a 410 is a problem document, not a broken stream
     return _stream(_then(first, events), {INVOCATION_HEADER: call.id})
 
