@@ -4,6 +4,8 @@ job running the test's source, invoked over real HTTP (streamed and whole)."""
 from __future__ import annotations
 
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 
@@ -204,3 +206,27 @@ def test_deleting_a_function_cancels_its_running_invocations(alice: httpx.Client
         final = next(e for e in events if e.event != "output")
     assert final.event == "error" and data(final)["type"] == "Cancelled"
     assert alice.get(f"{FUNCTIONS}/{name}").status_code == 404
+
+
+def test_a_reader_that_stops_pauses_the_function(alice: httpx.Client) -> None:
+    """Bounded buffers end to end: the worker's, the connections', the gateway's. A
+    client that reads nothing holds the function at a yield well short of its end (here
+    some 180 chunks of 64 KiB are in flight: most in the sockets' buffers)."""
+    progress = Path("/tmp") / f"hpcgate-progress-{uuid.uuid4().hex}"
+    source = (
+        "def f(n, path):\n    for i in range(n):\n"
+        "        with open(path, 'w') as out:\n            out.write(str(i))\n"
+        "        yield 'x' * 65536\n"
+    )
+    name = register(alice, source)
+    try:
+        with invoked(alice, name, {"n": 1000, "path": str(progress)}) as (key, events):
+            next(events)
+            time.sleep(3)
+            held = int(progress.read_text())
+            time.sleep(1)
+            assert int(progress.read_text()) == held  # it waits at a yield
+        assert held < 400, held  # of 1,000 chunks
+        wait_state(alice, name, key, "cancelled")
+    finally:
+        progress.unlink(missing_ok=True)
