@@ -214,7 +214,7 @@ class Invocations:
                     yield event
         except link.LinkError as exc:
             if isinstance(exc, link.Refused) and exc.status == 410:
-                raise Gone(f"events up to {exc.body.get('oldest')} are no longer kept") from exc
+                raise  # older events than the worker keeps: only a resume asks for them
             event = _error("WorkerLost", f"the worker was lost: {exc}", call.last + 1)
             await self._finish(call, event)
             yield event
@@ -375,8 +375,11 @@ class Invocations:
         """The events after ``after``: from its worker, or (the worker gone, the invocation
         ended) the final event the gateway recorded."""
         if call.route is not None:
-            async for event in self.follow(call, after, cancel_if_gone=False):
-                yield event
+            try:
+                async for event in self.follow(call, after, cancel_if_gone=False):
+                    yield event
+            except link.Refused as exc:
+                raise Gone(f"events up to {exc.body.get('oldest')} are no longer kept") from exc
             return
         row = await self._store.get(call.id)
         if row is None or row.last_seq <= after:
