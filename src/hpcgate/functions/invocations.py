@@ -289,8 +289,10 @@ class Invocations:
         state, count = seen
         if state not in ("succeeded", "failed", "cancelled"):
             return False
-        if not self._reading[call.id]:
-            await self._final_of(call, route, count)
+        if self._reading[call.id]:  # its reader records the end, unless it leaves first
+            row = await self._store.get(call.id)
+            return row is None or InvocationState(row.state).ended
+        await self._final_of(call, route, count)
         return True
 
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
@@ -299,6 +301,9 @@ class Invocations:
             async for event in link.events(route, call.id, max(count - 1, 0)):
                 if event.get("type") in FINAL:
                     await self._finish(call, event)
+        if not call.ended:  # never left running: the worker has it ended
+            why = "its worker ended it, but its final event could not be read"
+            await self._finish(call, _error("WorkerLost", why, max(count, call.last + 1)))
 
     async def recover(self) -> None:
         """At start: invocations a previous run left unended are kept again where their
