@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support.functions import FUNCTIONS, register
+from tests.support.functions import FUNCTIONS, register, wait_workers
 from tests.support.gateway_process import user_client
+from tests.support.jobs import ended, wait_for_job
 from tests.support.services import SERVICES, SYSTEM_PYTHON
 
 alice = user_client("alice")
@@ -58,15 +59,17 @@ def test_a_name_is_registered_once(alice: httpx.Client) -> None:
 def test_the_pool_is_a_service_of_the_owner_that_service_routes_cannot_name(
     alice: httpx.Client,
 ) -> None:
-    name = register(alice, SOURCE, min_workers=0)
-    [pool] = [s for s in alice.get(SERVICES).json() if s["name"].startswith(f"fn.{name}.")]
-    assert pool["owner"] == "alice" and pool["spec"]["health_path"] == "/health"
-    assert alice.delete(f"{SERVICES}/{pool['name']}").status_code == 422
+    name = register(alice, SOURCE, min_workers=1)
+    [worker] = wait_workers(alice, name)
+    job = alice.get(f"/api/v1/systems/local/jobs/{worker['job_id']}").json()
+    assert job["name"].startswith(f"hpcgate-fn.{name}.")  # a job of alice's own
+    pool = job["name"].removeprefix("hpcgate-").rpartition("-")[0]
+    assert pool not in [s["name"] for s in alice.get(SERVICES).json()]  # shown with it
+    assert alice.delete(f"{SERVICES}/{pool}").status_code == 422  # no service route names it
     assert alice.get(f"{FUNCTIONS}/{name}").json()["source"] == SOURCE
     assert alice.delete(f"{FUNCTIONS}/{name}").status_code == 204
     assert alice.get(f"{FUNCTIONS}/{name}").status_code == 404
-    pools = [s for s in alice.get(SERVICES).json() if s["name"] == pool["name"]]
-    assert pools == [] or pools[0]["stopping"]
+    wait_for_job(alice, worker["job_id"], ended)  # its pool stopped with it
 
 
 def test_a_shared_function_shows_no_source_nor_who_it_is_shared_with(

@@ -68,8 +68,32 @@ def wait_state(
     return found
 
 
-def delete_all(client: httpx.Client) -> None:
-    """Delete the client's user's functions (their pools drain and stop)."""
+def wait_workers(client: httpx.Client, name: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """The function's workers once one is ready."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers: list[dict[str, Any]] = client.get(f"{FUNCTIONS}/{name}").json()["workers"]
+        if any(w["state"] == "ready" for w in workers):
+            return workers
+        assert time.monotonic() < deadline, f"no worker of {name} became ready: {workers}"
+        time.sleep(0.2)
+
+
+def delete_all(client: httpx.Client, system: str = "local", timeout: float = 60) -> None:
+    """Delete the client's user's functions, and wait until their workers' jobs have
+    ended (a job outlives its gateway; a pool is not among the services listed)."""
     for function in client.get(FUNCTIONS).json():
         if function.get("source") is not None:  # its own: shown with its source
             client.delete(f"{FUNCTIONS}/{function['name']}")
+    deadline = time.monotonic() + timeout
+    while _live_workers(client, system):
+        assert time.monotonic() < deadline, "function workers still running"
+        time.sleep(0.3)
+
+
+def _live_workers(client: httpx.Client, system: str) -> list[dict[str, Any]]:
+    live = [("state", "PENDING"), ("state", "RUNNING"), ("state", "SUSPENDED")]
+    answer = client.get(f"/api/v1/systems/{system}/jobs", params=[*live, ("limit", "1000")])
+    assert answer.status_code == 200, answer.text
+    jobs: list[dict[str, Any]] = answer.json()["items"]
+    return [job for job in jobs if str(job.get("name") or "").startswith("hpcgate-fn.")]

@@ -70,6 +70,11 @@ def _replica(row: ReplicaRow, traffic: Traffic) -> Replica:
     )
 
 
+def _pool(name: str) -> bool:
+    """A function's pool (``fn.NAME.…``): no name a user gives a service has a dot."""
+    return "." in name
+
+
 class ServiceManager:
     """A user's own service shadows a declared one of the same name, for that user only
     (saying the name is taken would tell who may not use it that it exists)."""
@@ -143,9 +148,12 @@ class ServiceManager:
         return await self._catalogue.owned(who.user) + declared
 
     async def list(self, who: Principal) -> list[Service]:
+        """Those declared for the caller and its own, but its functions' pools (shown with
+        their function: no service route could name one)."""
         who.require(Scope.JOBS_READ)
         declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
-        shown = [await self._show(row) for row in declared + await self._services.owned(who.user)]
+        own = [row for row in await self._services.owned(who.user) if not _pool(row.name)]
+        shown = [await self._show(row) for row in declared + own]
         return [service for service in shown if service is not None]
 
     async def get(self, who: Principal, name: str) -> Service:
