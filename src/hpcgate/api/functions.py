@@ -69,10 +69,11 @@ EVENTS = (
 async def create_function(spec: FunctionCreate, who: Caller, gateway: GatewayDep) -> Function:
     """Your function, run by a pool of workers on the system you name, as you: the pool is
     one of your services (named `fn.NAME.…`, counted in your service limits, shown with
-    the function rather than among your services), whose job runs hpcgate's worker with your code on `python`. `source` must
-    compile (a syntax error is a 422 naming the line; it is never run on the gateway);
-    `input_schema` must be a valid JSON Schema. Workers start when invoked (or
-    `min_workers` at once) and stop after `idle_seconds` without invocations."""
+    the function rather than among your services), whose job runs hpcgate's worker with
+    your code on `python`. `source` must compile (a syntax error is a 422 naming the
+    line; it is never run on the gateway); `input_schema` must be a valid JSON Schema.
+    Workers start when invoked (or `min_workers` at once) and stop after `idle_seconds`
+    without invocations."""
     return await gateway.functions.create(who, spec)
 
 
