@@ -13,6 +13,9 @@ from hpcgate.files.bulk import BulkFiles
 from hpcgate.files.extraction import ExtractLimits
 from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
+from hpcgate.functions.invocations import Invocations
+from hpcgate.functions.registry import Registry
+from hpcgate.functions.workers import Workers
 from hpcgate.homedir import closed_ancestors, open_home
 from hpcgate.homelock import HomeLock
 from hpcgate.jobs.events import EventBus
@@ -29,6 +32,7 @@ from hpcgate.services.traffic import Traffic
 from hpcgate.services.usage import UsageLedger
 from hpcgate.status.service import StatusService
 from hpcgate.store.db import Database
+from hpcgate.store.functions import FunctionStore, InvocationStore
 from hpcgate.store.jobs import JobStore
 from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
 from hpcgate.store.tasks import TaskStore
@@ -43,6 +47,7 @@ from hpcgate.tokens import TokenService
 log = logging.getLogger("hpcgate")
 
 ADMIN_USER = "admin"
+FUNCTIONS = "functions"  # the token id of a function's owner acting for its workers
 
 
 class Gateway:
@@ -86,6 +91,7 @@ class Gateway:
         options = Options(
             settings.service_ports, settings.service_interval, run_as, settings.service_limits
         )
+        pools = Pools()
         self.controller = ServiceController(
             self.service_store,
             replicas,
@@ -93,7 +99,7 @@ class Gateway:
             jobs,
             self.target,
             traffic,
-            Pools(),
+            pools,
             events,
             options,
         )
@@ -114,6 +120,16 @@ class Gateway:
             settings.service_limits,
         )
         self.openai = OpenAIRoutes(self.services, proxy, UsageLedger(UsageStore(self.database)))
+        workers = Workers(traffic, pools, replicas, self._owner_on, settings.service_wait_seconds)
+        self.functions = Registry(
+            FunctionStore(self.database), self.services, names, settings.max_script_bytes
+        )
+        self.invocations = Invocations(self.functions, InvocationStore(self.database), workers)
+
+    def _owner_on(self, owner: str, system: str) -> Target:
+        """A function's owner on its system: whom its workers run as."""
+        scopes = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
+        return self.target(Principal(owner, scopes, token_id=FUNCTIONS), system)
 
     def target(self, who: Principal, system: str) -> Target:
         """The caller on ``system`` (NotFound if there is no such system)."""
@@ -156,6 +172,7 @@ class Gateway:
         await first_polls(self.watchers)
         await self.declare_services()
         self.controller.start()
+        await self.invocations.recover()
 
     async def declare_services(self) -> None:
         """Bring the declared services' rows in line with the configuration: a service
@@ -169,6 +186,7 @@ class Gateway:
                 await self.service_store.update(row.pk, stopping=True)
 
     async def stop(self) -> None:
+        await self.invocations.stop()
         await self.controller.stop()
         await self.openai.ledger.flush()
         for watcher in self.watchers:

@@ -72,6 +72,15 @@ KNOWN: list[Known] = [
         text=r"\[50[234]\] ",
         owner="documented answers (schemathesis.toml, 4)",
     ),
+    # Not a fault either: an invocation with no worker ready in time is a documented 503
+    # (Retry-After; the invocation ends NoWorker), one whose worker fails a 502. The fuzz
+    # gateway waits 1 s for a worker; a fuzzed function's seldom comes up that soon.
+    Known(
+        operation=r"POST /api/v1/functions/\{name\}/invoke",
+        code="ST101",
+        text=r"\[50[23]\] ",
+        owner="documented answers (schemathesis.toml, 5)",
+    ),
 ]
 
 
@@ -128,8 +137,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def target(sandbox: Path) -> Iterator[GatewayProcess]:
     files = sandbox / "files"
     files.mkdir()
+    # A function's worker script embeds hpcgate's worker (some 60 KiB): room for it.
     config = f"""
-max_script_bytes = 4096
+max_script_bytes = 131072
 service_wait_seconds = 1
 [systems.local]
 scheduler = "embedded"

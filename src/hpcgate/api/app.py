@@ -13,6 +13,7 @@ from hpcgate import __version__
 from hpcgate.api import (
     docs,
     files,
+    functions,
     jobs,
     openai,
     openapi,
@@ -68,7 +69,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     openapi.install(app, openapi_errors.declare)
     docs.install(app)
     routers = (systems.router, jobs.router, files.router, tasks.router, tokens.router)
-    for router in (*routers, services.router, usage.router, openai.router):
+    for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
     app.add_api_route(
         "/api/v1/health",

@@ -15,6 +15,7 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     ├── NotFound                      404  not-found
     ├── Conflict                      409  conflict
     │   └── IdempotencyInProgress     409  idempotency-in-progress
+    ├── Gone                          410  gone
     ├── PayloadTooLarge               413  payload-too-large
     ├── RangeNotSatisfiable           416  range-not-satisfiable
     ├── InsufficientStorage           507  insufficient-storage
@@ -129,6 +130,14 @@ class IdempotencyInProgress(Conflict):
 
     slug = "idempotency-in-progress"
     title = "A request with this Idempotency-Key is in progress"
+
+
+class Gone(HpcgateError):
+    """What was asked for existed but is kept no longer (an invocation's older events)."""
+
+    status = 410
+    slug = "gone"
+    title = "No longer kept"
 
 
 class PayloadTooLarge(HpcgateError):

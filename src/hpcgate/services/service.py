@@ -70,6 +70,11 @@ def _replica(row: ReplicaRow, traffic: Traffic) -> Replica:
     )
 
 
+def _pool(name: str) -> bool:
+    """A function's pool (``fn.NAME.…``): no name a user gives a service has a dot."""
+    return "." in name
+
+
 class ServiceManager:
     """A user's own service shadows a declared one of the same name, for that user only
     (saying the name is taken would tell who may not use it that it exists)."""
@@ -143,9 +148,12 @@ class ServiceManager:
         return await self._catalogue.owned(who.user) + declared
 
     async def list(self, who: Principal) -> list[Service]:
+        """Those declared for the caller and its own, but its functions' pools (shown with
+        their function: no service route could name one)."""
         who.require(Scope.JOBS_READ)
         declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
-        shown = [await self._show(row) for row in declared + await self._services.owned(who.user)]
+        own = [row for row in await self._services.owned(who.user) if not _pool(row.name)]
+        shown = [await self._show(row) for row in declared + own]
         return [service for service in shown if service is not None]
 
     async def get(self, who: Principal, name: str) -> Service:
@@ -162,23 +170,40 @@ class ServiceManager:
         if spec.script is not None and len(spec.script.encode()) > self._max_script:
             raise PayloadTooLarge(f"the script exceeds the limit of {self._max_script} bytes")
         body = ServiceSpec.model_validate(spec.model_dump(exclude={"name"}))
+        try:
+            await self.add_owned(who.user, spec.name, body)
+        except IntegrityError:
+            raise Conflict(f"you already have a service {spec.name!r}") from None
+        return await self.get(who, spec.name)
+
+    async def add_owned(self, owner: str, name: str, body: ServiceSpec) -> ServiceRow:
+        """A service row of ``owner``'s, held to its limits (IntegrityError if it has one of
+        that name). Functions name their pools so (``fn.NAME.…``) that no name a user
+        gives a service can be theirs."""
         row = ServiceRow(
-            name=spec.name,
-            owner=who.user,
+            name=name,
+            owner=owner,
             spec=body.model_dump_json(),
-            min_replicas=spec.min_replicas,
-            max_replicas=spec.max_replicas,
+            min_replicas=body.min_replicas,
+            max_replicas=body.max_replicas,
             stopping=False,
             created_at=utcnow(),
         )
         async with self._changing:
-            limits.check_create(self._limits, await self._services.owned(who.user), body)
-            try:
-                await self._services.add(row)
-            except IntegrityError:
-                raise Conflict(f"you already have a service {spec.name!r}") from None
+            limits.check_create(self._limits, await self._services.owned(owner), body)
+            await self._services.add(row)
         self._traffic.wake.set()
-        return await self.get(who, spec.name)
+        return row
+
+    async def by_pk(self, owner: str, pk: int) -> Service | None:
+        """``owner``'s service of that key, as the API shows it (a function's pool)."""
+        rows = [row for row in await self._catalogue.owned(owner) if row.pk == pk]
+        return await self._show(rows[0]) if rows else None
+
+    async def stop_owned(self, pk: int) -> None:
+        """Stop a service by its key: its replicas drain, then it is gone (a function's pool)."""
+        await self._services.update(pk, stopping=True)
+        self._traffic.wake.set()
 
     def _may_change(self, who: Principal, row: ServiceRow) -> None:
         if not row.owner and not who.has(Scope.ADMIN):

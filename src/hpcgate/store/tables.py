@@ -193,3 +193,37 @@ class UsageRow(Base):
     requests: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class FunctionRow(Base):
+    """A registered function; its workers are the replicas of the service ``service_pk``
+    (its pool, owned by the function's owner)."""
+
+    __tablename__ = "functions"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_functions_owner_name"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    system: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[str] = mapped_column(Text)  # the FunctionCreate as JSON
+    service_pk: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InvocationRow(Base):
+    """One invocation of a function, written before anything is sent to a worker."""
+
+    __tablename__ = "function_invocations"
+    __table_args__ = (Index("ix_function_invocations_function", "function_pk", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    function_pk: Mapped[int] = mapped_column(ForeignKey("functions.pk", ondelete="CASCADE"))
+    caller: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    detached: Mapped[bool] = mapped_column(Boolean, default=False)
+    replica_pk: Mapped[int | None] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)  # InvocationError as JSON
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

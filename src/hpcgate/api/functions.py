@@ -1,0 +1,236 @@
+"""``/api/v1/functions``: register Python functions, invoke them (streamed as Server-Sent
+Events or answered whole), and follow, resume and cancel their invocations."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.problems import responses
+from hpcgate.functions.invocations import Event, payload
+from hpcgate.model.functions import (
+    Function,
+    FunctionCreate,
+    Invocation,
+    InvocationResult,
+)
+
+SEQ_MAX = 999_999_999  # a resumed stream's seq: nine digits at most
+
+router = APIRouter(prefix="/api/v1/functions", tags=["functions"])
+
+Name = Annotated[
+    str,
+    Path(
+        pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63}:)?[a-z][a-z0-9_-]{0,39}$",
+        description="The function's name: yours, or the one shared with you; OWNER:NAME"
+        " names another user's (needed when several share one of that name with you)",
+    ),
+]
+Key = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The invocation's id")]
+#: Typed ``str`` (not ``str | None``): the document then says what the header may hold, a
+#: seq, and no client reads "null" into it. Absent, it is None.
+LastEventId = Annotated[
+    str,
+    Header(
+        alias="Last-Event-ID",
+        pattern=r"^(0|[1-9][0-9]{0,8})$",
+        description="Resume after this event's id",
+    ),
+]
+After = Annotated[
+    int | None,
+    Query(ge=0, le=SEQ_MAX, description="Resume after this seq (Last-Event-ID wins)"),
+]
+SSE = "text/event-stream"
+PING_SECONDS = 15
+INVOCATION_HEADER = "Hpcgate-Invocation"
+EVENTS = (
+    "`output` (one per yield, in order), then exactly one of `result` (the return value)"
+    " or `error` (`{type, message, traceback}`; the traceback to the function's owner"
+    " only). Each event's `id` is its seq (1, 2, ...) and its `data` one line of JSON, so"
+    ' no output can forge a frame; bytes arrive as `{"encoding": "base64", "data"}`.'
+)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a function",
+    responses=responses(401, 403, 404, 409, 413, 422),
+)
+async def create_function(spec: FunctionCreate, who: Caller, gateway: GatewayDep) -> Function:
+    """Your function, run by a pool of workers on the system you name, as you: the pool is
+    one of your services (named `fn.NAME.…`, counted in your service limits, shown with
+    the function rather than among your services), whose job runs hpcgate's worker with
+    your code on `python`. `source` must compile (a syntax error is a 422 naming the
+    line; it is never run on the gateway); `input_schema` must be a valid JSON Schema.
+    Workers start when invoked (or `min_workers` at once) and stop after `idle_seconds`
+    without invocations."""
+    return await gateway.functions.create(who, spec)
+
+
+@router.get("", summary="The functions I may invoke", responses=responses(401, 403))
+async def list_functions(who: Caller, gateway: GatewayDep) -> list[Function]:
+    """Your own (with source and workers) and those other users share with you."""
+    return await gateway.functions.list(who)
+
+
+@router.get("/{name}", summary="One function", responses=responses(401, 403, 404, 409, 422))
+async def get_function(name: Name, who: Caller, gateway: GatewayDep) -> Function:
+    """Its input schema and settings; to its owner also its source, its pool's workers and
+    what keeps them from starting, if anything."""
+    return await gateway.functions.show(who, await gateway.functions.find(who, name))
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove my function",
+    responses=responses(401, 403, 404, 409, 422),
+)
+async def delete_function(name: Name, who: Caller, gateway: GatewayDep) -> Response:
+    """Its running invocations end `Cancelled`, it and its invocations are forgotten, and
+    its workers drain and stop."""
+    await gateway.invocations.delete_function(who, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{name}/invoke",
+    summary="Invoke a function",
+    response_model=InvocationResult,
+    responses={
+        200: {
+            "content": {SSE: {}},
+            "description": "With `Accept: text/event-stream`: the events, " + EVENTS,
+        },
+        **responses(401, 403, 404, 409, 413, 422, 502, 503),
+    },
+)
+async def invoke(
+    name: Name,
+    value: Annotated[dict[str, Any], Body(description="The input: an object the schema takes")],
+    who: Caller,
+    gateway: GatewayDep,
+    request: Request,
+    detach: Annotated[
+        bool, Query(description="Keep running if I disconnect (resume with .../events)")
+    ] = False,
+) -> Response:
+    (
+        """The input is validated against the function's schema first (422 listing the errors;
+    nothing runs, nothing is recorded) and its top-level defaults filled in; then the
+    invocation is recorded, a ready worker takes it (waiting while one starts, up to the
+    services' bound: then 503 with Retry-After, the invocation ended `NoWorker`), and it
+    runs. The `Hpcgate-Invocation` header gives its id.
+
+    With `Accept: text/event-stream` the answer streams as it is produced: """
+        + EVENTS
+        + (
+            """ A caller that disconnects cancels the invocation unless `detach=true`.
+
+    Otherwise the answer comes when it ends: `{id, state, output: [...], result | error}`.
+    Past 16 MiB of output the invocation is cancelled and the answer is a 413: stream it."""
+        )
+    )
+    call = await gateway.invocations.invoke(who, name, value, detach)
+    headers = {INVOCATION_HEADER: call.id}
+    if SSE in request.headers.get("accept", ""):
+        events = gateway.invocations.follow(call, 0, cancel_if_gone=True)
+        return _stream(events, headers)
+    result = await gateway.invocations.collect(call)
+    return JSONResponse(result.model_dump(mode="json"), headers=headers)
+
+
+@router.get(
+    "/{name}/invocations",
+    summary="A function's invocations",
+    responses=responses(401, 403, 404, 409, 422),
+)
+async def list_invocations(
+    name: Name,
+    who: Caller,
+    gateway: GatewayDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many")] = 100,
+) -> list[Invocation]:
+    """The newest first: all of them to the function's owner, your own to anyone else."""
+    return await gateway.invocations.list(who, name, limit)
+
+
+@router.get(
+    "/{name}/invocations/{key}",
+    summary="One invocation",
+    responses=responses(401, 403, 404, 409, 422),
+)
+async def get_invocation(name: Name, key: Key, who: Caller, gateway: GatewayDep) -> Invocation:
+    return await gateway.invocations.get(who, name, key)
+
+
+@router.delete(
+    "/{name}/invocations/{key}",
+    summary="Cancel an invocation",
+    responses=responses(401, 403, 404, 409, 422),
+)
+async def cancel_invocation(name: Name, key: Key, who: Caller, gateway: GatewayDep) -> Invocation:
+    """Its worker cancels it (a thread busy in computation stops at its next yield); it ends
+    `cancelled` with a `Cancelled` error event. An ended one is left as it is."""
+    return await gateway.invocations.cancel(who, name, key)
+
+
+@router.get(
+    "/{name}/invocations/{key}/events",
+    summary="An invocation's events as Server-Sent Events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"content": {SSE: {}}, "description": "The events after the one asked: " + EVENTS},
+        **responses(401, 403, 404, 409, 410, 422),
+    },
+)
+async def invocation_events(
+    name: Name,
+    key: Key,
+    who: Caller,
+    gateway: GatewayDep,
+    last_event_id: LastEventId = None,  # type: ignore[assignment]
+    after: After = None,
+) -> EventSourceResponse:
+    """Resume with `Last-Event-ID` (or `?after=`): exactly the events after it, from its
+    worker, which keeps the last 1,024 (410 if older ones are asked for). Disconnecting
+    here does not cancel the invocation. Once its worker is gone, an ended invocation
+    gives only its final event (a `result` then carries no data)."""
+    start = _last_event_id(last_event_id, after)
+    call = await gateway.invocations.resume(who, name, key, start)
+    events = gateway.invocations.replay(call, start)
+    first = await anext(events, None)  # a 410 is a problem document, not a broken stream
+    return _stream(_then(first, events), {INVOCATION_HEADER: call.id})
+
+
+def _last_event_id(value: str | None, query_value: int | None) -> int:
+    """Where to resume: the header (checked by its pattern), else the query, else 0."""
+    return int(value) if value is not None else query_value or 0
+
+
+async def _then(first: Event | None, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    if first is not None:
+        yield first
+        async for event in rest:
+            yield event
+
+
+def _stream(events: AsyncIterator[Event], headers: dict[str, str]) -> EventSourceResponse:
+    return EventSourceResponse(_frames(events), ping=PING_SECONDS, headers=headers)
+
+
+async def _frames(events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
+    async with contextlib.aclosing(events):  # type: ignore[type-var]
+        async for event in events:
+            data = payload(event) if event.get("type") == "output" else event.get("data")
+            yield ServerSentEvent(json.dumps(data), event=str(event["type"]), id=str(event["seq"]))

@@ -1,0 +1,1 @@
+"""Functions: registered Python functions run by worker pools (services) on the systems."""

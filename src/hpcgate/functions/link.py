@@ -1,0 +1,183 @@
+"""The gateway's requests to one worker, over its replica's pooled HTTP/1.1 connections
+(the same transport byte streams as the service proxy's): the one module that speaks the
+worker's internal API (see the functions contract).
+
+Every failure is one of three: :class:`NotSent` (the connection could not be made, so the
+request may go to another worker), :class:`Broken` (the worker stopped answering or broke
+its answer off), :class:`Refused` (it answered with a status the request did not expect).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import httpcore
+
+from hpcgate.services.traffic import Route
+
+CONNECT_SECONDS = 10.0
+CALL_SECONDS = 10.0  # a request that is not a stream: its whole answer
+ANSWER_MAX = 1 << 20  # bytes of such an answer read at most
+LINE_MAX = (16 << 20) + (1 << 20)  # one event of the stream, as a line of JSON
+TYPES = frozenset({"output", "result", "error"})
+_NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)
+_BROKEN = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError)
+
+
+class LinkError(Exception):
+    """A request to a worker failed."""
+
+
+class NotSent(LinkError):
+    """No connection to the worker: nothing of the request reached it."""
+
+
+class Broken(LinkError):
+    """The worker broke the connection off or did not answer in time."""
+
+
+class Refused(LinkError):
+    """The worker answered a status the request does not expect."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"the worker answered {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+def _request(
+    route: Route, method: str, target: str, body: Any = None, read: float | None = CALL_SECONDS
+) -> httpcore.Request:
+    url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=target)
+    headers = [(b"host", route.host), (b"accept", b"application/json")]
+    content = b"" if body is None else json.dumps(body).encode()
+    if body is not None:
+        headers.append((b"content-type", b"application/json"))
+        headers.append((b"content-length", str(len(content)).encode()))
+    timeouts = {"connect": CONNECT_SECONDS, "read": read, "write": CALL_SECONDS, "pool": read}
+    return httpcore.Request(
+        method, url, headers=headers, content=content, extensions={"timeout": timeouts}
+    )
+
+
+async def _call(route: Route, method: str, target: str, body: Any = None) -> tuple[int, Any]:
+    """The worker's status and JSON answer to one request."""
+    try:
+        response = await route.pool.handle_async_request(_request(route, method, target, body))
+        try:
+            data = await _read(response, ANSWER_MAX)
+        finally:
+            await response.aclose()
+    except _NOT_SENT as exc:
+        raise NotSent(str(exc) or type(exc).__name__) from exc
+    except _BROKEN as exc:
+        raise Broken(str(exc) or type(exc).__name__) from exc
+    try:
+        return response.status, json.loads(data) if data else None
+    except ValueError:
+        raise Broken(f"the worker's answer ({response.status}) is not JSON") from None
+
+
+async def _read(response: httpcore.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    async for chunk in response.aiter_stream():
+        chunks.append(chunk)
+        limit -= len(chunk)
+        if limit < 0:
+            raise Broken("the worker's answer is too large")
+    return b"".join(chunks)
+
+
+async def submit(route: Route, key: str, value: dict[str, Any]) -> str:
+    """Hand the invocation to the worker (the same id again is never run twice); its state."""
+    status, body = await _call(route, "POST", "/invocations", {"id": key, "input": value})
+    if status not in (200, 201) or not isinstance(body, dict):
+        raise Refused(status, body if isinstance(body, dict) else {})
+    return str(body.get("state", "queued"))
+
+
+async def state(route: Route, key: str) -> tuple[str, int] | None:
+    """The invocation's state and event count on the worker; None if it does not know it."""
+    status, body = await _call(route, "GET", f"/invocations/{key}")
+    if status == 404:
+        return None
+    if status != 200 or not isinstance(body, dict):
+        raise Refused(status, body if isinstance(body, dict) else {})
+    events = body.get("events")
+    return str(body.get("state")), events if isinstance(events, int) else 0
+
+
+async def cancel(route: Route, key: str) -> str | None:
+    """Cancel the invocation on the worker; its state (None: the worker does not know it)."""
+    status, body = await _call(route, "DELETE", f"/invocations/{key}")
+    if status == 404:
+        return None
+    if status != 200 or not isinstance(body, dict):
+        raise Refused(status, body if isinstance(body, dict) else {})
+    return str(body.get("state"))
+
+
+async def events(route: Route, key: str, after: int) -> AsyncGenerator[dict[str, Any], None]:
+    """The invocation's events after seq ``after``, as the worker sends them, until its
+    final one. Refused(410, {"oldest": k}) when ``after`` is older than the worker keeps;
+    Broken if the stream ends without a final event."""
+    request = _request(route, "GET", f"/invocations/{key}/events?after={after}", read=None)
+    try:
+        response = await route.pool.handle_async_request(request)
+    except _NOT_SENT as exc:
+        raise NotSent(str(exc) or type(exc).__name__) from exc
+    except _BROKEN as exc:
+        raise Broken(str(exc) or type(exc).__name__) from exc
+    try:
+        if response.status != 200:
+            data = await _read(response, ANSWER_MAX)
+            raise Refused(response.status, _object(data))
+        async for event in _lines(response):
+            yield event
+            if event.get("type") in ("result", "error"):
+                return
+        raise Broken("the worker's event stream ended before the invocation did")
+    except _BROKEN as exc:
+        raise Broken(str(exc) or type(exc).__name__) from exc
+    finally:
+        await response.aclose()
+
+
+async def _lines(response: httpcore.Response) -> AsyncIterator[dict[str, Any]]:
+    """Each line of the answer as a JSON object (a line's pieces joined once it ends)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_stream():
+        if b"\n" not in chunk:
+            parts.append(chunk)
+            size += len(chunk)
+            if size > LINE_MAX:
+                raise Broken("an event of the worker's is too large")
+            continue
+        head, *middle, tail = chunk.split(b"\n")
+        for line in (b"".join([*parts, head]), *middle):
+            if line.strip():
+                yield _event(line)
+        parts, size = [tail], len(tail)
+
+
+def _event(line: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        raise Broken("the worker sent an event that is not JSON") from None
+    if not isinstance(event, dict) or type(event.get("seq")) is not int:
+        raise Broken("the worker sent an event without a seq")
+    if event.get("type") not in TYPES:  # the type is an SSE event name: never free text
+        raise Broken("the worker sent an event of no known type")
+    return event
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    try:
+        found = json.loads(data)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -1,0 +1,218 @@
+"""Registered functions: register (the code compiled, the schema checked, the pool made a
+service of the owner's), find, show and remove.
+
+A user finds its own function of a name first, else the oldest of that name another user
+shares with it (``users`` holds its name or ``*``); any other is indistinguishable from a
+function that does not exist (404).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from hpcgate.clock import utcnow
+from hpcgate.functions import schemas
+from hpcgate.functions.script import job_script, worker_source
+from hpcgate.model.errors import Conflict, Invalid, NotFound, PayloadTooLarge
+from hpcgate.model.functions import Function, FunctionCreate, FunctionSettings
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.services import ServiceSpec
+from hpcgate.services.service import ServiceManager
+from hpcgate.store.functions import FunctionStore
+from hpcgate.store.tables import FunctionRow
+
+HEALTH_PATH = "/health"
+SCRIPT_MAX = 1 << 20  # what a service's script may hold (ServiceSpec.script)
+POOL_PREFIX = "fn."  # a pool's service name: no name a user gives a service has a dot
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A function and its registration."""
+
+    row: FunctionRow
+    spec: FunctionCreate
+
+    def owned_by(self, who: Principal) -> bool:
+        return self.row.owner == who.user
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec(text: str) -> FunctionCreate:
+    """A stored registration, parsed once per distinct text (shared: never change it)."""
+    return FunctionCreate.model_validate_json(text)
+
+
+def pool_name(name: str) -> str:
+    return f"{POOL_PREFIX}{name}.{secrets.token_hex(3)}"
+
+
+class Registry:
+    def __init__(
+        self,
+        store: FunctionStore,
+        services: ServiceManager,
+        systems: frozenset[str],
+        max_script_bytes: int,
+    ) -> None:
+        self._store = store
+        self._services = services
+        self._systems = systems
+        self._max_script = min(max_script_bytes, SCRIPT_MAX)
+
+    async def create(self, who: Principal, spec: FunctionCreate) -> Function:
+        """Register the caller's function and make its pool (a service of the caller's)."""
+        who.require(Scope.JOBS_WRITE)
+        if spec.system not in self._systems:
+            raise NotFound(f"no system {spec.system!r}")
+        schemas.check(spec.input_schema)
+        if spec.source is not None:
+            await asyncio.to_thread(_compiles, spec.name, spec.source)
+        pool = self._pool(spec)
+        row = FunctionRow(
+            owner=who.user,
+            name=spec.name,
+            system=spec.system,
+            spec=spec.model_dump_json(),
+            created_at=utcnow(),
+        )
+        try:
+            await self._store.add(row)
+        except IntegrityError:
+            raise Conflict(f"you already have a function {spec.name!r}") from None
+        try:
+            service = await self._services.add_owned(who.user, pool_name(spec.name), pool)
+        except BaseException:
+            await self._store.remove(row.pk)
+            raise
+        await self._store.update(row.pk, service_pk=service.pk)
+        row.service_pk = service.pk
+        return await self.show(who, Found(row, spec))
+
+    def _pool(self, spec: FunctionCreate) -> ServiceSpec:
+        """The pool's service: the generated script, scaled by the function's settings."""
+        script = job_script(spec, worker_source())
+        if len(script.encode()) > self._max_script:
+            raise PayloadTooLarge(
+                f"the function's worker script would exceed the limit of {self._max_script}"
+                " bytes: make the source smaller, or install it and give 'entry'"
+            )
+        return ServiceSpec(
+            system=spec.system,
+            script=script,
+            min_replicas=spec.min_workers,
+            max_replicas=spec.max_workers,
+            target_in_flight=spec.max_concurrency,
+            idle_seconds=spec.idle_seconds,
+            health_path=HEALTH_PATH,
+            time_limit=spec.time_limit,
+            partition=spec.partition,
+            account=spec.account,
+            cpus_per_task=spec.cpus_per_task,
+            memory=spec.memory,
+            gpus=spec.gpus,
+        )
+
+    async def find(self, who: Principal, ref: str) -> Found:
+        """The function ``ref`` names: ``OWNER:NAME``, or ``NAME`` for the caller's own,
+        else the one function of that name shared with it (409 if several users share one
+        of that name: which is meant is never guessed)."""
+        who.require(Scope.JOBS_READ)
+        owner, _, name = ref.rpartition(":")
+        if owner:
+            row = await self._store.find(owner, name)
+            found = None if row is None else Found(row, _spec(row.spec))
+            if found is None or not (found.owned_by(who) or _shared_with(found, who)):
+                raise NotFound(f"no function {ref!r}")
+            return found
+        own = await self._store.find(who.user, name)
+        if own is not None:
+            return Found(own, _spec(own.spec))
+        return _one_shared(name, await self._store.named(name), who)
+
+    async def by_pk(self, pk: int) -> Found | None:
+        row = await self._store.by_pk(pk)
+        return None if row is None else Found(row, _spec(row.spec))
+
+    async def owned(self, who: Principal, name: str) -> Found:
+        """The caller's own function of that name (404 for any other)."""
+        found = await self.find(who, name)
+        if not found.owned_by(who):
+            raise NotFound(f"no function {name!r} of yours")
+        return found
+
+    async def list(self, who: Principal) -> list[Function]:
+        """The caller's functions and those shared with it."""
+        who.require(Scope.JOBS_READ)
+        rows = [Found(row, _spec(row.spec)) for row in await self._store.all()]
+        seen = [f for f in rows if f.owned_by(who) or _shared_with(f, who)]
+        return [await self.show(who, found) for found in seen]
+
+    async def show(self, who: Principal, found: Found) -> Function:
+        spec, row = found.spec, found.row
+        settings = FunctionSettings.model_validate(spec.model_dump(include=_SETTINGS))
+        shown = Function(
+            name=row.name,
+            owner=row.owner,
+            system=row.system,
+            callable=spec.target(),
+            entry=spec.entry,
+            input_schema=spec.input_schema,
+            settings=settings,
+            created_at=row.created_at,
+        )
+        if not found.owned_by(who):
+            return shown.model_copy(update={"settings": settings.model_copy(update={"users": []})})
+        return await self._with_pool(who, row, shown.model_copy(update={"source": spec.source}))
+
+    async def _with_pool(self, who: Principal, row: FunctionRow, shown: Function) -> Function:
+        if row.service_pk is None:
+            return shown
+        service = await self._services.by_pk(row.owner, row.service_pk)
+        if service is None:
+            return shown
+        return shown.model_copy(update={"workers": service.replicas, "problem": service.problem})
+
+    async def remove(self, found: Found) -> None:
+        """Forget the function (and its invocations); its pool drains and stops."""
+        await self._store.remove(found.row.pk)
+        if found.row.service_pk is not None:
+            await self._services.stop_owned(found.row.service_pk)
+
+
+_SETTINGS = set(FunctionSettings.model_fields)
+
+
+def _one_shared(name: str, rows: list[FunctionRow], who: Principal) -> Found:
+    shared = [f for f in (Found(row, _spec(row.spec)) for row in rows) if _shared_with(f, who)]
+    if not shared:
+        raise NotFound(f"no function {name!r}")
+    if len(shared) > 1:
+        owners = ", ".join(sorted(f.row.owner for f in shared))
+        raise Conflict(
+            f"several users share a function {name!r} with you ({owners}):"
+            f" name the one you mean as OWNER:{name}"
+        )
+    return shared[0]
+
+
+def _shared_with(found: Found, who: Principal) -> bool:
+    users = found.spec.users
+    return "*" in users or who.user in users
+
+
+def _compiles(name: str, source: str) -> None:
+    """Invalid (422, with the line) unless the source compiles; it is never run here."""
+    try:
+        compile(source, f"<function {name}>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        detail = f"the source does not compile: {exc.msg} ({where})"
+        raise Invalid(detail, line=exc.lineno) from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise Invalid(f"the source does not compile: {type(exc).__name__}") from None

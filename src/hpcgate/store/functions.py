@@ -1,0 +1,80 @@
+"""Function and invocation rows: only reads and writes (the rules are the functions')."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from hpcgate.store.rows import Rows
+from hpcgate.store.tables import FunctionRow, InvocationRow
+
+UNENDED = ("queued", "running")
+
+
+class FunctionStore(Rows[FunctionRow]):
+    kind = FunctionRow
+
+    async def find(self, owner: str, name: str) -> FunctionRow | None:
+        query = select(FunctionRow).where(FunctionRow.owner == owner, FunctionRow.name == name)
+        async with self._db.reader() as session:
+            return (await session.scalars(query)).first()
+
+    async def named(self, name: str) -> list[FunctionRow]:
+        """Every owner's function of that name."""
+        query = select(FunctionRow).where(FunctionRow.name == name).order_by(FunctionRow.pk)
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
+    async def all(self) -> list[FunctionRow]:
+        async with self._db.reader() as session:
+            return list(await session.scalars(select(FunctionRow).order_by(FunctionRow.name)))
+
+    async def by_pk(self, pk: int) -> FunctionRow | None:
+        async with self._db.reader() as session:
+            return await session.get(FunctionRow, pk)
+
+    async def update(self, pk: int, **values: Any) -> None:
+        async with self._db.session() as session, session.begin():
+            await session.execute(update(FunctionRow).where(FunctionRow.pk == pk).values(**values))
+
+    async def remove(self, pk: int) -> None:
+        async with self._db.session() as session, session.begin():
+            await session.execute(delete(InvocationRow).where(InvocationRow.function_pk == pk))
+            await session.execute(delete(FunctionRow).where(FunctionRow.pk == pk))
+
+
+class InvocationStore(Rows[InvocationRow]):
+    kind = InvocationRow
+
+    async def of(self, function_pk: int, caller: str | None, limit: int) -> list[InvocationRow]:
+        """The function's newest invocations (``caller``'s only, unless None)."""
+        query = select(InvocationRow).where(InvocationRow.function_pk == function_pk)
+        if caller is not None:
+            query = query.where(InvocationRow.caller == caller)
+        query = query.order_by(InvocationRow.created_at.desc()).limit(limit)
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
+    async def unended(self, function_pk: int | None = None) -> list[InvocationRow]:
+        query = select(InvocationRow).where(InvocationRow.state.in_(UNENDED))
+        if function_pk is not None:
+            query = query.where(InvocationRow.function_pk == function_pk)
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
+    async def update(self, key: str, **values: Any) -> None:
+        async with self._db.session() as session, session.begin():
+            query = update(InvocationRow).where(InvocationRow.id == key).values(**values)
+            await session.execute(query)
+
+    async def end(self, key: str, **values: Any) -> bool:
+        """Write an end, unless the invocation has already ended; whether it was written."""
+        query = (
+            update(InvocationRow)
+            .where(InvocationRow.id == key, InvocationRow.state.in_(UNENDED))
+            .values(**values)
+        )
+        async with self._db.session() as session, session.begin():
+            result = await session.execute(query)
+        return bool(getattr(result, "rowcount", 0))
