@@ -4,6 +4,8 @@ job running the test's source, invoked over real HTTP (streamed and whole)."""
 from __future__ import annotations
 
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 
@@ -93,6 +95,11 @@ def test_a_function_that_raises_ends_in_an_error_with_the_traceback_for_its_owne
     assert data(final) == {"type": "ValueError", "message": "bad 2"}  # no traceback for bob
     assert invocation(bob, name, key)["error"]["traceback"] is None
     assert invocation(alice, name, key)["error"]["traceback"]  # its owner's
+    url = f"{FUNCTIONS}/{name}/invocations/{key}/events"
+    [again] = list(read_events(alice, url))  # the owner reading bob's events: with it
+    assert "ValueError: bad 2" in data(again)["traceback"]
+    [again] = list(read_events(bob, url))
+    assert "traceback" not in data(again)
 
 
 def test_a_function_that_fails_to_import_ends_every_invocation_at_once(
@@ -169,3 +176,57 @@ def test_a_worker_killed_mid_stream_is_an_error_within_seconds(alice: httpx.Clie
     assert time.monotonic() - killed < 10
     assert final.event == "error" and data(final)["type"] == "WorkerLost"
     assert invocation(alice, name, key)["state"] == "failed"
+
+
+def test_an_async_function_streams(alice: httpx.Client) -> None:
+    source = "import asyncio\nasync def f(n):\n    for i in range(n):\n        yield i\n"
+    name = register(alice, source, concurrency="async")
+    body = alice.post(f"{FUNCTIONS}/{name}/invoke", json={"n": 3}).json()
+    assert (body["state"], body["output"], body["result"]) == ("succeeded", [0, 1, 2], None)
+
+
+def test_a_crashed_child_process_is_an_error_and_the_worker_lives_on(
+    alice: httpx.Client,
+) -> None:
+    source = "import os\ndef f(crash):\n    yield 'up'\n    if crash:\n        os._exit(3)\n"
+    name = register(alice, source, concurrency="processes")
+    with invoked(alice, name, {"crash": True}) as (_, events):
+        seen = list(events)
+    assert [e.event for e in seen] == ["output", "error"]
+    assert data(seen[-1])["type"] == "WorkerCrashed"
+    body = alice.post(f"{FUNCTIONS}/{name}/invoke", json={"crash": False}).json()
+    assert (body["state"], body["output"]) == ("succeeded", ["up"])
+
+
+def test_deleting_a_function_cancels_its_running_invocations(alice: httpx.Client) -> None:
+    name = register(alice, SLOW)
+    with invoked(alice, name, {"count": 1000, "pause": 0.05}) as (_, events):
+        next(events)
+        assert alice.delete(f"{FUNCTIONS}/{name}").status_code == 204
+        final = next(e for e in events if e.event != "output")
+    assert final.event == "error" and data(final)["type"] == "Cancelled"
+    assert alice.get(f"{FUNCTIONS}/{name}").status_code == 404
+
+
+def test_a_reader_that_stops_pauses_the_function(alice: httpx.Client) -> None:
+    """Bounded buffers end to end: the worker's, the connections', the gateway's. A
+    client that reads nothing holds the function at a yield well short of its end (here
+    some 180 chunks of 64 KiB are in flight: most in the sockets' buffers)."""
+    progress = Path("/tmp") / f"hpcgate-progress-{uuid.uuid4().hex}"
+    source = (
+        "def f(n, path):\n    for i in range(n):\n"
+        "        with open(path, 'w') as out:\n            out.write(str(i))\n"
+        "        yield 'x' * 65536\n"
+    )
+    name = register(alice, source)
+    try:
+        with invoked(alice, name, {"n": 1000, "path": str(progress)}) as (key, events):
+            next(events)
+            time.sleep(3)
+            held = int(progress.read_text())
+            time.sleep(1)
+            assert int(progress.read_text()) == held  # it waits at a yield
+        assert held < 400, held  # of 1,000 chunks
+        wait_state(alice, name, key, "cancelled")
+    finally:
+        progress.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from tests.support.services import SERVICES, SYSTEM_PYTHON
 
 alice = user_client("alice")
 bob = user_client("bob")
+carol = user_client("carol")
 
 SOURCE = "def f():\n    return 1\n"
 
@@ -76,3 +77,19 @@ def test_a_shared_function_shows_no_source_nor_who_it_is_shared_with(
     assert shown["owner"] == "alice" and shown["source"] is None
     assert shown["settings"]["users"] == []
     assert alice.get(f"{FUNCTIONS}/{name}").json()["settings"]["users"] == ["bob", "carol"]
+
+
+def test_a_name_several_users_share_is_never_guessed(
+    alice: httpx.Client, bob: httpx.Client, carol: httpx.Client
+) -> None:
+    name = register(alice, SOURCE, users=["carol"])
+    assert carol.get(f"{FUNCTIONS}/{name}").json()["owner"] == "alice"
+    register(bob, SOURCE, name=name, users=["*"])  # the same name, shared with everyone
+    answer = carol.get(f"{FUNCTIONS}/{name}")
+    assert answer.status_code == 409
+    assert "alice, bob" in answer.json()["detail"]
+    assert carol.get(f"{FUNCTIONS}/alice:{name}").json()["owner"] == "alice"
+    assert carol.get(f"{FUNCTIONS}/bob:{name}").json()["owner"] == "bob"
+    assert alice.get(f"{FUNCTIONS}/{name}").json()["owner"] == "alice"  # one's own first
+    assert bob.get(f"{FUNCTIONS}/alice:{name}").status_code == 404  # not shared with bob
+    assert bob.delete(f"{FUNCTIONS}/{name}").status_code == 204

@@ -26,7 +26,14 @@ SEQ_MAX = 999_999_999  # a resumed stream's seq: nine digits at most
 
 router = APIRouter(prefix="/api/v1/functions", tags=["functions"])
 
-Name = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="The function's name")]
+Name = Annotated[
+    str,
+    Path(
+        pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63}:)?[a-z][a-z0-9_-]{0,39}$",
+        description="The function's name: yours, or the one shared with you; OWNER:NAME"
+        " names another user's (needed when several share one of that name with you)",
+    ),
+]
 Key = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The invocation's id")]
 #: Typed ``str`` (not ``str | None``): the document then says what the header may hold, a
 #: seq, and no client reads "null" into it. Absent, it is None.
@@ -75,7 +82,7 @@ async def list_functions(who: Caller, gateway: GatewayDep) -> list[Function]:
     return await gateway.functions.list(who)
 
 
-@router.get("/{name}", summary="One function", responses=responses(401, 403, 404, 422))
+@router.get("/{name}", summary="One function", responses=responses(401, 403, 404, 409, 422))
 async def get_function(name: Name, who: Caller, gateway: GatewayDep) -> Function:
     """Its input schema and settings; to its owner also its source, its pool's workers and
     what keeps them from starting, if anything."""
@@ -86,7 +93,7 @@ async def get_function(name: Name, who: Caller, gateway: GatewayDep) -> Function
     "/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove my function",
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 409, 422),
 )
 async def delete_function(name: Name, who: Caller, gateway: GatewayDep) -> Response:
     """Its running invocations end `Cancelled`, it and its invocations are forgotten, and
@@ -104,7 +111,7 @@ async def delete_function(name: Name, who: Caller, gateway: GatewayDep) -> Respo
             "content": {SSE: {}},
             "description": "With `Accept: text/event-stream`: the events, " + EVENTS,
         },
-        **responses(401, 403, 404, 413, 422, 502, 503),
+        **responses(401, 403, 404, 409, 413, 422, 502, 503),
     },
 )
 async def invoke(
@@ -145,7 +152,7 @@ async def invoke(
 @router.get(
     "/{name}/invocations",
     summary="A function's invocations",
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 409, 422),
 )
 async def list_invocations(
     name: Name,
@@ -160,7 +167,7 @@ async def list_invocations(
 @router.get(
     "/{name}/invocations/{key}",
     summary="One invocation",
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 409, 422),
 )
 async def get_invocation(name: Name, key: Key, who: Caller, gateway: GatewayDep) -> Invocation:
     return await gateway.invocations.get(who, name, key)
@@ -169,7 +176,7 @@ async def get_invocation(name: Name, key: Key, who: Caller, gateway: GatewayDep)
 @router.delete(
     "/{name}/invocations/{key}",
     summary="Cancel an invocation",
-    responses=responses(401, 403, 404, 422),
+    responses=responses(401, 403, 404, 409, 422),
 )
 async def cancel_invocation(name: Name, key: Key, who: Caller, gateway: GatewayDep) -> Invocation:
     """Its worker cancels it (a thread busy in computation stops at its next yield); it ends
@@ -183,7 +190,7 @@ async def cancel_invocation(name: Name, key: Key, who: Caller, gateway: GatewayD
     response_class=EventSourceResponse,
     responses={
         200: {"content": {SSE: {}}, "description": "The events after the one asked: " + EVENTS},
-        **responses(401, 403, 404, 410, 422),
+        **responses(401, 403, 404, 409, 410, 422),
     },
 )
 async def invocation_events(
@@ -200,8 +207,7 @@ async def invocation_events(
     gives only its final event (a `result` then carries no data)."""
     start = _last_event_id(last_event_id, after)
     call = await gateway.invocations.resume(who, name, key, start)
-    owner = call.found.owned_by(who)
-    events = gateway.invocations.replay(call, start, owner)
+    events = gateway.invocations.replay(call, start)
     first = await anext(events, None)  # a 410 is a problem document, not a broken stream
     return _stream(_then(first, events), {INVOCATION_HEADER: call.id})
 

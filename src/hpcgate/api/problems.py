@@ -151,7 +151,8 @@ WHY = {
     404: "No such system, job, task, file, service, function or invocation (or not yours)",
     410: "The invocation's events before the one asked for are no longer kept",
     409: "Conflict: a submit with the same Idempotency-Key is in progress, the file exists,"
-    " a path is not a directory, a directory is not empty, the job or task has already ended",
+    " a path is not a directory, a directory is not empty, the job or task has already ended,"
+    " a function of that name exists, or several users share one of that name (OWNER:NAME)",
     413: "Request or script too large",
     416: "The Range lies outside the file",
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",

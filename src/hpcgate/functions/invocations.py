@@ -68,6 +68,7 @@ class Call:
     route: Route | None = None
     last: int = 0  # the last seq seen
     ended: bool = False
+    for_owner: bool = False  # whoever reads the events is the function's owner
 
 
 def _error(kind: str, message: str, seq: int) -> Event:
@@ -138,7 +139,7 @@ class Invocations:
             created_at=utcnow(),
         )
         await self._store.add(row)
-        call = Call(row.id, found, who.user, detach)
+        call = Call(row.id, found, who.user, detach, for_owner=found.owned_by(who))
         await self._hand_over(call, filled)
         if detach:
             self._spawn(self._keep(call))
@@ -192,10 +193,9 @@ class Invocations:
         """The invocation's events after seq ``after``, to its final one (a gateway-made
         ``WorkerLost`` if the worker's stream breaks off). Closed early (the caller gone),
         it cancels the invocation when ``cancel_if_gone``."""
-        owner = call.caller == call.found.row.owner
         try:
             async for event in self._from_worker(call, after):
-                yield shown(event, owner)
+                yield shown(event, call.for_owner)
         finally:
             if cancel_if_gone and not call.ended and not call.detached:
                 self._spawn(self._cancel_quietly(call, "its caller went away"))
@@ -363,7 +363,7 @@ class Invocations:
     async def resume(self, who: Principal, name: str, key: str, after: int) -> Call:
         """The invocation to read the events of, after seq ``after``."""
         found, row = await self._visible(who, name, key)
-        call = Call(row.id, found, row.caller, True, last=after)
+        call = Call(row.id, found, row.caller, True, last=after, for_owner=found.owned_by(who))
         call.ended = InvocationState(row.state).ended
         call.route = await self._route(found, row)
         if call.route is None and not call.ended:
@@ -371,7 +371,7 @@ class Invocations:
             await self._finish(call, _error("WorkerLost", why, max(row.last_seq, after) + 1))
         return call
 
-    async def replay(self, call: Call, after: int, owner: bool) -> AsyncIterator[Event]:
+    async def replay(self, call: Call, after: int) -> AsyncIterator[Event]:
         """The events after ``after``: from its worker, or (the worker gone, the invocation
         ended) the final event the gateway recorded."""
         if call.route is not None:
@@ -381,7 +381,7 @@ class Invocations:
         row = await self._store.get(call.id)
         if row is None or row.last_seq <= after:
             return
-        yield shown(_recorded_final(row), owner)
+        yield shown(_recorded_final(row), call.for_owner)
 
     async def delete_function(self, who: Principal, name: str) -> None:
         """Cancel the function's running invocations, forget it, stop its pool."""

@@ -21,6 +21,7 @@ CONNECT_SECONDS = 10.0
 CALL_SECONDS = 10.0  # a request that is not a stream: its whole answer
 ANSWER_MAX = 1 << 20  # bytes of such an answer read at most
 LINE_MAX = (16 << 20) + (1 << 20)  # one event of the stream, as a line of JSON
+TYPES = frozenset({"output", "result", "error"})
 _NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)
 _BROKEN = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError)
 
@@ -167,8 +168,10 @@ def _event(line: bytes) -> dict[str, Any]:
         event = json.loads(line)
     except ValueError:
         raise Broken("the worker sent an event that is not JSON") from None
-    if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+    if not isinstance(event, dict) or type(event.get("seq")) is not int:
         raise Broken("the worker sent an event without a seq")
+    if event.get("type") not in TYPES:  # the type is an SSE event name: never free text
+        raise Broken("the worker sent an event of no known type")
     return event
 
 

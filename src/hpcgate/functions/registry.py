@@ -118,17 +118,22 @@ class Registry:
             gpus=spec.gpus,
         )
 
-    async def find(self, who: Principal, name: str) -> Found:
-        """The caller's own function of that name, else the oldest one shared with it."""
+    async def find(self, who: Principal, ref: str) -> Found:
+        """The function ``ref`` names: ``OWNER:NAME``, or ``NAME`` for the caller's own,
+        else the one function of that name shared with it (409 if several users share one
+        of that name: which is meant is never guessed)."""
         who.require(Scope.JOBS_READ)
+        owner, _, name = ref.rpartition(":")
+        if owner:
+            row = await self._store.find(owner, name)
+            found = None if row is None else Found(row, _spec(row.spec))
+            if found is None or not (found.owned_by(who) or _shared_with(found, who)):
+                raise NotFound(f"no function {ref!r}")
+            return found
         own = await self._store.find(who.user, name)
         if own is not None:
             return Found(own, _spec(own.spec))
-        for row in await self._store.named(name):
-            found = Found(row, _spec(row.spec))
-            if _shared_with(found, who):
-                return found
-        raise NotFound(f"no function {name!r}")
+        return _one_shared(name, await self._store.named(name), who)
 
     async def by_pk(self, pk: int) -> Found | None:
         row = await self._store.by_pk(pk)
@@ -181,6 +186,19 @@ class Registry:
 
 
 _SETTINGS = set(FunctionSettings.model_fields)
+
+
+def _one_shared(name: str, rows: list[FunctionRow], who: Principal) -> Found:
+    shared = [f for f in (Found(row, _spec(row.spec)) for row in rows) if _shared_with(f, who)]
+    if not shared:
+        raise NotFound(f"no function {name!r}")
+    if len(shared) > 1:
+        owners = ", ".join(sorted(f.row.owner for f in shared))
+        raise Conflict(
+            f"several users share a function {name!r} with you ({owners}):"
+            f" name the one you mean as OWNER:{name}"
+        )
+    return shared[0]
 
 
 def _shared_with(found: Found, who: Principal) -> bool:
