@@ -285,6 +285,13 @@ def test_what_cannot_be_sent_is_refused_before_anything_is(hpc: Client) -> None:
     exec("def typed(x):\n    return x\n", typed_in)  # noqa: S102 - as typed in a session
     with pytest.raises(ValueError, match="interactive"):
         hpc.function(system="local")(typed_in["typed"])
+    factor = 3
+
+    def closure(x: int) -> int:
+        return x * factor
+
+    with pytest.raises(ValueError, match="factor"):
+        hpc.function(system="local")(closure)
     with hpc.functions.executor("local", **WORKER) as run:
         with pytest.raises(TypeError, match="JSON"):
             run.submit(add, object())
@@ -298,7 +305,9 @@ def test_what_cannot_be_sent_is_refused_before_anything_is(hpc: Client) -> None:
     assert hpc.functions.list() == before
 
 
-async def test_the_async_client_invokes_and_calls(gateway: GatewayProcess, token: str) -> None:
+async def test_the_async_client_invokes_calls_and_decorates(
+    gateway: GatewayProcess, token: str
+) -> None:
     name = unique("async")
     async with AsyncClient(gateway.url, token) as client:
         await client.functions.register(
@@ -310,6 +319,11 @@ async def test_the_async_client_invokes_and_calls(gateway: GatewayProcess, token
         with pytest.raises(FunctionFailed):
             await client.functions.call(name, {"steps": "no"})
         await client.functions.delete(name)
+        remote = client.function(system="local", input=Steps, name=unique("adec"), **WORKER)
+        decorated = remote(counted)
+        assert await decorated(steps=1, word="a") == {"steps": 1}
+        streamed = [e async for e in decorated.stream(steps=1, word="b")]
+        assert streamed == [Output(1, "b 0"), Result(2, {"steps": 1})]
 
 
 def source(fn: Any) -> str:

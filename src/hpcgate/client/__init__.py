@@ -26,7 +26,12 @@ from hpcgate.client._functions import (
     Output,
     Result,
 )
-from hpcgate.client._remote import FunctionExecutor, FunctionFuture, RemoteFunction
+from hpcgate.client._remote import (
+    AsyncRemoteFunction,
+    FunctionExecutor,
+    FunctionFuture,
+    RemoteFunction,
+)
 from hpcgate.client._services import AsyncServices, Services
 from hpcgate.client._usage import OpenAISettings
 
@@ -34,6 +39,7 @@ __all__ = [
     "AsyncClient",
     "AsyncFunctions",
     "AsyncInvoked",
+    "AsyncRemoteFunction",
     "AsyncServices",
     "Client",
     "ClientError",

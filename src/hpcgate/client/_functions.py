@@ -44,7 +44,7 @@ from hpcgate.model.errors import HpcgateError
 from hpcgate.model.functions import Function, FunctionCreate, Invocation, InvocationError
 
 if TYPE_CHECKING:
-    from hpcgate.client._remote import FunctionExecutor, RemoteFunction
+    from hpcgate.client._remote import AsyncRemoteFunction, FunctionExecutor, RemoteFunction
 
 INVOCATION_HEADER = "Hpcgate-Invocation"
 Spec: TypeAlias = FunctionCreate | Mapping[str, Any]
@@ -452,9 +452,13 @@ class SyncFunctionMethods(SyncCore):
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """``@hpc.function(system=..., input=Model, **settings)``: the decorated function
         runs remotely (see :class:`~hpcgate.client.RemoteFunction`)."""
-        from hpcgate.client._remote import decorator
+        from hpcgate.client._remote import RemoteFunction, decorated
 
-        return decorator(self.functions, system, input, name, replace, settings)
+        def wrap(fn: Callable[..., Any]) -> RemoteFunction:
+            spec = decorated(fn, system, input, name, settings)
+            return RemoteFunction(self.functions, spec, input, replace)
+
+        return wrap
 
 
 class AsyncFunctionMethods(AsyncCore):
@@ -464,3 +468,22 @@ class AsyncFunctionMethods(AsyncCore):
     def functions(self) -> AsyncFunctions:
         """As :attr:`Client.functions` (no executor: that one is blocking by nature)."""
         return AsyncFunctions(self)
+
+    def function(
+        self,
+        *,
+        system: str,
+        input: type[BaseModel] | None = None,
+        name: str | None = None,
+        replace: bool = False,
+        **settings: Any,
+    ) -> Callable[[Callable[..., Any]], AsyncRemoteFunction]:
+        """As :meth:`Client.function`: ``await f(**kwargs)``, ``async for e in
+        f.stream(**kwargs)``."""
+        from hpcgate.client._remote import AsyncRemoteFunction, decorated
+
+        def wrap(fn: Callable[..., Any]) -> AsyncRemoteFunction:
+            spec = decorated(fn, system, input, name, settings)
+            return AsyncRemoteFunction(self.functions, spec, input, replace)
+
+        return wrap

@@ -15,20 +15,23 @@ deleted, its running invocations cancelled, and the new one registered).
 from __future__ import annotations
 
 import ast
+import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import inspect
 import json
 import re
 import textwrap
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
 from hpcgate.client._errors import FunctionFailed
 from hpcgate.client._functions import (
+    AsyncFunctions,
     FunctionEvent,
     Functions,
     Invoked,
@@ -36,7 +39,7 @@ from hpcgate.client._functions import (
     jsonable,
     result_of,
 )
-from hpcgate.model.errors import Conflict
+from hpcgate.model.errors import Conflict, HpcgateError
 from hpcgate.model.functions import Function, FunctionCreate, FunctionSettings
 
 SHIM = "hpcgate_call"
@@ -51,7 +54,8 @@ ARGS_SCHEMA: dict[str, Any] = {
 
 def source_of(fn: Callable[..., Any]) -> str:
     """The source of ``fn``'s ``def``, dedented, its decorators stripped. A lambda, a
-    builtin or a function typed into an interactive session has none: a ValueError."""
+    builtin or a function typed into an interactive session has none, and a closure's
+    variables would not travel with it: a ValueError."""
     name = getattr(fn, "__name__", "")
     if name == "<lambda>":
         raise ValueError("a lambda has no source of its own to send: define it with def")
@@ -62,6 +66,12 @@ def source_of(fn: Callable[..., Any]) -> str:
             f"the source of {name or fn!r} cannot be found ({exc}): define it in a file,"
             " not in an interactive session"
         ) from None
+    closed_over = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+    if closed_over:
+        raise ValueError(
+            f"{name} uses variables of the function around it ({', '.join(closed_over)}):"
+            " only its own source is sent, so pass them as arguments"
+        )
     return strip_decorators(text, name)
 
 
@@ -129,15 +139,53 @@ def ensure(functions: Functions, spec: FunctionCreate, replace: bool) -> Functio
         if same(found, spec):
             return found
         if not replace:
-            raise Conflict(
-                f"function {spec.name} is registered with other content: delete it"
-                " (hpc.functions.delete), pass replace=True, or choose another name="
-            ) from None
+            raise taken(spec.name) from None
     functions.delete(spec.name)
     return functions.register(spec)
 
 
-class RemoteFunction:
+async def async_ensure(functions: AsyncFunctions, spec: FunctionCreate, replace: bool) -> Function:
+    """As :func:`ensure`, awaited."""
+    try:
+        return await functions.register(spec)
+    except Conflict:
+        found = await functions.get(spec.name)
+        if same(found, spec):
+            return found
+        if not replace:
+            raise taken(spec.name) from None
+    await functions.delete(spec.name)
+    return await functions.register(spec)
+
+
+def taken(name: str) -> Conflict:
+    return Conflict(
+        f"function {name} is registered with other content: delete it"
+        " (hpc.functions.delete), pass replace=True, or choose another name="
+    )
+
+
+class Remote:
+    """What both twins of a remote function hold: the function to register, the input
+    model, and whether a different one under its name is replaced."""
+
+    def __init__(self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool) -> None:
+        self.spec, self.input, self.replace = spec, input, replace
+        self._registered: Function | None = None
+
+    @property
+    def remote(self) -> str:
+        """Its name on the gateway."""
+        return self.spec.name
+
+    def _input(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.input is None:
+            return dict(jsonable(kwargs, "the arguments"))
+        dumped: dict[str, Any] = self.input.model_validate(kwargs).model_dump(mode="json")
+        return dumped
+
+
+class RemoteFunction(Remote):
     """A Python function that runs remotely, as ``@hpc.function`` makes it.
 
     ``f(**kwargs)`` invokes it and returns its result (:class:`FunctionFailed` if it
@@ -152,14 +200,9 @@ class RemoteFunction:
         input: type[BaseModel] | None,
         replace: bool,
     ) -> None:
-        self.spec, self.input, self.replace = spec, input, replace
+        super().__init__(spec, input, replace)
         self._functions = functions
-        self._registered: Function | None = None
         self._lock = threading.Lock()
-
-    @property
-    def remote(self) -> str:
-        return self.spec.name
 
     def register(self) -> Function:
         """Register it now (once; a same one already there is used)."""
@@ -178,36 +221,60 @@ class RemoteFunction:
         self.register()
         return self._functions.invoke(self.remote, value)
 
-    def _input(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if self.input is None:
-            return dict(jsonable(kwargs, "the arguments"))
-        dumped: dict[str, Any] = self.input.model_validate(kwargs).model_dump(mode="json")
-        return dumped
+
+class AsyncRemoteFunction(Remote):
+    """``@hpc.function`` of :class:`~hpcgate.AsyncClient`: as :class:`RemoteFunction`,
+    ``await f(**kwargs)`` and ``async for event in f.stream(**kwargs)``."""
+
+    def __init__(
+        self,
+        functions: AsyncFunctions,
+        spec: FunctionCreate,
+        input: type[BaseModel] | None,
+        replace: bool,
+    ) -> None:
+        super().__init__(spec, input, replace)
+        self._functions = functions
+        self._lock = asyncio.Lock()
+
+    async def register(self) -> Function:
+        """As :meth:`RemoteFunction.register`."""
+        async with self._lock:
+            if self._registered is None:
+                self._registered = await async_ensure(self._functions, self.spec, self.replace)
+            return self._registered
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        value = self._input(kwargs)
+        await self.register()
+        return await self._functions.invoke(self.remote, value).result()
+
+    async def stream(self, **kwargs: Any) -> AsyncIterator[FunctionEvent]:
+        """As :meth:`RemoteFunction.stream`."""
+        value = self._input(kwargs)
+        await self.register()
+        events = self._functions.invoke(self.remote, value)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
 
 
-def decorator(
-    functions: Functions,
+def decorated(
+    fn: Callable[..., Any],
     system: str,
     input: type[BaseModel] | None,
     name: str | None,
-    replace: bool,
     settings: Mapping[str, Any],
-) -> Callable[[Callable[..., Any]], RemoteFunction]:
-    def wrap(fn: Callable[..., Any]) -> RemoteFunction:
-        schema = input.model_json_schema() if input is not None else {"type": "object"}
-        spec = FunctionCreate.model_validate(
-            {
-                **settings,
-                "name": remote_name(fn, name),
-                "system": system,
-                "source": source_of(fn),
-                "callable": fn.__name__,
-                "input_schema": schema,
-            }
-        )
-        return RemoteFunction(functions, spec, input, replace)
-
-    return wrap
+) -> FunctionCreate:
+    """What ``@hpc.function`` registers for ``fn`` (checked here: nothing is sent)."""
+    schema = input.model_json_schema() if input is not None else {"type": "object"}
+    source = source_of(fn)
+    fields = {**settings, "system": system, "callable": fn.__name__, "input_schema": schema}
+    return FunctionCreate.model_validate(
+        {**fields, "name": remote_name(fn, name), "source": source}
+    )
 
 
 class FunctionFuture(concurrent.futures.Future[Any]):
@@ -232,7 +299,8 @@ class FunctionFuture(concurrent.futures.Future[Any]):
                 return self.cancelled()
             self.set_running_or_notify_cancel()  # CANCELLED: wakes wait() and as_completed()
         if self.invocation is not None and self.events is not None:
-            self._functions.cancel(self.events.name, self.invocation)
+            with contextlib.suppress(HpcgateError):  # its reader cancels it at its next event
+                self._functions.cancel(self.events.name, self.invocation)
         return True
 
     def settle(self, event: FunctionEvent) -> None:
@@ -284,9 +352,9 @@ class FunctionExecutor(concurrent.futures.Executor):
         spec = executor_spec(fn, self.system, self.settings)
         value = jsonable({"args": list(args), "kwargs": kwargs}, "the arguments")
         future = FunctionFuture(self._functions)
+        self._pool.submit(self._run, future, spec, value)  # after shutdown: RuntimeError
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
-        self._pool.submit(self._run, future, spec, value)
         return future
 
     def map(
