@@ -29,8 +29,9 @@ from hpcgate.client import (
     Result,
 )
 from hpcgate.model.errors import Conflict
-from tests.support.gateway_process import GatewayProcess
-from tests.support.services import SYSTEM_PYTHON
+from tests.functions.conftest import CONFIG
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.services import SYSTEM_PYTHON, admin_token, stop_services
 
 WORKER: dict[str, Any] = {"python": SYSTEM_PYTHON}
 
@@ -238,6 +239,30 @@ def test_a_cut_connection_resumes_with_exactly_the_rest(
     assert seen[-1] == Result(31, "done")
     [only] = hpc.functions.invocations(name)  # resumed, never invoked again
     assert (only.state.value, only.events) == ("succeeded", 31)
+
+
+def test_a_stream_resumes_across_a_gateway_restart(tmp_path: Path) -> None:
+    server = new_gateway(tmp_path / "home", CONFIG)
+    server.start()
+    token = server.token("alice")
+    try:
+        with Client(server.url, token) as client:
+            name = unique("restart")
+            client.functions.register(
+                name=name, system="local", source=source(slow), callable="slow", **WORKER
+            )
+            events = client.functions.invoke(name, {"count": 60, "pause": 0.05})
+            first = [next(events), next(events)]
+            server.stop()
+            server.start()  # the worker, a job, outlives the gateway; the new one finds it
+            seen = first + list(events)
+            assert [e.seq for e in seen] == list(range(1, 62))
+            assert seen[-1] == Result(61, "done")
+            assert [i.state.value for i in client.functions.invocations(name)] == ["succeeded"]
+            client.functions.delete(name)
+        stop_services(server.url, admin_token(server.home), [token])
+    finally:
+        server.stop()
 
 
 def test_an_executor_runs_several_futures(hpc: Client) -> None:

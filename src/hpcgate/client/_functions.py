@@ -5,11 +5,13 @@ Invoking streams Server-Sent Events whose ids are the events' seq (1, 2, ...). T
 invokes with ``detach=true`` under the hood, so that a connection that breaks mid-stream
 does not cancel the invocation on the gateway: the stream is opened again on the
 invocation's ``events`` with ``Last-Event-ID`` and goes on exactly after the last event
-seen. It is reopened as :class:`~hpcgate.client.Retry` says (by default up to 4 times in a
-row with no event between, after 0.5, 1, 2, 4 s with jitter), then
-:class:`~hpcgate.client.GatewayUnreachable` is raised. Leaving the iteration early (a
-``break``, an exception, closing it) cancels the invocation unless ``detach=True`` was
-asked; a client process that dies mid-stream leaves it running to its end.
+seen. It is reopened as :class:`~hpcgate.client.Retry` says: by default up to 4 times in a
+row with no event between, after 0.5, 1, 2, 4 s (with jitter), each reopening itself
+retrying a refused connection as often, so a gateway that is away for some 20 to 45 s (a
+restart) is waited out; then :class:`~hpcgate.client.GatewayUnreachable` is raised.
+Leaving the iteration early (a ``break``, an exception, closing it) cancels the invocation
+unless ``detach=True`` was asked; a client process that dies mid-stream leaves it running
+to its end.
 """
 
 from __future__ import annotations
@@ -234,8 +236,9 @@ class AsyncInvoked(AsyncIterator[FunctionEvent]):
         return await anext(self._events)
 
     async def result(self) -> Any:
-        """As :meth:`Invoked.result`."""
-        return result_of([event async for event in self], lambda: self.id)
+        """As :meth:`Invoked.result` (only the final event is kept)."""
+        final = [event async for event in self if not isinstance(event, Output)]
+        return result_of(final, lambda: self.id)
 
     async def aclose(self) -> None:
         await self._events.aclose()
@@ -330,7 +333,7 @@ class Functions:
                 try:
                     yield from self._read(stream)
                     broken: Exception = unended(stream)
-                except httpx.TransportError as exc:
+                except (httpx.TransportError, GatewayUnreachable) as exc:
                     broken = exc
                 if not stream.ended:
                     self._pause(stream, broken)
@@ -410,7 +413,7 @@ class AsyncFunctions:
                     async for event in self._read(stream):
                         yield event
                     broken: Exception = unended(stream)
-                except httpx.TransportError as exc:
+                except (httpx.TransportError, GatewayUnreachable) as exc:
                     broken = exc
                 if not stream.ended:
                     await asyncio.sleep(stream.pause(self._core, broken))
