@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -367,6 +368,22 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def interrupt_an_invocation(env: dict[str, str], name: str) -> str:
+    """Run ``functions invoke`` of a slow function, Ctrl-C once its first output came; its
+    first line."""
+    argv = [sys.executable, "-m", "hpcgate", "functions", "invoke", name]
+    value = '{"count": 1000, "pause": 0.05}'
+    with subprocess.Popen(
+        [*argv, value], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as running:
+        assert running.stdout is not None
+        first = running.stdout.readline().strip()
+        running.send_signal(signal.SIGINT)
+        _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 130, stderr
+    return first
+
+
 def test_the_command_line(gateway: GatewayProcess, token: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPCGATE_")}
     env |= {"HPCGATE_URL": gateway.url, "HPCGATE_TOKEN": token}
@@ -392,6 +409,22 @@ def test_the_command_line(gateway: GatewayProcess, token: str, tmp_path: Path) -
     assert shown.returncode == 0 and "def counted(" in shown.stdout
     refused = run_cli(env, "functions", "invoke", name, "[1]")
     assert refused.returncode == 2 and "JSON object" in refused.stderr
+    with Client(gateway.url, token) as hpc:
+        slow_one = unique("clislow")
+        hpc.functions.register(
+            name=slow_one, system="local", source=source(slow), callable="slow", **WORKER
+        )
+        events = hpc.functions.invoke(slow_one, {"count": 1000, "pause": 0.05}, detach=True)
+        next(events)
+        events.close()
+        cancelled = run_cli(env, "functions", "cancel", slow_one, str(events.id), "--json")
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert json.loads(cancelled.stdout)["id"] == events.id
+        assert hpc.functions.invocation(slow_one, str(events.id)).state.value == "cancelled"
+        interrupted_key = interrupt_an_invocation(env, slow_one)
+        [latest, *_] = hpc.functions.invocations(slow_one)
+        assert latest.id != events.id and interrupted_key == "0"
+        assert latest.state.value == "cancelled"  # Ctrl-C cancelled it
     removed = run_cli(env, "functions", "rm", name)
     assert removed.returncode == 0, removed.stderr
     gone = run_cli(env, "functions", "show", name)
