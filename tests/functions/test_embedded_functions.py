@@ -230,3 +230,15 @@ def test_a_reader_that_stops_pauses_the_function(alice: httpx.Client) -> None:
         wait_state(alice, name, key, "cancelled")
     finally:
         progress.unlink(missing_ok=True)
+
+
+def test_events_older_than_the_worker_keeps_are_a_410(alice: httpx.Client) -> None:
+    name = register(alice, "def f(n):\n    for i in range(n):\n        yield i\n")
+    with invoked(alice, name, {"n": 1500}, detach="true") as (key, events):
+        assert len(list(events)) == 1501
+    url = f"{FUNCTIONS}/{name}/invocations/{key}/events"
+    answer = alice.get(url, headers={"Last-Event-ID": "10"})
+    assert answer.status_code == 410
+    assert answer.headers["content-type"] == "application/problem+json"
+    rest = list(read_events(alice, url, {"Last-Event-ID": "1499"}))
+    assert [(e.id, e.event) for e in rest] == [("1500", "output"), ("1501", "result")]

@@ -214,7 +214,7 @@ class Invocations:
                     yield event
         except link.LinkError as exc:
             if isinstance(exc, link.Refused) and exc.status == 410:
-                raise Gone(f"events up to {exc.body.get('oldest')} are no longer kept") from exc
+                raise  # older events than the worker keeps: only a resume asks for them
             event = _error("WorkerLost", f"the worker was lost: {exc}", call.last + 1)
             await self._finish(call, event)
             yield event
@@ -289,8 +289,10 @@ class Invocations:
         state, count = seen
         if state not in ("succeeded", "failed", "cancelled"):
             return False
-        if not self._reading[call.id]:
-            await self._final_of(call, route, count)
+        if self._reading[call.id]:  # its reader records the end, unless it leaves first
+            row = await self._store.get(call.id)
+            return row is None or InvocationState(row.state).ended
+        await self._final_of(call, route, count)
         return True
 
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
@@ -299,6 +301,9 @@ class Invocations:
             async for event in link.events(route, call.id, max(count - 1, 0)):
                 if event.get("type") in FINAL:
                     await self._finish(call, event)
+        if not call.ended:  # never left running: the worker has it ended
+            why = "its worker ended it, but its final event could not be read"
+            await self._finish(call, _error("WorkerLost", why, max(count, call.last + 1)))
 
     async def recover(self) -> None:
         """At start: invocations a previous run left unended are kept again where their
@@ -375,8 +380,11 @@ class Invocations:
         """The events after ``after``: from its worker, or (the worker gone, the invocation
         ended) the final event the gateway recorded."""
         if call.route is not None:
-            async for event in self.follow(call, after, cancel_if_gone=False):
-                yield event
+            try:
+                async for event in self.follow(call, after, cancel_if_gone=False):
+                    yield event
+            except link.Refused as exc:
+                raise Gone(f"events up to {exc.body.get('oldest')} are no longer kept") from exc
             return
         row = await self._store.get(call.id)
         if row is None or row.last_seq <= after:

@@ -209,7 +209,9 @@ class Invocation(BaseModel):
     caller: str
     state: InvocationState
     detached: bool = Field(description="Its caller's disconnecting does not cancel it")
-    events: int = Field(0, ge=0, le=SEQ_MAX, description="The last event's seq the gateway saw")
+    events: int = Field(
+        0, ge=0, le=SEQ_MAX, description="Its final event's seq, once it has ended (0 before)"
+    )
     created_at: datetime
     ended_at: datetime | None = None
     error: InvocationError | None = None
