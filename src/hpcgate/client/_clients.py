@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hpcgate.client._functions import AsyncFunctionMethods, SyncFunctionMethods
 from hpcgate.client._jobs import AsyncJobs, SyncJobs
 from hpcgate.client._services import AsyncServiceMethods, SyncServiceMethods
 from hpcgate.client._systems import AsyncSystems, SyncSystems
@@ -18,6 +19,7 @@ class Client(
     SyncTasks,
     SyncTokens,
     SyncServiceMethods,
+    SyncFunctionMethods,
     SyncUsage,
 ):
     """hpcgate from Python, blocking. Use it in a ``with`` block, or call :meth:`close`.
@@ -26,6 +28,7 @@ class Client(
     ...     job = hpc.submit("cluster", script="#!/bin/bash\\nhostname\\n")
     ...     hpc.wait("cluster", job.id, timeout=600)
     ...     hpc.services.request("llama", "GET", "/health")
+    ...     hpc.functions.call("hello", {"who": "you"})
 
     ``base_url`` and ``token`` default to ``HPCGATE_URL`` and ``HPCGATE_TOKEN``, then to the
     profile that ``hpcgate login`` saved. Errors are the server's own exception classes
@@ -40,6 +43,7 @@ class AsyncClient(
     AsyncTasks,
     AsyncTokens,
     AsyncServiceMethods,
+    AsyncFunctionMethods,
     AsyncUsage,
 ):
     """The asyncio twin of :class:`Client`: the same methods, awaited; ``async with``."""

@@ -14,6 +14,7 @@ document's; ``problem`` is the whole document and ``http_status`` the answer's s
         ├── GatewayUnreachable   no connection, or it broke before an answer came
         ├── NotConfigured        no URL or token given, in the environment or a profile
         ├── JobFailed            wait() or the Executor: the job ended but not COMPLETED
+        ├── FunctionFailed       a function's invocation ended with an error event
         └── WaitTimeout          wait(): the job or task had not ended in time
 """
 
@@ -26,6 +27,7 @@ from hpcgate.model import errors
 from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
 if TYPE_CHECKING:
+    from hpcgate.model.functions import InvocationError
     from hpcgate.model.jobs import Job
 
 
@@ -67,6 +69,31 @@ class JobFailed(ClientError):
         code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
         super().__init__(f"job {job.id} ended {job.state.value}{code}")
         self.job = job
+
+
+class FunctionFailed(ClientError):
+    """A function's invocation ended with an ``error`` event: ``type``, ``message`` and
+    ``traceback`` are the error's (the traceback only for the function's owner: else None),
+    ``invocation`` the invocation's id."""
+
+    title = "The function failed"
+
+    def __init__(self, error: InvocationError, invocation: str | None = None) -> None:
+        super().__init__(f"{error.type}: {error.message}")
+        self.error = error
+        self.invocation = invocation
+
+    @property
+    def type(self) -> str:
+        return self.error.type
+
+    @property
+    def message(self) -> str:
+        return self.error.message
+
+    @property
+    def traceback(self) -> str | None:
+        return self.error.traceback
 
 
 class WaitTimeout(ClientError):

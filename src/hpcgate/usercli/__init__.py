@@ -1,12 +1,12 @@
 """The ``hpcgate`` command.
 
 Its user side is here: log in to a gateway, then work with its systems, jobs, files,
-tasks and services through the SDK (:class:`hpcgate.Client`). This package ships in the client
-distribution (``hpcgate-client``), which owns the command; the commands that run a gateway
-(``serve``, ``token``, ``config``) come with the server distribution, which names a function
-that mounts them in the ``hpcgate.commands`` entry point group (``hpcgate.cli:register``).
-Looking the group up reads only the installed distributions' metadata; what it names is
-imported only when it is there.
+tasks, services and functions through the SDK (:class:`hpcgate.Client`). This package ships
+in the client distribution (``hpcgate-client``), which owns the command; the commands that
+run a gateway (``serve``, ``token``, ``config``) come with the server distribution, which
+names a function that mounts them in the ``hpcgate.commands`` entry point group
+(``hpcgate.cli:register``). Looking the group up reads only the installed distributions'
+metadata; what it names is imported only when it is there.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from hpcgate import __version__
-from hpcgate.usercli import files, jobs, login, services, systems, tasks, usage
+from hpcgate.usercli import files, functions, jobs, login, services, systems, tasks, usage
 from hpcgate.usercli.common import EXIT_CODES
 
 PANEL = "Use a gateway (as a user)"
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     """Add the user commands to the ``hpcgate`` app."""
     for command in (login.login, login.logout, systems.systems, usage.usage):
         app.command(epilog=EXIT_CODES, rich_help_panel=PANEL)(command)
-    for noun in (jobs, files, tasks, services):
+    for noun in (jobs, files, tasks, services, functions):
         app.add_typer(noun.app, name=noun.__name__.rsplit(".", 1)[1], rich_help_panel=PANEL)
 
 
