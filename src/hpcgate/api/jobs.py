@@ -29,7 +29,17 @@ IdempotencyKey = Annotated[
         description="Send the same key to retry a submit safely: one job, never two",
     ),
 ]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)]
+#: An event id from 0 to KEY_MAX (2**31 - 1), exactly, as a pattern: typed ``str`` (not
+#: ``str | None``), so the document says what the header may hold and no client reads
+#: "null" into it; absent, it is None.
+EVENT_ID = (
+    r"^(0|[1-9][0-9]{0,8}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}"
+    r"|2147[0-3][0-9]{5}|21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}"
+    r"|21474836[0-3][0-9]|214748364[0-7])$"
+)
+LastEventId = Annotated[
+    str, Header(alias="Last-Event-ID", pattern=EVENT_ID, description="Resume after this id")
+]
 SSE = "text/event-stream"
 TEXT = "text/plain; charset=utf-8"
 PING_SECONDS = 15
@@ -123,7 +133,7 @@ async def job_output(
         int, Query(ge=0, le=BYTES_ASKED_MAX, description="Start at this byte offset")
     ] = 0,
     accept: Annotated[str, Header()] = "text/plain",
-    last_event_id: LastEventId = None,
+    last_event_id: LastEventId = None,  # type: ignore[assignment]
 ) -> Response:
     """Plain text by default. With ``follow=true`` new output streams until the job ends:
     as raw text, or with ``Accept: text/event-stream`` as SSE events whose id is the byte
@@ -165,7 +175,7 @@ async def job_events(
     target: TargetDep,
     job_id: JobId,
     gateway: GatewayDep,
-    last_event_id: LastEventId = None,
+    last_event_id: LastEventId = None,  # type: ignore[assignment]
     after: Annotated[
         int | None, Query(ge=0, le=KEY_MAX, description="Replay events after this id")
     ] = None,

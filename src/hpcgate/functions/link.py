@@ -9,21 +9,21 @@ its answer off), :class:`Refused` (it answered with a status the request did not
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import httpcore
-
+from hpcgate.model.errors import HpcgateError
+from hpcgate.services import connection as replica
+from hpcgate.services.connection import Connection
 from hpcgate.services.traffic import Route
 
-CONNECT_SECONDS = 10.0
-CALL_SECONDS = 10.0  # a request that is not a stream: its whole answer
+CALL_SECONDS = 10.0  # a request that is not a stream: its whole answer; a stream: its head
 ANSWER_MAX = 1 << 20  # bytes of such an answer read at most
 LINE_MAX = (16 << 20) + (1 << 20)  # one event of the stream, as a line of JSON
 TYPES = frozenset({"output", "result", "error"})
-_NOT_SENT = (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout)
-_BROKEN = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError)
 
 
 class LinkError(Exception):
@@ -47,42 +47,55 @@ class Refused(LinkError):
         self.body = body
 
 
-def _request(
-    route: Route, method: str, target: str, body: Any = None, read: float | None = CALL_SECONDS
-) -> httpcore.Request:
-    url = httpcore.URL(scheme=b"http", host=route.address, port=route.port, target=target)
+def _headers(route: Route, content: bytes | None) -> list[tuple[bytes, bytes]]:
     headers = [(b"host", route.host), (b"accept", b"application/json")]
-    content = b"" if body is None else json.dumps(body).encode()
-    if body is not None:
+    if content is not None:
         headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(content)).encode()))
-    timeouts = {"connect": CONNECT_SECONDS, "read": read, "write": CALL_SECONDS, "pool": read}
-    return httpcore.Request(
-        method, url, headers=headers, content=content, extensions={"timeout": timeouts}
-    )
+    return headers
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    yield content
+
+
+@asynccontextmanager
+async def _exchange(
+    route: Route, method: str, target: str, body: Any = None
+) -> AsyncIterator[tuple[int, Connection]]:
+    """The worker's status to one request, on a pooled connection (given back at the end:
+    kept only if its answer was read to the end)."""
+    try:
+        connection = await route.pool.take(route.address, route.port)
+    except replica.NotSent as exc:
+        raise NotSent(str(exc)) from exc
+    content = None if body is None else json.dumps(body).encode()
+    try:
+        async with asyncio.timeout(CALL_SECONDS):
+            sent = None if content is None else _once(content)
+            await connection.send(method.encode(), target.encode(), _headers(route, content), sent)
+            status, _ = await connection.head()
+        yield status, connection
+    except (replica.ReplicaError, HpcgateError, TimeoutError) as exc:
+        raise Broken(str(exc) or type(exc).__name__) from exc
+    finally:
+        await route.pool.give_back(connection)
 
 
 async def _call(route: Route, method: str, target: str, body: Any = None) -> tuple[int, Any]:
     """The worker's status and JSON answer to one request."""
+    async with _exchange(route, method, target, body) as (status, connection):
+        async with asyncio.timeout(CALL_SECONDS):
+            data = await _read(connection, ANSWER_MAX)
     try:
-        response = await route.pool.handle_async_request(_request(route, method, target, body))
-        try:
-            data = await _read(response, ANSWER_MAX)
-        finally:
-            await response.aclose()
-    except _NOT_SENT as exc:
-        raise NotSent(str(exc) or type(exc).__name__) from exc
-    except _BROKEN as exc:
-        raise Broken(str(exc) or type(exc).__name__) from exc
-    try:
-        return response.status, json.loads(data) if data else None
+        return status, json.loads(data) if data else None
     except ValueError:
-        raise Broken(f"the worker's answer ({response.status}) is not JSON") from None
+        raise Broken(f"the worker's answer ({status}) is not JSON") from None
 
 
-async def _read(response: httpcore.Response, limit: int) -> bytes:
+async def _read(connection: Connection, limit: int) -> bytes:
     chunks: list[bytes] = []
-    async for chunk in response.aiter_stream():
+    while (chunk := await connection.piece(None)) is not None:
         chunks.append(chunk)
         limit -= len(chunk)
         if limit < 0:
@@ -123,33 +136,23 @@ async def events(route: Route, key: str, after: int) -> AsyncGenerator[dict[str,
     """The invocation's events after seq ``after``, as the worker sends them, until its
     final one. Refused(410, {"oldest": k}) when ``after`` is older than the worker keeps;
     Broken if the stream ends without a final event."""
-    request = _request(route, "GET", f"/invocations/{key}/events?after={after}", read=None)
-    try:
-        response = await route.pool.handle_async_request(request)
-    except _NOT_SENT as exc:
-        raise NotSent(str(exc) or type(exc).__name__) from exc
-    except _BROKEN as exc:
-        raise Broken(str(exc) or type(exc).__name__) from exc
-    try:
-        if response.status != 200:
-            data = await _read(response, ANSWER_MAX)
-            raise Refused(response.status, _object(data))
-        async for event in _lines(response):
+    target = f"/invocations/{key}/events?after={after}"
+    async with _exchange(route, "GET", target) as (status, connection):
+        if status != 200:
+            async with asyncio.timeout(CALL_SECONDS):
+                raise Refused(status, _object(await _read(connection, ANSWER_MAX)))
+        async for event in _lines(connection):
             yield event
             if event.get("type") in ("result", "error"):
                 return
         raise Broken("the worker's event stream ended before the invocation did")
-    except _BROKEN as exc:
-        raise Broken(str(exc) or type(exc).__name__) from exc
-    finally:
-        await response.aclose()
 
 
-async def _lines(response: httpcore.Response) -> AsyncIterator[dict[str, Any]]:
+async def _lines(connection: Connection) -> AsyncIterator[dict[str, Any]]:
     """Each line of the answer as a JSON object (a line's pieces joined once it ends)."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_stream():
+    while (chunk := await connection.piece(None)) is not None:
         if b"\n" not in chunk:
             parts.append(chunk)
             size += len(chunk)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.services import ReplicaState
-from hpcgate.services.proxy import Pools
+from hpcgate.services.pool import Pools
 from hpcgate.services.traffic import Route, Traffic
 from hpcgate.store.services import ReplicaStore
 from hpcgate.target import Target
