@@ -8,12 +8,13 @@ rest of the request.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 
 from hpcgate.accounts import Account, Accounts
 from hpcgate.cluster import Cluster
-from hpcgate.model.errors import NotFound
+from hpcgate.model.errors import Conflict, NotFound
 from hpcgate.model.principal import Principal
 from hpcgate.transports.base import Transport
 from hpcgate.transports.filesystem import FileSystem
@@ -84,7 +85,10 @@ async def _ensure_private(transport: Transport, account: Account | None, path: s
     own = transport.files()
     plain = path == posixpath.normpath(path)  # no '..' that leads elsewhere than it reads
     if account is not None and plain and await _gateways_own(own, posixpath.dirname(path)):
-        await own.mkdir(path, parents=False)
+        # Another request of the account's may make it meanwhile (the controller starts
+        # services side by side): only the gateway makes entries here, so ours either way.
+        with contextlib.suppress(Conflict):
+            await own.mkdir(path, parents=False)
         await own.chown(path, str(account.uid), str(account.gid))
         await own.chmod(path, PRIVATE)
         return

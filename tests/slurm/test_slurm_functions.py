@@ -40,7 +40,7 @@ def gateway(
             yield server
         finally:  # before the services are stopped: a pool is deleted with its function
             with server.client(server.token("alice")) as client:
-                delete_all(client)
+                delete_all(client, SYSTEM)
 
 
 alice = user_client("alice")
