@@ -156,10 +156,10 @@ class ServiceController:
         goes on alone, and later rounds pass it by until it is done: it holds up no other."""
         self._addresses = {}
         self._live = await self._replicas.live_by_owner()
+        self._busy = {key: task for key, task in self._busy.items() if not task.done()}
         started = []
         for key, rows in _by_owner(await self._services.all()).items():
-            running = self._busy.get(key)
-            if running is None or running.done():
+            if key not in self._busy:
                 self._busy[key] = asyncio.create_task(self._reconcile_each(rows))
                 started.append(self._busy[key])
         if started:
