@@ -1,0 +1,85 @@
+"""Flow control of the agent's channels: a sender never sends past its grant, a receiver
+refuses a peer that does, and grants follow what the consumer took."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from hpcgate.agentwire.credit import MAX_WINDOW, ReceiveWindow, SendWindow
+from hpcgate.agentwire.frames import MAX_DATA_BODY, ProtocolError
+
+
+async def test_take_is_bounded_by_window_and_frame() -> None:
+    window = SendWindow(100_000)
+    assert await window.take(1_000_000) == MAX_DATA_BODY
+    assert await window.take(1_000_000) == 100_000 - MAX_DATA_BODY
+    assert window.available == 0
+
+
+async def test_a_sender_waits_for_credit() -> None:
+    window = SendWindow(0)
+    taken: list[int] = []
+
+    async def sender() -> None:
+        taken.append(await window.take(10))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(sender)
+        await anyio.wait_all_tasks_blocked()
+        assert taken == []  # nothing granted: nothing sent
+        window.grant(4)
+    assert taken == [4]
+
+
+async def test_closing_releases_a_waiting_sender() -> None:
+    window = SendWindow(0)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+
+            async def sender() -> None:
+                with pytest.raises(anyio.ClosedResourceError):
+                    await window.take(1)
+
+            group.start_soon(sender)
+            await anyio.wait_all_tasks_blocked()
+            window.close()
+
+
+@pytest.mark.parametrize("amount", [0, -1, MAX_WINDOW + 1])
+def test_a_lying_grant_is_refused(amount: int) -> None:
+    with pytest.raises(ProtocolError):
+        SendWindow(0).grant(amount)
+
+
+def test_grants_cannot_pile_past_the_largest_window() -> None:
+    window = SendWindow(MAX_WINDOW - 10)
+    window.grant(10)
+    with pytest.raises(ProtocolError):
+        window.grant(1)
+
+
+def test_data_beyond_the_grant_is_refused() -> None:
+    window = ReceiveWindow(1000)
+    window.received(600)
+    window.received(400)
+    with pytest.raises(ProtocolError):
+        window.received(1)
+
+
+def test_grants_come_in_batches_of_half_a_window() -> None:
+    window = ReceiveWindow(1000)
+    window.received(1000)
+    assert window.consumed(300) == 0
+    assert window.consumed(300) == 600  # past half: all taken so far is granted back
+    window.received(600)  # exactly what was granted again
+    with pytest.raises(ProtocolError):
+        window.received(1)
+    assert window.consumed(1000) == 1000
+
+
+def test_consuming_more_than_arrived_is_a_bug() -> None:
+    window = ReceiveWindow(1000)
+    window.received(10)
+    with pytest.raises(ValueError, match="11 bytes consumed of 10"):
+        window.consumed(11)
