@@ -39,6 +39,7 @@ class Kind(enum.IntEnum):
     CREDIT = 8  # either way: more bytes the sender of DATA may send on the channel
     CLOSE = 9  # either way: no more DATA on the channel from this side
     DATA = 10  # either way: bytes of the channel's stream
+    LINE = 11  # agent -> gateway: one stderr line of a running command (run_long, run_files)
 
 
 @dataclass(frozen=True, slots=True)

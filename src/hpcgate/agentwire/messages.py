@@ -1,0 +1,408 @@
+"""The operations an agent serves: one frozen dataclass per request, each naming the type of
+its result, and the envelopes they travel in.
+
+The wire names an operation by string (``op``); each side is typed all the same: the
+gateway builds a request of one of these classes and gets back its declared ``Result``, the
+agent finds the class by its name in :data:`OPERATIONS` (nothing else is served) and decodes
+its arguments strictly (:mod:`.codec`). Model types of the gateway (``FileEntry``...) are
+carried as JSON objects (``Document``) that the gateway validates with its own models, so
+this module needs nothing of the server.
+
+Confinement: a file request's ``root`` is the root the gateway checked the path against
+(None: the whole file system); the agent checks it against its own roots before acting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from hpcgate.agentwire import codec
+from hpcgate.agentwire.frames import ProtocolError
+
+R = TypeVar("R")
+Document = dict[str, object]  # a model of the gateway's (FileEntry, Content...), as JSON
+
+MAX_ARGV_WORDS = 4096
+MAX_IO_BYTES = 512 * 1024  # file contents per request or result: base64 fits a control frame
+
+
+@dataclass(frozen=True, slots=True)
+class Request(Generic[R]):
+    """One operation; ``Result`` is its result's type, ``op`` its name on the wire."""
+
+    op: ClassVar[str]
+    Result: ClassVar[Any]
+    #: Whether it may be sent again after a break without doing twice what it does.
+    idempotent: ClassVar[bool] = False
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A finished command (``stdout`` and ``stderr`` cut to what a result can carry)."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    groups: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    size: int
+    modified_ns: int
+    inode: int
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+@dataclass(frozen=True, slots=True)
+class Run(Request[Output]):
+    op = "run"
+    Result = Output
+    argv: tuple[str, ...]
+    stdin: bytes | None
+    env: dict[str, str] | None
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunLong(Request[Output]):
+    """Its stderr lines come as LINE frames on its channel before the result."""
+
+    op = "run_long"
+    Result = Output
+    argv: tuple[str, ...]
+    env: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Beneath:
+    """A path word of a file program (:class:`hpcgate.model.commands.Beneath`)."""
+
+    path: str
+    root: str | None
+    part: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunFiles(Request[Output]):
+    op = "run_files"
+    Result = Output
+    argv: tuple[str | Beneath, ...]
+
+
+# ------------------------------------------------------------------------------ users
+
+
+@dataclass(frozen=True, slots=True)
+class LookupUser(Request[User | None]):
+    op, Result, idempotent = "lookup_user", User | None, True
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class OwnHome(Request[str]):
+    op, Result, idempotent = "own_home", str, True
+
+
+# ------------------------------------------------------------------------------ files
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve(Request[str]):
+    op, Result, idempotent = "resolve", str, True
+    root: str | None
+    path: str
+    follow: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lstat(Request[Document]):
+    op, Result, idempotent = "lstat", Document, True
+    root: str | None
+    path: str
+    numeric: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListDir(Request[list[Document]]):
+    op, Result, idempotent = "listing", list[Document], True
+    root: str | None
+    path: str
+    hidden: bool
+    depth: int
+    numeric: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Size(Request[int | None]):
+    op, Result, idempotent = "size", int | None, True
+    root: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage(Request[int]):
+    op, Result, idempotent = "usage", int, True
+    root: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Request[bytes]):
+    op, Result, idempotent = "read", bytes, True
+    root: str | None
+    path: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Head(Request[Document]):
+    op, Result, idempotent = "head", Document, True
+    root: str | None
+    path: str
+    lines: int | None
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tail(Request[Document]):
+    op, Result, idempotent = "tail", Document, True
+    root: str | None
+    path: str
+    lines: int | None
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Digest(Request[Document]):
+    op, Result, idempotent = "checksum", Document, True
+    root: str | None
+    path: str
+    algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileKind(Request[Document]):
+    op, Result, idempotent = "file_type", Document, True
+    root: str | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Open(Request[int]):
+    """Opens a file; the result is a handle, valid on this connection until closed."""
+
+    op, Result = "open", int
+    root: str | None
+    path: str
+    how: str  # read | new | append
+
+
+@dataclass(frozen=True, slots=True)
+class Mkdir(Request[None]):
+    op, Result = "mkdir", type(None)
+    root: str | None
+    path: str
+    parents: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Remove(Request[None]):
+    op, Result = "remove", type(None)
+    root: str | None
+    path: str
+    recursive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Chmod(Request[Document]):
+    op, Result = "chmod", Document
+    root: str | None
+    path: str
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chown(Request[Document]):
+    op, Result = "chown", Document
+    root: str | None
+    path: str
+    owner: str | None
+    group: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Symlink(Request[Document]):
+    op, Result = "symlink", Document
+    root: str | None
+    path: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish(Request[Document]):
+    op, Result = "publish", Document
+    root: str | None
+    path: str
+    target: str
+    overwrite: bool
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class Discard(Request[None]):
+    op, Result = "discard", type(None)
+    root: str | None
+    path: str
+
+
+# ------------------------------------------------------------------------------ open files
+
+
+@dataclass(frozen=True, slots=True)
+class HandleInfo(Request[Info]):
+    op, Result, idempotent = "handle_info", Info, True
+    handle: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandleRead(Request[bytes]):
+    op, Result, idempotent = "handle_read", bytes, True
+    handle: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandleWrite(Request[None]):
+    op, Result = "handle_write", type(None)
+    handle: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HandleTruncate(Request[None]):
+    op, Result = "handle_truncate", type(None)
+    handle: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandleChmod(Request[None]):
+    op, Result = "handle_chmod", type(None)
+    handle: int
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandleClose(Request[None]):
+    op, Result = "handle_close", type(None)
+    handle: int
+
+
+ALL: tuple[type[Request[Any]], ...] = (
+    Run, RunLong, RunFiles, LookupUser, OwnHome, Resolve, Lstat, ListDir, Size, Usage, Read,
+    Head, Tail, Digest, FileKind, Open, Mkdir, Remove, Chmod, Chown, Symlink, Publish, Discard,
+    HandleInfo, HandleRead, HandleWrite, HandleTruncate, HandleChmod, HandleClose,
+)  # fmt: skip
+OPERATIONS: dict[str, type[Request[Any]]] = {cls.op: cls for cls in ALL}
+
+
+# ------------------------------------------------------------------------------ envelopes
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A REQUEST frame's body: the operation, its arguments, and as whom (None: the agent's
+    own account, or its service account)."""
+
+    op: str
+    args: dict[str, object]
+    account: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a request failed: ``kind`` is an error class's name of the gateway's error tree
+    (``refused`` where the agent's policy said no)."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The agent's first frame: who it is and as whom it serves (``user`` None: root, every
+    account; else only that account)."""
+
+    agent_id: str
+    host: str
+    version: str
+    scheduler: str
+    user: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One stderr line of a running ``run_long``/``run_files`` (a LINE frame)."""
+
+    line: str
+
+
+def request_fields(request: Request[Any], account: str | None) -> dict[str, object]:
+    """A request's REQUEST body."""
+    args = codec.encode(request, type(request))
+    return codec.encode(Envelope(request.op, args, account), Envelope)  # type: ignore[no-any-return]
+
+
+def parse_request(fields: dict[str, object]) -> tuple[Request[Any], str | None]:
+    """The request a REQUEST body holds and its account; ProtocolError for anything but a
+    request of :data:`OPERATIONS` with exactly its arguments, each of its type."""
+    envelope: Envelope = codec.decode(fields, Envelope, "request")
+    kind = OPERATIONS.get(envelope.op)
+    if kind is None:
+        raise ProtocolError(f"unknown operation {envelope.op[:64]!r}")
+    request = codec.decode(envelope.args, kind, envelope.op)
+    if isinstance(request, Run | RunLong | RunFiles) and not 0 < len(request.argv) <= MAX_ARGV_WORDS:
+        raise ProtocolError(f"{envelope.op}: argv of {len(request.argv)} words")
+    return request, envelope.account
+
+
+def result_fields(request: Request[R], value: R) -> dict[str, object]:
+    """A successful RESULT body."""
+    return {"ok": True, "value": codec.encode(value, request.Result)}
+
+
+def failure_fields(kind: str, message: str) -> dict[str, object]:
+    """A failed RESULT body (the message cut to 2,000 characters)."""
+    return {"ok": False, "error": {"kind": kind, "message": message[:2000]}}
+
+
+def parse_result(request: Request[R], fields: dict[str, object]) -> R | Failure:
+    """A RESULT body for ``request``: its value, or why it failed."""
+    if fields.get("ok") is True and set(fields) == {"ok", "value"}:
+        return codec.decode(fields["value"], request.Result, request.op)  # type: ignore[no-any-return]
+    if fields.get("ok") is False and set(fields) == {"ok", "error"}:
+        return codec.decode(fields["error"], Failure, "error")  # type: ignore[no-any-return]
+    raise ProtocolError("a result is {'ok': true, 'value'} or {'ok': false, 'error'}")
