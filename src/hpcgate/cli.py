@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 token_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API tokens.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the configuration.")
+agent_token_app = typer.Typer(
+    no_args_is_help=True, help="Create, list and revoke the tokens agents serve systems with."
+)
 err = Console(stderr=True)
 T = TypeVar("T")
 
@@ -49,6 +52,7 @@ def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.add_typer(token_app, name="token")
     app.add_typer(config_app, name="config")
+    app.add_typer(agent_token_app, name="agent-token")
 
 
 def _settings(config: Path | None) -> Settings:
@@ -243,6 +247,49 @@ def token_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a token: it stops working at once."""
+    _with_store(_settings(config), lambda gw: gw.tokens.revoke(token_id))
+    typer.echo(f"revoked {token_id}")
+
+
+@agent_token_app.command("create")
+def agent_token_create(
+    system: Annotated[str, typer.Argument(help="The system (transport = 'agent') it serves")],
+    description: Annotated[str, typer.Option(help="A note for the list")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Create a token that lets one agent serve SYSTEM; the secret is printed once, alone
+    on the last line (put it in the agent's token_file)."""
+    settings = _settings(config)
+    if system not in settings.systems or settings.systems[system].transport != "agent":
+        err.print(f"[red]error:[/red] no system {escape(system)!r} with transport = 'agent'")
+        raise typer.Exit(1)
+    issued = _with_store(settings, lambda gw: gw.tokens.create_agent(system, description))
+    typer.echo(f"agent token {issued.id} for system {system}")
+    typer.echo(issued.secret)
+
+
+@agent_token_app.command("list")
+def agent_token_list(config: ConfigOption = None) -> None:
+    """List agent tokens (never their secrets)."""
+    rows = _with_store(_settings(config), lambda gw: gw.tokens.list())
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=12)
+    for name in ("system", "created", "revoked", "description"):
+        table.add_column(name)
+    for row in (row for row in rows if row.system is not None):
+        revoked = f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-"
+        table.add_row(
+            row.id, row.system, f"{row.created_at:%Y-%m-%d %H:%M}", revoked, row.description
+        )
+    Console().print(table)
+
+
+@agent_token_app.command("revoke")
+def agent_token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (from 'agent-token list')")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke an agent token: its agents are cut within a second and cannot reconnect."""
     _with_store(_settings(config), lambda gw: gw.tokens.revoke(token_id))
     typer.echo(f"revoked {token_id}")
 

@@ -171,7 +171,11 @@ class SystemConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scheduler: Literal["embedded", "slurm", "pbs"] = "embedded"
-    transport: Literal["local", "ssh"] = "local"
+    transport: Literal["local", "ssh", "agent"] = Field(
+        "local",
+        description="How the gateway reaches the system: 'local' (this machine), 'ssh' (a"
+        " login node), 'agent' (hpcgate-agent on the login node dials out to the gateway)",
+    )
     ssh: SshConfig | None = Field(None, description="transport = 'ssh': where and how to log in")
     description: str = ""
     status_interval: float = Field(1.0, gt=0, le=60, description="Seconds between status queries")
@@ -212,7 +216,7 @@ class SystemConfig(BaseModel):
             self.roots = ["{home}"]  # embedded: per user under the gateway's home (Settings)
         if self.transport == "ssh" and self.ssh is None:
             raise ValueError("transport = 'ssh' needs an [ssh] table (host, known_hosts...)")
-        if self.transport == "local" and self.ssh is not None:
+        if self.transport != "ssh" and self.ssh is not None:
             raise ValueError("an [ssh] table is only for transport = 'ssh'")
         if self.transport == "ssh" and self.scheduler == "embedded":
             raise ValueError(

@@ -16,15 +16,19 @@ from hpcgate.schedulers.base import Scheduler
 from hpcgate.schedulers.embedded import EmbeddedScheduler
 from hpcgate.schedulers.pbs import PbsScheduler
 from hpcgate.schedulers.slurm import SlurmScheduler
+from hpcgate.transports.agent import AgentTransport
+from hpcgate.transports.agent_hub import AgentHub
 from hpcgate.transports.base import Transport
 from hpcgate.transports.local import LocalTransport
 from hpcgate.transports.ssh import SshTransport
 
 
-def build_clusters(settings: Settings) -> dict[str, Cluster]:
-    """Name → cluster for every configured system, in configuration order (no I/O)."""
+def build_clusters(settings: Settings, hub: AgentHub | None = None) -> dict[str, Cluster]:
+    """Name → cluster for every configured system, in configuration order (no I/O); systems
+    with ``transport = "agent"`` are served by the agents connected to ``hub``."""
+    hub = hub or AgentHub()
     return {
-        name: Cluster(name, config, _scheduler(name, config), _transport(name, config))
+        name: Cluster(name, config, _scheduler(name, config), _transport(name, config, hub))
         for name, config in settings.systems.items()
     }
 
@@ -39,7 +43,9 @@ def _scheduler(name: str, config: SystemConfig) -> Scheduler:
     raise ValueError(f"unknown scheduler {config.scheduler!r}")
 
 
-def _transport(name: str, config: SystemConfig) -> Transport:
+def _transport(name: str, config: SystemConfig, hub: AgentHub) -> Transport:
+    if config.transport == "agent":
+        return AgentTransport(name, hub)
     if config.transport == "local":
         return LocalTransport()
     if config.transport == "ssh" and config.ssh is not None:

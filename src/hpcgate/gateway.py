@@ -43,6 +43,7 @@ from hpcgate.systems import Systems
 from hpcgate.target import Target
 from hpcgate.tasks.service import TaskService
 from hpcgate.tokens import TokenService
+from hpcgate.transports.agent_hub import AgentHub
 
 log = logging.getLogger("hpcgate")
 
@@ -65,7 +66,8 @@ class Gateway:
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
         )
-        self.systems = Systems(build_clusters(settings))
+        self.agents = AgentHub()
+        self.systems = Systems(build_clusters(settings, self.agents))
         self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
         self.systems.check_identity(self.accounts.multi)
         self.bus = EventBus()

@@ -66,6 +66,17 @@ def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentGrant:
+    """What an agent token lets its bearer do: serve ``system``."""
+
+    token_id: str
+    system: str
+
+
+AGENT_USER = "hpcgate-agent"  # the user name agent tokens are listed under
+
+
+@dataclass(frozen=True, slots=True)
 class _Verified:
     """A token row (None: no such id) as last read from the store, kept for a few seconds."""
 
@@ -166,11 +177,14 @@ class TokenService:
         expires: datetime | None,
         description: str,
         parent_id: str | None,
+        system: str | None = None,
     ) -> tuple[IssuedToken, TokenInfo]:
         if not USER_NAME.fullmatch(user):  # fullmatch: '$' alone would take 'alice\n'
             raise BadRequest(f"invalid user name {user!r}")
         if not scopes:
             raise BadRequest("a token needs at least one scope")
+        if Scope.AGENT_SERVE in scopes and system is None:
+            raise BadRequest("agent:serve is an agent token's scope: 'hpcgate agent-token create'")
         token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         row = TokenRow(
             id=token_id,
@@ -181,11 +195,18 @@ class TokenService:
             created_at=utcnow(),
             expires_at=expires,
             parent_id=parent_id,
+            system=system,
         )
         info = render(row)  # before storing: never store a row that reading cannot show
         await self._store.add(row)
         self._cache.pop(token_id, None)
         return IssuedToken(token_id, user, scopes, expires, f"hpcg_{token_id}_{secret}"), info
+
+    async def create_agent(self, system: str, description: str = "") -> IssuedToken:
+        """A token that lets one agent serve ``system`` (and does nothing else)."""
+        scopes = frozenset({Scope.AGENT_SERVE})
+        issued, _ = await self._add(AGENT_USER, scopes, None, description, None, system)
+        return issued
 
     async def list(self, user: str | None = None) -> list[TokenRow]:
         return await self._store.find(user)
@@ -215,7 +236,31 @@ class TokenService:
             self._marker.touch()
 
     async def authenticate(self, presented: str) -> Principal:
-        """The principal behind a bearer token; Unauthenticated for anything else."""
+        """The principal behind a bearer token; Unauthenticated for anything else (an agent
+        token included: it is good only for :meth:`authenticate_agent`)."""
+        row = await self._verified(presented)
+        if row.system is not None:
+            raise Unauthenticated("an agent token is accepted only by /api/v1/agent/connect")
+        scopes = parse_scopes(row.scopes.split(","))
+        return Principal(row.user, scopes, row.id, row.expires_at)
+
+    async def authenticate_agent(self, presented: str) -> AgentGrant:
+        """The system an agent token lets its bearer serve; Unauthenticated for any other
+        token."""
+        row = await self._verified(presented)
+        if row.system is None or row.scopes != Scope.AGENT_SERVE.value:
+            raise Unauthenticated("this route takes an agent token ('hpcgate agent-token')")
+        return AgentGrant(row.id, row.system)
+
+    async def agent_token_live(self, token_id: str) -> bool:
+        """Whether an agent token is still good, read from the store now (no cache): a
+        connection's periodic check, so that a revoke by any process cuts it."""
+        row = await self._store.get(token_id)
+        if row is None or row.revoked_at is not None:
+            return False
+        return row.expires_at is None or row.expires_at > utcnow()
+
+    async def _verified(self, presented: str) -> TokenRow:
         match = _TOKEN.match(presented)
         token_id, secret = match.groups() if match else ("", presented)
         row = await self._row(token_id) if match else None
@@ -228,8 +273,7 @@ class TokenService:
             raise Unauthenticated("token revoked")
         if row.expires_at is not None and row.expires_at <= utcnow():
             raise Unauthenticated("token expired")
-        scopes = parse_scopes(row.scopes.split(","))
-        return Principal(row.user, scopes, row.id, row.expires_at)
+        return row
 
     async def _row(self, token_id: str) -> TokenRow | None:
         self._forget_if_revoked_elsewhere()

@@ -116,7 +116,7 @@ def _json_fits(raw: Any, arm: Any) -> bool:
         return raw is None
     if arm in (bytes, str):
         return isinstance(raw, str)
-    return arm in (int, float) and _is_number(raw) or arm is bool and isinstance(raw, bool)
+    return (arm in (int, float) and _is_number(raw)) or (arm is bool and isinstance(raw, bool))
 
 
 def _arm_of(value: Any, arms: tuple[Any, ...]) -> Any:

@@ -384,7 +384,10 @@ def parse_request(fields: dict[str, object]) -> tuple[Request[Any], str | None]:
     if kind is None:
         raise ProtocolError(f"unknown operation {envelope.op[:64]!r}")
     request = codec.decode(envelope.args, kind, envelope.op)
-    if isinstance(request, Run | RunLong | RunFiles) and not 0 < len(request.argv) <= MAX_ARGV_WORDS:
+    if (
+        isinstance(request, Run | RunLong | RunFiles)
+        and not 0 < len(request.argv) <= MAX_ARGV_WORDS
+    ):
         raise ProtocolError(f"{envelope.op}: argv of {len(request.argv)} words")
     return request, envelope.account
 

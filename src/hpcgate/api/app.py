@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hpcgate import __version__
 from hpcgate.api import (
+    agent,
     docs,
     files,
     functions,
@@ -68,7 +69,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     problems.install(app)
     openapi.install(app, openapi_errors.declare)
     docs.install(app)
-    routers = (systems.router, jobs.router, files.router, tasks.router, tokens.router)
+    routers = (agent.router, systems.router, jobs.router, files.router, tasks.router, tokens.router)
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
     app.add_api_route(

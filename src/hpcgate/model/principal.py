@@ -17,6 +17,8 @@ class Scope(StrEnum):
     FILES_READ = "files:read"
     FILES_WRITE = "files:write"
     ADMIN = "admin"
+    #: An agent token's only scope: serve one system over /api/v1/agent/connect, nothing else.
+    AGENT_SERVE = "agent:serve"
 
 
 DEFAULT_SCOPES: frozenset[Scope] = frozenset(

@@ -54,6 +54,8 @@ class TokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The token that issued this one through the API (None: the CLI or first start).
     parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # An agent token's one system (None: an ordinary token, which no agent may use).
+    system: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class JobRow(Base):

@@ -1,0 +1,46 @@
+"""``hpcgate-agent``: serve one system's gateway from this machine, dialling out."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import anyio
+
+from hpcgate.agent.config import ConfigError, load
+from hpcgate.agent.dial import Dialer, pid_note
+
+
+def parser() -> argparse.ArgumentParser:
+    made = argparse.ArgumentParser(
+        prog="hpcgate-agent",
+        description="Serve an hpcgate gateway from this login node over one outbound"
+        " WebSocket. Runs only the operations hpcgate defines, within this machine's"
+        " configuration (roots, scheduler programs, accounts).",
+    )
+    made.add_argument("--config", type=Path, default=Path("/etc/hpcgate/agent.toml"))
+    made.add_argument("--gateway", help="the gateway's address (overrides the file's)")
+    made.add_argument("--token-file", type=Path, help="the agent token's file (overrides)")
+    return made
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        sys.exit(f"hpcgate-agent: {exc}")
+    if args.gateway:
+        config = dataclasses.replace(config, gateway=args.gateway)
+    if args.token_file:
+        config = dataclasses.replace(config, token_file=args.token_file)
+    logging.getLogger("hpcgate.agent").info("%s serving %s", pid_note(), config.url)
+    anyio.run(Dialer(config).forever)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""One connection of the agent to the gateway: hello, then each REQUEST served as a task of
+its own (a slow copy never holds up a status query), its stderr lines as LINE frames, its
+outcome as one RESULT.
+
+A peer that breaks the framing (a text message, an undecodable or oversize frame, a reused
+channel, too many requests at once) is closed with 1008 (1003 for text). A request that
+decodes but asks for what is not served (an unknown operation, wrong arguments, a program,
+path or account the policy refuses) is answered ``refused`` and logged, one line with its
+channel; nothing runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from hpcgate.agent.policy import Refused
+from hpcgate.agent.serve import Server
+from hpcgate.agentwire import codec
+from hpcgate.agentwire import messages as m
+from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, decode, fields
+from hpcgate.model.errors import HpcgateError
+
+MAX_IN_FLIGHT = 4096
+MAX_QUEUED_LINES = 256  # per request; a gateway that reads none slows the command's lines
+log = logging.getLogger("hpcgate.agent")
+
+
+class Socket(Protocol):
+    """What the session needs of a WebSocket connection (websockets' client has it)."""
+
+    async def send(self, message: bytes) -> None: ...
+    async def recv(self) -> str | bytes: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Closed(Exception):
+    """The session ended because the peer broke the protocol (code, reason)."""
+
+
+class Session:
+    def __init__(self, socket: Socket, server: Server, hello: m.Hello) -> None:
+        self._socket = socket
+        self._server = server
+        self._hello = hello
+        self._active: dict[int, anyio.CancelScope] = {}
+        self.epoch: str | None = None
+
+    async def run(self) -> None:
+        """Greet, then serve until the connection ends (its error propagates)."""
+        await self._socket.send(control(Kind.HELLO, 0, codec.encode(self._hello, m.Hello)))
+        welcome = await self._frame()
+        if welcome.kind is not Kind.WELCOME:
+            await self._refuse_peer(1008, "the gateway's first frame is no WELCOME")
+        self.epoch = codec.decode(fields(welcome), m.Welcome, "welcome").epoch
+        ended: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tasks:
+                try:
+                    await self._read(tasks)
+                except Exception as exc:  # raised below, not as a task group's group
+                    ended = exc
+                tasks.cancel_scope.cancel()  # the connection is gone: so is its work
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._server.close()
+        if ended is not None:
+            raise ended
+
+    async def _read(self, tasks: TaskGroup) -> None:
+        while True:
+            frame = await self._frame()
+            if frame.kind is Kind.REQUEST:
+                self._start(tasks, frame)
+            elif frame.kind is Kind.CANCEL:
+                scope = self._active.get(frame.channel)
+                if scope is not None:
+                    scope.cancel()
+            elif frame.kind is not Kind.ACK:
+                await self._refuse_peer(1008, f"a {frame.kind.name} frame from the gateway")
+
+    async def _frame(self) -> Frame:
+        message = await self._socket.recv()
+        if isinstance(message, str):
+            await self._refuse_peer(1003, "text message")
+        try:
+            return decode(message)  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            await self._refuse_peer(1008, str(exc))
+            raise  # not reached
+
+    def _start(self, tasks: TaskGroup, frame: Frame) -> None:
+        if frame.channel in self._active or len(self._active) >= MAX_IN_FLIGHT:
+            raise Closed(1008, f"channel {frame.channel} reused or too many requests")
+        scope = anyio.CancelScope()
+        self._active[frame.channel] = scope
+        tasks.start_soon(self._serve, frame, scope)
+
+    async def _serve(self, frame: Frame, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                body = await self._outcome(frame)
+            if not scope.cancelled_caught:
+                await self._send_result(frame.channel, body)
+        finally:
+            del self._active[frame.channel]
+
+    async def _send_result(self, channel: int, body: dict[str, object]) -> None:
+        try:
+            await self._socket.send(control(Kind.RESULT, channel, body))
+        except Exception as exc:  # the connection broke: the read loop ends the session
+            log.warning("the result of request %d was not sent: %s", channel, exc)
+
+    async def _outcome(self, frame: Frame) -> dict[str, object]:
+        """The RESULT body for one REQUEST frame."""
+        op = "?"
+        try:
+            request, account = m.parse_request(fields(frame))
+            op = request.op
+            value = await self._lines_while(frame.channel, request, account)
+            return m.result_fields(request, value)
+        except (ProtocolError, Refused) as exc:
+            log.warning("refused request %d (%s): %s", frame.channel, op, exc)
+            return m.failure_fields("refused", str(exc))
+        except HpcgateError as exc:
+            return m.failure_fields(type(exc).__name__, str(exc))
+        except Exception as exc:  # the agent stays up; the gateway hears what broke
+            log.exception("request %d (%s) failed", frame.channel, op)
+            return m.failure_fields("TransportError", f"the agent failed: {exc}")
+
+    async def _lines_while(self, channel: int, request: m.Request[Any], account: str | None) -> Any:
+        """Serve ``request``, its stderr lines sent as LINE frames as they come (all of them
+        before the result)."""
+        send, receive = anyio.create_memory_object_stream[str](MAX_QUEUED_LINES)
+
+        def on_line(line: str) -> None:
+            with contextlib.suppress(anyio.WouldBlock):  # behind: a progress line is skipped
+                send.send_nowait(line[:4096])
+
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._send_lines, channel, receive)
+            with send:
+                try:
+                    value = await self._server.handle(request, account, on_line)
+                except Exception as exc:  # raised below, not as a task group's group
+                    failure = exc
+        if failure is not None:
+            raise failure
+        return value
+
+    async def _send_lines(self, channel: int, lines: anyio.abc.ObjectReceiveStream[str]) -> None:
+        async with lines:
+            async for line in lines:
+                await self._socket.send(control(Kind.LINE, channel, {"line": line}))
+
+    async def _refuse_peer(self, code: int, reason: str) -> None:
+        log.warning("closing the connection (%d): %s", code, reason)
+        await self._socket.close(code, reason[:120])
+        raise Closed(code, reason)

@@ -1,0 +1,271 @@
+"""The agent transport: every operation an RPC to an outbound agent of the system
+(``hpcgate-agent`` on its login node, connected through ``/api/v1/agent/connect``).
+
+One typed method per Transport method, each building its request of
+:mod:`hpcgate.agentwire.messages`; the agent runs it through its own local transport, after
+its own policy. An agent's refusal is Forbidden; its errors come back as the same classes of
+the error tree (by a table of names); no agent connected is a TransportError (503 with
+Retry-After). Streams through an agent are not there yet: they raise TransportError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TypeVar
+
+from anyio.abc import ByteStream
+from pydantic import BaseModel, ValidationError
+
+from hpcgate.accounts import Account, UserEntry
+from hpcgate.agentwire import messages as m
+from hpcgate.agentwire.frames import ProtocolError
+from hpcgate.model import errors
+from hpcgate.model.commands import Beneath, Command, CommandResult, FileCommand
+from hpcgate.model.files import Checksum, Content, FileEntry, FileType
+from hpcgate.transports.agent_hub import AgentHub, AgentLink
+from hpcgate.transports.filesystem import FileInfo, FileSystem, OpenFile
+
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+Lines = Callable[[str], None]
+
+#: The errors an agent may report, by name; any other name is a TransportError.
+ERRORS: dict[str, type[errors.HpcgateError]] = {
+    cls.__name__: cls
+    for cls in (
+        errors.BadRequest, errors.Invalid, errors.Forbidden, errors.NotFound, errors.Conflict,
+        errors.InsufficientStorage, errors.PayloadTooLarge, errors.TransportError,
+        errors.CommandTimeout, errors.SchedulerUnavailable, errors.Unavailable,
+    )
+}  # fmt: skip
+
+
+def raised(failure: m.Failure) -> errors.HpcgateError:
+    """The hpcgate error an agent's failure stands for."""
+    if failure.kind == "refused":
+        return errors.Forbidden(f"the system's agent refused: {failure.message}")
+    return ERRORS.get(failure.kind, errors.TransportError)(failure.message)
+
+
+async def outcome(
+    link: AgentLink, request: m.Request[R], account: Account | None, on_line: Lines | None = None
+) -> R:
+    """The value of ``request`` on ``link``, or its error raised."""
+    try:
+        value = await link.call(request, account.name if account else None, on_line)
+    except ProtocolError as exc:
+        raise errors.TransportError(f"the agent answered out of protocol: {exc}") from None
+    if isinstance(value, m.Failure):
+        raise raised(value)
+    return value
+
+
+def model(kind: type[M], document: m.Document) -> M:
+    """A model the agent sent as JSON, validated as any input is."""
+    try:
+        return kind.model_validate(document)
+    except ValidationError as exc:
+        raise errors.TransportError(f"the agent sent a bad {kind.__name__}: {exc}") from None
+
+
+class AgentTransport:
+    """The Transport of a system served by agents."""
+
+    def __init__(self, system: str, hub: AgentHub) -> None:
+        self.system = system
+        self.hub = hub
+
+    async def call(
+        self, request: m.Request[R], account: Account | None, on_line: Lines | None = None
+    ) -> R:
+        link = self.hub.pick(self.system, account.name if account else None)
+        return await outcome(link, request, account, on_line)
+
+    async def run(
+        self, command: Command, timeout: float, account: Account | None = None
+    ) -> CommandResult:
+        env = dict(command.env) if command.env is not None else None
+        output = await self.call(m.Run(command.argv, command.stdin, env, timeout), account)
+        return CommandResult(output.returncode, output.stdout, output.stderr)
+
+    async def run_long(
+        self, command: Command, account: Account | None, on_line: Lines
+    ) -> CommandResult:
+        env = dict(command.env) if command.env is not None else None
+        output = await self.call(m.RunLong(command.argv, env), account, on_line)
+        return CommandResult(output.returncode, output.stdout, output.stderr)
+
+    async def run_files(
+        self, command: FileCommand, account: Account | None, on_line: Lines
+    ) -> CommandResult:
+        words = tuple(_word(word) for word in command.argv)
+        output = await self.call(m.RunFiles(words), account, on_line)
+        return CommandResult(output.returncode, output.stdout, output.stderr)
+
+    def files(self, account: Account | None = None) -> FileSystem:
+        return AgentFiles(self, account, None)
+
+    async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
+        raise errors.TransportError("byte streams through an agent are not available yet")
+
+    async def lookup_user(self, name: str) -> UserEntry | None:
+        user = await self.call(m.LookupUser(name), None)
+        return (
+            None
+            if user is None
+            else UserEntry(user.name, user.uid, user.gid, user.home, user.groups)
+        )
+
+    async def own_home(self) -> str:
+        return await self.call(m.OwnHome(), None)
+
+    async def start(self) -> None:
+        """Nothing to prepare: agents connect to the gateway."""
+
+    async def close(self) -> None:
+        """Agents' connections end with the server."""
+
+
+def _word(word: str | Beneath) -> str | m.Beneath:
+    if isinstance(word, str):
+        return word
+    return m.Beneath(word.path, word.root, word.part, word.prefix)
+
+
+class AgentFiles:
+    """The FileSystem through an agent, as ``account``, confined to ``root`` (None: the
+    agent confines every path to its own roots anyway)."""
+
+    def __init__(
+        self, transport: AgentTransport, account: Account | None, root: str | None
+    ) -> None:
+        self._transport = transport
+        self._account = account
+        self._root = root
+
+    async def _call(self, request: m.Request[R]) -> R:
+        return await self._transport.call(request, self._account)
+
+    def beneath(self, root: str) -> FileSystem:
+        return AgentFiles(self._transport, self._account, root)
+
+    async def resolve(self, path: str, follow: bool) -> str:
+        return await self._call(m.Resolve(self._root, path, follow))
+
+    async def lstat(self, path: str, numeric: bool = False) -> FileEntry:
+        return model(FileEntry, await self._call(m.Lstat(self._root, path, numeric)))
+
+    async def listing(self, path: str, hidden: bool, depth: int, numeric: bool) -> list[FileEntry]:
+        found = await self._call(m.ListDir(self._root, path, hidden, depth, numeric))
+        return [model(FileEntry, entry) for entry in found]
+
+    async def size(self, path: str) -> int | None:
+        return await self._call(m.Size(self._root, path))
+
+    async def usage(self, path: str) -> int:
+        return await self._call(m.Usage(self._root, path))
+
+    async def read(self, path: str, offset: int, size: int) -> bytes:
+        chunks: list[bytes] = []
+        while size > 0:
+            chunk = await self._call(m.Read(self._root, path, offset, min(size, m.MAX_IO_BYTES)))
+            chunks.append(chunk)
+            if len(chunk) < min(size, m.MAX_IO_BYTES):
+                break
+            offset, size = offset + len(chunk), size - len(chunk)
+        return b"".join(chunks)
+
+    async def head(self, path: str, lines: int | None, size: int | None) -> Content:
+        return model(Content, await self._call(m.Head(self._root, path, lines, size)))
+
+    async def tail(self, path: str, lines: int | None, size: int | None) -> Content:
+        return model(Content, await self._call(m.Tail(self._root, path, lines, size)))
+
+    async def checksum(self, path: str, algorithm: str) -> Checksum:
+        return model(Checksum, await self._call(m.Digest(self._root, path, algorithm)))
+
+    async def file_type(self, path: str) -> FileType:
+        return model(FileType, await self._call(m.FileKind(self._root, path)))
+
+    async def _open(self, path: str, how: str) -> OpenFile:
+        link = self._transport.hub.pick(self._transport.system, _name(self._account))
+        handle = await outcome(link, m.Open(self._root, path, how), self._account)
+        return AgentFile(link, handle, self._account)
+
+    async def open_read(self, path: str) -> OpenFile:
+        return await self._open(path, "read")
+
+    async def open_new(self, path: str) -> OpenFile:
+        return await self._open(path, "new")
+
+    async def open_append(self, path: str) -> OpenFile:
+        return await self._open(path, "append")
+
+    async def mkdir(self, path: str, parents: bool) -> None:
+        await self._call(m.Mkdir(self._root, path, parents))
+
+    async def remove(self, path: str, recursive: bool) -> None:
+        await self._call(m.Remove(self._root, path, recursive))
+
+    async def chmod(self, path: str, mode: int) -> FileEntry:
+        return model(FileEntry, await self._call(m.Chmod(self._root, path, mode)))
+
+    async def chown(self, path: str, owner: str | None, group: str | None) -> FileEntry:
+        return model(FileEntry, await self._call(m.Chown(self._root, path, owner, group)))
+
+    async def symlink(self, path: str, target: str) -> FileEntry:
+        return model(FileEntry, await self._call(m.Symlink(self._root, path, target)))
+
+    async def publish(self, path: str, target: str, overwrite: bool, mode: int) -> FileEntry:
+        found = await self._call(m.Publish(self._root, path, target, overwrite, mode))
+        return model(FileEntry, found)
+
+    async def discard(self, path: str) -> None:
+        await self._call(m.Discard(self._root, path))
+
+
+def _name(account: Account | None) -> str | None:
+    return account.name if account else None
+
+
+class AgentFile:
+    """A file the agent holds open for us, on the one connection that opened it."""
+
+    def __init__(self, link: AgentLink, handle: int, account: Account | None) -> None:
+        self._link = link
+        self._handle = handle
+        self._account = account
+
+    async def _call(self, request: m.Request[R]) -> R:
+        return await outcome(self._link, request, self._account)
+
+    async def info(self) -> FileInfo:
+        info = await self._call(m.HandleInfo(self._handle))
+        return FileInfo(info.size, info.modified_ns, info.inode)
+
+    async def read(self, offset: int, size: int) -> bytes:
+        chunks: list[bytes] = []
+        while size > 0:
+            wanted = min(size, m.MAX_IO_BYTES)
+            chunk = await self._call(m.HandleRead(self._handle, offset, wanted))
+            chunks.append(chunk)
+            if len(chunk) < wanted:
+                break
+            offset, size = offset + len(chunk), size - len(chunk)
+        return b"".join(chunks)
+
+    async def write(self, data: bytes) -> None:
+        for start in range(0, len(data), m.MAX_IO_BYTES):
+            await self._call(m.HandleWrite(self._handle, data[start : start + m.MAX_IO_BYTES]))
+
+    async def truncate(self, size: int) -> None:
+        await self._call(m.HandleTruncate(self._handle, size))
+
+    async def chmod(self, mode: int) -> None:
+        await self._call(m.HandleChmod(self._handle, mode))
+
+    async def close(self) -> None:
+        # a broken connection: the agent closed the file with it
+        with contextlib.suppress(errors.TransportError):
+            await self._call(m.HandleClose(self._handle))

@@ -1,0 +1,176 @@
+"""A real gateway whose system ``edge`` is served by a real ``hpcgate-agent`` process on
+this machine (embedded scheduler): jobs, files, health, restarts and token revocation, all
+through the agent's one outbound WebSocket."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.accounts import give
+from tests.support.agent_process import AgentProcess
+from tests.support.gateway_process import GatewayProcess, cli, new_gateway, user_client
+from tests.support.jobs import ended, submit, wait_for_job
+
+SYSTEM = "/api/v1/systems/edge"
+FILES = f"{SYSTEM}/files"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("agent")
+    base.chmod(0o711)
+    for name in ("alice", "bob"):
+        (base / name).mkdir()
+        give(base / name, name)
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(base: Path) -> Iterator[GatewayProcess]:
+    config = f"""
+[systems.edge]
+scheduler = "embedded"
+transport = "agent"
+status_interval = 0.2
+roots = ["{base}/{{user}}"]
+workdir = "{base}/{{user}}"
+spool = "{base}/spool"
+"""
+    gateway = new_gateway(base / "gateway-home", config)
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+def agent_token(server: GatewayProcess) -> tuple[str, str]:
+    """A new agent token for ``edge``: its id and secret."""
+    out = cli(server.home, "agent-token", "create", "edge").stdout.strip().splitlines()
+    return out[0].split()[2], out[-1]
+
+
+def new_agent(server: GatewayProcess, base: Path, name: str, token: str) -> AgentProcess:
+    roots = (f"{base}/{{user}}",)
+    return AgentProcess(base / name, server.url, token, roots, base / "spool")
+
+
+@pytest.fixture(scope="module")
+def agent(server: GatewayProcess, base: Path) -> Iterator[AgentProcess]:
+    _, token = agent_token(server)
+    made = new_agent(server, base, "agent", token)
+    made.start()
+    yield made
+    made.stop()
+
+
+alice = user_client("alice", "server")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.1)
+
+
+def served(client: httpx.Client) -> bool:
+    return client.get(f"{FILES}/ls", params={"path": "."}).status_code == 200
+
+
+def test_a_job_runs_through_the_agent_and_its_output_is_read_back(
+    alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    eventually(lambda: served(alice))
+    job = submit(alice, "edge", script="#!/bin/sh\necho hello from $(id -un)\n", name="via-agent")
+    done = wait_for_job(alice, job["id"], ended, system="edge")
+    assert done["state"] == "COMPLETED", done
+    output = alice.get(f"{SYSTEM}/jobs/{job['id']}/output")
+    assert output.status_code == 200, output.text
+    assert "hello from alice" in output.text
+
+
+def test_files_move_through_the_agent(alice: httpx.Client, agent: AgentProcess, base: Path) -> None:
+    eventually(lambda: served(alice))
+    data = os.urandom(3 << 20) + b"end"  # several of the agent's 512 KiB pieces
+    assert alice.post(f"{FILES}/mkdir", json={"path": "data", "parents": True}).status_code == 201
+    put = alice.put(f"{FILES}/upload", params={"path": "data/blob.bin"}, content=data)
+    assert put.status_code == 201, put.text
+    on_disk = base / "alice" / "data" / "blob.bin"
+    assert on_disk.read_bytes() == data and on_disk.stat().st_uid == os.stat(base / "alice").st_uid
+    listing = alice.get(f"{FILES}/ls", params={"path": "data"}).json()
+    assert [(e["name"], e["size"]) for e in listing["entries"]] == [("blob.bin", len(data))]
+    digest = alice.get(f"{FILES}/checksum", params={"path": "data/blob.bin"}).json()
+    assert digest["checksum"] == hashlib.sha256(data).hexdigest()
+    got = alice.get(f"{FILES}/download", params={"path": "data/blob.bin"})
+    assert got.status_code == 200 and got.content == data
+
+
+def test_a_path_outside_the_roots_is_refused(
+    alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    eventually(lambda: served(alice))
+    answer = alice.get(f"{FILES}/download", params={"path": f"{base}/bob/x"})
+    assert answer.status_code == 403, answer.text
+
+
+def test_no_agent_is_503_with_retry_after_and_a_restarted_agent_resumes(
+    alice: httpx.Client, agent: AgentProcess
+) -> None:
+    eventually(lambda: served(alice))
+    agent.stop(signal.SIGKILL)
+    answer = alice.get(f"{FILES}/ls", params={"path": "."})
+    eventually(lambda: alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503)
+    answer = alice.get(f"{FILES}/ls", params={"path": "."})
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert float(answer.headers["retry-after"]) > 0
+    eventually(lambda: not alice.get(SYSTEM).json()["healthy"])
+    agent.start()
+    eventually(lambda: served(alice))
+    job = submit(alice, "edge", script="#!/bin/sh\ntrue\n")
+    assert wait_for_job(alice, job["id"], ended, system="edge")["state"] == "COMPLETED"
+
+
+def test_an_agent_token_is_good_for_nothing_else(server: GatewayProcess) -> None:
+    _, token = agent_token(server)
+    with server.client(token) as client:
+        for url in ("/api/v1/systems", f"{SYSTEM}/jobs", "/api/v1/tokens"):
+            assert client.get(url).status_code == 401, url
+
+
+def test_connect_without_an_agent_token_is_401_before_any_upgrade(
+    server: GatewayProcess, alice: httpx.Client
+) -> None:
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+    for auth in ({}, {"Authorization": alice.headers["Authorization"]}):
+        answer = httpx.get(f"{server.url}/api/v1/agent/connect", headers={**headers, **auth})
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_revoked_token_cuts_its_agent_within_a_second_and_it_cannot_return(
+    server: GatewayProcess, alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    agent.stop()
+    token_id, token = agent_token(server)
+    second = new_agent(server, base, "second", token)
+    second.start()
+    try:
+        eventually(lambda: served(alice))
+        cli(server.home, "agent-token", "revoke", token_id)
+        revoked_at = time.monotonic()
+        eventually(lambda: alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503, 5)
+        assert time.monotonic() - revoked_at < 1.5
+        time.sleep(3)  # the agent's reconnects are refused
+        assert alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503
+        assert "HTTP 401" in second.log()
+    finally:
+        second.stop()
+        agent.start()
