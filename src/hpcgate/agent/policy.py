@@ -31,7 +31,7 @@ from hpcgate.agent.config import AgentConfig
 from hpcgate.agentwire.messages import Beneath
 
 PROGRAMS: dict[str, frozenset[str]] = {
-    "slurm": frozenset({"sbatch", "squeue", "scontrol", "sacct", "scancel", "sinfo"}),
+    "slurm": frozenset({"sbatch", "squeue", "scontrol", "sacct", "sacctmgr", "scancel", "sinfo"}),
     "pbs": frozenset({"qsub", "qstat", "qdel", "pbsnodes", "pbs_rstat"}),
     "embedded": frozenset(),
 }
