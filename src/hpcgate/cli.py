@@ -48,7 +48,7 @@ MAX_LIFETIME = timedelta(days=36500)
 
 
 def register(app: typer.Typer) -> None:
-    """Mount ``serve``, ``token`` and ``config`` on the ``hpcgate`` command."""
+    """Mount ``serve``, ``token``, ``agent-token`` and ``config`` on the ``hpcgate`` command."""
     app.command()(serve)
     app.add_typer(token_app, name="token")
     app.add_typer(config_app, name="config")

@@ -45,9 +45,28 @@ workdir = "{base}/{{user}}"
 spool = "{base}/spool"
 """
     gateway = new_gateway(base / "gateway-home", config)
-    gateway.start()
+    started(gateway)
     yield gateway
     gateway.stop()
+
+
+def started(gateway: GatewayProcess, deadline: float = 180) -> None:
+    """Start the gateway, waiting longer than its own 30 s deadline (with 10 s per health
+    request): on a loaded machine a start alone can take longer."""
+    try:
+        gateway.start()
+        return
+    except TimeoutError:
+        pass
+    until = time.monotonic() + deadline
+    while time.monotonic() < until:
+        try:
+            if httpx.get(f"{gateway.url}/api/v1/health", timeout=10).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.5)
+    gateway.stop()
+    raise TimeoutError(f"gateway did not start:\n{gateway.log_tail()}")
 
 
 def agent_token(server: GatewayProcess) -> tuple[str, str]:
@@ -91,6 +110,8 @@ def test_a_job_runs_through_the_agent_and_its_output_is_read_back(
     job = submit(alice, "edge", script="#!/bin/sh\necho hello from $(id -un)\n", name="via-agent")
     done = wait_for_job(alice, job["id"], ended, system="edge")
     assert done["state"] == "COMPLETED", done
+    (shown,) = alice.get(SYSTEM).json()["agents"]
+    assert shown["user"] is None and shown["version"] and shown["host"]
     output = alice.get(f"{SYSTEM}/jobs/{job['id']}/output")
     assert output.status_code == 200, output.text
     assert "hello from alice" in output.text
@@ -142,6 +163,16 @@ def test_an_agent_token_is_good_for_nothing_else(server: GatewayProcess) -> None
     with server.client(token) as client:
         for url in ("/api/v1/systems", f"{SYSTEM}/jobs", "/api/v1/tokens"):
             assert client.get(url).status_code == 401, url
+
+
+def test_no_token_of_the_api_gets_the_agent_scope(
+    server: GatewayProcess, alice: httpx.Client
+) -> None:
+    admin = (server.home / "admin-token").read_text().strip()
+    with server.client(admin) as client:
+        answer = client.post("/api/v1/tokens", json={"user": "eve", "scopes": ["agent:serve"]})
+        assert answer.status_code == 400, answer.text
+    assert alice.post("/api/v1/tokens", json={"scopes": ["agent:serve"]}).status_code == 403
 
 
 def test_connect_without_an_agent_token_is_401_before_any_upgrade(

@@ -64,6 +64,7 @@ def commands(scheduler: SlurmScheduler | PbsScheduler | EmbeddedScheduler) -> It
         if made is not None:
             yield made
     info = scheduler.info
+    assert info is not None
     for made in (
         info.partitions_command(),
         info.nodes_command(),

@@ -75,6 +75,8 @@ class Session:
         while True:
             frame = await self._frame()
             if frame.kind is Kind.REQUEST:
+                if frame.channel in self._active or len(self._active) >= MAX_IN_FLIGHT:
+                    await self._refuse_peer(1008, f"channel {frame.channel} reused or too many")
                 self._start(tasks, frame)
             elif frame.kind is Kind.CANCEL:
                 scope = self._active.get(frame.channel)
@@ -94,8 +96,6 @@ class Session:
             raise  # not reached
 
     def _start(self, tasks: TaskGroup, frame: Frame) -> None:
-        if frame.channel in self._active or len(self._active) >= MAX_IN_FLIGHT:
-            raise Closed(1008, f"channel {frame.channel} reused or too many requests")
         scope = anyio.CancelScope()
         self._active[frame.channel] = scope
         tasks.start_soon(self._serve, frame, scope)

@@ -7,8 +7,9 @@ from fastapi import APIRouter
 from hpcgate.api.auth import Caller, GatewayDep, TargetDep
 from hpcgate.api.problems import responses
 from hpcgate.cluster import Cluster
+from hpcgate.gateway import Gateway
 from hpcgate.model.principal import Scope
-from hpcgate.model.status import Association, Node, Partition, Reservation, SystemInfo
+from hpcgate.model.status import AgentInfo, Association, Node, Partition, Reservation, SystemInfo
 
 router = APIRouter(prefix="/api/v1/systems", tags=["systems"])
 STATUS_ERRORS = responses(401, 403, 404, 501, 503, 504)  # the scheduler's queries can fail
@@ -42,7 +43,23 @@ async def get_system(target: TargetDep, gateway: GatewayDep) -> SystemInfo:
     target.who.require(Scope.JOBS_READ)
     info = _info(target.cluster, gateway.accounts.multi)
     roots = await gateway.files.roots(target)
-    return info.model_copy(update={"roots": list(roots.shown), "home": roots.home})
+    shown: dict[str, object] = {"roots": list(roots.shown), "home": roots.home}
+    if target.cluster.config.transport == "agent":
+        shown["agents"] = _agents(gateway, target.cluster.name)
+    return info.model_copy(update=shown)
+
+
+def _agents(gateway: Gateway, system: str) -> list[AgentInfo]:
+    return [
+        AgentInfo(
+            id=link.hello.agent_id,
+            host=link.hello.host,
+            version=link.hello.version,
+            connected_since=link.connected_since,
+            user=link.hello.user,
+        )
+        for link in gateway.agents.links(system)
+    ]
 
 
 @router.get(

@@ -71,6 +71,18 @@ class Association(BaseModel):
     max_wall: Reported | None = Field(None, description="Longest time limit in seconds; None: none")
 
 
+class AgentInfo(BaseModel):
+    """An outbound agent connected to this gateway process and serving the system."""
+
+    id: str
+    host: str
+    version: str
+    connected_since: datetime
+    user: str | None = Field(
+        None, description="The one account it serves (null: it runs as root and serves all)"
+    )
+
+
 class SystemInfo(BaseModel):
     name: str
     description: str
@@ -84,6 +96,9 @@ class SystemInfo(BaseModel):
     )
     home: str | None = Field(
         None, description="Your home (or default) directory: where relative paths start"
+    )
+    agents: list[AgentInfo] | None = Field(
+        None, description="transport = 'agent': the agents connected (GET of one system only)"
     )
     run_as: Literal["user", "gateway", "functional"] = Field(
         "gateway",
