@@ -54,6 +54,11 @@ class TokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The token that issued this one through the API (None: the CLI or first start).
     parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # An API key's restriction: the function names it may invoke (JSON list; None: a full
+    # token) and its limits (None: none).
+    functions: Mapped[str | None] = mapped_column(Text)
+    per_minute: Mapped[int | None] = mapped_column(Integer)
+    concurrent: Mapped[int | None] = mapped_column(Integer)
 
 
 class JobRow(Base):
@@ -227,3 +232,5 @@ class InvocationRow(Base):
     error: Mapped[str | None] = mapped_column(Text)  # InvocationError as JSON
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The API key that started it (None: a full token): a key sees only its own.
+    key_id: Mapped[str | None] = mapped_column(String(32), index=True)
