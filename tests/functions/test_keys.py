@@ -163,7 +163,7 @@ def _detached(client: httpx.Client, name: str) -> str:
 
 def test_a_key_has_at_most_its_concurrent_invocations(alice: httpx.Client, keyed: Any) -> None:
     name = register(alice, FOREVER, max_concurrency=8)
-    key = keyed(make_key(alice, name, concurrent=2))
+    key = keyed(make_key(alice, name, concurrent=2, per_minute=100))  # the refusal says which
     first, _second = _detached(key, name), _detached(key, name)
     answer = key.post(f"{FUNCTIONS}/{name}/invoke", json={}, params={"detach": "true"})
     refused(answer, 429)

@@ -74,7 +74,8 @@ TargetDep = Annotated[Target, Depends(target)]
 
 class RateLimitFields:
     """Adds the RateLimit fields of a request's quota (set by :func:`key_principal`) to its
-    answer, whatever the route answers with (a model, a stream, a problem document)."""
+    answer, whatever the route answers with (a model, a stream, a problem document), unless
+    the answer has its own (a refusal by another limit says which one it was)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -87,10 +88,14 @@ class RateLimitFields:
         async def send_with_fields(message: Message) -> None:
             quota = scope.get("state", {}).get(QUOTA)
             if message["type"] == "http.response.start" and quota is not None:
-                fields = [(k.lower().encode(), v.encode()) for k, v in quota.headers().items()]
-                names = {name for name, _ in fields}
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
-                message = {**message, "headers": kept + fields}
+                message = {**message, "headers": _with_fields(message, quota.headers())}
             await send(message)
 
         await self.app(scope, receive, send_with_fields)
+
+
+def _with_fields(message: Message, fields: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    added = [(k.lower().encode(), v.encode()) for k, v in fields.items()]
+    return headers + [(name, value) for name, value in added if name not in present]
