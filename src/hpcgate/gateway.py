@@ -22,6 +22,7 @@ from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher, first_polls
 from hpcgate.model.principal import Principal, Scope
+from hpcgate.ratelimits import RateLimits
 from hpcgate.services.controller import Options, ServiceController
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.openai import OpenAIRoutes
@@ -61,11 +62,14 @@ class Gateway:
         self.settings = settings
         self.home_lock = HomeLock(settings.home)
         self.database = Database(settings.database_url)
+        self.function_store = FunctionStore(self.database)
         self.tokens = TokenService(
             TokenStore(self.database),
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
+            owns=self.function_store.owns,
         )
+        self.rate_limits = RateLimits()
         self.agents = AgentHub()
         self.systems = Systems(build_clusters(settings, self.agents))
         self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
@@ -124,7 +128,7 @@ class Gateway:
         self.openai = OpenAIRoutes(self.services, proxy, UsageLedger(UsageStore(self.database)))
         workers = Workers(traffic, pools, replicas, self._owner_on, settings.service_wait_seconds)
         self.functions = Registry(
-            FunctionStore(self.database), self.services, names, settings.max_script_bytes
+            self.function_store, self.services, names, settings.max_script_bytes
         )
         self.invocations = Invocations(self.functions, InvocationStore(self.database), workers)
 

@@ -6,17 +6,25 @@ in constant time. The secret has 256 bits of entropy, so a fast hash is enough.
 A token issued through the API by another token (its parent) holds at most its parent's
 scopes and expires no later than its parent; revoking a token revokes every token issued
 from it, at any depth, so a leaked token cannot leave descendants behind.
+
+A token issued with ``functions`` is an **API key**: restricted to invoking those functions of
+its user's (each must exist and be the user's own) and to the invocations it started, within
+its limits (requests per minute, unended invocations). Only a full token issues one (a key
+issues nothing), and like any token it holds at most its issuer's scopes and lifetime.
+:meth:`TokenService.authenticate` refuses a key unless the route says it takes keys: a route
+that says nothing is closed to keys.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,8 +32,8 @@ from pathlib import Path
 from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
 from hpcgate.model.errors import BadRequest, Forbidden, NotFound, Unauthenticated
-from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
-from hpcgate.model.tokens import USER_NAME_PATTERN, CreatedToken, NewToken, TokenInfo
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Restriction, Scope
+from hpcgate.model.tokens import USER_NAME_PATTERN, CreatedToken, KeyLimits, NewToken, TokenInfo
 from hpcgate.store.tables import TokenRow
 from hpcgate.store.tokens import TokenStore
 
@@ -33,6 +41,11 @@ _TOKEN = re.compile(r"^hpcg_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 USER_NAME = re.compile(USER_NAME_PATTERN)
 # Entries in the verified-token cache, unknown ids included: bounded against id spraying.
 _MAX_CACHED = 10_000
+#: What a key may hold: reading and invoking its functions, nothing more.
+KEY_SCOPES = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
+
+#: Whether a user owns a function of that name: (user, name) -> bool.
+Owns = Callable[[str, str], Awaitable[bool]]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +97,22 @@ class _Verified:
     read_at: float
 
 
+def restriction(row: TokenRow) -> Restriction | None:
+    """A key's restriction as stored (None: a full token); ValueError if unreadable."""
+    if row.functions is None:
+        return None
+    names = json.loads(row.functions)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"token {row.id}: its functions are not a list of names")
+    return Restriction(frozenset(names), row.per_minute, row.concurrent)
+
+
 def render(row: TokenRow) -> TokenInfo:
     """A stored token as clients see it; ValueError if the row cannot be shown."""
+    key = restriction(row)
+    limits = (
+        None if key is None else KeyLimits(per_minute=key.per_minute, concurrent=key.concurrent)
+    )
     return TokenInfo(
         id=row.id,
         user=row.user,
@@ -94,6 +121,8 @@ def render(row: TokenRow) -> TokenInfo:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        functions=None if key is None else sorted(key.functions),
+        limits=limits,
     )
 
 
@@ -119,6 +148,43 @@ def _check_issuer(parent: Principal, user: str, scopes: frozenset[Scope]) -> Non
         raise Forbidden("only an admin may issue tokens for others or with more scopes")
 
 
+def _key_scopes(parent: Principal, request: NewToken) -> frozenset[Scope]:
+    """A key's scopes: as asked (within :data:`KEY_SCOPES`), by default those of them the
+    issuer holds."""
+    if "scopes" not in request.model_fields_set:
+        return frozenset(scope for scope in KEY_SCOPES if parent.has(scope))
+    scopes = frozenset(request.scopes)
+    if not scopes <= KEY_SCOPES:
+        raise BadRequest("an API key holds at most the scopes jobs:read and jobs:write")
+    return scopes
+
+
+def _new_row(
+    user: str,
+    scopes: frozenset[Scope],
+    expires: datetime | None,
+    description: str,
+    parent_id: str | None,
+) -> TokenRow:
+    return TokenRow(
+        user=user,
+        description=description,
+        scopes=",".join(sorted(scopes)),
+        created_at=utcnow(),
+        expires_at=expires,
+        parent_id=parent_id,
+    )
+
+
+def _readable(row: TokenRow) -> Restriction | None:
+    """A key's restriction; a key whose restriction cannot be read is no key at all."""
+    try:
+        return restriction(row)
+    except ValueError as exc:
+        log.error("%s", exc)
+        raise Unauthenticated("invalid token") from None
+
+
 class TokenService:
     """Creates, lists, revokes and verifies tokens.
 
@@ -138,8 +204,10 @@ class TokenService:
         revocation_marker: Path | None = None,
         cache_seconds: float = 5,
         digest: Callable[[str], str] = secret_digest,
+        owns: Owns | None = None,
     ) -> None:
         self._store = store
+        self._owns = owns
         self._marker = revocation_marker
         self._ttl = cache_seconds
         self._digest = digest
@@ -156,56 +224,61 @@ class TokenService:
     ) -> IssuedToken:
         """A token made by the CLI or at first start: no parent, any scopes, any expiry."""
         expires = utcnow() + lifetime if lifetime is not None else None
-        issued, _ = await self._add(user, scopes, expires, description, None)
+        issued, _ = await self._add(_new_row(user, scopes, expires, description, None))
         return issued
 
     async def issue(self, parent: Principal, request: NewToken) -> CreatedToken:
-        """A token made by ``parent`` through the API, bound by what the parent holds."""
+        """A token made by ``parent`` through the API, bound by what the parent holds; with
+        ``functions``, an API key for those functions of its user's."""
+        parent.unrestricted()  # a key issues nothing
         user, scopes = request.user or parent.user, frozenset(request.scopes)
-        if "scopes" not in request.model_fields_set:  # the defaults the parent holds
+        if request.functions is not None:
+            scopes = _key_scopes(parent, request)
+        elif request.limits is not None:
+            raise BadRequest("limits are an API key's: give the functions it may invoke")
+        elif "scopes" not in request.model_fields_set:  # the defaults the parent holds
             scopes = frozenset(scope for scope in scopes if parent.has(scope))
         _check_issuer(parent, user, scopes)
         lifetime = timedelta(seconds=request.expires_in) if request.expires_in else None
         expires = _child_expiry(parent, lifetime)
-        issued, info = await self._add(user, scopes, expires, request.description, parent.token_id)
+        row = _new_row(user, scopes, expires, request.description, parent.token_id)
+        if request.functions is not None:
+            await self._restrict(row, request.functions, request.limits or KeyLimits())
+        issued, info = await self._add(row)
         return CreatedToken(**info.model_dump(), token=issued.secret)
 
-    async def _add(
-        self,
-        user: str,
-        scopes: frozenset[Scope],
-        expires: datetime | None,
-        description: str,
-        parent_id: str | None,
-        system: str | None = None,
-    ) -> tuple[IssuedToken, TokenInfo]:
-        if not USER_NAME.fullmatch(user):  # fullmatch: '$' alone would take 'alice\n'
-            raise BadRequest(f"invalid user name {user!r}")
-        if not scopes:
+    async def _restrict(self, row: TokenRow, functions: list[str], limits: KeyLimits) -> None:
+        """Make ``row`` a key for ``functions``, each of which its user must own."""
+        names = sorted(set(functions))
+        for name in names:
+            if self._owns is None or not await self._owns(row.user, name):
+                raise NotFound(f"no function {name!r} of {row.user!r}: a key is for its own")
+        row.functions = json.dumps(names)
+        row.per_minute, row.concurrent = limits.per_minute, limits.concurrent
+
+    async def _add(self, row: TokenRow) -> tuple[IssuedToken, TokenInfo]:
+        """Give ``row`` its id and secret and store it."""
+        if not USER_NAME.fullmatch(row.user):  # fullmatch: '$' alone would take 'alice\n'
+            raise BadRequest(f"invalid user name {row.user!r}")
+        if not row.scopes:
             raise BadRequest("a token needs at least one scope")
-        if Scope.AGENT_SERVE in scopes and system is None:
+        if Scope.AGENT_SERVE.value in row.scopes.split(",") and row.system is None:
             raise BadRequest("agent:serve is an agent token's scope: 'hpcgate agent-token create'")
         token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        row = TokenRow(
-            id=token_id,
-            user=user,
-            secret_hash=self._digest(secret),
-            description=description,
-            scopes=",".join(sorted(scopes)),
-            created_at=utcnow(),
-            expires_at=expires,
-            parent_id=parent_id,
-            system=system,
-        )
+        row.id, row.secret_hash = token_id, self._digest(secret)
         info = render(row)  # before storing: never store a row that reading cannot show
         await self._store.add(row)
         self._cache.pop(token_id, None)
-        return IssuedToken(token_id, user, scopes, expires, f"hpcg_{token_id}_{secret}"), info
+        scopes = parse_scopes(row.scopes.split(","))
+        token = f"hpcg_{token_id}_{secret}"
+        return IssuedToken(token_id, row.user, scopes, row.expires_at, token), info
 
     async def create_agent(self, system: str, description: str = "") -> IssuedToken:
         """A token that lets one agent serve ``system`` (and does nothing else)."""
         scopes = frozenset({Scope.AGENT_SERVE})
-        issued, _ = await self._add(AGENT_USER, scopes, None, description, None, system)
+        row = _new_row(AGENT_USER, scopes, None, description, None)
+        row.system = system
+        issued, _ = await self._add(row)
         return issued
 
     async def list(self, user: str | None = None) -> list[TokenRow]:
@@ -235,14 +308,18 @@ class TokenService:
         if self._marker is not None:
             self._marker.touch()
 
-    async def authenticate(self, presented: str) -> Principal:
+    async def authenticate(self, presented: str, keys: bool = False) -> Principal:
         """The principal behind a bearer token; Unauthenticated for anything else (an agent
-        token included: it is good only for :meth:`authenticate_agent`)."""
+        token included: it is good only for :meth:`authenticate_agent`), and Forbidden for
+        an API key unless the route takes ``keys``."""
         row = await self._verified(presented)
         if row.system is not None:
             raise Unauthenticated("an agent token is accepted only by /api/v1/agent/connect")
         scopes = parse_scopes(row.scopes.split(","))
-        return Principal(row.user, scopes, row.id, row.expires_at)
+        who = Principal(row.user, scopes, row.id, row.expires_at, _readable(row))
+        if not keys:
+            who.unrestricted()
+        return who
 
     async def authenticate_agent(self, presented: str) -> AgentGrant:
         """The system an agent token lets its bearer serve; Unauthenticated for any other

@@ -26,7 +26,7 @@ from hpcgate.api import (
     tokens,
     usage,
 )
-from hpcgate.api.auth import Caller
+from hpcgate.api.auth import Caller, RateLimitFields
 from hpcgate.api.forwarding import Forwarding
 from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
@@ -64,6 +64,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     app.state.gateway = gw
     # The last added runs first: BodyLimit bounds what Forwarding forwards.
+    app.add_middleware(RateLimitFields)
     app.add_middleware(Forwarding, gateway=gw)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)

@@ -1,4 +1,10 @@
-"""The bearer-token dependency that turns a request into a :class:`Principal`."""
+"""The bearer-token dependencies that turn a request into a :class:`Principal`.
+
+:data:`Caller` and :data:`TargetDep` refuse API keys (403); :data:`KeyCaller`, for the routes
+a key may use (its functions and their invocations), takes them, and counts each of a key's
+requests against its requests per minute (a 429 past them). The quota left goes in the
+answer's RateLimit fields (:class:`RateLimitFields`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,17 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import Unauthenticated
 from hpcgate.model.principal import Principal
 from hpcgate.target import Target
 
-_bearer = HTTPBearer(auto_error=False, description="An hpcgate API token")
+_bearer = HTTPBearer(auto_error=False, description="An hpcgate API token (or API key)")
+#: Where a request's quota waits for its answer (in the ASGI scope's state).
+QUOTA = "hpcgate_quota"
 
 
 async def gateway(request: Request) -> Gateway:
@@ -29,7 +39,21 @@ async def principal(request: Request, credentials: Bearer) -> Principal:
     return await (await gateway(request)).tokens.authenticate(credentials.credentials)
 
 
+async def key_principal(request: Request, credentials: Bearer) -> Principal:
+    """As :func:`principal`, an API key included, whose request counts against its limit."""
+    if credentials is None:
+        raise Unauthenticated("send 'Authorization: Bearer <token>'")
+    gw = await gateway(request)
+    who = await gw.tokens.authenticate(credentials.credentials, keys=True)
+    quota = gw.rate_limits.admit(who)
+    if quota is not None:
+        request.scope.setdefault("state", {})[QUOTA] = quota
+    return who
+
+
 Caller = Annotated[Principal, Depends(principal)]
+#: The caller on a route an API key may use.
+KeyCaller = Annotated[Principal, Depends(key_principal)]
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
@@ -46,3 +70,32 @@ async def target(request: Request, credentials: Bearer, system: SystemName) -> T
 
 
 TargetDep = Annotated[Target, Depends(target)]
+
+
+class RateLimitFields:
+    """Adds the RateLimit fields of a request's quota (set by :func:`key_principal`) to its
+    answer, whatever the route answers with (a model, a stream, a problem document), unless
+    the answer has its own (a refusal by another limit says which one it was)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_fields(message: Message) -> None:
+            quota = scope.get("state", {}).get(QUOTA)
+            if message["type"] == "http.response.start" and quota is not None:
+                message = {**message, "headers": _with_fields(message, quota.headers())}
+            await send(message)
+
+        await self.app(scope, receive, send_with_fields)
+
+
+def _with_fields(message: Message, fields: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    added = [(k.lower().encode(), v.encode()) for k, v in fields.items()]
+    return headers + [(name, value) for name, value in added if name not in present]

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, sta
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.auth import Caller, GatewayDep, KeyCaller
 from hpcgate.api.problems import responses
 from hpcgate.functions.invocations import Event, payload
 from hpcgate.model.functions import (
@@ -77,14 +77,14 @@ async def create_function(spec: FunctionCreate, who: Caller, gateway: GatewayDep
     return await gateway.functions.create(who, spec)
 
 
-@router.get("", summary="The functions I may invoke", responses=responses(401, 403))
-async def list_functions(who: Caller, gateway: GatewayDep) -> list[Function]:
+@router.get("", summary="The functions I may invoke", responses=responses(401, 403, 429))
+async def list_functions(who: KeyCaller, gateway: GatewayDep) -> list[Function]:
     """Your own (with source and workers) and those other users share with you."""
     return await gateway.functions.list(who)
 
 
-@router.get("/{name}", summary="One function", responses=responses(401, 403, 404, 409, 422))
-async def get_function(name: Name, who: Caller, gateway: GatewayDep) -> Function:
+@router.get("/{name}", summary="One function", responses=responses(401, 403, 404, 409, 422, 429))
+async def get_function(name: Name, who: KeyCaller, gateway: GatewayDep) -> Function:
     """Its input schema and settings; to its owner also its source, its pool's workers and
     what keeps them from starting, if anything."""
     return await gateway.functions.show(who, await gateway.functions.find(who, name))
@@ -112,13 +112,13 @@ async def delete_function(name: Name, who: Caller, gateway: GatewayDep) -> Respo
             "content": {SSE: {}},
             "description": "With `Accept: text/event-stream`: the events, " + EVENTS,
         },
-        **responses(401, 403, 404, 409, 413, 422, 502, 503),
+        **responses(401, 403, 404, 409, 413, 422, 429, 502, 503),
     },
 )
 async def invoke(
     name: Name,
     value: Annotated[dict[str, Any], Body(description="The input: an object the schema takes")],
-    who: Caller,
+    who: KeyCaller,
     gateway: GatewayDep,
     request: Request,
     detach: Annotated[
@@ -153,11 +153,11 @@ async def invoke(
 @router.get(
     "/{name}/invocations",
     summary="A function's invocations",
-    responses=responses(401, 403, 404, 409, 422),
+    responses=responses(401, 403, 404, 409, 422, 429),
 )
 async def list_invocations(
     name: Name,
-    who: Caller,
+    who: KeyCaller,
     gateway: GatewayDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many")] = 100,
 ) -> list[Invocation]:
@@ -168,18 +168,20 @@ async def list_invocations(
 @router.get(
     "/{name}/invocations/{key}",
     summary="One invocation",
-    responses=responses(401, 403, 404, 409, 422),
+    responses=responses(401, 403, 404, 409, 422, 429),
 )
-async def get_invocation(name: Name, key: Key, who: Caller, gateway: GatewayDep) -> Invocation:
+async def get_invocation(name: Name, key: Key, who: KeyCaller, gateway: GatewayDep) -> Invocation:
     return await gateway.invocations.get(who, name, key)
 
 
 @router.delete(
     "/{name}/invocations/{key}",
     summary="Cancel an invocation",
-    responses=responses(401, 403, 404, 409, 422),
+    responses=responses(401, 403, 404, 409, 422, 429),
 )
-async def cancel_invocation(name: Name, key: Key, who: Caller, gateway: GatewayDep) -> Invocation:
+async def cancel_invocation(
+    name: Name, key: Key, who: KeyCaller, gateway: GatewayDep
+) -> Invocation:
     """Its worker cancels it (a thread busy in computation stops at its next yield); it ends
     `cancelled` with a `Cancelled` error event. An ended one is left as it is."""
     return await gateway.invocations.cancel(who, name, key)
@@ -191,13 +193,13 @@ async def cancel_invocation(name: Name, key: Key, who: Caller, gateway: GatewayD
     response_class=EventSourceResponse,
     responses={
         200: {"content": {SSE: {}}, "description": "The events after the one asked: " + EVENTS},
-        **responses(401, 403, 404, 409, 410, 422),
+        **responses(401, 403, 404, 409, 410, 422, 429),
     },
 )
 async def invocation_events(
     name: Name,
     key: Key,
-    who: Caller,
+    who: KeyCaller,
     gateway: GatewayDep,
     last_event_id: LastEventId = None,  # type: ignore[assignment]
     after: After = None,

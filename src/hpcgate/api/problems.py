@@ -66,7 +66,9 @@ def problem_of(exc: HpcgateError, openai: bool = False) -> JSONResponse:
     the OpenAI-compatible routes (``openai``), OpenAI's error document instead."""
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
-    headers = None if exc.retry_after is None else {"Retry-After": str(math.ceil(exc.retry_after))}
+    headers = dict(exc.headers)
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
     if openai:
         code = exc.extra.get("code") or exc.slug
         return openai_error(exc.status, exc.detail, code, headers, exc.extra.get("param"))
@@ -155,6 +157,8 @@ WHY = {
     " a function of that name exists, or several users share one of that name (OWNER:NAME)",
     413: "Request or script too large",
     416: "The Range lies outside the file",
+    429: "Over an API key's limit: requests per minute or unended invocations (nothing was"
+    " done; Retry-After says when to retry, RateLimit-Policy and RateLimit how far)",
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",
     501: "The system's scheduler has no such thing",
     502: "The service's replica refused the connection or did not answer HTTP",

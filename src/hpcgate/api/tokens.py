@@ -1,4 +1,9 @@
-"""``/api/v1/tokens``: a user manages their own tokens; an admin manages anyone's."""
+"""``/api/v1/tokens``: a user manages their own tokens and API keys; an admin anyone's.
+
+API keys are tokens with a restriction (``functions``), made, listed and revoked here like
+any token: a key for a set of functions is not one function's sub-resource, and the
+restrictions issue 18 adds (a project, a system, a service, read-only) are the token's too.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +24,20 @@ router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    summary="Create a token",
-    responses=responses(400, 401, 403, 422),
+    summary="Create a token or an API key",
+    responses=responses(400, 401, 403, 404, 422),
 )
 async def create_token(body: NewToken, who: Caller, gateway: GatewayDep) -> CreatedToken:
     """The new token holds at most the caller's scopes (an admin's: any; without `scopes`,
     the default scopes the caller holds) and expires no later than the caller's token
-    (without `expires_in`, with it). Revoking the caller's token revokes this one too."""
+    (without `expires_in`, with it). Revoking the caller's token revokes this one too.
+
+    With `functions` it is an **API key** for those functions of its user's (each must
+    exist and be theirs: 404 otherwise): it may invoke them and list, read, follow and
+    cancel the invocations it started itself, and nothing else (every other route answers
+    it 403; another function, 404). Its `limits`: `per_minute` requests in any 60 s and
+    `concurrent` unended invocations; past either, a 429 with `Retry-After` and the
+    `RateLimit-Policy`/`RateLimit` fields, and nothing done. An API key issues no tokens."""
     return await gateway.tokens.issue(who, body)
 
 

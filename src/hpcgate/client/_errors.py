@@ -9,7 +9,7 @@ document's; ``problem`` is the whole document and ``http_status`` the answer's s
     HpcgateError (hpcgate.model.errors: BadRequest, NotFound, Conflict, Unavailable, ...)
     │     one per problem type the gateway sends; see hpcgate.model.errors
     ├── ValidationFailed   422  validation-error: the request did not match the API's schema
-    ├── RateLimited        429  too many requests
+    ├── RateLimited        429  too-many-requests (hpcgate.model.errors; here for old imports)
     └── ClientError             raised by the SDK itself, no answer behind it
         ├── GatewayUnreachable   no connection, or it broke before an answer came
         ├── NotConfigured        no URL or token given, in the environment or a profile
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcgate.model import errors
 from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
+from hpcgate.model.errors import RateLimited as RateLimited  # raised for 429s, exported
 
 if TYPE_CHECKING:
     from hpcgate.model.functions import InvocationError
@@ -37,12 +38,6 @@ class ValidationFailed(errors.BadRequest):
     status = 422
     slug = "validation-error"
     title = "The request is not valid"
-
-
-class RateLimited(HpcgateError):
-    status = 429
-    slug = "too-many-requests"
-    title = "Too many requests"
 
 
 class ClientError(HpcgateError):

@@ -31,6 +31,7 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -42,8 +43,10 @@ from hpcgate.client._base import Call, request
 from hpcgate.client._errors import FunctionFailed, GatewayUnreachable
 from hpcgate.client._jobs import SSE, Event, EventParser
 from hpcgate.client._sync import SyncCore
+from hpcgate.client._tokens import key_call, keys_of, revoke_call, tokens_call
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.functions import Function, FunctionCreate, Invocation, InvocationError
+from hpcgate.model.tokens import CreatedToken, TokenInfo
 
 if TYPE_CHECKING:
     from hpcgate.client._remote import AsyncRemoteFunction, FunctionExecutor, RemoteFunction
@@ -319,6 +322,31 @@ class Functions:
         """Cancel an invocation (an ended one is left as it is)."""
         return self._core._call(function_call("DELETE", name, "invocations", key), Invocation)
 
+    def create_key(
+        self,
+        functions: str | Iterable[str],
+        *,
+        per_minute: int | None = None,
+        concurrent: int | None = None,
+        expires_in: float | timedelta | None = None,
+        description: str | None = None,
+    ) -> CreatedToken:
+        """An API key for your function(s), for a web app to invoke them without your
+        token: it may invoke them and read the invocations it started, nothing else, at
+        most ``per_minute`` requests a minute and ``concurrent`` unended invocations
+        (beyond: :class:`~hpcgate.RateLimited`). Its secret, ``.token``, is shown only this
+        once; revoke it with :meth:`revoke_key` (revoking your token revokes it too)."""
+        call = key_call(functions, per_minute, concurrent, expires_in, description)
+        return self._core._call(call, CreatedToken)
+
+    def keys(self, name: str | None = None) -> builtins.list[TokenInfo]:
+        """Your API keys (those for function ``name``, if given), never their secrets."""
+        return keys_of(self._core._call(tokens_call(None), builtins.list[TokenInfo]), name)
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke an API key at once."""
+        self._core._send(revoke_call(key_id))
+
     def executor(self, system: str, **settings: Any) -> FunctionExecutor:
         """A :class:`concurrent.futures.Executor` running Python functions on ``system``
         (see :class:`~hpcgate.client.FunctionExecutor`); ``settings`` are the functions'
@@ -405,6 +433,28 @@ class AsyncFunctions:
     async def cancel(self, name: str, key: str) -> Invocation:
         call = function_call("DELETE", name, "invocations", key)
         return await self._core._call(call, Invocation)
+
+    async def create_key(
+        self,
+        functions: str | Iterable[str],
+        *,
+        per_minute: int | None = None,
+        concurrent: int | None = None,
+        expires_in: float | timedelta | None = None,
+        description: str | None = None,
+    ) -> CreatedToken:
+        """As :meth:`Functions.create_key`."""
+        call = key_call(functions, per_minute, concurrent, expires_in, description)
+        return await self._core._call(call, CreatedToken)
+
+    async def keys(self, name: str | None = None) -> builtins.list[TokenInfo]:
+        """As :meth:`Functions.keys`."""
+        found = await self._core._call(tokens_call(None), builtins.list[TokenInfo])
+        return keys_of(found, name)
+
+    async def revoke_key(self, key_id: str) -> None:
+        """As :meth:`Functions.revoke_key`."""
+        await self._core._send(revoke_call(key_id))
 
     async def _follow(self, stream: Stream, detach: bool) -> AsyncGenerator[FunctionEvent, None]:
         try:

@@ -37,6 +37,33 @@ def create_call(
     return request("POST", "tokens", json=given(body))
 
 
+def key_call(
+    functions: str | Iterable[str],
+    per_minute: int | None,
+    concurrent: int | None,
+    expires_in: float | timedelta | None,
+    description: str | None,
+) -> Call:
+    """The request for a new API key for ``functions`` (a name or several), with its limits."""
+    names = [functions] if isinstance(functions, str) else list(functions)
+    if isinstance(expires_in, timedelta):
+        expires_in = expires_in.total_seconds()
+    limits = given({"per_minute": per_minute, "concurrent": concurrent})
+    body: dict[str, Any] = {
+        "functions": names,
+        "limits": limits or None,
+        "expires_in": None if expires_in is None else int(expires_in),
+        "description": description,
+    }
+    return request("POST", "tokens", json=given(body))
+
+
+def keys_of(tokens: list[TokenInfo], function: str | None) -> list[TokenInfo]:
+    """The API keys among ``tokens`` (those for ``function`` only, if given)."""
+    keys = [t for t in tokens if t.functions is not None]
+    return keys if function is None else [t for t in keys if function in (t.functions or [])]
+
+
 def revoke_call(token_id: str) -> Call:
     return request("DELETE", "tokens", token_id)
 

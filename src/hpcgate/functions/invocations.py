@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 from hpcgate.clock import utcnow
 from hpcgate.functions import link, schemas
+from hpcgate.functions.keys import KeySlots
 from hpcgate.functions.registry import Found, Registry
 from hpcgate.functions.workers import Workers
 from hpcgate.model.errors import (
@@ -109,6 +110,7 @@ class Invocations:
         self._registry = registry
         self._store = store
         self._workers = workers
+        self._slots = KeySlots(store)
         self._reading: Counter[str] = Counter()  # readers of each invocation's events
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -137,8 +139,10 @@ class Invocations:
             detached=detach,
             last_seq=0,
             created_at=utcnow(),
+            key_id=who.key_id,
         )
-        await self._store.add(row)
+        async with self._slots.taken(who):  # a key over its limit: a 429, and no row
+            await self._store.add(row)
         call = Call(row.id, found, who.user, detach, for_owner=found.owned_by(who))
         await self._hand_over(call, filled)
         if detach:
@@ -333,7 +337,7 @@ class Invocations:
         row = await self._store.get(key)
         if row is None or row.function_pk != found.row.pk:
             raise NotFound(f"no invocation {key!r} of {name!r}")
-        if not found.owned_by(who) and row.caller != who.user:
+        if not found.owned_by(who) and (row.caller != who.user or row.key_id != who.key_id):
             raise NotFound(f"no invocation {key!r} of {name!r}")
         return found, row
 
@@ -341,7 +345,7 @@ class Invocations:
         """The newest invocations: all of them to the function's owner, else the caller's."""
         found = await self._registry.find(who, name)
         caller = None if found.owned_by(who) else who.user
-        rows = await self._store.of(found.row.pk, caller, limit)
+        rows = await self._store.of(found.row.pk, caller, limit, who.key_id)
         return [_shown_row(found, row, who) for row in rows]
 
     async def get(self, who: Principal, name: str, key: str) -> Invocation:
@@ -444,4 +448,5 @@ def _shown_row(found: Found, row: InvocationRow, who: Principal) -> Invocation:
         created_at=row.created_at,
         ended_at=row.ended_at,
         error=error,
+        key=row.key_id,
     )

@@ -3,7 +3,9 @@ service of the owner's), find, show and remove.
 
 A user finds its own function of a name first, else the oldest of that name another user
 shares with it (``users`` holds its name or ``*``); any other is indistinguishable from a
-function that does not exist (404).
+function that does not exist (404). An API key finds only the functions it names, of its
+own user's, and is never their owner: it sees neither their source nor their workers, nor
+tracebacks.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class Found:
     spec: FunctionCreate
 
     def owned_by(self, who: Principal) -> bool:
-        return self.row.owner == who.user
+        """Whether ``who`` is its owner (with a full token: a key of the owner's is not)."""
+        return self.row.owner == who.user and who.restriction is None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -67,6 +70,7 @@ class Registry:
 
     async def create(self, who: Principal, spec: FunctionCreate) -> Function:
         """Register the caller's function and make its pool (a service of the caller's)."""
+        who.unrestricted()
         who.require(Scope.JOBS_WRITE)
         if spec.system not in self._systems:
             raise NotFound(f"no system {spec.system!r}")
@@ -124,6 +128,8 @@ class Registry:
         of that name: which is meant is never guessed)."""
         who.require(Scope.JOBS_READ)
         owner, _, name = ref.rpartition(":")
+        if not who.may_call(owner or who.user, name):  # a key: its own functions only
+            raise NotFound(f"no function {ref!r}")
         if owner:
             row = await self._store.find(owner, name)
             found = None if row is None else Found(row, _spec(row.spec))
@@ -133,6 +139,8 @@ class Registry:
         own = await self._store.find(who.user, name)
         if own is not None:
             return Found(own, _spec(own.spec))
+        if who.restriction is not None:
+            raise NotFound(f"no function {ref!r}")
         return _one_shared(name, await self._store.named(name), who)
 
     async def by_pk(self, pk: int) -> Found | None:
@@ -150,7 +158,7 @@ class Registry:
         """The caller's functions and those shared with it."""
         who.require(Scope.JOBS_READ)
         rows = [Found(row, _spec(row.spec)) for row in await self._store.all()]
-        seen = [f for f in rows if f.owned_by(who) or _shared_with(f, who)]
+        seen = [f for f in rows if f.owned_by(who) or _shared_with(f, who) or _keyed(f, who)]
         return [await self.show(who, found) for found in seen]
 
     async def show(self, who: Principal, found: Found) -> Function:
@@ -203,7 +211,13 @@ def _one_shared(name: str, rows: list[FunctionRow], who: Principal) -> Found:
 
 def _shared_with(found: Found, who: Principal) -> bool:
     users = found.spec.users
-    return "*" in users or who.user in users
+    shared = "*" in users or who.user in users
+    return shared and who.restriction is None
+
+
+def _keyed(found: Found, who: Principal) -> bool:
+    """Whether ``who`` is a key for this function."""
+    return who.restriction is not None and who.may_call(found.row.owner, found.row.name)
 
 
 def _compiles(name: str, source: str) -> None:

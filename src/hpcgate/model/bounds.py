@@ -44,6 +44,10 @@ ARRAY_INDEX_MAX = 4_000_000
 REPLICAS_MAX = 64
 #: A TCP port.
 PORT_MAX = 65535
+#: Requests per minute a rate limit allows (a moving window keeps a time per request).
+PER_MINUTE_MAX = 10_000
+#: Unended invocations a rate limit allows at once (what one worker accepts, queued).
+CONCURRENT_MAX = 10_000
 #: A token's lifetime in seconds: a hundred years, so its expiry is a date any store takes.
 LIFETIME_MAX = 100 * 366 * 24 * 3600
 

@@ -18,6 +18,7 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     ├── Gone                          410  gone
     ├── PayloadTooLarge               413  payload-too-large
     ├── RangeNotSatisfiable           416  range-not-satisfiable
+    ├── RateLimited                   429  too-many-requests
     ├── InsufficientStorage           507  insufficient-storage
     ├── NotImplementedByScheduler     501  not-implemented
     ├── Interrupted                   500  interrupted
@@ -54,6 +55,7 @@ class HpcgateError(Exception):
         self.extra = extra
         self.problem: dict[str, Any] | None = None  # the document, when it came over the wire
         self.retry_after: float | None = None  # and the answer's Retry-After, in seconds
+        self.headers: dict[str, str] = {}  # further headers of the answer (RateLimit ...)
 
     @property
     def http_status(self) -> int:
@@ -152,6 +154,26 @@ class RangeNotSatisfiable(HpcgateError):
     status = 416
     slug = "range-not-satisfiable"
     title = "Range not satisfiable"
+
+
+class RateLimited(HpcgateError):
+    """Over a rate limit (an API key's requests per minute or unended invocations): nothing
+    was done; ``retry_after`` says when to retry, ``headers`` carry the RateLimit fields."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(
+        self,
+        detail: str,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
 
 class InsufficientStorage(HpcgateError):

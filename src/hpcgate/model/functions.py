@@ -215,6 +215,7 @@ class Invocation(BaseModel):
     created_at: datetime
     ended_at: datetime | None = None
     error: InvocationError | None = None
+    key: str | None = Field(None, description="The id of the API key that started it, if one did")
 
 
 class InvocationResult(BaseModel):

@@ -27,14 +27,43 @@ DEFAULT_SCOPES: frozenset[Scope] = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class Restriction:
+    """What a restricted token (an API key) is limited to: invoking these functions of its
+    user's (and reading the invocations it started), at most ``per_minute`` requests in
+    any minute and ``concurrent`` unended invocations at once (None: no such limit)."""
+
+    functions: frozenset[str]
+    per_minute: int | None = None
+    concurrent: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: the hpcgate user name, its scopes, the token used and when
-    that token expires (None: never)."""
+    """An authenticated caller: the hpcgate user name, its scopes, the token used, when
+    that token expires (None: never) and what it is restricted to (None: a full token)."""
 
     user: str
     scopes: frozenset[Scope]
     token_id: str
     expires_at: datetime | None = None
+    restriction: Restriction | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        """The token's id if it is a key (restricted), else None."""
+        return None if self.restriction is None else self.token_id
+
+    def may_call(self, owner: str, function: str) -> bool:
+        """Whether a key's restriction lets it near ``owner``'s function (a full token: yes;
+        whether the function is shared with the caller is the registry's to say)."""
+        if self.restriction is None:
+            return True
+        return owner == self.user and function in self.restriction.functions
+
+    def unrestricted(self) -> None:
+        """Forbidden for a key: what it may not do at all (mint tokens, files, jobs ...)."""
+        if self.restriction is not None:
+            raise Forbidden("this API key may only invoke its functions and read its invocations")
 
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes

@@ -1,5 +1,8 @@
 """API tokens as clients see them: the record (never the secret), a request for a new one
-and the answer that carries its secret once. Pure models, shared by the API and the SDK."""
+and the answer that carries its secret once. Pure models, shared by the API and the SDK.
+
+A token given ``functions`` is an API key: it may only invoke those functions of its
+user's and read the invocations it started, within its ``limits``."""
 
 from __future__ import annotations
 
@@ -7,11 +10,29 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hpcgate.model.bounds import LIFETIME_MAX, MaybeNumber
+from hpcgate.model.bounds import CONCURRENT_MAX, LIFETIME_MAX, PER_MINUTE_MAX, MaybeNumber
+from hpcgate.model.functions import FunctionName
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 
 #: An hpcgate user name: what a token may be issued to.
 USER_NAME_PATTERN = r"^[a-z_][a-z0-9_.@-]{0,63}$"
+
+
+#: Functions one key may invoke.
+KEY_FUNCTIONS_MAX = 64
+
+
+class KeyLimits(BaseModel):
+    """An API key's own limits; beyond either, its request is a 429 and changes nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: MaybeNumber = Field(
+        None, ge=1, le=PER_MINUTE_MAX, description="Requests in any 60 s (none: no limit)"
+    )
+    concurrent: MaybeNumber = Field(
+        None, ge=1, le=CONCURRENT_MAX, description="Unended invocations at once (none: no limit)"
+    )
 
 
 class TokenInfo(BaseModel):
@@ -22,6 +43,10 @@ class TokenInfo(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    functions: list[str] | None = Field(
+        None, description="An API key's functions (the only ones it may invoke); none: a token"
+    )
+    limits: KeyLimits | None = Field(None, description="An API key's limits")
 
 
 class NewToken(BaseModel):
@@ -40,6 +65,15 @@ class NewToken(BaseModel):
         description="Lifetime in seconds; none = as long as the token that creates it",
     )
     description: str = Field("", max_length=255)
+    functions: list[FunctionName] | None = Field(
+        None,
+        min_length=1,
+        max_length=KEY_FUNCTIONS_MAX,
+        description="Makes the token an API key for these functions of its user's (which"
+        " must exist): it may invoke them and read, follow and cancel the invocations it"
+        " started, nothing else (scopes default to jobs:read and jobs:write)",
+    )
+    limits: KeyLimits | None = Field(None, description="An API key's limits (needs functions)")
 
 
 class CreatedToken(TokenInfo):

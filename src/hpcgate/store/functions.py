@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import FunctionRow, InvocationRow
@@ -19,6 +19,10 @@ class FunctionStore(Rows[FunctionRow]):
         query = select(FunctionRow).where(FunctionRow.owner == owner, FunctionRow.name == name)
         async with self._db.reader() as session:
             return (await session.scalars(query)).first()
+
+    async def owns(self, owner: str, name: str) -> bool:
+        """Whether ``owner`` has a function of that name."""
+        return await self.find(owner, name) is not None
 
     async def named(self, name: str) -> list[FunctionRow]:
         """Every owner's function of that name."""
@@ -47,14 +51,29 @@ class FunctionStore(Rows[FunctionRow]):
 class InvocationStore(Rows[InvocationRow]):
     kind = InvocationRow
 
-    async def of(self, function_pk: int, caller: str | None, limit: int) -> list[InvocationRow]:
-        """The function's newest invocations (``caller``'s only, unless None)."""
+    async def of(
+        self, function_pk: int, caller: str | None, limit: int, key: str | None = None
+    ) -> list[InvocationRow]:
+        """The function's newest invocations (``caller``'s only, unless None; ``key``'s
+        only, unless None)."""
         query = select(InvocationRow).where(InvocationRow.function_pk == function_pk)
         if caller is not None:
             query = query.where(InvocationRow.caller == caller)
+        if key is not None:
+            query = query.where(InvocationRow.key_id == key)
         query = query.order_by(InvocationRow.created_at.desc()).limit(limit)
         async with self._db.reader() as session:
             return list(await session.scalars(query))
+
+    async def live_of_key(self, key: str) -> int:
+        """How many invocations the API key ``key`` started have not ended."""
+        query = (
+            select(func.count())
+            .select_from(InvocationRow)
+            .where(InvocationRow.key_id == key, InvocationRow.state.in_(UNENDED))
+        )
+        async with self._db.reader() as session:
+            return int(await session.scalar(query) or 0)
 
     async def unended(self, function_pk: int | None = None) -> list[InvocationRow]:
         query = select(InvocationRow).where(InvocationRow.state.in_(UNENDED))

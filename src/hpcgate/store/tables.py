@@ -56,6 +56,11 @@ class TokenRow(Base):
     parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
     # An agent token's one system (None: an ordinary token, which no agent may use).
     system: Mapped[str | None] = mapped_column(String(64), default=None)
+    # An API key's restriction: the function names it may invoke (JSON list; None: a full
+    # token) and its limits (None: none).
+    functions: Mapped[str | None] = mapped_column(Text)
+    per_minute: Mapped[int | None] = mapped_column(Integer)
+    concurrent: Mapped[int | None] = mapped_column(Integer)
 
 
 class JobRow(Base):
@@ -229,3 +234,5 @@ class InvocationRow(Base):
     error: Mapped[str | None] = mapped_column(Text)  # InvocationError as JSON
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The API key that started it (None: a full token): a key sees only its own.
+    key_id: Mapped[str | None] = mapped_column(String(32), index=True)

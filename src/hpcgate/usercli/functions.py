@@ -1,5 +1,5 @@
 """``hpcgate functions``: register Python functions, invoke them with their output streamed,
-cancel their invocations and remove them."""
+cancel their invocations and remove them; ``key``: API keys to publish them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 
 from hpcgate.client import Error, FunctionEvent, Output
 from hpcgate.model.functions import Function
+from hpcgate.usercli import keys
 from hpcgate.usercli.common import EXIT_CODES, Exit, Session, fail, read_text, user_command
 from hpcgate.usercli.output import note, out, plain_fields, print_json, report, table, when
 
@@ -19,6 +20,8 @@ app = typer.Typer(
     help="Register Python functions that run in a pool of workers on a system, invoke them"
     " with their output streamed, and cancel or remove them.",
 )
+
+app.add_typer(keys.app, name="key")
 
 Name = Annotated[str, typer.Argument(help="The function's name (from 'functions ls')")]
 
