@@ -10,9 +10,13 @@
 // Test-only routes of our own (loopback only, never in a real provider):
 //   GET  /_test/stats             {"jwks": n}: how often the JWKS was fetched
 //   POST /_test/jwks?down=1|0     the JWKS endpoint answers 503 while down
+//   POST /_test/sign?alg=RS256    the JSON body's claims signed with the provider's current
+//                                 key: for the tests' hand-made cases (expired, not yet
+//                                 valid, another issuer), never for the flows
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
+import { importJWK, SignJWT } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 
 const port = Number(process.env.IDP_PORT || 9480);
@@ -24,6 +28,19 @@ function newKey(type, alg) {
   const options = type === 'rsa' ? { modulusLength: 2048 } : { namedCurve: 'P-256' };
   const { privateKey } = generateKeyPairSync(type, options);
   return { ...privateKey.export({ format: 'jwk' }), alg, use: 'sig', kid: randomUUID() };
+}
+
+async function readBody(ctx) {
+  const chunks = [];
+  for await (const chunk of ctx.req) chunks.push(chunk);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+async function sign(ctx, signing) {
+  const jwk = signing.find((key) => key.alg === (ctx.query.alg || 'RS256'));
+  const header = { alg: jwk.alg, kid: jwk.kid, typ: 'at+jwt' };
+  ctx.body = await new SignJWT(await readBody(ctx)).setProtectedHeader(header)
+    .sign(await importJWK(jwk, jwk.alg));
 }
 
 function keys() {
@@ -69,9 +86,10 @@ const clients = [
   },
 ];
 
+const signingKeys = keys();
 const configuration = {
   clients,
-  jwks: { keys: keys() },
+  jwks: { keys: signingKeys },
   scopes: ['openid', 'offline_access', ...SCOPES],
   claims: { openid: ['sub'], profile: ['preferred_username'] },
   pkce: { required: () => true },
@@ -114,6 +132,10 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/_test/jwks' && ctx.method === 'POST') {
     jwksDown = ctx.query.down === '1';
     ctx.body = { down: jwksDown };
+    return;
+  }
+  if (ctx.path === '/_test/sign' && ctx.method === 'POST') {
+    await sign(ctx, signingKeys);
     return;
   }
   if (ctx.path === '/jwks') {

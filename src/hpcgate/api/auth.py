@@ -26,7 +26,7 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 async def principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await (await gateway(request)).tokens.authenticate(credentials.credentials)
+    return await (await gateway(request)).authenticate(credentials.credentials)
 
 
 Caller = Annotated[Principal, Depends(principal)]

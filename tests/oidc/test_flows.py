@@ -1,0 +1,61 @@
+"""Tokens from a real OpenID provider's own flows call the API; hpcgate's tokens still do."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support.gateway_process import GatewayProcess
+from tests.support.idp import IdP
+
+JOBS = "/api/v1/systems/local/jobs"
+HELLO = {"script": "#!/bin/bash\necho hi"}
+
+
+def _call(gateway: GatewayProcess, token: str) -> httpx.Client:
+    return gateway.client(token)
+
+
+def test_a_client_credentials_token_submits_and_lists_jobs(
+    idp: IdP, oidc_gateway: GatewayProcess
+) -> None:
+    token = idp.client_credentials("jobs:read jobs:write")
+    with _call(oidc_gateway, token) as client:
+        submitted = client.post(JOBS, json=HELLO)
+        assert submitted.status_code == 201, submitted.text
+        listed = client.get(JOBS).json()
+    assert submitted.json()["id"] in [job["id"] for job in listed["items"]]
+
+
+def test_the_scopes_of_the_token_bound_what_it_may_do(
+    idp: IdP, oidc_gateway: GatewayProcess
+) -> None:
+    with _call(oidc_gateway, idp.client_credentials("jobs:read")) as client:
+        assert client.get(JOBS).status_code == 200
+        refused = client.post(JOBS, json=HELLO)
+    assert refused.status_code == 403, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_the_device_flow_gives_the_user_who_approved_it(
+    idp: IdP, oidc_gateway: GatewayProcess
+) -> None:
+    token = idp.device_flow("alice", "openid jobs:read jobs:write")
+    with _call(oidc_gateway, token) as client:
+        job = client.post(JOBS, json=HELLO)
+        assert job.status_code == 201, job.text
+    # alice's own hpcgate token sees the job: the provider's user is the same hpcgate user
+    with oidc_gateway.client(oidc_gateway.token("alice")) as alice:
+        assert job.json()["id"] in [j["id"] for j in alice.get(JOBS).json()["items"]]
+
+
+def test_an_opaque_token_is_introspected(idp: IdP, oidc_gateway: GatewayProcess) -> None:
+    token = idp.client_credentials("jobs:read", resource="urn:hpcgate:opaque")
+    assert token.count(".") == 0  # opaque: only the provider knows what it means
+    with _call(oidc_gateway, token) as client:
+        response = client.get(JOBS)
+    assert response.status_code == 200, response.text
+
+
+def test_hpcgate_tokens_keep_working_beside_the_provider(oidc_gateway: GatewayProcess) -> None:
+    with oidc_gateway.client(oidc_gateway.token("bob")) as bob:
+        assert bob.get(JOBS).status_code == 200
