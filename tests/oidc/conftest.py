@@ -17,9 +17,11 @@ from tests.support.idp import GATEWAY_CLIENT, GATEWAY_SECRET, IdP, install
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdP]:
     install()
     provider = IdP(tmp_path_factory.mktemp("idp"))
-    provider.start()
-    yield provider
-    provider.stop()
+    try:
+        provider.start()
+        yield provider
+    finally:
+        provider.stop()
 
 
 def oidc_config(issuer: str) -> str:
@@ -40,6 +42,8 @@ introspection_client_secret = "{GATEWAY_SECRET}"
 @pytest.fixture(scope="session")
 def oidc_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     server = new_gateway(tmp_path_factory.mktemp("gateway"), oidc_config(idp.issuer))
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -59,3 +59,18 @@ def test_an_opaque_token_is_introspected(idp: IdP, oidc_gateway: GatewayProcess)
 def test_hpcgate_tokens_keep_working_beside_the_provider(oidc_gateway: GatewayProcess) -> None:
     with oidc_gateway.client(oidc_gateway.token("bob")) as bob:
         assert bob.get(JOBS).status_code == 200
+
+
+def test_the_document_declares_the_provider_beside_the_bearer_token(
+    idp: IdP, oidc_gateway: GatewayProcess
+) -> None:
+    document = httpx.get(f"{oidc_gateway.url}/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert schemes["oidc-test"] == {
+        "type": "openIdConnect",
+        "openIdConnectUrl": f"{idp.issuer}/.well-known/openid-configuration",
+        "description": schemes["oidc-test"]["description"],
+    }
+    listing = document["paths"]["/api/v1/systems/{system}/jobs"]["get"]
+    assert listing["security"] == [{"HTTPBearer": []}, {"oidc-test": []}]

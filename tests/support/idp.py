@@ -62,7 +62,11 @@ class IdP:
             self.process = subprocess.Popen(
                 [ROOT / "scripts" / "idp", "run"], env=env, stdout=log, stderr=log
             )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # skipped or failed: leave no provider behind
+            self.stop()
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30

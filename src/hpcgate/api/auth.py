@@ -12,7 +12,10 @@ from hpcgate.model.errors import Unauthenticated
 from hpcgate.model.principal import Principal
 from hpcgate.target import Target
 
-_bearer = HTTPBearer(auto_error=False, description="An hpcgate API token")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An hpcgate API token, or an access token of a trusted OpenID provider",
+)
 
 
 async def gateway(request: Request) -> Gateway:

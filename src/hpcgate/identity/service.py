@@ -38,7 +38,7 @@ _TIMEOUT = httpx.Timeout(5.0)
 
 
 def looks_like_jwt(token: str) -> bool:
-    return len(token) <= MAX_TOKEN_CHARS and _JWT.match(token) is not None
+    return len(token) <= MAX_TOKEN_CHARS and _JWT.fullmatch(token) is not None
 
 
 def _segment(text: str) -> Any:
