@@ -74,3 +74,25 @@ def test_the_document_declares_the_provider_beside_the_bearer_token(
     }
     listing = document["paths"]["/api/v1/systems/{system}/jobs"]["get"]
     assert listing["security"] == [{"HTTPBearer": []}, {"oidc-test": []}]
+
+
+def test_the_forwarded_routes_take_a_provider_token_too(
+    idp: IdP, oidc_gateway: GatewayProcess
+) -> None:
+    """/v1 is served in front of the router (api/forwarding.py), with its own token check."""
+    no_model: dict[str, list[object]] = {"messages": []}
+    with _call(oidc_gateway, idp.client_credentials("jobs:read")) as client:
+        answer = client.post("/v1/chat/completions", json=no_model)
+    assert answer.status_code == 400, answer.text  # past authentication, to the body
+    assert answer.json()["error"]["param"] == "model"
+    with _call(oidc_gateway, idp.sign({"iss": "http://127.0.0.1:1"})) as client:
+        assert client.post("/v1/chat/completions", json=no_model).status_code == 401
+
+
+def test_an_authorization_code_with_pkce_gives_the_user_who_signed_in(
+    idp: IdP, oidc_gateway: GatewayProcess
+) -> None:
+    token = idp.authorization_code("carol", "openid jobs:read")
+    with _call(oidc_gateway, token) as client:
+        assert client.get(JOBS).status_code == 200
+        assert client.post(JOBS, json=HELLO).status_code == 403  # jobs:read only

@@ -7,14 +7,18 @@ node or the npm registry the tier is skipped, and in CI (``CI`` set) it fails in
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -23,6 +27,7 @@ from tests.support.gateway_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_CLIENT = "hpcgate-cli"
+PKCE_CLIENT = "hpcgate-pkce"
 CI_CLIENT, CI_SECRET = "ci-pipeline", "ci-pipeline-secret"
 GATEWAY_CLIENT, GATEWAY_SECRET = "hpcgate-gateway", "hpcgate-gateway-secret"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -133,6 +138,40 @@ class IdP:
         response = httpx.post(f"{self.issuer}/token", data=poll)
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
+
+    def authorization_code(self, user: str, scope: str) -> str:
+        """An access token for the PKCE client (RFC 7636) through its loopback redirect: the
+        user signs in and consents in a browser, the app trades the code and its verifier."""
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        redirect = f"http://127.0.0.1:{free_port()}/callback"  # a native app's own port
+        query = {"client_id": PKCE_CLIENT, "redirect_uri": redirect, "response_type": "code"}
+        query |= {"scope": scope, "code_challenge": challenge.rstrip(b"=").decode()}
+        query |= {"code_challenge_method": "S256", "state": secrets.token_urlsafe(16)}
+        code = sign_in(f"{self.issuer}/auth?{urlencode(query)}", redirect, user)
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}
+        form |= {"client_id": PKCE_CLIENT, "code_verifier": verifier}
+        response = httpx.post(f"{self.issuer}/token", data=form)
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+
+def sign_in(url: str, redirect: str, user: str) -> str:
+    """What a user does in a browser for an app's authorization request: sign in, consent;
+    the code the provider then sends to the app's ``redirect``."""
+    with httpx.Client(timeout=30) as browser:
+        page = browser.get(url)
+        for _ in range(12):
+            location = page.headers.get("location", "")
+            if location.startswith(redirect):
+                return str(parse_qs(urlsplit(location).query)["code"][0])
+            if page.is_redirect:
+                page = browser.get(page.url.join(location))
+                continue
+            action, fields = _form(page.text)
+            fields |= {"login": user, "password": "any"} if "login" in fields else {}
+            page = browser.post(page.url.join(action), data=fields)
+        raise AssertionError(f"no code came back:\n{page.text[:2000]}")
 
 
 _FORM = re.compile(r"<form[^>]*?action=\"([^\"]+)\"[^>]*>(.*?)</form>", re.S)
