@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     FilePath,
+    SecretStr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -32,6 +34,7 @@ from sqlalchemy.engine import make_url
 
 from hpcgate.model.bounds import REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
+from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 from hpcgate.model.services import ServiceName, ServiceSpec
 
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
@@ -299,6 +302,91 @@ class ServiceLimits(BaseModel):
     )
 
 
+# Asymmetric signatures only: no 'none', no HS* (a public key must never be an HMAC secret).
+JwsAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+]
+IssuerName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+DEFAULT_ALGORITHMS: tuple[JwsAlgorithm, ...] = ("RS256", "ES256", "PS256", "EdDSA")
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class OidcIssuer(BaseModel):
+    """One ``[auth.oidc.NAME]`` table: an OpenID provider whose access tokens are trusted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(
+        max_length=2048,
+        description="The issuer URL, exactly as the provider's discovery document and its"
+        " tokens' 'iss' spell it; https, or http on loopback with allow_insecure_issuer",
+    )
+    audience: str = Field(
+        min_length=1, max_length=256, description="The 'aud' a token must hold for hpcgate"
+    )
+    username_claim: str = Field(
+        "preferred_username", min_length=1, max_length=64, description="The hpcgate user name"
+    )
+    scopes_claim: str = Field(
+        "scope",
+        min_length=1,
+        max_length=64,
+        description="Scopes: a space-separated string or a list; names that are not"
+        " hpcgate scopes are ignored",
+    )
+    scopes: list[Scope] = Field(
+        default_factory=lambda: sorted(DEFAULT_SCOPES),
+        description="The hpcgate scopes this provider may grant; 'admin' only if listed",
+    )
+    algorithms: list[JwsAlgorithm] = Field(
+        default_factory=lambda: list(DEFAULT_ALGORITHMS),
+        min_length=1,
+        description="The signature algorithms accepted from this provider",
+    )
+    clock_skew: int = Field(30, ge=0, le=300, description="Seconds of leeway on exp/nbf/iat")
+    jwks_refetch_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="An unknown key id refetches the provider's keys at most this often",
+    )
+    introspection_client_id: str | None = Field(
+        None,
+        max_length=256,
+        description="With the secret: opaque (non-JWT) tokens are checked by RFC 7662"
+        " introspection at the provider, as this client",
+    )
+    introspection_client_secret: SecretStr | None = Field(None, max_length=1024)
+    allow_insecure_issuer: bool = Field(
+        False, description="Trust an http:// issuer on loopback (tests and local providers)"
+    )
+
+    @model_validator(mode="after")
+    def _transport(self) -> OidcIssuer:
+        url = urlsplit(self.issuer)
+        loopback = url.scheme == "http" and url.hostname in _LOOPBACK
+        if url.scheme != "https" and not (loopback and self.allow_insecure_issuer):
+            raise ValueError(
+                f"issuer {self.issuer!r}: must be https (http only on 127.0.0.1, [::1] or"
+                " localhost, with allow_insecure_issuer = true)"
+            )
+        if url.query or url.fragment or not url.hostname:
+            raise ValueError(f"issuer {self.issuer!r}: a URL with a host, no query or fragment")
+        if (self.introspection_client_id is None) != (self.introspection_client_secret is None):
+            raise ValueError("introspection needs both introspection_client_id and _secret")
+        return self
+
+
+class AuthConfig(BaseModel):
+    """The ``[auth]`` table: who besides hpcgate's own tokens may call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    oidc: dict[IssuerName, OidcIssuer] = Field(
+        default_factory=dict, description="Trusted OpenID providers, by a name of the admin's"
+    )
+
+
 def _default_systems() -> dict[str, SystemConfig]:
     return {"local": SystemConfig(description="Embedded scheduler on this machine")}
 
@@ -338,6 +426,7 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="Seconds between the service controller's rounds"
     )
     service_limits: ServiceLimits = Field(default_factory=ServiceLimits)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:

@@ -18,6 +18,7 @@ from hpcgate.functions.registry import Registry
 from hpcgate.functions.workers import Workers
 from hpcgate.homedir import closed_ancestors, open_home
 from hpcgate.homelock import HomeLock
+from hpcgate.identity.service import Identity
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher, first_polls
@@ -70,6 +71,7 @@ class Gateway:
             owns=self.function_store.owns,
         )
         self.rate_limits = RateLimits()
+        self.identity = Identity(settings.auth.oidc)
         self.agents = AgentHub()
         self.systems = Systems(build_clusters(settings, self.agents))
         self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
@@ -137,6 +139,14 @@ class Gateway:
         scopes = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
         return self.target(Principal(owner, scopes, token_id=FUNCTIONS), system)
 
+    async def authenticate(self, presented: str, keys: bool = False) -> Principal:
+        """The caller behind a bearer token: a trusted provider's (``[auth.oidc]``) or one
+        of hpcgate's own (an API key only where the route takes ``keys``); Unauthenticated
+        for anything else."""
+        if self.identity.handles(presented):
+            return await self.identity.authenticate(presented)
+        return await self.tokens.authenticate(presented, keys=keys)
+
     def target(self, who: Principal, system: str) -> Target:
         """The caller on ``system`` (NotFound if there is no such system)."""
         return Target(who, self.systems.get(system), self.accounts)
@@ -200,6 +210,7 @@ class Gateway:
         await self.tasks.stop()
         for cluster in self.systems:
             await cluster.transport.close()
+        await self.identity.close()
         await self.database.close()
 
     @property

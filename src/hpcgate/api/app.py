@@ -20,6 +20,7 @@ from hpcgate.api import (
     openapi,
     openapi_errors,
     problems,
+    security,
     services,
     systems,
     tasks,
@@ -37,7 +38,8 @@ DESCRIPTION = """
 hpcgate lets applications, services and people use HPC systems over HTTP: submit and
 follow batch jobs, read their output live, watch their state, without SSH keys.
 
-Authenticate with `Authorization: Bearer <token>` (create one with `hpcgate token create`).
+Authenticate with `Authorization: Bearer <token>`: an hpcgate token (create one with
+`hpcgate token create`) or an access token of an OpenID provider the gateway trusts.
 Every error is `application/problem+json` (RFC 9457).
 """
 
@@ -69,6 +71,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)
     openapi.install(app, openapi_errors.declare)
+    security.install(app, settings.auth.oidc)
     docs.install(app)
     routers = (agent.router, systems.router, jobs.router, files.router, tasks.router, tokens.router)
     for router in (*routers, services.router, functions.router, usage.router, openai.router):

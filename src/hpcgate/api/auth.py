@@ -20,7 +20,10 @@ from hpcgate.model.errors import Unauthenticated
 from hpcgate.model.principal import Principal
 from hpcgate.target import Target
 
-_bearer = HTTPBearer(auto_error=False, description="An hpcgate API token (or API key)")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An hpcgate API token (or API key), or an access token of a trusted OpenID provider",
+)
 #: Where a request's quota waits for its answer (in the ASGI scope's state).
 QUOTA = "hpcgate_quota"
 
@@ -36,7 +39,7 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 async def principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await (await gateway(request)).tokens.authenticate(credentials.credentials)
+    return await (await gateway(request)).authenticate(credentials.credentials)
 
 
 async def key_principal(request: Request, credentials: Bearer) -> Principal:
@@ -44,7 +47,7 @@ async def key_principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     gw = await gateway(request)
-    who = await gw.tokens.authenticate(credentials.credentials, keys=True)
+    who = await gw.authenticate(credentials.credentials, keys=True)
     quota = gw.rate_limits.admit(who)
     if quota is not None:
         request.scope.setdefault("state", {})[QUOTA] = quota

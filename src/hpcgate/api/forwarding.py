@@ -73,7 +73,7 @@ class Forwarding:
         token = bearer_token(scope)
         if token is None:
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        return await self._gateway.tokens.authenticate(token)
+        return await self._gateway.authenticate(token)
 
     async def _proxy(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         """As :func:`hpcgate.api.services.proxy` (the route that documents it)."""

@@ -187,7 +187,7 @@ async def _socket_caller(socket: WebSocket, gateway: Gateway, name: str) -> Prin
     scheme, _, token = socket.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await gateway.tokens.authenticate(token.strip())
+    return await gateway.authenticate(token.strip())
 
 
 async def _serve_socket(socket: WebSocket, opened: ReplicaSocket | Refusal) -> None:
