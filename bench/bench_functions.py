@@ -67,7 +67,7 @@ STAMP = re.compile(rb'"(\d+) (\d+)"')
 
 #: The function: a yield per chunk, stamped; ``release``: once the first chunk is out,
 #: wait until that file exists (one poller per worker, whatever the number waiting).
-SOURCE = '''
+SOURCE = """
 import asyncio
 import os
 import time
@@ -89,7 +89,7 @@ async def stamps(count=1, gap=0.0, release=None):
             _released[release] = asyncio.Event()
             asyncio.ensure_future(_poll(release, _released[release]))
         await _released[release].wait()
-'''
+"""
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -106,7 +106,11 @@ def compare(direct: list[float], gateway: list[float]) -> dict[str, float]:
     figures: dict[str, float] = {"samples": len(gateway)}
     for q in (50, 99):
         d, g = percentile(direct, q), percentile(gateway, q)
-        figures |= {f"direct_p{q}_ms": ms(d), f"gateway_p{q}_ms": ms(g), f"added_p{q}_ms": ms(g - d)}
+        figures |= {
+            f"direct_p{q}_ms": ms(d),
+            f"gateway_p{q}_ms": ms(g),
+            f"added_p{q}_ms": ms(g - d),
+        }
     return figures
 
 
@@ -495,7 +499,9 @@ def targets(results: dict[str, Any]) -> dict[str, bool]:
         met["added_p50"] = results["latency"]["added_p50_ms"] <= TARGETS["added_p50_ms"]
         met["added_p99"] = results["latency"]["added_p99_ms"] <= TARGETS["added_p99_ms"]
     if "throughput" in results:
-        met["chunks_per_s"] = results["throughput"]["gateway_chunks_per_s"] >= TARGETS["chunks_per_s"]
+        met["chunks_per_s"] = (
+            results["throughput"]["gateway_chunks_per_s"] >= TARGETS["chunks_per_s"]
+        )
     if "many_streams" in results:
         many = results["many_streams"]
         base = many["memory"][str(many["streams"])]["gateway_rss_mib"]
