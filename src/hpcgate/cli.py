@@ -9,9 +9,11 @@ fast."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
+import resource
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -146,6 +148,17 @@ def _scopes(names: list[str] | None) -> frozenset[Scope]:
         raise typer.BadParameter(exc.detail, param_hint="'--scope'") from None
 
 
+def _raise_file_limit() -> int:
+    """The soft limit of open files raised to the hard one: every open stream holds the
+    client's connection and, to a worker or replica, one more (10,000 functions' streams
+    need some 20,100; a system's default soft limit is often 1,024). The limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # an infinite hard limit: kept as is
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
@@ -166,6 +179,7 @@ def serve(
     gateway = _gateway(settings)
     _lock_home(gateway)
     err.print(f"hpcgate: {_mode(gateway)}")
+    err.print(f"hpcgate: {_raise_file_limit()} open files (a streamed answer holds two)")
     uvicorn.run(
         create_app(settings, gateway),
         host=settings.host,

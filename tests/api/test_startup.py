@@ -77,3 +77,25 @@ def test_a_gateway_killed_hard_leaves_no_stale_lock(tmp_path: Path) -> None:
         assert (first.home / "gateway.lock").read_text().strip() == str(again.process.pid)  # type: ignore[union-attr]
     finally:
         again.stop()
+
+
+def _open_files_limits(pid: int) -> tuple[int, int]:
+    line = next(
+        x for x in Path(f"/proc/{pid}/limits").read_text().splitlines() if "open files" in x
+    )
+    soft, hard = line.split()[3:5]
+    return int(soft), int(hard)
+
+
+def test_the_gateway_raises_its_open_files_limit_to_the_hard_one(tmp_path: Path) -> None:
+    """Each open stream holds two descriptors: a soft limit of 1,024 would stop the
+    gateway at some 500 streams."""
+    server = new_gateway(tmp_path / "home")
+    server.wrapper = ("prlimit", "--nofile=1024:8192", "--")
+    server.start()
+    try:
+        assert server.process is not None
+        assert _open_files_limits(server.process.pid) == (8192, 8192)
+        assert "8192 open files" in " ".join(server.log().split())
+    finally:
+        server.stop()

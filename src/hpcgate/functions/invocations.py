@@ -50,6 +50,7 @@ from hpcgate.store.tables import InvocationRow
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
+Batch = list[Event]  # the events one read from the worker brought, in order (never empty)
 FINAL = ("result", "error")
 POLL_SECONDS = 2.0  # how often a kept invocation's worker is asked how it is
 RETRY_AFTER = 10.0
@@ -158,7 +159,8 @@ class Invocations:
             await self._finish(call, _error("NoWorker", why, 1))
             raise NoReplica(f"{why}; one is starting", retry_after=RETRY_AFTER, invocation=call.id)
         call.route = await self._submit(call, route, value)
-        await self._store.update(call.id, state=InvocationState.RUNNING.value)
+        running = InvocationState.RUNNING.value
+        await self._store.update(call.id, state=running, replica_pk=call.route.replica)
 
     async def _submit(self, call: Call, route: Route, value: dict[str, Any]) -> Route:
         """The worker that took the invocation: one that could not be connected to (so
@@ -167,7 +169,6 @@ class Invocations:
             try:
                 with self._workers.serving(route.replica):
                     await link.submit(route, call.id, value)
-                await self._store.update(call.id, replica_pk=route.replica)
                 return route
             except link.NotSent as exc:
                 other = self._workers.instead_of(route)
@@ -193,35 +194,37 @@ class Invocations:
 
     # -- following
 
-    async def follow(self, call: Call, after: int, cancel_if_gone: bool) -> AsyncIterator[Event]:
+    async def follow(self, call: Call, after: int, cancel_if_gone: bool) -> AsyncIterator[Batch]:
         """The invocation's events after seq ``after``, to its final one (a gateway-made
-        ``WorkerLost`` if the worker's stream breaks off). Closed early (the caller gone),
-        it cancels the invocation when ``cancel_if_gone``."""
+        ``WorkerLost`` if the worker's stream breaks off), in batches as the worker's
+        stream brings them. Closed early (the caller gone), it cancels the invocation when
+        ``cancel_if_gone``."""
         try:
-            async for event in self._from_worker(call, after):
-                yield shown(event, call.for_owner)
+            async for batch in self._from_worker(call, after):
+                yield [shown(event, call.for_owner) for event in batch]
         finally:
             if cancel_if_gone and not call.ended and not call.detached:
                 self._spawn(self._cancel_quietly(call, "its caller went away"))
 
-    async def _from_worker(self, call: Call, after: int) -> AsyncIterator[Event]:
+    async def _from_worker(self, call: Call, after: int) -> AsyncIterator[Batch]:
         route = call.route
         assert route is not None
         self._reading[call.id] += 1
         stream = link.events(route, call.id, after)
         try:
             with self._workers.serving(route.replica):
-                async for event in stream:
-                    call.last = event["seq"]
-                    if event.get("type") in FINAL:
-                        await self._finish(call, event)
-                    yield event
+                async for batch in stream:
+                    last = batch[-1]  # a final event ends its batch (link.events)
+                    call.last = last["seq"]
+                    if last["type"] in FINAL:
+                        await self._finish(call, last)
+                    yield batch
         except link.LinkError as exc:
             if isinstance(exc, link.Refused) and exc.status == 410:
                 raise  # older events than the worker keeps: only a resume asks for them
             event = _error("WorkerLost", f"the worker was lost: {exc}", call.last + 1)
             await self._finish(call, event)
-            yield event
+            yield [event]
         finally:
             await stream.aclose()
             self._reading[call.id] -= 1
@@ -234,21 +237,25 @@ class Invocations:
         output: list[Any] = []
         size = 0
         final: Event | None = None
-        async for event in self.follow(call, 0, cancel_if_gone=True):
-            if event["type"] != "output":
-                final = event
-                continue
-            size += len(json.dumps(event.get("data")))
-            if size > COLLECT_MAX:
-                await self._cancel_quietly(call, "its output exceeds what an answer collects")
-                raise PayloadTooLarge(
-                    f"the output exceeds {COLLECT_MAX} bytes: it was cancelled; invoke it with"
-                    " 'Accept: text/event-stream' to stream its output",
-                    invocation=call.id,
-                )
-            output.append(payload(event))
+        async for batch in self.follow(call, 0, cancel_if_gone=True):
+            for event in batch:
+                if event["type"] != "output":
+                    final = event
+                    continue
+                size += len(json.dumps(event.get("data")))
+                if size > COLLECT_MAX:
+                    await self._too_much(call)
+                output.append(payload(event))
         assert final is not None
         return _result(call, output, final)
+
+    async def _too_much(self, call: Call) -> NoReturn:
+        await self._cancel_quietly(call, "its output exceeds what an answer collects")
+        raise PayloadTooLarge(
+            f"the output exceeds {COLLECT_MAX} bytes: it was cancelled; invoke it with"
+            " 'Accept: text/event-stream' to stream its output",
+            invocation=call.id,
+        )
 
     async def _finish(self, call: Call, event: Event) -> None:
         """Record how the invocation ended (once: a later end changes nothing)."""
@@ -302,9 +309,9 @@ class Invocations:
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
         """Read the ended invocation's final event from its worker and record it."""
         with contextlib.suppress(link.LinkError):
-            async for event in link.events(route, call.id, max(count - 1, 0)):
-                if event.get("type") in FINAL:
-                    await self._finish(call, event)
+            async for batch in link.events(route, call.id, max(count - 1, 0)):
+                if batch[-1]["type"] in FINAL:
+                    await self._finish(call, batch[-1])
         if not call.ended:  # never left running: the worker has it ended
             why = "its worker ended it, but its final event could not be read"
             await self._finish(call, _error("WorkerLost", why, max(count, call.last + 1)))
@@ -380,20 +387,20 @@ class Invocations:
             await self._finish(call, _error("WorkerLost", why, max(row.last_seq, after) + 1))
         return call
 
-    async def replay(self, call: Call, after: int) -> AsyncIterator[Event]:
-        """The events after ``after``: from its worker, or (the worker gone, the invocation
-        ended) the final event the gateway recorded."""
+    async def replay(self, call: Call, after: int) -> AsyncIterator[Batch]:
+        """The events after ``after``, in batches: from its worker, or (the worker gone, the
+        invocation ended) the final event the gateway recorded."""
         if call.route is not None:
             try:
-                async for event in self.follow(call, after, cancel_if_gone=False):
-                    yield event
+                async for batch in self.follow(call, after, cancel_if_gone=False):
+                    yield batch
             except link.Refused as exc:
                 raise Gone(f"events up to {exc.body.get('oldest')} are no longer kept") from exc
             return
         row = await self._store.get(call.id)
         if row is None or row.last_seq <= after:
             return
-        yield shown(_recorded_final(row), call.for_owner)
+        yield [shown(_recorded_final(row), call.for_owner)]
 
     async def delete_function(self, who: Principal, name: str) -> None:
         """Cancel the function's running invocations, forget it, stop its pool."""

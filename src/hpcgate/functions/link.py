@@ -24,6 +24,7 @@ CALL_SECONDS = 10.0  # a request that is not a stream: its whole answer; a strea
 ANSWER_MAX = 1 << 20  # bytes of such an answer read at most
 LINE_MAX = (16 << 20) + (1 << 20)  # one event of the stream, as a line of JSON
 TYPES = frozenset({"output", "result", "error"})
+FINAL = frozenset({"result", "error"})
 
 
 class LinkError(Exception):
@@ -132,24 +133,37 @@ async def cancel(route: Route, key: str) -> str | None:
     return str(body.get("state"))
 
 
-async def events(route: Route, key: str, after: int) -> AsyncGenerator[dict[str, Any], None]:
+async def events(route: Route, key: str, after: int) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The invocation's events after seq ``after``, as the worker sends them, until its
-    final one. Refused(410, {"oldest": k}) when ``after`` is older than the worker keeps;
-    Broken if the stream ends without a final event."""
+    final one: in batches, each the events one read brought (never empty; a final event
+    ends its batch). Refused(410, {"oldest": k}) when ``after`` is older than the worker
+    keeps; Broken if the stream ends without a final event."""
     target = f"/invocations/{key}/events?after={after}"
     async with _exchange(route, "GET", target) as (status, connection):
         if status != 200:
             async with asyncio.timeout(CALL_SECONDS):
                 raise Refused(status, _object(await _read(connection, ANSWER_MAX)))
-        async for event in _lines(connection):
-            yield event
-            if event.get("type") in ("result", "error"):
+        async for batch in _batches(connection):
+            final = _final_at(batch)
+            if final is not None:
+                yield batch[: final + 1]
                 return
+            yield batch
         raise Broken("the worker's event stream ended before the invocation did")
 
 
-async def _lines(connection: Connection) -> AsyncIterator[dict[str, Any]]:
-    """Each line of the answer as a JSON object (a line's pieces joined once it ends)."""
+def _final_at(batch: list[dict[str, Any]]) -> int | None:
+    """Where the batch's final event is, if it holds one."""
+    for index, event in enumerate(batch):
+        if event["type"] in FINAL:
+            return index
+    return None
+
+
+async def _batches(connection: Connection) -> AsyncIterator[list[dict[str, Any]]]:
+    """The events of each piece of the answer that ends a line, as JSON objects (a line's
+    pieces joined once it ends): one batch per read, so a fast stream costs one pass
+    through the layers above per read rather than per event."""
     parts: list[bytes] = []
     size = 0
     while (chunk := await connection.piece(None)) is not None:
@@ -160,10 +174,11 @@ async def _lines(connection: Connection) -> AsyncIterator[dict[str, Any]]:
                 raise Broken("an event of the worker's is too large")
             continue
         head, *middle, tail = chunk.split(b"\n")
-        for line in (b"".join([*parts, head]), *middle):
-            if line.strip():
-                yield _event(line)
+        lines = (b"".join([*parts, head]), *middle)
+        batch = [_event(line) for line in lines if line.strip()]
         parts, size = [tail], len(tail)
+        if batch:
+            yield batch
 
 
 def _event(line: bytes) -> dict[str, Any]:
