@@ -22,7 +22,7 @@ from hpcgate.target import Target
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="An hpcgate API token (or API key), or an access token of a trusted OpenID provider",
+    description="An hpcgate API token or API key, or a trusted OpenID provider's access token",
 )
 #: Where a request's quota waits for its answer (in the ASGI scope's state).
 QUOTA = "hpcgate_quota"
