@@ -32,7 +32,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -436,7 +436,38 @@ class AsyncFunctions:
             await self.cancel(stream.name, str(stream.key))
 
 
-class SyncFunctionMethods(SyncCore):
+R = TypeVar("R")
+
+
+class FunctionDecorator(Generic[R]):
+    """The ``function`` decorator both clients have; each makes its own twin of a remote
+    function (:meth:`_remote`)."""
+
+    def function(
+        self,
+        *,
+        system: str,
+        input: type[BaseModel] | None = None,
+        name: str | None = None,
+        replace: bool = False,
+        **settings: Any,
+    ) -> Callable[[Callable[..., Any]], R]:
+        """``@hpc.function(system=..., input=Model, **settings)``: the decorated function
+        runs remotely (see :class:`~hpcgate.client.RemoteFunction`; with
+        :class:`~hpcgate.AsyncClient` ``await f(**kwargs)``, ``async for e in
+        f.stream(**kwargs)``)."""
+        from hpcgate.client._remote import decorated
+
+        def wrap(fn: Callable[..., Any]) -> R:
+            return self._remote(decorated(fn, system, input, name, settings), input, replace)
+
+        return wrap
+
+    def _remote(self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool) -> R:
+        raise NotImplementedError
+
+
+class SyncFunctionMethods(SyncCore, FunctionDecorator["RemoteFunction"]):
     """Gives :class:`~hpcgate.Client` its ``functions`` and the ``function`` decorator."""
 
     @cached_property
@@ -444,49 +475,26 @@ class SyncFunctionMethods(SyncCore):
         """Register, invoke and follow functions; ``functions.executor(...)``."""
         return Functions(self)
 
-    def function(
-        self,
-        *,
-        system: str,
-        input: type[BaseModel] | None = None,
-        name: str | None = None,
-        replace: bool = False,
-        **settings: Any,
-    ) -> Callable[[Callable[..., Any]], RemoteFunction]:
-        """``@hpc.function(system=..., input=Model, **settings)``: the decorated function
-        runs remotely (see :class:`~hpcgate.client.RemoteFunction`)."""
-        from hpcgate.client._remote import RemoteFunction, decorated
+    def _remote(
+        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool
+    ) -> RemoteFunction:
+        from hpcgate.client._remote import RemoteFunction
 
-        def wrap(fn: Callable[..., Any]) -> RemoteFunction:
-            spec = decorated(fn, system, input, name, settings)
-            return RemoteFunction(self.functions, spec, input, replace)
-
-        return wrap
+        return RemoteFunction(self.functions, spec, input, replace)
 
 
-class AsyncFunctionMethods(AsyncCore):
-    """Gives :class:`~hpcgate.AsyncClient` its ``functions``."""
+class AsyncFunctionMethods(AsyncCore, FunctionDecorator["AsyncRemoteFunction"]):
+    """Gives :class:`~hpcgate.AsyncClient` its ``functions`` and the ``function``
+    decorator."""
 
     @cached_property
     def functions(self) -> AsyncFunctions:
         """As :attr:`Client.functions` (no executor: that one is blocking by nature)."""
         return AsyncFunctions(self)
 
-    def function(
-        self,
-        *,
-        system: str,
-        input: type[BaseModel] | None = None,
-        name: str | None = None,
-        replace: bool = False,
-        **settings: Any,
-    ) -> Callable[[Callable[..., Any]], AsyncRemoteFunction]:
-        """As :meth:`Client.function`: ``await f(**kwargs)``, ``async for e in
-        f.stream(**kwargs)``."""
-        from hpcgate.client._remote import AsyncRemoteFunction, decorated
+    def _remote(
+        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool
+    ) -> AsyncRemoteFunction:
+        from hpcgate.client._remote import AsyncRemoteFunction
 
-        def wrap(fn: Callable[..., Any]) -> AsyncRemoteFunction:
-            spec = decorated(fn, system, input, name, settings)
-            return AsyncRemoteFunction(self.functions, spec, input, replace)
-
-        return wrap
+        return AsyncRemoteFunction(self.functions, spec, input, replace)
