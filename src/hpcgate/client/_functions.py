@@ -2,16 +2,18 @@
 them as a stream of typed events, and follow, resume and cancel their invocations.
 
 Invoking streams Server-Sent Events whose ids are the events' seq (1, 2, ...). The SDK
-invokes with ``detach=true`` under the hood, so that a connection that breaks mid-stream
-does not cancel the invocation on the gateway: the stream is opened again on the
-invocation's ``events`` with ``Last-Event-ID`` and goes on exactly after the last event
-seen. It is reopened as :class:`~hpcgate.client.Retry` says: by default up to 4 times in a
-row with no event between, after 0.5, 1, 2, 4 s (with jitter), each reopening itself
-retrying a refused connection as often, so a gateway that is away for some 20 to 45 s (a
-restart) is waited out; then :class:`~hpcgate.client.GatewayUnreachable` is raised.
+invokes with ``detach=<grace>`` under the hood (60 s unless ``grace=`` says otherwise), so
+that a connection that breaks mid-stream does not cancel the invocation on the gateway:
+the stream is opened again on the invocation's ``events`` with ``Last-Event-ID`` and goes
+on exactly after the last event seen. It is reopened as :class:`~hpcgate.client.Retry`
+says: by default up to 4 times in a row with no event between, after 0.5, 1, 2, 4 s (with
+jitter), each reopening itself retrying a refused connection as often, so a gateway that
+is away for some 20 to 45 s (a restart) is waited out; then
+:class:`~hpcgate.client.GatewayUnreachable` is raised.
 Leaving the iteration early (a ``break``, an exception, closing it) cancels the invocation
-unless ``detach=True`` was asked; a client process that dies mid-stream leaves it running
-to its end.
+unless ``detach=True`` was asked (then it is invoked with ``detach=true``, and runs to its
+end); a client process that dies mid-stream leaves it running for its grace, after which
+the gateway cancels it unless some client reads its events again.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from hpcgate.client._base import Call, request
 from hpcgate.client._errors import FunctionFailed, GatewayUnreachable
 from hpcgate.client._jobs import SSE, Event, EventParser
 from hpcgate.client._sync import SyncCore
+from hpcgate.model.bounds import GRACE_MAX
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.functions import Function, FunctionCreate, Invocation, InvocationError
 
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from hpcgate.client._remote import AsyncRemoteFunction, FunctionExecutor, RemoteFunction
 
 INVOCATION_HEADER = "Hpcgate-Invocation"
+GRACE = 60  # seconds an invocation runs on with no reader (a dead client's), by default
 Spec: TypeAlias = FunctionCreate | Mapping[str, Any]
 
 
@@ -142,9 +146,19 @@ def function_call(method: str, name: str, *more: str, **params: Any) -> Call:
     return request(method, "functions", name, *more, params=params or None)
 
 
-def invoke_call(name: str, value: dict[str, Any]) -> Call:
-    call = request("POST", "functions", name, "invoke", params={"detach": "true"}, json=value)
+def invoke_call(name: str, value: dict[str, Any], detach: str) -> Call:
+    call = request("POST", "functions", name, "invoke", params={"detach": detach}, json=value)
     return Call(call.method, call.path, call.params, call.json, {"Accept": SSE})
+
+
+def detach_param(detach: bool, grace: int) -> str:
+    """The ``detach`` an invocation is made with: ``true`` (for ever) when the caller
+    detaches it, else its grace (a ValueError if out of 1 to 86400 seconds)."""
+    if detach:
+        return "true"
+    if type(grace) is not int or not 1 <= grace <= GRACE_MAX:
+        raise ValueError(f"grace must be a whole number of seconds, 1 to {GRACE_MAX}")
+    return str(grace)
 
 
 def events_call(name: str, key: str, after: int) -> Call:
@@ -156,8 +170,16 @@ class Stream:
     """Where one invocation's event stream is: its id (once the gateway gave it), the last
     seq seen, and whether its final event came."""
 
-    def __init__(self, name: str, value: dict[str, Any] | None, key: str | None, after: int):
+    def __init__(
+        self,
+        name: str,
+        value: dict[str, Any] | None,
+        key: str | None,
+        after: int,
+        detach: str = "true",
+    ):
         self.name, self.value, self.key, self.last = name, value, key, after
+        self.detach = detach  # the invocation's detach parameter, when it invokes
         self.ended = False
         self.breaks = 0
 
@@ -165,7 +187,7 @@ class Stream:
         """The first request invokes; every later one resumes after the last seq."""
         if self.key is None:
             assert self.value is not None
-            return invoke_call(self.name, self.value)
+            return invoke_call(self.name, self.value, self.detach)
         return events_call(self.name, self.key, self.last)
 
     def opened(self, response: httpx.Response) -> None:
@@ -286,14 +308,21 @@ class Functions:
         self._core._send(function_call("DELETE", name))
 
     def invoke(
-        self, name: str, input: Mapping[str, Any] | BaseModel | None = None, *, detach: bool = False
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        detach: bool = False,
+        grace: int = GRACE,
     ) -> Invoked:
         """Invoke ``name`` with ``input`` (a JSON object or a pydantic model): its events as
         they come, :class:`Output` then one :class:`Result` or :class:`Error`, resumed by
         itself when the connection breaks. Stopping early (``close()``, a ``break`` then
-        garbage collection, an exception) cancels the invocation unless ``detach``. The
-        request is sent when the first event is asked for; ``.id`` is then its id."""
-        stream = Stream(name, input_of(input), None, 0)
+        garbage collection, an exception) cancels the invocation unless ``detach`` (then it
+        runs to its end). Should this process die, the gateway cancels it once no client has
+        read its events for ``grace`` seconds (1 to 86400). The request is sent when the
+        first event is asked for; ``.id`` is then its id."""
+        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace))
         return Invoked(stream, self._follow(stream, detach))
 
     def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:
@@ -380,10 +409,15 @@ class AsyncFunctions:
         await self._core._send(function_call("DELETE", name))
 
     def invoke(
-        self, name: str, input: Mapping[str, Any] | BaseModel | None = None, *, detach: bool = False
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        detach: bool = False,
+        grace: int = GRACE,
     ) -> AsyncInvoked:
         """As :meth:`Functions.invoke`: ``async for event in ...``."""
-        stream = Stream(name, input_of(input), None, 0)
+        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace))
         return AsyncInvoked(stream, self._follow(stream, detach))
 
     async def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:

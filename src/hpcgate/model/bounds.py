@@ -44,6 +44,8 @@ ARRAY_INDEX_MAX = 4_000_000
 REPLICAS_MAX = 64
 #: A TCP port.
 PORT_MAX = 65535
+#: How long a detached invocation runs on with no client reading it: a day.
+GRACE_MAX = 24 * 3600
 #: A token's lifetime in seconds: a hundred years, so its expiry is a date any store takes.
 LIFETIME_MAX = 100 * 366 * 24 * 3600
 

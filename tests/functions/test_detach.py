@@ -1,0 +1,86 @@
+"""Detaching with a grace, and callers that leave: a real gateway on the embedded scheduler,
+its worker a real job, over real HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.support.functions import (
+    FUNCTIONS,
+    invocation,
+    invoked,
+    register,
+    wait_state,
+    wait_workers,
+)
+from tests.support.gateway_process import user_client
+from tests.support.sse import read_events
+
+alice = user_client("alice")
+
+SLOW = """
+import time
+
+def f(count, pause):
+    for i in range(count):
+        time.sleep(pause)
+        yield i
+    return "done"
+"""
+LONG = {"count": 1000, "pause": 0.05}  # some 50 s: far longer than any test waits
+
+
+def test_a_grace_keeps_an_invocation_while_a_client_reads_and_cancels_it_once_none_does(
+    alice: httpx.Client,
+) -> None:
+    name = register(alice, SLOW)
+    with invoked(alice, name, LONG, detach="3") as (key, events):
+        next(events)
+    shown = invocation(alice, name, key)
+    assert (shown["detached"], shown["grace"]) == (True, 3)
+    time.sleep(1)
+    assert invocation(alice, name, key)["state"] == "running"  # within its grace
+    reader = read_events(alice, f"{FUNCTIONS}/{name}/invocations/{key}/events")
+    attached = time.monotonic()
+    for _ in reader:  # a client reads again: past its grace and a keeper's round
+        if time.monotonic() - attached > 6:
+            break
+    reader.close()
+    left = time.monotonic()
+    assert invocation(alice, name, key)["state"] == "running"
+    found = wait_state(alice, name, key, "cancelled", timeout=20)
+    assert time.monotonic() - left > 2.5  # not before its grace
+    assert found["error"]["type"] == "Cancelled"
+    assert "no client read its events for 3 s" in found["error"]["message"]
+
+
+def test_detach_true_is_for_ever_and_a_grace_is_bounded(alice: httpx.Client) -> None:
+    name = register(alice, "def f():\n    return 1\n")
+    for bad in ("86401", "-1", "1.5", "soon"):
+        answer = alice.post(f"{FUNCTIONS}/{name}/invoke", params={"detach": bad}, json={})
+        assert answer.status_code == 422, (bad, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert alice.get(f"{FUNCTIONS}/{name}/invocations").json() == []  # nothing recorded
+    kinds = {"true": (True, None), "86400": (True, 86400), "0": (False, None)}
+    for asked, kept in kinds.items():
+        body = alice.post(f"{FUNCTIONS}/{name}/invoke", params={"detach": asked}, json={})
+        assert body.status_code == 200, body.text
+        shown = invocation(alice, name, body.json()["id"])
+        assert (shown["detached"], shown["grace"]) == kept, asked
+
+
+@pytest.mark.parametrize("detach", [None, "0"])
+def test_a_caller_answered_whole_that_disconnects_cancels_its_invocation(
+    alice: httpx.Client, detach: str | None
+) -> None:
+    name = register(alice, SLOW, min_workers=1)
+    wait_workers(alice, name)
+    params = {"detach": detach} if detach else {}
+    with pytest.raises(httpx.ReadTimeout):
+        alice.post(f"{FUNCTIONS}/{name}/invoke", json=LONG, params=params, timeout=2)
+    [found] = alice.get(f"{FUNCTIONS}/{name}/invocations").json()
+    found = wait_state(alice, name, found["id"], "cancelled", timeout=10)
+    assert found["error"]["type"] == "Cancelled"
