@@ -3,20 +3,28 @@ its worker a real job, over real HTTP."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+from hpcgate import Client
+from tests.functions.conftest import CONFIG
 from tests.support.functions import (
     FUNCTIONS,
+    delete_all,
     invocation,
     invoked,
     register,
     wait_state,
     wait_workers,
 )
-from tests.support.gateway_process import user_client
+from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
+from tests.support.services import admin_token, stop_services
 from tests.support.sse import read_events
 
 alice = user_client("alice")
@@ -84,3 +92,61 @@ def test_a_caller_answered_whole_that_disconnects_cancels_its_invocation(
     [found] = alice.get(f"{FUNCTIONS}/{name}/invocations").json()
     found = wait_state(alice, name, found["id"], "cancelled", timeout=10)
     assert found["error"]["type"] == "Cancelled"
+
+
+CLIENT = """
+import sys
+from hpcgate import Client
+
+url, token, name = sys.argv[1:]
+with Client(url, token) as hpc:
+    events = hpc.functions.invoke(name, {"count": 1000, "pause": 0.05}, grace=2)
+    next(events)
+    print(events.id, flush=True)
+    sys.stdin.read()  # until the test kills it
+"""
+
+
+def test_an_sdk_client_that_dies_leaves_its_invocation_only_for_its_grace(
+    gateway: GatewayProcess, alice: httpx.Client
+) -> None:
+    name = register(alice, SLOW)
+    token = gateway.token("alice")
+    with Client(gateway.url, token) as hpc:
+        events = hpc.functions.invoke(name, LONG)
+        next(events)
+        assert hpc.functions.invocation(name, str(events.id)).grace == 60  # the default
+        events.close()
+        with pytest.raises(ValueError, match="grace"):
+            hpc.functions.invoke(name, LONG, grace=0)
+    argv = [sys.executable, "-c", CLIENT, gateway.url, token, name]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as dying:
+        assert dying.stdout is not None
+        key = dying.stdout.readline().strip()
+        dying.kill()
+    assert invocation(alice, name, key)["state"] == "running"
+    found = wait_state(alice, name, key, "cancelled", timeout=15)
+    assert "no client read its events for 2 s" in found["error"]["message"]
+
+
+def test_a_restarted_gateway_keeps_the_grace_counting_from_its_start(tmp_path: Path) -> None:
+    server = new_gateway(tmp_path / "home", CONFIG)
+    server.start()
+    token = server.token("alice")
+    try:
+        with server.client(token) as client:
+            name = register(client, SLOW)
+            with invoked(client, name, LONG, detach="3") as (key, events):
+                next(events)
+            server.stop(signal.SIGKILL)
+            time.sleep(4)  # longer than its grace, while no gateway counts
+            server.start()
+            started = time.monotonic()
+            assert invocation(client, name, key)["state"] == "running"
+            found = wait_state(client, name, key, "cancelled", timeout=20)
+            assert time.monotonic() - started > 2  # counted from the start
+            assert "no client read its events for 3 s" in found["error"]["message"]
+            delete_all(client)
+        stop_services(server.url, admin_token(server.home), [token])
+    finally:
+        server.stop()
