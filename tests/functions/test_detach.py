@@ -25,7 +25,6 @@ from tests.support.functions import (
 )
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.support.services import admin_token, stop_services
-from tests.support.sse import read_events
 
 alice = user_client("alice")
 
@@ -51,12 +50,12 @@ def test_a_grace_keeps_an_invocation_while_a_client_reads_and_cancels_it_once_no
     assert (shown["detached"], shown["grace"]) == (True, 3)
     time.sleep(1)
     assert invocation(alice, name, key)["state"] == "running"  # within its grace
-    reader = read_events(alice, f"{FUNCTIONS}/{name}/invocations/{key}/events")
+    url = f"{FUNCTIONS}/{name}/invocations/{key}/events"
     attached = time.monotonic()
-    for _ in reader:  # a client reads again: past its grace and a keeper's round
-        if time.monotonic() - attached > 6:
-            break
-    reader.close()
+    with alice.stream("GET", url, headers={"Accept": "text/event-stream"}) as answer:
+        for _ in answer.iter_lines():  # a client reads again: past its grace and a round
+            if time.monotonic() - attached > 6:
+                break
     left = time.monotonic()
     assert invocation(alice, name, key)["state"] == "running"
     found = wait_state(alice, name, key, "cancelled", timeout=20)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import FunctionRow, InvocationRow
@@ -78,3 +79,41 @@ class InvocationStore(Rows[InvocationRow]):
         async with self._db.session() as session, session.begin():
             result = await session.execute(query)
         return bool(getattr(result, "rowcount", 0))
+
+    async def forget_ended_before(self, when: datetime) -> int:
+        """Delete the ended invocations that ended (or, with no end written, began) before
+        ``when``; how many. An unended one is never deleted."""
+        ended_at = func.coalesce(InvocationRow.ended_at, InvocationRow.created_at)
+        query = delete(InvocationRow).where(InvocationRow.state.not_in(UNENDED), ended_at < when)
+        return await self._deleted(query)
+
+    async def crowded(self, keep: int) -> list[int]:
+        """The functions with more than ``keep`` ended invocations."""
+        query = (
+            select(InvocationRow.function_pk)
+            .where(InvocationRow.state.not_in(UNENDED))
+            .group_by(InvocationRow.function_pk)
+            .having(func.count() > keep)
+        )
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
+    async def forget_all_but(self, function_pk: int, keep: int) -> int:
+        """Delete the function's ended invocations but the newest ``keep``; how many."""
+        older = (
+            select(InvocationRow.id)
+            .where(InvocationRow.function_pk == function_pk, InvocationRow.state.not_in(UNENDED))
+            .order_by(InvocationRow.created_at.desc(), InvocationRow.id)
+            .offset(keep)
+        )
+        query = delete(InvocationRow).where(
+            InvocationRow.function_pk == function_pk,
+            InvocationRow.state.not_in(UNENDED),
+            InvocationRow.id.in_(older.scalar_subquery()),
+        )
+        return await self._deleted(query)
+
+    async def _deleted(self, query: Any) -> int:
+        async with self._db.session() as session, session.begin():
+            result = await session.execute(query)
+        return int(getattr(result, "rowcount", 0) or 0)
