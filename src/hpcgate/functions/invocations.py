@@ -315,10 +315,6 @@ class Invocations:
         """Whether the invocation has ended (recording how, if no reader does)."""
         if call.ended:
             return True
-        if self._unread_too_long(call):
-            why = f"no client read its events for {call.grace} s"
-            await self._cancel_quietly(call, why)
-            return True
         try:
             seen = await link.state(route, call.id)
         except link.LinkError as exc:
@@ -330,11 +326,18 @@ class Invocations:
             return True
         state, count = seen
         if state not in ("succeeded", "failed", "cancelled"):
-            return False
+            return await self._cancelled_if_unread(call)
         if self._reading[call.id]:  # its reader records the end, unless it leaves first
             row = await self._store.get(call.id)
             return row is None or InvocationState(row.state).ended
         await self._final_of(call, route, count)
+        return True
+
+    async def _cancelled_if_unread(self, call: Call) -> bool:
+        """Cancel the running invocation if its grace is over; whether it was."""
+        if not self._unread_too_long(call):
+            return False
+        await self._cancel_quietly(call, f"no client read its events for {call.grace} s")
         return True
 
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
