@@ -244,8 +244,8 @@ async def invocation_events(
     """Resume with `Last-Event-ID` (or `?after=`): exactly the events after it, from its
     worker, which keeps the last 1,024 (410 if older ones are asked for). Disconnecting
     here does not cancel the invocation (one detached with a grace of N seconds is
-    cancelled once no client has read its events for N seconds). Once its worker is gone, an ended invocation
-    gives only its final event (a `result` then carries no data)."""
+    cancelled once no client has read its events for N seconds). Once its worker is gone,
+    an ended invocation gives only its final event (a `result` then carries no data)."""
     start = _last_event_id(last_event_id, after)
     call = await gateway.invocations.resume(who, name, key, start)
     events = gateway.invocations.replay(call, start)
