@@ -387,6 +387,28 @@ class AuthConfig(BaseModel):
     )
 
 
+class FunctionsConfig(BaseModel):
+    """The ``[functions]`` table: how long ended invocations are kept. The gateway keeps
+    each invocation's row (its state and final event; the events themselves are its
+    worker's, which drops them 600 s after their last read). A running one is never
+    dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_invocations_days: float = Field(
+        7.0, gt=0, le=3650, description="An ended invocation is forgotten this long after"
+    )
+    keep_invocations: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Ended invocations kept per function, the newest; older ones are forgotten",
+    )
+    prune_seconds: float = Field(
+        600.0, gt=0, le=86400, description="Seconds between two rounds of forgetting"
+    )
+
+
 def _default_systems() -> dict[str, SystemConfig]:
     return {"local": SystemConfig(description="Embedded scheduler on this machine")}
 
@@ -427,6 +449,7 @@ class Settings(BaseSettings):
     )
     service_limits: ServiceLimits = Field(default_factory=ServiceLimits)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:

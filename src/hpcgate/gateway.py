@@ -15,6 +15,7 @@ from hpcgate.files.resumable import ResumableUploads
 from hpcgate.files.service import FileService
 from hpcgate.functions.invocations import Invocations
 from hpcgate.functions.registry import Registry
+from hpcgate.functions.retention import Pruner, Retention
 from hpcgate.functions.workers import Workers
 from hpcgate.homedir import closed_ancestors, open_home
 from hpcgate.homelock import HomeLock
@@ -132,7 +133,11 @@ class Gateway:
         self.functions = Registry(
             self.function_store, self.services, names, settings.max_script_bytes
         )
-        self.invocations = Invocations(self.functions, InvocationStore(self.database), workers)
+        invocations = InvocationStore(self.database)
+        self.invocations = Invocations(self.functions, invocations, workers)
+        kept = settings.functions
+        retention = Retention(kept.keep_invocations_days, kept.keep_invocations, kept.prune_seconds)
+        self.pruner = Pruner(invocations, retention)
 
     def _owner_on(self, owner: str, system: str) -> Target:
         """A function's owner on its system: whom its workers run as."""
@@ -189,6 +194,7 @@ class Gateway:
         await self.declare_services()
         self.controller.start()
         await self.invocations.recover()
+        self.pruner.start()
 
     async def declare_services(self) -> None:
         """Bring the declared services' rows in line with the configuration: a service
@@ -202,6 +208,7 @@ class Gateway:
                 await self.service_store.update(row.pk, stopping=True)
 
     async def stop(self) -> None:
+        await self.pruner.stop()
         await self.invocations.stop()
         await self.controller.stop()
         await self.openai.ledger.flush()

@@ -6,7 +6,8 @@ the pool's job script and calls ``main(spec_json)``. ``python -m hpcgate.worker`
 spec base64-encoded in ``HPCGATE_FUNCTION_SPEC`` does the same (for tests).
 
 **The spec** (JSON): ``{"name", "source" | "entry", "callable", "concurrency", "max_concurrency",
-"secret"}``. ``source`` is exec'd once into a fresh module and ``callable`` looked up in it;
+"secret"}``. ``source`` is exec'd once into a fresh module (as file ``<function NAME>``, its text in
+:mod:`linecache`, so tracebacks show its lines) and ``callable`` looked up in it;
 ``entry`` (``pkg.module:attr``, or ``pkg.module`` with ``callable``) is imported. If that
 fails, the worker still serves: ``/health`` reports the error and every invocation ends at
 once with it (``ImportFailed``). ``secret``, when given, must come in the
@@ -71,6 +72,7 @@ import importlib
 import inspect
 import itertools
 import json
+import linecache
 import os
 import re
 import resource
@@ -469,10 +471,17 @@ def _import_callable(spec: Spec) -> Any:
         module = types.ModuleType("hpcgate_function")
         module.__file__ = f"<function {spec.name}>"
         sys.modules[module.__name__] = module
+        remember_source(module.__file__, spec.source)
         exec(compile(spec.source, module.__file__, "exec"), module.__dict__)  # noqa: S102
         return _attribute(module, spec.callable)
     module_name, _, attr = (spec.entry or "").partition(":")
     return _attribute(importlib.import_module(module_name), attr or spec.callable)
+
+
+def remember_source(filename: str, source: str) -> None:
+    """Put the exec'd source in :mod:`linecache` under its pseudo-filename, so tracebacks
+    show its lines (an entry without an mtime is one ``linecache.checkcache`` keeps)."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
 
 
 def _attribute(module: types.ModuleType, path: str) -> Any:

@@ -328,7 +328,8 @@ def test_what_cannot_be_sent_is_refused_before_anything_is(hpc: Client) -> None:
     remote = hpc.function(system="local", name=unique("json"), **WORKER)(add)
     with pytest.raises(TypeError, match="JSON"):
         remote(a={1, 2})
-    assert hpc.functions.list() == before
+    # nothing registered (names: an earlier test's pool may change its workers meanwhile)
+    assert [f.name for f in hpc.functions.list()] == [f.name for f in before]
 
 
 async def test_the_async_client_invokes_calls_and_decorates(

@@ -3,7 +3,10 @@
 A real ``hpcgate serve`` on the embedded scheduler runs inside a bubblewrap sandbox: the
 whole file system read-only, a private /tmp, every capability dropped, and only its temp
 home writable. Fuzzed jobs write wherever their spec says and fuzzed file operations go
-where their paths say; the sandbox makes sure that is nowhere but the temp home.
+where their paths say; the sandbox makes sure that is nowhere but the temp home. It has
+a PID namespace of its own, so nothing the gateway started outlives it: jobs do outlive
+a gateway by design (a fuzzed function's worker, a service's replica, a long job would
+run on after the tier, in a home that is gone), but not its sandbox.
 
 ``schemathesis run`` (its command line, not its pytest plugin) drives it, because the
 command line runs every phase (explicit examples, the coverage phase with its boundary
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.functions import register, wait_workers
 from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.jobs import ended, submit, wait_for_job
 
@@ -105,9 +109,10 @@ def sandboxed(home: Path) -> tuple[str, ...]:
     """bubblewrap's argv: everything read-only but ``home``, a fresh /tmp and /dev. The
     checkout (with its .venv) is bound back read-only over the fresh /tmp, since a clone may
     live there (CI's may). Inside, the gateway is an ordinary account (nobody, in a user
-    namespace of its own): a gateway that runs as root never runs jobs as itself."""
+    namespace of its own): a gateway that runs as root never runs jobs as itself. In a PID
+    namespace of its own too: when the sandbox ends, the kernel ends every process in it."""
     return (
-        "bwrap", "--unshare-user", "--uid", "65534", "--gid", "65534",
+        "bwrap", "--unshare-user", "--uid", "65534", "--gid", "65534", "--unshare-pid",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--tmpfs", "/tmp", "--ro-bind", str(CHECKOUT), str(CHECKOUT),
         "--bind", str(home), str(home),
@@ -155,6 +160,29 @@ mode = "single"
     server.start()
     yield server
     server.stop()
+    assert not survivors(sandbox), f"processes outlived the sandboxed gateway: {survivors(sandbox)}"
+
+
+def survivors(sandbox: Path, seconds: float = 10) -> list[str]:
+    """The processes still running in ``sandbox`` (their directory or command line in it)
+    once ``seconds`` have passed without them all ending."""
+    deadline = time.monotonic() + seconds
+    while (left := _in(sandbox)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _in(sandbox: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            where = os.readlink(proc / "cwd")
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if where.startswith(str(sandbox)) or str(sandbox) in argv:
+            found.append(f"{proc.name}: {argv[:200]}")
+    return found
 
 
 def run_schemathesis(server: GatewayProcess, reports: Path) -> subprocess.CompletedProcess[str]:
@@ -213,6 +241,14 @@ def test_a_job_of_the_sandboxed_gateway_writes_only_in_its_home(
         wait_for_job(client, job["id"], ended)
     assert inside.exists()
     assert not [p for p in outside if p.exists()]
+
+
+def test_a_function_worker_runs_in_the_sandbox(target: GatewayProcess) -> None:
+    """A worker job of a function, left running: the sandbox's end must end it (the
+    fixture checks), as it ends the workers the fuzzer's functions leave."""
+    with target.client(target.token("fuzzer")) as client:
+        name = register(client, "def f():\n    return 1\n", min_workers=1)
+        assert wait_workers(client, name)
 
 
 def test_the_api_holds_against_the_fuzzer(target: GatewayProcess, tmp_path: Path) -> None:

@@ -162,7 +162,8 @@ def test_an_exception_is_an_error_event_with_the_functions_traceback(tmp_path: P
     assert final["data"]["type"] == "ValueError"
     assert final["data"]["message"] == "bad value"
     trace = final["data"]["traceback"]
-    assert "in broken" in trace
+    assert 'File "<function broken>", line 32, in broken' in trace
+    assert 'raise ValueError("bad value")' in trace  # its source line, from linecache
     assert "hpcgate_worker" not in trace  # the worker's own frames are left out
     assert "b1 failed" in run.stderr()
 

@@ -3,18 +3,21 @@ Events or answered whole), and follow, resume and cancel their invocations."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Coroutine
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sse_starlette import EventSourceResponse
 
 from hpcgate.api.auth import Caller, GatewayDep, KeyCaller
 from hpcgate.api.problems import responses
 from hpcgate.functions.invocations import Batch, Event, payload
+from hpcgate.model.bounds import GRACE_MAX
 from hpcgate.model.functions import (
     Function,
     FunctionCreate,
@@ -23,6 +26,8 @@ from hpcgate.model.functions import (
 )
 
 SEQ_MAX = 999_999_999  # a resumed stream's seq: nine digits at most
+CLIENT_GONE = 499  # logged for an answer nobody was left to read (nginx's number)
+T = TypeVar("T")
 
 router = APIRouter(prefix="/api/v1/functions", tags=["functions"])
 
@@ -49,6 +54,7 @@ After = Annotated[
     int | None,
     Query(ge=0, le=SEQ_MAX, description="Resume after this seq (Last-Event-ID wins)"),
 ]
+Grace = Annotated[int, Field(ge=0, le=GRACE_MAX)]
 SSE = "text/event-stream"
 PING_SECONDS = 15
 INVOCATION_HEADER = "Hpcgate-Invocation"
@@ -122,7 +128,12 @@ async def invoke(
     gateway: GatewayDep,
     request: Request,
     detach: Annotated[
-        bool, Query(description="Keep running if I disconnect (resume with .../events)")
+        Grace | bool,
+        Query(
+            description="Keep running if I disconnect (resume with .../events): `true`, for"
+            " ever; N (1 to 86400), for N seconds with no client reading its events, then it"
+            " is cancelled; `false` or 0, not at all"
+        ),
     ] = False,
 ) -> Response:
     (
@@ -135,10 +146,16 @@ async def invoke(
     With `Accept: text/event-stream` the answer streams as it is produced: """
         + EVENTS
         + (
-            """ A caller that disconnects cancels the invocation unless `detach=true`.
+            """
 
     Otherwise the answer comes when it ends: `{id, state, output: [...], result | error}`.
-    Past 16 MiB of output the invocation is cancelled and the answer is a 413: stream it."""
+    Past 16 MiB of output the invocation is cancelled and the answer is a 413: stream it.
+
+    Either way a caller that disconnects before the end cancels the invocation, unless
+    `detach` is asked: `true` keeps it running to its end; N seconds keeps it as long as
+    some client reads its events (`GET .../invocations/{id}/events`) and cancels it once
+    none has for N seconds (checked every 2 s; a restarted gateway counts them again from
+    its start)."""
         )
     )
     call = await gateway.invocations.invoke(who, name, value, detach)
@@ -146,8 +163,30 @@ async def invoke(
     if SSE in request.headers.get("accept", ""):
         events = gateway.invocations.follow(call, 0, cancel_if_gone=True)
         return _stream(events, headers)
-    result = await gateway.invocations.collect(call)
+    result = await _unless_gone(request, gateway.invocations.collect(call))
+    if result is None:  # nobody to answer: the invocation is cancelled (unless detached)
+        return Response(status_code=CLIENT_GONE, headers=headers)
     return JSONResponse(result.model_dump(mode="json"), headers=headers)
+
+
+async def _unless_gone(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """``work``'s result; None (``work`` cancelled) if the caller disconnects first."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        task.cancel()  # nothing if done; else (the caller gone) its reading stops
+    with contextlib.suppress(asyncio.CancelledError):
+        return await task
+    return None
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the caller has disconnected (its body has been read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.get(
@@ -206,8 +245,9 @@ async def invocation_events(
 ) -> EventSourceResponse:
     """Resume with `Last-Event-ID` (or `?after=`): exactly the events after it, from its
     worker, which keeps the last 1,024 (410 if older ones are asked for). Disconnecting
-    here does not cancel the invocation. Once its worker is gone, an ended invocation
-    gives only its final event (a `result` then carries no data)."""
+    here does not cancel the invocation (one detached with a grace of N seconds is
+    cancelled once no client has read its events for N seconds). Once its worker is gone,
+    an ended invocation gives only its final event (a `result` then carries no data)."""
     start = _last_event_id(last_event_id, after)
     call = await gateway.invocations.resume(who, name, key, start)
     events = gateway.invocations.replay(call, start)

@@ -2,16 +2,18 @@
 them as a stream of typed events, and follow, resume and cancel their invocations.
 
 Invoking streams Server-Sent Events whose ids are the events' seq (1, 2, ...). The SDK
-invokes with ``detach=true`` under the hood, so that a connection that breaks mid-stream
-does not cancel the invocation on the gateway: the stream is opened again on the
-invocation's ``events`` with ``Last-Event-ID`` and goes on exactly after the last event
-seen. It is reopened as :class:`~hpcgate.client.Retry` says: by default up to 4 times in a
-row with no event between, after 0.5, 1, 2, 4 s (with jitter), each reopening itself
-retrying a refused connection as often, so a gateway that is away for some 20 to 45 s (a
-restart) is waited out; then :class:`~hpcgate.client.GatewayUnreachable` is raised.
+invokes with ``detach=<grace>`` under the hood (60 s unless ``grace=`` says otherwise), so
+that a connection that breaks mid-stream does not cancel the invocation on the gateway:
+the stream is opened again on the invocation's ``events`` with ``Last-Event-ID`` and goes
+on exactly after the last event seen. It is reopened as :class:`~hpcgate.client.Retry`
+says: by default up to 4 times in a row with no event between, after 0.5, 1, 2, 4 s (with
+jitter), each reopening itself retrying a refused connection as often, so a gateway that
+is away for some 20 to 45 s (a restart) is waited out; then
+:class:`~hpcgate.client.GatewayUnreachable` is raised.
 Leaving the iteration early (a ``break``, an exception, closing it) cancels the invocation
-unless ``detach=True`` was asked; a client process that dies mid-stream leaves it running
-to its end.
+unless ``detach=True`` was asked (then it is invoked with ``detach=true``, and runs to its
+end); a client process that dies mid-stream leaves it running for its grace, after which
+the gateway cancels it unless some client reads its events again.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import (
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -44,6 +46,7 @@ from hpcgate.client._errors import FunctionFailed, GatewayUnreachable
 from hpcgate.client._jobs import SSE, Event, EventParser
 from hpcgate.client._sync import SyncCore
 from hpcgate.client._tokens import key_call, keys_of, revoke_call, tokens_call
+from hpcgate.model.bounds import GRACE_MAX
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.functions import Function, FunctionCreate, Invocation, InvocationError
 from hpcgate.model.tokens import CreatedToken, TokenInfo
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from hpcgate.client._remote import AsyncRemoteFunction, FunctionExecutor, RemoteFunction
 
 INVOCATION_HEADER = "Hpcgate-Invocation"
+GRACE = 60  # seconds an invocation runs on with no reader (a dead client's), by default
 Spec: TypeAlias = FunctionCreate | Mapping[str, Any]
 
 
@@ -145,9 +149,19 @@ def function_call(method: str, name: str, *more: str, **params: Any) -> Call:
     return request(method, "functions", name, *more, params=params or None)
 
 
-def invoke_call(name: str, value: dict[str, Any]) -> Call:
-    call = request("POST", "functions", name, "invoke", params={"detach": "true"}, json=value)
+def invoke_call(name: str, value: dict[str, Any], detach: str) -> Call:
+    call = request("POST", "functions", name, "invoke", params={"detach": detach}, json=value)
     return Call(call.method, call.path, call.params, call.json, {"Accept": SSE})
+
+
+def detach_param(detach: bool, grace: int) -> str:
+    """The ``detach`` an invocation is made with: ``true`` (for ever) when the caller
+    detaches it, else its grace (a ValueError if out of 1 to 86400 seconds)."""
+    if detach:
+        return "true"
+    if type(grace) is not int or not 1 <= grace <= GRACE_MAX:
+        raise ValueError(f"grace must be a whole number of seconds, 1 to {GRACE_MAX}")
+    return str(grace)
 
 
 def events_call(name: str, key: str, after: int) -> Call:
@@ -159,8 +173,16 @@ class Stream:
     """Where one invocation's event stream is: its id (once the gateway gave it), the last
     seq seen, and whether its final event came."""
 
-    def __init__(self, name: str, value: dict[str, Any] | None, key: str | None, after: int):
+    def __init__(
+        self,
+        name: str,
+        value: dict[str, Any] | None,
+        key: str | None,
+        after: int,
+        detach: str = "true",
+    ):
         self.name, self.value, self.key, self.last = name, value, key, after
+        self.detach = detach  # the invocation's detach parameter, when it invokes
         self.ended = False
         self.breaks = 0
 
@@ -168,7 +190,7 @@ class Stream:
         """The first request invokes; every later one resumes after the last seq."""
         if self.key is None:
             assert self.value is not None
-            return invoke_call(self.name, self.value)
+            return invoke_call(self.name, self.value, self.detach)
         return events_call(self.name, self.key, self.last)
 
     def opened(self, response: httpx.Response) -> None:
@@ -289,14 +311,21 @@ class Functions:
         self._core._send(function_call("DELETE", name))
 
     def invoke(
-        self, name: str, input: Mapping[str, Any] | BaseModel | None = None, *, detach: bool = False
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        detach: bool = False,
+        grace: int = GRACE,
     ) -> Invoked:
         """Invoke ``name`` with ``input`` (a JSON object or a pydantic model): its events as
         they come, :class:`Output` then one :class:`Result` or :class:`Error`, resumed by
         itself when the connection breaks. Stopping early (``close()``, a ``break`` then
-        garbage collection, an exception) cancels the invocation unless ``detach``. The
-        request is sent when the first event is asked for; ``.id`` is then its id."""
-        stream = Stream(name, input_of(input), None, 0)
+        garbage collection, an exception) cancels the invocation unless ``detach`` (then it
+        runs to its end). Should this process die, the gateway cancels it once no client has
+        read its events for ``grace`` seconds (1 to 86400). The request is sent when the
+        first event is asked for; ``.id`` is then its id."""
+        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace))
         return Invoked(stream, self._follow(stream, detach))
 
     def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:
@@ -408,10 +437,15 @@ class AsyncFunctions:
         await self._core._send(function_call("DELETE", name))
 
     def invoke(
-        self, name: str, input: Mapping[str, Any] | BaseModel | None = None, *, detach: bool = False
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        detach: bool = False,
+        grace: int = GRACE,
     ) -> AsyncInvoked:
         """As :meth:`Functions.invoke`: ``async for event in ...``."""
-        stream = Stream(name, input_of(input), None, 0)
+        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace))
         return AsyncInvoked(stream, self._follow(stream, detach))
 
     async def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:
@@ -486,7 +520,38 @@ class AsyncFunctions:
             await self.cancel(stream.name, str(stream.key))
 
 
-class SyncFunctionMethods(SyncCore):
+R = TypeVar("R")
+
+
+class FunctionDecorator(Generic[R]):
+    """The ``function`` decorator both clients have; each makes its own twin of a remote
+    function (:meth:`_remote`)."""
+
+    def function(
+        self,
+        *,
+        system: str,
+        input: type[BaseModel] | None = None,
+        name: str | None = None,
+        replace: bool = False,
+        **settings: Any,
+    ) -> Callable[[Callable[..., Any]], R]:
+        """``@hpc.function(system=..., input=Model, **settings)``: the decorated function
+        runs remotely (see :class:`~hpcgate.client.RemoteFunction`; with
+        :class:`~hpcgate.AsyncClient` ``await f(**kwargs)``, ``async for e in
+        f.stream(**kwargs)``)."""
+        from hpcgate.client._remote import decorated
+
+        def wrap(fn: Callable[..., Any]) -> R:
+            return self._remote(decorated(fn, system, input, name, settings), input, replace)
+
+        return wrap
+
+    def _remote(self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool) -> R:
+        raise NotImplementedError
+
+
+class SyncFunctionMethods(SyncCore, FunctionDecorator["RemoteFunction"]):
     """Gives :class:`~hpcgate.Client` its ``functions`` and the ``function`` decorator."""
 
     @cached_property
@@ -494,49 +559,26 @@ class SyncFunctionMethods(SyncCore):
         """Register, invoke and follow functions; ``functions.executor(...)``."""
         return Functions(self)
 
-    def function(
-        self,
-        *,
-        system: str,
-        input: type[BaseModel] | None = None,
-        name: str | None = None,
-        replace: bool = False,
-        **settings: Any,
-    ) -> Callable[[Callable[..., Any]], RemoteFunction]:
-        """``@hpc.function(system=..., input=Model, **settings)``: the decorated function
-        runs remotely (see :class:`~hpcgate.client.RemoteFunction`)."""
-        from hpcgate.client._remote import RemoteFunction, decorated
+    def _remote(
+        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool
+    ) -> RemoteFunction:
+        from hpcgate.client._remote import RemoteFunction
 
-        def wrap(fn: Callable[..., Any]) -> RemoteFunction:
-            spec = decorated(fn, system, input, name, settings)
-            return RemoteFunction(self.functions, spec, input, replace)
-
-        return wrap
+        return RemoteFunction(self.functions, spec, input, replace)
 
 
-class AsyncFunctionMethods(AsyncCore):
-    """Gives :class:`~hpcgate.AsyncClient` its ``functions``."""
+class AsyncFunctionMethods(AsyncCore, FunctionDecorator["AsyncRemoteFunction"]):
+    """Gives :class:`~hpcgate.AsyncClient` its ``functions`` and the ``function``
+    decorator."""
 
     @cached_property
     def functions(self) -> AsyncFunctions:
         """As :attr:`Client.functions` (no executor: that one is blocking by nature)."""
         return AsyncFunctions(self)
 
-    def function(
-        self,
-        *,
-        system: str,
-        input: type[BaseModel] | None = None,
-        name: str | None = None,
-        replace: bool = False,
-        **settings: Any,
-    ) -> Callable[[Callable[..., Any]], AsyncRemoteFunction]:
-        """As :meth:`Client.function`: ``await f(**kwargs)``, ``async for e in
-        f.stream(**kwargs)``."""
-        from hpcgate.client._remote import AsyncRemoteFunction, decorated
+    def _remote(
+        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool
+    ) -> AsyncRemoteFunction:
+        from hpcgate.client._remote import AsyncRemoteFunction
 
-        def wrap(fn: Callable[..., Any]) -> AsyncRemoteFunction:
-            spec = decorated(fn, system, input, name, settings)
-            return AsyncRemoteFunction(self.functions, spec, input, replace)
-
-        return wrap
+        return AsyncRemoteFunction(self.functions, spec, input, replace)

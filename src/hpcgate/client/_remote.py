@@ -25,7 +25,7 @@ import re
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -165,12 +165,27 @@ def taken(name: str) -> Conflict:
     )
 
 
-class Remote:
-    """What both twins of a remote function hold: the function to register, the input
-    model, and whether a different one under its name is replaced."""
+FunctionsT = TypeVar("FunctionsT")
+LockT = TypeVar("LockT")
 
-    def __init__(self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool) -> None:
+
+class Remote(Generic[FunctionsT, LockT]):
+    """What both twins of a remote function hold: the client's functions, the function to
+    register, the input model, whether a different one under its name is replaced, and
+    the lock (of each twin's kind) that registers it once."""
+
+    _new_lock: Callable[[], LockT]
+
+    def __init__(
+        self,
+        functions: FunctionsT,
+        spec: FunctionCreate,
+        input: type[BaseModel] | None,
+        replace: bool,
+    ) -> None:
         self.spec, self.input, self.replace = spec, input, replace
+        self._functions: FunctionsT = functions
+        self._lock: LockT = type(self)._new_lock()
         self._registered: Function | None = None
 
     @property
@@ -185,7 +200,7 @@ class Remote:
         return dumped
 
 
-class RemoteFunction(Remote):
+class RemoteFunction(Remote[Functions, threading.Lock]):
     """A Python function that runs remotely, as ``@hpc.function`` makes it.
 
     ``f(**kwargs)`` invokes it and returns its result (:class:`FunctionFailed` if it
@@ -193,16 +208,7 @@ class RemoteFunction(Remote):
     name on the gateway. It is registered at the first call (or :meth:`register`). With
     an ``input`` model, the keywords are checked by it here and sent as its JSON."""
 
-    def __init__(
-        self,
-        functions: Functions,
-        spec: FunctionCreate,
-        input: type[BaseModel] | None,
-        replace: bool,
-    ) -> None:
-        super().__init__(spec, input, replace)
-        self._functions = functions
-        self._lock = threading.Lock()
+    _new_lock = threading.Lock
 
     def register(self) -> Function:
         """Register it now (once; a same one already there is used)."""
@@ -222,20 +228,11 @@ class RemoteFunction(Remote):
         return self._functions.invoke(self.remote, value)
 
 
-class AsyncRemoteFunction(Remote):
+class AsyncRemoteFunction(Remote[AsyncFunctions, asyncio.Lock]):
     """``@hpc.function`` of :class:`~hpcgate.AsyncClient`: as :class:`RemoteFunction`,
     ``await f(**kwargs)`` and ``async for event in f.stream(**kwargs)``."""
 
-    def __init__(
-        self,
-        functions: AsyncFunctions,
-        spec: FunctionCreate,
-        input: type[BaseModel] | None,
-        replace: bool,
-    ) -> None:
-        super().__init__(spec, input, replace)
-        self._functions = functions
-        self._lock = asyncio.Lock()
+    _new_lock = asyncio.Lock
 
     async def register(self) -> Function:
         """As :meth:`RemoteFunction.register`."""

@@ -8,6 +8,12 @@ wait is ``NoWorker``. A caller that goes away cancels its invocation unless it w
 detached; a detached one is kept by a task of the gateway's (it holds the worker busy, so
 the pool does not stop under it, and records how it ends), as are those a restarted
 gateway finds running.
+
+Detached with a grace of N seconds, an invocation is cancelled once no client has read its
+events for N seconds (checked every :data:`POLL_SECONDS`): a client that died leaves no
+invocation holding a worker for ever. The grace is kept with the invocation, so a restarted
+gateway keeps it too, counting from its start (every reader was cut off by the restart);
+one that was not detached gets :data:`RESTART_GRACE` then, its caller cut off too.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import itertools
 import json
 import logging
 import secrets
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -56,6 +63,7 @@ POLL_SECONDS = 2.0  # how often a kept invocation's worker is asked how it is
 RETRY_AFTER = 10.0
 COLLECT_MAX = 16 << 20  # bytes of output an answer without streaming collects
 FAILOVERS = 3
+RESTART_GRACE = 60  # seconds a restarted gateway keeps an undetached one for a reader
 TEXT_MAX = 64 << 10  # characters of an error's message and traceback kept
 
 
@@ -67,6 +75,7 @@ class Call:
     found: Found
     caller: str
     detached: bool
+    grace: int | None = None  # detached: seconds it runs on unread (None: for ever)
     route: Route | None = None
     last: int = 0  # the last seq seen
     ended: bool = False
@@ -98,6 +107,14 @@ def _stored_error(event: Event) -> str | None:
     return error.model_dump_json()
 
 
+def keeping(detach: int | bool) -> tuple[bool, int | None]:
+    """Whether an invocation is detached, and its grace, from the ``detach`` asked:
+    true, detached for ever; false or 0, not detached; N, detached for N seconds unread."""
+    if detach is True or not detach:
+        return bool(detach), None
+    return True, int(detach)
+
+
 def shown(event: Event, owner: bool) -> Event:
     """The event as a caller sees it: an error's traceback is its function's owner's only."""
     data = event.get("data")
@@ -113,6 +130,7 @@ class Invocations:
         self._workers = workers
         self._slots = KeySlots(store)
         self._reading: Counter[str] = Counter()  # readers of each invocation's events
+        self._unread_since: dict[str, float] = {}  # kept ones with a grace: since when
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -127,26 +145,29 @@ class Invocations:
 
     # -- invoking
 
-    async def invoke(self, who: Principal, name: str, value: Any, detach: bool) -> Call:
-        """Validate the input, write the invocation, hand it to a ready worker."""
+    async def invoke(self, who: Principal, name: str, value: Any, detach: int | bool) -> Call:
+        """Validate the input, write the invocation, hand it to a ready worker (``detach``:
+        see :func:`keeping`)."""
         who.require(Scope.JOBS_WRITE)
         found = await self._registry.find(who, name)
         filled = schemas.validated(found.spec.input_schema, value)
+        detached, grace = keeping(detach)
         row = InvocationRow(
             id=secrets.token_urlsafe(16),
             function_pk=found.row.pk,
             caller=who.user,
             state=InvocationState.QUEUED.value,
-            detached=detach,
+            detached=detached,
+            grace_seconds=grace,
             last_seq=0,
             created_at=utcnow(),
             key_id=who.key_id,
         )
         async with self._slots.taken(who):  # a key over its limit: a 429, and no row
             await self._store.add(row)
-        call = Call(row.id, found, who.user, detach, for_owner=found.owned_by(who))
+        call = Call(row.id, found, who.user, detached, grace, for_owner=found.owned_by(who))
         await self._hand_over(call, filled)
-        if detach:
+        if detached:
             self._spawn(self._keep(call))
         return call
 
@@ -194,19 +215,22 @@ class Invocations:
 
     # -- following
 
-    async def follow(self, call: Call, after: int, cancel_if_gone: bool) -> AsyncIterator[Batch]:
+    async def follow(
+        self, call: Call, after: int, cancel_if_gone: bool
+    ) -> AsyncGenerator[Batch, None]:
         """The invocation's events after seq ``after``, to its final one (a gateway-made
         ``WorkerLost`` if the worker's stream breaks off), in batches as the worker's
         stream brings them. Closed early (the caller gone), it cancels the invocation when
         ``cancel_if_gone``."""
         try:
-            async for batch in self._from_worker(call, after):
-                yield [shown(event, call.for_owner) for event in batch]
+            async with contextlib.aclosing(self._from_worker(call, after)) as batches:
+                async for batch in batches:
+                    yield [shown(event, call.for_owner) for event in batch]
         finally:
             if cancel_if_gone and not call.ended and not call.detached:
                 self._spawn(self._cancel_quietly(call, "its caller went away"))
 
-    async def _from_worker(self, call: Call, after: int) -> AsyncIterator[Batch]:
+    async def _from_worker(self, call: Call, after: int) -> AsyncGenerator[Batch, None]:
         route = call.route
         assert route is not None
         self._reading[call.id] += 1
@@ -230,6 +254,8 @@ class Invocations:
             self._reading[call.id] -= 1
             if not self._reading[call.id]:
                 del self._reading[call.id]
+                if call.id in self._unread_since:  # its grace starts again
+                    self._unread_since[call.id] = time.monotonic()
 
     async def collect(self, call: Call) -> InvocationResult:
         """The whole answer once the invocation ends; past :data:`COLLECT_MAX` of output the
@@ -237,15 +263,16 @@ class Invocations:
         output: list[Any] = []
         size = 0
         final: Event | None = None
-        async for batch in self.follow(call, 0, cancel_if_gone=True):
-            for event in batch:
-                if event["type"] != "output":
-                    final = event
-                    continue
-                size += len(json.dumps(event.get("data")))
-                if size > COLLECT_MAX:
-                    await self._too_much(call)
-                output.append(payload(event))
+        async with contextlib.aclosing(self.follow(call, 0, cancel_if_gone=True)) as batches:
+            async for batch in batches:  # closed at once if the caller leaves (cancelled)
+                for event in batch:
+                    if event["type"] != "output":
+                        final = event
+                        continue
+                    size += len(json.dumps(event.get("data")))
+                    if size > COLLECT_MAX:
+                        await self._too_much(call)
+                    output.append(payload(event))
         assert final is not None
         return _result(call, output, final)
 
@@ -275,6 +302,8 @@ class Invocations:
         route = call.route
         if route is None:
             return
+        if call.grace is not None:
+            self._unread_since[call.id] = time.monotonic()
         try:
             with self._workers.serving(route.replica):
                 for _ in itertools.count():
@@ -283,6 +312,15 @@ class Invocations:
                     await asyncio.sleep(POLL_SECONDS)
         except Exception:  # one invocation's keeper never takes the gateway down
             log.exception("keeping invocation %s failed", call.id)
+        finally:
+            self._unread_since.pop(call.id, None)
+
+    def _unread_too_long(self, call: Call) -> bool:
+        """Whether no client has read the invocation's events for its whole grace."""
+        since = self._unread_since.get(call.id)
+        if since is None or call.grace is None or self._reading[call.id]:
+            return False
+        return time.monotonic() - since >= call.grace
 
     async def _kept_round(self, call: Call, route: Route) -> bool:
         """Whether the invocation has ended (recording how, if no reader does)."""
@@ -299,11 +337,18 @@ class Invocations:
             return True
         state, count = seen
         if state not in ("succeeded", "failed", "cancelled"):
-            return False
+            return await self._cancelled_if_unread(call)
         if self._reading[call.id]:  # its reader records the end, unless it leaves first
             row = await self._store.get(call.id)
             return row is None or InvocationState(row.state).ended
         await self._final_of(call, route, count)
+        return True
+
+    async def _cancelled_if_unread(self, call: Call) -> bool:
+        """Cancel the running invocation if its grace is over; whether it was."""
+        if not self._unread_too_long(call):
+            return False
+        await self._cancel_quietly(call, f"no client read its events for {call.grace} s")
         return True
 
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
@@ -323,7 +368,8 @@ class Invocations:
             found = await self._registry.by_pk(row.function_pk)
             if found is None:
                 continue
-            call = Call(row.id, found, row.caller, True, last=row.last_seq)
+            grace = row.grace_seconds if row.detached else RESTART_GRACE
+            call = Call(row.id, found, row.caller, True, grace, last=row.last_seq)
             route = await self._route(found, row)
             if route is None:
                 why = "the gateway restarted and its worker is gone"
@@ -451,6 +497,7 @@ def _shown_row(found: Found, row: InvocationRow, who: Principal) -> Invocation:
         caller=row.caller,
         state=state,
         detached=row.detached,
+        grace=row.grace_seconds,
         events=max(0, min(row.last_seq, 2**31 - 1)),
         created_at=row.created_at,
         ended_at=row.ended_at,

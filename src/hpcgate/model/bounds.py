@@ -48,6 +48,8 @@ PORT_MAX = 65535
 PER_MINUTE_MAX = 10_000
 #: Unended invocations a rate limit allows at once (what one worker accepts, queued).
 CONCURRENT_MAX = 10_000
+#: How long a detached invocation runs on with no client reading it: a day.
+GRACE_MAX = 24 * 3600
 #: A token's lifetime in seconds: a hundred years, so its expiry is a date any store takes.
 LIFETIME_MAX = 100 * 366 * 24 * 3600
 

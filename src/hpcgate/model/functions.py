@@ -16,7 +16,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from hpcgate.model.bounds import COUNT_MAX, KEY_MAX, SECONDS_MAX, MaybeNumber, Number
+from hpcgate.model.bounds import (
+    COUNT_MAX,
+    GRACE_MAX,
+    KEY_MAX,
+    SECONDS_MAX,
+    MaybeNumber,
+    Number,
+)
 from hpcgate.model.jobs import MemoryMiB, TimeLimit, Word
 from hpcgate.model.services import Replica, SystemRef
 
@@ -209,6 +216,13 @@ class Invocation(BaseModel):
     caller: str
     state: InvocationState
     detached: bool = Field(description="Its caller's disconnecting does not cancel it")
+    grace: int | None = Field(
+        None,
+        ge=1,
+        le=GRACE_MAX,
+        description="Detached with a grace: it is cancelled once no client has read its"
+        " events for this many seconds (null: not detached, or detached for ever)",
+    )
     events: int = Field(
         0, ge=0, le=SEQ_MAX, description="Its final event's seq, once it has ended (0 before)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -106,3 +107,41 @@ class InvocationStore(Rows[InvocationRow]):
         )
         written = await self._db.write_now(lambda connection: connection.execute(query).rowcount)
         return bool(written)
+
+    async def forget_ended_before(self, when: datetime) -> int:
+        """Delete the ended invocations that ended (or, with no end written, began) before
+        ``when``; how many. An unended one is never deleted."""
+        ended_at = func.coalesce(InvocationRow.ended_at, InvocationRow.created_at)
+        query = delete(InvocationRow).where(InvocationRow.state.not_in(UNENDED), ended_at < when)
+        return await self._deleted(query)
+
+    async def crowded(self, keep: int) -> list[int]:
+        """The functions with more than ``keep`` ended invocations."""
+        query = (
+            select(InvocationRow.function_pk)
+            .where(InvocationRow.state.not_in(UNENDED))
+            .group_by(InvocationRow.function_pk)
+            .having(func.count() > keep)
+        )
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
+    async def forget_all_but(self, function_pk: int, keep: int) -> int:
+        """Delete the function's ended invocations but the newest ``keep``; how many."""
+        older = (
+            select(InvocationRow.id)
+            .where(InvocationRow.function_pk == function_pk, InvocationRow.state.not_in(UNENDED))
+            .order_by(InvocationRow.created_at.desc(), InvocationRow.id)
+            .offset(keep)
+        )
+        query = delete(InvocationRow).where(
+            InvocationRow.function_pk == function_pk,
+            InvocationRow.state.not_in(UNENDED),
+            InvocationRow.id.in_(older.scalar_subquery()),
+        )
+        return await self._deleted(query)
+
+    async def _deleted(self, query: Any) -> int:
+        async with self._db.session() as session, session.begin():
+            result = await session.execute(query)
+        return int(getattr(result, "rowcount", 0) or 0)

@@ -229,6 +229,7 @@ class InvocationRow(Base):
     caller: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
     detached: Mapped[bool] = mapped_column(Boolean, default=False)
+    grace_seconds: Mapped[int | None] = mapped_column(Integer)  # detached: None, for ever
     replica_pk: Mapped[int | None] = mapped_column(Integer)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)  # InvocationError as JSON
