@@ -70,6 +70,11 @@ class Call:
     ended: bool = False
     for_owner: bool = False  # whoever reads the events is the function's owner
 
+    @property
+    def secret(self) -> str | None:
+        """What its pool's workers want to be shown (None: a pool made before secrets)."""
+        return self.found.row.worker_secret
+
 
 def _error(kind: str, message: str, seq: int) -> Event:
     return {"seq": seq, "type": "error", "data": {"type": kind, "message": message}}
@@ -162,7 +167,7 @@ class Invocations:
         for _ in range(FAILOVERS):
             try:
                 with self._workers.serving(route.replica):
-                    await link.submit(route, call.id, value)
+                    await link.submit(route, call.id, value, call.secret)
                 await self._store.update(call.id, replica_pk=route.replica)
                 return route
             except link.NotSent as exc:
@@ -204,7 +209,7 @@ class Invocations:
         route = call.route
         assert route is not None
         self._reading[call.id] += 1
-        stream = link.events(route, call.id, after)
+        stream = link.events(route, call.id, after, call.secret)
         try:
             with self._workers.serving(route.replica):
                 async for event in stream:
@@ -278,7 +283,7 @@ class Invocations:
         if call.ended:
             return True
         try:
-            seen = await link.state(route, call.id)
+            seen = await link.state(route, call.id, call.secret)
         except link.LinkError as exc:
             seen, why = None, f"the worker was lost: {exc}"
         else:
@@ -298,7 +303,7 @@ class Invocations:
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
         """Read the ended invocation's final event from its worker and record it."""
         with contextlib.suppress(link.LinkError):
-            async for event in link.events(route, call.id, max(count - 1, 0)):
+            async for event in link.events(route, call.id, max(count - 1, 0), call.secret):
                 if event.get("type") in FINAL:
                     await self._finish(call, event)
         if not call.ended:  # never left running: the worker has it ended
@@ -362,7 +367,7 @@ class Invocations:
         """Cancel on the worker (which ends it with its own Cancelled event), and record it."""
         if call.route is not None:
             with contextlib.suppress(link.LinkError):
-                await link.cancel(call.route, call.id)
+                await link.cancel(call.route, call.id, call.secret)
         await self._finish(call, _error("Cancelled", why, call.last + 1))
 
     async def resume(self, who: Principal, name: str, key: str, after: int) -> Call:
