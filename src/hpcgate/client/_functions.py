@@ -41,6 +41,8 @@ from hpcgate.client._async import AsyncCore
 from hpcgate.client._base import Call, request
 from hpcgate.client._errors import FunctionFailed, GatewayUnreachable
 from hpcgate.client._jobs import SSE, Event, EventParser
+from hpcgate.client._sealed import HEADER as ENCRYPT_HEADER
+from hpcgate.client._sealed import Opener
 from hpcgate.client._sync import SyncCore
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.functions import Function, FunctionCreate, Invocation, InvocationError
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from hpcgate.client._remote import AsyncRemoteFunction, FunctionExecutor, RemoteFunction
 
 INVOCATION_HEADER = "Hpcgate-Invocation"
+KINDS = frozenset({"key", "output", "result", "error"})
 Spec: TypeAlias = FunctionCreate | Mapping[str, Any]
 
 
@@ -89,11 +92,23 @@ def event_of(event: Event) -> FunctionEvent | None:
     seq, data = int(event.id or 0), json.loads(event.data)
     if event.event == "output":
         return output_of(seq, data)
-    if event.event == "result":
+    return final_of(seq, event.event, data)
+
+
+def final_of(seq: int, kind: str, data: Any) -> Result | Error | None:
+    if kind == "result":
         return Result(seq, data)
-    if event.event == "error":
+    if kind == "error":
         return Error(seq, InvocationError.model_validate(data))
     return None
+
+
+def opened_of(seq: int, plain: dict[str, Any]) -> FunctionEvent | None:
+    """The typed event of an encrypted one, opened (``{"type", "data"[, "encoding"]}``)."""
+    if plain["type"] == "output":
+        encoding = plain.get("encoding")
+        return Output(seq, plain.get("data"), encoding if isinstance(encoding, str) else None)
+    return final_of(seq, plain["type"], plain.get("data"))
 
 
 def output_of(seq: int, data: Any) -> Output:
@@ -142,9 +157,12 @@ def function_call(method: str, name: str, *more: str, **params: Any) -> Call:
     return request(method, "functions", name, *more, params=params or None)
 
 
-def invoke_call(name: str, value: dict[str, Any]) -> Call:
+def invoke_call(name: str, value: dict[str, Any], opener: Opener | None = None) -> Call:
     call = request("POST", "functions", name, "invoke", params={"detach": "true"}, json=value)
-    return Call(call.method, call.path, call.params, call.json, {"Accept": SSE})
+    headers = {"Accept": SSE}
+    if opener is not None:
+        headers[ENCRYPT_HEADER] = opener.public_key
+    return Call(call.method, call.path, call.params, call.json, headers)
 
 
 def events_call(name: str, key: str, after: int) -> Call:
@@ -156,16 +174,24 @@ class Stream:
     """Where one invocation's event stream is: its id (once the gateway gave it), the last
     seq seen, and whether its final event came."""
 
-    def __init__(self, name: str, value: dict[str, Any] | None, key: str | None, after: int):
+    def __init__(
+        self,
+        name: str,
+        value: dict[str, Any] | None,
+        key: str | None,
+        after: int,
+        opener: Opener | None = None,
+    ):
         self.name, self.value, self.key, self.last = name, value, key, after
         self.ended = False
         self.breaks = 0
+        self.opener = opener  # an encrypted invocation's: every event is opened by it
 
     def call(self) -> Call:
         """The first request invokes; every later one resumes after the last seq."""
         if self.key is None:
             assert self.value is not None
-            return invoke_call(self.name, self.value)
+            return invoke_call(self.name, self.value, self.opener)
         return events_call(self.name, self.key, self.last)
 
     def opened(self, response: httpx.Response) -> None:
@@ -173,11 +199,25 @@ class Stream:
             self.key = response.headers.get(INVOCATION_HEADER)
 
     def take(self, event: Event) -> FunctionEvent | None:
+        if self.opener is not None:
+            return self._open(event, self.opener)
         found = event_of(event)
         if found is None or found.seq <= self.last:
             return None  # a ping, or an event seen before the break
         self.last, self.breaks = found.seq, 0
         self.ended = not isinstance(found, Output)
+        return found
+
+    def _open(self, event: Event, opener: Opener) -> FunctionEvent | None:
+        """An encrypted invocation's event, opened: every one must be the next in order,
+        sealed by its worker (SealBroken otherwise: nothing in clear is taken)."""
+        if event.event not in KINDS:
+            return None
+        seq = int(event.id or 0)
+        plain = opener.open(str(self.key), seq, event.event, json.loads(event.data))
+        self.last, self.breaks = seq, 0
+        found = None if plain is None else opened_of(seq, plain)
+        self.ended = isinstance(found, Result | Error)
         return found
 
     def pause(self, core: SyncCore | AsyncCore, broken: Exception) -> float:
@@ -286,20 +326,36 @@ class Functions:
         self._core._send(function_call("DELETE", name))
 
     def invoke(
-        self, name: str, input: Mapping[str, Any] | BaseModel | None = None, *, detach: bool = False
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        detach: bool = False,
+        encrypt: bool = False,
     ) -> Invoked:
         """Invoke ``name`` with ``input`` (a JSON object or a pydantic model): its events as
         they come, :class:`Output` then one :class:`Result` or :class:`Error`, resumed by
         itself when the connection breaks. Stopping early (``close()``, a ``break`` then
         garbage collection, an exception) cancels the invocation unless ``detach``. The
-        request is sent when the first event is asked for; ``.id`` is then its id."""
-        stream = Stream(name, input_of(input), None, 0)
+        request is sent when the first event is asked for; ``.id`` is then its id.
+
+        ``encrypt``: its events are encrypted end to end between the worker and this
+        process (the gateway sees only ciphertext; the input is still in clear, validated
+        there); an event out of order, altered or unencrypted raises :class:`SealBroken`
+        (so does an error the gateway made itself, such as ``WorkerLost``)."""
+        stream = Stream(name, input_of(input), None, 0, Opener() if encrypt else None)
         return Invoked(stream, self._follow(stream, detach))
 
-    def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:
+    def call(
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        encrypt: bool = False,
+    ) -> Any:
         """Invoke and return its result (its output is dropped); :class:`FunctionFailed`
         with the error's type, message and traceback if it fails."""
-        return self.invoke(name, input).result()
+        return self.invoke(name, input, encrypt=encrypt).result()
 
     def invocations(self, name: str, *, limit: int = 100) -> builtins.list[Invocation]:
         """The function's invocations, newest first (all to its owner, else your own)."""
@@ -319,13 +375,14 @@ class Functions:
         """Cancel an invocation (an ended one is left as it is)."""
         return self._core._call(function_call("DELETE", name, "invocations", key), Invocation)
 
-    def executor(self, system: str, **settings: Any) -> FunctionExecutor:
+    def executor(self, system: str, *, encrypt: bool = False, **settings: Any) -> FunctionExecutor:
         """A :class:`concurrent.futures.Executor` running Python functions on ``system``
         (see :class:`~hpcgate.client.FunctionExecutor`); ``settings`` are the functions'
-        (``python``, ``max_workers``, ``concurrency``, ``partition``, ...)."""
+        (``python``, ``max_workers``, ``concurrency``, ``partition``, ...); ``encrypt``
+        encrypts each invocation's events end to end."""
         from hpcgate.client._remote import FunctionExecutor
 
-        return FunctionExecutor(self, system, **settings)
+        return FunctionExecutor(self, system, encrypt=encrypt, **settings)
 
     def _follow(self, stream: Stream, detach: bool) -> Generator[FunctionEvent, None, None]:
         try:
@@ -380,15 +437,26 @@ class AsyncFunctions:
         await self._core._send(function_call("DELETE", name))
 
     def invoke(
-        self, name: str, input: Mapping[str, Any] | BaseModel | None = None, *, detach: bool = False
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        detach: bool = False,
+        encrypt: bool = False,
     ) -> AsyncInvoked:
         """As :meth:`Functions.invoke`: ``async for event in ...``."""
-        stream = Stream(name, input_of(input), None, 0)
+        stream = Stream(name, input_of(input), None, 0, Opener() if encrypt else None)
         return AsyncInvoked(stream, self._follow(stream, detach))
 
-    async def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:
+    async def call(
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        encrypt: bool = False,
+    ) -> Any:
         """As :meth:`Functions.call`."""
-        return await self.invoke(name, input).result()
+        return await self.invoke(name, input, encrypt=encrypt).result()
 
     async def invocations(self, name: str, *, limit: int = 100) -> builtins.list[Invocation]:
         call = function_call("GET", name, "invocations", limit=limit)
@@ -451,15 +519,19 @@ class SyncFunctionMethods(SyncCore):
         input: type[BaseModel] | None = None,
         name: str | None = None,
         replace: bool = False,
+        encrypt: bool = False,
         **settings: Any,
     ) -> Callable[[Callable[..., Any]], RemoteFunction]:
         """``@hpc.function(system=..., input=Model, **settings)``: the decorated function
-        runs remotely (see :class:`~hpcgate.client.RemoteFunction`)."""
+        runs remotely (see :class:`~hpcgate.client.RemoteFunction`); ``encrypt=True``
+        encrypts its events end to end (see :meth:`Functions.invoke`)."""
         from hpcgate.client._remote import RemoteFunction, decorated
 
         def wrap(fn: Callable[..., Any]) -> RemoteFunction:
             spec = decorated(fn, system, input, name, settings)
-            return RemoteFunction(self.functions, spec, input, replace)
+            remote = RemoteFunction(self.functions, spec, input, replace)
+            remote.encrypt = encrypt
+            return remote
 
         return wrap
 
@@ -479,6 +551,7 @@ class AsyncFunctionMethods(AsyncCore):
         input: type[BaseModel] | None = None,
         name: str | None = None,
         replace: bool = False,
+        encrypt: bool = False,
         **settings: Any,
     ) -> Callable[[Callable[..., Any]], AsyncRemoteFunction]:
         """As :meth:`Client.function`: ``await f(**kwargs)``, ``async for e in
@@ -487,6 +560,8 @@ class AsyncFunctionMethods(AsyncCore):
 
         def wrap(fn: Callable[..., Any]) -> AsyncRemoteFunction:
             spec = decorated(fn, system, input, name, settings)
-            return AsyncRemoteFunction(self.functions, spec, input, replace)
+            remote = AsyncRemoteFunction(self.functions, spec, input, replace)
+            remote.encrypt = encrypt
+            return remote
 
         return wrap

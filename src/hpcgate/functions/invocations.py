@@ -69,6 +69,7 @@ class Call:
     last: int = 0  # the last seq seen
     ended: bool = False
     for_owner: bool = False  # whoever reads the events is the function's owner
+    seal: str | None = None  # the caller's public key: its events are end-to-end encrypted
 
     @property
     def secret(self) -> str | None:
@@ -84,7 +85,8 @@ def _end_state(event: Event) -> InvocationState:
     if event["type"] == "result":
         return InvocationState.SUCCEEDED
     data = event.get("data")
-    cancelled = isinstance(data, dict) and data.get("type") == "Cancelled"
+    # a sealed error's state is the one thing of it the gateway may know
+    cancelled = isinstance(data, dict) and "cancelled" in (data.get("type"), data.get("state"))
     return InvocationState.CANCELLED if cancelled else InvocationState.FAILED
 
 
@@ -93,12 +95,28 @@ def _stored_error(event: Event) -> str | None:
         return None
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     assert isinstance(data, dict)
+    if "sealed" in data:
+        return SEALED_ERROR.model_dump_json()
     error = InvocationError(
         type=str(data.get("type") or "Error")[:256],
         message=str(data.get("message") or "")[:TEXT_MAX],
         traceback=str(data["traceback"])[:TEXT_MAX] if data.get("traceback") else None,
     )
     return error.model_dump_json()
+
+
+SEALED_ERROR = InvocationError(
+    type="Sealed", message="the error is end-to-end encrypted: only its caller can read it"
+)
+
+
+def unsealed(event: Event) -> bool:
+    """Whether an event of an encrypted invocation came unsealed (the worker's key event
+    and its EncryptionUnavailable, which carries nothing of the function, excepted)."""
+    data = event.get("data")
+    if event["type"] == "key" or (isinstance(data, dict) and "sealed" in data):
+        return False
+    return not (isinstance(data, dict) and data.get("type") == "EncryptionUnavailable")
 
 
 def shown(event: Event, owner: bool) -> Event:
@@ -129,8 +147,11 @@ class Invocations:
 
     # -- invoking
 
-    async def invoke(self, who: Principal, name: str, value: Any, detach: bool) -> Call:
-        """Validate the input, write the invocation, hand it to a ready worker."""
+    async def invoke(
+        self, who: Principal, name: str, value: Any, detach: bool, seal: str | None = None
+    ) -> Call:
+        """Validate the input, write the invocation, hand it to a ready worker (``seal``:
+        the caller's public key, for events encrypted end to end)."""
         who.require(Scope.JOBS_WRITE)
         found = await self._registry.find(who, name)
         filled = schemas.validated(found.spec.input_schema, value)
@@ -144,7 +165,7 @@ class Invocations:
             created_at=utcnow(),
         )
         await self._store.add(row)
-        call = Call(row.id, found, who.user, detach, for_owner=found.owned_by(who))
+        call = Call(row.id, found, who.user, detach, for_owner=found.owned_by(who), seal=seal)
         await self._hand_over(call, filled)
         if detach:
             self._spawn(self._keep(call))
@@ -167,7 +188,7 @@ class Invocations:
         for _ in range(FAILOVERS):
             try:
                 with self._workers.serving(route.replica):
-                    await link.submit(route, call.id, value, call.secret)
+                    await link.submit(route, call.id, value, call.secret, _seal(call))
                 await self._store.update(call.id, replica_pk=route.replica)
                 return route
             except link.NotSent as exc:
@@ -212,11 +233,16 @@ class Invocations:
         stream = link.events(route, call.id, after, call.secret)
         try:
             with self._workers.serving(route.replica):
-                async for event in stream:
+                async for found in stream:
+                    event = found if call.seal is None or not unsealed(found) else _refused(found)
                     call.last = event["seq"]
+                    if event is not found:  # no more of what cannot be relayed
+                        self._spawn(self._cancel_quietly(call, "it came unencrypted"))
                     if event.get("type") in FINAL:
                         await self._finish(call, event)
                     yield event
+                    if event is not found:
+                        return
         except link.LinkError as exc:
             if isinstance(exc, link.Refused) and exc.status == 410:
                 raise  # older events than the worker keeps: only a resume asks for them
@@ -235,7 +261,12 @@ class Invocations:
         output: list[Any] = []
         size = 0
         final: Event | None = None
+        sealed: list[Event] = []
         async for event in self.follow(call, 0, cancel_if_gone=True):
+            if call.seal is not None:
+                sealed.append(event)
+            if event["type"] == "key":
+                continue
             if event["type"] != "output":
                 final = event
                 continue
@@ -249,6 +280,9 @@ class Invocations:
                 )
             output.append(payload(event))
         assert final is not None
+        if call.seal is not None:  # nothing of it in clear: the caller opens the events
+            state = _end_state(final)
+            return InvocationResult(id=call.id, state=state, output=[], events=sealed)
         return _result(call, output, final)
 
     async def _finish(self, call: Call, event: Event) -> None:
@@ -405,6 +439,21 @@ class Invocations:
             call.route = await self._route(found, row)
             await self._cancel_quietly(call, "its function was deleted")
         await self._registry.remove(found)
+
+
+def _seal(call: Call) -> dict[str, Any] | None:
+    """What the worker is told of an encrypted invocation: the caller's key, and whether
+    it may read tracebacks (the owner only: the gateway cannot cut them from sealed ones)."""
+    if call.seal is None:
+        return None
+    return {"public_key": call.seal, "tracebacks": call.for_owner}
+
+
+def _refused(event: Event) -> Event:
+    """The gateway's own error in place of an event an encrypted invocation's worker sent
+    unsealed (a worker from before encryption): nothing of it is relayed or kept."""
+    why = f"its worker sent a {event['type']} event unencrypted (a worker too old to encrypt?)"
+    return _error("NotEncrypted", why, event["seq"])
 
 
 def payload(event: Event) -> Any:

@@ -22,8 +22,8 @@ from hpcgate.services.traffic import Route
 
 CALL_SECONDS = 10.0  # a request that is not a stream: its whole answer; a stream: its head
 ANSWER_MAX = 1 << 20  # bytes of such an answer read at most
-LINE_MAX = (16 << 20) + (1 << 20)  # one event of the stream, as a line of JSON
-TYPES = frozenset({"output", "result", "error"})
+LINE_MAX = (16 << 20) * 4 // 3 + (1 << 20)  # one event's line (sealed: base64 of 16 MiB)
+TYPES = frozenset({"key", "output", "result", "error"})  # key: an encrypted one's first
 SECRET_HEADER = b"x-hpcgate-worker-secret"
 
 
@@ -110,9 +110,18 @@ async def _read(connection: Connection, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def submit(route: Route, key: str, value: dict[str, Any], secret: str | None) -> str:
-    """Hand the invocation to the worker (the same id again is never run twice); its state."""
-    sent = {"id": key, "input": value}
+async def submit(
+    route: Route,
+    key: str,
+    value: dict[str, Any],
+    secret: str | None,
+    seal: dict[str, Any] | None = None,
+) -> str:
+    """Hand the invocation to the worker (the same id again is never run twice); its state.
+    ``seal`` (``{"public_key", "tracebacks"}``) asks it to encrypt the events."""
+    sent: dict[str, Any] = {"id": key, "input": value}
+    if seal is not None:
+        sent["seal"] = seal
     status, body = await _call(route, "POST", "/invocations", sent, secret)
     if status not in (200, 201) or not isinstance(body, dict):
         raise Refused(status, body if isinstance(body, dict) else {})
