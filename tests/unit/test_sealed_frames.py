@@ -143,3 +143,14 @@ def test_a_gateway_error_is_refused_with_its_claim() -> None:
         stream.take(lost)
     assert refused.value.error is not None and refused.value.error.type == "WorkerLost"
     assert "unauthenticated" in str(refused.value)
+
+
+def test_an_error_in_clear_before_any_key_is_refused_with_its_claim() -> None:
+    """NoWorker (the gateway's) or EncryptionUnavailable (a worker without cryptography)
+    come first, before any key."""
+    stream = _stream()
+    unable = {"type": "EncryptionUnavailable", "message": "no cryptography here"}
+    with pytest.raises(SealBroken) as refused:
+        stream.take(Event("error", json.dumps(unable), "1"))
+    assert refused.value.error is not None
+    assert refused.value.error.type == "EncryptionUnavailable"

@@ -79,9 +79,10 @@ class Opener:
         if kind == "key":
             self._agree(ident, seq, data)
             return None
+        sealed = _sealed(seq, kind, data)  # one in clear: refused (a gateway error's claim)
         if self._aead is None:
             raise SealBroken(f"event {seq} ({kind}) came before the worker's key")
-        plain = self._open(ident, seq, kind, _sealed(seq, kind, data))
+        plain = self._open(ident, seq, kind, sealed)
         self.last = seq
         return plain
 
