@@ -39,5 +39,7 @@ def test_a_sealed_end_is_recorded_without_its_content() -> None:
     cancelled = {"seq": 3, "type": "error", "data": {**SEALED, "state": "cancelled"}}
     assert _end_state(failed) == InvocationState.FAILED
     assert _end_state(cancelled) == InvocationState.CANCELLED
+    in_clear = {"seq": 3, "type": "error", "data": {"type": "Cancelled", "message": "by x"}}
+    assert _end_state(in_clear) == InvocationState.CANCELLED  # as before encryption
     recorded = json.loads(_stored_error(failed) or "{}")
     assert recorded["type"] == "Sealed" and "AAAA" not in json.dumps(recorded)

@@ -86,7 +86,9 @@ def _end_state(event: Event) -> InvocationState:
         return InvocationState.SUCCEEDED
     data = event.get("data")
     # a sealed error's state is the one thing of it the gateway may know
-    cancelled = isinstance(data, dict) and "cancelled" in (data.get("type"), data.get("state"))
+    cancelled = isinstance(data, dict) and (
+        data.get("type") == "Cancelled" or data.get("state") == "cancelled"
+    )
     return InvocationState.CANCELLED if cancelled else InvocationState.FAILED
 
 
