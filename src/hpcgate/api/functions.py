@@ -4,6 +4,7 @@ Events or answered whole), and follow, resume and cancel their invocations."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -134,9 +135,31 @@ async def delete_function(name: Name, who: Caller, gateway: GatewayDep) -> Respo
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+#: The invoke operation's description (a computed string is no docstring).
+INVOKE = inspect.cleandoc(
+    """The input is validated against the function's schema first (422 listing the errors;
+    nothing runs, nothing is recorded) and its top-level defaults filled in; then the
+    invocation is recorded, a ready worker takes it (waiting while one starts, up to the
+    services' bound: then 503 with Retry-After, the invocation ended `NoWorker`), and it
+    runs. The `Hpcgate-Invocation` header gives its id.
+
+    With `Accept: text/event-stream` the answer streams as it is produced: """
+    + EVENTS
+    + (
+        """ A caller that disconnects cancels the invocation unless `detach=true`.
+
+    Otherwise the answer comes when it ends: `{id, state, output: [...], result | error}`.
+    Past 16 MiB of output the invocation is cancelled and the answer is a 413: stream it.
+"""
+        + ENCRYPTION
+    )
+)
+
+
 @router.post(
     "/{name}/invoke",
     summary="Invoke a function",
+    description=INVOKE,
     response_model=InvocationResult,
     responses={
         200: {
@@ -157,24 +180,6 @@ async def invoke(
     ] = False,
     encrypt: Encrypt = None,  # type: ignore[assignment]
 ) -> Response:
-    (
-        """The input is validated against the function's schema first (422 listing the errors;
-    nothing runs, nothing is recorded) and its top-level defaults filled in; then the
-    invocation is recorded, a ready worker takes it (waiting while one starts, up to the
-    services' bound: then 503 with Retry-After, the invocation ended `NoWorker`), and it
-    runs. The `Hpcgate-Invocation` header gives its id.
-
-    With `Accept: text/event-stream` the answer streams as it is produced: """
-        + EVENTS
-        + (
-            """ A caller that disconnects cancels the invocation unless `detach=true`.
-
-    Otherwise the answer comes when it ends: `{id, state, output: [...], result | error}`.
-    Past 16 MiB of output the invocation is cancelled and the answer is a 413: stream it.
-"""
-            + ENCRYPTION
-        )
-    )
     call = await gateway.invocations.invoke(who, name, value, detach, encrypt)
     headers = {INVOCATION_HEADER: call.id}
     if SSE in request.headers.get("accept", ""):
