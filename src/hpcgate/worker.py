@@ -226,6 +226,91 @@ def outcome_body(value: Any) -> tuple[str, str]:
 CANCELLED = error_body("Cancelled", "the invocation was cancelled")
 
 
+# -- end-to-end encryption: sealing an invocation's events for its caller ---------------------
+
+SEAL_LABEL = b"hpcgate-e2e-v1"
+KEY_BYTES = 32
+_KEY_TEXT = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, base64url without padding
+
+
+class EncryptionUnavailable(Exception):
+    """The worker's Python cannot import ``cryptography``: nothing is run unencrypted."""
+
+
+def seal_context(ident: str, client_key: bytes, worker_key: bytes) -> bytes:
+    """HKDF's info: the invocation and both public keys (a key for this exchange only)."""
+    return b"\0".join((SEAL_LABEL, ident.encode("ascii"), client_key, worker_key))
+
+
+def seal_aad(ident: str, seq: int, kind: str) -> bytes:
+    """What each sealed event is bound to: its invocation, its place and its type."""
+    return b"\0".join((SEAL_LABEL, ident.encode("ascii"), str(seq).encode(), kind.encode()))
+
+
+def seal_nonce(seq: int) -> bytes:
+    return seq.to_bytes(12, "big")  # one key per invocation, one seq per event
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def key_bytes(text: Any) -> bytes:
+    """A public key as sent (base64url, 43 characters); ValueError for anything else."""
+    if not isinstance(text, str) or not _KEY_TEXT.fullmatch(text):
+        raise ValueError("public_key must be 32 bytes in base64url without padding")
+    return base64.urlsafe_b64decode(text + "=")
+
+
+class Sealer:
+    """One invocation's side of the exchange: an ephemeral X25519 key of the worker's,
+    the AES-256-GCM key both derive (HKDF-SHA256), and each event sealed with its seq as
+    nonce and (invocation, seq, type) as associated data. ``cryptography`` is imported
+    here only, when an invocation asks for encryption."""
+
+    def __init__(self, ident: str, client_key: bytes, tracebacks: bool) -> None:
+        try:
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import x25519
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+        except ImportError as missing:
+            raise EncryptionUnavailable(
+                f"the worker's Python ({sys.executable}) cannot encrypt: {missing}; install"
+                " the 'cryptography' package for it, or invoke without encryption"
+            ) from None
+        mine = x25519.X25519PrivateKey.generate()
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        self.public_key = mine.public_key().public_bytes(*raw)
+        shared = mine.exchange(x25519.X25519PublicKey.from_public_bytes(client_key))
+        info = seal_context(ident, client_key, self.public_key)
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(shared)
+        self.aead = AESGCM(key)
+        self.ident = ident
+        self.tracebacks = tracebacks
+
+    def key_body(self) -> str:
+        """The first event: the worker's public key (plain: it is no secret)."""
+        return f'"type":"key","data":{{"public_key":"{_b64url(self.public_key)}"}}'
+
+    def seal(self, seq: int, body: str) -> str:
+        """The event ``body`` (``"type":T,...``) as ``"type":T,"data":{"sealed":...}``."""
+        kind = body[8 : body.index('"', 8)]
+        hint = ',"state":"cancelled"' if body == CANCELLED else ""  # for the gateway's books
+        if kind == "error" and not self.tracebacks:  # the owner's only, as unsealed
+            body = _without_traceback(body)
+        plain = ("{" + body + "}").encode("ascii")
+        sealed = self.aead.encrypt(seal_nonce(seq), plain, seal_aad(self.ident, seq, kind))
+        text = base64.b64encode(sealed).decode("ascii")
+        return f'"type":"{kind}","data":{{"sealed":"{text}"{hint}}}'
+
+
+def _without_traceback(body: str) -> str:
+    event = json.loads("{" + body + "}")
+    event["data"].pop("traceback", None)
+    return _ENCODER.encode(event)[1:-1]
+
+
 # -- one invocation's events: the buffer, the tail, backpressure ------------------------------
 
 
@@ -253,6 +338,7 @@ class Events:
         self.on_room: Callable[[], None] | None = None
         self.reader_wake: asyncio.Event | None = None
         self.reader_waiting = False
+        self.sealer: Sealer | None = None  # an encrypted invocation's
 
     @property
     def last(self) -> int:
@@ -265,8 +351,14 @@ class Events:
         """How many more events, and bytes, may wait for a reader."""
         return PENDING_EVENTS - (self.last - self.handed), PENDING_BYTES - self.pending_bytes
 
+    def line(self, seq: int, body: str) -> str:
+        """The event's line: sealed for an encrypted invocation."""
+        if self.sealer is not None:
+            body = self.sealer.seal(seq, body)
+        return f'{{"seq":{seq},{body}}}'
+
     def _append(self, body: str) -> None:
-        line = f'{{"seq":{self.last + 1},{body}}}'
+        line = self.line(self.last + 1, body)
         self.lines.append(line)
         self.pending_bytes += len(line) + 1
 
@@ -672,13 +764,14 @@ def child_main(
     """In the forked child: run the invocation, send its events as numbered lines, exit.
     ``close``: the worker's own descriptors (its sockets, the other children's pipes)."""
     _child_setup(close)
-    numbered = itertools.count(1)
+    events = invocation.events
+    numbered = itertools.count(events.last + 1)  # after the key event of an encrypted one
 
     def send(body: str) -> bool:
-        _write_all(fd, f'{{"seq":{next(numbered)},{body}}}\n'.encode("ascii"))
+        _write_all(fd, (events.line(next(numbered), body) + "\n").encode("ascii"))
         return True
 
-    invocation.events.put_blocking = send  # type: ignore[method-assign]
+    events.put_blocking = send  # type: ignore[method-assign]
     body, _ = run_sync(function, invocation)
     send(body)
     for stream in (sys.stdout, sys.stderr):
@@ -714,6 +807,36 @@ def _child_setup(close: list[int]) -> None:
 
 
 # -- the worker: invocations, scheduling, cancelling ------------------------------------------
+
+
+class Seal:
+    """An invocation's request for encryption: the caller's public key, and whether the
+    caller may read tracebacks (the function's owner)."""
+
+    def __init__(self, raw: Any) -> None:
+        if not isinstance(raw, dict):
+            raise ValueError("seal must be a JSON object")
+        self.client_key = key_bytes(raw.get("public_key"))
+        tracebacks = raw.get("tracebacks", False)
+        if not isinstance(tracebacks, bool):
+            raise ValueError("seal.tracebacks must be true or false")
+        self.tracebacks = tracebacks
+
+
+def _sealed(invocation: Invocation, seal: Seal) -> bool:
+    """Start sealing the invocation's events with its key event first; if this worker
+    cannot, end it at once with an (unsealed, function-free) EncryptionUnavailable."""
+    try:
+        sealer = Sealer(invocation.id, seal.client_key, seal.tracebacks)
+    except EncryptionUnavailable as error:
+        finish(invocation, error_body("EncryptionUnavailable", str(error)), "failed")
+        return False
+    except ValueError as error:  # a key that is not a point X25519 takes
+        finish(invocation, error_body("EncryptionUnavailable", f"bad key: {error}"), "failed")
+        return False
+    invocation.events.put_nowait(sealer.key_body())
+    invocation.events.sealer = sealer
+    return True
 
 
 def finish(invocation: Invocation, body: str, state: str, numbered: bool = False) -> None:
@@ -760,10 +883,14 @@ class Worker:
     def find(self, ident: str) -> Invocation | Gone | None:
         return self.invocations.get(ident) or self.gone.get(ident)
 
-    def submit(self, ident: str, arguments: dict[str, Any], size: int) -> Invocation:
+    def submit(
+        self, ident: str, arguments: dict[str, Any], size: int, seal: Seal | None = None
+    ) -> Invocation:
         invocation = Invocation(ident, arguments, self.loop)
         invocation.size = size
         self.invocations[ident] = invocation
+        if seal is not None and not _sealed(invocation, seal):
+            return invocation  # ended: it cannot be encrypted here
         if self.function is None:
             error = self.error or {}
             body = error_body("ImportFailed", error.get("message", ""), error.get("traceback", ""))
@@ -1178,12 +1305,13 @@ class Server:
             raise HTTPError(400, "id must be 1-64 of A-Z a-z 0-9 _ -")
         if not isinstance(arguments, dict):
             raise HTTPError(400, "input must be a JSON object")
+        seal = _seal_of(body)
         known = self.worker.find(ident)
         if known is not None:
             return 200, known.summary()
         if self.worker.busy(len(request.body)):
             raise HTTPError(503, "busy")
-        return 201, self.worker.submit(ident, arguments, len(request.body)).summary()
+        return 201, self.worker.submit(ident, arguments, len(request.body), seal).summary()
 
     def _one(self, request: Request, found: Invocation | Gone) -> dict[str, Any]:
         if request.method == "DELETE":
@@ -1210,6 +1338,15 @@ class Server:
         if after < events.oldest() - 1:
             raise HTTPError(410, "gone", {"oldest": events.oldest()})
         return await Stream(found, writer, reader).run(after)
+
+
+def _seal_of(body: dict[str, Any]) -> Seal | None:
+    if body.get("seal") is None:
+        return None
+    try:
+        return Seal(body["seal"])
+    except ValueError as error:
+        raise HTTPError(400, str(error)) from None
 
 
 def _allow(request: Request, method: str) -> None:

@@ -401,6 +401,9 @@ def test_the_command_line(gateway: GatewayProcess, token: str, tmp_path: Path) -
     invoked = run_cli(env, "functions", "invoke", name, '{"steps": 2, "word": "w"}')
     assert invoked.returncode == 0, invoked.stderr
     assert invoked.stdout.splitlines() == ["w 0", "w 1", '{"steps": 2}']
+    sealed = run_cli(env, "functions", "invoke", name, '{"steps": 1}', "--encrypt")
+    assert sealed.returncode == 0, sealed.stderr
+    assert sealed.stdout.splitlines() == ["x 0", '{"steps": 1}']
     failed = run_cli(env, "functions", "invoke", name, '{"steps": "many"}')
     assert failed.returncode == 1
     assert "error: TypeError" in failed.stderr and "Traceback" in failed.stderr

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from hpcgate.functions.script import END, job_script
+from hpcgate.functions.script import END, job_script, new_secret
 from hpcgate.model.functions import FunctionCreate
 
 #: A stand-in for hpcgate's worker: prints the spec it is given. Its text holds the
@@ -30,7 +30,20 @@ def test_the_script_runs_the_worker_with_the_spec() -> None:
         "callable": "g",
         "concurrency": "threads",
         "max_concurrency": 8,
+        "secret": None,
     }
+
+
+def test_the_secret_is_in_the_spec_and_nowhere_else_in_the_script() -> None:
+    function = FunctionCreate.model_validate(
+        {"name": "g", "system": "local", "source": "def g(): pass\n", "python": sys.executable}
+    )
+    secret = new_secret()
+    script = job_script(function, STAND_IN.encode(), secret)
+    assert secret not in script  # not in clear: no argv, no environment, no shell word
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, check=True, timeout=30)
+    assert json.loads(ran.stdout)["secret"] == secret
+    assert new_secret() != secret and len(secret) >= 43  # 32 random bytes
 
 
 def test_an_entry_names_its_module_and_callable() -> None:

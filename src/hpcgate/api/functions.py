@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from collections.abc import AsyncIterator, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -55,6 +56,17 @@ After = Annotated[
     Query(ge=0, le=SEQ_MAX, description="Resume after this seq (Last-Event-ID wins)"),
 ]
 Grace = Annotated[int, Field(ge=0, le=GRACE_MAX)]
+#: The caller's ephemeral X25519 public key: the invocation's events come sealed for it
+#: (typed ``str`` as ``LastEventId`` is: absent, it is None).
+Encrypt = Annotated[
+    str,
+    Header(
+        alias="Hpcgate-Encrypt",
+        pattern=r"^[A-Za-z0-9_-]{43}$",
+        description="Encrypt the events end to end: your ephemeral X25519 public key (32"
+        " bytes, base64url without padding). See the operation's description",
+    ),
+]
 SSE = "text/event-stream"
 PING_SECONDS = 15
 INVOCATION_HEADER = "Hpcgate-Invocation"
@@ -64,6 +76,26 @@ EVENTS = (
     " only). Each event's `id` is its seq (1, 2, ...) and its `data` one line of JSON, so"
     ' no output can forge a frame; bytes arrive as `{"encoding": "base64", "data"}`.'
 )
+
+ENCRYPTION = """
+    **End-to-end encryption** (optional): with `Hpcgate-Encrypt: <your ephemeral X25519
+    public key>`, the worker makes a key of its own and the first event is `key` (`{"public_key":
+    "<base64url>"}`, plain). Both sides derive an AES-256-GCM key with HKDF-SHA256 from the
+    X25519 secret (no salt; info = `hpcgate-e2e-v1`, the invocation id, your public key and
+    the worker's, joined by NUL bytes). Every later event's `data` is `{"sealed": "<base64
+    of ciphertext and tag>"}`: the event `{"type", "data"[, "encoding"]}` as JSON, sealed
+    with the 12-byte big-endian seq as nonce and `hpcgate-e2e-v1`, the id, the seq and the
+    type (NUL-joined) as associated data, so no event can be altered, moved or replayed.
+    The gateway stores and relays only ciphertext (the answer without streaming carries the
+    sealed `events`; `output`, `result` and `error` stay empty), but the input is in clear:
+    it is validated against the schema here. An `error` event that is not sealed is the
+    gateway's own (`WorkerLost`, `NoWorker`, `NotEncrypted` when a worker answered
+    unencrypted) or `EncryptionUnavailable` (the worker's Python lacks `cryptography`; the
+    function did not run): neither is authenticated, and a client should treat any other
+    unsealed event as an attack. The key exchange is relayed by the gateway and not
+    authenticated: this protects against what the gateway keeps and logs, not against a
+    gateway altered to intercept the exchange.
+"""
 
 
 @router.post(
@@ -109,9 +141,37 @@ async def delete_function(name: Name, who: Caller, gateway: GatewayDep) -> Respo
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+#: The invoke operation's description (a computed string is no docstring).
+INVOKE = inspect.cleandoc(
+    """The input is validated against the function's schema first (422 listing the errors;
+    nothing runs, nothing is recorded) and its top-level defaults filled in; then the
+    invocation is recorded, a ready worker takes it (waiting while one starts, up to the
+    services' bound: then 503 with Retry-After, the invocation ended `NoWorker`), and it
+    runs. The `Hpcgate-Invocation` header gives its id.
+
+    With `Accept: text/event-stream` the answer streams as it is produced: """
+    + EVENTS
+    + (
+        """
+
+    Otherwise the answer comes when it ends: `{id, state, output: [...], result | error}`.
+    Past 16 MiB of output the invocation is cancelled and the answer is a 413: stream it.
+
+    Either way a caller that disconnects before the end cancels the invocation, unless
+    `detach` is asked: `true` keeps it running to its end; N seconds keeps it as long as
+    some client reads its events (`GET .../invocations/{id}/events`) and cancels it once
+    none has for N seconds (checked every 2 s; a restarted gateway counts them again from
+    its start).
+"""
+        + ENCRYPTION
+    )
+)
+
+
 @router.post(
     "/{name}/invoke",
     summary="Invoke a function",
+    description=INVOKE,
     response_model=InvocationResult,
     responses={
         200: {
@@ -135,30 +195,9 @@ async def invoke(
             " is cancelled; `false` or 0, not at all"
         ),
     ] = False,
+    encrypt: Encrypt = None,  # type: ignore[assignment]
 ) -> Response:
-    (
-        """The input is validated against the function's schema first (422 listing the errors;
-    nothing runs, nothing is recorded) and its top-level defaults filled in; then the
-    invocation is recorded, a ready worker takes it (waiting while one starts, up to the
-    services' bound: then 503 with Retry-After, the invocation ended `NoWorker`), and it
-    runs. The `Hpcgate-Invocation` header gives its id.
-
-    With `Accept: text/event-stream` the answer streams as it is produced: """
-        + EVENTS
-        + (
-            """
-
-    Otherwise the answer comes when it ends: `{id, state, output: [...], result | error}`.
-    Past 16 MiB of output the invocation is cancelled and the answer is a 413: stream it.
-
-    Either way a caller that disconnects before the end cancels the invocation, unless
-    `detach` is asked: `true` keeps it running to its end; N seconds keeps it as long as
-    some client reads its events (`GET .../invocations/{id}/events`) and cancels it once
-    none has for N seconds (checked every 2 s; a restarted gateway counts them again from
-    its start)."""
-        )
-    )
-    call = await gateway.invocations.invoke(who, name, value, detach)
+    call = await gateway.invocations.invoke(who, name, value, detach, encrypt)
     headers = {INVOCATION_HEADER: call.id}
     if SSE in request.headers.get("accept", ""):
         events = gateway.invocations.follow(call, 0, cancel_if_gone=True)

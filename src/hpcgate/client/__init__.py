@@ -12,6 +12,7 @@ from hpcgate.client._errors import (
     JobFailed,
     NotConfigured,
     RateLimited,
+    SealBroken,
     ValidationFailed,
     WaitTimeout,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "RemoteFunction",
     "Result",
     "Retry",
+    "SealBroken",
     "Services",
     "ValidationFailed",
     "WaitTimeout",

@@ -15,6 +15,8 @@ document's; ``problem`` is the whole document and ``http_status`` the answer's s
         ├── NotConfigured        no URL or token given, in the environment or a profile
         ├── JobFailed            wait() or the Executor: the job ended but not COMPLETED
         ├── FunctionFailed       a function's invocation ended with an error event
+        ├── SealBroken           an encrypted invocation's event was not the next one
+        │                        sealed by its worker (or the gateway's own error)
         └── WaitTimeout          wait(): the job or task had not ended in time
 """
 
@@ -89,6 +91,20 @@ class FunctionFailed(ClientError):
     @property
     def traceback(self) -> str | None:
         return self.error.traceback
+
+
+class SealBroken(ClientError):
+    """An encrypted invocation's event that the SDK refuses: out of order (reordered,
+    replayed, dropped), failing authentication (altered), or not sealed at all. An error
+    the gateway made itself (``WorkerLost``, ``NoWorker``, ``NotEncrypted``) or that the
+    worker could not seal (``EncryptionUnavailable``) cannot be authenticated: its claim
+    is ``error``, and the invocation is over."""
+
+    title = "An encrypted event was refused"
+
+    def __init__(self, detail: str, error: InvocationError | None = None) -> None:
+        super().__init__(detail)
+        self.error = error
 
 
 class WaitTimeout(ClientError):

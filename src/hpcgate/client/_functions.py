@@ -44,6 +44,8 @@ from hpcgate.client._async import AsyncCore
 from hpcgate.client._base import Call, request
 from hpcgate.client._errors import FunctionFailed, GatewayUnreachable
 from hpcgate.client._jobs import SSE, Event, EventParser
+from hpcgate.client._sealed import HEADER as ENCRYPT_HEADER
+from hpcgate.client._sealed import Opener
 from hpcgate.client._sync import SyncCore
 from hpcgate.client._tokens import key_call, keys_of, revoke_call, tokens_call
 from hpcgate.model.bounds import GRACE_MAX
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 
 INVOCATION_HEADER = "Hpcgate-Invocation"
 GRACE = 60  # seconds an invocation runs on with no reader (a dead client's), by default
+KINDS = frozenset({"key", "output", "result", "error"})
 Spec: TypeAlias = FunctionCreate | Mapping[str, Any]
 
 
@@ -96,11 +99,23 @@ def event_of(event: Event) -> FunctionEvent | None:
     seq, data = int(event.id or 0), json.loads(event.data)
     if event.event == "output":
         return output_of(seq, data)
-    if event.event == "result":
+    return final_of(seq, event.event, data)
+
+
+def final_of(seq: int, kind: str, data: Any) -> Result | Error | None:
+    if kind == "result":
         return Result(seq, data)
-    if event.event == "error":
+    if kind == "error":
         return Error(seq, InvocationError.model_validate(data))
     return None
+
+
+def opened_of(seq: int, plain: dict[str, Any]) -> FunctionEvent | None:
+    """The typed event of an encrypted one, opened (``{"type", "data"[, "encoding"]}``)."""
+    if plain["type"] == "output":
+        encoding = plain.get("encoding")
+        return Output(seq, plain.get("data"), encoding if isinstance(encoding, str) else None)
+    return final_of(seq, plain["type"], plain.get("data"))
 
 
 def output_of(seq: int, data: Any) -> Output:
@@ -149,9 +164,14 @@ def function_call(method: str, name: str, *more: str, **params: Any) -> Call:
     return request(method, "functions", name, *more, params=params or None)
 
 
-def invoke_call(name: str, value: dict[str, Any], detach: str) -> Call:
+def invoke_call(
+    name: str, value: dict[str, Any], detach: str, opener: Opener | None = None
+) -> Call:
     call = request("POST", "functions", name, "invoke", params={"detach": detach}, json=value)
-    return Call(call.method, call.path, call.params, call.json, {"Accept": SSE})
+    headers = {"Accept": SSE}
+    if opener is not None:
+        headers[ENCRYPT_HEADER] = opener.public_key
+    return Call(call.method, call.path, call.params, call.json, headers)
 
 
 def detach_param(detach: bool, grace: int) -> str:
@@ -180,17 +200,19 @@ class Stream:
         key: str | None,
         after: int,
         detach: str = "true",
+        opener: Opener | None = None,
     ):
         self.name, self.value, self.key, self.last = name, value, key, after
         self.detach = detach  # the invocation's detach parameter, when it invokes
         self.ended = False
         self.breaks = 0
+        self.opener = opener  # an encrypted invocation's: every event is opened by it
 
     def call(self) -> Call:
         """The first request invokes; every later one resumes after the last seq."""
         if self.key is None:
             assert self.value is not None
-            return invoke_call(self.name, self.value, self.detach)
+            return invoke_call(self.name, self.value, self.detach, self.opener)
         return events_call(self.name, self.key, self.last)
 
     def opened(self, response: httpx.Response) -> None:
@@ -198,11 +220,25 @@ class Stream:
             self.key = response.headers.get(INVOCATION_HEADER)
 
     def take(self, event: Event) -> FunctionEvent | None:
+        if self.opener is not None:
+            return self._open(event, self.opener)
         found = event_of(event)
         if found is None or found.seq <= self.last:
             return None  # a ping, or an event seen before the break
         self.last, self.breaks = found.seq, 0
         self.ended = not isinstance(found, Output)
+        return found
+
+    def _open(self, event: Event, opener: Opener) -> FunctionEvent | None:
+        """An encrypted invocation's event, opened: every one must be the next in order,
+        sealed by its worker (SealBroken otherwise: nothing in clear is taken)."""
+        if event.event not in KINDS:
+            return None
+        seq = int(event.id or 0)
+        plain = opener.open(str(self.key), seq, event.event, json.loads(event.data))
+        self.last, self.breaks = seq, 0
+        found = None if plain is None else opened_of(seq, plain)
+        self.ended = isinstance(found, Result | Error)
         return found
 
     def pause(self, core: SyncCore | AsyncCore, broken: Exception) -> float:
@@ -317,6 +353,7 @@ class Functions:
         *,
         detach: bool = False,
         grace: int = GRACE,
+        encrypt: bool = False,
     ) -> Invoked:
         """Invoke ``name`` with ``input`` (a JSON object or a pydantic model): its events as
         they come, :class:`Output` then one :class:`Result` or :class:`Error`, resumed by
@@ -324,14 +361,26 @@ class Functions:
         garbage collection, an exception) cancels the invocation unless ``detach`` (then it
         runs to its end). Should this process die, the gateway cancels it once no client has
         read its events for ``grace`` seconds (1 to 86400). The request is sent when the
-        first event is asked for; ``.id`` is then its id."""
-        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace))
+        first event is asked for; ``.id`` is then its id.
+
+        ``encrypt``: its events are encrypted end to end between the worker and this
+        process (the gateway sees only ciphertext; the input is still in clear, validated
+        there); an event out of order, altered or unencrypted raises :class:`SealBroken`
+        (so does an error the gateway made itself, such as ``WorkerLost``)."""
+        opener = Opener() if encrypt else None
+        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace), opener)
         return Invoked(stream, self._follow(stream, detach))
 
-    def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:
+    def call(
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        encrypt: bool = False,
+    ) -> Any:
         """Invoke and return its result (its output is dropped); :class:`FunctionFailed`
         with the error's type, message and traceback if it fails."""
-        return self.invoke(name, input).result()
+        return self.invoke(name, input, encrypt=encrypt).result()
 
     def invocations(self, name: str, *, limit: int = 100) -> builtins.list[Invocation]:
         """The function's invocations, newest first (all to its owner, else your own)."""
@@ -376,13 +425,14 @@ class Functions:
         """Revoke an API key at once."""
         self._core._send(revoke_call(key_id))
 
-    def executor(self, system: str, **settings: Any) -> FunctionExecutor:
+    def executor(self, system: str, *, encrypt: bool = False, **settings: Any) -> FunctionExecutor:
         """A :class:`concurrent.futures.Executor` running Python functions on ``system``
         (see :class:`~hpcgate.client.FunctionExecutor`); ``settings`` are the functions'
-        (``python``, ``max_workers``, ``concurrency``, ``partition``, ...)."""
+        (``python``, ``max_workers``, ``concurrency``, ``partition``, ...); ``encrypt``
+        encrypts each invocation's events end to end."""
         from hpcgate.client._remote import FunctionExecutor
 
-        return FunctionExecutor(self, system, **settings)
+        return FunctionExecutor(self, system, encrypt=encrypt, **settings)
 
     def _follow(self, stream: Stream, detach: bool) -> Generator[FunctionEvent, None, None]:
         try:
@@ -443,14 +493,22 @@ class AsyncFunctions:
         *,
         detach: bool = False,
         grace: int = GRACE,
+        encrypt: bool = False,
     ) -> AsyncInvoked:
         """As :meth:`Functions.invoke`: ``async for event in ...``."""
-        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace))
+        opener = Opener() if encrypt else None
+        stream = Stream(name, input_of(input), None, 0, detach_param(detach, grace), opener)
         return AsyncInvoked(stream, self._follow(stream, detach))
 
-    async def call(self, name: str, input: Mapping[str, Any] | BaseModel | None = None) -> Any:
+    async def call(
+        self,
+        name: str,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        encrypt: bool = False,
+    ) -> Any:
         """As :meth:`Functions.call`."""
-        return await self.invoke(name, input).result()
+        return await self.invoke(name, input, encrypt=encrypt).result()
 
     async def invocations(self, name: str, *, limit: int = 100) -> builtins.list[Invocation]:
         call = function_call("GET", name, "invocations", limit=limit)
@@ -534,20 +592,25 @@ class FunctionDecorator(Generic[R]):
         input: type[BaseModel] | None = None,
         name: str | None = None,
         replace: bool = False,
+        encrypt: bool = False,
         **settings: Any,
     ) -> Callable[[Callable[..., Any]], R]:
         """``@hpc.function(system=..., input=Model, **settings)``: the decorated function
         runs remotely (see :class:`~hpcgate.client.RemoteFunction`; with
         :class:`~hpcgate.AsyncClient` ``await f(**kwargs)``, ``async for e in
-        f.stream(**kwargs)``)."""
+        f.stream(**kwargs)``); ``encrypt=True`` encrypts its events end to end (see
+        :meth:`Functions.invoke`)."""
         from hpcgate.client._remote import decorated
 
         def wrap(fn: Callable[..., Any]) -> R:
-            return self._remote(decorated(fn, system, input, name, settings), input, replace)
+            spec = decorated(fn, system, input, name, settings)
+            return self._remote(spec, input, replace, encrypt)
 
         return wrap
 
-    def _remote(self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool) -> R:
+    def _remote(
+        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool, encrypt: bool
+    ) -> R:
         raise NotImplementedError
 
 
@@ -560,11 +623,13 @@ class SyncFunctionMethods(SyncCore, FunctionDecorator["RemoteFunction"]):
         return Functions(self)
 
     def _remote(
-        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool
+        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool, encrypt: bool
     ) -> RemoteFunction:
         from hpcgate.client._remote import RemoteFunction
 
-        return RemoteFunction(self.functions, spec, input, replace)
+        remote = RemoteFunction(self.functions, spec, input, replace)
+        remote.encrypt = encrypt
+        return remote
 
 
 class AsyncFunctionMethods(AsyncCore, FunctionDecorator["AsyncRemoteFunction"]):
@@ -577,8 +642,10 @@ class AsyncFunctionMethods(AsyncCore, FunctionDecorator["AsyncRemoteFunction"]):
         return AsyncFunctions(self)
 
     def _remote(
-        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool
+        self, spec: FunctionCreate, input: type[BaseModel] | None, replace: bool, encrypt: bool
     ) -> AsyncRemoteFunction:
         from hpcgate.client._remote import AsyncRemoteFunction
 
-        return AsyncRemoteFunction(self.functions, spec, input, replace)
+        remote = AsyncRemoteFunction(self.functions, spec, input, replace)
+        remote.encrypt = encrypt
+        return remote

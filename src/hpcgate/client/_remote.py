@@ -187,6 +187,7 @@ class Remote(Generic[FunctionsT, LockT]):
         self._functions: FunctionsT = functions
         self._lock: LockT = type(self)._new_lock()
         self._registered: Function | None = None
+        self.encrypt = False  # its events encrypted end to end (``encrypt=True``)
 
     @property
     def remote(self) -> str:
@@ -225,7 +226,7 @@ class RemoteFunction(Remote[Functions, threading.Lock]):
         error."""
         value = self._input(kwargs)  # checked first: a refused input registers nothing
         self.register()
-        return self._functions.invoke(self.remote, value)
+        return self._functions.invoke(self.remote, value, encrypt=self.encrypt)
 
 
 class AsyncRemoteFunction(Remote[AsyncFunctions, asyncio.Lock]):
@@ -244,13 +245,13 @@ class AsyncRemoteFunction(Remote[AsyncFunctions, asyncio.Lock]):
     async def __call__(self, **kwargs: Any) -> Any:
         value = self._input(kwargs)
         await self.register()
-        return await self._functions.invoke(self.remote, value).result()
+        return await self._functions.invoke(self.remote, value, encrypt=self.encrypt).result()
 
     async def stream(self, **kwargs: Any) -> AsyncIterator[FunctionEvent]:
         """As :meth:`RemoteFunction.stream`."""
         value = self._input(kwargs)
         await self.register()
-        events = self._functions.invoke(self.remote, value)
+        events = self._functions.invoke(self.remote, value, encrypt=self.encrypt)
         try:
             async for event in events:
                 yield event
@@ -328,15 +329,22 @@ class FunctionExecutor(concurrent.futures.Executor):
     its return value. Arguments and results must be JSON (a TypeError at submit
     otherwise): nothing is pickled either way. At most ``max_in_flight`` invocations are
     followed at once (each holds one thread here); the others wait in order. ``settings``
-    are the functions' (:class:`~hpcgate.model.functions.FunctionSettings`)."""
+    are the functions' (:class:`~hpcgate.model.functions.FunctionSettings`); ``encrypt``
+    encrypts every invocation's events end to end (see :meth:`Functions.invoke`)."""
 
     def __init__(
-        self, functions: Functions, system: str, *, max_in_flight: int = 16, **settings: Any
+        self,
+        functions: Functions,
+        system: str,
+        *,
+        max_in_flight: int = 16,
+        encrypt: bool = False,
+        **settings: Any,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         FunctionSettings.model_validate(settings)  # a bad setting fails here, not per call
-        self.system, self.settings = system, settings
+        self.system, self.settings, self.encrypt = system, settings, encrypt
         self._functions = functions
         self._pool = concurrent.futures.ThreadPoolExecutor(max_in_flight, "hpcgate-functions")
         self._registered: dict[str, Function] = {}
@@ -378,7 +386,7 @@ class FunctionExecutor(concurrent.futures.Executor):
             return
         try:
             self._register(spec)
-            future.events = self._functions.invoke(spec.name, value)
+            future.events = self._functions.invoke(spec.name, value, encrypt=self.encrypt)
             for event in future.events:
                 if future.cancelled():
                     future.events.close()  # cancels the invocation

@@ -80,6 +80,12 @@ class Call:
     last: int = 0  # the last seq seen
     ended: bool = False
     for_owner: bool = False  # whoever reads the events is the function's owner
+    seal: str | None = None  # the caller's public key: its events are end-to-end encrypted
+
+    @property
+    def secret(self) -> str | None:
+        """What its pool's workers want to be shown (None: a pool made before secrets)."""
+        return self.found.row.worker_secret
 
 
 def _error(kind: str, message: str, seq: int) -> Event:
@@ -90,7 +96,10 @@ def _end_state(event: Event) -> InvocationState:
     if event["type"] == "result":
         return InvocationState.SUCCEEDED
     data = event.get("data")
-    cancelled = isinstance(data, dict) and data.get("type") == "Cancelled"
+    # a sealed error's state is the one thing of it the gateway may know
+    cancelled = isinstance(data, dict) and (
+        data.get("type") == "Cancelled" or data.get("state") == "cancelled"
+    )
     return InvocationState.CANCELLED if cancelled else InvocationState.FAILED
 
 
@@ -99,6 +108,8 @@ def _stored_error(event: Event) -> str | None:
         return None
     data = event.get("data") if isinstance(event.get("data"), dict) else {}
     assert isinstance(data, dict)
+    if "sealed" in data:
+        return SEALED_ERROR.model_dump_json()
     error = InvocationError(
         type=str(data.get("type") or "Error")[:256],
         message=str(data.get("message") or "")[:TEXT_MAX],
@@ -113,6 +124,20 @@ def keeping(detach: int | bool) -> tuple[bool, int | None]:
     if detach is True or not detach:
         return bool(detach), None
     return True, int(detach)
+
+
+SEALED_ERROR = InvocationError(
+    type="Sealed", message="the error is end-to-end encrypted: only its caller can read it"
+)
+
+
+def unsealed(event: Event) -> bool:
+    """Whether an event of an encrypted invocation came unsealed (the worker's key event
+    and its EncryptionUnavailable, which carries nothing of the function, excepted)."""
+    data = event.get("data")
+    if event["type"] == "key" or (isinstance(data, dict) and "sealed" in data):
+        return False
+    return not (isinstance(data, dict) and data.get("type") == "EncryptionUnavailable")
 
 
 def shown(event: Event, owner: bool) -> Event:
@@ -145,9 +170,17 @@ class Invocations:
 
     # -- invoking
 
-    async def invoke(self, who: Principal, name: str, value: Any, detach: int | bool) -> Call:
+    async def invoke(
+        self,
+        who: Principal,
+        name: str,
+        value: Any,
+        detach: int | bool,
+        seal: str | None = None,
+    ) -> Call:
         """Validate the input, write the invocation, hand it to a ready worker (``detach``:
-        see :func:`keeping`)."""
+        see :func:`keeping`; ``seal``: the caller's public key, for events encrypted end to
+        end)."""
         who.require(Scope.JOBS_WRITE)
         found = await self._registry.find(who, name)
         filled = schemas.validated(found.spec.input_schema, value)
@@ -165,7 +198,8 @@ class Invocations:
         )
         async with self._slots.taken(who):  # a key over its limit: a 429, and no row
             await self._store.add(row)
-        call = Call(row.id, found, who.user, detached, grace, for_owner=found.owned_by(who))
+        owner = found.owned_by(who)
+        call = Call(row.id, found, who.user, detached, grace, for_owner=owner, seal=seal)
         await self._hand_over(call, filled)
         if detached:
             self._spawn(self._keep(call))
@@ -189,7 +223,7 @@ class Invocations:
         for _ in range(FAILOVERS):
             try:
                 with self._workers.serving(route.replica):
-                    await link.submit(route, call.id, value)
+                    await link.submit(route, call.id, value, call.secret, _seal(call))
                 return route
             except link.NotSent as exc:
                 other = self._workers.instead_of(route)
@@ -234,15 +268,20 @@ class Invocations:
         route = call.route
         assert route is not None
         self._reading[call.id] += 1
-        stream = link.events(route, call.id, after)
+        stream = link.events(route, call.id, after, call.secret)
         try:
             with self._workers.serving(route.replica):
-                async for batch in stream:
+                async for found in stream:
+                    batch, refused = _screened(call, found)
                     last = batch[-1]  # a final event ends its batch (link.events)
                     call.last = last["seq"]
+                    if refused:  # no more of what cannot be relayed
+                        self._spawn(self._cancel_quietly(call, "it came unencrypted"))
                     if last["type"] in FINAL:
                         await self._finish(call, last)
                     yield batch
+                    if refused:
+                        return
         except link.LinkError as exc:
             if isinstance(exc, link.Refused) and exc.status == 410:
                 raise  # older events than the worker keeps: only a resume asks for them
@@ -263,9 +302,14 @@ class Invocations:
         output: list[Any] = []
         size = 0
         final: Event | None = None
+        sealed: list[Event] = []
         async with contextlib.aclosing(self.follow(call, 0, cancel_if_gone=True)) as batches:
             async for batch in batches:  # closed at once if the caller leaves (cancelled)
                 for event in batch:
+                    if call.seal is not None:
+                        sealed.append(event)
+                    if event["type"] == "key":
+                        continue
                     if event["type"] != "output":
                         final = event
                         continue
@@ -274,6 +318,9 @@ class Invocations:
                         await self._too_much(call)
                     output.append(payload(event))
         assert final is not None
+        if call.seal is not None:  # nothing of it in clear: the caller opens the events
+            state = _end_state(final)
+            return InvocationResult(id=call.id, state=state, output=[], events=sealed)
         return _result(call, output, final)
 
     async def _too_much(self, call: Call) -> NoReturn:
@@ -327,7 +374,7 @@ class Invocations:
         if call.ended:
             return True
         try:
-            seen = await link.state(route, call.id)
+            seen = await link.state(route, call.id, call.secret)
         except link.LinkError as exc:
             seen, why = None, f"the worker was lost: {exc}"
         else:
@@ -354,7 +401,7 @@ class Invocations:
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
         """Read the ended invocation's final event from its worker and record it."""
         with contextlib.suppress(link.LinkError):
-            async for batch in link.events(route, call.id, max(count - 1, 0)):
+            async for batch in link.events(route, call.id, max(count - 1, 0), call.secret):
                 if batch[-1]["type"] in FINAL:
                     await self._finish(call, batch[-1])
         if not call.ended:  # never left running: the worker has it ended
@@ -419,7 +466,7 @@ class Invocations:
         """Cancel on the worker (which ends it with its own Cancelled event), and record it."""
         if call.route is not None:
             with contextlib.suppress(link.LinkError):
-                await link.cancel(call.route, call.id)
+                await link.cancel(call.route, call.id, call.secret)
         await self._finish(call, _error("Cancelled", why, call.last + 1))
 
     async def resume(self, who: Principal, name: str, key: str, after: int) -> Call:
@@ -457,6 +504,32 @@ class Invocations:
             call.route = await self._route(found, row)
             await self._cancel_quietly(call, "its function was deleted")
         await self._registry.remove(found)
+
+
+def _seal(call: Call) -> dict[str, Any] | None:
+    """What the worker is told of an encrypted invocation: the caller's key, and whether
+    it may read tracebacks (the owner only: the gateway cannot cut them from sealed ones)."""
+    if call.seal is None:
+        return None
+    return {"public_key": call.seal, "tracebacks": call.for_owner}
+
+
+def _screened(call: Call, batch: Batch) -> tuple[Batch, bool]:
+    """The batch as it may be relayed: an encrypted invocation's is cut at the first event
+    that came unsealed, which becomes the gateway's own refusal (True: one did)."""
+    if call.seal is None:
+        return batch, False
+    for index, event in enumerate(batch):
+        if unsealed(event):
+            return [*batch[:index], _refused(event)], True
+    return batch, False
+
+
+def _refused(event: Event) -> Event:
+    """The gateway's own error in place of an event an encrypted invocation's worker sent
+    unsealed (a worker from before encryption): nothing of it is relayed or kept."""
+    why = f"its worker sent a {event['type']} event unencrypted (a worker too old to encrypt?)"
+    return _error("NotEncrypted", why, event["seq"])
 
 
 def payload(event: Event) -> Any:

@@ -22,9 +22,10 @@ from hpcgate.services.traffic import Route
 
 CALL_SECONDS = 10.0  # a request that is not a stream: its whole answer; a stream: its head
 ANSWER_MAX = 1 << 20  # bytes of such an answer read at most
-LINE_MAX = (16 << 20) + (1 << 20)  # one event of the stream, as a line of JSON
-TYPES = frozenset({"output", "result", "error"})
+LINE_MAX = (16 << 20) * 4 // 3 + (1 << 20)  # one event's line (sealed: base64 of 16 MiB)
+TYPES = frozenset({"key", "output", "result", "error"})  # key: an encrypted one's first
 FINAL = frozenset({"result", "error"})
+SECRET_HEADER = b"x-hpcgate-worker-secret"
 
 
 class LinkError(Exception):
@@ -48,8 +49,10 @@ class Refused(LinkError):
         self.body = body
 
 
-def _headers(route: Route, content: bytes | None) -> list[tuple[bytes, bytes]]:
+def _headers(route: Route, content: bytes | None, secret: str | None) -> list[tuple[bytes, bytes]]:
     headers = [(b"host", route.host), (b"accept", b"application/json")]
+    if secret is not None:  # None: a pool made before workers had one
+        headers.append((SECRET_HEADER, secret.encode()))
     if content is not None:
         headers.append((b"content-type", b"application/json"))
         headers.append((b"content-length", str(len(content)).encode()))
@@ -62,7 +65,7 @@ async def _once(content: bytes) -> AsyncIterator[bytes]:
 
 @asynccontextmanager
 async def _exchange(
-    route: Route, method: str, target: str, body: Any = None
+    route: Route, method: str, target: str, body: Any = None, secret: str | None = None
 ) -> AsyncIterator[tuple[int, Connection]]:
     """The worker's status to one request, on a pooled connection (given back at the end:
     kept only if its answer was read to the end)."""
@@ -74,7 +77,9 @@ async def _exchange(
     try:
         async with asyncio.timeout(CALL_SECONDS):
             sent = None if content is None else _once(content)
-            await connection.send(method.encode(), target.encode(), _headers(route, content), sent)
+            await connection.send(
+                method.encode(), target.encode(), _headers(route, content, secret), sent
+            )
             status, _ = await connection.head()
         yield status, connection
     except (replica.ReplicaError, HpcgateError, TimeoutError) as exc:
@@ -83,9 +88,11 @@ async def _exchange(
         await route.pool.give_back(connection)
 
 
-async def _call(route: Route, method: str, target: str, body: Any = None) -> tuple[int, Any]:
+async def _call(
+    route: Route, method: str, target: str, body: Any = None, secret: str | None = None
+) -> tuple[int, Any]:
     """The worker's status and JSON answer to one request."""
-    async with _exchange(route, method, target, body) as (status, connection):
+    async with _exchange(route, method, target, body, secret) as (status, connection):
         async with asyncio.timeout(CALL_SECONDS):
             data = await _read(connection, ANSWER_MAX)
     try:
@@ -104,17 +111,27 @@ async def _read(connection: Connection, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def submit(route: Route, key: str, value: dict[str, Any]) -> str:
-    """Hand the invocation to the worker (the same id again is never run twice); its state."""
-    status, body = await _call(route, "POST", "/invocations", {"id": key, "input": value})
+async def submit(
+    route: Route,
+    key: str,
+    value: dict[str, Any],
+    secret: str | None,
+    seal: dict[str, Any] | None = None,
+) -> str:
+    """Hand the invocation to the worker (the same id again is never run twice); its state.
+    ``seal`` (``{"public_key", "tracebacks"}``) asks it to encrypt the events."""
+    sent: dict[str, Any] = {"id": key, "input": value}
+    if seal is not None:
+        sent["seal"] = seal
+    status, body = await _call(route, "POST", "/invocations", sent, secret)
     if status not in (200, 201) or not isinstance(body, dict):
         raise Refused(status, body if isinstance(body, dict) else {})
     return str(body.get("state", "queued"))
 
 
-async def state(route: Route, key: str) -> tuple[str, int] | None:
+async def state(route: Route, key: str, secret: str | None) -> tuple[str, int] | None:
     """The invocation's state and event count on the worker; None if it does not know it."""
-    status, body = await _call(route, "GET", f"/invocations/{key}")
+    status, body = await _call(route, "GET", f"/invocations/{key}", secret=secret)
     if status == 404:
         return None
     if status != 200 or not isinstance(body, dict):
@@ -123,9 +140,9 @@ async def state(route: Route, key: str) -> tuple[str, int] | None:
     return str(body.get("state")), events if isinstance(events, int) else 0
 
 
-async def cancel(route: Route, key: str) -> str | None:
+async def cancel(route: Route, key: str, secret: str | None) -> str | None:
     """Cancel the invocation on the worker; its state (None: the worker does not know it)."""
-    status, body = await _call(route, "DELETE", f"/invocations/{key}")
+    status, body = await _call(route, "DELETE", f"/invocations/{key}", secret=secret)
     if status == 404:
         return None
     if status != 200 or not isinstance(body, dict):
@@ -133,13 +150,15 @@ async def cancel(route: Route, key: str) -> str | None:
     return str(body.get("state"))
 
 
-async def events(route: Route, key: str, after: int) -> AsyncGenerator[list[dict[str, Any]], None]:
+async def events(
+    route: Route, key: str, after: int, secret: str | None
+) -> AsyncGenerator[list[dict[str, Any]], None]:
     """The invocation's events after seq ``after``, as the worker sends them, until its
     final one: in batches, each the events one read brought (never empty; a final event
     ends its batch). Refused(410, {"oldest": k}) when ``after`` is older than the worker
     keeps; Broken if the stream ends without a final event."""
     target = f"/invocations/{key}/events?after={after}"
-    async with _exchange(route, "GET", target) as (status, connection):
+    async with _exchange(route, "GET", target, secret=secret) as (status, connection):
         if status != 200:
             async with asyncio.timeout(CALL_SECONDS):
                 raise Refused(status, _object(await _read(connection, ANSWER_MAX)))

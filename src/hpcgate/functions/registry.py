@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hpcgate.clock import utcnow
 from hpcgate.functions import schemas
-from hpcgate.functions.script import job_script, worker_source
+from hpcgate.functions.script import job_script, new_secret, worker_source
 from hpcgate.model.errors import Conflict, Invalid, NotFound, PayloadTooLarge
 from hpcgate.model.functions import Function, FunctionCreate, FunctionSettings
 from hpcgate.model.principal import Principal, Scope
@@ -77,12 +77,14 @@ class Registry:
         schemas.check(spec.input_schema)
         if spec.source is not None:
             await asyncio.to_thread(_compiles, spec.name, spec.source)
-        pool = self._pool(spec)
+        secret = new_secret()
+        pool = self._pool(spec, secret)
         row = FunctionRow(
             owner=who.user,
             name=spec.name,
             system=spec.system,
             spec=spec.model_dump_json(),
+            worker_secret=secret,
             created_at=utcnow(),
         )
         try:
@@ -98,9 +100,10 @@ class Registry:
         row.service_pk = service.pk
         return await self.show(who, Found(row, spec))
 
-    def _pool(self, spec: FunctionCreate) -> ServiceSpec:
-        """The pool's service: the generated script, scaled by the function's settings."""
-        script = job_script(spec, worker_source())
+    def _pool(self, spec: FunctionCreate, secret: str) -> ServiceSpec:
+        """The pool's service: the generated script (with the pool's worker secret),
+        scaled by the function's settings."""
+        script = job_script(spec, worker_source(), secret)
         if len(script.encode()) > self._max_script:
             raise PayloadTooLarge(
                 f"the function's worker script would exceed the limit of {self._max_script}"

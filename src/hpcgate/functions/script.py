@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import importlib.resources
 import json
+import secrets
 import shlex
 from typing import Any
 
@@ -24,7 +25,13 @@ def worker_source() -> bytes:
     return importlib.resources.files("hpcgate").joinpath(WORKER_MODULE).read_bytes()
 
 
-def spec_of(function: FunctionCreate) -> dict[str, Any]:
+def new_secret() -> str:
+    """A pool's worker secret: every request of the gateway's carries it (the worker
+    answers 401 to any other); a pool made again gets a new one."""
+    return secrets.token_urlsafe(32)
+
+
+def spec_of(function: FunctionCreate, secret: str | None = None) -> dict[str, Any]:
     """The spec the worker's ``main`` is given, as the functions contract has it."""
     return {
         "name": function.name,
@@ -33,12 +40,18 @@ def spec_of(function: FunctionCreate) -> dict[str, Any]:
         "callable": function.target(),
         "concurrency": function.concurrency.value,
         "max_concurrency": function.max_concurrency,
+        "secret": secret,
     }
 
 
-def job_script(function: FunctionCreate, worker: bytes) -> str:
-    """The pool's batch script: ``exec <python> -`` reading the worker from a here-document."""
-    spec = json.dumps(spec_of(function)).encode()
+def job_script(function: FunctionCreate, worker: bytes, secret: str | None = None) -> str:
+    """The pool's batch script: ``exec <python> -`` reading the worker from a here-document.
+
+    The secret travels inside the script only: never in argv or the environment (where
+    other processes of the node could see it). The scheduler keeps the script readable by
+    its owner alone (the embedded one: mode 0700 in a 0700 spool; Slurm's spool and the
+    node's copy: the job's user and Slurm's)."""
+    spec = json.dumps(spec_of(function, secret)).encode()
     code = base64.b64encode(worker).decode()
     data = base64.b64encode(spec).decode()
     body = (

@@ -232,6 +232,17 @@ class Invocation(BaseModel):
     key: str | None = Field(None, description="The id of the API key that started it, if one did")
 
 
+class FunctionEvent(BaseModel):
+    """One event of an invocation, as the SSE stream's ``data`` carries it."""
+
+    seq: int = Field(ge=1, le=SEQ_MAX)
+    type: str = Field(
+        description="output, result or error; key: an encrypted invocation's first event"
+    )
+    data: Any = None
+    encoding: str | None = Field(None, description="'base64' for bytes output")
+
+
 class InvocationResult(BaseModel):
     """An invocation's whole answer (invoked without ``Accept: text/event-stream``)."""
 
@@ -240,12 +251,8 @@ class InvocationResult(BaseModel):
     output: list[Any] = Field(description="Each yield's data, in order")
     result: Any = Field(None, description="The return value (succeeded)")
     error: InvocationError | None = None
-
-
-class FunctionEvent(BaseModel):
-    """One event of an invocation, as the SSE stream's ``data`` carries it."""
-
-    seq: int = Field(ge=1, le=SEQ_MAX)
-    type: str = Field(description="output, result or error")
-    data: Any = None
-    encoding: str | None = Field(None, description="'base64' for bytes output")
+    events: list[FunctionEvent] | None = Field(
+        None,
+        description="An encrypted invocation's events as the worker sealed them (its key"
+        " event first); `output`, `result` and `error` then stay empty: the caller opens them",
+    )

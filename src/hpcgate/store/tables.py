@@ -215,6 +215,9 @@ class FunctionRow(Base):
     system: Mapped[str] = mapped_column(String(64))
     spec: Mapped[str] = mapped_column(Text)  # the FunctionCreate as JSON
     service_pk: Mapped[int | None] = mapped_column(Integer)
+    # What the pool's workers want in X-Hpcgate-Worker-Secret; None: a pool made before
+    # workers had one (they take any request, and none is sent).
+    worker_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -139,15 +139,20 @@ def invoke(
     input: Annotated[
         str, typer.Argument(help="The input: a JSON object; - : read it from stdin")
     ] = "{}",
+    encrypt: Annotated[
+        bool,
+        typer.Option("--encrypt", help="Encrypt the events end to end (the input stays in clear)"),
+    ] = False,
 ) -> None:
     """Invoke a function, its output streamed.
 
     Each output on stdout as it comes (a string as a line, anything else as JSON), then the
     result as JSON. An error is printed on stderr (with its traceback, for your own
     function) and the exit status is 1. With --json, each event as one JSON object per
-    line. A broken connection is resumed where it stopped; Ctrl-C cancels the invocation."""
+    line. A broken connection is resumed where it stopped; Ctrl-C cancels the invocation.
+    With --encrypt, only events sealed by the worker are taken (see the README)."""
     value = _input(read_text(input) if input == "-" else input)
-    for event in session.client.functions.invoke(name, value):
+    for event in session.client.functions.invoke(name, value, encrypt=encrypt):
         _print(event, session.json)
         if isinstance(event, Error):
             raise typer.Exit(int(Exit.FAILED))
