@@ -14,7 +14,8 @@ each with its own clock replica): one from this checkout and one from another ch
 * with ``--llama N`` (each gateway then has a llama.cpp replica too), N streamed chat
   completions per route taking turns: direct, and each gateway's service proxy and
   ``/v1`` (routed by ``model``, usage metered): first token and gap between tokens, p50
-  minus the direct read's; and each gateway's CPU time per streamed completion by route.
+  minus the direct read's (a read that fails, a 502 say, is counted and read again);
+  and each gateway's CPU time per streamed completion by route.
 
 Usage, from the repository root (export the other checkout first, e.g. main)::
 
@@ -159,18 +160,29 @@ def llama(benches: dict[str, bs.Bench], runs: int) -> dict[str, Any]:
             n: stack.enter_context(httpx.Client(timeout=120, headers=h))
             for n, (_, h) in sides.items()
         }
+        failed = dict.fromkeys(sides, 0)
         for round_ in range(1 + runs):
             for name, (url, _) in sides.items():
-                read = bs.read_llama_stream(clients[name], url)
+                read = read_llama(clients[name], url, failed, name)
                 if round_:
                     times[name].append(read)
         cpu = llama_cpu(benches, sides, clients, max(10, runs // 2))
     direct_times = times.pop("direct")
-    figures: dict[str, Any] = {"runs": runs}
+    figures: dict[str, Any] = {"runs": runs, "failed_reads": failed}
     for name, got in times.items():
         figures[name] = bs.stream_figures(direct_times, got)
         figures[name].pop("chunk_delivery")
     return figures | {"cpu_us_per_completion": cpu}
+
+
+def read_llama(client: httpx.Client, url: str, failed: dict[str, int], side: str) -> bs.StreamTimes:
+    """One stream read, read again (up to 5 times) if it fails; the failures counted."""
+    for _ in range(5):
+        try:
+            return bs.read_llama_stream(client, url)
+        except (AssertionError, httpx.HTTPError):
+            failed[side] += 1
+    raise AssertionError(f"{side}: five reads in a row failed")
 
 
 def llama_cpu(
@@ -189,7 +201,7 @@ def llama_cpu(
             for key in (f"{name} proxy", f"{name} /v1"):
                 before = bs.cpu_seconds(pid)
                 for _ in range(count):
-                    bs.read_llama_stream(clients[key], sides[key][0])
+                    read_llama(clients[key], sides[key][0], {key: 0}, key)
                 per.setdefault(key, []).append((bs.cpu_seconds(pid) - before) / count)
     return {key: round(statistics.median(values) * 1e6) for key, values in per.items()}
 
