@@ -55,6 +55,7 @@ def gateway(directory: Path, source: Path | None, llama: bool) -> Iterator[bs.Be
     process = new_gateway(directory / "home", bs.gateway_config(script))
     if source is not None:
         process.wrapper = ("env", f"PYTHONPATH={source}")
+    process.start_seconds = 300  # the shared VM's load can take minutes
     process.start()
     token = process.token("alice")
     try:
