@@ -56,8 +56,12 @@ def gateway(directory: Path, source: Path | None, llama: bool) -> Iterator[bs.Be
     if source is not None:
         process.wrapper = ("env", f"PYTHONPATH={source}")
     process.start_seconds = 300  # the shared VM's load can take minutes
-    process.start()
-    token = process.token("alice")
+    try:
+        process.start()
+        token = process.token("alice")
+    except BaseException:  # not left running (with its replicas) when the start fails
+        process.stop()
+        raise
     try:
         yield bs.Bench(process, token, process.home)
     finally:
