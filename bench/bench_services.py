@@ -13,7 +13,8 @@ server on the tiny model). It measures on this machine, in one run, as alice:
 * a streamed answer (``/stream``, chunks on a fixed clock): time to the first chunk,
   the gap between chunks and each chunk's delivery time (its arrival minus the time the
   replica stamped in it), p50, proxied minus direct; then the same (first token, gap
-  between tokens) on llama.cpp's streamed chat completion, for one realistic figure;
+  between tokens) on llama.cpp's streamed chat completion, for one realistic figure,
+  through the service's proxy and through ``/v1`` (routed by ``model``, usage metered);
 * ``--streams`` streamed answers at once through the gateway, ``--stream-rounds`` times
   (after one round direct, for the pace of the client and replica alone): how many were
   dropped or broken (any error, short or out-of-order body), with the gateway's RSS
@@ -145,6 +146,7 @@ run_as = "services"  # a root gateway runs a service as an account; the fallback
 [services.llama]
 system = "local"
 script = {toml_string(llama.read_text())}
+models = [{toml_string(MODEL_NAME)}]
 min_replicas = 1
 max_replicas = 1
 users = ["alice"]
@@ -394,11 +396,19 @@ def read_llama_stream(client: httpx.Client, base: str) -> StreamTimes:
 
 
 def llama_streamed(bench: Bench, runs: int) -> dict[str, Any]:
-    urls = {"direct": direct_url(bench, "llama"), "proxied": bench.proxied("llama")}
+    """Through the service's proxy and through ``/v1`` (routed by model, usage metered),
+    each against the direct call, the three taking turns."""
+    urls = {
+        "direct": direct_url(bench, "llama"),
+        "proxied": bench.proxied("llama"),
+        "v1": bench.gateway.url,
+    }
     times = taking_turns(bench, urls, read_llama_stream, runs)
-    figures = stream_figures(times["direct"], times["proxied"])
-    figures.pop("chunk_delivery")
-    return {"max_tokens": LLAMA_TOKENS, "runs": runs} | figures
+    figures: dict[str, Any] = {"max_tokens": LLAMA_TOKENS, "runs": runs}
+    for route in ("proxied", "v1"):
+        figures[route] = stream_figures(times["direct"], times[route])
+        figures[route].pop("chunk_delivery")
+    return figures
 
 
 # --- many streams at once ----------------------------------------------------------------

@@ -10,12 +10,18 @@ each with its own clock replica): one from this checkout and one from another ch
   direct call's;
 * each gateway's CPU time per proxied GET and per health GET (rounds taking turns);
 * streamed answers (``/stream``) taking turns: first chunk, gap and delivery, p50 minus
-  the direct read's.
+  the direct read's;
+* with ``--llama N`` (each gateway then has a llama.cpp replica too), N streamed chat
+  completions per route taking turns: direct, and each gateway's service proxy and
+  ``/v1`` (routed by ``model``, usage metered): first token and gap between tokens, p50
+  minus the direct read's (a read that fails, a 502 say, is counted and read again);
+  and each gateway's CPU time per streamed completion by route.
 
 Usage, from the repository root (export the other checkout first, e.g. main)::
 
     git archive main src | tar -x -C /tmp/main-copy
-    .venv/bin/python -m bench.side_by_side --other /tmp/main-copy/src [--requests 400]
+    .venv/bin/python -m bench.side_by_side --other /tmp/main-copy/src [--requests 400] \
+        [--streamed 15] [--llama 40]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 import httpx
 
 from bench import bench_services as bs
+from tests.support.backends import write_llama
 from tests.support.gateway_process import new_gateway
 from tests.support.services import admin_token, stop_services
 
@@ -41,13 +48,20 @@ Side = tuple[str, dict[str, str]]  # a URL and the headers it takes
 
 
 @contextlib.contextmanager
-def gateway(directory: Path, source: Path | None) -> Iterator[bs.Bench]:
-    """A gateway with the clock service, from ``source`` (None: this checkout)."""
-    process = new_gateway(directory / "home", bs.gateway_config(None))
+def gateway(directory: Path, source: Path | None, llama: bool) -> Iterator[bs.Bench]:
+    """A gateway with the clock service (and llama.cpp's), from ``source`` (None: this
+    checkout)."""
+    script = write_llama(directory / "llama").script if llama else None
+    process = new_gateway(directory / "home", bs.gateway_config(script))
     if source is not None:
         process.wrapper = ("env", f"PYTHONPATH={source}")
-    process.start()
-    token = process.token("alice")
+    process.start_seconds = 300  # the shared VM's load can take minutes
+    try:
+        process.start()
+        token = process.token("alice")
+    except BaseException:  # not left running (with its replicas) when the start fails
+        process.stop()
+        raise
     try:
         yield bs.Bench(process, token, process.home)
     finally:
@@ -131,6 +145,72 @@ def streams(benches: dict[str, bs.Bench], direct: str, runs: int) -> dict[str, A
     return {name: bs.stream_figures(direct_times, got) for name, got in times.items()}
 
 
+def llama_sides(benches: dict[str, bs.Bench]) -> dict[str, Side]:
+    """Each side's base URL (``/v1/chat/completions`` follows) and its headers."""
+    sides: dict[str, Side] = {"direct": (bs.direct_url(benches["this"], "llama"), {})}
+    for name, bench in benches.items():
+        auth = {"Authorization": f"Bearer {bench.token}"}
+        sides[f"{name} proxy"] = (bench.proxied("llama"), auth)
+        sides[f"{name} /v1"] = (bench.gateway.url, auth)
+    return sides
+
+
+def llama(benches: dict[str, bs.Bench], runs: int) -> dict[str, Any]:
+    """First token and gap between tokens, the sides taking turns (after one unmeasured
+    read each); then each gateway's CPU per streamed completion, route by route."""
+    sides = llama_sides(benches)
+    times: dict[str, list[bs.StreamTimes]] = {name: [] for name in sides}
+    with contextlib.ExitStack() as stack:
+        clients = {
+            n: stack.enter_context(httpx.Client(timeout=120, headers=h))
+            for n, (_, h) in sides.items()
+        }
+        failed = dict.fromkeys(sides, 0)
+        for round_ in range(1 + runs):
+            for name, (url, _) in sides.items():
+                read = read_llama(clients[name], url, failed, name)
+                if round_:
+                    times[name].append(read)
+        cpu = llama_cpu(benches, sides, clients, max(10, runs // 2))
+    direct_times = times.pop("direct")
+    figures: dict[str, Any] = {"runs": runs, "failed_reads": failed}
+    for name, got in times.items():
+        figures[name] = bs.stream_figures(direct_times, got)
+        figures[name].pop("chunk_delivery")
+    return figures | {"cpu_us_per_completion": cpu}
+
+
+def read_llama(client: httpx.Client, url: str, failed: dict[str, int], side: str) -> bs.StreamTimes:
+    """One stream read, read again (up to 5 times) if it fails; the failures counted."""
+    for _ in range(5):
+        try:
+            return bs.read_llama_stream(client, url)
+        except (AssertionError, httpx.HTTPError):
+            failed[side] += 1
+    raise AssertionError(f"{side}: five reads in a row failed")
+
+
+def llama_cpu(
+    benches: dict[str, bs.Bench],
+    sides: dict[str, Side],
+    clients: dict[str, httpx.Client],
+    count: int,
+) -> dict[str, int]:
+    """Microseconds of each gateway's CPU per streamed completion by route, medians of
+    3 rounds taking turns."""
+    per: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name, bench in benches.items():
+            assert bench.gateway.process is not None
+            pid = bench.gateway.process.pid
+            for key in (f"{name} proxy", f"{name} /v1"):
+                before = bs.cpu_seconds(pid)
+                for _ in range(count):
+                    read_llama(clients[key], sides[key][0], {key: 0}, key)
+                per.setdefault(key, []).append((bs.cpu_seconds(pid) - before) / count)
+    return {key: round(statistics.median(values) * 1e6) for key, values in per.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.side_by_side", description=__doc__.split("\n")[0]
@@ -138,6 +218,9 @@ def main() -> None:
     parser.add_argument("--other", type=Path, required=True, help="the other checkout's src")
     parser.add_argument("--requests", type=int, default=400, help="small GETs per URL")
     parser.add_argument("--streamed", type=int, default=15, help="streamed answers per side")
+    parser.add_argument(
+        "--llama", type=int, default=0, help="llama.cpp streamed completions per route (0: none)"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"load_before": os.getloadavg()}
     with (
@@ -149,14 +232,18 @@ def main() -> None:
         (directory / "this").mkdir()
         (directory / "other").mkdir()
         benches = {
-            "this": stack.enter_context(gateway(directory / "this", None)),
-            "other": stack.enter_context(gateway(directory / "other", args.other.resolve())),
+            "this": stack.enter_context(gateway(directory / "this", None, args.llama > 0)),
+            "other": stack.enter_context(
+                gateway(directory / "other", args.other.resolve(), args.llama > 0)
+            ),
         }
         direct = bs.direct_url(benches["this"], "clock")
         sides = small_sides(benches, direct)
         results["small_get"] = small_gets(sides, args.requests)
         results["cpu_us_per_get"] = cpu_per_get(benches, sides, args.requests)
         results["streamed"] = streams(benches, direct, args.streamed)
+        if args.llama:
+            results["llama"] = llama(benches, args.llama)
     results["load_after"] = os.getloadavg()
     print(json.dumps(results, indent=2))
 

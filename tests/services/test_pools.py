@@ -1,18 +1,23 @@
 """A replica's connection pool against real HTTP servers on 127.0.0.1: after a burst of
 requests at once every request is answered, each on a connection of its own, and only a
 few of the connections are kept idle afterwards (the rest are closed, not left open for
-nothing); an idle connection the replica has closed is not reused; a HEAD's answer has no
-body, whatever its content-length says."""
+nothing); an idle connection the replica has closed is not reused; a kept connection the
+replica closes as a request goes out costs a body given whole no 502 (it is sent again on a
+new connection); a HEAD's answer has no body, whatever its content-length says."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
+import pytest
 from anyio.abc import SocketAttribute, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from hpcgate.model.errors import BadGateway
 from hpcgate.services.pool import IDLE_KEPT_PER_REPLICA, Pools, ReplicaPool
+from hpcgate.services.proxy import Proxy
+from hpcgate.services.traffic import Route, Traffic
 from hpcgate.transports.local import LocalTransport
 
 BURST = IDLE_KEPT_PER_REPLICA + 40
@@ -100,6 +105,44 @@ async def _after_close(port: int) -> None:
 
 async def test_an_idle_connection_the_replica_closed_is_not_reused() -> None:
     await _serving(_answer_once, _after_close)
+
+
+async def _answer_then_close_at_the_next(stream: SocketStream) -> None:
+    """A POST of 5 bytes answered, then the connection closed unanswered when the next
+    request's head comes: a server closing a kept connection just as a request goes out
+    (llama.cpp's server closes one a moment after each streamed answer)."""
+    reader = BufferedByteReceiveStream(stream)
+    async with stream:
+        await reader.receive_until(b"\r\n\r\n", 65536)
+        await reader.receive_exactly(5)
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await reader.receive_until(b"\r\n\r\n", 65536)
+
+
+async def _streamed(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def _post(proxy: Proxy, route: Route, body: bytes | AsyncIterator[bytes]) -> bytes:
+    answer = await proxy.forward(route, "POST", b"/", [(b"content-length", b"5")], body, 5.0)
+    assert answer.status == 200
+    return b"".join([chunk async for chunk in answer.body])
+
+
+async def _closed_as_sent(port: int) -> None:
+    pool = Pools().get(1, LocalTransport(), None)
+    route, proxy = Route(1, "127.0.0.1", port, pool), Proxy(Traffic(), 1.0)
+    assert await _post(proxy, route, b"hello") == b"ok"
+    assert pool.idle == 1
+    assert await _post(proxy, route, b"hello") == b"ok"  # the kept one closed: sent again
+    assert pool.idle == 1
+    with pytest.raises(BadGateway):  # a body that streams in cannot be sent again
+        await _post(proxy, route, _streamed(b"hello"))
+    await pool.aclose()
+
+
+async def test_a_kept_connection_closed_as_a_request_goes_out_costs_a_whole_body_no_502() -> None:
+    await _serving(_answer_then_close_at_the_next, _closed_as_sent)
 
 
 async def _head(port: int) -> None:

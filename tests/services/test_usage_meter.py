@@ -43,6 +43,33 @@ def test_the_usage_event_asked_for_by_the_gateway_is_dropped(size: int) -> None:
     assert meter.tokens == Tokens(7, 3)
 
 
+# As a backend asked for usage sends it (vLLM, OpenAI): a null usage in every chunk.
+NULLS = CHUNK.replace(b'"usage":null', b'"usage": null') + CHUNK
+NULLS_STREAM = NULLS * 2 + USAGE + DONE
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_chunks_of_whole_events_pass_as_they_are_and_the_usage_is_still_read(drop: bool) -> None:
+    """Cut at event ends (as backends write), where whole chunks pass without being cut
+    into events: the usage event is still read (and dropped when the gateway asked)."""
+    meter = StreamMeter(drop_usage_only=drop)
+    chunks = [CHUNK, NULLS, USAGE, DONE, CHUNK + USAGE, CHUNK]
+    passed = [meter.feed(chunk) for chunk in chunks]
+    assert meter.finish() == b""
+    assert meter.tokens == Tokens(7, 3)
+    if drop:
+        assert passed == [CHUNK, NULLS, b"", DONE, CHUNK, CHUNK]
+    else:
+        assert passed == chunks
+
+
+@pytest.mark.parametrize("size", [3, 61, 62, 63, len(NULLS_STREAM)])
+def test_null_usages_are_no_usage_at_any_cut(size: int) -> None:
+    meter = StreamMeter(drop_usage_only=True)
+    assert _run(meter, _cuts(NULLS_STREAM, size)) == NULLS * 2 + DONE
+    assert meter.tokens == Tokens(7, 3)
+
+
 def test_crlf_events_and_an_unterminated_tail_are_kept() -> None:
     stream = CHUNK.replace(b"\n", b"\r\n") + USAGE.replace(b"\n", b"\r\n") + b"data: [DONE]"
     meter = StreamMeter(drop_usage_only=True)
@@ -74,6 +101,50 @@ def test_a_stream_that_does_not_ask_for_usage_is_made_to() -> None:
     assert read_call(asked).body == asked and not read_call(asked).asked_usage
     whole = b'{"model": "m"}'
     assert read_call(whole).body == whole
+
+
+ASKED = b'"stream_options":{"include_usage":true},'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "m",  "stream": true, "messages": [{"content": "\\u00e9 \\"x\\""}]}',
+        b' \r\n\t{"stream":true,"model":"m","n":{"stream_options":{"include_usage":false}}}',
+        '{"model": "mé", "stream": true}'.encode(),
+    ],
+)
+def test_the_usage_is_asked_for_in_the_body_as_the_caller_sent_it(body: bytes) -> None:
+    """Without stream_options at its top, the member is put in; the rest is the caller's
+    bytes, unchanged (a nested stream_options is not the request's)."""
+    call = read_call(body)
+    assert call.asked_usage
+    brace = body.index(b"{") + 1
+    assert call.body == body[:brace] + ASKED + body[brace:]
+    assert json.loads(call.body) == {**json.loads(body), "stream_options": {"include_usage": True}}
+
+
+@pytest.mark.parametrize(
+    ("body", "options"),
+    [
+        (b'{"model": "m", "stream": true, "stream_options": null}', {}),
+        (b'{"model":"m","stream":true,"stream_options":5,"stream_options":{"x":1}}', {"x": 1}),
+        (b'{"model":"m","stream":true,"stream\\u005foptions":{"x":1}}', {"x": 1}),
+        ('{"model": "m", "stream": true}'.encode("utf-16-le"), {}),
+        ('{"model": "m", "stream": true}'.encode("utf-8-sig"), {}),
+    ],
+)
+def test_a_body_that_names_stream_options_or_is_not_plain_utf8_is_written_anew(
+    body: bytes, options: dict[str, object]
+) -> None:
+    """Its last stream_options (as the parse reads it), with the usage asked for, and no
+    other: one member of that name, in UTF-8."""
+    call = read_call(body)
+    assert call.asked_usage
+    assert call.body.count(b"stream_options") == 1
+    document = json.loads(call.body.decode("utf-8"))
+    assert document["stream_options"] == {**options, "include_usage": True}
+    assert document["model"] == "m"
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ class GatewayProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     wrapper: tuple[str, ...] = ()  # argv the server runs under (it must exec the rest)
+    start_seconds: float = 30  # until it answers /api/v1/health (a bench on a loaded VM: more)
 
     @property
     def url(self) -> str:
@@ -72,7 +73,7 @@ class GatewayProcess:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.start_seconds
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.log_tail()
             try:

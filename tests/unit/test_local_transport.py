@@ -7,6 +7,7 @@ import sys
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute
 
 from hpcgate.model.commands import Command
 from hpcgate.model.errors import TransportError
@@ -57,6 +58,18 @@ async def test_a_stream_is_a_tcp_connection_from_here() -> None:
     async with echo_server() as port:
         with anyio.fail_after(30):
             await assert_echoes(await LocalTransport().stream("127.0.0.1", port, None))
+
+
+async def test_a_stream_to_an_address_or_a_name_is_a_socket_stream() -> None:
+    """An address is connected to directly, a name through anyio's resolver: either way
+    a socket the proxy's pool can poll, that carries the bytes both ways."""
+    async with echo_server() as port:
+        for host in ("127.0.0.1", "localhost"):
+            with anyio.fail_after(30):
+                stream = await LocalTransport().stream(host, port)
+                raw = stream.extra(SocketAttribute.raw_socket)  # noqa: S610 (anyio, not SQL)
+                assert raw.getpeername()[1] == port
+                await assert_echoes(stream)
 
 
 async def test_a_stream_nobody_answers_is_a_transport_error() -> None:

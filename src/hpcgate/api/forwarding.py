@@ -85,7 +85,7 @@ class Forwarding:
                 scope["method"],
                 replica_target(scope, name, keep_prefix=spec.keep_prefix),
                 scope["headers"],
-                request_body(receive),
+                await arrived_body(receive),
                 float(spec.request_timeout),
             )
         except HpcgateError as exc:
@@ -115,6 +115,23 @@ async def request_body(receive: Receive) -> AsyncGenerator[bytes, None]:
             yield body
         if not message.get("more_body"):
             return
+
+
+async def arrived_body(receive: Receive) -> bytes | AsyncGenerator[bytes, None]:
+    """The request's body: whole when it came in one message (a GET's, most small POSTs':
+    the proxy can then send it again on a new connection), else as it arrives."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    first: bytes = message.get("body", b"")
+    return _after(first, receive) if message.get("more_body") else first
+
+
+async def _after(first: bytes, receive: Receive) -> AsyncGenerator[bytes, None]:
+    if first:
+        yield first
+    async for chunk in request_body(receive):
+        yield chunk
 
 
 async def whole_body(receive: Receive) -> bytes:

@@ -81,24 +81,29 @@ class Connection:
         self._socket = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio)
         self._poll: select.poll | None = None
         self.idle_since = 0.0
+        self._reused = False  # it carried an exchange before this one
+        self._heard = False  # a byte of this exchange's answer came
 
     async def send(
         self,
         method: bytes,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
-        body: AsyncIterable[bytes] | None = None,
+        body: AsyncIterable[bytes] | bytes | None = None,
     ) -> None:
         """The request, its head joined to the first piece of its body in one write
         (:class:`~hpcgate.model.errors.BadRequest` if it is not valid HTTP/1.1)."""
         pending = self._framed(h11.Request(method=method, target=target, headers=headers))
-        if body is not None:
+        if isinstance(body, bytes):
+            pending += self._framed(h11.Data(data=body)) if body else b""
+        elif body is not None:
             async for chunk in body:
                 if chunk:
                     data = self._framed(h11.Data(data=chunk))
                     await self._write(pending + data if pending else data)
                     pending = b""
-        await self._write(pending + self._framed(h11.EndOfMessage()))
+        if end := pending + self._framed(h11.EndOfMessage()):  # b"" after a sized body
+            await self._write(end)
 
     def _framed(self, event: h11.Request | h11.Data | h11.EndOfMessage) -> bytes:
         try:
@@ -130,8 +135,16 @@ class Connection:
         (it is then made ready for it)."""
         if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
             self._h11.start_next_cycle()
+            self._reused, self._heard = True, False
             return True
         return False
+
+    def unheard_after_reuse(self) -> bool:
+        """Whether this exchange, on a connection kept from an earlier one, failed before
+        a byte of its answer came: the replica had closed the idle connection as the
+        request went out (a server that closes after each streamed answer, llama.cpp's,
+        does so a moment after its end), so the request was most likely never read."""
+        return self._reused and not self._heard
 
     def stale(self) -> bool:
         """Whether an idle connection has data or its end waiting (the replica closed it):
@@ -157,6 +170,7 @@ class Connection:
             data = await self.read(timeout)
             if not data and self._h11.their_state is h11.SEND_RESPONSE:
                 raise NoAnswer("closed before answering")
+            self._heard = True
             self._h11.receive_data(data)
 
     async def read(self, timeout: float | None = None) -> bytes:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from hpcgate.model.principal import Principal
 from hpcgate.model.services import ServiceSpec
 from hpcgate.model.usage import Tokens, UsageEntry
 from hpcgate.services import metrics
+from hpcgate.services.catalogue import spec_of
 from hpcgate.services.proxy import Answer, Headers, Proxy, end_to_end
 from hpcgate.services.traffic import Route
 from hpcgate.services.usage import StreamMeter, UsageLedger, WholeMeter
@@ -35,6 +37,8 @@ ENDPOINTS = ("chat/completions", "completions", "embeddings")
 SSE = b"text/event-stream"
 NAME_SHOWN = 128  # of a model name that names none, in the error message
 _DROPPED = frozenset({b"content-length", b"accept-encoding"})
+_ASK_USAGE = b'"stream_options":{"include_usage":true},'  # a member: the object has others
+_OPENING = re.compile(rb"[ \t\r\n]*\{")  # JSON's whitespace, then the object's brace
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,23 @@ def read_call(body: bytes) -> Call:
         return Call(model, stream, body, asked_usage=False)
     if options is not None and options.get("include_usage") is True:
         return Call(model, stream, body, asked_usage=False)
+    return Call(model, stream, _asking_usage(body, document, options), asked_usage=True)
+
+
+def _asking_usage(body: bytes, document: dict[str, Any], options: dict[str, Any] | None) -> bytes:
+    """The body, asking for the stream's usage. A UTF-8 body without ``stream_options``
+    (under that name nowhere at its top: the parse kept the last of any duplicates) gets
+    the member put first, the rest as sent; any other is written anew."""
+    fresh = "stream_options" not in document and json.detect_encoding(body) == "utf-8"
+    if fresh and (opening := _OPENING.match(body)):
+        return body[: opening.end()] + _ASK_USAGE + body[opening.end() :]
     document["stream_options"] = {**(options or {}), "include_usage": True}
-    return Call(model, stream, json.dumps(document).encode(), asked_usage=True)
+    return json.dumps(document).encode()
 
 
 def _spec(row: ServiceRow) -> ServiceSpec | None:
     try:
-        return ServiceSpec.model_validate_json(row.spec)
+        return spec_of(row.spec)  # parsed once per stored text, not once per request
     except ValueError:
         return None
 
@@ -160,7 +174,7 @@ class OpenAIRoutes:
                 "POST",
                 f"/v1/{endpoint}".encode(),
                 sent,
-                _once(call.body),
+                call.body,  # whole: sent again if a kept connection turns out closed
                 float(model.spec.request_timeout),
             )
         except HpcgateError as exc:
@@ -205,10 +219,6 @@ class OpenAIRoutes:
             if tokens is not None:
                 labels.tokens(tokens.prompt, tokens.completion)
             await body.aclose()
-
-
-async def _once(body: bytes) -> AsyncIterator[bytes]:
-    yield body
 
 
 class Labels:

@@ -114,17 +114,18 @@ class Proxy:
         method: str,
         target: bytes,
         headers: Headers,
-        body: AsyncIterable[bytes],
+        body: AsyncIterable[bytes] | bytes,
         read_timeout: float,
     ) -> Answer:
         """Send the request to the replica; its answer, whose body streams as it is read.
         A replica that cannot be connected to (so nothing was sent) is passed over for
-        another ready one. The request counts as in flight on the replica that has it
-        until the body is done."""
+        another ready one. A body given whole (bytes) is sent again on a new connection
+        when a kept one turns out closed before answering (:func:`_exchange`). The
+        request counts as in flight on the replica that has it until the body is done."""
         counted = contextlib.ExitStack()
         try:
             async with asyncio.timeout(read_timeout) as head:  # a head trickled out is cut off
-                content = _extending(body, head, read_timeout)  # its head's deadline moves on
+                content = body if isinstance(body, bytes) else _extending(body, head, read_timeout)
                 route, connection, (status, got) = await self._send(
                     route, (method.encode(), target, headers), content, counted
                 )
@@ -141,7 +142,7 @@ class Proxy:
         self,
         route: Route,
         request: tuple[bytes, bytes, Headers],
-        body: AsyncIterable[bytes],
+        body: AsyncIterable[bytes] | bytes,
         counted: contextlib.ExitStack,
     ) -> tuple[Route, Connection, Head]:
         """The replica that answered, its connection and its answer's head. One that
@@ -238,23 +239,42 @@ class Proxy:
 
 
 async def _exchange(
-    route: Route, request: tuple[bytes, bytes, Headers], body: AsyncIterable[bytes]
+    route: Route, request: tuple[bytes, bytes, Headers], body: AsyncIterable[bytes] | bytes
 ) -> tuple[Connection, Head]:
     """A connection to the replica with the request sent on it, and the answer's head.
-    A replica that answers early and stops reading the body (a 413, say) is heard."""
-    method, target, headers = request
-    connection = await route.pool.take(route.address, route.port)
-    try:
+    A kept connection the replica closed as the request went out (no byte of an answer
+    came) is dropped and, for a body given whole, the request sent again on the next;
+    each try uses up a kept connection or a new one, so they end."""
+    while True:
+        connection = await route.pool.take(route.address, route.port)
         try:
-            await connection.send(method, target, request_headers(headers, route), body)
-        except Broken as exc:
-            with contextlib.suppress(ReplicaError):
-                return connection, await connection.head()
-            raise exc from None
-        return connection, await connection.head()
-    except BaseException:
-        await route.pool.discard(connection)
-        raise
+            return connection, await _asked(connection, route, request, body)
+        except Broken:
+            await route.pool.discard(connection)
+            if not (isinstance(body, bytes) and connection.unheard_after_reuse()):
+                raise
+            log.info("replica %s closed a kept connection; the request goes again", route.replica)
+        except BaseException:
+            await route.pool.discard(connection)
+            raise
+
+
+async def _asked(
+    connection: Connection,
+    route: Route,
+    request: tuple[bytes, bytes, Headers],
+    body: AsyncIterable[bytes] | bytes,
+) -> Head:
+    """The answer's head. A replica that answers early and stops reading the body (a 413,
+    say) is heard."""
+    method, target, headers = request
+    try:
+        await connection.send(method, target, request_headers(headers, route), body)
+    except Broken as exc:
+        with contextlib.suppress(ReplicaError):
+            return await connection.head()
+        raise exc from None
+    return await connection.head()
 
 
 async def _extending(

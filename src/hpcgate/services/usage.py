@@ -2,7 +2,8 @@
 it passes, and the ledger that stores it.
 
 A streamed answer is read event by event as its chunks pass (never held whole): its
-``usage`` is in its last data event. When the gateway asked for that event on the caller's
+``usage`` is in its last data event. A chunk of whole events none of which has a usage
+passes at once, uncut (most chunks). When the gateway asked for that event on the caller's
 behalf (``stream_options.include_usage``), the event is taken out of the caller's stream,
 so the caller gets the stream it asked for. A whole (not streamed) answer is kept up to
 :data:`JSON_MAX` bytes beside the passing chunks, and its ``usage`` read at its end.
@@ -35,6 +36,9 @@ READ_MAX = 10_000
 EVENT_MAX = 1 << 20
 JSON_MAX = 8 << 20
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_WHOLE = (b"\n\n", b"\r\r")  # a chunk that ends so ends an event
+#: A usage member that may not be null; a chunk without one has no usage to read.
+_USAGE = re.compile(rb'"usage"\s*:\s*[^n\s]')
 
 
 def usage_of(document: object) -> Tokens | None:
@@ -59,6 +63,13 @@ def _decoded(data: bytes) -> Any:
         return None
 
 
+def _plain(chunk: bytes) -> bool:
+    """Whether the chunk is whole events (it ends one) of which none has a usage that is
+    not null: nothing in it to read or to drop, so it need not be cut into events. Most
+    chunks of a stream are so (a backend asked for usage sends ``"usage":null`` in each)."""
+    return chunk.endswith(_WHOLE) and _USAGE.search(chunk) is None
+
+
 class StreamMeter:
     """Reads a server-sent event stream as its chunks pass; :meth:`feed` gives the bytes to
     pass on: the chunk itself, unchanged, unless ``drop_usage_only`` (then whole events,
@@ -71,7 +82,7 @@ class StreamMeter:
         self.tokens: Tokens | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        if self._blind:
+        if self._blind or (not self._rest and _plain(chunk)):
             return chunk
         self._rest += chunk
         passed = [event for event in self._events() if self._keep(event)]

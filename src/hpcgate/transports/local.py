@@ -24,6 +24,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from hpcgate.accounts import Account, UserEntry, local_user
 from hpcgate.model.commands import Command, CommandResult, FileCommand
 from hpcgate.model.errors import CommandTimeout, TransportError
+from hpcgate.transports import tcp
 from hpcgate.transports.anchored import anchored
 from hpcgate.transports.filesystem import FileSystem
 from hpcgate.transports.helper_pool import HelperPool
@@ -51,8 +52,8 @@ class LocalTransport:
     async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
         """A TCP connection from this machine (the same whoever asks)."""
         try:
-            return await anyio.connect_tcp(host, port)
-        except OSError as exc:  # anyio's, caused by the one address's own when there is one
+            return await tcp.connect(host, port)
+        except OSError as exc:  # anyio's (for a name) is caused by the address's own
             reason = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
             raise os_error(reason, f"{host}:{port}") from exc
 
