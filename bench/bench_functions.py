@@ -44,6 +44,7 @@ import os
 import re
 import resource
 import secrets
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -141,13 +142,27 @@ class Bench:
     directory: Path
     direct: str  # the worker's base URL
     workers: int
+    secret: str | None = None  # what the pool's workers want shown (the gateway sends it)
 
     @property
     def invoke_url(self) -> str:
         return f"{self.gateway.url}{FUNCTIONS}/stamps/invoke"
 
     def client(self) -> httpx.Client:
-        return httpx.Client(headers={"Authorization": f"Bearer {self.token}"}, timeout=120)
+        """For the gateway and, the worker's secret shown as the gateway shows it, the
+        worker itself."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if self.secret:
+            headers["X-Hpcgate-Worker-Secret"] = self.secret
+        return httpx.Client(headers=headers, timeout=120)
+
+
+def worker_secret(gateway: GatewayProcess, name: str) -> str | None:
+    """The pool's secret, as the gateway keeps it (the direct side needs it too)."""
+    with contextlib.closing(sqlite3.connect(gateway.home / "hpcgate.db")) as db:
+        found = db.execute("SELECT worker_secret FROM functions WHERE name = ?", (name,))
+        row = found.fetchone()
+    return row[0] if row else None
 
 
 def raise_file_limit() -> int:
@@ -211,7 +226,8 @@ def running(directory: Path, workers: int) -> Iterator[Bench]:
     try:
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as api:
             direct = register(api, gateway.url, workers)
-            yield Bench(gateway, token, directory, direct, workers)
+            secret = worker_secret(gateway, "stamps")
+            yield Bench(gateway, token, directory, direct, workers, secret)
     finally:
         try:
             with gateway.client(token) as api:

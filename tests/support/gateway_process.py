@@ -70,7 +70,11 @@ class GatewayProcess:
         argv += ["--config", str(self.config), "--port", str(self.port)]
         with (self.home / "server.log").open("ab") as log:
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # one that did not come up in time is not left running
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_seconds
