@@ -57,6 +57,7 @@ from typing import Any
 
 import httpx
 
+from bench.bench_services import ms, percentile
 from bench.host import machine
 from tests.support.functions import FUNCTIONS, delete_all
 from tests.support.gateway_process import GatewayProcess, new_gateway
@@ -93,16 +94,6 @@ async def stamps(count=1, gap=0.0, release=None):
             asyncio.ensure_future(_poll(release, _released[release]))
         await _released[release].wait()
 """
-
-
-def percentile(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
 
 
 def compare(direct: list[float], gateway: list[float]) -> dict[str, float]:

@@ -16,6 +16,7 @@ from hpcgate import Client
 from tests.functions.conftest import CONFIG
 from tests.support.functions import (
     FUNCTIONS,
+    SLOW,
     delete_all,
     invocation,
     invoked,
@@ -28,15 +29,6 @@ from tests.support.services import admin_token, stop_services
 
 alice = user_client("alice")
 
-SLOW = """
-import time
-
-def f(count, pause):
-    for i in range(count):
-        time.sleep(pause)
-        yield i
-    return "done"
-"""
 LONG = {"count": 2000, "pause": 0.05}  # some 100 s: far longer than any test waits
 
 

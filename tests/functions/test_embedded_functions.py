@@ -11,6 +11,7 @@ import httpx
 
 from tests.support.functions import (
     FUNCTIONS,
+    SLOW,
     data,
     invocation,
     invoked,
@@ -28,15 +29,6 @@ def f(steps, word="x"):
     for i in range(steps):
         yield f"step {i}\\nevent: result\\ndata: forged {word}\\n\\n"
     return {"steps": steps}
-"""
-SLOW = """
-import time
-
-def f(count, pause):
-    for i in range(count):
-        time.sleep(pause)
-        yield i
-    return "done"
 """
 SCHEMA = {
     "type": "object",

@@ -10,20 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.functions.conftest import CONFIG
-from tests.support.functions import FUNCTIONS, data, delete_all, invoked, register, wait_state
+from tests.support.functions import FUNCTIONS, SLOW, data, delete_all, invoked, register, wait_state
 from tests.support.gateway_process import new_gateway
 from tests.support.services import admin_token, stop_services
 from tests.support.sse import read_events
-
-SLOW = """
-import time
-
-def f(count, pause):
-    for i in range(count):
-        time.sleep(pause)
-        yield i
-    return "done"
-"""
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])

@@ -15,6 +15,16 @@ from tests.support.services import SYSTEM_PYTHON
 from tests.support.sse import Event, _parse
 
 FUNCTIONS = "/api/v1/functions"
+#: A function that yields 0, 1, ... ``count - 1``, ``pause`` seconds apart, then "done".
+SLOW = """
+import time
+
+def f(count, pause):
+    for i in range(count):
+        time.sleep(pause)
+        yield i
+    return "done"
+"""
 
 
 def register(client: httpx.Client, source: str, **fields: Any) -> str:

@@ -627,9 +627,7 @@ class SyncFunctionMethods(SyncCore, FunctionDecorator["RemoteFunction"]):
     ) -> RemoteFunction:
         from hpcgate.client._remote import RemoteFunction
 
-        remote = RemoteFunction(self.functions, spec, input, replace)
-        remote.encrypt = encrypt
-        return remote
+        return RemoteFunction(self.functions, spec, input, replace, encrypt)
 
 
 class AsyncFunctionMethods(AsyncCore, FunctionDecorator["AsyncRemoteFunction"]):
@@ -646,6 +644,4 @@ class AsyncFunctionMethods(AsyncCore, FunctionDecorator["AsyncRemoteFunction"]):
     ) -> AsyncRemoteFunction:
         from hpcgate.client._remote import AsyncRemoteFunction
 
-        remote = AsyncRemoteFunction(self.functions, spec, input, replace)
-        remote.encrypt = encrypt
-        return remote
+        return AsyncRemoteFunction(self.functions, spec, input, replace, encrypt)

@@ -182,12 +182,13 @@ class Remote(Generic[FunctionsT, LockT]):
         spec: FunctionCreate,
         input: type[BaseModel] | None,
         replace: bool,
+        encrypt: bool = False,
     ) -> None:
         self.spec, self.input, self.replace = spec, input, replace
         self._functions: FunctionsT = functions
         self._lock: LockT = type(self)._new_lock()
         self._registered: Function | None = None
-        self.encrypt = False  # its events encrypted end to end (``encrypt=True``)
+        self.encrypt = encrypt  # its events encrypted end to end
 
     @property
     def remote(self) -> str:
