@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -89,12 +90,19 @@ def test_a_provider_signed_token_for_another_audience(
     assert _count(ci_jobs) == before
 
 
+@dataclass(frozen=True)
+class FromNow:
+    """A time claim this many seconds from when the test runs."""
+
+    seconds: int
+
+
 @pytest.mark.parametrize(
     ("changes", "why"),
     [
-        ({"exp": int(time.time()) - 120, "iat": int(time.time()) - 900}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not yet valid"),
-        ({"iat": int(time.time()) + 600}, "future"),
+        ({"exp": FromNow(-120), "iat": FromNow(-900)}, "expired"),
+        ({"nbf": FromNow(600)}, "not yet valid"),
+        ({"iat": FromNow(600)}, "future"),
         ({"iss": "http://127.0.0.1:1"}, "issuer is not trusted"),
         ({"exp": None}, "exp"),
         ({"preferred_username": "root\n"}, "not an hpcgate user name"),
@@ -116,7 +124,9 @@ def test_a_provider_signed_token_with_a_bad_claim(
     why: str,
 ) -> None:
     before = _count(ci_jobs)
-    claims = {k: v for k, v in _claims(idp, **changes).items() if v is not None}
+    now = int(time.time())  # when the test runs: collection may be long before
+    timed = {k: now + v.seconds if isinstance(v, FromNow) else v for k, v in changes.items()}
+    claims = {k: v for k, v in _claims(idp, **timed).items() if v is not None}
     assert why in _refused(oidc_gateway, idp.sign(claims))
     assert _count(ci_jobs) == before
 
