@@ -7,12 +7,28 @@ user's and read the invocations it started, within its ``limits``."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from hpcgate.model.bounds import CONCURRENT_MAX, LIFETIME_MAX, PER_MINUTE_MAX, MaybeNumber
 from hpcgate.model.functions import FunctionName
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
+
+
+def _grantable(scope: Scope) -> Scope:
+    if scope is Scope.AGENT_SERVE:
+        raise ValueError("agent:serve is an agent token's scope: 'hpcgate agent-token create'")
+    return scope
+
+
+#: A scope a token made through the API may hold: any but an agent token's, which only the
+#: server's command line gives (so the document lists exactly what is accepted).
+GrantableScope = Annotated[
+    Scope,
+    AfterValidator(_grantable),
+    WithJsonSchema({"type": "string", "enum": [s.value for s in Scope if s != Scope.AGENT_SERVE]}),
+]
 
 #: An hpcgate user name: what a token may be issued to.
 USER_NAME_PATTERN = r"^[a-z_][a-z0-9_.@-]{0,63}$"
@@ -57,7 +73,9 @@ class NewToken(BaseModel):
         pattern=USER_NAME_PATTERN,
         description="Whose token; default the caller (admin: anyone)",
     )
-    scopes: list[Scope] = Field(default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1)
+    scopes: list[GrantableScope] = Field(
+        default_factory=lambda: sorted(DEFAULT_SCOPES), min_length=1
+    )
     expires_in: MaybeNumber = Field(
         None,
         gt=0,
