@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
-from hpcgate.model.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from hpcgate.model.errors import BadRequest, Forbidden, Invalid, NotFound, Unauthenticated
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Restriction, Scope
 from hpcgate.model.tokens import USER_NAME_PATTERN, CreatedToken, KeyLimits, NewToken, TokenInfo
 from hpcgate.store.tables import TokenRow
@@ -155,7 +155,7 @@ def _key_scopes(parent: Principal, request: NewToken) -> frozenset[Scope]:
         return frozenset(scope for scope in KEY_SCOPES if parent.has(scope))
     scopes = frozenset(request.scopes)
     if not scopes <= KEY_SCOPES:
-        raise BadRequest("an API key holds at most the scopes jobs:read and jobs:write")
+        raise Invalid("an API key holds at most the scopes jobs:read and jobs:write")
     return scopes
 
 
@@ -235,7 +235,7 @@ class TokenService:
         if request.functions is not None:
             scopes = _key_scopes(parent, request)
         elif request.limits is not None:
-            raise BadRequest("limits are an API key's: give the functions it may invoke")
+            raise Invalid("limits are an API key's: give the functions it may invoke")
         elif "scopes" not in request.model_fields_set:  # the defaults the parent holds
             scopes = frozenset(scope for scope in scopes if parent.has(scope))
         _check_issuer(parent, user, scopes)

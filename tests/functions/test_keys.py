@@ -104,8 +104,8 @@ def test_a_key_is_made_by_the_owner_for_its_own_functions_only(
     refused(bob.post(TOKENS, json={"functions": [name]}), 404)
     refused(bob.post(TOKENS, json={"functions": [name], "user": "alice"}), 403)
     refused(alice.post(TOKENS, json={"functions": ["nosuchfn"]}), 404)
-    refused(alice.post(TOKENS, json={"functions": [name], "scopes": ["files:read"]}), 400)
-    refused(alice.post(TOKENS, json={"limits": {"per_minute": 5}}), 400)
+    refused(alice.post(TOKENS, json={"functions": [name], "scopes": ["files:read"]}), 422)
+    refused(alice.post(TOKENS, json={"limits": {"per_minute": 5}}), 422)
     for limits in ({"per_minute": 0}, {"per_minute": True}, {"concurrent": 10_001}):
         refused(alice.post(TOKENS, json={"functions": [name], "limits": limits}), 422)
     refused(alice.post(TOKENS, json={"functions": ["Not A Name"]}), 422)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -32,7 +33,12 @@ def swapping(folder: Path, outside: Path, stop: threading.Event) -> None:
 def swapped(folder: Path, outside: Path, owner: tuple[int, int] | None = None) -> Iterator[None]:
     """``folder/a`` (holding ``secret.txt``: :data:`INSIDE`) swapped, while the context
     lasts, with a link to ``outside`` (whose ``secret.txt`` is :data:`OUTSIDE`); all of
-    them owned by ``owner`` (uid, gid) if given."""
+    them owned by ``owner`` (uid, gid) if given. An earlier round's ``a`` and link go first."""
+    for leftover in (folder / "a-link", folder / "a"):
+        if leftover.is_symlink() or leftover.is_file():
+            leftover.unlink()
+        elif leftover.is_dir():
+            shutil.rmtree(leftover)
     (folder / "a").mkdir(parents=True)
     (folder / "a" / "secret.txt").write_bytes(INSIDE)
     (outside / "secret.txt").write_bytes(OUTSIDE)
