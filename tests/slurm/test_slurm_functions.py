@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.support.functions import FUNCTIONS, data, delete_all, invoked, register
+from tests.support.functions import SLOW_WHO as SLOW
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.slurm import CONFIG, SYSTEM, services_config, slurm_services_gateway
 
@@ -19,15 +20,6 @@ from tests.support.slurm import CONFIG, SYSTEM, services_config, slurm_services_
 FUNCTION_CONFIG = services_config(
     base=CONFIG.replace("max_script_bytes = 65536", "max_script_bytes = 262144"), wait=120
 )
-SLOW = """
-import os, time
-
-def f(count, pause):
-    for i in range(count):
-        time.sleep(pause)
-        yield {"i": i, "user": os.environ.get("USER") or os.getlogin()}
-    return "done"
-"""
 
 
 @pytest.fixture(scope="module")

@@ -18,20 +18,11 @@ import pytest
 
 from tests.ssh.test_ssh_forced import SYSTEM, config, slurm_association
 from tests.support.functions import FUNCTIONS, data, delete_all, invoked, register
+from tests.support.functions import SLOW_WHO as SLOW
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import services_gateway
 from tests.support.slurm import ensure_cluster, services_config
 from tests.support.sshd import FUNCTIONAL, FunctionalAccount, Sshd
-
-SLOW = """
-import os, time
-
-def f(count, pause):
-    for i in range(count):
-        time.sleep(pause)
-        yield {"i": i, "user": os.environ.get("USER") or os.getlogin()}
-    return "done"
-"""
 
 
 @pytest.fixture(scope="module")

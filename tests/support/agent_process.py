@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.gateway_process import end
+
 
 @dataclass
 class AgentProcess:
@@ -42,9 +44,7 @@ class AgentProcess:
             self.process = subprocess.Popen(argv, stdout=log, stderr=log)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
+        end(self.process, sig)
         self.process = None
 
     def log(self) -> str:

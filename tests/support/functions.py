@@ -27,6 +27,18 @@ def f(count, pause):
 """
 
 
+#: As :data:`SLOW`, each output naming the account the worker runs as.
+SLOW_WHO = """
+import os, time
+
+def f(count, pause):
+    for i in range(count):
+        time.sleep(pause)
+        yield {"i": i, "user": os.environ.get("USER") or os.getlogin()}
+    return "done"
+"""
+
+
 def register(client: httpx.Client, source: str, **fields: Any) -> str:
     """A function of the client's user on ``local`` running ``source`` (its callable is
     ``fields["callable"]`` or ``f``); its name."""

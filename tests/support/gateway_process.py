@@ -88,9 +88,7 @@ class GatewayProcess:
         raise TimeoutError(f"gateway did not start:\n{self.log_tail()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=30)
+        end(self.process, sig)
         self.process = None
 
     def log(self) -> str:
@@ -155,3 +153,10 @@ def user_client(
             yield made
 
     return client
+
+
+def end(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    """Signal ``process`` if it still runs and wait (30 s at most) for it to end."""
+    if process is not None and process.poll() is None:
+        process.send_signal(sig)
+        process.wait(timeout=30)
