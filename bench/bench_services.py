@@ -79,6 +79,7 @@ CHUNK_INTERVAL = 0.02
 MANY_CHUNKS = 10  # per stream of the many-streams figure
 MANY_INTERVAL = 0.5
 LLAMA_TOKENS = 32
+LLAMA_PAUSE = 0.25  # seconds before each llama.cpp request (see taking_turns)
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -348,16 +349,22 @@ def taking_turns(
     urls: dict[str, str],
     read: Callable[[httpx.Client, str], StreamTimes],
     runs: int,
+    pause: float = 0.0,
 ) -> dict[str, list[StreamTimes]]:
     """``runs`` streams read from each side's URL, the sides taking turns after one
-    unmeasured read of each (a warm connection and replica)."""
+    unmeasured read of each (a warm connection and replica). Each round starts with the next
+    side, so none always follows the same one; ``pause`` seconds before each read let a
+    backend settle after the previous answer (llama.cpp closes each stream's connection and
+    takes a moment before its next request is as quick as a first)."""
     times: dict[str, list[StreamTimes]] = {side: [] for side in urls}
+    sides = list(urls)
     with bench.client() as client:
         for url in urls.values():
             read(client, url)
-        for _ in range(runs):
-            for side, url in urls.items():
-                times[side].append(read(client, url))
+        for round_ in range(runs):
+            for side in sides[round_ % len(sides) :] + sides[: round_ % len(sides)]:
+                time.sleep(pause)
+                times[side].append(read(client, urls[side]))
     return times
 
 
@@ -403,8 +410,8 @@ def llama_streamed(bench: Bench, runs: int) -> dict[str, Any]:
         "proxied": bench.proxied("llama"),
         "v1": bench.gateway.url,
     }
-    times = taking_turns(bench, urls, read_llama_stream, runs)
-    figures: dict[str, Any] = {"max_tokens": LLAMA_TOKENS, "runs": runs}
+    times = taking_turns(bench, urls, read_llama_stream, runs, pause=LLAMA_PAUSE)
+    figures: dict[str, Any] = {"max_tokens": LLAMA_TOKENS, "runs": runs, "pause_s": LLAMA_PAUSE}
     for route in ("proxied", "v1"):
         figures[route] = stream_figures(times["direct"], times[route])
         figures[route].pop("chunk_delivery")
