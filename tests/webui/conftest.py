@@ -1,0 +1,70 @@
+"""The web interface in a real headless Chromium against a real gateway process (the
+session's, from tests/conftest.py): each test signs in a user of its own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.support.browser import ARGS, AXE, CHROMIUM, check_installed
+from tests.support.gateway_process import GatewayProcess
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    check_installed()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    yield launched
+    launched.close()
+
+
+@dataclass
+class UiUser:
+    """A user of their own, signed in in a browser context of their own."""
+
+    name: str
+    token: str
+    api: httpx.Client
+    context: BrowserContext
+    page: Page
+    base: str
+    dialogs: list[str]
+
+    def goto(self, path: str) -> int:
+        response = self.page.goto(self.base + path)
+        assert response is not None
+        return response.status
+
+
+def sign_in(page: Page, base: str, token: str) -> None:
+    page.goto(f"{base}/ui/signin")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/ui/dashboard")
+
+
+@pytest.fixture
+def ui(gateway: GatewayProcess, browser: Browser) -> Iterator[UiUser]:
+    name = f"ui{uuid.uuid4().hex[:10]}"
+    token = gateway.token(name)
+    context = browser.new_context(accept_downloads=True)
+    context.add_init_script(path=AXE)  # through the DevTools protocol: the page's CSP holds
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, gateway.url, token)
+    with gateway.client(token) as api:
+        yield UiUser(name, token, api, context, page, gateway.url, dialogs)
+    context.close()
