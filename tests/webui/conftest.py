@@ -9,7 +9,14 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
 from tests.support.browser import ARGS, AXE, CHROMIUM, check_installed
 from tests.support.gateway_process import GatewayProcess
@@ -63,7 +70,12 @@ def ui(gateway: GatewayProcess, browser: Browser) -> Iterator[UiUser]:
     context.set_default_timeout(30_000)
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismissed(dialog: Dialog) -> None:  # a script ran: alert(), confirm(), prompt()
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismissed)
     sign_in(page, gateway.url, token)
     with gateway.client(token) as api:
         yield UiUser(name, token, api, context, page, gateway.url, dialogs)
