@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from hpcgate.model.errors import Invalid
 from hpcgate.model.files import Transfer
 from hpcgate.model.principal import Scope
+from hpcgate.model.tasks import TaskState
 from hpcgate.transports.filesystem import OpenFile
 from hpcgate.webui.forms import read_form
 from hpcgate.webui.render import page
@@ -29,6 +30,7 @@ MaybePath = Annotated[str | None, Query(min_length=1, max_length=4096)]
 #: The editor opens files up to this size.
 EDIT_MAX = 1 << 20
 READ_CHUNK = 1 << 20
+RENAME_WAIT_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,19 @@ async def mkdir(request: Request, viewer: ViewerDep, system: SystemName) -> Resp
 
 @router.post("/{system}/rename")
 async def rename(request: Request, viewer: ViewerDep, system: SystemName) -> Response:
-    """A move within the same directory, started as a task (as the API's mv)."""
+    """A move within the same directory: a task (as the API's mv), which the listing waits
+    for a few seconds, so that it shows the new name (a longer one goes on meanwhile)."""
     form = await read_form(request)
     source = form.get("path")
     where = posixpath.dirname(source)
     moved = Transfer(source=source, target=posixpath.join(where, _name(form.get("name"))))
-    await viewer.gateway.bulk.move(viewer.target(system), moved)
+    task = await viewer.gateway.bulk.move(viewer.target(system), moved)
+    with anyio.move_on_after(RENAME_WAIT_SECONDS):
+        while task.state is TaskState.RUNNING:
+            await anyio.sleep(0.05)
+            task = await viewer.gateway.tasks.get(viewer.who, task.id)
+    if task.state is TaskState.FAILED and task.error is not None:
+        raise Invalid(f"the rename failed: {task.error.get('detail') or task.error['title']}")
     return RedirectResponse(_listing_url(system, where), status_code=303)
 
 
