@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import ViewportSize
+
 from tests.support.browser import grave_violations
 from tests.support.jobs import wait_for_job
 from tests.webui.conftest import UiUser
@@ -20,8 +22,8 @@ WEIGHT = (
     "performance.getEntries().filter((e) => 'decodedBodySize' in e)"
     ".reduce((n, e) => n + Math.max(e.transferSize, e.decodedBodySize), 0)"
 )
-PHONE = {"width": 390, "height": 844}
-LAPTOP = {"width": 1280, "height": 800}
+PHONE = ViewportSize(width=390, height=844)
+LAPTOP = ViewportSize(width=1280, height=800)
 
 
 def _pages(ui: UiUser) -> dict[str, str]:
