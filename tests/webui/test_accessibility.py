@@ -27,7 +27,10 @@ LAPTOP = ViewportSize(width=1280, height=800)
 
 
 def _pages(ui: UiUser) -> dict[str, str]:
-    """One of each page, with something on it: a finished job, a file."""
+    """One of each page, with something on it: a running job, a finished one, a file."""
+    running = {"name": "simulate", "script": "#!/bin/bash\nsleep 120\n"}
+    busy = ui.api.post("/api/v1/systems/local/jobs", json=running).json()
+    wait_for_job(ui.api, busy["id"], lambda j: j["state"] == "RUNNING")
     spec = {"name": "hello", "script": "#!/bin/bash\nfor i in 1 2 3; do echo step $i; done\n"}
     job = ui.api.post("/api/v1/systems/local/jobs", json=spec).json()
     wait_for_job(ui.api, job["id"], lambda j: j["state"] == "COMPLETED")
@@ -70,6 +73,10 @@ def test_every_page_passes_axe_and_stays_light(ui: UiUser) -> None:
                 ui.page.screenshot(path=f"{shots}/{name}.png", full_page=False)
     assert found == {}
     assert ui.dialogs == []
+    for job in ui.api.get("/api/v1/systems/local/jobs", params={"state": "RUNNING"}).json()[
+        "items"
+    ]:
+        ui.api.delete(f"/api/v1/systems/local/jobs/{job['id']}")
 
 
 def test_the_sign_in_page_passes_axe(ui: UiUser) -> None:
