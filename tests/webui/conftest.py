@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    ConsoleMessage,
     Dialog,
     Page,
     Playwright,
@@ -47,6 +48,7 @@ class UiUser:
     page: Page
     base: str
     dialogs: list[str]
+    refused: list[str]  # what the page's Content-Security-Policy refused, as the console said
 
     def goto(self, path: str) -> int:
         response = self.page.goto(self.base + path)
@@ -76,7 +78,14 @@ def ui(gateway: GatewayProcess, browser: Browser) -> Iterator[UiUser]:
         dialog.dismiss()
 
     page.on("dialog", dismissed)
+    refused: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    page.on("console", console)
     sign_in(page, gateway.url, token)
     with gateway.client(token) as api:
-        yield UiUser(name, token, api, context, page, gateway.url, dialogs)
+        yield UiUser(name, token, api, context, page, gateway.url, dialogs, refused)
     context.close()

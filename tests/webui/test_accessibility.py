@@ -73,6 +73,7 @@ def test_every_page_passes_axe_and_stays_light(ui: UiUser) -> None:
                 ui.page.screenshot(path=f"{shots}/{name}.png", full_page=False)
     assert found == {}
     assert ui.dialogs == []
+    assert ui.refused == []  # htmx and app.js need nothing inline
     for job in ui.api.get("/api/v1/systems/local/jobs", params={"state": "RUNNING"}).json()[
         "items"
     ]:

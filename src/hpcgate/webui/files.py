@@ -114,16 +114,18 @@ async def _chunks(file: OpenFile, size: int) -> AsyncIterator[bytes]:
             await file.close()
 
 
-@router.put("/{system}/upload")
+@router.put("/upload")
 async def upload(
     request: Request,
     viewer: ViewerDep,
-    system: SystemName,
+    system: Annotated[str, Query(max_length=64)],
     path: FilePath,
     overwrite: bool = False,
 ) -> Response:
     """The body is the file's bytes (sent by app.js with the CSRF header): as the API's
-    upload, into a hidden file first, named only once all of it is there."""
+    upload, into a hidden file first, named only once all of it is there. Its path ends in
+    ``/files/upload``, as the API's, so the request body cap leaves it to stream whatever
+    its size (:func:`hpcgate.api.limits.streamed`)."""
     body = request.stream()
     uploaded = await viewer.gateway.files.upload(viewer.target(system), path, body, overwrite, None)
     return JSONResponse({"path": uploaded.entry.path, "sha256": uploaded.sha256}, status_code=201)

@@ -51,7 +51,7 @@ function uploadOne(zone, file, list) {
   return new Promise((resolve) => {
     const request = new XMLHttpRequest();
     const path = joinPath(zone.dataset.dir, file.name);
-    request.open("PUT", zone.dataset.uploadUrl + "?path=" + encodeURIComponent(path));
+    request.open("PUT", zone.dataset.uploadUrl + "&path=" + encodeURIComponent(path));
     request.setRequestHeader("X-CSRF-Token", csrfToken());
     request.setRequestHeader("Content-Type", "application/octet-stream");
     request.upload.addEventListener("progress", (event) => { bar.value = event.loaded; });
