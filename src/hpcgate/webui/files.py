@@ -52,7 +52,7 @@ def _listing_url(system: str, path: str) -> str:
     return f"/ui/files/{quote(system)}?path={quote(path)}"
 
 
-def _name(value: str) -> str:
+def entry_name(value: str) -> str:
     """One name in a directory: no separator, not '.' or '..'."""
     name = value.strip()
     if not name or "/" in name or name in (".", "..") or "\x00" in name or len(name) > 255:
@@ -135,7 +135,7 @@ async def upload(
 async def mkdir(request: Request, viewer: ViewerDep, system: SystemName) -> Response:
     form = await read_form(request)
     where = form.get("path")
-    made = posixpath.join(where, _name(form.get("name")))
+    made = posixpath.join(where, entry_name(form.get("name")))
     await viewer.gateway.files.mkdir(viewer.target(system), made, False)
     return RedirectResponse(_listing_url(system, where), status_code=303)
 
@@ -147,7 +147,7 @@ async def rename(request: Request, viewer: ViewerDep, system: SystemName) -> Res
     form = await read_form(request)
     source = form.get("path")
     where = posixpath.dirname(source)
-    moved = Transfer(source=source, target=posixpath.join(where, _name(form.get("name"))))
+    moved = Transfer(source=source, target=posixpath.join(where, entry_name(form.get("name"))))
     task = await viewer.gateway.bulk.move(viewer.target(system), moved)
     with anyio.move_on_after(RENAME_WAIT_SECONDS):
         while task.state is TaskState.RUNNING:
