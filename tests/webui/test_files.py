@@ -22,7 +22,9 @@ DROP = """([name, data]) => {
 
 
 def _home(ui: UiUser) -> str:
-    return str(ui.api.get("/api/v1/systems/local").json()["home"])
+    answer = ui.api.get("/api/v1/systems/local")
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["home"])
 
 
 def drop_file(ui: UiUser, name: str, data: bytes) -> None:
