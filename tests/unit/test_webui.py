@@ -69,15 +69,16 @@ def test_the_chart_scales_each_bar_and_bounds_the_nodes_drawn() -> None:
     assert len(many.bars) == NODES_SHOWN and many.hidden == 5
 
 
-def test_breadcrumbs_lead_to_each_ancestor() -> None:
-    crumbs = breadcrumbs("/home/alice/runs")
-    assert [(c.name, c.path) for c in crumbs] == [
-        ("/", "/"),
-        ("home", "/home"),
-        ("alice", "/home/alice"),
-        ("runs", "/home/alice/runs"),
+def test_breadcrumbs_lead_to_each_ancestor_inside_the_roots() -> None:
+    crumbs = breadcrumbs("/home/alice/runs", ["/home/alice", "/scratch"])
+    assert [(c.name, c.path, c.linked) for c in crumbs] == [
+        ("/", "/", False),
+        ("home", "/home", False),
+        ("alice", "/home/alice", True),
+        ("runs", "/home/alice/runs", True),
     ]
-    assert [c.path for c in breadcrumbs("/")] == ["/"]
+    assert [c.path for c in breadcrumbs("/", ["/"])] == ["/"]
+    assert not breadcrumbs("/home/alicex", ["/home/alice"])[-1].linked
 
 
 @pytest.mark.parametrize("name", ["", " ", ".", "..", "a/b", "x\x00", "n" * 256])

@@ -62,3 +62,8 @@ def test_the_list_filters_by_state(ui: UiUser) -> None:
     ui.page.get_by_label("State").select_option("RUNNING")  # htmx swaps the rows
     expect(rows.first).to_have_text("None.")
     assert "state=RUNNING" in ui.page.url
+    ui.page.get_by_label("State").select_option("")  # any state again
+    expect(rows.first).to_contain_text("quick")
+    ui.page.get_by_label("Name").fill("nothing-by-this-name")
+    ui.page.get_by_role("button", name="Filter").click()
+    expect(rows.first).to_have_text("None.")

@@ -43,7 +43,7 @@ def _wants_page(request: Request) -> bool:
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
-    if _wants_page(request) and request.method == "GET":
+    if _wants_page(request):  # a link followed or a form sent: to the sign-in form
         return RedirectResponse(f"{PREFIX}/signin", status_code=303)
     return Response("sign in again", status_code=401, headers={"HX-Redirect": f"{PREFIX}/signin"})
 

@@ -5,7 +5,7 @@ edit a small text file."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
@@ -37,14 +37,20 @@ RENAME_WAIT_SECONDS = 10
 class Crumb:
     name: str
     path: str
+    linked: bool  # inside the roots: a link; above them, only a name
 
 
-def breadcrumbs(path: str) -> list[Crumb]:
-    """``/a/b/c`` as links to ``/``, ``/a``, ``/a/b`` and ``/a/b/c``."""
-    crumbs = [Crumb("/", "/")]
+def within(path: str, roots: Sequence[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def breadcrumbs(path: str, roots: Sequence[str]) -> list[Crumb]:
+    """``/a/b/c`` as ``/``, ``/a``, ``/a/b`` and ``/a/b/c``; links for those in the roots."""
+    crumbs = [Crumb("/", "/", within("/", roots))]
     parts = [part for part in path.split("/") if part]
     for index, part in enumerate(parts):
-        crumbs.append(Crumb(part, "/" + "/".join(parts[: index + 1])))
+        ancestor = "/" + "/".join(parts[: index + 1])
+        crumbs.append(Crumb(part, ancestor, within(ancestor, roots)))
     return crumbs
 
 
@@ -79,8 +85,8 @@ async def browse(
         listing=listing,
         entries=entries,
         roots=roots.shown,
-        crumbs=breadcrumbs(listing.path),
-        parent=parent,
+        crumbs=breadcrumbs(listing.path, roots.shown),
+        parent=parent if within(parent, roots.shown) else None,
         can_write=viewer.who.has(Scope.FILES_WRITE),
     )
 

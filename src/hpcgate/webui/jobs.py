@@ -14,7 +14,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hpcgate.jobs.output import JobOutput, Stream
 from hpcgate.model.bounds import KEY_MAX
-from hpcgate.model.errors import HpcgateError
+from hpcgate.model.errors import HpcgateError, Invalid
 from hpcgate.model.jobs import JobSpec, JobState
 from hpcgate.webui.forms import Form, read_form
 from hpcgate.webui.render import page
@@ -45,12 +45,13 @@ async def list_jobs(
     request: Request,
     viewer: ViewerDep,
     system: Annotated[str | None, Query(max_length=64)] = None,
-    state: Annotated[JobState | None, Query()] = None,
+    state: Annotated[str | None, Query(max_length=32, description="Empty: any")] = None,
     name: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """The whole page, or (for htmx) only its rows when a filter changes."""
     chosen = _system_or_first(viewer, system)
-    states = [state] if state else []
+    wanted = _state(state)
+    states = [wanted] if wanted else []
     listed = await viewer.gateway.jobs.list(viewer.target(chosen), states, name or None, None, PAGE)
     template = "job_rows.html" if "hx-request" in request.headers else "jobs.html"
     return page(
@@ -61,9 +62,19 @@ async def list_jobs(
         system=chosen,
         systems=_systems(viewer),
         states=list(JobState),
-        state=state,
+        state=wanted,
         name=name,
     )
+
+
+def _state(value: str | None) -> JobState | None:
+    """The state filter's choice; the empty one ("Any") is none."""
+    if not value:
+        return None
+    try:
+        return JobState(value)
+    except ValueError:
+        raise Invalid(f"no job state {value!r}") from None
 
 
 @router.get("/new")
