@@ -21,6 +21,7 @@ from playwright.sync_api import (
 
 from tests.support.browser import ARGS, AXE, CHROMIUM, check_installed
 from tests.support.gateway_process import GatewayProcess
+from tests.support.services import admin_token
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +64,26 @@ def sign_in(page: Page, base: str, token: str) -> None:
     page.wait_for_url(f"{base}/ui/dashboard")
 
 
+def _token(gateway: GatewayProcess, user: str) -> str:
+    """A token for ``user``, issued over the API with the admin token of the first start
+    (quicker than a ``hpcgate token create`` process per test)."""
+    with gateway.client(admin_token(gateway.home)) as client:
+        answer = client.post("/api/v1/tokens", json={"user": user})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["token"])
+
+
+def with_axe(context: BrowserContext) -> None:
+    """Every page loaded from now on gets axe-core, through the DevTools protocol (so the
+    page's CSP still holds); only the scans pay for its 0.5 MB."""
+    context.add_init_script(path=AXE)
+
+
 @pytest.fixture
 def ui(gateway: GatewayProcess, browser: Browser) -> Iterator[UiUser]:
     name = f"ui{uuid.uuid4().hex[:10]}"
-    token = gateway.token(name)
+    token = _token(gateway, name)
     context = browser.new_context(accept_downloads=True)
-    context.add_init_script(path=AXE)  # through the DevTools protocol: the page's CSP holds
     context.set_default_timeout(30_000)
     page = context.new_page()
     dialogs: list[str] = []

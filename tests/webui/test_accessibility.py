@@ -14,7 +14,7 @@ from playwright.sync_api import ViewportSize
 
 from tests.support.browser import grave_violations
 from tests.support.jobs import wait_for_job
-from tests.webui.conftest import UiUser
+from tests.webui.conftest import UiUser, with_axe
 
 WEIGHT_MAX = 300_000
 #: What the page and everything it loaded weigh, as the browser counted them (uncompressed).
@@ -58,6 +58,7 @@ def _scan(ui: UiUser) -> list[str]:
 
 def test_every_page_passes_axe_and_stays_light(ui: UiUser) -> None:
     shots = os.environ.get("HPCGATE_UI_SCREENSHOTS")
+    with_axe(ui.context)
     found: dict[str, list[str]] = {}
     for name, path in _pages(ui).items():
         for size in (LAPTOP, PHONE):
@@ -82,5 +83,6 @@ def test_every_page_passes_axe_and_stays_light(ui: UiUser) -> None:
 
 def test_the_sign_in_page_passes_axe(ui: UiUser) -> None:
     ui.context.clear_cookies()
+    with_axe(ui.context)
     ui.goto("/ui/signin")
     assert _scan(ui) == []

@@ -14,8 +14,8 @@ import anyio
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from hpcgate.model.errors import Invalid
-from hpcgate.model.files import Transfer
+from hpcgate.model.errors import Invalid, NotFound
+from hpcgate.model.files import Listing, Transfer
 from hpcgate.model.principal import Scope
 from hpcgate.model.tasks import TaskState
 from hpcgate.transports.filesystem import OpenFile
@@ -73,7 +73,12 @@ async def browse(
     target = viewer.target(system)
     files = viewer.gateway.files
     roots = await files.roots(target)
-    listing = await files.listing(target, path or roots.home, False, 1, False)
+    try:
+        listing = await files.listing(target, path or roots.home, False, 1, False)
+    except NotFound:
+        if path is not None:
+            raise
+        listing = Listing(path=roots.home, entries=[])  # a new user's: made by a first job
     entries = sorted(listing.entries, key=lambda e: (e.type != "directory", e.name))
     parent = posixpath.dirname(listing.path.rstrip("/")) or "/"
     return page(
