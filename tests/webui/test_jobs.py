@@ -67,3 +67,7 @@ def test_the_list_filters_by_state(ui: UiUser) -> None:
     ui.page.get_by_label("Name").fill("nothing-by-this-name")
     ui.page.get_by_role("button", name="Filter").click()
     expect(rows.first).to_have_text("None.")
+    ui.page.go_back()  # htmx asks for the whole page again (it keeps none in sessionStorage)
+    expect(ui.page.get_by_role("heading", name="Jobs")).to_be_visible()
+    expect(ui.page.get_by_label("State")).to_be_visible()
+    assert ui.page.evaluate("sessionStorage.getItem('htmx-history-cache')") is None

@@ -53,7 +53,8 @@ async def list_jobs(
     wanted = _state(state)
     states = [wanted] if wanted else []
     listed = await viewer.gateway.jobs.list(viewer.target(chosen), states, name or None, None, PAGE)
-    template = "job_rows.html" if "hx-request" in request.headers else "jobs.html"
+    rows_only = request.headers.get("hx-target") == "job-rows"  # not a history restore
+    template = "job_rows.html" if rows_only else "jobs.html"
     return page(
         request,
         template,
