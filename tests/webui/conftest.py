@@ -64,7 +64,7 @@ def sign_in(page: Page, base: str, token: str) -> None:
     page.wait_for_url(f"{base}/ui/dashboard")
 
 
-def _token(gateway: GatewayProcess, user: str) -> str:
+def issue_token(gateway: GatewayProcess, user: str) -> str:
     """A token for ``user``, issued over the API with the admin token of the first start
     (quicker than a ``hpcgate token create`` process per test)."""
     with gateway.client(admin_token(gateway.home)) as client:
@@ -82,7 +82,7 @@ def with_axe(context: BrowserContext) -> None:
 @pytest.fixture
 def ui(gateway: GatewayProcess, browser: Browser) -> Iterator[UiUser]:
     name = f"ui{uuid.uuid4().hex[:10]}"
-    token = _token(gateway, name)
+    token = issue_token(gateway, name)
     context = browser.new_context(accept_downloads=True)
     context.set_default_timeout(30_000)
     page = context.new_page()
