@@ -33,7 +33,8 @@ def drop_file(ui: UiUser, name: str, data: bytes) -> None:
 
 
 def test_a_dropped_file_uploads_and_downloads_back_identical(ui: UiUser, tmp_path: Path) -> None:
-    ui.api.post("/api/v1/systems/local/files/mkdir", json={"path": _home(ui), "parents": True})
+    home = _home(ui)
+    ui.api.post("/api/v1/systems/local/files/mkdir", json={"path": home, "parents": True})
     ui.goto("/ui/files/local")
     data = os.urandom(5_000_000)  # past the 4 MiB cap on other bodies: streamed to disk
     drop_file(ui, "data.bin", data)
@@ -45,6 +46,14 @@ def test_a_dropped_file_uploads_and_downloads_back_identical(ui: UiUser, tmp_pat
     download.value.save_as(saved)
     assert saved.read_bytes() == data
     assert download.value.suggested_filename == "data.bin"
+
+    drop_file(ui, "data.bin", b"second")  # the name is taken: refused, nothing replaced
+    expect(ui.page.locator("#uploads li[data-status=failed]")).to_contain_text("409")
+    ui.page.get_by_label("Replace files of the same name").check()
+    with ui.page.expect_navigation():  # the page reloads once every upload is done
+        drop_file(ui, "data.bin", b"second")
+    read = ui.api.get("/api/v1/systems/local/files/view", params={"path": f"{home}/data.bin"})
+    assert read.json()["content"] == "second"
 
 
 def test_mkdir_edit_rename_and_delete(ui: UiUser) -> None:

@@ -51,7 +51,9 @@ function uploadOne(zone, file, list) {
   return new Promise((resolve) => {
     const request = new XMLHttpRequest();
     const path = joinPath(zone.dataset.dir, file.name);
-    request.open("PUT", zone.dataset.uploadUrl + "&path=" + encodeURIComponent(path));
+    const overwrite = document.getElementById("upload-overwrite");
+    const replace = overwrite && overwrite.checked ? "&overwrite=true" : "";
+    request.open("PUT", zone.dataset.uploadUrl + "&path=" + encodeURIComponent(path) + replace);
     request.setRequestHeader("X-CSRF-Token", csrfToken());
     request.setRequestHeader("Content-Type", "application/octet-stream");
     request.upload.addEventListener("progress", (event) => { bar.value = event.loaded; });
