@@ -33,6 +33,7 @@ from hpcgate.api.limits import BodyLimit
 from hpcgate.config import Settings
 from hpcgate.gateway import Gateway
 from hpcgate.model.principal import Scope
+from hpcgate.webui import app as webui
 
 DESCRIPTION = """
 hpcgate lets applications, services and people use HPC systems over HTTP: submit and
@@ -76,6 +77,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     routers = (agent.router, systems.router, jobs.router, files.router, tasks.router, tokens.router)
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
+    app.mount(webui.PREFIX, webui.create(gw), name="webui")  # the web interface, /ui
     app.add_api_route(
         "/api/v1/health",
         health,

@@ -183,6 +183,13 @@ class JobService:
     async def get(self, target: Target, job_id: str) -> Job:
         return to_job(await self._own_row(target, job_id, Scope.JOBS_READ))
 
+    async def spec(self, target: Target, job_id: str) -> JobSpec:
+        """What the caller's job was submitted with (its script as read at the submit), to
+        submit it again."""
+        return JobSpec.model_validate_json(
+            (await self._own_row(target, job_id, Scope.JOBS_READ)).spec
+        )
+
     async def list(
         self,
         target: Target,

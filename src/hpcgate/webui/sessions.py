@@ -1,0 +1,80 @@
+"""Signed-in browsers: the token each one pasted, kept in the gateway's memory.
+
+The cookie holds only a random session id (HttpOnly, SameSite=Strict, Secure over https);
+the token stays on the server and is checked again on every request, so revoking it ends
+the session. Sessions live in this process: a restart signs everyone out. Each session has
+its own CSRF token, which every state-changing request must carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+
+COOKIE = "hpcgate_session"
+#: A session unused this long is gone; one is never kept longer than MAX_AGE.
+IDLE_SECONDS = 8 * 3600
+MAX_AGE = 24 * 3600
+#: At most this many sessions at once; past it the least recently used is dropped.
+MAX_SESSIONS = 10_000
+
+
+@dataclass
+class Session:
+    token: str = field(repr=False)
+    user: str
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    created: float = field(default_factory=time.monotonic)
+    seen: float = field(default_factory=time.monotonic)
+
+    def csrf_matches(self, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(presented, self.csrf)
+
+
+def _key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class Sessions:
+    """The live sessions, by the digest of their id (a lookup reveals nothing by timing)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Session] = {}
+
+    def open(self, token: str, user: str) -> tuple[str, Session]:
+        """A new session and the id its cookie carries."""
+        self._sweep()
+        while len(self._by_key) >= MAX_SESSIONS:
+            oldest = min(self._by_key, key=lambda k: self._by_key[k].seen)
+            del self._by_key[oldest]
+        session_id = secrets.token_urlsafe(32)
+        session = Session(token, user)
+        self._by_key[_key(session_id)] = session
+        return session_id, session
+
+    def get(self, session_id: str | None) -> Session | None:
+        if not session_id or len(session_id) > 128:
+            return None
+        session = self._by_key.get(_key(session_id))
+        now = time.monotonic()
+        if session is None or _expired(session, now):
+            self.close(session_id)
+            return None
+        session.seen = now
+        return session
+
+    def close(self, session_id: str | None) -> None:
+        if session_id:
+            self._by_key.pop(_key(session_id), None)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, s in self._by_key.items() if _expired(s, now)]:
+            del self._by_key[key]
+
+
+def _expired(session: Session, now: float) -> bool:
+    return now - session.seen > IDLE_SECONDS or now - session.created > MAX_AGE

@@ -1,0 +1,59 @@
+"""Signing in by pasting an hpcgate token (or a trusted provider's access token), and out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from hpcgate.model.errors import HpcgateError
+from hpcgate.webui.forms import read_form
+from hpcgate.webui.render import page
+from hpcgate.webui.sessions import COOKIE, MAX_AGE
+from hpcgate.webui.viewer import ViewerDep, check_origin, sessions, ui_gateway
+
+router = APIRouter()
+TOKEN_MAX = 8192
+
+
+@router.get("/", include_in_schema=False)
+async def home() -> Response:
+    return RedirectResponse("/ui/dashboard", status_code=303)
+
+
+@router.get("/signin")
+async def signin_page(request: Request) -> Response:
+    return page(request, "signin.html", None, error=None)
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    """A token that authenticates opens a session; anything else shows the form again."""
+    check_origin(request)  # SameSite=Strict keeps the cookie; this keeps others' forms out
+    token = (await read_form(request)).get("token").strip()
+    try:
+        if not token or len(token) > TOKEN_MAX:
+            raise ValueError
+        who = await ui_gateway(request).authenticate(token)
+    except (HpcgateError, ValueError):
+        error = "That token is not valid (expired, revoked, or mistyped)."
+        return page(request, "signin.html", None, status_code=401, error=error)
+    session_id, _ = sessions(request).open(token, who.user)
+    answer = RedirectResponse("/ui/dashboard", status_code=303)
+    answer.set_cookie(
+        COOKIE,
+        session_id,
+        max_age=MAX_AGE,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return answer
+
+
+@router.post("/signout")
+async def signout(request: Request, viewer: ViewerDep) -> Response:
+    sessions(request).close(request.cookies.get(COOKIE))
+    answer = RedirectResponse("/ui/signin", status_code=303)
+    answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+    return answer

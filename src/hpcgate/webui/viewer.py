@@ -1,0 +1,85 @@
+"""Who is looking: the session's token turned into the same :class:`Principal` the API
+uses, checked on every request; and the CSRF check on every state change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from hpcgate.gateway import Gateway
+from hpcgate.model.errors import Forbidden, Unauthenticated
+from hpcgate.model.principal import Principal
+from hpcgate.target import Target
+from hpcgate.webui.forms import is_form, read_form
+from hpcgate.webui.sessions import COOKIE, Session, Sessions
+
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class SignInNeeded(Exception):
+    """No session, or its token no longer authenticates: the browser must sign in."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in caller of one request."""
+
+    who: Principal
+    session: Session
+    gateway: Gateway
+
+    def target(self, system: str) -> Target:
+        return self.gateway.target(self.who, system)
+
+
+def ui_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+def sessions(request: Request) -> Sessions:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+def check_origin(request: Request) -> None:
+    """A state change must come from a page of this gateway: a browser sends ``Origin``
+    with every such request, and it must name this host."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden("this request came from another site")
+
+
+async def viewer(request: Request) -> Viewer:
+    """The caller, for any /ui route but sign-in; a state change also needs its CSRF token
+    (:func:`require_csrf`), so no route can forget it."""
+    store = sessions(request)
+    session_id = request.cookies.get(COOKIE)
+    session = store.get(session_id)
+    if session is None:
+        raise SignInNeeded
+    gateway = ui_gateway(request)
+    try:
+        who = await gateway.authenticate(session.token)
+    except Unauthenticated:
+        store.close(session_id)  # revoked or expired: this session is over
+        raise SignInNeeded from None
+    if request.method not in SAFE_METHODS:
+        await require_csrf(request, session)
+    return Viewer(who, session, gateway)
+
+
+async def require_csrf(request: Request, session: Session) -> None:
+    """Forbidden unless a state change comes from this site and carries the session's CSRF
+    token: in the ``X-CSRF-Token`` header (htmx, uploads) or a form's ``csrf`` field."""
+    check_origin(request)
+    if session.csrf_matches(request.headers.get(CSRF_HEADER)):
+        return
+    presented = (await read_form(request)).get("csrf") if is_form(request) else None
+    if not session.csrf_matches(presented):
+        raise Forbidden("the form is stale or came from elsewhere: reload the page")
+
+
+ViewerDep = Annotated[Viewer, Depends(viewer)]
