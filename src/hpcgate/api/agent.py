@@ -82,7 +82,7 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
     if hello_frame.kind is not Kind.HELLO:
         raise _Broken("the first frame is no HELLO")
     hello: m.Hello = codec.decode(fields(hello_frame), m.Hello, "hello")
-    link = AgentLink(hello, grant.token_id, websocket.send_bytes)
+    link = AgentLink(hello, grant.token_id, websocket.send_bytes, gateway.agents.channels)
     welcome = m.Welcome(gateway.agents.epoch)
     await link.send(control(Kind.WELCOME, 0, codec.encode(welcome, m.Welcome)))
     gateway.agents.add(grant.system, link)
@@ -90,6 +90,7 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
     try:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_watch_token, gateway, websocket, grant, tasks.cancel_scope)
+            tasks.start_soon(_watch_replaced, websocket, link, tasks.cancel_scope)
             broken = await _read(websocket, link)
             tasks.cancel_scope.cancel()
         if broken is not None:
@@ -110,6 +111,15 @@ async def _read(websocket: WebSocket, link: AgentLink) -> str | None:
         return str(exc)
     except WebSocketDisconnect:
         return None
+
+
+async def _watch_replaced(websocket: WebSocket, link: AgentLink, scope: anyio.CancelScope) -> None:
+    """The same agent connected again (so it left this connection, whatever TCP says):
+    this one ends, and its requests wait for the new one."""
+    await link.ended.wait()
+    scope.cancel()
+    with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.close(1000, "replaced by the agent's new connection")
 
 
 async def _watch_token(
