@@ -8,7 +8,9 @@ import hashlib
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -40,6 +42,7 @@ def server(base: Path) -> Iterator[GatewayProcess]:
 scheduler = "embedded"
 transport = "agent"
 status_interval = 0.2
+command_timeout = 10
 roots = ["{base}/{{user}}"]
 workdir = "{base}/{{user}}"
 spool = "{base}/spool"
@@ -209,4 +212,90 @@ def test_a_revoked_token_cuts_its_agent_within_a_second_and_it_cannot_return(
         assert "HTTP 401" in second.log()
     finally:
         second.stop()
+        agent.start()
+
+
+def named(client: httpx.Client, name: str) -> list[dict[str, object]]:
+    items = client.get(f"{SYSTEM}/jobs").json()["items"]
+    return [job for job in items if job["name"] == name]
+
+
+def test_kill_9_of_the_agent_mid_submit_makes_exactly_one_job(
+    alice: httpx.Client, agent: AgentProcess
+) -> None:
+    eventually(lambda: served(alice))
+    name = f"once-{uuid.uuid4().hex[:8]}"
+    spec = {"script": "#!/bin/sh\ntrue\n", "name": name}
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(alice.post, f"{SYSTEM}/jobs", json=spec)
+        agent.stop(signal.SIGKILL)  # before, while or after the agent runs the submit
+        agent.start()
+        response = answer.result()
+    # Its result kept and re-offered (201), or its outcome unknown (503) and the
+    # submit settled by its tag: one job either way, never two.
+    assert response.status_code in (201, 503), response.text
+    eventually(lambda: len(named(alice, name)) == 1 and ended(named(alice, name)[0]), 60)
+    (job,) = named(alice, name)
+    assert job["state"] == "COMPLETED", job
+    job_ids = {item["id"] for item in alice.get(f"{SYSTEM}/jobs").json()["items"]}
+    assert job_ids >= {job["id"]} and len(named(alice, name)) == 1
+
+
+def test_kill_9_mid_upload_publishes_the_whole_file_or_none(
+    alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    eventually(lambda: served(alice))
+    assert alice.post(f"{FILES}/mkdir", json={"path": "mid", "parents": True}).status_code == 201
+    folder, data = base / "alice" / "mid", os.urandom(48 << 20)
+    with ThreadPoolExecutor(1) as pool:
+        put = pool.submit(alice.put, f"{FILES}/upload", params={"path": "mid/b.bin"}, content=data)
+        eventually(lambda: any(path.name.startswith(".b.bin") for path in folder.iterdir()))
+        agent.stop(signal.SIGKILL)
+        answer = put.result()
+    agent.start()
+    if answer.status_code == 201:  # it had finished in the meantime: whole
+        assert (folder / "b.bin").read_bytes() == data
+    else:
+        assert answer.status_code == 503, answer.text
+        assert not (folder / "b.bin").exists()
+
+
+def test_kill_9_mid_download_never_passes_for_the_whole_file(
+    alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    eventually(lambda: served(alice))
+    data = os.urandom(48 << 20)
+    (base / "alice" / "big.bin").write_bytes(data)
+    give(base / "alice" / "big.bin", "alice")
+    received = bytearray()
+    try:
+        with alice.stream("GET", f"{FILES}/download", params={"path": "big.bin"}) as answer:
+            assert answer.status_code == 200
+            for chunk in answer.iter_bytes():
+                if not received:
+                    agent.stop(signal.SIGKILL)
+                received += chunk
+    except httpx.HTTPError:
+        pass  # cut, and said so
+    else:
+        assert bytes(received) == data  # it had all arrived: whole
+    finally:
+        agent.start()
+
+
+def test_a_second_agent_takes_over_when_the_first_dies(
+    server: GatewayProcess, alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    _, token = agent_token(server)
+    standby = new_agent(server, base, "standby", token)
+    standby.start()
+    try:
+        eventually(lambda: len(alice.get(SYSTEM).json()["agents"]) == 2)
+        agent.stop(signal.SIGKILL)
+        eventually(lambda: len(alice.get(SYSTEM).json()["agents"]) == 1)
+        assert served(alice)
+        job = submit(alice, "edge", script="#!/bin/sh\ntrue\n")
+        assert wait_for_job(alice, job["id"], ended, system="edge")["state"] == "COMPLETED"
+    finally:
+        standby.stop()
         agent.start()
