@@ -299,3 +299,56 @@ def test_a_second_agent_takes_over_when_the_first_dies(
     finally:
         standby.stop()
         agent.start()
+
+
+def test_an_admin_makes_lists_and_revokes_agent_tokens_over_the_api(
+    server: GatewayProcess, alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    admin = (server.home / "admin-token").read_text().strip()
+    with server.client(admin) as client:
+        made = client.post("/api/v1/agent-tokens", json={"system": "edge", "description": "api"})
+        assert made.status_code == 201, made.text
+        token = made.json()
+        assert token["system"] == "edge" and token["revoked_at"] is None
+        listed = {t["id"]: t for t in client.get("/api/v1/agent-tokens").json()}
+        assert listed[token["id"]]["description"] == "api" and "token" not in listed[token["id"]]
+        agent.stop()
+        via_api = new_agent(server, base, "via-api", token["token"])
+        via_api.start()
+        try:
+            eventually(lambda: served(alice))
+            assert client.delete(f"/api/v1/agent-tokens/{token['id']}").status_code == 204
+            revoked_at = time.monotonic()
+            eventually(lambda: alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503)
+            assert time.monotonic() - revoked_at < 1.5
+            listed = {t["id"]: t for t in client.get("/api/v1/agent-tokens").json()}
+            assert listed[token["id"]]["revoked_at"] is not None
+            assert client.delete(f"/api/v1/agent-tokens/{token['id']}").status_code == 404
+        finally:
+            via_api.stop()
+            agent.start()
+
+
+def test_agent_tokens_over_the_api_are_for_admins_and_checked(
+    server: GatewayProcess, alice: httpx.Client
+) -> None:
+    for answer in (
+        alice.post("/api/v1/agent-tokens", json={"system": "edge"}),
+        alice.get("/api/v1/agent-tokens"),
+        alice.delete("/api/v1/agent-tokens/0123456789ab"),
+    ):
+        assert answer.status_code == 403, answer.text
+        assert answer.headers["content-type"] == "application/problem+json"
+    _, agent_secret = agent_token(server)
+    with server.client(agent_secret) as client:  # a token never mints a token
+        assert client.post("/api/v1/agent-tokens", json={"system": "edge"}).status_code == 401
+    admin = (server.home / "admin-token").read_text().strip()
+    before = len(cli(server.home, "agent-token", "list").stdout.splitlines())
+    with server.client(admin) as client:
+        for body in ({"system": "nowhere"}, {"system": "edge", "extra": 1}, {"system": ""}):
+            answer = client.post("/api/v1/agent-tokens", json=body)
+            assert answer.status_code == 422, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+        assert client.delete("/api/v1/agent-tokens/0123456789ab").status_code == 404
+        assert client.delete("/api/v1/agent-tokens/not-an-id").status_code == 422
+    assert len(cli(server.home, "agent-token", "list").stdout.splitlines()) == before
