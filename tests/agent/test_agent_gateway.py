@@ -352,3 +352,31 @@ def test_agent_tokens_over_the_api_are_for_admins_and_checked(
         assert client.delete("/api/v1/agent-tokens/0123456789ab").status_code == 404
         assert client.delete("/api/v1/agent-tokens/not-an-id").status_code == 422
     assert len(cli(server.home, "agent-token", "list").stdout.splitlines()) == before
+
+
+def test_a_user_agent_serves_only_its_user_and_the_gateway_refuses_the_others(
+    server: GatewayProcess, alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    bob = server.client(server.token("bob"))
+    _, token = agent_token(server)
+    own = AgentProcess(
+        base / "alice" / "agent", server.url, token, (f"{base}/{{user}}",),
+        base / "alice" / "agent" / "spool", user="alice",
+    )  # fmt: skip
+    agent.stop()
+    own.start()
+    try:
+        eventually(lambda: served(alice))
+        (shown,) = alice.get(SYSTEM).json()["agents"]
+        assert shown["user"] == "alice"
+        job = submit(alice, "edge", script="#!/bin/sh\necho run by $(id -un)\n")
+        assert wait_for_job(alice, job["id"], ended, system="edge")["state"] == "COMPLETED"
+        assert "run by alice" in alice.get(f"{SYSTEM}/jobs/{job['id']}/output").text
+        refused = bob.get(f"{FILES}/ls", params={"path": "."})
+        assert refused.status_code == 403, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert bob.post(f"{SYSTEM}/jobs", json={"script": "#!/bin/sh\ntrue\n"}).status_code == 403
+    finally:
+        bob.close()
+        own.stop()
+        agent.start()

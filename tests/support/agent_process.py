@@ -3,13 +3,22 @@ configuration, token file and state directory, dialling the gateway given."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import signal
+import site
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import hpcgate
 from tests.support.gateway_process import end
+
+#: A user-mode agent runs on the system's Python (of the same minor version) with this
+#: checkout's packages: the test interpreter may live where other users cannot read.
+USER_PYTHON = "/usr/bin/python3"
+IMPORTABLE = (str(Path(hpcgate.__file__).parents[1]), *site.getsitepackages())
 
 
 @dataclass
@@ -19,6 +28,7 @@ class AgentProcess:
     token: str
     roots: tuple[str, ...]
     spool: Path
+    user: str | None = None  # run as this Unix user (a user-mode agent); None: as root
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,7 +51,18 @@ class AgentProcess:
         self.write()
         argv = [sys.executable, "-m", "hpcgate.agent", "--config", str(self.config)]
         with (self.directory / "agent.log").open("ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=log)
+            if self.user is None:
+                self.process = subprocess.Popen(argv, stdout=log, stderr=log)
+                return
+            entry = pwd.getpwnam(self.user)
+            for path in (self.directory, *self.directory.rglob("*")):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+            env = {**os.environ, "HOME": entry.pw_dir, "USER": self.user, "LOGNAME": self.user,
+                   "PYTHONPATH": os.pathsep.join(IMPORTABLE)}  # fmt: skip
+            self.process = subprocess.Popen(
+                [USER_PYTHON, *argv[1:]], stdout=log, stderr=log, env=env,
+                user=entry.pw_uid, group=entry.pw_gid, extra_groups=[],
+            )  # fmt: skip
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         end(self.process, sig)

@@ -4,7 +4,8 @@ An :class:`AgentLink` is one connection: it sends each request once on a channel
 by the hub, never reused in this process, whose ``epoch`` the agent learns at WELCOME) and
 hands each its RESULT (and LINE frames before it), which it ACKs. :class:`AgentHub` picks,
 per request, the link with the fewest requests in flight among those that may serve the
-request's account, and carries a request across a break of its link
+request's account (a user's agent serves only that user: if every agent connected is
+another user's, the request is refused, 403), and carries a request across a break of its link
 (:meth:`AgentHub.call`):
 
 - an idempotent one is sent again, to any agent of the system that may serve it;
@@ -33,7 +34,7 @@ from hpcgate.agentwire import codec
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, fields
 from hpcgate.clock import utcnow
-from hpcgate.model.errors import TransportError
+from hpcgate.model.errors import Forbidden, TransportError
 
 R = TypeVar("R")
 RETRY_AFTER = 5.0  # seconds: agents reconnect within their backoff's first steps
@@ -192,6 +193,11 @@ class AgentHub:
     def pick(self, system: str, account: str | None) -> AgentLink:
         """The link with the fewest requests in flight that may serve ``account``."""
         usable = self._usable(system, account)
+        if not usable and account is not None and self._usable(system, None):
+            raise Forbidden(
+                f"the agents of system {system!r} each serve only their own user's work,"
+                f" and none is {account!r}'s"
+            )
         if not usable:
             who = f" for account {account!r}" if account else ""
             raise unavailable(f"no agent of system {system!r} is connected{who}")
