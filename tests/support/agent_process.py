@@ -29,6 +29,8 @@ class AgentProcess:
     roots: tuple[str, ...]
     spool: Path
     user: str | None = None  # run as this Unix user (a user-mode agent); None: as root
+    scheduler: str = "embedded"  # or slurm (then ``spool`` is unused)
+    wrapper: tuple[str, ...] = ()  # argv it runs under (``ip netns exec NAME``)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,10 +43,12 @@ class AgentProcess:
         token_file.write_text(self.token + "\n")
         token_file.chmod(0o600)
         roots = ", ".join(f'"{root}"' for root in self.roots)
+        embedded = f'embedded_spool = "{self.spool}"\nembedded_slots = 2\n'
         self.config.write_text(
-            f'gateway = "{self.gateway}"\ntoken_file = "{token_file}"\nscheduler = "embedded"\n'
+            f'gateway = "{self.gateway}"\ntoken_file = "{token_file}"\n'
+            f'scheduler = "{self.scheduler}"\n'
             f'roots = [{roots}]\nstate_dir = "{self.directory / "state"}"\n'
-            f'embedded_spool = "{self.spool}"\nembedded_slots = 2\n'
+            + (embedded if self.scheduler == "embedded" else "")
         )
 
     def start(self) -> None:
@@ -52,7 +56,7 @@ class AgentProcess:
         argv = [sys.executable, "-m", "hpcgate.agent", "--config", str(self.config)]
         with (self.directory / "agent.log").open("ab") as log:
             if self.user is None:
-                self.process = subprocess.Popen(argv, stdout=log, stderr=log)
+                self.process = subprocess.Popen([*self.wrapper, *argv], stdout=log, stderr=log)
                 return
             entry = pwd.getpwnam(self.user)
             for path in (self.directory, *self.directory.rglob("*")):
