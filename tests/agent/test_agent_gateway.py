@@ -380,3 +380,37 @@ def test_a_user_agent_serves_only_its_user_and_the_gateway_refuses_the_others(
         bob.close()
         own.stop()
         agent.start()
+
+
+def test_a_revoke_under_load_fails_the_running_requests_and_publishes_nothing(
+    server: GatewayProcess, alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    agent.stop()
+    token_id, token = agent_token(server)
+    doomed = new_agent(server, base, "doomed", token)
+    doomed.start()
+    folder = base / "alice" / "revoked"
+    try:
+        eventually(lambda: served(alice))
+        assert alice.post(f"{FILES}/mkdir", json={"path": "revoked"}).status_code == 201
+        data = os.urandom(48 << 20)
+        with ThreadPoolExecutor(4) as pool:
+            puts = [
+                pool.submit(alice.put, f"{FILES}/upload", params={"path": f"revoked/{n}"},
+                            content=data)
+                for n in range(3)
+            ]  # fmt: skip
+            eventually(lambda: any(folder.iterdir()))
+            cli(server.home, "agent-token", "revoke", token_id)
+            answers = [put.result() for put in puts]
+        for answer in answers:  # each one whole, or failed and not there
+            if answer.status_code == 201:
+                assert (folder / answer.json()["name"]).read_bytes() == data
+            else:
+                assert answer.status_code == 503, answer.text
+        published = {path.name for path in folder.iterdir() if not path.name.startswith(".")}
+        assert published == {a.json()["name"] for a in answers if a.status_code == 201}
+        assert alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503
+    finally:
+        doomed.stop()
+        agent.start()

@@ -89,7 +89,7 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
     log.info("agent %s (%s) serves %s", hello.agent_id, hello.host, grant.system)
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_watch_token, gateway, websocket, grant, tasks.cancel_scope)
+            tasks.start_soon(_watch_token, gateway, websocket, grant, link, tasks.cancel_scope)
             tasks.start_soon(_watch_replaced, websocket, link, tasks.cancel_scope)
             broken = await _read(websocket, link)
             tasks.cancel_scope.cancel()
@@ -116,19 +116,24 @@ async def _read(websocket: WebSocket, link: AgentLink) -> str | None:
 async def _watch_replaced(websocket: WebSocket, link: AgentLink, scope: anyio.CancelScope) -> None:
     """The same agent connected again (so it left this connection, whatever TCP says):
     this one ends, and its requests wait for the new one."""
-    await link.ended.wait()
+    await link.replaced.wait()
     scope.cancel()
     with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError, WebSocketDisconnect):
         await websocket.close(1000, "replaced by the agent's new connection")
 
 
 async def _watch_token(
-    gateway: Gateway, websocket: WebSocket, grant: AgentGrant, scope: anyio.CancelScope
+    gateway: Gateway,
+    websocket: WebSocket,
+    grant: AgentGrant,
+    link: AgentLink,
+    scope: anyio.CancelScope,
 ) -> None:
     # A poll: a revoke by another process (the CLI) sends this one no event.
     while await gateway.tokens.agent_token_live(grant.token_id):  # noqa: ASYNC110
         await anyio.sleep(REVOCATION_CHECK)
     log.warning("agent token %s was revoked: closing its connection", grant.token_id)
+    link.broken("its agent token was revoked", final=True)
     scope.cancel()
     with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError, WebSocketDisconnect):
         await websocket.close(1008, "token revoked")

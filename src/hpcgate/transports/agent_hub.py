@@ -21,6 +21,7 @@ tag, as over SSH).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
@@ -70,7 +71,7 @@ class AgentLink:
         self.hello = hello
         self.token_id = token_id
         self.connected_since: datetime = utcnow()
-        self.ended = anyio.Event()  # set when the link is broken (for whoever serves it)
+        self.replaced = anyio.Event()  # the same agent connected again: this link is over
         self._send = send
         self._lock = anyio.Lock()
         self._pending: dict[int, _Pending] = {}
@@ -124,15 +125,21 @@ class AgentLink:
             await pending.done.wait()
         except BaseException:
             if not pending.done.is_set() and self._broken is None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                # a connection that cannot send: the agent sees its end, and stops
+                quiet = contextlib.suppress(TransportError)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1), quiet:
                     await self.send(control(Kind.CANCEL, pending.channel, {}))
             raise
         finally:
             self._pending.pop(pending.channel, None)
 
     async def send(self, message: bytes) -> None:
+        """Send one frame; a connection that can no longer send is a TransportError."""
         async with self._lock:
-            await self._send(message)
+            try:
+                await self._send(message)
+            except Exception as exc:  # the server's WebSocket errors: none of ours to name
+                raise unavailable(f"the agent's connection cannot send: {exc}") from None
 
     async def deliver(self, frame: Frame) -> None:
         """A frame from the agent (ProtocolError for one the protocol does not allow)."""
@@ -152,13 +159,15 @@ class AgentLink:
         if pending is not None:
             pending.fields = fields(frame)
             pending.done.set()
-        await self.send(control(Kind.ACK, frame.channel, {}))
+        with contextlib.suppress(TransportError):  # closing: the result is kept, asked again
+            await self.send(control(Kind.ACK, frame.channel, {}))
 
-    def broken(self, reason: str) -> None:
-        """The connection ended: every waiting request learns it."""
+    def broken(self, reason: str, final: bool = False) -> None:
+        """The connection ended: every waiting request learns it (``final``: this agent
+        cannot come back, its token revoked, so none waits for it to)."""
         self._broken = reason
-        self.ended.set()
         for pending in self._pending.values():
+            pending.unknown = pending.unknown or final
             pending.done.set()
 
 
@@ -178,6 +187,7 @@ class AgentHub:
         for old in [old for old in links if old.hello.agent_id == link.hello.agent_id]:
             links.remove(old)
             old.broken("the agent connected again")
+            old.replaced.set()
         links.append(link)
         self._arrived.set()
         self._arrived = anyio.Event()
