@@ -8,15 +8,19 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import shutil
 import socket
+import subprocess
+import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.netns.conftest import SYSTEM
+from tests.netns.conftest import HOST_ADDR, NAME, SYSTEM
 from tests.support.agent_process import AgentProcess
-from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.gateway_process import GatewayProcess
+from tests.support.jobs import ended, finished, submit, wait_for_job
 
 BASE = f"/api/v1/systems/{SYSTEM}"
 JOBS = f"{BASE}/jobs"
@@ -81,3 +85,39 @@ def test_health_and_partitions(alice: httpx.Client) -> None:
     assert (system["scheduler"], system["healthy"]) == ("slurm", True)
     partitions = {p["name"]: p for p in alice.get(f"{BASE}/partitions").json()}
     assert set(partitions) == {"debug", "batch"} and partitions["debug"]["default"]
+
+
+def test_a_copy_running_when_the_connection_is_cut_completes_after_the_reconnect(
+    alice: httpx.Client, netns_agent: AgentProcess, netns_gateway: GatewayProcess
+) -> None:
+    entry = pwd.getpwnam("alice")
+    folder = f"cut-{os.urandom(4).hex()}"
+    assert alice.post(f"{FILES}/mkdir", json={"path": folder}).status_code == 201
+    source = os.path.join(entry.pw_dir, folder, "big")
+    with open(source, "wb") as out:
+        for _ in range(256):
+            out.write(os.urandom(1 << 20))
+    os.chown(source, entry.pw_uid, entry.pw_gid)
+    copy = {"source": f"{folder}/big", "target": f"{folder}/copy"}
+    started = alice.post(f"{FILES}/cp", json=copy)
+    target = os.path.join(entry.pw_dir, folder, "copy")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(target):  # cp runs in the agent
+        assert time.monotonic() < deadline, "the copy never started"
+        time.sleep(0.02)
+    port = f"{netns_gateway.port}"
+    cut = ["ip", "netns", "exec", NAME, "ss", "-K", "dst", HOST_ADDR, "dport", "=", port]
+    subprocess.run(cut, check=True, capture_output=True)  # the agent's socket, destroyed
+    task = finished(alice, started, timeout=120)
+    assert task["state"] == "completed", task
+    with open(source, "rb") as one, open(target, "rb") as other:
+        assert _digest(one) == _digest(other)
+    assert "connection to the gateway ended" in netns_agent.log()
+    shutil.rmtree(os.path.join(entry.pw_dir, folder))
+
+
+def _digest(stream: Any) -> bytes:
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    return digest.digest()
