@@ -4,7 +4,10 @@ The agent token is checked before the upgrade: anything else is answered 401 (pr
 never upgraded. Then the agent's HELLO, our WELCOME, and the connection serves its system
 (:class:`~hpcgate.transports.agent_hub.AgentLink`) until it ends, the agent breaks the
 protocol (closed 1008, logged), or its token is revoked (checked twice a second against the
-store, so a revoke by any gateway process or the CLI cuts it within a second).
+store, so a revoke by any gateway process or the CLI cuts it within a second, and fails
+its requests at once). A new connection of the same agent (its id) ends its older one,
+whose requests then ask the new one what became of them
+(:meth:`~hpcgate.transports.agent_hub.AgentHub.call`).
 """
 
 from __future__ import annotations
