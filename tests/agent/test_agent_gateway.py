@@ -359,7 +359,8 @@ def test_a_user_agent_serves_only_its_user_and_the_gateway_refuses_the_others(
     server: GatewayProcess, alice: httpx.Client, agent: AgentProcess, base: Path
 ) -> None:
     bob = server.client(server.token("bob"))
-    _, token = agent_token(server)
+    made = cli(server.home, "agent-token", "create", "edge", "--user", "alice").stdout
+    token = made.strip().splitlines()[-1]
     own = AgentProcess(
         base / "alice" / "agent", server.url, token, (f"{base}/{{user}}",),
         base / "alice" / "agent" / "spool", user="alice",
@@ -374,8 +375,8 @@ def test_a_user_agent_serves_only_its_user_and_the_gateway_refuses_the_others(
         # collide with the root agent's in the one system; its files are alice's)
         put = alice.put(f"{FILES}/upload", params={"path": "by-own-agent"}, content=b"mine")
         assert put.status_code == 201, put.text
-        made = base / "alice" / "by-own-agent"
-        assert made.read_bytes() == b"mine" and made.stat().st_uid == pwd.getpwnam("alice").pw_uid
+        mine = base / "alice" / "by-own-agent"
+        assert mine.read_bytes() == b"mine" and mine.stat().st_uid == pwd.getpwnam("alice").pw_uid
         refused = bob.get(f"{FILES}/ls", params={"path": "."})
         assert refused.status_code == 403, refused.text
         assert refused.headers["content-type"] == "application/problem+json"
@@ -419,4 +420,23 @@ def test_a_revoke_under_load_fails_the_running_requests_and_publishes_nothing(
         assert alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503
     finally:
         doomed.stop()
+        agent.start()
+
+
+def test_a_token_for_one_user_s_agent_is_refused_to_a_root_agent(
+    server: GatewayProcess, alice: httpx.Client, agent: AgentProcess, base: Path
+) -> None:
+    admin = (server.home / "admin-token").read_text().strip()
+    with server.client(admin) as client:
+        made = client.post("/api/v1/agent-tokens", json={"system": "edge", "user": "alice"})
+        assert made.status_code == 201 and made.json()["user"] == "alice", made.text
+    agent.stop()
+    lying = new_agent(server, base, "lying", made.json()["token"])  # root, says so
+    lying.start()
+    try:
+        eventually(lambda: "for 'alice'" in lying.log())  # its connection, closed at HELLO
+        assert alice.get(SYSTEM).json()["agents"] == []
+        assert alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503
+    finally:
+        lying.stop()
         agent.start()

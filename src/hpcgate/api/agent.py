@@ -85,6 +85,10 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
     if hello_frame.kind is not Kind.HELLO:
         raise _Broken("the first frame is no HELLO")
     hello: m.Hello = codec.decode(fields(hello_frame), m.Hello, "hello")
+    if grant.user is not None and hello.user != grant.user:
+        # a token given for one user's agent: an agent that says it is root, or another
+        # user's, would be sent every user's (or that user's) work
+        raise _Broken(f"this agent token is for {grant.user!r}'s agent only")
     link = AgentLink(hello, grant.token_id, websocket.send_bytes, gateway.agents.channels)
     welcome = m.Welcome(gateway.agents.epoch)
     await link.send(control(Kind.WELCOME, 0, codec.encode(welcome, m.Welcome)))

@@ -27,6 +27,7 @@ def _info(row: TokenRow) -> AgentTokenInfo:
     return AgentTokenInfo(
         id=row.id,
         system=row.system or "",
+        user=row.agent_user,
         description=row.description,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
@@ -44,11 +45,13 @@ async def create_agent_token(
 ) -> CreatedAgentToken:
     """A token that lets one `hpcgate-agent` serve `system` over
     `/api/v1/agent/connect`, and authenticates nothing else. The secret is in `token`, this
-    once. A system that is not configured here with `transport = "agent"`: 422."""
+    once. With `user`, only an agent that says it is that user's may use it (an agent
+    claiming root, or another user, is cut at once). A system that is not configured here
+    with `transport = "agent"`: 422."""
     _admin(who)
     if not any(c.name == body.system and c.config.transport == "agent" for c in gateway.systems):
         raise Invalid(f"no system {body.system!r} with transport = 'agent'")
-    issued = await gateway.tokens.create_agent(body.system, body.description)
+    issued = await gateway.tokens.create_agent(body.system, body.description, body.user)
     row = await gateway.tokens.get(issued.id)
     if row is None:  # just written: only a concurrent revoke-and-purge could do this
         raise NotFound(f"agent token {issued.id!r} is gone")

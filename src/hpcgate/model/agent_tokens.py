@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: A system's name as the configuration allows it (a table key of ``[systems.NAME]``).
 SYSTEM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: A Unix account's name.
+AGENT_USER_PATTERN = r"^[a-z_][a-z0-9_.-]{0,31}$"
 
 
 class NewAgentToken(BaseModel):
@@ -21,6 +23,12 @@ class NewAgentToken(BaseModel):
         description="The system it lets one agent serve (configured with transport = 'agent')",
     )
     description: str = Field("", max_length=255, description="A note for admins")
+    user: str | None = Field(
+        None,
+        pattern=AGENT_USER_PATTERN,
+        description="Only an agent that says it runs as this Unix user (a user-mode agent)"
+        " may use it; its connection is refused otherwise. Null: any agent, root included",
+    )
 
 
 class AgentTokenInfo(BaseModel):
@@ -28,6 +36,7 @@ class AgentTokenInfo(BaseModel):
 
     id: str
     system: str
+    user: str | None = Field(description="The one user its agent must serve; null: any")
     description: str
     created_at: datetime
     revoked_at: datetime | None = Field(description="When it was revoked; null while good")
