@@ -296,13 +296,13 @@ def agent_token_list(config: ConfigOption = None) -> None:
     rows = _with_store(_settings(config), lambda gw: gw.tokens.list())
     table = Table()
     table.add_column("id", no_wrap=True, min_width=12)
-    for name in ("system", "created", "revoked", "description"):
+    for name in ("system", "user", "created", "revoked", "description"):
         table.add_column(name)
     for row in (row for row in rows if row.system is not None):
         revoked = f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-"
-        table.add_row(
-            row.id, row.system, f"{row.created_at:%Y-%m-%d %H:%M}", revoked, row.description
-        )
+        created = f"{row.created_at:%Y-%m-%d %H:%M}"
+        user = row.agent_user or "any"
+        table.add_row(row.id, row.system, user, created, revoked, row.description)
     Console().print(table)
 
 
