@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hpcgate.model.agent_tokens import AGENT_USER_PATTERN
 from hpcgate.model.errors import Forbidden, HpcgateError
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
 
@@ -269,6 +270,10 @@ def token_revoke(
 def agent_token_create(
     system: Annotated[str, typer.Argument(help="The system (transport = 'agent') it serves")],
     description: Annotated[str, typer.Option(help="A note for the list")] = "",
+    user: Annotated[
+        str | None,
+        typer.Option(help="Only for an agent run as this Unix user (a user-mode agent)"),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a token that lets one agent serve SYSTEM; the secret is printed once, alone
@@ -277,7 +282,10 @@ def agent_token_create(
     if system not in settings.systems or settings.systems[system].transport != "agent":
         err.print(f"[red]error:[/red] no system {escape(system)!r} with transport = 'agent'")
         raise typer.Exit(1)
-    issued = _with_store(settings, lambda gw: gw.tokens.create_agent(system, description))
+    if user is not None and not re.fullmatch(AGENT_USER_PATTERN, user):
+        err.print(f"[red]error:[/red] {escape(user)!r} is not a Unix account's name")
+        raise typer.Exit(1)
+    issued = _with_store(settings, lambda gw: gw.tokens.create_agent(system, description, user))
     typer.echo(f"agent token {issued.id} for system {system}")
     typer.echo(issued.secret)
 
@@ -288,13 +296,13 @@ def agent_token_list(config: ConfigOption = None) -> None:
     rows = _with_store(_settings(config), lambda gw: gw.tokens.list())
     table = Table()
     table.add_column("id", no_wrap=True, min_width=12)
-    for name in ("system", "created", "revoked", "description"):
+    for name in ("system", "user", "created", "revoked", "description"):
         table.add_column(name)
     for row in (row for row in rows if row.system is not None):
         revoked = f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "-"
-        table.add_row(
-            row.id, row.system, f"{row.created_at:%Y-%m-%d %H:%M}", revoked, row.description
-        )
+        created = f"{row.created_at:%Y-%m-%d %H:%M}"
+        user = row.agent_user or "any"
+        table.add_row(row.id, row.system, user, created, revoked, row.description)
     Console().print(table)
 
 

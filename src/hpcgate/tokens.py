@@ -80,10 +80,12 @@ def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
 
 @dataclass(frozen=True, slots=True)
 class AgentGrant:
-    """What an agent token lets its bearer do: serve ``system``."""
+    """What an agent token lets its bearer do: serve ``system`` (as ``user``'s agent only,
+    if the token names one)."""
 
     token_id: str
     system: str
+    user: str | None = None
 
 
 AGENT_USER = "hpcgate-agent"  # the user name agent tokens are listed under
@@ -273,11 +275,15 @@ class TokenService:
         token = f"hpcg_{token_id}_{secret}"
         return IssuedToken(token_id, row.user, scopes, row.expires_at, token), info
 
-    async def create_agent(self, system: str, description: str = "") -> IssuedToken:
-        """A token that lets one agent serve ``system`` (and does nothing else)."""
+    async def create_agent(
+        self, system: str, description: str = "", user: str | None = None
+    ) -> IssuedToken:
+        """A token that lets one agent serve ``system`` (and does nothing else); with
+        ``user``, only an agent that says it is that user's (a user-mode agent)."""
         scopes = frozenset({Scope.AGENT_SERVE})
         row = _new_row(AGENT_USER, scopes, None, description, None)
         row.system = system
+        row.agent_user = user
         issued, _ = await self._add(row)
         return issued
 
@@ -327,7 +333,7 @@ class TokenService:
         row = await self._verified(presented)
         if row.system is None or row.scopes != Scope.AGENT_SERVE.value:
             raise Unauthenticated("this route takes an agent token ('hpcgate agent-token')")
-        return AgentGrant(row.id, row.system)
+        return AgentGrant(row.id, row.system, row.agent_user)
 
     async def agent_token_live(self, token_id: str) -> bool:
         """Whether an agent token is still good, read from the store now (no cache): a

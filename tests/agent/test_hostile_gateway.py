@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import HEADER, MAX_CONTROL_BODY, Kind, control, decode, fields
+from tests.support.accounts import own_directory, passable, unix_account
 from tests.support.agent_process import AgentProcess
 
 
@@ -142,3 +143,35 @@ async def test_a_text_message_closes_the_connection(
     with pytest.raises(ConnectionClosed) as closed:
         await asyncio.wait_for(connection.recv(), 30)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+
+
+async def test_a_user_agent_refuses_any_other_account(tmp_path: Path) -> None:
+    """Defence in depth: a gateway that routes bob's work to alice's agent is refused by
+    the agent itself, and nothing is made; alice's own (or the agent's own) work runs."""
+    gateway = HostileGateway()
+    base = tmp_path / "user-agent"
+    base.mkdir()
+    passable(base)
+    root = own_directory(base, unix_account("alice"))
+    async with serve(gateway.handler, "127.0.0.1", 0, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        agent = AgentProcess(
+            base / "agent", f"ws://127.0.0.1:{port}", "hpcg_x", (str(root),),
+            base / "agent" / "spool", user="alice",
+        )  # fmt: skip
+        agent.start()
+        try:
+            connection = await asyncio.wait_for(gateway.connections.get(), 60)
+            assert gateway.hellos[0]["user"] == "alice"
+            accounts: tuple[str | None, ...] = ("bob", "root", "alice", None)
+            for channel, account in enumerate(accounts, start=1):
+                made = request(m.Mkdir(str(root), f"{root}/as-{account}", False), account)
+                answer = await ask(connection, channel, made)
+                if account in ("alice", None):
+                    assert answer == {"ok": True, "value": None}
+                else:
+                    assert answer["ok"] is False and answer["error"]["kind"] == "refused", answer
+        finally:
+            agent.stop()
+    assert sorted(path.name for path in root.iterdir()) == ["as-None", "as-alice"]
+    assert (root / "as-alice").stat().st_uid == unix_account("alice").uid

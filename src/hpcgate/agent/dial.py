@@ -16,10 +16,12 @@ from importlib import metadata
 from pathlib import Path
 
 import anyio
+from anyio.abc import TaskGroup
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from hpcgate.agent.config import AgentConfig
+from hpcgate.agent.keeper import ResultKeeper
 from hpcgate.agent.policy import Policy
 from hpcgate.agent.serve import Server
 from hpcgate.agent.session import Closed, Session
@@ -72,6 +74,7 @@ class Dialer:
         self._policy = Policy(config)
         self._transport = LocalTransport()
         self._rng = rng or random.SystemRandom()
+        self._keeper = ResultKeeper(config.state_dir)
 
     def hello(self) -> m.Hello:
         ident = agent_id(self._config.state_dir)
@@ -82,19 +85,21 @@ class Dialer:
     async def forever(self) -> None:
         """Connect and serve, again after every break, until cancelled."""
         attempt = 0
+        self._keeper.load()
         try:
-            while True:
-                if await self.once():
-                    attempt = 0
-                wait = backoff(attempt, self._rng)
-                attempt += 1
-                log.info("reconnecting in %.1f s", wait)
-                await anyio.sleep(wait)
+            async with anyio.create_task_group() as work:  # kept requests: across connections
+                while True:
+                    if await self.once(work):
+                        attempt = 0
+                    wait = backoff(attempt, self._rng)
+                    attempt += 1
+                    log.info("reconnecting in %.1f s", wait)
+                    await anyio.sleep(wait)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._transport.close()
 
-    async def once(self) -> bool:
+    async def once(self, work: TaskGroup) -> bool:
         """One connection, served until it ends; whether the gateway welcomed it."""
         session: Session | None = None
         try:
@@ -106,7 +111,8 @@ class Dialer:
                 open_timeout=20,
             ) as socket:
                 log.info("connected to %s", self._config.url)
-                session = Session(socket, Server(self._policy, self._transport), self.hello())
+                server = Server(self._policy, self._transport)
+                session = Session(socket, server, self.hello(), self._keeper, work)
                 await session.run()
         except InvalidStatus as exc:
             log.warning("the gateway refused the connection: HTTP %d", exc.response.status_code)

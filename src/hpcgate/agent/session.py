@@ -2,6 +2,11 @@
 its own (a slow copy never holds up a status query), its stderr lines as LINE frames, its
 outcome as one RESULT.
 
+A request whose result is kept (:mod:`hpcgate.agent.keeper`) runs in the agent's own task
+group, not the connection's: a break does not stop it, its result waits for the gateway's
+ACK, and the gateway's STATUS on a later connection gets that RESULT (or ``running``: it
+follows, or ``unknown``). Other requests end with their connection.
+
 A peer that breaks the framing (a text message, an undecodable or oversize frame, a reused
 channel, too many requests at once) is closed with 1008 (1003 for text). A request that
 decodes but asks for what is not served (an unknown operation, wrong arguments, a program,
@@ -13,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
+from hpcgate.agent.keeper import EPOCH, ResultKeeper
 from hpcgate.agent.policy import Refused
 from hpcgate.agent.serve import Server
 from hpcgate.agentwire import codec
@@ -26,6 +33,8 @@ from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, decode
 from hpcgate.model.errors import HpcgateError
 
 MAX_IN_FLIGHT = 4096
+_OP = re.compile(rb'^\{"op":"([a-z_]{1,32})"')  # the envelope as the gateway encodes it
+_OP_WINDOW = 48
 MAX_QUEUED_LINES = 256  # per request; a gateway that reads none slows the command's lines
 log = logging.getLogger("hpcgate.agent")
 
@@ -43,10 +52,19 @@ class Closed(Exception):
 
 
 class Session:
-    def __init__(self, socket: Socket, server: Server, hello: m.Hello) -> None:
+    def __init__(
+        self,
+        socket: Socket,
+        server: Server,
+        hello: m.Hello,
+        keeper: ResultKeeper,
+        work: TaskGroup,
+    ) -> None:
         self._socket = socket
         self._server = server
         self._hello = hello
+        self._keeper = keeper
+        self._work = work  # the agent's: kept requests outlive this connection
         self._active: dict[int, anyio.CancelScope] = {}
         self.epoch: str | None = None
 
@@ -56,7 +74,10 @@ class Session:
         welcome = await self._frame()
         if welcome.kind is not Kind.WELCOME:
             await self._refuse_peer(1008, "the gateway's first frame is no WELCOME")
-        self.epoch = codec.decode(fields(welcome), m.Welcome, "welcome").epoch
+        epoch = codec.decode(fields(welcome), m.Welcome, "welcome").epoch
+        if not EPOCH.fullmatch(epoch):
+            await self._refuse_peer(1008, "the gateway's epoch is not alphanumeric")
+        self.epoch = epoch
         ended: Exception | None = None
         try:
             async with anyio.create_task_group() as tasks:
@@ -64,8 +85,9 @@ class Session:
                     await self._read(tasks)
                 except Exception as exc:  # raised below, not as a task group's group
                     ended = exc
-                tasks.cancel_scope.cancel()  # the connection is gone: so is its work
+                tasks.cancel_scope.cancel()  # the connection is gone: so is its own work
         finally:
+            self._keeper.detach(self._send_result)
             with anyio.CancelScope(shield=True):
                 await self._server.close()
         if ended is not None:
@@ -75,15 +97,40 @@ class Session:
         while True:
             frame = await self._frame()
             if frame.kind is Kind.REQUEST:
-                if frame.channel in self._active or len(self._active) >= MAX_IN_FLIGHT:
+                if self._taken(frame.channel):
                     await self._refuse_peer(1008, f"channel {frame.channel} reused or too many")
                 self._start(tasks, frame)
             elif frame.kind is Kind.CANCEL:
                 scope = self._active.get(frame.channel)
                 if scope is not None:
                     scope.cancel()
-            elif frame.kind is not Kind.ACK:
+                self._keeper.cancel(self._key(frame.channel))
+            elif frame.kind is Kind.ACK:
+                self._keeper.acknowledged(self._key(frame.channel))
+            elif frame.kind is Kind.STATUS:
+                await self._answer_status(frame.channel)
+            else:
                 await self._refuse_peer(1008, f"a {frame.kind.name} frame from the gateway")
+
+    def _key(self, channel: int) -> tuple[str, int]:
+        return self.epoch or "", channel
+
+    def _taken(self, channel: int) -> bool:
+        in_flight = len(self._active) + self._keeper.running
+        return (
+            channel in self._active
+            or self._keeper.known(self._key(channel))
+            or (in_flight >= MAX_IN_FLIGHT)
+        )
+
+    async def _answer_status(self, channel: int) -> None:
+        """The gateway asks what became of a request of an earlier connection."""
+        offered = self._keeper.offer(self._key(channel), self._send_result)
+        if isinstance(offered, dict):
+            await self._send_result(channel, offered)
+        else:
+            progress = codec.encode(m.Progress(offered), m.Progress)
+            await self._socket.send(control(Kind.STATUS, channel, progress))
 
     async def _frame(self) -> Frame:
         message = await self._socket.recv()
@@ -97,8 +144,23 @@ class Session:
 
     def _start(self, tasks: TaskGroup, frame: Frame) -> None:
         scope = anyio.CancelScope()
+        if _is_kept(frame):
+            self._keeper.started(self._key(frame.channel), scope, self._send_result)
+            self._work.start_soon(self._serve_kept, frame, scope)
+            return
         self._active[frame.channel] = scope
         tasks.start_soon(self._serve, frame, scope)
+
+    async def _serve_kept(self, frame: Frame, scope: anyio.CancelScope) -> None:
+        """A kept request: its result is kept, then sent if a connection waits for it."""
+        key = self._key(frame.channel)
+        body: dict[str, object] | None = None
+        try:
+            with scope:
+                body = await self._outcome(frame)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._keeper.finished(key, None if scope.cancelled_caught else body)
 
     async def _serve(self, frame: Frame, scope: anyio.CancelScope) -> None:
         try:
@@ -156,9 +218,19 @@ class Session:
     async def _send_lines(self, channel: int, lines: anyio.abc.ObjectReceiveStream[str]) -> None:
         async with lines:
             async for line in lines:
-                await self._socket.send(control(Kind.LINE, channel, {"line": line}))
+                # a broken connection: a kept command goes on, its lines are dropped
+                with contextlib.suppress(Exception):
+                    await self._socket.send(control(Kind.LINE, channel, {"line": line}))
 
     async def _refuse_peer(self, code: int, reason: str) -> None:
         log.warning("closing the connection (%d): %s", code, reason)
         await self._socket.close(code, reason[:120])
         raise Closed(code, reason)
+
+
+def _is_kept(frame: Frame) -> bool:
+    """Whether a REQUEST frame names an operation whose result is kept (by its name only:
+    the request is decoded, strictly, once, where it is served)."""
+    match = _OP.search(frame.body[:_OP_WINDOW])
+    kind = m.OPERATIONS.get(match.group(1).decode("ascii")) if match else None
+    return kind is not None and m.kept(kind)

@@ -35,7 +35,8 @@ class Kind(enum.IntEnum):
     RESULT = 4  # agent -> gateway: its outcome
     ACK = 5  # gateway -> agent: the result arrived; the agent may forget it
     CANCEL = 6  # gateway -> agent: stop the operation
-    STATUS = 7  # gateway -> agent after a reconnect: what became of this request?
+    STATUS = 7  # gateway -> agent after a reconnect: what became of this request? (the
+    #             agent answers the kept RESULT, or STATUS {"state": running | unknown})
     CREDIT = 8  # either way: more bytes the sender of DATA may send on the channel
     CLOSE = 9  # either way: no more DATA on the channel from this side
     DATA = 10  # either way: bytes of the channel's stream

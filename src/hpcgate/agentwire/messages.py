@@ -35,6 +35,14 @@ class Request(Generic[R]):
     Result: ClassVar[Any]
     #: Whether it may be sent again after a break without doing twice what it does.
     idempotent: ClassVar[bool] = False
+    #: Whether it means something only on the connection that sent it (an open file's).
+    bound: ClassVar[bool] = False
+
+
+def kept(kind: type[Request[Any]]) -> bool:
+    """Whether the agent keeps the results of this operation until the gateway's ACK (and
+    the gateway asks STATUS after a break): it does something, on no one connection."""
+    return not (kind.idempotent or kind.bound)
 
 
 # ------------------------------------------------------------------------------ results
@@ -208,7 +216,7 @@ class FileKind(Request[Document]):
 class Open(Request[int]):
     """Opens a file; the result is a handle, valid on this connection until closed."""
 
-    op, Result = "open", int
+    op, Result, bound = "open", int, True
     root: str | None
     path: str
     how: str  # read | new | append
@@ -277,13 +285,13 @@ class Discard(Request[None]):
 
 @dataclass(frozen=True, slots=True)
 class HandleInfo(Request[Info]):
-    op, Result, idempotent = "handle_info", Info, True
+    op, Result, idempotent, bound = "handle_info", Info, True, True
     handle: int
 
 
 @dataclass(frozen=True, slots=True)
 class HandleRead(Request[bytes]):
-    op, Result, idempotent = "handle_read", bytes, True
+    op, Result, idempotent, bound = "handle_read", bytes, True, True
     handle: int
     offset: int
     size: int
@@ -291,28 +299,28 @@ class HandleRead(Request[bytes]):
 
 @dataclass(frozen=True, slots=True)
 class HandleWrite(Request[None]):
-    op, Result = "handle_write", type(None)
+    op, Result, bound = "handle_write", type(None), True
     handle: int
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class HandleTruncate(Request[None]):
-    op, Result = "handle_truncate", type(None)
+    op, Result, bound = "handle_truncate", type(None), True
     handle: int
     size: int
 
 
 @dataclass(frozen=True, slots=True)
 class HandleChmod(Request[None]):
-    op, Result = "handle_chmod", type(None)
+    op, Result, bound = "handle_chmod", type(None), True
     handle: int
     mode: int
 
 
 @dataclass(frozen=True, slots=True)
 class HandleClose(Request[None]):
-    op, Result = "handle_close", type(None)
+    op, Result, bound = "handle_close", type(None), True
     handle: int
 
 
@@ -361,6 +369,15 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class Welcome:
     epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The agent's answer to a STATUS when it has no result to send: ``running`` (the
+    RESULT follows on this connection) or ``unknown`` (never seen, not kept, or cut by the
+    agent's own end: its outcome is lost)."""
+
+    state: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,10 @@ The agent token is checked before the upgrade: anything else is answered 401 (pr
 never upgraded. Then the agent's HELLO, our WELCOME, and the connection serves its system
 (:class:`~hpcgate.transports.agent_hub.AgentLink`) until it ends, the agent breaks the
 protocol (closed 1008, logged), or its token is revoked (checked twice a second against the
-store, so a revoke by any gateway process or the CLI cuts it within a second).
+store, so a revoke by any gateway process or the CLI cuts it within a second, and fails
+its requests at once). A new connection of the same agent (its id) ends its older one,
+whose requests then ask the new one what became of them
+(:meth:`~hpcgate.transports.agent_hub.AgentHub.call`).
 """
 
 from __future__ import annotations
@@ -82,14 +85,19 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
     if hello_frame.kind is not Kind.HELLO:
         raise _Broken("the first frame is no HELLO")
     hello: m.Hello = codec.decode(fields(hello_frame), m.Hello, "hello")
-    link = AgentLink(hello, grant.token_id, websocket.send_bytes)
+    if grant.user is not None and hello.user != grant.user:
+        # a token given for one user's agent: an agent that says it is root, or another
+        # user's, would be sent every user's (or that user's) work
+        raise _Broken(f"this agent token is for {grant.user!r}'s agent only")
+    link = AgentLink(hello, grant.token_id, websocket.send_bytes, gateway.agents.channels)
     welcome = m.Welcome(gateway.agents.epoch)
     await link.send(control(Kind.WELCOME, 0, codec.encode(welcome, m.Welcome)))
     gateway.agents.add(grant.system, link)
     log.info("agent %s (%s) serves %s", hello.agent_id, hello.host, grant.system)
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_watch_token, gateway, websocket, grant, tasks.cancel_scope)
+            tasks.start_soon(_watch_token, gateway, websocket, grant, link, tasks.cancel_scope)
+            tasks.start_soon(_watch_replaced, websocket, link, tasks.cancel_scope)
             broken = await _read(websocket, link)
             tasks.cancel_scope.cancel()
         if broken is not None:
@@ -112,13 +120,27 @@ async def _read(websocket: WebSocket, link: AgentLink) -> str | None:
         return None
 
 
+async def _watch_replaced(websocket: WebSocket, link: AgentLink, scope: anyio.CancelScope) -> None:
+    """The same agent connected again (so it left this connection, whatever TCP says):
+    this one ends, and its requests wait for the new one."""
+    await link.replaced.wait()
+    scope.cancel()
+    with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await websocket.close(1000, "replaced by the agent's new connection")
+
+
 async def _watch_token(
-    gateway: Gateway, websocket: WebSocket, grant: AgentGrant, scope: anyio.CancelScope
+    gateway: Gateway,
+    websocket: WebSocket,
+    grant: AgentGrant,
+    link: AgentLink,
+    scope: anyio.CancelScope,
 ) -> None:
     # A poll: a revoke by another process (the CLI) sends this one no event.
     while await gateway.tokens.agent_token_live(grant.token_id):  # noqa: ASYNC110
         await anyio.sleep(REVOCATION_CHECK)
     log.warning("agent token %s was revoked: closing its connection", grant.token_id)
+    link.broken("its agent token was revoked", final=True)
     scope.cancel()
     with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError, WebSocketDisconnect):
         await websocket.close(1008, "token revoked")

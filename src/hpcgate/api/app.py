@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hpcgate import __version__
 from hpcgate.api import (
     agent,
+    agent_tokens,
     docs,
     files,
     functions,
@@ -74,7 +75,15 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     openapi.install(app, openapi_errors.declare)
     security.install(app, settings.auth.oidc)
     docs.install(app)
-    routers = (agent.router, systems.router, jobs.router, files.router, tasks.router, tokens.router)
+    routers = (
+        agent.router,
+        agent_tokens.router,
+        systems.router,
+        jobs.router,
+        files.router,
+        tasks.router,
+        tokens.router,
+    )
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
     app.mount(webui.PREFIX, webui.create(gw), name="webui")  # the web interface, /ui

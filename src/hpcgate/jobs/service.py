@@ -146,7 +146,9 @@ class JobService:
         try:
             context = SubmitContext(row.tag, row.working_directory or "")
             native_id = await cluster.submit(spec, context, account)
-        except (SchedulerRejected, BadRequest, NotFound):
+        except (SchedulerRejected, BadRequest, NotFound, Forbidden):
+            # refused (an agent's policy, or no agent that may serve the account): nothing
+            # was submitted, so nothing is left for the watcher to settle
             await self._store.remove(row.pk)
             raise
         except HpcgateError:

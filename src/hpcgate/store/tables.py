@@ -56,6 +56,8 @@ class TokenRow(Base):
     parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
     # An agent token's one system (None: an ordinary token, which no agent may use).
     system: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The one user an agent token's agent must say it serves (None: no such bound).
+    agent_user: Mapped[str | None] = mapped_column(String(64), default=None)
     # An API key's restriction: the function names it may invoke (JSON list; None: a full
     # token) and its limits (None: none).
     functions: Mapped[str | None] = mapped_column(Text)

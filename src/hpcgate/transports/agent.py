@@ -79,8 +79,13 @@ class AgentTransport:
     async def call(
         self, request: m.Request[R], account: Account | None, on_line: Lines | None = None
     ) -> R:
-        link = self.hub.pick(self.system, account.name if account else None)
-        return await outcome(link, request, account, on_line)
+        try:
+            value = await self.hub.call(self.system, request, _name(account), on_line)
+        except ProtocolError as exc:
+            raise errors.TransportError(f"the agent answered out of protocol: {exc}") from None
+        if isinstance(value, m.Failure):
+            raise raised(value)
+        return value
 
     async def run(
         self, command: Command, timeout: float, account: Account | None = None
