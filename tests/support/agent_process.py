@@ -20,6 +20,7 @@ class AgentProcess:
     roots: tuple[str, ...]
     spool: Path
     process: subprocess.Popen[bytes] | None = None
+    extra: str = ""  # more settings of agent.toml, as TOML lines
 
     @property
     def config(self) -> Path:
@@ -34,7 +35,7 @@ class AgentProcess:
         self.config.write_text(
             f'gateway = "{self.gateway}"\ntoken_file = "{token_file}"\nscheduler = "embedded"\n'
             f'roots = [{roots}]\nstate_dir = "{self.directory / "state"}"\n'
-            f'embedded_spool = "{self.spool}"\nembedded_slots = 2\n'
+            f'embedded_spool = "{self.spool}"\nembedded_slots = 2\n{self.extra}'
         )
 
     def start(self) -> None:

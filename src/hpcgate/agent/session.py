@@ -20,9 +20,11 @@ from anyio.abc import TaskGroup
 
 from hpcgate.agent.policy import Refused
 from hpcgate.agent.serve import Server
+from hpcgate.agent.streams import Streams
 from hpcgate.agentwire import codec
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, decode, fields
+from hpcgate.agentwire.pipe import STREAM_KINDS
 from hpcgate.model.errors import HpcgateError
 
 MAX_IN_FLIGHT = 4096
@@ -43,10 +45,13 @@ class Closed(Exception):
 
 
 class Session:
-    def __init__(self, socket: Socket, server: Server, hello: m.Hello) -> None:
+    def __init__(
+        self, socket: Socket, server: Server, hello: m.Hello, streams: Streams | None = None
+    ) -> None:
         self._socket = socket
         self._server = server
         self._hello = hello
+        self._streams = streams  # None: no byte streams (``connect`` is refused)
         self._active: dict[int, anyio.CancelScope] = {}
         self.epoch: str | None = None
 
@@ -78,6 +83,11 @@ class Session:
                 if frame.channel in self._active or len(self._active) >= MAX_IN_FLIGHT:
                     await self._refuse_peer(1008, f"channel {frame.channel} reused or too many")
                 self._start(tasks, frame)
+            elif frame.kind in STREAM_KINDS and self._streams is not None:
+                try:
+                    self._streams.deliver(frame)
+                except ProtocolError as exc:
+                    await self._refuse_peer(1008, str(exc))
             elif frame.kind is Kind.CANCEL:
                 scope = self._active.get(frame.channel)
                 if scope is not None:
@@ -121,7 +131,12 @@ class Session:
         try:
             request, account = m.parse_request(fields(frame))
             op = request.op
-            value = await self._lines_while(frame.channel, request, account)
+            if isinstance(request, m.Connect):
+                if self._streams is None:
+                    raise Refused("this agent opens no streams")
+                value = await self._streams.serve(frame.channel, request, account)  # type: ignore[func-returns-value]
+            else:
+                value = await self._lines_while(frame.channel, request, account)
             return m.result_fields(request, value)
         except (ProtocolError, Refused) as exc:
             log.warning("refused request %d (%s): %s", frame.channel, op, exc)

@@ -316,10 +316,24 @@ class HandleClose(Request[None]):
     handle: int
 
 
+# ------------------------------------------------------------------------------ streams
+
+
+@dataclass(frozen=True, slots=True)
+class Connect(Request[None]):
+    """A TCP connection from the agent to ``host``:``port`` (a service replica or a function
+    worker on a node), its bytes then DATA frames on this channel both ways
+    (:mod:`.pipe`); its RESULT comes when the stream has ended."""
+
+    op, Result = "connect", type(None)
+    host: str
+    port: int
+
+
 ALL: tuple[type[Request[Any]], ...] = (
     Run, RunLong, RunFiles, LookupUser, OwnHome, Resolve, Lstat, ListDir, Size, Usage, Read,
     Head, Tail, Digest, FileKind, Open, Mkdir, Remove, Chmod, Chown, Symlink, Publish, Discard,
-    HandleInfo, HandleRead, HandleWrite, HandleTruncate, HandleChmod, HandleClose,
+    HandleInfo, HandleRead, HandleWrite, HandleTruncate, HandleChmod, HandleClose, Connect,
 )  # fmt: skip
 OPERATIONS: dict[str, type[Request[Any]]] = {cls.op: cls for cls in ALL}
 

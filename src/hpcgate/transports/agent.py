@@ -5,7 +5,9 @@ One typed method per Transport method, each building its request of
 :mod:`hpcgate.agentwire.messages`; the agent runs it through its own local transport, after
 its own policy. An agent's refusal is Forbidden; its errors come back as the same classes of
 the error tree (by a table of names); no agent connected is a TransportError (503 with
-Retry-After). Streams through an agent are not there yet: they raise TransportError.
+Retry-After). A byte stream (:meth:`AgentTransport.stream`) is a ``connect`` request whose
+channel then carries the stream's bytes (:mod:`.agent_streams`); the agent connects only to
+its scheduler's nodes on the ports of its ``stream_ports`` (:mod:`hpcgate.agent.targets`).
 """
 
 from __future__ import annotations
@@ -14,21 +16,25 @@ import contextlib
 from collections.abc import Callable
 from typing import TypeVar
 
+import anyio
 from anyio.abc import ByteStream
 from pydantic import BaseModel, ValidationError
 
 from hpcgate.accounts import Account, UserEntry
 from hpcgate.agentwire import messages as m
-from hpcgate.agentwire.frames import ProtocolError
+from hpcgate.agentwire.frames import Kind, ProtocolError, control
+from hpcgate.agentwire.pipe import Pipe
 from hpcgate.model import errors
 from hpcgate.model.commands import Beneath, Command, CommandResult, FileCommand
 from hpcgate.model.files import Checksum, Content, FileEntry, FileType
-from hpcgate.transports.agent_hub import AgentHub, AgentLink
+from hpcgate.transports.agent_hub import AgentHub, AgentLink, unavailable
+from hpcgate.transports.agent_streams import AgentStream
 from hpcgate.transports.filesystem import FileInfo, FileSystem, OpenFile
 
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 Lines = Callable[[str], None]
+CONNECT_WAIT = 30.0  # seconds for the agent to say its connection is open (its own: 10)
 
 #: The errors an agent may report, by name; any other name is a TransportError.
 ERRORS: dict[str, type[errors.HpcgateError]] = {
@@ -107,7 +113,10 @@ class AgentTransport:
         return AgentFiles(self, account, None)
 
     async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
-        raise errors.TransportError("byte streams through an agent are not available yet")
+        """A TCP connection the agent opens to ``host``:``port`` (Forbidden if its policy
+        refuses the target; TransportError if it cannot connect)."""
+        link = self.hub.pick(self.system, account.name if account else None)
+        return await open_stream(link, m.Connect(host, port), account)
 
     async def lookup_user(self, name: str) -> UserEntry | None:
         user = await self.call(m.LookupUser(name), None)
@@ -125,6 +134,47 @@ class AgentTransport:
 
     async def close(self) -> None:
         """Agents' connections end with the server."""
+
+
+async def open_stream(link: AgentLink, request: m.Connect, account: Account | None) -> AgentStream:
+    """Send ``request`` on a new channel of ``link``; its stream once the agent says it is
+    open, or the agent's refusal or failure raised."""
+    if link.streams.broken is not None:
+        raise unavailable(link.streams.broken)
+    channel = link.next_channel()
+    pipe = Pipe(channel, link.send, may_send=0)  # the agent's first CREDIT opens it
+    link.streams.add(pipe)
+    stream = AgentStream(pipe, link.streams, link.send)
+    try:
+        body = m.request_fields(request, account.name if account else None)
+        await link.send(control(Kind.REQUEST, channel, body))
+        with anyio.fail_after(CONNECT_WAIT):
+            await pipe.opened.wait()
+        _check_opened(link, channel, request, pipe)
+    except BaseException as exc:
+        await stream.aclose()
+        if isinstance(exc, TimeoutError):
+            raise errors.TransportError(
+                f"the agent did not connect to {request.host}:{request.port} in time"
+            ) from None
+        raise
+    return stream
+
+
+def _check_opened(link: AgentLink, channel: int, request: m.Connect, pipe: Pipe) -> None:
+    """Raise why the stream did not open, if it did not."""
+    body = link.streams.result(channel)
+    if body is not None:
+        try:
+            value = m.parse_result(request, body)
+        except ProtocolError as exc:
+            raise errors.TransportError(f"the agent answered out of protocol: {exc}") from None
+        if isinstance(value, m.Failure):
+            raise raised(value)
+    if link.streams.broken is not None:
+        raise unavailable(link.streams.broken)
+    if pipe.error is not None and body is None:
+        raise errors.TransportError(f"the stream to {request.host}:{request.port}: {pipe.error}")
 
 
 def _word(word: str | Beneath) -> str | m.Beneath:

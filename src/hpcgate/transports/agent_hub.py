@@ -21,8 +21,10 @@ import anyio
 
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, fields
+from hpcgate.agentwire.pipe import STREAM_KINDS
 from hpcgate.clock import utcnow
 from hpcgate.model.errors import TransportError
+from hpcgate.transports.agent_streams import LinkStreams
 
 R = TypeVar("R")
 RETRY_AFTER = 5.0  # seconds: agents reconnect within their backoff's first steps
@@ -56,10 +58,15 @@ class AgentLink:
         self._pending: dict[int, _Pending] = {}
         self._channels = itertools.count(1)
         self._broken: str | None = None
+        self.streams = LinkStreams()  # its byte streams (:mod:`.agent_streams`)
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self.streams)
+
+    def next_channel(self) -> int:
+        """A channel never used on this connection (for a stream)."""
+        return next(self._channels)
 
     def serves(self, account: str | None) -> bool:
         """Whether this agent may act for ``account`` (a user's agent: only its user)."""
@@ -96,6 +103,9 @@ class AgentLink:
 
     async def deliver(self, frame: Frame) -> None:
         """A frame from the agent (ProtocolError for one the protocol does not allow)."""
+        if frame.kind in STREAM_KINDS:
+            self.streams.deliver(frame)
+            return
         pending = self._pending.get(frame.channel)
         if frame.kind is Kind.LINE:
             if pending is not None and pending.on_line is not None:
@@ -106,11 +116,14 @@ class AgentLink:
         if pending is not None:
             pending.fields = fields(frame)
             pending.done.set()
+        else:
+            self.streams.ended(frame.channel, fields(frame))
         await self.send(control(Kind.ACK, frame.channel, {}))
 
     def broken(self, reason: str) -> None:
         """The connection ended: every waiting request learns it."""
         self._broken = reason
+        self.streams.break_all(reason)
         for pending in self._pending.values():
             pending.done.set()
 
