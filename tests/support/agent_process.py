@@ -21,6 +21,7 @@ class AgentProcess:
     spool: Path
     process: subprocess.Popen[bytes] | None = None
     extra: str = ""  # more settings of agent.toml, as TOML lines
+    scheduler: str = "embedded"
 
     @property
     def config(self) -> Path:
@@ -33,7 +34,8 @@ class AgentProcess:
         token_file.chmod(0o600)
         roots = ", ".join(f'"{root}"' for root in self.roots)
         self.config.write_text(
-            f'gateway = "{self.gateway}"\ntoken_file = "{token_file}"\nscheduler = "embedded"\n'
+            f'gateway = "{self.gateway}"\ntoken_file = "{token_file}"\n'
+            f'scheduler = "{self.scheduler}"\n'
             f'roots = [{roots}]\nstate_dir = "{self.directory / "state"}"\n'
             f'embedded_spool = "{self.spool}"\nembedded_slots = 2\n{self.extra}'
         )

@@ -114,6 +114,7 @@ class Dialer:
                 additional_headers={"Authorization": f"Bearer {self._config.token()}"},
                 ssl=ssl_context(self._config),
                 max_size=HEADER.size + MAX_CONTROL_BODY,
+                compression=None,  # file contents and streams: deflate costs more than it saves
                 open_timeout=20,
             ) as socket:
                 log.info("connected to %s", self._config.url)
