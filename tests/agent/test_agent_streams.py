@@ -130,6 +130,8 @@ class Wire:
                 await self.send(Kind.CREDIT, channel, {"bytes": len(frame.body)})
             elif frame.kind is Kind.CLOSE:
                 return bytes(got), frame
+            else:
+                raise AssertionError(f"a {frame.kind.name} before the CLOSE: {fields(frame)}")
 
 
 class Gateway:
@@ -255,3 +257,31 @@ async def test_data_after_the_gateways_close_ends_the_connection(
     await wire.send(Kind.DATA, 1, b"more")
     await asyncio.wait_for(wire.connection.wait_closed(), 30)
     assert wire.connection.close_code == 1008
+
+
+async def test_a_large_read_and_write_of_an_open_file_move_as_data(
+    wired: tuple[Wire, Node, AgentProcess], tmp_path: Path
+) -> None:
+    wire, _, _ = wired
+    root = tmp_path / "root"
+    data = os.urandom(5 << 20)
+    await wire.send(Kind.REQUEST, 1, m.request_fields(m.Open(str(root), f"{root}/f", "new"), None))
+    handle = fields(await wire.next(1))["value"]
+    assert isinstance(handle, int)
+    await wire.send(Kind.REQUEST, 2, m.request_fields(m.HandleWriteData(handle), None))
+    await wire.write(2, data, [0])  # nothing until the agent's first CREDIT
+    await wire.send(Kind.CLOSE, 2, {})
+    _, close = await wire.read_all(2)  # the agent's CLOSE: all written
+    assert fields(close) == {} and fields(await wire.next(2)) == {"ok": True, "value": len(data)}
+    assert (root / "f").read_bytes() == data
+    await wire.send(Kind.REQUEST, 5, m.request_fields(m.Open(str(root), f"{root}/f", "read"), None))
+    reading = fields(await wire.next(5))["value"]
+    assert isinstance(reading, int)
+    request = m.HandleReadData(reading, 1000, len(data))
+    await wire.send(Kind.REQUEST, 3, m.request_fields(request, None))
+    got, _ = await wire.read_all(3)
+    assert got == data[1000:]
+    assert fields(await wire.next(3)) == {"ok": True, "value": len(data) - 1000}
+    await wire.send(Kind.REQUEST, 4, m.request_fields(m.HandleReadData(999, 0, 10), None))
+    refused = fields(await wire.next(4))
+    assert refused["ok"] is False and refused["error"]["kind"] == "refused"  # type: ignore[index]

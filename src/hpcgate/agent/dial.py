@@ -118,8 +118,8 @@ class Dialer:
                 open_timeout=20,
             ) as socket:
                 log.info("connected to %s", self._config.url)
-                streams = Streams(self._policy, self._targets, socket.send)
                 server = Server(self._policy, self._transport)
+                streams = Streams(self._policy, self._targets, socket.send, server.open_file)
                 session = Session(socket, server, self.hello(), streams)
                 await session.run()
         except InvalidStatus as exc:

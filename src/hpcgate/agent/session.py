@@ -131,10 +131,10 @@ class Session:
         try:
             request, account = m.parse_request(fields(frame))
             op = request.op
-            if isinstance(request, m.Connect):
+            if isinstance(request, m.STREAMED):
                 if self._streams is None:
                     raise Refused("this agent opens no streams")
-                value = await self._streams.serve(frame.channel, request, account)  # type: ignore[func-returns-value]
+                value = await self._streams.serve(frame.channel, request, account)
             else:
                 value = await self._lines_while(frame.channel, request, account)
             return m.result_fields(request, value)

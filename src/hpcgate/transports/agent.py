@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import ByteStream
@@ -139,18 +139,11 @@ class AgentTransport:
 async def open_stream(link: AgentLink, request: m.Connect, account: Account | None) -> AgentStream:
     """Send ``request`` on a new channel of ``link``; its stream once the agent says it is
     open, or the agent's refusal or failure raised."""
-    if link.streams.broken is not None:
-        raise unavailable(link.streams.broken)
-    channel = link.next_channel()
-    pipe = Pipe(channel, link.send, may_send=0)  # the agent's first CREDIT opens it
-    link.streams.add(pipe)
-    stream = AgentStream(pipe, link.streams, link.send)
+    pipe, stream = await _channel(link, request, account)
     try:
-        body = m.request_fields(request, account.name if account else None)
-        await link.send(control(Kind.REQUEST, channel, body))
         with anyio.fail_after(CONNECT_WAIT):
             await pipe.opened.wait()
-        _check_opened(link, channel, request, pipe)
+        _raise_failure(link, request, pipe)
     except BaseException as exc:
         await stream.aclose()
         if isinstance(exc, TimeoutError):
@@ -161,9 +154,28 @@ async def open_stream(link: AgentLink, request: m.Connect, account: Account | No
     return stream
 
 
-def _check_opened(link: AgentLink, channel: int, request: m.Connect, pipe: Pipe) -> None:
-    """Raise why the stream did not open, if it did not."""
-    body = link.streams.result(channel)
+async def _channel(
+    link: AgentLink, request: m.Request[Any], account: Account | None
+) -> tuple[Pipe, AgentStream]:
+    """A new channel of ``link`` for a request of ``m.STREAMED``, the request sent on it."""
+    if link.streams.broken is not None:
+        raise unavailable(link.streams.broken)
+    channel = link.next_channel()
+    pipe = Pipe(channel, link.send, may_send=0)  # the agent's first CREDIT opens it
+    link.streams.add(pipe)
+    stream = AgentStream(pipe, link.streams, link.send)
+    try:
+        body = m.request_fields(request, account.name if account else None)
+        await link.send(control(Kind.REQUEST, channel, body))
+    except BaseException:
+        await stream.aclose()
+        raise
+    return pipe, stream
+
+
+def _raise_failure(link: AgentLink, request: m.Request[Any], pipe: Pipe) -> None:
+    """Raise why the channel's stream broke or did not open, if it did."""
+    body = link.streams.result(pipe.channel)
     if body is not None:
         try:
             value = m.parse_result(request, body)
@@ -174,7 +186,43 @@ def _check_opened(link: AgentLink, channel: int, request: m.Connect, pipe: Pipe)
     if link.streams.broken is not None:
         raise unavailable(link.streams.broken)
     if pipe.error is not None and body is None:
-        raise errors.TransportError(f"the stream to {request.host}:{request.port}: {pipe.error}")
+        raise errors.TransportError(f"the agent's {request.op} broke: {pipe.error}")
+
+
+async def read_data(link: AgentLink, request: m.HandleReadData, account: Account | None) -> bytes:
+    """The bytes of a ``handle_read_data``, as DATA on its channel."""
+    pipe, stream = await _channel(link, request, account)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            chunks.append(await pipe.receive(1 << 20))
+    except anyio.EndOfStream:
+        return b"".join(chunks)
+    except anyio.BrokenResourceError:
+        _raise_failure(link, request, pipe)
+        raise errors.TransportError(f"the agent's read broke: {pipe.error}") from None
+    finally:
+        await stream.aclose()
+
+
+async def write_data(
+    link: AgentLink, request: m.HandleWriteData, data: bytes, account: Account | None
+) -> None:
+    """Write ``data`` by a ``handle_write_data``: DATA as the agent grants, then CLOSE; done
+    once the agent's CLOSE says all is written."""
+    pipe, stream = await _channel(link, request, account)
+    try:
+        await pipe.send(data)
+        await pipe.send_eof()
+        while True:
+            await pipe.receive()  # the agent sends no DATA here; its CLOSE ends this
+    except anyio.EndOfStream:
+        return
+    except anyio.BrokenResourceError:
+        _raise_failure(link, request, pipe)
+        raise errors.TransportError(f"the agent's write broke: {pipe.error}") from None
+    finally:
+        await stream.aclose()
 
 
 def _word(word: str | Beneath) -> str | m.Beneath:
@@ -295,6 +343,8 @@ class AgentFile:
         return FileInfo(info.size, info.modified_ns, info.inode)
 
     async def read(self, offset: int, size: int) -> bytes:
+        if size > m.MAX_IO_BYTES:  # raw DATA frames, not base64 in a RESULT
+            return await self._read_data(offset, size)
         chunks: list[bytes] = []
         while size > 0:
             wanted = min(size, m.MAX_IO_BYTES)
@@ -305,7 +355,24 @@ class AgentFile:
             offset, size = offset + len(chunk), size - len(chunk)
         return b"".join(chunks)
 
+    async def _read_data(self, offset: int, size: int) -> bytes:
+        chunks: list[bytes] = []
+        while size > 0:
+            wanted = min(size, m.MAX_DATA_IO)
+            request = m.HandleReadData(self._handle, offset, wanted)
+            chunk = await read_data(self._link, request, self._account)
+            chunks.append(chunk)
+            if len(chunk) < wanted:
+                break
+            offset, size = offset + len(chunk), size - len(chunk)
+        return b"".join(chunks)
+
     async def write(self, data: bytes) -> None:
+        if len(data) > m.MAX_IO_BYTES:  # raw DATA frames, not base64 in a REQUEST
+            for start in range(0, len(data), m.MAX_DATA_IO):
+                piece = data[start : start + m.MAX_DATA_IO]
+                await write_data(self._link, m.HandleWriteData(self._handle), piece, self._account)
+            return
         for start in range(0, len(data), m.MAX_IO_BYTES):
             await self._call(m.HandleWrite(self._handle, data[start : start + m.MAX_IO_BYTES]))
 
