@@ -130,8 +130,8 @@ class Wire:
                 await self.send(Kind.CREDIT, channel, {"bytes": len(frame.body)})
             elif frame.kind is Kind.CLOSE:
                 return bytes(got), frame
-            else:
-                raise AssertionError(f"a {frame.kind.name} before the CLOSE: {fields(frame)}")
+            elif frame.kind is Kind.RESULT:  # a failure, or an end with no CLOSE
+                raise AssertionError(f"a RESULT before the CLOSE: {fields(frame)}")
 
 
 class Gateway:
