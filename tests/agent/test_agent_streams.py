@@ -77,6 +77,19 @@ async def listening(node: Node) -> asyncio.Server:
     raise RuntimeError("no free port in 20000-39999")
 
 
+def listener_above_the_range() -> socket.socket:
+    for _ in range(100):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", random.randint(40000, 60999)))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen()
+        return sock
+    raise RuntimeError("no free port in 40000-60999")
+
+
 class Wire:
     """The test's end of the agent's connection: frames by channel."""
 
@@ -223,9 +236,7 @@ async def test_streams_outside_the_policy_are_refused_and_logged(
     wired: tuple[Wire, Node, AgentProcess],
 ) -> None:
     wire, node, agent = wired
-    ssh = socket.socket()
-    ssh.bind(("127.0.0.1", 0))  # a listener outside stream_ports (as sshd's 22 would be)
-    ssh.listen()
+    ssh = listener_above_the_range()  # a listener outside stream_ports (as sshd's 22)
     outside = ssh.getsockname()[1]
     refused_targets = [
         ("127.0.0.1", outside),
