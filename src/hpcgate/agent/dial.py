@@ -76,7 +76,7 @@ class Dialer:
         self._policy = Policy(config)
         self._transport = LocalTransport()
         self._rng = rng or random.SystemRandom()
-        self._targets = StreamTargets(config, self._list_nodes)
+        self.targets = StreamTargets(config, self._list_nodes)
 
     def hello(self) -> m.Hello:
         ident = agent_id(self._config.state_dir)
@@ -119,7 +119,7 @@ class Dialer:
             ) as socket:
                 log.info("connected to %s", self._config.url)
                 server = Server(self._policy, self._transport)
-                streams = Streams(self._policy, self._targets, socket.send, server.open_file)
+                streams = Streams(self._policy, self.targets, socket.send, server.open_file)
                 session = Session(socket, server, self.hello(), streams)
                 await session.run()
         except InvalidStatus as exc:
