@@ -71,8 +71,17 @@ def alice(edge: GatewayProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_a_service_on_an_agent_system_is_proxied_with_its_streams(alice: httpx.Client) -> None:
-    name = create_service(alice, system="edge", min_replicas=1, max_replicas=1)
+@pytest.fixture(scope="module")
+def service(alice: httpx.Client) -> str:
+    """A service of alice's on ``edge`` (one replica: the agent's engine has two slots, one
+    for it and one for a function's worker)."""
+    return create_service(alice, system="edge", min_replicas=1, max_replicas=1)
+
+
+def test_a_service_on_an_agent_system_is_proxied_with_its_streams(
+    alice: httpx.Client, service: str
+) -> None:
+    name = service
     [replica] = wait_replicas(alice, name, in_state("ready"), timeout=120)
     proxy = f"{SERVICES}/{name}/proxy"
     seen = alice.get(f"{proxy}/pid").json()
