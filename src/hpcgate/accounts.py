@@ -21,11 +21,13 @@ import os
 import pwd
 import time
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from hpcgate.config import UsersConfig
 from hpcgate.model.errors import Forbidden
 from hpcgate.model.principal import Principal
+
+if TYPE_CHECKING:  # a type only: the outbound agent carries this module, not the settings
+    from hpcgate.config import UsersConfig
 
 NOBODY = 65534  # the overflow id: above min_uid, and never a person
 

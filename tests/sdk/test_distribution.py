@@ -1,6 +1,7 @@
-"""The two distributions built from this tree, for real: the client's wheel, installed alone
+"""The three distributions built from this tree, for real: the client's wheel, installed alone
 into a fresh virtual environment, gives a working ``hpcgate`` command and SDK and brings
-none of the server's stack; the server's wheel ships everything else and no file twice.
+none of the server's stack; the agent's wheel with it gives ``hpcgate-agent`` and no more
+of the server; the server's wheel ships everything else and no file twice.
 
 The wheels are built by hatchling from the test environment (``--no-build-isolation``: no
 download of the build backend); the fresh environment's dependencies (httpx, pydantic,
@@ -42,11 +43,12 @@ def pip(*args: str | Path) -> str:
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The client's wheel and the server's, built from this tree."""
+    """The client's wheel, the agent's and the server's, built from this tree."""
     folder = tmp_path_factory.mktemp("wheels")
-    pip("wheel", "-q", "--no-deps", "--no-build-isolation", "-w", folder, ROOT / "client", ROOT)
+    trees = (ROOT / "client", ROOT / "agent", ROOT)
+    pip("wheel", "-q", "--no-deps", "--no-build-isolation", "-w", folder, *trees)
     found = {path.name.split("-")[0]: path for path in folder.glob("*.whl")}
-    assert set(found) == {"hpcgate", "hpcgate_client"}, found
+    assert set(found) == {"hpcgate", "hpcgate_client", "hpcgate_agent"}, found
     return found
 
 
@@ -56,6 +58,17 @@ def venv(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> P
     where = tmp_path_factory.mktemp("client-only") / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", where)
     pip("--python", where / "bin" / "python", "install", "-q", wheels["hpcgate_client"])
+    return where / "bin"
+
+
+@pytest.fixture(scope="module")
+def agent_venv(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the agent's wheel (and the client's it needs); its
+    bin/."""
+    where = tmp_path_factory.mktemp("agent-only") / "venv"
+    run(sys.executable, "-m", "venv", "--without-pip", where)
+    python = where / "bin" / "python"
+    pip("--python", python, "install", "-q", wheels["hpcgate_client"], wheels["hpcgate_agent"])
     return where / "bin"
 
 
@@ -104,10 +117,33 @@ def test_the_client_alone_brings_nothing_of_the_server(venv: Path) -> None:
     assert "cli.py" not in installed and "gateway.py" not in installed
 
 
-def test_the_two_wheels_ship_every_source_file_once(wheels: dict[str, Path]) -> None:
+def test_the_agent_alone_runs_and_brings_nothing_of_the_server(agent_venv: Path) -> None:
+    env = clean_env()
+    helped = run(agent_venv / "hpcgate-agent", "--help", env=env)
+    assert "outbound" in helped and "--token-file" in helped
+    every = (
+        "import importlib, pkgutil, hpcgate;"
+        " found = [m.name for m in pkgutil.walk_packages(hpcgate.__path__, 'hpcgate.')"
+        " if not m.name.startswith(('hpcgate.client', 'hpcgate.usercli'))];"
+        " [importlib.import_module(m) for m in found if not m.endswith('__main__')];"
+        " print(sorted(found))"
+    )
+    imported = run(agent_venv / "python", "-c", every, env=env)  # each module it ships
+    assert "'hpcgate.agent.dial'" in imported and "'hpcgate.transports.local'" in imported
+    assert "'hpcgate.embedded.runner'" in imported
+    stack = (*SERVER_STACK, "pydantic_settings")
+    probe = f"import importlib.util as u; print([m for m in {stack!r} if u.find_spec(m)])"
+    assert run(agent_venv / "python", "-c", probe, env=env).strip() == "[]"
+    engine = run(agent_venv / "python", "-m", "hpcgate.embedded", "--help", env=env)
+    assert "submit" in engine  # the embedded scheduler's engine the agent runs
+
+
+def test_the_three_wheels_ship_every_source_file_once(wheels: dict[str, Path]) -> None:
     client, server = names(wheels["hpcgate_client"]), names(wheels["hpcgate"])
-    assert not client & server
-    assert client | server == set(sources())
+    agent = names(wheels["hpcgate_agent"])
+    assert not client & server and not agent & server and not agent & client
+    assert client | server | agent == set(sources())
+    assert {"hpcgate/agent/dial.py", "hpcgate/agentwire/pipe.py"} <= agent
     assert {"hpcgate/__init__.py", "hpcgate/model/errors.py", "hpcgate/usercli/jobs.py"} <= client
     assert {"hpcgate/cli.py", "hpcgate/gateway.py", "hpcgate/api/app.py"} <= server
 
@@ -116,4 +152,8 @@ def test_both_distributions_have_the_same_version() -> None:
     server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
     assert server["version"] == client["version"] == hpcgate.__version__
+    agent = tomllib.loads((ROOT / "agent" / "pyproject.toml").read_text())["project"]
+    assert agent["version"] == server["version"]
     assert f"hpcgate-client=={hpcgate.__version__}" in server["dependencies"]
+    assert f"hpcgate-agent=={hpcgate.__version__}" in server["dependencies"]
+    assert f"hpcgate-client=={hpcgate.__version__}" in agent["dependencies"]

@@ -32,6 +32,7 @@ class AgentProcess:
     scheduler: str = "embedded"  # or slurm (then ``spool`` is unused)
     wrapper: tuple[str, ...] = ()  # argv it runs under (``ip netns exec NAME``)
     process: subprocess.Popen[bytes] | None = None
+    extra: str = ""  # more settings of agent.toml, as TOML lines
 
     @property
     def config(self) -> Path:
@@ -48,7 +49,7 @@ class AgentProcess:
             f'gateway = "{self.gateway}"\ntoken_file = "{token_file}"\n'
             f'scheduler = "{self.scheduler}"\n'
             f'roots = [{roots}]\nstate_dir = "{self.directory / "state"}"\n'
-            + (embedded if self.scheduler == "embedded" else "")
+            + (embedded if self.scheduler == "embedded" else "") + self.extra
         )
 
     def start(self) -> None:

@@ -12,6 +12,9 @@ Everything the agent allows comes from here, never from what the gateway sends::
     min_uid = 1000                          # a root agent never acts as an account below
     embedded_spool = "/var/lib/hpcgate-agent/embedded"  # scheduler = "embedded" only
     embedded_slots = 4
+    stream_ports = [20000, 39999]           # the ports byte streams may go to (the gateway's
+                                            # service_ports); hosts: agent/targets.py
+    stream_hosts = ["gpu-7.example.org"]    # optional: hosts besides the scheduler's nodes
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class AgentConfig:
     min_uid: int = 1000
     embedded_spool: Path | None = None
     embedded_slots: int = 1
+    stream_ports: tuple[int, int] = (20000, 39999)
+    stream_hosts: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -72,6 +77,7 @@ def load(path: Path) -> AgentConfig:
 _KEYS = {
     "gateway": str, "token_file": str, "ca_file": str, "scheduler": str, "roots": list,
     "state_dir": str, "path": str, "min_uid": int, "embedded_spool": str, "embedded_slots": int,
+    "stream_ports": list, "stream_hosts": list,
 }  # fmt: skip
 
 
@@ -109,7 +115,22 @@ def _checked(data: dict[str, Any]) -> AgentConfig:
         min_uid=max(1, data.get("min_uid", 1000)),
         embedded_spool=Path(spool) if spool else state / "embedded",
         embedded_slots=max(1, data.get("embedded_slots", os.cpu_count() or 1)),
+        stream_ports=_ports(data.get("stream_ports", [20000, 39999])),
+        stream_hosts=_hosts(data.get("stream_hosts", [])),
     )
+
+
+def _ports(value: list[Any]) -> tuple[int, int]:
+    shape_ok = len(value) == 2 and all(type(port) is int for port in value)
+    if not shape_ok or not 1024 <= value[0] <= value[1] <= 65535:
+        raise ConfigError("stream_ports must be [first, last] within 1024-65535")
+    return value[0], value[1]
+
+
+def _hosts(value: list[Any]) -> tuple[str, ...]:
+    if not all(isinstance(host, str) and 0 < len(host) <= 253 for host in value):
+        raise ConfigError("stream_hosts must be host names or addresses")
+    return tuple(value)
 
 
 def _absolute_root(root: str) -> bool:

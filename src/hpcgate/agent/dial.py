@@ -25,8 +25,11 @@ from hpcgate.agent.keeper import ResultKeeper
 from hpcgate.agent.policy import Policy
 from hpcgate.agent.serve import Server
 from hpcgate.agent.session import Closed, Session
+from hpcgate.agent.streams import Streams
+from hpcgate.agent.targets import StreamTargets
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import HEADER, MAX_CONTROL_BODY, ProtocolError
+from hpcgate.model.commands import Command
 from hpcgate.transports.local import LocalTransport
 
 try:
@@ -35,6 +38,7 @@ except metadata.PackageNotFoundError:  # a source checkout
     __version__ = "0+unknown"
 FIRST_WAIT = 0.5
 MAX_WAIT = 30.0
+NODES_TIMEOUT = 30.0
 log = logging.getLogger("hpcgate.agent")
 
 
@@ -75,12 +79,19 @@ class Dialer:
         self._transport = LocalTransport()
         self._rng = rng or random.SystemRandom()
         self._keeper = ResultKeeper(config.state_dir)
+        self.targets = StreamTargets(config, self._list_nodes)
 
     def hello(self) -> m.Hello:
         ident = agent_id(self._config.state_dir)
         return m.Hello(
             ident, platform.node(), __version__, self._config.scheduler, self._policy.serves
         )
+
+    async def _list_nodes(self, argv: tuple[str, ...]) -> bytes:
+        """The scheduler's node list, asked as the agent itself (for :mod:`.targets`)."""
+        found = self._policy.command(argv, None)
+        result = await self._transport.run(Command(found), NODES_TIMEOUT)
+        return result.stdout if result.returncode == 0 else b""
 
     async def forever(self) -> None:
         """Connect and serve, again after every break, until cancelled."""
@@ -108,11 +119,13 @@ class Dialer:
                 additional_headers={"Authorization": f"Bearer {self._config.token()}"},
                 ssl=ssl_context(self._config),
                 max_size=HEADER.size + MAX_CONTROL_BODY,
+                compression=None,  # file contents and streams: deflate costs more than it saves
                 open_timeout=20,
             ) as socket:
                 log.info("connected to %s", self._config.url)
                 server = Server(self._policy, self._transport)
-                session = Session(socket, server, self.hello(), self._keeper, work)
+                streams = Streams(self._policy, self.targets, socket.send, server.open_file)
+                session = Session(socket, server, self.hello(), self._keeper, work, streams)
                 await session.run()
         except InvalidStatus as exc:
             log.warning("the gateway refused the connection: HTTP %d", exc.response.status_code)

@@ -183,6 +183,10 @@ class Server:
 
     # ------------------------------------------------------------------ open files
 
+    def open_file(self, handle: int) -> OpenFile:
+        """The file open as ``handle`` on this connection (Refused if none is)."""
+        return self._file(handle)
+
     def _file(self, handle: int) -> OpenFile:
         opened = self._open.get(handle)
         if opened is None:

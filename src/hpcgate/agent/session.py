@@ -27,9 +27,11 @@ from anyio.abc import TaskGroup
 from hpcgate.agent.keeper import EPOCH, ResultKeeper
 from hpcgate.agent.policy import Refused
 from hpcgate.agent.serve import Server
+from hpcgate.agent.streams import Streams
 from hpcgate.agentwire import codec
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, decode, fields
+from hpcgate.agentwire.pipe import STREAM_KINDS
 from hpcgate.model.errors import HpcgateError
 
 MAX_IN_FLIGHT = 4096
@@ -59,12 +61,14 @@ class Session:
         hello: m.Hello,
         keeper: ResultKeeper,
         work: TaskGroup,
+        streams: Streams | None = None,
     ) -> None:
         self._socket = socket
         self._server = server
         self._hello = hello
         self._keeper = keeper
         self._work = work  # the agent's: kept requests outlive this connection
+        self._streams = streams  # None: no byte streams (``connect`` is refused)
         self._active: dict[int, anyio.CancelScope] = {}
         self.epoch: str | None = None
 
@@ -100,6 +104,11 @@ class Session:
                 if self._taken(frame.channel):
                     await self._refuse_peer(1008, f"channel {frame.channel} reused or too many")
                 self._start(tasks, frame)
+            elif frame.kind in STREAM_KINDS and self._streams is not None:
+                try:
+                    self._streams.deliver(frame)
+                except ProtocolError as exc:
+                    await self._refuse_peer(1008, str(exc))
             elif frame.kind is Kind.CANCEL:
                 scope = self._active.get(frame.channel)
                 if scope is not None:
@@ -183,7 +192,12 @@ class Session:
         try:
             request, account = m.parse_request(fields(frame))
             op = request.op
-            value = await self._lines_while(frame.channel, request, account)
+            if isinstance(request, m.STREAMED):
+                if self._streams is None:
+                    raise Refused("this agent opens no streams")
+                value = await self._streams.serve(frame.channel, request, account)
+            else:
+                value = await self._lines_while(frame.channel, request, account)
             return m.result_fields(request, value)
         except (ProtocolError, Refused) as exc:
             log.warning("refused request %d (%s): %s", frame.channel, op, exc)

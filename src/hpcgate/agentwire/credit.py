@@ -14,7 +14,7 @@ import anyio
 
 from hpcgate.agentwire.frames import MAX_DATA_BODY, ProtocolError
 
-INITIAL_WINDOW = 256 * 1024
+INITIAL_WINDOW = 1024 * 1024
 MAX_WINDOW = 16 * 1024 * 1024
 
 

@@ -25,6 +25,7 @@ Document = dict[str, object]  # a model of the gateway's (FileEntry, Content...)
 
 MAX_ARGV_WORDS = 4096
 MAX_IO_BYTES = 512 * 1024  # file contents per request or result: base64 fits a control frame
+MAX_DATA_IO = 64 * 1024 * 1024  # file contents per handle_read_data or handle_write_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,12 +325,51 @@ class HandleClose(Request[None]):
     handle: int
 
 
+# ------------------------------------------------------------------------------ streams
+
+
+@dataclass(frozen=True, slots=True)
+class Connect(Request[None]):
+    """A TCP connection from the agent to ``host``:``port`` (a service replica or a function
+    worker on a node), its bytes then DATA frames on this channel both ways
+    (:mod:`.pipe`); its RESULT comes when the stream has ended."""
+
+    op, Result, bound = "connect", type(None), True
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandleReadData(Request[int]):
+    """As :class:`HandleRead`, for a larger piece: its bytes come as DATA frames on the
+    channel (with credit), then a CLOSE; the result is their count. Raw bytes, where a
+    RESULT's base64 in JSON costs a copy and a pass on each side."""
+
+    op, Result, idempotent, bound = "handle_read_data", int, True, True
+    handle: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandleWriteData(Request[int]):
+    """As :class:`HandleWrite`, for a larger piece: after the agent's first CREDIT the
+    gateway sends the bytes as DATA frames, then a CLOSE; the agent CLOSEs once all is
+    written, and the result is the count."""
+
+    op, Result, bound = "handle_write_data", int, True
+    handle: int
+
+
 ALL: tuple[type[Request[Any]], ...] = (
     Run, RunLong, RunFiles, LookupUser, OwnHome, Resolve, Lstat, ListDir, Size, Usage, Read,
     Head, Tail, Digest, FileKind, Open, Mkdir, Remove, Chmod, Chown, Symlink, Publish, Discard,
-    HandleInfo, HandleRead, HandleWrite, HandleTruncate, HandleChmod, HandleClose,
+    HandleInfo, HandleRead, HandleWrite, HandleTruncate, HandleChmod, HandleClose, Connect,
+    HandleReadData, HandleWriteData,
 )  # fmt: skip
 OPERATIONS: dict[str, type[Request[Any]]] = {cls.op: cls for cls in ALL}
+#: The requests whose channel carries DATA (:mod:`.pipe`) besides their RESULT.
+STREAMED = (Connect, HandleReadData, HandleWriteData)
 
 
 # ------------------------------------------------------------------------------ envelopes

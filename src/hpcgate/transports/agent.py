@@ -5,30 +5,36 @@ One typed method per Transport method, each building its request of
 :mod:`hpcgate.agentwire.messages`; the agent runs it through its own local transport, after
 its own policy. An agent's refusal is Forbidden; its errors come back as the same classes of
 the error tree (by a table of names); no agent connected is a TransportError (503 with
-Retry-After). Streams through an agent are not there yet: they raise TransportError.
+Retry-After). A byte stream (:meth:`AgentTransport.stream`) is a ``connect`` request whose
+channel then carries the stream's bytes (:mod:`.agent_streams`); the agent connects only to
+its scheduler's nodes on the ports of its ``stream_ports`` (:mod:`hpcgate.agent.targets`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import anyio
 from anyio.abc import ByteStream
 from pydantic import BaseModel, ValidationError
 
 from hpcgate.accounts import Account, UserEntry
 from hpcgate.agentwire import messages as m
-from hpcgate.agentwire.frames import ProtocolError
+from hpcgate.agentwire.frames import Kind, ProtocolError, control
+from hpcgate.agentwire.pipe import Pipe
 from hpcgate.model import errors
 from hpcgate.model.commands import Beneath, Command, CommandResult, FileCommand
 from hpcgate.model.files import Checksum, Content, FileEntry, FileType
-from hpcgate.transports.agent_hub import AgentHub, AgentLink
+from hpcgate.transports.agent_hub import AgentHub, AgentLink, unavailable
+from hpcgate.transports.agent_streams import AgentStream
 from hpcgate.transports.filesystem import FileInfo, FileSystem, OpenFile
 
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
 Lines = Callable[[str], None]
+CONNECT_WAIT = 30.0  # seconds for the agent to say its connection is open (its own: 10)
 
 #: The errors an agent may report, by name; any other name is a TransportError.
 ERRORS: dict[str, type[errors.HpcgateError]] = {
@@ -112,7 +118,10 @@ class AgentTransport:
         return AgentFiles(self, account, None)
 
     async def stream(self, host: str, port: int, account: Account | None = None) -> ByteStream:
-        raise errors.TransportError("byte streams through an agent are not available yet")
+        """A TCP connection the agent opens to ``host``:``port`` (Forbidden if its policy
+        refuses the target; TransportError if it cannot connect)."""
+        link = self.hub.pick(self.system, account.name if account else None)
+        return await open_stream(link, m.Connect(host, port), account)
 
     async def lookup_user(self, name: str) -> UserEntry | None:
         user = await self.call(m.LookupUser(name), None)
@@ -130,6 +139,95 @@ class AgentTransport:
 
     async def close(self) -> None:
         """Agents' connections end with the server."""
+
+
+async def open_stream(link: AgentLink, request: m.Connect, account: Account | None) -> AgentStream:
+    """Send ``request`` on a new channel of ``link``; its stream once the agent says it is
+    open, or the agent's refusal or failure raised."""
+    pipe, stream = await _channel(link, request, account)
+    try:
+        with anyio.fail_after(CONNECT_WAIT):
+            await pipe.opened.wait()
+        _raise_failure(link, request, pipe)
+    except BaseException as exc:
+        await stream.aclose()
+        if isinstance(exc, TimeoutError):
+            raise errors.TransportError(
+                f"the agent did not connect to {request.host}:{request.port} in time"
+            ) from None
+        raise
+    return stream
+
+
+async def _channel(
+    link: AgentLink, request: m.Request[Any], account: Account | None
+) -> tuple[Pipe, AgentStream]:
+    """A new channel of ``link`` for a request of ``m.STREAMED``, the request sent on it."""
+    if link.streams.broken is not None:
+        raise unavailable(link.streams.broken)
+    channel = link.next_channel()
+    pipe = Pipe(channel, link.send, may_send=0)  # the agent's first CREDIT opens it
+    link.streams.add(pipe)
+    stream = AgentStream(pipe, link.streams, link.send)
+    try:
+        body = m.request_fields(request, account.name if account else None)
+        await link.send(control(Kind.REQUEST, channel, body))
+    except BaseException:
+        await stream.aclose()
+        raise
+    return pipe, stream
+
+
+def _raise_failure(link: AgentLink, request: m.Request[Any], pipe: Pipe) -> None:
+    """Raise why the channel's stream broke or did not open, if it did."""
+    body = link.streams.result(pipe.channel)
+    if body is not None:
+        try:
+            value = m.parse_result(request, body)
+        except ProtocolError as exc:
+            raise errors.TransportError(f"the agent answered out of protocol: {exc}") from None
+        if isinstance(value, m.Failure):
+            raise raised(value)
+    if link.streams.broken is not None:
+        raise unavailable(link.streams.broken)
+    if pipe.error is not None and body is None:
+        raise errors.TransportError(f"the agent's {request.op} broke: {pipe.error}")
+
+
+async def read_data(link: AgentLink, request: m.HandleReadData, account: Account | None) -> bytes:
+    """The bytes of a ``handle_read_data``, as DATA on its channel."""
+    pipe, stream = await _channel(link, request, account)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            chunks.append(await pipe.receive(1 << 20))
+    except anyio.EndOfStream:
+        return b"".join(chunks)
+    except anyio.BrokenResourceError:
+        _raise_failure(link, request, pipe)
+        raise errors.TransportError(f"the agent's read broke: {pipe.error}") from None
+    finally:
+        await stream.aclose()
+
+
+async def write_data(
+    link: AgentLink, request: m.HandleWriteData, data: bytes, account: Account | None
+) -> None:
+    """Write ``data`` by a ``handle_write_data``: DATA as the agent grants, then CLOSE; done
+    once the agent's CLOSE says all is written."""
+    pipe, stream = await _channel(link, request, account)
+    try:
+        await pipe.send(data)
+        await pipe.send_eof()
+        while True:
+            await pipe.receive()  # the agent sends no DATA here; its CLOSE ends this
+    except anyio.EndOfStream:
+        return
+    except anyio.BrokenResourceError:
+        _raise_failure(link, request, pipe)
+        raise errors.TransportError(f"the agent's write broke: {pipe.error}") from None
+    finally:
+        await stream.aclose()
 
 
 def _word(word: str | Beneath) -> str | m.Beneath:
@@ -250,6 +348,8 @@ class AgentFile:
         return FileInfo(info.size, info.modified_ns, info.inode)
 
     async def read(self, offset: int, size: int) -> bytes:
+        if size > m.MAX_IO_BYTES:  # raw DATA frames, not base64 in a RESULT
+            return await self._read_data(offset, size)
         chunks: list[bytes] = []
         while size > 0:
             wanted = min(size, m.MAX_IO_BYTES)
@@ -260,7 +360,24 @@ class AgentFile:
             offset, size = offset + len(chunk), size - len(chunk)
         return b"".join(chunks)
 
+    async def _read_data(self, offset: int, size: int) -> bytes:
+        chunks: list[bytes] = []
+        while size > 0:
+            wanted = min(size, m.MAX_DATA_IO)
+            request = m.HandleReadData(self._handle, offset, wanted)
+            chunk = await read_data(self._link, request, self._account)
+            chunks.append(chunk)
+            if len(chunk) < wanted:
+                break
+            offset, size = offset + len(chunk), size - len(chunk)
+        return b"".join(chunks)
+
     async def write(self, data: bytes) -> None:
+        if len(data) > m.MAX_IO_BYTES:  # raw DATA frames, not base64 in a REQUEST
+            for start in range(0, len(data), m.MAX_DATA_IO):
+                piece = data[start : start + m.MAX_DATA_IO]
+                await write_data(self._link, m.HandleWriteData(self._handle), piece, self._account)
+            return
         for start in range(0, len(data), m.MAX_IO_BYTES):
             await self._call(m.HandleWrite(self._handle, data[start : start + m.MAX_IO_BYTES]))
 

@@ -34,8 +34,10 @@ import anyio
 from hpcgate.agentwire import codec
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, fields
+from hpcgate.agentwire.pipe import STREAM_KINDS
 from hpcgate.clock import utcnow
 from hpcgate.model.errors import Forbidden, TransportError
+from hpcgate.transports.agent_streams import LinkStreams
 
 R = TypeVar("R")
 RETRY_AFTER = 5.0  # seconds: agents reconnect within their backoff's first steps
@@ -77,10 +79,15 @@ class AgentLink:
         self._pending: dict[int, _Pending] = {}
         self._channels = channels if channels is not None else itertools.count(1)
         self._broken: str | None = None
+        self.streams = LinkStreams()  # its byte streams (:mod:`.agent_streams`)
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self.streams)
+
+    def next_channel(self) -> int:
+        """A channel never used on this connection (for a stream)."""
+        return next(self._channels)
 
     @property
     def is_broken(self) -> bool:
@@ -143,6 +150,9 @@ class AgentLink:
 
     async def deliver(self, frame: Frame) -> None:
         """A frame from the agent (ProtocolError for one the protocol does not allow)."""
+        if frame.kind in STREAM_KINDS:
+            self.streams.deliver(frame)
+            return
         pending = self._pending.get(frame.channel)
         if frame.kind is Kind.LINE:
             if pending is not None and pending.on_line is not None:
@@ -159,6 +169,8 @@ class AgentLink:
         if pending is not None:
             pending.fields = fields(frame)
             pending.done.set()
+        else:
+            self.streams.ended(frame.channel, fields(frame))
         with contextlib.suppress(TransportError):  # closing: the result is kept, asked again
             await self.send(control(Kind.ACK, frame.channel, {}))
 
@@ -166,6 +178,7 @@ class AgentLink:
         """The connection ended: every waiting request learns it (``final``: this agent
         cannot come back, its token revoked, so none waits for it to)."""
         self._broken = reason
+        self.streams.break_all(reason)
         for pending in self._pending.values():
             pending.unknown = pending.unknown or final
             pending.done.set()

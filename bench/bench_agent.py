@@ -1,0 +1,311 @@
+"""The agent transport against the local transport and the raw thing, on this machine, in
+one run (issue 17's Performance section): the transport seam measured directly, without
+the HTTP routes in front (they are the same for every transport).
+
+A real ``hpcgate-agent`` process (``scheduler = "slurm"``, so ``squeue`` is its command)
+dials a WebSocket server of this process that plays the gateway's part with the gateway's
+own :class:`~hpcgate.transports.agent_hub.AgentLink` and
+:class:`~hpcgate.transports.agent.AgentTransport`; the local transport is
+:class:`~hpcgate.transports.local.LocalTransport` in this same process. Measured:
+
+- command round trip, p50 and p99: ``squeue -h -o %i`` as a subprocess, through the local
+  transport, through the agent (the issue: agent ≤ local + 2 ms p50);
+- many in flight: ``--concurrent`` (1,000) file ``size`` requests at once through the
+  agent, and the same through the local transport;
+- a ``--size-mib`` (256) file written and read back through each transport's open file
+  (1 MiB pieces, as the files service moves them), against ``cp`` of the same file
+  (the issue: agent ≥ 50 % of local);
+- one byte stream: ``--size-mib`` from a TCP server (another process) through the
+  agent's stream, a direct TCP connection (the local transport's stream) and a raw socket.
+
+Needs Slurm up (``scripts/slurm up``) and root (the agent runs as root, as at a site).
+``python -m bench.bench_agent [--size-mib 256] [--rounds 200] [--concurrent 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from multiprocessing import Process
+from pathlib import Path
+
+import anyio
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from bench.host import machine
+from hpcgate.agentwire import codec
+from hpcgate.agentwire import messages as m
+from hpcgate.agentwire.frames import Kind, control, decode, fields
+from hpcgate.model.commands import Command
+from hpcgate.transports.agent import AgentTransport
+from hpcgate.transports.agent_hub import AgentHub, AgentLink
+from hpcgate.transports.local import LocalTransport
+from tests.support.agent_process import AgentProcess
+
+PIECE = 1 << 20
+SQUEUE = ("squeue", "-h", "-o", "%i")
+
+
+class BenchGateway:
+    """The gateway's part of the agent's connection: HELLO, WELCOME, then an AgentLink fed
+    every frame, registered in ``hub`` as system ``edge``."""
+
+    def __init__(self) -> None:
+        self.hub = AgentHub()
+        self.linked = asyncio.Event()
+
+    async def handler(self, connection: ServerConnection) -> None:
+        hello = codec.decode(fields(decode(await connection.recv(decode=False))), m.Hello)
+        link = AgentLink(hello, "bench", connection.send)
+        await link.send(control(Kind.WELCOME, 0, {"epoch": self.hub.epoch}))
+        self.hub.add("edge", link)
+        self.linked.set()
+        try:
+            while True:
+                await link.deliver(decode(await connection.recv(decode=False)))
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.remove("edge", link)
+            link.broken("closed")
+
+
+def quantiles(samples: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    ordered = sorted(samples)
+    return (
+        statistics.median(ordered) * 1000,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    )
+
+
+async def timed(rounds: int, call: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - started)
+    return quantiles(samples)
+
+
+async def raw_squeue() -> None:
+    await anyio.to_thread.run_sync(lambda: subprocess.run(SQUEUE, capture_output=True, check=True))
+
+
+async def round_trips(agent: AgentTransport, local: LocalTransport, rounds: int) -> list[str]:
+    command = Command(SQUEUE)
+    for warm in (raw_squeue(), local.run(command, 30), agent.run(command, 30)):
+        await warm
+    rows = {
+        "squeue, a subprocess": await timed(rounds, raw_squeue),
+        "squeue, local transport": await timed(rounds, lambda: local.run(command, 30)),
+        "squeue, agent transport": await timed(rounds, lambda: agent.run(command, 30)),
+    }
+    local_p50, agent_p50 = rows["squeue, local transport"][0], rows["squeue, agent transport"][0]
+    lines = [f"| {name} | {p50:.2f} ms | {p99:.2f} ms |" for name, (p50, p99) in rows.items()]
+    lines.append(f"| agent - local, p50 (target ≤ +2 ms) | {agent_p50 - local_p50:+.2f} ms | |")
+    return lines
+
+
+async def in_flight(
+    agent: AgentTransport, local: LocalTransport, path: str, count: int
+) -> list[str]:
+    lines = []
+    for name, files in (("local", local.files()), ("agent", agent.files())):
+        failures = 0
+
+        async def one(files: object = files) -> None:
+            nonlocal failures
+            try:
+                await files.size(path)  # type: ignore[attr-defined]
+            except Exception:
+                failures += 1
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tasks:
+            for _ in range(count):
+                tasks.start_soon(one)
+        took = time.perf_counter() - started
+        lines.append(
+            f"| {count} `size` requests at once, {name} | {took * 1000:.0f} ms"
+            f" | {count / took:,.0f}/s | {failures} failed |"
+        )
+    return lines
+
+
+async def copy_through(
+    transport: AgentTransport | LocalTransport, source: Path, target: Path
+) -> tuple[float, float]:
+    """MiB/s writing ``source``'s bytes to ``target`` and reading them back."""
+    files = transport.files()
+    data = await anyio.Path(source).read_bytes()
+    started = time.perf_counter()
+    opened = await files.open_new(str(target))
+    for start in range(0, len(data), PIECE):
+        await opened.write(data[start : start + PIECE])
+    await opened.close()
+    upload = len(data) / (time.perf_counter() - started) / 2**20
+    started = time.perf_counter()
+    opened = await files.open_read(str(target))
+    offset, got = 0, 0
+    while chunk := await opened.read(offset, PIECE):
+        offset += len(chunk)
+        got += len(chunk)
+    await opened.close()
+    download = len(data) / (time.perf_counter() - started) / 2**20
+    assert got == len(data), (got, len(data))
+    await anyio.Path(target).unlink()
+    return upload, download
+
+
+def cp_rate(source: Path, target: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(["cp", str(source), str(target)], check=True)
+    took = time.perf_counter() - started
+    target.unlink()
+    return source.stat().st_size / took / 2**20
+
+
+def flood_server(port: int, size: int) -> None:
+    """A TCP server (its own process) that sends ``size`` bytes to each connection."""
+    block = os.urandom(PIECE)
+    with socket.create_server(("127.0.0.1", port)) as server:
+        while True:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(16)
+                for _ in range(size // PIECE):
+                    connection.sendall(block)
+
+
+async def drain(stream_of: Callable[[], Awaitable[object]], size: int) -> float:
+    """MiB/s reading ``size`` bytes from a new stream."""
+    stream = await stream_of()
+    started = time.perf_counter()
+    await stream.send(b"go")  # type: ignore[attr-defined]
+    got = 0
+    while got < size:
+        got += len(await stream.receive(1 << 20))  # type: ignore[attr-defined]
+    took = time.perf_counter() - started
+    await stream.aclose()  # type: ignore[attr-defined]
+    return size / took / 2**20
+
+
+def raw_stream(port: int, size: int) -> float:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        started = time.perf_counter()
+        sock.sendall(b"go")
+        got = 0
+        while got < size:
+            got += len(sock.recv(1 << 20))
+        return size / (time.perf_counter() - started) / 2**20
+
+
+def free_stream_port() -> int:
+    """A free port of the agent's default stream_ports."""
+    for port in range(24000, 39999):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+async def run(args: argparse.Namespace, work: Path) -> list[str]:
+    gateway = BenchGateway()
+    size = args.size_mib << 20
+    async with serve(gateway.handler, "127.0.0.1", 0, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        agent_process = AgentProcess(
+            work / "agent",
+            f"ws://127.0.0.1:{port}",
+            "bench",
+            (str(work),),
+            work / "spool",
+            scheduler="slurm",
+        )
+        agent_process.start()
+        local = LocalTransport()
+        try:
+            with anyio.fail_after(60):
+                await gateway.linked.wait()
+            agent = AgentTransport("edge", gateway.hub)
+            out = ["| measure | p50 | p99 |", "|---|---|---|"]
+            out += await round_trips(agent, local, args.rounds)
+            out += ["", "| many in flight | wall | rate | failed |", "|---|---|---|---|"]
+            (work / "small").write_bytes(b"x")
+            out += await in_flight(agent, local, str(work / "small"), args.concurrent)
+            source = work / "source.bin"
+            with source.open("wb") as f:
+                for _ in range(args.size_mib):
+                    f.write(os.urandom(PIECE))
+            cp = cp_rate(source, work / "cp.bin")
+            up_local, down_local = await copy_through(local, source, work / "local.bin")
+            up_agent, down_agent = await copy_through(agent, source, work / "agent.bin")
+            out += [
+                "",
+                f"| {args.size_mib} MiB file | write (upload) | read (download) |",
+                "|---|---|---|",
+                f"| `cp` (one copy: read and write) | {cp:.0f} MiB/s | |",
+                f"| local transport | {up_local:.0f} MiB/s | {down_local:.0f} MiB/s |",
+                f"| agent transport | {up_agent:.0f} MiB/s | {down_agent:.0f} MiB/s |",
+                f"| agent / local (target ≥ 0.5) | {up_agent / up_local:.2f}"
+                f" | {down_agent / down_local:.2f} |",
+            ]
+            stream_port = free_stream_port()
+            flood = Process(target=flood_server, args=(stream_port, size), daemon=True)
+            flood.start()
+            await anyio.sleep(0.5)  # until it listens
+            raw = await anyio.to_thread.run_sync(raw_stream, stream_port, size)
+            direct = await drain(lambda: local.stream("127.0.0.1", stream_port), size)
+            through = await drain(lambda: agent.stream("127.0.0.1", stream_port), size)
+            flood.kill()
+            out += [
+                "",
+                f"| one stream, {args.size_mib} MiB | MiB/s | of raw |",
+                "|---|---|---|",
+                f"| raw socket | {raw:.0f} | 1.00 |",
+                f"| local transport (TCP from this process) | {direct:.0f} | {direct / raw:.2f} |",
+                f"| agent transport | {through:.0f} | {through / raw:.2f} |",
+            ]
+            return out
+        finally:
+            await local.close()
+            agent_process.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--concurrent", type=int, default=1000)
+    parser.add_argument("--dir", type=Path, default=None, help="where the files go")
+    args = parser.parse_args()
+    if shutil.which("squeue") is None:
+        sys.exit("bench_agent: needs Slurm (scripts/slurm up)")
+    start_load = os.getloadavg()
+    began = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        work = Path(folder)
+        work.chmod(0o755)
+        lines = asyncio.run(run(args, work))
+    end_load = os.getloadavg()
+    print(f"{began} UTC, {machine()}")
+    print(f"load average (1, 5, 15 min) at start {start_load}, at end {end_load}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
