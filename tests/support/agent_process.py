@@ -49,7 +49,8 @@ class AgentProcess:
             f'gateway = "{self.gateway}"\ntoken_file = "{token_file}"\n'
             f'scheduler = "{self.scheduler}"\n'
             f'roots = [{roots}]\nstate_dir = "{self.directory / "state"}"\n'
-            + (embedded if self.scheduler == "embedded" else "") + self.extra
+            + (embedded if self.scheduler == "embedded" else "")
+            + self.extra
         )
 
     def start(self) -> None:
