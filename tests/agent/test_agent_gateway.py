@@ -412,11 +412,11 @@ def test_a_revoke_under_load_fails_the_running_requests_and_publishes_nothing(
             answers = [put.result() for put in puts]
         for answer in answers:  # each one whole, or failed and not there
             if answer.status_code == 201:
-                assert (folder / answer.json()["name"]).read_bytes() == data
+                assert (folder / answer.json()["entry"]["name"]).read_bytes() == data
             else:
                 assert answer.status_code == 503, answer.text
         published = {path.name for path in folder.iterdir() if not path.name.startswith(".")}
-        assert published == {a.json()["name"] for a in answers if a.status_code == 201}
+        assert published == {a.json()["entry"]["name"] for a in answers if a.status_code == 201}
         assert alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503
     finally:
         doomed.stop()
