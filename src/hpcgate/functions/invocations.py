@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 from hpcgate.clock import utcnow
 from hpcgate.functions import link, schemas
 from hpcgate.functions.keys import KeySlots
+from hpcgate.functions.mux import Muxes
 from hpcgate.functions.registry import Found, Registry
 from hpcgate.functions.workers import Workers
 from hpcgate.model.errors import (
@@ -154,6 +155,7 @@ class Invocations:
         self._store = store
         self._workers = workers
         self._slots = KeySlots(store)
+        self._muxes = Muxes()  # each worker's one connection carrying the events followed
         self._reading: Counter[str] = Counter()  # readers of each invocation's events
         self._unread_since: dict[str, float] = {}  # kept ones with a grace: since when
         self._tasks: set[asyncio.Task[None]] = set()
@@ -167,6 +169,7 @@ class Invocations:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._muxes.aclose()
 
     # -- invoking
 
@@ -268,7 +271,7 @@ class Invocations:
         route = call.route
         assert route is not None
         self._reading[call.id] += 1
-        stream = link.events(route, call.id, after, call.secret)
+        stream = self._muxes.events(route, call.id, after, call.secret)
         try:
             with self._workers.serving(route.replica):
                 async for found in stream:
@@ -401,9 +404,12 @@ class Invocations:
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
         """Read the ended invocation's final event from its worker and record it."""
         with contextlib.suppress(link.LinkError):
-            async for batch in link.events(route, call.id, max(count - 1, 0), call.secret):
-                if batch[-1]["type"] in FINAL:
-                    await self._finish(call, batch[-1])
+            after = max(count - 1, 0)
+            events = self._muxes.events(route, call.id, after, call.secret)
+            async with contextlib.aclosing(events):
+                async for batch in events:
+                    if batch[-1]["type"] in FINAL:
+                        await self._finish(call, batch[-1])
         if not call.ended:  # never left running: the worker has it ended
             why = "its worker ended it, but its final event could not be read"
             await self._finish(call, _error("WorkerLost", why, max(count, call.last + 1)))
