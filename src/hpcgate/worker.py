@@ -42,6 +42,21 @@ state (a head or body that could not be read, a 401) closes it.
   request for an ID closes the previous reader's connection.
 - ``DELETE /invocations/ID`` -> ``{"id", "state"}``: cancels it (its final event is
   ``error`` ``Cancelled``, written at once); a finished one is left as it is.
+- ``GET /follow`` with ``Upgrade: hpcgate-events`` -> ``101``: the gateway's one connection
+  for the events of every invocation it follows here. It sends lines of JSON:
+  ``{"op": "run", "id", "input"[, "seal"], "credit"}`` (as ``POST /invocations``, answered
+  ``ID {"status": 201 | 200, "id", "state"}`` or a refusal ``ID {"status": S, "error"}``,
+  then followed from its start), ``{"op": "follow", "id", "after", "credit"}`` (as an
+  events request for ``after``; it
+  replaces any other reader of the invocation, and a follow of the same ID on this
+  connection), ``{"op": "credit", "id", "bytes"}`` and ``{"op": "stop", "id"}``. The worker
+  sends ``ID {event line}`` for each event, in seq order, while the follow has credit
+  (bytes of the event lines with their newlines, IDs not counted; at most 64 MiB), and ends
+  a follow after its final event, or with ``ID {"status": S, "error": ...}`` (404, 410
+  with ``oldest``, 400, as the events request; 409 when another reader took it over). A
+  command it cannot read closes the connection. A follow out of credit holds back its own
+  invocation only (its buffer fills, its function blocks at a yield); one task writes the
+  connection for all of them.
 
 **Backpressure and retention.** Per invocation at most 256 events / 1 MiB are held that no
 reader has been handed yet; a yield beyond that blocks until a reader takes them. The last
@@ -1507,12 +1522,23 @@ class Multiplexed:
     async def run(self) -> None:
         sender = asyncio.ensure_future(self._send())
         try:
+            parts: list[bytes] = []  # a command's pieces until its line ends
+            size = 0
             while True:
-                line = await self.reader.readline()
-                if not line.endswith(b"\n"):
-                    return  # closed, or cut off
-                self._command(line)
-        except ValueError as error:  # over the line limit, or a command not understood
+                data = await self.reader.read(65536)
+                if not data:
+                    return  # closed (a line cut off is dropped)
+                if b"\n" not in data:
+                    parts.append(data)
+                    size += len(data)
+                    if size > MAX_BODY + MAX_HEAD:
+                        raise ValueError("a command over the size a run's input may have")
+                    continue
+                head, *middle, tail = data.split(b"\n")
+                for line in (b"".join([*parts, head]), *middle):
+                    self._command(line)
+                parts, size = [tail], len(tail)
+        except ValueError as error:  # a command not understood
             log(f"a multiplexed connection closed: {error}")
         finally:
             self.closed = True
@@ -1527,7 +1553,9 @@ class Multiplexed:
         if not isinstance(command, dict) or not _ID.fullmatch(str(command.get("id"))):
             raise ValueError("a command without an invocation ID")
         ident, op = command["id"], command.get("op")
-        if op == "follow":
+        if op == "run":
+            self._run(ident, command, len(line))
+        elif op == "follow":
             self._follow(ident, _whole(command, "after", 10**15), _whole(command, "credit"))
         elif op == "credit":
             follow = self.follows.get(ident)
@@ -1552,6 +1580,32 @@ class Multiplexed:
         follow.reader = Reader(lambda: self._replaced(follow))
         found.replace_reader(follow.reader)
         follow.task = asyncio.ensure_future(self._pump(follow))
+
+    def _run(self, ident: str, command: dict[str, Any], size: int) -> None:
+        """Submit the invocation as ``POST /invocations`` does (the same ID again is never
+        run twice), say so with its status and state, and follow it from its start."""
+        credit = _whole(command, "credit")
+        try:
+            status, summary = self._submitted(ident, command, size)
+        except HTTPError as error:
+            self._emit(ident, _ENCODER.encode({"status": error.status, **error.body}))
+            return
+        self._emit(ident, _ENCODER.encode({"status": status, **summary}))
+        self._follow(ident, 0, credit)
+
+    def _submitted(
+        self, ident: str, command: dict[str, Any], size: int
+    ) -> tuple[int, dict[str, Any]]:
+        arguments = command.get("input", {})
+        if not isinstance(arguments, dict):
+            raise HTTPError(400, "input must be a JSON object")
+        seal = _seal_of(command)
+        known = self.worker.find(ident)
+        if known is not None:
+            return 200, known.summary()
+        if self.worker.busy(size):
+            raise HTTPError(503, "busy")
+        return 201, self.worker.submit(ident, arguments, size, seal).summary()
 
     def _drop(self, ident: str) -> None:
         """Stop following ``ident`` quietly (the gateway asked, or follows it anew)."""

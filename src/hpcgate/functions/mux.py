@@ -68,6 +68,7 @@ class Follow:
         self.owed = 0  # bytes the reader took that are not yet given back as credit
         self.ready = asyncio.Event()
         self.error: LinkError | None = None
+        self.taken = False  # a run's: the worker said it has the invocation
 
     def arrived(self, event: Event, size: int) -> None:
         """One event line of ``size`` bytes for this follow (the reading task's)."""
@@ -87,7 +88,10 @@ class Follow:
     def ended(self, body: dict[str, Any]) -> None:
         """The worker ended this follow without its final event: why, as a status."""
         status = body.get("status")
-        if status == 409:
+        if status in (200, 201):  # a run taken (201), or known already (200): it goes on
+            self.taken = True
+            self.ready.set()
+        elif status == 409:
             self.fail(Broken("another reader took the invocation's events over"))
         else:
             self.fail(Refused(status if isinstance(status, int) else 502, body))
@@ -158,24 +162,58 @@ class Mux:
         mux._reading = asyncio.ensure_future(mux._read(connection.switched()))
         return mux
 
-    async def follow(self, key: str, after: int) -> AsyncGenerator[list[Event], None]:
+    def follow(self, key: str, after: int) -> AsyncGenerator[list[Event], None]:
         """The invocation's events after seq ``after`` to its final one, in batches."""
+        command = {"op": "follow", "id": key, "after": after, "credit": WINDOW}
+        return self._consume(self._register(key, after), command)
+
+    async def run(self, key: str, body: dict[str, Any]) -> AsyncGenerator[list[Event], None]:
+        """Hand the invocation to the worker (``body``: its ``input`` and ``seal``), once
+        it said it has it; then its events from the start, in batches. Refused as the
+        worker refused it (503: busy), Broken if it did not answer in time."""
+        follow = self._register(key, 0)
+        events = self._consume(follow, None)
+        try:
+            await self.send({"op": "run", "id": key, **body, "credit": WINDOW})
+            async with asyncio.timeout(link.CALL_SECONDS):
+                while not follow.taken and follow.error is None:
+                    follow.ready.clear()
+                    await follow.ready.wait()
+        except TimeoutError:
+            follow.fail(Broken("the worker did not take the invocation in time"))
+        if not follow.taken:
+            await events.aclose()
+            assert follow.error is not None
+            raise follow.error
+        return events
+
+    def _register(self, key: str, after: int) -> Follow:
         old = self.follows.pop(key, None)
         if old is not None:  # a second reader of it here: as a second events request
             old.fail(Broken("another reader took the invocation's events over"))
         follow = self.follows[key] = Follow(self, key, after)
+        if self.broken is not None:
+            follow.fail(self.broken)
+        return follow
+
+    async def _consume(
+        self, follow: Follow, command: dict[str, Any] | None
+    ) -> AsyncGenerator[list[Event], None]:
+        """The follow's batches (``command`` sent first, if any); stopped on the worker if
+        its reader leaves before the end."""
         ended = False
         try:
-            await self.send({"op": "follow", "id": key, "after": after, "credit": WINDOW})
+            if command is not None:
+                await self.send(command)
             async for batch in follow.batches():
                 yield batch
             ended = True
         finally:
-            if self.follows.get(key) is follow:
-                del self.follows[key]
+            if self.follows.get(follow.key) is follow:
+                del self.follows[follow.key]
                 if not ended and self.broken is None:
                     with contextlib.suppress(LinkError):
-                        await self.send({"op": "stop", "id": key})
+                        await self.send({"op": "stop", "id": follow.key})
 
     async def send(self, command: dict[str, Any]) -> None:
         """One command line; a connection that cannot take it in time is broken."""
@@ -284,6 +322,25 @@ class Muxes:
         async with contextlib.aclosing(stream):
             async for batch in stream:
                 yield batch
+
+    async def run(
+        self,
+        route: Route,
+        key: str,
+        value: dict[str, Any],
+        secret: str | None,
+        seal: dict[str, Any] | None,
+    ) -> AsyncGenerator[list[Event], None] | None:
+        """Hand the invocation to the worker over its multiplexed connection, and its
+        events from the start (see :meth:`Mux.run`); None for a worker without one (the
+        caller submits with :func:`hpcgate.functions.link.submit`)."""
+        mux = await self._mux(route, secret)
+        if mux is None:
+            return None
+        body: dict[str, Any] = {"input": value}
+        if seal is not None:
+            body["seal"] = seal
+        return await mux.run(key, body)
 
     async def _mux(self, route: Route, secret: str | None) -> Mux | None:
         opened = self._opened.get(route.pool)
