@@ -1,5 +1,6 @@
 """Invocations: validate the input, write the row, hand it to a ready worker, then follow
-its events to the end (streamed as they come, or collected).
+its events to the end (streamed as they come, or collected). The handing over and the
+events go over the worker's one multiplexed connection (:mod:`hpcgate.functions.mux`).
 
 Every way an invocation can go wrong ends it with an ``error`` event within seconds: the
 worker's stream breaking off or its replica ending (its job killed, failed health: the

@@ -1,6 +1,8 @@
 """The gateway's requests to one worker, over its replica's pooled HTTP/1.1 connections
-(the same transport byte streams as the service proxy's): the one module that speaks the
-worker's internal API (see the functions contract).
+(the same transport byte streams as the service proxy's): the worker's internal API (see
+the functions contract) but for its multiplexed connection, :mod:`hpcgate.functions.mux`,
+which hands invocations over and follows their events when the worker has it (this
+module's :func:`submit` and :func:`events` then serve a worker from before it).
 
 Every failure is one of three: :class:`NotSent` (the connection could not be made, so the
 request may go to another worker), :class:`Broken` (the worker stopped answering or broke

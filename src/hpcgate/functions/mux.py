@@ -345,6 +345,7 @@ class Muxes:
     async def _mux(self, route: Route, secret: str | None) -> Mux | None:
         opened = self._opened.get(route.pool)
         if opened is None or _spent(opened):
+            self._forget_spent()  # a replica's ended: its pool is never asked for again
             opened = self._opened[route.pool] = asyncio.ensure_future(Mux.open(route, secret))
         try:
             return await asyncio.shield(opened)
@@ -352,6 +353,11 @@ class Muxes:
             if self._opened.get(route.pool) is opened:
                 del self._opened[route.pool]
             raise
+
+    def _forget_spent(self) -> None:
+        for pool, opened in list(self._opened.items()):
+            if _spent(opened):
+                del self._opened[pool]
 
     async def aclose(self) -> None:
         for opened in list(self._opened.values()):
