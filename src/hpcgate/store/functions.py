@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, insert, select, update
 
+from hpcgate.coalesce import Coalesced
 from hpcgate.store.db import Database
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import FunctionRow, InvocationRow
@@ -23,10 +24,10 @@ V = TypeVar("V")
 class FunctionStore(Rows[FunctionRow]):
     """Function rows. The lookups by name (:meth:`find`, :meth:`named`: one per invocation)
     are answered from memory for up to ``cache_seconds``, so an invocation takes no pooled
-    connection to find its function; every write through this store forgets them all at
-    once (a re-registered or deleted function is never served stale by this gateway), and a
-    read that began before a write is not kept. The rows handed out are shared: read them,
-    never change them."""
+    connection to find its function, and a crowd of misses shares one read. Every write
+    through this store forgets them all at once (a re-registered or deleted function is
+    never served stale by this gateway), and a read that began before a write is neither
+    kept nor shared. The rows handed out are shared: read them, never change them."""
 
     kind = FunctionRow
 
@@ -35,6 +36,7 @@ class FunctionStore(Rows[FunctionRow]):
         self._ttl = cache_seconds
         self._cache: dict[Hashable, tuple[float, Any]] = {}
         self._generation = 0  # counts the writes: a read older than the last is not kept
+        self._loads: Coalesced[Hashable, Any] = Coalesced()
 
     async def _cached(self, key: Hashable, read: Callable[[], Awaitable[V]]) -> V:
         now = time.monotonic()
@@ -42,7 +44,7 @@ class FunctionStore(Rows[FunctionRow]):
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]  # type: ignore[no-any-return]
         generation = self._generation
-        value = await read()
+        value: V = await self._loads.load(key, read)  # one read for a crowd of misses
         if generation == self._generation:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
@@ -52,6 +54,7 @@ class FunctionStore(Rows[FunctionRow]):
     def _forget(self) -> None:
         self._generation += 1
         self._cache.clear()
+        self._loads = Coalesced()  # a read under way may be older than the write: not shared
 
     async def add(self, row: FunctionRow) -> FunctionRow:
         self._forget()
