@@ -16,10 +16,11 @@ one run, the two sides taking turns:
   chunk, then waits for a release file; ``--streams`` / 1,000 workers, rounded up): the
   gateway's and the workers' RSS at 1k, 5k, 10k open (or the steps ``--streams`` reaches),
   again after holding ``--hold`` seconds, and after release; every stream must end with its
-  own result. A held stream costs the gateway two descriptors (its client's and its
-  worker's connection): the bench raises RLIMIT_NOFILE where it may (the gateway inherits
-  it; raising the hard limit needs CAP_SYS_RESOURCE), and ``hpcgate serve`` raises its
-  soft limit to the hard one, so 10,000 streams need a hard limit above some 20,100;
+  own result. A held stream costs the gateway one descriptor (its client's connection:
+  each worker's events come over one connection for all its invocations), the bench
+  process one (its side of it): the bench raises RLIMIT_NOFILE where it may (the gateway
+  inherits it; raising the hard limit needs CAP_SYS_RESOURCE), and ``hpcgate serve``
+  raises its soft limit to the hard one;
 * (d) warm invocation: POST to the first event, p50/p99, against a direct POST to the worker
   followed by its events request.
 

@@ -151,8 +151,9 @@ def _scopes(names: list[str] | None) -> frozenset[Scope]:
 
 def _raise_file_limit() -> int:
     """The soft limit of open files raised to the hard one: every open stream holds the
-    client's connection and, to a worker or replica, one more (10,000 functions' streams
-    need some 20,100; a system's default soft limit is often 1,024). The limit now."""
+    client's connection and, to a service's replica, one more (a function's streams share
+    one connection per worker: 10,000 of them need some 10,100); a system's default soft
+    limit is often 1,024. The limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         with contextlib.suppress(ValueError, OSError):  # an infinite hard limit: kept as is
@@ -180,7 +181,7 @@ def serve(
     gateway = _gateway(settings)
     _lock_home(gateway)
     err.print(f"hpcgate: {_mode(gateway)}")
-    err.print(f"hpcgate: {_raise_file_limit()} open files (a streamed answer holds two)")
+    err.print(f"hpcgate: {_raise_file_limit()} open files (a proxied stream holds two)")
     uvicorn.run(
         create_app(settings, gateway),
         host=settings.host,

@@ -60,10 +60,10 @@ class Gateway:
     Construction raises ValueError for a configuration that cannot run safely.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Database | None = None) -> None:
         self.settings = settings
         self.home_lock = HomeLock(settings.home)
-        self.database = Database(settings.database_url)
+        self.database = database or Database(settings.database_url)
         self.function_store = FunctionStore(self.database)
         self.tokens = TokenService(
             TokenStore(self.database),

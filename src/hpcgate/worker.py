@@ -42,6 +42,21 @@ state (a head or body that could not be read, a 401) closes it.
   request for an ID closes the previous reader's connection.
 - ``DELETE /invocations/ID`` -> ``{"id", "state"}``: cancels it (its final event is
   ``error`` ``Cancelled``, written at once); a finished one is left as it is.
+- ``GET /follow`` with ``Upgrade: hpcgate-events`` -> ``101``: the gateway's one connection
+  for the events of every invocation it follows here. It sends lines of JSON:
+  ``{"op": "run", "id", "input"[, "seal"], "credit"}`` (as ``POST /invocations``, answered
+  ``ID {"status": 201 | 200, "id", "state"}`` or a refusal ``ID {"status": S, "error"}``,
+  then followed from its start), ``{"op": "follow", "id", "after", "credit"}`` (as an
+  events request for ``after``; it
+  replaces any other reader of the invocation, and a follow of the same ID on this
+  connection), ``{"op": "credit", "id", "bytes"}`` and ``{"op": "stop", "id"}``. The worker
+  sends ``ID {event line}`` for each event, in seq order, while the follow has credit
+  (bytes of the event lines with their newlines, IDs not counted; at most 64 MiB), and ends
+  a follow after its final event, or with ``ID {"status": S, "error": ...}`` (404, 410
+  with ``oldest``, 400, as the events request; 409 when another reader took it over). A
+  command it cannot read closes the connection. A follow out of credit holds back its own
+  invocation only (its buffer fills, its function blocks at a yield); one task writes the
+  connection for all of them.
 
 **Backpressure and retention.** Per invocation at most 256 events / 1 MiB are held that no
 reader has been handed yet; a yield beyond that blocks until a reader takes them. The last
@@ -442,6 +457,27 @@ class Events:
             self.on_room()
         return batch, upto
 
+    def take_lines(self, sent: int, limit: int) -> tuple[list[str], int]:
+        """On the loop: as :meth:`take`, the lines as a list, about ``limit`` bytes of them
+        (at least one, whatever its size)."""
+        with self.lock:
+            start = max(sent + 1 - self.first, 0)
+            if start >= len(self.lines):
+                self.reader_waiting = True
+                return [], sent
+            end, size = start, 0
+            while end < len(self.lines) and (size < limit or end == start):
+                size += len(self.lines[end]) + 1
+                end += 1
+            lines = self.lines[start:end]
+            upto = self.first + end - 1
+            self._hand(upto)
+            self.room_for_threads.notify_all()
+        self.room.set()
+        if self.on_room is not None:
+            self.on_room()
+        return lines, upto
+
     def _hand(self, upto: int) -> None:
         if upto > self.handed:
             fresh = self.lines[self.handed + 1 - self.first : upto + 1 - self.first]
@@ -463,10 +499,12 @@ class Events:
 
 
 class Reader:
-    """The one connection reading an invocation's events now."""
+    """The one reader of an invocation's events now: an events response's connection, or
+    a follow on a gateway's multiplexed connection. ``stop`` ends it when another reader
+    takes its place (closing the connection; on a multiplexed one, that follow only)."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.stop = stop
         self.wake = asyncio.Event()
         self.replaced = False
 
@@ -493,7 +531,7 @@ class Invocation:
         if old is not None:
             old.replaced = True
             old.wake.set()
-            old.writer.transport.abort()
+            old.stop()
 
 
 class Gone:
@@ -1259,6 +1297,9 @@ class Server:
             await writer.drain()
             return b""
         self._check_secret(request)
+        if request.path == "/follow":
+            await self._multiplexed(request, writer, reader)
+            return None
         parts = request.path.split("/")[1:]
         if parts[0] != "invocations" or len(parts) > 3:
             raise HTTPError(404, "no such path")
@@ -1271,6 +1312,16 @@ class Server:
             _allow(request, "GET")
             return await self._events(request, invocation, writer, reader)
         return await self._reply(writer, 200, self._one(request, invocation))
+
+    async def _multiplexed(
+        self, request: Request, writer: asyncio.StreamWriter, reader: asyncio.StreamReader
+    ) -> None:
+        _allow(request, "GET")
+        if request.headers.get("upgrade", "").lower() != UPGRADE:
+            raise HTTPError(400, f"send 'Upgrade: {UPGRADE}'")
+        writer.write(_SWITCHED)
+        await writer.drain()
+        await Multiplexed(self.worker, reader, writer).run()
 
     def _authorized(self, request: Request) -> bool:
         if not self.secret:
@@ -1373,7 +1424,7 @@ class Stream:
     ) -> None:
         self.invocation = invocation
         self.writer = writer
-        self.me = Reader(writer)
+        self.me = Reader(writer.transport.abort)
         self.watch = asyncio.ensure_future(reader.read(1))
         self.watch.add_done_callback(self._watched)
 
@@ -1429,6 +1480,212 @@ class Stream:
         if self.watch.cancelled():
             return b""
         return None if self._peer_gone() else self.watch.result()
+
+
+# -- the gateway's multiplexed connection: many invocations' events on one ------------------
+
+UPGRADE = "hpcgate-events"
+CREDIT_MAX = 64 * 1024 * 1024  # a follow's credit at most, in bytes
+_SWITCHED = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: hpcgate-events\r\nConnection: Upgrade\r\n\r\n"
+)
+
+
+class Follow:
+    """One invocation followed on a multiplexed connection: its events after ``sent``, as
+    many bytes of them as the gateway's ``credit`` allows."""
+
+    def __init__(self, invocation: Invocation, sent: int, credit: int) -> None:
+        self.invocation = invocation
+        self.sent = sent
+        self.credit = credit
+        self.reader = Reader(lambda: None)  # set by the connection
+        self.task: asyncio.Future[None] | None = None
+
+
+class Multiplexed:
+    """A gateway's connection after ``GET /follow`` upgraded it: the events of every
+    invocation it follows, each line prefixed with its invocation's ID, and commands the
+    other way (see the module's docstring). One task writes; one per follow reads its
+    invocation's events as far as its credit goes, so a follow without credit (its client
+    slow) holds back only its own invocation."""
+
+    def __init__(self, worker: Worker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.worker = worker
+        self.reader = reader
+        self.writer = writer
+        self.follows: dict[str, Follow] = {}
+        self.out: list[bytes] = []
+        self.out_ready = asyncio.Event()
+        self.closed = False
+
+    async def run(self) -> None:
+        sender = asyncio.ensure_future(self._send())
+        try:
+            parts: list[bytes] = []  # a command's pieces until its line ends
+            size = 0
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    return  # closed (a line cut off is dropped)
+                if b"\n" not in data:
+                    parts.append(data)
+                    size += len(data)
+                    if size > MAX_BODY + MAX_HEAD:
+                        raise ValueError("a command over the size a run's input may have")
+                    continue
+                head, *middle, tail = data.split(b"\n")
+                for line in (b"".join([*parts, head]), *middle):
+                    self._command(line)
+                parts, size = [tail], len(tail)
+        except ValueError as error:  # a command not understood
+            log(f"a multiplexed connection closed: {error}")
+        finally:
+            self.closed = True
+            for follow in list(self.follows.values()):
+                follow.reader.replaced = True
+                follow.reader.wake.set()
+            self.follows.clear()
+            sender.cancel()
+
+    def _command(self, line: bytes) -> None:
+        command = json.loads(line)
+        if not isinstance(command, dict) or not _ID.fullmatch(str(command.get("id"))):
+            raise ValueError("a command without an invocation ID")
+        ident, op = command["id"], command.get("op")
+        if op == "run":
+            self._run(ident, command, len(line))
+        elif op == "follow":
+            self._follow(ident, _whole(command, "after", 10**15), _whole(command, "credit"))
+        elif op == "credit":
+            follow = self.follows.get(ident)
+            if follow is not None:
+                more = _whole(command, "bytes")
+                follow.credit = min(follow.credit + more, CREDIT_MAX)
+                follow.reader.wake.set()
+        elif op == "stop":
+            self._drop(ident)
+        else:
+            raise ValueError(f"no command {op!r}")
+
+    def _follow(self, ident: str, after: int, credit: int) -> None:
+        self._drop(ident)  # a new follow of the same ID here: the gateway ended the old one
+        found = self.worker.find(ident)
+        refused = _refusal(found, after)
+        if refused is not None:
+            self._emit(ident, _ENCODER.encode(refused))
+            return
+        assert isinstance(found, Invocation)
+        follow = self.follows[ident] = Follow(found, after, min(credit, CREDIT_MAX))
+        follow.reader = Reader(lambda: self._replaced(follow))
+        found.replace_reader(follow.reader)
+        follow.task = asyncio.ensure_future(self._pump(follow))
+
+    def _run(self, ident: str, command: dict[str, Any], size: int) -> None:
+        """Submit the invocation as ``POST /invocations`` does (the same ID again is never
+        run twice), say so with its status and state, and follow it from its start."""
+        credit = _whole(command, "credit")
+        try:
+            status, summary = self._submitted(ident, command, size)
+        except HTTPError as error:
+            self._emit(ident, _ENCODER.encode({"status": error.status, **error.body}))
+            return
+        self._emit(ident, _ENCODER.encode({"status": status, **summary}))
+        self._follow(ident, 0, credit)
+
+    def _submitted(
+        self, ident: str, command: dict[str, Any], size: int
+    ) -> tuple[int, dict[str, Any]]:
+        arguments = command.get("input", {})
+        if not isinstance(arguments, dict):
+            raise HTTPError(400, "input must be a JSON object")
+        seal = _seal_of(command)
+        known = self.worker.find(ident)
+        if known is not None:
+            return 200, known.summary()
+        if self.worker.busy(size):
+            raise HTTPError(503, "busy")
+        return 201, self.worker.submit(ident, arguments, size, seal).summary()
+
+    def _drop(self, ident: str) -> None:
+        """Stop following ``ident`` quietly (the gateway asked, or follows it anew)."""
+        follow = self.follows.pop(ident, None)
+        if follow is not None:
+            follow.reader.replaced = True
+            follow.reader.wake.set()
+
+    def _replaced(self, follow: Follow) -> None:
+        """Another reader took the invocation's events: this follow ends, and says so."""
+        ident = follow.invocation.id
+        if self.follows.get(ident) is follow:
+            del self.follows[ident]
+            refusal = {"status": 409, "error": "another reader took the events over"}
+            self._emit(ident, _ENCODER.encode(refusal))
+
+    async def _pump(self, follow: Follow) -> None:
+        invocation, me = follow.invocation, follow.reader
+        events, prefix = invocation.events, invocation.id + " "
+        try:
+            while not me.replaced and not self.closed:
+                lines: list[str] = []
+                if follow.credit > 0:
+                    lines, follow.sent = events.take_lines(follow.sent, follow.credit)
+                if lines:
+                    follow.credit -= sum(map(len, lines)) + len(lines)
+                    self._write("".join([prefix + line + "\n" for line in lines]))
+                elif events.final and follow.sent >= events.last:
+                    return
+                else:
+                    await me.wake.wait()
+                    me.wake.clear()
+        finally:
+            if self.follows.get(invocation.id) is follow:
+                del self.follows[invocation.id]
+            if invocation.reader is me:
+                invocation.reader = None
+                events.reader_wake = None
+            invocation.touched = time.monotonic()
+
+    def _emit(self, ident: str, body: str) -> None:
+        self._write(f"{ident} {body}\n")
+
+    def _write(self, text: str) -> None:
+        self.out.append(text.encode("ascii"))
+        self.out_ready.set()
+
+    async def _send(self) -> None:
+        """The one writer: what the follows queued, in one write per turn."""
+        try:
+            while True:
+                await self.out_ready.wait()
+                self.out_ready.clear()
+                data, self.out = b"".join(self.out), []
+                self.writer.write(data)
+                await self.writer.drain()
+        except (ConnectionError, RuntimeError):
+            self.writer.transport.abort()
+
+
+def _whole(command: dict[str, Any], key: str, limit: int = CREDIT_MAX) -> int:
+    value = command.get(key)
+    if type(value) is not int or not 0 <= value <= limit:
+        raise ValueError(f"{key} must be a whole number up to {limit}")
+    return value
+
+
+def _refusal(found: Invocation | Gone | None, after: int) -> dict[str, Any] | None:
+    """Why the events after ``after`` cannot be followed (as an events request's status
+    and body), or None."""
+    if found is None:
+        return {"status": 404, "error": "no such invocation"}
+    if isinstance(found, Gone):
+        return {"status": 410, "error": "gone", "oldest": found.count + 1}
+    events = found.events
+    if after > events.last:
+        return {"status": 400, "error": f"after={after} is beyond the last event"}
+    if after < events.oldest() - 1:
+        return {"status": 410, "error": "gone", "oldest": events.oldest()}
+    return None
 
 
 # -- main -------------------------------------------------------------------------------------

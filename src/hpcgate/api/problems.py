@@ -11,11 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from hpcgate.api.openai_format import is_openai, openai_error
-from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
+from hpcgate.model.errors import PROBLEM_BASE, DatabaseBusy, HpcgateError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,20 @@ def problem_of(exc: HpcgateError, openai: bool = False) -> JSONResponse:
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
 
 
+#: Retry-After of a request refused because the database's pool had no connection for it.
+POOL_RETRY_SECONDS = 2
+
+
+async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    """SQLAlchemy's pool exhausted (every connection taken for its whole wait): the request
+    did nothing and may be retried, a 503 with Retry-After rather than an unexpected 500."""
+    busy = DatabaseBusy(
+        "the gateway's database connections are all in use: retry shortly",
+        retry_after=POOL_RETRY_SECONDS,
+    )
+    return problem_of(busy, openai=is_openai(request.url.path))
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
@@ -132,6 +147,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(HpcgateError, _hpcgate_error)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
@@ -162,8 +178,8 @@ WHY = {
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",
     501: "The system's scheduler has no such thing",
     502: "The service's replica refused the connection or did not answer HTTP",
-    503: "The scheduler or system is unavailable, or the service has no ready replica"
-    " (Retry-After says when to retry)",
+    503: "The scheduler or system is unavailable, the service has no ready replica, or the"
+    " gateway's database connections are all in use (Retry-After says when to retry)",
     504: "The system or the service's replica did not answer in time",
     507: "The filesystem is full or the quota is exhausted",
 }

@@ -1,5 +1,6 @@
 """Invocations: validate the input, write the row, hand it to a ready worker, then follow
-its events to the end (streamed as they come, or collected).
+its events to the end (streamed as they come, or collected). The handing over and the
+events go over the worker's one multiplexed connection (:mod:`hpcgate.functions.mux`).
 
 Every way an invocation can go wrong ends it with an ``error`` event within seconds: the
 worker's stream breaking off or its replica ending (its job killed, failed health: the
@@ -33,6 +34,7 @@ from typing import Any, NoReturn
 from hpcgate.clock import utcnow
 from hpcgate.functions import link, schemas
 from hpcgate.functions.keys import KeySlots
+from hpcgate.functions.mux import Muxes
 from hpcgate.functions.registry import Found, Registry
 from hpcgate.functions.workers import Workers
 from hpcgate.model.errors import (
@@ -81,6 +83,7 @@ class Call:
     ended: bool = False
     for_owner: bool = False  # whoever reads the events is the function's owner
     seal: str | None = None  # the caller's public key: its events are end-to-end encrypted
+    started: AsyncGenerator[Batch, None] | None = None  # its events from the start, if run so
 
     @property
     def secret(self) -> str | None:
@@ -154,6 +157,7 @@ class Invocations:
         self._store = store
         self._workers = workers
         self._slots = KeySlots(store)
+        self._muxes = Muxes()  # each worker's one connection carrying the events followed
         self._reading: Counter[str] = Counter()  # readers of each invocation's events
         self._unread_since: dict[str, float] = {}  # kept ones with a grace: since when
         self._tasks: set[asyncio.Task[None]] = set()
@@ -167,6 +171,7 @@ class Invocations:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._muxes.aclose()
 
     # -- invoking
 
@@ -185,11 +190,14 @@ class Invocations:
         found = await self._registry.find(who, name)
         filled = schemas.validated(found.spec.input_schema, value)
         detached, grace = keeping(detach)
+        service = found.row.service_pk
+        route = None if service is None else self._workers.ready_now(service)
         row = InvocationRow(
             id=secrets.token_urlsafe(16),
             function_pk=found.row.pk,
             caller=who.user,
-            state=InvocationState.QUEUED.value,
+            state=(InvocationState.QUEUED if route is None else InvocationState.RUNNING).value,
+            replica_pk=None if route is None else route.replica,
             detached=detached,
             grace_seconds=grace,
             last_seq=0,
@@ -200,12 +208,25 @@ class Invocations:
             await self._store.add(row)
         owner = found.owned_by(who)
         call = Call(row.id, found, who.user, detached, grace, for_owner=owner, seal=seal)
-        await self._hand_over(call, filled)
+        await self._hand_over(call, filled, route)
         if detached:
             self._spawn(self._keep(call))
         return call
 
-    async def _hand_over(self, call: Call, value: dict[str, Any]) -> None:
+    async def _hand_over(self, call: Call, value: dict[str, Any], route: Route | None) -> None:
+        """Submit to ``route`` (the worker the row names already), else to the first worker
+        ready within the services' wait. The row says which worker took it: written with the
+        row when one was ready at once (a gateway that stops before the worker has it finds
+        at its start that the worker does not know it: ``WorkerLost``), else now."""
+        recorded = None if route is None else route.replica
+        if route is None:
+            route = await self._wait_for_worker(call)
+        call.route = await self._submit(call, route, value)
+        if call.route.replica != recorded:
+            running = InvocationState.RUNNING.value
+            await self._store.update(call.id, state=running, replica_pk=call.route.replica)
+
+    async def _wait_for_worker(self, call: Call) -> Route:
         service = call.found.row.service_pk
         route = None if service is None else await self._workers.ready(service)
         if route is None:
@@ -213,9 +234,7 @@ class Invocations:
             why = f"function {call.found.row.name!r} has no ready worker after {wait:g} s"
             await self._finish(call, _error("NoWorker", why, 1))
             raise NoReplica(f"{why}; one is starting", retry_after=RETRY_AFTER, invocation=call.id)
-        call.route = await self._submit(call, route, value)
-        running = InvocationState.RUNNING.value
-        await self._store.update(call.id, state=running, replica_pk=call.route.replica)
+        return route
 
     async def _submit(self, call: Call, route: Route, value: dict[str, Any]) -> Route:
         """The worker that took the invocation: one that could not be connected to (so
@@ -223,7 +242,7 @@ class Invocations:
         for _ in range(FAILOVERS):
             try:
                 with self._workers.serving(route.replica):
-                    await link.submit(route, call.id, value, call.secret, _seal(call))
+                    await self._run(call, route, value)
                 return route
             except link.NotSent as exc:
                 other = self._workers.instead_of(route)
@@ -235,6 +254,14 @@ class Invocations:
             except link.Broken as exc:
                 await self._lost(call, f"the worker broke the connection off: {exc}")
         return await self._lost(call, "no worker could be connected to")
+
+    async def _run(self, call: Call, route: Route, value: dict[str, Any]) -> None:
+        """Hand it over with its events' follow in one message on the worker's multiplexed
+        connection, or (a worker without one) by a request of its own."""
+        seal = _seal(call)
+        call.started = await self._muxes.run(route, call.id, value, call.secret, seal)
+        if call.started is None:
+            await link.submit(route, call.id, value, call.secret, seal)
 
     async def _lost(self, call: Call, why: str) -> NoReturn:
         await self._finish(call, _error("WorkerLost", why, call.last + 1))
@@ -268,7 +295,11 @@ class Invocations:
         route = call.route
         assert route is not None
         self._reading[call.id] += 1
-        stream = link.events(route, call.id, after, call.secret)
+        started, call.started = call.started, None
+        if started is not None and after:  # not from the start: followed anew
+            await started.aclose()
+            started = None
+        stream = started or self._muxes.events(route, call.id, after, call.secret)
         try:
             with self._workers.serving(route.replica):
                 async for found in stream:
@@ -401,9 +432,12 @@ class Invocations:
     async def _final_of(self, call: Call, route: Route, count: int) -> None:
         """Read the ended invocation's final event from its worker and record it."""
         with contextlib.suppress(link.LinkError):
-            async for batch in link.events(route, call.id, max(count - 1, 0), call.secret):
-                if batch[-1]["type"] in FINAL:
-                    await self._finish(call, batch[-1])
+            after = max(count - 1, 0)
+            events = self._muxes.events(route, call.id, after, call.secret)
+            async with contextlib.aclosing(events):
+                async for batch in events:
+                    if batch[-1]["type"] in FINAL:
+                        await self._finish(call, batch[-1])
         if not call.ended:  # never left running: the worker has it ended
             why = "its worker ended it, but its final event could not be read"
             await self._finish(call, _error("WorkerLost", why, max(count, call.last + 1)))

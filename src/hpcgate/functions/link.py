@@ -1,6 +1,8 @@
 """The gateway's requests to one worker, over its replica's pooled HTTP/1.1 connections
-(the same transport byte streams as the service proxy's): the one module that speaks the
-worker's internal API (see the functions contract).
+(the same transport byte streams as the service proxy's): the worker's internal API (see
+the functions contract) but for its multiplexed connection, :mod:`hpcgate.functions.mux`,
+which hands invocations over and follows their events when the worker has it (this
+module's :func:`submit` and :func:`events` then serve a worker from before it).
 
 Every failure is one of three: :class:`NotSent` (the connection could not be made, so the
 request may go to another worker), :class:`Broken` (the worker stopped answering or broke
@@ -163,7 +165,7 @@ async def events(
             async with asyncio.timeout(CALL_SECONDS):
                 raise Refused(status, _object(await _read(connection, ANSWER_MAX)))
         async for batch in _batches(connection):
-            final = _final_at(batch)
+            final = final_at(batch)
             if final is not None:
                 yield batch[: final + 1]
                 return
@@ -171,7 +173,7 @@ async def events(
         raise Broken("the worker's event stream ended before the invocation did")
 
 
-def _final_at(batch: list[dict[str, Any]]) -> int | None:
+def final_at(batch: list[dict[str, Any]]) -> int | None:
     """Where the batch's final event is, if it holds one."""
     for index, event in enumerate(batch):
         if event["type"] in FINAL:
@@ -205,6 +207,12 @@ def _event(line: bytes) -> dict[str, Any]:
         event = json.loads(line)
     except ValueError:
         raise Broken("the worker sent an event that is not JSON") from None
+    return checked(event)
+
+
+def checked(event: Any) -> dict[str, Any]:
+    """A worker's event as parsed, once checked: Broken unless it has an int seq and one
+    of the known types."""
     if not isinstance(event, dict) or type(event.get("seq")) is not int:
         raise Broken("the worker sent an event without a seq")
     if event.get("type") not in TYPES:  # the type is an SSE event name: never free text

@@ -30,6 +30,10 @@ class Workers:
         self._target = target  # the pool's owner on a system
         self.wait_seconds = wait_seconds
 
+    def ready_now(self, service: int) -> Route | None:
+        """The pool's least busy ready worker, if it has one now."""
+        return self._traffic.pick(service)
+
     async def ready(self, service: int) -> Route | None:
         """The pool's least busy ready worker, waiting up to the services' bound."""
         return await self._traffic.wait_route(service, self.wait_seconds)

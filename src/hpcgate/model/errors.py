@@ -26,7 +26,8 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
     │   ├── SchedulerUnavailable      503  scheduler-unavailable
     │   ├── TransportError            503  transport-error
     │   │   └── ForwardingProhibited  503  transport-error
-    │   └── NoReplica                 503  no-replica
+    │   ├── NoReplica                 503  no-replica
+    │   └── DatabaseBusy              503  database-busy
     ├── CommandTimeout                504  command-timeout
     ├── BadGateway                    502  bad-gateway
     └── GatewayTimeout                504  gateway-timeout
@@ -232,6 +233,19 @@ class CommandTimeout(HpcgateError):
     status = 504
     slug = "command-timeout"
     title = "The system did not answer in time"
+
+
+class DatabaseBusy(Unavailable):
+    """Every connection of the database's pool stayed taken for its whole wait (SQLAlchemy's
+    ``TimeoutError``, translated at the API's boundary): what waited for one did not run;
+    retry later."""
+
+    slug = "database-busy"
+    title = "The database is busy"
+
+    def __init__(self, detail: str, retry_after: float | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = retry_after
 
 
 class NoReplica(Unavailable):

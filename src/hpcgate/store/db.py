@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -25,11 +26,29 @@ from sqlalchemy.pool import ConnectionPoolEntry
 T = TypeVar("T")
 
 
-class Database:
-    """One engine per process. Nothing connects until :meth:`start`."""
+@dataclass(frozen=True, slots=True)
+class PoolBounds:
+    """How many pooled connections an engine keeps (``size``), opens beyond them
+    (``overflow``), and how long a session waits for one (``timeout``, seconds) before
+    SQLAlchemy's ``TimeoutError``, which the API answers as a 503 with Retry-After."""
 
-    def __init__(self, url: str) -> None:
+    size: int
+    overflow: int
+    timeout: float = 30.0
+
+
+#: Each aiosqlite connection is a thread; a few are faster than many (less GIL churn).
+SQLITE_POOL = PoolBounds(size=2, overflow=2)
+SERVER_POOL = PoolBounds(size=10, overflow=20)
+
+
+class Database:
+    """One engine per process. Nothing connects until :meth:`start`. ``pool`` bounds each
+    async engine's pool (default: :data:`SQLITE_POOL` or :data:`SERVER_POOL`)."""
+
+    def __init__(self, url: str, pool: PoolBounds | None = None) -> None:
         self.url = url
+        self._pool = pool or (SQLITE_POOL if url.startswith("sqlite") else SERVER_POOL)
         self._engines: list[AsyncEngine] = []
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._readers: async_sessionmaker[AsyncSession] | None = None
@@ -63,7 +82,7 @@ class Database:
             event.listen(self._inline_engine, "connect", _sqlite_pragmas_no_wait)
 
     def _engine(self, **options: Any) -> AsyncEngine:
-        engine = create_async_engine(self.url, **_engine_options(self.url), **options)
+        engine = create_async_engine(self.url, **_engine_options(self.url, self._pool), **options)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         self._engines.append(engine)
@@ -133,11 +152,11 @@ class Database:
         return self._readers()
 
 
-def _engine_options(url: str) -> dict[str, Any]:
+def _engine_options(url: str, pool: PoolBounds) -> dict[str, Any]:
+    bounds = {"pool_size": pool.size, "max_overflow": pool.overflow, "pool_timeout": pool.timeout}
     if url.startswith("sqlite"):
-        # Each aiosqlite connection is a thread; a few are faster than many (less GIL churn).
-        return {"connect_args": {"timeout": 30}, "pool_size": 2, "max_overflow": 2}
-    return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+        return {"connect_args": {"timeout": 30}, **bounds}
+    return {**bounds, "pool_pre_ping": True}
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -2,22 +2,71 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, insert, select, update
 
+from hpcgate.coalesce import Coalesced
+from hpcgate.store.db import Database
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import FunctionRow, InvocationRow
 
 UNENDED = ("queued", "running")
 _INSERT_INVOCATION = insert(InvocationRow)
+CACHE_SECONDS = 5.0  # a function changed by another gateway on the database: seen by then
+CACHE_MAX = 10_000  # lookups kept (unknown names included): bounded against name spraying
+V = TypeVar("V")
 
 
 class FunctionStore(Rows[FunctionRow]):
+    """Function rows. The lookups by name (:meth:`find`, :meth:`named`: one per invocation)
+    are answered from memory for up to ``cache_seconds``, so an invocation takes no pooled
+    connection to find its function, and a crowd of misses shares one read. Every write
+    through this store forgets them all at once (a re-registered or deleted function is
+    never served stale by this gateway), and a read that began before a write is neither
+    kept nor shared. The rows handed out are shared: read them, never change them."""
+
     kind = FunctionRow
 
+    def __init__(self, database: Database, cache_seconds: float = CACHE_SECONDS) -> None:
+        super().__init__(database)
+        self._ttl = cache_seconds
+        self._cache: dict[Hashable, tuple[float, Any]] = {}
+        self._generation = 0  # counts the writes: a read older than the last is not kept
+        self._loads: Coalesced[Hashable, Any] = Coalesced()
+
+    async def _cached(self, key: Hashable, read: Callable[[], Awaitable[V]]) -> V:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]  # type: ignore[no-any-return]
+        generation = self._generation
+        value: V = await self._loads.load(key, read)  # one read for a crowd of misses
+        if generation == self._generation:
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = (now, value)
+        return value
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._cache.clear()
+        self._loads = Coalesced()  # a read under way may be older than the write: not shared
+
+    async def add(self, row: FunctionRow) -> FunctionRow:
+        self._forget()
+        try:
+            return await super().add(row)
+        finally:
+            self._forget()
+
     async def find(self, owner: str, name: str) -> FunctionRow | None:
+        return await self._cached(("find", owner, name), lambda: self._find(owner, name))
+
+    async def _find(self, owner: str, name: str) -> FunctionRow | None:
         query = select(FunctionRow).where(FunctionRow.owner == owner, FunctionRow.name == name)
         async with self._db.reader() as session:
             return (await session.scalars(query)).first()
@@ -28,6 +77,9 @@ class FunctionStore(Rows[FunctionRow]):
 
     async def named(self, name: str) -> list[FunctionRow]:
         """Every owner's function of that name."""
+        return list(await self._cached(("named", name), lambda: self._named(name)))
+
+    async def _named(self, name: str) -> list[FunctionRow]:
         query = select(FunctionRow).where(FunctionRow.name == name).order_by(FunctionRow.pk)
         async with self._db.reader() as session:
             return list(await session.scalars(query))
@@ -41,13 +93,22 @@ class FunctionStore(Rows[FunctionRow]):
             return await session.get(FunctionRow, pk)
 
     async def update(self, pk: int, **values: Any) -> None:
-        async with self._db.session() as session, session.begin():
-            await session.execute(update(FunctionRow).where(FunctionRow.pk == pk).values(**values))
+        self._forget()
+        try:
+            async with self._db.session() as session, session.begin():
+                query = update(FunctionRow).where(FunctionRow.pk == pk).values(**values)
+                await session.execute(query)
+        finally:
+            self._forget()
 
     async def remove(self, pk: int) -> None:
-        async with self._db.session() as session, session.begin():
-            await session.execute(delete(InvocationRow).where(InvocationRow.function_pk == pk))
-            await session.execute(delete(FunctionRow).where(FunctionRow.pk == pk))
+        self._forget()
+        try:
+            async with self._db.session() as session, session.begin():
+                await session.execute(delete(InvocationRow).where(InvocationRow.function_pk == pk))
+                await session.execute(delete(FunctionRow).where(FunctionRow.pk == pk))
+        finally:
+            self._forget()
 
 
 class InvocationStore(Rows[InvocationRow]):
