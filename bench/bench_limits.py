@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.bench import CONFIGS, TRUE_SCRIPT, long_jobs, run_wrk
+from bench.bench import CONFIGS, TRUE_SCRIPT, cpu_seconds, long_jobs, run_wrk
 from bench.host import machine
 from hpcgate.model.jobs import JobSpec
 from tests.support.gateway_process import GatewayProcess, new_gateway
@@ -67,8 +67,7 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
         for round_ in range(args.rounds):
             order = [("without", plain), ("with", limited)]
             for label, (server, token, ids) in order if round_ % 2 == 0 else order[::-1]:
-                load = run_wrk(server.url, token, ids, args.clients, args.seconds, tmp, SYSTEM)
-                runs[label].append(load)
+                runs[label].append(one_run(server, token, ids, args, tmp))
     finally:
         for server, _, _ in (plain, limited):
             server.stop()
@@ -76,13 +75,31 @@ def measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
         label: statistics.median(run["requests_per_s"] for run in found)
         for label, found in runs.items()
     }
+    cpu = {
+        label: statistics.median(run["cpu_ms_per_request"] for run in found)
+        for label, found in runs.items()
+    }
     result |= {
         "runs": runs,
         "median_requests_per_s": medians,
         "with_over_without": round(medians["with"] / medians["without"], 3),
+        "median_cpu_ms_per_request": cpu,
+        "cpu_with_over_without": round(cpu["with"] / cpu["without"], 3),
         "load_average_at_end": os.getloadavg(),
     }
     return result
+
+
+def one_run(
+    server: GatewayProcess, token: str, ids: list[str], args: argparse.Namespace, tmp: Path
+) -> dict[str, float]:
+    """One wrk run, with the gateway's CPU time per request (steadier than throughput on a
+    machine that is not quiet: what the gateway spends, not what it was given)."""
+    assert server.process is not None
+    before = cpu_seconds(server.process.pid)
+    load = run_wrk(server.url, token, ids, args.clients, args.seconds, tmp, SYSTEM)
+    spent = cpu_seconds(server.process.pid) - before
+    return {**load, "cpu_ms_per_request": round(1000 * spent / max(load["requests"], 1), 4)}
 
 
 if __name__ == "__main__":

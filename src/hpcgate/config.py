@@ -394,6 +394,11 @@ class RateLimitsConfig(UserRateLimits):
         self._resolved = {name: _allowance(own, self._default) for name, own in self.users.items()}
         return self
 
+    @property
+    def defaults(self) -> Allowance:
+        """The limits of a user with none of its own."""
+        return self._default
+
     def of(self, user: str) -> Allowance:
         """``user``'s limits: its own where it has them, else the defaults."""
         return self._resolved.get(user, self._default)

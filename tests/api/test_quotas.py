@@ -210,6 +210,18 @@ def test_past_its_llm_tokens_of_the_day_a_user_is_refused_and_a_running_answer_i
     assert _tokens_recorded(alice) == 3 * TOKENS_EACH  # what the quota counted
 
 
+def test_a_restarted_gateway_reads_the_days_tokens_from_the_store(
+    gateway: GatewayProcess, alice: httpx.Client
+) -> None:
+    """After the test above: the day's tokens were stored, and a new process reads them."""
+    assert _tokens_recorded(alice) >= 10  # the test above spent alice's day
+    gateway.stop()
+    gateway.start()
+    refused = alice.post(COMPLETIONS, json=STREAMED)
+    assert refused.status_code == 429, refused.text
+    assert "of its 10 LLM tokens today" in refused.json()["error"]["message"]
+
+
 def _tokens_recorded(client: httpx.Client, timeout: float = 10) -> int:
     """The caller's tokens in /api/v1/usage once the ledger has written the three answers."""
     deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -60,7 +61,7 @@ class KeySlots:
         def refusal(live: int) -> str:
             return f"this API key may have {limit} unended invocations at once: it has {live}"
 
-        count = lambda: self._store.live_of_key(key)  # noqa: E731
+        count = functools.partial(self._store.live_of_key, key)
         async with self._slot(f"key/{key}", limit, count, CONCURRENT, refusal, quotas):
             yield
 
@@ -79,7 +80,7 @@ class KeySlots:
         def refusal(live: int) -> str:
             return f"this function takes {limit} unended invocations of each caller: {live} now"
 
-        count = lambda: self._store.live_of_caller(pk, who.user, who.key_id)  # noqa: E731
+        count = functools.partial(self._store.live_of_caller, pk, who.user, who.key_id)
         lock = f"function/{pk}/{_caller(who)}"
         async with self._slot(lock, limit, count, FUNCTION_CONCURRENT, refusal, quotas):
             yield
