@@ -105,8 +105,9 @@ class _Window:
     def __init__(self, minute: int) -> None:
         self.minute, self.current, self.previous = minute, 0, 0
 
-    def hit(self, allowed: int, now: float) -> tuple[bool, Quota]:
-        """Count one request if the weighted count leaves room for it; whether it did."""
+    def hit(self, allowed: int, now: float, take: bool = True) -> tuple[bool, Quota]:
+        """Count one request if the weighted count leaves room for it (``take``: else only
+        say whether there is room); whether there was."""
         minute, into = divmod(now, 60.0)
         if minute != self.minute:
             recent = minute - self.minute == 1
@@ -116,7 +117,7 @@ class _Window:
         reset = max(1, math.ceil(60.0 - into))
         if weighted + 1 > allowed:
             return False, Quota(USER_PER_MINUTE, allowed, 0, reset)
-        self.current += 1
+        self.current += take
         return True, Quota(USER_PER_MINUTE, allowed, allowed - weighted - 1, reset)
 
 
@@ -139,24 +140,26 @@ class RateLimits:
 
     def admit(self, who: Principal) -> list[Quota]:
         """Count one request of ``who``; the quotas it counted against (empty: no limit),
-        or :class:`RateLimited` when a minute's requests are spent (the key's counted first:
-        a request its key refuses does not count for its user)."""
+        or :class:`RateLimited` when a minute's requests are spent. A request refused by
+        its key's limit does not count for its user, nor one its user's refuses for its key."""
         quotas = []
-        if who.restriction is not None and (allowed := who.restriction.per_minute) is not None:
-            taken, quota = _counted(self._moving, PER_MINUTE, allowed, who.token_id)
-            if not taken:
-                detail = f"this API key may make {allowed} requests a minute"
-                raise _late(quota, detail)
-            quotas.append(quota)
-        if (per_user := self.allowance(who.user).requests_per_minute) is not None:
+        per_user = self.allowance(who.user).requests_per_minute
+        window, now = None, 0.0
+        if per_user is not None:
             now = time.time()
             window = self._windows.get(who.user)
             if window is None:
                 window = self._windows[who.user] = _Window(int(now // 60))
-            taken, quota = window.hit(per_user, now)
-            if not taken:
+            room, quota = window.hit(per_user, now, take=False)
+            if not room:
                 raise _late(quota, f"user {who.user!r} may make {per_user} requests a minute")
+        if who.restriction is not None and (allowed := who.restriction.per_minute) is not None:
+            taken, quota = _counted(self._moving, PER_MINUTE, allowed, who.token_id)
+            if not taken:
+                raise _late(quota, f"this API key may make {allowed} requests a minute")
             quotas.append(quota)
+        if window is not None and per_user is not None:
+            quotas.append(window.hit(per_user, now)[1])
         return quotas
 
     def admit_call(self, caller: str, function: str, allowed: int) -> Quota:

@@ -1,10 +1,16 @@
 """A user's requests-per-minute window on given times (no I/O, no clock): the count within
 a minute, the turn at the whole minute where the previous minute weighs as much as it
-still overlaps the last 60 s, and the quota each answer reports."""
+still overlaps the last 60 s, and the quota each answer reports; and a request refused by
+one limit counted by none."""
 
 from __future__ import annotations
 
-from hpcgate.ratelimits import USER_PER_MINUTE, Quota, _Window
+import pytest
+
+from hpcgate.config import RateLimitsConfig
+from hpcgate.model.errors import RateLimited
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Restriction
+from hpcgate.ratelimits import PER_MINUTE, USER_PER_MINUTE, Quota, RateLimits, _Window
 
 MINUTE = 29_940_000  # a whole minute, in seconds since the epoch / 60
 
@@ -43,3 +49,20 @@ def test_a_refused_request_is_not_counted() -> None:
     # counted, the 100 refused would weigh floor(101 * 59/60) = 99 a second into the next
     # minute; uncounted, the one taken weighs floor(59/60) = 0: there is room again
     assert window.hit(1, at(61.0))[0]
+
+
+def test_a_look_counts_nothing() -> None:
+    window = _Window(MINUTE)
+    for _ in range(5):
+        assert window.hit(1, at(3.0), take=False) == (True, Quota(USER_PER_MINUTE, 1, 0, 57))
+    assert window.hit(1, at(3.0))[0] and not window.hit(1, at(3.0), take=False)[0]
+
+
+def test_a_request_its_key_refuses_does_not_count_for_its_user() -> None:
+    limits = RateLimits(RateLimitsConfig(requests_per_minute=2))
+    key = Principal("ann", DEFAULT_SCOPES, "k1", restriction=Restriction(frozenset(), 1))
+    token = Principal("ann", DEFAULT_SCOPES, "t1")
+    assert [q.policy for q in limits.admit(key)] == [PER_MINUTE, USER_PER_MINUTE]
+    with pytest.raises(RateLimited):
+        limits.admit(key)  # the key's one request of the minute is spent
+    assert limits.admit(token)[0].remaining == 0  # the user's second, not its third
