@@ -8,7 +8,10 @@ answers each route a few times to warm caches, then counts the calls of 200 more
 ``bench.clock_backend`` (a real job on the embedded scheduler): its calls are the gateway's,
 the replica runs in a process of its own. Compare two checkouts by running this in each::
 
-    .venv/bin/python -m bench.calls [--requests 200]
+    .venv/bin/python -m bench.calls [--requests 200] [--rate-limits]
+
+``--rate-limits`` adds a ``[rate_limits]`` table that sets every per-user limit (none
+reached): what the limits cost each route.
 
 Only the event loop's thread is counted: file operations that run in worker threads add to
 the file routes what this does not show (``bench.bench_files`` measures those).
@@ -52,7 +55,16 @@ PROXIED = f"{SERVICE}/proxy"  # to bench_services' fixed-clock backend, as a rep
 WARM = 50
 
 
-def make_home() -> tuple[Path, Path]:
+#: Every per-user limit, none of which the run reaches (``--rate-limits``).
+RATE_LIMITS = """
+[rate_limits]
+requests_per_minute = 1000000
+concurrent_streams = 1000
+llm_tokens_per_day = 1000000000
+"""
+
+
+def make_home(rate_limits: bool = False) -> tuple[Path, Path]:
     """A new home with its configuration, and the directory of files the routes read."""
     home = Path(tempfile.mkdtemp(prefix="hpcgate-calls-"))
     files = home / "files"
@@ -61,6 +73,7 @@ def make_home() -> tuple[Path, Path]:
         (files / f"f{n}").write_text(f"{n}\n")
     home.chmod(0o755)  # the replica's account reaches its working directory
     config = CONFIG.format(files=files, clock=toml_string(clock_script()))
+    config += RATE_LIMITS if rate_limits else ""
     if os.geteuid() == 0:
         unix_account(FALLBACK)
         config += f'\n[users]\nfallback = "{FALLBACK}"\n'
@@ -68,8 +81,8 @@ def make_home() -> tuple[Path, Path]:
     return home, files
 
 
-async def measure(requests: int) -> dict[str, int]:
-    home, files = make_home()
+async def measure(requests: int, rate_limits: bool = False) -> dict[str, int]:
+    home, files = make_home(rate_limits)
     os.environ["HPCGATE_HOME"] = str(home)
     from hpcgate.api.app import create_app
     from hpcgate.config import load_settings
@@ -145,8 +158,9 @@ async def _calls_per_request(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--rate-limits", action="store_true", help="with every user limit set")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.requests)), indent=2))
+    print(json.dumps(asyncio.run(measure(args.requests, args.rate_limits)), indent=2))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ scheduler with its state in SQLite under ``home``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -19,8 +20,10 @@ from pydantic import (
     ConfigDict,
     Field,
     FilePath,
+    PrivateAttr,
     SecretStr,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -32,7 +35,7 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
-from hpcgate.model.bounds import REPLICAS_MAX, SECONDS_MAX
+from hpcgate.model.bounds import INT64_MAX, REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 from hpcgate.model.services import ServiceName, ServiceSpec
@@ -302,6 +305,123 @@ class ServiceLimits(BaseModel):
     )
 
 
+#: Requests per minute a user's limit allows at most (a sliding-window counter: two counts).
+USER_PER_MINUTE_MAX = 1_000_000
+#: Streams a user's limit allows at once at most.
+STREAMS_MAX = 100_000
+UNLIMITED = "unlimited"
+UserKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")]
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """What one user may do (None: no limit)."""
+
+    requests_per_minute: int | None = None
+    concurrent_streams: int | None = None
+    llm_tokens_per_day: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.requests_per_minute,
+                self.concurrent_streams,
+                self.llm_tokens_per_day,
+            )
+        )
+
+
+class UserRateLimits(BaseModel):
+    """One user's limits (``[rate_limits.users.NAME]``), field by field over the defaults;
+    ``"unlimited"`` lifts a default for that user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | Literal["unlimited"] | None = Field(
+        None,
+        description="Requests to any API route (with a token: /api/v1/health and the"
+        " documentation take none) in a minute; each whole minute the window turns",
+    )
+    concurrent_streams: int | Literal["unlimited"] | None = Field(
+        None,
+        description="Streamed answers held at once: Server-Sent Events (any request that"
+        " asks for text/event-stream, any .../events route), a followed job output, a"
+        " streamed /v1 answer",
+    )
+    llm_tokens_per_day: int | Literal["unlimited"] | None = Field(
+        None,
+        description="Prompt and completion tokens of /v1 answers in a UTC day, as the"
+        " backends reported them (0: no /v1 use)",
+    )
+
+    @field_validator("requests_per_minute", "concurrent_streams", "llm_tokens_per_day",
+                     mode="before")  # fmt: skip
+    @classmethod
+    def _in_range(cls, value: object, info: ValidationInfo) -> object:
+        low, high = _RANGES[str(info.field_name)]
+        if value is None or value == UNLIMITED:
+            return value
+        if isinstance(value, str) and value.isascii() and value.isdigit():  # from HPCGATE_*
+            value = int(value)
+        if type(value) is not int or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, or {UNLIMITED!r}")
+        return value
+
+
+_RANGES = {
+    "requests_per_minute": (1, USER_PER_MINUTE_MAX),
+    "concurrent_streams": (1, STREAMS_MAX),
+    "llm_tokens_per_day": (0, INT64_MAX),
+}
+
+
+class RateLimitsConfig(UserRateLimits):
+    """The ``[rate_limits]`` table: every user's limits by default (none: no limit), and
+    ``users``' own. A user is an hpcgate user name (an OpenID provider's client is the user
+    its token maps to); an API key's requests count for its user too, on top of its own."""
+
+    users: dict[UserKey, UserRateLimits] = Field(
+        default_factory=dict, description="Per-user overrides, by hpcgate user name"
+    )
+    _resolved: dict[str, Allowance] = PrivateAttr(default_factory=dict)
+    _default: Allowance = PrivateAttr(default_factory=Allowance)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> RateLimitsConfig:
+        self._default = _allowance(self, Allowance())
+        self._resolved = {name: _allowance(own, self._default) for name, own in self.users.items()}
+        return self
+
+    @property
+    def defaults(self) -> Allowance:
+        """The limits of a user with none of its own."""
+        return self._default
+
+    def of(self, user: str) -> Allowance:
+        """``user``'s limits: its own where it has them, else the defaults."""
+        return self._resolved.get(user, self._default)
+
+    @property
+    def limited(self) -> bool:
+        """Whether any user has any limit."""
+        return self._default.limited or any(a.limited for a in self._resolved.values())
+
+
+def _allowance(given: UserRateLimits, under: Allowance) -> Allowance:
+    def one(value: int | str | None, default: int | None) -> int | None:
+        if value == UNLIMITED:
+            return None
+        return default if value is None else int(value)
+
+    return Allowance(
+        one(given.requests_per_minute, under.requests_per_minute),
+        one(given.concurrent_streams, under.concurrent_streams),
+        one(given.llm_tokens_per_day, under.llm_tokens_per_day),
+    )
+
+
 # Asymmetric signatures only: no 'none', no HS* (a public key must never be an HMAC secret).
 JwsAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
@@ -450,6 +570,7 @@ class Settings(BaseSettings):
     service_limits: ServiceLimits = Field(default_factory=ServiceLimits)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:

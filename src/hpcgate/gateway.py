@@ -30,6 +30,7 @@ from hpcgate.services.events import ServiceEvents
 from hpcgate.services.openai import OpenAIRoutes
 from hpcgate.services.pool import Pools
 from hpcgate.services.proxy import Proxy
+from hpcgate.services.quotas import TokenQuota
 from hpcgate.services.service import ServiceManager
 from hpcgate.services.traffic import Traffic
 from hpcgate.services.usage import UsageLedger
@@ -71,7 +72,7 @@ class Gateway:
             settings.token_cache_seconds,
             owns=self.function_store.owns,
         )
-        self.rate_limits = RateLimits()
+        self.rate_limits = RateLimits(settings.rate_limits)
         self.identity = Identity(settings.auth.oidc)
         self.agents = AgentHub()
         self.systems = Systems(build_clusters(settings, self.agents))
@@ -128,13 +129,15 @@ class Gateway:
             settings.max_script_bytes,
             settings.service_limits,
         )
-        self.openai = OpenAIRoutes(self.services, proxy, UsageLedger(UsageStore(self.database)))
+        usage = UsageStore(self.database)
+        quota = TokenQuota(self.rate_limits, usage)
+        self.openai = OpenAIRoutes(self.services, proxy, UsageLedger(usage), quota)
         workers = Workers(traffic, pools, replicas, self._owner_on, settings.service_wait_seconds)
         self.functions = Registry(
             self.function_store, self.services, names, settings.max_script_bytes
         )
         invocations = InvocationStore(self.database)
-        self.invocations = Invocations(self.functions, invocations, workers)
+        self.invocations = Invocations(self.functions, invocations, workers, self.rate_limits)
         kept = settings.functions
         retention = Retention(kept.keep_invocations_days, kept.keep_invocations, kept.prune_seconds)
         self.pruner = Pruner(invocations, retention)

@@ -67,9 +67,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = gw
-    # The last added runs first: BodyLimit bounds what Forwarding forwards.
-    app.add_middleware(RateLimitFields)
+    # The last added runs first: BodyLimit bounds what Forwarding forwards; RateLimitFields
+    # sees the forwarded answers too (their quotas, their streams to give back).
     app.add_middleware(Forwarding, gateway=gw)
+    app.add_middleware(RateLimitFields, gateway=gw)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     problems.install(app)
     openapi.install(app, openapi_errors.declare)

@@ -1,9 +1,11 @@
 """The bearer-token dependencies that turn a request into a :class:`Principal`.
 
 :data:`Caller` and :data:`TargetDep` refuse API keys (403); :data:`KeyCaller`, for the routes
-a key may use (its functions and their invocations), takes them, and counts each of a key's
-requests against its requests per minute (a 429 past them). The quota left goes in the
-answer's RateLimit fields (:class:`RateLimitFields`).
+a key may use (its functions and their invocations), takes them. Each request is counted
+once (:func:`admit`) against its key's requests per minute and its user's
+(``[rate_limits]``), and one that asks for a stream takes one of its user's streams until
+its answer ends: a 429 past any of them. The quotas left go in the answer's RateLimit
+fields (:class:`RateLimitFields`), which also gives the stream back.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from starlette.types import Scope as AsgiScope
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import Unauthenticated
 from hpcgate.model.principal import Principal
+from hpcgate.ratelimits import Quota, fields
+from hpcgate.services.openai import Call
 from hpcgate.target import Target
 
 _bearer = HTTPBearer(
     auto_error=False,
     description="An hpcgate API token or API key, or a trusted OpenID provider's access token",
 )
-#: Where a request's quota waits for its answer (in the ASGI scope's state).
-QUOTA = "hpcgate_quota"
+#: Where a request's quotas wait for its answer (in the ASGI scope's state).
+QUOTAS = "hpcgate_quotas"
+#: The user whose stream the request holds, given back when its answer ends.
+STREAM = "hpcgate_stream"
+COUNTED = "hpcgate_counted"
+SSE = b"text/event-stream"
 
 
 async def gateway(request: Request) -> Gateway:
@@ -39,7 +47,10 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 async def principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await (await gateway(request)).authenticate(credentials.credentials)
+    gw = await gateway(request)
+    who = await gw.authenticate(credentials.credentials)
+    admit(request.scope, gw, who)
+    return who
 
 
 async def key_principal(request: Request, credentials: Bearer) -> Principal:
@@ -48,10 +59,61 @@ async def key_principal(request: Request, credentials: Bearer) -> Principal:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     gw = await gateway(request)
     who = await gw.authenticate(credentials.credentials, keys=True)
-    quota = gw.rate_limits.admit(who)
-    if quota is not None:
-        request.scope.setdefault("state", {})[QUOTA] = quota
+    admit(request.scope, gw, who)
     return who
+
+
+def admit(scope: AsgiScope, gw: Gateway, who: Principal) -> None:
+    """Count the request against its limits, once however often its caller is resolved,
+    and take one of its user's streams if it asks for one (:func:`asks_stream`)."""
+    state = scope.setdefault("state", {})
+    if COUNTED in state:
+        return
+    state[COUNTED] = True
+    quotas = gw.rate_limits.admit(who)
+    if quotas:
+        state[QUOTAS] = quotas
+    if gw.rate_limits.allowance(who.user).concurrent_streams is not None and asks_stream(scope):
+        take_stream(scope, gw, who)
+
+
+def asks_stream(scope: AsgiScope) -> bool:
+    """Whether the answer will be a stream held open: asked as Server-Sent Events, an
+    events route, or a followed job output. (A streamed ``/v1`` answer is known from its
+    body: :func:`take_stream` is called for it there.)"""
+    if scope["path"].endswith("/events") or b"follow=true" in scope["query_string"]:
+        return True
+    for name, value in scope["headers"]:  # noqa: SIM110 (a loop, not any(): no call per header)
+        if name == b"accept" and SSE in value:
+            return True
+    return False
+
+
+def take_stream(scope: AsgiScope, gw: Gateway, who: Principal) -> None:
+    """Hold one of the user's streams until the answer ends (once per request)."""
+    state = scope.setdefault("state", {})
+    if STREAM in state:
+        return
+    quota = gw.rate_limits.open_stream(who.user)
+    if quota is not None:
+        state[STREAM] = who.user
+        add_quota(scope, quota)
+
+
+async def openai_limits(scope: AsgiScope, gw: Gateway, who: Principal, call: Call) -> None:
+    """A ``/v1`` call's own limits: its user's LLM tokens of the day, and a stream held if
+    it asked for one."""
+    if gw.openai.quota is not None:
+        add_quota(scope, await gw.openai.quota.admit(who))
+    if call.stream and gw.rate_limits.allowance(who.user).concurrent_streams is not None:
+        take_stream(scope, gw, who)
+
+
+def add_quota(scope: AsgiScope, quota: Quota | None) -> None:
+    """One more quota for the answer's RateLimit fields."""
+    if quota is not None:
+        state = scope.setdefault("state", {})
+        state[QUOTAS] = [*state.get(QUOTAS, ()), quota]
 
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -76,12 +138,14 @@ TargetDep = Annotated[Target, Depends(target)]
 
 
 class RateLimitFields:
-    """Adds the RateLimit fields of a request's quota (set by :func:`key_principal`) to its
-    answer, whatever the route answers with (a model, a stream, a problem document), unless
-    the answer has its own (a refusal by another limit says which one it was)."""
+    """Adds the RateLimit fields of a request's quotas (set by :func:`admit`) to its answer,
+    whatever the route answers with (a model, a stream, a problem document), unless the
+    answer has its own (a refusal says which limit it was); when the answer has ended, gives
+    back the stream the request held."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         self.app = app
+        self._limits = gateway.rate_limits
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,12 +153,16 @@ class RateLimitFields:
             return
 
         async def send_with_fields(message: Message) -> None:
-            quota = scope.get("state", {}).get(QUOTA)
-            if message["type"] == "http.response.start" and quota is not None:
-                message = {**message, "headers": _with_fields(message, quota.headers())}
+            quotas = scope.get("state", {}).get(QUOTAS)
+            if message["type"] == "http.response.start" and quotas:
+                message = {**message, "headers": _with_fields(message, fields(quotas))}
             await send(message)
 
-        await self.app(scope, receive, send_with_fields)
+        try:
+            await self.app(scope, receive, send_with_fields)
+        finally:
+            if (user := scope.get("state", {}).pop(STREAM, None)) is not None:
+                self._limits.close_stream(user)
 
 
 def _with_fields(message: Message, fields: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hpcgate.api.auth import admit, openai_limits
 from hpcgate.api.problems import problem_of
 from hpcgate.api.services import PROXY_METHODS, replica_target
 from hpcgate.gateway import Gateway
@@ -73,7 +74,9 @@ class Forwarding:
         token = bearer_token(scope)
         if token is None:
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        return await self._gateway.authenticate(token)
+        who = await self._gateway.authenticate(token)
+        admit(scope, self._gateway, who)
+        return who
 
     async def _proxy(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         """As :func:`hpcgate.api.services.proxy` (the route that documents it)."""
@@ -98,6 +101,7 @@ class Forwarding:
         try:
             who = await self._caller(scope)
             call = read_call(await whole_body(receive))  # bounded by BodyLimit
+            await openai_limits(scope, self._gateway, who, call)
             answer = await self._gateway.openai.call(who, endpoint, call, scope["headers"])
         except HpcgateError as exc:
             await problem_of(exc, openai=True)(scope, receive, send)

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from sse_starlette import EventSourceResponse
 
-from hpcgate.api.auth import Caller, GatewayDep, KeyCaller
+from hpcgate.api.auth import Caller, GatewayDep, KeyCaller, add_quota
 from hpcgate.api.problems import responses
 from hpcgate.functions.invocations import Batch, Event, payload
 from hpcgate.model.bounds import GRACE_MAX
@@ -111,7 +111,9 @@ async def create_function(spec: FunctionCreate, who: Caller, gateway: GatewayDep
     your code on `python`. `source` must compile (a syntax error is a 422 naming the
     line; it is never run on the gateway); `input_schema` must be a valid JSON Schema.
     Workers start when invoked (or `min_workers` at once) and stop after `idle_seconds`
-    without invocations."""
+    without invocations. `limits` (`per_minute`, `concurrent`) hold each caller but you
+    (with your own token) apart: a user, each API key (yours too); a key's own limits apply
+    as well, the stricter wins."""
     return await gateway.functions.create(who, spec)
 
 
@@ -148,6 +150,11 @@ INVOKE = inspect.cleandoc(
     invocation is recorded, a ready worker takes it (waiting while one starts, up to the
     services' bound: then 503 with Retry-After, the invocation ended `NoWorker`), and it
     runs. The `Hpcgate-Invocation` header gives its id.
+
+    Past the function's `limits` on its caller (invocations a minute, unended ones at
+    once; not for its owner's own token), or an API key's own, the answer is a 429 with
+    `Retry-After` and the RateLimit fields of the limit, and nothing is recorded or run;
+    within them, the answer's RateLimit fields list every limit it counted against.
 
     With `Accept: text/event-stream` the answer streams as it is produced: """
     + EVENTS
@@ -198,6 +205,8 @@ async def invoke(
     encrypt: Encrypt = None,  # type: ignore[assignment]
 ) -> Response:
     call = await gateway.invocations.invoke(who, name, value, detach, encrypt)
+    for quota in call.quotas:  # the key's and the function's limits it was started under
+        add_quota(request.scope, quota)
     headers = {INVOCATION_HEADER: call.id}
     if SSE in request.headers.get("accept", ""):
         events = gateway.invocations.follow(call, 0, cancel_if_gone=True)

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.auth import Caller, GatewayDep, openai_limits
 from hpcgate.api.openai_format import OpenAIError
 from hpcgate.api.problems import WHY
 from hpcgate.api.proxied import proxied
@@ -49,6 +49,9 @@ WHY_HERE = {
     400: "The body is not a JSON object, or has no 'model'",
     404: "No such model, or its service is not shared with you (code: model_not_found)",
     413: "The body exceeds the gateway's max_request_bytes",
+    429: "Over the user's requests per minute, streams at once (a stream: true call) or LLM"
+    " tokens of the UTC day (refused until midnight UTC; an answer already running is not"
+    " cut): Retry-After and the RateLimit fields say which and until when",
     503: "No ready replica within the wait (Retry-After says when to retry)",
 }
 
@@ -61,7 +64,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-@router.get("/models", summary="The models I may use", responses=errors(401, 403))
+@router.get("/models", summary="The models I may use", responses=errors(401, 403, 429))
 async def list_models(who: Caller, gateway: GatewayDep) -> ModelList:
     """The models of the services you may use (declared for you, and your own)."""
     models = await gateway.openai.models(who)
@@ -76,6 +79,7 @@ async def list_models(who: Caller, gateway: GatewayDep) -> ModelList:
 # would; the routes document them (OpenAPI) and serve only what it passes on.
 async def _send(endpoint: str, request: Request, who: Caller, gateway: GatewayDep) -> Response:
     call = read_call(await request.body())  # bounded by the gateway's max_request_bytes
+    await openai_limits(request.scope, gateway, who, call)
     answer = await gateway.openai.call(who, endpoint, call, request.headers.raw)
     return proxied(answer)
 
@@ -102,7 +106,7 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
         " text/event-stream chunks ending in 'data: [DONE]'",
         "content": {"application/json": {}, "text/event-stream": {}},
     },
-    **errors(400, 401, 403, 404, 413, 502, 503, 504),
+    **errors(400, 401, 403, 404, 413, 429, 502, 503, 504),
 }
 for _path, _route, _summary in (
     ("/chat/completions", chat_completions, "Create a chat completion"),

@@ -173,8 +173,11 @@ WHY = {
     " a function of that name exists, or several users share one of that name (OWNER:NAME)",
     413: "Request or script too large",
     416: "The Range lies outside the file",
-    429: "Over an API key's limit: requests per minute or unended invocations (nothing was"
-    " done; Retry-After says when to retry, RateLimit-Policy and RateLimit how far)",
+    429: "Over a limit: the user's requests per minute or streams at once ([rate_limits]),"
+    " an API key's requests per minute or unended invocations, a function's calls per"
+    " minute or unended invocations per caller, or on /v1 the user's LLM tokens of the day"
+    " (nothing was done; Retry-After says when to retry, RateLimit-Policy and RateLimit"
+    " which limit and how far)",
     422: "Invalid fields, or a field the system's scheduler cannot honour or rejected",
     501: "The system's scheduler has no such thing",
     502: "The service's replica refused the connection or did not answer HTTP",

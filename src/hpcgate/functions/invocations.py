@@ -28,7 +28,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from hpcgate.clock import utcnow
@@ -52,6 +52,7 @@ from hpcgate.model.functions import (
     InvocationState,
 )
 from hpcgate.model.principal import Principal, Scope
+from hpcgate.ratelimits import Quota, RateLimits
 from hpcgate.services.traffic import Route
 from hpcgate.store.functions import InvocationStore
 from hpcgate.store.tables import InvocationRow
@@ -84,6 +85,7 @@ class Call:
     for_owner: bool = False  # whoever reads the events is the function's owner
     seal: str | None = None  # the caller's public key: its events are end-to-end encrypted
     started: AsyncGenerator[Batch, None] | None = None  # its events from the start, if run so
+    quotas: list[Quota] = field(default_factory=list)  # the limits it was started under
 
     @property
     def secret(self) -> str | None:
@@ -152,11 +154,17 @@ def shown(event: Event, owner: bool) -> Event:
 
 
 class Invocations:
-    def __init__(self, registry: Registry, store: InvocationStore, workers: Workers) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        store: InvocationStore,
+        workers: Workers,
+        limits: RateLimits | None = None,
+    ) -> None:
         self._registry = registry
         self._store = store
         self._workers = workers
-        self._slots = KeySlots(store)
+        self._slots = KeySlots(store, limits)
         self._muxes = Muxes()  # each worker's one connection carrying the events followed
         self._reading: Counter[str] = Counter()  # readers of each invocation's events
         self._unread_since: dict[str, float] = {}  # kept ones with a grace: since when
@@ -204,10 +212,11 @@ class Invocations:
             created_at=utcnow(),
             key_id=who.key_id,
         )
-        async with self._slots.taken(who):  # a key over its limit: a 429, and no row
+        async with self._slots.taken(who, found) as quotas:  # over a limit: a 429, no row
             await self._store.add(row)
         owner = found.owned_by(who)
         call = Call(row.id, found, who.user, detached, grace, for_owner=owner, seal=seal)
+        call.quotas = quotas
         await self._hand_over(call, filled, route)
         if detached:
             self._spawn(self._keep(call))

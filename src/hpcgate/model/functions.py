@@ -17,9 +17,11 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from hpcgate.model.bounds import (
+    CONCURRENT_MAX,
     COUNT_MAX,
     GRACE_MAX,
     KEY_MAX,
+    PER_MINUTE_MAX,
     SECONDS_MAX,
     MaybeNumber,
     Number,
@@ -64,6 +66,27 @@ class Concurrency(StrEnum):
     PROCESSES = "processes"
 
 
+class FunctionLimits(BaseModel):
+    """A function's limits on each of its callers: a user (with its own token) and each API
+    key apart. Its owner's own token has none; the owner's keys are callers like any other.
+    A key's own limits apply too: the stricter wins. Past either, a 429 that changes nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_minute: MaybeNumber = Field(
+        None,
+        ge=1,
+        le=PER_MINUTE_MAX,
+        description="Invocations each caller may start in any 60 s (none: no limit)",
+    )
+    concurrent: MaybeNumber = Field(
+        None,
+        ge=1,
+        le=CONCURRENT_MAX,
+        description="Unended invocations each caller may have at once (none: no limit)",
+    )
+
+
 class FunctionSettings(BaseModel):
     """How a function's workers run: concurrency, the interpreter, the pool's scale and
     each worker job's resources, and who else may invoke it."""
@@ -95,6 +118,10 @@ class FunctionSettings(BaseModel):
         max_length=256,
         description="Who else may invoke it (user names, or '*' for every user); they see"
         " their own invocations only",
+    )
+    limits: FunctionLimits = Field(
+        default_factory=FunctionLimits,
+        description="Its rate limits on each caller but its owner (see FunctionLimits)",
     )
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from hpcgate.model.usage import Tokens, UsageEntry
 from hpcgate.services import metrics
 from hpcgate.services.catalogue import spec_of
 from hpcgate.services.proxy import Answer, Headers, Proxy, end_to_end
+from hpcgate.services.quotas import TokenQuota
 from hpcgate.services.traffic import Route
 from hpcgate.services.usage import StreamMeter, UsageLedger, WholeMeter
 from hpcgate.store.tables import ServiceRow
@@ -115,10 +116,13 @@ def _spec(row: ServiceRow) -> ServiceSpec | None:
 class OpenAIRoutes:
     """Models the caller may use, and calls to them."""
 
-    def __init__(self, services: Usable, proxy: Proxy, ledger: UsageLedger) -> None:
+    def __init__(
+        self, services: Usable, proxy: Proxy, ledger: UsageLedger, quota: TokenQuota | None = None
+    ) -> None:
         self._services = services
         self._proxy = proxy
         self.ledger = ledger
+        self.quota = quota
 
     async def models(self, who: Principal) -> list[Model]:
         """Each model once, served by the first service that names it."""
@@ -218,6 +222,8 @@ class OpenAIRoutes:
             self.ledger.record(entry.done(tokens))
             if tokens is not None:
                 labels.tokens(tokens.prompt, tokens.completion)
+                if self.quota is not None:
+                    self.quota.spend(entry.user, tokens)
             await body.aclose()
 
 

@@ -148,6 +148,23 @@ class InvocationStore(Rows[InvocationRow]):
         async with self._db.reader() as session:
             return int(await session.scalar(query) or 0)
 
+    async def live_of_caller(self, function_pk: int, caller: str, key: str | None) -> int:
+        """How many invocations of the function ``caller`` started have not ended: those
+        of the API key ``key``, or (None) those the user started with a full token."""
+        who = InvocationRow.key_id == key if key is not None else InvocationRow.key_id.is_(None)
+        query = (
+            select(func.count())
+            .select_from(InvocationRow)
+            .where(
+                InvocationRow.function_pk == function_pk,
+                InvocationRow.caller == caller,
+                who,
+                InvocationRow.state.in_(UNENDED),
+            )
+        )
+        async with self._db.reader() as session:
+            return int(await session.scalar(query) or 0)
+
     async def unended(self, function_pk: int | None = None) -> list[InvocationRow]:
         query = select(InvocationRow).where(InvocationRow.state.in_(UNENDED))
         if function_pk is not None:

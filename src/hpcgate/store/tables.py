@@ -227,7 +227,11 @@ class InvocationRow(Base):
     """One invocation of a function, written before anything is sent to a worker."""
 
     __tablename__ = "function_invocations"
-    __table_args__ = (Index("ix_function_invocations_function", "function_pk", "created_at"),)
+    __table_args__ = (
+        Index("ix_function_invocations_function", "function_pk", "created_at"),
+        # A function's limit on each caller counts the caller's unended invocations of it.
+        Index("ix_function_invocations_caller", "function_pk", "caller", "state"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     function_pk: Mapped[int] = mapped_column(ForeignKey("functions.pk", ondelete="CASCADE"))

@@ -98,6 +98,14 @@ def register(
         list[str] | None,
         typer.Option("--user", "-u", help="Another user who may invoke it (repeat it; '*': all)"),
     ] = None,
+    per_minute: Annotated[
+        int | None,
+        typer.Option("--rpm", help="Invocations each caller (a user, a key) may start a minute"),
+    ] = None,
+    concurrent_calls: Annotated[
+        int | None,
+        typer.Option("--concurrent", help="Unended invocations each caller may have at once"),
+    ] = None,
 ) -> None:
     """Register a function of yours on --system.
 
@@ -125,6 +133,7 @@ def register(
         "memory": memory,
         "gpus": gpus,
         "users": user or None,
+        "limits": _limits(per_minute, concurrent_calls),
     }
     given = {key: value for key, value in fields.items() if value is not None}
     function = session.client.functions.register(**given)
@@ -246,3 +255,9 @@ def _show(function: Function) -> None:
             ("WORKER", "JOB", "STATE", "NODE", "IN-FLIGHT"),
             [(r.id, r.job_id, r.state.value, r.node, r.in_flight) for r in function.workers],
         )
+
+
+def _limits(per_minute: int | None, concurrent: int | None) -> dict[str, int] | None:
+    """The registration's ``limits``, from the options given (None: none given)."""
+    given = {"per_minute": per_minute, "concurrent": concurrent}
+    return {key: value for key, value in given.items() if value is not None} or None
