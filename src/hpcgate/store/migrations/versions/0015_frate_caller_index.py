@@ -3,16 +3,16 @@
 A function's rate limits (its registration's ``limits``) are stored with the rest of its
 registration; its limit on unended invocations per caller counts them with this index.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
