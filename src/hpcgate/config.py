@@ -531,6 +531,27 @@ class FunctionsConfig(BaseModel):
     )
 
 
+class AuditConfig(BaseModel):
+    """The ``[audit]`` table: how the audit log of state-changing requests is written and
+    how long it is kept. Records are only ever added; the retention prune is the one way
+    any leave the table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: float = Field(
+        365.0, gt=0, le=36500, description="A record is deleted this long after its request"
+    )
+    prune_seconds: float = Field(
+        3600.0, gt=0, le=86400, description="Seconds between two rounds of the retention prune"
+    )
+    flush_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Records wait at most this long in memory before a batch is written",
+    )
+
+
 def _default_systems() -> dict[str, SystemConfig]:
     return {"local": SystemConfig(description="Embedded scheduler on this machine")}
 
@@ -572,6 +593,7 @@ class Settings(BaseSettings):
     service_limits: ServiceLimits = Field(default_factory=ServiceLimits)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:

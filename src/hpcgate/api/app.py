@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hpcgate import __version__
 from hpcgate.api import (
     agent,
+    audit,
     docs,
     files,
     functions,
@@ -69,6 +70,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     app.add_middleware(RateLimitFields)
     app.add_middleware(Forwarding, gateway=gw)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(audit.AuditTrail, log=gw.audit)  # outermost: sees every refusal too
     problems.install(app)
     openapi.install(app, openapi_errors.declare)
     security.install(app, settings.auth.oidc)
@@ -76,6 +78,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     routers = (agent.router, systems.router, jobs.router, files.router, tasks.router, tokens.router)
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
+    app.include_router(audit.router)
     app.add_api_route(
         "/api/v1/health",
         health,

@@ -26,6 +26,14 @@ _bearer = HTTPBearer(
 )
 #: Where a request's quota waits for its answer (in the ASGI scope's state).
 QUOTA = "hpcgate_quota"
+#: Where the request's caller waits for the audit log (in the ASGI scope's state).
+CALLER = "hpcgate_caller"
+
+
+def noted(scope: AsgiScope, who: Principal) -> Principal:
+    """``who``, remembered as the request's caller for the audit log."""
+    scope.setdefault("state", {})[CALLER] = who
+    return who
 
 
 async def gateway(request: Request) -> Gateway:
@@ -39,7 +47,9 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 async def principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await (await gateway(request)).authenticate(credentials.credentials)
+    return noted(
+        request.scope, await (await gateway(request)).authenticate(credentials.credentials)
+    )
 
 
 async def key_principal(request: Request, credentials: Bearer) -> Principal:
@@ -47,7 +57,7 @@ async def key_principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     gw = await gateway(request)
-    who = await gw.authenticate(credentials.credentials, keys=True)
+    who = noted(request.scope, await gw.authenticate(credentials.credentials, keys=True))
     quota = gw.rate_limits.admit(who)
     if quota is not None:
         request.scope.setdefault("state", {})[QUOTA] = quota

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hpcgate.api.auth import noted
 from hpcgate.api.problems import problem_of
 from hpcgate.api.services import PROXY_METHODS, replica_target
 from hpcgate.gateway import Gateway
@@ -73,7 +74,7 @@ class Forwarding:
         token = bearer_token(scope)
         if token is None:
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        return await self._gateway.authenticate(token)
+        return noted(scope, await self._gateway.authenticate(token))
 
     async def _proxy(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         """As :func:`hpcgate.api.services.proxy` (the route that documents it)."""
