@@ -470,6 +470,22 @@ class OidcIssuer(BaseModel):
     client_claim: ClaimName = Field(
         "client_id", description="The claim naming the OAuth client (RFC 9068: client_id)"
     )
+    cli_client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_.:@-]+$",
+        description="The provider's public client for 'hpcgate login --oidc' (the device"
+        " flow, RFC 8628), told to clients by GET /api/v1/auth/providers; None: not offered",
+    )
+    cli_scope: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$",
+        description="The scope the command line asks for; default: openid offline_access"
+        " and this provider's scopes",
+    )
     service_account_claim: ClaimName | None = Field(
         None,
         description="A claim only a client's own tokens hold; None: RFC 9068's mark (no"

@@ -17,6 +17,7 @@ from hpcgate.api import (
     files,
     functions,
     jobs,
+    login,
     openai,
     openapi,
     openapi_errors,
@@ -79,6 +80,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
     app.include_router(audit.router)
+    app.include_router(login.router)
     app.add_api_route(
         "/api/v1/health",
         health,
