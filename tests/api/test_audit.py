@@ -93,6 +93,15 @@ def test_pages_follow_the_cursor_newest_first(bob: httpx.Client, admin: httpx.Cl
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids) >= 3
 
 
+@pytest.mark.parametrize(
+    "moment",
+    ["0001-01-01T00:00:00+10:00", "9999-12-31T23:59:59-10:00", "2026-12-04T10:00:00+05:30"],
+)
+def test_any_moment_with_a_zone_is_a_bound(admin: httpx.Client, moment: str) -> None:
+    for name in ("since", "until"):
+        assert admin.get(AUDIT, params={name: moment}).status_code == 200
+
+
 def test_a_non_admin_may_not_read_it(alice: httpx.Client) -> None:
     refused = alice.get(AUDIT)
     assert refused.status_code == 403, refused.text

@@ -8,6 +8,7 @@ caller cannot choose what the log says its request was called).
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -156,5 +157,15 @@ async def audit(
     if since is not None and until is not None and since >= until:
         raise Invalid("'since' must be before 'until'")
     before = None if cursor is None else int(cursor)
-    where = AuditFilter(user, since, until, status, before)
+    where = AuditFilter(user, _utc(since, datetime.min), _utc(until, datetime.max), status, before)
     return await gateway.audit.page(where, limit)
+
+
+def _utc(moment: datetime | None, bound: datetime) -> datetime | None:
+    """``moment`` in UTC; a moment whose UTC falls outside the years 1-9999 is that bound."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return bound.replace(tzinfo=UTC)
