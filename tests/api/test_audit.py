@@ -102,6 +102,11 @@ def test_any_moment_with_a_zone_is_a_bound(admin: httpx.Client, moment: str) -> 
         assert admin.get(AUDIT, params={name: moment}).status_code == 200
 
 
+def test_an_empty_span_finds_nothing(admin: httpx.Client) -> None:
+    span = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    assert admin.get(AUDIT, params=span).json() == {"items": [], "next_cursor": None}
+
+
 def test_a_non_admin_may_not_read_it(alice: httpx.Client) -> None:
     refused = alice.get(AUDIT)
     assert refused.status_code == 403, refused.text
@@ -120,7 +125,6 @@ def test_a_non_admin_may_not_read_it(alice: httpx.Client) -> None:
         {"since": "yesterday"},
         {"since": "2026-01-01T00:00:00"},  # no zone
         {"user": "a b"},
-        {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
     ],
 )
 def test_bad_filters_are_refused(admin: httpx.Client, filters: dict[str, Any]) -> None:

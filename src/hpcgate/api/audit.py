@@ -22,7 +22,6 @@ from hpcgate.audit import AuditLog, Entry
 from hpcgate.clock import utcnow
 from hpcgate.model.audit import AuditPage
 from hpcgate.model.bounds import iso_only
-from hpcgate.model.errors import Invalid
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.store.audit import AuditFilter
 
@@ -151,11 +150,10 @@ async def audit(
     template, the route's ids), the answer's status, from which address, and the request
     id its answer carried in ``X-Request-Id``. Records are only ever added; the gateway
     deletes them ``[audit] keep_days`` after their request, never otherwise. Each is also
-    one JSON line of the ``hpcgate.audit`` logger. ``since`` must be before ``until``."""
+    one JSON line of the ``hpcgate.audit`` logger. A ``since`` not before ``until`` finds
+    none."""
     who.unrestricted()
     who.require(Scope.ADMIN)
-    if since is not None and until is not None and since >= until:
-        raise Invalid("'since' must be before 'until'")
     before = None if cursor is None else int(cursor)
     where = AuditFilter(user, _utc(since, datetime.min), _utc(until, datetime.max), status, before)
     return await gateway.audit.page(where, limit)
