@@ -5,18 +5,23 @@ expires, and once on a 401."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from hpcgate.client import AsyncClient
+from hpcgate.client import _oidc as oidc_flow
+from hpcgate.client import _profile as profiles
 from tests.support.gateway_process import GatewayProcess
 from tests.support.idp import CLI_CLIENT, IdP, approve
 
@@ -125,3 +130,29 @@ def test_oidc_and_a_token_exclude_each_other(
 ) -> None:
     refused = _hpcgate(_env(tmp_path / "config"), "login", oidc_gateway.url, *args)
     assert refused.returncode != 0 and "--token" in refused.stderr
+
+
+def test_the_async_client_renews_a_profile_s_token_too(
+    idp: IdP, oidc_gateway: GatewayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's own device login (approved at once, so no pause between polls), saved as
+    a profile whose token is past its time: the asyncio client renews it before its call."""
+    monkeypatch.setenv("HPCGATE_CONFIG_DIR", str(tmp_path / "config"))
+    for name in ("HPCGATE_URL", "HPCGATE_TOKEN", "HPCGATE_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    provider = oidc_flow.providers(oidc_gateway.url, 30)[0]
+
+    def tell(code: oidc_flow.DeviceCode) -> None:
+        approve(code.verification_uri, code.user_code, "carol")
+
+    token, login = oidc_flow.device_login(provider, tell, sleep=lambda _: None)
+    profiles.save("default", oidc_gateway.url, token, replace(login, expires_at=0.0))
+
+    async def systems() -> list[str]:
+        async with AsyncClient() as client:
+            return [system.name for system in await client.systems()]
+
+    assert asyncio.run(systems()) == ["local"]
+    renewed = profiles.load()
+    assert renewed.token != token and renewed.oidc is not None
+    assert renewed.oidc.expires_at > time.time() + 60
