@@ -111,15 +111,13 @@ def test_login_through_the_provider_then_refresh_before_expiry_and_on_a_401(
 
 
 def test_a_spent_refresh_token_fails_with_a_clear_message(
-    idp: IdP, oidc_gateway: GatewayProcess, tmp_path: Path
+    oidc_gateway: GatewayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "config"
-    env = _env(config)
-    assert _login(env, oidc_gateway.url, "bob").returncode == 0
-    saved = _saved(config)
-    spent = saved["oidc"] | {"expires_at": 0, "refresh_token": "not-a-refresh-token"}
-    _save(config, saved | {"oidc": spent})
-    failed = _hpcgate(env, "systems", "--json")
+    token, login = _sdk_login(oidc_gateway, "bob", config, monkeypatch)
+    spent = replace(login, expires_at=0.0, refresh_token="not-a-refresh-token")
+    profiles.save("default", oidc_gateway.url, token, spent)
+    failed = _hpcgate(_env(config), "systems", "--json")
     assert failed.returncode != 0
     assert "log in again" in failed.stderr
 
@@ -133,26 +131,32 @@ def test_oidc_and_a_token_exclude_each_other(
 
 
 def test_the_async_client_renews_a_profile_s_token_too(
-    idp: IdP, oidc_gateway: GatewayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    oidc_gateway: GatewayProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SDK's own device login (approved at once, so no pause between polls), saved as
-    a profile whose token is past its time: the asyncio client renews it before its call."""
-    monkeypatch.setenv("HPCGATE_CONFIG_DIR", str(tmp_path / "config"))
-    for name in ("HPCGATE_URL", "HPCGATE_TOKEN", "HPCGATE_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    provider = oidc_flow.providers(oidc_gateway.url, 30)[0]
-
-    def tell(code: oidc_flow.DeviceCode) -> None:
-        approve(code.verification_uri, code.user_code, "carol")
-
-    token, login = oidc_flow.device_login(provider, tell, sleep=lambda _: None)
+    token, login = _sdk_login(oidc_gateway, "carol", tmp_path / "config", monkeypatch)
     profiles.save("default", oidc_gateway.url, token, replace(login, expires_at=0.0))
 
     async def systems() -> list[str]:
         async with AsyncClient() as client:
             return [system.name for system in await client.systems()]
 
-    assert asyncio.run(systems()) == ["local"]
+    assert asyncio.run(systems()) == ["local"]  # the token was past its time: renewed first
     renewed = profiles.load()
     assert renewed.token != token and renewed.oidc is not None
     assert renewed.oidc.expires_at > time.time() + 60
+
+
+def _sdk_login(
+    gateway: GatewayProcess, user: str, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, profiles.OidcLogin]:
+    """The SDK's own device login with this process's profiles in ``config``: the user
+    approves the code at once, so the first poll gets the token (no pause)."""
+    monkeypatch.setenv("HPCGATE_CONFIG_DIR", str(config))
+    for name in ("HPCGATE_URL", "HPCGATE_TOKEN", "HPCGATE_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    provider = oidc_flow.providers(gateway.url, 30)[0]
+
+    def tell(code: oidc_flow.DeviceCode) -> None:
+        approve(code.verification_uri, code.user_code, user)
+
+    return oidc_flow.device_login(provider, tell, sleep=lambda _: None)
