@@ -112,6 +112,21 @@ def test_a_client_is_a_service_account_of_its_own(idp: IdP, mapped: GatewayProce
     assert "files:write" in denied.json()["detail"]
 
 
+def test_a_mapped_account_or_a_service_account_mints_no_hpcgate_token(
+    idp: IdP, mapped: GatewayProcess
+) -> None:
+    """An hpcgate token could not carry the rule's account (it would run as another) nor
+    the client's name (no user's): both are refused; a plain mapped user may."""
+    guest = _device(idp, "dave", {"email": "dave.guest@partner.example"})
+    plain = _device(idp, "u-4711", {"email": "alice@uni.example"})
+    ci = idp.client_credentials("jobs:read")
+    wanted = {"scopes": ["jobs:read"], "expires_in": 60}
+    for token, status in ((guest, 403), (ci, 403), (plain, 201)):
+        with mapped.client(token) as client:
+            answer = client.post("/api/v1/tokens", json=wanted)
+        assert answer.status_code == status, answer.text
+
+
 def test_a_client_beyond_its_scopes_gets_no_token(idp: IdP) -> None:
     form = {"grant_type": "client_credentials", "scope": "admin"}
     answer = httpx.post(
