@@ -20,7 +20,9 @@ class AuditRecord(BaseModel):
     method: str = Field(description="The HTTP method, or WEBSOCKET for a connect")
     route: str = Field(description="The route template (the path, when no route matched)")
     resource: dict[str, str] = Field(description="The route's path parameters (ids, names)")
-    status: int = Field(description="The answer's status (101: a WebSocket accepted)")
+    status: int = Field(
+        ge=100, le=599, description="The answer's status (101: a WebSocket accepted)"
+    )
     address: str | None = Field(description="The client's address, as the gateway saw it")
     request_id: str = Field(description="The request id (X-Request-Id, sent or made)")
 
