@@ -13,6 +13,9 @@
 //   POST /_test/sign?alg=RS256    the JSON body's claims signed with the provider's current
 //                                 key: for the tests' hand-made cases (expired, not yet
 //                                 valid, another issuer), never for the flows
+//   POST /_test/account?sub=NAME  the JSON body's claims (email, groups ...) go into every
+//                                 access token of user NAME from now on, as an IdP's
+//                                 directory would put them: for the mapping-rule tests
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
@@ -86,6 +89,7 @@ const clients = [
   },
 ];
 
+const accounts = new Map(); // sub -> the extra claims of /_test/account
 const signingKeys = keys();
 const configuration = {
   clients,
@@ -100,7 +104,8 @@ const configuration = {
   // The user's name in the access token itself; a client-credentials client is named
   // after its client id.
   async extraTokenClaims(ctx, token) {
-    return { preferred_username: token.accountId ?? token.clientId };
+    const directory = token.accountId ? accounts.get(token.accountId) ?? {} : {};
+    return { preferred_username: token.accountId ?? token.clientId, ...directory };
   },
   features: {
     devInteractions: { enabled: true }, // the login and consent pages a test fills in
@@ -132,6 +137,11 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/_test/jwks' && ctx.method === 'POST') {
     jwksDown = ctx.query.down === '1';
     ctx.body = { down: jwksDown };
+    return;
+  }
+  if (ctx.path === '/_test/account' && ctx.method === 'POST') {
+    accounts.set(String(ctx.query.sub), await readBody(ctx));
+    ctx.body = { sub: ctx.query.sub };
     return;
   }
   if (ctx.path === '/_test/sign' && ctx.method === 'POST') {

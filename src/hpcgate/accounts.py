@@ -108,11 +108,12 @@ class Accounts:
         return await self.resolve(who, users) if per_user else None
 
     async def resolve(self, who: Principal, users: UserDirectory) -> Account | None:
-        """``who``'s account in ``users`` (None in single-user mode): its mapped account, else
-        the ``fallback`` account if one is configured, else Forbidden."""
+        """``who``'s account in ``users`` (None in single-user mode): the one its provider's
+        mapping rule named, else its mapped account, else the ``fallback`` account if one is
+        configured, else Forbidden."""
         if not self.multi:
             return None
-        name = self._config.map.get(who.user)
+        name = who.account or self._config.map.get(who.user)
         if name is None and self._config.same_name:
             name = who.user
         entry = None if name is None else await self._entry(name, users)

@@ -9,6 +9,7 @@ scheduler with its state in SQLite under ``home``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,9 +40,11 @@ from hpcgate.model.bounds import INT64_MAX, REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 from hpcgate.model.services import ServiceName, ServiceSpec
+from hpcgate.model.tokens import USER_NAME_PATTERN
 
 SystemName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
-AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
+ACCOUNT_NAME_PATTERN = r"^[a-z_][a-z0-9_.-]{0,31}$"
+AccountName = Annotated[str, StringConstraints(pattern=ACCOUNT_NAME_PATTERN)]
 JUMP_HOST = r"^(?:[a-z_][a-z0-9_.-]{0,31}@)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 
 
@@ -429,6 +432,93 @@ JwsAlgorithm = Literal[
 IssuerName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 DEFAULT_ALGORITHMS: tuple[JwsAlgorithm, ...] = ("RS256", "ES256", "PS256", "EdDSA")
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+ClaimName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
+ProjectName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+#: ``{1}`` ... ``{9}`` in a rule's ``user`` and ``account``: the match's groups.
+TEMPLATE_FIELD = re.compile(r"\{(\d)\}")
+MAX_RULES = 256
+
+
+class UserRule(BaseModel):
+    """One ``[[auth.oidc.NAME.users]]`` rule: a token whose ``claim`` (a string) equals a
+    value or matches a regular expression names this hpcgate user and Unix account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claim: ClaimName = Field(description="The claim to test: a string claim of the token")
+    equals: str | None = Field(
+        None, min_length=1, max_length=256, description="The claim's value, exactly"
+    )
+    match: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="A regular expression the whole value matches (values over 256"
+        " characters never do); its groups fill {1} ... {9} in user and account",
+    )
+    user: str = Field(
+        "{1}",
+        min_length=1,
+        max_length=128,
+        description="The hpcgate user: a name, or a template of the match's groups",
+    )
+    account: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The Unix account (multi-user mode): a name or a template; None: the"
+        " hpcgate user's, as [users] says",
+    )
+
+    @model_validator(mode="after")
+    def _rule(self) -> UserRule:
+        if (self.equals is None) == (self.match is None):
+            raise ValueError(f"rule on {self.claim!r}: give exactly one of 'equals' and 'match'")
+        groups = 0
+        if self.match is not None:
+            try:
+                groups = re.compile(self.match).groups
+            except re.error as exc:
+                message = f"match {self.match!r} is not a regular expression: {exc}"
+                raise ValueError(message) from None
+        for template in (self.user, self.account or ""):
+            for number in TEMPLATE_FIELD.findall(template):
+                if not 1 <= int(number) <= groups:
+                    raise ValueError(
+                        f"{template!r} names group {{{number}}}; the rule has {groups} groups"
+                    )
+        _literal(self.user, USER_NAME_PATTERN, "an hpcgate user name")
+        _literal(self.account, ACCOUNT_NAME_PATTERN, "a Unix account name")
+        return self
+
+
+def _literal(template: str | None, pattern: str, what: str) -> None:
+    """A template without fields must already be a valid name."""
+    fixed = template is not None and not TEMPLATE_FIELD.search(template)
+    if fixed and not re.fullmatch(pattern, template or ""):
+        raise ValueError(f"{template!r} is not {what}")
+
+
+class GroupRule(BaseModel):
+    """One ``[[auth.oidc.NAME.groups]]`` rule: a token whose ``claim`` (a string or a list
+    of strings) holds ``value`` grants these scopes and project memberships besides its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claim: ClaimName = Field("groups", description="The claim naming the user's groups")
+    value: str = Field(min_length=1, max_length=256, description="The group")
+    scopes: list[Scope] = Field(
+        default_factory=list, max_length=8, description="Scopes the group grants"
+    )
+    projects: list[ProjectName] = Field(
+        default_factory=list, max_length=64, description="Projects the group's members are in"
+    )
+
+    @model_validator(mode="after")
+    def _grants(self) -> GroupRule:
+        if not self.scopes and not self.projects:
+            raise ValueError(f"group {self.value!r}: grant scopes, projects or both")
+        return self
 
 
 class OidcIssuer(BaseModel):
@@ -480,6 +570,47 @@ class OidcIssuer(BaseModel):
     allow_insecure_issuer: bool = Field(
         False, description="Trust an http:// issuer on loopback (tests and local providers)"
     )
+    users: list[UserRule] = Field(
+        default_factory=list,
+        max_length=MAX_RULES,
+        description="Mapping rules, tried in order: the first that matches names the user"
+        " (and Unix account); none matching refuses the token (403). No rules: the"
+        " username_claim names the user",
+    )
+    groups: list[GroupRule] = Field(
+        default_factory=list,
+        max_length=MAX_RULES,
+        description="Every rule whose group the token holds adds its scopes and projects",
+    )
+    service_accounts: bool = Field(
+        True,
+        description="A client's own token (client credentials) is the user 'client:<id>'"
+        " with its token's scopes; false: such tokens are refused",
+    )
+    client_claim: ClaimName = Field(
+        "client_id", description="The claim naming the OAuth client (RFC 9068: client_id)"
+    )
+    cli_client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_.:@-]+$",
+        description="The provider's public client for 'hpcgate login --oidc' (the device"
+        " flow, RFC 8628), told to clients by GET /api/v1/auth/providers; None: not offered",
+    )
+    cli_scope: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$",
+        description="The scope the command line asks for; default: openid offline_access"
+        " and this provider's scopes",
+    )
+    service_account_claim: ClaimName | None = Field(
+        None,
+        description="A claim only a client's own tokens hold; None: RFC 9068's mark (no"
+        " 'sub', or 'sub' equal to the client id)",
+    )
 
     @model_validator(mode="after")
     def _transport(self) -> OidcIssuer:
@@ -494,6 +625,13 @@ class OidcIssuer(BaseModel):
             raise ValueError(f"issuer {self.issuer!r}: a URL with a host, no query or fragment")
         if (self.introspection_client_id is None) != (self.introspection_client_secret is None):
             raise ValueError("introspection needs both introspection_client_id and _secret")
+        for rule in self.groups:
+            beyond = sorted(set(rule.scopes) - set(self.scopes))
+            if beyond:
+                raise ValueError(
+                    f"group {rule.value!r} grants {beyond}, which this provider's 'scopes'"
+                    " do not list"
+                )
         return self
 
 
@@ -526,6 +664,27 @@ class FunctionsConfig(BaseModel):
     )
     prune_seconds: float = Field(
         600.0, gt=0, le=86400, description="Seconds between two rounds of forgetting"
+    )
+
+
+class AuditConfig(BaseModel):
+    """The ``[audit]`` table: how the audit log of state-changing requests is written and
+    how long it is kept. Records are only ever added; the retention prune is the one way
+    any leave the table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_days: float = Field(
+        365.0, gt=0, le=36500, description="A record is deleted this long after its request"
+    )
+    prune_seconds: float = Field(
+        3600.0, gt=0, le=86400, description="Seconds between two rounds of the retention prune"
+    )
+    flush_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Records wait at most this long in memory before a batch is written",
     )
 
 
@@ -571,6 +730,7 @@ class Settings(BaseSettings):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from hpcgate.accounts import Accounts, multi_user
+from hpcgate.audit import AuditLog
 from hpcgate.config import Settings
 from hpcgate.factory import build_clusters
 from hpcgate.files.bulk import BulkFiles
@@ -35,6 +36,7 @@ from hpcgate.services.service import ServiceManager
 from hpcgate.services.traffic import Traffic
 from hpcgate.services.usage import UsageLedger
 from hpcgate.status.service import StatusService
+from hpcgate.store.audit import AuditStore
 from hpcgate.store.db import Database
 from hpcgate.store.functions import FunctionStore, InvocationStore
 from hpcgate.store.jobs import JobStore
@@ -74,6 +76,7 @@ class Gateway:
         )
         self.rate_limits = RateLimits(settings.rate_limits)
         self.identity = Identity(settings.auth.oidc)
+        self.audit = AuditLog(AuditStore(self.database), settings.audit)
         self.agents = AgentHub()
         self.systems = Systems(build_clusters(settings, self.agents))
         self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
@@ -188,6 +191,7 @@ class Gateway:
     async def start(self) -> None:
         self.lock_home()  # before anything is touched: recover() would fail another's tasks
         await self.open_store()
+        self.audit.start()
         self.open_home()
         await self.ensure_admin_token()
         await self.tasks.recover()
@@ -221,6 +225,7 @@ class Gateway:
         for cluster in self.systems:
             await cluster.transport.close()
         await self.identity.close()
+        await self.audit.stop()
         await self.database.close()
 
     @property

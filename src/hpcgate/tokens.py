@@ -143,6 +143,17 @@ def _child_expiry(parent: Principal, lifetime: timedelta | None) -> datetime | N
     return wanted
 
 
+def _check_carried(parent: Principal) -> None:
+    """A provider's token whose Unix account a mapping rule named, or a client's own (a
+    service account), issues no hpcgate token: the token could not carry that account, and
+    a service account's name is no hpcgate user's."""
+    if parent.account is not None or ":" in parent.user:
+        raise Forbidden(
+            "this identity (a service account, or a mapping rule's Unix account) cannot be"
+            " carried by an hpcgate token: use the provider's tokens"
+        )
+
+
 def _check_issuer(parent: Principal, user: str, scopes: frozenset[Scope]) -> None:
     if parent.has(Scope.ADMIN):
         return
@@ -233,6 +244,7 @@ class TokenService:
         """A token made by ``parent`` through the API, bound by what the parent holds; with
         ``functions``, an API key for those functions of its user's."""
         parent.unrestricted()  # a key issues nothing
+        _check_carried(parent)
         user, scopes = request.user or parent.user, frozenset(request.scopes)
         if request.functions is not None:
             scopes = _key_scopes(parent, request)

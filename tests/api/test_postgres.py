@@ -87,3 +87,22 @@ def test_restart_on_postgres_keeps_jobs_and_tokens(pg_gateway: GatewayProcess) -
         done = wait_for_job(carol, job["id"], ended)
         assert done["state"] == "COMPLETED"
         assert carol.get(f"{JOBS}/{job['id']}/output").text == "after\n"
+
+
+def test_the_audit_log_on_postgres(pg_gateway: GatewayProcess) -> None:
+    audit = "/api/v1/audit"
+    mine: dict[str, str | int] = {"user": "alice", "limit": 1}
+    with (
+        pg_gateway.client(pg_gateway.token("alice")) as alice,
+        pg_gateway.client(pg_gateway.token("auditor", "admin")) as admin,
+    ):
+        jobs = [submit(alice, script="#!/bin/bash\ntrue\n")["id"] for _ in range(2)]
+        first = admin.get(audit, params=mine).json()
+        second = admin.get(audit, params=mine | {"cursor": first["next_cursor"]}).json()
+    newest, before = first["items"][0], second["items"][0]
+    assert (newest["route"], newest["resource"], newest["status"]) == (
+        "/api/v1/systems/{system}/jobs",
+        {"system": "local"},
+        201,
+    ), jobs
+    assert int(before["id"]) < int(newest["id"])

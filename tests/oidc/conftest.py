@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
-from tests.support.idp import GATEWAY_CLIENT, GATEWAY_SECRET, IdP, install
+from tests.support.idp import CLI_CLIENT, GATEWAY_CLIENT, GATEWAY_SECRET, IdP, install
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +35,7 @@ allow_insecure_issuer = true
 jwks_refetch_seconds = 1
 introspection_client_id = "{GATEWAY_CLIENT}"
 introspection_client_secret = "{GATEWAY_SECRET}"
+cli_client_id = "{CLI_CLIENT}"
 """
     )
 

@@ -108,6 +108,11 @@ class IdP:
     def jwks_down(self, down: bool) -> None:
         httpx.post(f"{self.issuer}/_test/jwks", params={"down": "1" if down else "0"})
 
+    def set_claims(self, user: str, claims: dict[str, object]) -> None:
+        """The claims (email, groups ...) the provider puts in ``user``'s access tokens."""
+        response = httpx.post(f"{self.issuer}/_test/account", params={"sub": user}, json=claims)
+        assert response.status_code == 200, response.text
+
     def sign(self, claims: dict[str, object], alg: str = "RS256") -> str:
         """``claims`` signed with the provider's current key: hand-made, for attack cases."""
         response = httpx.post(f"{self.issuer}/_test/sign", params={"alg": alg}, json=claims)

@@ -11,7 +11,7 @@ from hpcgate.config import OidcIssuer
 from hpcgate.identity.claims import principal
 from hpcgate.identity.keys import fits
 from hpcgate.identity.service import looks_like_jwt
-from hpcgate.model.errors import Unauthenticated
+from hpcgate.model.errors import Forbidden, Unauthenticated
 from hpcgate.model.principal import Scope
 
 HTTPS = {"issuer": "https://idp.example.org/realms/hpc", "audience": "hpcgate"}
@@ -79,3 +79,63 @@ def test_only_three_base64url_segments_look_like_a_jwt() -> None:
     assert looks_like_jwt("eyJh.eyJi.c2ln") and looks_like_jwt("eyJh.eyJi.")
     assert not looks_like_jwt("hpcg_0123456789ab_" + "a" * 43)
     assert not looks_like_jwt("a.b.c.d") and not looks_like_jwt("eyJh.eyJi.c2ln\n")
+
+
+RULES = HTTPS | {
+    "scopes": ["jobs:read", "admin"],
+    "users": [
+        {"claim": "email", "match": r"^([a-z]+)\.([a-z]+)@uni\.example$", "user": "{2}-{1}"},
+        {"claim": "email", "equals": "ops@uni.example", "user": "ops", "account": "hpcops"},
+    ],
+    "groups": [{"value": "staff", "scopes": ["admin"], "projects": ["climate", "ocean"]}],
+}
+
+
+def test_the_first_matching_rule_names_user_and_account() -> None:
+    mapped = OidcIssuer.model_validate(RULES)
+    who = principal({"email": "ada.lovelace@uni.example", "sub": "1"}, mapped, "oidc:1")
+    assert (who.user, who.account) == ("lovelace-ada", None)
+    ops = principal({"email": "ops@uni.example", "sub": "2", "client_id": "portal"}, mapped, "t")
+    assert (ops.user, ops.account, ops.client) == ("ops", "hpcops", "portal")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"email": "someone@elsewhere.example"},
+        {"email": ["ada.lovelace@uni.example"]},  # not a string
+        {"email": "a" * 300 + ".b@uni.example"},  # too long to be tested
+        {"preferred_username": "alice"},  # rules, so no username_claim default
+    ],
+)
+def test_no_matching_rule_is_forbidden(claims: dict[str, object]) -> None:
+    with pytest.raises(Forbidden, match="no identity mapping rule"):
+        principal(claims | {"sub": "x"}, OidcIssuer.model_validate(RULES), "oidc:1")
+
+
+def test_groups_add_scopes_and_projects() -> None:
+    claims = {"email": "ops@uni.example", "sub": "2", "groups": ["x", "staff", 7], "scope": ""}
+    who = principal(claims, OidcIssuer.model_validate(RULES), "oidc:1")
+    assert (who.scopes, who.projects) == (frozenset({Scope.ADMIN}), frozenset({"climate", "ocean"}))
+    alone = principal(claims | {"groups": "staff"}, OidcIssuer.model_validate(RULES), "oidc:1")
+    assert alone.projects == who.projects
+
+
+def test_a_client_s_own_token_is_its_service_account() -> None:
+    config = OidcIssuer.model_validate(RULES)
+    claims = {
+        "sub": "ci",
+        "client_id": "ci",
+        "scope": "jobs:read admin",
+        "email": "ops@uni.example",
+    }
+    who = principal(claims, config, "oidc:1")
+    assert (who.user, who.client, who.account) == ("client:ci", "ci", None)
+    assert who.scopes == frozenset({Scope.JOBS_READ, Scope.ADMIN})  # the token's, no groups
+    marked = OidcIssuer.model_validate(RULES | {"service_account_claim": "client_host"})
+    uuid_sub = claims | {"sub": "f81d4fae", "client_host": "10.0.0.1"}
+    assert principal(uuid_sub, marked, "oidc:1").user == "client:ci"
+    with pytest.raises(Forbidden):
+        principal(claims, OidcIssuer.model_validate(RULES | {"service_accounts": False}), "t")
+    with pytest.raises(Unauthenticated):
+        principal(claims | {"client_id": "ci pipeline", "sub": "ci pipeline"}, config, "t")

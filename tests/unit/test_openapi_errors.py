@@ -21,7 +21,19 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from hpcgate.api import files, functions, jobs, openai, services, systems, tasks, tokens, usage
+from hpcgate.api import (
+    audit,
+    files,
+    functions,
+    jobs,
+    login,
+    openai,
+    services,
+    systems,
+    tasks,
+    tokens,
+    usage,
+)
 from hpcgate.api.app import create_app
 from hpcgate.config import Settings
 from hpcgate.gateway import Gateway
@@ -39,7 +51,19 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
 
 def _routes(app: FastAPI) -> list[APIRoute]:
     """Every documented route: the app's own and those of the routers it includes."""
-    modules = (systems, jobs, files, tasks, tokens, services, functions, openai, usage)
+    modules = (
+        systems,
+        jobs,
+        files,
+        tasks,
+        tokens,
+        services,
+        functions,
+        openai,
+        usage,
+        audit,
+        login,
+    )
     included = [route for m in modules for route in m.router.routes]
     every = [*app.routes, *included]
     return [r for r in every if isinstance(r, APIRoute) and r.include_in_schema]

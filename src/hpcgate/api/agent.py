@@ -22,10 +22,12 @@ from starlette.websockets import WebSocketDisconnect
 from hpcgate.agentwire import codec
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, decode, fields
+from hpcgate.api.auth import noted
 from hpcgate.api.problems import problem_of
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError, NotFound, Unauthenticated
-from hpcgate.tokens import AgentGrant
+from hpcgate.model.principal import Principal, Scope
+from hpcgate.tokens import AGENT_USER, AgentGrant
 from hpcgate.transports.agent_hub import AgentLink
 
 router = APIRouter(tags=["agents"])
@@ -45,6 +47,8 @@ async def connect(websocket: WebSocket) -> None:
     except HpcgateError as exc:
         await websocket.send_denial_response(problem_of(exc))
         return
+    agent = Principal(AGENT_USER, frozenset({Scope.AGENT_SERVE}), grant.token_id)
+    noted(websocket.scope, agent)
     await websocket.accept()
     try:
         await _serve(gateway, websocket, grant)

@@ -13,10 +13,12 @@ from hpcgate import __version__
 from hpcgate.api import (
     agent,
     agent_tokens,
+    audit,
     docs,
     files,
     functions,
     jobs,
+    login,
     openai,
     openapi,
     openapi_errors,
@@ -72,6 +74,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     app.add_middleware(Forwarding, gateway=gw)
     app.add_middleware(RateLimitFields, gateway=gw)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(audit.AuditTrail, log=gw.audit)  # outermost: sees every refusal too
     problems.install(app)
     openapi.install(app, openapi_errors.declare)
     security.install(app, settings.auth.oidc)
@@ -88,6 +91,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
     app.mount(webui.PREFIX, webui.create(gw), name="webui")  # the web interface, /ui
+    app.include_router(audit.router)
+    app.include_router(login.router)
     app.add_api_route(
         "/api/v1/health",
         health,

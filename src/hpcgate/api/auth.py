@@ -34,6 +34,14 @@ QUOTAS = "hpcgate_quotas"
 STREAM = "hpcgate_stream"
 COUNTED = "hpcgate_counted"
 SSE = b"text/event-stream"
+#: Where the request's caller waits for the audit log (in the ASGI scope's state).
+CALLER = "hpcgate_caller"
+
+
+def noted(scope: AsgiScope, who: Principal) -> Principal:
+    """``who``, remembered as the request's caller for the audit log."""
+    scope.setdefault("state", {})[CALLER] = who
+    return who
 
 
 async def gateway(request: Request) -> Gateway:
@@ -48,7 +56,7 @@ async def principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     gw = await gateway(request)
-    who = await gw.authenticate(credentials.credentials)
+    who = noted(request.scope, await gw.authenticate(credentials.credentials))
     admit(request.scope, gw, who)
     return who
 
@@ -58,7 +66,7 @@ async def key_principal(request: Request, credentials: Bearer) -> Principal:
     if credentials is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     gw = await gateway(request)
-    who = await gw.authenticate(credentials.credentials, keys=True)
+    who = noted(request.scope, await gw.authenticate(credentials.credentials, keys=True))
     admit(request.scope, gw, who)
     return who
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Self, TypeVar
@@ -10,7 +11,8 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from hpcgate.client._base import BaseClient, Call, Retry
-from hpcgate.client._errors import GatewayUnreachable
+from hpcgate.client._errors import GatewayUnreachable, LoginFailed
+from hpcgate.client._oidc import due, refresh_async
 
 T = TypeVar("T")
 
@@ -36,6 +38,18 @@ class AsyncCore(BaseClient):
             transport=transport,
         )
 
+    async def _refresh(self) -> None:
+        """A new access token from the provider (or the one another process got)."""
+        assert self._oidc is not None
+        try:
+            token, login = await refresh_async(self._oidc, self.timeout)
+        except LoginFailed:
+            if not self._from_profile():
+                raise
+        else:
+            self._renewed(token, login)
+        self._http.headers["Authorization"] = f"Bearer {self.token}"
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -56,8 +70,10 @@ class AsyncCore(BaseClient):
     @asynccontextmanager
     async def _stream(self, call: Call, content: Any = None) -> AsyncIterator[httpx.Response]:
         """As :meth:`Client._stream`."""
-        attempt = 0
+        attempt, renewed = 0, False
         while True:
+            if self._oidc is not None and due(self._oidc, time.time()):
+                await self._refresh()
             request = self._http.build_request(
                 call.method,
                 call.path,
@@ -76,6 +92,11 @@ class AsyncCore(BaseClient):
             except httpx.TransportError as exc:
                 raise GatewayUnreachable(f"{self.base_url}: {exc}") from exc
             else:
+                if response.status_code == 401 and self._may_renew(renewed, content):
+                    await response.aclose()
+                    await self._refresh()
+                    renewed = True
+                    continue
                 pause = None if content is not None else self.retry.delay(attempt, call, response)
                 if response.is_success or pause is None:
                     try:

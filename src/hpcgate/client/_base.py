@@ -4,6 +4,7 @@ code), and turns the answer into a model or an exception here."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import random
 import time
@@ -18,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from hpcgate import __version__
 from hpcgate.client._errors import NotConfigured, WaitTimeout, from_problem
-from hpcgate.client._profile import Profile, resolve
+from hpcgate.client._profile import OidcLogin, Profile, load, renew, resolve
 from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
 T = TypeVar("T")
@@ -186,6 +187,39 @@ class BaseClient:
         self.token = found.token
         self.timeout = timeout
         self.retry = retry or Retry()
+        # A token of ``hpcgate login --oidc``: renewed before it expires and on a 401, once.
+        self._oidc: OidcLogin | None = found.oidc
+        self._profile_name = found.name
+
+    def _may_renew(self, renewed: bool, content: Any) -> bool:
+        """Whether a 401 is worth one refresh of the token and one more try (a streamed
+        body cannot be sent twice)."""
+        return (
+            not renewed
+            and self._oidc is not None
+            and (content is None or isinstance(content, bytes))
+        )
+
+    def _renewed(self, token: str, login: OidcLogin) -> None:
+        """Use a refreshed token from now on, and keep it in the profile it came from."""
+        old, self.token, self._oidc = self.token, token, login
+        if self._profile_name is not None and old is not None:
+            with contextlib.suppress(OSError, ValueError):
+                renew(self._profile_name, old, token, login)
+
+    def _from_profile(self) -> bool:
+        """Take the profile's token if another process refreshed it meanwhile (the refresh
+        token this client held is then spent); whether there was one."""
+        if self._profile_name is None:
+            return False
+        try:
+            saved = load(self._profile_name)
+        except (KeyError, OSError, ValueError):
+            return False
+        if not saved.token or saved.oidc is None or saved.token == self.token:
+            return False
+        self.token, self._oidc = saved.token, saved.oidc
+        return True
 
     def _default_headers(self) -> dict[str, str]:
         headers = {"User-Agent": f"hpcgate-python/{__version__}"}

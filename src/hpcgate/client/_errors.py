@@ -13,6 +13,7 @@ document's; ``problem`` is the whole document and ``http_status`` the answer's s
     └── ClientError             raised by the SDK itself, no answer behind it
         ├── GatewayUnreachable   no connection, or it broke before an answer came
         ├── NotConfigured        no URL or token given, in the environment or a profile
+        ├── LoginFailed          the OpenID provider refused a login or a token's refresh
         ├── JobFailed            wait() or the Executor: the job ended but not COMPLETED
         ├── FunctionFailed       a function's invocation ended with an error event
         ├── SealBroken           an encrypted invocation's event was not the next one
@@ -55,6 +56,13 @@ class GatewayUnreachable(ClientError):
 
 class NotConfigured(ClientError):
     title = "No gateway configured"
+
+
+class LoginFailed(ClientError):
+    """The OpenID provider refused a device login or the refresh of a profile's token (run
+    ``hpcgate login --oidc`` again)."""
+
+    status = 401
 
 
 class JobFailed(ClientError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,41 @@ DEFAULT = "default"
 
 
 @dataclass(frozen=True)
+class OidcLogin:
+    """How a profile's access token (from ``hpcgate login --oidc``) is renewed: with this
+    refresh token at this provider's token endpoint, before ``expires_at`` (Unix time)."""
+
+    issuer: str
+    client_id: str
+    token_endpoint: str
+    refresh_token: str
+    expires_at: float
+
+    @classmethod
+    def of(cls, entry: object) -> OidcLogin | None:
+        """The login a profile entry's ``oidc`` member holds, if it holds a whole one."""
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return cls(
+                str(entry["issuer"]),
+                str(entry["client_id"]),
+                str(entry["token_endpoint"]),
+                str(entry["refresh_token"]),
+                float(entry["expires_at"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class Profile:
     url: str | None
     token: str | None
+    #: The refresh of a token from an OpenID provider (None: an hpcgate token).
+    oidc: OidcLogin | None = None
+    #: The saved profile the token came from (None: an argument or the environment).
+    name: str | None = None
 
 
 def config_dir() -> Path:
@@ -55,7 +87,7 @@ def load(name: str | None = None) -> Profile:
         if name is not None:
             raise KeyError(f"no profile {name!r} in {config_dir() / FILE_NAME}")
         return Profile(None, None)
-    return Profile(entry.get("url"), entry.get("token"))
+    return Profile(entry.get("url"), entry.get("token"), OidcLogin.of(entry.get("oidc")), chosen)
 
 
 def names() -> tuple[list[str], str | None]:
@@ -64,12 +96,26 @@ def names() -> tuple[list[str], str | None]:
     return sorted(data["profiles"]), data.get("current")
 
 
-def save(name: str, url: str, token: str) -> Path:
+def save(name: str, url: str, token: str, oidc: OidcLogin | None = None) -> Path:
     """Save (or replace) profile ``name`` and make it the current one; the file's path."""
     data = _read()
     data["profiles"][name] = {"url": url, "token": token}
+    if oidc is not None:
+        data["profiles"][name]["oidc"] = asdict(oidc)
     data["current"] = name
     return _write(data)
+
+
+def renew(name: str, old_token: str, token: str, oidc: OidcLogin) -> bool:
+    """Put a refreshed token into profile ``name`` if it still holds ``old_token`` (another
+    process may have refreshed it meanwhile); whether it did."""
+    data = _read()
+    entry = data["profiles"].get(name)
+    if not isinstance(entry, dict) or entry.get("token") != old_token:
+        return False
+    entry["token"], entry["oidc"] = token, asdict(oidc)
+    _write(data)
+    return True
 
 
 def remove(name: str) -> bool:
@@ -102,9 +148,16 @@ def resolve(url: str | None, token: str | None, name: str | None = None) -> Prof
     """URL and token by precedence: arguments, then the environment, then the profile."""
     url = url or os.environ.get("HPCGATE_URL")
     token = token or os.environ.get("HPCGATE_TOKEN")
-    if url and token:
+    if url and token and name is None:
         return Profile(url, token)
-    saved = load(name)
+    try:
+        saved = load(name)
+    except KeyError:
+        if url and token:  # both given: the profile only ever adds the token's refresh
+            return Profile(url, token)
+        raise
     if url and saved.url and url.rstrip("/") != saved.url.rstrip("/"):
         return Profile(url, token)  # a saved token never goes to another gateway
-    return Profile(url or saved.url, token or saved.token)
+    if token and token != saved.token:
+        return Profile(url or saved.url, token)
+    return Profile(url or saved.url, saved.token, saved.oidc, saved.name)

@@ -12,7 +12,8 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from hpcgate.client._base import BaseClient, Call, Retry
-from hpcgate.client._errors import GatewayUnreachable
+from hpcgate.client._errors import GatewayUnreachable, LoginFailed
+from hpcgate.client._oidc import due, refresh
 
 T = TypeVar("T")
 
@@ -38,6 +39,18 @@ class SyncCore(BaseClient):
             transport=transport,
         )
 
+    def _refresh(self) -> None:
+        """A new access token from the provider (or the one another process got)."""
+        assert self._oidc is not None
+        try:
+            token, login = refresh(self._oidc, self.timeout)
+        except LoginFailed:
+            if not self._from_profile():
+                raise
+        else:
+            self._renewed(token, login)
+        self._http.headers["Authorization"] = f"Bearer {self.token}"
+
     def close(self) -> None:
         self._http.close()
 
@@ -62,8 +75,10 @@ class SyncCore(BaseClient):
         """The answer to ``call``, its body not yet read, after retries; an error answer
         is raised. ``content`` (bytes, a file or an iterator) is sent once: a request with
         a body is retried only when no connection was made."""
-        attempt = 0
+        attempt, renewed = 0, False
         while True:
+            if self._oidc is not None and due(self._oidc, time.time()):
+                self._refresh()
             request = self._http.build_request(
                 call.method,
                 call.path,
@@ -82,6 +97,11 @@ class SyncCore(BaseClient):
             except httpx.TransportError as exc:
                 raise GatewayUnreachable(f"{self.base_url}: {exc}") from exc
             else:
+                if response.status_code == 401 and self._may_renew(renewed, content):
+                    response.close()
+                    self._refresh()
+                    renewed = True
+                    continue
                 pause = None if content is not None else self.retry.delay(attempt, call, response)
                 if response.is_success or pause is None:
                     try:

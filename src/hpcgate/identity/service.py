@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 
 from hpcgate.config import OidcIssuer
-from hpcgate.identity import claims as mapping
 from hpcgate.identity.introspection import introspect
 from hpcgate.identity.verify import Claims, Provider
 from hpcgate.model.errors import Unauthenticated, Unavailable
@@ -120,7 +119,7 @@ class Identity:
         else:
             provider, verified = await self._opaque(token)
             seconds = _INTROSPECTED_SECONDS
-        return mapping.principal(verified, provider.config, token_id), seconds
+        return provider.mapping.principal(verified, token_id), seconds
 
     async def _jwt(self, token: str) -> tuple[Provider, Claims]:
         header, claims = unverified(token)

@@ -18,6 +18,7 @@ from joserfc.errors import JoseError
 
 from hpcgate.coalesce import Coalesced
 from hpcgate.config import OidcIssuer
+from hpcgate.identity.claims import Mapping
 from hpcgate.identity.discovery import Metadata, discover, fetch_json
 from hpcgate.identity.keys import Key, KeyCache, fits
 from hpcgate.model.errors import HpcgateError, Unauthenticated
@@ -45,6 +46,7 @@ class Provider:
         self._failure: tuple[float, HpcgateError] | None = None
         self._discoveries: Coalesced[str, Metadata] = Coalesced()
         self.keys = KeyCache(self._fetch_jwks, config.jwks_refetch_seconds, clock)
+        self.mapping = Mapping(config)  # the rules compile here, when the gateway starts
 
     async def metadata(self) -> Metadata:
         """The discovery document (Unavailable while the provider cannot be read)."""

@@ -40,13 +40,20 @@ class Restriction:
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated caller: the hpcgate user name, its scopes, the token used, when
-    that token expires (None: never) and what it is restricted to (None: a full token)."""
+    that token expires (None: never) and what it is restricted to (None: a full token).
+
+    A provider's token may also name the Unix ``account`` (None: as ``[users]`` says for
+    ``user``), the ``projects`` its groups grant, and the OAuth ``client`` it was issued to
+    (a service account is the client itself: ``user`` is ``client:<id>``)."""
 
     user: str
     scopes: frozenset[Scope]
     token_id: str
     expires_at: datetime | None = None
     restriction: Restriction | None = None
+    account: str | None = None
+    projects: frozenset[str] = frozenset()
+    client: str | None = None
 
     @property
     def key_id(self) -> str | None:

@@ -246,3 +246,25 @@ class InvocationRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The API key that started it (None: a full token): a key sees only its own.
     key_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class AuditRow(Base):
+    """One state-changing request (or WebSocket connect), as the audit log keeps it. Only
+    ever inserted; the retention prune is the one delete (see :mod:`hpcgate.audit`)."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_user_at", "user", "at"),)
+
+    pk: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    user: Mapped[str | None] = mapped_column(String(128))  # None: not authenticated
+    token_id: Mapped[str | None] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(128))  # an OAuth client or an API key
+    method: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(256))
+    resource: Mapped[str] = mapped_column(String(1024))  # the route's path parameters (JSON)
+    status: Mapped[int] = mapped_column(Integer)
+    address: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64))
