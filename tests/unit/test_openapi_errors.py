@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from hpcgate.api import (
+    agent_tokens,
     audit,
     files,
     functions,
@@ -52,6 +53,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
 def _routes(app: FastAPI) -> list[APIRoute]:
     """Every documented route: the app's own and those of the routers it includes."""
     modules = (
+        agent_tokens,
         systems,
         jobs,
         files,

@@ -38,7 +38,7 @@ def _info(row: TokenRow) -> AgentTokenInfo:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create an agent token (admin)",
-    responses=responses(401, 403, 422),
+    responses=responses(401, 403, 404, 422),
 )
 async def create_agent_token(
     body: NewAgentToken, who: Caller, gateway: GatewayDep
@@ -47,7 +47,8 @@ async def create_agent_token(
     `/api/v1/agent/connect`, and authenticates nothing else. The secret is in `token`, this
     once. With `user`, only an agent that says it is that user's may use it (an agent
     claiming root, or another user, is cut at once). A system that is not configured here
-    with `transport = "agent"`: 422."""
+    with `transport = "agent"`: 422 (a 404 only if the token was revoked and purged
+    before this answer)."""
     _admin(who)
     if not any(c.name == body.system and c.config.transport == "agent" for c in gateway.systems):
         raise Invalid(f"no system {body.system!r} with transport = 'agent'")
