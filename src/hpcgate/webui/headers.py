@@ -19,6 +19,10 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
 )
 STATIC = "/static/"
+#: A service's own pages (``/ui/services/open/...``) are sandboxed on top: an opaque
+#: origin, so their scripts cannot act as this gateway's pages (nor read its cookies).
+OPENED = "/services/open/"
+SANDBOX = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-downloads")
 
 
 class SecurityHeaders:
@@ -33,12 +37,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         cached = STATIC in scope.get("path", "")
+        sandboxed = OPENED in scope.get("path", "")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", []), *HEADERS]
                 if not cached:
                     headers.append((b"cache-control", b"no-store"))
+                if sandboxed:
+                    headers.append(SANDBOX)
                 message = {**message, "headers": headers}
             await send(message)
 
