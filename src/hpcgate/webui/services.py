@@ -21,11 +21,14 @@ from hpcgate.webui.render import page
 from hpcgate.webui.viewer import Viewer, ViewerDep
 
 router = APIRouter(prefix="/services")
+#: A service's own pages, apart from /ui/services/... (no service name can clash).
+opened = APIRouter(prefix="/open")
+OPEN = opened.prefix
 ServiceName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
-OPEN = "/open"
 DEFAULT_SCRIPT = '#!/bin/sh\nexec python3 -m http.server "$HPCGATE_SERVICE_PORT"\n'
 #: The form's fields copied into the spec as they are (when given).
 FIELDS = ("name", "system", "script", "min_replicas", "max_replicas", "time_limit", "health_path")
+SHOWN = (*FIELDS, "models")
 #: What the browser's request passes on to the replica: never its cookies (the session).
 REQUEST_HEADERS = frozenset(
     {b"accept", b"accept-language", b"if-none-match", b"if-modified-since", b"range"}
@@ -66,6 +69,7 @@ def _spec(form: Form) -> ServiceCreate:
     for key in FIELDS:
         if (value := form.given(key)) is not None:
             fields[key] = value.replace("\r\n", "\n") if key == "script" else value
+    fields["models"] = form.get("models").replace(",", " ").split()
     return ServiceCreate.model_validate(fields)
 
 
@@ -73,7 +77,7 @@ def _spec(form: Form) -> ServiceCreate:
 async def start(request: Request, viewer: ViewerDep) -> Response:
     """A service of the caller's own, as POST /api/v1/services starts it."""
     form = await read_form(request)
-    values = {key: form.get(key) for key in FIELDS}
+    values = {key: form.get(key) for key in SHOWN}
     try:
         spec = _spec(form)
     except ValidationError as exc:
@@ -106,12 +110,12 @@ async def stop(request: Request, viewer: ViewerDep, name: ServiceName) -> Respon
     return RedirectResponse(f"/ui/services/{name}", status_code=303)
 
 
-@router.get(OPEN + "/{name}")
+@opened.get("/{name}")
 async def open_root(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
-    return RedirectResponse(f"/ui/services{OPEN}/{name}/", status_code=307)
+    return RedirectResponse(f"/ui{OPEN}/{name}/", status_code=307)
 
 
-@router.get(OPEN + "/{name}/{path:path}")
+@opened.get("/{name}/{path:path}")
 async def open_service(
     request: Request, viewer: ViewerDep, name: ServiceName, path: str
 ) -> Response:
@@ -127,14 +131,14 @@ async def open_service(
         b"",
         float(spec.request_timeout),
     )
-    return _streamed(answer)
+    return streamed(answer)
 
 
 def _target(request: Request, name: str, *, keep_prefix: bool) -> bytes:
     """The path and query the replica gets: what follows ``/open/{name}``, under the
     service's public prefix when it keeps it (it serves there)."""
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-    mine = f"/ui/services{OPEN}/{name}".encode()
+    mine = f"/ui{OPEN}/{name}".encode()
     path = raw[len(mine) :] if raw.startswith(mine) else b"/"
     if keep_prefix:
         path = public_prefix(name).rstrip("/").encode() + path
@@ -151,7 +155,7 @@ class _Streamed(StreamingResponse):
             await super().__call__(scope, receive, send)
 
 
-def _streamed(answer: Answer) -> StreamingResponse:
+def streamed(answer: Answer) -> StreamingResponse:
     response = _Streamed(answer.body, status_code=answer.status)
     response.raw_headers = [(k, v) for k, v in answer.headers if k in ANSWER_HEADERS]
     return response
