@@ -7,7 +7,8 @@ from playwright.sync_api import Browser, expect
 
 from tests.support.gateway_process import GatewayProcess
 from tests.support.services import admin_token
-from tests.webui.conftest import UiUser, sign_in
+from tests.webui.conftest import UiUser, sign_in, with_axe
+from tests.webui.test_accessibility import scanned
 
 
 def test_a_user_is_refused_the_admin_page_and_sees_no_link(ui: UiUser) -> None:
@@ -31,5 +32,7 @@ def test_an_admin_sees_usage_and_the_declared_services(
         page.get_by_role("button", name="Filter").click()
         page.wait_for_url("**/ui/admin?user=nobody-here*days=7")
         expect(page.locator("table").first.locator("tbody tr")).to_have_text("None.")
+        with_axe(context)
+        assert scanned(page, gateway.url, {"admin": "/ui/admin"}) == {}
     finally:
         context.close()

@@ -13,7 +13,8 @@ from playwright.sync_api import expect
 from tests.support.functions import delete_all, register
 from tests.support.gateway_process import GatewayProcess
 from tests.support.services import services_gateway
-from tests.webui.conftest import UiUser
+from tests.webui.conftest import UiUser, with_axe
+from tests.webui.test_accessibility import scanned
 
 #: Yields a line, then waits (at most 60 s) for a file the test creates, then the others:
 #: the first on the page before the file exists is output shown as it came.
@@ -123,3 +124,57 @@ def test_input_the_schema_refuses_is_shown_and_nothing_runs(ui: UiUser, function
     expect(ui.page.locator("ul.error")).to_contain_text("does not match")
     expect(ui.page.get_by_label("extra (JSON)")).to_have_value('["a"]')  # kept to correct
     assert ui.api.get(f"/api/v1/functions/{function}/invocations").json() == []
+
+
+#: Output, result and the schema's names and values of markup: all shown as text.
+HOSTILE = """
+def f(**kw):
+    yield "<script>alert('out')</script>"
+    yield {"x": '"><img src=x onerror=alert(1)>'}
+    return "<img src=x onerror=alert(2)>"
+"""
+HOSTILE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        '"><img src=x onerror=alert(3)>': {
+            "type": "string",
+            "description": "<script>alert('d')</script>",
+        },
+        "pick": {"enum": ["<script>alert('e')</script>"]},
+    },
+}
+
+
+def test_hostile_output_and_schema_render_inert(ui: UiUser) -> None:
+    name = register(ui.api, HOSTILE, input_schema=HOSTILE_SCHEMA)
+    try:
+        ui.goto(f"/ui/functions/{name}")
+        expect(ui.page.get_by_text("<script>alert('d')</script>")).to_have_count(1)
+        ui.page.get_by_role("button", name="Invoke").click()
+        expect(ui.page.locator("#call-result")).to_have_text('"<img src=x onerror=alert(2)>"')
+        expect(ui.page.locator("#call-output")).to_contain_text("<script>alert('out')</script>")
+        for path in ("/ui/functions", f"/ui/functions/{name}", ui.page.url[len(ui.base) :]):
+            ui.goto(path)
+            ui.page.wait_for_load_state("load")
+            assert ui.page.locator("img").count() == 0, path
+            assert ui.page.locator("main script").count() == 0, path
+        assert ui.dialogs == []
+    finally:
+        delete_all(ui.api)
+
+
+def test_the_function_pages_pass_axe_and_stay_light(ui: UiUser, function: str) -> None:
+    with ui.api.stream(
+        "POST",
+        f"/api/v1/functions/{function}/invoke",
+        json={"greeting": "hi", "times": 1, "gate": "/"},
+    ) as answer:
+        assert answer.status_code == 200, answer.read()
+        key = answer.headers["hpcgate-invocation"]
+    with_axe(ui.context)
+    pages = {
+        "functions": "/ui/functions",
+        "function": f"/ui/functions/{function}",
+        "invocation": f"/ui/functions/{function}/invocations/{key}",
+    }
+    assert scanned(ui.page, ui.base, pages) == {}
