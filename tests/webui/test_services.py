@@ -42,9 +42,8 @@ def test_start_watch_open_and_stop_a_service(ui: UiUser) -> None:
     tab.close()
 
     ui.page.get_by_role("button", name="Stop").click()
-    expect(ui.page.locator("#service-status")).to_contain_text("Stopping")
-    listed = ui.api.get(f"/api/v1/services/{name}")
-    assert listed.status_code == 404 or listed.json()["stopping"] is True
+    expect(ui.page.locator("#service-status")).to_contain_text("Stopped")  # polling ended
+    assert ui.api.get(f"/api/v1/services/{name}").status_code == 404
     assert ui.dialogs == [] and ui.refused == []
 
 

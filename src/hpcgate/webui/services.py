@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
-from hpcgate.model.errors import HpcgateError
+from hpcgate.model.errors import HpcgateError, NotFound
 from hpcgate.model.services import ServiceCreate
 from hpcgate.services.proxy import Answer, BrokenAnswer
 from hpcgate.services.replicas import public_prefix
@@ -29,6 +29,7 @@ DEFAULT_SCRIPT = '#!/bin/sh\nexec python3 -m http.server "$HPCGATE_SERVICE_PORT"
 #: The form's fields copied into the spec as they are (when given).
 FIELDS = ("name", "system", "script", "min_replicas", "max_replicas", "time_limit", "health_path")
 SHOWN = (*FIELDS, "models")
+STOP_POLLING = 286  # htmx swaps this answer in and polls no more
 #: What the browser's request passes on to the replica: never its cookies (the session).
 REQUEST_HEADERS = frozenset(
     {b"accept", b"accept-language", b"if-none-match", b"if-modified-since", b"range"}
@@ -98,8 +99,12 @@ async def service_page(request: Request, viewer: ViewerDep, name: ServiceName) -
 
 @router.get("/{name}/replicas")
 async def replicas(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
-    """The replicas' rows alone, which the service's page polls while it is shown."""
-    service = await viewer.gateway.services.get(viewer.who, name)
+    """The replicas' rows alone, which the service's page polls while it is shown; once
+    the service is gone, a last answer that ends the polling (htmx's 286)."""
+    try:
+        service = await viewer.gateway.services.get(viewer.who, name)
+    except NotFound:
+        return page(request, "service_gone.html", viewer.session, status_code=STOP_POLLING)
     return page(request, "service_replicas.html", viewer.session, service=service)
 
 
