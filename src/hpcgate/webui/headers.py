@@ -37,7 +37,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         cached = STATIC in scope.get("path", "")
-        sandboxed = _within(scope).startswith(OPENED)
+        sandboxed = within(scope).startswith(OPENED)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -52,7 +52,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def _within(scope: Scope) -> str:
+def within(scope: Scope) -> str:
     """The path inside the web interface's mount (``/ui`` taken off)."""
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
