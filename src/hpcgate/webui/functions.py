@@ -148,12 +148,25 @@ async def events(
     after = _resumed(request)
     invocations = viewer.gateway.invocations
     call = await invocations.resume(viewer.who, name, key, after)
-    return EventSourceResponse(_frames(invocations.replay(call, after)), ping=PING_SECONDS)
+    batches = invocations.replay(call, after)
+    first = await anext(batches, None)  # events no longer kept: an error page (410), which
+    # ends the page's EventSource, not a broken stream it would reconnect to for ever
+    return EventSourceResponse(_frames(first, batches), ping=PING_SECONDS)
 
 
-async def _frames(batches: AsyncIterator[Batch]) -> AsyncIterator[ServerSentEvent]:
-    async for batch in batches:
+async def _frames(
+    first: Batch | None, rest: AsyncIterator[Batch]
+) -> AsyncIterator[ServerSentEvent]:
+    if first is None:
+        return
+    async for batch in _then(first, rest):
         for event in batch:
             data = payload(event) if event["type"] == "output" else event.get("data")
             kind = str(event["type"])
             yield ServerSentEvent(json.dumps(data), event=kind, id=str(int(event["seq"])))
+
+
+async def _then(first: Batch, rest: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+    yield first
+    async for batch in rest:
+        yield batch
