@@ -82,4 +82,7 @@ def test_chat_with_a_model_shows_the_tokens_as_they_stream(ui: UiUser) -> None:
     expect(answer).to_have_text(f"{model}: 0 1 2 3 4 ")
     expect(answer).to_have_attribute("data-done", "true")
     assert ui.dialogs == [] and ui.refused == []
+    body = {"model": model, "prompt": "count"}  # the session's cookie, but no CSRF token
+    forged = ui.context.request.post(f"{ui.base}/ui/v1/completions", data=body)
+    assert forged.status == 403
     assert ui.api.delete(f"/api/v1/services/{name}").status_code == 202
