@@ -1,5 +1,5 @@
-"""The web interface's pure parts: sessions and their bounds, the nodes chart, breadcrumbs
-and the names a form may give."""
+"""The web interface's pure parts: sessions and their bounds, the nodes chart, breadcrumbs,
+the names a form may give, which paths are sandboxed."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hpcgate.model.status import Node
 from hpcgate.webui import sessions as sessions_module
 from hpcgate.webui.chart import BAR, NODES_SHOWN, chart
 from hpcgate.webui.files import breadcrumbs, entry_name
+from hpcgate.webui.headers import OPENED, within
 from hpcgate.webui.sessions import Sessions
 
 
@@ -89,3 +90,12 @@ def test_a_name_that_is_not_one_directory_entry_is_refused(name: str) -> None:
 
 def test_a_name_is_kept_as_given_but_for_surrounding_spaces() -> None:
     assert entry_name(' "><img src=x> ') == '"><img src=x>'
+
+
+def test_only_a_services_own_pages_are_sandboxed() -> None:
+    def inside(path: str) -> str:
+        return within({"type": "http", "path": path, "root_path": "/ui"})
+
+    assert inside("/ui/open/lab/").startswith(OPENED)
+    for page in ("/ui/services/open", "/ui/functions/open/invocations/x", "/ui/files/open/"):
+        assert not inside(page).startswith(OPENED), page

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError
-from hpcgate.webui import dashboard, files, jobs, signin, tokens
+from hpcgate.webui import admin, chat, dashboard, files, functions, jobs, services, signin, tokens
 from hpcgate.webui.headers import SecurityHeaders
 from hpcgate.webui.render import page
 from hpcgate.webui.sessions import Sessions
@@ -29,8 +29,10 @@ def create(gateway: Gateway) -> FastAPI:
     app.state.sessions = Sessions()
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for router in (signin.router, dashboard.router, jobs.router, files.router, tokens.router):
-        app.include_router(router)
+    routers = (signin, dashboard, jobs, files, tokens, services, chat, functions, admin)
+    for module in routers:
+        app.include_router(module.router)
+    app.include_router(services.opened)
     app.add_exception_handler(SignInNeeded, _sign_in)
     app.add_exception_handler(HpcgateError, _error_page)
     app.add_exception_handler(RequestValidationError, _invalid_page)

@@ -19,6 +19,10 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
 )
 STATIC = "/static/"
+#: A service's own pages (``/ui/open/...``) are sandboxed on top: an opaque origin, so
+#: their scripts cannot act as this gateway's pages (nor read its cookies).
+OPENED = "/open/"
+SANDBOX = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-downloads")
 
 
 class SecurityHeaders:
@@ -33,13 +37,23 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         cached = STATIC in scope.get("path", "")
+        sandboxed = within(scope).startswith(OPENED)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", []), *HEADERS]
                 if not cached:
                     headers.append((b"cache-control", b"no-store"))
+                if sandboxed:
+                    headers.append(SANDBOX)
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def within(scope: Scope) -> str:
+    """The path inside the web interface's mount (``/ui`` taken off)."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

@@ -26,6 +26,7 @@ MAX_SESSIONS = 10_000
 class Session:
     token: str = field(repr=False)
     user: str
+    admin: bool = False  # shows the Admin link; each admin page checks the token's scope
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     created: float = field(default_factory=time.monotonic)
     seen: float = field(default_factory=time.monotonic)
@@ -44,14 +45,14 @@ class Sessions:
     def __init__(self) -> None:
         self._by_key: dict[str, Session] = {}
 
-    def open(self, token: str, user: str) -> tuple[str, Session]:
+    def open(self, token: str, user: str, admin: bool = False) -> tuple[str, Session]:
         """A new session and the id its cookie carries."""
         self._sweep()
         while len(self._by_key) >= MAX_SESSIONS:
             oldest = min(self._by_key, key=lambda k: self._by_key[k].seen)
             del self._by_key[oldest]
         session_id = secrets.token_urlsafe(32)
-        session = Session(token, user)
+        session = Session(token, user, admin)
         self._by_key[_key(session_id)] = session
         return session_id, session
 

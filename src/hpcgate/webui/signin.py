@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from hpcgate.model.errors import HpcgateError
+from hpcgate.model.principal import Scope
 from hpcgate.webui.forms import read_form
 from hpcgate.webui.render import page
 from hpcgate.webui.sessions import COOKIE, MAX_AGE
@@ -37,7 +38,7 @@ async def signin(request: Request) -> Response:
     except (HpcgateError, ValueError):
         error = "That token is not valid (expired, revoked, or mistyped)."
         return page(request, "signin.html", None, status_code=401, error=error)
-    session_id, _ = sessions(request).open(token, who.user)
+    session_id, _ = sessions(request).open(token, who.user, who.has(Scope.ADMIN))
     answer = RedirectResponse("/ui/dashboard", status_code=303)
     answer.set_cookie(
         COOKIE,

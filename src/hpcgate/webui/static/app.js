@@ -1,6 +1,6 @@
-// hpcgate's web interface: the live parts htmx does not do. Live output and state changes
-// (EventSource), uploads by drag and drop with progress (XMLHttpRequest). Text from the
-// server is only ever set as textContent, never parsed as HTML.
+// hpcgate's web interface: the live parts htmx does not do. Live output and state changes,
+// a function's invocation as it runs (EventSource), uploads by drag and drop with progress
+// (XMLHttpRequest). Text from the server is only ever set as textContent, never parsed as HTML.
 "use strict";
 
 function csrfToken() {
@@ -32,6 +32,39 @@ function followEvents(list) {
     if (state) state.textContent = change.state;
   });
   source.addEventListener("end", () => source.close());
+}
+
+function shown(data) {
+  return typeof data === "string" ? data : JSON.stringify(data);
+}
+
+function followInvocation(pre) {
+  const source = new EventSource(pre.dataset.invocationSrc);
+  const state = document.getElementById("call-state");
+  source.addEventListener("output", (event) => {
+    pre.textContent += shown(JSON.parse(event.data)) + "\n";
+    if (state) state.textContent = "running";
+  });
+  source.addEventListener("result", (event) => {
+    source.close();
+    document.getElementById("call-result").textContent = JSON.stringify(JSON.parse(event.data), null, 2);
+    if (state) state.textContent = "succeeded";
+    pre.dataset.ended = "true";
+  });
+  source.addEventListener("error", (event) => {
+    if (!event.data) return;  // the connection's own error: EventSource reconnects
+    source.close();
+    const error = JSON.parse(event.data) || {};
+    const box = document.getElementById("call-error");
+    box.textContent = (error.type || "Error") + ": " + (error.message || "");
+    if (error.traceback) {
+      const trace = document.createElement("pre");
+      trace.textContent = error.traceback;
+      box.appendChild(trace);
+    }
+    if (state) state.textContent = error.type === "Cancelled" ? "cancelled" : "failed";
+    pre.dataset.ended = "true";
+  });
 }
 
 function joinPath(dir, name) {
@@ -91,4 +124,5 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-output-src]").forEach(followOutput);
   document.querySelectorAll("[data-events-src]").forEach(followEvents);
   document.querySelectorAll("[data-upload-url]").forEach(dropZone);
+  document.querySelectorAll("[data-invocation-src]").forEach(followInvocation);
 });

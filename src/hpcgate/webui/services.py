@@ -1,0 +1,166 @@
+"""Services: the caller's own and the declared ones they may use, start one from a form,
+watch its replicas start (htmx polls their rows), open it in a new tab, stop it; as
+``/api/v1/services`` does for the same caller."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
+
+from hpcgate.model.errors import HpcgateError, NotFound
+from hpcgate.model.services import ServiceCreate
+from hpcgate.services.proxy import Answer, BrokenAnswer
+from hpcgate.services.replicas import public_prefix
+from hpcgate.webui.forms import Form, read_form
+from hpcgate.webui.render import page
+from hpcgate.webui.viewer import Viewer, ViewerDep
+
+router = APIRouter(prefix="/services")
+#: A service's own pages, apart from /ui/services/... (no service name can clash).
+opened = APIRouter(prefix="/open")
+OPEN = opened.prefix
+ServiceName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
+DEFAULT_SCRIPT = '#!/bin/sh\nexec python3 -m http.server "$HPCGATE_SERVICE_PORT"\n'
+#: The form's fields copied into the spec as they are (when given).
+FIELDS = ("name", "system", "script", "min_replicas", "max_replicas", "time_limit", "health_path")
+SHOWN = (*FIELDS, "models")
+STOP_POLLING = 286  # htmx swaps this answer in and polls no more
+#: What the browser's request passes on to the replica: never its cookies (the session).
+REQUEST_HEADERS = frozenset(
+    {b"accept", b"accept-language", b"if-none-match", b"if-modified-since", b"range"}
+)
+#: What the replica's answer passes on: never a cookie (it would land on /ui's path).
+ANSWER_HEADERS = frozenset(
+    {b"content-type", b"content-length", b"content-range", b"etag", b"last-modified"}
+)
+
+
+@router.get("")
+async def list_services(request: Request, viewer: ViewerDep) -> Response:
+    return await _page(request, viewer, _defaults(), [])
+
+
+def _defaults() -> dict[str, str]:
+    return {"script": DEFAULT_SCRIPT, "min_replicas": "1", "max_replicas": "1"}
+
+
+async def _page(
+    request: Request, viewer: Viewer, values: dict[str, str], errors: list[str], status: int = 200
+) -> Response:
+    services = await viewer.gateway.services.list(viewer.who)
+    return page(
+        request,
+        "services.html",
+        viewer.session,
+        status_code=status,
+        services=services,
+        values=values,
+        errors=errors,
+        systems=[cluster.name for cluster in viewer.gateway.systems],
+    )
+
+
+def _spec(form: Form) -> ServiceCreate:
+    fields: dict[str, object] = {}
+    for key in FIELDS:
+        if (value := form.given(key)) is not None:
+            fields[key] = value.replace("\r\n", "\n") if key == "script" else value
+    fields["models"] = form.get("models").replace(",", " ").split()
+    return ServiceCreate.model_validate(fields)
+
+
+@router.post("")
+async def start(request: Request, viewer: ViewerDep) -> Response:
+    """A service of the caller's own, as POST /api/v1/services starts it."""
+    form = await read_form(request)
+    values = {key: form.get(key) for key in SHOWN}
+    try:
+        spec = _spec(form)
+    except ValidationError as exc:
+        errors = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
+        return await _page(request, viewer, values, errors, status=422)
+    try:
+        created = await viewer.gateway.services.create(viewer.who, spec)
+    except HpcgateError as exc:
+        return await _page(request, viewer, values, [exc.detail], status=exc.status)
+    return RedirectResponse(f"/ui/services/{created.name}", status_code=303)
+
+
+@router.get("/{name}")
+async def service_page(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+    service = await viewer.gateway.services.get(viewer.who, name)
+    return page(request, "service.html", viewer.session, service=service)
+
+
+@router.get("/{name}/replicas")
+async def replicas(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+    """The replicas' rows alone, which the service's page polls while it is shown; once
+    the service is gone, a last answer that ends the polling (htmx's 286)."""
+    try:
+        service = await viewer.gateway.services.get(viewer.who, name)
+    except NotFound:
+        return page(request, "service_gone.html", viewer.session, status_code=STOP_POLLING)
+    return page(request, "service_replicas.html", viewer.session, service=service)
+
+
+@router.post("/{name}/stop")
+async def stop(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+    """Stopped as DELETE /api/v1/services/{name} stops it: its replicas drain."""
+    await viewer.gateway.services.delete(viewer.who, name)
+    return RedirectResponse(f"/ui/services/{name}", status_code=303)
+
+
+@opened.get("/{name}")
+async def open_root(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+    return RedirectResponse(f"/ui{OPEN}/{name}/", status_code=307)
+
+
+@opened.get("/{name}/{path:path}")
+async def open_service(
+    request: Request, viewer: ViewerDep, name: ServiceName, path: str
+) -> Response:
+    """The service's page through the proxy, for a browser tab (GET only). Its answer is
+    sandboxed (:mod:`hpcgate.webui.headers`): no script of the service's runs as this
+    gateway's origin, and no cookie passes either way."""
+    route, spec = await viewer.gateway.services.route(viewer.who, name)
+    answer = await viewer.gateway.services.proxy.forward(
+        route,
+        "GET",
+        _target(request, name, keep_prefix=spec.keep_prefix),
+        [(k, v) for k, v in request.headers.raw if k in REQUEST_HEADERS],
+        b"",
+        float(spec.request_timeout),
+    )
+    return streamed(answer)
+
+
+def _target(request: Request, name: str, *, keep_prefix: bool) -> bytes:
+    """The path and query the replica gets: what follows ``/open/{name}``, under the
+    service's public prefix when it keeps it (it serves there)."""
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    mine = f"/ui{OPEN}/{name}".encode()
+    path = raw[len(mine) :] if raw.startswith(mine) else b"/"
+    if keep_prefix:
+        path = public_prefix(name).rstrip("/").encode() + path
+    query: bytes = request.scope.get("query_string", b"")
+    return (path or b"/") + (b"?" + query if query else b"")
+
+
+class _Streamed(StreamingResponse):
+    """The replica's answer as it comes; one it breaks off is left unfinished (the
+    connection closed), never ended as if it were whole."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(BrokenAnswer):
+            await super().__call__(scope, receive, send)
+
+
+def streamed(answer: Answer) -> StreamingResponse:
+    response = _Streamed(answer.body, status_code=answer.status)
+    response.raw_headers = [(k, v) for k, v in answer.headers if k in ANSWER_HEADERS]
+    return response
