@@ -90,7 +90,9 @@ class Gateway:
         self.tasks = TaskService(TaskStore(self.database))
         limits = ExtractLimits(settings.max_extract_members, settings.max_extract_bytes)
         self.bulk = BulkFiles(self.files, self.tasks, limits)
-        self.watchers = [JobWatcher(cluster, store, self.bus) for cluster in self.systems]
+        self.watchers = [
+            JobWatcher(cluster, store, self.bus, self.accounts) for cluster in self.systems
+        ]
         self._build_services(store)
 
     def _build_services(self, jobs: JobStore) -> None:

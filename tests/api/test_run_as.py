@@ -9,16 +9,22 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
+from hpcgate.model.jobs import JobSpec
+from hpcgate.store.tables import JobRow
 from tests.embedded.engine import alive
-from tests.support.accounts import needs_root, unix_account
+from tests.support.accounts import needs_root, passable, unix_account
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 from tests.support.jobs import ended, submit, wait_for_job
 
@@ -148,5 +154,49 @@ def test_a_fallback_account_runs_users_with_no_account(tmp_path: Path) -> None:
             assert carol.get(f"{JOBS}/{done['id']}/output").text == f"{fallback.uid}\n"
             assert done["working_directory"] == str(gateway.home / "work" / "carol-without-account")
         assert "fallback account 'hpcgate-fallback'" in gateway.log()
+    finally:
+        gateway.stop()
+
+
+def _crashed_submit(home: Path, workdir: Path, script: str) -> None:
+    """The row a submit leaves when the gateway dies before the scheduler's answer: no job
+    id, made long ago (so the watcher settles it at once), owned by alice."""
+    engine = create_engine(f"sqlite:///{home / 'hpcgate.db'}")
+    with Session(engine) as session, session.begin():
+        long_ago = datetime.now(UTC) - timedelta(hours=1)
+        session.add(
+            JobRow(
+                system="local", owner="alice", state="PENDING", submit_time=long_ago,
+                working_directory=str(workdir), tag=uuid.uuid4().hex,
+                spec=JobSpec(script=script).model_dump_json(), created_at=long_ago,
+            )
+        )  # fmt: skip
+    engine.dispose()
+
+
+def test_a_submit_settled_after_a_crash_runs_as_its_owner_not_as_root(
+    tmp_path: Path,
+) -> None:
+    """On the embedded scheduler the watcher settles a lost submit by submitting it again
+    (its tag makes that idempotent): as the owner's account, as the request was."""
+    gateway = new_gateway(tmp_path / "home", DEFAULT + NO_FALLBACK)
+    gateway.start()  # made its database
+    gateway.stop()
+    workdir = tmp_path / "alice-work"
+    workdir.mkdir()
+    os.chown(workdir, uid("alice"), pwd.getpwnam("alice").pw_gid)
+    passable(workdir)
+    _crashed_submit(gateway.home, workdir, "#!/bin/sh\nid -u\n")
+    gateway.start()
+    try:
+        with gateway.client(gateway.token("alice")) as alice:
+            deadline = time.monotonic() + 60
+            while not (listed := alice.get(JOBS).json()["items"]) or not ended(listed[0]):
+                assert time.monotonic() < deadline, listed
+                time.sleep(0.2)
+            job = listed[0]
+            assert job["state"] == "COMPLETED", job
+            assert alice.get(f"{JOBS}/{job['id']}/output").text == f"{uid('alice')}\n"
+            assert Path(str(job["stdout"])).stat().st_uid == uid("alice")
     finally:
         gateway.stop()

@@ -121,6 +121,7 @@ class JobService:
         row = JobRow(
             system=target.system,
             owner=target.who.user,
+            account=target.who.account,
             name=spec.name,
             state=JobState.PENDING.value,
             submit_time=utcnow(),

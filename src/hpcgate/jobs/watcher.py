@@ -13,12 +13,14 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
+from hpcgate.accounts import Account, Accounts
 from hpcgate.clock import utcnow
 from hpcgate.cluster import Cluster
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.transitions import follow, unlisted_tasks
-from hpcgate.model.errors import HpcgateError, SchedulerRejected
+from hpcgate.model.errors import Forbidden, HpcgateError, SchedulerRejected
 from hpcgate.model.jobs import JobSpec
+from hpcgate.model.principal import Principal
 from hpcgate.model.scheduler import SchedulerJob, SubmitContext
 from hpcgate.store.jobs import JobStore, StateChange
 from hpcgate.store.tables import JobRow
@@ -30,10 +32,13 @@ FIRST_POLL = 5.0  # seconds start-up waits for the watchers' first polls (see fi
 
 
 class JobWatcher:
-    def __init__(self, cluster: Cluster, store: JobStore, bus: EventBus) -> None:
+    def __init__(
+        self, cluster: Cluster, store: JobStore, bus: EventBus, accounts: Accounts
+    ) -> None:
         self.cluster = cluster
         self._store = store
         self._bus = bus
+        self._accounts = accounts
         self._task: asyncio.Task[None] | None = None
         self._unreadable: set[str] = set()  # tags of in-flight rows whose spec cannot be read
         self.polled = asyncio.Event()  # set once the first poll has ended, however it ended
@@ -91,8 +96,8 @@ class JobWatcher:
         for row in await self._store.in_flight(self.cluster.name, utcnow() - grace):
             try:
                 native_id = await self._settle(row)
-            except SchedulerRejected:
-                native_id = None  # the scheduler refused it: nothing to keep
+            except (SchedulerRejected, Forbidden):
+                native_id = None  # refused, or its owner has no account now: nothing to keep
             except HpcgateError as exc:
                 log.warning("recovering submit %s on %s: %s", row.tag, self.cluster.name, exc)
                 continue
@@ -113,7 +118,15 @@ class JobWatcher:
             return await self.cluster.find(row.tag, row.created_at)
         spec = JobSpec.model_validate_json(row.spec)
         context = SubmitContext(row.tag, row.working_directory or "")
-        return await self.cluster.submit(spec, context)
+        return await self.cluster.submit(spec, context, await self._account(row))
+
+    async def _account(self, row: JobRow) -> Account | None:
+        """The account ``row``'s submit resolved to, resolved again from what the row keeps
+        (its owner and the account a provider named): submitted again, the job runs as its
+        owner's account, never as the gateway's own."""
+        owner = Principal(row.owner, frozenset(), token_id="", account=row.account)
+        per_user = self.cluster.scheduler.per_user
+        return await self._accounts.for_scheduler(owner, per_user, self.cluster.transport)
 
 
 async def first_polls(watchers: Sequence[JobWatcher]) -> None:

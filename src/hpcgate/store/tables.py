@@ -79,6 +79,9 @@ class JobRow(Base):
     native_id: Mapped[str | None] = mapped_column(String(64))
     array_job_id: Mapped[str | None] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(64))
+    # The Unix account the owner's identity provider named (None: as [users] maps the owner),
+    # so that a submit settled after a crash runs as the account the request resolved to.
+    account: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
