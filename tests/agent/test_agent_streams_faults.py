@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.agent.test_agent_gateway import agent_token, eventually, started
-from tests.support.accounts import give
+from tests.agent.edge import edge_system
+from tests.agent.test_agent_gateway import eventually
 from tests.support.agent_process import AgentProcess
-from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess
 from tests.support.services import (
     SERVICES,
     admin_token,
@@ -27,34 +27,11 @@ from tests.support.services import (
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, AgentProcess]]:
     base = tmp_path_factory.mktemp("agent-faults")
-    base.chmod(0o711)
-    (base / "alice").mkdir()
-    give(base / "alice", "alice")
-    config = f"""
-service_interval = 0.2
-service_wait_seconds = 10
-
-[systems.edge]
-scheduler = "embedded"
-transport = "agent"
-status_interval = 0.2
-roots = ["{base}/{{user}}"]
-workdir = "{base}/{{user}}"
-spool = "{base}/spool"
-"""
-    gateway = new_gateway(base / "gateway-home", config)
-    started(gateway)
-    _, token = agent_token(gateway)
-    agent = AgentProcess(base / "agent", gateway.url, token, (f"{base}/{{user}}",), base / "spool")
-    agent.start()
-    try:
+    with edge_system(base, ("alice",), 10) as (gateway, agent):
         yield gateway, agent
         if agent.process is None:  # the test stopped it and failed before its return
             agent.start()
         stop_services(gateway.url, admin_token(gateway.home), [gateway.token("alice")])
-    finally:
-        agent.stop()
-        gateway.stop()
 
 
 def read_killing_after(

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.agent.test_agent_gateway import agent_token, eventually, started
-from tests.support.accounts import give
-from tests.support.agent_process import AgentProcess
+from tests.agent.edge import edge_system
+from tests.agent.test_agent_gateway import eventually
 from tests.support.functions import FUNCTIONS, SLOW, data, delete_all, invoked, register
-from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess
 from tests.support.service_backend import SLOW_EVENTS
 from tests.support.services import (
     SERVICES,
@@ -33,35 +32,11 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """The gateway with its agent connected; on the way out the replicas and workers are
     stopped through it (while the agent still serves), then the agent and the gateway."""
     base = tmp_path_factory.mktemp("agent-streams")
-    base.chmod(0o711)
-    for name in ("alice", "bob"):
-        (base / name).mkdir()
-        give(base / name, name)
-    config = f"""
-service_interval = 0.2
-service_wait_seconds = 60
-
-[systems.edge]
-scheduler = "embedded"
-transport = "agent"
-status_interval = 0.2
-roots = ["{base}/{{user}}"]
-workdir = "{base}/{{user}}"
-spool = "{base}/spool"
-"""
-    gateway = new_gateway(base / "gateway-home", config)
-    started(gateway)
-    _, token = agent_token(gateway)
-    agent = AgentProcess(base / "agent", gateway.url, token, (f"{base}/{{user}}",), base / "spool")
-    agent.start()
-    try:
+    with edge_system(base, ("alice", "bob"), 60) as (gateway, _):
         yield gateway
         with gateway.client(gateway.token("alice")) as alice:
             delete_all(alice, system="edge")
         stop_services(gateway.url, admin_token(gateway.home), [gateway.token("alice")])
-    finally:
-        agent.stop()
-        gateway.stop()
 
 
 @pytest.fixture(scope="module")

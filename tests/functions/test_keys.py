@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.functions import FUNCTIONS, invocation, invoked, register
+from tests.support.functions import ECHO, FOREVER, FUNCTIONS, invocation, invoked, register
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import SERVICES
 
@@ -20,15 +20,6 @@ alice = user_client("alice")
 bob = user_client("bob")
 
 TOKENS = "/api/v1/tokens"
-ECHO = "def f(x=1):\n    return {'x': x}\n"
-FOREVER = """
-import time
-
-def f(pause=0.2):
-    while True:
-        yield "tick"
-        time.sleep(pause)
-"""
 
 
 def make_key(client: httpx.Client, *names: str, **limits: int) -> dict[str, Any]:

@@ -12,22 +12,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.functions import FUNCTIONS, invoked, register
+from tests.support.functions import ECHO, FOREVER, FUNCTIONS, invoked, register
 from tests.support.gateway_process import GatewayProcess, user_client
 
 alice = user_client("alice")
 bob = user_client("bob")
 
 TOKENS = "/api/v1/tokens"
-ECHO = "def f(x=1):\n    return {'x': x}\n"
-FOREVER = """
-import time
-
-def f(pause=0.2):
-    while True:
-        yield "tick"
-        time.sleep(pause)
-"""
 
 
 @pytest.fixture

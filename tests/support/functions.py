@@ -15,6 +15,17 @@ from tests.support.services import SYSTEM_PYTHON
 from tests.support.sse import Event, _parse
 
 FUNCTIONS = "/api/v1/functions"
+
+#: A function that answers at once, and one that yields until it is cancelled.
+ECHO = "def f(x=1):\n    return {'x': x}\n"
+FOREVER = """
+import time
+
+def f(pause=0.2):
+    while True:
+        yield "tick"
+        time.sleep(pause)
+"""
 #: A function that yields 0, 1, ... ``count - 1``, ``pause`` seconds apart, then "done".
 SLOW = """
 import time
