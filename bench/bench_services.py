@@ -58,6 +58,7 @@ import httpx
 from bench.host import machine
 from tests.support.accounts import give
 from tests.support.backends import LLAMA_SERVER, write_llama
+from tests.support.backends import PYTHON as BACKENDS_PYTHON
 from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.services import (
     SERVICES,
@@ -109,10 +110,17 @@ def compare(direct: list[float], proxied: list[float]) -> dict[str, float]:
 # --- the gateway -----------------------------------------------------------------------
 
 
+def _service_python() -> str:
+    """A Python with uvicorn that the service's account can run: the backends tier's (made
+    from the system's Python) if installed, else ours, whose interpreter may sit under a
+    home the service's account cannot enter (root's, when root made the venv)."""
+    return str(BACKENDS_PYTHON) if BACKENDS_PYTHON.exists() else sys.executable
+
+
 def clock_script(stamps: Path | None = None) -> str:
     """A service script that runs the clock backend (stamping its start and readiness into
     ``stamps``, if given)."""
-    argv = [sys.executable, "-m", "uvicorn", "bench.clock_backend:app", "--host", "127.0.0.1"]
+    argv = [_service_python(), "-m", "uvicorn", "bench.clock_backend:app", "--host", "127.0.0.1"]
     argv += ["--log-level", "warning", "--backlog", "4096", "--no-access-log"]
     lines = ["#!/bin/sh"]
     if stamps is not None:
