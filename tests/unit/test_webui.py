@@ -3,6 +3,9 @@ the names a form may give, which paths are sandboxed."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from hpcgate.model.errors import Invalid
@@ -10,7 +13,7 @@ from hpcgate.model.status import Node
 from hpcgate.webui import sessions as sessions_module
 from hpcgate.webui.chart import BAR, NODES_SHOWN, chart
 from hpcgate.webui.files import breadcrumbs, entry_name
-from hpcgate.webui.headers import OPENED, within
+from hpcgate.webui.headers import OPENED, SecurityHeaders, within
 from hpcgate.webui.sessions import Sessions
 
 
@@ -99,3 +102,30 @@ def test_only_a_services_own_pages_are_sandboxed() -> None:
     assert inside("/ui/open/lab/").startswith(OPENED)
     for page in ("/ui/services/open", "/ui/functions/open/invocations/x", "/ui/files/open/"):
         assert not inside(page).startswith(OPENED), page
+
+
+def _answer_headers(path: str) -> dict[bytes, list[bytes]]:
+    """The headers SecurityHeaders gives an answer to a GET of ``path`` (under /ui)."""
+    sent: list[dict[str, Any]] = []
+
+    async def page(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def record(message: Any) -> None:
+        sent.append(message)
+
+    async def nothing() -> Any:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "path": path, "root_path": "/ui"}
+    asyncio.run(SecurityHeaders(page)(scope, nothing, record))
+    headers: dict[bytes, list[bytes]] = {}
+    for name, value in sent[0]["headers"]:
+        headers.setdefault(name, []).append(value)
+    return headers
+
+
+def test_only_the_assets_may_be_cached_not_a_page_whose_path_holds_static() -> None:
+    assert b"cache-control" not in _answer_headers("/ui/static/app.css")
+    for page in ("/ui/open/lab/static/notebook.html", "/ui/jobs/static/1", "/ui/files"):
+        assert _answer_headers(page)[b"cache-control"] == [b"no-store"], page

@@ -36,8 +36,9 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cached = STATIC in scope.get("path", "")
-        sandboxed = within(scope).startswith(OPENED)
+        inside = within(scope)
+        cached = inside.startswith(STATIC)  # the assets only, not a page whose path holds it
+        sandboxed = inside.startswith(OPENED)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
