@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import HEADER, MAX_CONTROL_BODY, Kind, control, decode, fields
 from tests.support.accounts import own_directory, passable, unix_account
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, facing_peer
 
 
 class HostileGateway:
@@ -50,18 +50,8 @@ def request(op: m.Request[Any], account: str | None = None) -> dict[str, Any]:
 @pytest.fixture
 async def hostile(tmp_path: Path) -> AsyncIterator[tuple[HostileGateway, AgentProcess, Path]]:
     gateway = HostileGateway()
-    root = tmp_path / "root"
-    root.mkdir()
-    async with serve(gateway.handler, "127.0.0.1", 0, max_size=None) as server:
-        port = server.sockets[0].getsockname()[1]
-        agent = AgentProcess(
-            tmp_path / "agent", f"ws://127.0.0.1:{port}", "hpcg_x", (str(root),), tmp_path / "spool"
-        )
-        agent.start()
-        try:
-            yield gateway, agent, root
-        finally:
-            agent.stop()
+    async with facing_peer(gateway.handler, tmp_path) as (agent, root):
+        yield gateway, agent, root
 
 
 async def test_requests_outside_the_protocol_are_refused_and_nothing_runs(

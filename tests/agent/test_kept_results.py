@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, control, decode, fields
-from tests.support.agent_process import AgentProcess
+from tests.support.agent_process import AgentProcess, facing_peer
 
 EPOCH = "0123abcd"
 
@@ -52,18 +52,8 @@ async def answer(connection: ServerConnection, channel: int) -> Frame:
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[tuple[TestGateway, AgentProcess, Path]]:
     gateway = TestGateway()
-    root = tmp_path / "root"
-    root.mkdir()
-    async with serve(gateway.handler, "127.0.0.1", 0, max_size=None) as server:
-        port = server.sockets[0].getsockname()[1]
-        agent = AgentProcess(
-            tmp_path / "agent", f"ws://127.0.0.1:{port}", "hpcg_x", (str(root),), tmp_path / "spool"
-        )
-        agent.start()
-        try:
-            yield gateway, agent, root
-        finally:
-            agent.stop()
+    async with facing_peer(gateway.handler, tmp_path) as (agent, root):
+        yield gateway, agent, root
 
 
 def spooled(agent: AgentProcess) -> list[Path]:

@@ -9,8 +9,12 @@ import signal
 import site
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from websockets.asyncio.server import ServerConnection, serve
 
 import hpcgate
 from tests.support.gateway_process import end
@@ -77,3 +81,22 @@ class AgentProcess:
     def log(self) -> str:
         path = self.directory / "agent.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+@asynccontextmanager
+async def facing_peer(
+    handler: Callable[[ServerConnection], Awaitable[None]], directory: Path
+) -> AsyncIterator[tuple[AgentProcess, Path]]:
+    """A real agent process that dials a test peer playing the gateway (``handler`` serves
+    its WebSocket), with one file root, ``directory/root``; stopped on the way out."""
+    root = directory / "root"
+    root.mkdir()
+    async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}"
+        agent = AgentProcess(directory / "agent", url, "hpcg_x", (str(root),), directory / "spool")
+        agent.start()
+        try:
+            yield agent, root
+        finally:
+            agent.stop()
