@@ -436,6 +436,10 @@ def test_a_token_for_one_user_s_agent_is_refused_to_a_root_agent(
     try:
         eventually(lambda: "for 'alice'" in lying.log())  # its connection, closed at HELLO
         assert alice.get(SYSTEM).json()["agents"] == []
+        with server.client(server.token("carol")) as carol:  # her account: never looked up
+            shown = carol.get(SYSTEM)  # described still, though nothing can reach the system
+            assert shown.status_code == 200, shown.text
+            assert shown.json()["agents"] == [] and shown.json()["roots"] is None
         assert alice.get(f"{FILES}/ls", params={"path": "."}).status_code == 503
     finally:
         lying.stop()

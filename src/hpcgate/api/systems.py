@@ -8,6 +8,7 @@ from hpcgate.api.auth import Caller, GatewayDep, TargetDep
 from hpcgate.api.problems import responses
 from hpcgate.cluster import Cluster
 from hpcgate.gateway import Gateway
+from hpcgate.model.errors import CommandTimeout, Unavailable
 from hpcgate.model.principal import Scope
 from hpcgate.model.status import AgentInfo, Association, Node, Partition, Reservation, SystemInfo
 
@@ -42,8 +43,12 @@ async def list_systems(who: Caller, gateway: GatewayDep) -> list[SystemInfo]:
 async def get_system(target: TargetDep, gateway: GatewayDep) -> SystemInfo:
     target.who.require(Scope.JOBS_READ)
     info = _info(target.cluster, gateway.accounts.multi)
-    roots = await gateway.files.roots(target)
-    shown: dict[str, object] = {"roots": list(roots.shown), "home": roots.home}
+    shown: dict[str, object] = {}
+    try:
+        roots = await gateway.files.roots(target)
+        shown.update(roots=list(roots.shown), home=roots.home)
+    except (Unavailable, CommandTimeout):
+        pass  # the system can't be reached just now: it is still described, roots unknown
     if target.cluster.config.transport == "agent":
         shown["agents"] = _agents(gateway, target.cluster.name)
     return info.model_copy(update=shown)

@@ -92,7 +92,9 @@ class SystemInfo(BaseModel):
     health_message: str
     checked_at: datetime | None = Field(None, description="When health was last checked")
     roots: list[str] | None = Field(
-        None, description="Where your file operations may go (GET of one system only)"
+        None,
+        description="Where your file operations may go (GET of one system only; null while"
+        " the system can't be reached)",
     )
     home: str | None = Field(
         None, description="Your home (or default) directory: where relative paths start"
