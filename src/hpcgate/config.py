@@ -688,6 +688,33 @@ class AuditConfig(BaseModel):
     )
 
 
+class ConsentConfig(BaseModel):
+    """The ``[consent]`` table: what needs its user's approval out of band. Such a request
+    does nothing: it is answered 202 with a consent request, and the credential it holds
+    (the new token, the client's token) is refused until the user approves it with another
+    credential of theirs (see :mod:`hpcgate.consent`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_scopes: list[Scope] = Field(
+        default_factory=list,
+        max_length=8,
+        description="A token made through the API holding any of these scopes is held",
+    )
+    clients: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@-]{1,256}$")]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Each new token of a provider issued to one of these OAuth clients is"
+        " held: its first request asks its user, and it acts only once approved",
+    )
+    pending_seconds: int = Field(
+        900, ge=10, le=7 * 86400, description="An undecided request lapses after this long"
+    )
+    pending_per_user: int = Field(
+        20, ge=1, le=1000, description="Undecided requests one user may have at once"
+    )
+
+
 def _default_systems() -> dict[str, SystemConfig]:
     return {"local": SystemConfig(description="Embedded scheduler on this machine")}
 
@@ -731,6 +758,7 @@ class Settings(BaseSettings):
     functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:

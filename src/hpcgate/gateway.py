@@ -9,6 +9,7 @@ from pathlib import Path
 from hpcgate.accounts import Accounts, multi_user
 from hpcgate.audit import AuditLog
 from hpcgate.config import Settings
+from hpcgate.consent import Consents
 from hpcgate.factory import build_clusters
 from hpcgate.files.bulk import BulkFiles
 from hpcgate.files.extraction import ExtractLimits
@@ -37,6 +38,7 @@ from hpcgate.services.traffic import Traffic
 from hpcgate.services.usage import UsageLedger
 from hpcgate.status.service import StatusService
 from hpcgate.store.audit import AuditStore
+from hpcgate.store.consents import ConsentStore
 from hpcgate.store.db import Database
 from hpcgate.store.functions import FunctionStore, InvocationStore
 from hpcgate.store.jobs import JobStore
@@ -77,6 +79,13 @@ class Gateway:
         self.rate_limits = RateLimits(settings.rate_limits)
         self.identity = Identity(settings.auth.oidc)
         self.audit = AuditLog(AuditStore(self.database), settings.audit)
+        self.consents = Consents(
+            ConsentStore(self.database),
+            settings.consent,
+            self._token_parent,
+            self.tokens.revoke,
+            settings.token_cache_seconds,
+        )
         self.agents = AgentHub()
         self.systems = Systems(build_clusters(settings, self.agents))
         self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
@@ -155,10 +164,17 @@ class Gateway:
     async def authenticate(self, presented: str, keys: bool = False) -> Principal:
         """The caller behind a bearer token: a trusted provider's (``[auth.oidc]``) or one
         of hpcgate's own (an API key only where the route takes ``keys``); Unauthenticated
-        for anything else."""
+        for anything else, ConsentPending for a credential waiting for its user's consent."""
         if self.identity.handles(presented):
-            return await self.identity.authenticate(presented)
-        return await self.tokens.authenticate(presented, keys=keys)
+            who = await self.identity.authenticate(presented)
+        else:
+            who = await self.tokens.authenticate(presented, keys=keys)
+        await self.consents.admit(who)  # a credential held for consent does not act
+        return who
+
+    async def _token_parent(self, token_id: str) -> str | None:
+        row = await self.tokens.get(token_id)
+        return None if row is None else row.parent_id
 
     def target(self, who: Principal, system: str) -> Target:
         """The caller on ``system`` (NotFound if there is no such system)."""
@@ -194,6 +210,7 @@ class Gateway:
         self.lock_home()  # before anything is touched: recover() would fail another's tasks
         await self.open_store()
         self.audit.start()
+        await self.consents.start()
         self.open_home()
         await self.ensure_admin_token()
         await self.tasks.recover()

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from hpcgate.api import (
     agent_tokens,
     audit,
+    consents,
     files,
     functions,
     jobs,
@@ -59,6 +60,7 @@ def _routes(app: FastAPI) -> list[APIRoute]:
         files,
         tasks,
         tokens,
+        consents,
         services,
         functions,
         openai,

@@ -14,6 +14,7 @@ from hpcgate.api import (
     agent,
     agent_tokens,
     audit,
+    consents,
     docs,
     files,
     functions,
@@ -87,6 +88,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         files.router,
         tasks.router,
         tokens.router,
+        consents.router,
     )
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from hpcgate.api.openai_format import is_openai, openai_error
+from hpcgate.model.consents import CONSENT_HEADER, ConsentPending
 from hpcgate.model.errors import PROBLEM_BASE, DatabaseBusy, HpcgateError
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ async def _hpcgate_error(request: Request, exc: Exception) -> JSONResponse:
 def problem_of(exc: HpcgateError, openai: bool = False) -> JSONResponse:
     """The problem document of an hpcgate error (also a refused WebSocket's answer); on
     the OpenAI-compatible routes (``openai``), OpenAI's error document instead."""
+    if isinstance(exc, ConsentPending):  # not a problem: the request waits for its user
+        return held(exc)
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
     headers = dict(exc.headers)
@@ -74,6 +77,17 @@ def problem_of(exc: HpcgateError, openai: bool = False) -> JSONResponse:
         code = exc.extra.get("code") or exc.slug
         return openai_error(exc.status, exc.detail, code, headers, exc.extra.get("param"))
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
+
+
+def held(pending: ConsentPending) -> JSONResponse:
+    """The 202 answer to a request held for its user's consent: the consent request (and
+    a new token's secret), with its id in a header and where to read it in Location."""
+    consent = pending.answer.consent
+    headers = {CONSENT_HEADER: consent.id, "Location": f"/api/v1/consents/{consent.id}"}
+    body = pending.answer.model_dump(mode="json")
+    if body["token"] is None:
+        del body["token"]
+    return JSONResponse(body, status_code=202, headers=headers)
 
 
 #: Retry-After of a request refused because the database's pool had no connection for it.

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.consents import HELD
 from hpcgate.api.problems import responses
 from hpcgate.model.errors import Forbidden, NotFound
 from hpcgate.model.principal import Scope
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a token or an API key",
-    responses=responses(400, 401, 403, 404, 422),
+    responses={**responses(400, 401, 403, 404, 422), **HELD},
 )
 async def create_token(body: NewToken, who: Caller, gateway: GatewayDep) -> CreatedToken:
     """The new token holds at most the caller's scopes (an admin's: any; without `scopes`,
@@ -37,8 +38,14 @@ async def create_token(body: NewToken, who: Caller, gateway: GatewayDep) -> Crea
     cancel the invocations it started itself, and nothing else (every other route answers
     it 403; another function, 404). Its `limits`: `per_minute` requests in any 60 s and
     `concurrent` unended invocations; past either, a 429 with `Retry-After` and the
-    `RateLimit-Policy`/`RateLimit` fields, and nothing done. An API key issues no tokens."""
-    return await gateway.tokens.issue(who, body)
+    `RateLimit-Policy`/`RateLimit` fields, and nothing done. An API key issues no tokens.
+
+    A token holding a scope of `[consent] token_scopes` is answered **202**: its secret comes
+    with a consent request, and it is refused until its user approves that request with
+    another credential (`POST /api/v1/consents/{id}/approve`)."""
+    created = await gateway.tokens.issue(who, body)
+    await gateway.consents.check_new_token(who, created)  # 202 if held for consent
+    return created
 
 
 @router.get("", summary="List tokens (never their secrets)", responses=responses(401, 403))

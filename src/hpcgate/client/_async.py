@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from hpcgate.client._base import BaseClient, Call, Retry
+from hpcgate.client._base import BaseClient, Call, Retry, held_for_consent
 from hpcgate.client._errors import GatewayUnreachable, LoginFailed
 from hpcgate.client._oidc import due, refresh_async
 
@@ -100,7 +100,7 @@ class AsyncCore(BaseClient):
                 pause = None if content is not None else self.retry.delay(attempt, call, response)
                 if response.is_success or pause is None:
                     try:
-                        if not response.is_success:
+                        if not response.is_success or held_for_consent(response):
                             await response.aread()
                             self._check(response, call)
                         yield response

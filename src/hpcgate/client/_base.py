@@ -20,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 from hpcgate import __version__
 from hpcgate.client._errors import NotConfigured, WaitTimeout, from_problem
 from hpcgate.client._profile import OidcLogin, Profile, load, renew, resolve
+from hpcgate.model.consents import CONSENT_HEADER, ConsentAnswer, ConsentPending
 from hpcgate.model.errors import PROBLEM_BASE, HpcgateError
 
 T = TypeVar("T")
@@ -233,8 +234,11 @@ class BaseClient:
 
     @staticmethod
     def _check(response: httpx.Response, call: Call | None = None) -> None:
-        """Raise the problem an error answer carries; nothing for a success, nor for a
-        service's own answer to a proxied ``call``. The body must have been read."""
+        """Raise the problem an error answer carries, ConsentPending for a request held
+        for its user's consent; nothing for a success, nor for a service's own answer to a
+        proxied ``call``. The body must have been read."""
+        if held_for_consent(response) and not (call is not None and call.proxied):
+            raise ConsentPending(ConsentAnswer.model_validate_json(response.content))
         if response.is_success or response.status_code == 304:
             return
         if call is not None and call.proxied and not gateways_own(response):
@@ -247,6 +251,11 @@ class BaseClient:
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             return kind.model_validate_json(response.content)
         return TypeAdapter(kind).validate_json(response.content)
+
+
+def held_for_consent(response: httpx.Response) -> bool:
+    """Whether the answer says the request was held for its user's consent."""
+    return response.status_code == 202 and CONSENT_HEADER in response.headers
 
 
 def _error_of(response: httpx.Response) -> HpcgateError:

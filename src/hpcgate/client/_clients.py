@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hpcgate.client._consents import AsyncConsents, SyncConsents
 from hpcgate.client._functions import AsyncFunctionMethods, SyncFunctionMethods
 from hpcgate.client._jobs import AsyncJobs, SyncJobs
 from hpcgate.client._services import AsyncServiceMethods, SyncServiceMethods
@@ -18,6 +19,7 @@ class Client(
     SyncTransfers,
     SyncTasks,
     SyncTokens,
+    SyncConsents,
     SyncServiceMethods,
     SyncFunctionMethods,
     SyncUsage,
@@ -42,6 +44,7 @@ class AsyncClient(
     AsyncTransfers,
     AsyncTasks,
     AsyncTokens,
+    AsyncConsents,
     AsyncServiceMethods,
     AsyncFunctionMethods,
     AsyncUsage,

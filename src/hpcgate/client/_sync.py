@@ -11,7 +11,7 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from hpcgate.client._base import BaseClient, Call, Retry
+from hpcgate.client._base import BaseClient, Call, Retry, held_for_consent
 from hpcgate.client._errors import GatewayUnreachable, LoginFailed
 from hpcgate.client._oidc import due, refresh
 
@@ -105,7 +105,7 @@ class SyncCore(BaseClient):
                 pause = None if content is not None else self.retry.delay(attempt, call, response)
                 if response.is_success or pause is None:
                     try:
-                        if not response.is_success:
+                        if not response.is_success or held_for_consent(response):
                             response.read()
                             self._check(response, call)
                         yield response

@@ -271,3 +271,27 @@ class AuditRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     address: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(64))
+
+
+class ConsentRow(Base):
+    """One consent request (see :mod:`hpcgate.consent`): the credential it holds until its
+    user decides, who asked, and the decision."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # The token id held: a new hpcgate token's, or a provider's token's (oidc:...); unique,
+    # so two first requests of one token cannot open two requests.
+    credential: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(255))
+    client: Mapped[str | None] = mapped_column(String(256))
+    asker_user: Mapped[str] = mapped_column(String(128))
+    asker_token: Mapped[str] = mapped_column(String(64))
+    asker_client: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16))  # pending, approved, denied
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(64))  # the deciding token's id

@@ -17,7 +17,17 @@ from typing import Annotated
 import typer
 
 from hpcgate import __version__
-from hpcgate.usercli import files, functions, jobs, login, services, systems, tasks, usage
+from hpcgate.usercli import (
+    consent,
+    files,
+    functions,
+    jobs,
+    login,
+    services,
+    systems,
+    tasks,
+    usage,
+)
 from hpcgate.usercli.common import EXIT_CODES
 
 PANEL = "Use a gateway (as a user)"
@@ -28,7 +38,7 @@ def register(app: typer.Typer) -> None:
     """Add the user commands to the ``hpcgate`` app."""
     for command in (login.login, login.logout, systems.systems, usage.usage):
         app.command(epilog=EXIT_CODES, rich_help_panel=PANEL)(command)
-    for noun in (jobs, files, tasks, services, functions):
+    for noun in (jobs, files, tasks, services, functions, consent):
         app.add_typer(noun.app, name=noun.__name__.rsplit(".", 1)[1], rich_help_panel=PANEL)
 
 

@@ -1,0 +1,77 @@
+"""Consent requests that nobody decides lapse, on a real SQLite store, with the service's
+clock moved on rather than waited for: a lapsed request holds its credential refused,
+decides nothing, and counts no longer against its user's waiting requests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from hpcgate.config import ConsentConfig
+from hpcgate.consent import Consents
+from hpcgate.model.consents import ConsentPending, ConsentState
+from hpcgate.model.errors import Forbidden, Gone
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal
+from hpcgate.store.consents import ConsentStore
+from hpcgate.store.db import Database
+
+START = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+PORTAL = Principal("alice", DEFAULT_SCOPES, "oidc:0123456789abcdef", client="portal")
+LOGIN = Principal("alice", DEFAULT_SCOPES, "0123456789ab")
+
+
+class Clock:
+    """The service's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _no_parent(token_id: str) -> str | None:
+    return None
+
+
+async def _no_revoke(token_id: str) -> None:
+    raise AssertionError("nothing here is a token of hpcgate's")
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db")
+    await db.start()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def test_an_undecided_request_lapses_and_its_credential_stays_refused(
+    database: Database,
+) -> None:
+    clock = Clock()
+    config = ConsentConfig(clients=["portal"], pending_seconds=60, pending_per_user=1)
+    consents = Consents(ConsentStore(database), config, _no_parent, _no_revoke, 0, clock)
+    with pytest.raises(ConsentPending) as held:
+        await consents.admit(PORTAL)
+    consent = held.value.answer.consent
+    assert consent.expires_at == START + timedelta(seconds=60)
+    with pytest.raises(ConsentPending):  # the same request again, not a second one
+        await consents.admit(PORTAL)
+    assert [c.id for c in await consents.list(LOGIN, ConsentState.PENDING, 10)] == [consent.id]
+    clock.now = START + timedelta(seconds=61)
+    with pytest.raises(Forbidden, match="lapsed"):
+        await consents.admit(PORTAL)
+    with pytest.raises(Gone):
+        await consents.decide(LOGIN, consent.id, approve=True)
+    lapsed = await consents.list(LOGIN, ConsentState.LAPSED, 10)
+    assert [(c.id, c.state) for c in lapsed] == [(consent.id, ConsentState.LAPSED)]
+    assert await consents.list(LOGIN, ConsentState.PENDING, 10) == []
+    other = Principal("alice", DEFAULT_SCOPES, "oidc:fedcba9876543210", client="portal")
+    with pytest.raises(ConsentPending):  # the lapsed one no longer fills alice's one place
+        await consents.admit(other)
