@@ -84,3 +84,22 @@ def test_a_jwks_outage_keeps_the_known_keys_working(pair: tuple[IdP, GatewayProc
         assert _status(gateway, idp.client_credentials("jobs:read")) == 200  # a fresh token
     finally:
         idp.jwks_down(False)
+
+
+def test_a_stopped_provider_keeps_the_known_keys_working(
+    pair: tuple[IdP, GatewayProcess],
+) -> None:
+    """The whole provider down (discovery and keys unreachable): tokens signed with a key
+    the gateway has read keep working, those it never saw before too."""
+    idp, gateway = pair
+    seen, unseen, later = (idp.client_credentials("jobs:read") for _ in range(3))
+    assert _status(gateway, seen) == 200
+    idp.stop()
+    try:
+        assert _status(gateway, seen) == 200
+        assert _status(gateway, unseen) == 200  # verified here, with the key already read
+        time.sleep(INTERVAL)
+        assert _status(gateway, _unknown_kid(unseen)) == 401  # a refetch, which fails
+        assert _status(gateway, later) == 200  # and the known keys were kept
+    finally:
+        idp.start()

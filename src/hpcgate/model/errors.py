@@ -5,6 +5,8 @@ HTTP status and its RFC 9457 problem ``type`` slug, so the API layer renders any
 ``application/problem+json`` without a table of special cases::
 
     HpcgateError                      500  internal
+    ├── ConsentPending                202  consent-pending (model/consents.py: held for
+    │                                      its user's consent, answered as the request)
     ├── BadRequest                    400  bad-request
     │   ├── Invalid                   422  invalid
     │   ├── UnsupportedField          422  unsupported-field
