@@ -95,3 +95,12 @@ def test_each_new_token_of_the_client_asks_again_and_none_decides_for_another(
         assert alice.post(f"{CONSENTS}/{other['id']}/deny").json()["state"] == "denied"
         assert second.get(JOBS).status_code == 403
         assert first.get(JOBS).status_code == 200
+
+
+def test_the_document_says_any_route_may_hold_a_request(gateway: GatewayProcess) -> None:
+    document = httpx.get(f"{gateway.url}/openapi.json").json()
+    listing = document["paths"][JOBS.replace("local", "{system}")]["get"]["responses"]
+    assert listing["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConsentAnswer"
+    }
+    assert "202" not in document["paths"]["/api/v1/health"]["get"]["responses"]

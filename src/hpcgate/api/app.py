@@ -79,6 +79,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     problems.install(app)
     openapi.install(app, openapi_errors.declare)
     security.install(app, settings.auth.oidc)
+    consents.install(app, settings.consent)
     docs.install(app)
     routers = (
         agent.router,

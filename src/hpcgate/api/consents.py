@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, FastAPI, Path, Query
 
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.problems import PROBLEM_JSON, Problem, responses
+from hpcgate.config import ConsentConfig
 from hpcgate.consent import LIST_MAX
 from hpcgate.model.consents import CONSENT_ID_PATTERN, ConsentAnswer, ConsentRequest, ConsentState
 
@@ -87,3 +88,32 @@ async def approve_consent(
 )
 async def deny_consent(who: Caller, gateway: GatewayDep, consent_id: ConsentId) -> ConsentRequest:
     return await gateway.consents.decide(who, consent_id, approve=False)
+
+
+def install(app: FastAPI, config: ConsentConfig) -> None:
+    """With marked ``clients``, any route a token may call can answer 202 (a marked client's
+    token waiting for its user): declare it on each, once, when the document is built."""
+    if not config.clients:
+        return
+    build = app.openapi
+
+    def document() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = build()
+        if fresh:
+            _declare_held(schema)
+        return schema
+
+    app.openapi = document  # type: ignore[method-assign]
+
+
+def _declare_held(schema: dict[str, Any]) -> None:
+    answer = {"$ref": "#/components/schemas/ConsentAnswer"}
+    held = {
+        "description": HELD[202]["description"],
+        "content": {"application/json": {"schema": answer}},
+    }
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if operation.get("security"):
+                operation.setdefault("responses", {}).setdefault("202", held)
