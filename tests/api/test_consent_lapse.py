@@ -1,9 +1,12 @@
-"""Consent requests that nobody decides lapse, on a real SQLite store, with the service's
-clock moved on rather than waited for: a lapsed request holds its credential refused,
-decides nothing, and counts no longer against its user's waiting requests."""
+"""Consent requests on a real store (SQLite, and PostgreSQL where the suite has one), with the
+service's clock moved on rather than waited for: a request nobody decides lapses, holds its
+credential refused, decides nothing, and counts no longer against its user's waiting
+requests; two first requests of one credential at once open one request."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +20,7 @@ from hpcgate.model.errors import Forbidden, Gone
 from hpcgate.model.principal import DEFAULT_SCOPES, Principal
 from hpcgate.store.consents import ConsentStore
 from hpcgate.store.db import Database
+from tests.api.test_postgres import _create_database, _postgres_url
 
 START = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 PORTAL = Principal("alice", DEFAULT_SCOPES, "oidc:0123456789abcdef", client="portal")
@@ -41,9 +45,14 @@ async def _no_revoke(token_id: str) -> None:
     raise AssertionError("nothing here is a token of hpcgate's")
 
 
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db"
+    if request.param == "postgres":
+        server, name = _postgres_url(), f"hpcgate_{uuid.uuid4().hex[:8]}"
+        await asyncio.to_thread(_create_database, server, name)
+        url = f"{server.rsplit('/', 1)[0]}/{name}"
+    db = Database(url)
     await db.start()
     try:
         yield db
@@ -75,3 +84,15 @@ async def test_an_undecided_request_lapses_and_its_credential_stays_refused(
     other = Principal("alice", DEFAULT_SCOPES, "oidc:fedcba9876543210", client="portal")
     with pytest.raises(ConsentPending):  # the lapsed one no longer fills alice's one place
         await consents.admit(other)
+
+
+async def test_two_first_requests_at_once_open_one_consent_request(database: Database) -> None:
+    config = ConsentConfig(clients=["portal"])
+    consents = Consents(ConsentStore(database), config, _no_parent, _no_revoke, 0)
+    answers = await asyncio.gather(
+        *(consents.admit(PORTAL) for _ in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(answer, ConsentPending) for answer in answers), answers
+    ids = {answer.answer.consent.id for answer in answers if isinstance(answer, ConsentPending)}
+    assert len(ids) == 1
+    assert len(await consents.list(LOGIN, None, 10)) == 1
