@@ -9,8 +9,9 @@ nothing is done. Undecided past ``pending_seconds``, a request lapses: the crede
 refused. A denied token is revoked.
 
 Only the user decides, and never with the credential that asked, the credential held, a
-token issued from the asking one (its asker could mint it), an API key, or a credential of
-a marked client (its holder is the party being checked). A decision is final; the same one
+token issued from the asking one (its asker could mint it), another token of the OAuth
+client that asked (it could fetch one), an API key, or a credential of a marked client (its
+holder is the party being checked). A decision is final; the same one
 again is answered as the first (idempotent).
 
 Which credentials are held is cached by token id for ``cache_seconds`` (one dictionary
@@ -255,10 +256,10 @@ class Consents:
         who.unrestricted()  # an API key decides nothing
         if who.token_id in (row.credential, row.asker_token):
             raise Forbidden("a credential cannot decide the consent request it asked for")
-        if who.client is not None and who.client in self._marked_clients:
+        if who.client is not None and who.client in (row.asker_client, *self._marked_clients):
             raise Forbidden(
-                f"a credential of the client {who.client!r}, itself held for consent, decides"
-                " no consent request: use your own"
+                f"a credential of the client {who.client!r} (the one that asked, or one held for"
+                " consent) decides no consent request: use your own"
             )
         if await self._descends(who.token_id, row.asker_token):
             raise Forbidden(

@@ -17,7 +17,8 @@ from hpcgate.config import ConsentConfig
 from hpcgate.consent import Consents
 from hpcgate.model.consents import ConsentPending, ConsentState
 from hpcgate.model.errors import Forbidden, Gone
-from hpcgate.model.principal import DEFAULT_SCOPES, Principal
+from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
+from hpcgate.model.tokens import CreatedToken
 from hpcgate.store.consents import ConsentStore
 from hpcgate.store.db import Database
 from tests.api.test_postgres import _create_database, _postgres_url
@@ -96,3 +97,28 @@ async def test_two_first_requests_at_once_open_one_consent_request(database: Dat
     ids = {answer.answer.consent.id for answer in answers if isinstance(answer, ConsentPending)}
     assert len(ids) == 1
     assert len(await consents.list(LOGIN, None, 10)) == 1
+
+
+async def test_another_token_of_the_client_that_asked_decides_nothing(database: Database) -> None:
+    """A portal whose tokens map to alice could fetch a fresh one (no descendant of the one
+    that asked): it still may not approve what its client asked for."""
+    asker = Principal("alice", DEFAULT_SCOPES, "oidc:1111111111111111", client="webportal")
+    made = CreatedToken(
+        id="aaaaaaaaaaaa",
+        user="alice",
+        scopes=[Scope.FILES_WRITE],
+        description="",
+        created_at=START,
+        expires_at=None,
+        revoked_at=None,
+        token="hpcg_x",
+    )
+    held = ConsentConfig(token_scopes=[Scope.FILES_WRITE])
+    consents = Consents(ConsentStore(database), held, _no_parent, _no_revoke, 0)
+    with pytest.raises(ConsentPending) as pending:
+        await consents.check_new_token(asker, made)
+    fresh = Principal("alice", DEFAULT_SCOPES, "oidc:2222222222222222", client="webportal")
+    with pytest.raises(Forbidden, match="webportal"):
+        await consents.decide(fresh, pending.value.answer.consent.id, approve=True)
+    decided = await consents.decide(LOGIN, pending.value.answer.consent.id, approve=True)
+    assert decided.state is ConsentState.APPROVED

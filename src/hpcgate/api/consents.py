@@ -43,8 +43,9 @@ _DECIDE = {
 }
 _DECISION = (
     " Only the request's user decides, and not with the credential that asked, the"
-    " credential held, a token issued from the asking one, an API key, or a token of a client"
-    " held for consent (403): with another credential of theirs, e.g. their own login."
+    " credential held, a token issued from the asking one, another token of the OAuth client"
+    " that asked, an API key, or a token of a client held for consent (403): with another"
+    " credential of theirs, e.g. their own login."
     " The same decision again answers as the first did; the other one is a 409."
 )
 
