@@ -312,6 +312,8 @@ class ServiceLimits(BaseModel):
 USER_PER_MINUTE_MAX = 1_000_000
 #: Streams a user's limit allows at once at most.
 STREAMS_MAX = 100_000
+#: The longest a user's requests-per-minute window may be made, in seconds.
+USER_WINDOW_MAX = 3600
 UNLIMITED = "unlimited"
 UserKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")]
 
@@ -387,6 +389,14 @@ class RateLimitsConfig(UserRateLimits):
 
     users: dict[UserKey, UserRateLimits] = Field(
         default_factory=dict, description="Per-user overrides, by hpcgate user name"
+    )
+    window_seconds: int = Field(
+        60,
+        ge=1,
+        le=USER_WINDOW_MAX,
+        description="The length of the window a user's requests_per_minute counts in, in"
+        " seconds (every user's; an API key's and a function's stay a minute): 60 unless"
+        " a test wants its window to turn sooner",
     )
     _resolved: dict[str, Allowance] = PrivateAttr(default_factory=dict)
     _default: Allowance = PrivateAttr(default_factory=Allowance)

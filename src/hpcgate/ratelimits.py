@@ -9,8 +9,10 @@ on every route and with a limit that may be far higher, are counted by a sliding
 counter of this module's (:class:`_Window`: two counts, whatever the limit, and a few
 operations per request, where the library's costs tens of microseconds): its window turns
 at each whole minute, the previous minute's count weighing as much as that minute still
-overlaps the last 60 s. The counts live in this process only: two gateways on one database
-each allow their full rate, and a restarted gateway starts counting afresh.
+overlaps the last 60 s (``window_seconds`` makes that window shorter or longer: every
+"minute" of this paragraph is then that many seconds). The counts live in this process
+only: two gateways on one database each allow their full rate, and a restarted gateway
+starts counting afresh.
 
 What a limit says to a client goes in the fields of the IETF draft "RateLimit header fields
 for HTTP" (draft-ietf-httpapi-ratelimit-headers-11, the current one): ``RateLimit-Policy``
@@ -98,27 +100,31 @@ def _counted(
 
 
 class _Window:
-    """One user's requests: this minute's and the previous minute's."""
+    """One user's requests: this minute's and the previous minute's (a "minute" is
+    ``length`` seconds: the ``window_seconds`` of ``[rate_limits]``)."""
 
-    __slots__ = ("current", "minute", "previous")
+    __slots__ = ("current", "length", "minute", "previous")
 
-    def __init__(self, minute: int) -> None:
+    def __init__(self, minute: int, length: int = 60) -> None:
         self.minute, self.current, self.previous = minute, 0, 0
+        self.length = length
 
     def hit(self, allowed: int, now: float, take: bool = True) -> tuple[bool, Quota]:
         """Count one request if the weighted count leaves room for it (``take``: else only
         say whether there is room); whether there was."""
-        minute, into = divmod(now, 60.0)
+        length = float(self.length)
+        minute, into = divmod(now, length)
         if minute != self.minute:
             recent = minute - self.minute == 1
             self.previous, self.current = (self.current if recent else 0), 0
             self.minute = int(minute)
-        weighted = math.floor(self.previous * (60.0 - into) / 60.0) + self.current
-        reset = max(1, math.ceil(60.0 - into))
+        weighted = math.floor(self.previous * (length - into) / length) + self.current
+        reset = max(1, math.ceil(length - into))
         if weighted + 1 > allowed:
-            return False, Quota(USER_PER_MINUTE, allowed, 0, reset)
+            return False, Quota(USER_PER_MINUTE, allowed, 0, reset, self.length)
         self.current += take
-        return True, Quota(USER_PER_MINUTE, allowed, allowed - weighted - 1, reset)
+        left = allowed - weighted - 1
+        return True, Quota(USER_PER_MINUTE, allowed, left, reset, self.length)
 
 
 class RateLimits:
@@ -130,6 +136,7 @@ class RateLimits:
         # plain dicts, read on every request (a pydantic model's private attributes are slow)
         self._users = {name: config.of(name) for name in config.users}
         self._default = config.defaults
+        self._length = config.window_seconds  # of a user's requests-per-minute window
         self._moving = MovingWindowRateLimiter(MemoryStorage())
         self._windows: dict[str, _Window] = {}
         self._streams: Counter[str] = Counter()  # streams each user holds now
@@ -149,10 +156,12 @@ class RateLimits:
             now = time.time()
             window = self._windows.get(who.user)
             if window is None:
-                window = self._windows[who.user] = _Window(int(now // 60))
+                length = self._length
+                window = self._windows[who.user] = _Window(int(now // length), length)
             room, quota = window.hit(per_user, now, take=False)
             if not room:
-                raise _late(quota, f"user {who.user!r} may make {per_user} requests a minute")
+                detail = f"user {who.user!r} may make {per_user} requests {_per(window.length)}"
+                raise _late(quota, detail)
         if who.restriction is not None and (allowed := who.restriction.per_minute) is not None:
             taken, quota = _counted(self._moving, PER_MINUTE, allowed, who.token_id)
             if not taken:
@@ -192,6 +201,11 @@ class RateLimits:
     def streams(self, user: str) -> int:
         """How many streams ``user`` holds now."""
         return self._streams[user]
+
+
+def _per(seconds: int) -> str:
+    """How a window of ``seconds`` reads after "N requests"."""
+    return "a minute" if seconds == 60 else f"in {seconds} s"
 
 
 def _late(quota: Quota, detail: str) -> RateLimited:

@@ -27,6 +27,8 @@ from tests.support.services import (
     wait_replicas,
 )
 
+#: The length of the users' requests-per-minute window here, in seconds.
+WINDOW = 5
 CONFIG = f"""
 service_interval = 0.2
 service_wait_seconds = 30
@@ -48,6 +50,7 @@ ready_timeout = 30
 
 [rate_limits]
 requests_per_minute = 1000
+window_seconds = {WINDOW}  # a "minute" that turns while the test waits
 
 [rate_limits.users.carol]
 requests_per_minute = 3
@@ -91,33 +94,32 @@ def fields(answer: httpx.Response) -> tuple[str, str]:
     return answer.headers["ratelimit-policy"], answer.headers["ratelimit"]
 
 
-def _past_a_minute_turn() -> None:
-    """A user's window turns at each whole minute: start a count well inside one."""
-    second = datetime.now(UTC).second
-    if second >= 55:
-        time.sleep(61 - second)
+def _just_past_a_turn() -> None:
+    """A user's window turns at each whole multiple of WINDOW seconds since the epoch:
+    start a count just after one, with the whole window ahead of it."""
+    time.sleep(WINDOW - time.time() % WINDOW + 0.05)
 
 
 def test_a_user_past_its_requests_per_minute_is_refused_until_the_window_turns(
     carol: httpx.Client, bob: httpx.Client
 ) -> None:
-    _past_a_minute_turn()
+    _just_past_a_turn()
     for left in (2, 1, 0):
         answer = carol.get(SYSTEMS)
         assert answer.status_code == 200, answer.text
         policy, rest = fields(answer)
-        assert policy == '"user-per-minute";q=3;w=60'
+        assert policy == f'"user-per-minute";q=3;w={WINDOW}'
         assert re.fullmatch(rf'"user-per-minute";r={left};t=\d+', rest), rest
     refused = carol.get(SYSTEMS)
     assert refused.status_code == 429
     assert refused.headers["content-type"] == "application/problem+json"
-    assert "3 requests a minute" in refused.json()["detail"]
+    assert f"3 requests in {WINDOW} s" in refused.json()["detail"]
     retry = int(refused.headers["retry-after"])
     policy, rest = fields(refused)
-    assert policy == '"user-per-minute";q=3;w=60'
-    assert rest == f'"user-per-minute";r=0;t={retry}' and 1 <= retry <= 60
+    assert policy == f'"user-per-minute";q=3;w={WINDOW}'
+    assert rest == f'"user-per-minute";r=0;t={retry}' and 1 <= retry <= WINDOW
     mine = bob.get(SYSTEMS)  # another user: the default, untouched by carol's
-    assert mine.status_code == 200 and fields(mine)[0] == '"user-per-minute";q=1000;w=60'
+    assert mine.status_code == 200 and fields(mine)[0] == f'"user-per-minute";q=1000;w={WINDOW}'
     with httpx.Client(base_url=str(carol.base_url)) as anyone:  # no token: nothing counted
         health = anyone.get("/api/v1/health")
         assert health.status_code == 200 and "ratelimit" not in health.headers

@@ -66,3 +66,29 @@ def test_a_request_its_key_refuses_does_not_count_for_its_user() -> None:
     with pytest.raises(RateLimited):
         limits.admit(key)  # the key's one request of the minute is spent
     assert limits.admit(token)[0].remaining == 0  # the user's second, not its third
+
+
+def test_a_shorter_window_turns_and_weighs_by_its_own_length() -> None:
+    window = _Window(int(at(0.0) // 5), 5)
+    assert [window.hit(4, at(1.0))[0] for _ in range(5)] == [True] * 4 + [False]
+    assert window.hit(4, at(1.0), take=False)[1] == Quota(USER_PER_MINUTE, 4, 0, 4, 5)
+    # 1 s into the next 5 s, the last window's 4 weigh 4 * 4/5 = 3.2, so 3: room for 1
+    assert window.hit(4, at(6.0)) == (True, Quota(USER_PER_MINUTE, 4, 0, 4, 5))
+    assert not window.hit(4, at(6.0))[0]
+    assert Quota(USER_PER_MINUTE, 4, 0, 4, 5).policy_item() == '"user-per-minute";q=4;w=5'
+
+
+def test_the_window_length_is_bounded_and_a_refusal_names_it() -> None:
+    for bad in (0, 3601, "5s"):
+        with pytest.raises(ValueError, match="window_seconds"):
+            RateLimitsConfig.model_validate({"window_seconds": bad})
+    limits = RateLimits(RateLimitsConfig(requests_per_minute=1, window_seconds=7))
+    ann = Principal("ann", DEFAULT_SCOPES, "t1")
+    assert limits.admit(ann)[0].window == 7
+    refusals = []
+    for _ in range(3):  # a turn between two of them lets one more in, never two
+        try:
+            limits.admit(ann)
+        except RateLimited as refused:
+            refusals.append(refused.detail)
+    assert refusals and "1 requests in 7 s" in refusals[0]

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
-from tests.support.slurm import CONFIG, ensure_cluster
+from tests.support.jobs import submit
+from tests.support.slurm import CONFIG, SYSTEM, ensure_cluster
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +37,21 @@ def slurm_gateway(
 
 alice = user_client("alice", "slurm_gateway", scope="session")
 bob = user_client("bob", "slurm_gateway", scope="session")
+
+
+@pytest.fixture(scope="session")
+def timeout_job(alice: httpx.Client) -> Iterator[dict[str, Any]]:
+    """A job of Slurm's shortest time limit (a minute) that sleeps longer: slurmctld's
+    check, every 30 s, ends it TIMEOUT 60-90 s after its start. test_slurm_jobs's
+    test_timeout reads that end; the job is submitted as the tier starts, so that the
+    tier's other tests run while it waits."""
+    job = submit(alice, SYSTEM, script="#!/bin/bash\nsleep 600\n", name="too-long", time_limit=60)
+    yield job
+    alice.delete(f"/api/v1/systems/{SYSTEM}/jobs/{job['id']}")  # ended already, normally
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _timeout_job_early(request: pytest.FixtureRequest) -> None:
+    """Starts ``timeout_job`` with the tier's first test (where the gateway can run)."""
+    if os.geteuid() == 0:
+        request.getfixturevalue("timeout_job")

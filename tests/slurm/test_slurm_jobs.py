@@ -8,7 +8,6 @@ import pwd
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.support.jobs import ended, submit, wait_for_job
 from tests.support.slurm import SYSTEM
@@ -25,13 +24,7 @@ def finish(client: httpx.Client, job: dict[str, Any], timeout: float = 60) -> di
     return wait_for_job(client, job["id"], ended, system=SYSTEM, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def timeout_job(alice: httpx.Client) -> dict[str, Any]:
-    """A one-minute job that sleeps longer: submitted early, since Slurm takes 70-90 s."""
-    return run(alice, "sleep 600", name="too-long", time_limit=60)
-
-
-def test_hello_runs_as_alice_in_her_home(alice: httpx.Client, timeout_job: dict[str, Any]) -> None:
+def test_hello_runs_as_alice_in_her_home(alice: httpx.Client) -> None:
     job = finish(alice, run(alice, "id -un; pwd; echo $GREETING", environment={"GREETING": "hi"}))
     assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
     assert job["working_directory"] == "/home/alice"
@@ -173,6 +166,7 @@ def test_output_follow_streams_until_the_end(alice: httpx.Client) -> None:
 
 
 def test_timeout(alice: httpx.Client, timeout_job: dict[str, Any]) -> None:
+    """The job of the tier's conftest (started with the tier's first test) ends TIMEOUT."""
     job = finish(alice, timeout_job, timeout=240)
     assert job["state"] == "TIMEOUT"
     assert job["time_limit"] == 60
