@@ -191,8 +191,8 @@ class OpenAIRoutes:
         except HpcgateError as exc:
             labels.count(exc.status)
             raise
-        labels.wait.observe(time.monotonic() - waited)
-        return await self._forward(who, endpoint, call, headers, model, route, labels)
+        wait = time.monotonic() - waited  # observed with the rest, once the answer is done
+        return await self._forward(who, endpoint, call, headers, model, route, labels, wait)
 
     async def _forward(
         self,
@@ -203,6 +203,7 @@ class OpenAIRoutes:
         model: Model,
         route: Route,
         labels: Labels,
+        wait: float,
     ) -> Answer:
         sent = [*end_to_end(headers, _DROPPED), (b"content-length", str(len(call.body)).encode())]
         started = time.monotonic()
@@ -218,14 +219,19 @@ class OpenAIRoutes:
             )
         except HpcgateError as exc:
             labels.in_flight.dec()
-            labels.count(exc.status)
+            labels.done(exc.status, wait)
             raise
-        labels.upstream.observe(time.monotonic() - started)
-        labels.count(answer.status)
-        return self._metered(who, call, model, labels, answer)
+        timing = _Timing(answer.status, wait, time.monotonic() - started)
+        return self._metered(who, call, model, labels, answer, timing)
 
     def _metered(
-        self, who: Principal, call: Call, model: Model, labels: Labels, answer: Answer
+        self,
+        who: Principal,
+        call: Call,
+        model: Model,
+        labels: Labels,
+        answer: Answer,
+        timing: _Timing,
     ) -> Answer:
         streamed = any(n.lower() == b"content-type" and SSE in v for n, v in answer.headers)
         meter = StreamMeter(call.asked_usage) if streamed else WholeMeter()
@@ -233,7 +239,7 @@ class OpenAIRoutes:
         if streamed and call.asked_usage:  # events may be dropped: the length is unknown
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         entry = _Entry(who.user, model, call.model, ok=200 <= answer.status < 300)
-        body = self._through(answer.body, meter, entry, labels)
+        body = self._through(answer.body, meter, entry, labels, timing)
         return Answer(answer.status, headers, body)
 
     async def _through(
@@ -242,8 +248,11 @@ class OpenAIRoutes:
         meter: StreamMeter | WholeMeter,
         entry: _Entry,
         labels: Labels,
+        timing: _Timing,
     ) -> AsyncGenerator[bytes, None]:
-        """The replica's body, metered; closing it closes the replica's."""
+        """The replica's body, metered; closing it closes the replica's. What the metrics
+        and the ledger are told waits for the end (none of it is on the way to the first
+        byte)."""
         try:
             async for chunk in body:
                 passed = meter.feed(chunk)
@@ -253,6 +262,7 @@ class OpenAIRoutes:
                 yield rest
         finally:
             labels.in_flight.dec()
+            labels.done(timing.status, timing.wait, timing.upstream)
             tokens = meter.tokens if entry.ok else None
             self.ledger.record(entry.done(tokens))
             if tokens is not None:
@@ -290,6 +300,15 @@ class Labels:
     def _completion(self) -> Counter:
         return metrics.TOKENS.labels(self.service, self.model, "completion")
 
+    def done(self, status: int, wait: float | None = None, upstream: float | None = None) -> None:
+        """A request answered ``status``, after waiting ``wait`` seconds for a replica (None:
+        none came) and ``upstream`` for its answer's head (None: none came)."""
+        if wait is not None:
+            self.wait.observe(wait)
+        if upstream is not None:
+            self.upstream.observe(upstream)
+        self.count(status)
+
     def count(self, status: int) -> None:
         counter = self._requests.get(status)
         if counter is None:
@@ -312,6 +331,13 @@ def labels_of(model: Model) -> Labels:
 @functools.lru_cache(maxsize=1024)  # labels are bounded: every user's service is one
 def _labels(service: str, model: str) -> Labels:
     return Labels(service, model)
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    status: int
+    wait: float
+    upstream: float
 
 
 @dataclass(frozen=True, slots=True)
