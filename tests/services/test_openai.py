@@ -379,8 +379,10 @@ def test_a_users_own_service_answers_its_model_and_its_errors_pass_as_they_are(
 ) -> None:
     """The test backend answers 404 (text) to /v1/chat/completions: the backend's own
     answer comes back as it sent it; with no replica within the wait, OpenAI's 503 with
-    Retry-After."""
+    Retry-After. The models follow the services' writes (the routing is kept between
+    them): one created is listed, one deleted is not found."""
     auth = {"Authorization": f"Bearer {tokens['alice']}"}
+    assert "own-model" not in {m.id for m in alice.models.list()}  # the routing now kept
     spec = {"system": "local", "script": backend_script(), "models": ["mine"]}
     for name, high in (("own", 1), ("cold", 0)):
         body = {**spec, "name": name, "max_replicas": high, "min_replicas": high}
@@ -408,6 +410,11 @@ def test_a_users_own_service_answers_its_model_and_its_errors_pass_as_they_are(
     assert cold.status_code == 503 and int(cold.headers["retry-after"]) > 0
     assert cold.json()["error"]["type"] == "server_error"
     assert cold.json()["error"]["code"] == "no-replica"
+    deleted = httpx.delete(f"{gateway.url}{SERVICES}/cold", headers=auth)
+    assert deleted.status_code in (200, 202, 204), deleted.text
+    gone = httpx.post(url, json={"model": "cold-model", "prompt": "x"}, headers=auth)
+    assert gone.status_code == 404, gone.text
+    assert gone.json()["error"]["code"] == "model_not_found"
 
 
 def test_a_backend_that_breaks_or_hangs_is_a_502_or_504_in_openai_format(

@@ -4,11 +4,14 @@ the proxy (same waiting, least in-flight routing and failures as any proxied req
 the answer comes back as the replica sent it, its ``usage`` counted on the way.
 
 A caller's own service shadows a declared one that names the same model; among several of
-the same kind, the first by name serves it.
+the same kind, the first by name serves it. Which service serves which model is worked out
+once per user (and admin or not) and kept until the service store's next write, as the
+catalogue keeps the rows: a call finds its model with one lookup.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -18,9 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from prometheus_client import Counter, Gauge, Histogram
+
 from hpcgate.clock import utcnow
 from hpcgate.model.errors import BadRequest, HpcgateError, NotFound
-from hpcgate.model.principal import Principal
+from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.services import ServiceSpec
 from hpcgate.model.usage import Tokens, UsageEntry
 from hpcgate.services import metrics
@@ -40,6 +45,8 @@ NAME_SHOWN = 128  # of a model name that names none, in the error message
 _DROPPED = frozenset({b"content-length", b"accept-encoding"})
 _ASK_USAGE = b'"stream_options":{"include_usage":true},'  # a member: the object has others
 _OPENING = re.compile(rb"[ \t\r\n]*\{")  # JSON's whitespace, then the object's brace
+#: Routing tables kept (one per user, and admin or not): all dropped when full.
+TABLES_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,11 @@ class Usable(Protocol):
     async def usable(self, who: Principal) -> list[ServiceRow]: ...
 
     async def routed(self, row: ServiceRow) -> Route: ...
+
+    @property
+    def version(self) -> int:
+        """Changes whenever what :meth:`usable` gives may have changed."""
+        ...
 
 
 def _object(body: bytes) -> dict[str, Any]:
@@ -106,6 +118,17 @@ def _asking_usage(body: bytes, document: dict[str, Any], options: dict[str, Any]
     return json.dumps(document).encode()
 
 
+def _models(rows: list[ServiceRow]) -> dict[str, Model]:
+    found: dict[str, Model] = {}
+    for row in rows:
+        spec = _spec(row)
+        if spec is None or row.stopping:
+            continue
+        for name in spec.models:
+            found.setdefault(name, Model(name, row, spec, row.created_at))
+    return found
+
+
 def _spec(row: ServiceRow) -> ServiceSpec | None:
     try:
         return spec_of(row.spec)  # parsed once per stored text, not once per request
@@ -123,22 +146,34 @@ class OpenAIRoutes:
         self._proxy = proxy
         self.ledger = ledger
         self.quota = quota
+        self._tables: dict[tuple[str, bool], dict[str, Model]] = {}
+        self._version = -1
 
     async def models(self, who: Principal) -> list[Model]:
         """Each model once, served by the first service that names it."""
-        found: dict[str, Model] = {}
-        for row in await self._services.usable(who):
-            spec = _spec(row)
-            if spec is None or row.stopping:
-                continue
-            for name in spec.models:
-                found.setdefault(name, Model(name, row, spec, row.created_at))
-        return list(found.values())
+        return list((await self._table(who)).values())
+
+    async def _table(self, who: Principal) -> dict[str, Model]:
+        """The caller's models by name: worked out from the services it may use once per
+        store version (their rows and who may use them change only with a write)."""
+        who.require(Scope.JOBS_READ)
+        version = self._services.version
+        if version != self._version:
+            self._tables, self._version = {}, version
+        key = (who.user, who.has(Scope.ADMIN))
+        table = self._tables.get(key)
+        if table is None:
+            table = _models(await self._services.usable(who))
+            if self._services.version == version:  # else read across a write: not kept
+                if len(self._tables) >= TABLES_MAX:
+                    self._tables = {}
+                self._tables[key] = table
+        return table
 
     async def _model(self, who: Principal, name: str) -> Model:
-        for model in await self.models(who):
-            if model.id == name:
-                return model
+        model = (await self._table(who)).get(name)
+        if model is not None:
+            return model
         shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
         raise NotFound(
             f"The model '{shown}' does not exist or you do not have access to it.",
@@ -149,15 +184,15 @@ class OpenAIRoutes:
     async def call(self, who: Principal, endpoint: str, call: Call, headers: Headers) -> Answer:
         """Send the call to a ready replica of the model's service; its answer, metered."""
         model = await self._model(who, call.model)
-        labels = Labels(model)
+        labels = labels_of(model)
         waited = time.monotonic()
         try:
             route = await self._services.routed(model.service)
         except HpcgateError as exc:
             labels.count(exc.status)
             raise
-        metrics.WAIT.labels(labels.service).observe(time.monotonic() - waited)
-        return await self._forward(who, endpoint, call, headers, model, route, labels)
+        wait = time.monotonic() - waited  # observed with the rest, once the answer is done
+        return await self._forward(who, endpoint, call, headers, model, route, labels, wait)
 
     async def _forward(
         self,
@@ -168,10 +203,11 @@ class OpenAIRoutes:
         model: Model,
         route: Route,
         labels: Labels,
+        wait: float,
     ) -> Answer:
         sent = [*end_to_end(headers, _DROPPED), (b"content-length", str(len(call.body)).encode())]
         started = time.monotonic()
-        metrics.IN_FLIGHT.labels(labels.service).inc()
+        labels.in_flight.inc()
         try:
             answer = await self._proxy.forward(
                 route,
@@ -182,15 +218,20 @@ class OpenAIRoutes:
                 float(model.spec.request_timeout),
             )
         except HpcgateError as exc:
-            metrics.IN_FLIGHT.labels(labels.service).dec()
-            labels.count(exc.status)
+            labels.in_flight.dec()
+            labels.done(exc.status, wait)
             raise
-        metrics.UPSTREAM.labels(labels.service).observe(time.monotonic() - started)
-        labels.count(answer.status)
-        return self._metered(who, call, model, labels, answer)
+        timing = _Timing(answer.status, wait, time.monotonic() - started)
+        return self._metered(who, call, model, labels, answer, timing)
 
     def _metered(
-        self, who: Principal, call: Call, model: Model, labels: Labels, answer: Answer
+        self,
+        who: Principal,
+        call: Call,
+        model: Model,
+        labels: Labels,
+        answer: Answer,
+        timing: _Timing,
     ) -> Answer:
         streamed = any(n.lower() == b"content-type" and SSE in v for n, v in answer.headers)
         meter = StreamMeter(call.asked_usage) if streamed else WholeMeter()
@@ -198,7 +239,7 @@ class OpenAIRoutes:
         if streamed and call.asked_usage:  # events may be dropped: the length is unknown
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         entry = _Entry(who.user, model, call.model, ok=200 <= answer.status < 300)
-        body = self._through(answer.body, meter, entry, labels)
+        body = self._through(answer.body, meter, entry, labels, timing)
         return Answer(answer.status, headers, body)
 
     async def _through(
@@ -207,8 +248,11 @@ class OpenAIRoutes:
         meter: StreamMeter | WholeMeter,
         entry: _Entry,
         labels: Labels,
+        timing: _Timing,
     ) -> AsyncGenerator[bytes, None]:
-        """The replica's body, metered; closing it closes the replica's."""
+        """The replica's body, metered; closing it closes the replica's. What the metrics
+        and the ledger are told waits for the end (none of it is on the way to the first
+        byte)."""
         try:
             async for chunk in body:
                 passed = meter.feed(chunk)
@@ -217,7 +261,8 @@ class OpenAIRoutes:
             if rest := meter.finish():
                 yield rest
         finally:
-            metrics.IN_FLIGHT.labels(labels.service).dec()
+            labels.in_flight.dec()
+            labels.done(timing.status, timing.wait, timing.upstream)
             tokens = meter.tokens if entry.ok else None
             self.ledger.record(entry.done(tokens))
             if tokens is not None:
@@ -228,19 +273,71 @@ class OpenAIRoutes:
 
 
 class Labels:
-    """The metrics' labels of one call (bounded: see :mod:`hpcgate.services.metrics`)."""
+    """The metrics of one service and model, each series looked up once, when first used
+    (labels are bounded: see :mod:`hpcgate.services.metrics`)."""
 
-    def __init__(self, model: Model) -> None:
-        owner = model.service.owner
-        self.service = metrics.label(owner, model.service.name)
-        self.model = metrics.model_label(owner, model.id)
+    def __init__(self, service: str, model: str) -> None:
+        self.service, self.model = service, model
+        self._requests: dict[int, Counter] = {}
+
+    @functools.cached_property
+    def wait(self) -> Histogram:
+        return metrics.WAIT.labels(self.service)
+
+    @functools.cached_property
+    def upstream(self) -> Histogram:
+        return metrics.UPSTREAM.labels(self.service)
+
+    @functools.cached_property
+    def in_flight(self) -> Gauge:
+        return metrics.IN_FLIGHT.labels(self.service)
+
+    @functools.cached_property
+    def _prompt(self) -> Counter:
+        return metrics.TOKENS.labels(self.service, self.model, "prompt")
+
+    @functools.cached_property
+    def _completion(self) -> Counter:
+        return metrics.TOKENS.labels(self.service, self.model, "completion")
+
+    def done(self, status: int, wait: float | None = None, upstream: float | None = None) -> None:
+        """A request answered ``status``, after waiting ``wait`` seconds for a replica (None:
+        none came) and ``upstream`` for its answer's head (None: none came)."""
+        if wait is not None:
+            self.wait.observe(wait)
+        if upstream is not None:
+            self.upstream.observe(upstream)
+        self.count(status)
 
     def count(self, status: int) -> None:
-        metrics.REQUESTS.labels(self.service, self.model, str(status)).inc()
+        counter = self._requests.get(status)
+        if counter is None:
+            counter = self._requests[status] = metrics.REQUESTS.labels(
+                self.service, self.model, str(status)
+            )
+        counter.inc()
 
     def tokens(self, prompt: int, completion: int) -> None:
-        metrics.TOKENS.labels(self.service, self.model, "prompt").inc(prompt)
-        metrics.TOKENS.labels(self.service, self.model, "completion").inc(completion)
+        self._prompt.inc(prompt)
+        self._completion.inc(completion)
+
+
+def labels_of(model: Model) -> Labels:
+    """The metrics of a model's service and the model (one object per pair of labels)."""
+    owner = model.service.owner
+    return _labels(metrics.label(owner, model.service.name), metrics.model_label(owner, model.id))
+
+
+@functools.lru_cache(maxsize=1024)  # labels are bounded: every user's service is one
+def _labels(service: str, model: str) -> Labels:
+    return Labels(service, model)
+
+
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    status: int
+    wait: float
+    upstream: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,12 @@ class ServiceManager:
         self._limits = service_limits or ServiceLimits()
         self._changing = asyncio.Lock()  # a limit's check and the write it lets through
 
+    @property
+    def version(self) -> int:
+        """The service store's count of writes: what :meth:`usable` gives a caller changes
+        only with it (who may use a declared service is configured)."""
+        return self._services.version
+
     def _may_use(self, who: Principal, row: ServiceRow) -> bool:
         if row.owner:
             return row.owner == who.user
