@@ -83,6 +83,13 @@ const clients = [
     grant_types: ['authorization_code', 'refresh_token'],
     redirect_uris: ['http://127.0.0.1/callback'], response_types: ['code'],
   },
+  { // the gateway's web interface: authorization code + PKCE, a confidential client. Its
+    // redirect is the gateway's loopback callback on whichever port the test gateway has
+    // (a 'native' client's loopback redirect may name any port, RFC 8252 7.3).
+    client_id: 'hpcgate-web', client_secret: 'hpcgate-web-secret', application_type: 'native',
+    grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/ui/signin/oidc/test/callback'],
+  },
   { // the gateway itself, for introspection
     client_id: 'hpcgate-gateway', client_secret: 'hpcgate-gateway-secret',
     grant_types: ['client_credentials'], redirect_uris: [], response_types: [],

@@ -27,6 +27,10 @@ class Session:
     token: str = field(repr=False)
     user: str
     admin: bool = False  # shows the Admin link; each admin page checks the token's scope
+    #: Signed in with a provider (webui/oidc.py): its name and the refresh token that
+    #: renews ``token`` when it expires (both stay here, never in the browser).
+    provider: str | None = None
+    refresh: str | None = field(default=None, repr=False)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     created: float = field(default_factory=time.monotonic)
     seen: float = field(default_factory=time.monotonic)
@@ -45,14 +49,21 @@ class Sessions:
     def __init__(self) -> None:
         self._by_key: dict[str, Session] = {}
 
-    def open(self, token: str, user: str, admin: bool = False) -> tuple[str, Session]:
+    def open(
+        self,
+        token: str,
+        user: str,
+        admin: bool = False,
+        provider: str | None = None,
+        refresh: str | None = None,
+    ) -> tuple[str, Session]:
         """A new session and the id its cookie carries."""
         self._sweep()
         while len(self._by_key) >= MAX_SESSIONS:
             oldest = min(self._by_key, key=lambda k: self._by_key[k].seen)
             del self._by_key[oldest]
         session_id = secrets.token_urlsafe(32)
-        session = Session(token, user, admin)
+        session = Session(token, user, admin, provider, refresh)
         self._by_key[_key(session_id)] = session
         return session_id, session
 
