@@ -36,6 +36,7 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from hpcgate.jobtemplates import UiConfig
 from hpcgate.model.bounds import INT64_MAX, REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
@@ -753,6 +754,7 @@ class Settings(BaseSettings):
     functions: FunctionsConfig = Field(default_factory=FunctionsConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:
