@@ -15,6 +15,7 @@ from hpcgate.model.errors import HpcgateError
 from hpcgate.webui import (
     admin,
     chat,
+    composer,
     dashboard,
     files,
     functions,
@@ -41,7 +42,19 @@ def create(gateway: Gateway) -> FastAPI:
     app.state.pending = oidc.PendingSignins()
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    routers = (signin, oidc, dashboard, jobs, files, tokens, services, chat, functions, admin)
+    routers = (
+        signin,
+        oidc,
+        dashboard,
+        jobs,
+        composer,
+        files,
+        tokens,
+        services,
+        chat,
+        functions,
+        admin,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(services.opened)
