@@ -14,6 +14,8 @@ from playwright.sync_api import Browser, expect
 from tests.oidc.conftest import oidc_config
 from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.idp import WEB_CLIENT, WEB_SECRET, IdP, install, sign_in
+from tests.webui.conftest import with_axe
+from tests.webui.test_accessibility import scanned
 
 CALLBACK = "/ui/signin/oidc/test/callback"
 
@@ -127,6 +129,28 @@ def test_another_sessions_code_opens_no_session(web_gateway: GatewayProcess) -> 
         answer = attacker.get(CALLBACK, params={"code": stolen, "state": state})
         _refused(answer, attacker)  # the code was issued for the victim's PKCE challenge
         assert "The sign-in failed" in answer.text
+
+
+def test_the_providers_error_is_shown_as_text(web_gateway: GatewayProcess) -> None:
+    with _client(web_gateway) as client:
+        _, state = _start(client)
+        hostile = "<script>alert(1)</script>"
+        answer = client.get(CALLBACK, params={"error": hostile, "state": state})
+        _refused(answer, client)
+        assert hostile not in answer.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in answer.text
+
+
+def test_the_sign_in_page_with_a_provider_passes_axe(
+    web_gateway: GatewayProcess, browser: Browser
+) -> None:
+    context = browser.new_context()
+    try:
+        with_axe(context)
+        page = context.new_page()
+        found = scanned(page, web_gateway.url, {"signin-oidc": "/ui/signin"})
+        assert found == {}
+    finally:
+        context.close()
 
 
 def test_an_unknown_provider_is_not_found(web_gateway: GatewayProcess) -> None:
