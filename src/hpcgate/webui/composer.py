@@ -32,6 +32,8 @@ SUFFIX = ".sh"
 SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SCRIPT_MAX = 1 << 20
 SAVED_MAX = 200
+#: A parameter's field on the form: prefixed, so no parameter's name is another field's.
+FIELD_PREFIX = "p_"
 TemplateName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
 
 
@@ -101,7 +103,7 @@ def _systems(viewer: Viewer) -> list[str]:
 @router.get("/templates/{name}")
 async def template_form(request: Request, viewer: ViewerDep, name: TemplateName) -> Response:
     template = _template(viewer, name)
-    values = {p.name: p.default for p in template.parameters}
+    values = {FIELD_PREFIX + p.name: p.default for p in template.parameters}
     return _form(request, viewer, template, values, [])
 
 
@@ -130,12 +132,13 @@ async def submit_template(request: Request, viewer: ViewerDep, name: TemplateNam
     """The template's job with the form's values (each checked: 422 and the form again)."""
     template = _template(viewer, name)
     form = await read_form(request)
-    values = {p.name: form.get(p.name) for p in template.parameters}
-    values["system"], values["job_name"] = form.get("system"), form.get("job_name")
+    given = {p.name: form.get(FIELD_PREFIX + p.name) for p in template.parameters}
+    values = {"system": form.get("system"), "job_name": form.get("job_name")}
+    values |= {FIELD_PREFIX + name: value for name, value in given.items()}
     systems = _systems(viewer)
     system = values["system"] if values["system"] in systems else systems[0]
     try:
-        script, environment = template.render(values)
+        script, environment = template.render(given)
         fields = {"script": script, "environment": environment}
         spec = JobSpec.model_validate(fields | {"name": form.given("job_name") or template.name})
     except (ValueError, ValidationError) as exc:
