@@ -90,6 +90,11 @@ const clients = [
     grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
     redirect_uris: ['http://127.0.0.1/ui/signin/oidc/test/callback'],
   },
+  { // the same, but its access tokens live 2 s: the web interface's renewal test
+    client_id: 'hpcgate-web-short', client_secret: 'hpcgate-web-secret', application_type: 'native',
+    grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/ui/signin/oidc/test/callback'],
+  },
   { // the gateway itself, for introspection
     client_id: 'hpcgate-gateway', client_secret: 'hpcgate-gateway-secret',
     grant_types: ['client_credentials'], redirect_uris: [], response_types: [],
@@ -104,7 +109,11 @@ const configuration = {
   scopes: ['openid', 'offline_access', ...SCOPES],
   claims: { openid: ['sub'], profile: ['preferred_username'] },
   pkce: { required: () => true },
-  ttl: { AccessToken: 600, ClientCredentials: 600, DeviceCode: 300 },
+  ttl: { // an access token lives as its resource server says (600 s but for hpcgate-web-short)
+    AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
+    ClientCredentials: 600,
+    DeviceCode: 300,
+  },
   async findAccount(ctx, sub) {
     return { accountId: sub, claims: async () => ({ sub, preferred_username: sub }) };
   },
@@ -124,10 +133,11 @@ const configuration = {
       enabled: true,
       defaultResource: async (ctx, client, oneOf) => oneOf ?? 'urn:hpcgate',
       useGrantedResource: async () => true,
-      getResourceServerInfo: async (ctx, indicator) => {
+      getResourceServerInfo: async (ctx, indicator, client) => {
         const server = RESOURCES[indicator];
         if (!server) throw new errors.InvalidTarget();
-        return { scope: SCOPES.join(' '), accessTokenTTL: 600, ...server };
+        const ttl = client?.clientId === 'hpcgate-web-short' ? 2 : 600;
+        return { scope: SCOPES.join(' '), accessTokenTTL: ttl, ...server };
       },
     },
   },

@@ -4,6 +4,7 @@ Then the attacks on the flow: a forged state, a replayed code, another session's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +43,41 @@ def web_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def short_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway whose web client's access tokens live 2 s, with no clock leeway."""
+    config = oidc_config(idp.issuer) + (
+        f'web_client_id = "hpcgate-web-short"\nweb_client_secret = "{WEB_SECRET}"\nclock_skew = 0\n'
+    )
+    server = new_gateway(tmp_path_factory.mktemp("gateway"), config)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_expired_access_token_is_renewed_with_the_refresh_token(
+    short_gateway: GatewayProcess,
+) -> None:
+    with _client(short_gateway) as client:
+        url, state = _start(client)
+        code = _code(short_gateway, url, "webdave")
+        assert client.get(CALLBACK, params={"code": code, "state": state}).status_code == 200
+        assert client.get("/ui/dashboard").status_code == 200
+        expires = time.time() + 3  # the access token's 2 s, and a second for the clocks
+        while time.time() < expires:
+            time.sleep(0.5)  # time passing, not a check: the token expires meanwhile
+        renewed = client.get("/ui/dashboard")  # without renewal: to the sign-in (303)
+        assert renewed.status_code == 200 and "webdave" in renewed.text
+        ended = client.post("/ui/signout", data={"csrf": _csrf(renewed.text)})
+        assert ended.status_code == 303 and client.get("/ui/dashboard").status_code == 303
+
+
+def _csrf(text: str) -> str:
+    return text.split('name="csrf" value="')[1].split('"')[0]
 
 
 def test_signing_in_through_the_providers_pages(
