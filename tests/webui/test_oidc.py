@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -70,8 +71,11 @@ def test_an_expired_access_token_is_renewed_with_the_refresh_token(
         expires = time.time() + 3  # the access token's 2 s, and a second for the clocks
         while time.time() < expires:
             time.sleep(0.5)  # time passing, not a check: the token expires meanwhile
-        renewed = client.get("/ui/dashboard")  # without renewal: to the sign-in (303)
-        assert renewed.status_code == 200 and "webdave" in renewed.text
+        with ThreadPoolExecutor(4) as pool:  # at once: one renews, the others wait for it
+            answers = list(pool.map(lambda _: client.get("/ui/dashboard"), range(4)))
+        assert [a.status_code for a in answers] == [200] * 4  # without renewal: 303s
+        renewed = answers[0]
+        assert "webdave" in renewed.text
         ended = client.post("/ui/signout", data={"csrf": _csrf(renewed.text)})
         assert ended.status_code == 303 and client.get("/ui/dashboard").status_code == 303
 

@@ -8,6 +8,7 @@ its own CSRF token, which every state-changing request must carry.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -31,6 +32,8 @@ class Session:
     #: renews ``token`` when it expires (both stay here, never in the browser).
     provider: str | None = None
     refresh: str | None = field(default=None, repr=False)
+    #: One renewal at a time: a provider may allow a refresh token a single use.
+    renewal: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     created: float = field(default_factory=time.monotonic)
     seen: float = field(default_factory=time.monotonic)

@@ -80,9 +80,16 @@ async def _authenticate(gateway: Gateway, session: Session) -> Principal:
     except Unauthenticated:
         if session.provider is None or session.refresh is None:
             raise
-    provider = web_provider(gateway, session.provider)
+    async with session.renewal:  # a request that waited here finds the token renewed
+        try:
+            return await gateway.authenticate(session.token)
+        except Unauthenticated:
+            return await _renew(gateway, session, session.provider, session.refresh)
+
+
+async def _renew(gateway: Gateway, session: Session, name: str, refresh: str) -> Principal:
     try:
-        renewed = await renew(provider, session.refresh)
+        renewed = await renew(web_provider(gateway, name), refresh)
     except HpcgateError:
         raise Unauthenticated("the session's refresh token was refused") from None
     who = await gateway.authenticate(renewed.access)
