@@ -8,7 +8,8 @@
 //   IDP_RETIRE  "1": drop every key but the newest of each type
 //
 // Test-only routes of our own (loopback only, never in a real provider):
-//   GET  /_test/stats             {"jwks": n}: how often the JWKS was fetched
+//   GET  /_test/stats             {"jwks": n, "revocations": n}: how often the JWKS
+//                                 was fetched, how many revocations were asked
 //   POST /_test/jwks?down=1|0     the JWKS endpoint answers 503 while down
 //   POST /_test/sign?alg=RS256    the JSON body's claims signed with the provider's current
 //                                 key: for the tests' hand-made cases (expired, not yet
@@ -144,7 +145,7 @@ const configuration = {
 };
 
 const provider = new Provider(issuer, configuration);
-const stats = { jwks: 0 };
+const stats = { jwks: 0, revocations: 0 };
 let jwksDown = false;
 provider.use(async (ctx, next) => {
   if (ctx.path === '/_test/stats') {
@@ -165,6 +166,7 @@ provider.use(async (ctx, next) => {
     await sign(ctx, signingKeys);
     return;
   }
+  if (ctx.path === '/token/revocation' && ctx.method === 'POST') stats.revocations += 1;
   if (ctx.path === '/jwks') {
     stats.jwks += 1;
     if (jwksDown) {

@@ -61,7 +61,7 @@ def short_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def test_an_expired_access_token_is_renewed_with_the_refresh_token(
-    short_gateway: GatewayProcess,
+    short_gateway: GatewayProcess, idp: IdP
 ) -> None:
     with _client(short_gateway) as client:
         url, state = _start(client)
@@ -76,8 +76,14 @@ def test_an_expired_access_token_is_renewed_with_the_refresh_token(
         assert [a.status_code for a in answers] == [200] * 4  # without renewal: 303s
         renewed = answers[0]
         assert "webdave" in renewed.text
+        revoked = _revocations(idp)
         ended = client.post("/ui/signout", data={"csrf": _csrf(renewed.text)})
         assert ended.status_code == 303 and client.get("/ui/dashboard").status_code == 303
+        assert _revocations(idp) == revoked + 1  # the refresh token revoked at the provider
+
+
+def _revocations(idp: IdP) -> int:
+    return int(httpx.get(f"{idp.issuer}/_test/stats").json()["revocations"])
 
 
 def _csrf(text: str) -> str:

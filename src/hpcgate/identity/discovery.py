@@ -23,6 +23,7 @@ class Metadata:
     #: or not a URL of the issuer's scheme.
     authorization_endpoint: str | None = None
     token_endpoint: str | None = None
+    revocation_endpoint: str | None = None
 
 
 async def fetch_json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, Any]:
@@ -57,6 +58,7 @@ async def discover(http: httpx.AsyncClient, issuer: str) -> Metadata:
         endpoint if isinstance(endpoint, str) else None,
         _url(document, "authorization_endpoint", secure),
         _url(document, "token_endpoint", secure),
+        _url(document, "revocation_endpoint", secure),
     )
 
 

@@ -17,7 +17,7 @@ import httpx
 from hpcgate.gateway import Gateway
 from hpcgate.identity.service import looks_like_jwt, unverified
 from hpcgate.identity.verify import Provider
-from hpcgate.model.errors import NotFound, Unauthenticated, Unavailable
+from hpcgate.model.errors import HpcgateError, NotFound, Unauthenticated, Unavailable
 
 #: The largest token endpoint answer read (real ones are a few KiB).
 ANSWER_MAX = 64 * 1024
@@ -134,6 +134,24 @@ async def renew(provider: Provider, refresh: str) -> Tokens:
     """New tokens for a refresh token (the provider may rotate it)."""
     tokens = await trade(provider, {"grant_type": "refresh_token", "refresh_token": refresh})
     return Tokens(tokens.access, tokens.refresh or refresh, tokens.id_token)
+
+
+async def revoke(provider: Provider, refresh: str) -> bool:
+    """Ask the provider to revoke a refresh token (RFC 7009) as the web client: whether it
+    said yes. A provider that cannot be reached or has no revocation endpoint: False."""
+    config = provider.config
+    if config.web_client_id is None or config.web_client_secret is None:
+        return False
+    try:
+        endpoint = (await provider.metadata()).revocation_endpoint
+        if endpoint is None:
+            return False
+        auth = (config.web_client_id, config.web_client_secret.get_secret_value())
+        form = {"token": refresh, "token_type_hint": "refresh_token"}
+        answer = await provider.http.post(endpoint, data=form, auth=auth)
+    except (httpx.HTTPError, HpcgateError):
+        return False
+    return answer.status_code == 200
 
 
 def random_value() -> str:

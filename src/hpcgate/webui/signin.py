@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.webui.forms import read_form
-from hpcgate.webui.oidcflow import web_providers
+from hpcgate.webui.oidcflow import revoke, web_provider, web_providers
 from hpcgate.webui.render import page
 from hpcgate.webui.sessions import COOKIE, MAX_AGE
 from hpcgate.webui.viewer import ViewerDep, check_origin, sessions, ui_gateway
@@ -73,7 +73,12 @@ def signed_in(
 
 @router.post("/signout")
 async def signout(request: Request, viewer: ViewerDep) -> Response:
+    """The session ends here; one opened with a provider also has its refresh token revoked
+    there (if the provider cannot be reached, the token stays unused until it expires)."""
     sessions(request).close(request.cookies.get(COOKIE))
+    session = viewer.session
+    if session.provider is not None and session.refresh is not None:
+        await revoke(web_provider(viewer.gateway, session.provider), session.refresh)
     answer = RedirectResponse("/ui/signin", status_code=303)
     answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return answer
