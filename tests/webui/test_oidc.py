@@ -4,9 +4,13 @@ Then the attacks on the flow: a forged state, a replayed code, another session's
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -14,9 +18,10 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.oidc.conftest import oidc_config
+from tests.support.browser import FIREFOX, NODE_MODULES, check_firefox
 from tests.support.gateway_process import GatewayProcess, new_gateway
 from tests.support.idp import WEB_CLIENT, WEB_SECRET, IdP, install, sign_in
-from tests.webui.conftest import with_axe
+from tests.webui.conftest import issue_token, with_axe
 from tests.webui.test_accessibility import scanned
 
 CALLBACK = "/ui/signin/oidc/test/callback"
@@ -201,3 +206,22 @@ def test_the_sign_in_page_with_a_provider_passes_axe(
 
 def test_an_unknown_provider_is_not_found(web_gateway: GatewayProcess) -> None:
     assert httpx.get(f"{web_gateway.url}/ui/signin/oidc/nobody").status_code == 404
+
+
+def test_signing_in_and_a_live_job_in_firefox(web_gateway: GatewayProcess) -> None:
+    """The same in Firefox: through the provider's pages, then a job's output shown while it
+    runs (tests/webui/firefox.cjs, over WebDriver BiDi)."""
+    check_firefox()
+    token = issue_token(web_gateway, "foxjobs")
+    env = {**os.environ, "BASE": web_gateway.url, "TOKEN": token, "FIREFOX": str(FIREFOX)}
+    env["HPCGATE_UI_NODE_MODULES"] = str(NODE_MODULES)
+    script = Path(__file__).with_name("firefox.cjs")
+    ran = subprocess.run(
+        ["node", script], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    seen = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert seen["browser"].startswith("firefox/")
+    assert seen["provider_user"] == "foxuser" and seen["token_user"] == "foxjobs"
+    assert "first" in seen["before_gate"] and "second" not in seen["before_gate"]  # live
+    assert seen["gate_status"] == 201 and seen["output"] == "first\nsecond\n"
