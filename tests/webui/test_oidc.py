@@ -157,6 +157,8 @@ def test_a_forged_state_opens_no_session(web_gateway: GatewayProcess) -> None:
         code = _code(web_gateway, url, "webmallory")
         answer = client.get(CALLBACK, params={"code": code, "state": state[::-1]})
         _refused(answer, client)
+        not_ascii = client.get(CALLBACK, params={"code": code, "state": "é" * 8})
+        assert not_ascii.status_code == 401  # refused, not a 500
         again = client.get(CALLBACK, params={"code": code, "state": state})  # the real one
         _refused(again, client)  # too late: the forged try used the pending sign-in up
 

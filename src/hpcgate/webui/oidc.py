@@ -127,7 +127,7 @@ async def callback(
     pending = _pending(request).take(request.cookies.get(COOKIE))
     if pending is None or pending.provider != name or state is None:
         return _refused(request, "This sign-in was not started here or has expired.")
-    if not hmac.compare_digest(state, pending.state):
+    if not hmac.compare_digest(state.encode(), pending.state.encode()):  # bytes: any text
         return _refused(request, "This sign-in's state does not match: start again.")
     if error is not None or code is None:
         return _refused(request, f"The provider did not sign you in: {error or 'no code'}.")

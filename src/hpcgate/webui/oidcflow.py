@@ -118,7 +118,9 @@ async def check_id_token(provider: Provider, id_token: str | None, nonce: str) -
     header, _ = unverified(id_token)
     claims = await provider.verify(id_token, header, audience=provider.config.web_client_id)
     presented = claims.get("nonce")
-    if not isinstance(presented, str) or not hmac.compare_digest(presented, nonce):
+    if not isinstance(presented, str) or not hmac.compare_digest(
+        presented.encode(), nonce.encode()
+    ):
         raise Unauthenticated("the ID token is not this sign-in's (nonce)")
     return claims
 

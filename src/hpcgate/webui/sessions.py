@@ -39,7 +39,8 @@ class Session:
     seen: float = field(default_factory=time.monotonic)
 
     def csrf_matches(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented, self.csrf)
+        # As bytes: compare_digest refuses a str that is not ASCII (a 500, not a 403).
+        return presented is not None and hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
 def _key(session_id: str) -> str:
