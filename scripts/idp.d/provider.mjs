@@ -8,7 +8,8 @@
 //   IDP_RETIRE  "1": drop every key but the newest of each type
 //
 // Test-only routes of our own (loopback only, never in a real provider):
-//   GET  /_test/stats             {"jwks": n}: how often the JWKS was fetched
+//   GET  /_test/stats             {"jwks": n, "revocations": n}: how often the JWKS
+//                                 was fetched, how many revocations were asked
 //   POST /_test/jwks?down=1|0     the JWKS endpoint answers 503 while down
 //   POST /_test/sign?alg=RS256    the JSON body's claims signed with the provider's current
 //                                 key: for the tests' hand-made cases (expired, not yet
@@ -83,6 +84,18 @@ const clients = [
     grant_types: ['authorization_code', 'refresh_token'],
     redirect_uris: ['http://127.0.0.1/callback'], response_types: ['code'],
   },
+  { // the gateway's web interface: authorization code + PKCE, a confidential client. Its
+    // redirect is the gateway's loopback callback on whichever port the test gateway has
+    // (a 'native' client's loopback redirect may name any port, RFC 8252 7.3).
+    client_id: 'hpcgate-web', client_secret: 'hpcgate-web-secret', application_type: 'native',
+    grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/ui/signin/oidc/test/callback'],
+  },
+  { // the same, but its access tokens live 2 s: the web interface's renewal test
+    client_id: 'hpcgate-web-short', client_secret: 'hpcgate-web-secret', application_type: 'native',
+    grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/ui/signin/oidc/test/callback'],
+  },
   { // the gateway itself, for introspection
     client_id: 'hpcgate-gateway', client_secret: 'hpcgate-gateway-secret',
     grant_types: ['client_credentials'], redirect_uris: [], response_types: [],
@@ -97,7 +110,11 @@ const configuration = {
   scopes: ['openid', 'offline_access', ...SCOPES],
   claims: { openid: ['sub'], profile: ['preferred_username'] },
   pkce: { required: () => true },
-  ttl: { AccessToken: 600, ClientCredentials: 600, DeviceCode: 300 },
+  ttl: { // an access token lives as its resource server says (600 s but for hpcgate-web-short)
+    AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
+    ClientCredentials: 600,
+    DeviceCode: 300,
+  },
   async findAccount(ctx, sub) {
     return { accountId: sub, claims: async () => ({ sub, preferred_username: sub }) };
   },
@@ -117,17 +134,18 @@ const configuration = {
       enabled: true,
       defaultResource: async (ctx, client, oneOf) => oneOf ?? 'urn:hpcgate',
       useGrantedResource: async () => true,
-      getResourceServerInfo: async (ctx, indicator) => {
+      getResourceServerInfo: async (ctx, indicator, client) => {
         const server = RESOURCES[indicator];
         if (!server) throw new errors.InvalidTarget();
-        return { scope: SCOPES.join(' '), accessTokenTTL: 600, ...server };
+        const ttl = client?.clientId === 'hpcgate-web-short' ? 2 : 600;
+        return { scope: SCOPES.join(' '), accessTokenTTL: ttl, ...server };
       },
     },
   },
 };
 
 const provider = new Provider(issuer, configuration);
-const stats = { jwks: 0 };
+const stats = { jwks: 0, revocations: 0 };
 let jwksDown = false;
 provider.use(async (ctx, next) => {
   if (ctx.path === '/_test/stats') {
@@ -148,6 +166,7 @@ provider.use(async (ctx, next) => {
     await sign(ctx, signingKeys);
     return;
   }
+  if (ctx.path === '/token/revocation' && ctx.method === 'POST') stats.revocations += 1;
   if (ctx.path === '/jwks') {
     stats.jwks += 1;
     if (jwksDown) {

@@ -36,6 +36,7 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from hpcgate.jobtemplates import UiConfig
 from hpcgate.model.bounds import INT64_MAX, REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
@@ -616,6 +617,26 @@ class OidcIssuer(BaseModel):
         description="The scope the command line asks for; default: openid offline_access"
         " and this provider's scopes",
     )
+    web_client_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_.:@-]+$",
+        description="The provider's confidential client for signing in to the web interface"
+        " (authorization code + PKCE, its redirect URI <gateway>/ui/signin/oidc/NAME/callback);"
+        " None: the sign-in page offers only tokens for this provider",
+    )
+    web_client_secret: SecretStr | None = Field(
+        None, max_length=1024, description="The web client's secret (client_secret_basic)"
+    )
+    web_scope: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$",
+        description="The scope the web sign-in asks for; default: openid offline_access and"
+        " this provider's scopes",
+    )
     service_account_claim: ClaimName | None = Field(
         None,
         description="A claim only a client's own tokens hold; None: RFC 9068's mark (no"
@@ -633,6 +654,8 @@ class OidcIssuer(BaseModel):
             )
         if url.query or url.fragment or not url.hostname:
             raise ValueError(f"issuer {self.issuer!r}: a URL with a host, no query or fragment")
+        if (self.web_client_id is None) != (self.web_client_secret is None):
+            raise ValueError("the web sign-in needs both web_client_id and web_client_secret")
         if (self.introspection_client_id is None) != (self.introspection_client_secret is None):
             raise ValueError("introspection needs both introspection_client_id and _secret")
         for rule in self.groups:
@@ -769,6 +792,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
 
     @model_validator(mode="after")
     def _services(self) -> Settings:

@@ -15,6 +15,10 @@ CHROMIUM = Path(os.environ.get("HPCGATE_UI_CHROMIUM", "/usr/bin/chromium"))
 AXE = Path(
     os.environ.get("HPCGATE_UI_AXE", "/opt/hpcgate-ui-test/node_modules/axe-core/axe.min.js")
 )
+#: Firefox (Debian's firefox-esr), driven over WebDriver BiDi by puppeteer-core (npm), which
+#: needs neither geckodriver nor a browser download (Playwright's Firefox is a patched build).
+FIREFOX = Path(os.environ.get("HPCGATE_UI_FIREFOX", "/usr/bin/firefox-esr"))
+NODE_MODULES = Path(os.environ.get("HPCGATE_UI_NODE_MODULES", "/opt/hpcgate-ui-test/node_modules"))
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -40,6 +44,13 @@ def check_installed() -> None:
         unavailable(f"{CHROMIUM} is missing (scripts/uitest install)")
     if not AXE.exists():
         unavailable(f"{AXE} is missing (scripts/uitest install)")
+
+
+def check_firefox() -> None:
+    if not FIREFOX.exists():
+        unavailable(f"{FIREFOX} is missing (scripts/uitest install)")
+    if not (NODE_MODULES / "puppeteer-core" / "package.json").exists():
+        unavailable(f"puppeteer-core is missing from {NODE_MODULES} (scripts/uitest install)")
 
 
 def grave_violations(results: dict[str, Any]) -> list[str]:

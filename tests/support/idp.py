@@ -30,6 +30,7 @@ CLI_CLIENT = "hpcgate-cli"
 PKCE_CLIENT = "hpcgate-pkce"
 CI_CLIENT, CI_SECRET = "ci-pipeline", "ci-pipeline-secret"
 GATEWAY_CLIENT, GATEWAY_SECRET = "hpcgate-gateway", "hpcgate-gateway-secret"
+WEB_CLIENT, WEB_SECRET = "hpcgate-web", "hpcgate-web-secret"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 

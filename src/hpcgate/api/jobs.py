@@ -90,8 +90,26 @@ async def list_jobs(
         str | None, Query(pattern=r"^[0-9]{1,10}$", description="From next_cursor")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    everyone: Annotated[
+        bool,
+        Query(
+            alias="all",
+            description="Every user's jobs on the system, not only mine (admin scope; 403"
+            " otherwise); with user: that user's",
+        ),
+    ] = False,
+    user: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            pattern=r"^[A-Za-z0-9_.@:-]+$",
+            description="Only this user's jobs (admin scope, unless it is me; 403 otherwise)",
+        ),
+    ] = None,
 ) -> JobPage:
-    return await gateway.jobs.list(target, state or [], name, cursor, limit)
+    """My jobs on the system, newest first; an admin may list every user's (``all=true``)
+    or one user's (``user=NAME``): each job names its ``owner``."""
+    return await gateway.jobs.list(target, state or [], name, cursor, limit, everyone, user)
 
 
 @router.get("/{job_id}", summary="One job", responses=responses(401, 403, 404, 422))

@@ -8,7 +8,16 @@ import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, WebSocket, WebSocketDisconnect, status
+from fastapi import (
+    APIRouter,
+    Path,
+    Query,
+    Request,
+    Response,
+    WebSocket,
+    WebSocketDisconnect,
+    status,
+)
 from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Scope
@@ -48,9 +57,22 @@ async def create_service(spec: ServiceCreate, who: Caller, gateway: GatewayDep) 
     return await gateway.services.create(who, spec)
 
 
-@router.get("", summary="The services I may use", responses=responses(401, 403))
-async def list_services(who: Caller, gateway: GatewayDep) -> list[Service]:
-    """Those declared for you and your own, with their replicas."""
+@router.get("", summary="The services I may use", responses=responses(401, 403, 422))
+async def list_services(
+    who: Caller,
+    gateway: GatewayDep,
+    everyone: Annotated[
+        bool,
+        Query(
+            alias="all",
+            description="Every user's services and the declared ones (admin scope; 403 otherwise)",
+        ),
+    ] = False,
+) -> list[Service]:
+    """Those declared for you and your own, with their replicas; with ``all=true`` (an
+    admin) every user's: each names its ``owner``."""
+    if everyone:
+        return await gateway.services.every(who)
     return await gateway.services.list(who)
 
 

@@ -19,6 +19,11 @@ class Metadata:
     issuer: str
     jwks_uri: str
     introspection_endpoint: str | None
+    #: The authorization code flow's endpoints (the web interface's sign-in); None: absent
+    #: or not a URL of the issuer's scheme.
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    revocation_endpoint: str | None = None
 
 
 async def fetch_json(http: httpx.AsyncClient, url: str, what: str) -> dict[str, Any]:
@@ -47,4 +52,16 @@ async def discover(http: httpx.AsyncClient, issuer: str) -> Metadata:
     if not isinstance(jwks_uri, str) or not jwks_uri.startswith(secure):
         raise Unavailable(f"the discovery document at {url} has no usable jwks_uri")
     endpoint = document.get("introspection_endpoint")
-    return Metadata(issuer, jwks_uri, endpoint if isinstance(endpoint, str) else None)
+    return Metadata(
+        issuer,
+        jwks_uri,
+        endpoint if isinstance(endpoint, str) else None,
+        _url(document, "authorization_endpoint", secure),
+        _url(document, "token_endpoint", secure),
+        _url(document, "revocation_endpoint", secure),
+    )
+
+
+def _url(document: dict[str, Any], name: str, secure: tuple[str, ...]) -> str | None:
+    value = document.get(name)
+    return value if isinstance(value, str) and value.startswith(secure) else None

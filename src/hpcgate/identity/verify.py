@@ -70,9 +70,12 @@ class Provider:
         url = (await self.metadata()).jwks_uri
         return await fetch_json(self.http, url, f"the keys of provider {self.name!r}")
 
-    async def verify(self, token: str, header: dict[str, Any]) -> Claims:
+    async def verify(
+        self, token: str, header: dict[str, Any], audience: str | None = None
+    ) -> Claims:
         """The claims of ``token`` (whose unverified ``header`` the caller parsed), or
-        Unauthenticated saying what failed."""
+        Unauthenticated saying what failed. ``audience``: another than the configured one
+        (an ID token's, which names the client it was issued to)."""
         await self.metadata()  # Unavailable, not "unknown key", while it cannot be read
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.config.algorithms:
@@ -80,7 +83,7 @@ class Provider:
         key = await self._key(header.get("kid"), alg)
         try:
             claims = jwt.decode(token, key, algorithms=[alg]).claims
-            self._registry().validate(claims)
+            self._registry(audience or self.config.audience).validate(claims)
         except JoseError as exc:
             reason = exc.description or exc.error.replace("_", " ")
             raise Unauthenticated(f"invalid token: {reason}") from None
@@ -97,10 +100,10 @@ class Provider:
             raise Unauthenticated("the token's signing key is not one of the provider's")
         return fitting[0]
 
-    def _registry(self) -> jwt.JWTClaimsRegistry:
+    def _registry(self, audience: str) -> jwt.JWTClaimsRegistry:
         return jwt.JWTClaimsRegistry(
             leeway=self.config.clock_skew,
             iss={"essential": True, "value": self.config.issuer},
-            aud={"essential": True, "value": self.config.audience},
+            aud={"essential": True, "value": audience},
             exp={"essential": True},
         )

@@ -200,9 +200,17 @@ class JobService:
         name: str | None,
         cursor: str | None,
         limit: int,
+        everyone: bool = False,
+        user: str | None = None,
     ) -> JobPage:
+        """The caller's jobs; with ``everyone`` or another ``user`` (the admin scope only,
+        Forbidden otherwise) every user's or that user's."""
         target.who.require(Scope.JOBS_READ)
-        owner = target.who.user
+        owner: str | None = target.who.user
+        if everyone or (user is not None and user != owner):
+            target.who.unrestricted()
+            target.who.require(Scope.ADMIN)
+            owner = user
         wanted = JobFilter(
             target.system, owner, [s.value for s in states], name, _cursor(cursor), limit + 1
         )

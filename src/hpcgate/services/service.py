@@ -8,6 +8,7 @@ any other is indistinguishable from a service that does not exist (404).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -160,6 +161,15 @@ class ServiceManager:
         declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
         own = [row for row in await self._services.owned(who.user) if not _pool(row.name)]
         shown = [await self._show(row) for row in declared + own]
+        return [service for service in shown if service is not None]
+
+    async def every(self, who: Principal) -> builtins.list[Service]:
+        """Every user's services and the declared ones (the admin scope only), but the
+        functions' pools."""
+        who.unrestricted()
+        who.require(Scope.ADMIN)
+        rows = [row for row in await self._services.every() if not _pool(row.name)]
+        shown = [await self._show(row) for row in rows]
         return [service for service in shown if service is not None]
 
     async def get(self, who: Principal, name: str) -> Service:

@@ -87,10 +87,11 @@ class JobWrites:
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """A listing request: one owner's jobs on one system, newest first."""
+    """A listing request: one owner's jobs on one system (None: every owner's, for an
+    admin), newest first."""
 
     system: str
-    owner: str
+    owner: str | None
     states: Sequence[str] = ()
     name: str | None = None
     before_pk: int | None = None
@@ -211,11 +212,9 @@ class JobStore:
         return dict(found)
 
     async def find(self, wanted: JobFilter) -> list[JobRow]:
-        query = select(JobRow).where(
-            JobRow.system == wanted.system,
-            JobRow.owner == wanted.owner,
-            JobRow.native_id.is_not(None),
-        )
+        query = select(JobRow).where(JobRow.system == wanted.system, JobRow.native_id.is_not(None))
+        if wanted.owner is not None:
+            query = query.where(JobRow.owner == wanted.owner)
         if wanted.states:
             query = query.where(JobRow.state.in_(wanted.states))
         if wanted.name is not None:

@@ -41,6 +41,12 @@ class ServiceStore(Rows[ServiceRow]):
         async with self._db.reader() as session:
             return (await session.scalars(query)).first()
 
+    async def every(self) -> list[ServiceRow]:
+        """Every service of every owner (and the declared ones), by owner and name."""
+        query = select(ServiceRow).order_by(ServiceRow.owner, ServiceRow.name)
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
     async def owned(self, owner: str) -> list[ServiceRow]:
         query = select(ServiceRow).where(ServiceRow.owner == owner).order_by(ServiceRow.name)
         async with self._db.reader() as session:

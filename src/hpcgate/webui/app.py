@@ -12,7 +12,19 @@ from fastapi.staticfiles import StaticFiles
 
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError
-from hpcgate.webui import admin, chat, dashboard, files, functions, jobs, services, signin, tokens
+from hpcgate.webui import (
+    admin,
+    chat,
+    composer,
+    dashboard,
+    files,
+    functions,
+    jobs,
+    oidc,
+    services,
+    signin,
+    tokens,
+)
 from hpcgate.webui.headers import SecurityHeaders
 from hpcgate.webui.render import page
 from hpcgate.webui.sessions import Sessions
@@ -27,9 +39,22 @@ def create(gateway: Gateway) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)  # not part of the API
     app.state.gateway = gateway
     app.state.sessions = Sessions()
+    app.state.pending = oidc.PendingSignins()
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    routers = (signin, dashboard, jobs, files, tokens, services, chat, functions, admin)
+    routers = (
+        signin,
+        oidc,
+        dashboard,
+        jobs,
+        composer,
+        files,
+        tokens,
+        services,
+        chat,
+        functions,
+        admin,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(services.opened)

@@ -1,5 +1,7 @@
-"""Jobs: the list with filters, the submit form, a job's page with its state changes and
-its output live (Server-Sent Events from the same follow as the API's), cancel, resubmit."""
+"""Jobs: the list with filters, the submit form (offering the templates and the saved
+scripts of webui/composer.py, and saving its script under a name), a job's page with its
+state changes and its output live (Server-Sent Events from the same follow as the API's),
+cancel, resubmit."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from hpcgate.jobs.output import JobOutput, Stream
 from hpcgate.model.bounds import KEY_MAX
 from hpcgate.model.errors import HpcgateError, Invalid
 from hpcgate.model.jobs import JobSpec, JobState
+from hpcgate.webui.composer import read_saved, save, saved_scripts, templates
 from hpcgate.webui.forms import Form, read_form
 from hpcgate.webui.render import page
 from hpcgate.webui.viewer import Viewer, ViewerDep
@@ -79,13 +82,23 @@ def _state(value: str | None) -> JobState | None:
 
 
 @router.get("/new")
-async def new_job(request: Request, viewer: ViewerDep) -> Response:
-    return _form(request, viewer, {"script": DEFAULT_SCRIPT}, [])
+async def new_job(
+    request: Request,
+    viewer: ViewerDep,
+    system: Annotated[str | None, Query(max_length=64)] = None,
+    saved: Annotated[str | None, Query(max_length=64, description="A saved script")] = None,
+) -> Response:
+    """The form: empty, or holding one of the user's saved scripts."""
+    chosen = _system_or_first(viewer, system)
+    script = await read_saved(viewer, chosen, saved) if saved else DEFAULT_SCRIPT
+    values = {"script": script, "system": chosen, "save_as": saved or ""}
+    return await _form(request, viewer, values, [])
 
 
-def _form(
+async def _form(
     request: Request, viewer: Viewer, values: dict[str, str], errors: list[str], status: int = 200
 ) -> Response:
+    system = _system_or_first(viewer, values.get("system"))
     return page(
         request,
         "job_new.html",
@@ -94,6 +107,9 @@ def _form(
         values=values,
         errors=errors,
         systems=_systems(viewer),
+        templates=templates(viewer),
+        saved=await saved_scripts(viewer, system),
+        system=system,
     )
 
 
@@ -112,17 +128,20 @@ def _spec(form: Form) -> JobSpec:
 @router.post("")
 async def submit(request: Request, viewer: ViewerDep) -> Response:
     form = await read_form(request)
-    values = {key: form.get(key) for key in ("system", "script", *TEXT_FIELDS, *NUMBER_FIELDS)}
+    fields = ("system", "script", "save_as", *TEXT_FIELDS, *NUMBER_FIELDS)
+    values = {key: form.get(key) for key in fields}
     try:
         spec = _spec(form)
     except ValidationError as exc:
         errors = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
-        return _form(request, viewer, values, errors, status=422)
+        return await _form(request, viewer, values, errors, status=422)
     system = _system_or_first(viewer, form.get("system"))
     try:
+        if save_as := form.given("save_as"):  # kept first: a refused submit still saved it
+            await save(viewer, system, save_as, spec.script or "")
         submitted = await viewer.gateway.jobs.submit(viewer.target(system), spec)
     except HpcgateError as exc:
-        return _form(request, viewer, values, [exc.detail], status=exc.status)
+        return await _form(request, viewer, values, [exc.detail], status=exc.status)
     return RedirectResponse(f"/ui/jobs/{system}/{submitted.job.id}", status_code=303)
 
 

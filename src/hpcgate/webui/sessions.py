@@ -8,6 +8,7 @@ its own CSRF token, which every state-changing request must carry.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -27,12 +28,19 @@ class Session:
     token: str = field(repr=False)
     user: str
     admin: bool = False  # shows the Admin link; each admin page checks the token's scope
+    #: Signed in with a provider (webui/oidc.py): its name and the refresh token that
+    #: renews ``token`` when it expires (both stay here, never in the browser).
+    provider: str | None = None
+    refresh: str | None = field(default=None, repr=False)
+    #: One renewal at a time: a provider may allow a refresh token a single use.
+    renewal: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     created: float = field(default_factory=time.monotonic)
     seen: float = field(default_factory=time.monotonic)
 
     def csrf_matches(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented, self.csrf)
+        # As bytes: compare_digest refuses a str that is not ASCII (a 500, not a 403).
+        return presented is not None and hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
 def _key(session_id: str) -> str:
@@ -45,14 +53,21 @@ class Sessions:
     def __init__(self) -> None:
         self._by_key: dict[str, Session] = {}
 
-    def open(self, token: str, user: str, admin: bool = False) -> tuple[str, Session]:
+    def open(
+        self,
+        token: str,
+        user: str,
+        admin: bool = False,
+        provider: str | None = None,
+        refresh: str | None = None,
+    ) -> tuple[str, Session]:
         """A new session and the id its cookie carries."""
         self._sweep()
         while len(self._by_key) >= MAX_SESSIONS:
             oldest = min(self._by_key, key=lambda k: self._by_key[k].seen)
             del self._by_key[oldest]
         session_id = secrets.token_urlsafe(32)
-        session = Session(token, user, admin)
+        session = Session(token, user, admin, provider, refresh)
         self._by_key[_key(session_id)] = session
         return session_id, session
 

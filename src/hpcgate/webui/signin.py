@@ -1,4 +1,5 @@
-"""Signing in by pasting an hpcgate token (or a trusted provider's access token), and out."""
+"""Signing in by pasting an hpcgate token (or a trusted provider's access token), and out.
+(Signing in with a provider's own pages: webui/oidc.py.)"""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from hpcgate.model.errors import HpcgateError
-from hpcgate.model.principal import Scope
+from hpcgate.model.principal import Principal, Scope
 from hpcgate.webui.forms import read_form
+from hpcgate.webui.oidcflow import revoke, web_provider, web_providers
 from hpcgate.webui.render import page
 from hpcgate.webui.sessions import COOKIE, MAX_AGE
 from hpcgate.webui.viewer import ViewerDep, check_origin, sessions, ui_gateway
@@ -23,7 +25,12 @@ async def home() -> Response:
 
 @router.get("/signin")
 async def signin_page(request: Request) -> Response:
-    return page(request, "signin.html", None, error=None)
+    return _form(request, None)
+
+
+def _form(request: Request, error: str | None, status: int = 200) -> Response:
+    providers = web_providers(ui_gateway(request))
+    return page(request, "signin.html", None, status, error=error, providers=providers)
 
 
 @router.post("/signin")
@@ -37,9 +44,21 @@ async def signin(request: Request) -> Response:
         who = await ui_gateway(request).authenticate(token)
     except (HpcgateError, ValueError):
         error = "That token is not valid (expired, revoked, or mistyped)."
-        return page(request, "signin.html", None, status_code=401, error=error)
-    session_id, _ = sessions(request).open(token, who.user, who.has(Scope.ADMIN))
-    answer = RedirectResponse("/ui/dashboard", status_code=303)
+        return _form(request, error, status=401)
+    return signed_in(request, RedirectResponse("/ui/dashboard", status_code=303), token, who)
+
+
+def signed_in(
+    request: Request,
+    answer: Response,
+    token: str,
+    who: Principal,
+    provider: str | None = None,
+    refresh: str | None = None,
+) -> Response:
+    """``answer`` with the cookie of a new session for ``token`` (which authenticated as
+    ``who``)."""
+    session_id, _ = sessions(request).open(token, who.user, who.has(Scope.ADMIN), provider, refresh)
     answer.set_cookie(
         COOKIE,
         session_id,
@@ -54,7 +73,12 @@ async def signin(request: Request) -> Response:
 
 @router.post("/signout")
 async def signout(request: Request, viewer: ViewerDep) -> Response:
+    """The session ends here; one opened with a provider also has its refresh token revoked
+    there (if the provider cannot be reached, the token stays unused until it expires)."""
     sessions(request).close(request.cookies.get(COOKIE))
+    session = viewer.session
+    if session.provider is not None and session.refresh is not None:
+        await revoke(web_provider(viewer.gateway, session.provider), session.refresh)
     answer = RedirectResponse("/ui/signin", status_code=303)
     answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
     return answer

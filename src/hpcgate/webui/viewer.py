@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 
 from hpcgate.gateway import Gateway
-from hpcgate.model.errors import Forbidden, Unauthenticated
+from hpcgate.model.errors import Forbidden, HpcgateError, Unauthenticated
 from hpcgate.model.principal import Principal
 from hpcgate.target import Target
 from hpcgate.webui.forms import is_form, read_form
+from hpcgate.webui.oidcflow import renew, web_provider
 from hpcgate.webui.sessions import COOKIE, Session, Sessions
 
 CSRF_HEADER = "x-csrf-token"
@@ -62,13 +63,40 @@ async def viewer(request: Request) -> Viewer:
         raise SignInNeeded
     gateway = ui_gateway(request)
     try:
-        who = await gateway.authenticate(session.token)
+        who = await _authenticate(gateway, session)
     except Unauthenticated:
         store.close(session_id)  # revoked or expired: this session is over
         raise SignInNeeded from None
     if request.method not in SAFE_METHODS:
         await require_csrf(request, session)
     return Viewer(who, session, gateway)
+
+
+async def _authenticate(gateway: Gateway, session: Session) -> Principal:
+    """The session's token's principal; a provider's expired access token is renewed once
+    with the session's refresh token (the provider may refuse: then Unauthenticated)."""
+    try:
+        return await gateway.authenticate(session.token)
+    except Unauthenticated:
+        if session.provider is None or session.refresh is None:
+            raise
+    async with session.renewal:  # a request that waited here finds the token renewed
+        try:
+            return await gateway.authenticate(session.token)
+        except Unauthenticated:
+            return await _renew(gateway, session, session.provider, session.refresh)
+
+
+async def _renew(gateway: Gateway, session: Session, name: str, refresh: str) -> Principal:
+    try:
+        renewed = await renew(web_provider(gateway, name), refresh)
+    except HpcgateError:
+        raise Unauthenticated("the session's refresh token was refused") from None
+    who = await gateway.authenticate(renewed.access)
+    if who.user != session.user:
+        raise Unauthenticated("the renewed token is another user's")
+    session.token, session.refresh = renewed.access, renewed.refresh
+    return who
 
 
 async def require_csrf(request: Request, session: Session) -> None:
