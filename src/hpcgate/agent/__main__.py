@@ -24,6 +24,9 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--config", type=Path, default=Path("/etc/hpcgate/agent.toml"))
     made.add_argument("--gateway", help="the gateway's address (overrides the file's)")
     made.add_argument("--token-file", type=Path, help="the agent token's file (overrides)")
+    made.add_argument(
+        "--ca-file", type=Path, help="a PEM CA bundle to trust besides the system's (overrides)"
+    )
     return made
 
 
@@ -38,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         config = dataclasses.replace(config, gateway=args.gateway)
     if args.token_file:
         config = dataclasses.replace(config, token_file=args.token_file)
+    if args.ca_file:
+        config = dataclasses.replace(config, ca_file=args.ca_file)
     logging.getLogger("hpcgate.agent").info("%s serving %s", pid_note(), config.url)
     anyio.run(Dialer(config).forever)
 
