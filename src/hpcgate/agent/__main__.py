@@ -43,8 +43,18 @@ def main(argv: list[str] | None = None) -> None:
         config = dataclasses.replace(config, token_file=args.token_file)
     if args.ca_file:
         config = dataclasses.replace(config, ca_file=args.ca_file)
-    logging.getLogger("hpcgate.agent").info("%s serving %s", pid_note(), config.url)
+    log = logging.getLogger("hpcgate.agent")
+    log.info("%s serving %s", pid_note(), config.url)
+    if _others_read(config.token_file):
+        log.warning("%s is readable by others than its owner: chmod 0600", config.token_file)
     anyio.run(Dialer(config).forever)
+
+
+def _others_read(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:  # missing: each connection attempt says so
+        return False
 
 
 if __name__ == "__main__":
