@@ -16,7 +16,11 @@ own :class:`~hpcgate.transports.agent_hub.AgentLink` and
   (1 MiB pieces, as the files service moves them), against ``cp`` of the same file
   (the issue: agent ≥ 50 % of local);
 - one byte stream: ``--size-mib`` from a TCP server (another process) through the
-  agent's stream, a direct TCP connection (the local transport's stream) and a raw socket.
+  agent's stream, a direct TCP connection (the local transport's stream) and a raw socket;
+- downloads compared fairly: the same ``--size-mib`` file through a real gateway's HTTP
+  download route, from a system on the local transport and from one served by a real
+  agent (the raw open-file figures above set a page-cache copy against the agent's whole
+  path; here both pay the route, the HTTP body and the client).
 
 Needs Slurm up (``scripts/slurm up``) and root (the agent runs as root, as at a site).
 ``python -m bench.bench_agent [--size-mib 256] [--rounds 200] [--concurrent 1000]``
@@ -39,6 +43,7 @@ from multiprocessing import Process
 from pathlib import Path
 
 import anyio
+import httpx
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -50,7 +55,9 @@ from hpcgate.model.commands import Command
 from hpcgate.transports.agent import AgentTransport
 from hpcgate.transports.agent_hub import AgentHub, AgentLink
 from hpcgate.transports.local import LocalTransport
+from tests.support.accounts import give
 from tests.support.agent_process import AgentProcess
+from tests.support.gateway_process import cli, new_gateway
 
 PIECE = 1 << 20
 SQUEUE = ("squeue", "-h", "-o", "%i")
@@ -286,12 +293,67 @@ async def run(args: argparse.Namespace, work: Path) -> list[str]:
             agent_process.stop()
 
 
+def http_downloads(work: Path, size_mib: int) -> list[str]:
+    """MiB/s of one download of the same file through the gateway's route, per system."""
+    home = work / "http"
+    (home / "alice").mkdir(parents=True)
+    give(home / "alice", "alice")
+    big = home / "alice" / "big.bin"
+    with big.open("wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(PIECE))
+    give(big, "alice")
+    systems = "".join(
+        f'\n[systems.{name}]\nscheduler = "embedded"\nroots = ["{home}/{{user}}"]\n'
+        f'spool = "{home}/spool-{name}"\n{extra}'
+        for name, extra in (("local", ""), ("edge", 'transport = "agent"\n'))
+    )
+    gateway = new_gateway(home / "gateway-home", systems)
+    gateway.start_seconds = 120
+    gateway.start()
+    token = cli(gateway.home, "agent-token", "create", "edge").stdout.strip().splitlines()[-1]
+    agent = AgentProcess(home / "agent", gateway.url, token, (f"{home}/{{user}}",),
+                         home / "spool-edge")  # fmt: skip
+    agent.start()
+    try:
+        with gateway.client(gateway.token("alice")) as alice:
+            alice.timeout = httpx.Timeout(600)
+            rates = {name: _download(alice, name, size_mib) for name in ("local", "edge")}
+    finally:
+        agent.stop()
+        gateway.stop()
+    return [
+        "",
+        f"| {size_mib} MiB through `GET .../files/download` | MiB/s |",
+        "|---|---|",
+        f"| local transport system | {rates['local']:.0f} |",
+        f"| agent system | {rates['edge']:.0f} |",
+        f"| agent / local (target ≥ 0.5) | {rates['edge'] / rates['local']:.2f} |",
+    ]
+
+
+def _download(client: httpx.Client, system: str, size_mib: int) -> float:
+    url = f"/api/v1/systems/{system}/files/download"
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/v1/systems/{system}/files/ls", params={"path": "."}).status_code != 200:
+        assert time.monotonic() < deadline, f"{system} never served"
+        time.sleep(0.2)
+    started, got = time.perf_counter(), 0
+    with client.stream("GET", url, params={"path": "big.bin"}) as answer:
+        assert answer.status_code == 200, answer.read()
+        for chunk in answer.iter_bytes():
+            got += len(chunk)
+    assert got == size_mib << 20, got
+    return got / (time.perf_counter() - started) / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=1000)
     parser.add_argument("--dir", type=Path, default=None, help="where the files go")
+    parser.add_argument("--only-http", action="store_true", help="only the HTTP downloads")
     args = parser.parse_args()
     if shutil.which("squeue") is None:
         sys.exit("bench_agent: needs Slurm (scripts/slurm up)")
@@ -300,7 +362,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         work = Path(folder)
         work.chmod(0o755)
-        lines = asyncio.run(run(args, work))
+        lines = [] if args.only_http else asyncio.run(run(args, work))
+        lines += http_downloads(work, args.size_mib)
     end_load = os.getloadavg()
     print(f"{began} UTC, {machine()}")
     print(f"load average (1, 5, 15 min) at start {start_load}, at end {end_load}")

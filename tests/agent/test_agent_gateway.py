@@ -136,6 +136,10 @@ def test_files_move_through_the_agent(alice: httpx.Client, agent: AgentProcess, 
     assert digest["checksum"] == hashlib.sha256(data).hexdigest()
     got = alice.get(f"{FILES}/download", params={"path": "data/blob.bin"})
     assert got.status_code == 200 and got.content == data
+    for first, last in ((1_000_000, 2_600_000), (5, 700_000)):  # streamed from the middle
+        wanted = {"Range": f"bytes={first}-{last}"}
+        part = alice.get(f"{FILES}/download", params={"path": "data/blob.bin"}, headers=wanted)
+        assert part.status_code == 206 and part.content == data[first : last + 1]
 
 
 def test_a_path_outside_the_roots_is_refused(

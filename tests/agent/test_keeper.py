@@ -79,3 +79,28 @@ async def test_expired_torn_and_foreign_files_are_not_taken_up(tmp_path: Path) -
     keeper.load()
     assert all(keeper.offer(("e", c), _nowhere) == UNKNOWN for c in (1, 2, 3, 4))
     assert not (results / "e-2.json").exists() and not (results / "e-4.json").is_symlink()
+
+
+async def test_a_delivered_result_is_written_only_if_its_ack_is_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(k, "SPOOL_AFTER", 0.05)
+    keeper = ResultKeeper(tmp_path)
+    keeper.load()
+    sent: list[int] = []
+
+    async def connection(channel: int, body: dict[str, object]) -> None:
+        sent.append(channel)
+
+    for channel in (1, 2):
+        keeper.started(("e", channel), anyio.CancelScope(), connection)
+        await keeper.finished(("e", channel), {"ok": True, "value": channel})
+    assert sent == [1, 2] and list((tmp_path / "results").iterdir()) == []
+    keeper.acknowledged(("e", 1))  # in time: never written
+    await keeper.spool_unacknowledged(("e", 1))
+    await keeper.spool_unacknowledged(("e", 2))  # late: written, and offered after a restart
+    assert [path.name for path in (tmp_path / "results").iterdir()] == ["e-2.json"]
+    again = ResultKeeper(tmp_path)
+    again.load()
+    assert again.offer(("e", 2), _nowhere) == {"ok": True, "value": 2}
+    assert again.offer(("e", 1), _nowhere) == UNKNOWN

@@ -91,6 +91,14 @@ async def test_a_command_that_ends_during_a_break_gives_its_result_after_the_rec
     assert spooled(agent) == []
 
 
+async def written(agent: AgentProcess, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not spooled(agent):
+        assert loop.time() < deadline, "the unacknowledged result was never written"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_result_not_acknowledged_survives_kill_9_of_the_agent(
     setup: tuple[TestGateway, AgentProcess, Path],
 ) -> None:
@@ -100,6 +108,7 @@ async def test_a_result_not_acknowledged_survives_kill_9_of_the_agent(
     await connection.send(control(Kind.REQUEST, 3, made))
     first = fields(await answer(connection, 3))
     assert first == {"ok": True, "value": None}
+    await written(agent)  # no ACK within the agent's SPOOL_AFTER: its file is written
     (kept,) = spooled(agent)
     assert kept.name == f"{EPOCH}-3.json" and stat.S_IMODE(kept.stat().st_mode) == 0o600
     agent.stop(signal.SIGKILL)  # no ACK was sent: the result must still be offered

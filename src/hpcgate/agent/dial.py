@@ -127,6 +127,11 @@ class Dialer:
                 streams = Streams(self._policy, self.targets, socket.send, server.open_file)
                 session = Session(socket, server, self.hello(), self._keeper, work, streams)
                 await session.run()
+        except ssl.SSLCertVerificationError as exc:  # before OSError: it is one
+            log.warning(
+                "the gateway's certificate was refused (%s): %s; trusted: the system's CAs%s",
+                self._config.url, exc.verify_message or exc, _and_ca(self._config),
+            )  # fmt: skip
         except InvalidStatus as exc:
             log.warning("the gateway refused the connection: HTTP %d", exc.response.status_code)
         except (OSError, WebSocketException, Closed, ProtocolError, TimeoutError) as exc:
@@ -134,6 +139,10 @@ class Dialer:
         except Exception:  # whatever it was, the agent stays up and dials again
             log.exception("connection to the gateway failed")
         return session is not None and session.epoch is not None
+
+
+def _and_ca(config: AgentConfig) -> str:
+    return f" and {config.ca_file}" if config.ca_file is not None else " (no ca_file)"
 
 
 def pid_note() -> str:

@@ -12,6 +12,13 @@ on the gateway's ACK, after :data:`KEEP_FOR`, or oldest first beyond :data:`MAX_
 results or :data:`MAX_KEPT_BYTES` bytes. A request the agent does not know (never seen, not
 kept, or running when the agent died) is ``unknown``: the gateway then settles it as any
 lost outcome (a submit by its tag) and never repeats it.
+
+A result sent at once on a live connection is written to its file only if the ACK is not
+back within :data:`SPOOL_AFTER` (at once if the agent stops first): the usual command
+costs no file write, rename and unlink on its way. So a ``kill -9`` of the agent within
+that moment after sending a result, with the gateway's ACK lost to the same break, loses
+the result: that request is then ``unknown``, as one running at the kill would be. A
+result no connection waits for is written at once.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import anyio
 MAX_KEPT = 1024
 MAX_KEPT_BYTES = 64 * 1024 * 1024
 KEEP_FOR = 15 * 60.0  # seconds: far beyond any wait of the gateway for a reconnect
+SPOOL_AFTER = 1.0  # seconds a result sent on a live connection waits for its ACK in memory
 EPOCH = re.compile(r"[0-9A-Za-z]{1,64}")
 RUNNING, UNKNOWN = "running", "unknown"
 Key = tuple[str, int]  # (the gateway's epoch, the request's channel)
@@ -49,6 +57,7 @@ class _Kept:
     body: dict[str, object]
     size: int
     at: float = field(default_factory=time.time)
+    record: bytes = b""  # its file's content while it is not written (b"": written)
 
 
 class ResultKeeper:
@@ -121,9 +130,21 @@ class ResultKeeper:
         running = self._running.pop(key, None)
         if body is None:
             return
-        self._keep(key, body)
+        waits = running is not None and running.deliver is not None
+        self._keep(key, body, spool=not waits)
         if running is not None and running.deliver is not None:
             await running.deliver(key[1], body)
+
+    async def spool_unacknowledged(self, key: Key) -> None:
+        """Write ``key``'s result to its file unless its ACK comes within
+        :data:`SPOOL_AFTER` (at once if cancelled: the agent is stopping)."""
+        try:
+            await anyio.sleep(SPOOL_AFTER)
+        finally:
+            kept = self._kept.get(key)
+            if kept is not None and kept.record:
+                self._write(key, kept.record)
+                kept.record = b""
 
     def offer(self, key: Key, deliver: Deliver) -> dict[str, object] | str:
         """The answer to the gateway's STATUS: the kept RESULT body, or ``running`` (its
@@ -142,18 +163,21 @@ class ResultKeeper:
         kept = self._kept.pop(key, None)
         if kept is not None:
             self._bytes -= kept.size
-            self._unlink(key)
+            if not kept.record:  # written
+                self._unlink(key)
 
-    def _keep(self, key: Key, body: dict[str, object]) -> None:
+    def _keep(self, key: Key, body: dict[str, object], spool: bool) -> None:
         record = json.dumps({"at": time.time(), "body": body}, separators=(",", ":"))
         data = record.encode("utf-8")
-        self._kept[key] = _Kept(body, len(data))
-        self._bytes += len(data)
-        if self._spooled:
+        if spool:
             self._write(key, data)
+        self._kept[key] = _Kept(body, len(data), record=b"" if spool else data)
+        self._bytes += len(data)
         self._trim()
 
     def _write(self, key: Key, data: bytes) -> None:
+        if not self._spooled:
+            return
         name = _name(key)
         temporary = self._directory / f".{name}.tmp"
         try:

@@ -170,6 +170,7 @@ class Session:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._keeper.finished(key, None if scope.cancelled_caught else body)
+        await self._keeper.spool_unacknowledged(key)  # its file only if no ACK comes soon
 
     async def _serve(self, frame: Frame, scope: anyio.CancelScope) -> None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -328,17 +329,42 @@ class AgentFiles:
         await self._call(m.Discard(self._root, path))
 
 
+@dataclass
+class _Reading:
+    """A ``handle_read_data`` under way: the file's bytes from ``start`` on, as the agent
+    sends them, as fast as they are taken (its credit window: at most 1 MiB waits here)."""
+
+    request: m.HandleReadData
+    pipe: Pipe
+    stream: AgentStream
+    offset: int  # the next byte's
+    ended: bool = False  # the agent sent all it will
+
+    @property
+    def whole(self) -> bool:
+        """Whether it ended for its size, not at the file's end."""
+        return self.offset - self.request.offset >= self.request.size
+
+
 def _name(account: Account | None) -> str | None:
     return account.name if account else None
 
 
 class AgentFile:
-    """A file the agent holds open for us, on the one connection that opened it."""
+    """A file the agent holds open for us, on the one connection that opened it.
+
+    A large read (above :data:`~hpcgate.agentwire.messages.MAX_IO_BYTES`: a download's)
+    asks the agent for the rest of the file (up to ``MAX_DATA_IO``) as one stream, and the
+    next read from where it ended takes the following bytes of that same stream: the agent
+    reads and sends while the gateway passes the last piece on, instead of one round trip
+    per piece. A read elsewhere, a write or a truncate ends the stream (a CANCEL).
+    """
 
     def __init__(self, link: AgentLink, handle: int, account: Account | None) -> None:
         self._link = link
         self._handle = handle
         self._account = account
+        self._reading: _Reading | None = None
 
     async def _call(self, request: m.Request[R]) -> R:
         return await outcome(self._link, request, self._account)
@@ -349,7 +375,7 @@ class AgentFile:
 
     async def read(self, offset: int, size: int) -> bytes:
         if size > m.MAX_IO_BYTES:  # raw DATA frames, not base64 in a RESULT
-            return await self._read_data(offset, size)
+            return await self._read_streamed(offset, size)
         chunks: list[bytes] = []
         while size > 0:
             wanted = min(size, m.MAX_IO_BYTES)
@@ -359,6 +385,51 @@ class AgentFile:
                 break
             offset, size = offset + len(chunk), size - len(chunk)
         return b"".join(chunks)
+
+    async def _read_streamed(self, offset: int, size: int) -> bytes:
+        chunks: list[bytes] = []
+        while size > 0:
+            reading = await self._reading_at(offset)
+            if reading is None:
+                break  # the file's end
+            chunk = await self._take(reading, size)
+            chunks.append(chunk)
+            offset, size = offset + len(chunk), size - len(chunk)
+        return b"".join(chunks)
+
+    async def _reading_at(self, offset: int) -> _Reading | None:
+        """The stream that goes on from ``offset`` (a new one if none does; None: the file
+        ended there)."""
+        reading = self._reading
+        if reading is not None and reading.offset == offset and not reading.ended:
+            return reading
+        if reading is not None and reading.offset == offset and not reading.whole:
+            return None
+        await self._stop_reading()
+        request = m.HandleReadData(self._handle, offset, m.MAX_DATA_IO)
+        pipe, stream = await _channel(self._link, request, self._account)
+        self._reading = _Reading(request, pipe, stream, offset)
+        return self._reading
+
+    async def _take(self, reading: _Reading, size: int) -> bytes:
+        """Up to ``size`` bytes of the stream (b"": it ended)."""
+        try:
+            chunk = await reading.pipe.receive(size)
+        except anyio.EndOfStream:
+            reading.ended = True
+            return b""
+        except anyio.BrokenResourceError:
+            self._reading = None
+            await reading.stream.aclose()
+            _raise_failure(self._link, reading.request, reading.pipe)
+            raise errors.TransportError(f"the agent's read broke: {reading.pipe.error}") from None
+        reading.offset += len(chunk)
+        return chunk
+
+    async def _stop_reading(self) -> None:
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            await reading.stream.aclose()
 
     async def _read_data(self, offset: int, size: int) -> bytes:
         chunks: list[bytes] = []
@@ -373,6 +444,7 @@ class AgentFile:
         return b"".join(chunks)
 
     async def write(self, data: bytes) -> None:
+        await self._stop_reading()
         if len(data) > m.MAX_IO_BYTES:  # raw DATA frames, not base64 in a REQUEST
             for start in range(0, len(data), m.MAX_DATA_IO):
                 piece = data[start : start + m.MAX_DATA_IO]
@@ -382,12 +454,14 @@ class AgentFile:
             await self._call(m.HandleWrite(self._handle, data[start : start + m.MAX_IO_BYTES]))
 
     async def truncate(self, size: int) -> None:
+        await self._stop_reading()
         await self._call(m.HandleTruncate(self._handle, size))
 
     async def chmod(self, mode: int) -> None:
         await self._call(m.HandleChmod(self._handle, mode))
 
     async def close(self) -> None:
+        await self._stop_reading()
         # a broken connection: the agent closed the file with it
         with contextlib.suppress(errors.TransportError):
             await self._call(m.HandleClose(self._handle))

@@ -169,6 +169,8 @@ class AgentLink:
         if pending is not None:
             pending.fields = fields(frame)
             pending.done.set()
+            if not m.kept(type(pending.request)):
+                return  # the agent keeps nothing of it: no ACK
         else:
             self.streams.ended(frame.channel, fields(frame))
         with contextlib.suppress(TransportError):  # closing: the result is kept, asked again
