@@ -25,6 +25,7 @@ from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher, first_polls
 from hpcgate.model.principal import Principal, Scope
+from hpcgate.projects import Projects
 from hpcgate.ratelimits import RateLimits
 from hpcgate.services.controller import Options, ServiceController
 from hpcgate.services.events import ServiceEvents
@@ -40,6 +41,7 @@ from hpcgate.store.audit import AuditStore
 from hpcgate.store.db import Database
 from hpcgate.store.functions import FunctionStore, InvocationStore
 from hpcgate.store.jobs import JobStore
+from hpcgate.store.projects import ProjectStore
 from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
 from hpcgate.store.tasks import TaskStore
 from hpcgate.store.tokens import TokenStore
@@ -74,6 +76,7 @@ class Gateway:
             settings.token_cache_seconds,
             owns=self.function_store.owns,
         )
+        self.projects = Projects(ProjectStore(self.database))
         self.rate_limits = RateLimits(settings.rate_limits)
         self.identity = Identity(settings.auth.oidc)
         self.audit = AuditLog(AuditStore(self.database), settings.audit)

@@ -123,7 +123,7 @@ def render(row: TokenRow) -> TokenInfo:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
-        functions=None if key is None else sorted(key.functions),
+        functions=None if key is None or key.functions is None else sorted(key.functions),
         limits=limits,
     )
 

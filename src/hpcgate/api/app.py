@@ -23,6 +23,7 @@ from hpcgate.api import (
     openapi,
     openapi_errors,
     problems,
+    projects,
     security,
     services,
     systems,
@@ -87,6 +88,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         files.router,
         tasks.router,
         tokens.router,
+        projects.router,
     )
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
