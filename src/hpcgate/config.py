@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 
 from hpcgate.model.bounds import INT64_MAX, REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
-from hpcgate.model.principal import DEFAULT_SCOPES, Scope
+from hpcgate.model.principal import DEFAULT_SCOPES, Role, Scope
 from hpcgate.model.services import ServiceName, ServiceSpec
 from hpcgate.model.tokens import USER_NAME_PATTERN
 
@@ -512,6 +512,11 @@ class GroupRule(BaseModel):
     )
     projects: list[ProjectName] = Field(
         default_factory=list, max_length=64, description="Projects the group's members are in"
+    )
+    role: Role = Field(
+        Role.MEMBER,
+        description="Their role in those projects (a stored membership with a higher role"
+        " wins: the caller has the higher of the two)",
     )
 
     @model_validator(mode="after")

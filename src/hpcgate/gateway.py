@@ -86,7 +86,7 @@ class Gateway:
         self.systems.check_identity(self.accounts.multi)
         self.bus = EventBus()
         store = JobStore(self.database)
-        self.jobs = JobService(store, self.bus, settings.max_script_bytes)
+        self.jobs = JobService(store, self.bus, settings.max_script_bytes, self.projects)
         self.status = StatusService(self.accounts)
         self.files = FileService()
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))

@@ -62,15 +62,13 @@ class Projects:
         )
         if not await self._store.create(row, owner):
             raise Conflict(f"project {request.name!r} exists")
-        return await self.get(who, request.name)
+        return await self._view(request.name, await self.role(who, request.name))
 
     async def get(self, who: Principal, name: str) -> Project:
         role = await self.role(who, name)
         if role is None and not _is_admin(who):
             raise NotFound(f"no project {name!r}")
-        found = await self._store.get(name)
-        members = [] if found is None else await self._store.members(name)
-        return _project(name, found, members, role)
+        return await self._view(name, role)
 
     async def list(self, who: Principal) -> Sequence[Project]:
         """Every project for an admin; else those the caller has a role in."""
@@ -80,7 +78,13 @@ class Projects:
         else:
             stored = {row.project for row in await self._store.memberships(who.user)}
             names = sorted(stored | who.projects)
-        return [await self.get(who, name) for name in names if who.sees_project(name)]
+        seen = [name for name in names if who.sees_project(name)]
+        return [await self._view(name, await self.role(who, name)) for name in seen]
+
+    async def _view(self, name: str, role: Role | None) -> Project:
+        found = await self._store.get(name)
+        members = [] if found is None else await self._store.members(name)
+        return _project(name, found, members, role)
 
     async def set_member(
         self, who: Principal, project: str, user: str, change: MemberChange

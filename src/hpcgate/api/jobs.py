@@ -15,7 +15,7 @@ from hpcgate.api.problems import responses
 from hpcgate.jobs.output import JobOutput, OutputChunk, Stream
 from hpcgate.model.bounds import BYTES_ASKED_MAX, KEY_MAX
 from hpcgate.model.errors import BadRequest
-from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
+from hpcgate.model.jobs import PROJECT_NAME_PATTERN, Job, JobPage, JobSpec, JobState
 
 router = APIRouter(prefix="/api/v1/systems/{system}/jobs", tags=["jobs"])
 
@@ -90,8 +90,15 @@ async def list_jobs(
         str | None, Query(pattern=r"^[0-9]{1,10}$", description="From next_cursor")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    project: Annotated[
+        str | None,
+        Query(pattern=PROJECT_NAME_PATTERN, description="A project's jobs instead of mine"),
+    ] = None,
 ) -> JobPage:
-    return await gateway.jobs.list(target, state or [], name, cursor, limit)
+    """The caller's jobs; with `project`, that project's, whoever submitted them (a
+    viewer's role suffices; 404 for a project the caller has no role in). A token limited
+    to a project lists that project's."""
+    return await gateway.jobs.list(target, state or [], name, cursor, limit, project)
 
 
 @router.get("/{job_id}", summary="One job", responses=responses(401, 403, 404, 422))

@@ -8,15 +8,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from hpcgate.model.jobs import PROJECT_NAME_PATTERN, ProjectName
 from hpcgate.model.principal import Role
 from hpcgate.model.tokens import USER_NAME_PATTERN
 
-#: A project's name, as the configuration's group rules spell it.
-PROJECT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
-ProjectName = Annotated[str, StringConstraints(pattern=PROJECT_NAME_PATTERN)]
 UserName = Annotated[str, StringConstraints(pattern=USER_NAME_PATTERN)]
 #: Members one project may have (each add beyond is a 422).
 MEMBERS_MAX = 10_000
+
+
+__all__ = ["PROJECT_NAME_PATTERN", "Member", "MemberChange", "NewProject", "Project", "ProjectName"]
 
 
 class Member(BaseModel):

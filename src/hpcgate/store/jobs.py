@@ -87,7 +87,7 @@ class JobWrites:
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """A listing request: one owner's jobs on one system, newest first."""
+    """A listing request: one owner's (or one project's) jobs on one system, newest first."""
 
     system: str
     owner: str
@@ -95,6 +95,8 @@ class JobFilter:
     name: str | None = None
     before_pk: int | None = None
     limit: int = 100
+    #: A project's jobs, whoever submitted them, instead of ``owner``'s.
+    project: str | None = None
 
 
 class _RecentRows:
@@ -211,9 +213,14 @@ class JobStore:
         return dict(found)
 
     async def find(self, wanted: JobFilter) -> list[JobRow]:
+        whose = (
+            JobRow.owner == wanted.owner
+            if wanted.project is None
+            else JobRow.project == wanted.project
+        )
         query = select(JobRow).where(
             JobRow.system == wanted.system,
-            JobRow.owner == wanted.owner,
+            whose,
             JobRow.native_id.is_not(None),
         )
         if wanted.states:
