@@ -24,6 +24,7 @@ from hpcgate.identity.service import Identity
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher, first_polls
+from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.projects import Projects
 from hpcgate.ratelimits import RateLimits
@@ -75,6 +76,7 @@ class Gateway:
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
             owns=self.function_store.owns,
+            systems=frozenset(settings.systems),
         )
         self.projects = Projects(ProjectStore(self.database))
         self.rate_limits = RateLimits(settings.rate_limits)
@@ -164,7 +166,10 @@ class Gateway:
         return await self.tokens.authenticate(presented, keys=keys)
 
     def target(self, who: Principal, system: str) -> Target:
-        """The caller on ``system`` (NotFound if there is no such system)."""
+        """The caller on ``system`` (NotFound if there is no such system, or the caller's
+        token is limited to another)."""
+        if not who.sees_system(system):
+            raise NotFound(f"no system named {system!r}")
         return Target(who, self.systems.get(system), self.accounts)
 
     async def open_store(self) -> None:

@@ -204,18 +204,20 @@ class JobService:
     async def _row(self, target: Target, job_id: str, scope: Scope) -> tuple[JobRow, Target]:
         """The job and whom to act on it as: the caller for its own job; the job's owner
         for a job of a project whose role lets the caller have ``scope`` (Forbidden if the
-        role does not); NotFound for any other job."""
+        role does not); NotFound for any other job. A token limited to a project acts as
+        a member of it only, its own jobs included."""
         who = target.who
         who.require(scope)
         row = await self._store.get(target.system, job_id)
         if row is None or not who.sees_project(row.project):
             raise NotFound(f"no job {job_id!r} on system {target.system!r}")
-        if row.owner == who.user:
+        mine = row.owner == who.user
+        if mine and (who.restriction is None or who.restriction.project is None):
             return row, target
         if row.project is None or await self._projects.role(who, row.project) is None:
             raise NotFound(f"no job {job_id!r} on system {target.system!r}")
         await self._projects.require(who, row.project, scope)
-        return row, target.as_owner(_owner(row))
+        return row, target if mine else target.as_owner(_owner(row))
 
     async def get(self, target: Target, job_id: str) -> Job:
         return to_job(await self._own_row(target, job_id, Scope.JOBS_READ))
