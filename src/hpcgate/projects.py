@@ -65,10 +65,13 @@ class Projects:
         return await self._view(request.name, await self.role(who, request.name))
 
     async def get(self, who: Principal, name: str) -> Project:
+        """The project, for a caller with a role in it or an admin (a stored one)."""
         role = await self.role(who, name)
-        if role is None and not _is_admin(who):
+        found = await self._store.get(name)
+        if role is None and (found is None or not _is_admin(who)):
             raise NotFound(f"no project {name!r}")
-        return await self._view(name, role)
+        members = [] if found is None else await self._store.members(name)
+        return _project(name, found, members, role)
 
     async def list(self, who: Principal) -> Sequence[Project]:
         """Every project for an admin; else those the caller has a role in."""
