@@ -212,6 +212,15 @@ class SystemConfig(BaseModel):
         description="Default working directory, created on first use: '{user}' and '{home}'"
         " as in roots (default: '{home}' for Slurm and PBS, HOME/work/{user} for embedded)",
     )
+    project_root: str | None = Field(
+        None,
+        max_length=1024,
+        pattern=r"^/[^{}]*/\{project\}$",
+        description="Each project's files root, '{project}' its last component (e.g."
+        " '/p/{project}'): a root of every member of the project, who may read there with"
+        " any role and write as a member or owner (as the caller's own account, so the"
+        " directory's Unix permissions must let the members in too)",
+    )
 
     @property
     def functional_account(self) -> str | None:

@@ -90,7 +90,7 @@ class Gateway:
         store = JobStore(self.database)
         self.jobs = JobService(store, self.bus, settings.max_script_bytes, self.projects)
         self.status = StatusService(self.accounts)
-        self.files = FileService()
+        self.files = FileService(self.projects)
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))
         self.tasks = TaskService(TaskStore(self.database))
         limits = ExtractLimits(settings.max_extract_members, settings.max_extract_bytes)

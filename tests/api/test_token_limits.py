@@ -1,5 +1,6 @@
 """Tokens limited to one system, one project or to reading, through a real gateway with
-two systems: every route honours the limits, and a limited token mints nothing."""
+two systems: every route honours the limits, and a limited token mints nothing. The same
+gateway gives each project a files root (``project_root``), open to its members by role."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.accounts import passable
 from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
 from tests.support.jobs import submit
 
@@ -20,8 +22,19 @@ LONG = "#!/bin/bash\nsleep 120"
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    server = new_gateway(tmp_path_factory.mktemp("limits"), TWO_SYSTEMS)
+def project_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the projects' roots are: every account may pass (the roots' own modes say
+    who may enter them)."""
+    path = tmp_path_factory.mktemp("projects")
+    passable(path / "x")
+    return path
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory, project_dirs: Path) -> Iterator[GatewayProcess]:
+    root = f'project_root = "{project_dirs}/{{project}}"\n'
+    config = TWO_SYSTEMS.replace("slots = 4\n", f"slots = 4\n{root}", 1)
+    server = new_gateway(tmp_path_factory.mktemp("limits"), config)
     server.start()
     yield server
     server.stop()
@@ -120,3 +133,30 @@ def test_limits_that_cannot_hold_are_refused(alice: httpx.Client) -> None:
     ):
         refused(alice.post("/api/v1/tokens", json=body), 422)
     assert all(t["system"] != "nosuch" for t in alice.get("/api/v1/tokens").json())
+
+
+def test_a_project_root_opens_to_its_members_by_role(
+    two: GatewayProcess, admin: httpx.Client, alice: httpx.Client, project_dirs: Path
+) -> None:
+    project = f"p{uuid.uuid4().hex[:10]}"
+    assert admin.post("/api/v1/projects", json={"name": project, "owner": "alice"}).is_success
+    assert admin.put(f"/api/v1/projects/{project}/members/bob", json={"role": "viewer"})
+    root = project_dirs / project
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)  # the site's business: here every account may write
+    other = project_dirs / "pother"
+    other.mkdir(mode=0o777, exist_ok=True)
+    other.chmod(0o777)
+    with two.client(two.token("bob")) as bob, limited(two, alice, project=project) as token:
+        made = alice.post(f"{LOCAL}/files/mkdir", json={"path": f"{root}/data"})
+        assert made.status_code == 201, made.text
+        names = [
+            e["name"]
+            for e in bob.get(f"{LOCAL}/files/ls", params={"path": str(root)}).json()["entries"]
+        ]
+        assert "data" in names
+        refused(bob.post(f"{LOCAL}/files/mkdir", json={"path": f"{root}/bobs"}))  # a viewer
+        refused(alice.get(f"{LOCAL}/files/ls", params={"path": str(other)}))  # no role there
+        assert token.get(f"{LOCAL}/files/ls", params={"path": str(root)}).status_code == 200
+        refused(token.get(f"{LOCAL}/files/ls", params={"path": "."}))  # not its project's
+    assert sorted(p.name for p in root.iterdir()) == ["data"]

@@ -92,8 +92,8 @@ _SYSTEMS, _PROJECTS, _TOKENS, _TASKS = (
 def within_limits(scope: AsgiScope, who: Principal) -> None:
     """Forbidden for a request its token's limits do not allow: any write by a read-only
     token; for a token limited to a system or a project, any route that is not the
-    systems' (for a project: not their jobs), the projects', the tokens' or the tasks'
-    (not for a project: they are files')."""
+    systems' (for a project: but their jobs and files, which check the project), the
+    projects', the tokens' or the tasks' (not for a project: they are the user's)."""
     limit = who.restriction
     if limit is None:
         return
@@ -114,7 +114,7 @@ def _limited_may_use(path: str, to_project: bool) -> bool:
     if not _under(path, _SYSTEMS):
         return False
     parts = path.split("/")  # '', 'api', 'v1', 'systems', NAME, KIND, ...
-    return not to_project or len(parts) <= 5 or parts[5] == "jobs"
+    return not to_project or len(parts) <= 5 or parts[5] in ("jobs", "files")
 
 
 def _under(path: str, prefix: str) -> bool:
