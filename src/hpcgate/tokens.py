@@ -112,8 +112,8 @@ class _Verified:
 def restriction(row: TokenRow) -> Restriction | None:
     """A token's limits as stored (None: a full token); ValueError if unreadable."""
     functions = None if row.functions is None else _function_names(row)
-    limited = row.limit_system is not None or row.limit_project is not None or row.read_only
-    if functions is None and not limited:
+    scoped = (row.limit_system, row.limit_project, row.limit_service)
+    if functions is None and all(v is None for v in scoped) and not row.read_only:
         return None
     return Restriction(
         functions,
@@ -122,6 +122,7 @@ def restriction(row: TokenRow) -> Restriction | None:
         system=row.limit_system,
         project=row.limit_project,
         read_only=bool(row.read_only),
+        service=row.limit_service,
     )
 
 
@@ -151,6 +152,7 @@ def render(row: TokenRow) -> TokenInfo:
         limits=limits,
         system=row.limit_system,
         project=row.limit_project,
+        service=row.limit_service,
         read_only=bool(row.read_only),
     )
 
@@ -300,16 +302,19 @@ class TokenService:
         return CreatedToken(**info.model_dump(), token=issued.secret)
 
     def _limit(self, row: TokenRow, request: NewToken) -> None:
-        """Give ``row`` the request's system, project and read-only limits."""
-        limited = request.system is not None or request.project is not None or request.read_only
-        if limited and request.functions is not None:
-            raise Invalid("an API key is limited by its functions: no system, project or read_only")
+        """Give ``row`` the request's system, project, service and read-only limits."""
+        placed = request.system is not None or request.project is not None
+        if (placed or request.service is not None or request.read_only) and request.functions:
+            raise Invalid("an API key is limited by its functions: no other limits")
+        if placed and request.service is not None:
+            raise Invalid("a token limited to a service takes no system or project limit")
         if request.system is not None and request.system not in (self._systems or ()):
             raise Invalid(f"no system named {request.system!r} to limit the token to")
         reads = {s for s in row.scopes.split(",") if Scope(s) in READ_SCOPES | {Scope.ADMIN}}
         if request.read_only and not reads:
             raise Invalid("a read-only token needs a read scope (jobs:read or files:read)")
         row.limit_system, row.limit_project = request.system, request.project
+        row.limit_service = request.service
         row.read_only = request.read_only
 
     async def _restrict(self, row: TokenRow, functions: list[str], limits: KeyLimits) -> None:

@@ -125,11 +125,30 @@ def test_a_token_for_one_project_sees_only_its_jobs(
         assert alice.delete(f"{LOCAL}/jobs/{job['id']}").status_code == 202  # still hers
 
 
+def test_a_token_for_one_service_reaches_no_other_route(
+    two: GatewayProcess, alice: httpx.Client
+) -> None:
+    with limited(two, alice, service="web") as token:
+        assert token.get("/api/v1/services").status_code == 200
+        assert token.get("/v1/models").json()["data"] == []  # none of its service's
+        for answer in (
+            token.get("/api/v1/services/other"),
+            token.post("/api/v1/services", json={}),
+            token.get(f"{LOCAL}/jobs"),
+            token.get("/api/v1/projects"),
+            token.post("/api/v1/tokens", json={}),
+        ):
+            refused(answer)
+        refused(token.get("/api/v1/services/web"), 404)  # its own routes: alice has no web
+
+
 def test_limits_that_cannot_hold_are_refused(alice: httpx.Client) -> None:
     for body in (
         {"system": "nosuch"},
         {"read_only": True, "scopes": ["jobs:write"]},
         {"system": "local", "functions": ["f"]},
+        {"service": "web", "project": "climate"},
+        {"service": "Not A Name"},
     ):
         refused(alice.post("/api/v1/tokens", json=body), 422)
     assert all(t["system"] != "nosuch" for t in alice.get("/api/v1/tokens").json())

@@ -81,11 +81,12 @@ async def key_principal(request: Request, credentials: Bearer) -> Principal:
 #: The methods a read-only token may use.
 READING = frozenset({"GET", "HEAD", "OPTIONS"})
 #: The routes a token limited to a system or a project may use (each checks which one).
-_SYSTEMS, _PROJECTS, _TOKENS, _TASKS = (
+_SYSTEMS, _PROJECTS, _TOKENS, _TASKS, _SERVICES = (
     "/api/v1/systems",
     "/api/v1/projects",
     "/api/v1/tokens",
     "/api/v1/tasks",
+    "/api/v1/services",
 )
 
 
@@ -99,6 +100,10 @@ def within_limits(scope: AsgiScope, who: Principal) -> None:
         return
     if limit.read_only and scope.get("method", "GET") not in READING:
         raise Forbidden("this token is read-only")
+    if limit.service is not None:
+        if not _service_may_use(scope["path"], scope.get("method", "GET"), limit.service):
+            raise Forbidden(f"this token is limited to service {limit.service!r}")
+        return
     if limit.system is None and limit.project is None:
         return
     if not _limited_may_use(scope["path"], limit.project is not None):
@@ -115,6 +120,14 @@ def _limited_may_use(path: str, to_project: bool) -> bool:
         return False
     parts = path.split("/")  # '', 'api', 'v1', 'systems', NAME, KIND, ...
     return not to_project or len(parts) <= 5 or parts[5] in ("jobs", "files")
+
+
+def _service_may_use(path: str, method: str, service: str) -> bool:
+    """The service's own routes, the /v1 routes (which offer only its models), the list of
+    services (showing it alone) and the tokens'."""
+    if _under(path, f"{_SERVICES}/{service}") or _under(path, "/v1") or _under(path, _TOKENS):
+        return True
+    return path == _SERVICES and method in READING
 
 
 def _under(path: str, prefix: str) -> bool:

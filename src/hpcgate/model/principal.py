@@ -60,7 +60,7 @@ class Restriction:
     With ``functions`` it is an API key: invoking these functions of its user's (and
     reading the invocations it started), at most ``per_minute`` requests in any minute and
     ``concurrent`` unended invocations at once. Any token may also be limited to one
-    ``system``, one ``project`` and to reading (``read_only``)."""
+    ``system``, one ``project``, one ``service`` and to reading (``read_only``)."""
 
     functions: frozenset[str] | None = None
     per_minute: int | None = None
@@ -68,6 +68,7 @@ class Restriction:
     system: str | None = None
     project: str | None = None
     read_only: bool = False
+    service: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,8 @@ class Principal:
 
     @property
     def limited(self) -> bool:
-        """Whether the token has any limit (a key's, a system, a project, read-only)."""
+        """Whether the token has any limit (a key's, a system, a project, a service,
+        read-only)."""
         return self.restriction is not None
 
     def provider_role(self, project: str) -> Role | None:
@@ -116,6 +118,11 @@ class Principal:
         """Whether the token's limits let it near ``system``."""
         limit = self.restriction
         return limit is None or limit.system is None or limit.system == system
+
+    def sees_service(self, service: str) -> bool:
+        """Whether the token's limits let it near the service called ``service``."""
+        limit = self.restriction
+        return limit is None or limit.service is None or limit.service == service
 
     def sees_project(self, project: str | None) -> bool:
         """Whether the token's limits let it near a resource of ``project`` (None: one in

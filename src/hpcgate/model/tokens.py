@@ -15,7 +15,7 @@ from hpcgate.model.bounds import CONCURRENT_MAX, LIFETIME_MAX, PER_MINUTE_MAX, M
 from hpcgate.model.functions import FunctionName
 from hpcgate.model.jobs import ProjectName
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
-from hpcgate.model.services import SystemRef
+from hpcgate.model.services import ServiceName, SystemRef
 
 
 def _grantable(scope: Scope) -> Scope:
@@ -67,6 +67,7 @@ class TokenInfo(BaseModel):
     limits: KeyLimits | None = Field(None, description="An API key's limits")
     system: str | None = Field(None, description="The one system it may be used on")
     project: str | None = Field(None, description="The one project whose jobs it sees")
+    service: str | None = Field(None, description="The one service it may use")
     read_only: bool = Field(False, description="Whether it may only read (GET)")
 
 
@@ -108,6 +109,12 @@ class NewToken(BaseModel):
         description="Limits the token to this project: it sees only the project's jobs"
         " (with the role its user has there, read at each request), submits into it, and"
         " every route that knows no projects (files, services, functions, /v1) refuses it",
+    )
+    service: ServiceName | None = Field(
+        None,
+        description="Limits the token to this service (its routes under /api/v1/services"
+        " and its models on /v1): every other service is unknown to it, every other route"
+        " refuses it (403); no system or project limit with it",
     )
     read_only: bool = Field(
         False,

@@ -63,9 +63,10 @@ class TokenRow(Base):
     functions: Mapped[str | None] = mapped_column(Text)
     per_minute: Mapped[int | None] = mapped_column(Integer)
     concurrent: Mapped[int | None] = mapped_column(Integer)
-    # A token's other limits (None/False: none): one system, one project, reading only.
+    # A token's other limits (None/False: none): one system, project or service; reading.
     limit_system: Mapped[str | None] = mapped_column(String(64))
     limit_project: Mapped[str | None] = mapped_column(String(64))
+    limit_service: Mapped[str | None] = mapped_column(String(64))
     read_only: Mapped[bool] = mapped_column(Boolean, default=False)
 
 

@@ -1,4 +1,5 @@
-"""roles: projects and their members, jobs in a project, tokens' limits
+"""roles: projects and their members, jobs in a project, tokens' limits (system, project,
+service, read-only)
 
 Revision ID: 0018
 Revises: 0017
@@ -41,6 +42,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tokens") as batch:
         batch.add_column(sa.Column("limit_system", sa.String(64), nullable=True))
         batch.add_column(sa.Column("limit_project", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("limit_service", sa.String(64), nullable=True))
         batch.add_column(
             sa.Column("read_only", sa.Boolean(), nullable=False, server_default=sa.false())
         )
@@ -49,6 +51,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("tokens") as batch:
         batch.drop_column("read_only")
+        batch.drop_column("limit_service")
         batch.drop_column("limit_project")
         batch.drop_column("limit_system")
     with op.batch_alter_table("jobs") as batch:
