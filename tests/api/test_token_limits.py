@@ -77,6 +77,9 @@ def test_a_token_for_one_system_knows_no_other(
         for path in ("/api/v1/services", "/api/v1/functions", "/api/v1/usage", "/v1/models"):
             assert token.get(path).status_code == 403, path
         refused(token.post("/api/v1/tokens", json={}))  # mints nothing, not even narrower
+        (me,) = token.get("/api/v1/tokens").json()  # it sees itself alone
+        others = [t["id"] for t in alice.get("/api/v1/tokens").json() if t["id"] != me["id"]]
+        refused(token.delete(f"/api/v1/tokens/{others[0]}"), 404)  # nor revokes the others
         job = submit(token, script=LONG, working_directory=str(workdir))
         assert token.delete(f"{LOCAL}/jobs/{job['id']}").status_code == 202
     assert alice.get(f"{OTHER}/jobs").json()["items"] == []
