@@ -46,7 +46,7 @@ async def list_projects(who: Caller, gateway: GatewayDep) -> Sequence[Project]:
     return await gateway.projects.list(who)
 
 
-@router.get("/{project}", summary="One project and its members", responses=responses(401, 404))
+@router.get("/{project}", summary="One project and its members", responses=responses(401, 403, 404))
 async def get_project(project: ProjectPath, who: Caller, gateway: GatewayDep) -> Project:
     """404 for a project the caller has no role in (an admin sees every one)."""
     return await gateway.projects.get(who, project)
