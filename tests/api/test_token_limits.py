@@ -145,6 +145,15 @@ def test_a_token_for_one_service_reaches_no_other_route(
         refused(token.get("/api/v1/services/web"), 404)  # its own routes: alice has no web
 
 
+def test_a_limited_token_opens_no_web_session(two: GatewayProcess, alice: httpx.Client) -> None:
+    """The web pages would reach past a token's limits: such a token cannot sign in."""
+    made = alice.post("/api/v1/tokens", json={"read_only": True}).json()["token"]
+    with httpx.Client(base_url=two.url) as browser:
+        answer = browser.post("/ui/signin", data={"token": made})
+        assert answer.status_code == 403 and "cannot sign in" in answer.text
+        assert "set-cookie" not in answer.headers
+
+
 def test_limits_that_cannot_hold_are_refused(alice: httpx.Client) -> None:
     for body in (
         {"system": "nosuch"},

@@ -38,6 +38,9 @@ async def signin(request: Request) -> Response:
     except (HpcgateError, ValueError):
         error = "That token is not valid (expired, revoked, or mistyped)."
         return page(request, "signin.html", None, status_code=401, error=error)
+    if who.limited:  # its limits are the API's to check: the pages would reach past them
+        error = "A limited token (to a system, a project, a service or reading) cannot sign in."
+        return page(request, "signin.html", None, status_code=403, error=error)
     session_id, _ = sessions(request).open(token, who.user, who.has(Scope.ADMIN))
     answer = RedirectResponse("/ui/dashboard", status_code=303)
     answer.set_cookie(
