@@ -98,6 +98,8 @@ def test_a_read_only_token_reads_and_writes_nothing(
         refused(token.post(f"{LOCAL}/jobs", json={"script": LONG}))
         refused(token.post(f"{LOCAL}/files/mkdir", json={"path": made}))
         refused(token.post("/api/v1/tokens", json={"scopes": ["jobs:read"]}))
+        chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        assert token.post("/v1/chat/completions", json=chat).status_code == 403
         me = token.get("/api/v1/tokens").json()[-1]["id"]
         refused(token.delete(f"/api/v1/tokens/{me}"))
     assert alice.get(f"{LOCAL}/files/stat", params={"path": made}).status_code == 404
@@ -136,6 +138,7 @@ def test_a_token_for_one_service_reaches_no_other_route(
         assert token.get("/v1/models").json()["data"] == []  # none of its service's
         for answer in (
             token.get("/api/v1/services/other"),
+            token.get("/api/v1/services/other/proxy/x"),  # the proxy's own fast path too
             token.post("/api/v1/services", json={}),
             token.get(f"{LOCAL}/jobs"),
             token.get("/api/v1/projects"),

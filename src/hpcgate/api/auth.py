@@ -98,10 +98,11 @@ def within_limits(scope: AsgiScope, who: Principal) -> None:
     limit = who.restriction
     if limit is None:
         return
-    if limit.read_only and scope.get("method", "GET") not in READING:
+    method = scope.get("method", "WEBSOCKET")  # a WebSocket may write: no reading method
+    if limit.read_only and method not in READING:
         raise Forbidden("this token is read-only")
     if limit.service is not None:
-        if not _service_may_use(scope["path"], scope.get("method", "GET"), limit.service):
+        if not _service_may_use(scope["path"], method, limit.service):
             raise Forbidden(f"this token is limited to service {limit.service!r}")
         return
     if limit.system is None and limit.project is None:
