@@ -3,9 +3,10 @@ the gateway's admin on its store (the API's ``/api/v1/projects`` does the same).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 
 from hpcgate.cli import ConfigOption, _settings, _with_store
@@ -20,6 +21,7 @@ project_app = typer.Typer(no_args_is_help=True, help="Create projects and manage
 ACTING = "cli"  # what the audit and the logs name as the token
 CLI_ADMIN = Principal("admin", frozenset({Scope.ADMIN}), token_id=ACTING)
 
+M = TypeVar("M", bound=BaseModel)
 Name = Annotated[str, typer.Argument(help="The project")]
 User = Annotated[str, typer.Argument(help="The member's hpcgate user name")]
 
@@ -30,9 +32,8 @@ def _show(project: Project) -> None:
         typer.echo(f"  {member.user} {member.role.value}")
 
 
-def _request(make: type[NewProject] | type[MemberChange], **fields: object) -> object:
-    from pydantic import ValidationError
-
+def _request(make: type[M], **fields: object) -> M:
+    """The request, or the command's usage error naming what is wrong with it."""
     try:
         return make.model_validate(fields)
     except ValidationError as exc:
@@ -48,7 +49,6 @@ def create(
 ) -> None:
     """Create a project with its first owner."""
     request = _request(NewProject, name=name, owner=owner, description=description)
-    assert isinstance(request, NewProject)
 
     async def work(gateway: Gateway) -> Project:
         return await gateway.projects.create(CLI_ADMIN, request)
@@ -76,7 +76,6 @@ def add(
 ) -> None:
     """Add a member, or change a member's role."""
     change = _request(MemberChange, role=role)
-    assert isinstance(change, MemberChange)
 
     async def work(gateway: Gateway) -> Project:
         return await gateway.projects.set_member(CLI_ADMIN, name, user, change)
