@@ -51,8 +51,12 @@ MAX_LIFETIME = timedelta(days=36500)
 
 
 def register(app: typer.Typer) -> None:
-    """Mount ``serve``, ``token``, ``agent-token`` and ``config`` on the ``hpcgate`` command."""
+    """Mount ``serve``, ``token``, ``agent-token``, ``project`` and ``config`` on the
+    ``hpcgate`` command."""
+    from hpcgate.projects_cli import project_app  # it imports this module
+
     app.command()(serve)
+    app.add_typer(project_app, name="project")
     app.add_typer(token_app, name="token")
     app.add_typer(config_app, name="config")
     app.add_typer(agent_token_app, name="agent-token")

@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 from hpcgate.jobtemplates import UiConfig
 from hpcgate.model.bounds import INT64_MAX, REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
-from hpcgate.model.principal import DEFAULT_SCOPES, Scope
+from hpcgate.model.principal import DEFAULT_SCOPES, Role, Scope
 from hpcgate.model.services import ServiceName, ServiceSpec
 from hpcgate.model.tokens import USER_NAME_PATTERN
 
@@ -212,6 +212,15 @@ class SystemConfig(BaseModel):
         None,
         description="Default working directory, created on first use: '{user}' and '{home}'"
         " as in roots (default: '{home}' for Slurm and PBS, HOME/work/{user} for embedded)",
+    )
+    project_root: str | None = Field(
+        None,
+        max_length=1024,
+        pattern=r"^/[^{}]*/\{project\}$",
+        description="Each project's files root, '{project}' its last component (e.g."
+        " '/p/{project}'): a root of every member of the project, who may read there with"
+        " any role and write as a member or owner (as the caller's own account, so the"
+        " directory's Unix permissions must let the members in too)",
     )
 
     @property
@@ -523,6 +532,11 @@ class GroupRule(BaseModel):
     )
     projects: list[ProjectName] = Field(
         default_factory=list, max_length=64, description="Projects the group's members are in"
+    )
+    role: Role = Field(
+        Role.MEMBER,
+        description="Their role in those projects (a stored membership with a higher role"
+        " wins: the caller has the higher of the two)",
     )
 
     @model_validator(mode="after")

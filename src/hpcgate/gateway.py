@@ -25,7 +25,9 @@ from hpcgate.identity.service import Identity
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher, first_polls
+from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import Principal, Scope
+from hpcgate.projects import Projects
 from hpcgate.ratelimits import RateLimits
 from hpcgate.services.controller import Options, ServiceController
 from hpcgate.services.events import ServiceEvents
@@ -42,6 +44,7 @@ from hpcgate.store.consents import ConsentStore
 from hpcgate.store.db import Database
 from hpcgate.store.functions import FunctionStore, InvocationStore
 from hpcgate.store.jobs import JobStore
+from hpcgate.store.projects import ProjectStore
 from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
 from hpcgate.store.tasks import TaskStore
 from hpcgate.store.tokens import TokenStore
@@ -75,7 +78,9 @@ class Gateway:
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
             owns=self.function_store.owns,
+            systems=frozenset(settings.systems),
         )
+        self.projects = Projects(ProjectStore(self.database))
         self.rate_limits = RateLimits(settings.rate_limits)
         self.identity = Identity(settings.auth.oidc)
         self.audit = AuditLog(AuditStore(self.database), settings.audit)
@@ -92,9 +97,9 @@ class Gateway:
         self.systems.check_identity(self.accounts.multi)
         self.bus = EventBus()
         store = JobStore(self.database)
-        self.jobs = JobService(store, self.bus, settings.max_script_bytes)
+        self.jobs = JobService(store, self.bus, settings.max_script_bytes, self.projects)
         self.status = StatusService(self.accounts)
-        self.files = FileService()
+        self.files = FileService(self.projects)
         self.uploads = ResumableUploads(self.files, UploadStore(self.database))
         self.tasks = TaskService(TaskStore(self.database))
         limits = ExtractLimits(settings.max_extract_members, settings.max_extract_bytes)
@@ -177,7 +182,10 @@ class Gateway:
         return None if row is None else row.parent_id
 
     def target(self, who: Principal, system: str) -> Target:
-        """The caller on ``system`` (NotFound if there is no such system)."""
+        """The caller on ``system`` (NotFound if there is no such system, or the caller's
+        token is limited to another)."""
+        if not who.sees_system(system):
+            raise NotFound(f"no system named {system!r}")
         return Target(who, self.systems.get(system), self.accounts)
 
     async def open_store(self) -> None:

@@ -38,6 +38,11 @@ class Target:
     def system(self) -> str:
         return self.cluster.name
 
+    def as_owner(self, owner: Principal) -> Target:
+        """The same system for another principal: a job's owner, whose account a project
+        member's read or cancel of the job runs as (the member's role was checked)."""
+        return Target(owner, self.cluster, self._accounts)
+
     async def account(self) -> Account | None:
         """The Unix account the caller's jobs and file accesses run as on this system
         (None: the gateway's own, in single-user mode or on a system where everyone is one

@@ -13,6 +13,10 @@ its limits (requests per minute, unended invocations). Only a full token issues 
 issues nothing), and like any token it holds at most its issuer's scopes and lifetime.
 :meth:`TokenService.authenticate` refuses a key unless the route says it takes keys: a route
 that says nothing is closed to keys.
+
+Any token issued through the API may also be **limited** (a :class:`Restriction` too): to
+one ``system``, one ``project``, or to reading (``read_only``). A limited token, a key
+included, issues no token at all, so no token is ever broader than the one that made it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,13 @@ from pathlib import Path
 from hpcgate.clock import utcnow
 from hpcgate.coalesce import Coalesced
 from hpcgate.model.errors import BadRequest, Forbidden, Invalid, NotFound, Unauthenticated
-from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Restriction, Scope
+from hpcgate.model.principal import (
+    DEFAULT_SCOPES,
+    READ_SCOPES,
+    Principal,
+    Restriction,
+    Scope,
+)
 from hpcgate.model.tokens import USER_NAME_PATTERN, CreatedToken, KeyLimits, NewToken, TokenInfo
 from hpcgate.store.tables import TokenRow
 from hpcgate.store.tokens import TokenStore
@@ -100,18 +110,33 @@ class _Verified:
 
 
 def restriction(row: TokenRow) -> Restriction | None:
-    """A key's restriction as stored (None: a full token); ValueError if unreadable."""
-    if row.functions is None:
+    """A token's limits as stored (None: a full token); ValueError if unreadable."""
+    functions = None if row.functions is None else _function_names(row)
+    scoped = (row.limit_system, row.limit_project, row.limit_service)
+    if functions is None and all(v is None for v in scoped) and not row.read_only:
         return None
-    names = json.loads(row.functions)
+    return Restriction(
+        functions,
+        row.per_minute,
+        row.concurrent,
+        system=row.limit_system,
+        project=row.limit_project,
+        read_only=bool(row.read_only),
+        service=row.limit_service,
+    )
+
+
+def _function_names(row: TokenRow) -> frozenset[str]:
+    names = json.loads(row.functions or "null")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"token {row.id}: its functions are not a list of names")
-    return Restriction(frozenset(names), row.per_minute, row.concurrent)
+    return frozenset(names)
 
 
 def render(row: TokenRow) -> TokenInfo:
     """A stored token as clients see it; ValueError if the row cannot be shown."""
-    key = restriction(row)
+    limit = restriction(row)
+    key = limit if limit is not None and limit.functions is not None else None
     limits = (
         None if key is None else KeyLimits(per_minute=key.per_minute, concurrent=key.concurrent)
     )
@@ -123,8 +148,12 @@ def render(row: TokenRow) -> TokenInfo:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
-        functions=None if key is None else sorted(key.functions),
+        functions=None if key is None or key.functions is None else sorted(key.functions),
         limits=limits,
+        system=row.limit_system,
+        project=row.limit_project,
+        service=row.limit_service,
+        read_only=bool(row.read_only),
     )
 
 
@@ -152,6 +181,14 @@ def _check_carried(parent: Principal) -> None:
             "this identity (a service account, or a mapping rule's Unix account) cannot be"
             " carried by an hpcgate token: use the provider's tokens"
         )
+
+
+def _check_unlimited(parent: Principal) -> None:
+    """A limited token (a key, or one limited to a system, a project or reading) issues
+    nothing: whatever it issued could reach past its own limits."""
+    parent.unrestricted()  # a key says so in its own words
+    if parent.limited:
+        raise Forbidden("a limited token issues no tokens: use a token without limits")
 
 
 def _check_issuer(parent: Principal, user: str, scopes: frozenset[Scope]) -> None:
@@ -218,9 +255,11 @@ class TokenService:
         cache_seconds: float = 5,
         digest: Callable[[str], str] = secret_digest,
         owns: Owns | None = None,
+        systems: frozenset[str] | None = None,
     ) -> None:
         self._store = store
         self._owns = owns
+        self._systems = systems
         self._marker = revocation_marker
         self._ttl = cache_seconds
         self._digest = digest
@@ -243,7 +282,7 @@ class TokenService:
     async def issue(self, parent: Principal, request: NewToken) -> CreatedToken:
         """A token made by ``parent`` through the API, bound by what the parent holds; with
         ``functions``, an API key for those functions of its user's."""
-        parent.unrestricted()  # a key issues nothing
+        _check_unlimited(parent)
         _check_carried(parent)
         user, scopes = request.user or parent.user, frozenset(request.scopes)
         if request.functions is not None:
@@ -256,10 +295,27 @@ class TokenService:
         lifetime = timedelta(seconds=request.expires_in) if request.expires_in else None
         expires = _child_expiry(parent, lifetime)
         row = _new_row(user, scopes, expires, request.description, parent.token_id)
+        self._limit(row, request)
         if request.functions is not None:
             await self._restrict(row, request.functions, request.limits or KeyLimits())
         issued, info = await self._add(row)
         return CreatedToken(**info.model_dump(), token=issued.secret)
+
+    def _limit(self, row: TokenRow, request: NewToken) -> None:
+        """Give ``row`` the request's system, project, service and read-only limits."""
+        placed = request.system is not None or request.project is not None
+        if (placed or request.service is not None or request.read_only) and request.functions:
+            raise Invalid("an API key is limited by its functions: no other limits")
+        if placed and request.service is not None:
+            raise Invalid("a token limited to a service takes no system or project limit")
+        if request.system is not None and request.system not in (self._systems or ()):
+            raise Invalid(f"no system named {request.system!r} to limit the token to")
+        reads = {s for s in row.scopes.split(",") if Scope(s) in READ_SCOPES | {Scope.ADMIN}}
+        if request.read_only and not reads:
+            raise Invalid("a read-only token needs a read scope (jobs:read or files:read)")
+        row.limit_system, row.limit_project = request.system, request.project
+        row.limit_service = request.service
+        row.read_only = request.read_only
 
     async def _restrict(self, row: TokenRow, functions: list[str], limits: KeyLimits) -> None:
         """Make ``row`` a key for ``functions``, each of which its user must own."""

@@ -36,6 +36,11 @@ account = "bob"
 value = "hpc-admins"
 scopes = ["admin"]
 projects = ["climate"]
+
+[[auth.oidc.test.groups]]
+value = "ocean-readers"
+projects = ["ocean"]
+role = "viewer"
 """
 
 
@@ -96,6 +101,32 @@ def test_a_group_grants_scopes_beyond_the_token_s(idp: IdP, mapped: GatewayProce
         assert admin.get("/metrics").status_code == 200  # admin, from the group
         assert student.get("/metrics").status_code == 403
         assert student.post(JOBS, json={"script": ID}).status_code == 403  # jobs:read only
+
+
+def test_a_group_makes_a_project_viewer_without_a_stored_membership(
+    idp: IdP, mapped: GatewayProcess
+) -> None:
+    """The provider's group alone gives the role: the viewer lists the project's jobs and
+    reads them, cannot cancel them; without the group, the same user sees none of it."""
+    admin_token = (mapped.home / "admin-token").read_text().strip()
+    with mapped.client(admin_token) as admin:
+        made = admin.post("/api/v1/projects", json={"name": "ocean", "owner": "alice"})
+        assert made.status_code == 201, made.text
+    claims = {"email": "erin.guest@partner.example", "groups": ["ocean-readers"]}
+    reader = _device(idp, "erin", claims)
+    outsider = _device(idp, "erin", claims | {"groups": []})
+    with (
+        mapped.client(mapped.token("alice")) as alice,
+        mapped.client(reader) as viewer,
+        mapped.client(outsider) as plain,
+    ):
+        job = submit(alice, script="#!/bin/bash\nsleep 120", project="ocean")
+        assert viewer.get("/api/v1/projects/ocean").json()["my_role"] == "viewer"
+        listed = viewer.get(JOBS, params={"project": "ocean"}).json()["items"]
+        assert [j["id"] for j in listed] == [job["id"]]
+        assert viewer.delete(f"{JOBS}/{job['id']}").status_code == 403
+        hidden_from(plain, JOBS, job["id"])
+        assert alice.delete(f"{JOBS}/{job['id']}").status_code == 202
 
 
 def test_a_client_is_a_service_account_of_its_own(idp: IdP, mapped: GatewayProcess) -> None:

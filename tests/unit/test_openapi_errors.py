@@ -30,6 +30,7 @@ from hpcgate.api import (
     jobs,
     login,
     openai,
+    projects,
     services,
     systems,
     tasks,
@@ -67,6 +68,7 @@ def _routes(app: FastAPI) -> list[APIRoute]:
         usage,
         audit,
         login,
+        projects,
     )
     included = [route for m in modules for route in m.router.routes]
     every = [*app.routes, *included]

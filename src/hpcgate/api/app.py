@@ -24,6 +24,7 @@ from hpcgate.api import (
     openapi,
     openapi_errors,
     problems,
+    projects,
     security,
     services,
     systems,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         tasks.router,
         tokens.router,
         consents.router,
+        projects.router,
     )
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)

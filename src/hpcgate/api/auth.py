@@ -6,6 +6,11 @@ once (:func:`admit`) against its key's requests per minute and its user's
 (``[rate_limits]``), and one that asks for a stream takes one of its user's streams until
 its answer ends: a 429 past any of them. The quotas left go in the answer's RateLimit
 fields (:class:`RateLimitFields`), which also gives the stream back.
+
+A limited token's limits are checked here for every route at once (:func:`within_limits`):
+a read-only token may only read, and a token limited to a system or a project may only use
+the routes that know systems and projects; the services below check which system and which
+project (:meth:`Principal.sees_system`, :meth:`Principal.sees_project`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from hpcgate.gateway import Gateway
-from hpcgate.model.errors import Unauthenticated
+from hpcgate.model.errors import Forbidden, Unauthenticated
 from hpcgate.model.principal import Principal
 from hpcgate.ratelimits import Quota, fields
 from hpcgate.services.openai import Call
@@ -57,6 +62,7 @@ async def principal(request: Request, credentials: Bearer) -> Principal:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     gw = await gateway(request)
     who = noted(request.scope, await gw.authenticate(credentials.credentials))
+    within_limits(request.scope, who)
     admit(request.scope, gw, who)
     return who
 
@@ -67,8 +73,66 @@ async def key_principal(request: Request, credentials: Bearer) -> Principal:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     gw = await gateway(request)
     who = noted(request.scope, await gw.authenticate(credentials.credentials, keys=True))
+    within_limits(request.scope, who)
     admit(request.scope, gw, who)
     return who
+
+
+#: The methods a read-only token may use.
+READING = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The routes a token limited to a system or a project may use (each checks which one).
+_SYSTEMS, _PROJECTS, _TOKENS, _TASKS, _SERVICES = (
+    "/api/v1/systems",
+    "/api/v1/projects",
+    "/api/v1/tokens",
+    "/api/v1/tasks",
+    "/api/v1/services",
+)
+
+
+def within_limits(scope: AsgiScope, who: Principal) -> None:
+    """Forbidden for a request its token's limits do not allow: any write by a read-only
+    token; for a token limited to a system or a project, any route that is not the
+    systems' (for a project: but their jobs and files, which check the project), the
+    projects', the tokens' or the tasks' (not for a project: they are the user's)."""
+    limit = who.restriction
+    if limit is None:
+        return
+    method = scope.get("method", "WEBSOCKET")  # a WebSocket may write: no reading method
+    if limit.read_only and method not in READING:
+        raise Forbidden("this token is read-only")
+    if limit.service is not None:
+        if not _service_may_use(scope["path"], method, limit.service):
+            raise Forbidden(f"this token is limited to service {limit.service!r}")
+        return
+    if limit.system is None and limit.project is None:
+        return
+    if not _limited_may_use(scope["path"], limit.project is not None):
+        what = f"project {limit.project!r}" if limit.project else f"system {limit.system!r}"
+        raise Forbidden(f"this token is limited to {what}: this route is not open to it")
+
+
+def _limited_may_use(path: str, to_project: bool) -> bool:
+    if _under(path, _PROJECTS) or _under(path, _TOKENS):
+        return True
+    if _under(path, _TASKS):
+        return not to_project
+    if not _under(path, _SYSTEMS):
+        return False
+    parts = path.split("/")  # '', 'api', 'v1', 'systems', NAME, KIND, ...
+    return not to_project or len(parts) <= 5 or parts[5] in ("jobs", "files")
+
+
+def _service_may_use(path: str, method: str, service: str) -> bool:
+    """The service's own routes, the /v1 routes (which offer only its models), the list of
+    services (showing it alone) and the tokens'."""
+    if _under(path, f"{_SERVICES}/{service}") or _under(path, "/v1") or _under(path, _TOKENS):
+        return True
+    return path == _SERVICES and method in READING
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
 
 
 def admit(scope: AsgiScope, gw: Gateway, who: Principal) -> None:

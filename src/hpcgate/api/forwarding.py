@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hpcgate.api.auth import admit, noted, openai_limits
+from hpcgate.api.auth import admit, noted, openai_limits, within_limits
 from hpcgate.api.problems import problem_of
 from hpcgate.api.services import PROXY_METHODS, replica_target
 from hpcgate.gateway import Gateway
@@ -75,6 +75,7 @@ class Forwarding:
         if token is None:
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
         who = noted(scope, await self._gateway.authenticate(token))
+        within_limits(scope, who)
         admit(scope, self._gateway, who)
         return who
 

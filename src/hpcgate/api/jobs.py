@@ -15,7 +15,7 @@ from hpcgate.api.problems import responses
 from hpcgate.jobs.output import JobOutput, OutputChunk, Stream
 from hpcgate.model.bounds import BYTES_ASKED_MAX, KEY_MAX
 from hpcgate.model.errors import BadRequest
-from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
+from hpcgate.model.jobs import PROJECT_NAME_PATTERN, Job, JobPage, JobSpec, JobState
 
 router = APIRouter(prefix="/api/v1/systems/{system}/jobs", tags=["jobs"])
 
@@ -106,10 +106,18 @@ async def list_jobs(
             description="Only this user's jobs (admin scope, unless it is me; 403 otherwise)",
         ),
     ] = None,
+    project: Annotated[
+        str | None,
+        Query(pattern=PROJECT_NAME_PATTERN, description="A project's jobs instead of mine"),
+    ] = None,
 ) -> JobPage:
-    """My jobs on the system, newest first; an admin may list every user's (``all=true``)
-    or one user's (``user=NAME``): each job names its ``owner``."""
-    return await gateway.jobs.list(target, state or [], name, cursor, limit, everyone, user)
+    """My jobs on the system, newest first; with `project`, that project's, whoever
+    submitted them (a viewer's role suffices; 404 for a project the caller has no role in;
+    a token limited to a project lists that project's). An admin may list every user's
+    (``all=true``) or one user's (``user=NAME``): each job names its ``owner``."""
+    return await gateway.jobs.list(
+        target, state or [], name, cursor, limit, everyone, user, project
+    )
 
 
 @router.get("/{job_id}", summary="One job", responses=responses(401, 403, 404, 422))

@@ -178,8 +178,10 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 WHY = {
     400: "Malformed request",
     401: "Missing, invalid, expired or revoked token",
-    403: "The token lacks a required scope, the user maps to no usable Unix account, the"
-    " path lies outside the roots, or the account may not do this",
+    403: "The token lacks a required scope or its limits (a system, a project, a service,"
+    " read-only) exclude the request, the caller's project role lacks the scope, the user"
+    " maps to no usable Unix account, the path lies outside the roots, or the account may"
+    " not do this",
     404: "No such system, job, task, file, service, function or invocation (or not yours)",
     410: "The invocation's events before the one asked for are no longer kept",
     409: "Conflict: a submit with the same Idempotency-Key is in progress, the file exists,"

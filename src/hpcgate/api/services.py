@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Scope
 
-from hpcgate.api.auth import Caller, GatewayDep, noted
+from hpcgate.api.auth import Caller, GatewayDep, noted, within_limits
 from hpcgate.api.problems import problem_of, responses
 from hpcgate.api.proxied import proxied
 from hpcgate.gateway import Gateway
@@ -209,7 +209,9 @@ async def _socket_caller(socket: WebSocket, gateway: Gateway, name: str) -> Prin
     scheme, _, token = socket.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return noted(socket.scope, await gateway.authenticate(token.strip()))
+    who = noted(socket.scope, await gateway.authenticate(token.strip()))
+    within_limits(socket.scope, who)
+    return who
 
 
 async def _serve_socket(socket: WebSocket, opened: ReplicaSocket | Refusal) -> None:

@@ -36,7 +36,8 @@ def _info(cluster: Cluster, multi_user: bool) -> SystemInfo:
 @router.get("", summary="List systems", responses=responses(401, 403))
 async def list_systems(who: Caller, gateway: GatewayDep) -> list[SystemInfo]:
     who.require(Scope.JOBS_READ)
-    return [_info(cluster, gateway.accounts.multi) for cluster in gateway.systems]
+    seen = (cluster for cluster in gateway.systems if who.sees_system(cluster.name))
+    return [_info(cluster, gateway.accounts.multi) for cluster in seen]
 
 
 @router.get("/{system}", summary="One system", responses=responses(401, 403, 404))

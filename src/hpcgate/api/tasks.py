@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="The task's id")]
 
 
-@router.get("", summary="My tasks, newest first", responses=responses(401, 422))
+@router.get("", summary="My tasks, newest first", responses=responses(401, 403, 422))
 async def list_tasks(
     who: Caller, gateway: GatewayDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[Task]:
@@ -23,7 +23,7 @@ async def list_tasks(
     return await gateway.tasks.list(who, limit)
 
 
-@router.get("/{task_id}", summary="One task", responses=responses(401, 404, 422))
+@router.get("/{task_id}", summary="One task", responses=responses(401, 403, 404, 422))
 async def get_task(task_id: TaskId, who: Caller, gateway: GatewayDep) -> Task:
     """Poll until ``state`` is no longer ``running``: then ``result`` or ``error`` is set."""
     return await gateway.tasks.get(who, task_id)

@@ -54,6 +54,9 @@ async def list_tokens(
     gateway: GatewayDep,
     user: Annotated[str | None, Query(description="Admin only: another user's")] = None,
 ) -> Sequence[TokenInfo]:
+    """The caller's tokens (an admin: anyone's); a limited token sees only itself."""
+    if who.limited:
+        return [t for t in await gateway.tokens.infos(who.user) if t.id == who.token_id]
     if who.has(Scope.ADMIN):
         return await gateway.tokens.infos(user)
     if user not in (None, who.user):
@@ -70,8 +73,10 @@ async def list_tokens(
 async def revoke_token(
     who: Caller, gateway: GatewayDep, token_id: str = Path(pattern=r"^[0-9a-f]{12}$")
 ) -> None:
-    """Revoking a token also revokes every token it issued, at any depth."""
+    """Revoking a token also revokes every token it issued, at any depth. A limited token
+    (an API key, or one limited to a system, project or service) may revoke only itself."""
     row = await gateway.tokens.get(token_id)
-    if row is None or (row.user != who.user and not who.has(Scope.ADMIN)):
+    theirs = row is not None and (row.user == who.user or who.has(Scope.ADMIN))
+    if not theirs or (who.limited and token_id != who.token_id):
         raise NotFound(f"no token {token_id!r}")
     await gateway.tokens.revoke(token_id)

@@ -55,6 +55,10 @@ class Roots:
         start = home if any(inside(home, root) for root in shown) else shown[0]
         return cls(shown, shown, start)
 
+    def with_root(self, root: str) -> Roots:
+        """These roots and one more (a project's)."""
+        return replace(self, shown=(*self.shown, root), real=(*self.real, root))
+
     def resolved(self, real: tuple[str, ...]) -> Roots:
         """The same roots with their real paths as another machine resolves them (a system
         reached over SSH, where a root may be a symlink that it is not here)."""

@@ -1,7 +1,9 @@
 """File operations on behalf of a principal, confined to the system's roots.
 
 Every operation resolves the requested path as the caller's account, checks the result
-against the caller's roots, then acts on the resolved path, as the caller's account. On the
+against the caller's roots (and, under a system's ``project_root``, the root of a project
+the caller has a role in, whose role must allow the operation), then acts on the resolved
+path, as the caller's account. On the
 local system the file system is confined to the root the path lies in
 (:meth:`~hpcgate.transports.filesystem.FileSystem.beneath`): each operation finds its file
 again from the root's descriptor, so a symlink swapped in after the check leads nowhere
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,11 +26,15 @@ from hpcgate.files.paths import Roots, clean, inside
 from hpcgate.files.streams import receive
 from hpcgate.model.errors import BadRequest, Forbidden, HpcgateError
 from hpcgate.model.files import Checksum, Content, FileEntry, FileType, Listing, Uploaded
+from hpcgate.model.jobs import PROJECT_NAME_PATTERN
 from hpcgate.model.principal import Scope
+from hpcgate.projects import Projects
 from hpcgate.target import Target
 from hpcgate.transports.file_rules import content
 from hpcgate.transports.filesystem import FileInfo, FileSystem, OpenFile
 
+PROJECT_FIELD = "{project}"
+_PROJECT = re.compile(PROJECT_NAME_PATTERN)
 MAX_VIEW = 1 << 20
 ROOTS_SECONDS = 60.0
 UPLOAD_MODE = 0o644  # what cp gives a new file under the usual umask 022
@@ -56,8 +63,9 @@ class FileService:
     """The files API's operations, each on a checked :class:`Place`, as the caller's account.
     Making one does no I/O; it keeps the remote roots' real paths for a minute."""
 
-    def __init__(self) -> None:
+    def __init__(self, projects: Projects | None = None) -> None:
         self._real_roots: dict[tuple[str, str], tuple[str, float]] = {}
+        self._projects = projects
 
     async def roots(self, target: Target) -> Roots:
         """The caller's roots on the target's system, with its home directory."""
@@ -68,6 +76,11 @@ class FileService:
         target.who.require(scope)
         roots = await self.roots(target)
         cleaned = clean(path, roots.home)
+        project_root = await self._project_root(target, cleaned, scope)
+        if project_root is not None:
+            roots = roots.with_root(project_root)
+        elif (limit := target.who.restriction) is not None and limit.project is not None:
+            raise Forbidden(f"this token is limited to project {limit.project!r}: its root only")
         fs = target.cluster.transport.files(await target.account())
         root = None
         if target.cluster.config.transport == "local":
@@ -78,6 +91,22 @@ class FileService:
         real = await fs.resolve(cleaned, follow)
         roots.check(real, path)
         return Place(fs, roots, path, real, root)
+
+    async def _project_root(self, target: Target, cleaned: str, scope: Scope) -> str | None:
+        """The root of the project whose directory ``cleaned`` lies in, if the caller has
+        a role there (Forbidden if the role lacks ``scope``); None if it lies in none the
+        caller has a role in (it is then checked against the caller's own roots)."""
+        template = target.cluster.config.project_root
+        if template is None or self._projects is None:
+            return None
+        prefix = template.removesuffix(PROJECT_FIELD)
+        name = cleaned.removeprefix(prefix).partition("/")[0]
+        if not cleaned.startswith(prefix) or not _PROJECT.fullmatch(name):
+            return None
+        if await self._projects.role(target.who, name) is None:
+            return None
+        await self._projects.require(target.who, name, scope)
+        return prefix + name
 
     async def _resolved(
         self, system: str, shown: tuple[str, ...], fs: FileSystem

@@ -42,7 +42,7 @@ class Found:
 
     def owned_by(self, who: Principal) -> bool:
         """Whether ``who`` is its owner (with a full token: a key of the owner's is not)."""
-        return self.row.owner == who.user and who.restriction is None
+        return self.row.owner == who.user and not who.is_key
 
 
 @functools.lru_cache(maxsize=1024)
@@ -142,7 +142,7 @@ class Registry:
         own = await self._store.find(who.user, name)
         if own is not None:
             return Found(own, _spec(own.spec))
-        if who.restriction is not None:
+        if who.is_key:
             raise NotFound(f"no function {ref!r}")
         return _one_shared(name, await self._store.named(name), who)
 
@@ -215,12 +215,12 @@ def _one_shared(name: str, rows: list[FunctionRow], who: Principal) -> Found:
 def _shared_with(found: Found, who: Principal) -> bool:
     users = found.spec.users
     shared = "*" in users or who.user in users
-    return shared and who.restriction is None
+    return shared and not who.is_key
 
 
 def _keyed(found: Found, who: Principal) -> bool:
     """Whether ``who`` is a key for this function."""
-    return who.restriction is not None and who.may_call(found.row.owner, found.row.name)
+    return who.is_key and who.may_call(found.row.owner, found.row.name)
 
 
 def _compiles(name: str, source: str) -> None:

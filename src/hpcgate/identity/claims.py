@@ -79,15 +79,16 @@ class Mapping:
             name, account = self.rules.user(claims)
         else:
             name, account = user(claims, self.config), None
-        extra, projects = self.rules.groups(claims)
+        given = self.rules.groups(claims)
         return Principal(
             name,
-            granted | extra,
+            granted | given.scopes,
             token_id,
             expires_at,
             account=account,
-            projects=projects,
+            projects=given.projects,
             client=client_id,
+            project_roles=given.roles,
         )
 
 

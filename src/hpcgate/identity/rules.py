@@ -17,13 +17,22 @@ from typing import Any
 
 from hpcgate.config import ACCOUNT_NAME_PATTERN, TEMPLATE_FIELD, OidcIssuer, UserRule
 from hpcgate.model.errors import Forbidden
-from hpcgate.model.principal import Scope
+from hpcgate.model.principal import Role, Scope
 from hpcgate.model.tokens import USER_NAME_PATTERN
 
 MAX_VALUE_CHARS = 256
 MAX_GROUPS = 1024  # a token naming more groups has the first ones tested only
 _USER = re.compile(USER_NAME_PATTERN)
 _ACCOUNT = re.compile(ACCOUNT_NAME_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """What a token's groups grant: scopes, projects, and roles other than ``member``."""
+
+    scopes: frozenset[Scope]
+    projects: frozenset[str]
+    roles: frozenset[tuple[str, Role]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +74,18 @@ class Rules:
                 return _names(compiled.rule, groups)
         raise Forbidden("no identity mapping rule of this gateway matches the token")
 
-    def groups(self, claims: dict[str, Any]) -> tuple[frozenset[Scope], frozenset[str]]:
-        """The scopes and projects the token's groups grant."""
+    def groups(self, claims: dict[str, Any]) -> Granted:
+        """The scopes, projects and roles other than ``member`` the token's groups grant."""
         scopes: set[Scope] = set()
         projects: set[str] = set()
+        roles: set[tuple[str, Role]] = set()
         for rule in self._groups:
             if rule.value in _values(claims.get(rule.claim)):
                 scopes.update(rule.scopes)
                 projects.update(rule.projects)
-        return frozenset(scopes), frozenset(projects)
+                if rule.role is not Role.MEMBER:
+                    roles.update((project, rule.role) for project in rule.projects)
+        return Granted(frozenset(scopes), frozenset(projects), frozenset(roles))
 
 
 def _names(rule: UserRule, groups: tuple[str, ...]) -> tuple[str, str | None]:

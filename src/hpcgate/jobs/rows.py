@@ -32,6 +32,7 @@ def to_job(row: JobRow) -> Job:
         stderr=row.stderr,
         time_limit=reported(row.time_limit, 0, SECONDS_MAX, "a stored time limit"),
         nodes=row.node_list.split(",") if row.node_list else [],
+        project=row.project,
     )
 
 

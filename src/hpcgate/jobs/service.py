@@ -1,7 +1,10 @@
 """Job operations on behalf of a principal: submit, read, list, cancel, output, events.
 
 Everything here is scoped to the caller: another user's job is indistinguishable from a
-job that does not exist (404).
+job that does not exist (404), unless it was submitted in a project the caller has a role
+in, which then says what the caller may do with it (a viewer reads, a member also
+cancels). What a member does to another's job runs as the job's owner's account. A token
+limited to a project sees only that project's jobs.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ from hpcgate.model.errors import (
     SchedulerRejected,
 )
 from hpcgate.model.jobs import Job, JobPage, JobSpec, JobState
-from hpcgate.model.principal import Scope
+from hpcgate.model.principal import Principal, Scope
 from hpcgate.model.scheduler import SubmitContext
+from hpcgate.projects import Projects
 from hpcgate.store.jobs import JobFilter, JobStore
 from hpcgate.store.tables import JobRow
 from hpcgate.target import Target
 
 log = logging.getLogger(__name__)
+#: The token id a job's owner acts with for a project member (in the logs).
+FOR_PROJECT = "project"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +60,20 @@ def _fingerprint(system: str, spec: JobSpec) -> str:
 
 
 class JobService:
-    def __init__(self, store: JobStore, bus: EventBus, max_script_bytes: int) -> None:
+    def __init__(
+        self, store: JobStore, bus: EventBus, max_script_bytes: int, projects: Projects
+    ) -> None:
         self._store = store
         self._bus = bus
         self._max_script = max_script_bytes
+        self._projects = projects
 
     async def submit(
         self, target: Target, spec: JobSpec, idempotency_key: str | None = None
     ) -> Submitted:
         who, cluster = target.who, target.cluster
         who.require(Scope.JOBS_WRITE)
+        spec = await self._in_project(who, spec)
         self._check_size(spec)
         cluster.scheduler.check(spec)
         await self._check_dependencies(target, spec)
@@ -78,6 +88,16 @@ class JobService:
         row = await self._reserve(target, spec, workdir, idempotency_key, fingerprint)
         await self._submit_row(cluster, row, spec, account)
         return Submitted(to_job(row), created=True)
+
+    async def _in_project(self, who: Principal, spec: JobSpec) -> JobSpec:
+        """The spec in the project it names (the caller's role must allow a submit), or in
+        the one project its token is limited to."""
+        limit = who.restriction.project if who.restriction is not None else None
+        if spec.project is None and limit is not None:
+            spec = spec.model_copy(update={"project": limit})
+        if spec.project is not None:
+            await self._projects.require(who, spec.project, Scope.JOBS_WRITE)
+        return spec
 
     async def _check_dependencies(self, target: Target, spec: JobSpec) -> None:
         """Dependencies name only the caller's own jobs on this system: another user's job
@@ -122,6 +142,7 @@ class JobService:
             system=target.system,
             owner=target.who.user,
             account=target.who.account,
+            project=spec.project,
             name=spec.name,
             state=JobState.PENDING.value,
             submit_time=utcnow(),
@@ -176,12 +197,27 @@ class JobService:
             log.exception("job %s on %s: its details after the submit", native_id, cluster.name)
 
     async def _own_row(self, target: Target, job_id: str, scope: Scope) -> JobRow:
-        """The caller's job, once it holds ``scope``: another's is a job that is not there."""
-        target.who.require(scope)
+        """The caller's job (or its project's), once it holds ``scope``: another's is a
+        job that is not there."""
+        return (await self._row(target, job_id, scope))[0]
+
+    async def _row(self, target: Target, job_id: str, scope: Scope) -> tuple[JobRow, Target]:
+        """The job and whom to act on it as: the caller for its own job; the job's owner
+        for a job of a project whose role lets the caller have ``scope`` (Forbidden if the
+        role does not); NotFound for any other job. A token limited to a project acts as
+        a member of it only, its own jobs included."""
+        who = target.who
+        who.require(scope)
         row = await self._store.get(target.system, job_id)
-        if row is None or row.owner != target.who.user:
+        if row is None or not who.sees_project(row.project):
             raise NotFound(f"no job {job_id!r} on system {target.system!r}")
-        return row
+        mine = row.owner == who.user
+        if mine and (who.restriction is None or who.restriction.project is None):
+            return row, target
+        if row.project is None or await self._projects.role(who, row.project) is None:
+            raise NotFound(f"no job {job_id!r} on system {target.system!r}")
+        await self._projects.require(who, row.project, scope)
+        return row, target if mine else target.as_owner(_owner(row))
 
     async def get(self, target: Target, job_id: str) -> Job:
         return to_job(await self._own_row(target, job_id, Scope.JOBS_READ))
@@ -202,17 +238,33 @@ class JobService:
         limit: int,
         everyone: bool = False,
         user: str | None = None,
+        project: str | None = None,
     ) -> JobPage:
-        """The caller's jobs; with ``everyone`` or another ``user`` (the admin scope only,
-        Forbidden otherwise) every user's or that user's."""
-        target.who.require(Scope.JOBS_READ)
-        owner: str | None = target.who.user
+        """The caller's jobs; with ``project`` that project's (its role must allow
+        reading; a token limited to a project lists that project's); with ``everyone`` or
+        another ``user`` (the admin scope only, Forbidden otherwise) every user's or that
+        user's."""
+        who = target.who
+        who.require(Scope.JOBS_READ)
+        owner: str | None = who.user
+        if project is None and who.restriction is not None:
+            project = who.restriction.project
         if everyone or (user is not None and user != owner):
-            target.who.unrestricted()
-            target.who.require(Scope.ADMIN)
+            who.unrestricted()
+            who.require(Scope.ADMIN)
+            if who.restriction is not None and who.restriction.project is not None:
+                raise Forbidden("a token limited to a project lists that project's jobs only")
             owner = user
+        if project is not None:
+            await self._projects.require(who, project, Scope.JOBS_READ)
         wanted = JobFilter(
-            target.system, owner, [s.value for s in states], name, _cursor(cursor), limit + 1
+            target.system,
+            owner,
+            [s.value for s in states],
+            name,
+            _cursor(cursor),
+            limit + 1,
+            project,
         )
         rows = await self._store.find(wanted)
         more = len(rows) > limit
@@ -224,21 +276,27 @@ class JobService:
     async def cancel(self, target: Target, job_id: str) -> Job:
         """Ask the scheduler to cancel a live job; a job that has already ended is a
         Conflict (as a task's cancel is)."""
-        row = await self._own_row(target, job_id, Scope.JOBS_WRITE)
+        row, acting = await self._row(target, job_id, Scope.JOBS_WRITE)
         if JobState(row.state).terminal:
             raise Conflict(f"job {job_id} has already ended ({row.state})")
-        await target.cluster.cancel(job_id, await target.account())
+        await acting.cluster.cancel(job_id, await acting.account())
         return to_job(row)
 
     async def output(self, target: Target, job_id: str, stream: Stream) -> JobOutput:
         """The job's stdout or stderr, to read or follow; checked (404) before it starts."""
-        row = await self._own_row(target, job_id, Scope.JOBS_READ)
-        return JobOutput(target, row, stream, self._store, self._bus)
+        row, acting = await self._row(target, job_id, Scope.JOBS_READ)
+        return JobOutput(acting, row, stream, self._store, self._bus)
 
     async def events(self, target: Target, job_id: str) -> JobEvents:
         """The job's state changes, to stream; checked (404) before any is sent."""
         row = await self._own_row(target, job_id, Scope.JOBS_READ)
         return JobEvents(row, self._store, self._bus)
+
+
+def _owner(row: JobRow) -> Principal:
+    """A job's owner, as whom a project member's read or cancel of it runs."""
+    scopes = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
+    return Principal(row.owner, scopes, token_id=FOR_PROJECT, account=row.account)
 
 
 def _dependency_ids(dependencies: Sequence[str]) -> list[str]:

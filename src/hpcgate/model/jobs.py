@@ -77,6 +77,13 @@ ArrayText = Annotated[str, StringConstraints(pattern=rf"^{_RANGE}(,{_RANGE})*(%\
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+#: A project's name (as ``/api/v1/projects`` and the providers' group rules spell it).
+PROJECT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+ProjectName = Annotated[str, StringConstraints(pattern=PROJECT_NAME_PATTERN)]
+#: JobSpec fields that are the gateway's, not a scheduler's to honour.
+GATEWAY_FIELDS = frozenset({"project"})
+
+
 class JobSpec(BaseModel):
     """What to run and with which resources. Each scheduler maps these fields to its own
     options; a field the system's scheduler cannot honour is rejected, never dropped."""
@@ -117,6 +124,11 @@ class JobSpec(BaseModel):
     dependencies: list[Dependency] = Field(
         default_factory=list, description="Slurm-style, e.g. 'afterok:12' (all must hold)"
     )
+    project: ProjectName | None = Field(
+        None,
+        description="Submit in this project (the caller's role must allow jobs:write): its"
+        " members then read the job (viewers) and cancel it (members and owners)",
+    )
 
     @model_validator(mode="after")
     def _one_script(self) -> JobSpec:
@@ -134,7 +146,8 @@ class JobSpec(BaseModel):
 
     def given_fields(self) -> set[str]:
         """The fields the client set to something other than their empty default."""
-        return {name for name in self.model_fields_set if getattr(self, name) not in (None, [], {})}
+        given = {n for n in self.model_fields_set if getattr(self, n) not in (None, [], {})}
+        return given - GATEWAY_FIELDS
 
 
 class Job(BaseModel):
@@ -163,6 +176,7 @@ class Job(BaseModel):
     stdout: str | None = None
     stderr: str | None = None
     time_limit: int | None = Field(None, ge=0, le=SECONDS_MAX, description="Seconds")
+    project: str | None = Field(None, description="The project it was submitted in")
 
 
 class JobPage(BaseModel):

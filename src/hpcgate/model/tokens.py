@@ -13,7 +13,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from hpcgate.model.bounds import CONCURRENT_MAX, LIFETIME_MAX, PER_MINUTE_MAX, MaybeNumber
 from hpcgate.model.functions import FunctionName
+from hpcgate.model.jobs import ProjectName
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
+from hpcgate.model.services import ServiceName, SystemRef
 
 
 def _grantable(scope: Scope) -> Scope:
@@ -63,6 +65,10 @@ class TokenInfo(BaseModel):
         None, description="An API key's functions (the only ones it may invoke); none: a token"
     )
     limits: KeyLimits | None = Field(None, description="An API key's limits")
+    system: str | None = Field(None, description="The one system it may be used on")
+    project: str | None = Field(None, description="The one project whose jobs it sees")
+    service: str | None = Field(None, description="The one service it may use")
+    read_only: bool = Field(False, description="Whether it may only read (GET)")
 
 
 class NewToken(BaseModel):
@@ -92,6 +98,29 @@ class NewToken(BaseModel):
         " started, nothing else (scopes default to jobs:read and jobs:write)",
     )
     limits: KeyLimits | None = Field(None, description="An API key's limits (needs functions)")
+    system: SystemRef | None = Field(
+        None,
+        description="Limits the token to this configured system: every other system is"
+        " unknown to it (404), and the routes that are not a system's (services, functions,"
+        " /v1, usage, audit) refuse it (403)",
+    )
+    project: ProjectName | None = Field(
+        None,
+        description="Limits the token to this project: it sees only the project's jobs"
+        " (with the role its user has there, read at each request), submits into it, and"
+        " every route that knows no projects (files, services, functions, /v1) refuses it",
+    )
+    service: ServiceName | None = Field(
+        None,
+        description="Limits the token to this service (its routes under /api/v1/services"
+        " and its models on /v1): every other service is unknown to it, every other route"
+        " refuses it (403); no system or project limit with it",
+    )
+    read_only: bool = Field(
+        False,
+        description="Limits the token to reading: every request but GET, HEAD and OPTIONS"
+        " is refused (403), and it holds no write scope",
+    )
 
 
 class CreatedToken(TokenInfo):

@@ -152,7 +152,8 @@ class ServiceManager:
         """The rows of the services the caller may use: its own first, then declared ones."""
         who.require(Scope.JOBS_READ)
         declared = [r for r in await self._catalogue.owned(DECLARED) if self._may_use(who, r)]
-        return await self._catalogue.owned(who.user) + declared
+        rows = await self._catalogue.owned(who.user) + declared
+        return [row for row in rows if who.sees_service(row.name)]  # a token for one: it
 
     async def list(self, who: Principal) -> list[Service]:
         """Those declared for the caller and its own, but its functions' pools (shown with
@@ -160,7 +161,8 @@ class ServiceManager:
         who.require(Scope.JOBS_READ)
         declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
         own = [row for row in await self._services.owned(who.user) if not _pool(row.name)]
-        shown = [await self._show(row) for row in declared + own]
+        seen = [row for row in declared + own if who.sees_service(row.name)]
+        shown = [await self._show(row) for row in seen]
         return [service for service in shown if service is not None]
 
     async def every(self, who: Principal) -> builtins.list[Service]:

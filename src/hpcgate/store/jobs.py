@@ -87,8 +87,8 @@ class JobWrites:
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """A listing request: one owner's jobs on one system (None: every owner's, for an
-    admin), newest first."""
+    """A listing request: one owner's (None: every owner's, for an admin) or one project's
+    jobs on one system, newest first."""
 
     system: str
     owner: str | None
@@ -96,6 +96,8 @@ class JobFilter:
     name: str | None = None
     before_pk: int | None = None
     limit: int = 100
+    #: A project's jobs, whoever submitted them, instead of ``owner``'s.
+    project: str | None = None
 
 
 class _RecentRows:
@@ -213,7 +215,9 @@ class JobStore:
 
     async def find(self, wanted: JobFilter) -> list[JobRow]:
         query = select(JobRow).where(JobRow.system == wanted.system, JobRow.native_id.is_not(None))
-        if wanted.owner is not None:
+        if wanted.project is not None:
+            query = query.where(JobRow.project == wanted.project)
+        elif wanted.owner is not None:
             query = query.where(JobRow.owner == wanted.owner)
         if wanted.states:
             query = query.where(JobRow.state.in_(wanted.states))

@@ -63,6 +63,35 @@ class TokenRow(Base):
     functions: Mapped[str | None] = mapped_column(Text)
     per_minute: Mapped[int | None] = mapped_column(Integer)
     concurrent: Mapped[int | None] = mapped_column(Integer)
+    # A token's other limits (None/False: none): one system, project or service; reading.
+    limit_system: Mapped[str | None] = mapped_column(String(64))
+    limit_project: Mapped[str | None] = mapped_column(String(64))
+    limit_service: Mapped[str | None] = mapped_column(String(64))
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProjectRow(Base):
+    """A project; its members are :class:`MemberRow` rows."""
+
+    __tablename__ = "projects"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MemberRow(Base):
+    """A user's role in a project."""
+
+    __tablename__ = "project_members"
+    __table_args__ = (Index("ix_project_members_user", "user"),)
+
+    project: Mapped[str] = mapped_column(
+        ForeignKey("projects.name", ondelete="CASCADE"), primary_key=True
+    )
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class JobRow(Base):
@@ -72,6 +101,7 @@ class JobRow(Base):
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         Index("ix_jobs_system_owner", "system", "owner", "pk"),
         Index("ix_jobs_system_state", "system", "state"),
+        Index("ix_jobs_system_project", "system", "project", "pk"),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -82,6 +112,8 @@ class JobRow(Base):
     # The Unix account the owner's identity provider named (None: as [users] maps the owner),
     # so that a submit settled after a crash runs as the account the request resolved to.
     account: Mapped[str | None] = mapped_column(String(64))
+    # The project the job was submitted in (None: the owner's alone).
+    project: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)

@@ -219,7 +219,7 @@ class TaskService:
 
     async def _own(self, who: Principal, task_id: str) -> TaskRow:
         row = await self._store.get(task_id)
-        if row is None or row.owner != who.user:
+        if row is None or row.owner != who.user or not who.sees_system(row.system):
             raise NotFound(f"no task {task_id!r}")
         return row
 
@@ -235,7 +235,8 @@ class TaskService:
 
     async def list(self, who: Principal, limit: int) -> list[Task]:
         """The caller's newest ``limit`` tasks, newest first."""
-        return [self._view(row) for row in await self._store.mine(who.user, limit)]
+        rows = await self._store.mine(who.user, limit)
+        return [self._view(row) for row in rows if who.sees_system(row.system)]
 
     async def cancel(self, who: Principal, task_id: str) -> Task:
         """Cancel the caller's running task and wait (up to ``cancel_wait`` s) for its work

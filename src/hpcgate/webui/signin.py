@@ -45,6 +45,9 @@ async def signin(request: Request) -> Response:
     except (HpcgateError, ValueError):
         error = "That token is not valid (expired, revoked, or mistyped)."
         return _form(request, error, status=401)
+    if who.limited:  # its limits are the API's to check: the pages would reach past them
+        error = "A limited token (to a system, a project, a service or reading) cannot sign in."
+        return _form(request, error, status=403)
     return signed_in(request, RedirectResponse("/ui/dashboard", status_code=303), token, who)
 
 

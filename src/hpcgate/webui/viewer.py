@@ -67,6 +67,9 @@ async def viewer(request: Request) -> Viewer:
     except Unauthenticated:
         store.close(session_id)  # revoked or expired: this session is over
         raise SignInNeeded from None
+    if who.limited:  # never signed in (see signin): a session holds only full tokens
+        store.close(session_id)
+        raise SignInNeeded
     if request.method not in SAFE_METHODS:
         await require_csrf(request, session)
     return Viewer(who, session, gateway)
