@@ -26,6 +26,7 @@ from hpcgate.webui import (
     services,
     signin,
     tokens,
+    uploads,
 )
 from hpcgate.webui.headers import SecurityHeaders
 from hpcgate.webui.render import page
@@ -50,6 +51,7 @@ def create(gateway: Gateway) -> FastAPI:
         dashboard,
         jobs,
         composer,
+        uploads,
         files,
         filetasks,
         tokens,
