@@ -1,5 +1,10 @@
 """Tokens: create one (scopes, lifetime, description; its secret shown once), list them,
-revoke one, as ``/api/v1/tokens`` does for the same caller."""
+revoke one, as ``/api/v1/tokens`` does for the same caller; and the caller's consent requests
+waiting for a decision (:mod:`hpcgate.webui.consents`).
+
+A new token holding a scope of ``[consent] token_scopes`` is held here as through the API:
+its secret is shown, and it is refused until approved with another credential of its user
+(not this session's: it asked)."""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from hpcgate.model.consents import ConsentPending, ConsentRequest
 from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import Scope
 from hpcgate.model.tokens import CreatedToken, NewToken
+from hpcgate.webui.consents import pending
 from hpcgate.webui.forms import Form, read_form
 from hpcgate.webui.render import page
 from hpcgate.webui.viewer import Viewer, ViewerDep
@@ -27,6 +34,7 @@ async def _page(
     request: Request,
     viewer: Viewer,
     created: CreatedToken | None = None,
+    held: ConsentRequest | None = None,
     errors: list[str] | None = None,
     status: int = 200,
 ) -> Response:
@@ -38,6 +46,8 @@ async def _page(
         status_code=status,
         tokens=sorted(tokens, key=lambda t: t.created_at, reverse=True),
         created=created,
+        held=held,
+        consents=await pending(viewer),
         errors=errors or [],
         scopes=GRANTABLE,
         lifetimes=LIFETIMES,
@@ -70,6 +80,11 @@ async def create(request: Request, viewer: ViewerDep) -> Response:
         errors = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         return await _page(request, viewer, errors=errors, status=422)
     created = await viewer.gateway.tokens.issue(viewer.who, wanted)
+    try:
+        await viewer.gateway.consents.check_new_token(viewer.who, created)
+    except ConsentPending as exc:
+        held = exc.answer.consent
+        return await _page(request, viewer, created=created, held=held, status=202)
     return await _page(request, viewer, created=created, status=201)
 
 
