@@ -7,7 +7,15 @@ import anyio
 import pytest
 
 from hpcgate.agentwire.credit import MAX_WINDOW, ReceiveWindow, SendWindow
-from hpcgate.agentwire.frames import MAX_DATA_BODY, PEER_DATA_BODY, ProtocolError
+from hpcgate.agentwire.frames import (
+    MAX_DATA_BODY,
+    PEER_DATA_BODY,
+    Kind,
+    ProtocolError,
+    control,
+    decode,
+)
+from hpcgate.agentwire.pipe import Pipe, credit
 
 
 async def test_take_is_bounded_by_window_and_frame() -> None:
@@ -99,3 +107,30 @@ def test_consuming_more_than_arrived_is_a_bug() -> None:
     window.received(10)
     with pytest.raises(ValueError, match="11 bytes consumed of 10"):
         window.consumed(11)
+
+
+@pytest.mark.parametrize("body", [{"bytes": 10, "frame": True}, {"bytes": 10, "frame": "1e6"}])
+async def test_a_credit_whose_frame_size_is_no_whole_number_is_refused(
+    body: dict[str, object],
+) -> None:
+    sent: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(frame)
+
+    pipe = Pipe(1, send, may_send=0)
+    with pytest.raises(ProtocolError):
+        pipe.deliver(decode(control(Kind.CREDIT, 1, body)))
+    assert not pipe.opened.is_set()  # nothing granted
+
+
+async def test_a_pipe_sends_frames_as_large_as_the_credit_allows() -> None:
+    sent: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(frame)
+
+    pipe = Pipe(1, send, may_send=0)
+    pipe.deliver(decode(credit(1, MAX_DATA_BODY * 2)))
+    await pipe.send(b"x" * (MAX_DATA_BODY * 2))
+    assert [len(decode(frame).body) for frame in sent] == [MAX_DATA_BODY, MAX_DATA_BODY]
