@@ -22,7 +22,16 @@ from websockets.exceptions import ConnectionClosed
 
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.credit import INITIAL_WINDOW
-from hpcgate.agentwire.frames import MAX_DATA_BODY, Frame, Kind, control, decode, encode, fields
+from hpcgate.agentwire.frames import (
+    MAX_DATA_BODY,
+    PEER_DATA_BODY,
+    Frame,
+    Kind,
+    control,
+    decode,
+    encode,
+    fields,
+)
 from tests.support.agent_process import AgentProcess
 
 FLOOD = 8 << 20
@@ -97,6 +106,7 @@ class Wire:
         self.connection = connection
         self.frames: defaultdict[int, asyncio.Queue[Frame]] = defaultdict(asyncio.Queue)
         self.reader = asyncio.ensure_future(self._read())
+        self.largest = 0  # the largest DATA body read_all took
 
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -133,14 +143,22 @@ class Wire:
             credit[0] -= count
             view = view[count:]
 
-    async def read_all(self, channel: int) -> tuple[bytes, Frame]:
-        """DATA until the agent's CLOSE (granting as it comes): the bytes, and the CLOSE."""
-        got = bytearray()
+    async def read_all(self, channel: int, frame_size: int | None = None) -> tuple[bytes, Frame]:
+        """DATA until the agent's CLOSE (granting as it comes, in DATA frames of up to
+        ``frame_size`` bytes; None: as a gateway that says nothing of it, 64 KiB): the
+        bytes, and the CLOSE."""
+        got, taken = bytearray(), 0
+        grant: dict[str, Any] = {} if frame_size is None else {"frame": frame_size}
         while True:
             frame = await self.next(channel)
             if frame.kind is Kind.DATA:
+                assert len(frame.body) <= (frame_size or PEER_DATA_BODY), len(frame.body)
                 got += frame.body
-                await self.send(Kind.CREDIT, channel, {"bytes": len(frame.body)})
+                self.largest = max(self.largest, len(frame.body))
+                taken += len(frame.body)
+                if taken >= INITIAL_WINDOW // 2:  # in batches, as the gateway grants
+                    await self.send(Kind.CREDIT, channel, {"bytes": taken, **grant})
+                    taken = 0
             elif frame.kind is Kind.CLOSE:
                 return bytes(got), frame
             elif frame.kind is Kind.RESULT:  # a failure, or an end with no CLOSE
@@ -184,7 +202,10 @@ async def test_bytes_go_both_ways_within_the_credit_and_a_close_is_a_half_close(
 ) -> None:
     wire, node, _ = wired
     opened = await wire.connect(1, "127.0.0.1", node.port)
-    assert (opened.kind, fields(opened)) == (Kind.CREDIT, {"bytes": INITIAL_WINDOW})
+    assert (opened.kind, fields(opened)) == (
+        Kind.CREDIT,
+        {"bytes": INITIAL_WINDOW, "frame": MAX_DATA_BODY},  # an older gateway ignores "frame"
+    )
     data = os.urandom(3 << 20)  # twelve windows: it flows only as the agent grants more
     await wire.write(1, b"digest\n" + data, [INITIAL_WINDOW])
     await wire.send(Kind.CLOSE, 1, {})  # our half: the node reads its end of file...
@@ -290,9 +311,14 @@ async def test_a_large_read_and_write_of_an_open_file_move_as_data(
     assert isinstance(reading, int)
     request = m.HandleReadData(reading, 1000, len(data))
     await wire.send(Kind.REQUEST, 3, m.request_fields(request, None))
-    got, _ = await wire.read_all(3)
+    got, _ = await wire.read_all(3)  # as an older gateway: frames of 64 KiB at most
     assert got == data[1000:]
     assert fields(await wire.next(3)) == {"ok": True, "value": len(data) - 1000}
+    await wire.send(Kind.REQUEST, 6, m.request_fields(m.HandleReadData(reading, 0, 3 << 20), None))
+    wire.largest = 0
+    got, _ = await wire.read_all(6, frame_size=MAX_DATA_BODY)  # larger once the grant says so
+    assert got == data[: 3 << 20] and wire.largest == MAX_DATA_BODY
+    assert fields(await wire.next(6)) == {"ok": True, "value": 3 << 20}
     await wire.send(Kind.REQUEST, 4, m.request_fields(m.HandleReadData(999, 0, 10), None))
     refused = fields(await wire.next(4))
     assert refused["ok"] is False and refused["error"]["kind"] == "refused"  # type: ignore[index]

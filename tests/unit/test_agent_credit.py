@@ -7,14 +7,38 @@ import anyio
 import pytest
 
 from hpcgate.agentwire.credit import MAX_WINDOW, ReceiveWindow, SendWindow
-from hpcgate.agentwire.frames import MAX_DATA_BODY, ProtocolError
+from hpcgate.agentwire.frames import (
+    MAX_DATA_BODY,
+    PEER_DATA_BODY,
+    Kind,
+    ProtocolError,
+    control,
+    decode,
+)
+from hpcgate.agentwire.pipe import Pipe, credit
 
 
 async def test_take_is_bounded_by_window_and_frame() -> None:
     window = SendWindow(100_000)
-    assert await window.take(1_000_000) == MAX_DATA_BODY
-    assert await window.take(1_000_000) == 100_000 - MAX_DATA_BODY
+    assert await window.take(1_000_000) == PEER_DATA_BODY  # a peer that said nothing
+    assert await window.take(1_000_000) == 100_000 - PEER_DATA_BODY
     assert window.available == 0
+
+
+async def test_a_peer_that_takes_larger_frames_gets_them_up_to_ours() -> None:
+    window = SendWindow(0)
+    window.grant(MAX_WINDOW // 2, frame=MAX_WINDOW)  # it takes any size: ours bounds it
+    assert await window.take(MAX_WINDOW) == MAX_DATA_BODY
+    window.grant(1, frame=PEER_DATA_BODY)
+    assert await window.take(MAX_WINDOW) == PEER_DATA_BODY
+
+
+@pytest.mark.parametrize("frame", [0, PEER_DATA_BODY - 1, MAX_WINDOW + 1])
+def test_a_frame_size_below_every_peers_or_past_the_window_is_refused(frame: int) -> None:
+    window = SendWindow(0)
+    with pytest.raises(ProtocolError):
+        window.grant(10, frame=frame)
+    assert window.available == 0  # nothing granted
 
 
 async def test_a_sender_waits_for_credit() -> None:
@@ -83,3 +107,30 @@ def test_consuming_more_than_arrived_is_a_bug() -> None:
     window.received(10)
     with pytest.raises(ValueError, match="11 bytes consumed of 10"):
         window.consumed(11)
+
+
+@pytest.mark.parametrize("body", [{"bytes": 10, "frame": True}, {"bytes": 10, "frame": "1e6"}])
+async def test_a_credit_whose_frame_size_is_no_whole_number_is_refused(
+    body: dict[str, object],
+) -> None:
+    sent: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(frame)
+
+    pipe = Pipe(1, send, may_send=0)
+    with pytest.raises(ProtocolError):
+        pipe.deliver(decode(control(Kind.CREDIT, 1, body)))
+    assert not pipe.opened.is_set()  # nothing granted
+
+
+async def test_a_pipe_sends_frames_as_large_as_the_credit_allows() -> None:
+    sent: list[bytes] = []
+
+    async def send(frame: bytes) -> None:
+        sent.append(frame)
+
+    pipe = Pipe(1, send, may_send=0)
+    pipe.deliver(decode(credit(1, MAX_DATA_BODY * 2)))
+    await pipe.send(b"x" * (MAX_DATA_BODY * 2))
+    assert [len(decode(frame).body) for frame in sent] == [MAX_DATA_BODY, MAX_DATA_BODY]

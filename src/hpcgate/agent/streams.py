@@ -23,8 +23,8 @@ from hpcgate.agent.policy import Policy, Refused
 from hpcgate.agent.targets import StreamTargets
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.credit import INITIAL_WINDOW
-from hpcgate.agentwire.frames import Frame, Kind, control
-from hpcgate.agentwire.pipe import Pipe, Send
+from hpcgate.agentwire.frames import Frame
+from hpcgate.agentwire.pipe import Pipe, Send, credit
 from hpcgate.model.errors import TransportError
 from hpcgate.transports import tcp
 from hpcgate.transports.filesystem import OpenFile
@@ -90,7 +90,7 @@ class Streams:
         opened = self._open_file(request.handle)
         written = 0
         with self._pipe(channel) as pipe:
-            await self._send(control(Kind.CREDIT, channel, {"bytes": INITIAL_WINDOW}))
+            await self._send(credit(channel, INITIAL_WINDOW))
             while True:
                 try:
                     data = await pipe.receive(READ_BYTES)
@@ -118,7 +118,7 @@ class Streams:
         node = await _connected(request.host, request.port)
         with self._pipe(channel) as pipe:
             async with node:
-                await self._send(control(Kind.CREDIT, channel, {"bytes": INITIAL_WINDOW}))
+                await self._send(credit(channel, INITIAL_WINDOW))
                 async with anyio.create_task_group() as tasks:
                     tasks.start_soon(_to_gateway, node, pipe, tasks)
                     tasks.start_soon(_to_node, pipe, node, tasks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import anyio
 
-from hpcgate.agentwire.frames import MAX_DATA_BODY, ProtocolError
+from hpcgate.agentwire.frames import MAX_DATA_BODY, PEER_DATA_BODY, ProtocolError
 
 INITIAL_WINDOW = 1024 * 1024
 MAX_WINDOW = 16 * 1024 * 1024
@@ -23,6 +23,7 @@ class SendWindow:
 
     def __init__(self, initial: int = INITIAL_WINDOW) -> None:
         self._available = initial
+        self._frame = PEER_DATA_BODY  # the largest DATA body the peer takes
         self._changed = anyio.Event()
         self._closed = False
 
@@ -30,10 +31,15 @@ class SendWindow:
     def available(self) -> int:
         return self._available
 
-    def grant(self, amount: int) -> None:
-        """The peer's CREDIT: ``amount`` more bytes may be sent."""
+    def grant(self, amount: int, frame: int | None = None) -> None:
+        """The peer's CREDIT: ``amount`` more bytes may be sent, in DATA frames of up to
+        ``frame`` bytes (None: as before; a peer that says nothing takes 64 KiB)."""
         if amount <= 0 or self._available + amount > MAX_WINDOW:
             raise ProtocolError(f"a grant of {amount} bytes on a window of {self._available}")
+        if frame is not None:
+            if not PEER_DATA_BODY <= frame <= MAX_WINDOW:
+                raise ProtocolError(f"DATA frames of {frame} bytes")
+            self._frame = min(frame, MAX_DATA_BODY)  # what this side sends at most
         self._available += amount
         self._wake()
 
@@ -44,7 +50,7 @@ class SendWindow:
             await self._changed.wait()
         if self._closed:
             raise anyio.ClosedResourceError
-        taken = min(wanted, self._available, MAX_DATA_BODY)
+        taken = min(wanted, self._available, self._frame)
         self._available -= taken
         return taken
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 HEADER = struct.Struct("!BQ")
 MAX_CONTROL_BODY = 1024 * 1024  # a request's argv and a result's output fit well within
-MAX_DATA_BODY = 64 * 1024  # one frame of a stream; the window grants many at a time
+MAX_DATA_BODY = 256 * 1024  # one frame of a stream this side accepts (the window grants more)
+PEER_DATA_BODY = 64 * 1024  # what every peer accepts; larger only when its CREDIT says so
 MAX_CHANNEL = 2**63 - 1
 
 
@@ -50,8 +51,8 @@ class Frame:
     body: bytes
 
 
-def encode(kind: Kind, channel: int, body: bytes = b"") -> bytes:
-    """A frame as the bytes of one WebSocket message."""
+def encode(kind: Kind, channel: int, body: bytes | memoryview = b"") -> bytes:
+    """A frame as the bytes of one WebSocket message (one copy of ``body``)."""
     if not 0 <= channel <= MAX_CHANNEL:
         raise ValueError(f"channel {channel} out of range")
     if len(body) > _limit(kind):

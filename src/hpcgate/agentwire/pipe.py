@@ -5,8 +5,10 @@ gateway's side and the agent's.
   (:mod:`.credit`), so what arrives is held in a buffer of at most one window, and taking
   a frame off the connection never waits for a slow consumer: one slow stream never holds
   up the others on the connection.
-- ``CREDIT`` ``{"bytes": n}`` grants ``n`` more bytes (the agent's first CREDIT on a
-  ``connect`` channel also says that its TCP connection is open).
+- ``CREDIT`` ``{"bytes": n, "frame": f}`` grants ``n`` more bytes, in DATA frames of up
+  to ``f`` bytes (without ``frame``, as older peers send it: 64 KiB, what every peer
+  takes; older peers ignore it). The agent's first CREDIT on a ``connect`` channel also
+  says that its TCP connection is open.
 - ``CLOSE`` ``{}`` is a half-close: no more DATA from that side (the other may still
   send). ``CLOSE`` ``{"error": "..."}`` says the stream broke; the reader gets
   ``BrokenResourceError``.
@@ -24,11 +26,24 @@ import anyio
 from anyio.abc import ByteStream
 
 from hpcgate.agentwire.credit import INITIAL_WINDOW, ReceiveWindow, SendWindow
-from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, encode, fields
+from hpcgate.agentwire.frames import (
+    MAX_DATA_BODY,
+    Frame,
+    Kind,
+    ProtocolError,
+    control,
+    encode,
+    fields,
+)
 
 Send = Callable[[bytes], Awaitable[None]]
 STREAM_KINDS = frozenset({Kind.DATA, Kind.CREDIT, Kind.CLOSE})
 MAX_ERROR = 500  # characters of a CLOSE's error
+
+
+def credit(channel: int, amount: int) -> bytes:
+    """A CREDIT of ``amount`` bytes on ``channel``, in frames as large as this side takes."""
+    return control(Kind.CREDIT, channel, {"bytes": amount, "frame": MAX_DATA_BODY})
 
 
 class Pipe(ByteStream):
@@ -57,10 +72,11 @@ class Pipe(ByteStream):
             if frame.body:
                 self._held.append(frame.body)
         elif frame.kind is Kind.CREDIT:
-            amount = fields(frame).get("bytes")
-            if not isinstance(amount, int) or isinstance(amount, bool):
-                raise ProtocolError("a CREDIT is {'bytes': <a whole number>}")
-            self._out.grant(amount)
+            body = fields(frame)
+            amount, size = body.get("bytes"), body.get("frame")
+            if not _whole(amount) or not (size is None or _whole(size)):
+                raise ProtocolError("a CREDIT is {'bytes': <a whole number>[, 'frame': <one>]}")
+            self._out.grant(amount, size)  # type: ignore[arg-type]
             self.opened.set()
         elif frame.kind is Kind.CLOSE:
             error = fields(frame).get("error")
@@ -107,7 +123,7 @@ class Pipe(ByteStream):
             self._held.appendleft(rest)
         grant = self._in.consumed(len(chunk))
         if grant and not self._their_eof:
-            await self._send_frame(control(Kind.CREDIT, self.channel, {"bytes": grant}))
+            await self._send_frame(credit(self.channel, grant))
         return chunk
 
     async def send(self, item: bytes) -> None:
@@ -119,7 +135,7 @@ class Pipe(ByteStream):
                 count = await self._out.take(len(view))
             except anyio.ClosedResourceError:
                 raise anyio.BrokenResourceError(self._error or "the stream ended") from None
-            await self._send_frame(encode(Kind.DATA, self.channel, bytes(view[:count])))
+            await self._send_frame(encode(Kind.DATA, self.channel, view[:count]))
             view = view[count:]
 
     async def send_eof(self) -> None:
@@ -136,3 +152,7 @@ class Pipe(ByteStream):
 
     async def aclose(self) -> None:
         self.abort("the stream was closed")
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
