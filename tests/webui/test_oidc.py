@@ -38,10 +38,12 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdP]:
         provider.stop()
 
 
-@pytest.fixture(scope="module")
-def web_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def _web_gateway(
+    idp: IdP, tmp_path_factory: pytest.TempPathFactory, client: str, extra: str = ""
+) -> Iterator[GatewayProcess]:
+    """A gateway trusting the test IdP, signing in to its pages through web ``client``."""
     config = oidc_config(idp.issuer) + (
-        f'web_client_id = "{WEB_CLIENT}"\nweb_client_secret = "{WEB_SECRET}"\n'
+        f'web_client_id = "{client}"\nweb_client_secret = "{WEB_SECRET}"\n{extra}'
     )
     server = new_gateway(tmp_path_factory.mktemp("gateway"), config)
     try:
@@ -49,20 +51,17 @@ def web_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def web_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    yield from _web_gateway(idp, tmp_path_factory, WEB_CLIENT)
 
 
 @pytest.fixture(scope="module")
 def short_gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """A gateway whose web client's access tokens live 2 s, with no clock leeway."""
-    config = oidc_config(idp.issuer) + (
-        f'web_client_id = "hpcgate-web-short"\nweb_client_secret = "{WEB_SECRET}"\nclock_skew = 0\n'
-    )
-    server = new_gateway(tmp_path_factory.mktemp("gateway"), config)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from _web_gateway(idp, tmp_path_factory, "hpcgate-web-short", "clock_skew = 0\n")
 
 
 def test_an_expired_access_token_is_renewed_with_the_refresh_token(
