@@ -1,4 +1,5 @@
-"""Tokens: create one (scopes, lifetime, description; its secret shown once), list them,
+"""Tokens: create one (scopes, lifetime, description, limits to one system, project or
+service or to reading; its secret shown once), list them,
 revoke one, as ``/api/v1/tokens`` does for the same caller; and the caller's consent requests
 waiting for a decision (:mod:`hpcgate.webui.consents`).
 
@@ -15,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from hpcgate.model.consents import ConsentPending, ConsentRequest
-from hpcgate.model.errors import NotFound
+from hpcgate.model.errors import BadRequest, Forbidden, NotFound
 from hpcgate.model.principal import Scope
 from hpcgate.model.tokens import CreatedToken, NewToken
 from hpcgate.webui.consents import pending
@@ -51,6 +52,7 @@ async def _page(
         errors=errors or [],
         scopes=GRANTABLE,
         lifetimes=LIFETIMES,
+        systems=[cluster.name for cluster in viewer.gateway.systems],
         current=viewer.who.token_id,
     )
 
@@ -67,6 +69,10 @@ def _new_token(form: Form) -> NewToken:
     }
     if (lifetime := form.given("expires_in")) is not None:
         fields["expires_in"] = lifetime
+    for limit in ("system", "project", "service"):  # left empty: no such limit
+        if value := form.get(limit).strip():
+            fields[limit] = value
+    fields["read_only"] = form.get("read_only") == "yes"
     return NewToken.model_validate(fields)
 
 
@@ -79,7 +85,10 @@ async def create(request: Request, viewer: ViewerDep) -> Response:
     except ValidationError as exc:
         errors = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
         return await _page(request, viewer, errors=errors, status=422)
-    created = await viewer.gateway.tokens.issue(viewer.who, wanted)
+    try:
+        created = await viewer.gateway.tokens.issue(viewer.who, wanted)
+    except (BadRequest, Forbidden, NotFound) as exc:  # a limit it may not have: say why
+        return await _page(request, viewer, errors=[exc.detail], status=exc.status)
     try:
         await viewer.gateway.consents.check_new_token(viewer.who, created)
     except ConsentPending as exc:
