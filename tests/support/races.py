@@ -19,14 +19,25 @@ INSIDE = b"inside\n"
 OUTSIDE = b"not for you\n"
 
 
+#: Every this many swaps the directory stays real a moment (:data:`REAL_PAUSE` s), so that
+#: some tasks surely run whole on it: a test that saw every task fail would prove nothing.
+REAL_EVERY = 64
+REAL_PAUSE = 0.002
+
+
 def swapping(folder: Path, outside: Path, stop: threading.Event) -> None:
-    """Swap the directory ``folder/a`` with a symlink to ``outside`` and back, forever."""
+    """Swap the directory ``folder/a`` with a symlink to ``outside`` and back, as fast as
+    it can, forever (resting on the real directory every :data:`REAL_EVERY` swaps)."""
     real, link, parked = folder / "a", folder / "a-link", folder / "a-dir"
+    turn = 0
     while not stop.is_set():
         os.rename(real, parked)
         os.rename(link, real)
         os.rename(real, link)
         os.rename(parked, real)
+        turn += 1
+        if turn % REAL_EVERY == 0:
+            stop.wait(REAL_PAUSE)
 
 
 @contextlib.contextmanager
