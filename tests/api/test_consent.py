@@ -17,7 +17,7 @@ import pytest
 
 from hpcgate.client import Client
 from hpcgate.model.consents import ConsentPending
-from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
+from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, running_gateway
 
 TOKENS, CONSENTS, JOBS = "/api/v1/tokens", "/api/v1/consents", "/api/v1/systems/local/jobs"
 CONFIG = (
@@ -32,12 +32,7 @@ pending_per_user = 3
 
 @pytest.fixture(scope="module")
 def held_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    server = new_gateway(tmp_path_factory.mktemp("consent"), CONFIG)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("consent"), CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.accounts import passable
-from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
+from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, running_gateway
 from tests.support.jobs import submit
 
 TWO_SYSTEMS = TEST_CONFIG + '\n[systems.other]\nscheduler = "embedded"\nstatus_interval = 0.2\n'
@@ -34,10 +34,7 @@ def project_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two(tmp_path_factory: pytest.TempPathFactory, project_dirs: Path) -> Iterator[GatewayProcess]:
     root = f'project_root = "{project_dirs}/{{project}}"\n'
     config = TWO_SYSTEMS.replace("slots = 4\n", f"slots = 4\n{root}", 1)
-    server = new_gateway(tmp_path_factory.mktemp("limits"), config)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("limits"), config)
 
 
 @pytest.fixture(scope="module")

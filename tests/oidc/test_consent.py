@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.oidc.conftest import oidc_config
-from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess, running_gateway
 from tests.support.idp import CI_CLIENT, IdP
 
 JOBS, CONSENTS = "/api/v1/systems/local/jobs", "/api/v1/consents"
@@ -37,12 +37,7 @@ clients = ["{CI_CLIENT}"]
 @pytest.fixture(scope="module")
 def gateway(idp: IdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     config = oidc_config(idp.issuer) + MAPPED  # [auth.oidc.test] is its last table
-    server = new_gateway(tmp_path_factory.mktemp("consent-oidc"), config)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("consent-oidc"), config)
 
 
 def _held(client: httpx.Client, method: str, path: str, **body: object) -> dict[str, object]:

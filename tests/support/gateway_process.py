@@ -140,6 +140,16 @@ def new_gateway(home: Path, config_text: str = TEST_CONFIG) -> GatewayProcess:
     return GatewayProcess(home, config)
 
 
+def running_gateway(home: Path, config_text: str = TEST_CONFIG) -> Iterator[GatewayProcess]:
+    """A started gateway for a fixture to yield from; stopped when the fixture ends."""
+    server = new_gateway(home, config_text)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 def user_client(
     user: str, gateway: str = "gateway", scope: Literal["session", "module"] = "module"
 ) -> object:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
+from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, running_gateway
 from tests.support.jobs import wait_for_job
 from tests.webui.conftest import UiUser, with_axe
 from tests.webui.test_accessibility import scanned
@@ -32,10 +32,7 @@ HOSTILE = "$(touch pwned) `id` <img src=x onerror=alert(1)>"
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """This module's own gateway, with a job template (the ``ui`` fixture signs in here)."""
-    server = new_gateway(tmp_path_factory.mktemp("gateway"), TEST_CONFIG + TEMPLATES)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("gateway"), TEST_CONFIG + TEMPLATES)
 
 
 def test_a_job_from_a_template_runs_with_the_values_as_data(ui: UiUser) -> None:

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, expect
 
 from tests.oidc.conftest import oidc_config
 from tests.support.browser import FIREFOX, NODE_MODULES, check_firefox
-from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess, running_gateway
 from tests.support.idp import WEB_CLIENT, WEB_SECRET, IdP, install, sign_in
 from tests.webui.conftest import issue_token, with_axe
 from tests.webui.test_accessibility import scanned
@@ -45,12 +45,7 @@ def _web_gateway(
     config = oidc_config(idp.issuer) + (
         f'web_client_id = "{client}"\nweb_client_secret = "{WEB_SECRET}"\n{extra}'
     )
-    server = new_gateway(tmp_path_factory.mktemp("gateway"), config)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("gateway"), config)
 
 
 @pytest.fixture(scope="module")

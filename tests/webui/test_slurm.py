@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.gateway_process import GatewayProcess, running_gateway
 from tests.support.jobs import wait_for_job
 from tests.support.slurm import CONFIG, SYSTEM, ensure_cluster
 from tests.webui.conftest import sign_in
@@ -21,10 +21,7 @@ def slurm_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayP
     if os.geteuid() != 0:
         pytest.skip("the multi-user gateway runs as root")
     ensure_cluster()
-    server = new_gateway(tmp_path_factory.mktemp("slurm-gateway"), CONFIG)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("slurm-gateway"), CONFIG)
 
 
 def test_a_slurm_job_shows_its_output_live(slurm_gateway: GatewayProcess, browser: Browser) -> None:

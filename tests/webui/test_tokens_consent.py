@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
+from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, running_gateway
 from tests.webui.conftest import sign_in, with_axe
 from tests.webui.test_accessibility import scanned
 
@@ -22,12 +22,7 @@ USER = "alice"
 
 @pytest.fixture(scope="module")
 def held_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    server = new_gateway(tmp_path_factory.mktemp("uiconsent"), CONFIG)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+    yield from running_gateway(tmp_path_factory.mktemp("uiconsent"), CONFIG)
 
 
 @pytest.fixture(scope="module")
