@@ -127,6 +127,18 @@ def test_a_token_for_one_project_sees_only_its_jobs(
         assert alice.delete(f"{LOCAL}/jobs/{job['id']}").status_code == 202  # still hers
 
 
+def test_an_admin_token_limited_to_a_project_lists_no_other_user_s_jobs(
+    two: GatewayProcess, admin: httpx.Client, alice: httpx.Client, workdir: Path
+) -> None:
+    project = f"p{uuid.uuid4().hex[:10]}"
+    assert admin.post("/api/v1/projects", json={"name": project, "owner": "alice"}).is_success
+    mine = submit(alice, script=LONG, working_directory=str(workdir))
+    with limited(two, admin, project=project, scopes=["admin", "jobs:read"]) as token:
+        refused(token.get(f"{LOCAL}/jobs", params={"all": "true"}))
+        refused(token.get(f"{LOCAL}/jobs", params={"user": "alice"}))
+    assert alice.delete(f"{LOCAL}/jobs/{mine['id']}").status_code == 202
+
+
 def test_a_token_for_one_service_reaches_no_other_route(
     two: GatewayProcess, alice: httpx.Client
 ) -> None:
