@@ -3,7 +3,9 @@
 What is held is the admin's to say (``[consent]``): a new token asking for a marked scope,
 or the tokens of a marked OAuth client. Each is answered 202 with a consent request and
 does nothing until its user approves it here with another credential of theirs (see
-:mod:`hpcgate.consent` for which may decide).
+:mod:`hpcgate.consent` for which may decide). On ``/v1`` and on a WebSocket handshake a
+held credential is refused 403 instead (OpenAI's error, code ``consent_pending``; a
+problem), naming the request and where to approve it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query
 
 from hpcgate.api.auth import Caller, GatewayDep
+from hpcgate.api.openai_format import is_openai
 from hpcgate.api.problems import PROBLEM_JSON, Problem, responses
 from hpcgate.config import ConsentConfig
 from hpcgate.consent import LIST_MAX
@@ -114,7 +117,9 @@ def _declare_held(schema: dict[str, Any]) -> None:
         "description": HELD[202]["description"],
         "content": {"application/json": {"schema": answer}},
     }
-    for item in schema.get("paths", {}).values():
+    for path, item in schema.get("paths", {}).items():
+        if is_openai(path):  # refused 403 there (OpenAI's clients read a 202 as success)
+            continue
         for operation in item.values():
             if operation.get("security"):
                 operation.setdefault("responses", {}).setdefault("202", held)

@@ -47,6 +47,8 @@ _BODY = {
 
 WHY_HERE = {
     400: "The body is not a JSON object, or has no 'model'",
+    403: WHY[403] + "; or the credential is held for its user's consent ([consent]: code"
+    " consent_pending, the message names the request and where to approve it)",
     404: "No such model, or its service is not shared with you (code: model_not_found)",
     413: "The body exceeds the gateway's max_request_bytes",
     429: "Over the user's requests per minute, streams at once (a stream: true call) or LLM"

@@ -63,10 +63,14 @@ async def _hpcgate_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_of(exc, openai=is_openai(request.url.path))
 
 
-def problem_of(exc: HpcgateError, openai: bool = False) -> JSONResponse:
-    """The problem document of an hpcgate error (also a refused WebSocket's answer); on
-    the OpenAI-compatible routes (``openai``), OpenAI's error document instead."""
+def problem_of(exc: HpcgateError, openai: bool = False, socket: bool = False) -> JSONResponse:
+    """The problem document of an hpcgate error; on the OpenAI-compatible routes
+    (``openai``), OpenAI's error document instead. A refused WebSocket handshake
+    (``socket``) and a ``/v1`` request held for consent are refused 403, not answered
+    202: a WebSocket client cannot read a 202 and OpenAI's clients read it as success."""
     if isinstance(exc, ConsentPending):  # not a problem: the request waits for its user
+        if openai or socket:
+            return consent_refused(exc, openai)
         return held(exc)
     if exc.status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
@@ -88,6 +92,20 @@ def held(pending: ConsentPending) -> JSONResponse:
     if body["token"] is None:
         del body["token"]
     return JSONResponse(body, status_code=202, headers=headers)
+
+
+def consent_refused(pending: ConsentPending, openai: bool) -> JSONResponse:
+    """The 403 of a credential held for consent where a 202 would be misread: on ``/v1``
+    in OpenAI's error format (code ``consent_pending``), on a WebSocket a problem; its
+    message names the consent request and where its user approves it."""
+    consent = pending.answer.consent
+    approve = f"/api/v1/consents/{consent.id}/approve"
+    detail = f"held for its user's consent, nothing was done: {pending.detail}, or POST {approve}"
+    headers = {CONSENT_HEADER: consent.id}
+    if openai:
+        return openai_error(403, detail, "consent_pending", headers)
+    extra = {"consent": consent.id, "approve": approve}
+    return problem(403, pending.slug, pending.title, detail, headers, **extra)
 
 
 #: Retry-After of a request refused because the database's pool had no connection for it.

@@ -144,7 +144,8 @@ async def proxy(
     like any request (`Authorization: Bearer`), waits for a ready replica the same way,
     and relays text and binary messages and the close code and reason both ways; pings are
     answered on each hop. A refusal before the socket opens is an HTTP answer: a problem
-    document, or the replica's own answer when it does not switch protocols."""
+    document (a credential held for consent: a 403, not the 202 a request gets), or the
+    replica's own answer when it does not switch protocols."""
     return await _forward(name, who, gateway, request)
 
 
@@ -191,7 +192,7 @@ async def proxy_socket(socket: WebSocket, name: str) -> None:
             )
             opened = await stack.enter_async_context(opening)
         except HpcgateError as exc:
-            await socket.send_denial_response(problem_of(exc))
+            await socket.send_denial_response(problem_of(exc, socket=True))
             return
         await _serve_socket(socket, opened)
 
