@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from hpcgate.jobtemplates import UiConfig
 from hpcgate.model.bounds import INT64_MAX, REPLICAS_MAX, SECONDS_MAX
 from hpcgate.model.jobs import TimeLimit
+from hpcgate.model.patterns import backtracking_risk
 from hpcgate.model.principal import DEFAULT_SCOPES, Role, Scope
 from hpcgate.model.services import ServiceName, ServiceSpec
 from hpcgate.model.tokens import USER_NAME_PATTERN
@@ -474,7 +475,10 @@ class UserRule(BaseModel):
         min_length=1,
         max_length=256,
         description="A regular expression the whole value matches (values over 256"
-        " characters never do); its groups fill {1} ... {9} in user and account",
+        " characters never do); its groups fill {1} ... {9} in user and account. Refused"
+        " at load if it could backtrack for long on a hostile value (re has no timeout): a"
+        " varying repeat inside a repeat, a repeated alternation, a back-reference, or"
+        " more than 3 varying repeats",
     )
     user: str = Field(
         "{1}",
@@ -501,6 +505,11 @@ class UserRule(BaseModel):
             except re.error as exc:
                 message = f"match {self.match!r} is not a regular expression: {exc}"
                 raise ValueError(message) from None
+            if (risk := backtracking_risk(self.match)) is not None:
+                raise ValueError(
+                    f"match {self.match!r} could backtrack for too long on a hostile claim"
+                    f" value (Python's re has no timeout): {risk}"
+                )
         for template in (self.user, self.account or ""):
             for number in TEMPLATE_FIELD.findall(template):
                 if not 1 <= int(number) <= groups:

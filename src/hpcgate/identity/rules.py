@@ -7,6 +7,9 @@ apply: each group the token holds adds its scopes and projects.
 
 Bounded: a rule's regular expression is at most 256 characters (checked, and compiled, when
 the configuration is read), and only claim values of at most 256 characters are tested.
+``re`` has no timeout, so the value's bound is what bounds a match's time, and a pattern
+whose backtracking could outgrow it (nested or alternating repeats, back-references) is
+refused at load (:mod:`hpcgate.model.patterns`).
 """
 
 from __future__ import annotations
