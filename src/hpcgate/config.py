@@ -769,6 +769,16 @@ class ConsentConfig(BaseModel):
     pending_per_user: int = Field(
         20, ge=1, le=1000, description="Undecided requests one user may have at once"
     )
+    keep_days: float = Field(
+        30.0,
+        ge=1,
+        le=3650,
+        description="A decided request is deleted this long after its decision, a lapsed one"
+        " this long after it lapsed (a held token then revoked, if it is not already)",
+    )
+    prune_seconds: float = Field(
+        600.0, ge=1, le=86400, description="Seconds between two rounds of that deletion"
+    )
 
 
 def _default_systems() -> dict[str, SystemConfig]:

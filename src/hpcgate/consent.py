@@ -14,6 +14,11 @@ client that asked (it could fetch one), an API key, or a credential of a marked 
 holder is the party being checked). A decision is final; the same one
 again is answered as the first (idempotent).
 
+Decided requests are deleted ``keep_days`` after their decision, lapsed ones as long after
+they lapsed (:meth:`Consents.prune`, a chore of the gateway's housekeeping), in batches.
+A deleted request no longer holds its credential, so a held token that was not approved is
+revoked first (a denied one already is); a marked client's token would ask again.
+
 Which credentials are held is cached by token id for ``cache_seconds`` (one dictionary
 lookup per request); a decision here evicts at once, another replica's shows within the
 interval. A gateway that never held anything and has no ``[consent]`` looks nothing up.
@@ -21,7 +26,9 @@ interval. A gateway that never held anything and has no ``[consent]`` looks noth
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -49,7 +56,11 @@ Parent = Callable[[str], Awaitable[str | None]]
 #: Revokes a token (and its descendants) by id.
 Revoke = Callable[[str], Awaitable[None]]
 
+log = logging.getLogger(__name__)
+
 _MAX_CACHED = 10_000
+#: Requests read and deleted at once, and batches in one round of :meth:`Consents.prune`.
+PRUNE_BATCH, PRUNE_BATCHES = 500, 20
 _MAX_DEPTH = 64  # tokens issued from tokens: deeper chains are refused as approvers
 LIST_MAX = 200
 
@@ -206,6 +217,38 @@ class Consents:
             del self._cache[next(iter(self._cache))]
         self._cache[credential] = _Cached(row, now)
         return row
+
+    # -- forgetting ----------------------------------------------------------------------
+
+    async def prune(self, batch: int = PRUNE_BATCH, batches: int = PRUNE_BATCHES) -> int:
+        """One round: delete up to ``batch * batches`` requests decided or lapsed more than
+        ``keep_days`` ago (a backlog goes in later rounds); how many. A request whose token
+        cannot be revoked is logged and kept, and the round goes on past it."""
+        cutoff = self._clock() - timedelta(days=self._config.keep_days)
+        after, forgotten = "", 0
+        for _ in range(batches):
+            rows = await self._store.prunable(cutoff, after, batch)
+            if not rows:
+                break
+            after = rows[-1].id
+            gone = [row.id for row in rows if await self._released(row)]
+            if gone:
+                forgotten += await self._store.forget(gone, cutoff)
+            await asyncio.sleep(0)  # requests are served between two batches
+        return forgotten
+
+    async def _released(self, row: ConsentRow) -> bool:
+        """Whether ``row`` may go: nothing it holds would act without it (a token not
+        approved is revoked first)."""
+        if row.kind != ConsentKind.TOKEN or row.state == ConsentState.APPROVED:
+            return True
+        try:
+            with contextlib.suppress(NotFound):  # revoked already
+                await self._revoke(row.credential)
+        except Exception:
+            log.exception("consent request %s kept: its token could not be revoked", row.id)
+            return False
+        return True
 
     # -- reading and deciding ----------------------------------------------------------
 

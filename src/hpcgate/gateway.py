@@ -21,6 +21,7 @@ from hpcgate.functions.retention import Pruner, Retention
 from hpcgate.functions.workers import Workers
 from hpcgate.homedir import closed_ancestors, open_home
 from hpcgate.homelock import HomeLock
+from hpcgate.housekeeping import Chore, Housekeeping
 from hpcgate.identity.service import Identity
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
@@ -28,7 +29,7 @@ from hpcgate.jobs.watcher import JobWatcher, first_polls
 from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.projects import Projects
-from hpcgate.ratelimits import RateLimits
+from hpcgate.ratelimits import RateLimits, prune_windows
 from hpcgate.services.controller import Options, ServiceController
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.openai import OpenAIRoutes
@@ -160,6 +161,22 @@ class Gateway:
         kept = settings.functions
         retention = Retention(kept.keep_invocations_days, kept.keep_invocations, kept.prune_seconds)
         self.pruner = Pruner(invocations, retention)
+        self.housekeeping = Housekeeping(self._chores())
+
+    def _chores(self) -> list[Chore]:
+        """What the housekeeping sees to, and how often."""
+        settings = self.settings
+        windows = float(settings.rate_limits.window_seconds)
+        return [
+            Chore("ended invocations", self.pruner.prune, settings.functions.prune_seconds),
+            Chore("old consent requests", self.consents.prune, settings.consent.prune_seconds),
+            Chore(
+                "unused rate-limit windows",
+                lambda: prune_windows(self.rate_limits),
+                windows,
+                shared=False,
+            ),
+        ]
 
     def _owner_on(self, owner: str, system: str) -> Target:
         """A function's owner on its system: whom its workers run as."""
@@ -228,7 +245,7 @@ class Gateway:
         await self.declare_services()
         self.controller.start()
         await self.invocations.recover()
-        self.pruner.start()
+        self.housekeeping.start()
 
     async def declare_services(self) -> None:
         """Bring the declared services' rows in line with the configuration: a service
@@ -242,7 +259,7 @@ class Gateway:
                 await self.service_store.update(row.pk, stopping=True)
 
     async def stop(self) -> None:
-        await self.pruner.stop()
+        await self.housekeeping.stop()
         await self.invocations.stop()
         await self.controller.stop()
         await self.openai.ledger.flush()

@@ -12,7 +12,9 @@ at each whole minute, the previous minute's count weighing as much as that minut
 overlaps the last 60 s (``window_seconds`` makes that window shorter or longer: every
 "minute" of this paragraph is then that many seconds). The counts live in this process
 only: two gateways on one database each allow their full rate, and a restarted gateway
-starts counting afresh.
+starts counting afresh. A user's window unused for two windows is dropped by the
+gateway's housekeeping (:meth:`RateLimits.stale_windows`), so the counts kept are those of
+recent users only; the library's expire by themselves.
 
 What a limit says to a client goes in the fields of the IETF draft "RateLimit header fields
 for HTTP" (draft-ietf-httpapi-ratelimit-headers-11, the current one): ``RateLimit-Policy``
@@ -24,6 +26,7 @@ names only the policy that refused.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -141,6 +144,24 @@ class RateLimits:
         self._windows: dict[str, _Window] = {}
         self._streams: Counter[str] = Counter()  # streams each user holds now
 
+    def stale_windows(self, now: float | None = None) -> list[str]:
+        """The users whose window turned more than once since their last request: their
+        counts weigh nothing any more (:meth:`forget_stale` drops them)."""
+        minute = (time.time() if now is None else now) // self._length
+        return [user for user, window in list(self._windows.items()) if window.minute < minute - 1]
+
+    def forget_stale(self, users: Iterable[str], now: float | None = None) -> int:
+        """Drop those of ``users``' windows that are still stale (a request since renews
+        one); how many. A dropped window is made afresh by its user's next request."""
+        minute = (time.time() if now is None else now) // self._length
+        dropped = 0
+        for user in users:
+            window = self._windows.get(user)
+            if window is not None and window.minute < minute - 1:
+                del self._windows[user]
+                dropped += 1
+        return dropped
+
     def allowance(self, user: str) -> Allowance:
         """What ``user`` may do (its override in ``[rate_limits.users]``, else the defaults)."""
         return self._users.get(user, self._default)
@@ -201,6 +222,22 @@ class RateLimits:
     def streams(self, user: str) -> int:
         """How many streams ``user`` holds now."""
         return self._streams[user]
+
+
+#: Windows dropped at once by :func:`prune_windows` before requests are served again.
+PRUNE_BATCH = 1000
+
+
+async def prune_windows(
+    limits: RateLimits, batch: int = PRUNE_BATCH, now: float | None = None
+) -> int:
+    """One round of the housekeeping: drop the stale windows, ``batch`` at a time; how many."""
+    stale = limits.stale_windows(now)
+    dropped = 0
+    for start in range(0, len(stale), batch):
+        dropped += limits.forget_stale(stale[start : start + batch], now)
+        await asyncio.sleep(0)
+    return dropped
 
 
 def _per(seconds: int) -> str:

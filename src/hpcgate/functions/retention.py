@@ -1,5 +1,6 @@
-"""Retention of ended invocations: a loop of the gateway's forgets those past their age
-and those beyond each function's count (see :class:`~hpcgate.config.FunctionsConfig`).
+"""Retention of ended invocations: a chore of the gateway's housekeeping
+(:mod:`hpcgate.housekeeping`) forgets those past their age and those beyond each function's
+count (see :class:`~hpcgate.config.FunctionsConfig`).
 
 An unended invocation is never forgotten. Each function is pruned on its own and a round
 that fails is logged and tried again at the next: one bad function or row never stops
@@ -8,8 +9,6 @@ the loop.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ class Retention:
 
 
 class Pruner:
-    """Forgets ended invocations past :class:`Retention`; :meth:`start` runs it."""
+    """Forgets ended invocations past :class:`Retention`, a round at a time (:meth:`prune`)."""
 
     def __init__(
         self,
@@ -42,24 +41,6 @@ class Pruner:
         self._store = store
         self._retention = retention
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.prune()
-            except Exception:  # the database away for a while: the next round tries again
-                log.exception("forgetting ended invocations failed")
-            await asyncio.sleep(self._retention.interval)
 
     async def prune(self) -> int:
         """One round: how many invocations were forgotten."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import ConsentRow
 
 PENDING = "pending"
+DECIDED = ("approved", "denied")
 
 
 class ConsentStore(Rows[ConsentRow]):
@@ -69,3 +70,29 @@ class ConsentStore(Rows[ConsentRow]):
         """Whether any request was ever stored."""
         async with self._db.reader() as session:
             return bool(await session.scalar(select(exists().select_from(ConsentRow))))
+
+    async def prunable(self, cutoff: datetime, after: str, limit: int) -> list[ConsentRow]:
+        """Up to ``limit`` requests decided, or lapsed, before ``cutoff``, by id after
+        ``after`` (a round goes on past rows it could not delete)."""
+        query = (
+            select(ConsentRow)
+            .where(_ended_before(cutoff), ConsentRow.id > after)
+            .order_by(ConsentRow.id)
+            .limit(limit)
+        )
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
+
+    async def forget(self, ids: list[str], cutoff: datetime) -> int:
+        """Delete these requests if they still ended before ``cutoff``; how many."""
+        query = delete(ConsentRow).where(ConsentRow.id.in_(ids), _ended_before(cutoff))
+        async with self._db.session() as session, session.begin():
+            result = await session.execute(query)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _ended_before(cutoff: datetime) -> ColumnElement[bool]:
+    """Decided before ``cutoff``, or pending but lapsed before it (then none can decide it)."""
+    decided = and_(ConsentRow.state.in_(DECIDED), ConsentRow.decided_at < cutoff)
+    lapsed = and_(ConsentRow.state == PENDING, ConsentRow.expires_at < cutoff)
+    return or_(decided, lapsed)
