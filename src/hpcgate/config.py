@@ -819,6 +819,14 @@ class Settings(BaseSettings):
     service_interval: float = Field(
         1.0, gt=0, le=60, description="Seconds between the service controller's rounds"
     )
+    leader_seconds: float = Field(
+        1.0,
+        ge=0.2,
+        le=5,
+        description="Gateways on one PostgreSQL: seconds between two checks of which one"
+        " leads (runs the service controller and the shared housekeeping); a dead"
+        " leader's place is taken within about this",
+    )
     service_limits: ServiceLimits = Field(default_factory=ServiceLimits)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     functions: FunctionsConfig = Field(default_factory=FunctionsConfig)

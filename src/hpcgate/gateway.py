@@ -26,6 +26,7 @@ from hpcgate.identity.service import Identity
 from hpcgate.jobs.events import EventBus
 from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher, first_polls
+from hpcgate.leadership import Leadership
 from hpcgate.model.errors import NotFound
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.projects import Projects
@@ -92,6 +93,7 @@ class Gateway:
             self.tokens.revoke,
             settings.token_cache_seconds,
         )
+        self.leadership = Leadership(self.database.url, settings.leader_seconds)
         self.agents = AgentHub()
         self.systems = Systems(build_clusters(settings, self.agents))
         self.accounts = Accounts(settings.users, multi_user(settings.users, self.systems.per_user))
@@ -132,6 +134,7 @@ class Gateway:
             pools,
             events,
             options,
+            self.leadership.leads,
         )
         users = {name: service.users for name, service in settings.services.items()}
         proxy = Proxy(traffic, settings.service_wait_seconds)
@@ -161,7 +164,7 @@ class Gateway:
         kept = settings.functions
         retention = Retention(kept.keep_invocations_days, kept.keep_invocations, kept.prune_seconds)
         self.pruner = Pruner(invocations, retention)
-        self.housekeeping = Housekeeping(self._chores())
+        self.housekeeping = Housekeeping(self._chores(), self.leadership.leads)
 
     def _chores(self) -> list[Chore]:
         """What the housekeeping sees to, and how often."""
@@ -243,6 +246,7 @@ class Gateway:
             await cluster.transport.start()
         await first_polls(self.watchers)
         await self.declare_services()
+        await self.leadership.start()
         self.controller.start()
         await self.invocations.recover()
         self.housekeeping.start()
@@ -262,6 +266,7 @@ class Gateway:
         await self.housekeeping.stop()
         await self.invocations.stop()
         await self.controller.stop()
+        await self.leadership.stop()
         await self.openai.ledger.flush()
         for watcher in self.watchers:
             await watcher.stop()

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from hpcgate import __version__
 from hpcgate.api import (
@@ -103,7 +104,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         health,
         methods=["GET"],
         tags=["status"],
-        summary="Liveness: the gateway answers",
+        summary="Liveness: the gateway answers, and which gateway leads",
     )
     app.add_api_route(
         "/metrics",
@@ -117,8 +118,30 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     return app
 
 
-async def health() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+class Health(BaseModel):
+    status: str = Field(description="ok: the gateway answers")
+    version: str
+    gateway: str = Field(description="This gateway's name: its host and process id")
+    leads: bool = Field(
+        description="Whether this gateway runs the background controllers (the service"
+        " controller's starts and stops, the shared housekeeping): of the gateways on one"
+        " PostgreSQL, one leads; on SQLite, always"
+    )
+    leader: str | None = Field(
+        description="The gateway that leads, as last seen (each leader_seconds); null while"
+        " none does, as when a leader has just died"
+    )
+
+
+async def health(request: Request) -> Health:
+    leadership = request.app.state.gateway.leadership
+    return Health(
+        status="ok",
+        version=__version__,
+        gateway=leadership.name,
+        leads=leadership.leads(),
+        leader=leadership.leader,
+    )
 
 
 async def metrics(who: Caller, request: Request) -> Response:

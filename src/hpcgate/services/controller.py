@@ -1,4 +1,6 @@
 """The service controller: one reconciler per gateway, started like the job watcher.
+Where gateways share a database, only the one that leads (:mod:`hpcgate.leadership`)
+acts; the others only follow: they route to the replicas it made ready.
 
 Each round it looks at every service: its replicas' jobs (as the job watcher recorded
 them), where each runs, whether each answers its health check; it marks replicas ready or
@@ -111,6 +113,7 @@ class ServiceController:
         pools: Pools,
         events: ServiceEvents,
         options: Options,
+        leads: Callable[[], bool] = lambda: True,
     ) -> None:
         self._services = services
         self._replicas = replicas
@@ -126,6 +129,8 @@ class ServiceController:
         self._live: Counter[str] = Counter()  # live replicas of each owner's services
         self._task: asyncio.Task[None] | None = None
         self._busy: dict[str | int, asyncio.Task[None]] = {}  # see tick()
+        self._leads = leads  # whether this gateway acts (see hpcgate.leadership)
+        self._followed: dict[int, set[int]] = {}  # service -> replicas routed, not leading
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="service-controller")
@@ -158,9 +163,10 @@ class ServiceController:
         self._live = await self._replicas.live_by_owner()
         self._busy = {key: task for key, task in self._busy.items() if not task.done()}
         started = []
+        round_of = self._reconcile_each if self._leads() else self._follow_each
         for key, rows in _by_owner(await self._services.all()).items():
             if key not in self._busy:
-                self._busy[key] = asyncio.create_task(self._reconcile_each(rows))
+                self._busy[key] = asyncio.create_task(round_of(rows))
                 started.append(self._busy[key])
         if started:
             await asyncio.wait(started, timeout=patience)
@@ -172,6 +178,34 @@ class ServiceController:
             except Exception as exc:  # one bad service never stops the others
                 _log_once(row.pk, type(exc).__name__, str(exc))
                 self._events.set_problem(row.pk, _shown(exc))
+
+    async def _follow_each(self, rows: list[ServiceRow]) -> None:
+        for row in rows:
+            try:
+                await self._follow(row)
+            except Exception as exc:  # one bad service never stops the others
+                _log_once(row.pk, type(exc).__name__, str(exc))
+
+    async def _follow(self, row: ServiceRow) -> None:
+        """The round of a gateway that does not lead: route to the replicas the leader
+        made ready (a replica this gateway's proxy suspects: once its own health check
+        passes), and change nothing: no start, drain, cancel or state written."""
+        spec = ServiceSpec.model_validate_json(row.spec)
+        target = self._target(self.principal(row), spec.system)
+        memory = self._memory.setdefault(row.pk, _Memory())
+        now = _Round(row, spec, target, await _account(target), memory)
+        live = await self._replicas.of(row.pk, True)
+        kept = {replica.pk for replica in live}
+        for gone in self._followed.get(row.pk, set()) - kept:
+            self.traffic.forget(gone)
+            await self._pools.close(gone)
+        self._followed[row.pk] = kept
+        self._publish_routes(now, live)
+        for replica in live:
+            route = self._route(now, replica)
+            suspected = route is not None and self.traffic.suspected(replica.pk)
+            if suspected and route is not None and await healthy(route, spec.health_path):
+                self.traffic.confirm(replica.pk)
 
     def principal(self, row: ServiceRow) -> Principal:
         """Whom a service's jobs run as: its owner, or a declared service's run_as."""

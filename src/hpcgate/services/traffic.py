@@ -73,6 +73,10 @@ class Traffic:
         self._suspect.add(replica)
         self.wake.set()
 
+    def suspected(self, replica: int) -> bool:
+        """Whether the proxy saw the replica fail since its last good health check."""
+        return replica in self._suspect
+
     def forget(self, replica: int) -> None:
         self._suspect.discard(replica)
         self._last_used.pop(replica, None)

@@ -1,0 +1,134 @@
+"""Two real gateway processes on one real PostgreSQL database and the real Slurm cluster:
+one leads and runs the service controller, the other only routes to the replicas the
+leader started (each gateway picks ports from its own range, so a replica's port says
+which one started it); killed with SIGKILL, the leader's place is taken within the bound,
+and the new leader keeps the replica it finds rather than starting another."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.services import SERVICES, backend_script, stop_services, wait_replicas
+from tests.support.slurm import SYSTEM, services_config
+
+pytestmark = pytest.mark.postgres
+FIRST_PORTS, SECOND_PORTS = (21000, 21499), (21500, 21999)
+LEADER_SECONDS = 0.5
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
+    pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
+
+
+def _admin(url: str, statement: str) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def _config(database_url: str, ports: tuple[int, int]) -> str:
+    top = f'database_url = "{database_url}"\nleader_seconds = {LEADER_SECONDS}\n'
+    return top + f"service_ports = [{ports[0]}, {ports[1]}]\n" + services_config()
+
+
+@pytest.fixture(scope="module")
+def database_url(slurm_cluster: None) -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("the multi-user gateway runs as root")
+    server = _postgres_url()
+    name = f"hpcgate_{uuid.uuid4().hex[:8]}"
+    _admin(server, f'CREATE DATABASE "{name}"')
+    yield f"{server.rsplit('/', 1)[0]}/{name}"
+    _admin(server, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def pair(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GatewayProcess, GatewayProcess, str]]:
+    """The first gateway (started first: it leads), the second, on one database, and a
+    token of alice's."""
+    first = new_gateway(tmp_path_factory.mktemp("first"), _config(database_url, FIRST_PORTS))
+    second = new_gateway(tmp_path_factory.mktemp("second"), _config(database_url, SECOND_PORTS))
+    first.start()
+    try:
+        second.start()
+        alice = second.token("alice")
+        try:
+            yield first, second, alice
+        finally:
+            admin = (first.home / "admin-token").read_text().strip()
+            stop_services(second.url, admin, [alice])
+            second.stop()
+    finally:
+        first.stop()
+
+
+def _health(gateway: GatewayProcess) -> dict[str, Any]:
+    found: dict[str, Any] = httpx.get(f"{gateway.url}/api/v1/health", timeout=10).json()
+    return found
+
+
+def _within(ports: tuple[int, int], replica: dict[str, Any]) -> bool:
+    port = int(replica["port"])
+    return ports[0] <= port <= ports[1]
+
+
+def test_one_leads_the_other_follows_and_takes_over_when_the_leader_is_killed(
+    pair: tuple[GatewayProcess, GatewayProcess, str],
+) -> None:
+    first, second, token = pair
+    leader = _health(first)
+    assert leader["leads"] and leader["leader"] == leader["gateway"]
+    follower = _health(second)
+    assert not follower["leads"] and follower["leader"] == leader["gateway"]
+
+    name = f"s{uuid.uuid4().hex[:8]}"
+    body = {"name": name, "system": SYSTEM, "script": backend_script()}
+    with second.client(token) as alice:  # asked of the follower
+        made = alice.post(SERVICES, json={**body, "min_replicas": 1, "max_replicas": 1})
+        assert made.status_code == 201, made.text
+        [kept] = wait_replicas(alice, name, _ready(1), timeout=120)
+        assert _within(FIRST_PORTS, kept), kept  # the leader started it, not the follower
+        answer = alice.get(f"{SERVICES}/{name}/proxy/pid")  # the follower routes to it
+        assert answer.status_code == 200 and answer.json()["port"] == kept["port"]
+
+        first.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        while not _health(second)["leads"]:
+            assert time.monotonic() - killed < 15, "the follower never took over"
+            time.sleep(0.1)
+        assert _health(second)["leader"] == follower["gateway"]
+
+        scaled = alice.patch(f"{SERVICES}/{name}", json={"min_replicas": 2, "max_replicas": 2})
+        assert scaled.status_code == 200, scaled.text
+        both = wait_replicas(alice, name, _ready(2), timeout=120)
+        assert len(both) == 2 and kept["id"] in {r["id"] for r in both}  # kept, not doubled
+        [added] = [r for r in both if r["id"] != kept["id"]]
+        assert _within(SECOND_PORTS, added)  # started by the new leader
+        assert alice.get(f"{SERVICES}/{name}/proxy/pid").status_code == 200
+
+
+def _ready(count: int) -> Any:
+    return lambda found: sum(r["state"] == "ready" for r in found) == count

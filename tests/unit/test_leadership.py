@@ -1,0 +1,82 @@
+"""Leadership among gateways on one real PostgreSQL database (two :class:`Leadership`s in
+one process, each with its own connection, as two gateways have): one leads; when its
+connection dies the other takes over at its next round, and the old one, at its own,
+sees the lock is no longer its and stops leading. On SQLite a gateway always leads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import pytest
+
+from hpcgate.leadership import PREFIX, Leadership
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    """A fresh database on the real PostgreSQL, dropped afterwards."""
+    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
+        pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
+    name = f"hpcgate_{uuid.uuid4().hex[:8]}"
+    await _admin(url, f'CREATE DATABASE "{name}"')
+    yield f"{url.rsplit('/', 1)[0]}/{name}"
+    await _admin(url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def _until(test: Callable[[], bool], seconds: float) -> None:
+    """Wait until ``test`` holds, failing after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not test():
+        assert time.monotonic() < deadline, "it never held"
+        await asyncio.sleep(0.05)
+
+
+async def _admin(url: str, statement: str, *args: object) -> None:
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute(statement, *args)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.postgres
+async def test_one_leads_and_the_other_takes_over_when_its_connection_dies(
+    database_url: str,
+) -> None:
+    first, second = (Leadership(database_url, 0.2, name) for name in ("gw-a", "gw-b"))
+    await first.start()
+    await second.start()
+    try:
+        assert first.leads() and first.leader == "gw-a"
+        assert not second.leads() and second.leader == "gw-a"
+        await _until(lambda: second.leader == "gw-a", 5)  # its loop's rounds change nothing
+        assert first.leads() and not second.leads()
+        # the leader's connection ends, as when its process is killed
+        await _admin(
+            database_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            PREFIX + "gw-a",
+        )
+        await _until(lambda: second.leads() and not first.leads(), 5)  # each at its round
+        await _until(lambda: first.leader == "gw-b", 5)
+        assert second.leader == "gw-b"
+    finally:
+        await first.stop()
+        await second.stop()
+    assert not second.leads()
+
+
+async def test_a_gateway_on_sqlite_always_leads(tmp_path: object) -> None:
+    alone = Leadership(f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db", 1.0, "gw")
+    await alone.start()
+    assert alone.leads() and alone.leader == "gw"
+    await alone.stop()
+    assert alone.leads()
