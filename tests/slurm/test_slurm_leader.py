@@ -1,8 +1,9 @@
 """Two real gateway processes on one real PostgreSQL database and the real Slurm cluster:
-one leads and runs the service controller, the other only routes to the replicas the
-leader started (each gateway picks ports from its own range, so a replica's port says
-which one started it); killed with SIGKILL, the leader's place is taken within the bound,
-and the new leader keeps the replica it finds rather than starting another."""
+one leads (whichever took the lock first) and runs the service controller, the other only
+routes to the replicas the leader started (each gateway picks ports from its own range, so
+a replica's port says which one started it); killed with SIGKILL, the leader's place is
+taken within the bound, and the new leader keeps the replica it finds rather than starting
+another. Started at once on an empty database, they migrate it in turn."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import asyncpg
@@ -66,23 +68,28 @@ def database_url(slurm_cluster: None) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def pair(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[GatewayProcess, GatewayProcess, str]]:
-    """The first gateway (started first: it leads), the second, on one database, and a
-    token of alice's."""
-    first = new_gateway(tmp_path_factory.mktemp("first"), _config(database_url, FIRST_PORTS))
-    second = new_gateway(tmp_path_factory.mktemp("second"), _config(database_url, SECOND_PORTS))
-    first.start()
+) -> Iterator[tuple[list[GatewayProcess], str]]:
+    """Two gateways on one database, started at once (either may lead), and a token of
+    alice's."""
+    gateways = [
+        new_gateway(tmp_path_factory.mktemp(name), _config(database_url, ports))
+        for name, ports in (("first", FIRST_PORTS), ("second", SECOND_PORTS))
+    ]
     try:
-        second.start()
-        alice = second.token("alice")
+        with ThreadPoolExecutor(2) as starting:
+            list(starting.map(GatewayProcess.start, gateways))
+        alice = gateways[0].token("alice")
         try:
-            yield first, second, alice
+            yield gateways, alice
         finally:
-            admin = (first.home / "admin-token").read_text().strip()
-            stop_services(second.url, admin, [alice])
-            second.stop()
+            live = [g for g in gateways if g.process is not None]
+            admin = next(
+                g.home / "admin-token" for g in gateways if (g.home / "admin-token").exists()
+            )
+            stop_services(live[0].url, admin.read_text().strip(), [alice])
     finally:
-        first.stop()
+        for gateway in gateways:
+            gateway.stop()
 
 
 def _health(gateway: GatewayProcess) -> dict[str, Any]:
@@ -96,38 +103,48 @@ def _within(ports: tuple[int, int], replica: dict[str, Any]) -> bool:
 
 
 def test_one_leads_the_other_follows_and_takes_over_when_the_leader_is_killed(
-    pair: tuple[GatewayProcess, GatewayProcess, str],
+    pair: tuple[list[GatewayProcess], str],
 ) -> None:
-    first, second, token = pair
-    leader = _health(first)
-    assert leader["leads"] and leader["leader"] == leader["gateway"]
-    follower = _health(second)
-    assert not follower["leads"] and follower["leader"] == leader["gateway"]
+    gateways, token = pair
+    deadline = time.monotonic() + 10
+    while not _settled(healths := [_health(g) for g in gateways]):
+        assert time.monotonic() < deadline, f"no one leader: {healths}"
+        time.sleep(0.1)
+    first_leads = healths[0]["leads"]
+    leader, follower = gateways if first_leads else gateways[::-1]
+    leader_ports, follower_ports = (FIRST_PORTS, SECOND_PORTS)[:: 1 if first_leads else -1]
+    follower_name = healths[1 if first_leads else 0]["gateway"]
 
     name = f"s{uuid.uuid4().hex[:8]}"
     body = {"name": name, "system": SYSTEM, "script": backend_script()}
-    with second.client(token) as alice:  # asked of the follower
+    with follower.client(token) as alice:  # asked of the follower
         made = alice.post(SERVICES, json={**body, "min_replicas": 1, "max_replicas": 1})
         assert made.status_code == 201, made.text
         [kept] = wait_replicas(alice, name, _ready(1), timeout=120)
-        assert _within(FIRST_PORTS, kept), kept  # the leader started it, not the follower
+        assert _within(leader_ports, kept), kept  # the leader started it, not the follower
         answer = alice.get(f"{SERVICES}/{name}/proxy/pid")  # the follower routes to it
         assert answer.status_code == 200 and answer.json()["port"] == kept["port"]
 
-        first.stop(signal.SIGKILL)
+        leader.stop(signal.SIGKILL)
         killed = time.monotonic()
-        while not _health(second)["leads"]:
+        while not _health(follower)["leads"]:
             assert time.monotonic() - killed < 15, "the follower never took over"
             time.sleep(0.1)
-        assert _health(second)["leader"] == follower["gateway"]
+        assert _health(follower)["leader"] == follower_name
 
         scaled = alice.patch(f"{SERVICES}/{name}", json={"min_replicas": 2, "max_replicas": 2})
         assert scaled.status_code == 200, scaled.text
         both = wait_replicas(alice, name, _ready(2), timeout=120)
         assert len(both) == 2 and kept["id"] in {r["id"] for r in both}  # kept, not doubled
         [added] = [r for r in both if r["id"] != kept["id"]]
-        assert _within(SECOND_PORTS, added)  # started by the new leader
+        assert _within(follower_ports, added)  # started by the new leader
         assert alice.get(f"{SERVICES}/{name}/proxy/pid").status_code == 200
+
+
+def _settled(healths: list[dict[str, Any]]) -> bool:
+    """Exactly one gateway leads, and both name it."""
+    leading = [h["gateway"] for h in healths if h["leads"]]
+    return len(leading) == 1 and all(h["leader"] == leading[0] for h in healths)
 
 
 def _ready(count: int) -> Any:

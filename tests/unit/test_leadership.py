@@ -1,7 +1,8 @@
 """Leadership among gateways on one real PostgreSQL database (two :class:`Leadership`s in
 one process, each with its own connection, as two gateways have): one leads; when its
 connection dies the other takes over at its next round, and the old one, at its own,
-sees the lock is no longer its and stops leading. On SQLite a gateway always leads."""
+sees the lock is no longer its and stops leading. On SQLite a gateway always leads. Two
+gateways starting at once on an empty database migrate it in turn."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import asyncpg
 import pytest
 
 from hpcgate.leadership import PREFIX, Leadership
+from hpcgate.store.db import Database
 
 
 @pytest.fixture
@@ -80,3 +82,15 @@ async def test_a_gateway_on_sqlite_always_leads(tmp_path: object) -> None:
     assert alone.leads() and alone.leader == "gw"
     await alone.stop()
     assert alone.leads()
+
+
+@pytest.mark.postgres
+async def test_two_gateways_starting_at_once_migrate_an_empty_database_in_turn(
+    database_url: str,
+) -> None:
+    both = [Database(database_url), Database(database_url)]
+    try:
+        await asyncio.gather(*(database.start() for database in both))
+    finally:
+        for database in both:
+            await database.close()

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import anyio
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -188,7 +188,14 @@ def alembic_config() -> Config:
     return config
 
 
+#: The advisory lock two gateways starting at once on one PostgreSQL take in turn around
+#: the migration (the second then finds the schema up to date, not half made).
+MIGRATION_LOCK = 0x6870_6367_6D69_6772
+
+
 def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":  # held until the transaction ends
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
