@@ -38,6 +38,7 @@ IDLE_SECONDS = 30.0  # an idle connection older than this is closed, not reused
 CONNECT_SECONDS = 10.0
 SPARES_PER_REPLICA = 1  # connections opened ahead at once, for a replica that closes its own
 SPARE_SECONDS = 2.0  # a spare not used by then is closed, before the replica's keep-alive ends
+SPARE_TASK = "hpcgate spare connection"  # the name of the task that opens one
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +128,18 @@ class ReplicaPool:
                 opening.cancel()
             if self._idle:
                 idle, self._idle, self._spares_idle = list(self._idle), deque(), 0
-                self._chore(_close_each(idle))
+                self._chore(_close_each(idle), "hpcgate idle connections closed")
 
     def _open_spare(self) -> None:
         """Open a spare in the background, if the replica is routed and has none."""
         if not self._routed or self._closed or self._address is None:
             return
         if len(self._opening) + self._spares_idle < SPARES_PER_REPLICA:
-            self._opening.add(task := self._chore(self._opened_spare()))
+            self._opening.add(task := self._chore(self._opened_spare(), SPARE_TASK))
             task.add_done_callback(self._opening.discard)
 
-    def _chore(self, work: Coroutine[None, None, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)
+    def _chore(self, work: Coroutine[None, None, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
         return task
