@@ -57,6 +57,7 @@ class ReplicaPool:
         self._closes_kept = False  # the replica was seen closing a connection just kept
         self._address: tuple[str, int] | None = None
         self._opening: set[asyncio.Task[None]] = set()  # spares being opened
+        self._awaited: set[asyncio.Task[None]] = set()  # of those, one a request waits for
         self._spares_idle = 0
         self._chores: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
         self.spares_opened = 0  # for tests and benchmarks
@@ -101,12 +102,18 @@ class ReplicaPool:
         return None
 
     async def _spare(self) -> Connection | None:
-        """A spare being opened, once it is (None if none is, or another request took it
-        first); a request that stops waiting leaves it to the next."""
-        for opening in list(self._opening):
-            await asyncio.wait([opening])
-            if found := await self._reused():
-                return found
+        """A spare being opened, once it is (None if none is, or another request waits
+        for it already: in a burst, one request waits for the spare and the others
+        connect at once); a request that stops waiting leaves it to the next."""
+        for opening in self._opening:
+            if opening in self._awaited:
+                continue
+            self._awaited.add(opening)
+            try:
+                await asyncio.wait([opening])
+            finally:
+                self._awaited.discard(opening)
+            return await self._reused()
         return None
 
     async def _connect(self) -> Connection:
