@@ -93,7 +93,8 @@ class ReplicaPool:
             age = now - connection.idle_since
             fresh = age < (SPARE_SECONDS if connection.spare else IDLE_SECONDS)
             if fresh and not connection.stale():
-                self._closes_kept &= connection.spare  # a kept one lasted: no more spares
+                if not connection.spare:  # a kept one lasted: the replica keeps them
+                    self._closes_kept = False
                 connection.spare = False
                 return connection
             if not connection.spare and age < SPARE_SECONDS:  # not a keep-alive running out
