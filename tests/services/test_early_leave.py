@@ -3,7 +3,8 @@ real backend process (tests/support/service_backend.py) with a real HTTP client 
 closes its connection: the request stops counting in flight at once (not when the replica
 would have answered), whether the replica had not answered at all (``/hang``, the prompt
 ``hang``) or had sent its head and not yet a chunk; a ``/v1`` call so ended still counts
-as a request in the usage, and the replica serves the next request."""
+as a request in the usage and has its audit record (499 before any answer, else the
+answer's status), and the replica serves the next request."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import (
     SERVICES,
+    admin_token,
     backend_script,
     in_state,
     ready,
@@ -91,6 +93,14 @@ def _requests(client: httpx.Client) -> int:
     return sum(row["requests"] for row in rows)
 
 
+def _audited(gateway: GatewayProcess, path: str, status: int) -> int:
+    """alice's audit records of ``path`` with ``status``."""
+    headers = {"Authorization": f"Bearer {admin_token(gateway.home)}"}
+    query: dict[str, str | int] = {"user": "alice", "status": status, "limit": 1000}
+    page = httpx.get(f"{gateway.url}/api/v1/audit", params=query, headers=headers).json()
+    return sum(record["route"] == path for record in page["items"])
+
+
 def test_a_proxied_request_whose_caller_leaves_unanswered_stops_counting(
     alice: httpx.Client,
 ) -> None:
@@ -101,21 +111,23 @@ def test_a_proxied_request_whose_caller_leaves_unanswered_stops_counting(
 
 
 def test_a_v1_call_whose_caller_leaves_before_any_answer_stops_counting(
-    alice: httpx.Client,
+    gateway: GatewayProcess, alice: httpx.Client
 ) -> None:
     wait_replicas(alice, "echo", in_state("ready"))
+    before = _audited(gateway, "/v1/completions", 499)
     body = {"model": MODEL, "prompt": "hang", "stream": True}
     _leave(alice, "POST", "/v1/completions", json.dumps(body).encode())
     assert _until(lambda: _in_flight(alice) == 0)
+    assert _until(lambda: _audited(gateway, "/v1/completions", 499) == before + 1)
 
 
 def test_a_v1_call_whose_caller_leaves_after_the_head_is_counted_and_stops(
-    alice: httpx.Client,
+    gateway: GatewayProcess, alice: httpx.Client
 ) -> None:
     """The backend sends its head, then its first event: a caller that has the head
     and leaves before the first chunk."""
     wait_replicas(alice, "echo", in_state("ready"))
-    before = _requests(alice)
+    before, audited = _requests(alice), _audited(gateway, "/v1/completions", 200)
     headers = {"authorization": alice.headers["authorization"]}
     with httpx.Client(base_url=str(alice.base_url), headers=headers) as own:
         body = {"model": MODEL, "prompt": "x", "stream": True}
@@ -123,3 +135,4 @@ def test_a_v1_call_whose_caller_leaves_after_the_head_is_counted_and_stops(
             assert answer.status_code == 200  # the head came; no chunk read
     assert _until(lambda: _in_flight(alice) == 0)
     assert _until(lambda: _requests(alice) == before + 1)
+    assert _until(lambda: _audited(gateway, "/v1/completions", 200) == audited + 1)
