@@ -20,7 +20,8 @@ the thread ran, not time it waited) at:
 Steps are marked too, each when it returns: ``~caller`` (the token checked and counted),
 ``~whole_body``/``~arrived_body``, ``~read_call`` (the body parsed), ``~openai_limits``,
 ``~model`` (the model's service found), ``~routed`` (its replica picked), ``~connected``
-(a new connection to the replica, when the kept one was closed), ``~answer`` (the proxy's
+(a new connection to the replica opened on the request's way, when no kept or spare one
+was there; the spares the pool opens in the background are counted apart), ``~answer`` (the proxy's
 answer), ``~metered``, ``~call``; and the CPU time spent in the audit log's entry and
 record. It prints the median µs of each step by route, with the number of runs that had
 it when not all did (a point is marked once per request, the first time: a health check's
@@ -89,6 +90,7 @@ class Probes:
     def __init__(self) -> None:
         self.now: dict[str, int] = {}
         self.spent: dict[str, int] = {}  # ns in each timed function, this request
+        self.spares = 0  # connections the pool opened ahead, in the background (all requests)
 
     def mark(self, point: str) -> None:
         self.now.setdefault(point, time.thread_time_ns())
@@ -137,6 +139,23 @@ def _timed(probes: Probes, label: str, function: Callable[..., Any]) -> Callable
     return timed
 
 
+def _connect_probed(probes: Probes, connect: Callable[..., Any]) -> Callable[..., Any]:
+    """``connect`` marking ``~connected`` when a request opens a connection on its way,
+    and counting the spares the pool opens in the background."""
+    from hpcgate.services import pool
+
+    async def connected(*args: Any, **kwargs: Any) -> Any:
+        found = await connect(*args, **kwargs)
+        task = asyncio.current_task()
+        if task is not None and task.get_name() == getattr(pool, "SPARE_TASK", None):
+            probes.spares += 1
+        else:
+            probes.mark("~connected")
+        return found
+
+    return connected
+
+
 def instrument(app: Any, gateway: Any, probes: Probes) -> Callable[..., Awaitable[None]]:
     """The app wrapped to mark ``in``, ``start`` and ``first``; the proxy and the
     replica's connection patched to mark ``forward``, ``written`` and ``head``; and the
@@ -159,7 +178,7 @@ def instrument(app: Any, gateway: Any, probes: Probes) -> Callable[..., Awaitabl
     proxy.Proxy.forward = probed_forward  # type: ignore[method-assign]
     connection.Connection._write = probed_write  # type: ignore[method-assign]
     connection.Connection.head = _after(probes, "head", connection.Connection.head)  # type: ignore[method-assign]
-    pool.connect = _after(probes, "~connected", pool.connect)  # type: ignore[attr-defined]
+    pool.connect = _connect_probed(probes, pool.connect)  # type: ignore[attr-defined]
     for name in ("whole_body", "arrived_body", "read_call", "openai_limits"):
         setattr(forwarding, name, _after(probes, f"~{name}", getattr(forwarding, name)))
     forwarding.Forwarding._caller = _after(probes, "~caller", forwarding.Forwarding._caller)  # type: ignore[method-assign]
@@ -272,10 +291,12 @@ async def measure(requests: int) -> dict[str, Any]:
                     for path in ROUTES.values():
                         await one(client, path, headers)
                         await asyncio.sleep(PAUSE)
+                probes.spares = 0
                 steps = await probe_steps(client, headers, probes, requests)
             finally:
                 await _stop(client, home)
-    return {"cpu_us_median": steps, "load_average": os.getloadavg()}
+    spares = probes.spares
+    return {"cpu_us_median": steps, "spares_opened": spares, "load_average": os.getloadavg()}
 
 
 async def _stop(client: httpx.AsyncClient, home: Path) -> None:

@@ -1,13 +1,14 @@
 """The audit log: who changed what, when, from where, and how it ended.
 
 Every state-changing request (POST, PUT, PATCH, DELETE) and every WebSocket connect is one
-:class:`Entry`, recorded when its answer starts (``api/audit.py`` makes them). Recording
-costs the request one JSON line to the ``hpcgate.audit`` logger and an append to a list in
-memory; a loop of the gateway's writes the list in batches (one INSERT each), at most
-``flush_seconds`` behind, and at stop. The line is written first: a crash loses at most
-the records of the last unwritten batch from the table, never from the log lines. While the
-database cannot be written, records wait in memory up to :data:`PENDING_MAX`; past that
-the newest are dropped from the table (their lines stay), and a warning says how many.
+:class:`Entry`, recorded as its answer begins, just after its first piece is sent
+(``api/audit.py`` makes them). Recording costs the request one JSON line to the
+``hpcgate.audit`` logger and an append to a list in memory; a loop of the gateway's writes
+the list in batches (one INSERT each), at most ``flush_seconds`` behind, and at stop. The
+line is written first: a crash loses at most the records of the last unwritten batch from
+the table, never from the log lines. While the database cannot be written, records wait in
+memory up to :data:`PENDING_MAX`; past that the newest are dropped from the table (their
+lines stay), and a warning says how many.
 
 The table is append-only: nothing updates a record, and the retention prune (``[audit]
 keep_days``) is the only delete.

@@ -1,5 +1,5 @@
 """The audit log at the HTTP edge: :class:`AuditTrail` records every state-changing request
-and WebSocket connect when its answer starts; ``GET /api/v1/audit`` reads the log (admins).
+and WebSocket connect as its answer begins; ``GET /api/v1/audit`` reads the log (admins).
 
 Each audited answer carries its request id in ``X-Request-Id``: the gateway makes it (a
 caller cannot choose what the log says its request was called).
@@ -7,6 +7,7 @@ caller cannot choose what the log says its request was called).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -31,9 +32,12 @@ _PARAMS_MAX, _VALUE_MAX = 8, 120
 
 
 class AuditTrail:
-    """ASGI middleware: one :class:`Entry` per audited request, recorded when the answer
-    starts (an accepted WebSocket: 101), or when the request ends without one (an error:
-    500; the caller gone: 499). Other requests pass untouched."""
+    """ASGI middleware: one :class:`Entry` per audited request, recorded just after its
+    answer's first body piece is sent (so the log line and the record's other work are not
+    on the way to the caller's first byte; the status is the answer's start's), when a
+    WebSocket is accepted (101) or refused, or when the request ends without an answer
+    (an error: 500; the caller gone: 499), or ends after its start only. Other requests
+    pass untouched."""
 
     def __init__(self, app: ASGIApp, log: AuditLog) -> None:
         self.app = app
@@ -47,28 +51,43 @@ class AuditTrail:
             await self.app(scope, receive, send)
             return
         at, request_id, recorded = utcnow(), uuid.uuid4().hex, False
+        answered: int | None = None  # the status of the answer's start, once sent
 
-        def finish(status: int) -> None:
+        def finish(status: int, later: bool = False) -> None:
             nonlocal recorded
             if not recorded:
                 recorded = True
-                self._log.record(_entry(scope, at, status, request_id))
+                if later:  # after the loop's turn: the piece just sent goes out first
+                    asyncio.get_running_loop().call_soon(
+                        self._record, scope, at, status, request_id
+                    )
+                else:
+                    self._record(scope, at, status, request_id)
 
         async def audited_send(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "http.response.start":
                 header = (b"x-request-id", request_id.encode())
-                message = {**message, "headers": [*message.get("headers", []), header]}
-            status = _status(message)
-            if status is not None:
+                await send({**message, "headers": [*message.get("headers", []), header]})
+                answered = int(message["status"])
+                return
+            if answered is None and (status := _status(message)) is not None:
                 finish(status)
             await send(message)
+            if answered is not None:
+                finish(answered, later=True)
 
         failed = True
         try:
             await self.app(scope, receive, audited_send)
             failed = False
         finally:
+            if answered is not None:
+                finish(answered)
             finish(500 if failed else NO_ANSWER)
+
+    def _record(self, scope: AsgiScope, at: Any, status: int, request_id: str) -> None:
+        self._log.record(_entry(scope, at, status, request_id))
 
 
 def _status(message: Message) -> int | None:

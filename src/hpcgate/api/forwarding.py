@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -84,14 +84,20 @@ class Forwarding:
         services = self._gateway.services
         try:
             route, spec = await services.route(await self._caller(scope), name)
-            answer = await services.proxy.forward(
-                route,
-                scope["method"],
-                replica_target(scope, name, keep_prefix=spec.keep_prefix),
-                scope["headers"],
-                await arrived_body(receive),
-                float(spec.request_timeout),
-            )
+            body = await arrived_body(receive)
+        except HpcgateError as exc:
+            await problem_of(exc)(scope, receive, send)
+            return
+        target = replica_target(scope, name, keep_prefix=spec.keep_prefix)
+        timeout = float(spec.request_timeout)
+        asked = services.proxy.forward(
+            route, scope["method"], target, scope["headers"], body, timeout
+        )
+        if isinstance(body, bytes):  # all read: the caller's leaving can be watched now
+            await answered(asked, scope, receive, send)
+            return
+        try:
+            answer = await asked  # the body still arriving: a caller that leaves ends it
         except HpcgateError as exc:
             await problem_of(exc)(scope, receive, send)
             return
@@ -103,11 +109,11 @@ class Forwarding:
             who = await self._caller(scope)
             call = read_call(await whole_body(receive))  # bounded by BodyLimit
             await openai_limits(scope, self._gateway, who, call)
-            answer = await self._gateway.openai.call(who, endpoint, call, scope["headers"])
         except HpcgateError as exc:
             await problem_of(exc, openai=True)(scope, receive, send)
             return
-        await respond(answer, receive, send)
+        asked = self._gateway.openai.call(who, endpoint, call, scope["headers"])
+        await answered(asked, scope, receive, send, openai=True)
 
 
 async def request_body(receive: Receive) -> AsyncGenerator[bytes, None]:
@@ -147,6 +153,45 @@ class _CallerGone(Exception):
     """The caller disconnected before its answer was all sent."""
 
 
+async def answered(
+    asked: Awaitable[Answer], scope: Scope, receive: Receive, send: Send, openai: bool = False
+) -> None:
+    """Wait for the answer to a request whose body is all read, then send it, as
+    :func:`respond` does; a caller that leaves meanwhile, before the replica's answer or
+    before its first chunk, cancels the wait (the proxy then discards the connection and
+    the request stops counting in flight) or closes the answer (:meth:`Answer.aclose`:
+    the same, and its usage counted), at once rather than when the replica answers.
+    One watcher for the whole request, created before the request leaves."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            watcher = group.create_task(_raise_when_gone(receive))
+            try:
+                answer = await asked
+            except HpcgateError as exc:
+                watcher.cancel()
+                await problem_of(exc, openai=openai)(scope, receive, send)
+                return
+            await _relayed(answer, send, watcher)
+    except* _CallerGone:
+        pass  # nobody to answer any more
+    except* BrokenAnswer:
+        pass  # left unfinished: the server closes the connection, the caller sees a cut
+
+
+async def _relayed(answer: Answer, send: Send, watcher: asyncio.Task[None]) -> None:
+    """Send the answer, its body chunk by chunk as it comes; ended whatever happens."""
+    try:
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        async for chunk in answer.body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        watcher.cancel()
+    finally:
+        await answer.aclose()
+
+
 async def respond(answer: Answer, receive: Receive, send: Send) -> None:
     """Send the answer, its body chunk by chunk as the replica sends it, until it ends, the
     caller leaves or the replica breaks it off (then it is left unfinished, as
@@ -169,7 +214,7 @@ async def respond(answer: Answer, receive: Receive, send: Send) -> None:
     except* BrokenAnswer:
         pass  # left unfinished: the server closes the connection, the caller sees a cut
     finally:
-        await answer.body.aclose()
+        await answer.aclose()
 
 
 async def _raise_when_gone(receive: Receive) -> None:

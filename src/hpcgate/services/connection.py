@@ -81,6 +81,7 @@ class Connection:
         self._socket = stream.extra(SocketAttribute.raw_socket, None)  # noqa: S610 (anyio)
         self._poll: select.poll | None = None
         self.idle_since = 0.0
+        self.spare = False  # opened ahead by the pool, and not used yet
         self._reused = False  # it carried an exchange before this one
         self._heard = False  # a byte of this exchange's answer came
 

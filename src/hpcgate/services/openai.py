@@ -47,6 +47,7 @@ _ASK_USAGE = b'"stream_options":{"include_usage":true},'  # a member: the object
 _OPENING = re.compile(rb"[ \t\r\n]*\{")  # JSON's whitespace, then the object's brace
 #: Routing tables kept (one per user, and admin or not): all dropped when full.
 TABLES_MAX = 4096
+CALLER_GONE = 499  # the status counted for a call whose caller left before its answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,9 +218,9 @@ class OpenAIRoutes:
                 call.body,  # whole: sent again if a kept connection turns out closed
                 float(model.spec.request_timeout),
             )
-        except HpcgateError as exc:
+        except BaseException as exc:  # refused, or the caller gone (cancelled) meanwhile
             labels.in_flight.dec()
-            labels.done(exc.status, wait)
+            labels.done(exc.status if isinstance(exc, HpcgateError) else CALLER_GONE, wait)
             raise
         timing = _Timing(answer.status, wait, time.monotonic() - started)
         return self._metered(who, call, model, labels, answer, timing)
@@ -239,37 +240,67 @@ class OpenAIRoutes:
         if streamed and call.asked_usage:  # events may be dropped: the length is unknown
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         entry = _Entry(who.user, model, call.model, ok=200 <= answer.status < 300)
-        body = self._through(answer.body, meter, entry, labels, timing)
-        return Answer(answer.status, headers, body)
+        ending = _Ending(self, answer, meter, entry, labels, timing)
+        return Answer(answer.status, headers, _through(answer.body, meter, ending), ending.end)
 
-    async def _through(
+    def _settle(self, meter: StreamMeter | WholeMeter, entry: _Entry, labels: Labels) -> None:
+        """The answer's usage counted: the ledger, the token metrics, the quota."""
+        tokens = meter.tokens if entry.ok else None
+        self.ledger.record(entry.done(tokens))
+        if tokens is not None:
+            labels.tokens(tokens.prompt, tokens.completion)
+            if self.quota is not None:
+                self.quota.spend(entry.user, tokens)
+
+
+async def _through(
+    body: AsyncGenerator[bytes, None], meter: StreamMeter | WholeMeter, ending: _Ending
+) -> AsyncGenerator[bytes, None]:
+    """The replica's body, metered; closing it ends the answer. What the metrics and the
+    ledger are told waits for the end (none of it is on the way to the first byte)."""
+    try:
+        async for chunk in body:
+            passed = meter.feed(chunk)
+            if passed:
+                yield passed
+        if rest := meter.finish():
+            yield rest
+    finally:
+        await ending.end()
+
+
+class _Ending:
+    """The end of a metered answer, once, whichever way it comes: its body read to its end
+    or broken off, or the answer closed before its body was read (the caller left before
+    the first chunk): the request stops counting in flight, its usage is counted, and the
+    replica's answer is closed (its connection given back)."""
+
+    __slots__ = ("_answer", "_entry", "_labels", "_meter", "_routes", "_timing")
+
+    def __init__(
         self,
-        body: AsyncGenerator[bytes, None],
+        routes: OpenAIRoutes,
+        answer: Answer,
         meter: StreamMeter | WholeMeter,
         entry: _Entry,
         labels: Labels,
         timing: _Timing,
-    ) -> AsyncGenerator[bytes, None]:
-        """The replica's body, metered; closing it closes the replica's. What the metrics
-        and the ledger are told waits for the end (none of it is on the way to the first
-        byte)."""
+    ) -> None:
+        self._routes: OpenAIRoutes | None = routes
+        self._answer, self._meter, self._entry = answer, meter, entry
+        self._labels, self._timing = labels, timing
+
+    async def end(self) -> None:
+        routes, self._routes = self._routes, None
+        if routes is None:
+            return
+        timing, labels = self._timing, self._labels
         try:
-            async for chunk in body:
-                passed = meter.feed(chunk)
-                if passed:
-                    yield passed
-            if rest := meter.finish():
-                yield rest
-        finally:
             labels.in_flight.dec()
             labels.done(timing.status, timing.wait, timing.upstream)
-            tokens = meter.tokens if entry.ok else None
-            self.ledger.record(entry.done(tokens))
-            if tokens is not None:
-                labels.tokens(tokens.prompt, tokens.completion)
-                if self.quota is not None:
-                    self.quota.spend(entry.user, tokens)
-            await body.aclose()
+            routes._settle(self._meter, self._entry, labels)
+        finally:
+            await self._answer.aclose()
 
 
 class Labels:

@@ -12,7 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
 from dataclasses import dataclass
 
 from websockets.utils import generate_key
@@ -27,6 +34,7 @@ from hpcgate.services.connection import (
     ReplicaError,
     SlowReplica,
 )
+from hpcgate.services.pool import ReplicaPool
 from hpcgate.services.sockets import HANDSHAKE, Refusal, ReplicaSocket, upgrade_headers
 from hpcgate.services.traffic import Route, Traffic
 
@@ -59,15 +67,49 @@ class BrokenAnswer(Exception):
     must be cut off too (its connection closed), never ended as if it were whole."""
 
 
+async def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """The replica's answer: its status and headers (names in lower case) now, its body as
-    it comes (raising :class:`BrokenAnswer` if the replica breaks it off; close it if it is
-    not read to its end)."""
+    it comes (raising :class:`BrokenAnswer` if the replica breaks it off). End it with
+    :meth:`aclose` whatever happened, read or not: ``ended`` then gives back what the
+    request holds (its count in flight, its connection, its usage) even if its body was
+    never started, which closing the body alone would not (a generator closed before it
+    started runs none of its code)."""
 
     status: int
     headers: list[tuple[bytes, bytes]]
     body: AsyncGenerator[bytes, None]
+    ended: Callable[[], Awaitable[None]] = _nothing
+
+    async def aclose(self) -> None:
+        try:
+            await self.body.aclose()
+        finally:
+            await self.ended()
+
+
+class _Held:
+    """What a request holds on a replica until its answer ends: the connection and its
+    count in flight; given back once, by whichever comes first (the body's end or the
+    answer's close)."""
+
+    __slots__ = ("_connection", "_counted", "_pool")
+
+    def __init__(self, route: Route, connection: Connection, counted: contextlib.ExitStack):
+        self._pool: ReplicaPool | None = route.pool
+        self._connection, self._counted = connection, counted
+
+    async def give_back(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await pool.give_back(self._connection)  # closed unless the answer was whole
+            finally:
+                self._counted.close()
 
 
 def end_to_end(headers: Headers, also: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
@@ -135,8 +177,9 @@ class Proxy:
             if failure is None:
                 raise
             raise failure from exc
-        body_back = self._body(route, connection, read_timeout, counted)
-        return Answer(status, end_to_end(got), body_back)
+        held = _Held(route, connection, counted)
+        body_back = self._body(route, connection, read_timeout, held)
+        return Answer(status, end_to_end(got), body_back, held.give_back)
 
     async def _send(
         self,
@@ -220,7 +263,7 @@ class Proxy:
         route: Route,
         connection: Connection,
         read_timeout: float,
-        counted: contextlib.ExitStack,
+        held: _Held,
     ) -> AsyncGenerator[bytes, None]:
         try:
             while (chunk := await connection.piece(read_timeout)) is not None:
@@ -234,8 +277,7 @@ class Proxy:
             log.warning("replica %s broke off its answer: %s", route.replica, exc)
             raise BrokenAnswer(f"replica {route.replica} broke off its answer") from exc
         finally:
-            await route.pool.give_back(connection)  # closed unless the answer was whole
-            counted.close()
+            await held.give_back()
 
 
 async def _exchange(

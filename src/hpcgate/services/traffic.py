@@ -48,6 +48,7 @@ class Traffic:
         for route in routes:
             self._last_used.setdefault(route.replica, time.monotonic())
             self._service_of[route.replica] = service
+            route.pool.routed(True)
         if routes:
             self._routes[service] = routes
         else:
@@ -63,6 +64,9 @@ class Traffic:
         kept = [route for route in routes if route.replica != replica]
         if service is not None and len(kept) < len(routes):
             self.set_routes(service, kept)
+            for route in routes:
+                if route.replica == replica:
+                    route.pool.routed(False)  # no more spares opened ahead
 
     def confirm(self, replica: int) -> None:
         """A good health check: the replica takes requests again."""

@@ -155,12 +155,19 @@ class _Streamed(StreamingResponse):
     """The replica's answer as it comes; one it breaks off is left unfinished (the
     connection closed), never ended as if it were whole."""
 
+    answer: Answer | None = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with contextlib.suppress(BrokenAnswer):
-            await super().__call__(scope, receive, send)
+        try:
+            with contextlib.suppress(BrokenAnswer):
+                await super().__call__(scope, receive, send)
+        finally:
+            if self.answer is not None:  # ended even if its body was never started
+                await self.answer.aclose()
 
 
 def streamed(answer: Answer) -> StreamingResponse:
     response = _Streamed(answer.body, status_code=answer.status)
     response.raw_headers = [(k, v) for k, v in answer.headers if k in ANSWER_HEADERS]
+    response.answer = answer
     return response
