@@ -147,6 +147,7 @@ class Gateway:
             lambda row, system: self.target(self.controller.principal(row), system),
             settings.max_script_bytes,
             settings.service_limits,
+            self.projects,
         )
         usage = UsageStore(self.database)
         quota = TokenQuota(self.rate_limits, usage)

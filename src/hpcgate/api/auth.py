@@ -94,7 +94,9 @@ def within_limits(scope: AsgiScope, who: Principal) -> None:
     """Forbidden for a request its token's limits do not allow: any write by a read-only
     token; for a token limited to a system or a project, any route that is not the
     systems' (for a project: but their jobs and files, which check the project), the
-    projects', the tokens' or the tasks' (not for a project: they are the user's)."""
+    projects', the tokens' or the tasks' (not for a project: they are the user's); a
+    token limited to a project also uses the services' and ``/v1`` (which show it only
+    the project's services)."""
     limit = who.restriction
     if limit is None:
         return
@@ -115,6 +117,8 @@ def within_limits(scope: AsgiScope, who: Principal) -> None:
 def _limited_may_use(path: str, to_project: bool) -> bool:
     if _under(path, _PROJECTS) or _under(path, _TOKENS):
         return True
+    if _under(path, _SERVICES) or _under(path, "/v1"):
+        return to_project
     if _under(path, _TASKS):
         return not to_project
     if not _under(path, _SYSTEMS):
