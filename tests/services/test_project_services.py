@@ -14,12 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
+from hpcgate.client import Client
 from tests.services.conftest import CONFIG as DECLARING
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import (
     SERVICES,
     admin_token,
     backend_script,
+    bearer,
     create_service,
     ready,
     services_gateway,
@@ -205,3 +207,12 @@ def test_names_that_are_no_service_address_are_refused(bob: httpx.Client) -> Non
     for name in ("p~", "~web", "p~q~web", "P~web", "p~web-" + "x" * 40):
         assert bob.get(f"{SERVICES}/{name}").status_code in (404, 422), name
     problem(bob.post(SERVICES, json={**NEW, "name": "p~web"}), 422)
+
+
+def test_the_sdk_lists_and_reads_a_projects_service(
+    project: str, gateway: GatewayProcess, bob: httpx.Client
+) -> None:
+    with Client(gateway.url, bearer(bob)) as hpc:
+        assert [s.name for s in hpc.services.list(project)] == ["web"]
+        assert hpc.services.get(f"{project}~web").project == project
+        assert hpc.services.request(f"{project}~web", "GET", "/pid").status_code == 200
