@@ -1,6 +1,6 @@
-"""Service rows in a project on SQLite and the real PostgreSQL: the migration keeps the
-rows written before it (each in no project), and a name is unique among an owner's own
-services and among a project's, never the one against the other."""
+"""Service and function rows in a project on SQLite and the real PostgreSQL: the
+migration keeps the rows written before it (each in no project), and a name is unique
+among an owner's own and among a project's, never the one against the other."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from hpcgate.clock import utcnow
 from hpcgate.store.db import Database, alembic_config
+from hpcgate.store.functions import FunctionStore
 from hpcgate.store.services import ServiceStore
-from hpcgate.store.tables import ServiceRow
+from hpcgate.store.tables import FunctionRow, ServiceRow
 from tests.unit.test_project_roles import _postgres_database
 
-OLD_ROW = (
+OLD_ROWS = (
     "INSERT INTO services (name, owner, spec, min_replicas, max_replicas, stopping, created_at)"
-    " VALUES ('web', 'alice', '{}', 0, 1, false, '2026-01-01 00:00:00+00:00')"
+    " VALUES ('web', 'alice', '{}', 0, 1, false, '2026-01-01 00:00:00+00:00')",
+    "INSERT INTO functions (owner, name, system, spec, created_at)"
+    " VALUES ('alice', 'echo', 'local', '{}', '2026-01-01 00:00:00+00:00')",
 )
 
 
@@ -32,8 +35,8 @@ def _to_0019(connection: Connection) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ServiceStore]:
-    """A service store whose database held a service before the migration."""
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A database that held a service and a function before the migration."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db"
     else:
@@ -41,12 +44,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     engine = create_async_engine(url)
     async with engine.begin() as connection:
         await connection.run_sync(_to_0019)
-        await connection.execute(text(OLD_ROW))
+        for row in OLD_ROWS:
+            await connection.execute(text(row))
     await engine.dispose()
-    database = Database(url)
-    await database.start()  # the newest migration
-    yield ServiceStore(database)
-    await database.close()
+    migrated = Database(url)
+    await migrated.start()  # the newest migration
+    yield migrated
+    await migrated.close()
 
 
 def _row(owner: str, name: str, project: str = "") -> ServiceRow:
@@ -62,7 +66,10 @@ def _row(owner: str, name: str, project: str = "") -> ServiceRow:
     )
 
 
-async def test_an_older_row_is_in_no_project_and_names_stay_apart(store: ServiceStore) -> None:
+async def test_an_older_service_is_in_no_project_and_names_stay_apart(
+    database: Database,
+) -> None:
+    store = ServiceStore(database)
     old = await store.find("alice", "web")
     assert old is not None and old.project == ""
     await store.add(_row("alice", "web", "climate"))  # alice's own web and the project's
@@ -78,3 +85,24 @@ async def test_an_older_row_is_in_no_project_and_names_stay_apart(store: Service
         ("alice", "climate")
     ]
     assert len(await store.owned("alice")) == 2  # her limits count what runs as her
+
+
+def _function(owner: str, name: str, project: str = "") -> FunctionRow:
+    return FunctionRow(
+        owner=owner, project=project, name=name, system="local", spec="{}", created_at=utcnow()
+    )
+
+
+async def test_an_older_function_is_in_no_project_and_names_stay_apart(
+    database: Database,
+) -> None:
+    store = FunctionStore(database, cache_seconds=0)
+    old = await store.find("alice", "echo")
+    assert old is not None and old.project == ""
+    await store.add(_function("alice", "echo", "climate"))
+    await store.add(_function("bob", "echo"))
+    with pytest.raises(IntegrityError):
+        await store.add(_function("bob", "echo", "climate"))
+    found = await store.find_in("climate", "echo")
+    assert found is not None and found.owner == "alice"
+    assert [r.owner for r in await store.named("echo")] == ["alice", "bob"]  # their own

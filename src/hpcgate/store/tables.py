@@ -255,13 +255,26 @@ class UsageRow(Base):
 
 class FunctionRow(Base):
     """A registered function; its workers are the replicas of the service ``service_pk``
-    (its pool, owned by the function's owner)."""
+    (its pool, owned by the function's owner). In a project (``project`` not empty) it
+    still runs as its owner, who registered it; a name is unique among an owner's own
+    functions and among a project's."""
 
     __tablename__ = "functions"
-    __table_args__ = (UniqueConstraint("owner", "name", name="uq_functions_owner_name"),)
+    __table_args__ = (
+        UniqueConstraint("owner", "project", "name", name="uq_functions_owner_project_name"),
+        Index(
+            "uq_functions_project_name",
+            "project",
+            "name",
+            unique=True,
+            sqlite_where=text("project <> ''"),
+            postgresql_where=text("project <> ''"),
+        ),
+    )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64), default="", server_default="")
     name: Mapped[str] = mapped_column(String(64))
     system: Mapped[str] = mapped_column(String(64))
     spec: Mapped[str] = mapped_column(Text)  # the FunctionCreate as JSON

@@ -1,4 +1,5 @@
-"""projsvc: services in a project (their names unique in it, apart from their creators' own)
+"""projsvc: services and functions in a project (their names unique in it, apart from
+their creators' own)
 
 Revision ID: 0020
 Revises: 0019
@@ -18,26 +19,42 @@ IN_A_PROJECT = sa.text("project <> ''")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("services") as batch:
-        batch.add_column(sa.Column("project", sa.String(64), nullable=False, server_default=""))
-        batch.drop_constraint("uq_services_owner_name", type_="unique")
-        batch.create_unique_constraint(
-            "uq_services_owner_project_name", ["owner", "project", "name"]
+    for table in ("services", "functions"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("project", sa.String(64), nullable=False, server_default=""))
+            batch.drop_constraint(f"uq_{table}_owner_name", type_="unique")
+            batch.create_unique_constraint(
+                f"uq_{table}_owner_project_name", ["owner", "project", "name"]
+            )
+        op.create_index(
+            f"uq_{table}_project_name",
+            table,
+            ["project", "name"],
+            unique=True,
+            sqlite_where=IN_A_PROJECT,
+            postgresql_where=IN_A_PROJECT,
         )
-    op.create_index(
-        "uq_services_project_name",
-        "services",
-        ["project", "name"],
-        unique=True,
-        sqlite_where=IN_A_PROJECT,
-        postgresql_where=IN_A_PROJECT,
-    )
 
 
 def downgrade() -> None:
-    op.execute(sa.text("DELETE FROM services WHERE project <> ''"))
-    op.drop_index("uq_services_project_name", table_name="services")
-    with op.batch_alter_table("services") as batch:
-        batch.drop_constraint("uq_services_owner_project_name", type_="unique")
-        batch.create_unique_constraint("uq_services_owner_name", ["owner", "name"])
-        batch.drop_column("project")
+    """Back to names unique per owner: the projects' services and functions are dropped
+    (their invocations and replicas with them), since two could share an owner and a name."""
+    op.execute(
+        sa.text(
+            "DELETE FROM function_invocations WHERE function_pk IN"
+            " (SELECT pk FROM functions WHERE project <> '')"
+        )
+    )
+    op.execute(
+        sa.text(
+            "DELETE FROM service_replicas WHERE service_pk IN"
+            " (SELECT pk FROM services WHERE project <> '')"
+        )
+    )
+    for table in ("functions", "services"):
+        op.execute(sa.text(f"DELETE FROM {table} WHERE project <> ''"))  # noqa: S608 (ours)
+        op.drop_index(f"uq_{table}_project_name", table_name=table)
+        with op.batch_alter_table(table) as batch:
+            batch.drop_constraint(f"uq_{table}_owner_project_name", type_="unique")
+            batch.create_unique_constraint(f"uq_{table}_owner_name", ["owner", "name"])
+            batch.drop_column("project")
