@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from hpcgate.client import Client
 from tests.support.functions import ECHO, FUNCTIONS, register
 from tests.support.gateway_process import GatewayProcess, user_client
-from tests.support.services import SYSTEM_PYTHON, admin_token
+from tests.support.services import SYSTEM_PYTHON, admin_token, bearer
 
 PROJECTS = "/api/v1/projects"
 
@@ -125,3 +126,11 @@ def test_a_users_own_function_and_the_projects_of_one_name_are_two(
             assert invoke(limited, f"{project}~echo", 3).json()["result"] == {"x": 3}
     finally:
         assert bob.delete(f"{FUNCTIONS}/echo").status_code == 204
+
+
+def test_the_sdk_lists_a_projects_functions(
+    project: str, gateway: GatewayProcess, bob: httpx.Client
+) -> None:
+    with Client(gateway.url, bearer(bob)) as hpc:
+        assert [f.name for f in hpc.functions.list(project)] == ["echo"]
+        assert hpc.functions.get(f"{project}~echo").project == project
