@@ -16,7 +16,7 @@ import pytest
 
 from hpcgate.client import Client
 from tests.services.conftest import CONFIG as DECLARING
-from tests.support.gateway_process import GatewayProcess, user_client
+from tests.support.gateway_process import GatewayProcess, cli, user_client
 from tests.support.services import (
     SERVICES,
     admin_token,
@@ -160,6 +160,21 @@ def test_a_viewer_sees_and_a_member_removed_loses_it_at_once(
         assert alice.put(member, json={"role": "member"}).is_success
     assert dave.get(f"{SERVICES}/{name}/proxy/pid").status_code == 200
     assert model in models(dave)
+
+
+def test_a_member_removed_on_the_servers_command_line_loses_the_models_at_once(
+    project: str, gateway: GatewayProcess, alice: httpx.Client, dave: httpx.Client
+) -> None:
+    """The command line writes the store beside the gateway (as another gateway on a shared
+    database would): the gateway's /v1 table is not told, but the role is read again."""
+    model = f"{project}~tiny"
+    assert model in models(dave)  # dave's /v1 table, kept
+    try:
+        cli(gateway.home, "project", "remove", project, "dave", wrapper=gateway.wrapper)
+        assert complete(dave, model).status_code == 404
+        problem(dave.get(f"{SERVICES}/{project}~web/proxy/pid"), 404)
+    finally:
+        assert alice.put(f"{PROJECTS}/{project}/members/dave", json={"role": "member"}).is_success
 
 
 def test_a_users_own_service_and_the_projects_of_one_name_are_two(

@@ -75,6 +75,10 @@ class Usable(Protocol):
 
     async def routed(self, row: ServiceRow) -> Route: ...
 
+    async def may_use_now(self, who: Principal, row: ServiceRow) -> bool:
+        """Whether the caller may use the service as of now (a project's role is read)."""
+        ...
+
     @property
     def version(self) -> int:
         """Changes whenever what :meth:`usable` gives may have changed."""
@@ -181,7 +185,7 @@ class OpenAIRoutes:
 
     async def _model(self, who: Principal, name: str) -> Model:
         model = (await self._table(who)).get(name)
-        if model is not None:
+        if model is not None and await self._services.may_use_now(who, model.service):
             return model
         shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
         raise NotFound(

@@ -221,6 +221,16 @@ class ServiceManager:
             rows += await self._catalogue.in_projects(users)
         return [row for row in rows if who.sees_service(_address(row))]  # a token for one: it
 
+    async def may_use_now(self, who: Principal, row: ServiceRow) -> bool:
+        """Whether the caller may use a service :meth:`usable` gave it, as of now: a
+        project's role is read again (the ``/v1`` tables are kept until a write through
+        this gateway; a member removed by another gateway on the database, or by the
+        server's command line, must not keep the project's models until then)."""
+        if not row.project:
+            return True
+        role = await self._project_role(who, row.project)
+        return role is not None and role.rank >= Role.MEMBER.rank
+
     async def list(self, who: Principal, project: str | None = None) -> list[Service]:
         """Those declared for the caller and its own, but its functions' pools (shown with
         their function: no service route could name one); with ``project`` (or a token
