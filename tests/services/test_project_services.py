@@ -218,6 +218,16 @@ def test_tokens_limited_to_the_project_or_the_service_see_it_alone(
         assert models(token) == set()
 
 
+def test_an_admin_token_limited_to_a_project_lists_no_other_services(
+    project: str, gateway: GatewayProcess, admin: httpx.Client
+) -> None:
+    scopes = ["admin", "jobs:read"]
+    for limits in ({"project": project}, {"service": f"{project}~web"}):
+        with limited(admin, gateway, scopes=scopes, **limits) as token:
+            problem(token.get(SERVICES, params={"all": "true"}), 403)
+    assert len(admin.get(SERVICES, params={"all": "true"}).json()) >= 1
+
+
 def test_names_that_are_no_service_address_are_refused(bob: httpx.Client) -> None:
     for name in ("p~", "~web", "p~q~web", "P~web", "p~web-" + "x" * 40):
         assert bob.get(f"{SERVICES}/{name}").status_code in (404, 422), name

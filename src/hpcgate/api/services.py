@@ -88,8 +88,8 @@ async def list_services(
     ] = None,
 ) -> list[Service]:
     """Those declared for you and your own, with their replicas (no project's: ask for
-    them with ``project``); with ``all=true`` (an admin) every user's and every project's:
-    each names its ``owner`` and ``project``."""
+    them with ``project``); with ``all=true`` (an admin, its token limited to nothing)
+    every user's and every project's: each names its ``owner`` and ``project``."""
     if everyone:
         return await gateway.services.every(who)
     return await gateway.services.list(who, project)

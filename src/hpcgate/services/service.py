@@ -255,10 +255,13 @@ class ServiceManager:
         return [row for row in rows if who.sees_service(_address(row))]
 
     async def every(self, who: Principal) -> builtins.list[Service]:
-        """Every user's services and the declared ones (the admin scope only), but the
-        functions' pools."""
+        """Every user's services and the declared ones (the admin scope only, with a token
+        limited to nothing: one limited to a project or a service would see past it), but
+        the functions' pools."""
         who.unrestricted()
         who.require(Scope.ADMIN)
+        if who.restriction is not None:
+            raise Forbidden("every user's services: only with a token limited to nothing")
         rows = [row for row in await self._services.every() if not _pool(row.name)]
         shown = [await self._show(row) for row in rows]
         return [service for service in shown if service is not None]
