@@ -1,6 +1,7 @@
 """Service and function rows in a project on SQLite and the real PostgreSQL: the
 migration keeps the rows written before it (each in no project), and a name is unique
-among an owner's own and among a project's, never the one against the other."""
+among an owner's own and among a project's, never the one against the other; a caller's
+roles in all its projects at once, and the project store's count of writes."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hpcgate.clock import utcnow
+from hpcgate.model.principal import Principal, Restriction, Role, Scope
+from hpcgate.model.projects import MemberChange, NewProject
+from hpcgate.projects import Projects
 from hpcgate.store.db import Database, alembic_config
 from hpcgate.store.functions import FunctionStore
+from hpcgate.store.projects import ProjectStore
 from hpcgate.store.services import ServiceStore
 from hpcgate.store.tables import FunctionRow, ServiceRow
 from tests.unit.test_project_roles import _postgres_database
@@ -106,3 +111,23 @@ async def test_an_older_function_is_in_no_project_and_names_stay_apart(
     found = await store.find_in("climate", "echo")
     assert found is not None and found.owner == "alice"
     assert [r.owner for r in await store.named("echo")] == ["alice", "bob"]  # their own
+
+
+async def test_a_callers_roles_in_all_its_projects_and_the_count_of_writes(
+    database: Database,
+) -> None:
+    projects = Projects(ProjectStore(database))
+    admin = Principal("admin", frozenset({Scope.ADMIN}), "t0")
+    for name in ("climate", "ocean"):
+        await projects.create(admin, NewProject(name=name, owner="bob"))
+    written = projects.version
+    await projects.set_member(admin, "climate", "ada", MemberChange(role=Role.VIEWER))
+    assert projects.version > written  # a /v1 table worked out before is not kept
+    ada = Principal("ada", frozenset({Scope.JOBS_READ}), "t1", projects=frozenset({"ocean"}))
+    assert await projects.roles(ada) == {"climate": Role.VIEWER, "ocean": Role.MEMBER}
+    limited = Principal("ada", ada.scopes, "t2", restriction=Restriction(project="ocean"))
+    assert await projects.roles(limited) == {}  # no stored role in ocean, none given
+    written = projects.version
+    await projects.remove_member(admin, "climate", "ada")
+    assert projects.version > written
+    assert await projects.roles(ada) == {"ocean": Role.MEMBER}
