@@ -5,9 +5,14 @@ and a token limited to the project sees the project's alone."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -134,3 +139,16 @@ def test_the_sdk_lists_a_projects_functions(
     with Client(gateway.url, bearer(bob)) as hpc:
         assert [f.name for f in hpc.functions.list(project)] == ["echo"]
         assert hpc.functions.get(f"{project}~echo").project == project
+
+
+def test_the_command_line_lists_a_projects_functions_and_services(
+    project: str, gateway: GatewayProcess, bob: httpx.Client, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCGATE_")}
+    env |= {"HPCGATE_URL": gateway.url, "HPCGATE_TOKEN": bearer(bob)}
+    env["HPCGATE_CONFIG_DIR"] = str(tmp_path / "config")
+    for kind, names in (("functions", ["echo"]), ("services", [])):  # its pool is alice's own
+        argv = [sys.executable, "-m", "hpcgate", kind, "ls", "--project", project, "--json"]
+        ran = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+        assert [found["name"] for found in json.loads(ran.stdout)] == names
