@@ -121,6 +121,9 @@ def test_members_use_it_and_everyone_else_is_told_it_does_not_exist(
     assert f"{project}~tiny" in models(bob) and "tiny" not in models(bob)
     streamed = complete(bob, f"{project}~tiny")
     assert streamed.status_code == 200 and "[DONE]" in streamed.text
+    scaled = bob.patch(f"{SERVICES}/{name}", json={"max_replicas": 2})  # a member scales it
+    assert scaled.status_code == 200 and scaled.json()["spec"]["max_replicas"] == 2
+    assert bob.patch(f"{SERVICES}/{name}", json={"max_replicas": 1}).status_code == 200
     for answer in (
         carol.get(f"{SERVICES}/{name}"),
         carol.get(f"{SERVICES}/{name}/proxy/pid"),
