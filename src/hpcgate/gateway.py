@@ -151,13 +151,14 @@ class Gateway:
             lambda row, system: self.target(self.controller.principal(row), system),
             settings.max_script_bytes,
             settings.service_limits,
+            self.projects,
         )
         usage = UsageStore(self.database)
         quota = TokenQuota(self.rate_limits, usage)
         self.openai = OpenAIRoutes(self.services, proxy, UsageLedger(usage), quota)
         workers = Workers(traffic, pools, replicas, self._owner_on, settings.service_wait_seconds)
         self.functions = Registry(
-            self.function_store, self.services, names, settings.max_script_bytes
+            self.function_store, self.services, names, settings.max_script_bytes, self.projects
         )
         invocations = InvocationStore(self.database)
         self.invocations = Invocations(self.functions, invocations, workers, self.rate_limits)

@@ -30,6 +30,11 @@ class Projects:
         self._store = store
         self._max = max_members
 
+    @property
+    def version(self) -> int:
+        """The store's count of writes: a stored role changes only with it."""
+        return self._store.version
+
     async def role(self, who: Principal, project: str) -> Role | None:
         """The caller's role in ``project`` now (None: none, or its token is limited to
         another project)."""
@@ -40,6 +45,15 @@ class Projects:
         if (given := who.provider_role(project)) is not None:
             roles.append(given)
         return max(roles, key=lambda role: role.rank, default=None)
+
+    async def roles(self, who: Principal) -> dict[str, Role]:
+        """The caller's role in each project it has one in now (its token's limit applied)."""
+        found = {row.project: Role(row.role) for row in await self._store.memberships(who.user)}
+        for project in who.projects:
+            given, held = who.provider_role(project), found.get(project)
+            if given is not None and (held is None or given.rank > held.rank):
+                found[project] = given
+        return {name: role for name, role in found.items() if who.sees_project(name)}
 
     async def require(self, who: Principal, project: str, scope: Scope) -> Role:
         """The caller's role in ``project`` if it and the token both allow ``scope``:

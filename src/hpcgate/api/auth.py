@@ -81,12 +81,13 @@ async def key_principal(request: Request, credentials: Bearer) -> Principal:
 #: The methods a read-only token may use.
 READING = frozenset({"GET", "HEAD", "OPTIONS"})
 #: The routes a token limited to a system or a project may use (each checks which one).
-_SYSTEMS, _PROJECTS, _TOKENS, _TASKS, _SERVICES = (
+_SYSTEMS, _PROJECTS, _TOKENS, _TASKS, _SERVICES, _FUNCTIONS = (
     "/api/v1/systems",
     "/api/v1/projects",
     "/api/v1/tokens",
     "/api/v1/tasks",
     "/api/v1/services",
+    "/api/v1/functions",
 )
 
 
@@ -94,7 +95,9 @@ def within_limits(scope: AsgiScope, who: Principal) -> None:
     """Forbidden for a request its token's limits do not allow: any write by a read-only
     token; for a token limited to a system or a project, any route that is not the
     systems' (for a project: but their jobs and files, which check the project), the
-    projects', the tokens' or the tasks' (not for a project: they are the user's)."""
+    projects', the tokens' or the tasks' (not for a project: they are the user's); a
+    token limited to a project also uses the services', the functions' and ``/v1`` (which
+    show it only the project's)."""
     limit = who.restriction
     if limit is None:
         return
@@ -115,6 +118,8 @@ def within_limits(scope: AsgiScope, who: Principal) -> None:
 def _limited_may_use(path: str, to_project: bool) -> bool:
     if _under(path, _PROJECTS) or _under(path, _TOKENS):
         return True
+    if _under(path, _SERVICES) or _under(path, _FUNCTIONS) or _under(path, "/v1"):
+        return to_project
     if _under(path, _TASKS):
         return not to_project
     if not _under(path, _SYSTEMS):

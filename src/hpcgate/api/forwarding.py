@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hpcgate.api.auth import admit, noted, openai_limits, within_limits
 from hpcgate.api.problems import problem_of
-from hpcgate.api.services import PROXY_METHODS, replica_target
+from hpcgate.api.services import PROXY_METHODS, SERVICE_NAME, replica_target
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError, Unauthenticated
 from hpcgate.model.principal import Principal
@@ -34,7 +34,7 @@ from hpcgate.services.proxy import Answer, BrokenAnswer
 
 # As the router's "/{name}/proxy/{path:path}" and "/{name}/proxy" with the name's pattern;
 # '.' takes no newline there either, so a path the router would not match falls through.
-PROXY_PATH = re.compile(r"/api/v1/services/([a-z][a-z0-9-]{0,39})/proxy(?:/.*)?")
+PROXY_PATH = re.compile(rf"/api/v1/services/({SERVICE_NAME.pattern})/proxy(?:/.*)?")
 SERVICES_PREFIX = "/api/v1/services/"
 OPENAI_PATHS = {f"/v1/{endpoint}": endpoint for endpoint in ENDPOINTS}
 _METHODS = frozenset(PROXY_METHODS)

@@ -25,6 +25,7 @@ from hpcgate.model.functions import (
     Invocation,
     InvocationResult,
 )
+from hpcgate.model.jobs import PROJECT_NAME_PATTERN
 
 SEQ_MAX = 999_999_999  # a resumed stream's seq: nine digits at most
 CLIENT_GONE = 499  # logged for an answer nobody was left to read (nginx's number)
@@ -35,9 +36,10 @@ router = APIRouter(prefix="/api/v1/functions", tags=["functions"])
 Name = Annotated[
     str,
     Path(
-        pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63}:)?[a-z][a-z0-9_-]{0,39}$",
+        pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63}:|[a-z][a-z0-9_-]{0,62}~)?[a-z][a-z0-9_-]{0,39}$",
         description="The function's name: yours, or the one shared with you; OWNER:NAME"
-        " names another user's (needed when several share one of that name with you)",
+        " names another user's (needed when several share one of that name with you);"
+        " PROJECT~NAME a project's",
     ),
 ]
 Key = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The invocation's id")]
@@ -113,14 +115,28 @@ async def create_function(spec: FunctionCreate, who: Caller, gateway: GatewayDep
     Workers start when invoked (or `min_workers` at once) and stop after `idle_seconds`
     without invocations. `limits` (`per_minute`, `concurrent`) hold each caller but you
     (with your own token) apart: a user, each API key (yours too); a key's own limits apply
-    as well, the stricter wins."""
+    as well, the stricter wins. With `project` (your role there: member or owner; a viewer
+    gets 403, a non-member 404) it still runs as you, and the project's members address it
+    as `PROJECT~NAME`: viewers see it, members and owners invoke it (and read their own
+    invocations), an owner of the project may delete it; no API key reaches it."""
     return await gateway.functions.create(who, spec)
 
 
 @router.get("", summary="The functions I may invoke", responses=responses(401, 403, 429))
-async def list_functions(who: KeyCaller, gateway: GatewayDep) -> list[Function]:
-    """Your own (with source and workers) and those other users share with you."""
-    return await gateway.functions.list(who)
+async def list_functions(
+    who: KeyCaller,
+    gateway: GatewayDep,
+    project: Annotated[
+        str | None,
+        Query(
+            pattern=PROJECT_NAME_PATTERN,
+            description="That project's functions instead (any role; 404 without one)",
+        ),
+    ] = None,
+) -> list[Function]:
+    """Your own (with source and workers) and those other users share with you; no
+    project's (ask for them with `project`)."""
+    return await gateway.functions.list(who, project)
 
 
 @router.get("/{name}", summary="One function", responses=responses(401, 403, 404, 409, 422, 429))
@@ -138,7 +154,7 @@ async def get_function(name: Name, who: KeyCaller, gateway: GatewayDep) -> Funct
 )
 async def delete_function(name: Name, who: Caller, gateway: GatewayDep) -> Response:
     """Its running invocations end `Cancelled`, it and its invocations are forgotten, and
-    its workers drain and stop."""
+    its workers drain and stop. A project's: by its owner or an owner of the project."""
     await gateway.invocations.delete_function(who, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -28,15 +28,23 @@ from hpcgate.api.proxied import proxied
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError, NotFound, Unauthenticated
 from hpcgate.model.principal import Principal
-from hpcgate.model.services import Service, ServiceCreate, ServicePatch
+from hpcgate.model.projects import PROJECT_NAME_PATTERN
+from hpcgate.model.services import QUALIFIED_PATTERN, Service, ServiceCreate, ServicePatch
 from hpcgate.services.replicas import public_prefix
 from hpcgate.services.sockets import Message, Refusal, ReplicaSocket, caller_close, relay
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
-Name = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,39}$", description="The service's name")]
+Name = Annotated[
+    str,
+    Path(
+        pattern=QUALIFIED_PATTERN,
+        description="The service's name: NAME for your own or a declared one, PROJECT~NAME"
+        " for a project's",
+    ),
+]
 ProxyPath = Annotated[str, Path(description="The path on the replica (with the query as sent)")]
-SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
+SERVICE_NAME = re.compile(QUALIFIED_PATTERN.removeprefix("^").removesuffix("$"))
 SSE = "text/event-stream"
 PING_SECONDS = 15
 PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -45,12 +53,15 @@ PROXY_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    summary="Start a service of my own",
+    summary="Start a service of my own or of a project's",
     responses=responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def create_service(spec: ServiceCreate, who: Caller, gateway: GatewayDep) -> Service:
     """A service that runs as you and only you see; its replicas start as jobs on the
-    system you name (none until a request comes when ``min_replicas`` is 0). Past one of
+    system you name (none until a request comes when ``min_replicas`` is 0). With
+    ``project`` (your role there: member or owner; a viewer gets 403, a non-member 404) it
+    still runs as you, and the project's members address it as ``PROJECT~NAME``: a name is
+    unique in the project (409), apart from your own services' names. Past one of
     the admin's per-user limits (services, replicas per service and in all, a replica's
     time limit) it is a 403 `limit-exceeded` problem (with `limit` and `requested`) that
     creates nothing."""
@@ -68,16 +79,25 @@ async def list_services(
             description="Every user's services and the declared ones (admin scope; 403 otherwise)",
         ),
     ] = False,
+    project: Annotated[
+        str | None,
+        Query(
+            pattern=PROJECT_NAME_PATTERN,
+            description="That project's services instead (any role; 404 without one)",
+        ),
+    ] = None,
 ) -> list[Service]:
-    """Those declared for you and your own, with their replicas; with ``all=true`` (an
-    admin) every user's: each names its ``owner``."""
+    """Those declared for you and your own, with their replicas (no project's: ask for
+    them with ``project``); with ``all=true`` (an admin, its token limited to nothing)
+    every user's and every project's: each names its ``owner`` and ``project``."""
     if everyone:
         return await gateway.services.every(who)
-    return await gateway.services.list(who)
+    return await gateway.services.list(who, project)
 
 
 @router.get("/{name}", summary="One service", responses=responses(401, 403, 404, 422))
 async def get_service(name: Name, who: Caller, gateway: GatewayDep) -> Service:
+    """A project's service (``PROJECT~NAME``) to any role in the project; 404 to others."""
     return await gateway.services.get(who, name)
 
 
@@ -89,7 +109,8 @@ async def get_service(name: Name, who: Caller, gateway: GatewayDep) -> Service:
 async def scale_service(
     name: Name, patch: ServicePatch, who: Caller, gateway: GatewayDep
 ) -> Service:
-    """Your own service, or (admin) a declared one, until the gateway restarts. Raising
+    """Your own service, a project's (member or owner), or (admin) a declared one, until
+    the gateway restarts. Raising
     your service's `max_replicas` past a per-user limit is a 403 `limit-exceeded` problem
     that changes nothing; lowering is always allowed."""
     return await gateway.services.scale(who, name, patch)
@@ -103,7 +124,8 @@ async def scale_service(
 )
 async def delete_service(name: Name, who: Caller, gateway: GatewayDep) -> Service:
     """Its replicas drain (the running requests finish), their jobs are cancelled, then
-    the service is gone. A declared service cannot be deleted (409)."""
+    the service is gone. A declared service cannot be deleted (409). A project's: by an
+    owner of the project or the member who created it (403 for other members)."""
     return await gateway.services.delete(who, name)
 
 
@@ -118,7 +140,7 @@ async def delete_service(name: Name, who: Caller, gateway: GatewayDep) -> Servic
 )
 async def service_events(name: Name, who: Caller, gateway: GatewayDep) -> EventSourceResponse:
     """Its replicas' changes of state from now on: to its owner (an admin for a declared
-    service)."""
+    service; a project's members and owners for a project's)."""
     events = await gateway.services.events(who, name)  # 404 before any stream starts
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
@@ -134,10 +156,12 @@ async def proxy(
     name: Name, path: ProxyPath, who: Caller, gateway: GatewayDep, request: Request
 ) -> Response:
     """Forward the request to the least busy ready replica, streaming both ways (the
-    caller's Authorization is not passed on). With no ready replica the request waits
-    while one starts, up to the configured bound, then 503 with Retry-After; a replica
-    that fails gives 502, one that does not answer in time 504. The path the replica gets
-    is what follows `.../proxy`, or the whole path for a service with `keep_prefix`.
+    caller's Authorization is not passed on). A project's service (``PROJECT~NAME``)
+    serves its members and owners; a viewer gets 403, anyone else 404. With no ready
+    replica the request waits while one starts, up to the configured bound, then 503 with
+    Retry-After; a replica that fails gives 502, one that does not answer in time 504. The
+    path the replica gets is what follows `.../proxy`, or the whole path for a service
+    with `keep_prefix`.
 
     **WebSocket**: a GET with `Upgrade: websocket` on the same path opens a WebSocket to
     the replica (OpenAPI cannot describe one, so it is only told here). It authenticates

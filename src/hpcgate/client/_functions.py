@@ -41,7 +41,7 @@ import httpx
 from pydantic import BaseModel
 
 from hpcgate.client._async import AsyncCore
-from hpcgate.client._base import Call, request
+from hpcgate.client._base import Call, given, request
 from hpcgate.client._errors import FunctionFailed, GatewayUnreachable
 from hpcgate.client._jobs import SSE, Event, EventParser
 from hpcgate.client._sealed import HEADER as ENCRYPT_HEADER
@@ -334,9 +334,10 @@ class Functions:
         :class:`~hpcgate.model.errors.Conflict`."""
         return self._core._call(register_call(spec_of(spec, fields)), Function)
 
-    def list(self) -> builtins.list[Function]:
-        """Your functions and those shared with you."""
-        return self._core._call(request("GET", "functions"), builtins.list[Function])
+    def list(self, project: str | None = None) -> builtins.list[Function]:
+        """Your functions and those shared with you; with ``project``, that project's
+        (address one as ``PROJECT~NAME``)."""
+        return self._core._call(_list_call(project), builtins.list[Function])
 
     def get(self, name: str) -> Function:
         """One function: schema and settings; to its owner also source and workers."""
@@ -477,8 +478,8 @@ class AsyncFunctions:
         """As :meth:`Functions.register`."""
         return await self._core._call(register_call(spec_of(spec, fields)), Function)
 
-    async def list(self) -> builtins.list[Function]:
-        return await self._core._call(request("GET", "functions"), builtins.list[Function])
+    async def list(self, project: str | None = None) -> builtins.list[Function]:
+        return await self._core._call(_list_call(project), builtins.list[Function])
 
     async def get(self, name: str) -> Function:
         return await self._core._call(function_call("GET", name), Function)
@@ -645,3 +646,7 @@ class AsyncFunctionMethods(AsyncCore, FunctionDecorator["AsyncRemoteFunction"]):
         from hpcgate.client._remote import AsyncRemoteFunction
 
         return AsyncRemoteFunction(self.functions, spec, input, replace, encrypt)
+
+
+def _list_call(project: str | None) -> Call:
+    return request("GET", "functions", params=given({"project": project}))

@@ -36,6 +36,10 @@ PROXY_SAFE = "/%:@!$&'()*+,;=~?"
 Spec = ServiceSpec | Mapping[str, Any]
 
 
+def list_call(project: str | None) -> Call:
+    return request("GET", "services", params=given({"project": project}))
+
+
 def service_call(method: str, name: str, *, json: Any = None) -> Call:
     return request(method, "services", name, json=json)
 
@@ -108,9 +112,10 @@ class Services:
     def __init__(self, core: SyncCore) -> None:
         self._core = core
 
-    def list(self) -> builtins.list[Service]:
-        """The services declared for you and your own, with their replicas."""
-        return self._core._call(request("GET", "services"), builtins.list[Service])
+    def list(self, project: str | None = None) -> builtins.list[Service]:
+        """The services declared for you and your own, with their replicas; with
+        ``project``, that project's (address one as ``PROJECT~NAME``)."""
+        return self._core._call(list_call(project), builtins.list[Service])
 
     def get(self, name: str) -> Service:
         """One service and its replicas (job id, state, node, port, requests in flight)."""
@@ -127,7 +132,8 @@ class Services:
     ) -> Service:
         """Start a service of your own, running as you: its ``system`` and ``script`` (or
         ``script_path=``) and the other :class:`~hpcgate.model.services.ServiceSpec` fields
-        as keywords, or a whole ``spec``. Only the fields given are sent."""
+        as keywords, or a whole ``spec``. Only the fields given are sent. With
+        ``project="p"`` it is the project's (still running as you), named ``p~NAME``."""
         return self._core._call(create_call(name, system, script, spec, fields), Service)
 
     def update(
@@ -223,9 +229,9 @@ class AsyncServices:
     def __init__(self, core: AsyncCore) -> None:
         self._core = core
 
-    async def list(self) -> builtins.list[Service]:
+    async def list(self, project: str | None = None) -> builtins.list[Service]:
         """As :meth:`Services.list`."""
-        return await self._core._call(request("GET", "services"), builtins.list[Service])
+        return await self._core._call(list_call(project), builtins.list[Service])
 
     async def get(self, name: str) -> Service:
         """As :meth:`Services.get`."""

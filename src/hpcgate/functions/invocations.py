@@ -51,7 +51,7 @@ from hpcgate.model.functions import (
     InvocationResult,
     InvocationState,
 )
-from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.principal import Principal, Role, Scope
 from hpcgate.ratelimits import Quota, RateLimits
 from hpcgate.services.traffic import Route
 from hpcgate.store.functions import InvocationStore
@@ -195,7 +195,7 @@ class Invocations:
         see :func:`keeping`; ``seal``: the caller's public key, for events encrypted end to
         end)."""
         who.require(Scope.JOBS_WRITE)
-        found = await self._registry.find(who, name)
+        found = await self._registry.find(who, name, Role.MEMBER)  # a project's: a member
         filled = schemas.validated(found.spec.input_schema, value)
         detached, grace = keeping(detach)
         service = found.row.service_pk

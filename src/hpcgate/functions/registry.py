@@ -6,6 +6,12 @@ shares with it (``users`` holds its name or ``*``); any other is indistinguishab
 function that does not exist (404). An API key finds only the functions it names, of its
 own user's, and is never their owner: it sees neither their source nor their workers, nor
 tracebacks.
+
+A function may belong to a project: it runs as the member who registered it (its owner),
+and the project's members address it as ``PROJECT~NAME`` (a plain name or ``OWNER:NAME``
+is never a project's). A ``viewer`` sees it; a ``member`` also invokes it (and reads the
+invocations it started); its owner, as for any function, sees its source, workers and
+every invocation; an owner of the project may also delete it. No API key reaches one yet.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from sqlalchemy.exc import IntegrityError
 from hpcgate.clock import utcnow
 from hpcgate.functions import schemas
 from hpcgate.functions.script import job_script, new_secret, worker_source
-from hpcgate.model.errors import Conflict, Invalid, NotFound, PayloadTooLarge
+from hpcgate.model.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
 from hpcgate.model.functions import Function, FunctionCreate, FunctionSettings
-from hpcgate.model.principal import Principal, Scope
-from hpcgate.model.services import ServiceSpec
+from hpcgate.model.principal import Principal, Role, Scope
+from hpcgate.model.services import PROJECT_SEPARATOR, ServiceSpec, qualified_name
+from hpcgate.projects import Projects
 from hpcgate.services.service import ServiceManager
 from hpcgate.store.functions import FunctionStore
 from hpcgate.store.tables import FunctionRow
@@ -62,16 +69,20 @@ class Registry:
         services: ServiceManager,
         systems: frozenset[str],
         max_script_bytes: int,
+        projects: Projects | None = None,
     ) -> None:
         self._store = store
         self._services = services
         self._systems = systems
         self._max_script = min(max_script_bytes, SCRIPT_MAX)
+        self._projects = projects  # None: no function belongs to a project
 
     async def create(self, who: Principal, spec: FunctionCreate) -> Function:
-        """Register the caller's function and make its pool (a service of the caller's)."""
+        """Register the caller's function (in a project it may create in: member or
+        owner) and make its pool (a service of the caller's)."""
         who.unrestricted()
         who.require(Scope.JOBS_WRITE)
+        await self._may_create_in(who, spec.project)
         if spec.system not in self._systems:
             raise NotFound(f"no system {spec.system!r}")
         schemas.check(spec.input_schema)
@@ -81,6 +92,7 @@ class Registry:
         pool = self._pool(spec, secret)
         row = FunctionRow(
             owner=who.user,
+            project=spec.project or "",
             name=spec.name,
             system=spec.system,
             spec=spec.model_dump_json(),
@@ -90,7 +102,8 @@ class Registry:
         try:
             await self._store.add(row)
         except IntegrityError:
-            raise Conflict(f"you already have a function {spec.name!r}") from None
+            whose = f"project {spec.project!r} has" if spec.project else "you already have"
+            raise Conflict(f"{whose} a function {spec.name!r}") from None
         try:
             service = await self._services.add_owned(who.user, pool_name(spec.name), pool)
         except BaseException:
@@ -99,6 +112,23 @@ class Registry:
         await self._store.update(row.pk, service_pk=service.pk)
         row.service_pk = service.pk
         return await self.show(who, Found(row, spec))
+
+    async def _may_create_in(self, who: Principal, project: str | None) -> None:
+        if project is None:
+            if not who.sees_project(None):
+                raise Forbidden("this token is limited to a project: register the function in it")
+            return
+        if self._projects is None:
+            raise NotFound(f"no project {project!r}")
+        await self._projects.require(who, project, Scope.JOBS_WRITE)
+
+    async def _role(self, who: Principal, project: str) -> Role | None:
+        """The caller's role in the project; an admin's with an unlimited token: owner."""
+        if self._projects is None or who.is_key:
+            return None
+        if who.has(Scope.ADMIN) and who.restriction is None:
+            return Role.OWNER
+        return await self._projects.role(who, project)
 
     def _pool(self, spec: FunctionCreate, secret: str) -> ServiceSpec:
         """The pool's service: the generated script (with the pool's worker secret),
@@ -125,11 +155,17 @@ class Registry:
             gpus=spec.gpus,
         )
 
-    async def find(self, who: Principal, ref: str) -> Found:
+    async def find(self, who: Principal, ref: str, need: Role = Role.VIEWER) -> Found:
         """The function ``ref`` names: ``OWNER:NAME``, or ``NAME`` for the caller's own,
         else the one function of that name shared with it (409 if several users share one
-        of that name: which is meant is never guessed)."""
+        of that name: which is meant is never guessed); ``PROJECT~NAME``: the project's,
+        if the caller's role there is ``need`` or more (Forbidden if less)."""
         who.require(Scope.JOBS_READ)
+        project, separator, bare = ref.rpartition(PROJECT_SEPARATOR)
+        if separator:
+            return await self._find_in(who, project, bare, need)
+        if not who.sees_project(None):
+            raise NotFound(f"no function {ref!r}")
         owner, _, name = ref.rpartition(":")
         if not who.may_call(owner or who.user, name):  # a key: its own functions only
             raise NotFound(f"no function {ref!r}")
@@ -146,22 +182,45 @@ class Registry:
             raise NotFound(f"no function {ref!r}")
         return _one_shared(name, await self._store.named(name), who)
 
+    async def _find_in(self, who: Principal, project: str, name: str, need: Role) -> Found:
+        role = await self._role(who, project)
+        row = await self._store.find_in(project, name)
+        if role is None or row is None:
+            raise NotFound(f"no function {qualified_name(project, name)!r}")
+        if role.rank < need.rank:
+            raise Forbidden(f"a project {role.value} may not do this with its functions")
+        return Found(row, _spec(row.spec))
+
     async def by_pk(self, pk: int) -> Found | None:
         row = await self._store.by_pk(pk)
         return None if row is None else Found(row, _spec(row.spec))
 
     async def owned(self, who: Principal, name: str) -> Found:
-        """The caller's own function of that name (404 for any other)."""
-        found = await self.find(who, name)
-        if not found.owned_by(who):
-            raise NotFound(f"no function {name!r} of yours")
-        return found
+        """The caller's own function of that name, or a project's it owns the project of
+        (404 for any other; 403 for another's in a project where it is a member)."""
+        found = await self.find(who, name, Role.MEMBER)
+        if found.owned_by(who):
+            return found
+        project = found.row.project
+        if project and not who.is_key and await self._role(who, project) is Role.OWNER:
+            return found
+        if project:
+            raise Forbidden(f"only its owner or an owner of {project!r} does this")
+        raise NotFound(f"no function {name!r} of yours")
 
-    async def list(self, who: Principal) -> list[Function]:
-        """The caller's functions and those shared with it."""
+    async def list(self, who: Principal, project: str | None = None) -> list[Function]:
+        """The caller's functions and those shared with it (none of a project's); with
+        ``project``, that project's (any role)."""
         who.require(Scope.JOBS_READ)
         rows = [Found(row, _spec(row.spec)) for row in await self._store.all()]
-        seen = [f for f in rows if f.owned_by(who) or _shared_with(f, who) or _keyed(f, who)]
+        if project is not None:
+            if await self._role(who, project) is None:
+                raise NotFound(f"no project {project!r}")
+            seen = [f for f in rows if f.row.project == project]
+        elif not who.sees_project(None):
+            seen = []  # a token limited to a project: none of the caller's own
+        else:
+            seen = [f for f in rows if not f.row.project and _visible_to(f, who)]
         return [await self.show(who, found) for found in seen]
 
     async def show(self, who: Principal, found: Found) -> Function:
@@ -170,6 +229,7 @@ class Registry:
         shown = Function(
             name=row.name,
             owner=row.owner,
+            project=row.project or None,
             system=row.system,
             callable=spec.target(),
             entry=spec.entry,
@@ -210,6 +270,10 @@ def _one_shared(name: str, rows: list[FunctionRow], who: Principal) -> Found:
             f" name the one you mean as OWNER:{name}"
         )
     return shared[0]
+
+
+def _visible_to(found: Found, who: Principal) -> bool:
+    return found.owned_by(who) or _shared_with(found, who) or _keyed(found, who)
 
 
 def _shared_with(found: Found, who: Principal) -> bool:

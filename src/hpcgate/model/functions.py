@@ -26,7 +26,7 @@ from hpcgate.model.bounds import (
     MaybeNumber,
     Number,
 )
-from hpcgate.model.jobs import MemoryMiB, TimeLimit, Word
+from hpcgate.model.jobs import MemoryMiB, ProjectName, TimeLimit, Word
 from hpcgate.model.services import Replica, SystemRef
 
 #: A function's name: part of URLs and of its pool's service name.
@@ -154,6 +154,11 @@ class FunctionCreate(FunctionSettings):
 
     name: FunctionName
     system: SystemRef = Field(description="The configured system its workers run on")
+    project: ProjectName | None = Field(
+        None,
+        description="Register it in this project (your role there: member or owner): it"
+        " still runs as you; the project's members address it as PROJECT~NAME",
+    )
     source: str | None = Field(
         None,
         min_length=1,
@@ -195,6 +200,9 @@ class Function(BaseModel):
 
     name: str
     owner: str
+    project: str | None = Field(
+        None, description="The project it belongs to (address it as PROJECT~NAME); None: none"
+    )
     system: str
     callable: str
     entry: str | None = None

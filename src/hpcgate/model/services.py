@@ -24,11 +24,19 @@ from hpcgate.model.bounds import (
     MaybeNumber,
     Number,
 )
-from hpcgate.model.jobs import MemoryMiB, PathText, TimeLimit, Word
+from hpcgate.model.jobs import MemoryMiB, PathText, ProjectName, TimeLimit, Word
 
 DAY = 24 * 3600
 #: A service's name: it is part of job names (``hpcgate-NAME-PORT``) and of URLs.
 ServiceName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
+#: Between a project's name and its service's in the name that addresses a project's
+#: service, ``PROJECT~NAME``: neither a project's nor a service's name can hold it.
+PROJECT_SEPARATOR = "~"
+#: The name that addresses a service in a URL: ``NAME`` (the caller's own, or a declared
+#: one) or ``PROJECT~NAME`` (a project's), never one for the other.
+QUALIFIED_PATTERN = r"^(?:[a-z][a-z0-9_-]{0,62}~)?[a-z][a-z0-9-]{0,39}$"
+#: A token's limit to one service (it is stored in 64 characters).
+QualifiedName = Annotated[str, StringConstraints(pattern=QUALIFIED_PATTERN, max_length=64)]
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}$")]
 HealthPath = Annotated[str, StringConstraints(pattern=r"^/[\x21-\x7e]{0,1023}$")]
 SystemRef = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
@@ -126,9 +134,15 @@ class ServiceSpec(Scale):
 
 
 class ServiceCreate(ServiceSpec):
-    """A service a user starts: it runs as that user and only that user sees it."""
+    """A service a user starts: it runs as that user and only that user sees it, or, in a
+    project, it runs as that user and the project's members see it as ``PROJECT~NAME``."""
 
     name: ServiceName
+    project: ProjectName | None = Field(
+        None,
+        description="Create it in this project (the caller's role must be member or owner):"
+        " it still runs as the caller's account; its members address it as PROJECT~NAME",
+    )
 
 
 class ServicePatch(BaseModel):
@@ -161,7 +175,13 @@ class Service(BaseModel):
     """A service as the API shows it."""
 
     name: str
-    owner: str | None = Field(description="Its user; None: declared in the configuration")
+    owner: str | None = Field(
+        description="Its user (who created it: it runs as that account); None: declared in"
+        " the configuration"
+    )
+    project: str | None = Field(
+        None, description="The project it belongs to (address it as PROJECT~NAME); None: none"
+    )
     stopping: bool = Field(False, description="Deleted: its replicas are draining")
     problem: str | None = Field(
         None,
@@ -186,3 +206,14 @@ class ServiceEvent(BaseModel):
         " (None: it has none any more)",
     )
     time: datetime
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """``PROJECT~NAME`` as (project, name); a plain ``NAME`` as (None, name)."""
+    project, separator, bare = name.rpartition(PROJECT_SEPARATOR)
+    return (project, bare) if separator else (None, name)
+
+
+def qualified_name(project: str | None, name: str) -> str:
+    """The name that addresses the service: ``PROJECT~NAME`` in a project, else ``NAME``."""
+    return f"{project}{PROJECT_SEPARATOR}{name}" if project else name

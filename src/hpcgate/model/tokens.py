@@ -15,7 +15,7 @@ from hpcgate.model.bounds import CONCURRENT_MAX, LIFETIME_MAX, PER_MINUTE_MAX, M
 from hpcgate.model.functions import FunctionName
 from hpcgate.model.jobs import ProjectName
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
-from hpcgate.model.services import ServiceName, SystemRef
+from hpcgate.model.services import QualifiedName, SystemRef
 
 
 def _grantable(scope: Scope) -> Scope:
@@ -106,13 +106,15 @@ class NewToken(BaseModel):
     )
     project: ProjectName | None = Field(
         None,
-        description="Limits the token to this project: it sees only the project's jobs"
-        " (with the role its user has there, read at each request), submits into it, and"
-        " every route that knows no projects (files, services, functions, /v1) refuses it",
+        description="Limits the token to this project: it sees only the project's jobs and"
+        " services (with the role its user has there, read at each request), submits and"
+        " creates into it, and every route that knows no projects (files, functions, usage)"
+        " refuses it",
     )
-    service: ServiceName | None = Field(
+    service: QualifiedName | None = Field(
         None,
-        description="Limits the token to this service (its routes under /api/v1/services"
+        description="Limits the token to this service (PROJECT~NAME for a project's; its"
+        " routes under /api/v1/services"
         " and its models on /v1): every other service is unknown to it, every other route"
         " refuses it (403); no system or project limit with it",
     )

@@ -33,7 +33,7 @@ from hpcgate.jobs.service import JobService
 from hpcgate.model.errors import HpcgateError
 from hpcgate.model.jobs import JobState
 from hpcgate.model.principal import Principal, Scope
-from hpcgate.model.services import ReplicaState, ServiceEvent, ServiceSpec
+from hpcgate.model.services import ReplicaState, ServiceEvent, ServiceSpec, qualified_name
 from hpcgate.services import limits, metrics, ports
 from hpcgate.services import replicas as jobs_of
 from hpcgate.services.events import ServiceEvents
@@ -421,7 +421,8 @@ class ServiceController:
         self._live[row.owner] += 1
         self._event(now, replica, ReplicaState.STARTING, f"port {port}")
         time_limit = limits.time_limit(self._options.limits, row, spec)
-        job = jobs_of.job_spec(row.name, spec.model_copy(update={"time_limit": time_limit}), port)
+        address = qualified_name(row.project, row.name)  # its proxy's name: PROJECT~NAME
+        job = jobs_of.job_spec(address, spec.model_copy(update={"time_limit": time_limit}), port)
         try:
             submitted = await self._jobs.submit(now.target, job)
         except HpcgateError as exc:

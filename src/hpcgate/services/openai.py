@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from hpcgate.clock import utcnow
 from hpcgate.model.errors import BadRequest, HpcgateError, NotFound
 from hpcgate.model.principal import Principal, Scope
-from hpcgate.model.services import ServiceSpec
+from hpcgate.model.services import ServiceSpec, qualified_name
 from hpcgate.model.usage import Tokens, UsageEntry
 from hpcgate.services import metrics
 from hpcgate.services.catalogue import spec_of
@@ -75,6 +75,10 @@ class Usable(Protocol):
     async def usable(self, who: Principal) -> list[ServiceRow]: ...
 
     async def routed(self, row: ServiceRow) -> Route: ...
+
+    async def may_use_now(self, who: Principal, row: ServiceRow) -> bool:
+        """Whether the caller may use the service as of now (a project's role is read)."""
+        ...
 
     @property
     def version(self) -> int:
@@ -125,9 +129,18 @@ def _models(rows: list[ServiceRow]) -> dict[str, Model]:
         spec = _spec(row)
         if spec is None or row.stopping:
             continue
-        for name in spec.models:
+        for model in spec.models:
+            name = qualified_name(row.project, model)  # a project's: PROJECT~MODEL
             found.setdefault(name, Model(name, row, spec, row.created_at))
     return found
+
+
+def _table_key(who: Principal) -> Hashable:
+    """What the services a caller may use depend on, but the stores' rows: its user, its
+    admin scope, its provider's project grants and its token's project and service limits."""
+    limit = who.restriction
+    limits = (None, None) if limit is None else (limit.project, limit.service)
+    return (who.user, who.has(Scope.ADMIN), who.projects, who.project_roles, limits)
 
 
 def _spec(row: ServiceRow) -> ServiceSpec | None:
@@ -147,7 +160,7 @@ class OpenAIRoutes:
         self._proxy = proxy
         self.ledger = ledger
         self.quota = quota
-        self._tables: dict[tuple[str, bool], dict[str, Model]] = {}
+        self._tables: dict[Hashable, dict[str, Model]] = {}
         self._version = -1
 
     async def models(self, who: Principal) -> list[Model]:
@@ -161,7 +174,7 @@ class OpenAIRoutes:
         version = self._services.version
         if version != self._version:
             self._tables, self._version = {}, version
-        key = (who.user, who.has(Scope.ADMIN))
+        key = _table_key(who)
         table = self._tables.get(key)
         if table is None:
             table = _models(await self._services.usable(who))
@@ -173,7 +186,7 @@ class OpenAIRoutes:
 
     async def _model(self, who: Principal, name: str) -> Model:
         model = (await self._table(who)).get(name)
-        if model is not None:
+        if model is not None and await self._services.may_use_now(who, model.service):
             return model
         shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
         raise NotFound(

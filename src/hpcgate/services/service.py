@@ -3,6 +3,13 @@ and finding the replica a proxied request goes to.
 
 A user sees the services declared for it (``users`` holds its name or ``*``) and its own;
 any other is indistinguishable from a service that does not exist (404).
+
+A service may also belong to a project: it runs as the member who created it, and the
+project's members address it as ``PROJECT~NAME`` (a plain name is never a project's, so
+neither shadows the other). A ``viewer`` sees it (get, list, replicas); a ``member`` also
+uses it (proxy, ``/v1`` models, events), creates and scales the project's services; an
+``owner`` (or an admin) also deletes any of them, a member those it created. The role is
+read at each request, so a member removed loses the service with its next one.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from hpcgate.model.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.principal import Principal, Role, Scope
 from hpcgate.model.services import (
     Replica,
     ReplicaState,
@@ -36,14 +43,17 @@ from hpcgate.model.services import (
     ServiceEvent,
     ServicePatch,
     ServiceSpec,
+    qualified_name,
+    split_name,
 )
+from hpcgate.projects import Projects
 from hpcgate.services import limits
 from hpcgate.services.catalogue import Catalogue, spec_of
 from hpcgate.services.events import ServiceEvents
 from hpcgate.services.logs import follow_stderr
 from hpcgate.services.proxy import Proxy
 from hpcgate.services.traffic import Route, Traffic
-from hpcgate.store.services import DECLARED, ReplicaStore, ServiceStore
+from hpcgate.store.services import DECLARED, NO_PROJECT, ReplicaStore, ServiceStore
 from hpcgate.store.tables import ReplicaRow, ServiceRow
 from hpcgate.target import Target
 
@@ -76,6 +86,22 @@ def _pool(name: str) -> bool:
     return "." in name
 
 
+def _own(row: ServiceRow) -> bool:
+    """A service of its owner's own: in no project, no function's pool."""
+    return not row.project and not _pool(row.name)
+
+
+def _service_project(who: Principal) -> str | None:
+    """The project of the service the caller's token is limited to (None: none)."""
+    limit = who.restriction
+    return None if limit is None or limit.service is None else split_name(limit.service)[0]
+
+
+def _address(row: ServiceRow) -> str:
+    """The name that addresses the service (``PROJECT~NAME`` for a project's)."""
+    return qualified_name(row.project, row.name)
+
+
 class ServiceManager:
     """A user's own service shadows a declared one of the same name, for that user only
     (saying the name is taken would tell who may not use it that it exists)."""
@@ -93,8 +119,10 @@ class ServiceManager:
         target: Callable[[ServiceRow, str], Target],
         max_script_bytes: int,
         service_limits: ServiceLimits | None = None,
+        projects: Projects | None = None,
     ) -> None:
         self._services = services
+        self._projects = projects  # None: no service belongs to a project
         self._catalogue = Catalogue(services)
         self._replicas = replicas
         self._traffic = traffic
@@ -110,9 +138,10 @@ class ServiceManager:
 
     @property
     def version(self) -> int:
-        """The service store's count of writes: what :meth:`usable` gives a caller changes
-        only with it (who may use a declared service is configured)."""
-        return self._services.version
+        """The service and project stores' counts of writes: what :meth:`usable` gives a
+        caller changes only with them (who may use a declared service is configured)."""
+        projects = 0 if self._projects is None else self._projects.version
+        return self._services.version + projects
 
     def _may_use(self, who: Principal, row: ServiceRow) -> bool:
         if row.owner:
@@ -120,14 +149,43 @@ class ServiceManager:
         allowed = self._users.get(row.name, [])
         return who.has(Scope.ADMIN) or "*" in allowed or who.user in allowed
 
-    async def _find(self, who: Principal, name: str, scope: Scope) -> ServiceRow:
-        """The caller's own service of that name, else a declared one it may use."""
+    async def _find(
+        self, who: Principal, name: str, scope: Scope, need: Role = Role.VIEWER
+    ) -> ServiceRow:
+        """For ``NAME``: the caller's own service of that name, else a declared one it may
+        use; for ``PROJECT~NAME``: the project's, if the caller's role there is ``need`` or
+        more (Forbidden if less, NotFound if none)."""
         who.require(scope)
+        project, bare = split_name(name)
+        if not who.sees_service(name) or not who.sees_project(project):
+            raise NotFound(f"no service {name!r}")
+        if project is not None:
+            return await self._find_in(who, project, bare, need)
         find = self._catalogue.find
-        row = await find(who.user, name) or await find(DECLARED, name)
+        row = await find(who.user, bare) or await find(DECLARED, bare)
         if row is None or not self._may_use(who, row):
             raise NotFound(f"no service {name!r}")
         return row
+
+    async def _find_in(self, who: Principal, project: str, name: str, need: Role) -> ServiceRow:
+        role = await self._project_role(who, project)
+        row = await self._catalogue.find_in(project, name)
+        if role is None or row is None:
+            raise NotFound(f"no service {qualified_name(project, name)!r}")
+        if role.rank < need.rank:
+            raise Forbidden(f"a project {role.value} may not do this with its services")
+        return row
+
+    async def _owns(self, who: Principal, project: str) -> bool:
+        return await self._project_role(who, project) is Role.OWNER
+
+    async def _project_role(self, who: Principal, project: str) -> Role | None:
+        """The caller's role in the project; an admin's with an unlimited token: owner."""
+        if self._projects is None:
+            return None
+        if who.has(Scope.ADMIN) and who.restriction is None:
+            return Role.OWNER
+        return await self._projects.role(who, project)
 
     async def _show(self, row: ServiceRow) -> Service | None:
         try:
@@ -142,6 +200,7 @@ class ServiceManager:
         return Service(
             name=row.name,
             owner=row.owner or None,
+            project=row.project or None,
             stopping=row.stopping,
             problem=self._events.problem(row.pk),
             spec=spec,
@@ -149,27 +208,60 @@ class ServiceManager:
         )
 
     async def usable(self, who: Principal) -> list[ServiceRow]:
-        """The rows of the services the caller may use: its own first, then declared ones."""
+        """The rows of the services the caller may use: its own first, then declared ones,
+        then those of the projects where it is a member or an owner."""
         who.require(Scope.JOBS_READ)
         declared = [r for r in await self._catalogue.owned(DECLARED) if self._may_use(who, r)]
         rows = await self._catalogue.owned(who.user) + declared
-        return [row for row in rows if who.sees_service(row.name)]  # a token for one: it
+        if not who.sees_project(None):
+            rows = []  # a token limited to a project: that project's alone
+        if self._projects is not None:
+            roles = await self._projects.roles(who)
+            users = {p for p, role in roles.items() if role.rank >= Role.MEMBER.rank}
+            rows += await self._catalogue.in_projects(users)
+        return [row for row in rows if who.sees_service(_address(row))]  # a token for one: it
 
-    async def list(self, who: Principal) -> list[Service]:
+    async def may_use_now(self, who: Principal, row: ServiceRow) -> bool:
+        """Whether the caller may use a service :meth:`usable` gave it, as of now: a
+        project's role is read again (the ``/v1`` tables are kept until a write through
+        this gateway; a member removed by another gateway on the database, or by the
+        server's command line, must not keep the project's models until then)."""
+        if not row.project:
+            return True
+        role = await self._project_role(who, row.project)
+        return role is not None and role.rank >= Role.MEMBER.rank
+
+    async def list(self, who: Principal, project: str | None = None) -> list[Service]:
         """Those declared for the caller and its own, but its functions' pools (shown with
-        their function: no service route could name one)."""
+        their function: no service route could name one); with ``project`` (or a token
+        limited to a project's service), that project's (a viewer's role is enough)."""
         who.require(Scope.JOBS_READ)
-        declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
-        own = [row for row in await self._services.owned(who.user) if not _pool(row.name)]
-        seen = [row for row in declared + own if who.sees_service(row.name)]
+        project = project or _service_project(who)
+        if project is not None:
+            seen = await self._of_project(who, project)
+        elif not who.sees_project(None):
+            seen = []  # a token limited to a project: none of the caller's own
+        else:
+            declared = [r for r in await self._services.owned(DECLARED) if self._may_use(who, r)]
+            own = [r for r in await self._services.owned(who.user) if _own(r)]
+            seen = [row for row in declared + own if who.sees_service(row.name)]
         shown = [await self._show(row) for row in seen]
         return [service for service in shown if service is not None]
 
+    async def _of_project(self, who: Principal, project: str) -> builtins.list[ServiceRow]:
+        if await self._project_role(who, project) is None:
+            raise NotFound(f"no project {project!r}")
+        rows = await self._services.of_project(project)
+        return [row for row in rows if who.sees_service(_address(row))]
+
     async def every(self, who: Principal) -> builtins.list[Service]:
-        """Every user's services and the declared ones (the admin scope only), but the
-        functions' pools."""
+        """Every user's services and the declared ones (the admin scope only, with a token
+        limited to nothing: one limited to a project or a service would see past it), but
+        the functions' pools."""
         who.unrestricted()
         who.require(Scope.ADMIN)
+        if who.restriction is not None:
+            raise Forbidden("every user's services: only with a token limited to nothing")
         rows = [row for row in await self._services.every() if not _pool(row.name)]
         shown = [await self._show(row) for row in rows]
         return [service for service in shown if service is not None]
@@ -181,26 +273,41 @@ class ServiceManager:
         return service
 
     async def create(self, who: Principal, spec: ServiceCreate) -> Service:
-        """A service of the caller's own, running as the caller."""
+        """A service of the caller's own, or of a project it may create in (member or
+        owner), running as the caller."""
         who.require(Scope.JOBS_WRITE)
+        await self._may_create_in(who, spec.project)
         if spec.system not in self._systems:
             raise NotFound(f"no system {spec.system!r}")
         if spec.script is not None and len(spec.script.encode()) > self._max_script:
             raise PayloadTooLarge(f"the script exceeds the limit of {self._max_script} bytes")
-        body = ServiceSpec.model_validate(spec.model_dump(exclude={"name"}))
+        body = ServiceSpec.model_validate(spec.model_dump(exclude={"name", "project"}))
         try:
-            await self.add_owned(who.user, spec.name, body)
+            await self.add_owned(who.user, spec.name, body, spec.project or NO_PROJECT)
         except IntegrityError:
-            raise Conflict(f"you already have a service {spec.name!r}") from None
-        return await self.get(who, spec.name)
+            whose = f"project {spec.project!r} has" if spec.project else "you already have"
+            raise Conflict(f"{whose} a service {spec.name!r}") from None
+        return await self.get(who, qualified_name(spec.project, spec.name))
 
-    async def add_owned(self, owner: str, name: str, body: ServiceSpec) -> ServiceRow:
-        """A service row of ``owner``'s, held to its limits (IntegrityError if it has one of
-        that name). Functions name their pools so (``fn.NAME.…``) that no name a user
-        gives a service can be theirs."""
+    async def _may_create_in(self, who: Principal, project: str | None) -> None:
+        if project is None:
+            if not who.sees_project(None):
+                raise Forbidden("this token is limited to a project: create the service in it")
+            return
+        if self._projects is None:
+            raise NotFound(f"no project {project!r}")
+        await self._projects.require(who, project, Scope.JOBS_WRITE)
+
+    async def add_owned(
+        self, owner: str, name: str, body: ServiceSpec, project: str = NO_PROJECT
+    ) -> ServiceRow:
+        """A service row of ``owner``'s (in ``project`` if one is named), held to its
+        limits (IntegrityError if the name is taken). Functions name their pools so
+        (``fn.NAME.…``) that no name a user gives a service can be theirs."""
         row = ServiceRow(
             name=name,
             owner=owner,
+            project=project,
             spec=body.model_dump_json(),
             min_replicas=body.min_replicas,
             max_replicas=body.max_replicas,
@@ -229,7 +336,7 @@ class ServiceManager:
 
     async def scale(self, who: Principal, name: str, patch: ServicePatch) -> Service:
         async with self._changing:
-            row = await self._find(who, name, Scope.JOBS_WRITE)
+            row = await self._find(who, name, Scope.JOBS_WRITE, Role.MEMBER)
             self._may_change(who, row)
             low = row.min_replicas if patch.min_replicas is None else patch.min_replicas
             high = row.max_replicas if patch.max_replicas is None else patch.max_replicas
@@ -244,9 +351,12 @@ class ServiceManager:
         return await self.get(who, name)
 
     async def delete(self, who: Principal, name: str) -> Service:
-        """Stop the service: its replicas drain, their jobs are cancelled, then it is gone."""
-        row = await self._find(who, name, Scope.JOBS_WRITE)
+        """Stop the service: its replicas drain, their jobs are cancelled, then it is gone
+        (a project's: by an owner of the project, or the member who created it)."""
+        row = await self._find(who, name, Scope.JOBS_WRITE, Role.MEMBER)
         self._may_change(who, row)
+        if row.project and row.owner != who.user and not await self._owns(who, row.project):
+            raise Forbidden("only an owner of the project deletes a service another made")
         if not row.owner:
             raise Conflict(
                 f"{name!r} is declared in the configuration: PATCH max_replicas to 0 to stop it"
@@ -258,7 +368,7 @@ class ServiceManager:
     async def events(self, who: Principal, name: str) -> AsyncIterator[ServiceEvent]:
         """The service's events from now on, with its live replicas' stderr from their
         start: to its owner (an admin for a declared one)."""
-        row = await self._find(who, name, Scope.JOBS_READ)
+        row = await self._find(who, name, Scope.JOBS_READ, Role.MEMBER)
         if not row.owner:
             self._may_change(who, row)
         spec = ServiceSpec.model_validate_json(row.spec)
@@ -282,17 +392,17 @@ class ServiceManager:
     async def route(self, who: Principal, name: str) -> tuple[Route, ServiceSpec]:
         """The ready replica a request to the service goes to (waiting for one if need be),
         and the service's spec."""
-        row = await self._find(who, name, Scope.JOBS_READ)
+        row = await self._find(who, name, Scope.JOBS_READ, Role.MEMBER)
         return await self.routed(row), spec_of(row.spec)
 
     async def routed(self, row: ServiceRow) -> Route:
         """A ready replica of the service (waiting as the proxy does); a NoReplica that
         tells the service's problem, when it has one (rather than that one is starting)."""
         try:
-            return await self.proxy.route(row.pk, row.name)
+            return await self.proxy.route(row.pk, _address(row))
         except NoReplica as exc:
             problem = self._events.problem(row.pk)
             if problem is None:
                 raise
-            detail = f"service {row.name!r} has no ready replica: {problem}"
+            detail = f"service {_address(row)!r} has no ready replica: {problem}"
             raise NoReplica(detail, exc.retry_after, **exc.extra) from None

@@ -15,6 +15,7 @@ from hpcgate.store.rows import Rows
 from hpcgate.store.tables import FunctionRow, InvocationRow
 
 UNENDED = ("queued", "running")
+NO_PROJECT = ""  # the project of a function in none
 _INSERT_INVOCATION = insert(InvocationRow)
 CACHE_SECONDS = 5.0  # a function changed by another gateway on the database: seen by then
 CACHE_MAX = 10_000  # lookups kept (unknown names included): bounded against name spraying
@@ -64,10 +65,22 @@ class FunctionStore(Rows[FunctionRow]):
             self._forget()
 
     async def find(self, owner: str, name: str) -> FunctionRow | None:
+        """``owner``'s own function of that name (none of a project's)."""
         return await self._cached(("find", owner, name), lambda: self._find(owner, name))
 
     async def _find(self, owner: str, name: str) -> FunctionRow | None:
-        query = select(FunctionRow).where(FunctionRow.owner == owner, FunctionRow.name == name)
+        query = select(FunctionRow).where(
+            FunctionRow.owner == owner, FunctionRow.project == NO_PROJECT, FunctionRow.name == name
+        )
+        async with self._db.reader() as session:
+            return (await session.scalars(query)).first()
+
+    async def find_in(self, project: str, name: str) -> FunctionRow | None:
+        """The project's function of that name."""
+        return await self._cached(("in", project, name), lambda: self._find_in(project, name))
+
+    async def _find_in(self, project: str, name: str) -> FunctionRow | None:
+        query = select(FunctionRow).where(FunctionRow.project == project, FunctionRow.name == name)
         async with self._db.reader() as session:
             return (await session.scalars(query)).first()
 
@@ -80,7 +93,12 @@ class FunctionStore(Rows[FunctionRow]):
         return list(await self._cached(("named", name), lambda: self._named(name)))
 
     async def _named(self, name: str) -> list[FunctionRow]:
-        query = select(FunctionRow).where(FunctionRow.name == name).order_by(FunctionRow.pk)
+        """Every owner's own function of that name (none of a project's)."""
+        query = (
+            select(FunctionRow)
+            .where(FunctionRow.name == name, FunctionRow.project == NO_PROJECT)
+            .order_by(FunctionRow.pk)
+        )
         async with self._db.reader() as session:
             return list(await session.scalars(query))
 

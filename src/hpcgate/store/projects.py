@@ -5,12 +5,21 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hpcgate.store.db import Database
 from hpcgate.store.rows import Rows
 from hpcgate.store.tables import MemberRow, ProjectRow
 
 
 class ProjectStore(Rows[ProjectRow]):
+    """Project and member rows. ``version`` counts the writes made through this store, so
+    what is worked out from the memberships (the ``/v1`` models a member may use) knows
+    when it is out of date: only this gateway writes them."""
+
     kind = ProjectRow
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.version = 0
 
     async def create(self, project: ProjectRow, owner: MemberRow) -> bool:
         """Add a project with its first owner; False if the name is taken."""
@@ -20,6 +29,7 @@ class ProjectStore(Rows[ProjectRow]):
             session.add(project)
             await session.flush()
             session.add(owner)
+        self.version += 1
         return True
 
     async def named(self, names: list[str]) -> list[ProjectRow]:
@@ -50,6 +60,12 @@ class ProjectStore(Rows[ProjectRow]):
         """Add the member or change its role, in one transaction: "added", "changed",
         "full" (the project has ``max_members``) or "last owner" (the change would leave
         the project without an owner)."""
+        try:
+            return await self._set_member(row, max_members)
+        finally:
+            self.version += 1
+
+    async def _set_member(self, row: MemberRow, max_members: int) -> str:
         async with self._db.session() as session, session.begin():
             found = await session.get(MemberRow, (row.project, row.user), with_for_update=True)
             if found is None:
@@ -65,6 +81,12 @@ class ProjectStore(Rows[ProjectRow]):
 
     async def remove_member(self, project: str, user: str) -> str:
         """Remove the member: "removed", "absent" or "last owner"."""
+        try:
+            return await self._remove_member(project, user)
+        finally:
+            self.version += 1
+
+    async def _remove_member(self, project: str, user: str) -> str:
         async with self._db.session() as session, session.begin():
             found = await session.get(MemberRow, (project, user), with_for_update=True)
             if found is None:

@@ -13,6 +13,7 @@ from hpcgate.store.rows import Rows
 from hpcgate.store.tables import ReplicaRow, ServiceRow
 
 DECLARED = ""  # the owner of a service declared in the configuration
+NO_PROJECT = ""  # the project of a service in none
 LIVE = ("starting", "ready", "draining")
 
 
@@ -37,9 +38,18 @@ class ServiceStore(Rows[ServiceRow]):
             return list(await session.scalars(select(ServiceRow).order_by(ServiceRow.pk)))
 
     async def find(self, owner: str, name: str) -> ServiceRow | None:
-        query = select(ServiceRow).where(ServiceRow.owner == owner, ServiceRow.name == name)
+        """``owner``'s own service of that name (none of a project's)."""
+        query = select(ServiceRow).where(
+            ServiceRow.owner == owner, ServiceRow.project == NO_PROJECT, ServiceRow.name == name
+        )
         async with self._db.reader() as session:
             return (await session.scalars(query)).first()
+
+    async def of_project(self, project: str) -> list[ServiceRow]:
+        """The project's services, by name."""
+        query = select(ServiceRow).where(ServiceRow.project == project).order_by(ServiceRow.name)
+        async with self._db.reader() as session:
+            return list(await session.scalars(query))
 
     async def every(self) -> list[ServiceRow]:
         """Every service of every owner (and the declared ones), by owner and name."""
@@ -48,6 +58,7 @@ class ServiceStore(Rows[ServiceRow]):
             return list(await session.scalars(query))
 
     async def owned(self, owner: str) -> list[ServiceRow]:
+        """Every service that runs as ``owner``: its own and those it made in projects."""
         query = select(ServiceRow).where(ServiceRow.owner == owner).order_by(ServiceRow.name)
         async with self._db.reader() as session:
             return list(await session.scalars(query))
@@ -56,7 +67,11 @@ class ServiceStore(Rows[ServiceRow]):
         """Create or refresh a declared service's row from the configuration."""
         values = {"spec": spec, "min_replicas": low, "max_replicas": high, "stopping": False}
         async with self._db.session() as session, session.begin():
-            query = select(ServiceRow).where(ServiceRow.owner == DECLARED, ServiceRow.name == name)
+            query = select(ServiceRow).where(
+                ServiceRow.owner == DECLARED,
+                ServiceRow.project == NO_PROJECT,
+                ServiceRow.name == name,
+            )
             row = (await session.scalars(query)).first()
             if row is None:
                 session.add(ServiceRow(name=name, owner=DECLARED, created_at=utcnow(), **values))

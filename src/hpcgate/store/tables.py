@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -184,14 +185,27 @@ class TaskRow(Base):
 
 class ServiceRow(Base):
     """A service: one declared in the configuration (``owner`` empty, its spec copied from
-    the configuration at each start) or one a user created."""
+    the configuration at each start) or one a user created, its own (``project`` empty) or
+    a project's (it runs as ``owner``, who created it). A name is unique among an owner's
+    own services and among a project's."""
 
     __tablename__ = "services"
-    __table_args__ = (UniqueConstraint("owner", "name", name="uq_services_owner_name"),)
+    __table_args__ = (
+        UniqueConstraint("owner", "project", "name", name="uq_services_owner_project_name"),
+        Index(
+            "uq_services_project_name",
+            "project",
+            "name",
+            unique=True,
+            sqlite_where=text("project <> ''"),
+            postgresql_where=text("project <> ''"),
+        ),
+    )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64), default="", server_default="")
     spec: Mapped[str] = mapped_column(Text)
     min_replicas: Mapped[int] = mapped_column(Integer)
     max_replicas: Mapped[int] = mapped_column(Integer)
@@ -241,13 +255,26 @@ class UsageRow(Base):
 
 class FunctionRow(Base):
     """A registered function; its workers are the replicas of the service ``service_pk``
-    (its pool, owned by the function's owner)."""
+    (its pool, owned by the function's owner). In a project (``project`` not empty) it
+    still runs as its owner, who registered it; a name is unique among an owner's own
+    functions and among a project's."""
 
     __tablename__ = "functions"
-    __table_args__ = (UniqueConstraint("owner", "name", name="uq_functions_owner_name"),)
+    __table_args__ = (
+        UniqueConstraint("owner", "project", "name", name="uq_functions_owner_project_name"),
+        Index(
+            "uq_functions_project_name",
+            "project",
+            "name",
+            unique=True,
+            sqlite_where=text("project <> ''"),
+            postgresql_where=text("project <> ''"),
+        ),
+    )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64), default="", server_default="")
     name: Mapped[str] = mapped_column(String(64))
     system: Mapped[str] = mapped_column(String(64))
     spec: Mapped[str] = mapped_column(Text)  # the FunctionCreate as JSON

@@ -28,9 +28,15 @@ Name = Annotated[str, typer.Argument(help="The function's name (from 'functions 
 
 @app.command("ls", epilog=EXIT_CODES)
 @user_command(system=False)
-def list_functions(session: Session) -> None:
+def list_functions(
+    session: Session,
+    project: Annotated[
+        str | None,
+        typer.Option(help="A project's functions (named PROJECT~NAME) instead of yours"),
+    ] = None,
+) -> None:
     """List your functions and those shared with you."""
-    found = session.client.functions.list()
+    found = session.client.functions.list(project)
     if session.json:
         print_json(found)
         return
@@ -106,6 +112,10 @@ def register(
         int | None,
         typer.Option("--concurrent", help="Unended invocations each caller may have at once"),
     ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(help="Register it in this project: still run as you, named PROJECT~NAME"),
+    ] = None,
 ) -> None:
     """Register a function of yours on --system.
 
@@ -134,6 +144,7 @@ def register(
         "gpus": gpus,
         "users": user or None,
         "limits": _limits(per_minute, concurrent_calls),
+        "project": project,
     }
     given = {key: value for key, value in fields.items() if value is not None}
     function = session.client.functions.register(**given)

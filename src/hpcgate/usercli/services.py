@@ -24,14 +24,18 @@ Name = Annotated[str, typer.Argument(help="The service's name (from 'services ls
 Limit = Annotated[
     int | None, typer.Option("--limit", "-n", min=1, help="Stop after this many; default: never")
 ]
+Project = Annotated[
+    str | None,
+    typer.Option(help="A project's services (named PROJECT~NAME) instead of your own"),
+]
 LIVE = ("starting", "ready", "draining")
 
 
 @app.command("ls", epilog=EXIT_CODES)
 @user_command(system=False)
-def list_services(session: Session) -> None:
+def list_services(session: Session, project: Project = None) -> None:
     """List the services declared for you and your own, with their replicas' counts."""
-    found = session.client.services.list()
+    found = session.client.services.list(project)
     if session.json:
         print_json(found)
         return
@@ -109,8 +113,13 @@ def start(
     timeout: Annotated[
         float | None, typer.Option(help="Give up waiting after this many seconds (exit 124)")
     ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(help="Start it in this project: still as you, named PROJECT~NAME"),
+    ] = None,
 ) -> None:
-    """Start a service of your own, running as you on --system; only you see it."""
+    """Start a service of your own, running as you on --system; only you see it (with
+    --project: the project's members see it too)."""
     if (file is None) == (script_path is None):
         raise fail(Exit.USAGE, "give the script as FILE or --script-path (one of them)")
     if wait and not min_replicas:
@@ -133,9 +142,11 @@ def start(
         "cpus_per_task": cpus_per_task,
         "memory": memory,
         "gpus": gpus,
+        "project": project,
     }
     services = session.client.services
     service = services.create(name, session.system, **fields)
+    name = f"{project}~{name}" if project else name
     if wait:
         with busy(f"waiting for a ready replica of {name}", session.json):
             service = services.wait(name, timeout=timeout)
