@@ -28,6 +28,7 @@ from hpcgate.webui import (
     tokens,
     uploads,
 )
+from hpcgate.webui.apporigins import Passes
 from hpcgate.webui.headers import SecurityHeaders
 from hpcgate.webui.render import page
 from hpcgate.webui.sessions import Sessions
@@ -43,6 +44,7 @@ def create(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     app.state.sessions = Sessions()
     app.state.pending = oidc.PendingSignins()
+    app.state.passes = Passes()
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     routers = (

@@ -75,6 +75,12 @@ async def viewer(request: Request) -> Viewer:
     return Viewer(who, session, gateway)
 
 
+async def session_principal(gateway: Gateway, session: Session) -> Principal:
+    """The session's token's principal (renewed as a page's would be); Unauthenticated
+    once it no longer authenticates."""
+    return await _authenticate(gateway, session)
+
+
 async def _authenticate(gateway: Gateway, session: Session) -> Principal:
     """The session's token's principal; a provider's expired access token is renewed once
     with the session's refresh token (the provider may refuse: then Unauthenticated)."""
