@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from hpcgate.jobtemplates import UiConfig
+from hpcgate.services.proxy import without_gateway_cookies
 from hpcgate.webui.apporigins import (
     GRANT_SECONDS,
     TICKET_SECONDS,
@@ -17,6 +18,7 @@ from hpcgate.webui.apporigins import (
     app_label,
     host_label,
 )
+from hpcgate.webui.sessions import cookie_place
 
 SERVICES = ["lab", "a-b", "a", "ab", "a--b", "a-", "lab-alice", "x" * 40, "xn"]
 USERS = ["alice", "b-c", "b--c", "-b", "alice.smith", "a_b", "a@b.org", "lab", "u" * 64, "b"]
@@ -92,3 +94,14 @@ def test_an_apps_domain_is_lower_case_dns_labels(domain: str) -> None:
     with pytest.raises(ValidationError, match="apps_domain"):
         UiConfig(apps_domain=domain)
     assert UiConfig(apps_domain="apps.localhost").apps_domain == "apps.localhost"
+
+
+def test_the_gateways_cookies_never_reach_a_replica() -> None:
+    header = b"a=1; hpcgate_session=s; __Host-hpcgate_session=t; b=2; hpcgate_app=g; xhpcgate_app=3"
+    assert without_gateway_cookies(header) == b"a=1; b=2; xhpcgate_app=3"
+    assert without_gateway_cookies(b"__Host-hpcgate_app=g; hpcgate_oidc=o") == b""
+
+
+def test_over_https_the_web_interfaces_cookies_are_host_only() -> None:
+    assert cookie_place("hpcgate_session", "/ui", secure=True) == ("__Host-hpcgate_session", "/")
+    assert cookie_place("hpcgate_session", "/ui", secure=False) == ("hpcgate_session", "/ui")

@@ -138,14 +138,20 @@ class Browserless:
     """A user signed in to the web interface over plain HTTP: the session's cookie and
     CSRF token, and the requests a browser would send to the gateway and to app hosts."""
 
-    def __init__(self, gateway: GatewayProcess, user: str) -> None:
+    def __init__(self, gateway: GatewayProcess, user: str, https: bool = False) -> None:
         self.gateway, self.user = gateway, user
         self.token = issue_token(gateway, user)
         self.api = gateway.client(self.token)
-        self.http = httpx.Client(base_url=gateway.url, timeout=30)
+        #: As behind a proxy that ends TLS (uvicorn believes it from 127.0.0.1).
+        self.proxied = {"x-forwarded-proto": "https"} if https else {}
+        self.http = httpx.Client(base_url=gateway.url, timeout=30, headers=self.proxied)
         signed = self.http.post("/ui/signin", data={"token": self.token})
         assert signed.status_code == 303, signed.text
-        self.session = signed.cookies["hpcgate_session"]
+        self.signed_in = signed.headers["set-cookie"]
+        name = "__Host-hpcgate_session" if https else "hpcgate_session"
+        self.session = signed.cookies[name]
+        if https:  # httpx keeps no Secure cookie for http://: the jar gets it as is
+            self.http.cookies.set(name, self.session)
         page = self.page("/ui/dashboard")
         self.csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
 
@@ -167,7 +173,7 @@ class Browserless:
 
     def at(self, host: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request to the gateway's port for ``host`` (as a browser resolving it)."""
-        headers = {"host": host, **kwargs.pop("headers", {})}
+        headers = {"host": host, **self.proxied, **kwargs.pop("headers", {})}
         url = self.gateway.url + path  # a client of its own: no cookie kept from before
         return httpx.request(method, url, headers=headers, timeout=30, **kwargs)
 
@@ -220,7 +226,7 @@ def test_a_ticket_sets_a_host_only_cookie_and_the_app_sees_only_its_own(
     assert seen.status_code == 200, seen.text
     sent = dict(seen.json()["headers"])
     assert seen.json()["target"] == "/any/path?x=1"
-    assert sent["cookie"] == f"mine=1; hpcgate_session={alice.session}"  # ours taken out
+    assert sent["cookie"] == "mine=1"  # the gateway's own taken out
     assert sent["referer"].endswith("/lab") and not sent["referer"].startswith(origin)
     assert "authorization" not in sent
     # its cookies are for its own host only, and never the app host's own
@@ -319,3 +325,26 @@ def test_a_websocket_must_come_from_the_apps_own_origin(
             opened(origin, headers).close()
         assert refused.value.response.status_code == status
     assert alice.api.delete(f"/api/v1/services/{name}").status_code == 202
+
+
+def test_over_https_every_cookie_is_host_only_by_its_prefix(gateway: GatewayProcess) -> None:
+    user = Browserless(gateway, f"s{uuid.uuid4().hex[:10]}", https=True)
+    try:
+        session = user.signed_in.lower()
+        assert session.startswith("__host-hpcgate_session=")
+        assert "; secure" in session and "; path=/;" in session and "domain" not in session
+        name = create_service(user.api, script=HEADERS_SCRIPT, min_replicas=0)
+        url = user.ticket_url(name)
+        assert url.scheme == "https" and url.host == f"{name}--{user.user}.{DOMAIN}"
+        entered = user.enter(url)
+        assert entered.status_code == 303, entered.text
+        cookie = entered.headers["set-cookie"]
+        assert cookie.startswith("__Host-hpcgate_app=") and "secure" in cookie.lower()
+        secret = cookie.split(";")[0].partition("=")[2]
+        host = app_host(gateway, f"{name}--{user.user}")
+        # without its prefix (a cookie any host under the parent domain could have set)
+        tossed = user.at(host, "GET", "/any", headers={"cookie": f"hpcgate_app={secret}"})
+        assert tossed.status_code == 401
+        assert user.api.delete(f"/api/v1/services/{name}").status_code == 202
+    finally:
+        user.close()

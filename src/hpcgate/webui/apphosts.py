@@ -42,9 +42,11 @@ from hpcgate.services.proxy import Answer
 from hpcgate.services.sockets import Message, Refusal, ReplicaSocket, caller_close, relay
 from hpcgate.services.traffic import Route as ReplicaRoute
 from hpcgate.webui.apporigins import (
+    COOKIE,
     ENTER,
     GRANT_SECONDS,
     RESERVED,
+    SECURE_COOKIE,
     Pass,
     Passes,
     cookie_name,
@@ -217,25 +219,17 @@ def _cookie_values(headers: Sequence[str], name: str) -> list[str]:
     return values
 
 
-def _without_cookies(header: bytes, names: frozenset[bytes]) -> bytes:
-    kept = [p.strip() for p in header.split(b";") if p.strip().partition(b"=")[0] not in names]
-    return b"; ".join(kept)
-
-
-OURS = frozenset({b"hpcgate_app", b"__Host-hpcgate_app"})
+OURS = frozenset({COOKIE.encode(), SECURE_COOKIE.encode()})
 
 
 def _to_replica(headers: Headers, origin: str, route: ReplicaRoute) -> list[tuple[bytes, bytes]]:
-    """The browser's headers as the replica gets them: without the app host's cookie, and
-    with the replica's own origin for the app's (checked already)."""
+    """The browser's headers as the replica gets them: with the replica's own origin for
+    the app's (checked already); the proxy takes the gateway's cookies out, the app host's
+    among them (:data:`hpcgate.services.proxy.GATEWAY_COOKIES`)."""
     own = b"http://" + route.host
     out: list[tuple[bytes, bytes]] = []
     for name, value in headers:
-        if name == b"cookie":
-            value = _without_cookies(value, OURS)
-            if not value:
-                continue
-        elif name == b"origin":
+        if name == b"origin":
             value = own
         elif name == b"referer":
             if not value.decode("latin-1").startswith(origin + "/"):

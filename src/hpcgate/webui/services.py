@@ -20,8 +20,7 @@ from hpcgate.webui.apporigins import ENTER, Passes, app_label, app_origin
 from hpcgate.webui.forms import Form, read_form
 from hpcgate.webui.headers import FORM_ACTION_HEADER
 from hpcgate.webui.render import page
-from hpcgate.webui.sessions import COOKIE
-from hpcgate.webui.viewer import Viewer, ViewerDep, ui_gateway
+from hpcgate.webui.viewer import Viewer, ViewerDep, session_id, ui_gateway
 
 router = APIRouter(prefix="/services")
 #: A service's own pages, apart from /ui/services/... (no service name can clash).
@@ -129,9 +128,9 @@ async def open_app(request: Request, viewer: ViewerDep, name: ServiceName) -> Re
         return RedirectResponse(f"/ui{OPEN}/{name}/", status_code=303)
     label, origin = app
     start = public_prefix(name) if service.spec.keep_prefix else "/"
-    session_id = request.cookies.get(COOKIE, "")
+    presented = session_id(request) or ""
     owner = service.owner or ""
-    ticket = passes(request).ticket(session_id, viewer.who.user, owner, name, label, start)
+    ticket = passes(request).ticket(presented, viewer.who.user, owner, name, label, start)
     return RedirectResponse(f"{origin}{ENTER}?ticket={ticket}", status_code=303)
 
 
