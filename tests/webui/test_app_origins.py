@@ -127,6 +127,9 @@ def test_jupyterlab_opens_on_its_own_origin_and_runs_a_kernel(
         expect(tab).to_have_title(re.compile("JupyterLab"), timeout=60_000)
         config = json.loads(tab.locator("#jupyter-config-data").text_content() or "{}")
         assert config["baseUrl"] == "/"
+        if shots := os.environ.get("HPCGATE_UI_SCREENSHOTS"):  # the README's picture
+            tab.locator(".jp-Launcher-body").wait_for(timeout=60_000)
+            tab.screenshot(path=f"{shots}/jupyterlab.png")
         assert tab.evaluate(KERNEL_RUNS) == "2"
         assert "hpcgate" not in tab.evaluate("document.cookie")  # HttpOnly, another host's
         assert ui.dialogs == [] and ui.refused == []
