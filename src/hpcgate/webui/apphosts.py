@@ -157,10 +157,10 @@ class AppDoor:
         raise Unauthenticated("open this app from the gateway's web interface")
 
     async def forward(self, request: Request) -> Response:
-        entry = await self.let_in(request)
         origin = _origin(request)
         if request.method in UNSAFE and request.headers.get("origin", origin) != origin:
             raise Forbidden("this request came from another site")
+        entry = await self.let_in(request)
         answer = await self.gateway.services.proxy.forward(
             entry.route,
             request.method,
@@ -174,10 +174,10 @@ class AppDoor:
     async def socket(self, socket: WebSocket) -> None:
         async with contextlib.AsyncExitStack() as stack:
             try:
-                entry = await self.let_in(socket)
                 origin = _origin(socket)
                 if socket.headers.get("origin") != origin:
                     raise Forbidden("a WebSocket to an app must come from the app's own pages")
+                entry = await self.let_in(socket)
                 opening = self.gateway.services.proxy.socket(
                     entry.route,
                     _target(socket.scope),
