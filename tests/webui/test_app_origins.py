@@ -280,6 +280,23 @@ def test_another_users_ticket_or_cookie_is_refused(
         assert user.api.delete(f"/api/v1/services/{name}").status_code == 202
 
 
+def test_a_declared_service_opens_on_its_name_and_one_keeping_its_prefix_there(
+    gateway: GatewayProcess,
+) -> None:
+    user = Browserless(gateway, "alice")  # whom "staff" is declared for
+    try:
+        url = user.ticket_url("staff")
+        assert url.host == f"staff.{DOMAIN}"
+        entered = user.enter(url)
+        assert entered.status_code == 303 and entered.headers["location"] == "/"
+        name = create_service(user.api, script=HEADERS_SCRIPT, keep_prefix=True, min_replicas=0)
+        entered = user.enter(user.ticket_url(name))
+        assert entered.headers["location"] == f"/api/v1/services/{name}/proxy/"  # it serves there
+        assert user.api.delete(f"/api/v1/services/{name}").status_code == 202
+    finally:
+        user.close()
+
+
 def test_a_declared_service_the_user_may_not_use_is_not_found(bob: Browserless) -> None:
     answer = bob.http.post("/ui/services/staff/open", data={"csrf": bob.csrf})
     assert answer.status_code == 404
