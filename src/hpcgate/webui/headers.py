@@ -51,7 +51,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*_with_form_action(message.get("headers", []))]
+                headers = _with_form_action(message.get("headers", []))
                 if not cached:
                     headers.append((b"cache-control", b"no-store"))
                 if sandboxed:
