@@ -142,6 +142,10 @@ def _slot(name: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\$)\{" + re.escape(name) + r"\}")
 
 
+#: Lower-case DNS labels, at least two (``apps.example.org``, ``apps.localhost``).
+APPS_DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
 class UiConfig(BaseModel):
     """The ``[ui]`` table: what the web interface offers beyond the API."""
 
@@ -151,6 +155,17 @@ class UiConfig(BaseModel):
         default_factory=list,
         max_length=TEMPLATES_MAX,
         description="Scripts with typed parameters, offered on the job form",
+    )
+    apps_domain: str | None = Field(
+        None,
+        pattern=APPS_DOMAIN_PATTERN,
+        max_length=200,
+        description=(
+            "A domain whose every name reaches this gateway (wildcard DNS and certificate):"
+            " each service opened from the web interface gets an origin of its own under it,"
+            " NAME--USER.APPS_DOMAIN (a declared one NAME.APPS_DOMAIN). Unset: a service opens"
+            " sandboxed under /ui/open/NAME/, GET only"
+        ),
     )
 
     @model_validator(mode="after")

@@ -40,6 +40,7 @@ from hpcgate.config import Settings
 from hpcgate.gateway import Gateway
 from hpcgate.model.principal import Scope
 from hpcgate.webui import app as webui
+from hpcgate.webui.apphosts import AppHosts
 
 DESCRIPTION = """
 hpcgate lets applications, services and people use HPC systems over HTTP: submit and
@@ -76,6 +77,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     # sees the forwarded answers too (their quotas, their streams to give back).
     app.add_middleware(Forwarding, gateway=gw)
     app.add_middleware(RateLimitFields, gateway=gw)
+    ui = webui.create(gw)
+    if settings.ui.apps_domain:  # a request for an app's host goes there, never on
+        app.add_middleware(AppHosts, ui=ui, domain=settings.ui.apps_domain)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(audit.AuditTrail, log=gw.audit)  # outermost: sees every refusal too
     problems.install(app)
@@ -96,7 +100,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     )
     for router in (*routers, services.router, functions.router, usage.router, openai.router):
         app.include_router(router)
-    app.mount(webui.PREFIX, webui.create(gw), name="webui")  # the web interface, /ui
+    app.mount(webui.PREFIX, ui, name="webui")  # the web interface, /ui
     app.include_router(audit.router)
     app.include_router(login.router)
     app.add_api_route(

@@ -124,12 +124,30 @@ def end_to_end(headers: Headers, also: frozenset[bytes] = frozenset()) -> list[t
 
 
 _TO_REPLICA_DROPPED = frozenset({b"authorization"})
+#: The gateway's own cookies (its web interface's session and sign-in, and an app host's):
+#: over https they are on path ``/``, so a browser sends them along to the proxy too.
+GATEWAY_COOKIES = frozenset(
+    prefix + name
+    for prefix in (b"", b"__Host-")
+    for name in (b"hpcgate_session", b"hpcgate_oidc", b"hpcgate_app")
+)
+
+
+def without_gateway_cookies(value: bytes) -> bytes:
+    """A ``Cookie`` header without the gateway's own cookies (empty if only they were)."""
+    pairs = [pair.strip() for pair in value.split(b";")]
+    return b"; ".join(p for p in pairs if p and p.partition(b"=")[0] not in GATEWAY_COOKIES)
 
 
 def request_headers(headers: Headers, route: Route) -> list[tuple[bytes, bytes]]:
-    """What the replica gets: the caller's headers without its token and the hop-by-hop
-    ones, for the replica's own host; a body of unknown length goes chunked."""
-    kept = end_to_end(headers, _TO_REPLICA_DROPPED)
+    """What the replica gets: the caller's headers without its token, the gateway's
+    cookies and the hop-by-hop ones, for the replica's own host; a body of unknown length
+    goes chunked."""
+    kept = [
+        (name, without_gateway_cookies(value) if name == b"cookie" else value)
+        for name, value in end_to_end(headers, _TO_REPLICA_DROPPED)
+    ]
+    kept = [(name, value) for name, value in kept if name != b"cookie" or value]
     chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower() for n, v in headers)
     host = (b"host", route.host)
     return [host, *kept, (b"transfer-encoding", b"chunked")] if chunked else [host, *kept]

@@ -28,10 +28,11 @@ from hpcgate.webui import (
     tokens,
     uploads,
 )
+from hpcgate.webui.apporigins import Passes
 from hpcgate.webui.headers import SecurityHeaders
 from hpcgate.webui.render import page
 from hpcgate.webui.sessions import Sessions
-from hpcgate.webui.viewer import SignInNeeded, sessions
+from hpcgate.webui.viewer import SignInNeeded, session_id, sessions
 
 PREFIX = "/ui"
 STATIC = Path(__file__).parent / "static"
@@ -43,6 +44,7 @@ def create(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     app.state.sessions = Sessions()
     app.state.pending = oidc.PendingSignins()
+    app.state.passes = Passes()
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     routers = (
@@ -83,7 +85,7 @@ async def _sign_in(request: Request, exc: Exception) -> Response:
 
 async def _error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HpcgateError)
-    session = sessions(request).get(request.cookies.get("hpcgate_session"))
+    session = sessions(request).get(session_id(request))
     return page(
         request,
         "error.html",
@@ -97,7 +99,7 @@ async def _error_page(request: Request, exc: Exception) -> Response:
 async def _invalid_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-    session = sessions(request).get(request.cookies.get("hpcgate_session"))
+    session = sessions(request).get(session_id(request))
     return page(
         request, "error.html", session, status_code=422, title="Invalid request", detail=details
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Scripts, styles, images and connections from the gateway only; nothing inline, no
@@ -18,11 +20,18 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
+#: A page whose form's answer redirects to another origin (a service's own, from its
+#: Open button) names it in this header: it joins ``form-action``, and the header is
+#: taken off (Chromium checks a form's redirects against ``form-action`` too).
+FORM_ACTION_HEADER = "x-hpcgate-form-action"
 STATIC = "/static/"
 #: A service's own pages (``/ui/open/...``) are sandboxed on top: an opaque origin, so
 #: their scripts cannot act as this gateway's pages (nor read its cookies).
 OPENED = "/open/"
 SANDBOX = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-downloads")
+
+
+_ORIGIN = re.compile(rb"https?://[a-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class SecurityHeaders:
@@ -42,7 +51,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), *HEADERS]
+                headers = _with_form_action(message.get("headers", []))
                 if not cached:
                     headers.append((b"cache-control", b"no-store"))
                 if sandboxed:
@@ -58,3 +67,16 @@ def within(scope: Scope) -> str:
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _with_form_action(given: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The answer's headers and :data:`HEADERS`, the CSP's ``form-action`` with the origin
+    the route named (:data:`FORM_ACTION_HEADER`), if it named one."""
+    name = FORM_ACTION_HEADER.encode()
+    extra = [value for key, value in given if key == name]
+    kept = [(key, value) for key, value in given if key != name]
+    if not extra or not _ORIGIN.fullmatch(extra[0]):
+        return [*kept, *HEADERS]
+    policy = CSP.replace("form-action 'self'", f"form-action 'self' {extra[0].decode()}")
+    csp = (b"content-security-policy", policy.encode())
+    return [*kept, csp, *(h for h in HEADERS if h[0] != b"content-security-policy")]

@@ -34,6 +34,7 @@ from hpcgate.webui.oidcflow import (
     web_providers,
 )
 from hpcgate.webui.render import page
+from hpcgate.webui.sessions import cookie_place
 from hpcgate.webui.signin import signed_in
 from hpcgate.webui.viewer import ui_gateway
 
@@ -93,6 +94,16 @@ def _pending(request: Request) -> PendingSignins:
     return request.app.state.pending  # type: ignore[no-any-return]
 
 
+def _pending_cookie(request: Request) -> tuple[str, str]:
+    return cookie_place(COOKIE, COOKIE_PATH, request.url.scheme == "https")
+
+
+def _forget_pending(request: Request, answer: Response) -> None:
+    name, path = _pending_cookie(request)
+    secure = request.url.scheme == "https"
+    answer.delete_cookie(name, path=path, secure=secure, httponly=True, samesite="lax")
+
+
 @router.get("/{name}")
 async def start(request: Request, name: ProviderName) -> Response:
     """To the provider's sign-in page, with this sign-in's state, nonce and challenge."""
@@ -103,11 +114,12 @@ async def start(request: Request, name: ProviderName) -> Response:
         provider, redirect, pending.state, pending.nonce, pending.verifier
     )
     answer = RedirectResponse(url, status_code=303)
+    cookie, path = _pending_cookie(request)
     answer.set_cookie(
-        COOKIE,
+        cookie,
         _pending(request).add(pending),
         max_age=PENDING_SECONDS,
-        path=COOKIE_PATH,
+        path=path,
         httponly=True,
         samesite="lax",  # the provider's redirect back is a top-level GET from its site
         secure=request.url.scheme == "https",
@@ -124,7 +136,7 @@ async def callback(
     error: Value = None,
 ) -> Response:
     """The provider's answer: a session for the user, or the sign-in page saying why not."""
-    pending = _pending(request).take(request.cookies.get(COOKIE))
+    pending = _pending(request).take(request.cookies.get(_pending_cookie(request)[0]))
     if pending is None or pending.provider != name or state is None:
         return _refused(request, "This sign-in was not started here or has expired.")
     if not hmac.compare_digest(state.encode(), pending.state.encode()):  # bytes: any text
@@ -145,7 +157,7 @@ async def callback(
     # A page that moves on by itself: the session cookie is SameSite=Strict, which a
     # redirect still on the provider's navigation would not send.
     done = page(request, "signin_done.html", None)
-    done.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
+    _forget_pending(request, done)
     return signed_in(request, done, tokens.access, who, name, tokens.refresh)
 
 
@@ -158,5 +170,5 @@ def _callback(request: Request, name: str) -> str:
 def _refused(request: Request, error: str) -> Response:
     providers = web_providers(ui_gateway(request))
     answer = page(request, "signin.html", None, 401, error=error, providers=providers)
-    answer.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
+    _forget_pending(request, answer)
     return answer

@@ -16,9 +16,11 @@ from hpcgate.model.errors import HpcgateError, NotFound
 from hpcgate.model.services import ServiceCreate
 from hpcgate.services.proxy import Answer, BrokenAnswer
 from hpcgate.services.replicas import public_prefix
+from hpcgate.webui.apporigins import ENTER, Passes, app_label, app_origin
 from hpcgate.webui.forms import Form, read_form
+from hpcgate.webui.headers import FORM_ACTION_HEADER
 from hpcgate.webui.render import page
-from hpcgate.webui.viewer import Viewer, ViewerDep
+from hpcgate.webui.viewer import Viewer, ViewerDep, session_id, ui_gateway
 
 router = APIRouter(prefix="/services")
 #: A service's own pages, apart from /ui/services/... (no service name can clash).
@@ -43,6 +45,10 @@ ANSWER_HEADERS = frozenset(
 @router.get("")
 async def list_services(request: Request, viewer: ViewerDep) -> Response:
     return await _page(request, viewer, _defaults(), [])
+
+
+def passes(request: Request) -> Passes:
+    return request.app.state.passes  # type: ignore[no-any-return]
 
 
 def _defaults() -> dict[str, str]:
@@ -94,7 +100,38 @@ async def start(request: Request, viewer: ViewerDep) -> Response:
 @router.get("/{name}")
 async def service_page(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
     service = await viewer.gateway.services.get(viewer.who, name)
-    return page(request, "service.html", viewer.session, service=service)
+    app = _app(request, service.owner, service.name)
+    origin = app[1] if app else None
+    answer = page(request, "service.html", viewer.session, service=service, app_origin=origin)
+    if origin is not None:  # the Open form's answer redirects there
+        answer.headers[FORM_ACTION_HEADER] = origin
+    return answer
+
+
+def _app(request: Request, owner: str | None, name: str) -> tuple[str, str] | None:
+    """The label and origin of the service's own origin under ``[ui] apps_domain``; None
+    without one."""
+    domain = ui_gateway(request).settings.ui.apps_domain
+    label = app_label(owner, name) if domain else None
+    if domain is None or label is None:
+        return None
+    return label, app_origin(request.url.scheme, label, domain, request.url.port)
+
+
+@router.post("/{name}/open")
+async def open_app(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+    """Into the service's own origin with a one-time ticket for this session, user and
+    service (:mod:`hpcgate.webui.apporigins`); without one, its sandboxed pages here."""
+    service = await viewer.gateway.services.get(viewer.who, name)
+    app = _app(request, service.owner, service.name)
+    if app is None:
+        return RedirectResponse(f"/ui{OPEN}/{name}/", status_code=303)
+    label, origin = app
+    start = public_prefix(name) if service.spec.keep_prefix else "/"
+    presented = session_id(request) or ""
+    owner = service.owner or ""
+    ticket = passes(request).ticket(presented, viewer.who.user, owner, name, label, start)
+    return RedirectResponse(f"{origin}{ENTER}?ticket={ticket}", status_code=303)
 
 
 @router.get("/{name}/replicas")
@@ -167,7 +204,12 @@ class _Streamed(StreamingResponse):
 
 
 def streamed(answer: Answer) -> StreamingResponse:
+    return streamed_with(answer, [(k, v) for k, v in answer.headers if k in ANSWER_HEADERS])
+
+
+def streamed_with(answer: Answer, headers: list[tuple[bytes, bytes]]) -> StreamingResponse:
+    """The replica's answer with these headers (names in lower case)."""
     response = _Streamed(answer.body, status_code=answer.status)
-    response.raw_headers = [(k, v) for k, v in answer.headers if k in ANSWER_HEADERS]
+    response.raw_headers = headers
     response.answer = answer
     return response

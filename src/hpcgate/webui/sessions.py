@@ -16,6 +16,18 @@ import time
 from dataclasses import dataclass, field
 
 COOKIE = "hpcgate_session"
+#: Over https the cookies carry the ``__Host-`` prefix: the browser then takes them only
+#: host-only, Secure and on path ``/``, so no other host under the same parent domain (an
+#: app's own origin, ``[ui] apps_domain``) can set or shadow them.
+HOST_PREFIX = "__Host-"
+
+
+def cookie_place(name: str, path: str, secure: bool) -> tuple[str, str]:
+    """The name and path a cookie of the web interface has: ``__Host-`` and ``/`` over
+    https, else ``name`` on ``path``."""
+    return (HOST_PREFIX + name, "/") if secure else (name, path)
+
+
 #: A session unused this long is gone; one is never kept longer than MAX_AGE.
 IDLE_SECONDS = 8 * 3600
 MAX_AGE = 24 * 3600

@@ -11,8 +11,15 @@ from hpcgate.model.principal import Principal, Scope
 from hpcgate.webui.forms import read_form
 from hpcgate.webui.oidcflow import revoke, web_provider, web_providers
 from hpcgate.webui.render import page
-from hpcgate.webui.sessions import COOKIE, MAX_AGE
-from hpcgate.webui.viewer import ViewerDep, check_origin, sessions, ui_gateway
+from hpcgate.webui.sessions import MAX_AGE
+from hpcgate.webui.viewer import (
+    ViewerDep,
+    check_origin,
+    session_cookie,
+    session_id,
+    sessions,
+    ui_gateway,
+)
 
 router = APIRouter()
 TOKEN_MAX = 8192
@@ -61,12 +68,13 @@ def signed_in(
 ) -> Response:
     """``answer`` with the cookie of a new session for ``token`` (which authenticated as
     ``who``)."""
-    session_id, _ = sessions(request).open(token, who.user, who.has(Scope.ADMIN), provider, refresh)
+    opened, _ = sessions(request).open(token, who.user, who.has(Scope.ADMIN), provider, refresh)
+    name, path = session_cookie(request)
     answer.set_cookie(
-        COOKIE,
-        session_id,
+        name,
+        opened,
         max_age=MAX_AGE,
-        path="/ui",
+        path=path,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -78,10 +86,12 @@ def signed_in(
 async def signout(request: Request, viewer: ViewerDep) -> Response:
     """The session ends here; one opened with a provider also has its refresh token revoked
     there (if the provider cannot be reached, the token stays unused until it expires)."""
-    sessions(request).close(request.cookies.get(COOKIE))
+    sessions(request).close(session_id(request))
     session = viewer.session
     if session.provider is not None and session.refresh is not None:
         await revoke(web_provider(viewer.gateway, session.provider), session.refresh)
     answer = RedirectResponse("/ui/signin", status_code=303)
-    answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+    name, path = session_cookie(request)
+    secure = request.url.scheme == "https"
+    answer.delete_cookie(name, path=path, secure=secure, httponly=True, samesite="strict")
     return answer

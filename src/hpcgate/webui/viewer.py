@@ -15,7 +15,7 @@ from hpcgate.model.principal import Principal
 from hpcgate.target import Target
 from hpcgate.webui.forms import is_form, read_form
 from hpcgate.webui.oidcflow import renew, web_provider
-from hpcgate.webui.sessions import COOKIE, Session, Sessions
+from hpcgate.webui.sessions import COOKIE, Session, Sessions, cookie_place
 
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,6 +45,15 @@ def sessions(request: Request) -> Sessions:
     return request.app.state.sessions  # type: ignore[no-any-return]
 
 
+def session_cookie(request: Request) -> tuple[str, str]:
+    """The name and path of the session's cookie for this request's scheme."""
+    return cookie_place(COOKIE, "/ui", request.url.scheme == "https")
+
+
+def session_id(request: Request) -> str | None:
+    return request.cookies.get(session_cookie(request)[0])
+
+
 def check_origin(request: Request) -> None:
     """A state change must come from a page of this gateway: a browser sends ``Origin``
     with every such request, and it must name this host."""
@@ -57,22 +66,28 @@ async def viewer(request: Request) -> Viewer:
     """The caller, for any /ui route but sign-in; a state change also needs its CSRF token
     (:func:`require_csrf`), so no route can forget it."""
     store = sessions(request)
-    session_id = request.cookies.get(COOKIE)
-    session = store.get(session_id)
+    presented = session_id(request)
+    session = store.get(presented)
     if session is None:
         raise SignInNeeded
     gateway = ui_gateway(request)
     try:
         who = await _authenticate(gateway, session)
     except Unauthenticated:
-        store.close(session_id)  # revoked or expired: this session is over
+        store.close(presented)  # revoked or expired: this session is over
         raise SignInNeeded from None
     if who.limited:  # never signed in (see signin): a session holds only full tokens
-        store.close(session_id)
+        store.close(presented)
         raise SignInNeeded
     if request.method not in SAFE_METHODS:
         await require_csrf(request, session)
     return Viewer(who, session, gateway)
+
+
+async def session_principal(gateway: Gateway, session: Session) -> Principal:
+    """The session's token's principal (renewed as a page's would be); Unauthenticated
+    once it no longer authenticates."""
+    return await _authenticate(gateway, session)
 
 
 async def _authenticate(gateway: Gateway, session: Session) -> Principal:
