@@ -142,7 +142,9 @@ class AppDoor:
         if who.user != grant.user or who.limited:
             raise Unauthenticated("open this app again from the gateway's pages")
         rows = await self.gateway.services.usable(who)
-        row = next((r for r in rows if (r.owner, r.name) == (grant.owner, grant.name)), None)
+        # a grant names an owner's own service or a declared one, never a project's
+        mine = (grant.owner, grant.name, "")
+        row = next((r for r in rows if (r.owner, r.name, r.project) == mine), None)
         if row is None:
             raise NotFound(f"no service {grant.name!r}")
         route = await self.gateway.services.routed(row)
