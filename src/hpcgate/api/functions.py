@@ -122,7 +122,7 @@ async def create_function(spec: FunctionCreate, who: Caller, gateway: GatewayDep
     return await gateway.functions.create(who, spec)
 
 
-@router.get("", summary="The functions I may invoke", responses=responses(401, 403, 429))
+@router.get("", summary="The functions I may invoke", responses=responses(401, 403, 404, 429))
 async def list_functions(
     who: KeyCaller,
     gateway: GatewayDep,

@@ -68,7 +68,7 @@ async def create_service(spec: ServiceCreate, who: Caller, gateway: GatewayDep) 
     return await gateway.services.create(who, spec)
 
 
-@router.get("", summary="The services I may use", responses=responses(401, 403, 422))
+@router.get("", summary="The services I may use", responses=responses(401, 403, 404, 422))
 async def list_services(
     who: Caller,
     gateway: GatewayDep,
