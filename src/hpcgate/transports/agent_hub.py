@@ -37,6 +37,7 @@ from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, fields
 from hpcgate.agentwire.pipe import STREAM_KINDS
 from hpcgate.clock import utcnow
 from hpcgate.model.errors import Forbidden, TransportError
+from hpcgate.transports.agent_bulk import BulkStreams
 from hpcgate.transports.agent_streams import LinkStreams
 
 R = TypeVar("R")
@@ -68,10 +69,16 @@ class AgentLink:
     """One agent's connection, as the gateway uses it."""
 
     def __init__(
-        self, hello: m.Hello, token_id: str, send: Send, channels: Iterator[int] | None = None
+        self,
+        hello: m.Hello,
+        token_id: str,
+        send: Send,
+        channels: Iterator[int] | None = None,
+        bulk: BulkStreams | None = None,
     ) -> None:
         self.hello = hello
         self.token_id = token_id
+        self.bulk = bulk  # the hub's bulk reads, if this agent takes them (None: it does not)
         self.connected_since: datetime = utcnow()
         self.replaced = anyio.Event()  # the same agent connected again: this link is over
         self._send = send
@@ -192,6 +199,7 @@ class AgentHub:
     def __init__(self) -> None:
         self.epoch = secrets.token_hex(8)
         self.channels = itertools.count(1)  # one numbering for every link: see the module
+        self.bulk = BulkStreams()  # bulk reads waiting for their agent's data connection
         self._links: dict[str, list[AgentLink]] = {}
         self._arrived = anyio.Event()
 
