@@ -30,9 +30,9 @@ from hpcgate.agentwire import messages as m
 from hpcgate.transports.filesystem import OpenFile
 from tests.agent.edge import edge_system
 from tests.agent.test_agent_gateway import agent_token
-from tests.support.accounts import give
+from tests.support.accounts import give, passable
 from tests.support.agent_process import AgentProcess
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, cli
 
 SYSTEM = "/api/v1/systems/edge"
 FILES = f"{SYSTEM}/files"
@@ -125,6 +125,7 @@ def a_file(base: Path, name: str, data: bytes | int) -> Path:
     else:
         path.write_bytes(data)
     give(path, "alice")
+    passable(path)  # again: another pytest session on this machine closes /tmp/pytest-of-*
     return path
 
 
@@ -146,7 +147,7 @@ def test_a_64_mib_download_comes_whole_over_the_data_connection(
         for chunk in answer.iter_bytes():
             digest.update(chunk)
     assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert posted_streams(gateway) == before + 1  # one data connection, not frames
+    until(lambda: posted_streams(gateway) == before + 1)  # one data connection, not frames
     ranged = alice.get(
         f"{FILES}/download", params={"path": "big.bin"}, headers={"Range": "bytes=5-1048580"}
     )
@@ -300,3 +301,33 @@ def test_a_stream_id_serves_only_its_agents_token_and_only_once(
     assert got.status_code == 200 and got.content == data
     replayed = httpx.post(url, content=b"x", headers={"Authorization": f"Bearer {held_agent}"})
     assert replayed.status_code == 404, replayed.text
+
+
+def hidden_uploads(base: Path) -> list[str]:
+    return sorted(p.name for p in (base / "alice").glob(".up.bin.hpcgate-upload-*"))
+
+
+def test_a_revoked_agents_partial_upload_is_discarded_by_the_next_agent(
+    edge: tuple[GatewayProcess, Path], alice: httpx.Client, token: str
+) -> None:
+    gateway, base = edge
+    token_id, secret = agent_token(gateway)
+    release = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield os.urandom(2 << 20)
+        release.wait(30)
+        yield os.urandom(2 << 20)
+
+    with only_agent(edge, alice, secret, "revoked"), ThreadPoolExecutor(1) as pool:
+        where = {"path": "up.bin"}
+        put = pool.submit(alice.put, f"{FILES}/upload", params=where, content=body())
+        until(lambda: bool(hidden_uploads(base)))  # its first bytes are written
+        cli(gateway.home, "agent-token", "revoke", token_id)
+        until(lambda: agents(alice) == 0)
+        release.set()
+        assert put.result(30).status_code == 503
+    assert hidden_uploads(base)  # no agent could remove it
+    with only_agent(edge, alice, token, "next"):
+        until(lambda: not hidden_uploads(base))
+    assert not (base / "alice" / "up.bin").exists()

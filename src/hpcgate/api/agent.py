@@ -146,6 +146,7 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_watch_token, gateway, websocket, grant, link, tasks.cancel_scope)
             tasks.start_soon(_watch_replaced, websocket, link, tasks.cancel_scope)
+            tasks.start_soon(gateway.agents.send_discards, grant.system, link)
             broken = await _read(websocket, link)
             tasks.cancel_scope.cancel()
         if broken is not None:

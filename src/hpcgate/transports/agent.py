@@ -347,13 +347,21 @@ class AgentFiles:
         return model(FileEntry, found)
 
     async def discard(self, path: str) -> None:
-        await self._call(m.Discard(self._root, path))
+        """Remove an upload's hidden file; with no agent to ask (its token revoked, say),
+        the hub keeps the discard for the system's next agent (and it still fails)."""
+        request = m.Discard(self._root, path)
+        try:
+            await self._call(request)
+        except errors.TransportError:
+            self._transport.hub.discard_later(self._transport.system, request, _name(self._account))
+            raise
 
 
 @dataclass
 class _Reading:
-    """A ``handle_read_data`` under way: the file's bytes from ``start`` on, as the agent
-    sends them, as fast as they are taken (its credit window: at most 1 MiB waits here)."""
+    """A ``handle_read_data`` (or ``handle_read_bulk``) under way: the file's bytes from
+    ``start`` on, as the agent sends them, as fast as they are taken (at most its credit
+    window, 1 MiB, or a bulk read's buffer, 4 MiB, waits here)."""
 
     request: m.HandleReadData | m.HandleReadBulk
     pipe: Pipe | BulkPipe
@@ -375,10 +383,12 @@ class AgentFile:
     """A file the agent holds open for us, on the one connection that opened it.
 
     A large read (above :data:`~hpcgate.agentwire.messages.MAX_IO_BYTES`: a download's)
-    asks the agent for the rest of the file (up to ``MAX_DATA_IO``) as one stream, and the
-    next read from where it ended takes the following bytes of that same stream: the agent
-    reads and sends while the gateway passes the last piece on, instead of one round trip
-    per piece. A read elsewhere, a write or a truncate ends the stream (a CANCEL).
+    asks the agent for the rest of the file as one stream, and the next read from where it
+    ended takes the following bytes of that same stream: the agent reads and sends while
+    the gateway passes the last piece on, instead of one round trip per piece. The stream
+    is a bulk read on a data connection of its own (:mod:`.agent_bulk`) where the agent
+    takes those, else DATA frames on its channel (up to ``MAX_DATA_IO`` each). A read
+    elsewhere, a write or a truncate ends the stream (a CANCEL).
     """
 
     def __init__(self, link: AgentLink, handle: int, account: Account | None) -> None:
