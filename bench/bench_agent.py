@@ -20,10 +20,15 @@ own :class:`~hpcgate.transports.agent_hub.AgentLink` and
 - downloads compared fairly: the same ``--size-mib`` file through a real gateway's HTTP
   download route, from a system on the local transport and from one served by a real
   agent (the raw open-file figures above set a page-cache copy against the agent's whole
-  path; here both pay the route, the HTTP body and the client).
+  path; here both pay the route, the HTTP body and the client); the agent's both ways,
+  on its data connection (``bulk_reads``) and as WebSocket frames, ``--http-rounds``
+  times in alternating order, with the gateway's and the agent's CPU seconds a GiB
+  (``--profile DIR``: py-spy on the gateway during each agent download). The stand-in
+  gateway above offers no data connection: its open-file figures are the frames'.
 
 Needs Slurm up (``scripts/slurm up``) and root (the agent runs as root, as at a site).
-``python -m bench.bench_agent [--size-mib 256] [--rounds 200] [--concurrent 1000]``
+``python -m bench.bench_agent [--size-mib 256] [--rounds 200] [--concurrent 1000]
+[--only-http] [--http-rounds 1] [--profile DIR]``
 """
 
 from __future__ import annotations
@@ -390,7 +395,7 @@ def _spy(pid: int, folder: Path | None, name: str) -> subprocess.Popen[bytes] | 
     if folder is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    argv = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+    argv = ["py-spy", "record", "--pid", str(pid), "--rate", "1000", "--format", "raw",
             "--output", str(folder / f"{name}.txt"), "--nonblocking"]  # fmt: skip
     spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached
