@@ -8,6 +8,10 @@ store, so a revoke by any gateway process or the CLI cuts it within a second, an
 its requests at once). A new connection of the same agent (its id) ends its older one,
 whose requests then ask the new one what became of them
 (:meth:`~hpcgate.transports.agent_hub.AgentHub.call`).
+
+``POST /api/v1/agent/streams/{id}``: an agent's data connection, the bytes of one bulk read
+as its request body (:mod:`hpcgate.transports.agent_bulk`), checked by the same agent
+token.
 """
 
 from __future__ import annotations
