@@ -20,10 +20,15 @@ own :class:`~hpcgate.transports.agent_hub.AgentLink` and
 - downloads compared fairly: the same ``--size-mib`` file through a real gateway's HTTP
   download route, from a system on the local transport and from one served by a real
   agent (the raw open-file figures above set a page-cache copy against the agent's whole
-  path; here both pay the route, the HTTP body and the client).
+  path; here both pay the route, the HTTP body and the client); the agent's both ways,
+  on its data connection (``bulk_reads``) and as WebSocket frames, ``--http-rounds``
+  times in alternating order, with the gateway's and the agent's CPU seconds a GiB
+  (``--profile DIR``: py-spy on the gateway during each agent download). The stand-in
+  gateway above offers no data connection: its open-file figures are the frames'.
 
 Needs Slurm up (``scripts/slurm up``) and root (the agent runs as root, as at a site).
-``python -m bench.bench_agent [--size-mib 256] [--rounds 200] [--concurrent 1000]``
+``python -m bench.bench_agent [--size-mib 256] [--rounds 200] [--concurrent 1000]
+[--only-http] [--http-rounds 1] [--profile DIR]``
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -293,8 +299,17 @@ async def run(args: argparse.Namespace, work: Path) -> list[str]:
             agent_process.stop()
 
 
-def http_downloads(work: Path, size_mib: int) -> list[str]:
-    """MiB/s of one download of the same file through the gateway's route, per system."""
+MODES = {"bulk": "", "frames": "bulk_reads = false\n"}  # the agent's download paths
+
+
+def http_downloads(
+    work: Path, size_mib: int, rounds: int = 1, profile: Path | None = None
+) -> list[str]:
+    """MiB/s of downloads of the same file through the gateway's route, per system, and
+    the CPU seconds a GiB the gateway and the agent spent on each; the agent's system
+    both ways (``bulk``: its data connection, ``frames``: WebSocket DATA frames, as an
+    agent without the feature), ``rounds`` times in alternating order. ``profile``: a
+    py-spy flame graph of the gateway during each agent download, in that folder."""
     home = work / "http"
     (home / "alice").mkdir(parents=True)
     give(home / "alice", "alice")
@@ -311,33 +326,115 @@ def http_downloads(work: Path, size_mib: int) -> list[str]:
     gateway = new_gateway(home / "gateway-home", systems)
     gateway.start_seconds = 120
     gateway.start()
+    assert gateway.process is not None
     token = cli(gateway.home, "agent-token", "create", "edge").stdout.strip().splitlines()[-1]
-    agent = AgentProcess(home / "agent", gateway.url, token, (f"{home}/{{user}}",),
-                         home / "spool-edge")  # fmt: skip
-    agent.start()
+    seen: dict[str, list[tuple[float, float, float]]] = {"local": [], **{k: [] for k in MODES}}
     try:
         with gateway.client(gateway.token("alice")) as alice:
             alice.timeout = httpx.Timeout(600)
-            rates = {name: _download(alice, name, size_mib) for name in ("local", "edge")}
+            for turn in range(rounds):
+                seen["local"].append(_measured(alice, "local", size_mib, gateway.process.pid))
+                modes = list(MODES) if turn % 2 == 0 else list(reversed(MODES))
+                for mode in modes:
+                    agent = AgentProcess(home / f"agent-{mode}", gateway.url, token,
+                                         (f"{home}/{{user}}",), home / "spool-edge",
+                                         extra=MODES[mode])  # fmt: skip
+                    agent.start()
+                    try:
+                        spy = _spy(gateway.process.pid, profile, f"{mode}-{turn}")
+                        found = _measured(alice, "edge", size_mib, gateway.process.pid, agent)
+                        seen[mode].append(found)
+                        if spy is not None:
+                            spy.send_signal(signal.SIGINT)
+                            spy.wait(60)
+                    finally:
+                        agent.stop()
+                    _gone(alice)
     finally:
-        agent.stop()
         gateway.stop()
-    return [
+    return _download_table(size_mib, seen)
+
+
+def _download_table(size_mib: int, seen: dict[str, list[tuple[float, float, float]]]) -> list[str]:
+    median = {
+        name: tuple(statistics.median(run[i] for run in runs) for i in range(3))
+        for name, runs in seen.items()
+    }
+    local = median["local"][0]
+    out = [
         "",
-        f"| {size_mib} MiB through `GET .../files/download` | MiB/s |",
-        "|---|---|",
-        f"| local transport system | {rates['local']:.0f} |",
-        f"| agent system | {rates['edge']:.0f} |",
-        f"| agent / local (target ≥ 0.5) | {rates['edge'] / rates['local']:.2f} |",
+        f"| {size_mib} MiB through `GET .../files/download`, median of {len(seen['local'])}"
+        " | MiB/s | of local (target ≥ 0.5) | gateway CPU s/GiB | agent CPU s/GiB |",
+        "|---|---|---|---|---|",
     ]
+    labels = {
+        "local": "local transport system",
+        "bulk": "agent system, data connection (bulk_reads)",
+        "frames": "agent system, WebSocket frames (bulk_reads = false)",
+    }
+    for name, label in labels.items():
+        rate, gateway_cpu, agent_cpu = median[name]
+        agent_text = f"{agent_cpu:.2f}" if name != "local" else "-"
+        out.append(
+            f"| {label} | {rate:.0f} | {rate / local:.2f} | {gateway_cpu:.2f} | {agent_text} |"
+        )
+    out.append("")
+    out.append("each run (MiB/s): " + "; ".join(
+        f"{name} " + ", ".join(f"{run[0]:.0f}" for run in runs) for name, runs in seen.items()
+    ))  # fmt: skip
+    return out
 
 
-def _download(client: httpx.Client, system: str, size_mib: int) -> float:
-    url = f"/api/v1/systems/{system}/files/download"
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spy(pid: int, folder: Path | None, name: str) -> subprocess.Popen[bytes] | None:
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = ["py-spy", "record", "--pid", str(pid), "--rate", "1000", "--format", "raw",
+            "--output", str(folder / f"{name}.txt"), "--nonblocking"]  # fmt: skip
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached
+    return spy
+
+
+def _gone(client: httpx.Client) -> None:
+    """Wait until the stopped agent's system is no longer served (the next one's turn)."""
+    deadline = time.monotonic() + 30
+    while client.get("/api/v1/systems/edge").json().get("agents") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _measured(
+    client: httpx.Client,
+    system: str,
+    size_mib: int,
+    gateway: int,
+    agent: AgentProcess | None = None,
+) -> tuple[float, float, float]:
+    """MiB/s of one download, and the gateway's and the agent's CPU s/GiB in it."""
+    _served(client, system)
+    agent_pid = agent.process.pid if agent is not None and agent.process is not None else None
+    before = (_cpu(gateway), _cpu(agent_pid) if agent_pid else 0.0)
+    rate = _download(client, system, size_mib)
+    after = (_cpu(gateway), _cpu(agent_pid) if agent_pid else 0.0)
+    per_gib = 1024 / size_mib
+    return rate, (after[0] - before[0]) * per_gib, (after[1] - before[1]) * per_gib
+
+
+def _served(client: httpx.Client, system: str) -> None:
     deadline = time.monotonic() + 60
     while client.get(f"/api/v1/systems/{system}/files/ls", params={"path": "."}).status_code != 200:
         assert time.monotonic() < deadline, f"{system} never served"
         time.sleep(0.2)
+
+
+def _download(client: httpx.Client, system: str, size_mib: int) -> float:
+    url = f"/api/v1/systems/{system}/files/download"
     started, got = time.perf_counter(), 0
     with client.stream("GET", url, params={"path": "big.bin"}) as answer:
         assert answer.status_code == 200, answer.read()
@@ -354,6 +451,8 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=1000)
     parser.add_argument("--dir", type=Path, default=None, help="where the files go")
     parser.add_argument("--only-http", action="store_true", help="only the HTTP downloads")
+    parser.add_argument("--http-rounds", type=int, default=1, help="downloads of each kind")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the gateway here")
     args = parser.parse_args()
     if shutil.which("squeue") is None:
         sys.exit("bench_agent: needs Slurm (scripts/slurm up)")
@@ -363,7 +462,7 @@ def main() -> None:
         work = Path(folder)
         work.chmod(0o755)
         lines = [] if args.only_http else asyncio.run(run(args, work))
-        lines += http_downloads(work, args.size_mib)
+        lines += http_downloads(work, args.size_mib, args.http_rounds, args.profile)
     end_load = os.getloadavg()
     print(f"{began} UTC, {machine()}")
     print(f"load average (1, 5, 15 min) at start {start_load}, at end {end_load}")

@@ -193,7 +193,13 @@ def test_an_agent_given_the_ca_connects_over_tls_and_serves_a_job(
             assert done["state"] == "COMPLETED", done
             output = alice.get(f"/api/v1/systems/edge/jobs/{job['id']}/output")
             assert "over tls" in output.text
+            data = os.urandom(2 << 20)  # a download's bytes on the agent's data connection
+            (base / "alice" / "tls.bin").write_bytes(data)
+            give(base / "alice" / "tls.bin", "alice")
+            got = alice.get("/api/v1/systems/edge/files/download", params={"path": "tls.bin"})
+            assert got.status_code == 200 and got.content == data
         assert "connected to wss://localhost" in agent.log()
+        eventually(lambda: '"POST /api/v1/agent/streams/' in gateway.log())  # once answered
     finally:
         agent.stop()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hpcgate.agent.__main__ import parser
+from hpcgate.agent.bulk import BulkSender
 
 UNIT = Path(__file__).resolve().parents[2] / "agent" / "hpcgate-agent.service"
 
@@ -69,3 +70,10 @@ def test_systemd_verifies_the_unit(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert checked.returncode == 0 and not checked.stderr.strip(), checked.stderr
+
+
+def test_the_data_connection_posts_beside_the_connect_route() -> None:
+    sender = BulkSender("wss://gw.example.org:8443/prefix/api/v1/agent/connect", "t", None)
+    head = sender._head("a" * 43).decode()
+    assert head.startswith("POST /prefix/api/v1/agent/streams/" + "a" * 43 + " HTTP/1.1\r\n")
+    assert "Host: gw.example.org:8443\r\n" in head and "Transfer-Encoding: chunked" in head

@@ -185,6 +185,8 @@ def test_a_root_agent_never_acts_as_root_a_system_account_or_nobody(
         {"gateway": "http://x", "token_file": "/t", "scheduler": "slurm", "roots": "/x"},
         {"gateway": "http://x", "token_file": "/t", "scheduler": "slurm", "roots": ["/x"],
          "min_uid": True},
+        {"gateway": "http://x", "token_file": "/t", "scheduler": "slurm", "roots": ["/x"],
+         "bulk_reads": 1},
     ],
 )  # fmt: skip
 def test_bad_configurations_are_refused(data: dict[str, object]) -> None:
@@ -196,3 +198,9 @@ def test_the_connect_address() -> None:
     base = {"token_file": "/t", "scheduler": "slurm", "roots": ["/x"]}
     assert parse({**base, "gateway": "https://gw/"}).url == "wss://gw/api/v1/agent/connect"
     assert parse({**base, "gateway": "http://gw"}).url == "ws://gw/api/v1/agent/connect"
+
+
+def test_bulk_reads_are_on_unless_switched_off() -> None:
+    base = {"gateway": "http://gw", "token_file": "/t", "scheduler": "slurm", "roots": ["/x"]}
+    assert parse(base).bulk_reads is True
+    assert parse({**base, "bulk_reads": False}).bulk_reads is False

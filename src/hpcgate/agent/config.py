@@ -15,6 +15,8 @@ Everything the agent allows comes from here, never from what the gateway sends::
     stream_ports = [20000, 39999]           # the ports byte streams may go to (the gateway's
                                             # service_ports); hosts: agent/targets.py
     stream_hosts = ["gpu-7.example.org"]    # optional: hosts besides the scheduler's nodes
+    bulk_reads = true                       # downloads on a data connection of their own
+                                            # (agent/bulk.py); false: as WebSocket messages
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class AgentConfig:
     embedded_slots: int = 1
     stream_ports: tuple[int, int] = (20000, 39999)
     stream_hosts: tuple[str, ...] = ()
+    bulk_reads: bool = True
 
     @property
     def url(self) -> str:
@@ -77,7 +80,7 @@ def load(path: Path) -> AgentConfig:
 _KEYS = {
     "gateway": str, "token_file": str, "ca_file": str, "scheduler": str, "roots": list,
     "state_dir": str, "path": str, "min_uid": int, "embedded_spool": str, "embedded_slots": int,
-    "stream_ports": list, "stream_hosts": list,
+    "stream_ports": list, "stream_hosts": list, "bulk_reads": bool,
 }  # fmt: skip
 
 
@@ -86,7 +89,9 @@ def parse(data: dict[str, Any]) -> AgentConfig:
     for key, value in data.items():
         if key not in _KEYS:
             raise ConfigError(f"unknown setting {key!r} (known: {', '.join(_KEYS)})")
-        if not isinstance(value, _KEYS[key]) or isinstance(value, bool):
+        if not isinstance(value, _KEYS[key]) or (
+            isinstance(value, bool) is not (_KEYS[key] is bool)
+        ):
             raise ConfigError(f"{key} must be a {_KEYS[key].__name__}")
     missing = [key for key in ("gateway", "token_file", "scheduler", "roots") if key not in data]
     if missing:
@@ -117,6 +122,7 @@ def _checked(data: dict[str, Any]) -> AgentConfig:
         embedded_slots=max(1, data.get("embedded_slots", os.cpu_count() or 1)),
         stream_ports=_ports(data.get("stream_ports", [20000, 39999])),
         stream_hosts=_hosts(data.get("stream_hosts", [])),
+        bulk_reads=data.get("bulk_reads", True),
     )
 
 

@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
+from hpcgate.agent.bulk import BulkSender
 from hpcgate.agent.config import AgentConfig
 from hpcgate.agent.keeper import ResultKeeper
 from hpcgate.agent.policy import Policy
@@ -114,17 +115,23 @@ class Dialer:
         """One connection, served until it ends; whether the gateway welcomed it."""
         session: Session | None = None
         try:
+            token, context = self._config.token(), ssl_context(self._config)
+            headers = {"Authorization": f"Bearer {token}"}
+            bulk = None
+            if self._config.bulk_reads:
+                headers[m.FEATURES_HEADER] = m.BULK
+                bulk = BulkSender(self._config.url, token, context)
             async with connect(
                 self._config.url,
-                additional_headers={"Authorization": f"Bearer {self._config.token()}"},
-                ssl=ssl_context(self._config),
+                additional_headers=headers,
+                ssl=context,
                 max_size=HEADER.size + MAX_CONTROL_BODY,
                 compression=None,  # file contents and streams: deflate costs more than it saves
                 open_timeout=20,
             ) as socket:
                 log.info("connected to %s", self._config.url)
                 server = Server(self._policy, self._transport)
-                streams = Streams(self._policy, self.targets, socket.send, server.open_file)
+                streams = Streams(self._policy, self.targets, socket.send, server.open_file, bulk)
                 session = Session(socket, server, self.hello(), self._keeper, work, streams)
                 await session.run()
         except ssl.SSLCertVerificationError as exc:  # before OSError: it is one

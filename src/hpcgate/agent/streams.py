@@ -1,7 +1,8 @@
 """The agent's byte streams (``connect``): a TCP connection to a node the policy allows
 (:mod:`.targets`), its bytes as DATA frames of the request's channel both ways, with
 credit (:mod:`hpcgate.agentwire.pipe`). Large reads and writes of an open file
-(``handle_read_data``, ``handle_write_data``) move their bytes the same way.
+(``handle_read_data``, ``handle_write_data``) move their bytes the same way; a bulk read
+(``handle_read_bulk``) moves them on a data connection of its own (:mod:`.bulk`).
 
 The first CREDIT tells the gateway that the connection is open; a CLOSE from either end is
 passed on as a half-close (the node's end of file, or ``shutdown`` of our sending side);
@@ -19,6 +20,7 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream, TaskGroup
 
+from hpcgate.agent.bulk import BulkSender
 from hpcgate.agent.policy import Policy, Refused
 from hpcgate.agent.targets import StreamTargets
 from hpcgate.agentwire import messages as m
@@ -45,8 +47,10 @@ class Streams:
         targets: StreamTargets,
         send: Send,
         open_file: Callable[[int], OpenFile],
+        bulk: BulkSender | None = None,
     ) -> None:
         self._policy = policy
+        self._bulk = bulk  # None: bulk reads are not taken (nor offered in the handshake)
         self._targets = targets
         self._send = send
         self._open_file = open_file
@@ -68,6 +72,8 @@ class Streams:
             return await self._write_in(channel, request)
         if isinstance(request, m.Connect):
             return await self._connect(channel, request)
+        if isinstance(request, m.HandleReadBulk):
+            return await self._read_bulk(request)
         raise Refused(f"operation {request.op!r} is not a stream")
 
     async def _read_out(self, channel: int, request: m.HandleReadData) -> int:
@@ -84,6 +90,15 @@ class Streams:
                 sent += len(chunk)
             await pipe.send_eof()
         return sent
+
+    async def _read_bulk(self, request: m.HandleReadBulk) -> int:
+        """The file's bytes from ``offset`` on a data connection to the gateway
+        (:mod:`.bulk`); their count."""
+        if self._bulk is None:
+            raise Refused("this agent takes no bulk reads")
+        opened = self._open_file(request.handle)
+        size, offset = min(max(request.size, 0), m.MAX_BULK_IO), max(request.offset, 0)
+        return await self._bulk.send(request.stream, opened, offset, size)
 
     async def _write_in(self, channel: int, request: m.HandleWriteData) -> int:
         """The gateway's DATA written to the file until its CLOSE; their count."""

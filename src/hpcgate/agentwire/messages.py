@@ -14,6 +14,7 @@ Confinement: a file request's ``root`` is the root the gateway checked the path 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -26,6 +27,14 @@ Document = dict[str, object]  # a model of the gateway's (FileEntry, Content...)
 MAX_ARGV_WORDS = 4096
 MAX_IO_BYTES = 512 * 1024  # file contents per request or result: base64 fits a control frame
 MAX_DATA_IO = 64 * 1024 * 1024  # file contents per handle_read_data or handle_write_data
+MAX_BULK_IO = 1 << 40  # file contents per handle_read_bulk (its own connection: one a file)
+#: The WebSocket handshake's header in which an agent names what it takes beyond the base
+#: protocol (comma-separated; a header, not a HELLO field: HELLO is decoded strictly, so a
+#: gateway that predates a feature still takes an agent that has it, and the reverse).
+FEATURES_HEADER = "hpcgate-agent-features"
+BULK = "bulk-read"  # the feature: handle_read_bulk
+BULK_PATH = "/api/v1/agent/streams/"  # + the stream id
+STREAM_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,15 +370,31 @@ class HandleWriteData(Request[int]):
     handle: int
 
 
+@dataclass(frozen=True, slots=True)
+class HandleReadBulk(Request[int]):
+    """As :class:`HandleReadData`, the bytes on a data connection of their own: the agent
+    POSTs them, as one chunked request body, to the gateway's
+    ``/api/v1/agent/streams/{stream}`` (:data:`BULK_PATH`) with its agent token, and the
+    result is their count once the gateway has taken them all. Sent only to an agent that
+    said it takes it (:data:`FEATURES_HEADER`); ``stream`` is the gateway's unguessable,
+    single-use name for it (:data:`STREAM_ID`)."""
+
+    op, Result, idempotent, bound = "handle_read_bulk", int, True, True
+    handle: int
+    offset: int
+    size: int
+    stream: str
+
+
 ALL: tuple[type[Request[Any]], ...] = (
     Run, RunLong, RunFiles, LookupUser, OwnHome, Resolve, Lstat, ListDir, Size, Usage, Read,
     Head, Tail, Digest, FileKind, Open, Mkdir, Remove, Chmod, Chown, Symlink, Publish, Discard,
     HandleInfo, HandleRead, HandleWrite, HandleTruncate, HandleChmod, HandleClose, Connect,
-    HandleReadData, HandleWriteData,
+    HandleReadData, HandleWriteData, HandleReadBulk,
 )  # fmt: skip
 OPERATIONS: dict[str, type[Request[Any]]] = {cls.op: cls for cls in ALL}
 #: The requests whose channel carries DATA (:mod:`.pipe`) besides their RESULT.
-STREAMED = (Connect, HandleReadData, HandleWriteData)
+STREAMED = (Connect, HandleReadData, HandleWriteData, HandleReadBulk)
 
 
 # ------------------------------------------------------------------------------ envelopes

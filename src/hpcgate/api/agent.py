@@ -8,24 +8,30 @@ store, so a revoke by any gateway process or the CLI cuts it within a second, an
 its requests at once). A new connection of the same agent (its id) ends its older one,
 whose requests then ask the new one what became of them
 (:meth:`~hpcgate.transports.agent_hub.AgentHub.call`).
+
+``POST /api/v1/agent/streams/{id}``: an agent's data connection, the bytes of one bulk read
+as its request body (:mod:`hpcgate.transports.agent_bulk`), checked by the same agent
+token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Path, Request, Response, WebSocket, status
+from starlette.requests import ClientDisconnect
 from starlette.websockets import WebSocketDisconnect
 
 from hpcgate.agentwire import codec
 from hpcgate.agentwire import messages as m
 from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, decode, fields
 from hpcgate.api.auth import noted
-from hpcgate.api.problems import problem_of
+from hpcgate.api.problems import problem_of, responses
 from hpcgate.gateway import Gateway
-from hpcgate.model.errors import HpcgateError, NotFound, Unauthenticated
+from hpcgate.model.errors import Conflict, HpcgateError, NotFound, Unauthenticated
 from hpcgate.model.principal import Principal, Scope
 from hpcgate.tokens import AGENT_USER, AgentGrant
 from hpcgate.transports.agent_hub import AgentLink
@@ -56,6 +62,45 @@ async def connect(websocket: WebSocket) -> None:
         await _close(websocket, grant, str(exc))
     except WebSocketDisconnect:
         pass
+
+
+StreamId = Annotated[
+    str, Path(pattern=f"^{m.STREAM_ID.pattern}$", description="From the agent's request")
+]
+
+
+@router.post(
+    "/api/v1/agent/streams/{stream}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="An agent's data connection: the bytes of one bulk read (agents only)",
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}},
+    responses=responses(401, 404, 409, 422),
+)
+async def bulk_stream(request: Request, stream: StreamId) -> Response:
+    """Where an agent sends the bytes of a download the gateway asked of it on its
+    WebSocket (``handle_read_bulk``), as one request body, instead of as WebSocket
+    messages. ``stream`` is single-use and valid only with the agent token of the
+    connection it was sent on (anything else: 404); the body is read only as fast as the
+    download takes it. 409: the download ended (its client left, or the read was cut)
+    before the body did."""
+    gateway: Gateway = request.app.state.gateway
+    grant = await _grant(gateway, request.headers.get("authorization", ""))
+    noted(request.scope, Principal(AGENT_USER, frozenset({Scope.AGENT_SERVE}), grant.token_id))
+    pipe = gateway.agents.bulk.claim(stream, grant.token_id)
+    if pipe is None:
+        raise NotFound("no such stream: unknown, used, ended, or another agent's")
+    try:
+        with pipe.feeding():
+            async for chunk in request.stream():
+                await pipe.put(chunk)
+            pipe.finish()
+    except ClientDisconnect:
+        pipe.abort("the agent's data connection broke")
+    except anyio.BrokenResourceError:
+        pass
+    if pipe.error is not None:
+        raise Conflict(f"the read ended before its data did: {pipe.error}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 async def _close(websocket: WebSocket, grant: AgentGrant, reason: str) -> None:
@@ -93,7 +138,10 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
         # a token given for one user's agent: an agent that says it is root, or another
         # user's, would be sent every user's (or that user's) work
         raise _Broken(f"this agent token is for {grant.user!r}'s agent only")
-    link = AgentLink(hello, grant.token_id, websocket.send_bytes, gateway.agents.channels)
+    features = websocket.headers.get(m.FEATURES_HEADER, "")
+    takes_bulk = m.BULK in (word.strip() for word in features[:200].split(","))
+    bulk = gateway.agents.bulk if takes_bulk else None
+    link = AgentLink(hello, grant.token_id, websocket.send_bytes, gateway.agents.channels, bulk)
     welcome = m.Welcome(gateway.agents.epoch)
     await link.send(control(Kind.WELCOME, 0, codec.encode(welcome, m.Welcome)))
     gateway.agents.add(grant.system, link)
@@ -102,6 +150,7 @@ async def _serve(gateway: Gateway, websocket: WebSocket, grant: AgentGrant) -> N
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_watch_token, gateway, websocket, grant, link, tasks.cancel_scope)
             tasks.start_soon(_watch_replaced, websocket, link, tasks.cancel_scope)
+            tasks.start_soon(gateway.agents.send_discards, grant.system, link)
             broken = await _read(websocket, link)
             tasks.cancel_scope.cancel()
         if broken is not None:

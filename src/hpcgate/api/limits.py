@@ -19,8 +19,13 @@ DRAIN_BYTES = 16 << 20
 
 
 def streamed(path: str) -> bool:
-    """Routes whose body goes to disk as it arrives: file uploads and upload chunks."""
-    return path.endswith("/files/upload") or "/files/uploads/" in path
+    """Routes whose body goes on as it arrives: file uploads and upload chunks (to disk),
+    an agent's data connection (to a download)."""
+    return (
+        path.endswith("/files/upload")
+        or "/files/uploads/" in path
+        or path.startswith("/api/v1/agent/streams/")
+    )
 
 
 class _Body:

@@ -28,6 +28,7 @@ from hpcgate.agentwire.pipe import Pipe
 from hpcgate.model import errors
 from hpcgate.model.commands import Beneath, Command, CommandResult, FileCommand
 from hpcgate.model.files import Checksum, Content, FileEntry, FileType
+from hpcgate.transports.agent_bulk import BulkPipe, BulkStream, new_stream_id
 from hpcgate.transports.agent_hub import AgentHub, AgentLink, unavailable
 from hpcgate.transports.agent_streams import AgentStream
 from hpcgate.transports.filesystem import FileInfo, FileSystem, OpenFile
@@ -179,7 +180,27 @@ async def _channel(
     return pipe, stream
 
 
-def _raise_failure(link: AgentLink, request: m.Request[Any], pipe: Pipe) -> None:
+async def _bulk_channel(
+    link: AgentLink, request: m.HandleReadBulk, account: Account | None
+) -> tuple[BulkPipe, BulkStream]:
+    """A new channel of ``link`` for a ``handle_read_bulk``, its read waiting for the
+    agent's data connection (:mod:`.agent_bulk`), the request sent on it."""
+    if link.streams.broken is not None or link.bulk is None:
+        raise unavailable(link.streams.broken or "the agent takes no bulk reads")
+    pipe = BulkPipe(link.next_channel(), link.token_id, request.stream)
+    link.streams.add(pipe)
+    link.bulk.add(pipe)
+    stream = BulkStream(pipe, link.bulk, link.streams.forget, link.send, lambda: link.is_broken)
+    try:
+        body = m.request_fields(request, account.name if account else None)
+        await link.send(control(Kind.REQUEST, pipe.channel, body))
+    except BaseException:
+        await stream.aclose()
+        raise
+    return pipe, stream
+
+
+def _raise_failure(link: AgentLink, request: m.Request[Any], pipe: Pipe | BulkPipe) -> None:
     """Raise why the channel's stream broke or did not open, if it did."""
     body = link.streams.result(pipe.channel)
     if body is not None:
@@ -326,17 +347,25 @@ class AgentFiles:
         return model(FileEntry, found)
 
     async def discard(self, path: str) -> None:
-        await self._call(m.Discard(self._root, path))
+        """Remove an upload's hidden file; with no agent to ask (its token revoked, say),
+        the hub keeps the discard for the system's next agent (and it still fails)."""
+        request = m.Discard(self._root, path)
+        try:
+            await self._call(request)
+        except errors.TransportError:
+            self._transport.hub.discard_later(self._transport.system, request, _name(self._account))
+            raise
 
 
 @dataclass
 class _Reading:
-    """A ``handle_read_data`` under way: the file's bytes from ``start`` on, as the agent
-    sends them, as fast as they are taken (its credit window: at most 1 MiB waits here)."""
+    """A ``handle_read_data`` (or ``handle_read_bulk``) under way: the file's bytes from
+    ``start`` on, as the agent sends them, as fast as they are taken (at most its credit
+    window, 1 MiB, or a bulk read's buffer, 4 MiB, waits here)."""
 
-    request: m.HandleReadData
-    pipe: Pipe
-    stream: AgentStream
+    request: m.HandleReadData | m.HandleReadBulk
+    pipe: Pipe | BulkPipe
+    stream: AgentStream | BulkStream
     offset: int  # the next byte's
     ended: bool = False  # the agent sent all it will
 
@@ -354,10 +383,12 @@ class AgentFile:
     """A file the agent holds open for us, on the one connection that opened it.
 
     A large read (above :data:`~hpcgate.agentwire.messages.MAX_IO_BYTES`: a download's)
-    asks the agent for the rest of the file (up to ``MAX_DATA_IO``) as one stream, and the
-    next read from where it ended takes the following bytes of that same stream: the agent
-    reads and sends while the gateway passes the last piece on, instead of one round trip
-    per piece. A read elsewhere, a write or a truncate ends the stream (a CANCEL).
+    asks the agent for the rest of the file as one stream, and the next read from where it
+    ended takes the following bytes of that same stream: the agent reads and sends while
+    the gateway passes the last piece on, instead of one round trip per piece. The stream
+    is a bulk read on a data connection of its own (:mod:`.agent_bulk`) where the agent
+    takes those, else DATA frames on its channel (up to ``MAX_DATA_IO`` each). A read
+    elsewhere, a write or a truncate ends the stream (a CANCEL).
     """
 
     def __init__(self, link: AgentLink, handle: int, account: Account | None) -> None:
@@ -406,10 +437,19 @@ class AgentFile:
         if reading is not None and reading.offset == offset and not reading.whole:
             return None
         await self._stop_reading()
-        request = m.HandleReadData(self._handle, offset, m.MAX_DATA_IO)
-        pipe, stream = await _channel(self._link, request, self._account)
-        self._reading = _Reading(request, pipe, stream, offset)
+        self._reading = await self._start_reading(offset)
         return self._reading
+
+    async def _start_reading(self, offset: int) -> _Reading:
+        """A read of the rest of the file from ``offset``: on a data connection of its own
+        where the agent takes that (:mod:`.agent_bulk`), else as DATA frames."""
+        if self._link.bulk is not None:
+            bulk = m.HandleReadBulk(self._handle, offset, m.MAX_BULK_IO, new_stream_id())
+            pipe, stream = await _bulk_channel(self._link, bulk, self._account)
+            return _Reading(bulk, pipe, stream, offset)
+        request = m.HandleReadData(self._handle, offset, m.MAX_DATA_IO)
+        framed, channel = await _channel(self._link, request, self._account)
+        return _Reading(request, framed, channel, offset)
 
     async def _take(self, reading: _Reading, size: int) -> bytes:
         """Up to ``size`` bytes of the stream (b"": it ended)."""

@@ -17,6 +17,12 @@ another user's, the request is refused, 403), and carries a request across a bre
 Whatever is not settled so fails with ``TransportError`` (503 with Retry-After): its
 outcome is unknown and it is never sent again on its own (a submit is then settled by its
 tag, as over SSH).
+
+One exception: a ``discard`` (an upload's hidden file, after the upload failed) that found
+no agent is kept (:meth:`AgentHub.discard_later`) and done by the system's next agent that
+may act for its account, as it connects: a revoked agent's upload leaves nothing behind
+for long. (A resumable upload keeps its partial file across a break on purpose: only its
+abort discards it.)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +44,7 @@ from hpcgate.agentwire.frames import Frame, Kind, ProtocolError, control, fields
 from hpcgate.agentwire.pipe import STREAM_KINDS
 from hpcgate.clock import utcnow
 from hpcgate.model.errors import Forbidden, TransportError
+from hpcgate.transports.agent_bulk import BulkStreams
 from hpcgate.transports.agent_streams import LinkStreams
 
 R = TypeVar("R")
@@ -44,6 +52,7 @@ RETRY_AFTER = 5.0  # seconds: agents reconnect within their backoff's first step
 RESUME_WAIT = 20.0  # seconds a request cut by a break waits for its agent (or another)
 MAX_RESENDS = 3  # an idempotent request is sent at most this often in all
 MAX_IN_FLIGHT = 4096
+MAX_DISCARDS = 1024  # kept discards a system, waiting for an agent
 Send = Callable[[bytes], Awaitable[None]]
 
 
@@ -68,10 +77,16 @@ class AgentLink:
     """One agent's connection, as the gateway uses it."""
 
     def __init__(
-        self, hello: m.Hello, token_id: str, send: Send, channels: Iterator[int] | None = None
+        self,
+        hello: m.Hello,
+        token_id: str,
+        send: Send,
+        channels: Iterator[int] | None = None,
+        bulk: BulkStreams | None = None,
     ) -> None:
         self.hello = hello
         self.token_id = token_id
+        self.bulk = bulk  # the hub's bulk reads, if this agent takes them (None: it does not)
         self.connected_since: datetime = utcnow()
         self.replaced = anyio.Event()  # the same agent connected again: this link is over
         self._send = send
@@ -192,7 +207,9 @@ class AgentHub:
     def __init__(self) -> None:
         self.epoch = secrets.token_hex(8)
         self.channels = itertools.count(1)  # one numbering for every link: see the module
+        self.bulk = BulkStreams()  # bulk reads waiting for their agent's data connection
         self._links: dict[str, list[AgentLink]] = {}
+        self._discards: dict[str, deque[tuple[m.Discard, str | None]]] = {}
         self._arrived = anyio.Event()
 
     def add(self, system: str, link: AgentLink) -> None:
@@ -206,6 +223,35 @@ class AgentHub:
         links.append(link)
         self._arrived.set()
         self._arrived = anyio.Event()
+
+    def discard_later(self, system: str, request: m.Discard, account: str | None) -> None:
+        """Keep a discard that found no agent (an upload's hidden file left behind when its
+        agent was cut) for the system's next agent; at most :data:`MAX_DISCARDS` a system,
+        in this process (the oldest go first)."""
+        kept = self._discards.setdefault(system, deque(maxlen=MAX_DISCARDS))
+        kept.append((request, account))
+
+    def discards_for(self, system: str, link: AgentLink) -> list[tuple[m.Discard, str | None]]:
+        """The kept discards of ``system`` that ``link`` may do, taken out of the hub."""
+        kept = self._discards.get(system)
+        if not kept:
+            return []
+        taken = [item for item in kept if link.serves(item[1])]
+        left = [item for item in kept if not link.serves(item[1])]
+        kept.clear()
+        kept.extend(left)
+        return taken
+
+    async def send_discards(self, system: str, link: AgentLink) -> None:
+        """Do the kept discards ``link`` may do on it (one it cannot send, the link
+        broken, is kept again)."""
+        for request, account in self.discards_for(system, link):
+            try:
+                await link.call(request, account)  # a failure (gone already): nothing to do
+            except TransportError:
+                self.discard_later(system, request, account)
+            except ProtocolError:
+                pass
 
     def remove(self, system: str, link: AgentLink) -> None:
         links = self._links.get(system, [])

@@ -1,6 +1,7 @@
 """Byte streams through an agent, on the gateway's side: each a ``connect`` request whose
 channel then carries DATA both ways (:mod:`hpcgate.agentwire.pipe`), on the agent's one
-connection, beside its other requests.
+connection, beside its other requests (and the bulk reads of :mod:`.agent_bulk`, whose
+bytes come on a connection of their own but whose RESULT and CANCEL use a channel here).
 
 :class:`LinkStreams` is one connection's table of open streams; :class:`AgentStream` is one
 of them as an anyio byte stream (what the service proxy and the function link read and
@@ -18,6 +19,7 @@ from anyio.abc import ByteStream
 
 from hpcgate.agentwire.frames import Frame, Kind, control
 from hpcgate.agentwire.pipe import Pipe
+from hpcgate.transports.agent_bulk import BulkPipe
 
 CANCEL_WAIT = 1.0  # seconds a CANCEL may take to send before the stream is let go anyway
 
@@ -26,14 +28,14 @@ class LinkStreams:
     """The streams open on one agent connection, by channel."""
 
     def __init__(self) -> None:
-        self._pipes: dict[int, Pipe] = {}
+        self._pipes: dict[int, Pipe | BulkPipe] = {}
         self._results: dict[int, dict[str, object]] = {}
         self.broken: str | None = None
 
     def __len__(self) -> int:
         return len(self._pipes)
 
-    def add(self, pipe: Pipe) -> None:
+    def add(self, pipe: Pipe | BulkPipe) -> None:
         self._pipes[pipe.channel] = pipe
 
     def forget(self, channel: int) -> bool:
