@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from hpcgate.api import (
+    agent,
     agent_tokens,
     audit,
     consents,
@@ -55,6 +56,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
 def _routes(app: FastAPI) -> list[APIRoute]:
     """Every documented route: the app's own and those of the routers it includes."""
     modules = (
+        agent,
         agent_tokens,
         systems,
         jobs,
