@@ -14,6 +14,16 @@ from tests.support.accounts import passable, unix_account
 from tests.support.gateway_process import GatewayProcess, new_gateway, user_client
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``-n N --dist loadscope`` shares the tests as tests/support/scheduling.py says."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from tests.support.scheduling import TierScheduling  # xdist is there: it calls this
+
+    return TierScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     server = new_gateway(tmp_path_factory.mktemp("gateway"))
