@@ -195,7 +195,7 @@ async def _relayed(answer: Answer, send: Send, watcher: asyncio.Task[None]) -> N
 async def respond(answer: Answer, receive: Receive, send: Send) -> None:
     """Send the answer, its body chunk by chunk as the replica sends it, until it ends, the
     caller leaves or the replica breaks it off (then it is left unfinished, as
-    :class:`~hpcgate.api.proxied.ProxiedResponse` leaves it); the body is closed whatever
+    :class:`~hpcgate.relaying.ProxiedResponse` leaves it); the body is closed whatever
     happens (which ends its count in flight).
 
     An asyncio task group, not anyio's (as Starlette's streaming answer has): on asyncio

@@ -13,8 +13,8 @@ from fastapi.responses import StreamingResponse
 from hpcgate.api.auth import Caller, GatewayDep, openai_limits
 from hpcgate.api.openai_format import OpenAIError
 from hpcgate.api.problems import WHY
-from hpcgate.api.proxied import proxied
 from hpcgate.model.openai import ModelCard, ModelList
+from hpcgate.relaying import proxied
 from hpcgate.services.openai import read_call
 
 router = APIRouter(prefix="/v1", tags=["openai"])

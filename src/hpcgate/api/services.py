@@ -15,7 +15,6 @@ from fastapi import (
     Request,
     Response,
     WebSocket,
-    WebSocketDisconnect,
     status,
 )
 from fastapi.responses import StreamingResponse
@@ -24,14 +23,13 @@ from starlette.types import Scope
 
 from hpcgate.api.auth import Caller, GatewayDep, noted, within_limits
 from hpcgate.api.problems import problem_of, responses
-from hpcgate.api.proxied import proxied
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError, NotFound, Unauthenticated
 from hpcgate.model.principal import Principal
 from hpcgate.model.projects import PROJECT_NAME_PATTERN
 from hpcgate.model.services import QUALIFIED_PATTERN, Service, ServiceCreate, ServicePatch
+from hpcgate.relaying import proxied, serve_socket
 from hpcgate.services.replicas import public_prefix
-from hpcgate.services.sockets import Message, Refusal, ReplicaSocket, caller_close, relay
 
 router = APIRouter(prefix="/api/v1/services", tags=["services"])
 
@@ -218,7 +216,7 @@ async def proxy_socket(socket: WebSocket, name: str) -> None:
         except HpcgateError as exc:
             await socket.send_denial_response(problem_of(exc, socket=True))
             return
-        await _serve_socket(socket, opened)
+        await serve_socket(socket, opened)
 
 
 async def _socket_caller(socket: WebSocket, gateway: Gateway, name: str) -> Principal:
@@ -237,47 +235,6 @@ async def _socket_caller(socket: WebSocket, gateway: Gateway, name: str) -> Prin
     who = noted(socket.scope, await gateway.authenticate(token.strip()))
     within_limits(socket.scope, who)
     return who
-
-
-async def _serve_socket(socket: WebSocket, opened: ReplicaSocket | Refusal) -> None:
-    if isinstance(opened, Refusal):
-        answer = Response(opened.body, status_code=opened.status)
-        length = [(b"content-length", str(len(opened.body)).encode())]
-        kept = [(k.lower(), v) for k, v in opened.headers if k.lower() != b"content-length"]
-        answer.raw_headers = kept + length
-        await socket.send_denial_response(answer)
-        return
-    await socket.accept(subprotocol=opened.subprotocol)
-    caller = _CallerSocket(socket)
-    await relay(opened, caller.receive, caller.send)
-
-
-class _CallerSocket:
-    """The caller's side of a relayed WebSocket, in :class:`Message` terms."""
-
-    def __init__(self, socket: WebSocket) -> None:
-        self._socket = socket
-        self._gone = False
-
-    async def receive(self) -> Message:
-        event = await self._socket.receive()
-        if event["type"] == "websocket.disconnect":
-            self._gone = True
-            return Message(None, int(event.get("code") or 1005), event.get("reason") or "")
-        text = event.get("text")
-        return Message(text if text is not None else bytes(event.get("bytes") or b""))
-
-    async def send(self, message: Message) -> None:
-        if self._gone:
-            return
-        with contextlib.suppress(WebSocketDisconnect, OSError):
-            if isinstance(message.data, str):
-                await self._socket.send_text(message.data)
-            elif isinstance(message.data, bytes):
-                await self._socket.send_bytes(message.data)
-            else:
-                self._gone = True
-                await self._socket.close(*caller_close(message))
 
 
 _PROXY_RESPONSES = {

@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import (
@@ -37,9 +37,9 @@ from hpcgate.model.errors import (
     NotFound,
     Unauthenticated,
 )
+from hpcgate.relaying import proxied, serve_socket
 from hpcgate.services.catalogue import spec_of
 from hpcgate.services.proxy import Answer
-from hpcgate.services.sockets import Message, Refusal, ReplicaSocket, caller_close, relay
 from hpcgate.services.traffic import Route as ReplicaRoute
 from hpcgate.webui.apporigins import (
     COOKIE,
@@ -52,7 +52,6 @@ from hpcgate.webui.apporigins import (
     cookie_name,
     host_label,
 )
-from hpcgate.webui.services import streamed_with
 from hpcgate.webui.sessions import Sessions
 from hpcgate.webui.viewer import session_principal
 
@@ -171,7 +170,7 @@ class AppDoor:
             request.stream(),
             entry.timeout,
         )
-        return streamed_with(answer, _from_replica(answer, origin, entry.route))
+        return proxied(answer, _from_replica(answer, origin, entry.route))
 
     async def socket(self, socket: WebSocket) -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -190,7 +189,7 @@ class AppDoor:
             except HpcgateError as exc:
                 await socket.send_denial_response(problem(exc))
                 return
-            await _serve_socket(socket, opened)
+            await serve_socket(socket, opened, dropped=(b"set-cookie",))
 
 
 def _label(connection: HTTPConnection) -> str:
@@ -267,46 +266,6 @@ def _host_only(cookie: bytes) -> bytes | None:
         return None
     kept = [parts[0], *(p for p in parts[1:] if p.partition(b"=")[0].strip().lower() != b"domain")]
     return b"; ".join(kept)
-
-
-class _CallerSocket:
-    """The browser's side of a relayed WebSocket, in :class:`Message` terms."""
-
-    def __init__(self, socket: WebSocket) -> None:
-        self._socket = socket
-        self._gone = False
-
-    async def receive(self) -> Message:
-        event = await self._socket.receive()
-        if event["type"] == "websocket.disconnect":
-            self._gone = True
-            return Message(None, int(event.get("code") or 1005), event.get("reason") or "")
-        text = event.get("text")
-        return Message(text if text is not None else bytes(event.get("bytes") or b""))
-
-    async def send(self, message: Message) -> None:
-        if self._gone:
-            return
-        with contextlib.suppress(WebSocketDisconnect, OSError):
-            if isinstance(message.data, str):
-                await self._socket.send_text(message.data)
-            elif isinstance(message.data, bytes):
-                await self._socket.send_bytes(message.data)
-            else:
-                self._gone = True
-                await self._socket.close(*caller_close(message))
-
-
-async def _serve_socket(socket: WebSocket, opened: ReplicaSocket | Refusal) -> None:
-    if isinstance(opened, Refusal):
-        answer = Response(opened.body, status_code=opened.status)
-        kept = [(k, v) for k, v in opened.headers if k not in (b"content-length", b"set-cookie")]
-        answer.raw_headers = [*kept, (b"content-length", str(len(opened.body)).encode())]
-        await socket.send_denial_response(answer)
-        return
-    await socket.accept(subprotocol=opened.subprotocol)
-    caller = _CallerSocket(socket)
-    await relay(opened, caller.receive, caller.send)
 
 
 def problem(exc: HpcgateError) -> JSONResponse:

@@ -4,17 +4,16 @@ watch its replicas start (htmx polls their rows), open it in a new tab, stop it;
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
-from starlette.types import Receive, Scope, Send
 
 from hpcgate.model.errors import HpcgateError, NotFound
 from hpcgate.model.services import ServiceCreate
-from hpcgate.services.proxy import Answer, BrokenAnswer
+from hpcgate.relaying import proxied
+from hpcgate.services.proxy import Answer
 from hpcgate.services.replicas import public_prefix
 from hpcgate.webui.apporigins import ENTER, Passes, app_label, app_origin
 from hpcgate.webui.forms import Form, read_form
@@ -188,28 +187,6 @@ def _target(request: Request, name: str, *, keep_prefix: bool) -> bytes:
     return (path or b"/") + (b"?" + query if query else b"")
 
 
-class _Streamed(StreamingResponse):
-    """The replica's answer as it comes; one it breaks off is left unfinished (the
-    connection closed), never ended as if it were whole."""
-
-    answer: Answer | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            with contextlib.suppress(BrokenAnswer):
-                await super().__call__(scope, receive, send)
-        finally:
-            if self.answer is not None:  # ended even if its body was never started
-                await self.answer.aclose()
-
-
 def streamed(answer: Answer) -> StreamingResponse:
-    return streamed_with(answer, [(k, v) for k, v in answer.headers if k in ANSWER_HEADERS])
-
-
-def streamed_with(answer: Answer, headers: list[tuple[bytes, bytes]]) -> StreamingResponse:
-    """The replica's answer with these headers (names in lower case)."""
-    response = _Streamed(answer.body, status_code=answer.status)
-    response.raw_headers = headers
-    response.answer = answer
-    return response
+    """The replica's answer with the headers a page of the gateway's passes on."""
+    return proxied(answer, [(k, v) for k, v in answer.headers if k in ANSWER_HEADERS])
