@@ -28,7 +28,8 @@ from hpcgate.jobs.service import JobService
 from hpcgate.jobs.watcher import JobWatcher, first_polls
 from hpcgate.leadership import Leadership
 from hpcgate.model.errors import NotFound
-from hpcgate.model.principal import Principal, Scope
+from hpcgate.model.principal import Principal, Role, Scope
+from hpcgate.model.services import PROJECT_SEPARATOR
 from hpcgate.projects import Projects
 from hpcgate.ratelimits import RateLimits, prune_windows
 from hpcgate.services.controller import Options, ServiceController
@@ -79,7 +80,7 @@ class Gateway:
             TokenStore(self.database),
             settings.home / "tokens.revoked",
             settings.token_cache_seconds,
-            owns=self.function_store.owns,
+            owns=self._may_key,
             systems=frozenset(settings.systems),
         )
         self.projects = Projects(ProjectStore(self.database))
@@ -197,6 +198,17 @@ class Gateway:
             who = await self.tokens.authenticate(presented, keys=keys)
         await self.consents.admit(who)  # a credential held for consent does not act
         return who
+
+    async def _may_key(self, maker: Principal, user: str, name: str) -> bool:
+        """Whether an API key of ``user``'s, made by ``maker``, may name the function
+        ``name``: one of that user's own, or ``PROJECT~NAME`` of a project the user owns
+        (and makes the key for itself: a role is read from its own credential)."""
+        project, separator, bare = name.rpartition(PROJECT_SEPARATOR)
+        if not separator:
+            return await self.function_store.owns(user, name)
+        if maker.user != user or await self.function_store.find_in(project, bare) is None:
+            return False
+        return await self.projects.role(maker, project) is Role.OWNER
 
     async def _token_parent(self, token_id: str) -> str | None:
         row = await self.tokens.get(token_id)

@@ -55,7 +55,8 @@ _MAX_CACHED = 10_000
 KEY_SCOPES = frozenset({Scope.JOBS_READ, Scope.JOBS_WRITE})
 
 #: Whether a user owns a function of that name: (user, name) -> bool.
-Owns = Callable[[str, str], Awaitable[bool]]
+#: Whether a key made by this caller for this user may name this function.
+Owns = Callable[[Principal, str, str], Awaitable[bool]]
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class TokenService:
         row = _new_row(user, scopes, expires, request.description, parent.token_id)
         self._limit(row, request)
         if request.functions is not None:
-            await self._restrict(row, request.functions, request.limits or KeyLimits())
+            await self._restrict(parent, row, request.functions, request.limits or KeyLimits())
         issued, info = await self._add(row)
         return CreatedToken(**info.model_dump(), token=issued.secret)
 
@@ -317,12 +318,18 @@ class TokenService:
         row.limit_service = request.service
         row.read_only = request.read_only
 
-    async def _restrict(self, row: TokenRow, functions: list[str], limits: KeyLimits) -> None:
-        """Make ``row`` a key for ``functions``, each of which its user must own."""
+    async def _restrict(
+        self, parent: Principal, row: TokenRow, functions: list[str], limits: KeyLimits
+    ) -> None:
+        """Make ``row`` a key for ``functions``, each of which its user must own (or own
+        the project of)."""
         names = sorted(set(functions))
         for name in names:
-            if self._owns is None or not await self._owns(row.user, name):
-                raise NotFound(f"no function {name!r} of {row.user!r}: a key is for its own")
+            if self._owns is None or not await self._owns(parent, row.user, name):
+                raise NotFound(
+                    f"no function {name!r} of {row.user!r}: a key is for its own"
+                    " (or, made by its user, for a function of a project it owns)"
+                )
         row.functions = json.dumps(names)
         row.per_minute, row.concurrent = limits.per_minute, limits.concurrent
 

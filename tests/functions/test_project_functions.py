@@ -90,8 +90,31 @@ def test_members_invoke_it_and_everyone_else_is_told_it_does_not_exist(
         problem(refused, 404)
     assert all(f["project"] is None for f in alice.get(FUNCTIONS).json())  # not in the default
     problem(bob.delete(f"{FUNCTIONS}/{name}"), 403)  # alice's, and bob no owner of the project
-    key = bob.post("/api/v1/tokens", json={"functions": [name]})
-    assert 400 <= key.status_code < 500  # no key reaches a project's function
+    problem(bob.post("/api/v1/tokens", json={"functions": [name]}), 404)  # a member: no key
+
+
+def test_an_owner_publishes_a_projects_function_with_a_key_for_it_alone(
+    project: str, gateway: GatewayProcess, alice: httpx.Client, bob: httpx.Client
+) -> None:
+    name = f"{project}~echo"
+    made = alice.post("/api/v1/tokens", json={"functions": [name], "limits": {"per_minute": 60}})
+    assert made.status_code == 201, made.text
+    assert made.json()["functions"] == [name]
+    with gateway.client(made.json()["token"]) as key:
+        answered = invoke(key, name, 5)
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["result"] == {"x": 5}
+        assert [i["id"] for i in key.get(f"{FUNCTIONS}/{name}/invocations").json()] == [
+            answered.json()["id"]
+        ]  # the key's own, not the members' others
+        problem(key.get(FUNCTIONS, params={"project": project}), 404)  # nothing else
+        problem(key.delete(f"{FUNCTIONS}/{name}"), 403)
+        problem(key.post("/api/v1/tokens", json={"functions": [name]}), 403)
+    with gateway.client(admin_token(gateway.home)) as admin:  # for alice, by another: no
+        problem(admin.post("/api/v1/tokens", json={"functions": [name], "user": "alice"}), 404)
+    problem(alice.post("/api/v1/tokens", json={"functions": [f"{project}~nothing"]}), 404)
+    other = bob.post("/api/v1/tokens", json={"functions": [name]})
+    problem(other, 404)  # bob is a member, not an owner
 
 
 def test_a_viewer_sees_and_a_member_removed_loses_it_at_once(

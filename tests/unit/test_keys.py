@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from hpcgate.model.errors import Forbidden, Unauthenticated
-from hpcgate.model.principal import Restriction
+from hpcgate.model.principal import Principal, Restriction
 from hpcgate.model.tokens import NewToken
 from hpcgate.store.db import Database, alembic_config
 from hpcgate.store.tables import TokenRow
@@ -54,7 +54,7 @@ async def test_a_token_from_before_the_keys_reads_as_a_full_token(tmp_path: Path
         await database.close()
 
 
-async def _owns(user: str, name: str) -> bool:
+async def _owns(maker: Principal, user: str, name: str) -> bool:
     return (user, name) == ("alice", "f")
 
 

@@ -122,10 +122,14 @@ class Registry:
             raise NotFound(f"no project {project!r}")
         await self._projects.require(who, project, Scope.JOBS_WRITE)
 
-    async def _role(self, who: Principal, project: str) -> Role | None:
-        """The caller's role in the project; an admin's with an unlimited token: owner."""
-        if self._projects is None or who.is_key:
+    async def _role(self, who: Principal, project: str, name: str | None = None) -> Role | None:
+        """The caller's role in the project; an admin's with an unlimited token: owner; a
+        key's: its user's, for the project's function ``name`` the key names, else none."""
+        if self._projects is None:
             return None
+        if who.is_key:
+            named = name is not None and who.may_call_in(qualified_name(project, name))
+            return await self._projects.role(who, project) if named else None
         if who.has(Scope.ADMIN) and who.restriction is None:
             return Role.OWNER
         return await self._projects.role(who, project)
@@ -183,7 +187,7 @@ class Registry:
         return _one_shared(name, await self._store.named(name), who)
 
     async def _find_in(self, who: Principal, project: str, name: str, need: Role) -> Found:
-        role = await self._role(who, project)
+        role = await self._role(who, project, name)
         row = await self._store.find_in(project, name)
         if role is None or row is None:
             raise NotFound(f"no function {qualified_name(project, name)!r}")

@@ -31,6 +31,11 @@ from hpcgate.model.services import Replica, SystemRef
 
 #: A function's name: part of URLs and of its pool's service name.
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+#: A function as an API key names it: ``NAME`` (its user's own) or ``PROJECT~NAME`` (a
+#: project's, which the key's user owns the project of).
+KeyFunctionName = Annotated[
+    str, StringConstraints(pattern=r"^(?:[a-z][a-z0-9_-]{0,62}~)?[a-z][a-z0-9_-]{0,39}$")
+]
 #: A Python identifier: the callable looked up in the source or the entry's module.
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 #: ``package.module`` or ``package.module:attribute``, importable on the system.

@@ -137,6 +137,13 @@ class Principal:
             return True
         return owner == self.user and function in self.restriction.functions
 
+    def may_call_in(self, qualified: str) -> bool:
+        """Whether a key's restriction names the project's function ``PROJECT~NAME`` (a
+        full token: yes; the caller's role in the project is the registry's to say)."""
+        if self.restriction is None or self.restriction.functions is None:
+            return True
+        return qualified in self.restriction.functions
+
     def unrestricted(self) -> None:
         """Forbidden for a key: what it may not do at all (mint tokens, files, jobs ...)."""
         if self.is_key:

@@ -12,7 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from hpcgate.model.bounds import CONCURRENT_MAX, LIFETIME_MAX, PER_MINUTE_MAX, MaybeNumber
-from hpcgate.model.functions import FunctionName
+from hpcgate.model.functions import KeyFunctionName
 from hpcgate.model.jobs import ProjectName
 from hpcgate.model.principal import DEFAULT_SCOPES, Scope
 from hpcgate.model.services import QualifiedName, SystemRef
@@ -89,13 +89,14 @@ class NewToken(BaseModel):
         description="Lifetime in seconds; none = as long as the token that creates it",
     )
     description: str = Field("", max_length=255)
-    functions: list[FunctionName] | None = Field(
+    functions: list[KeyFunctionName] | None = Field(
         None,
         min_length=1,
         max_length=KEY_FUNCTIONS_MAX,
         description="Makes the token an API key for these functions of its user's (which"
-        " must exist): it may invoke them and read, follow and cancel the invocations it"
-        " started, nothing else (scopes default to jobs:read and jobs:write)",
+        " must exist; PROJECT~NAME: a project's, in a project its user owns, for a key the"
+        " user makes for itself): it may invoke them and read, follow and cancel the"
+        " invocations it started, nothing else (scopes default to jobs:read and jobs:write)",
     )
     limits: KeyLimits | None = Field(None, description="An API key's limits (needs functions)")
     system: SystemRef | None = Field(
