@@ -74,7 +74,8 @@ def _settings(config: Path | None) -> Settings:
 
 def _with_store(settings: Settings, work: Callable[[Gateway], Awaitable[T]]) -> T:
     # Said on stderr, so a shell without HPCGATE_HOME is not silently another gateway's.
-    err.print(f"hpcgate: data in {escape(str(settings.home))}", highlight=False)
+    # soft_wrap: a path is never broken over two lines (rich wraps at 80 columns off a tty)
+    err.print(f"hpcgate: data in {escape(str(settings.home))}", highlight=False, soft_wrap=True)
 
     async def run() -> T:
         gateway = _gateway(settings)
@@ -181,7 +182,9 @@ def serve(
     settings.host = host or settings.host
     settings.port = port or settings.port
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    err.print(f"hpcgate: data in {settings.home}; systems: {', '.join(settings.systems)}")
+    systems = ", ".join(settings.systems)
+    said = f"hpcgate: data in {escape(str(settings.home))}; systems: {escape(systems)}"
+    err.print(said, highlight=False, soft_wrap=True)
     gateway = _gateway(settings)
     _lock_home(gateway)
     err.print(f"hpcgate: {_mode(gateway)}")
