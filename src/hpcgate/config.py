@@ -811,7 +811,9 @@ class Settings(BaseSettings):
     users: UsersConfig = Field(default_factory=UsersConfig)
     services: dict[ServiceName, ServiceConfig] = Field(default_factory=dict)
     service_ports: tuple[int, int] = Field(
-        (20000, 39999), description="The range replicas' ports are chosen from (first, last)"
+        (20000, 32767),
+        description="The range replicas' ports are chosen from (first, last); the default lies"
+        " below Linux's ephemeral ports (32768-60999), which outgoing connections take",
     )
     service_wait_seconds: float = Field(
         120.0, gt=0, le=3600, description="How long a proxied request waits for a ready replica"

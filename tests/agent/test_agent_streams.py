@@ -74,16 +74,16 @@ class Node:
 
 
 async def listening(node: Node) -> asyncio.Server:
-    """``node`` serving on a free port of 20000-39999 (the agent's default stream_ports)."""
+    """``node`` serving on a free port of 20000-32767 (the agent's default stream_ports)."""
     for _ in range(100):
-        port = random.randint(20000, 39999)
+        port = random.randint(20000, 32767)
         try:
             server = await asyncio.start_server(node.handle, "127.0.0.1", port)
         except OSError:
             continue
         node.port = port
         return server
-    raise RuntimeError("no free port in 20000-39999")
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def listener_above_the_range() -> socket.socket:

@@ -25,7 +25,7 @@ def test_a_declared_service_reads_with_its_defaults(tmp_path: Path) -> None:
     service = settings.services["llm"]
     assert (service.min_replicas, service.max_replicas, service.users) == (0, 1, [])
     assert (service.time_limit, service.run_as, service.health_path) == (3600, None, "/health")
-    assert settings.service_ports == (20000, 39999)
+    assert settings.service_ports == (20000, 32767)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ Everything the agent allows comes from here, never from what the gateway sends::
     min_uid = 1000                          # a root agent never acts as an account below
     embedded_spool = "/var/lib/hpcgate-agent/embedded"  # scheduler = "embedded" only
     embedded_slots = 4
-    stream_ports = [20000, 39999]           # the ports byte streams may go to (the gateway's
+    stream_ports = [20000, 32767]           # the ports byte streams may go to (the gateway's
                                             # service_ports); hosts: agent/targets.py
     stream_hosts = ["gpu-7.example.org"]    # optional: hosts besides the scheduler's nodes
     bulk_reads = true                       # downloads on a data connection of their own
@@ -47,7 +47,7 @@ class AgentConfig:
     min_uid: int = 1000
     embedded_spool: Path | None = None
     embedded_slots: int = 1
-    stream_ports: tuple[int, int] = (20000, 39999)
+    stream_ports: tuple[int, int] = (20000, 32767)
     stream_hosts: tuple[str, ...] = ()
     bulk_reads: bool = True
 
@@ -120,7 +120,7 @@ def _checked(data: dict[str, Any]) -> AgentConfig:
         min_uid=max(1, data.get("min_uid", 1000)),
         embedded_spool=Path(spool) if spool else state / "embedded",
         embedded_slots=max(1, data.get("embedded_slots", os.cpu_count() or 1)),
-        stream_ports=_ports(data.get("stream_ports", [20000, 39999])),
+        stream_ports=_ports(data.get("stream_ports", [20000, 32767])),
         stream_hosts=_hosts(data.get("stream_hosts", [])),
         bulk_reads=data.get("bulk_reads", True),
     )

@@ -5,7 +5,7 @@ The agent cannot know which replica or worker the gateway started on which port 
 gateway chose both), so it checks what it can know by itself:
 
 - **The port** is within ``stream_ports`` of its configuration (the range the gateway's
-  ``service_ports`` hands out; by default the same 20000-39999). An ssh, database or
+  ``service_ports`` hands out; by default the same 20000-32767). An ssh, database or
   admin port below or above it is never reached.
 - **The host** is a compute node of this cluster, as the agent's own scheduler lists them
   (``sinfo`` for Slurm, ``pbsnodes`` for PBS: node names and addresses, asked by the agent
