@@ -32,6 +32,14 @@ cores as the gateway: it costs the direct and the proxied figures alike.
 Usage, from the repository root:
     .venv/bin/python -m bench.bench_services [--requests 2000] [--concurrency 16]
         [--streamed 30] [--streams 1000] [--stream-rounds 2] [--cold 3] [--no-llama]
+        [--llama-runs N] [--pin]
+
+``--pin`` puts llama.cpp alone on the last CPU (one thread) and the gateway and this client
+on the others, as a compute node and the gateway's host are apart in production. Unpinned,
+on two cores, llama.cpp's two threads share them with the gateway, and its first token
+swings by milliseconds with whichever thread the gateway's relaying preempts. The llama.cpp
+figures also give the added first token round by round (``first_token_paired``: each
+routed read against the direct read just before or after it).
 """
 
 from __future__ import annotations
@@ -423,7 +431,17 @@ def llama_streamed(bench: Bench, runs: int) -> dict[str, Any]:
     for route in ("proxied", "v1"):
         figures[route] = stream_figures(times["direct"], times[route])
         figures[route].pop("chunk_delivery")
+        figures[route]["first_token_paired"] = paired(times["direct"], times[route])
     return figures
+
+
+def paired(direct: list[StreamTimes], routed: list[StreamTimes]) -> dict[str, float]:
+    """The first token's added time round by round (each routed read against the direct
+    read of its own round, moments apart): quartiles of those differences, so that the
+    backend's drift over the run cancels instead of landing on one side's median."""
+    added = [r.first - d.first for d, r in zip(direct, routed, strict=True)]
+    q1, q2, q3 = statistics.quantiles(added, n=4)
+    return {"p25_ms": ms(q1), "p50_ms": ms(q2), "p75_ms": ms(q3)}
 
 
 # --- many streams at once ----------------------------------------------------------------
@@ -597,6 +615,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stream-rounds", type=int, default=2)
     parser.add_argument("--cold", type=int, default=3, help="cold starts (0: none)")
     parser.add_argument("--no-llama", action="store_true", help="leave llama.cpp out")
+    parser.add_argument(
+        "--llama-runs", type=int, default=0, help="llama.cpp streams per side (default: streamed/3)"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="llama.cpp on the last CPU with one thread, the gateway and this client on the others",
+    )
     return parser.parse_args()
 
 
@@ -616,7 +642,8 @@ def run_all(bench: Bench, args: argparse.Namespace, llama: bool) -> dict[str, An
         "streamed": lambda: streamed(bench, direct, args.streamed),
     }
     if llama:
-        steps["llama"] = lambda: llama_streamed(bench, max(3, args.streamed // 3))
+        runs = args.llama_runs or max(3, args.streamed // 3)
+        steps["llama"] = lambda: llama_streamed(bench, runs)
     if args.streams:
         steps["many_streams"] = lambda: asyncio.run(
             many_streams(bench, direct, args.streams, args.stream_rounds)
@@ -630,6 +657,21 @@ def run_all(bench: Bench, args: argparse.Namespace, llama: bool) -> dict[str, An
     return results
 
 
+def llama_script(directory: Path, pin: bool) -> Path:
+    """llama.cpp's job script: as the tests run it, or (``pin``) alone on the last CPU with
+    one thread while this process, and so the gateway it starts, keeps to the others: a
+    compute node and the gateway's host are apart in production, and on two shared cores
+    llama.cpp's threads wait at each step for the one the gateway preempted."""
+    if not pin:
+        return write_llama(directory).script
+    last = max(os.sched_getaffinity(0))
+    others = os.sched_getaffinity(0) - {last}
+    if not others:
+        raise SystemExit("--pin needs two CPUs or more")
+    os.sched_setaffinity(0, others)
+    return write_llama(directory, threads=1, cpus=str(last)).script
+
+
 def main() -> None:
     args = parse_args()
     llama = not args.no_llama and LLAMA_SERVER.exists()
@@ -637,11 +679,12 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "llama": "measured" if llama else "left out (not installed, or --no-llama)",
+        "pinned": args.pin,
     }
     with tempfile.TemporaryDirectory(prefix="hpcgate-bench-services-") as name:
         directory = Path(name)
         directory.chmod(0o755)
-        script = write_llama(directory / "llama").script if llama else None
+        script = llama_script(directory / "llama", args.pin) if llama else None
         with running_gateway(directory, script) as bench:
             results |= run_all(bench, args, llama)
     results["targets_met"] = targets(results)

@@ -126,13 +126,22 @@ def ensure_backends() -> None:
         pytest.fail(f"scripts/backends install failed:\n{done.stderr[-4000:]}")
 
 
-def write_llama(directory: Path, *, parallel: int = 4, context: int = 2048) -> Backend:
-    """llama.cpp's server on the tiny model, two threads, ``parallel`` requests at once
-    sharing ``context`` tokens of KV cache."""
+def write_llama(
+    directory: Path,
+    *,
+    parallel: int = 4,
+    context: int = 2048,
+    threads: int = 2,
+    cpus: str | None = None,
+) -> Backend:
+    """llama.cpp's server on the tiny model, ``threads`` threads, ``parallel`` requests at
+    once sharing ``context`` tokens of KV cache; ``cpus``: only on these CPUs (a ``taskset``
+    list, e.g. ``"1"``), as if on a node of its own."""
     model = write_tiny_llama(_readable_dir(directory) / f"{MODEL_NAME}.gguf")
     model.chmod(0o644)
-    argv = [str(LLAMA_SERVER), "--model", str(model), "--alias", MODEL_NAME]
-    argv += ["--threads", "2", "--parallel", str(parallel), "--ctx-size", str(context)]
+    pinned = ["taskset", "--cpu-list", cpus] if cpus else []
+    argv = [*pinned, str(LLAMA_SERVER), "--model", str(model), "--alias", MODEL_NAME]
+    argv += ["--threads", str(threads), "--parallel", str(parallel), "--ctx-size", str(context)]
     command = f"exec {shlex.join(argv)} --host {_HOST} --port {_PORT}"
     script = _write_script(directory / "llama.sh", "llama.cpp's server, tiny llama", command)
     return Backend(script, "/health", (MODEL_NAME,))
