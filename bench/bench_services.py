@@ -594,6 +594,12 @@ def targets(results: dict[str, Any]) -> dict[str, bool]:
         "first_chunk_p50": stream["first_chunk"]["added_p50_ms"] <= TARGETS_MS["first_chunk_p50"],
         "inter_chunk_p50": stream["inter_chunk"]["added_p50_ms"] <= TARGETS_MS["inter_chunk_p50"],
     }
+    if "llama" in results:
+        llama = results["llama"]
+        met["llama_first_token_p50"] = all(
+            llama[route]["first_chunk"]["added_p50_ms"] <= TARGETS_MS["first_chunk_p50"]
+            for route in ("proxied", "v1")
+        )
     if "many_streams" in results:
         many = results["many_streams"]
         met["streams_none_dropped"] = many["dropped_or_broken"] == 0
