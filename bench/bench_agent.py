@@ -22,13 +22,17 @@ own :class:`~hpcgate.transports.agent_hub.AgentLink` and
   agent (the raw open-file figures above set a page-cache copy against the agent's whole
   path; here both pay the route, the HTTP body and the client); the agent's both ways,
   on its data connection (``bulk_reads``) and as WebSocket frames, ``--http-rounds``
-  times in alternating order, with the gateway's and the agent's CPU seconds a GiB
-  (``--profile DIR``: py-spy on the gateway during each agent download). The stand-in
-  gateway above offers no data connection: its open-file figures are the frames'.
+  times in alternating order, with the gateway's, the agent's and the client's CPU seconds
+  a GiB (``--profile DIR``: py-spy on the gateway during each agent download). The client
+  is curl writing to /dev/null (``--client curl``, as ``bench.py``'s load comes from wrk):
+  the agent's path runs three processes on this machine's cores, and a Python client
+  (``--client httpx``, 0.25-0.3 CPU s/GiB here against curl's 0.1) takes its share of
+  them from the gateway and the agent. The stand-in gateway above offers no data
+  connection: its open-file figures are the frames'.
 
 Needs Slurm up (``scripts/slurm up``) and root (the agent runs as root, as at a site).
 ``python -m bench.bench_agent [--size-mib 256] [--rounds 200] [--concurrent 1000]
-[--only-http] [--http-rounds 1] [--profile DIR]``
+[--only-http] [--http-rounds 1] [--profile DIR] [--client curl|httpx]``
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -303,13 +308,18 @@ MODES = {"bulk": "", "frames": "bulk_reads = false\n"}  # the agent's download p
 
 
 def http_downloads(
-    work: Path, size_mib: int, rounds: int = 1, profile: Path | None = None
+    work: Path,
+    size_mib: int,
+    rounds: int = 1,
+    profile: Path | None = None,
+    client: str = "curl",
 ) -> list[str]:
     """MiB/s of downloads of the same file through the gateway's route, per system, and
-    the CPU seconds a GiB the gateway and the agent spent on each; the agent's system
-    both ways (``bulk``: its data connection, ``frames``: WebSocket DATA frames, as an
-    agent without the feature), ``rounds`` times in alternating order. ``profile``: a
-    py-spy flame graph of the gateway during each agent download, in that folder."""
+    the CPU seconds a GiB the gateway, the agent and the client spent on each; the agent's
+    system both ways (``bulk``: its data connection, ``frames``: WebSocket DATA frames, as
+    an agent without the feature), ``rounds`` times in alternating order. ``client``:
+    ``curl`` (C, to /dev/null) or ``httpx`` (this process). ``profile``: a py-spy flame
+    graph of the gateway during each agent download, in that folder."""
     home = work / "http"
     (home / "alice").mkdir(parents=True)
     give(home / "alice", "alice")
@@ -328,12 +338,15 @@ def http_downloads(
     gateway.start()
     assert gateway.process is not None
     token = cli(gateway.home, "agent-token", "create", "edge").stdout.strip().splitlines()[-1]
-    seen: dict[str, list[tuple[float, float, float]]] = {"local": [], **{k: [] for k in MODES}}
+    seen: dict[str, list[Measured]] = {"local": [], **{k: [] for k in MODES}}
+    download = DOWNLOADERS[client]
     try:
         with gateway.client(gateway.token("alice")) as alice:
             alice.timeout = httpx.Timeout(600)
             for turn in range(rounds):
-                seen["local"].append(_measured(alice, "local", size_mib, gateway.process.pid))
+                seen["local"].append(
+                    _measured(alice, download, "local", size_mib, gateway.process.pid)
+                )
                 modes = list(MODES) if turn % 2 == 0 else list(reversed(MODES))
                 for mode in modes:
                     agent = AgentProcess(home / f"agent-{mode}", gateway.url, token,
@@ -342,7 +355,9 @@ def http_downloads(
                     agent.start()
                     try:
                         spy = _spy(gateway.process.pid, profile, f"{mode}-{turn}")
-                        found = _measured(alice, "edge", size_mib, gateway.process.pid, agent)
+                        found = _measured(
+                            alice, download, "edge", size_mib, gateway.process.pid, agent
+                        )
                         seen[mode].append(found)
                         if spy is not None:
                             spy.send_signal(signal.SIGINT)
@@ -352,20 +367,21 @@ def http_downloads(
                     _gone(alice)
     finally:
         gateway.stop()
-    return _download_table(size_mib, seen)
+    return _download_table(size_mib, seen, client)
 
 
-def _download_table(size_mib: int, seen: dict[str, list[tuple[float, float, float]]]) -> list[str]:
+def _download_table(size_mib: int, seen: dict[str, list[Measured]], client: str) -> list[str]:
     median = {
-        name: tuple(statistics.median(run[i] for run in runs) for i in range(3))
+        name: tuple(statistics.median(run[i] for run in runs) for i in range(4))
         for name, runs in seen.items()
     }
     local = median["local"][0]
     out = [
         "",
-        f"| {size_mib} MiB through `GET .../files/download`, median of {len(seen['local'])}"
-        " | MiB/s | of local (target ≥ 0.5) | gateway CPU s/GiB | agent CPU s/GiB |",
-        "|---|---|---|---|---|",
+        f"| {size_mib} MiB through `GET .../files/download` ({client}), median of"
+        f" {len(seen['local'])} | MiB/s | of local (target ≥ 0.5) | gateway CPU s/GiB"
+        " | agent CPU s/GiB | client CPU s/GiB |",
+        "|---|---|---|---|---|---|",
     ]
     labels = {
         "local": "local transport system",
@@ -373,10 +389,11 @@ def _download_table(size_mib: int, seen: dict[str, list[tuple[float, float, floa
         "frames": "agent system, WebSocket frames (bulk_reads = false)",
     }
     for name, label in labels.items():
-        rate, gateway_cpu, agent_cpu = median[name]
+        rate, gateway_cpu, agent_cpu, client_cpu = median[name]
         agent_text = f"{agent_cpu:.2f}" if name != "local" else "-"
         out.append(
-            f"| {label} | {rate:.0f} | {rate / local:.2f} | {gateway_cpu:.2f} | {agent_text} |"
+            f"| {label} | {rate:.0f} | {rate / local:.2f} | {gateway_cpu:.2f} | {agent_text}"
+            f" | {client_cpu:.2f} |"
         )
     out.append("")
     out.append("each run (MiB/s): " + "; ".join(
@@ -409,21 +426,28 @@ def _gone(client: httpx.Client) -> None:
         time.sleep(0.1)
 
 
+Measured = tuple[float, float, float, float]  # MiB/s; gateway, agent, client CPU s/GiB
+Download = Callable[[httpx.Client, str, int], tuple[float, float]]
+
+
 def _measured(
     client: httpx.Client,
+    download: Download,
     system: str,
     size_mib: int,
     gateway: int,
     agent: AgentProcess | None = None,
-) -> tuple[float, float, float]:
-    """MiB/s of one download, and the gateway's and the agent's CPU s/GiB in it."""
+) -> Measured:
+    """MiB/s of one download, and the gateway's, the agent's and the client's CPU s/GiB
+    in it."""
     _served(client, system)
     agent_pid = agent.process.pid if agent is not None and agent.process is not None else None
     before = (_cpu(gateway), _cpu(agent_pid) if agent_pid else 0.0)
-    rate = _download(client, system, size_mib)
+    rate, client_cpu = download(client, system, size_mib)
     after = (_cpu(gateway), _cpu(agent_pid) if agent_pid else 0.0)
     per_gib = 1024 / size_mib
-    return rate, (after[0] - before[0]) * per_gib, (after[1] - before[1]) * per_gib
+    gateway_cpu, agent_cpu = (after[0] - before[0]) * per_gib, (after[1] - before[1]) * per_gib
+    return rate, gateway_cpu, agent_cpu, client_cpu * per_gib
 
 
 def _served(client: httpx.Client, system: str) -> None:
@@ -433,15 +457,37 @@ def _served(client: httpx.Client, system: str) -> None:
         time.sleep(0.2)
 
 
-def _download(client: httpx.Client, system: str, size_mib: int) -> float:
+def _download_httpx(client: httpx.Client, system: str, size_mib: int) -> tuple[float, float]:
+    """One download read by httpx in this process: MiB/s and this process's CPU seconds."""
     url = f"/api/v1/systems/{system}/files/download"
-    started, got = time.perf_counter(), 0
+    cpu, started, got = time.process_time(), time.perf_counter(), 0
     with client.stream("GET", url, params={"path": "big.bin"}) as answer:
         assert answer.status_code == 200, answer.read()
         for chunk in answer.iter_bytes():
             got += len(chunk)
     assert got == size_mib << 20, got
-    return got / (time.perf_counter() - started) / 2**20
+    return got / (time.perf_counter() - started) / 2**20, time.process_time() - cpu
+
+
+def _download_curl(client: httpx.Client, system: str, size_mib: int) -> tuple[float, float]:
+    """One download read by curl into /dev/null (as bench.py's load comes from wrk: a C
+    client, so the client's own cost is small beside the gateway's): MiB/s by curl's own
+    clock, and curl's CPU seconds."""
+    base = str(client.base_url).rstrip("/")
+    url = f"{base}/api/v1/systems/{system}/files/download?path=big.bin"
+    config = f'header = "Authorization: {client.headers["authorization"]}"\n'
+    argv = ["curl", "--silent", "--show-error", "--fail", "--config", "-", "--output",
+            os.devnull, "--write-out", "%{size_download} %{time_total}", url]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, input=config, capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    size, seconds = done.stdout.split()
+    assert int(size) == size_mib << 20, done.stdout
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return int(size) / float(seconds) / 2**20, cpu
+
+
+DOWNLOADERS: dict[str, Download] = {"curl": _download_curl, "httpx": _download_httpx}
 
 
 def main() -> None:
@@ -453,6 +499,9 @@ def main() -> None:
     parser.add_argument("--only-http", action="store_true", help="only the HTTP downloads")
     parser.add_argument("--http-rounds", type=int, default=1, help="downloads of each kind")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the gateway here")
+    parser.add_argument(
+        "--client", choices=sorted(DOWNLOADERS), default="curl", help="the downloads' reader"
+    )
     args = parser.parse_args()
     if shutil.which("squeue") is None:
         sys.exit("bench_agent: needs Slurm (scripts/slurm up)")
@@ -462,7 +511,7 @@ def main() -> None:
         work = Path(folder)
         work.chmod(0o755)
         lines = [] if args.only_http else asyncio.run(run(args, work))
-        lines += http_downloads(work, args.size_mib, args.http_rounds, args.profile)
+        lines += http_downloads(work, args.size_mib, args.http_rounds, args.profile, args.client)
     end_load = os.getloadavg()
     print(f"{began} UTC, {machine()}")
     print(f"load average (1, 5, 15 min) at start {start_load}, at end {end_load}")
