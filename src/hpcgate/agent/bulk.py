@@ -49,18 +49,16 @@ class BulkSender:
         if not m.STREAM_ID.fullmatch(stream):
             raise TransportError("a bulk read's stream id is 43 URL-safe characters")
         async with await self._connect() as connection:
-            await connection.send(self._head(stream))
-            sent = 0
+            sent, before = 0, self._head(stream)  # what goes out with the next chunk's size
             try:
                 while sent < size:
                     piece = await opened.read(offset + sent, min(FILE_PIECE, size - sent))
                     if not piece:
                         break
-                    await connection.send(b"%x\r\n" % len(piece))
+                    await connection.send(before + b"%x\r\n" % len(piece))
                     await connection.send(piece)
-                    await connection.send(b"\r\n")
-                    sent += len(piece)
-                await connection.send(b"0\r\n\r\n")
+                    sent, before = sent + len(piece), b"\r\n"
+                await connection.send(before + b"0\r\n\r\n")
             except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
                 pass  # the gateway stopped reading: its answer says why, if it sent one
             code = await _answer(connection)

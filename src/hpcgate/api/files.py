@@ -256,7 +256,7 @@ async def _chunks(file: OpenFile, span: Span) -> AsyncIterator[bytes]:
     try:
         offset, left = span.start, span.length if span.size else 0
         while left > 0:
-            data = await file.read(offset, min(READ_CHUNK, left))
+            data = await file.read_some(offset, min(READ_CHUNK, left))
             if not data:
                 return  # the file shrank while we sent it; the client sees a short body
             yield data

@@ -417,16 +417,34 @@ class AgentFile:
             offset, size = offset + len(chunk), size - len(chunk)
         return b"".join(chunks)
 
+    async def read_some(self, offset: int, size: int) -> bytes:
+        """A large read's next piece as it came from the agent (a DATA frame's, or what
+        one receive of its data connection's body brought), not joined to ``size``."""
+        if size > m.MAX_IO_BYTES:
+            return await self._piece(offset, size)
+        return await self.read(offset, size)
+
     async def _read_streamed(self, offset: int, size: int) -> bytes:
         chunks: list[bytes] = []
         while size > 0:
-            reading = await self._reading_at(offset)
-            if reading is None:
+            chunk = await self._piece(offset, size)
+            if not chunk:
                 break  # the file's end
-            chunk = await self._take(reading, size)
             chunks.append(chunk)
             offset, size = offset + len(chunk), size - len(chunk)
         return b"".join(chunks)
+
+    async def _piece(self, offset: int, size: int) -> bytes:
+        """The stream's next piece from ``offset``, up to ``size`` bytes (b"": the file
+        ended there)."""
+        while True:
+            reading = await self._reading_at(offset)
+            if reading is None:
+                return b""
+            chunk = await self._take(reading, size)
+            if chunk:
+                return chunk
+            # that stream ended for its size; the next one goes on from here
 
     async def _reading_at(self, offset: int) -> _Reading | None:
         """The stream that goes on from ``offset`` (a new one if none does; None: the file

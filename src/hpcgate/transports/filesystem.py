@@ -63,6 +63,12 @@ class OpenFile(Protocol):
         """Up to ``size`` bytes from ``offset`` (fewer only at the end of the file)."""
         ...
 
+    async def read_some(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset``, at least one unless the file ends there:
+        the next piece the transport has at hand, where :meth:`read` would wait for more
+        and join the pieces (a download sends each piece on as it is)."""
+        ...
+
     async def write(self, data: bytes) -> None:
         """Write all of ``data`` at the end of the file."""
         ...

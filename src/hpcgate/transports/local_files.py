@@ -211,6 +211,9 @@ class LocalFile:
     async def read(self, offset: int, size: int) -> bytes:
         return await anyio.to_thread.run_sync(self._guarded, os.pread, size, offset)
 
+    async def read_some(self, offset: int, size: int) -> bytes:
+        return await self.read(offset, size)  # one pread: already a single piece
+
     async def write(self, data: bytes) -> None:
         await anyio.to_thread.run_sync(self._guarded, _write_all, data)
 

@@ -305,6 +305,9 @@ class SftpFile:
             return b""
         return await self._guarded(read_bytes(self._handle, wanted, offset))
 
+    async def read_some(self, offset: int, size: int) -> bytes:
+        return await self.read(offset, size)
+
     async def write(self, data: bytes) -> None:
         """Sent, not yet answered (:class:`WriteBehind`): a failure is raised by a later
         write, or by :meth:`info`, :meth:`read`, :meth:`chmod` or :meth:`close`."""

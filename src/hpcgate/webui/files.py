@@ -115,7 +115,7 @@ async def _chunks(file: OpenFile, size: int) -> AsyncIterator[bytes]:
     try:
         offset = 0
         while offset < size:
-            data = await file.read(offset, min(READ_CHUNK, size - offset))
+            data = await file.read_some(offset, min(READ_CHUNK, size - offset))
             if not data:
                 return
             yield data
