@@ -6,18 +6,16 @@ pieces as they come, in segments of their own. Counted by the kernel: the client
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hpcgate.api.http_server import GatheringProtocol
-from tests.support.gateway_process import free_port
+from tests.support.asgi_server import serving
 
 Message = MutableMapping[str, Any]
 REQUESTS = 20
@@ -35,23 +33,6 @@ async def app(
     if scope["path"] == "/stream":
         await asyncio.sleep(0.05)
     await send({"type": "http.response.body", "body": b"hello"})
-
-
-@contextlib.asynccontextmanager
-async def _serving(protocol: type[asyncio.Protocol]) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, port=port, http=protocol, loop="asyncio", lifespan="off", log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag, no event)
-        await asyncio.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _segments_per_answer(port: int, path: str) -> float:
@@ -79,10 +60,10 @@ async def test_a_small_answer_is_one_segment(
     protocol: type[asyncio.Protocol], small: float
 ) -> None:
     """uvicorn's own protocol (the second case) sends two: the figure the test tells apart."""
-    async with _serving(protocol) as port:
+    async with serving(app, protocol) as port:
         assert await asyncio.to_thread(_segments_per_answer, port, "/small") == small
 
 
 async def test_pieces_of_separate_turns_go_out_as_they_come() -> None:
-    async with _serving(GatheringProtocol) as port:
+    async with serving(app, GatheringProtocol) as port:
         assert await asyncio.to_thread(_segments_per_answer, port, "/stream") == 2.0

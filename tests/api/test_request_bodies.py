@@ -8,18 +8,16 @@ the same connection starts with an empty body. Against a real uvicorn server on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import random
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import pytest
-import uvicorn
 
 from hpcgate.api.http_server import GatheringProtocol
-from tests.support.gateway_process import free_port
+from tests.support.asgi_server import serving
 
 Message = MutableMapping[str, Any]
 SIZE = 6 << 20
@@ -46,24 +44,6 @@ async def app(
     headers = [(b"content-length", str(len(text)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": text})
-
-
-@contextlib.asynccontextmanager
-async def _serving() -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        app, port=port, http=GatheringProtocol, loop="asyncio", lifespan="off",
-        log_level="warning",
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn sets a flag, no event)
-        await asyncio.sleep(0.01)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
 
 
 def _request(path: str, body: bytes, chunked: bool, rng: random.Random) -> list[bytes]:
@@ -120,7 +100,7 @@ def _post_twice(port: int, path: str, chunked: bool) -> list[tuple[str, bytes]]:
 async def test_every_byte_of_a_body_arrives_once_in_order_as_bytes(
     path: str, chunked: bool
 ) -> None:
-    async with _serving() as port:
+    async with serving(app, GatheringProtocol) as port:
         answers = await asyncio.to_thread(_post_twice, port, path, chunked)
     for answer, body in answers:
         digest, size, pieces, kinds = answer.split()
