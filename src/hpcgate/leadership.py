@@ -15,7 +15,8 @@ peer gone silent). A controller round already under way when the lead ends finis
 leads, :meth:`Leadership.leads` answers from memory (no I/O per call).
 
 The connection's ``application_name`` carries the gateway's name, so any gateway can say
-which one leads (``GET /api/v1/health``). On SQLite there is one gateway: it always leads.
+which one leads (``GET /api/v1/health``, to an admin). On SQLite there is one gateway: it
+always leads.
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ def database_url(slurm_cluster: None) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def pair(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[list[GatewayProcess], str]]:
-    """Two gateways on one database, started at once (either may lead), and a token of
-    alice's."""
+) -> Iterator[tuple[list[GatewayProcess], str, str]]:
+    """Two gateways on one database, started at once (either may lead), a token of
+    alice's and the admin's (only an admin's token is told which gateway leads)."""
     gateways = [
         new_gateway(tmp_path_factory.mktemp(name), _config(database_url, ports))
         for name, ports in (("first", FIRST_PORTS), ("second", SECOND_PORTS))
@@ -79,21 +79,26 @@ def pair(
         with ThreadPoolExecutor(2) as starting:
             list(starting.map(GatewayProcess.start, gateways))
         alice = gateways[0].token("alice")
+        admin = (
+            next(g.home / "admin-token" for g in gateways if (g.home / "admin-token").exists())
+            .read_text()
+            .strip()
+        )
         try:
-            yield gateways, alice
+            yield gateways, alice, admin
         finally:
             live = [g for g in gateways if g.process is not None]
-            admin = next(
-                g.home / "admin-token" for g in gateways if (g.home / "admin-token").exists()
-            )
-            stop_services(live[0].url, admin.read_text().strip(), [alice])
+            stop_services(live[0].url, admin, [alice])
     finally:
         for gateway in gateways:
             gateway.stop()
 
 
-def _health(gateway: GatewayProcess) -> dict[str, Any]:
-    found: dict[str, Any] = httpx.get(f"{gateway.url}/api/v1/health", timeout=10).json()
+def _health(gateway: GatewayProcess, admin: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {admin}"}
+    found: dict[str, Any] = httpx.get(
+        f"{gateway.url}/api/v1/health", headers=headers, timeout=10
+    ).json()
     return found
 
 
@@ -103,11 +108,11 @@ def _within(ports: tuple[int, int], replica: dict[str, Any]) -> bool:
 
 
 def test_one_leads_the_other_follows_and_takes_over_when_the_leader_is_killed(
-    pair: tuple[list[GatewayProcess], str],
+    pair: tuple[list[GatewayProcess], str, str],
 ) -> None:
-    gateways, token = pair
+    gateways, token, admin = pair
     deadline = time.monotonic() + 10
-    while not _settled(healths := [_health(g) for g in gateways]):
+    while not _settled(healths := [_health(g, admin) for g in gateways]):
         assert time.monotonic() < deadline, f"no one leader: {healths}"
         time.sleep(0.1)
     first_leads = healths[0]["leads"]
@@ -127,10 +132,10 @@ def test_one_leads_the_other_follows_and_takes_over_when_the_leader_is_killed(
 
         leader.stop(signal.SIGKILL)
         killed = time.monotonic()
-        while not _health(follower)["leads"]:
+        while not _health(follower, admin)["leads"]:
             assert time.monotonic() - killed < 15, "the follower never took over"
             time.sleep(0.1)
-        assert _health(follower)["leader"] == follower_name
+        assert _health(follower, admin)["leader"] == follower_name
 
         scaled = alice.patch(f"{SERVICES}/{name}", json={"min_replicas": 2, "max_replicas": 2})
         assert scaled.status_code == 200, scaled.text

@@ -39,6 +39,7 @@ from hpcgate.api import (
     usage,
 )
 from hpcgate.api.app import create_app
+from hpcgate.api.security import needs_token
 from hpcgate.config import Settings
 from hpcgate.gateway import Gateway
 from hpcgate.model.errors import HpcgateError
@@ -93,12 +94,15 @@ def test_every_error_response_is_a_problem_document(app: FastAPI) -> None:
 
 
 def test_the_shared_machinery_s_statuses_are_declared(app: FastAPI) -> None:
-    """401 where a token is needed, 422 where there is input, 413 for a JSON body."""
+    """401 where a token is needed (none where it is optional), 422 where there is input,
+    413 for a JSON body."""
     for path, method, operation in _operations(app.openapi()):
         declared = set(operation["responses"])
         body = operation.get("requestBody", {}).get("content", {})
-        if operation.get("security"):
+        if needs_token(operation):
             assert "401" in declared, f"{method} {path}"
+        elif operation.get("security"):  # a token only adds to the answer: never refused
+            assert not {"401", "403", "429"} & declared, f"{method} {path}"
         if (operation.get("parameters") or body) and not path.startswith("/v1/"):
             assert "422" in declared, f"{method} {path}"  # /v1: a 400, as OpenAI answers
         uploads = path.endswith("/files/upload") or "/files/uploads/" in path
@@ -144,14 +148,18 @@ def _walk(
     function: Callable[..., Any], gateway: Gateway
 ) -> tuple[set[type[HpcgateError]], list[Callable[..., Any]]]:
     """The hpcgate errors ``function`` raises itself, and the functions it calls that can be
-    named statically: module functions, ``self`` methods, ``gateway.<service>.<method>``."""
+    named statically: module functions, ``self`` methods, ``gateway.<service>.<method>``;
+    not within a ``try`` that catches every hpcgate error (:func:`_shielded`)."""
     names = vars(inspect.getmodule(function))
     qualname = function.__qualname__
     owner = names.get(qualname.split(".")[0]) if "." in qualname else None
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     errors: set[type[HpcgateError]] = set()
     callees: list[Any] = []
+    shielded = _shielded(tree, names)
     for node in ast.walk(tree):
+        if id(node) in shielded:
+            continue
         if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
             kind = names.get(getattr(node.exc.func, "id", ""))
             if isinstance(kind, type) and issubclass(kind, HpcgateError):
@@ -159,6 +167,23 @@ def _walk(
         if isinstance(node, ast.Call):
             callees.append(_callee(node.func, names, owner, gateway))
     return errors, [c for c in callees if inspect.isfunction(c)]
+
+
+def _shielded(tree: ast.AST, names: dict[str, Any]) -> set[int]:
+    """The nodes in the body of a ``try`` with an ``except HpcgateError`` (or a base of it)
+    that raises nothing: no hpcgate error raised there leaves the function."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(_swallows(h, names) for h in node.handlers):
+            inside |= {id(inner) for statement in node.body for inner in ast.walk(statement)}
+    return inside
+
+
+def _swallows(handler: ast.ExceptHandler, names: dict[str, Any]) -> bool:
+    caught = names.get(getattr(handler.type, "id", ""))
+    if not (isinstance(caught, type) and issubclass(HpcgateError, caught)):
+        return False
+    return not any(isinstance(n, ast.Raise) for s in handler.body for n in ast.walk(s))
 
 
 def _callee(called: ast.expr, names: dict[str, Any], owner: object, gateway: Gateway) -> Any:

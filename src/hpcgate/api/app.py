@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
 
 from hpcgate import __version__
 from hpcgate.api import (
@@ -19,6 +18,7 @@ from hpcgate.api import (
     docs,
     files,
     functions,
+    health,
     jobs,
     login,
     openai,
@@ -103,13 +103,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
     app.mount(webui.PREFIX, ui, name="webui")  # the web interface, /ui
     app.include_router(audit.router)
     app.include_router(login.router)
-    app.add_api_route(
-        "/api/v1/health",
-        health,
-        methods=["GET"],
-        tags=["status"],
-        summary="Liveness: the gateway answers, and which gateway leads",
-    )
+    health.install(app)
     app.add_api_route(
         "/metrics",
         metrics,
@@ -120,32 +114,6 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> FastAPI:
         responses=problems.responses(401, 403),
     )
     return app
-
-
-class Health(BaseModel):
-    status: str = Field(description="ok: the gateway answers")
-    version: str
-    gateway: str = Field(description="This gateway's name: its host and process id")
-    leads: bool = Field(
-        description="Whether this gateway runs the background controllers (the service"
-        " controller's starts and stops, the shared housekeeping): of the gateways on one"
-        " PostgreSQL, one leads; on SQLite, always"
-    )
-    leader: str | None = Field(
-        description="The gateway that leads, as last seen (each leader_seconds); null while"
-        " none does, as when a leader has just died"
-    )
-
-
-async def health(request: Request) -> Health:
-    leadership = request.app.state.gateway.leadership
-    return Health(
-        status="ok",
-        version=__version__,
-        gateway=leadership.name,
-        leads=leadership.leads(),
-        leader=leadership.leader,
-    )
 
 
 async def metrics(who: Caller, request: Request) -> Response:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Path, Query
 from hpcgate.api.auth import Caller, GatewayDep
 from hpcgate.api.openai_format import is_openai
 from hpcgate.api.problems import PROBLEM_JSON, Problem, responses
+from hpcgate.api.security import needs_token
 from hpcgate.config import ConsentConfig
 from hpcgate.consent import LIST_MAX
 from hpcgate.model.consents import CONSENT_ID_PATTERN, ConsentAnswer, ConsentRequest, ConsentState
@@ -121,5 +122,5 @@ def _declare_held(schema: dict[str, Any]) -> None:
         if is_openai(path):  # refused 403 there (OpenAI's clients read a 202 as success)
             continue
         for operation in item.values():
-            if operation.get("security"):
+            if needs_token(operation):  # where it is optional, a held one is none
                 operation.setdefault("responses", {}).setdefault("202", held)

@@ -12,10 +12,20 @@ from fastapi import FastAPI
 from hpcgate.config import OidcIssuer
 
 BEARER = "HTTPBearer"  # the name FastAPI gives auth.py's HTTPBearer scheme
+#: The requirement met by sending nothing: in an operation's ``security`` beside a scheme,
+#: a token is optional there (``GET /api/v1/health``: it only adds to the answer).
+OPTIONAL: dict[str, list[str]] = {}
 
 
 def scheme(name: str) -> str:
     return f"oidc-{name}"
+
+
+def needs_token(operation: Mapping[str, Any]) -> bool:
+    """Whether the operation refuses a request without a token (401): it names a scheme,
+    and not :data:`OPTIONAL` beside it."""
+    security = operation.get("security") or []
+    return bool(security) and OPTIONAL not in security
 
 
 def install(app: FastAPI, issuers: Mapping[str, OidcIssuer]) -> None:
