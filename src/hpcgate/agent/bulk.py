@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -22,6 +24,7 @@ from anyio.abc import ByteStream
 from hpcgate.agentwire import messages as m
 from hpcgate.model.errors import TransportError
 from hpcgate.transports.filesystem import OpenFile
+from hpcgate.transports.local_files import LocalFile
 
 FILE_PIECE = 1024 * 1024  # one read of the file, one chunk of the body
 CONNECT_TIMEOUT = 20.0
@@ -48,15 +51,17 @@ class BulkSender:
         POST for ``stream``; their count once the gateway took them all."""
         if not m.STREAM_ID.fullmatch(stream):
             raise TransportError("a bulk read's stream id is 43 URL-safe characters")
+        read = _reader(opened)
         async with await self._connect() as connection:
             sent, before = 0, self._head(stream)  # what goes out with the next chunk's size
             try:
                 while sent < size:
-                    piece = await opened.read(offset + sent, min(FILE_PIECE, size - sent))
+                    piece = await read(offset + sent, min(FILE_PIECE, size - sent))
                     if not piece:
                         break
                     await connection.send(before + b"%x\r\n" % len(piece))
-                    await connection.send(piece)
+                    # typed bytes, but the socket and TLS streams write any buffer
+                    await connection.send(cast(bytes, piece))
                     sent, before = sent + len(piece), b"\r\n"
                 await connection.send(before + b"0\r\n\r\n")
             except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
@@ -89,6 +94,24 @@ class BulkSender:
                 return await anyio.connect_tcp(self._host, self._port)
         except (OSError, TimeoutError) as exc:
             raise TransportError(f"the read's data connection failed: {exc}") from None
+
+
+def _reader(opened: OpenFile) -> Callable[[int, int], Awaitable[bytes | bytearray]]:
+    """How the file's pieces are read: a file of this machine's mostly without a worker
+    thread (:meth:`LocalFile.read_into`), into a new buffer each piece (the connection may
+    keep part of one queued after its send returned: never written again); any other file
+    by its ``read``."""
+    if not isinstance(opened, LocalFile):
+        return opened.read
+
+    async def read(offset: int, size: int) -> bytearray:
+        piece = bytearray(size)
+        with memoryview(piece) as view:
+            done = await opened.read_into(offset, view)
+        del piece[done:]  # at the end of the file
+        return piece
+
+    return read
 
 
 async def _answer(connection: ByteStream) -> int:

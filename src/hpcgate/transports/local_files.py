@@ -198,6 +198,11 @@ class LocalFileSystem:
         await self._run(ops.discard, path)
 
 
+#: preadv's flag that makes a read fail rather than wait for a disk (Linux 4.14; None:
+#: not on this system).
+NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
 class LocalFile:
     """An open descriptor of this machine's, read and written in worker threads."""
 
@@ -213,6 +218,34 @@ class LocalFile:
 
     async def read_some(self, offset: int, size: int) -> bytes:
         return await self.read(offset, size)  # one pread: already a single piece
+
+    async def read_into(self, offset: int, buffer: memoryview) -> int:
+        """Bytes from ``offset`` into ``buffer``, as many as fit (fewer only at the end of
+        the file); their count. What the page cache holds is read without leaving the
+        event loop (``RWF_NOWAIT`` never waits for a disk); the rest, or all of it where
+        the file system can't say, in a worker thread. A buffer used again for every
+        piece of a long read costs no allocation and no thread per piece."""
+        done = self._cached_into(offset, buffer)
+        while done < len(buffer):
+            more = await anyio.to_thread.run_sync(
+                self._guarded, os.preadv, [buffer[done:]], offset + done
+            )
+            if not more:
+                break  # the end of the file
+            done += more
+        return done
+
+    def _cached_into(self, offset: int, buffer: memoryview) -> int:
+        if NOWAIT is None:
+            return 0
+        try:
+            return os.preadv(self._fd, [buffer], offset, NOWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0  # not all in the page cache: the worker thread reads it
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return 0  # a file system (or kernel) without RWF_NOWAIT
+            raise os_error(exc, "") from exc
 
     async def write(self, data: bytes) -> None:
         await anyio.to_thread.run_sync(self._guarded, _write_all, data)
