@@ -1,7 +1,8 @@
 """A project's services and functions on the web pages, over plain HTTP against a real
 gateway (its function's worker a real job of the embedded scheduler): a member sees and
 invokes, a viewer sees but gets no controls and is refused when it forges them, anyone
-else is told they do not exist."""
+else is told they do not exist; and, in Chromium, the pages with a project's sections
+pass axe."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from hpcgate.webui.schemaform import WHOLE
 from tests.support.functions import ECHO, FUNCTIONS, register
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import admin_token, backend_script, services_gateway
+from tests.webui.conftest import UiUser, with_axe
+from tests.webui.test_accessibility import scanned
 from tests.webui.test_functions import CONFIG
 
 PROJECTS = "/api/v1/projects"
@@ -178,3 +181,21 @@ def test_a_member_starts_a_service_in_the_project_from_the_form_and_stops_it(
     assert sessions["bob"].submit(f"/ui/services/{project}~{name}/stop").status_code == 303
     gone = alice.get(f"{SERVICES}/{project}~{name}")
     assert gone.status_code == 404 or gone.json()["stopping"] is True
+
+
+def test_the_pages_with_a_projects_sections_pass_axe(
+    project: str, ui: UiUser, alice: httpx.Client
+) -> None:
+    member = f"{PROJECTS}/{project}/members/{ui.name}"
+    assert alice.put(member, json={"role": "viewer"}).is_success
+    try:
+        with_axe(ui.context)
+        pages = {
+            "services": "/ui/services",
+            "project service": f"/ui/services/{project}~web",
+            "functions": "/ui/functions",
+            "project function": f"/ui/functions/{project}~echo",
+        }
+        assert scanned(ui.page, ui.base, pages) == {}
+    finally:
+        assert alice.delete(member).status_code == 204
