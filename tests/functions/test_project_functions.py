@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from hpcgate.client import Client
+from tests.sdk.test_cli import hpcgate, one_line_error, together
 from tests.support.functions import ECHO, FUNCTIONS, register
 from tests.support.gateway_process import GatewayProcess, user_client
 from tests.support.services import SYSTEM_PYTHON, admin_token, bearer
@@ -175,3 +176,21 @@ def test_the_command_line_lists_a_projects_functions_and_services(
         ran = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
         assert ran.returncode == 0, ran.stderr
         assert [found["name"] for found in json.loads(ran.stdout)] == names
+
+
+def test_the_command_line_invokes_a_projects_function_with_project(
+    project: str, gateway: GatewayProcess, bob: httpx.Client, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPCGATE_")}
+    env |= {"HPCGATE_URL": gateway.url, "HPCGATE_TOKEN": bearer(bob)}
+    env["HPCGATE_CONFIG_DIR"] = str(tmp_path / "config")
+    invoke = ("functions", "invoke", "echo", '{"x": 4}', "--project")
+    ran, unknown, both = together(
+        lambda: hpcgate(env, *invoke, project),
+        lambda: hpcgate(env, *invoke, "nope"),
+        lambda: hpcgate(env, "functions", "invoke", f"{project}~echo", "--project", project),
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"x": 4}
+    assert one_line_error(unknown, 3) == "error: Not found: no project 'nope'"
+    assert "takes a plain name" in one_line_error(both, 2)

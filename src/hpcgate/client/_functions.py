@@ -331,7 +331,8 @@ class Functions:
         """Register a function: a :class:`~hpcgate.model.functions.FunctionCreate` (or its
         fields as a mapping) and/or its fields as keywords (``name``, ``system``,
         ``source`` or ``entry``, ``input_schema``, settings). A name taken is a
-        :class:`~hpcgate.model.errors.Conflict`."""
+        :class:`~hpcgate.model.errors.Conflict`. With ``project="p"`` it is the project's
+        (still run as you), named ``p~NAME`` in every other call."""
         return self._core._call(register_call(spec_of(spec, fields)), Function)
 
     def list(self, project: str | None = None) -> builtins.list[Function]:

@@ -122,7 +122,9 @@ class Registry:
             raise NotFound(f"no project {project!r}")
         await self._projects.require(who, project, Scope.JOBS_WRITE)
 
-    async def _role(self, who: Principal, project: str, name: str | None = None) -> Role | None:
+    async def project_role(
+        self, who: Principal, project: str, name: str | None = None
+    ) -> Role | None:
         """The caller's role in the project; an admin's with an unlimited token: owner; a
         key's: its user's, for the project's function ``name`` the key names, else none."""
         if self._projects is None:
@@ -187,9 +189,11 @@ class Registry:
         return _one_shared(name, await self._store.named(name), who)
 
     async def _find_in(self, who: Principal, project: str, name: str, need: Role) -> Found:
-        role = await self._role(who, project, name)
+        role = await self.project_role(who, project, name)
         row = await self._store.find_in(project, name)
-        if role is None or row is None:
+        if role is None:  # the same whether the project exists or not: no name leaks
+            raise NotFound(f"no project {project!r}")
+        if row is None:
             raise NotFound(f"no function {qualified_name(project, name)!r}")
         if role.rank < need.rank:
             raise Forbidden(f"a project {role.value} may not do this with its functions")
@@ -206,7 +210,7 @@ class Registry:
         if found.owned_by(who):
             return found
         project = found.row.project
-        if project and not who.is_key and await self._role(who, project) is Role.OWNER:
+        if project and not who.is_key and await self.project_role(who, project) is Role.OWNER:
             return found
         if project:
             raise Forbidden(f"only its owner or an owner of {project!r} does this")
@@ -218,7 +222,7 @@ class Registry:
         who.require(Scope.JOBS_READ)
         rows = [Found(row, _spec(row.spec)) for row in await self._store.all()]
         if project is not None:
-            if await self._role(who, project) is None:
+            if await self.project_role(who, project) is None:
                 raise NotFound(f"no project {project!r}")
             seen = [f for f in rows if f.row.project == project]
         elif not who.sees_project(None):

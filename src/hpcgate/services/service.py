@@ -168,18 +168,20 @@ class ServiceManager:
         return row
 
     async def _find_in(self, who: Principal, project: str, name: str, need: Role) -> ServiceRow:
-        role = await self._project_role(who, project)
+        role = await self.project_role(who, project)
         row = await self._catalogue.find_in(project, name)
-        if role is None or row is None:
+        if role is None:  # the same whether the project exists or not: no name leaks
+            raise NotFound(f"no project {project!r}")
+        if row is None:
             raise NotFound(f"no service {qualified_name(project, name)!r}")
         if role.rank < need.rank:
             raise Forbidden(f"a project {role.value} may not do this with its services")
         return row
 
     async def _owns(self, who: Principal, project: str) -> bool:
-        return await self._project_role(who, project) is Role.OWNER
+        return await self.project_role(who, project) is Role.OWNER
 
-    async def _project_role(self, who: Principal, project: str) -> Role | None:
+    async def project_role(self, who: Principal, project: str) -> Role | None:
         """The caller's role in the project; an admin's with an unlimited token: owner."""
         if self._projects is None:
             return None
@@ -228,7 +230,7 @@ class ServiceManager:
         server's command line, must not keep the project's models until then)."""
         if not row.project:
             return True
-        role = await self._project_role(who, row.project)
+        role = await self.project_role(who, row.project)
         return role is not None and role.rank >= Role.MEMBER.rank
 
     async def list(self, who: Principal, project: str | None = None) -> list[Service]:
@@ -249,7 +251,7 @@ class ServiceManager:
         return [service for service in shown if service is not None]
 
     async def _of_project(self, who: Principal, project: str) -> builtins.list[ServiceRow]:
-        if await self._project_role(who, project) is None:
+        if await self.project_role(who, project) is None:
             raise NotFound(f"no project {project!r}")
         rows = await self._services.of_project(project)
         return [row for row in rows if who.sees_service(_address(row))]

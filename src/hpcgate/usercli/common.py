@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +31,8 @@ from hpcgate.client import (
 from hpcgate.client import _profile as profiles
 from hpcgate.model import errors
 from hpcgate.model.errors import Conflict, HpcgateError, IdempotencyInProgress
+from hpcgate.model.jobs import PROJECT_NAME_PATTERN
+from hpcgate.model.services import PROJECT_SEPARATOR
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -265,3 +268,21 @@ def read_text(path: str) -> str:
             return source.read()
     except UnicodeDecodeError:
         raise fail(Exit.USAGE, f"{path} is not UTF-8 text") from None
+
+
+InProject = Annotated[
+    str | None,
+    typer.Option("--project", help="The name is this project's (the same as giving PROJECT~NAME)"),
+]
+
+
+def in_project(name: str, project: str | None) -> str:
+    """``name`` as the gateway addresses it: ``PROJECT~NAME`` with ``--project``, which
+    takes a plain name (a usage error, changing nothing, otherwise)."""
+    if project is None:
+        return name
+    if re.fullmatch(PROJECT_NAME_PATTERN, project) is None:
+        raise fail(Exit.USAGE, f"--project: {project!r} is no project's name")
+    if PROJECT_SEPARATOR in name or ":" in name:
+        raise fail(Exit.USAGE, f"--project {project} takes a plain name, not {name!r}")
+    return f"{project}{PROJECT_SEPARATOR}{name}"

@@ -12,7 +12,16 @@ import typer
 from hpcgate.client import Error, FunctionEvent, Output
 from hpcgate.model.functions import Function
 from hpcgate.usercli import keys
-from hpcgate.usercli.common import EXIT_CODES, Exit, Session, fail, read_text, user_command
+from hpcgate.usercli.common import (
+    EXIT_CODES,
+    Exit,
+    InProject,
+    Session,
+    fail,
+    in_project,
+    read_text,
+    user_command,
+)
 from hpcgate.usercli.output import note, out, plain_fields, print_json, report, table, when
 
 app = typer.Typer(
@@ -54,9 +63,9 @@ app.command("list", hidden=True, epilog=EXIT_CODES)(list_functions)
 
 @app.command(epilog=EXIT_CODES)
 @user_command(system=False)
-def show(session: Session, name: Name) -> None:
+def show(session: Session, name: Name, project: InProject = None) -> None:
     """Show one function: settings, input schema, and (yours) source and workers."""
-    function = session.client.functions.get(name)
+    function = session.client.functions.get(in_project(name, project))
     if session.json:
         print_json(function)
         return
@@ -163,6 +172,7 @@ def invoke(
         bool,
         typer.Option("--encrypt", help="Encrypt the events end to end (the input stays in clear)"),
     ] = False,
+    project: InProject = None,
 ) -> None:
     """Invoke a function, its output streamed.
 
@@ -170,7 +180,9 @@ def invoke(
     result as JSON. An error is printed on stderr (with its traceback, for your own
     function) and the exit status is 1. With --json, each event as one JSON object per
     line. A broken connection is resumed where it stopped; Ctrl-C cancels the invocation.
-    With --encrypt, only events sealed by the worker are taken (see the README)."""
+    With --encrypt, only events sealed by the worker are taken (see the README). With
+    --project, the project's function NAME (a member or an owner invokes it)."""
+    name = in_project(name, project)
     value = _input(read_text(input) if input == "-" else input)
     for event in session.client.functions.invoke(name, value, encrypt=encrypt):
         _print(event, session.json)
@@ -184,16 +196,18 @@ def cancel(
     session: Session,
     name: Name,
     invocation: Annotated[str, typer.Argument(help="The invocation's id")],
+    project: InProject = None,
 ) -> None:
     """Cancel an invocation (an ended one is left as it is)."""
-    found = session.client.functions.cancel(name, invocation)
+    found = session.client.functions.cancel(in_project(name, project), invocation)
     report(found, session.json, f"invocation {invocation}: {found.state.value}")
 
 
 @app.command(epilog=EXIT_CODES)
 @user_command(system=False, json=False)
-def rm(session: Session, name: Name) -> None:
+def rm(session: Session, name: Name, project: InProject = None) -> None:
     """Remove your function: its running invocations are cancelled, its workers stop."""
+    name = in_project(name, project)
     session.client.functions.delete(name)
     note(f"function {name}: removed")
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hpcgate.model.tokens import TokenInfo
-from hpcgate.usercli.common import EXIT_CODES, Session, user_command
+from hpcgate.usercli.common import EXIT_CODES, InProject, Session, in_project, user_command
 from hpcgate.usercli.output import note, print_json, table, when
 
 app = typer.Typer(
@@ -35,11 +35,14 @@ def create(
         int | None, typer.Option(help="Seconds it lasts (at most as long as your token)")
     ] = None,
     description: Annotated[str | None, typer.Option(help="What it is for")] = None,
+    project: InProject = None,
 ) -> None:
     """Create an API key for functions of yours; its secret is printed only this once.
 
     The key may invoke them and read the invocations it started, nothing else; past --rpm
-    or --concurrent its requests are refused (429) until it is under them again."""
+    or --concurrent its requests are refused (429) until it is under them again. With
+    --project, each NAME is that project's (an owner of the project publishes them)."""
+    names = [in_project(name, project) for name in names]
     made = session.client.functions.create_key(
         names, per_minute=rpm, concurrent=concurrent, expires_in=expires_in, description=description
     )
@@ -55,9 +58,10 @@ def create(
 def list_keys(
     session: Session,
     name: Annotated[str | None, typer.Argument(help="Only the keys for this function")] = None,
+    project: InProject = None,
 ) -> None:
     """List your API keys (never their secrets)."""
-    found = session.client.functions.keys(name)
+    found = session.client.functions.keys(None if name is None else in_project(name, project))
     if session.json:
         print_json(found)
         return

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 
 from hpcgate.model.services import Service, ServiceEvent
-from hpcgate.usercli.common import EXIT_CODES, Exit, Session, fail, read_text, user_command
+from hpcgate.usercli.common import (
+    EXIT_CODES,
+    Exit,
+    InProject,
+    Session,
+    fail,
+    in_project,
+    read_text,
+    user_command,
+)
 from hpcgate.usercli.output import busy, note, out, print_json, report, say, table, when
 
 app = typer.Typer(
@@ -50,9 +59,9 @@ app.command("list", hidden=True, epilog=EXIT_CODES)(list_services)
 
 @app.command(epilog=EXIT_CODES)
 @user_command(system=False)
-def show(session: Session, name: Name) -> None:
+def show(session: Session, name: Name, project: InProject = None) -> None:
     """Show one service: what it runs, how it scales, and its replicas."""
-    service = session.client.services.get(name)
+    service = session.client.services.get(in_project(name, project))
     if session.json:
         print_json(service)
         return
@@ -160,10 +169,12 @@ def scale(
     name: Name,
     min_replicas: Annotated[int | None, typer.Option("--min", help="Replicas always kept")] = None,
     max_replicas: Annotated[int | None, typer.Option("--max", help="Replicas at most")] = None,
+    project: InProject = None,
 ) -> None:
     """Change a service's minimum and maximum replicas (your own; a declared one: admin)."""
     if min_replicas is None and max_replicas is None:
         raise fail(Exit.USAGE, "give --min, --max or both")
+    name = in_project(name, project)
     service = session.client.services.update(
         name, min_replicas=min_replicas, max_replicas=max_replicas
     )
@@ -172,20 +183,21 @@ def scale(
 
 @app.command(epilog=EXIT_CODES)
 @user_command(system=False)
-def stop(session: Session, name: Name) -> None:
+def stop(session: Session, name: Name, project: InProject = None) -> None:
     """Stop and remove your service: its replicas finish their requests, then end."""
+    name = in_project(name, project)
     service = session.client.services.delete(name)
     report(service, session.json, f"service {name}: stopping; {_counts(service)}")
 
 
 @app.command(epilog=EXIT_CODES)
 @user_command(system=False)
-def events(session: Session, name: Name, limit: Limit = None) -> None:
+def events(session: Session, name: Name, limit: Limit = None, project: InProject = None) -> None:
     """Follow a service's events live (Ctrl-C ends it).
 
     Its replicas' changes of state and their servers' stderr lines (each live replica's
     from its start); with --json, one JSON object per line."""
-    for event in islice(session.client.services.events(name), limit):
+    for event in islice(session.client.services.events(in_project(name, project)), limit):
         if session.json:
             sys.stdout.write(event.model_dump_json() + "\n")
             sys.stdout.flush()
@@ -205,12 +217,13 @@ def logs(
         int | None,
         typer.Option("--limit", "-n", min=1, help="Stop after this many lines; default: never"),
     ] = None,
+    project: InProject = None,
 ) -> None:
     """Follow the stderr of a service's servers (Ctrl-C ends it).
 
     Each live replica's from its start, then as it is written; each line after its
     replica's id in brackets (not with --replica)."""
-    lines = _stderr(session.client.services.events(name), replica)
+    lines = _stderr(session.client.services.events(in_project(name, project)), replica)
     for line in islice(lines, limit):
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

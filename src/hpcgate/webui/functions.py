@@ -1,5 +1,6 @@
-"""Functions: the ones the caller may invoke, a form generated from each one's input
-schema, an invocation's output streamed as it arrives (Server-Sent Events from its
+"""Functions: the ones the caller may invoke, then those of each of its projects
+(``PROJECT~NAME``; a viewer sees them but gets no form), a form generated from each one's
+input schema, an invocation's output streamed as it arrives (Server-Sent Events from its
 worker, as ``/api/v1/functions`` streams them) and its result or error, past invocations."""
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from hpcgate.functions.invocations import Batch, payload
 from hpcgate.model.bounds import KEY_MAX
 from hpcgate.model.errors import HpcgateError, Invalid
 from hpcgate.model.functions import Function
+from hpcgate.model.services import qualified_name
 from hpcgate.webui import schemaform
 from hpcgate.webui.forms import read_form
+from hpcgate.webui.projectlists import Section, may_use, sections
 from hpcgate.webui.render import page
 from hpcgate.webui.viewer import Viewer, ViewerDep
 
 router = APIRouter(prefix="/functions")
 FunctionName = Annotated[
-    str, Path(pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63}:)?[a-z][a-z0-9_-]{0,39}$")
+    str,
+    Path(
+        pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63}:|[a-z][a-z0-9_-]{0,62}~)?[a-z][a-z0-9_-]{0,39}$"
+    ),
 ]
 Key = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 #: An invocation started here runs on while some page reads its events, and is cancelled
@@ -34,7 +40,10 @@ PING_SECONDS = 15
 
 
 def _ref(function: Function, viewer: Viewer) -> str:
-    """How the caller names the function: its own by name, another user's OWNER:NAME."""
+    """How the caller names the function: its own by name, another user's OWNER:NAME, a
+    project's PROJECT~NAME."""
+    if function.project is not None:
+        return qualified_name(function.project, function.name)
     if function.owner == viewer.who.user:
         return function.name
     return f"{function.owner}:{function.name}"
@@ -42,9 +51,22 @@ def _ref(function: Function, viewer: Viewer) -> str:
 
 @router.get("")
 async def list_functions(request: Request, viewer: ViewerDep) -> Response:
-    functions = await viewer.gateway.functions.list(viewer.who)
-    refs = [(_ref(f, viewer), f) for f in functions]
-    return page(request, "functions.html", viewer.session, functions=refs)
+    registry = viewer.gateway.functions
+    refs = [(_ref(f, viewer), f) for f in await registry.list(viewer.who)]
+    projects = [
+        Section(found.project, found.role, [(_ref(f, viewer), f) for f in found.items])
+        for found in await sections(viewer, registry.list)
+    ]
+    return page(request, "functions.html", viewer.session, functions=refs, projects=projects)
+
+
+async def _invokes(viewer: Viewer, function: Function) -> bool:
+    """Whether the page offers the form: a project's function to a member or an owner (as
+    the registry reads the role, and checks it again when invoked)."""
+    if function.project is None:
+        return True
+    registry = viewer.gateway.functions
+    return may_use(await registry.project_role(viewer.who, function.project, function.name))
 
 
 async def _function(viewer: Viewer, name: str) -> Function:
@@ -84,13 +106,14 @@ async def _page(
         values=values,
         errors=errors,
         past=past,
+        invokes=await _invokes(viewer, function),
     )
 
 
 @router.post("/{name}/invoke")
 async def invoke(request: Request, viewer: ViewerDep, name: FunctionName) -> Response:
     """Invoked as POST /api/v1/functions/{name}/invoke?detach=60 would be, then to its
-    page, which follows its events."""
+    page, which follows its events (a project's viewer: refused there, 403)."""
     function = await _function(viewer, name)
     form = await read_form(request)
     shown = {key: form.get(key) for key in _keys(function.input_schema)}

@@ -1,6 +1,7 @@
-"""Services: the caller's own and the declared ones they may use, start one from a form,
-watch its replicas start (htmx polls their rows), open it in a new tab, stop it; as
-``/api/v1/services`` does for the same caller."""
+"""Services: the caller's own and the declared ones they may use, then those of each of
+its projects (``PROJECT~NAME``); start one from a form, watch its replicas start (htmx
+polls their rows), open it in a new tab, stop it; as ``/api/v1/services`` does for the
+same caller, with the same checks of its role in a project."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
 from hpcgate.model.errors import HpcgateError, NotFound
-from hpcgate.model.services import ServiceCreate
+from hpcgate.model.principal import Principal, Role
+from hpcgate.model.services import QUALIFIED_PATTERN, Service, ServiceCreate, qualified_name
 from hpcgate.relaying import proxied
 from hpcgate.services.proxy import Answer
 from hpcgate.services.replicas import public_prefix
+from hpcgate.services.service import ServiceManager
 from hpcgate.webui.apporigins import ENTER, Passes, app_label, app_origin
 from hpcgate.webui.forms import Form, read_form
 from hpcgate.webui.headers import FORM_ACTION_HEADER
+from hpcgate.webui.projectlists import may_use, sections
 from hpcgate.webui.render import page
 from hpcgate.webui.viewer import Viewer, ViewerDep, session_id, ui_gateway
 
@@ -26,9 +30,20 @@ router = APIRouter(prefix="/services")
 opened = APIRouter(prefix="/open")
 OPEN = opened.prefix
 ServiceName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
+#: A service's name as its pages take it: ``PROJECT~NAME`` for a project's.
+ServiceRef = Annotated[str, Path(pattern=QUALIFIED_PATTERN)]
 DEFAULT_SCRIPT = '#!/bin/sh\nexec python3 -m http.server "$HPCGATE_SERVICE_PORT"\n'
 #: The form's fields copied into the spec as they are (when given).
-FIELDS = ("name", "system", "script", "min_replicas", "max_replicas", "time_limit", "health_path")
+FIELDS = (
+    "name",
+    "system",
+    "script",
+    "min_replicas",
+    "max_replicas",
+    "time_limit",
+    "health_path",
+    "project",
+)
 SHOWN = (*FIELDS, "models")
 STOP_POLLING = 286  # htmx swaps this answer in and polls no more
 #: What the browser's request passes on to the replica: never its cookies (the session).
@@ -57,13 +72,16 @@ def _defaults() -> dict[str, str]:
 async def _page(
     request: Request, viewer: Viewer, values: dict[str, str], errors: list[str], status: int = 200
 ) -> Response:
-    services = await viewer.gateway.services.list(viewer.who)
+    services = viewer.gateway.services
+    projects = await sections(viewer, services.list)
     return page(
         request,
         "services.html",
         viewer.session,
         status_code=status,
-        services=services,
+        services=await services.list(viewer.who),
+        projects=projects,
+        creatable=[section.project for section in projects if section.uses],
         values=values,
         errors=errors,
         systems=[cluster.name for cluster in viewer.gateway.systems],
@@ -81,7 +99,8 @@ def _spec(form: Form) -> ServiceCreate:
 
 @router.post("")
 async def start(request: Request, viewer: ViewerDep) -> Response:
-    """A service of the caller's own, as POST /api/v1/services starts it."""
+    """A service of the caller's own (or of a project it names), as POST
+    /api/v1/services starts it."""
     form = await read_form(request)
     values = {key: form.get(key) for key in SHOWN}
     try:
@@ -93,24 +112,51 @@ async def start(request: Request, viewer: ViewerDep) -> Response:
         created = await viewer.gateway.services.create(viewer.who, spec)
     except HpcgateError as exc:
         return await _page(request, viewer, values, [exc.detail], status=exc.status)
-    return RedirectResponse(f"/ui/services/{created.name}", status_code=303)
+    where = qualified_name(created.project, created.name)
+    return RedirectResponse(f"/ui/services/{where}", status_code=303)
 
 
 @router.get("/{name}")
-async def service_page(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+async def service_page(request: Request, viewer: ViewerDep, name: ServiceRef) -> Response:
     service = await viewer.gateway.services.get(viewer.who, name)
-    app = _app(request, service.owner, service.name)
+    app = _app(request, service)
     origin = app[1] if app else None
-    answer = page(request, "service.html", viewer.session, service=service, app_origin=origin)
+    uses, stops = await _controls(viewer.gateway.services, viewer.who, service)
+    answer = page(
+        request,
+        "service.html",
+        viewer.session,
+        ref=name,
+        service=service,
+        app_origin=origin,
+        uses=uses,
+        stops=stops,
+    )
     if origin is not None:  # the Open form's answer redirects there
         answer.headers[FORM_ACTION_HEADER] = origin
     return answer
 
 
-def _app(request: Request, owner: str | None, name: str) -> tuple[str, str] | None:
+async def _controls(
+    services: ServiceManager, who: Principal, service: Service
+) -> tuple[bool, bool]:
+    """Whether the page offers to use the service (open it) and to stop it: a project's
+    to a member or an owner, stopped by an owner or the member who made it, as the
+    services layer checks again when it is done."""
+    if service.project is None:
+        return True, bool(service.owner) and not service.stopping
+    role = await services.project_role(who, service.project)
+    mine = role is Role.OWNER or service.owner == who.user
+    return may_use(role), may_use(role) and mine and not service.stopping
+
+
+def _app(request: Request, service: Service) -> tuple[str, str] | None:
     """The label and origin of the service's own origin under ``[ui] apps_domain``; None
-    without one."""
+    without one, and for a project's (its pages are opened here, sandboxed)."""
     domain = ui_gateway(request).settings.ui.apps_domain
+    if service.project is not None:
+        return None
+    owner, name = service.owner, service.name
     label = app_label(owner, name) if domain else None
     if domain is None or label is None:
         return None
@@ -118,11 +164,11 @@ def _app(request: Request, owner: str | None, name: str) -> tuple[str, str] | No
 
 
 @router.post("/{name}/open")
-async def open_app(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+async def open_app(request: Request, viewer: ViewerDep, name: ServiceRef) -> Response:
     """Into the service's own origin with a one-time ticket for this session, user and
     service (:mod:`hpcgate.webui.apporigins`); without one, its sandboxed pages here."""
     service = await viewer.gateway.services.get(viewer.who, name)
-    app = _app(request, service.owner, service.name)
+    app = _app(request, service)
     if app is None:
         return RedirectResponse(f"/ui{OPEN}/{name}/", status_code=303)
     label, origin = app
@@ -134,7 +180,7 @@ async def open_app(request: Request, viewer: ViewerDep, name: ServiceName) -> Re
 
 
 @router.get("/{name}/replicas")
-async def replicas(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+async def replicas(request: Request, viewer: ViewerDep, name: ServiceRef) -> Response:
     """The replicas' rows alone, which the service's page polls while it is shown; once
     the service is gone, a last answer that ends the polling (htmx's 286)."""
     try:
@@ -145,20 +191,20 @@ async def replicas(request: Request, viewer: ViewerDep, name: ServiceName) -> Re
 
 
 @router.post("/{name}/stop")
-async def stop(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+async def stop(request: Request, viewer: ViewerDep, name: ServiceRef) -> Response:
     """Stopped as DELETE /api/v1/services/{name} stops it: its replicas drain."""
     await viewer.gateway.services.delete(viewer.who, name)
     return RedirectResponse(f"/ui/services/{name}", status_code=303)
 
 
 @opened.get("/{name}")
-async def open_root(request: Request, viewer: ViewerDep, name: ServiceName) -> Response:
+async def open_root(request: Request, viewer: ViewerDep, name: ServiceRef) -> Response:
     return RedirectResponse(f"/ui{OPEN}/{name}/", status_code=307)
 
 
 @opened.get("/{name}/{path:path}")
 async def open_service(
-    request: Request, viewer: ViewerDep, name: ServiceName, path: str
+    request: Request, viewer: ViewerDep, name: ServiceRef, path: str
 ) -> Response:
     """The service's page through the proxy, for a browser tab (GET only). Its answer is
     sandboxed (:mod:`hpcgate.webui.headers`): no script of the service's runs as this
