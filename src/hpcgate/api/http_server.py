@@ -74,9 +74,12 @@ class GatheringProtocol(HttpToolsProtocol):
         application a bytes copy of that: two copies of every byte of an upload or of an
         agent's data connection. A piece that finds nothing waiting is kept as it is
         (``bytes()`` of a bytes object, which uvicorn's ``receive`` takes, is that
-        object); pieces that come while one waits are joined as before."""
+        object); pieces that come while one waits are joined in a bytearray as before
+        (never ``bytes +=``: a body of one-byte chunks would cost quadratic copies)."""
         cycle = self.cycle
         if cycle.body or cycle.response_complete or self.parser.should_upgrade():
+            if isinstance(cycle.body, bytes):  # the piece kept above: extended in place now
+                cycle.body = bytearray(cycle.body)
             super().on_body(body)
             return
         cycle.body = body  # type: ignore[assignment]  # taken with bytes(), then reset
