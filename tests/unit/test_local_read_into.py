@@ -96,3 +96,23 @@ async def test_a_read_past_the_end_is_empty_and_one_across_it_is_short(tmp_path:
             assert await file.read_into(SIZE + 5, view) == 0
     finally:
         await file.close()
+
+
+async def test_no_view_of_the_buffer_outlives_the_read(tmp_path: Path) -> None:
+    """Once the read returns, nothing holds a view of the caller's buffer (a worker thread
+    keeps its last call's arguments until its next call, so read_into releases the slice
+    it gave one): the buffer can be resized. CI met a BufferError resizing the agent's
+    piece once (2026-12-05); the agent no longer resizes, and this holds read_into to it."""
+    path, data = _file(tmp_path)
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # so the read takes the thread
+    file = LocalFile(fd)
+    try:
+        buffer = bytearray(1 << 20)
+        with memoryview(buffer) as view:
+            assert await file.read_into(5, view) == 1 << 20
+        del buffer[10:]  # BufferError while any view of it lives
+        assert bytes(buffer) == data[5:15]
+    finally:
+        await file.close()

@@ -108,8 +108,7 @@ def _reader(opened: OpenFile) -> Callable[[int, int], Awaitable[bytes | bytearra
         piece = bytearray(size)
         with memoryview(piece) as view:
             done = await opened.read_into(offset, view)
-        del piece[done:]  # at the end of the file
-        return piece
+        return piece if done == size else piece[:done]  # short: at the end of the file
 
     return read
 

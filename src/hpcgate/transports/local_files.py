@@ -227,9 +227,12 @@ class LocalFile:
         piece of a long read costs no allocation and no thread per piece."""
         done = self._cached_into(offset, buffer)
         while done < len(buffer):
-            more = await anyio.to_thread.run_sync(
-                self._guarded, os.preadv, [buffer[done:]], offset + done
-            )
+            rest = buffer[done:]
+            try:
+                at = offset + done
+                more = await anyio.to_thread.run_sync(self._guarded, os.preadv, [rest], at)
+            finally:
+                rest.release()  # the worker thread may hold its arguments until its next call
             if not more:
                 break  # the end of the file
             done += more
