@@ -163,6 +163,16 @@ def test_the_services_page_shows_a_projects_service_by_role(
     assert alice.get(f"{SERVICES}/{ref}").json()["stopping"] is False  # nothing changed
 
 
+@pytest.mark.parametrize("tilde", ["~", "%7E", "%7e"])
+def test_a_member_opens_a_projects_service_at_the_path_asked(
+    project: str, sessions: dict[str, Browserless], tilde: str
+) -> None:
+    """The replica gets the path after ``/ui/open/PROJECT~NAME`` however the browser
+    encoded the ``~`` (it may send ``%7E``); the first request starts the replica."""
+    body = sessions["bob"].page(f"/ui/open/{project}{tilde}web/path/here?x=1")
+    assert body == "/path/here?x=1"
+
+
 def test_a_member_starts_a_service_in_the_project_from_the_form_and_stops_it(
     project: str, sessions: dict[str, Browserless], alice: httpx.Client
 ) -> None:

@@ -6,6 +6,7 @@ same caller, with the same checks of its role in a project."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -225,8 +226,11 @@ def _target(request: Request, name: str, *, keep_prefix: bool) -> bytes:
     """The path and query the replica gets: what follows ``/open/{name}``, under the
     service's public prefix when it keeps it (it serves there)."""
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-    mine = f"/ui{OPEN}/{name}".encode()
-    path = raw[len(mine) :] if raw.startswith(mine) else b"/"
+    head = f"/ui{OPEN}/".encode()
+    # the name's segment as the browser sent it (``p%7Eweb`` for ``p~web`` too)
+    segment, slash, rest = raw.removeprefix(head).partition(b"/")
+    named = raw.startswith(head) and unquote_to_bytes(segment) == name.encode()
+    path = slash + rest if named else b"/"
     if keep_prefix:
         path = public_prefix(name).rstrip("/").encode() + path
     query: bytes = request.scope.get("query_string", b"")
