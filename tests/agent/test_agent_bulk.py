@@ -33,6 +33,7 @@ from tests.agent.test_agent_gateway import agent_token
 from tests.support.accounts import give, passable
 from tests.support.agent_process import AgentProcess
 from tests.support.gateway_process import GatewayProcess, cli
+from tests.support.polling import wait_until
 
 SYSTEM = "/api/v1/systems/edge"
 FILES = f"{SYSTEM}/files"
@@ -65,13 +66,6 @@ def agents(client: httpx.Client) -> int:
     return len(client.get(SYSTEM).json()["agents"])
 
 
-def until(check: object, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def token(started: tuple[GatewayProcess, Path, AgentProcess]) -> str:
     """The agent token of ``edge`` (every agent here uses it; one at a time)."""
@@ -84,13 +78,13 @@ def only_agent(
 ) -> Iterator[AgentProcess]:
     """A real agent process, once no other is connected; killed on the way out."""
     gateway, base = edge
-    until(lambda: agents(alice) == 0)
+    assert wait_until(lambda: agents(alice) == 0, 30)
     made = AgentProcess(
         base / f"agent-{name}", gateway.url, token, (f"{base}/{{user}}",), base / "spool",
         extra=extra,
     )  # fmt: skip
     made.start()
-    until(lambda: agents(alice) == 1)
+    assert wait_until(lambda: agents(alice) == 1, 30)
     try:
         yield made
     finally:
@@ -103,7 +97,7 @@ def serving(
 ) -> AgentProcess:
     """The agent the gateway started with (bulk reads on), of the first tests (the third
     kills it)."""
-    until(lambda: agents(alice) == 1)
+    assert wait_until(lambda: agents(alice) == 1, 30)
     return started[2]
 
 
@@ -147,7 +141,9 @@ def test_a_64_mib_download_comes_whole_over_the_data_connection(
         for chunk in answer.iter_bytes():
             digest.update(chunk)
     assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
-    until(lambda: posted_streams(gateway) == before + 1)  # one data connection, not frames
+    assert wait_until(
+        lambda: posted_streams(gateway) == before + 1, 30
+    )  # one data connection, not frames
     ranged = alice.get(
         f"{FILES}/download", params={"path": "big.bin"}, headers={"Range": "bytes=5-1048580"}
     )
@@ -258,7 +254,7 @@ def held_agent(
 ) -> Iterator[str]:
     """The agent's dialer, run in this process with :class:`HeldSender`; its token."""
     gateway, base = edge
-    until(lambda: agents(alice) == 0)
+    assert wait_until(lambda: agents(alice) == 0, 30)
     (base / "held").mkdir(exist_ok=True)
     (base / "held" / "token").write_text(token)
     config = AgentConfig(
@@ -270,12 +266,12 @@ def held_agent(
     with start_blocking_portal() as portal:
         running = portal.start_task_soon(dial.Dialer(config).forever)
         try:
-            until(lambda: agents(alice) == 1)
+            assert wait_until(lambda: agents(alice) == 1, 30)
             yield token
         finally:
             HeldSender.go.set()
             running.cancel()
-    until(lambda: agents(alice) == 0)
+    assert wait_until(lambda: agents(alice) == 0, 30)
 
 
 def test_a_stream_id_serves_only_its_agents_token_and_only_once(
@@ -322,12 +318,12 @@ def test_a_revoked_agents_partial_upload_is_discarded_by_the_next_agent(
     with only_agent(edge, alice, secret, "revoked"), ThreadPoolExecutor(1) as pool:
         where = {"path": "up.bin"}
         put = pool.submit(alice.put, f"{FILES}/upload", params=where, content=body())
-        until(lambda: bool(hidden_uploads(base)))  # its first bytes are written
+        assert wait_until(lambda: bool(hidden_uploads(base)), 30)  # its first bytes are written
         cli(gateway.home, "agent-token", "revoke", token_id)
-        until(lambda: agents(alice) == 0)
+        assert wait_until(lambda: agents(alice) == 0, 30)
         release.set()
         assert put.result(30).status_code == 503
     assert hidden_uploads(base)  # no agent could remove it
     with only_agent(edge, alice, token, "next"):
-        until(lambda: not hidden_uploads(base))
+        assert wait_until(lambda: not hidden_uploads(base), 30)
     assert not (base / "alice" / "up.bin").exists()

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support.polling import wait_until
+
 # Every test job carries this variable (value: its spool), so leftover processes are found.
 MARKER = "HPCGATE_TEST_SPOOL"
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"})
@@ -96,16 +98,6 @@ class Engine:
         for pid in strays:
             kill(pid)
         return strays
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` passes (False)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def read_pid(path: Path) -> int:

@@ -6,7 +6,8 @@ import os
 import signal
 from pathlib import Path
 
-from tests.embedded.engine import Engine, alive, parent_of, read_pid, wait_until
+from tests.embedded.engine import Engine, alive, parent_of, read_pid
+from tests.support.polling import wait_until
 
 
 def test_a_killed_supervisor_is_node_fail_and_status_starts_the_queue(engine: Engine) -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.support.gateway_process import GatewayProcess, user_client
+from tests.support.polling import wait_until
 from tests.support.services import (
     SERVICES,
     admin_token,
@@ -64,15 +64,6 @@ def _in_flight(client: httpx.Client) -> int:
     return sum(r["in_flight"] for r in ready(wait_replicas(client, "echo", in_state("ready"))))
 
 
-def _until(done: Callable[[], bool], seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not done():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def _leave(client: httpx.Client, method: str, path: str, body: bytes = b"") -> None:
     """Send the request on a socket of its own, wait until the replica has it (counted in
     flight), then close the socket without a byte of the answer read: a caller that
@@ -85,7 +76,7 @@ def _leave(client: httpx.Client, method: str, path: str, body: bytes = b"") -> N
     )
     with socket.create_connection((url.host, url.port or 80)) as caller:
         caller.sendall(head.encode() + body)
-        assert _until(lambda: _in_flight(client) == 1)
+        assert wait_until(lambda: _in_flight(client) == 1, 10)
 
 
 def _requests(client: httpx.Client) -> int:
@@ -106,7 +97,7 @@ def test_a_proxied_request_whose_caller_leaves_unanswered_stops_counting(
 ) -> None:
     wait_replicas(alice, "echo", in_state("ready"))
     _leave(alice, "GET", f"{SERVICES}/echo/proxy/hang")
-    assert _until(lambda: _in_flight(alice) == 0)  # not after the replica's 600 s
+    assert wait_until(lambda: _in_flight(alice) == 0, 10)  # not after the replica's 600 s
     assert alice.get(f"{SERVICES}/echo/proxy/path/next").text == "/path/next"
 
 
@@ -117,8 +108,8 @@ def test_a_v1_call_whose_caller_leaves_before_any_answer_stops_counting(
     before = _audited(gateway, "/v1/completions", 499)
     body = {"model": MODEL, "prompt": "hang", "stream": True}
     _leave(alice, "POST", "/v1/completions", json.dumps(body).encode())
-    assert _until(lambda: _in_flight(alice) == 0)
-    assert _until(lambda: _audited(gateway, "/v1/completions", 499) == before + 1)
+    assert wait_until(lambda: _in_flight(alice) == 0, 10)
+    assert wait_until(lambda: _audited(gateway, "/v1/completions", 499) == before + 1, 10)
 
 
 def test_a_v1_call_whose_caller_leaves_after_the_head_is_counted_and_stops(
@@ -133,6 +124,6 @@ def test_a_v1_call_whose_caller_leaves_after_the_head_is_counted_and_stops(
         body = {"model": MODEL, "prompt": "x", "stream": True}
         with own.stream("POST", "/v1/completions", json=body) as answer:
             assert answer.status_code == 200  # the head came; no chunk read
-    assert _until(lambda: _in_flight(alice) == 0)
-    assert _until(lambda: _requests(alice) == before + 1)
-    assert _until(lambda: _audited(gateway, "/v1/completions", 200) == audited + 1)
+    assert wait_until(lambda: _in_flight(alice) == 0, 10)
+    assert wait_until(lambda: _requests(alice) == before + 1, 10)
+    assert wait_until(lambda: _audited(gateway, "/v1/completions", 200) == audited + 1, 10)
