@@ -6,7 +6,6 @@ requests; two first requests of one credential at once open one request."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from hpcgate.model.principal import DEFAULT_SCOPES, Principal, Scope
 from hpcgate.model.tokens import CreatedToken
 from hpcgate.store.consents import ConsentStore
 from hpcgate.store.db import Database
-from tests.api.test_postgres import _create_database, _postgres_url
+from tests.support.postgres import new_database
 
 START = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 PORTAL = Principal("alice", DEFAULT_SCOPES, "oidc:0123456789abcdef", client="portal")
@@ -50,9 +49,7 @@ async def _no_revoke(token_id: str) -> None:
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     url = f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db"
     if request.param == "postgres":
-        server, name = _postgres_url(), f"hpcgate_{uuid.uuid4().hex[:8]}"
-        await asyncio.to_thread(_create_database, server, name)
-        url = f"{server.rsplit('/', 1)[0]}/{name}"
+        url = await new_database()
     db = Database(url)
     await db.start()
     try:

@@ -3,55 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.gateway_process import TEST_CONFIG, GatewayProcess, new_gateway
 from tests.support.jobs import ended, submit, wait_for_job
+from tests.support.postgres import new_database_now
 from tests.support.sse import read_events
 
 pytestmark = pytest.mark.postgres
 JOBS = "/api/v1/systems/local/jobs"
 
 
-def _postgres_url() -> str:
-    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if os.environ.get("CI"):
-        pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
-    pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
-
-
 @pytest.fixture(scope="module")
 def pg_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    url = _postgres_url()
-    database = f"hpcgate_{uuid.uuid4().hex[:8]}"
-    _create_database(url, database)
-    base = url.rsplit("/", 1)[0]
-    config = f'database_url = "{base}/{database}"\n' + TEST_CONFIG
+    config = f'database_url = "{new_database_now()}"\n' + TEST_CONFIG
     server = new_gateway(tmp_path_factory.mktemp("pg"), config)
     server.start()
     yield server
     server.stop()
-
-
-def _create_database(url: str, name: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def create() -> None:
-        connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
 
 
 def test_jobs_flow_on_postgres(pg_gateway: GatewayProcess) -> None:

@@ -7,7 +7,6 @@ another. Started at once on an empty database, they migrate it in turn."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -16,37 +15,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.support.gateway_process import GatewayProcess, new_gateway
+from tests.support.postgres import drop_database_now, new_database_now
 from tests.support.services import SERVICES, backend_script, stop_services, wait_replicas
 from tests.support.slurm import SYSTEM, services_config
 
 pytestmark = pytest.mark.postgres
 FIRST_PORTS, SECOND_PORTS = (21000, 21499), (21500, 21999)
 LEADER_SECONDS = 0.5
-
-
-def _postgres_url() -> str:
-    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if os.environ.get("CI"):
-        pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
-    pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
-
-
-def _admin(url: str, statement: str) -> None:
-    async def run() -> None:
-        connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
 
 
 def _config(database_url: str, ports: tuple[int, int]) -> str:
@@ -58,11 +37,9 @@ def _config(database_url: str, ports: tuple[int, int]) -> str:
 def database_url(slurm_cluster: None) -> Iterator[str]:
     if os.geteuid() != 0:
         pytest.skip("the multi-user gateway runs as root")
-    server = _postgres_url()
-    name = f"hpcgate_{uuid.uuid4().hex[:8]}"
-    _admin(server, f'CREATE DATABASE "{name}"')
-    yield f"{server.rsplit('/', 1)[0]}/{name}"
-    _admin(server, f'DROP DATABASE "{name}" WITH (FORCE)')
+    url = new_database_now()
+    yield url
+    drop_database_now(url)
 
 
 @pytest.fixture(scope="module")

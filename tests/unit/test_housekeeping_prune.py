@@ -5,14 +5,11 @@ rate-limit windows, and the loop that runs them (one failing chore stops no othe
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 from pydantic import ValidationError
 
@@ -27,6 +24,7 @@ from hpcgate.store.db import Database
 from hpcgate.store.tables import ConsentRow
 from hpcgate.store.tokens import TokenStore
 from hpcgate.tokens import TokenService
+from tests.support.postgres import drop_database, new_database
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
@@ -41,32 +39,13 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield made
         await made.close()
         return
-    server, name = _postgres_server(), f"hpcgate_{uuid.uuid4().hex[:8]}"
-    await _admin(server, f'CREATE DATABASE "{name}"')
-    made = Database(f"{server.rsplit('/', 1)[0]}/{name}")
+    made = Database(await new_database())
     try:
         await made.start()
         yield made
     finally:
         await made.close()
-        await _admin(server, f'DROP DATABASE "{name}"')
-
-
-def _postgres_server() -> str:
-    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
-        pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
-    return url
-
-
-async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
+        await drop_database(made.url)
 
 
 class FakeBrokenRevoke:

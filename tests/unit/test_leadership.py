@@ -7,30 +7,22 @@ gateways starting at once on an empty database migrate it in turn."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 
-import asyncpg
 import pytest
 
 from hpcgate.leadership import PREFIX, Leadership
 from hpcgate.store.db import Database
+from tests.support.postgres import drop_database, execute, new_database
 
 
 @pytest.fixture
 async def database_url() -> AsyncIterator[str]:
     """A fresh database on the real PostgreSQL, dropped afterwards."""
-    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
-        pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
-    name = f"hpcgate_{uuid.uuid4().hex[:8]}"
-    await _admin(url, f'CREATE DATABASE "{name}"')
-    yield f"{url.rsplit('/', 1)[0]}/{name}"
-    await _admin(url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    url = await new_database()
+    yield url
+    await drop_database(url)
 
 
 async def _until(test: Callable[[], bool], seconds: float) -> None:
@@ -39,14 +31,6 @@ async def _until(test: Callable[[], bool], seconds: float) -> None:
     while not test():
         assert time.monotonic() < deadline, "it never held"
         await asyncio.sleep(0.05)
-
-
-async def _admin(url: str, statement: str, *args: object) -> None:
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await connection.execute(statement, *args)
-    finally:
-        await connection.close()
 
 
 @pytest.mark.postgres
@@ -62,7 +46,7 @@ async def test_one_leads_and_the_other_takes_over_when_its_connection_dies(
         await _until(lambda: second.leader == "gw-a", 5)  # its loop's rounds change nothing
         assert first.leads() and not second.leads()
         # the leader's connection ends, as when its process is killed
-        await _admin(
+        await execute(
             database_url,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
             PREFIX + "gw-a",

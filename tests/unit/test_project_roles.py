@@ -3,12 +3,9 @@ membership (real SQLite) combines with them (the higher wins), and a token's lim
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from hpcgate.config import OidcIssuer
@@ -19,6 +16,7 @@ from hpcgate.model.projects import MemberChange, NewProject
 from hpcgate.projects import Projects
 from hpcgate.store.db import Database
 from hpcgate.store.projects import ProjectStore
+from tests.support.postgres import new_database
 from tests.unit.test_oidc import HTTPS
 
 GROUPS = HTTPS | {
@@ -50,7 +48,7 @@ async def projects(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         database = Database(f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db")
     else:
-        database = Database(await _postgres_database())
+        database = Database(await new_database())
     await database.start()
     yield Projects(ProjectStore(database), max_members=3)
     await database.close()
@@ -89,21 +87,6 @@ async def test_members_are_bounded_and_the_last_owner_stays(projects: Projects) 
     with pytest.raises(Conflict):
         await projects.set_member(ADMIN, "small", "ada", MemberChange(role=Role.VIEWER))
     assert [m.user for m in (await projects.get(ADMIN, "small")).members] == ["ada", "bob", "carl"]
-
-
-async def _postgres_database() -> str:
-    url = os.environ.get("HPCGATE_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the PostgreSQL tier: HPCGATE_TEST_POSTGRES_URL is not set")
-        pytest.skip("no PostgreSQL (run the suite with scripts/test as root)")
-    name = f"hpcgate_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return f"{url.rsplit('/', 1)[0]}/{name}"
 
 
 def test_a_read_only_token_holds_no_write_scope() -> None:

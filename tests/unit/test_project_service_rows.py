@@ -23,7 +23,7 @@ from hpcgate.store.functions import FunctionStore
 from hpcgate.store.projects import ProjectStore
 from hpcgate.store.services import ServiceStore
 from hpcgate.store.tables import FunctionRow, ServiceRow
-from tests.unit.test_project_roles import _postgres_database
+from tests.support.postgres import new_database
 
 OLD_ROWS = (
     "INSERT INTO services (name, owner, spec, min_replicas, max_replicas, stopping, created_at)"
@@ -45,7 +45,7 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path}/hpcgate.db"
     else:
-        url = await _postgres_database()
+        url = await new_database()
     engine = create_async_engine(url)
     async with engine.begin() as connection:
         await connection.run_sync(_to_0019)
