@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
@@ -14,6 +12,7 @@ from hpcgate.api.auth import GatewayDep, TargetDep
 from hpcgate.api.problems import problem, responses
 from hpcgate.files.ranges import Span, etag, last_modified, requested_span, still_valid
 from hpcgate.files.service import Opened
+from hpcgate.files.streams import read_out
 from hpcgate.model.bounds import BYTES_ASKED_MAX
 from hpcgate.model.errors import RangeNotSatisfiable
 from hpcgate.model.files import (
@@ -34,7 +33,7 @@ from hpcgate.model.files import (
     UploadState,
 )
 from hpcgate.model.tasks import Task
-from hpcgate.transports.filesystem import ALGORITHMS, OpenFile
+from hpcgate.transports.filesystem import ALGORITHMS
 
 router = APIRouter(prefix="/api/v1/systems/{system}/files", tags=["files"])
 
@@ -48,7 +47,6 @@ FilePath = Annotated[
 ]
 Lines = Annotated[int | None, Query(ge=1, le=100_000, description="How many lines")]
 Bytes = Annotated[int | None, Query(ge=1, le=1 << 20, description="How many bytes")]
-READ_CHUNK = 1 << 20
 # Every file operation goes through the system's transport: over SSH it can fail (503) or
 # time out (504).
 READS = responses(400, 401, 403, 404, 409, 422, 503, 504)
@@ -238,7 +236,7 @@ def _download(
         headers["Content-Range"] = span.content_range()
         code = status.HTTP_206_PARTIAL_CONTENT
     return StreamingResponse(
-        _chunks(opened.file, chosen),
+        read_out(opened.file, chosen.start, chosen.length if chosen.size else 0),
         status_code=code,
         headers=headers,
         media_type="application/octet-stream",
@@ -249,22 +247,6 @@ def _quote(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe="")
-
-
-async def _chunks(file: OpenFile, span: Span) -> AsyncIterator[bytes]:
-    """The span's bytes, read a chunk at a time; the file is closed at the end."""
-    try:
-        offset, left = span.start, span.length if span.size else 0
-        while left > 0:
-            data = await file.read_some(offset, min(READ_CHUNK, left))
-            if not data:
-                return  # the file shrank while we sent it; the client sees a short body
-            yield data
-            offset += len(data)
-            left -= len(data)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await file.close()
 
 
 @router.put(

@@ -1,4 +1,5 @@
-"""Request bodies written to an open file: batched, hashed off the event loop."""
+"""Request bodies written to an open file (batched, hashed off the event loop), and an open
+file read out into an answer's body."""
 
 from __future__ import annotations
 
@@ -13,6 +14,25 @@ from hpcgate.model.errors import BadRequest, HpcgateError
 from hpcgate.transports.filesystem import OpenFile
 
 WRITE_BATCH = 1 << 20
+READ_PIECE = 1 << 20  # the most one piece of a file read out asks for
+
+
+async def read_out(file: OpenFile, start: int, length: int) -> AsyncIterator[bytes]:
+    """``length`` bytes of ``file`` from ``start``, a piece at a time as the transport has
+    them (:meth:`OpenFile.read_some`); fewer if the file shrank meanwhile (the client then
+    sees a short body). The file is closed at the end, however the answer ends."""
+    try:
+        offset, left = start, length
+        while left > 0:
+            data = await file.read_some(offset, min(READ_PIECE, left))
+            if not data:
+                return
+            yield data
+            offset += len(data)
+            left -= len(data)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await file.close()
 
 
 async def receive(

@@ -223,8 +223,8 @@ class LocalFile:
         """Bytes from ``offset`` into ``buffer``, as many as fit (fewer only at the end of
         the file); their count. What the page cache holds is read without leaving the
         event loop (``RWF_NOWAIT`` never waits for a disk); the rest, or all of it where
-        the file system can't say, in a worker thread. A buffer used again for every
-        piece of a long read costs no allocation and no thread per piece."""
+        the file system can't say, in a worker thread: a long read of a cached file
+        takes no thread hop per piece."""
         done = self._cached_into(offset, buffer)
         while done < len(buffer):
             rest = buffer[done:]

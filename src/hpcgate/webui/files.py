@@ -14,11 +14,11 @@ import anyio
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
+from hpcgate.files.streams import read_out
 from hpcgate.model.errors import Invalid, NotFound
 from hpcgate.model.files import Listing, Transfer
 from hpcgate.model.principal import Scope
 from hpcgate.model.tasks import TaskState
-from hpcgate.transports.filesystem import OpenFile
 from hpcgate.webui.forms import read_form
 from hpcgate.webui.render import page
 from hpcgate.webui.viewer import Viewer, ViewerDep
@@ -29,7 +29,6 @@ FilePath = Annotated[str, Query(min_length=1, max_length=4096)]
 MaybePath = Annotated[str | None, Query(min_length=1, max_length=4096)]
 #: The editor opens files up to this size.
 EDIT_MAX = 1 << 20
-READ_CHUNK = 1 << 20
 RENAME_WAIT_SECONDS = 10
 
 
@@ -105,24 +104,10 @@ async def download(viewer: ViewerDep, system: SystemName, path: FilePath) -> Res
         "Content-Length": str(opened.info.size),
     }
     return StreamingResponse(
-        _chunks(opened.file, opened.info.size),
+        read_out(opened.file, 0, opened.info.size),
         headers=headers,
         media_type="application/octet-stream",
     )
-
-
-async def _chunks(file: OpenFile, size: int) -> AsyncIterator[bytes]:
-    try:
-        offset = 0
-        while offset < size:
-            data = await file.read_some(offset, min(READ_CHUNK, size - offset))
-            if not data:
-                return
-            yield data
-            offset += len(data)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await file.close()
 
 
 @router.put("/upload")
